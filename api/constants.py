@@ -1,0 +1,47 @@
+"""Names other tools and users rely on (DESIGN.md section 4): group, labels, containers, phases."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "stash.appscode.com"
+V1BETA1: Final = f"{GROUP}/v1beta1"
+V1ALPHA1: Final = f"{GROUP}/v1alpha1"
+
+# Opt-in label on pods and pod templates; the webhook only ever sees pods that carry it.
+BACKUP_LABEL: Final = f"{GROUP}/backup"
+BACKUP_LABEL_VALUE: Final = "enabled"
+
+# Labels on BackupSessions (and everything created for them).
+INVOKER_TYPE_LABEL: Final = f"{GROUP}/invoker-type"
+INVOKER_NAME_LABEL: Final = f"{GROUP}/invoker-name"
+
+SIDECAR_CONTAINER: Final = "stash"
+RESTORE_INIT_CONTAINER: Final = "stash-init"
+TMP_DIR_VOLUME: Final = "tmp-dir"
+TMP_DIR_MOUNT_PATH: Final = "/tmp"  # noqa: S108 - the sidecar's own emptyDir, not a host path
+
+WEBHOOK_NAME: Final = "stash-webhook"
+WEBHOOK_PATH: Final = "/mutate/pods"
+PUSHGATEWAY_PORT: Final = 56789
+
+# Condition types on invokers (BackupBatch / BackupConfiguration).
+REPOSITORY_FOUND: Final = "RepositoryFound"
+BACKEND_SECRET_FOUND: Final = "BackendSecretFound"
+BACKUP_TARGET_FOUND: Final = "BackupTargetFound"
+VALIDATION_PASSED: Final = "ValidationPassed"
+CRONJOB_CREATED: Final = "CronJobCreated"
+STASH_SIDECAR_INJECTED: Final = "StashSidecarInjected"
+
+# Condition types on BackupSessions.
+BACKUP_SKIPPED: Final = "BackupSkipped"
+DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+BACKUP_EXECUTOR_ENSURED: Final = "BackupExecutorEnsured"
+RETENTION_POLICY_APPLIED: Final = "RetentionPolicyApplied"
+REPOSITORY_INTEGRITY_VERIFIED: Final = "RepositoryIntegrityVerified"
+REPOSITORY_METRICS_PUSHED: Final = "RepositoryMetricsPushed"
+BACKUP_HISTORY_CLEANED: Final = "BackupHistoryCleaned"
+PRE_BACKUP_HOOK_SUCCEEDED: Final = "PreBackupHookExecutionSucceeded"
+POST_BACKUP_HOOK_SUCCEEDED: Final = "PostBackupHookExecutionSucceeded"
+GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED: Final = "GlobalPreBackupHookSucceeded"
+GLOBAL_POST_BACKUP_HOOK_SUCCEEDED: Final = "GlobalPostBackupHookSucceeded"

@@ -1,0 +1,1 @@
+"""Composition roots: the ``stash`` console script, argument parsing and wiring."""

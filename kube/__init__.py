@@ -1,0 +1,29 @@
+"""The only code that talks to the Kubernetes API server: a small JSON client, its errors.
+
+Everything above this package speaks plain dicts and ``api`` models through ``kube.Client``.
+"""
+
+from kube.client import Client, ResourceType
+from kube.errors import (
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    KubeError,
+    NotFound,
+    Unavailable,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "Client",
+    "Conflict",
+    "Forbidden",
+    "Gone",
+    "Invalid",
+    "KubeError",
+    "NotFound",
+    "ResourceType",
+    "Unavailable",
+]

@@ -1,0 +1,243 @@
+"""A small JSON client over the kubernetes package's transport (TLS, auth, kubeconfig).
+
+Objects go in and out as plain dicts; resource types are found by discovery and cached. The
+typed API classes of the kubernetes package are not used: the project's own ``api`` models are
+the types, and dicts keep unknown fields intact.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from kube.errors import KubeError, NotFound, Unavailable, error_from_response
+
+JSON = dict[str, Any]
+
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """Where a kind lives on the API server."""
+
+    api_version: str
+    plural: str
+    namespaced: bool
+    kind: str = ""
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str = ""
+    ) -> str:
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        parts = [base]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{quote(namespace, safe='')}")
+        parts.append(self.plural)
+        if name:
+            parts.append(quote(name, safe=""))
+            if subresource:
+                parts.append(subresource)
+        return "/".join(parts)
+
+
+class Client:
+    """Blocking API client; thread-safe (urllib3 pools connections)."""
+
+    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+        self._api = api_client
+        self._config: k8s_client.Configuration = api_client.configuration
+        self._types: dict[tuple[str, str], ResourceType] = {}
+        self._types_lock = threading.Lock()
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Client:
+        cfg = k8s_client.Configuration()
+        k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        return cls(k8s_client.ApiClient(cfg))
+
+    @classmethod
+    def in_cluster(cls) -> Client:
+        cfg = k8s_client.Configuration()
+        k8s_config.load_incluster_config(client_configuration=cfg)
+        return cls(k8s_client.ApiClient(cfg))
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> Client:
+        """The kubeconfig given (or $KUBECONFIG, ~/.kube/config), else the pod's service account."""
+        try:
+            return cls.from_kubeconfig(kubeconfig)
+        except k8s_config.ConfigException:
+            if kubeconfig:
+                raise
+            return cls.in_cluster()
+
+    @property
+    def host(self) -> str:
+        return str(self._config.host)
+
+    def close(self) -> None:
+        self._api.close()
+
+    # -- raw requests -----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        timeout: float | None = 30.0,
+    ) -> Any:
+        """Send one request and return the decoded JSON body; raise ``KubeError`` on failure."""
+        url = self._config.host + path
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        if params:
+            url += "?" + urlencode(params)
+        headers = {"Accept": accept, "Content-Type": content_type}
+        auth = self._config.auth_settings().get("BearerToken")
+        if auth and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+        what = f"{method} {path}"
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=timeout
+            )
+            data = response.read()
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unavailable(message=f"{what}: {type(exc).__name__}: {exc}") from None
+        except k8s_client.ApiException as exc:
+            raise error_from_response(exc.status or 0, exc.body, what) from None
+        if not 200 <= response.status <= 299:
+            raise error_from_response(response.status, data, what)
+        if not data:
+            return None
+        return json.loads(data)
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    def resource_type(self, api_version: str, kind: str) -> ResourceType:
+        """Find where ``kind`` is served (cached; re-discovered once when missing)."""
+        key = (api_version, kind)
+        with self._types_lock:
+            found = self._types.get(key)
+        if found:
+            return found
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        listing = self.request("GET", base)
+        with self._types_lock:
+            for res in listing.get("resources", []):
+                if "/" in res["name"]:
+                    continue  # subresources
+                rt = ResourceType(api_version, res["name"], bool(res["namespaced"]), res["kind"])
+                self._types[(api_version, res["kind"])] = rt
+            found = self._types.get(key)
+        if not found:
+            raise NotFound(message=f"{api_version} has no kind {kind}", status=404)
+        return found
+
+    def forget_discovery(self) -> None:
+        with self._types_lock:
+            self._types.clear()
+
+    def type_of(self, obj: JSON) -> ResourceType:
+        return self.resource_type(obj["apiVersion"], obj["kind"])
+
+    # -- object verbs -----------------------------------------------------------------------
+
+    def get(self, rt: ResourceType, name: str, namespace: str | None = None) -> JSON:
+        result: JSON = self.request("GET", rt.path(namespace, name))
+        return result
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> JSON:
+        query = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        result: JSON = self.request("GET", rt.path(namespace), query=query)
+        return result
+
+    def create(self, obj: JSON, namespace: str | None = None) -> JSON:
+        rt = self.type_of(obj)
+        ns = namespace or obj.get("metadata", {}).get("namespace")
+        result: JSON = self.request("POST", rt.path(ns), body=obj)
+        return result
+
+    def apply(
+        self,
+        obj: JSON,
+        *,
+        field_manager: str,
+        namespace: str | None = None,
+        force: bool = True,
+        dry_run: bool = False,
+        subresource: str = "",
+    ) -> JSON:
+        """Server-side apply ``obj`` (the fields it holds become owned by ``field_manager``)."""
+        rt = self.type_of(obj)
+        meta = obj.get("metadata", {})
+        ns = namespace or meta.get("namespace")
+        query: dict[str, Any] = {"fieldManager": field_manager, "force": "true" if force else None}
+        if dry_run:
+            query["dryRun"] = "All"
+        path = rt.path(ns, meta["name"], subresource)
+        result: JSON = self.request(
+            "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH
+        )
+        return result
+
+    def patch(
+        self,
+        rt: ResourceType,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        subresource: str = "",
+        content_type: str = MERGE_PATCH,
+    ) -> JSON:
+        result: JSON = self.request(
+            "PATCH", rt.path(namespace, name, subresource), body=patch, content_type=content_type
+        )
+        return result
+
+    def delete(
+        self,
+        rt: ResourceType,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+        missing_ok: bool = False,
+    ) -> None:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        try:
+            self.request("DELETE", rt.path(namespace, name), body=body)
+        except NotFound:
+            if not missing_ok:
+                raise
+
+    def table(self, rt: ResourceType, namespace: str | None = None) -> JSON:
+        """The server-side table (what ``kubectl get`` prints, printer columns included)."""
+        result: JSON = self.request("GET", rt.path(namespace), accept=TABLE_ACCEPT)
+        return result
+
+
+__all__ = ["Client", "KubeError", "ResourceType"]

@@ -8,7 +8,6 @@ from pydantic import Field
 
 from api.base import CrdDefault, Model, Resource
 from api.common import (
-    VolumeMount,
     BackupHooks,
     Condition,
     Duration,
@@ -23,6 +22,7 @@ from api.common import (
     TargetRef,
     TaskRef,
     Time,
+    VolumeMount,
 )
 from api.constants import V1BETA1
 

@@ -27,7 +27,7 @@ PUSHGATEWAY_PORT: Final = 56789
 
 # Condition types on invokers (BackupBatch / BackupConfiguration).
 REPOSITORY_FOUND: Final = "RepositoryFound"
-BACKEND_SECRET_FOUND: Final = "BackendSecretFound"
+BACKEND_SECRET_FOUND: Final = "BackendSecretFound"  # noqa: S105 - a condition type
 BACKUP_TARGET_FOUND: Final = "BackupTargetFound"
 VALIDATION_PASSED: Final = "ValidationPassed"
 CRONJOB_CREATED: Final = "CronJobCreated"

@@ -178,7 +178,7 @@ def _apply_metadata(schema: JSON, metadata: list[Any] | tuple[Any, ...]) -> JSON
     return schema
 
 
-def schema_for_type(tp: Any) -> JSON:
+def schema_for_type(tp: Any) -> JSON:  # noqa: PLR0911 - one return per kind of type
     """The structural schema of one Python annotation."""
     tp = _strip_optional(tp)
     origin = get_origin(tp)
@@ -308,6 +308,6 @@ def all_crds() -> list[JSON]:
 def model_for(api_version: str, kind: str) -> type[Resource]:
     """The model class of a manifest's apiVersion/kind (raises KeyError when it is not ours)."""
     info = kind_info(kind)
-    if info.model.API_VERSION != api_version:
+    if api_version != info.model.API_VERSION:
         raise KeyError(f"{kind} is served as {info.model.API_VERSION}, not {api_version}")
     return info.model

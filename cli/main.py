@@ -47,11 +47,11 @@ def cmd_dev_cluster(args: argparse.Namespace) -> int:
     if args.action == "down":
         print("stopped" if dev.down() else "no dev cluster was running")
         return 0
-    plane = dev.running()
-    if plane is None:
+    running = dev.running()
+    if running is None:
         print("no dev cluster is running: start one with `stash dev-cluster up`", file=sys.stderr)
         return 1
-    print(dev.env(plane) if args.action == "env" else dev.describe(plane), end="")
+    print(dev.env(running) if args.action == "env" else dev.describe(running), end="")
     return 0
 
 

@@ -177,8 +177,7 @@ def _go_build(
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
-        assert proc.stderr is not None
-        for line in proc.stderr:
+        for line in proc.stderr or ():
             done += 1
             tail = [*tail[-14:], line.rstrip()]
             now = time.monotonic()

@@ -134,9 +134,10 @@ class ControlPlane:
         self.state_file.unlink(missing_ok=True)
 
     def alive(self) -> bool:
-        return all(
-            name in self.pids and _is_ours(self.pids[name], name) for name in COMPONENTS
-        ) and self._get("/readyz") == 200
+        return (
+            all(name in self.pids and _is_ours(self.pids[name], name) for name in COMPONENTS)
+            and self._get("/readyz") == 200
+        )
 
     @classmethod
     def attach(cls, workdir: Path, binaries: Binaries, progress: Progress = print) -> ControlPlane:
@@ -206,7 +207,10 @@ class ControlPlane:
                 }
             ],
             "contexts": [
-                {"name": "stash-dev", "context": {"cluster": "stash-dev", "user": "stash-dev-admin"}}
+                {
+                    "name": "stash-dev",
+                    "context": {"cluster": "stash-dev", "user": "stash-dev-admin"},
+                }
             ],
             "current-context": "stash-dev",
         }

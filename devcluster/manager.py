@@ -83,7 +83,8 @@ class DevCluster:
     def describe(self, plane: ControlPlane) -> str:
         versions = plane.binaries.versions
         return (
-            f"Local control plane running (Kubernetes {versions.kubernetes}, etcd {versions.etcd})\n"
+            "Local control plane running "
+            f"(Kubernetes {versions.kubernetes}, etcd {versions.etcd})\n"
             f"  API server : {plane.server}\n"
             f"  kubeconfig : {plane.kubeconfig}\n"
             f"  logs       : {plane.logs}\n"

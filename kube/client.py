@@ -39,7 +39,11 @@ class ResourceType:
     def path(
         self, namespace: str | None = None, name: str | None = None, subresource: str = ""
     ) -> str:
-        base = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        base = (
+            f"/api/{self.api_version}"
+            if "/" not in self.api_version
+            else f"/apis/{self.api_version}"
+        )
         parts = [base]
         if self.namespaced and namespace:
             parts.append(f"namespaces/{quote(namespace, safe='')}")
@@ -100,6 +104,7 @@ class Client:
         query: dict[str, Any] | None = None,
         content_type: str = "application/json",
         accept: str = "application/json",
+        headers: dict[str, str] | None = None,
         timeout: float | None = 30.0,
     ) -> Any:
         """Send one request and return the decoded JSON body; raise ``KubeError`` on failure."""
@@ -107,10 +112,10 @@ class Client:
         params = {k: v for k, v in (query or {}).items() if v is not None}
         if params:
             url += "?" + urlencode(params)
-        headers = {"Accept": accept, "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type, **(headers or {})}
         auth = self._config.auth_settings().get("BearerToken")
         if auth and auth.get("value"):
-            headers[auth["key"]] = auth["value"]
+            headers[str(auth["key"])] = str(auth["value"])
         what = f"{method} {path}"
         try:
             response = self._api.call_api(
@@ -198,9 +203,7 @@ class Client:
         if dry_run:
             query["dryRun"] = "All"
         path = rt.path(ns, meta["name"], subresource)
-        result: JSON = self.request(
-            "PATCH", path, body=obj, query=query, content_type=APPLY_PATCH
-        )
+        result: JSON = self.request("PATCH", path, body=obj, query=query, content_type=APPLY_PATCH)
         return result
 
     def patch(

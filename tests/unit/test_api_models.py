@@ -21,7 +21,9 @@ def test_the_fixtures_cover_every_kind() -> None:
 
 
 @pytest.mark.parametrize("doc", MANIFESTS, ids=manifest_id)
-def test_a_stash_manifest_round_trips_without_losing_or_renaming_fields(doc: dict[str, Any]) -> None:
+def test_a_stash_manifest_round_trips_without_losing_or_renaming_fields(
+    doc: dict[str, Any],
+) -> None:
     model = model_for(doc["apiVersion"], doc["kind"])
     assert model.from_dict(doc).to_dict() == doc
 
@@ -85,7 +87,7 @@ def test_an_unknown_enum_value_is_rejected_with_the_field_name() -> None:
     doc = {
         "spec": {"executionOrder": "Random", "retentionPolicy": {"name": "r"}},
     }
-    with pytest.raises(ValidationError, match="execution_order|executionOrder"):
+    with pytest.raises(ValidationError, match=r"execution_order|executionOrder"):
         BackupBatch.from_dict(doc)
 
 

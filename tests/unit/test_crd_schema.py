@@ -95,7 +95,11 @@ def test_every_schema_is_structural(info: KindInfo) -> None:
         ("BackupBatch", "spec.executionOrder", ["Parallel", "Sequential"]),
         ("BackupBatch", "spec.driver", ["Restic", "VolumeSnapshotter"]),
         ("BackupBatch", "status.phase", ["Invalid", "Ready", "NotReady"]),
-        ("BackupBatch", "spec.hooks.postBackup.executionPolicy", ["Always", "OnSuccess", "OnFailure"]),
+        (
+            "BackupBatch",
+            "spec.hooks.postBackup.executionPolicy",
+            ["Always", "OnSuccess", "OnFailure"],
+        ),
         (
             "BackupSession",
             "status.phase",
@@ -104,7 +108,11 @@ def test_every_schema_is_structural(info: KindInfo) -> None:
         ("BackupSession", "status.targets.[].phase", ["Pending", "Running", "Succeeded", "Failed"]),
         ("BackupSession", "status.targets.[].stats.[].phase", ["Succeeded", "Failed"]),
         ("BackupSession", "spec.invoker.kind", ["BackupConfiguration", "BackupBatch"]),
-        ("RestoreSession", "status.phase", ["Pending", "Running", "Succeeded", "Failed", "Unknown", "Invalid"]),
+        (
+            "RestoreSession",
+            "status.phase",
+            ["Pending", "Running", "Succeeded", "Failed", "Unknown", "Invalid"],
+        ),
         ("RestoreBatch", "spec.executionOrder", ["Parallel", "Sequential"]),
         ("Repository", "spec.usagePolicy.allowedNamespaces.from", ["All", "Same", "Selector"]),
     ],
@@ -192,8 +200,13 @@ def test_printer_columns_match_stash(kind: str, columns: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "short"),
-    [("Repository", ["repo"]), ("BackupConfiguration", ["bc"]), ("Task", ["task"]),
-     ("Function", ["fn"]), ("RestoreSession", ["restore"])],
+    [
+        ("Repository", ["repo"]),
+        ("BackupConfiguration", ["bc"]),
+        ("Task", ["task"]),
+        ("Function", ["fn"]),
+        ("RestoreSession", ["restore"]),
+    ],
 )
 def test_short_names_match_stash(kind: str, short: list[str]) -> None:
     assert crd_for(kind_info(kind))["spec"]["names"]["shortNames"] == short

@@ -25,7 +25,9 @@ def _verify(ca: CertificateAuthority, cert: x509.Certificate) -> None:
 
 
 def test_a_serving_certificate_carries_its_dns_and_ip_names(ca: CertificateAuthority) -> None:
-    pair = ca.issue("stash-webhook", dns_names=["stash-webhook.stash.svc"], ip_addresses=["127.0.0.1"])
+    pair = ca.issue(
+        "stash-webhook", dns_names=["stash-webhook.stash.svc"], ip_addresses=["127.0.0.1"]
+    )
     cert = pair.certificate
     _verify(ca, cert)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -36,7 +38,9 @@ def test_a_serving_certificate_carries_its_dns_and_ip_names(ca: CertificateAutho
 
 
 def test_a_client_certificate_names_its_groups_as_organizations(ca: CertificateAuthority) -> None:
-    cert = ca.issue("admin", organizations=["system:masters"], server=False, client=True).certificate
+    cert = ca.issue(
+        "admin", organizations=["system:masters"], server=False, client=True
+    ).certificate
     _verify(ca, cert)
     orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     assert [o.value for o in orgs] == ["system:masters"]

@@ -38,7 +38,9 @@ def _fake_binaries(root: Path, versions: Versions) -> None:
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-def test_cached_binaries_are_used_without_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_binaries_are_used_without_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     versions = Versions("v1.99.0", "v3.99.0")
     _fake_binaries(tmp_path, versions)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
@@ -47,13 +49,17 @@ def test_cached_binaries_are_used_without_go(tmp_path: Path, monkeypatch: pytest
     assert bins.etcd == tmp_path / "etcd-v3.99.0" / "bin" / "etcd"
 
 
-def test_a_missing_go_toolchain_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_go_toolchain_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(BuildError, match="Go is not installed or not on PATH"):
         ensure_binaries(Versions("v1.99.0", "v3.99.0"), progress=lambda _: None, root=tmp_path)
 
 
-def test_an_old_go_toolchain_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_old_go_toolchain_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "go").write_text("#!/bin/sh\necho go1.21.4\n")
@@ -63,7 +69,9 @@ def test_an_old_go_toolchain_is_a_clear_error(tmp_path: Path, monkeypatch: pytes
         ensure_binaries(Versions("v1.99.0", "v3.99.0"), progress=lambda _: None, root=tmp_path)
 
 
-def test_the_cache_lives_outside_the_checkout_and_can_be_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_lives_outside_the_checkout_and_can_be_moved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("STASH_DEV_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/me")
     assert build.cache_root() == Path("/var/cache/me/stash-dev")

@@ -19,11 +19,19 @@ from kube.errors import (
 )
 
 
-def _status(code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None) -> bytes:
-    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-            "reason": reason, "message": message}
+def _status(
+    code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None
+) -> bytes:
+    body: dict[str, object] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
     if causes is not None:
-        body["details"] = {"causes": causes}  # type: ignore[assignment]
+        body["details"] = {"causes": causes}
     return json.dumps(body).encode()
 
 
@@ -53,8 +61,13 @@ def test_an_invalid_object_error_names_each_field_and_why() -> None:
         422,
         "Invalid",
         'BackupBatch.stash.appscode.com "b" is invalid: spec.executionOrder: Unsupported value',
-        [{"reason": "FieldValueNotSupported", "message": "Unsupported value: \"Random\"",
-          "field": "spec.executionOrder"}],
+        [
+            {
+                "reason": "FieldValueNotSupported",
+                "message": 'Unsupported value: "Random"',
+                "field": "spec.executionOrder",
+            }
+        ],
     )
     err = error_from_response(422, body, "POST /apis/stash.appscode.com/v1beta1/backupbatches")
     assert isinstance(err, Invalid)

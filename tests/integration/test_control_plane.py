@@ -1,0 +1,164 @@
+"""The control plane runs the controllers the product relies on, with RBAC and service accounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devcluster import ControlPlane
+from kube import Client, Forbidden, ResourceType
+
+PODS = ResourceType("v1", "pods", True, "Pod")
+JOBS = ResourceType("batch/v1", "jobs", True, "Job")
+REPLICASETS = ResourceType("apps/v1", "replicasets", True, "ReplicaSet")
+SERVICEACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
+
+POD_TEMPLATE = {
+    "metadata": {"labels": {"app": "web"}},
+    "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+}
+
+
+def _eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def _owned_by(items: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
+    return [
+        item
+        for item in items
+        if any(
+            ref["kind"] == kind and ref["name"] == name
+            for ref in item["metadata"].get("ownerReferences", [])
+        )
+    ]
+
+
+def test_a_namespace_gets_its_default_service_account(kube: Client, namespace: str) -> None:
+    _eventually(
+        lambda: kube.list(SERVICEACCOUNTS, namespace)["items"], 30, "the default ServiceAccount"
+    )
+
+
+def test_a_deployment_becomes_a_replica_set_and_a_pod(kube: Client, namespace: str) -> None:
+    kube.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": POD_TEMPLATE,
+            },
+        }
+    )
+    replica_sets = _eventually(
+        lambda: _owned_by(kube.list(REPLICASETS, namespace)["items"], "Deployment", "web"),
+        60,
+        "the Deployment's ReplicaSet",
+    )
+    rs_name = replica_sets[0]["metadata"]["name"]
+    pods = _eventually(
+        lambda: _owned_by(kube.list(PODS, namespace)["items"], "ReplicaSet", rs_name),
+        60,
+        "the ReplicaSet's Pod",
+    )
+    # No scheduler and no kubelet run here: the pod exists and stays Pending.
+    assert pods[0]["status"]["phase"] == "Pending"
+    assert pods[0]["metadata"]["labels"]["app"] == "web"
+
+
+def test_a_cron_job_creates_a_job_at_its_schedule(kube: Client, namespace: str) -> None:
+    kube.create(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "every-minute", "namespace": namespace},
+            "spec": {
+                "schedule": "* * * * *",
+                "concurrencyPolicy": "Forbid",
+                "jobTemplate": {
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{"name": "c", "image": "busybox", "args": ["true"]}],
+                            }
+                        },
+                    }
+                },
+            },
+        }
+    )
+    jobs = _eventually(
+        lambda: _owned_by(kube.list(JOBS, namespace)["items"], "CronJob", "every-minute"),
+        90,
+        "the CronJob's Job (one schedule slot)",
+    )
+    assert jobs[0]["spec"]["template"]["spec"]["containers"][0]["args"] == ["true"]
+
+
+def test_rbac_is_enforced_for_users_without_a_role(
+    control_plane: ControlPlane, kube: Client, namespace: str
+) -> None:
+    # Impersonate an unprivileged service account: the admin may, it may not list pods.
+    with pytest.raises(Forbidden, match="cannot list resource"):
+        kube.request(
+            "GET",
+            PODS.path(namespace),
+            headers={"Impersonate-User": f"system:serviceaccount:{namespace}:default"},
+        )
+
+
+def test_the_dev_cluster_command_starts_prints_and_stops_a_cluster(tmp_path: Path) -> None:
+    state = tmp_path / "dev"
+    env = dict(os.environ)
+    stash = [sys.executable, "-m", "cli.main", "dev-cluster"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*stash, *args, "--dir", str(state)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+
+    up = run("up")
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "API server : https://127.0.0.1:" in up.stdout
+        exports = run("env")
+        assert exports.returncode == 0, exports.stderr
+        assert f"export KUBECONFIG={state / 'kubeconfig'}" in exports.stdout
+        kubeconfig = yaml.safe_load((state / "kubeconfig").read_text())
+        assert kubeconfig["clusters"][0]["cluster"]["server"].startswith("https://127.0.0.1:")
+        client = Client.from_kubeconfig(str(state / "kubeconfig"))
+        crds = client.resource_type("stash.appscode.com/v1beta1", "BackupBatch")
+        assert client.list(crds)["items"] == []
+        client.close()
+        again = run("up")  # a second `up` reuses the running cluster
+        assert "already running" in again.stderr
+    finally:
+        down = run("down")
+    assert down.returncode == 0, down.stderr
+    assert not state.exists()
+    assert run("env").returncode == 1

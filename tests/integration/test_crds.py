@@ -1,0 +1,231 @@
+"""The CRDs on a real API server: established, accepting Stash manifests unchanged, rejecting
+invalid ones with a message that names the field, and printing Stash's columns."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from api.crd import KINDS, crd_for, kind_info
+from kube import Client, Invalid
+from kube.crds import CRD_TYPE, established
+from tests.manifests import ROOT, load_all, manifest_id, stash_manifests, with_defaults
+
+MANIFESTS = stash_manifests()
+SAMPLES = load_all(ROOT / "manifests" / "samples" / "backup-batch.yaml")
+
+
+def _schema(kind: str) -> dict[str, Any]:
+    schema: dict[str, Any] = crd_for(kind_info(kind))["spec"]["versions"][0]["schema"][
+        "openAPIV3Schema"
+    ]
+    return schema
+
+
+def _create(kube: Client, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """Create ``doc`` (spec only: status goes through its subresource) in ``namespace``."""
+    body = copy.deepcopy(doc)
+    body.pop("status", None)
+    if kube.type_of(doc).namespaced:
+        body["metadata"]["namespace"] = namespace
+    else:
+        body["metadata"]["name"] = f"{namespace}-{body['metadata']['name']}"
+    return kube.create(body)
+
+
+def test_every_crd_is_established_with_its_names(kube: Client) -> None:
+    for info in KINDS:
+        crd = kube.get(CRD_TYPE, info.crd_name)
+        assert established(crd), info.crd_name
+        names = crd["status"]["acceptedNames"]
+        assert names["kind"] == info.kind
+        assert names.get("shortNames", []) == list(info.short_names)
+
+
+def test_discovery_serves_each_kind_at_its_stash_version(kube: Client) -> None:
+    for info in KINDS:
+        rt = kube.resource_type(info.model.API_VERSION, info.kind)
+        assert rt.plural == info.plural
+        assert rt.namespaced == info.namespaced
+
+
+@pytest.mark.parametrize("doc", MANIFESTS, ids=manifest_id)
+def test_a_stash_manifest_is_accepted_and_stored_unchanged(
+    kube: Client, namespace: str, doc: dict[str, Any]
+) -> None:
+    stored = _create(kube, doc, namespace)
+    # Nothing pruned, nothing renamed: only Stash's own defaults are added.
+    assert stored["spec"] == with_defaults(_schema(doc["kind"]), doc)["spec"]
+
+
+@pytest.mark.parametrize("doc", [d for d in MANIFESTS if "status" in d], ids=manifest_id)
+def test_a_status_is_written_through_the_status_subresource_unchanged(
+    kube: Client, namespace: str, doc: dict[str, Any]
+) -> None:
+    created = _create(kube, doc, namespace)
+    rt = kube.type_of(doc)
+    name = created["metadata"]["name"]
+    kube.patch(rt, name, {"status": doc["status"]}, namespace=namespace, subresource="status")
+    assert kube.get(rt, name, namespace)["status"] == doc["status"]
+
+
+@pytest.mark.parametrize("doc", SAMPLES, ids=manifest_id)
+def test_every_sample_is_accepted(kube: Client, namespace: str, doc: dict[str, Any]) -> None:
+    assert _create(kube, doc, namespace)["metadata"]["uid"]
+
+
+def _batch(namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupBatch",
+        "metadata": {"name": "invalid", "namespace": namespace},
+        "spec": {"retentionPolicy": {"name": "keep-last-1", "keepLast": 1}, **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "why"),
+    [
+        ({"executionOrder": "Random"}, "spec.executionOrder", 'Unsupported value: "Random"'),
+        ({"driver": "Velero"}, "spec.driver", 'supported values: "Restic", "VolumeSnapshotter"'),
+        ({"timeOut": "forever"}, "spec.timeOut", "should match"),
+        (
+            {"retryConfig": {"maxRetry": -1}},
+            "spec.retryConfig.maxRetry",
+            "greater than or equal to 0",
+        ),
+        (
+            {"retentionPolicy": {"name": "r", "keepLast": -5}},
+            "spec.retentionPolicy.keepLast",
+            "greater than or equal to 0",
+        ),
+        ({"retentionPolicy": None}, "spec.retentionPolicy", "Required value"),
+        (
+            {"hooks": {"postBackup": {"executionPolicy": "Sometimes"}}},
+            "spec.hooks.postBackup.executionPolicy",
+            'Unsupported value: "Sometimes"',
+        ),
+        (
+            {"members": [{"task": {"params": [{"name": "x", "value": "y"}]}}]},
+            "spec.members[0].task.name",
+            "Required value",
+        ),
+    ],
+)
+def test_an_invalid_backup_batch_is_rejected_naming_the_field(
+    kube: Client, namespace: str, spec: dict[str, Any], field: str, why: str
+) -> None:
+    doc = _batch(namespace, **spec)
+    if spec.get("retentionPolicy", "") is None:
+        del doc["spec"]["retentionPolicy"]
+    with pytest.raises(Invalid) as caught:
+        kube.create(doc)
+    assert f"{field}:" in str(caught.value)
+    assert why in str(caught.value)
+    assert field in [c.field for c in caught.value.causes]
+
+
+def test_a_repository_with_two_backends_is_rejected_naming_the_field(
+    kube: Client, namespace: str
+) -> None:
+    repo = {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "two", "namespace": namespace},
+        "spec": {
+            "backend": {
+                "storageSecretName": "s",
+                "s3": {"bucket": "b", "endpoint": "https://s3.example"},
+                "gcs": {"bucket": "b"},
+            }
+        },
+    }
+    with pytest.raises(Invalid) as caught:
+        kube.create(repo)
+    assert "spec.backend:" in str(caught.value)
+    assert "exactly one backend must be set" in str(caught.value)
+
+
+def test_a_repository_with_no_backend_is_rejected(kube: Client, namespace: str) -> None:
+    repo = {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "none", "namespace": namespace},
+        "spec": {"backend": {"storageSecretName": "s"}},
+    }
+    with pytest.raises(Invalid, match=r"spec\.backend: .*exactly one backend"):
+        kube.create(repo)
+
+
+def _table(kube: Client, kind: str, namespace: str) -> tuple[list[str], dict[str, list[Any]]]:
+    info = kind_info(kind)
+    table = kube.table(kube.resource_type(info.model.API_VERSION, kind), namespace)
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    rows = {r["cells"][0]: r["cells"][1:] for r in table["rows"]}
+    return columns, rows
+
+
+def _by_name(name: str) -> dict[str, Any]:
+    return next(d for d in MANIFESTS if d["metadata"]["name"] == name)
+
+
+def test_backup_sessions_list_with_invoker_phase_and_duration(kube: Client, namespace: str) -> None:
+    doc = _by_name("deployments-and-pvc-1714643400")
+    _create(kube, doc, namespace)
+    kube.patch(
+        kube.type_of(doc),
+        doc["metadata"]["name"],
+        {"status": doc["status"]},
+        namespace=namespace,
+        subresource="status",
+    )
+    columns, rows = _table(kube, "BackupSession", namespace)
+    assert columns == ["Name", "Invoker-Type", "Invoker-Name", "Phase", "Duration", "Age"]
+    assert rows[doc["metadata"]["name"]][:4] == [
+        "BackupBatch",
+        "deployments-and-pvc",
+        "Succeeded",
+        "41.2s",
+    ]
+
+
+def test_repositories_list_with_integrity_size_and_snapshot_count(
+    kube: Client, namespace: str
+) -> None:
+    doc = _by_name("gcs-repo")
+    _create(kube, doc, namespace)
+    kube.patch(
+        kube.type_of(doc),
+        "gcs-repo",
+        {"status": doc["status"]},
+        namespace=namespace,
+        subresource="status",
+    )
+    columns, rows = _table(kube, "Repository", namespace)
+    assert columns == [
+        "Name",
+        "Integrity",
+        "Size",
+        "Snapshot-Count",
+        "Last-Successful-Backup",
+        "Age",
+    ]
+    assert rows["gcs-repo"][:3] == [True, "3.412 MiB", 5]
+
+
+def test_backup_batches_list_with_schedule_paused_and_phase(kube: Client, namespace: str) -> None:
+    doc = _by_name("deployments-and-pvc")
+    _create(kube, doc, namespace)
+    kube.patch(
+        kube.type_of(doc),
+        doc["metadata"]["name"],
+        {"status": doc["status"]},
+        namespace=namespace,
+        subresource="status",
+    )
+    columns, rows = _table(kube, "BackupBatch", namespace)
+    assert columns == ["Name", "Schedule", "Paused", "Phase", "Age"]
+    assert rows["deployments-and-pvc"][0] == "*/30 * * * *"
+    assert rows["deployments-and-pvc"][2] == "Ready"

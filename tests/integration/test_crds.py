@@ -24,15 +24,24 @@ def _schema(kind: str) -> dict[str, Any]:
     return schema
 
 
-def _create(kube: Client, doc: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """Create ``doc`` (spec only: status goes through its subresource) in ``namespace``."""
+def _create(
+    kube: Client, doc: dict[str, Any], namespace: str, *, with_status: bool = False
+) -> dict[str, Any]:
+    """Create ``doc`` in ``namespace``; its status, if wanted, through the status subresource."""
     body = copy.deepcopy(doc)
-    body.pop("status", None)
-    if kube.type_of(doc).namespaced:
+    status = body.pop("status", None)
+    rt = kube.type_of(doc)
+    if rt.namespaced:
         body["metadata"]["namespace"] = namespace
     else:
         body["metadata"]["name"] = f"{namespace}-{body['metadata']['name']}"
-    return kube.create(body)
+    created = kube.create(body)
+    if with_status and status is not None:
+        name = created["metadata"]["name"]
+        created = kube.patch(
+            rt, name, {"status": status}, namespace=namespace, subresource="status"
+        )
+    return created
 
 
 def test_every_crd_is_established_with_its_names(kube: Client) -> None:
@@ -64,11 +73,9 @@ def test_a_stash_manifest_is_accepted_and_stored_unchanged(
 def test_a_status_is_written_through_the_status_subresource_unchanged(
     kube: Client, namespace: str, doc: dict[str, Any]
 ) -> None:
-    created = _create(kube, doc, namespace)
+    created = _create(kube, doc, namespace, with_status=True)
     rt = kube.type_of(doc)
-    name = created["metadata"]["name"]
-    kube.patch(rt, name, {"status": doc["status"]}, namespace=namespace, subresource="status")
-    assert kube.get(rt, name, namespace)["status"] == doc["status"]
+    assert kube.get(rt, created["metadata"]["name"], namespace)["status"] == doc["status"]
 
 
 @pytest.mark.parametrize("doc", SAMPLES, ids=manifest_id)
@@ -167,65 +174,31 @@ def _table(kube: Client, kind: str, namespace: str) -> tuple[list[str], dict[str
     return columns, rows
 
 
-def _by_name(name: str) -> dict[str, Any]:
-    return next(d for d in MANIFESTS if d["metadata"]["name"] == name)
-
-
-def test_backup_sessions_list_with_invoker_phase_and_duration(kube: Client, namespace: str) -> None:
-    doc = _by_name("deployments-and-pvc-1714643400")
-    _create(kube, doc, namespace)
-    kube.patch(
-        kube.type_of(doc),
-        doc["metadata"]["name"],
-        {"status": doc["status"]},
-        namespace=namespace,
-        subresource="status",
-    )
-    columns, rows = _table(kube, "BackupSession", namespace)
-    assert columns == ["Name", "Invoker-Type", "Invoker-Name", "Phase", "Duration", "Age"]
-    assert rows[doc["metadata"]["name"]][:4] == [
-        "BackupBatch",
-        "deployments-and-pvc",
-        "Succeeded",
-        "41.2s",
-    ]
-
-
-def test_repositories_list_with_integrity_size_and_snapshot_count(
-    kube: Client, namespace: str
+@pytest.mark.parametrize(
+    ("name", "columns", "cells"),
+    [
+        (
+            "deployments-and-pvc-1714643400",
+            ["Name", "Invoker-Type", "Invoker-Name", "Phase", "Duration", "Age"],
+            ["BackupBatch", "deployments-and-pvc", "Succeeded", "41.2s"],
+        ),
+        (
+            "gcs-repo",
+            ["Name", "Integrity", "Size", "Snapshot-Count", "Last-Successful-Backup", "Age"],
+            [True, "3.412 MiB", 5],
+        ),
+        (
+            "deployments-and-pvc",
+            ["Name", "Schedule", "Paused", "Phase", "Age"],
+            ["*/30 * * * *", None, "Ready"],
+        ),
+    ],
+)
+def test_a_table_listing_shows_stash_printer_columns(
+    kube: Client, namespace: str, name: str, columns: list[str], cells: list[Any]
 ) -> None:
-    doc = _by_name("gcs-repo")
-    _create(kube, doc, namespace)
-    kube.patch(
-        kube.type_of(doc),
-        "gcs-repo",
-        {"status": doc["status"]},
-        namespace=namespace,
-        subresource="status",
-    )
-    columns, rows = _table(kube, "Repository", namespace)
-    assert columns == [
-        "Name",
-        "Integrity",
-        "Size",
-        "Snapshot-Count",
-        "Last-Successful-Backup",
-        "Age",
-    ]
-    assert rows["gcs-repo"][:3] == [True, "3.412 MiB", 5]
-
-
-def test_backup_batches_list_with_schedule_paused_and_phase(kube: Client, namespace: str) -> None:
-    doc = _by_name("deployments-and-pvc")
-    _create(kube, doc, namespace)
-    kube.patch(
-        kube.type_of(doc),
-        doc["metadata"]["name"],
-        {"status": doc["status"]},
-        namespace=namespace,
-        subresource="status",
-    )
-    columns, rows = _table(kube, "BackupBatch", namespace)
-    assert columns == ["Name", "Schedule", "Paused", "Phase", "Age"]
-    assert rows["deployments-and-pvc"][0] == "*/30 * * * *"
-    assert rows["deployments-and-pvc"][2] == "Ready"
+    doc = next(d for d in MANIFESTS if d["metadata"]["name"] == name)
+    _create(kube, doc, namespace, with_status=True)
+    got_columns, rows = _table(kube, doc["kind"], namespace)
+    assert got_columns == columns
+    assert rows[name][: len(cells)] == cells

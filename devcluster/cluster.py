@@ -14,6 +14,7 @@ import ctypes
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -27,17 +28,24 @@ from typing import Any
 import yaml
 
 from certs import CertificateAuthority, generate_signing_key
-from devcluster.build import Binaries
+from devcluster.build import Binaries, Versions, cached_binaries
 
 Progress = Callable[[str], None]
 
 SERVICE_CIDR = "10.96.0.0/24"  # only ever an allocation range: nothing listens there
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+# Ports are picked free, then bound by another process a moment later: another program can
+# take one in between. Such a start is retried on fresh ports.
+START_ATTEMPTS = 3
 _PR_SET_PDEATHSIG = 1
 
 
 class StartError(RuntimeError):
     """A component did not come up; the message carries the end of its log."""
+
+    def __init__(self, message: str, *, port_taken: bool = False) -> None:
+        super().__init__(message)
+        self.port_taken = port_taken
 
 
 def free_port() -> int:
@@ -103,8 +111,21 @@ class ControlPlane:
     def start(self, timeout: float = 180.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._start_once(timeout)
+                return
+            except StartError as exc:
+                if not exc.port_taken or attempt == START_ATTEMPTS:
+                    raise
+                self.progress("a port was taken meanwhile; starting again on fresh ports")
+                for name in COMPONENTS:
+                    (self.logs / f"{name}.log").unlink(missing_ok=True)
+                shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+
+    def _start_once(self, timeout: float) -> None:
         self.ports = Ports.allocate()
-        self._write_pki()
+        self._write_pki()  # the kubeconfigs name the API server's port
         deadline = time.monotonic() + timeout
         try:
             self._spawn("etcd", self._etcd_args())
@@ -140,12 +161,12 @@ class ControlPlane:
         )
 
     @classmethod
-    def attach(cls, workdir: Path, binaries: Binaries, progress: Progress = print) -> ControlPlane:
+    def attach(cls, workdir: Path, progress: Progress = print) -> ControlPlane:
         """The cluster described by ``workdir/state.json`` (started by another process)."""
         state = json.loads((workdir / "state.json").read_text())
         return cls(
             workdir=workdir,
-            binaries=binaries,
+            binaries=cached_binaries(Versions(**state["versions"])),
             die_with_parent=False,
             progress=progress,
             ports=Ports(**state["ports"]),
@@ -306,7 +327,11 @@ class ControlPlane:
         proc = self._procs[name]
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StartError(f"{name} exited with code {proc.returncode}:\n{self._tail(name)}")
+                tail = self._tail(name)
+                raise StartError(
+                    f"{name} exited with code {proc.returncode}:\n{tail}",
+                    port_taken="address already in use" in tail,
+                )
             if ready():
                 return
             time.sleep(0.2)

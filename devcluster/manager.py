@@ -44,7 +44,7 @@ class DevCluster:
     def running(self) -> ControlPlane | None:
         if not (self.state_dir / "state.json").is_file():
             return None
-        plane = ControlPlane.attach(self.state_dir, self._binaries(), self.progress)
+        plane = ControlPlane.attach(self.state_dir, self.progress)
         return plane if plane.alive() else None
 
     def up(self, *, crds: bool = True) -> ControlPlane:
@@ -70,7 +70,7 @@ class DevCluster:
         if not self.state_dir.exists():
             return False
         if (self.state_dir / "state.json").is_file():
-            ControlPlane.attach(self.state_dir, self._binaries(), self.progress).stop()
+            ControlPlane.attach(self.state_dir, self.progress).stop()
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return True
 

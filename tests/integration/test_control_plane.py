@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from devcluster import ControlPlane
+from devcluster import ControlPlane, ensure_binaries
+from devcluster.cluster import Ports
 from kube import Client, Forbidden, ResourceType
 
 PODS = ResourceType("v1", "pods", True, "Pod")
@@ -162,3 +164,32 @@ def test_the_dev_cluster_command_starts_prints_and_stops_a_cluster(tmp_path: Pat
     assert down.returncode == 0, down.stderr
     assert not state.exists()
     assert run("env").returncode == 1
+
+
+def test_a_port_taken_before_the_api_server_binds_it_is_retried_on_fresh_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    taken = blocker.getsockname()[1]
+    allocations: list[Ports] = []
+    allocate = Ports.allocate
+
+    def first_one_taken() -> Ports:
+        ports = allocate()
+        if not allocations:
+            ports.apiserver = taken
+        allocations.append(ports)
+        return ports
+
+    monkeypatch.setattr(Ports, "allocate", staticmethod(first_one_taken))
+    plane = ControlPlane(tmp_path / "cp", ensure_binaries(), progress=lambda _: None)
+    try:
+        plane.start()
+        assert len(allocations) == 2
+        assert plane.ports.apiserver != taken
+        assert plane.alive()
+    finally:
+        plane.stop()
+        blocker.close()

@@ -1,0 +1,142 @@
+"""Which BackupBatch / BackupConfiguration members target which workload in sidecar mode.
+
+``SidecarTargets`` is a pure, immutable-per-update index: fed invoker objects (raw dicts, as a
+watch delivers them), it answers "who targets Deployment demo/web?" without any API call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.backup import BackupBatch, BackupConfiguration, BackupMember
+from api.common import EmptyDirSettings, VolumeMount
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
+
+
+@dataclass(frozen=True)
+class SidecarTarget:
+    """One invoker member that backs up a workload through the ``stash`` sidecar."""
+
+    invoker_kind: str
+    invoker_name: str
+    member_index: int
+    paths: tuple[str, ...]
+    volume_mounts: tuple[VolumeMount, ...]
+    container_settings: dict[str, Any] | None
+    temp_dir: EmptyDirSettings | None
+
+    @property
+    def invoker(self) -> str:
+        return f"{self.invoker_kind}/{self.invoker_name}"
+
+
+def _is_sidecar_member(member: BackupMember, driver: str) -> WorkloadKey | None:
+    """The workload a member targets in sidecar mode (no Task, restic driver), else None."""
+    if driver != "Restic" or (member.task and member.task.name):
+        return None
+    ref = member.target.ref if member.target else None
+    if ref is None or ref.kind not in WORKLOAD_KINDS or not ref.name:
+        return None
+    return ("", ref.kind, ref.name)
+
+
+def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget]]:
+    """Every workload an invoker object targets in sidecar mode, with what the sidecar needs.
+
+    An object that does not parse (it passed the CRD schema, but may be from a newer version)
+    targets nothing: the webhook must never fail a pod because of someone's invoker.
+    """
+    kind = invoker.get("kind")
+    try:
+        if kind == "BackupBatch":
+            batch = BackupBatch.from_dict(invoker)
+            members = list(batch.spec.members or [])
+            driver = batch.spec.driver
+            obj: BackupBatch | BackupConfiguration = batch
+        elif kind == "BackupConfiguration":
+            config = BackupConfiguration.from_dict(invoker)
+            members = [config.spec]
+            driver = config.spec.driver
+            obj = config
+        else:
+            return {}
+    except ValidationError:
+        return {}
+    namespace = obj.metadata.namespace or ""
+    name = obj.metadata.name or ""
+    found: dict[WorkloadKey, list[SidecarTarget]] = {}
+    for index, member in enumerate(members):
+        key = _is_sidecar_member(member, driver)
+        if key is None or member.target is None or member.target.ref is None:
+            continue
+        ref_ns = member.target.ref.namespace or namespace
+        workload = (ref_ns, key[1], key[2])
+        container = member.runtime_settings.container if member.runtime_settings else None
+        found.setdefault(workload, []).append(
+            SidecarTarget(
+                invoker_kind=kind,
+                invoker_name=name,
+                member_index=index,
+                paths=tuple(member.target.paths or ()),
+                volume_mounts=tuple(member.target.volume_mounts or ()),
+                container_settings=container,
+                temp_dir=member.temp_dir,
+            )
+        )
+    return found
+
+
+class SidecarIndex:
+    """Thread-safe index workload → sidecar targets, updated as invokers change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_invoker: dict[tuple[str, str, str], dict[WorkloadKey, list[SidecarTarget]]] = {}
+        self._by_workload: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}
+
+    @staticmethod
+    def _invoker_key(obj: dict[str, Any]) -> tuple[str, str, str]:
+        meta = obj.get("metadata", {})
+        return (str(obj.get("kind")), str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+    def upsert(self, invoker: dict[str, Any]) -> None:
+        key = self._invoker_key(invoker)
+        targets = sidecar_targets_of(invoker)
+        with self._lock:
+            self._by_invoker[key] = targets
+            self._rebuild()
+
+    def delete(self, invoker: dict[str, Any]) -> None:
+        with self._lock:
+            self._by_invoker.pop(self._invoker_key(invoker), None)
+            self._rebuild()
+
+    def replace(self, invokers: Iterable[dict[str, Any]]) -> None:
+        fresh = {self._invoker_key(obj): sidecar_targets_of(obj) for obj in invokers}
+        with self._lock:
+            self._by_invoker = fresh
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        merged: dict[WorkloadKey, list[SidecarTarget]] = {}
+        for targets in self._by_invoker.values():
+            for workload, items in targets.items():
+                merged.setdefault(workload, []).extend(items)
+        # A stable order: the same invokers always give the same sidecar (and hash).
+        self._by_workload = {
+            workload: tuple(sorted(items, key=lambda t: (t.invoker, t.member_index)))
+            for workload, items in merged.items()
+        }
+
+    def targets(self, namespace: str, kind: str, name: str) -> tuple[SidecarTarget, ...]:
+        return self._by_workload.get((namespace, kind, name), ())
+
+    def workloads(self) -> dict[WorkloadKey, tuple[SidecarTarget, ...]]:
+        return dict(self._by_workload)

@@ -1,0 +1,175 @@
+"""The ``stash`` sidecar: what it needs for a workload (a plan), its hash, and its injection.
+
+The plan merges every invoker member that targets the workload (one sidecar serves them all);
+``inject`` adds the container and the ``tmp-dir`` emptyDir to a copy of a pod and says, as
+warnings, what it had to leave out rather than produce a pod the API server would reject.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from api.constants import SIDECAR_CONTAINER, TMP_DIR_MOUNT_PATH, TMP_DIR_VOLUME
+from engine.invokers import SidecarTarget
+
+JSON = dict[str, Any]
+
+# Keys of Stash's ContainerRuntimeSettings that are core/v1 Container fields (nice and ionice
+# are Stash's own: they shape how restic runs, not the container).
+CONTAINER_SETTING_KEYS = (
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "lifecycle",
+    "securityContext",
+    "env",
+    "envFrom",
+)
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    """How the operator runs: the image every sidecar uses."""
+
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+
+
+@dataclass(frozen=True)
+class SidecarPlan:
+    target_kind: str
+    target_name: str
+    invokers: tuple[str, ...]
+    volume_mounts: tuple[JSON, ...]
+    container_settings: JSON
+    temp_dir: JSON
+    warnings: tuple[str, ...] = ()
+
+    def fingerprint(self) -> str:
+        """A hash of what the pod must contain for this plan: when it changes, pods roll.
+
+        The invoker list is left out on purpose: the sidecar discovers its invokers at run
+        time, so adding a second BackupBatch on the same volumes needs no new pods.
+        """
+        material = {
+            "mounts": self.volume_mounts,
+            "container": self.container_settings,
+            "tempDir": self.temp_dir,
+        }
+        canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def plan_for(kind: str, name: str, targets: tuple[SidecarTarget, ...]) -> SidecarPlan:
+    """Merge the members targeting one workload into one sidecar plan (deterministic)."""
+    mounts: dict[str, JSON] = {}
+    warnings: list[str] = []
+    settings: JSON = {}
+    settings_from = ""
+    temp_dir: JSON = {}
+    for target in targets:
+        for mount in target.volume_mounts:
+            as_json = mount.to_dict()
+            seen = mounts.get(mount.mount_path)
+            if seen is None:
+                mounts[mount.mount_path] = as_json
+            elif seen != as_json:
+                warnings.append(
+                    f"{target.invoker} mounts {mount.name!r} at {mount.mount_path}, where "
+                    f"{seen['name']!r} is already mounted by an earlier invoker: kept the first"
+                )
+        if target.container_settings:
+            chosen = {
+                k: v for k, v in target.container_settings.items() if k in CONTAINER_SETTING_KEYS
+            }
+            if not settings:
+                settings, settings_from = chosen, target.invoker
+            elif chosen and chosen != settings:
+                warnings.append(
+                    f"{target.invoker} has other container runtimeSettings than "
+                    f"{settings_from}: the sidecar uses those of {settings_from}"
+                )
+        if target.temp_dir and not temp_dir:
+            temp_dir = target.temp_dir.to_dict()
+    return SidecarPlan(
+        target_kind=kind,
+        target_name=name,
+        invokers=tuple(dict.fromkeys(t.invoker for t in targets)),
+        volume_mounts=tuple(mounts[path] for path in sorted(mounts)),
+        container_settings=settings,
+        temp_dir=temp_dir,
+        warnings=tuple(warnings),
+    )
+
+
+def _field_env(name: str, path: str) -> JSON:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+def build_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[JSON]) -> JSON:
+    container: JSON = {
+        "name": SIDECAR_CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": [
+            "run-backup",
+            f"--target-kind={plan.target_kind}",
+            f"--target-name={plan.target_name}",
+        ],
+        "env": [
+            _field_env("POD_NAME", "metadata.name"),
+            _field_env("POD_NAMESPACE", "metadata.namespace"),
+            _field_env("NODE_NAME", "spec.nodeName"),
+        ],
+        "volumeMounts": [{"name": TMP_DIR_VOLUME, "mountPath": TMP_DIR_MOUNT_PATH}, *mounts],
+    }
+    for key, value in plan.container_settings.items():
+        if key == "env":
+            container["env"] = container["env"] + copy.deepcopy(list(value))
+        else:
+            container[key] = copy.deepcopy(value)
+    return container
+
+
+def _tmp_volume(temp_dir: JSON) -> JSON:
+    empty_dir = {k: temp_dir[k] for k in ("medium", "sizeLimit") if temp_dir.get(k) is not None}
+    return {"name": TMP_DIR_VOLUME, "emptyDir": empty_dir}
+
+
+def has_sidecar(pod: JSON) -> bool:
+    containers = pod.get("spec", {}).get("containers") or []
+    return any(c.get("name") == SIDECAR_CONTAINER for c in containers)
+
+
+def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSON, list[str]]:
+    """A copy of ``pod`` with the sidecar, and warnings for what was left out.
+
+    A pod that already has a ``stash`` container is returned unchanged (reinvocation-safe).
+    """
+    mutated = copy.deepcopy(pod)
+    warnings = list(plan.warnings)
+    if has_sidecar(pod):
+        return mutated, warnings
+    spec = mutated.setdefault("spec", {})
+    volumes = spec.get("volumes") or []
+    volume_names = {v.get("name") for v in volumes}
+    mounts: list[JSON] = []
+    for mount in plan.volume_mounts:
+        if mount["mountPath"] == TMP_DIR_MOUNT_PATH:
+            warnings.append(f"volume {mount['name']!r} not mounted at /tmp: the sidecar uses /tmp")
+        elif mount["name"] not in volume_names:
+            warnings.append(
+                f"volume {mount['name']!r} is not in the pod: not mounted into the stash sidecar"
+            )
+        else:
+            mounts.append(dict(mount))
+    if TMP_DIR_VOLUME in volume_names:
+        warnings.append(f"the pod already has a volume {TMP_DIR_VOLUME!r}: the sidecar reuses it")
+    else:
+        spec["volumes"] = [*volumes, _tmp_volume(plan.temp_dir)]
+    spec["containers"] = [*(spec.get("containers") or []), build_container(plan, settings, mounts)]
+    return mutated, warnings

@@ -1,0 +1,71 @@
+"""The index answers which invokers target a workload in sidecar mode."""
+
+from __future__ import annotations
+
+from engine.invokers import SidecarIndex, sidecar_targets_of
+from tests.factories import batch, configuration, member
+
+
+def test_a_batch_indexes_each_workload_member_and_skips_job_members() -> None:
+    obj = batch(
+        "nightly",
+        "demo",
+        member("Deployment", "web"),
+        member("StatefulSet", "db"),
+        member("PersistentVolumeClaim", "shared", task="pvc-backup"),
+        member("Deployment", "worker", task="custom-task"),
+    )
+    targets = sidecar_targets_of(obj)
+    assert sorted(targets) == [("demo", "Deployment", "web"), ("demo", "StatefulSet", "db")]
+    assert targets[("demo", "StatefulSet", "db")][0].member_index == 1
+
+
+def test_a_volume_snapshotter_batch_needs_no_sidecar() -> None:
+    assert sidecar_targets_of(batch("snap", "demo", driver="VolumeSnapshotter")) == {}
+
+
+def test_a_member_may_target_another_namespace() -> None:
+    targets = sidecar_targets_of(batch("b", "demo", member("Deployment", "web", namespace="prod")))
+    assert list(targets) == [("prod", "Deployment", "web")]
+
+
+def test_an_invoker_that_does_not_parse_targets_nothing() -> None:
+    broken = batch()
+    broken["spec"]["executionOrder"] = "Random"
+    assert sidecar_targets_of(broken) == {}
+    assert sidecar_targets_of({"kind": "ConfigMap"}) == {}
+
+
+def test_two_invokers_on_one_workload_are_both_listed_in_a_stable_order() -> None:
+    index = SidecarIndex()
+    index.upsert(configuration("zeta"))
+    index.upsert(batch("alpha"))
+    assert [t.invoker for t in index.targets("demo", "Deployment", "web")] == [
+        "BackupBatch/alpha",
+        "BackupConfiguration/zeta",
+    ]
+
+
+def test_deleting_an_invoker_removes_its_targets() -> None:
+    index = SidecarIndex()
+    index.upsert(batch("a"))
+    index.upsert(batch("b"))
+    index.delete(batch("a"))
+    assert [t.invoker for t in index.targets("demo", "Deployment", "web")] == ["BackupBatch/b"]
+    index.delete(batch("b"))
+    assert index.targets("demo", "Deployment", "web") == ()
+
+
+def test_an_update_that_drops_a_member_drops_its_target() -> None:
+    index = SidecarIndex()
+    index.upsert(batch("a", "demo", member("Deployment", "web"), member("Deployment", "api")))
+    index.upsert(batch("a", "demo", member("Deployment", "api")))
+    assert index.targets("demo", "Deployment", "web") == ()
+    assert len(index.targets("demo", "Deployment", "api")) == 1
+
+
+def test_replace_swaps_the_whole_index() -> None:
+    index = SidecarIndex()
+    index.upsert(batch("old"))
+    index.replace([batch("new", "demo", member("Deployment", "api"))])
+    assert set(index.workloads()) == {("demo", "Deployment", "api")}

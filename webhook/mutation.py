@@ -1,0 +1,79 @@
+"""The admission decision, as a pure function: ``handle(request, index, settings)``.
+
+Only CREATE of pods carrying the opt-in label are mutated. The pod's workload is found from its
+owner references (a Deployment through its ReplicaSet's ``pod-template-hash`` naming), its
+invokers from the in-memory index: no API call happens on the request path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+
+from api.admission import AdmissionRequest, AdmissionResponse
+from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE
+from engine.invokers import SidecarIndex
+from engine.sidecar import SidecarSettings, has_sidecar, inject, plan_for
+
+JSON = dict[str, Any]
+
+
+def workload_of(pod: JSON) -> tuple[str, str] | None:
+    """(kind, name) of the workload that owns ``pod``, or None."""
+    meta = pod.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    owner = next((r for r in refs if isinstance(r, dict) and r.get("controller")), None)
+    if owner is None and len(refs) == 1 and isinstance(refs[0], dict):
+        owner = refs[0]
+    if owner is None:
+        return None
+    kind, name = owner.get("kind"), owner.get("name")
+    if not isinstance(name, str) or not name:
+        return None
+    if kind in ("StatefulSet", "DaemonSet"):
+        return (kind, name)
+    if kind == "ReplicaSet":
+        # The Deployment controller names its ReplicaSets "<deployment>-<pod-template-hash>"
+        # and labels their pods with that hash.
+        pod_hash = (meta.get("labels") or {}).get("pod-template-hash")
+        if isinstance(pod_hash, str) and pod_hash and name.endswith(f"-{pod_hash}"):
+            return ("Deployment", name[: -len(pod_hash) - 1])
+    return None
+
+
+def handle(
+    request: AdmissionRequest, index: SidecarIndex, settings: SidecarSettings
+) -> AdmissionResponse:
+    allow = AdmissionResponse(uid=request.uid)
+    pod = request.object
+    if request.kind != "Pod" or request.operation != "CREATE" or pod is None:
+        return allow
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if labels.get(BACKUP_LABEL) != BACKUP_LABEL_VALUE:
+        return allow
+    if has_sidecar(pod):
+        return allow
+    namespace = request.namespace or (pod.get("metadata") or {}).get("namespace") or ""
+    workload = workload_of(pod)
+    if workload is None:
+        return AdmissionResponse(
+            uid=request.uid,
+            warnings=(
+                f"pod has {BACKUP_LABEL}={BACKUP_LABEL_VALUE} but no Deployment, StatefulSet or "
+                "DaemonSet owns it: no stash sidecar injected",
+            ),
+        )
+    kind, name = workload
+    targets = index.targets(namespace, kind, name)
+    if not targets:
+        return AdmissionResponse(
+            uid=request.uid,
+            warnings=(
+                f"no BackupBatch or BackupConfiguration targets {kind} {namespace}/{name} in "
+                "sidecar mode: no stash sidecar injected",
+            ),
+        )
+    mutated, warnings = inject(pod, plan_for(kind, name, targets), settings)
+    patch = jsonpatch.make_patch(pod, mutated).patch
+    return AdmissionResponse(uid=request.uid, patch=patch, warnings=tuple(warnings))

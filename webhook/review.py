@@ -1,0 +1,56 @@
+"""Parse an AdmissionReview body into an ``AdmissionRequest``, with messages that say what is
+wrong (which field, which type) so a misconfigured caller can fix it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.admission import ADMISSION_VERSIONS, AdmissionRequest
+from webhook.errors import BadReview
+
+
+def _expect(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind):
+        raise BadReview(f"{where} must be {kind.__name__ if kind is not dict else 'an object'}")
+    return value
+
+
+def parse_review(body: bytes) -> AdmissionRequest:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadReview(f"body is not JSON: {exc}") from None
+    _expect(doc, dict, "the AdmissionReview")
+    api_version = doc.get("apiVersion")
+    if api_version not in ADMISSION_VERSIONS:
+        raise BadReview(
+            f"apiVersion must be one of {', '.join(ADMISSION_VERSIONS)}, got {api_version!r}"
+        )
+    if doc.get("kind") != "AdmissionReview":
+        raise BadReview(f"kind must be AdmissionReview, got {doc.get('kind')!r}")
+    request = _expect(doc.get("request"), dict, "request")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadReview("request.uid must be a non-empty string")
+    kind = _expect(request.get("kind", {}), dict, "request.kind")
+    operation = request.get("operation")
+    if not isinstance(operation, str):
+        raise BadReview("request.operation must be a string")
+    obj = request.get("object")
+    if obj is not None:
+        _expect(obj, dict, "request.object")
+    namespace = request.get("namespace") or ""
+    name = request.get("name") or ""
+    if not isinstance(namespace, str) or not isinstance(name, str):
+        raise BadReview("request.namespace and request.name must be strings")
+    return AdmissionRequest(
+        api_version=api_version,
+        uid=uid,
+        kind=str(kind.get("kind", "")),
+        operation=operation,
+        namespace=namespace,
+        name=name,
+        object=obj,
+        dry_run=request.get("dryRun") is True,
+    )

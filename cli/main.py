@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
+from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
+from certs.bootstrap import CertificateSpec, bootstrap, service_dns_names
+from certs.files import ensure_local_files, write_serving_files
 from devcluster import BuildError, StartError, Versions, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
-from kube import KubeError
+from kube import Client, KubeError
+from webhook.server import WebhookOptions
+from webhook.server import run as run_webhook
+
+DEFAULT_IMAGE = os.environ.get("STASH_IMAGE", "stash-py:latest")
+DEFAULT_NAMESPACE = os.environ.get("POD_NAMESPACE", "stash")
 
 
 def _progress(message: str) -> None:
@@ -55,6 +65,49 @@ def cmd_dev_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhook(args: argparse.Namespace) -> int:
+    run_webhook(
+        WebhookOptions(
+            image=args.image,
+            host=args.host,
+            port=args.port,
+            cert_dir=Path(args.cert_dir),
+            cert_source=args.certs,
+            namespace=args.namespace,
+            service=args.service,
+            register_url=args.register_url,
+            failure_policy=args.failure_policy,
+            kubeconfig=args.kubeconfig,
+        )
+    )
+    return 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    if args.action == "local":
+        ensure_local_files(Path(args.dir), renew=args.renew)
+        print(Path(args.dir))
+        return 0
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        spec = CertificateSpec(
+            namespace=args.namespace,
+            ca_secret=f"{args.service}-ca",
+            tls_secret=f"{args.service}-tls",
+            dns_names=service_dns_names(args.service, args.namespace),
+        )
+        ca, pair = bootstrap(client, spec, args.webhook_config or [WEBHOOK_NAME])
+        if args.dir:
+            write_serving_files(Path(args.dir), pair, ca.cert_pem)
+        print(
+            f"CA in Secret {spec.namespace}/{spec.ca_secret}; serving certificate in "
+            f"{spec.namespace}/{spec.tls_secret}, valid until {pair.not_after().isoformat()}"
+        )
+    finally:
+        client.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stash", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,14 +121,49 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--dir", default=str(default_state_dir()), help="state directory")
     dev.add_argument("--no-crds", action="store_true", help="do not install the CRDs on `up`")
     dev.set_defaults(func=cmd_dev_cluster)
+
+    hook = sub.add_parser("webhook", help="serve the mutating admission webhook")
+    hook.add_argument("--image", default=DEFAULT_IMAGE, help="image of the injected sidecar")
+    hook.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    hook.add_argument("--port", type=int, default=8443)
+    hook.add_argument("--cert-dir", default="/var/run/stash/certs", help="tls.crt, tls.key")
+    hook.add_argument(
+        "--certs",
+        choices=["files", "self-signed", "local"],
+        default="files",
+        help="files: read cert-dir (cert-manager); self-signed: keep a CA in a Secret and "
+        "renew; local: a throwaway loopback certificate (development)",
+    )
+    hook.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the operator's namespace")
+    hook.add_argument("--service", default=WEBHOOK_NAME, help="the webhook's Service name")
+    hook.add_argument("--register-url", help="register the webhook at this base URL (local use)")
+    hook.add_argument("--failure-policy", choices=["Ignore", "Fail"], default="Ignore")
+    hook.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
+    hook.set_defaults(func=cmd_webhook)
+
+    certs = sub.add_parser("certs", help="webhook certificates")
+    certs.add_argument("action", choices=["bootstrap", "local"])
+    certs.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    certs.add_argument("--service", default=WEBHOOK_NAME)
+    certs.add_argument("--webhook-config", action="append", help="MWC to write the CA into")
+    certs.add_argument("--dir", help="also write tls.crt, tls.key, ca.crt here")
+    certs.add_argument("--renew", action="store_true", help="local: issue a new certificate")
+    certs.add_argument("--kubeconfig")
+    certs.set_defaults(func=cmd_certs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("STASH_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "certs" and args.action == "local" and not args.dir:
+        build_parser().error("certs local needs --dir")
     try:
         code: int = args.func(args)
-    except (BuildError, StartError, KubeError) as exc:
+    except (BuildError, StartError, KubeError, ValueError, RuntimeError) as exc:
         print(f"stash {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

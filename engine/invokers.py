@@ -118,9 +118,13 @@ class SidecarIndex:
             self._by_invoker.pop(self._invoker_key(invoker), None)
             self._rebuild()
 
-    def replace(self, invokers: Iterable[dict[str, Any]]) -> None:
+    def replace(self, invokers: Iterable[dict[str, Any]], kind: str | None = None) -> None:
+        """Replace every invoker (or, with ``kind``, every invoker of that kind)."""
         fresh = {self._invoker_key(obj): sidecar_targets_of(obj) for obj in invokers}
         with self._lock:
+            if kind is not None:
+                kept = {k: v for k, v in self._by_invoker.items() if k[0] != kind}
+                fresh = {**kept, **fresh}
             self._by_invoker = fresh
             self._rebuild()
 

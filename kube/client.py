@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -17,7 +18,7 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from kube.errors import KubeError, NotFound, Unavailable, error_from_response
+from kube.errors import Gone, KubeError, NotFound, Unavailable, error_from_response
 
 JSON = dict[str, Any]
 
@@ -236,6 +237,60 @@ class Client:
         except NotFound:
             if not missing_ok:
                 raise
+
+    def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> Iterator[JSON]:
+        """Watch events (``{"type": ..., "object": ...}``) from ``resource_version`` on.
+
+        Ends when the server closes the watch (after ``timeout_seconds``); raises ``Gone`` when
+        ``resource_version`` is too old (re-list then), ``KubeError`` for other failures.
+        Bookmarks are requested, so an idle watch still advances its resourceVersion.
+        """
+        query = {
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "labelSelector": label_selector,
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        path = rt.path(namespace)
+        url = f"{self._config.host}{path}?{urlencode({k: v for k, v in query.items() if v})}"
+        headers = {"Accept": "application/json"}
+        auth = self._config.auth_settings().get("BearerToken")
+        if auth and auth.get("value"):
+            headers[str(auth["key"])] = str(auth["value"])
+        what = f"WATCH {path}"
+        try:
+            response = self._api.call_api(
+                "GET", url, header_params=headers, _request_timeout=(10, timeout_seconds + 30)
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unavailable(message=f"{what}: {type(exc).__name__}: {exc}") from None
+        raw = response.response
+        try:
+            if response.status != 200:
+                raise error_from_response(response.status, raw.read(), what)
+            for line in raw:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    code = int(status.get("code") or 0)
+                    err = error_from_response(code, json.dumps(status), what)
+                    raise err if code != 410 else Gone(message=str(err), status=410)
+                yield event
+        except urllib3.exceptions.HTTPError as exc:
+            raise Unavailable(message=f"{what}: {type(exc).__name__}: {exc}") from None
+        finally:
+            raw.release_conn()
 
     def table(self, rt: ResourceType, namespace: str | None = None) -> JSON:
         """The server-side table (what ``kubectl get`` prints, printer columns included)."""

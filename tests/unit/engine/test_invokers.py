@@ -69,3 +69,13 @@ def test_replace_swaps_the_whole_index() -> None:
     index.upsert(batch("old"))
     index.replace([batch("new", "demo", member("Deployment", "api"))])
     assert set(index.workloads()) == {("demo", "Deployment", "api")}
+
+
+def test_replacing_one_kind_keeps_the_invokers_of_the_other() -> None:
+    index = SidecarIndex()
+    index.upsert(configuration("single"))
+    index.replace([batch("fresh")], kind="BackupBatch")
+    assert [t.invoker for t in index.targets("demo", "Deployment", "web")] == [
+        "BackupBatch/fresh",
+        "BackupConfiguration/single",
+    ]

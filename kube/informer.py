@@ -1,0 +1,141 @@
+"""An informer: list, then watch from the list's resourceVersion, keeping a local store.
+
+Re-lists on 410 Gone; retries other failures with capped exponential backoff; resumes a closed
+watch from the last resourceVersion seen (bookmarks included). Handlers run on the informer's
+thread and must be quick: they update an index or enqueue a key, nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kube.client import Client, ResourceType
+from kube.errors import Gone, KubeError
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+Key = tuple[str, str]  # (namespace, name)
+
+
+def key_of(obj: JSON) -> Key:
+    meta = obj.get("metadata", {})
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+class Informer:
+    def __init__(
+        self,
+        client: Client,
+        rt: ResourceType,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        on_replace: Callable[[list[JSON]], None] | None = None,
+        on_upsert: Callable[[JSON], None] | None = None,
+        on_delete: Callable[[JSON], None] | None = None,
+        watch_timeout: int = 300,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._rt = rt
+        self._namespace = namespace
+        self._selector = label_selector
+        self._on_replace = on_replace
+        self._on_upsert = on_upsert
+        self._on_delete = on_delete
+        self._watch_timeout = watch_timeout
+        self._max_backoff = max_backoff
+        self._store: dict[Key, JSON] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.synced = threading.Event()
+        self.relists = 0
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        with self._lock:
+            return self._store.get((namespace, name))
+
+    def items(self) -> list[JSON]:
+        with self._lock:
+            return list(self._store.values())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Informer:
+        self._thread = threading.Thread(
+            target=self._run, name=f"informer-{self._rt.plural}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self.synced.wait(timeout)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                version = self._list()
+                backoff = 0.5
+                while not self._stop.is_set():
+                    version = self._watch(version)
+            except Gone:
+                log.info("%s: resourceVersion expired, re-listing", self._rt.plural)
+                continue
+            except KubeError as exc:
+                log.warning("%s: %s (retrying in %.1fs)", self._rt.plural, exc, backoff)
+            except Exception:
+                log.exception("%s: unexpected error (retrying in %.1fs)", self._rt.plural, backoff)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+
+    def _list(self) -> str:
+        listing = self._client.list(self._rt, self._namespace, label_selector=self._selector)
+        items = listing.get("items", [])
+        for item in items:  # list items carry no apiVersion/kind
+            item.setdefault("apiVersion", self._rt.api_version)
+            item.setdefault("kind", self._rt.kind)
+        with self._lock:
+            self._store = {key_of(item): item for item in items}
+        self.relists += 1
+        if self._on_replace:
+            self._on_replace(items)
+        self.synced.set()
+        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+
+    def _watch(self, version: str) -> str:
+        for event in self._client.watch(
+            self._rt,
+            self._namespace,
+            resource_version=version,
+            label_selector=self._selector,
+            timeout_seconds=self._watch_timeout,
+        ):
+            if self._stop.is_set():
+                break
+            obj = event.get("object") or {}
+            version = str(obj.get("metadata", {}).get("resourceVersion", version))
+            kind = event.get("type")
+            if kind == "BOOKMARK":
+                continue
+            if kind == "DELETED":
+                with self._lock:
+                    self._store.pop(key_of(obj), None)
+                if self._on_delete:
+                    self._on_delete(obj)
+            elif kind in ("ADDED", "MODIFIED"):
+                with self._lock:
+                    self._store[key_of(obj)] = obj
+                if self._on_upsert:
+                    self._on_upsert(obj)
+        return version

@@ -1,0 +1,131 @@
+"""The HTTP edge: status codes, messages, fail-open, probes and metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.constants import WEBHOOK_PATH
+from engine.invokers import SidecarIndex
+from engine.sidecar import SidecarSettings
+from tests.factories import batch, pod, review
+from webhook import app as app_module
+from webhook.app import create_app
+
+
+@pytest.fixture
+def index() -> SidecarIndex:
+    index = SidecarIndex()
+    index.upsert(batch())
+    return index
+
+
+@pytest.fixture
+def client(index: SidecarIndex) -> Iterator[TestClient]:
+    app = create_app(index, SidecarSettings(image="stash-py:test"), max_body=64 * 1024)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _post(client: TestClient, body: Any, raw: bytes | None = None) -> Any:
+    content = raw if raw is not None else json.dumps(body).encode()
+    return client.post(WEBHOOK_PATH, content=content, headers={"Content-Type": "application/json"})
+
+
+def test_a_targeted_pod_is_answered_with_a_base64_json_patch(client: TestClient) -> None:
+    doc = review(pod())
+    response = _post(client, doc)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["response"]["uid"] == doc["request"]["uid"]
+    assert answer["response"]["allowed"] is True
+    patch = json.loads(base64.b64decode(answer["response"]["patch"]))
+    assert any(op["path"].startswith("/spec/containers") for op in patch)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"definitely not json", "body is not JSON"),
+        (b"[]", "the AdmissionReview must be an object"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request must be"),
+    ],
+)
+def test_a_malformed_review_gets_400_with_a_message(
+    client: TestClient, raw: bytes, message: str
+) -> None:
+    response = _post(client, None, raw=raw)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
+def test_a_review_without_a_uid_gets_400(client: TestClient) -> None:
+    doc = review(pod())
+    del doc["request"]["uid"]
+    response = _post(client, doc)
+    assert response.status_code == 400
+    assert response.json()["message"] == "request.uid must be a non-empty string"
+
+
+def test_a_body_over_the_cap_gets_413_without_being_read_whole(client: TestClient) -> None:
+    response = _post(client, None, raw=b"{" + b" " * (128 * 1024) + b"}")
+    assert response.status_code == 413
+    assert "exceeds the 65536-byte limit" in response.json()["message"]
+
+
+def test_a_streamed_body_over_the_cap_gets_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(100):
+            yield b" " * 1024
+
+    response = client.post(WEBHOOK_PATH, content=chunks())
+    assert response.status_code == 413
+
+
+def test_a_failure_inside_the_handler_fails_open_with_a_warning(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_: Any) -> Any:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(app_module, "handle", explode)
+    doc = review(pod())
+    response = _post(client, doc)
+    assert response.status_code == 200
+    answer = response.json()["response"]
+    assert answer["allowed"] is True
+    assert "patch" not in answer
+    assert answer["warnings"] == ["stash webhook failed (KeyError); pod admitted unchanged"]
+
+
+def test_probes_and_metrics_are_served(index: SidecarIndex) -> None:
+    synced = {"value": False}
+    app = create_app(index, SidecarSettings(image="x"), cache_synced=lambda: synced["value"])
+    with TestClient(app) as client:
+        assert client.get("/healthz").text == "ok"
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503
+        assert not_ready.text == "invoker cache not synced yet"
+        synced["value"] = True
+        assert client.get("/readyz").status_code == 200
+        _post(client, review(pod()))
+        _post(client, None, raw=b"nope")
+        text = client.get("/metrics").text
+    assert 'stash_webhook_requests_total{outcome="mutated"} 1.0' in text
+    assert 'stash_webhook_requests_total{outcome="bad_request"} 1.0' in text
+    assert 'stash_webhook_request_duration_seconds_count{outcome="mutated"} 1.0' in text
+
+
+def test_two_apps_do_not_share_metrics(index: SidecarIndex) -> None:
+    first = create_app(index, SidecarSettings(image="x"))
+    second = create_app(index, SidecarSettings(image="x"))
+    with TestClient(first) as one, TestClient(second) as two:
+        _post(one, review(pod()))
+        assert "stash_webhook_requests_total" not in two.get("/metrics").text.split("# TYPE")[-1]
+        assert 'outcome="mutated"' not in two.get("/metrics").text

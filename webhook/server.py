@@ -1,0 +1,154 @@
+"""Run the webhook: invoker informers feeding the index, TLS with reload, uvicorn.
+
+Certificates come from one of three sources:
+- ``files``: read ``tls.crt``/``tls.key`` from ``cert_dir`` (cert-manager, or any other issuer);
+- ``self-signed``: a CA and serving certificate kept in Secrets, renewed before expiry, the CA
+  written into the webhook configuration (``certs.bootstrap``), files written to ``cert_dir``;
+- ``local``: a throwaway CA and certificate for loopback, made in ``cert_dir`` (development).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+
+from api.constants import WEBHOOK_NAME, WEBHOOK_PATH
+from certs.bootstrap import CertificateKeeper, CertificateSpec, service_dns_names
+from certs.files import CA_FILE, CERT_FILE, KEY_FILE, ensure_local_files
+from engine.invokers import SidecarIndex
+from engine.sidecar import SidecarSettings
+from kube import Client, ResourceType
+from kube.informer import Informer
+from webhook.app import create_app
+from webhook.registration import FailurePolicy, register, webhook_configuration
+from webhook.tls import CertificateReloader
+
+log = logging.getLogger(__name__)
+
+CertSource = Literal["files", "self-signed", "local"]
+INVOKER_TYPES = (
+    ResourceType("stash.appscode.com/v1beta1", "backupbatches", True, "BackupBatch"),
+    ResourceType("stash.appscode.com/v1beta1", "backupconfigurations", True, "BackupConfiguration"),
+)
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    image: str
+    host: str = "0.0.0.0"  # noqa: S104 - in a pod the Service reaches it on the pod IP
+    port: int = 8443
+    cert_dir: Path = Path("/var/run/stash/certs")
+    cert_source: CertSource = "files"
+    namespace: str = "stash"
+    service: str = "stash-webhook"
+    register_url: str | None = None
+    failure_policy: FailurePolicy = "Ignore"
+    kubeconfig: str | None = None
+
+
+class InvokerCache:
+    """Informers over BackupBatches and BackupConfigurations, kept in a SidecarIndex."""
+
+    def __init__(self, client: Client, index: SidecarIndex) -> None:
+        self.index = index
+        self.informers = [
+            Informer(
+                client,
+                rt,
+                on_replace=functools.partial(index.replace, kind=rt.kind),
+                on_upsert=index.upsert,
+                on_delete=index.delete,
+            )
+            for rt in INVOKER_TYPES
+        ]
+
+    def start(self) -> InvokerCache:
+        for informer in self.informers:
+            informer.start()
+        return self
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    def synced(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers)
+
+
+def prepare_certificates(options: WebhookOptions, client: Client) -> bytes:
+    """Make sure ``cert_dir`` holds a serving certificate; return the CA bundle."""
+    if options.cert_source == "local":
+        host = (
+            options.register_url.split("//", 1)[-1].split(":", 1)[0]
+            if options.register_url
+            else "127.0.0.1"
+        )
+        ips = (host,) if host.replace(".", "").isdigit() else ("127.0.0.1",)
+        return ensure_local_files(options.cert_dir, ("localhost",), ips)
+    if options.cert_source == "self-signed":
+        keeper = CertificateKeeper(
+            client,
+            CertificateSpec(
+                namespace=options.namespace,
+                ca_secret=f"{options.service}-ca",
+                tls_secret=f"{options.service}-tls",
+                dns_names=service_dns_names(options.service, options.namespace),
+            ),
+            options.cert_dir,
+            webhook_configs=(WEBHOOK_NAME,),
+        )
+        keeper.converge()
+        keeper.start()
+    ca_file = options.cert_dir / CA_FILE
+    return ca_file.read_bytes() if ca_file.exists() else b""
+
+
+def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Server, InvokerCache]:
+    ca_bundle = prepare_certificates(options, client)
+    reloader = CertificateReloader(options.cert_dir / CERT_FILE, options.cert_dir / KEY_FILE)
+    if not reloader.load():
+        raise RuntimeError(f"no usable certificate in {options.cert_dir}")
+    cache = InvokerCache(client, SidecarIndex()).start()
+    app = create_app(
+        cache.index,
+        SidecarSettings(image=options.image),
+        cache_synced=cache.synced,
+        reloader=reloader,
+    )
+    if options.register_url:
+        register(
+            client,
+            webhook_configuration(
+                operator_namespace=options.namespace,
+                url=options.register_url.rstrip("/") + WEBHOOK_PATH,
+                ca_bundle=ca_bundle,
+                failure_policy=options.failure_policy,
+            ),
+        )
+        log.info("registered %s at %s", WEBHOOK_NAME, options.register_url)
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        ssl_context_factory=lambda _config, _default: reloader.context,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config), cache
+
+
+def run(options: WebhookOptions) -> None:
+    client = Client.from_environment(options.kubeconfig)
+    server, cache = build_server(options, client)
+    log.info("serving %s on https://%s:%d", WEBHOOK_PATH, options.host, options.port)
+    try:
+        server.run()
+    finally:
+        cache.stop()
+        client.close()

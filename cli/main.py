@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
 from certs.bootstrap import CertificateSpec, bootstrap, service_dns_names
 from certs.files import ensure_local_files, write_serving_files
+from controller.optin import OptInController
 from devcluster import BuildError, StartError, Versions, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
 from kube import Client, KubeError
@@ -83,6 +86,20 @@ def cmd_webhook(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    client = Client.from_environment(args.kubeconfig)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    optin = OptInController(client).start()
+    logging.getLogger("stash.operator").info("operator running (pod-template opt-in)")
+    try:
+        stop.wait()
+    finally:
+        optin.stop()
+        client.close()
+    return 0
+
+
 def cmd_certs(args: argparse.Namespace) -> int:
     if args.action == "local":
         ensure_local_files(Path(args.dir), renew=args.renew)
@@ -140,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--failure-policy", choices=["Ignore", "Fail"], default="Ignore")
     hook.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
     hook.set_defaults(func=cmd_webhook)
+
+    operator = sub.add_parser("operator", help="run the operator's reconcilers")
+    operator.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
+    operator.set_defaults(func=cmd_operator)
 
     certs = sub.add_parser("certs", help="webhook certificates")
     certs.add_argument("action", choices=["bootstrap", "local"])

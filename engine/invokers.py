@@ -106,17 +106,22 @@ class SidecarIndex:
         meta = obj.get("metadata", {})
         return (str(obj.get("kind")), str(meta.get("namespace", "")), str(meta.get("name", "")))
 
-    def upsert(self, invoker: dict[str, Any]) -> None:
+    def upsert(self, invoker: dict[str, Any]) -> set[WorkloadKey]:
+        """Index an added or changed invoker; returns the workloads it targeted or targets."""
         key = self._invoker_key(invoker)
         targets = sidecar_targets_of(invoker)
         with self._lock:
+            before = set(self._by_invoker.get(key, {}))
             self._by_invoker[key] = targets
             self._rebuild()
+        return before | set(targets)
 
-    def delete(self, invoker: dict[str, Any]) -> None:
+    def delete(self, invoker: dict[str, Any]) -> set[WorkloadKey]:
+        """Forget an invoker; returns the workloads it targeted."""
         with self._lock:
-            self._by_invoker.pop(self._invoker_key(invoker), None)
+            before = set(self._by_invoker.pop(self._invoker_key(invoker), {}))
             self._rebuild()
+        return before
 
     def replace(self, invokers: Iterable[dict[str, Any]], kind: str | None = None) -> None:
         """Replace every invoker (or, with ``kind``, every invoker of that kind)."""

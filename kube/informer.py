@@ -34,9 +34,9 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
-        on_replace: Callable[[list[JSON]], None] | None = None,
-        on_upsert: Callable[[JSON], None] | None = None,
-        on_delete: Callable[[JSON], None] | None = None,
+        on_replace: Callable[[list[JSON]], object] | None = None,
+        on_upsert: Callable[[JSON], object] | None = None,
+        on_delete: Callable[[JSON], object] | None = None,
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
     ) -> None:

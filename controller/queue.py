@@ -1,0 +1,109 @@
+"""A de-duplicating work queue of keys with delayed adds and per-key exponential backoff.
+
+Semantics follow client-go's: a key is queued at most once; a key added while it is being
+processed is processed again after ``done``; ``retry`` re-adds it after a growing delay, and
+``forget`` resets that delay after a success.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+
+
+class WorkQueue(Generic[K]):
+    def __init__(self, base_delay: float = 0.05, max_delay: float = 60.0) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[K] = deque()
+        self._dirty: set[K] = set()
+        self._processing: set[K] = set()
+        self._delayed: list[tuple[float, int, K]] = []
+        self._counter = 0
+        self._failures: dict[K, int] = {}
+        self._base = base_delay
+        self._max = max_delay
+        self._shutdown = False
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def add(self, key: K) -> None:
+        with self._cond:
+            if self._shutdown or key in self._dirty:
+                return
+            self._dirty.add(key)
+            if key not in self._processing:
+                self._queue.append(key)
+                self._cond.notify()
+
+    def add_after(self, key: K, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            self._counter += 1
+            heapq.heappush(self._delayed, (time.monotonic() + delay, self._counter, key))
+            self._cond.notify()
+
+    def retry(self, key: K) -> float:
+        """Re-add ``key`` after its next backoff delay; returns the delay."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+        delay = float(min(self._base * 2.0**failures, self._max))
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: K) -> None:
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def get(self, timeout: float | None = None) -> K | None:
+        """The next key (now being processed), or None on timeout or shutdown."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                self._promote_due()
+                if self._queue:
+                    key = self._queue.popleft()
+                    self._dirty.discard(key)
+                    self._processing.add(key)
+                    return key
+                if self._shutdown:
+                    return None
+                wait = None if deadline is None else deadline - time.monotonic()
+                if self._delayed:
+                    until_due = self._delayed[0][0] - time.monotonic()
+                    wait = until_due if wait is None else min(wait, until_due)
+                if wait is not None and wait <= 0:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return None
+                    continue
+                self._cond.wait(wait)
+
+    def _promote_due(self) -> None:
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, key = heapq.heappop(self._delayed)
+            if key not in self._dirty:
+                self._dirty.add(key)
+                if key not in self._processing:
+                    self._queue.append(key)
+
+    def done(self, key: K) -> None:
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._queue.append(key)
+                self._cond.notify()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()

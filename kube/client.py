@@ -180,10 +180,13 @@ class Client:
         result: JSON = self.request("GET", rt.path(namespace), query=query)
         return result
 
-    def create(self, obj: JSON, namespace: str | None = None) -> JSON:
+    def create(self, obj: JSON, namespace: str | None = None, *, dry_run: bool = False) -> JSON:
+        """Create ``obj``; with ``dry_run`` the server admits it (webhooks included), stores
+        nothing, and returns what it would have stored."""
         rt = self.type_of(obj)
         ns = namespace or obj.get("metadata", {}).get("namespace")
-        result: JSON = self.request("POST", rt.path(ns), body=obj)
+        query = {"dryRun": "All"} if dry_run else None
+        result: JSON = self.request("POST", rt.path(ns), body=obj, query=query)
         return result
 
     def apply(

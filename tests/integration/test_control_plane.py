@@ -6,22 +6,22 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from devcluster import ControlPlane, ensure_binaries
 from devcluster.cluster import Ports
-from kube import Client, Forbidden, ResourceType
-
-PODS = ResourceType("v1", "pods", True, "Pod")
-JOBS = ResourceType("batch/v1", "jobs", True, "Job")
-REPLICASETS = ResourceType("apps/v1", "replicasets", True, "ReplicaSet")
-SERVICEACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
+from kube import Client, Forbidden
+from tests.integration.helpers import (
+    JOBS,
+    PODS,
+    REPLICASETS,
+    SERVICEACCOUNTS,
+    eventually,
+    owned_by,
+)
 
 POD_TEMPLATE = {
     "metadata": {"labels": {"app": "web"}},
@@ -29,30 +29,8 @@ POD_TEMPLATE = {
 }
 
 
-def _eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
-
-
-def _owned_by(items: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
-    return [
-        item
-        for item in items
-        if any(
-            ref["kind"] == kind and ref["name"] == name
-            for ref in item["metadata"].get("ownerReferences", [])
-        )
-    ]
-
-
 def test_a_namespace_gets_its_default_service_account(kube: Client, namespace: str) -> None:
-    _eventually(
+    eventually(
         lambda: kube.list(SERVICEACCOUNTS, namespace)["items"], 30, "the default ServiceAccount"
     )
 
@@ -70,14 +48,14 @@ def test_a_deployment_becomes_a_replica_set_and_a_pod(kube: Client, namespace: s
             },
         }
     )
-    replica_sets = _eventually(
-        lambda: _owned_by(kube.list(REPLICASETS, namespace)["items"], "Deployment", "web"),
+    replica_sets = eventually(
+        lambda: owned_by(kube.list(REPLICASETS, namespace)["items"], "Deployment", "web"),
         60,
         "the Deployment's ReplicaSet",
     )
     rs_name = replica_sets[0]["metadata"]["name"]
-    pods = _eventually(
-        lambda: _owned_by(kube.list(PODS, namespace)["items"], "ReplicaSet", rs_name),
+    pods = eventually(
+        lambda: owned_by(kube.list(PODS, namespace)["items"], "ReplicaSet", rs_name),
         60,
         "the ReplicaSet's Pod",
     )
@@ -109,8 +87,8 @@ def test_a_cron_job_creates_a_job_at_its_schedule(kube: Client, namespace: str) 
             },
         }
     )
-    jobs = _eventually(
-        lambda: _owned_by(kube.list(JOBS, namespace)["items"], "CronJob", "every-minute"),
+    jobs = eventually(
+        lambda: owned_by(kube.list(JOBS, namespace)["items"], "CronJob", "every-minute"),
         90,
         "the CronJob's Job (one schedule slot)",
     )

@@ -1,0 +1,142 @@
+"""Helpers for integration tests: waiting, owned objects, a webhook process."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from devcluster.cluster import free_port
+from kube import Client, ResourceType
+
+T = TypeVar("T")
+
+PODS = ResourceType("v1", "pods", True, "Pod")
+JOBS = ResourceType("batch/v1", "jobs", True, "Job")
+REPLICASETS = ResourceType("apps/v1", "replicasets", True, "ReplicaSet")
+DEPLOYMENTS = ResourceType("apps/v1", "deployments", True, "Deployment")
+SERVICEACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
+
+
+def eventually(
+    check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def owned_by(items: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:
+    return [
+        item
+        for item in items
+        if any(
+            ref["kind"] == kind and ref["name"] == name
+            for ref in item["metadata"].get("ownerReferences", [])
+        )
+    ]
+
+
+def container_names(pod: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in pod["spec"]["containers"]]
+
+
+@dataclass
+class WebhookProcess:
+    """``stash webhook`` run as its own process, registered by URL with the API server."""
+
+    port: int
+    cert_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.ssl_context(), timeout=10
+        )
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @classmethod
+    def start(
+        cls, kubeconfig: Path, workdir: Path, namespace: str = "stash-system"
+    ) -> WebhookProcess:
+        port = free_port()
+        cert_dir = workdir / "certs"
+        log = workdir / "webhook.log"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "STASH_LOG_LEVEL": "INFO"}
+        command = [
+            sys.executable, "-m", "cli.main", "webhook",
+            "--certs", "local", "--cert-dir", str(cert_dir),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--register-url", f"https://127.0.0.1:{port}",
+            "--namespace", namespace, "--image", "stash-py:test",
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        hook = cls(port, cert_dir, log, process)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"stash webhook exited:\n{log.read_text()}")
+            try:
+                if hook.request("GET", "/readyz")[0] == 200:
+                    return hook
+            except (OSError, ssl.SSLError):
+                pass
+            time.sleep(0.2)
+        hook.stop()
+        pytest.fail(f"stash webhook not ready in 60s:\n{log.read_text()}")
+
+
+def wait_until_injected(
+    kube: Client, namespace: str, pod: dict[str, Any], injected: bool = True, timeout: float = 20
+) -> dict[str, Any]:
+    """Dry-run create ``pod`` until the webhook does (or no longer does) inject the sidecar:
+    the webhook's cache has then seen the latest invokers."""
+
+    def probe() -> dict[str, Any] | None:
+        result = kube.create(pod, namespace, dry_run=True)
+        return result if ("stash" in container_names(result)) == injected else None
+
+    return eventually(probe, timeout, f"the webhook to {'' if injected else 'stop '}inject")

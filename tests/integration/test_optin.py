@@ -1,0 +1,138 @@
+"""The operator labels targeted workloads' pod templates, the controllers roll the pods, the
+webhook injects; when the invoker goes, so do the label and the sidecar."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from api.constants import BACKUP_LABEL, WEBHOOK_NAME
+from certs.bootstrap import WEBHOOK_CONFIGS
+from controller.optin import HASH_ANNOTATION, MANAGED_ANNOTATION, OptInController
+from devcluster import ControlPlane
+from kube import Client
+from tests.factories import batch, member
+from tests.integration.helpers import (
+    DEPLOYMENTS,
+    PODS,
+    WebhookProcess,
+    container_names,
+    eventually,
+)
+
+
+@pytest.fixture(scope="module")
+def webhook(
+    control_plane: ControlPlane, kube: Client, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookProcess]:
+    hook = WebhookProcess.start(control_plane.kubeconfig, tmp_path_factory.mktemp("webhook"))
+    yield hook
+    hook.stop()
+    kube.delete(WEBHOOK_CONFIGS, WEBHOOK_NAME, missing_ok=True)
+
+
+@pytest.fixture
+def operator(control_plane: ControlPlane) -> Iterator[OptInController]:
+    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
+    controller = OptInController(client).start()
+    eventually(controller.synced, 30, "the operator's caches")
+    yield controller
+    controller.stop()
+    client.close()
+
+
+def _deployment(name: str, labelled: bool = False) -> dict[str, Any]:
+    labels = {"app": name}
+    if labelled:
+        labels[BACKUP_LABEL] = "enabled"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [{"name": "app", "image": "nginx:1.27"}],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _template_meta(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    meta: dict[str, Any] = kube.get(DEPLOYMENTS, name, namespace)["spec"]["template"]["metadata"]
+    return meta
+
+
+def _live_pods(kube: Client, namespace: str, name: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in kube.list(PODS, namespace, label_selector=f"app={name}")["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def test_a_targeted_workload_is_opted_in_rolled_and_injected_then_released(
+    webhook: WebhookProcess, operator: OptInController, kube: Client, namespace: str
+) -> None:
+    kube.create(_deployment("web"), namespace)
+    eventually(lambda: _live_pods(kube, namespace, "web"), 60, "the first pod")
+    invoker = kube.create(batch("nightly", namespace, member("Deployment", "web")), namespace)
+
+    meta = eventually(
+        lambda: (m := _template_meta(kube, namespace, "web"))["labels"].get(BACKUP_LABEL) and m,
+        30,
+        "the opt-in label on the pod template",
+    )
+    assert HASH_ANNOTATION in meta["annotations"]
+    eventually(
+        lambda: [p for p in _live_pods(kube, namespace, "web") if "stash" in container_names(p)],
+        60,
+        "a rolled pod with the sidecar",
+    )
+
+    # Converged: reconciling again writes nothing.
+    version = kube.get(DEPLOYMENTS, "web", namespace)["metadata"]["resourceVersion"]
+    writes = operator.writes
+    operator.queue.add((namespace, "Deployment", "web"))
+    time.sleep(1.5)
+    assert operator.writes == writes
+    assert kube.get(DEPLOYMENTS, "web", namespace)["metadata"]["resourceVersion"] == version
+
+    kube.delete(kube.type_of(invoker), "nightly", namespace)
+    eventually(
+        lambda: BACKUP_LABEL not in _template_meta(kube, namespace, "web")["labels"],
+        30,
+        "the opt-in label to go",
+    )
+    deployment = kube.get(DEPLOYMENTS, "web", namespace)
+    assert MANAGED_ANNOTATION not in deployment["metadata"].get("annotations", {})
+    assert HASH_ANNOTATION not in _template_meta(kube, namespace, "web").get("annotations", {})
+
+
+def test_a_label_written_by_the_user_survives_the_invoker(
+    operator: OptInController, kube: Client, namespace: str
+) -> None:
+    kube.create(_deployment("gitops", labelled=True), namespace)
+    invoker = kube.create(batch("nightly", namespace, member("Deployment", "gitops")), namespace)
+    eventually(
+        lambda: HASH_ANNOTATION in _template_meta(kube, namespace, "gitops").get("annotations", {}),
+        30,
+        "the sidecar hash",
+    )
+    kube.delete(kube.type_of(invoker), "nightly", namespace)
+    eventually(
+        lambda: (
+            HASH_ANNOTATION not in _template_meta(kube, namespace, "gitops").get("annotations", {})
+        ),
+        30,
+        "the sidecar hash to go",
+    )
+    assert _template_meta(kube, namespace, "gitops")["labels"][BACKUP_LABEL] == "enabled"

@@ -6,9 +6,10 @@ The admitted object stays a raw dict: it is copied, mutated and diffed, never re
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 ADMISSION_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 
@@ -39,9 +40,7 @@ class AdmissionResponse:
         response: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
         if self.patch:
             response["patchType"] = "JSONPatch"
-            response["patch"] = base64.b64encode(
-                json.dumps(self.patch, separators=(",", ":")).encode()
-            ).decode()
+            response["patch"] = base64.b64encode(orjson.dumps(self.patch)).decode()
         if self.warnings:
             response["warnings"] = list(self.warnings)
         if self.message or self.code:

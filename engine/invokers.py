@@ -7,15 +7,16 @@ watch delivers them), it answers "who targets Deployment demo/web?" without any 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.common import EmptyDirSettings, VolumeMount
 
+T = TypeVar("T")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 
@@ -100,6 +101,7 @@ class SidecarIndex:
         self._lock = threading.Lock()
         self._by_invoker: dict[tuple[str, str, str], dict[WorkloadKey, list[SidecarTarget]]] = {}
         self._by_workload: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}
+        self._memo: dict[tuple[str, str, str, str], Any] = {}
 
     @staticmethod
     def _invoker_key(obj: dict[str, Any]) -> tuple[str, str, str]:
@@ -143,9 +145,36 @@ class SidecarIndex:
             workload: tuple(sorted(items, key=lambda t: (t.invoker, t.member_index)))
             for workload, items in merged.items()
         }
+        self._memo = {}
 
     def targets(self, namespace: str, kind: str, name: str) -> tuple[SidecarTarget, ...]:
         return self._by_workload.get((namespace, kind, name), ())
+
+    def derive(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        tag: str,
+        compute: Callable[[tuple[SidecarTarget, ...]], T],
+    ) -> T | None:
+        """``compute(targets)`` for a workload, remembered under ``tag`` until the index next
+        changes; None when nothing targets the workload. Keeps the admission path from
+        rebuilding the same sidecar for every pod of a Deployment.
+        """
+        key = (namespace, kind, name)
+        with self._lock:
+            targets = self._by_workload.get(key)
+            if not targets:
+                return None
+            if (*key, tag) in self._memo:
+                remembered: T = self._memo[(*key, tag)]
+                return remembered
+        value = compute(targets)
+        with self._lock:
+            if self._by_workload.get(key) is targets:  # still current: remember it
+                self._memo[(*key, tag)] = value
+        return value
 
     def workloads(self) -> dict[WorkloadKey, tuple[SidecarTarget, ...]]:
         return dict(self._by_workload)

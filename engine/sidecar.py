@@ -148,13 +148,15 @@ def has_sidecar(pod: JSON) -> bool:
 def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSON, list[str]]:
     """A copy of ``pod`` with the sidecar, and warnings for what was left out.
 
-    A pod that already has a ``stash`` container is returned unchanged (reinvocation-safe).
+    The copy is a path copy: the pod, its spec and the lists that grow are new objects, every
+    other part is shared with ``pod`` (which is never modified). A pod that already has a
+    ``stash`` container is returned as it is (reinvocation-safe).
     """
-    mutated = copy.deepcopy(pod)
     warnings = list(plan.warnings)
     if has_sidecar(pod):
-        return mutated, warnings
-    spec = mutated.setdefault("spec", {})
+        return pod, warnings
+    mutated = dict(pod)
+    spec = mutated["spec"] = dict(pod.get("spec") or {})
     volumes = spec.get("volumes") or []
     volume_names = {v.get("name") for v in volumes}
     mounts: list[JSON] = []

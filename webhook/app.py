@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+import orjson
+from fastapi import FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +26,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.routing import Route
 
 from api.admission import AdmissionResponse
 from api.constants import WEBHOOK_PATH
@@ -46,6 +48,7 @@ class WebhookMetrics:
     registry: CollectorRegistry
     requests: Counter
     latency: Histogram
+    _children: dict[str, tuple[Counter, Histogram]] = field(default_factory=dict)
 
     @classmethod
     def create(cls) -> WebhookMetrics:
@@ -66,8 +69,14 @@ class WebhookMetrics:
         return cls(registry, requests, latency)
 
     def observe(self, outcome: str, started: float) -> None:
-        self.requests.labels(outcome).inc()
-        self.latency.labels(outcome).observe(time.perf_counter() - started)
+        children = self._children.get(outcome)
+        if children is None:  # resolve each label set once: labels() is a locked lookup
+            children = self._children[outcome] = (
+                self.requests.labels(outcome),
+                self.latency.labels(outcome),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
 
 
 def _certificate_metrics(registry: CollectorRegistry, reloader: CertificateReloader) -> None:
@@ -85,29 +94,105 @@ def _certificate_metrics(registry: CollectorRegistry, reloader: CertificateReloa
     loads.set_function(lambda: float(reloader.reloads))
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"body of {declared} bytes exceeds the {limit}-byte limit")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def _status(code: int, message: str) -> Response:
-    body = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "code": code,
-        "message": message,
-    }
-    return Response(json.dumps(body), status_code=code, media_type=JSON_TYPE)
+class ClientGone(Exception):
+    """The client disconnected before sending the whole body."""
+
+
+class AdmissionEndpoint:
+    """``POST /mutate/pods`` as a bare ASGI app: the hot path skips the framework machinery
+    (dependency injection, validation) it does not use. Errors are mapped here, in one place.
+    """
+
+    def __init__(
+        self,
+        index: SidecarIndex,
+        settings: SidecarSettings,
+        metrics: WebhookMetrics,
+        max_body: int,
+    ) -> None:
+        self.index = index
+        self.settings = settings
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        try:
+            review = parse_review(await self._read(scope, receive))
+        except ClientGone:
+            return
+        except WebhookError as exc:
+            self.metrics.observe("bad_request", started)
+            await _send(send, exc.status_code, _status(exc.status_code, str(exc)))
+            return
+        try:
+            response = handle(review, self.index, self.settings)
+            outcome = "mutated" if response.patch else "allowed"
+        except Exception as exc:  # fail open: a bug here must never block a deployment
+            log.exception(
+                "admission of %s/%s failed; admitting unchanged",
+                review.namespace,
+                review.name or "(generated name)",
+            )
+            response = AdmissionResponse(
+                uid=review.uid,
+                warnings=(f"stash webhook failed ({type(exc).__name__}); pod admitted unchanged",),
+            )
+            outcome = "error"
+        body = orjson.dumps(response.to_review(review.api_version))
+        self.metrics.observe(outcome, started)
+        await _send(send, 200, body)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                raise BodyTooLarge(
+                    f"body of {value.decode()} bytes exceeds the {self.max_body}-byte limit"
+                )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise BodyTooLarge(f"body exceeds the {self.max_body}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", JSON_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _status(code: int, message: str) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": code,
+            "message": message,
+        }
+    )
 
 
 def create_app(
@@ -137,31 +222,8 @@ def create_app(
     )
     app.state.metrics = metrics
 
-    @app.post(WEBHOOK_PATH)
-    async def mutate_pods(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            review = parse_review(await _read_capped(request, max_body))
-        except WebhookError as exc:
-            metrics.observe("bad_request", started)
-            return _status(exc.status_code, str(exc))
-        try:
-            response = handle(review, index, settings)
-            outcome = "mutated" if response.patch else "allowed"
-        except Exception as exc:  # fail open: a bug here must never block a deployment
-            log.exception(
-                "admission of %s/%s failed; admitting unchanged",
-                review.namespace,
-                review.name or "(generated name)",
-            )
-            response = AdmissionResponse(
-                uid=review.uid,
-                warnings=(f"stash webhook failed ({type(exc).__name__}); pod admitted unchanged",),
-            )
-            outcome = "error"
-        body = json.dumps(response.to_review(review.api_version), separators=(",", ":"))
-        metrics.observe(outcome, started)
-        return Response(body, media_type=JSON_TYPE)
+    endpoint = AdmissionEndpoint(index, settings, metrics, max_body)
+    app.router.routes.append(Route(WEBHOOK_PATH, endpoint, methods=["POST"]))
 
     @app.get("/healthz")
     async def healthz() -> Response:

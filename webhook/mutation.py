@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonpatch
-
 from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings, has_sidecar, inject, plan_for
+from webhook.patch import diff
 
 JSON = dict[str, Any]
 
@@ -65,8 +64,10 @@ def handle(
             ),
         )
     kind, name = workload
-    targets = index.targets(namespace, kind, name)
-    if not targets:
+    plan = index.derive(
+        namespace, kind, name, "sidecar-plan", lambda targets: plan_for(kind, name, targets)
+    )
+    if plan is None:
         return AdmissionResponse(
             uid=request.uid,
             warnings=(
@@ -74,6 +75,5 @@ def handle(
                 "sidecar mode: no stash sidecar injected",
             ),
         )
-    mutated, warnings = inject(pod, plan_for(kind, name, targets), settings)
-    patch = jsonpatch.make_patch(pod, mutated).patch
-    return AdmissionResponse(uid=request.uid, patch=patch, warnings=tuple(warnings))
+    mutated, warnings = inject(pod, plan, settings)
+    return AdmissionResponse(uid=request.uid, patch=diff(pod, mutated), warnings=tuple(warnings))

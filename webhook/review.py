@@ -3,8 +3,9 @@ wrong (which field, which type) so a misconfigured caller can fix it."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from api.admission import ADMISSION_VERSIONS, AdmissionRequest
 from webhook.errors import BadReview
@@ -18,8 +19,8 @@ def _expect(value: Any, kind: type, where: str) -> Any:
 
 def parse_review(body: bytes) -> AdmissionRequest:
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise BadReview(f"body is not JSON: {exc}") from None
     _expect(doc, dict, "the AdmissionReview")
     api_version = doc.get("apiVersion")

@@ -129,3 +129,7 @@ def test_two_apps_do_not_share_metrics(index: SidecarIndex) -> None:
         _post(one, review(pod()))
         assert "stash_webhook_requests_total" not in two.get("/metrics").text.split("# TYPE")[-1]
         assert 'outcome="mutated"' not in two.get("/metrics").text
+
+
+def test_other_methods_get_405(client: TestClient) -> None:
+    assert client.get(WEBHOOK_PATH).status_code == 405

@@ -109,18 +109,14 @@ class Client:
         timeout: float | None = 30.0,
     ) -> Any:
         """Send one request and return the decoded JSON body; raise ``KubeError`` on failure."""
-        url = self._config.host + path
-        params = {k: v for k, v in (query or {}).items() if v is not None}
-        if params:
-            url += "?" + urlencode(params)
-        headers = {"Accept": accept, "Content-Type": content_type, **(headers or {})}
-        auth = self._config.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            headers[str(auth["key"])] = str(auth["value"])
         what = f"{method} {path}"
         try:
             response = self._api.call_api(
-                method, url, header_params=headers, body=body, _request_timeout=timeout
+                method,
+                self._url(path, query),
+                header_params=self._headers(accept, content_type, headers),
+                body=body,
+                _request_timeout=timeout,
             )
             data = response.read()
         except urllib3.exceptions.HTTPError as exc:
@@ -132,6 +128,21 @@ class Client:
         if not data:
             return None
         return json.loads(data)
+
+    def _url(self, path: str, query: dict[str, Any] | None) -> str:
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        return self._config.host + path + ("?" + urlencode(params) if params else "")
+
+    def _headers(
+        self, accept: str, content_type: str | None, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        headers = {"Accept": accept, **(extra or {})}
+        if content_type:
+            headers["Content-Type"] = content_type
+        auth = self._config.auth_settings().get("BearerToken")  # refreshed tokens included
+        if auth and auth.get("value"):
+            headers[str(auth["key"])] = str(auth["value"])
+        return headers
 
     # -- discovery ----------------------------------------------------------------------------
 
@@ -259,20 +270,18 @@ class Client:
         query = {
             "watch": "1",
             "allowWatchBookmarks": "true",
-            "resourceVersion": resource_version,
+            "resourceVersion": resource_version or None,
             "labelSelector": label_selector,
             "timeoutSeconds": str(timeout_seconds),
         }
         path = rt.path(namespace)
-        url = f"{self._config.host}{path}?{urlencode({k: v for k, v in query.items() if v})}"
-        headers = {"Accept": "application/json"}
-        auth = self._config.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            headers[str(auth["key"])] = str(auth["value"])
         what = f"WATCH {path}"
         try:
             response = self._api.call_api(
-                "GET", url, header_params=headers, _request_timeout=(10, timeout_seconds + 30)
+                "GET",
+                self._url(path, query),
+                header_params=self._headers("application/json", None),
+                _request_timeout=(10, timeout_seconds + 30),
             )
         except urllib3.exceptions.HTTPError as exc:
             raise Unavailable(message=f"{what}: {type(exc).__name__}: {exc}") from None

@@ -76,34 +76,28 @@ def member(
     return out
 
 
-def batch(name: str = "nightly", namespace: str = "demo", *members: JSON, **spec: Any) -> JSON:
+def _invoker(kind: str, name: str, namespace: str, spec: JSON) -> JSON:
     return {
         "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "BackupBatch",
+        "kind": kind,
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "repository": {"name": "repo"},
             "schedule": "0 * * * *",
             "retentionPolicy": {"name": "keep-last-5", "keepLast": 5},
-            "members": list(members) or [member()],
             **spec,
         },
     }
 
 
+def batch(name: str = "nightly", namespace: str = "demo", *members: JSON, **spec: Any) -> JSON:
+    return _invoker(
+        "BackupBatch", name, namespace, {"members": list(members) or [member()], **spec}
+    )
+
+
 def configuration(name: str = "single", namespace: str = "demo", **target: Any) -> JSON:
-    m = member(**target)
-    return {
-        "apiVersion": "stash.appscode.com/v1beta1",
-        "kind": "BackupConfiguration",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "repository": {"name": "repo"},
-            "schedule": "0 * * * *",
-            "retentionPolicy": {"name": "keep-last-5", "keepLast": 5},
-            **m,
-        },
-    }
+    return _invoker("BackupConfiguration", name, namespace, member(**target))
 
 
 def review(obj: JSON | None, *, operation: str = "CREATE", namespace: str = "demo") -> JSON:

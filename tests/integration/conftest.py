@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
+from certs.bootstrap import WEBHOOK_CONFIGS
 from devcluster import ControlPlane, ensure_binaries
 from kube import Client, ResourceType
 from kube.crds import install_crds
+from tests.integration.helpers import WebhookProcess
 
 NAMESPACES = ResourceType("v1", "namespaces", False, "Namespace")
 
@@ -52,3 +55,14 @@ def namespace(kube: Client) -> Iterator[str]:
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
     kube.delete(NAMESPACES, name, missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def webhook(
+    control_plane: ControlPlane, kube: Client, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookProcess]:
+    """``stash webhook`` as its own process, registered by URL, for one test module."""
+    hook = WebhookProcess.start(control_plane.kubeconfig, tmp_path_factory.mktemp("webhook"))
+    yield hook
+    hook.stop()
+    kube.delete(WEBHOOK_CONFIGS, WEBHOOK_NAME, missing_ok=True)

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from api.constants import BACKUP_LABEL, WEBHOOK_NAME
-from certs.bootstrap import WEBHOOK_CONFIGS
+from api.constants import BACKUP_LABEL
 from controller.optin import HASH_ANNOTATION, MANAGED_ANNOTATION, OptInController
 from devcluster import ControlPlane
 from kube import Client
@@ -22,16 +21,6 @@ from tests.integration.helpers import (
     container_names,
     eventually,
 )
-
-
-@pytest.fixture(scope="module")
-def webhook(
-    control_plane: ControlPlane, kube: Client, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebhookProcess]:
-    hook = WebhookProcess.start(control_plane.kubeconfig, tmp_path_factory.mktemp("webhook"))
-    yield hook
-    hook.stop()
-    kube.delete(WEBHOOK_CONFIGS, WEBHOOK_NAME, missing_ok=True)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from cryptography import x509
 from api.constants import BACKUP_LABEL, WEBHOOK_NAME
 from certs.bootstrap import WEBHOOK_CONFIGS
 from certs.files import ensure_local_files
-from devcluster import ControlPlane
 from kube import Client, ResourceType
 from tests.factories import batch, configuration, member, review
 from tests.factories import pod as pod_factory
@@ -35,16 +33,6 @@ from tests.integration.helpers import (
 STATEFULSETS = ResourceType("apps/v1", "statefulsets", True, "StatefulSet")
 DAEMONSETS = ResourceType("apps/v1", "daemonsets", True, "DaemonSet")
 SIDECAR = "stash"
-
-
-@pytest.fixture(scope="module")
-def webhook(
-    control_plane: ControlPlane, kube: Client, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebhookProcess]:
-    hook = WebhookProcess.start(control_plane.kubeconfig, tmp_path_factory.mktemp("webhook"))
-    yield hook
-    hook.stop()
-    kube.delete(WEBHOOK_CONFIGS, WEBHOOK_NAME, missing_ok=True)
 
 
 def _workload(

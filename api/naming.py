@@ -1,0 +1,43 @@
+"""Deterministic names of the objects the operator creates (DESIGN.md section 4).
+
+Kubernetes limits some names more than others: a CronJob's to 52 characters (its Jobs get an
+11-character suffix), a Job's to 63 (it becomes a pod label value). A name that would be too
+long keeps its readable start and ends with a hash of the whole, so it stays unique and stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+CRONJOB_NAME_MAX = 52
+JOB_NAME_MAX = 63
+
+
+def fit(name: str, limit: int) -> str:
+    """``name`` with dots as dashes, shortened to ``limit`` with a stable hash when needed."""
+    name = name.replace(".", "-")
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+
+def cronjob_name(invoker: str) -> str:
+    return fit(f"stash-trigger-{invoker}", CRONJOB_NAME_MAX)
+
+
+def session_name(invoker: str, unix_seconds: int) -> str:
+    return f"{invoker}-{unix_seconds}"
+
+
+def backup_job_name(session: str, member_index: int) -> str:
+    return fit(f"stash-backup-{session}-{member_index}", JOB_NAME_MAX)
+
+
+def invoker_service_account(invoker: str) -> str:
+    """The service account the trigger CronJob runs as (may only create BackupSessions)."""
+    return fit(f"stash-trigger-{invoker}", JOB_NAME_MAX)
+
+
+def pushgateway_job(invoker_kind: str, namespace: str, invoker: str) -> str:
+    return f"{invoker_kind.lower()}-{namespace}-{invoker}"

@@ -1,0 +1,65 @@
+"""Status conditions: set one (its lastTransitionTime moves only when its status does), read one.
+
+Conditions are plain dicts as stored (kmodules' Condition: type, status, reason, message,
+lastTransitionTime, observedGeneration).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+Condition = dict[str, Any]
+
+
+def now_rfc3339(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    conditions: list[Condition] | None,
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str = "",
+    *,
+    now: dt.datetime | None = None,
+    observed_generation: int | None = None,
+) -> list[Condition]:
+    """A new list with ``type_`` set; unchanged entries (and their times) are kept as they are."""
+    value = "True" if status else "False"
+    out: list[Condition] = []
+    found = False
+    for condition in conditions or []:
+        if condition.get("type") != type_:
+            out.append(condition)
+            continue
+        found = True
+        updated = dict(condition)
+        if condition.get("status") != value:
+            updated["lastTransitionTime"] = now_rfc3339(now)
+        updated.update(status=value, reason=reason, message=message)
+        if observed_generation is not None:
+            updated["observedGeneration"] = observed_generation
+        out.append(updated)
+    if not found:
+        new: Condition = {
+            "type": type_,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now_rfc3339(now),
+        }
+        if observed_generation is not None:
+            new["observedGeneration"] = observed_generation
+        out.append(new)
+    return out
+
+
+def get_condition(conditions: list[Condition] | None, type_: str) -> Condition | None:
+    return next((c for c in conditions or [] if c.get("type") == type_), None)
+
+
+def is_true(conditions: list[Condition] | None, type_: str) -> bool:
+    condition = get_condition(conditions, type_)
+    return condition is not None and condition.get("status") == "True"

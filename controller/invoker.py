@@ -1,0 +1,291 @@
+"""BackupBatch / BackupConfiguration: what is wrong with one, and what status it should have.
+
+``evaluate`` is pure: given the invoker and the facts the reconciler read (repository, secret,
+targets, namespace labels), it returns conditions (``RepositoryFound``, ``BackendSecretFound``,
+``BackupTargetFound``, ``ValidationPassed``, ``CronJobCreated``), ``memberConditions`` for batches
+and the phase ``Ready | NotReady | Invalid``. Messages name the field and say why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from api import constants as c
+from api.backup import BackupMember
+from api.repository import Repository
+from controller.conditions import Condition, set_condition
+from controller.schedule import ScheduleError, validate_schedule
+from engine.invokers import WORKLOAD_KINDS
+
+JSON = dict[str, Any]
+PVC_KIND = "PersistentVolumeClaim"
+DEFAULT_PVC_TASK = "pvc-backup"
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """One member as the reconcilers use it (a BackupConfiguration is a batch of one)."""
+
+    index: int
+    member: BackupMember
+    namespace: str
+
+    @property
+    def ref(self) -> JSON:
+        ref = self.member.target.ref if self.member.target else None
+        return ref.to_dict() if ref else {}
+
+    @property
+    def kind(self) -> str:
+        return str(self.ref.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        return str(self.ref.get("name", ""))
+
+    @property
+    def task(self) -> str | None:
+        """The Task of a Job-model member (PVCs default to pvc-backup); None for sidecars."""
+        if self.member.task and self.member.task.name:
+            return self.member.task.name
+        if self.kind == PVC_KIND:
+            return DEFAULT_PVC_TASK
+        return None
+
+
+@dataclass(frozen=True)
+class InvokerFacts:
+    repository: Repository | None = None
+    repository_namespace_labels: dict[str, str] = field(default_factory=dict)
+    invoker_namespace_labels: dict[str, str] = field(default_factory=dict)
+    secret_found: bool = False
+    targets_found: dict[int, bool] = field(default_factory=dict)
+    cronjob_error: str | None = None  # None: the CronJob is in place (or not needed)
+
+
+@dataclass(frozen=True)
+class InvokerStatus:
+    phase: str
+    conditions: list[Condition]
+    member_conditions: list[JSON] | None
+    problems: tuple[str, ...]
+
+    def as_status(self, generation: int | None) -> JSON:
+        status: JSON = {"phase": self.phase, "conditions": self.conditions}
+        if generation is not None:
+            status["observedGeneration"] = generation
+        if self.member_conditions is not None:
+            status["memberConditions"] = self.member_conditions
+        return status
+
+
+def members_of(invoker: JSON) -> list[MemberView]:
+    namespace = invoker.get("metadata", {}).get("namespace", "")
+    spec = invoker.get("spec") or {}
+    raw = spec.get("members") or [] if invoker.get("kind") == "BackupBatch" else [spec]
+    return [MemberView(i, BackupMember.model_validate(m), namespace) for i, m in enumerate(raw)]
+
+
+def _selector_matches(selector: JSON | None, labels: dict[str, str]) -> bool:
+    if not selector:
+        return True
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if (
+            (op == "In" and (not present or labels[key] not in values))
+            or (op == "NotIn" and present and labels[key] in values)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def usage_allowed(repo: Repository, namespace: str, namespace_labels: dict[str, str]) -> str | None:
+    """Why ``namespace`` may not use ``repo`` (its usagePolicy), or None when it may."""
+    policy = repo.spec.usage_policy.allowed_namespaces if repo.spec.usage_policy else None
+    origin = policy.from_ if policy else "Same"
+    repo_ns = repo.metadata.namespace or ""
+    if origin == "All" or (origin == "Same" and namespace == repo_ns):
+        return None
+    if origin == "Selector" and policy is not None:
+        if _selector_matches(policy.selector, namespace_labels):
+            return None
+        return f"namespace {namespace} does not match the Repository's allowedNamespaces.selector"
+    return f"Repository {repo_ns}/{repo.metadata.name} only allows its own namespace"
+
+
+def validation_problems(invoker: JSON, members: list[MemberView]) -> list[str]:
+    """Problems in the invoker itself (not in what it refers to)."""
+    spec = invoker.get("spec") or {}
+    problems: list[str] = []
+    if invoker.get("kind") == "BackupBatch" and not members:
+        problems.append("spec.members: a BackupBatch needs at least one member")
+    schedule = spec.get("schedule")
+    if schedule:
+        try:
+            validate_schedule(schedule)
+        except ScheduleError as exc:
+            problems.append(f"spec.schedule: {exc}")
+    if not (spec.get("repository") or {}).get("name"):
+        problems.append("spec.repository.name: the Repository to back up into is required")
+    retention = spec.get("retentionPolicy") or {}
+    keeps = [k for k in retention if k.startswith("keep") and retention[k]]
+    if not keeps:
+        problems.append(
+            "spec.retentionPolicy: set at least one of keepLast, keepHourly, keepDaily, "
+            "keepWeekly, keepMonthly, keepYearly, keepTags"
+        )
+    seen: dict[tuple[str, str, str], int] = {}
+    prefix = "spec.members" if invoker.get("kind") == "BackupBatch" else "spec"
+    for view in members:
+        where = f"{prefix}[{view.index}]" if prefix == "spec.members" else "spec"
+        if not view.kind or not view.name:
+            problems.append(f"{where}.target.ref: kind and name are required")
+            continue
+        if view.task is None and view.kind not in WORKLOAD_KINDS:
+            problems.append(
+                f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
+                "StatefulSets and DaemonSets are backed up by the sidecar)"
+            )
+        key = (view.ref.get("namespace") or view.namespace, view.kind, view.name)
+        if key in seen:
+            problems.append(
+                f"{where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
+            )
+        seen[key] = view.index
+    return problems
+
+
+class _Conditions:
+    """Accumulates condition changes and what keeps the invoker from being Ready."""
+
+    def __init__(
+        self, old: list[Condition] | None, now: dt.datetime | None, generation: int | None
+    ):
+        self.conditions = old
+        self.now = now
+        self.generation = generation
+        self.not_ready: list[str] = []
+
+    def put(self, type_: str, ok: bool, reason: str, message: str) -> None:
+        self.conditions = set_condition(
+            self.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            now=self.now,
+            observed_generation=self.generation,
+        )
+        if not ok and type_ != c.VALIDATION_PASSED:
+            self.not_ready.append(message)
+
+
+def _repository_conditions(
+    out: _Conditions, repo: Repository | None, repo_name: str, namespace: str, facts: InvokerFacts
+) -> None:
+    if repo is None:
+        out.put(
+            c.REPOSITORY_FOUND,
+            False,
+            "RepositoryNotAvailable",
+            f"Repository {repo_name!r} not found in namespace {namespace}",
+        )
+        return
+    forbidden = usage_allowed(repo, namespace, facts.invoker_namespace_labels)
+    if forbidden:
+        out.put(c.REPOSITORY_FOUND, False, "RepositoryUsageNotAllowed", forbidden)
+    else:
+        out.put(
+            c.REPOSITORY_FOUND,
+            True,
+            "RepositoryAvailable",
+            f"Repository {repo.metadata.namespace}/{repo.metadata.name} exists",
+        )
+    secret = repo.spec.backend.storage_secret_name
+    if not secret:
+        out.put(
+            c.BACKEND_SECRET_FOUND,
+            False,
+            "BackendSecretNotAvailable",
+            "the Repository has no spec.backend.storageSecretName",
+        )
+    elif not facts.secret_found:
+        out.put(
+            c.BACKEND_SECRET_FOUND,
+            False,
+            "BackendSecretNotAvailable",
+            f"Secret {repo.metadata.namespace}/{secret} not found",
+        )
+    else:
+        out.put(c.BACKEND_SECRET_FOUND, True, "BackendSecretAvailable", f"Secret {secret} exists")
+
+
+def _member_conditions(
+    invoker: JSON, members: list[MemberView], facts: InvokerFacts, out: _Conditions
+) -> list[JSON]:
+    old = {
+        (m.get("target", {}).get("kind"), m.get("target", {}).get("name")): m.get("conditions")
+        for m in (invoker.get("status") or {}).get("memberConditions") or []
+    }
+    result = []
+    for view in members:
+        found = facts.targets_found.get(view.index, False)
+        conditions = set_condition(
+            old.get((view.kind, view.name)),
+            c.BACKUP_TARGET_FOUND,
+            found,
+            "TargetAvailable" if found else "TargetNotAvailable",
+            f"{view.kind} {view.name} {'found' if found else 'not found'}",
+            now=out.now,
+            observed_generation=out.generation,
+        )
+        result.append({"target": view.ref, "conditions": conditions})
+    return result
+
+
+def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None) -> InvokerStatus:
+    """The status ``invoker`` should have, given ``facts``."""
+    meta = invoker.get("metadata", {})
+    namespace = meta.get("namespace", "")
+    members = members_of(invoker)
+    problems = validation_problems(invoker, members)
+    out = _Conditions((invoker.get("status") or {}).get("conditions"), now, meta.get("generation"))
+    out.put(
+        c.VALIDATION_PASSED,
+        not problems,
+        "ResourceValidationPassed" if not problems else "ResourceValidationFailed",
+        "; ".join(problems) or "the invoker is valid",
+    )
+    repo_name = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
+    _repository_conditions(out, facts.repository, repo_name, namespace, facts)
+    member_conditions = None
+    if invoker.get("kind") == "BackupBatch":
+        member_conditions = _member_conditions(invoker, members, facts, out)
+    if members:
+        missing = [v for v in members if v.kind and not facts.targets_found.get(v.index, False)]
+        out.put(
+            c.BACKUP_TARGET_FOUND,
+            not missing,
+            "TargetAvailable" if not missing else "TargetNotAvailable",
+            "not found: " + ", ".join(f"{v.kind} {v.name}" for v in missing)
+            if missing
+            else "every target exists",
+        )
+    if facts.cronjob_error is None:
+        out.put(
+            c.CRONJOB_CREATED, True, "CronJobCreationSucceeded", "the trigger CronJob is in place"
+        )
+    else:
+        out.put(c.CRONJOB_CREATED, False, "CronJobCreationFailed", facts.cronjob_error)
+    phase = "Invalid" if problems else ("NotReady" if out.not_ready else "Ready")
+    return InvokerStatus(
+        phase, out.conditions or [], member_conditions, tuple(problems + out.not_ready)
+    )

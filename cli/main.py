@@ -17,7 +17,8 @@ from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
 from certs.bootstrap import CertificateSpec, bootstrap, service_dns_names
 from certs.files import ensure_local_files, write_serving_files
-from controller.optin import OptInController
+from controller.operator import Operator, OperatorOptions
+from controller.sessions import create_session
 from devcluster import BuildError, StartError, Versions, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
 from kube import Client, KubeError
@@ -90,13 +91,32 @@ def cmd_operator(args: argparse.Namespace) -> int:
     client = Client.from_environment(args.kubeconfig)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    optin = OptInController(client).start()
-    logging.getLogger("stash.operator").info("operator running (pod-template opt-in)")
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    operator = Operator(
+        client,
+        OperatorOptions(
+            image=args.image,
+            namespace=args.namespace,
+            leader_elect=not args.no_leader_elect,
+            identity=args.identity or "",
+        ),
+    )
     try:
-        stop.wait()
+        operator.run(stop)
     finally:
-        optin.stop()
         client.close()
+    return 0 if stop.is_set() else 1  # the Lease was lost: exit, let Kubernetes restart us
+
+
+def cmd_create_backupsession(args: argparse.Namespace) -> int:
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        session = create_session(
+            client, args.invoker_kind, args.invoker_name, args.namespace, uid=args.invoker_uid
+        )
+    finally:
+        client.close()
+    print(f"backupsession {session['metadata']['namespace']}/{session['metadata']['name']}")
     return 0
 
 
@@ -160,7 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     operator = sub.add_parser("operator", help="run the operator's reconcilers")
     operator.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
+    operator.add_argument("--image", default=DEFAULT_IMAGE, help="image of CronJobs and Jobs")
+    operator.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the Lease")
+    operator.add_argument("--no-leader-elect", action="store_true", help="single replica only")
+    operator.add_argument("--identity", help="leader-election identity (default: host + random)")
     operator.set_defaults(func=cmd_operator)
+
+    for command, text in (
+        ("create-backupsession", "create this slot's BackupSession (run by the CronJob)"),
+        ("trigger", "create a BackupSession now"),
+    ):
+        session = sub.add_parser(command, help=text)
+        session.add_argument(
+            "--invoker-kind", choices=["BackupBatch", "BackupConfiguration"], default="BackupBatch"
+        )
+        session.add_argument("--invoker-name", required=True)
+        session.add_argument("--invoker-uid", help="skip reading the invoker (least privilege)")
+        session.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+        session.add_argument("--kubeconfig")
+        session.set_defaults(func=cmd_create_backupsession)
 
     certs = sub.add_parser("certs", help="webhook certificates")
     certs.add_argument("action", choices=["bootstrap", "local"])

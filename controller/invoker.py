@@ -174,7 +174,7 @@ class _Conditions:
         self.generation = generation
         self.not_ready: list[str] = []
 
-    def put(self, type_: str, ok: bool, reason: str, message: str) -> None:
+    def put(self, type_: str, ok: bool, reason: str, message: str, blocking: bool = True) -> None:
         self.conditions = set_condition(
             self.conditions,
             type_,
@@ -184,7 +184,7 @@ class _Conditions:
             now=self.now,
             observed_generation=self.generation,
         )
-        if not ok and type_ != c.VALIDATION_PASSED:
+        if not ok and blocking and type_ != c.VALIDATION_PASSED:
             self.not_ready.append(message)
 
 
@@ -279,7 +279,15 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
             if missing
             else "every target exists",
         )
-    if facts.cronjob_error is None:
+    if not (invoker.get("spec") or {}).get("schedule"):
+        out.put(
+            c.CRONJOB_CREATED,
+            False,
+            "ScheduleNotSet",
+            "no spec.schedule: sessions are created only on demand (stash trigger)",
+            blocking=False,
+        )
+    elif facts.cronjob_error is None:
         out.put(
             c.CRONJOB_CREATED, True, "CronJobCreationSucceeded", "the trigger CronJob is in place"
         )

@@ -44,9 +44,9 @@ class Informer:
         self._rt = rt
         self._namespace = namespace
         self._selector = label_selector
-        self._on_replace = on_replace
-        self._on_upsert = on_upsert
-        self._on_delete = on_delete
+        self._on_replace = [on_replace] if on_replace else []
+        self._on_upsert = [on_upsert] if on_upsert else []
+        self._on_delete = [on_delete] if on_delete else []
         self._watch_timeout = watch_timeout
         self._max_backoff = max_backoff
         self._store: dict[Key, JSON] = {}
@@ -55,6 +55,21 @@ class Informer:
         self._thread: threading.Thread | None = None
         self.synced = threading.Event()
         self.relists = 0
+
+    def subscribe(
+        self,
+        *,
+        on_replace: Callable[[list[JSON]], object] | None = None,
+        on_upsert: Callable[[JSON], object] | None = None,
+        on_delete: Callable[[JSON], object] | None = None,
+    ) -> None:
+        """Add handlers (before ``start``): several consumers can share one watch."""
+        if on_replace:
+            self._on_replace.append(on_replace)
+        if on_upsert:
+            self._on_upsert.append(on_upsert)
+        if on_delete:
+            self._on_delete.append(on_delete)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -108,8 +123,8 @@ class Informer:
         with self._lock:
             self._store = {key_of(item): item for item in items}
         self.relists += 1
-        if self._on_replace:
-            self._on_replace(items)
+        for handler in self._on_replace:
+            handler(items)
         self.synced.set()
         return str(listing.get("metadata", {}).get("resourceVersion", ""))
 
@@ -131,11 +146,11 @@ class Informer:
             if kind == "DELETED":
                 with self._lock:
                     self._store.pop(key_of(obj), None)
-                if self._on_delete:
-                    self._on_delete(obj)
+                for handler in self._on_delete:
+                    handler(obj)
             elif kind in ("ADDED", "MODIFIED"):
                 with self._lock:
                     self._store[key_of(obj)] = obj
-                if self._on_upsert:
-                    self._on_upsert(obj)
+                for handler in self._on_upsert:
+                    handler(obj)
         return version

@@ -3,6 +3,7 @@ webhook injects; when the invoker goes, so do the label and the sidecar."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 from api.constants import BACKUP_LABEL
-from controller.optin import HASH_ANNOTATION, MANAGED_ANNOTATION, OptInController
+from controller.operator import Operator, OperatorOptions
+from controller.optin import HASH_ANNOTATION, MANAGED_ANNOTATION
 from devcluster import ControlPlane
 from kube import Client
 from tests.factories import batch, member
@@ -24,12 +26,16 @@ from tests.integration.helpers import (
 
 
 @pytest.fixture
-def operator(control_plane: ControlPlane) -> Iterator[OptInController]:
+def operator(control_plane: ControlPlane) -> Iterator[Operator]:
     client = Client.from_kubeconfig(str(control_plane.kubeconfig))
-    controller = OptInController(client).start()
-    eventually(controller.synced, 30, "the operator's caches")
-    yield controller
-    controller.stop()
+    operator = Operator(client, OperatorOptions(image="stash-py:test", leader_elect=False))
+    stop = threading.Event()
+    thread = threading.Thread(target=operator.run, args=(stop,), daemon=True)
+    thread.start()
+    eventually(operator.caches.synced, 30, "the operator's caches")
+    yield operator
+    stop.set()
+    thread.join(15)
     client.close()
 
 
@@ -69,7 +75,7 @@ def _live_pods(kube: Client, namespace: str, name: str) -> list[dict[str, Any]]:
 
 
 def test_a_targeted_workload_is_opted_in_rolled_and_injected_then_released(
-    webhook: WebhookProcess, operator: OptInController, kube: Client, namespace: str
+    webhook: WebhookProcess, operator: Operator, kube: Client, namespace: str
 ) -> None:
     kube.create(_deployment("web"), namespace)
     eventually(lambda: _live_pods(kube, namespace, "web"), 60, "the first pod")
@@ -89,10 +95,10 @@ def test_a_targeted_workload_is_opted_in_rolled_and_injected_then_released(
 
     # Converged: reconciling again writes nothing.
     version = kube.get(DEPLOYMENTS, "web", namespace)["metadata"]["resourceVersion"]
-    writes = operator.writes
-    operator.queue.add((namespace, "Deployment", "web"))
+    writes = operator.optin.writes
+    operator.controllers[1].enqueue((namespace, "Deployment", "web"))
     time.sleep(1.5)
-    assert operator.writes == writes
+    assert operator.optin.writes == writes
     assert kube.get(DEPLOYMENTS, "web", namespace)["metadata"]["resourceVersion"] == version
 
     kube.delete(kube.type_of(invoker), "nightly", namespace)
@@ -107,7 +113,7 @@ def test_a_targeted_workload_is_opted_in_rolled_and_injected_then_released(
 
 
 def test_a_label_written_by_the_user_survives_the_invoker(
-    operator: OptInController, kube: Client, namespace: str
+    operator: Operator, kube: Client, namespace: str
 ) -> None:
     kube.create(_deployment("gitops", labelled=True), namespace)
     invoker = kube.create(batch("nightly", namespace, member("Deployment", "gitops")), namespace)

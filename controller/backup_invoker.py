@@ -1,0 +1,261 @@
+"""The BackupBatch / BackupConfiguration reconciler.
+
+Per invoker key: read the invoker and what it refers to (from caches; Secrets and unknown target
+kinds with a GET), ensure the trigger CronJob and its RBAC when the invoker is valid (applied
+only when the cached object differs), and write the status only when it changed. A NotReady
+invoker waiting for a Secret or a target nobody watches is looked at again every 30 s; a Ready
+one is never polled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import Any
+
+from api import constants as c
+from api.repository import Repository
+from controller.caches import (
+    INVOKER_TYPES,
+    NAMESPACES,
+    OWNED_TYPES,
+    PVCS,
+    REPOSITORIES,
+    WORKLOAD_TYPES,
+    Caches,
+)
+from controller.conditions import set_condition
+from controller.invoker import InvokerFacts, InvokerStatus, MemberView, evaluate, members_of
+from controller.runtime import Controller, Result
+from controller.trigger import cronjob, rbac_objects
+from kube import Client, Invalid, NotFound
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+Key = tuple[str, str, str]  # (kind, namespace, name)
+FIELD_MANAGER = "stash-operator"
+SECRETS_RT = ("v1", "Secret")
+NOT_READY_RECHECK = 30.0
+
+
+def contains(actual: Any, desired: Any) -> bool:
+    """Does ``actual`` hold everything ``desired`` says (server defaults may add more)?"""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and contains(actual[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(desired)
+            and all(contains(a, d) for a, d in zip(actual, desired, strict=True))
+        )
+    return bool(actual == desired)
+
+
+class InvokerReconciler:
+    def __init__(self, client: Client, caches: Caches, image: str) -> None:
+        self.client = client
+        self.caches = caches
+        self.image = image
+        self.writes = 0
+        # (namespace, kind, name) of a target or repository -> invoker keys that refer to it
+        self._refs: dict[tuple[str, str, str], set[Key]] = {}
+        self._refs_of: dict[Key, set[tuple[str, str, str]]] = {}
+        self._refs_lock = threading.Lock()  # informers call in from their own threads
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def register(self, controller: Controller[Key]) -> None:
+        def replaced(items: list[JSON]) -> None:
+            for obj in items:
+                self._invoker_event(obj, controller)
+
+        for rt in INVOKER_TYPES.values():
+            self.caches.informer(rt).subscribe(
+                on_replace=replaced,
+                on_upsert=lambda o: self._invoker_event(o, controller),
+                on_delete=lambda o: self._invoker_event(o, controller, deleted=True),
+            )
+        for rt in (REPOSITORIES, PVCS, *WORKLOAD_TYPES.values()):
+            self.caches.informer(rt).subscribe(
+                on_upsert=lambda o: self._referenced_event(o, controller),
+                on_delete=lambda o: self._referenced_event(o, controller),
+            )
+        for rt in OWNED_TYPES.values():
+            self.caches.informer(rt).subscribe(
+                on_upsert=lambda o: self._owned_event(o, controller),
+                on_delete=lambda o: self._owned_event(o, controller),
+            )
+        self.caches.informer(NAMESPACES)
+
+    def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
+        meta = obj.get("metadata", {})
+        key = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        refs = set() if deleted else self._references(obj)
+        with self._refs_lock:
+            for ref in self._refs_of.pop(key, set()):
+                self._refs.get(ref, set()).discard(key)
+            if not deleted:
+                self._refs_of[key] = refs
+                for ref in refs:
+                    self._refs.setdefault(ref, set()).add(key)
+        if not deleted:
+            controller.enqueue(key)
+
+    def _references(self, obj: JSON) -> set[tuple[str, str, str]]:
+        namespace = obj.get("metadata", {}).get("namespace", "")
+        repo = (obj.get("spec") or {}).get("repository") or {}
+        refs = {(repo.get("namespace") or namespace, "Repository", repo.get("name", ""))}
+        try:
+            views = members_of(obj)
+        except ValueError:
+            return refs
+        for view in views:
+            refs.add((view.ref.get("namespace") or namespace, view.kind, view.name))
+        return refs
+
+    def _referenced_event(self, obj: JSON, controller: Controller[Key]) -> None:
+        meta = obj.get("metadata", {})
+        ref = (meta.get("namespace", ""), str(obj.get("kind")), meta.get("name", ""))
+        with self._refs_lock:
+            keys = list(self._refs.get(ref, ()))
+        for key in keys:
+            controller.enqueue(key)
+
+    def _owned_event(self, obj: JSON, controller: Controller[Key]) -> None:
+        meta = obj.get("metadata", {})
+        labels = meta.get("labels") or {}
+        kind, name = labels.get(c.INVOKER_TYPE_LABEL), labels.get(c.INVOKER_NAME_LABEL)
+        if kind in INVOKER_TYPES and name:
+            controller.enqueue((kind, meta.get("namespace", ""), name))
+
+    # -- reading facts -------------------------------------------------------------------------
+
+    def _exists(self, view: MemberView) -> bool:
+        namespace = view.ref.get("namespace") or view.namespace
+        if view.kind in WORKLOAD_TYPES:
+            return self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name) is not None
+        if view.kind == "PersistentVolumeClaim":
+            return self.caches.get(PVCS, namespace, view.name) is not None
+        api_version = view.ref.get("apiVersion") or "v1"
+        try:
+            rt = self.client.resource_type(api_version, view.kind)
+            self.client.get(rt, view.name, namespace if rt.namespaced else None)
+        except NotFound:
+            return False
+        return True
+
+    def _secret_exists(self, namespace: str, name: str) -> bool:
+        try:
+            rt = self.client.resource_type(*SECRETS_RT)
+            self.client.request("GET", rt.path(namespace, name))  # body never kept or logged
+        except NotFound:
+            return False
+        return True
+
+    def facts(self, invoker: JSON, cronjob_error: str | None) -> InvokerFacts:
+        namespace = invoker["metadata"]["namespace"]
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        repo_obj = self.caches.get(
+            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
+        )
+        repo = Repository.from_dict(repo_obj) if repo_obj else None
+        secret = repo.spec.backend.storage_secret_name if repo else None
+        ns_obj = self.caches.get(NAMESPACES, "", namespace) or {}
+        return InvokerFacts(
+            repository=repo,
+            invoker_namespace_labels=ns_obj.get("metadata", {}).get("labels") or {},
+            secret_found=bool(
+                repo and secret and self._secret_exists(repo.metadata.namespace or "", secret)
+            ),
+            targets_found={v.index: self._exists(v) for v in members_of(invoker) if v.kind},
+            cronjob_error=cronjob_error,
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _ensure(self, desired: JSON) -> None:
+        rt = OWNED_TYPES[desired["kind"]]
+        meta = desired["metadata"]
+        current = self.caches.get(rt, meta["namespace"], meta["name"])
+        if current is not None and contains(current, desired):
+            return
+        self.client.apply(desired, field_manager=FIELD_MANAGER)
+        self.writes += 1
+
+    def ensure_trigger(self, invoker: JSON) -> str | None:
+        """Apply the CronJob and its RBAC; an error message when the API server refused."""
+        try:
+            for obj in rbac_objects(invoker):
+                self._ensure(obj)
+            if (invoker.get("spec") or {}).get("schedule"):
+                self._ensure(cronjob(invoker, self.image))
+        except Invalid as exc:
+            return f"the API server rejected the trigger objects: {exc}"
+        return None
+
+    def _sidecar_conditions(self, invoker: JSON, status: InvokerStatus) -> InvokerStatus:
+        """``StashSidecarInjected`` per sidecar member: its pod template carries the opt-in."""
+        if status.member_conditions is None:
+            return status
+        members = []
+        for view, given in zip(members_of(invoker), status.member_conditions, strict=True):
+            entry = given
+            if view.task is None and view.kind in WORKLOAD_TYPES:
+                workload = self.caches.get(
+                    WORKLOAD_TYPES[view.kind],
+                    view.ref.get("namespace") or view.namespace,
+                    view.name,
+                )
+                labels = (
+                    ((workload or {}).get("spec") or {}).get("template", {}).get("metadata", {})
+                ).get("labels") or {}
+                injected = labels.get(c.BACKUP_LABEL) == c.BACKUP_LABEL_VALUE
+                entry = {
+                    **entry,
+                    "conditions": set_condition(
+                        entry["conditions"],
+                        c.STASH_SIDECAR_INJECTED,
+                        injected,
+                        "SidecarInjectionSucceeded" if injected else "SidecarInjectionPending",
+                        "pods of the workload get the stash sidecar"
+                        if injected
+                        else "waiting for the opt-in label on the pod template",
+                        observed_generation=invoker["metadata"].get("generation"),
+                    ),
+                }
+            members.append(entry)
+        return InvokerStatus(status.phase, status.conditions, members, status.problems)
+
+    def reconcile(self, key: Key) -> Result | None:
+        kind, namespace, name = key
+        invoker = self.caches.get(INVOKER_TYPES[kind], namespace, name)
+        if invoker is None or invoker["metadata"].get("deletionTimestamp"):
+            return None  # owner references take its CronJob and RBAC with it
+        invoker.setdefault("apiVersion", INVOKER_TYPES[kind].api_version)
+        invoker.setdefault("kind", kind)
+        probe = evaluate(invoker, InvokerFacts())
+        cronjob_error = None
+        if probe.phase != "Invalid":
+            cronjob_error = self.ensure_trigger(invoker)
+        status = evaluate(invoker, self.facts(invoker, cronjob_error), now=dt.datetime.now(dt.UTC))
+        status = self._sidecar_conditions(invoker, status)
+        new_status = status.as_status(invoker["metadata"].get("generation"))
+        if new_status != invoker.get("status"):
+            try:
+                self.client.patch(
+                    INVOKER_TYPES[kind],
+                    name,
+                    {"status": new_status},
+                    namespace=namespace,
+                    subresource="status",
+                )
+                self.writes += 1
+            except NotFound:
+                return None
+        if status.phase == "NotReady":
+            return Result(requeue_after=NOT_READY_RECHECK)
+        return None

@@ -1,0 +1,103 @@
+"""``stash operator``: shared caches, the reconcilers, and leader election.
+
+Caches start at once on every replica (a standby is warm); the reconcilers' workers run only
+on the replica holding the Lease. A leader that loses its Lease stops reconciling and the
+process exits, so it can never act beside a new leader.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+
+from controller.backup_invoker import InvokerReconciler
+from controller.caches import Caches
+from controller.leader import LeaderElector
+from controller.optin import OptInReconciler
+from controller.runtime import Controller
+from kube import Client
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "stash-operator"
+
+
+@dataclass(frozen=True)
+class OperatorOptions:
+    image: str
+    namespace: str = "stash"
+    leader_elect: bool = True
+    identity: str = ""
+    workers: int = 2
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+class Operator:
+    def __init__(self, client: Client, options: OperatorOptions) -> None:
+        self.client = client
+        self.options = options
+        self.identity = options.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.caches = Caches(client)
+        self.invokers = InvokerReconciler(client, self.caches, options.image)
+        self.optin = OptInReconciler(client, self.caches)
+        self.controllers = [
+            Controller("invokers", self.invokers, options.workers),
+            Controller("optin", self.optin, options.workers),
+        ]
+        self.invokers.register(self.controllers[0])
+        self.optin.register(self.controllers[1])
+        self.elector = (
+            LeaderElector(
+                client,
+                options.namespace,
+                LEASE_NAME,
+                self.identity,
+                lease_duration=options.lease_duration,
+                renew_deadline=options.renew_deadline,
+                retry_period=options.retry_period,
+            )
+            if options.leader_elect
+            else None
+        )
+        self.leading = threading.Event()
+        self.stopped = threading.Event()
+
+    @property
+    def writes(self) -> int:
+        return self.invokers.writes + self.optin.writes
+
+    def _start_controllers(self) -> None:
+        log.info("%s: reconciling", self.identity)
+        for controller in self.controllers:
+            controller.start()
+        self.leading.set()
+
+    def _stop_controllers(self) -> None:
+        self.leading.clear()
+        for controller in self.controllers:
+            controller.stop()
+        self.stopped.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Block until ``stop`` is set (or the Lease is lost)."""
+        self.caches.start()
+        if self.elector is None:
+            self._start_controllers()
+            stop.wait()
+            self._stop_controllers()
+        else:
+            elector = self.elector
+
+            def stop_campaign() -> None:
+                stop.wait()
+                elector.stop()
+
+            threading.Thread(target=stop_campaign, daemon=True).start()
+            elector.run(self._start_controllers, self._stop_controllers)
+        self.caches.stop()
+        self.stopped.set()

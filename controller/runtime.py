@@ -1,0 +1,104 @@
+"""The reconcile runtime: keys from informer events into a work queue, workers that reconcile.
+
+The contract (controller-runtime's): a request is a key, never an event; ``reconcile(key)``
+reads current state, converges, writes only what changed, and returns ``Result`` — or raises
+to be retried with per-key exponential backoff. ``TerminalError`` stops retrying (the
+reconciler has recorded the problem in status).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from controller.queue import WorkQueue
+from kube import KubeError
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Result:
+    requeue_after: float | None = None
+
+
+class TerminalError(Exception):
+    """Do not retry: the problem is recorded where users see it."""
+
+
+class Reconciler(Protocol[K]):  # type: ignore[misc]
+    def reconcile(self, key: K) -> Result | None: ...
+
+
+class Controller(Generic[K]):
+    """One reconciler, its queue and its workers."""
+
+    def __init__(self, name: str, reconciler: Reconciler[K], workers: int = 2) -> None:
+        self.name = name
+        self.reconciler = reconciler
+        self.queue: WorkQueue[K] = WorkQueue()
+        self.workers = workers
+        self.reconciles = 0
+        self._threads: list[threading.Thread] = []
+
+    def enqueue(self, key: K) -> None:
+        self.queue.add(key)
+
+    def handler(self, key_of: Callable[[JSON], K | None]) -> Callable[[JSON], None]:
+        """An informer callback that enqueues ``key_of(obj)`` (None: not ours)."""
+
+        def on_event(obj: JSON) -> None:
+            key = key_of(obj)
+            if key is not None:
+                self.queue.add(key)
+
+        return on_event
+
+    def replace_handler(self, key_of: Callable[[JSON], K | None]) -> Callable[[list[JSON]], None]:
+        one = self.handler(key_of)
+
+        def on_replace(items: list[JSON]) -> None:
+            for item in items:
+                one(item)
+
+        return on_replace
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.queue.shutdown()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                result = self.reconciler.reconcile(key)
+                self.reconciles += 1
+                self.queue.forget(key)
+                if result is not None and result.requeue_after is not None:
+                    self.queue.add_after(key, result.requeue_after)
+            except TerminalError as exc:
+                self.queue.forget(key)
+                log.warning("%s %s: %s (not retried)", self.name, key, exc)
+            except KubeError as exc:
+                delay = self.queue.retry(key)
+                log.warning("%s %s: %s (retrying in %.1fs)", self.name, key, exc, delay)
+            except Exception:
+                delay = self.queue.retry(key)
+                log.exception("%s %s: unexpected error (retrying in %.1fs)", self.name, key, delay)
+            finally:
+                self.queue.done(key)

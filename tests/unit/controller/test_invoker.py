@@ -1,0 +1,286 @@
+"""Invoker validation: conditions and phase with messages that name the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from api import constants as c
+from api.naming import backup_job_name, cronjob_name, session_name
+from api.repository import Repository
+from controller.conditions import get_condition, is_true, set_condition
+from controller.invoker import InvokerFacts, evaluate, members_of
+from controller.schedule import ScheduleError, validate_schedule
+from controller.sessions import new_session
+from controller.trigger import cronjob, rbac_objects
+from tests.factories import batch, configuration, member
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+T1 = T0 + dt.timedelta(minutes=5)
+
+
+def repository(namespace: str = "demo", **policy: Any) -> Repository:
+    spec: dict[str, Any] = {"backend": {"local": {"mountPath": "/r"}, "storageSecretName": "s"}}
+    if policy:
+        spec["usagePolicy"] = {"allowedNamespaces": policy}
+    return Repository.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo", "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+def good_facts(invoker: dict[str, Any]) -> InvokerFacts:
+    return InvokerFacts(
+        repository=repository(),
+        secret_found=True,
+        targets_found={v.index: True for v in members_of(invoker)},
+    )
+
+
+def _with_uid(obj: dict[str, Any]) -> dict[str, Any]:
+    obj["metadata"]["uid"] = "1234"
+    return obj
+
+
+# -- names ---------------------------------------------------------------------------------
+
+
+def test_names_follow_the_design() -> None:
+    assert cronjob_name("nightly") == "stash-trigger-nightly"
+    assert session_name("nightly", 1714643400) == "nightly-1714643400"
+    assert backup_job_name("nightly-1714643400", 2) == "stash-backup-nightly-1714643400-2"
+
+
+def test_long_names_are_cut_with_a_stable_hash_and_dots_become_dashes() -> None:
+    long = "a" * 60
+    assert len(cronjob_name(long)) == 52
+    assert cronjob_name(long) == cronjob_name(long)
+    assert cronjob_name(long) != cronjob_name("a" * 61)
+    assert cronjob_name("db.prod") == "stash-trigger-db-prod"
+    assert len(backup_job_name("x" * 70, 0)) == 63
+
+
+# -- schedules -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["*/5 * * * *", "0 2 * * 1-5", "@daily", "0 0 1 jan,jul *", "30 4 * * sun", "0 0 * * 7"],
+)
+def test_valid_schedules_pass(schedule: str) -> None:
+    validate_schedule(schedule)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("61 * * * *", "minute: 61 is outside 0-59"),
+        ("* * * *", "a schedule has 5 fields"),
+        ("*/0 * * * *", "step '0' must be a positive number"),
+        ("0 0 * foo *", "month: 'foo' is not a number"),
+        ("0 5-2 * * *", "hour: range '5-2' runs backwards"),
+        ("@fortnightly", "unknown schedule macro"),
+        ("TZ=UTC 0 * * * *", "time zones"),
+        ("", "schedule is empty"),
+    ],
+)
+def test_invalid_schedules_say_which_field_and_why(schedule: str, message: str) -> None:
+    with pytest.raises(ScheduleError, match=message):
+        validate_schedule(schedule)
+
+
+# -- conditions ----------------------------------------------------------------------------
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    first = set_condition(None, "X", True, "R", "m", now=T0)
+    again = set_condition(first, "X", True, "R2", "m2", now=T1)
+    assert again[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert again[0]["reason"] == "R2"
+    flipped = set_condition(again, "X", False, "R3", now=T1)
+    assert flipped[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+
+
+# -- evaluate --------------------------------------------------------------------------------
+
+
+def test_a_valid_batch_with_everything_in_place_is_ready() -> None:
+    obj = batch("nightly", "demo", member("Deployment", "web"), member("StatefulSet", "db"))
+    status = evaluate(obj, good_facts(obj), now=T0)
+    assert status.phase == "Ready"
+    for type_ in (
+        c.VALIDATION_PASSED,
+        c.REPOSITORY_FOUND,
+        c.BACKEND_SECRET_FOUND,
+        c.BACKUP_TARGET_FOUND,
+        c.CRONJOB_CREATED,
+    ):
+        assert is_true(status.conditions, type_), type_
+    assert status.member_conditions is not None
+    assert [m["target"]["name"] for m in status.member_conditions] == ["web", "db"]
+
+
+def test_evaluating_twice_gives_the_same_status() -> None:
+    obj = batch()
+    first = evaluate(obj, good_facts(obj), now=T0)
+    obj["status"] = first.as_status(1)
+    assert evaluate(obj, good_facts(obj), now=T1).as_status(1) == obj["status"]
+
+
+def test_a_missing_repository_makes_it_not_ready_and_says_so() -> None:
+    obj = batch()
+    status = evaluate(obj, InvokerFacts(targets_found={0: True}), now=T0)
+    assert status.phase == "NotReady"
+    found = get_condition(status.conditions, c.REPOSITORY_FOUND)
+    assert found is not None
+    assert found["message"] == "Repository 'repo' not found in namespace demo"
+
+
+def test_a_missing_secret_and_target_are_both_reported() -> None:
+    obj = batch("b", "demo", member("Deployment", "web"), member("Deployment", "api"))
+    facts = InvokerFacts(repository=repository(), secret_found=False, targets_found={0: True})
+    status = evaluate(obj, facts, now=T0)
+    assert status.phase == "NotReady"
+    assert "Secret demo/s not found" in status.problems
+    assert "not found: Deployment api" in status.problems
+    assert status.member_conditions is not None
+    api_member = status.member_conditions[1]["conditions"][0]
+    assert (api_member["type"], api_member["status"]) == (c.BACKUP_TARGET_FOUND, "False")
+
+
+def test_a_repository_of_another_namespace_needs_its_usage_policy() -> None:
+    obj = batch("b", "team-a")
+    facts = InvokerFacts(
+        repository=repository("backups"), secret_found=True, targets_found={0: True}
+    )
+    assert evaluate(obj, facts, now=T0).problems == (
+        "Repository backups/repo only allows its own namespace",
+    )
+    selector = {"from": "Selector", "selector": {"matchLabels": {"team": "a"}}}
+    facts = InvokerFacts(
+        repository=repository("backups", **selector),
+        secret_found=True,
+        targets_found={0: True},
+        invoker_namespace_labels={"team": "a"},
+    )
+    assert evaluate(obj, facts, now=T0).phase == "Ready"
+    facts = InvokerFacts(
+        repository=repository("backups", **{"from": "All"}),
+        secret_found=True,
+        targets_found={0: True},
+    )
+    assert evaluate(obj, facts, now=T0).phase == "Ready"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"schedule": "61 * * * *"}, "spec.schedule: minute: 61 is outside 0-59"),
+        ({"retentionPolicy": {"name": "r"}}, "spec.retentionPolicy: set at least one of"),
+        ({"members": []}, "spec.members: a BackupBatch needs at least one member"),
+        (
+            {"members": [member("Service", "pg")]},
+            "spec.members[0].task.name: a Service target needs a Task",
+        ),
+        (
+            {"members": [member("Deployment", "web"), member("Deployment", "web")]},
+            "spec.members[1].target.ref: Deployment web is also member 0",
+        ),
+    ],
+)
+def test_an_invalid_batch_is_invalid_with_a_message_naming_the_field(
+    change: dict[str, Any], problem: str
+) -> None:
+    obj = batch()
+    obj["spec"].update(change)
+    status = evaluate(obj, good_facts(obj), now=T0)
+    assert status.phase == "Invalid"
+    validation = get_condition(status.conditions, c.VALIDATION_PASSED)
+    assert validation is not None
+    assert validation["status"] == "False"
+    assert problem in validation["message"]
+
+
+def test_a_pvc_member_without_a_task_uses_pvc_backup() -> None:
+    obj = batch("b", "demo", member("PersistentVolumeClaim", "data"))
+    assert members_of(obj)[0].task == "pvc-backup"
+    assert evaluate(obj, good_facts(obj), now=T0).phase == "Ready"
+
+
+def test_a_backup_configuration_has_no_member_conditions() -> None:
+    obj = configuration()
+    status = evaluate(obj, good_facts(obj), now=T0)
+    assert status.phase == "Ready"
+    assert status.member_conditions is None
+    assert "memberConditions" not in status.as_status(1)
+
+
+def test_a_cronjob_that_could_not_be_written_is_reported() -> None:
+    obj = batch()
+    facts = InvokerFacts(
+        repository=repository(),
+        secret_found=True,
+        targets_found={0: True},
+        cronjob_error="CronJob rejected: spec.schedule: invalid",
+    )
+    status = evaluate(obj, facts, now=T0)
+    assert status.phase == "NotReady"
+    assert not is_true(status.conditions, c.CRONJOB_CREATED)
+
+
+# -- trigger objects and sessions ------------------------------------------------------------
+
+
+def test_the_cronjob_runs_create_backupsession_and_is_suspended_while_paused() -> None:
+    obj = _with_uid(batch("nightly", "demo", paused=True))
+    job = cronjob(obj, "stash-py:1")
+    assert job["metadata"]["name"] == "stash-trigger-nightly"
+    assert job["spec"]["suspend"] is True
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == [
+        "create-backupsession",
+        "--invoker-kind=BackupBatch",
+        "--invoker-name=nightly",
+        "--invoker-uid=1234",
+    ]
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "1234"
+
+
+def test_the_trigger_service_account_may_only_create_backup_sessions() -> None:
+    objs = {o["kind"]: o for o in rbac_objects(_with_uid(batch("nightly")))}
+    assert set(objs) == {"ServiceAccount", "Role", "RoleBinding"}
+    assert objs["Role"]["rules"] == [
+        {"apiGroups": ["stash.appscode.com"], "resources": ["backupsessions"], "verbs": ["create"]}
+    ]
+    assert objs["RoleBinding"]["subjects"][0]["name"] == "stash-trigger-nightly"
+
+
+def test_an_invoker_service_account_is_used_instead_of_ours() -> None:
+    obj = _with_uid(batch("nightly", "demo", runtimeSettings={"pod": {"serviceAccountName": "sa"}}))
+    objs = {o["kind"]: o for o in rbac_objects(obj)}
+    assert "ServiceAccount" not in objs
+    assert objs["RoleBinding"]["subjects"][0]["name"] == "sa"
+    pod_spec = cronjob(obj, "img")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == "sa"
+
+
+def test_a_new_session_is_named_labelled_and_owned_by_its_invoker() -> None:
+    session = new_session("BackupBatch", "nightly", "1234", "demo", unix_seconds=1714643400)
+    assert session["metadata"]["name"] == "nightly-1714643400"
+    assert session["metadata"]["labels"] == {
+        c.INVOKER_TYPE_LABEL: "BackupBatch",
+        c.INVOKER_NAME_LABEL: "nightly",
+    }
+    assert session["metadata"]["ownerReferences"][0]["uid"] == "1234"
+    assert session["spec"]["invoker"] == {
+        "apiGroup": "stash.appscode.com",
+        "kind": "BackupBatch",
+        "name": "nightly",
+    }

@@ -1,0 +1,226 @@
+"""Build the backup Job of a Job-model member: Task → Functions → containers, with Stash's
+variables substituted. Every step but the last is an init container, so they run in order.
+
+Pure: the reconciler passes the session, the invoker member, the Repository, the Task and its
+Functions; problems (a missing Function, an unset variable) raise ``JobError`` naming them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from api import constants as c
+from api.naming import backup_job_name
+from api.repository import Repository
+from controller.builtin_tasks import DEFAULT_MOUNT_PATH
+from controller.invoker import MemberView
+from controller.substitution import SubstitutionError, substitute_all
+from controller.trigger import owner_reference
+
+JSON = dict[str, Any]
+SESSION_LABEL = f"{c.GROUP}/backup-session"
+MEMBER_LABEL = f"{c.GROUP}/member-index"
+INTERIM_VOLUME = "stash-interim-volume"
+POD_SETTING_KEYS = (
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "securityContext",
+    "priorityClassName",
+    "imagePullSecrets",
+    "serviceAccountName",
+    "runtimeClassName",
+    "schedulerName",
+)
+CONTAINER_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
+
+
+class JobError(ValueError):
+    """The member's Job cannot be built; the message says which Task/Function/variable."""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    session: JSON
+    invoker: JSON
+    member: MemberView
+    repository: Repository
+    task: JSON
+    functions: dict[str, JSON]
+    image: str
+    pushgateway_url: str = ""
+
+
+def _hostname(view: MemberView) -> str:
+    target = view.member.target
+    return target.alias if target and target.alias else "host-0"
+
+
+def variables(inputs: JobInputs) -> dict[str, str]:
+    """The variables Stash provides to Functions, for one member of one session."""
+    view, repo = inputs.member, inputs.repository
+    backend = repo.spec.backend
+    provider = backend.kind()
+    store = getattr(backend, provider)
+    spec = inputs.invoker.get("spec") or {}
+    retention = spec.get("retentionPolicy") or {}
+    target = view.member.target
+    values = {
+        "NAMESPACE": inputs.session["metadata"]["namespace"],
+        "BACKUP_SESSION": inputs.session["metadata"]["name"],
+        "INVOKER_KIND": inputs.invoker["kind"],
+        "INVOKER_NAME": inputs.invoker["metadata"]["name"],
+        "TARGET_API_VERSION": str(view.ref.get("apiVersion", "")),
+        "TARGET_KIND": view.kind,
+        "TARGET_NAME": view.name,
+        "TARGET_NAMESPACE": str(view.ref.get("namespace") or view.namespace),
+        "TARGET_PATHS": ",".join(target.paths or []) if target else "",
+        "EXCLUDE_PATTERNS": ",".join(target.exclude or []) if target else "",
+        "TARGET_MOUNT_PATH": DEFAULT_MOUNT_PATH,
+        "HOSTNAME": _hostname(view),
+        "REPOSITORY_NAME": repo.metadata.name or "",
+        "REPOSITORY_NAMESPACE": repo.metadata.namespace or "",
+        "REPOSITORY_PROVIDER": provider,
+        "REPOSITORY_SECRET_NAME": backend.storage_secret_name or "",
+        "REPOSITORY_BUCKET": str(
+            getattr(store, "bucket", None) or getattr(store, "container", None) or ""
+        ),
+        "REPOSITORY_PREFIX": str(
+            getattr(store, "prefix", None) or getattr(store, "sub_path", None) or ""
+        ),
+        "REPOSITORY_ENDPOINT": str(
+            getattr(store, "endpoint", None) or getattr(store, "url", None) or ""
+        ),
+        "REPOSITORY_REGION": str(getattr(store, "region", None) or ""),
+        "RETENTION_POLICY_NAME": str(retention.get("name", "")),
+        "RETENTION_PRUNE": str(bool(retention.get("prune", False))).lower(),
+        "RETENTION_DRY_RUN": str(bool(retention.get("dryRun", False))).lower(),
+        "RETENTION_KEEP_TAGS": ",".join(retention.get("keepTags") or []),
+        "PROMETHEUS_PUSHGATEWAY_URL": inputs.pushgateway_url,
+        "ENABLE_CACHE": str(
+            not (view.member.temp_dir and view.member.temp_dir.disable_caching)
+        ).lower(),
+    }
+    for key in ("Last", "Hourly", "Daily", "Weekly", "Monthly", "Yearly"):
+        values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.get(f"keep{key}") or 0)
+    # A member's task params override the Task's step params; both override nothing above.
+    for param in (view.member.task.params or []) if view.member.task else []:
+        values[param.name] = param.value
+    return values
+
+
+def build_job(inputs: JobInputs) -> JSON:
+    session, view = inputs.session, inputs.member
+    steps = (inputs.task.get("spec") or {}).get("steps") or []
+    if not steps:
+        raise JobError(f"Task {inputs.task['metadata']['name']} has no steps")
+    base = variables(inputs)
+    containers: list[JSON] = []
+    member_params = (
+        {p.name: p.value for p in (view.member.task.params or [])} if (view.member.task) else {}
+    )
+    for index, step in enumerate(steps):
+        function = inputs.functions.get(step["name"])
+        if function is None:
+            raise JobError(
+                f"Function {step['name']} (step {index} of Task "
+                f"{inputs.task['metadata']['name']}) not found"
+            )
+        step_vars = {
+            **base,
+            **{p["name"]: p["value"] for p in step.get("params") or []},
+            **member_params,
+        }
+        spec = function.get("spec") or {}
+        try:
+            resolved = substitute_all(
+                {
+                    k: spec[k]
+                    for k in ("image", "command", "args", "workingDir", "ports", "volumeMounts")
+                    if k in spec
+                },
+                step_vars,
+            )
+        except SubstitutionError as exc:
+            raise JobError(f"Function {step['name']}: {exc}") from None
+        container: JSON = {
+            "name": step["name"]
+            if step["name"] not in [c_["name"] for c_ in containers]
+            else f"{step['name']}-{index}",
+            **resolved,
+            "volumeMounts": [
+                {"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH},
+                *resolved.get("volumeMounts", []),
+            ],
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            ],
+        }
+        settings = (
+            (view.member.runtime_settings.container or {}) if view.member.runtime_settings else {}
+        )
+        for key in CONTAINER_SETTING_KEYS:
+            if key in settings:
+                container[key] = container["env"] + settings[key] if key == "env" else settings[key]
+        containers.append(container)
+    try:
+        volumes = substitute_all((inputs.task.get("spec") or {}).get("volumes") or [], base)
+    except SubstitutionError as exc:
+        raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
+    temp = view.member.temp_dir.to_dict() if view.member.temp_dir else {}
+    volumes.append(
+        {
+            "name": c.TMP_DIR_VOLUME,
+            "emptyDir": {k: temp[k] for k in ("medium", "sizeLimit") if temp.get(k) is not None},
+        }
+    )
+    if view.member.interim_volume_template:
+        template = view.member.interim_volume_template
+        volumes.append(
+            {
+                "name": INTERIM_VOLUME,
+                "ephemeral": {
+                    "volumeClaimTemplate": {
+                        "metadata": {
+                            k: v
+                            for k, v in (template.get("metadata") or {}).items()
+                            if k in ("labels", "annotations")
+                        },
+                        "spec": template.get("spec") or {},
+                    }
+                },
+            }
+        )
+    pod_settings = (view.member.runtime_settings.pod or {}) if view.member.runtime_settings else {}
+    labels = {
+        "app.kubernetes.io/managed-by": "stash",
+        c.INVOKER_TYPE_LABEL: inputs.invoker["kind"],
+        c.INVOKER_NAME_LABEL: inputs.invoker["metadata"]["name"],
+        SESSION_LABEL: session["metadata"]["name"],
+        MEMBER_LABEL: str(view.index),
+    }
+    pod_spec: JSON = {
+        "restartPolicy": "Never",
+        **{k: v for k, v in pod_settings.items() if k in POD_SETTING_KEYS},
+        "initContainers": containers[:-1],
+        "containers": containers[-1:],
+        "volumes": volumes,
+    }
+    if not pod_spec["initContainers"]:
+        del pod_spec["initContainers"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": backup_job_name(session["metadata"]["name"], view.index),
+            "namespace": session["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(session)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,113 @@
+"""The Tasks and Functions the operator installs: ``pvc-backup`` and ``pvc-restore``.
+
+Each Task is two steps, as in Stash: the backup (or restore) itself, then ``update-status``,
+which writes the host's stats into the session and pushes metrics. The target PVC is mounted at
+``${TARGET_MOUNT_PATH}`` (``/stash-data`` unless the member says otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import constants as c
+
+JSON = dict[str, Any]
+DEFAULT_MOUNT_PATH = "/stash-data"
+
+_COMMON_ARGS = [
+    "--namespace=${NAMESPACE}",
+    "--invoker-kind=${INVOKER_KIND}",
+    "--invoker-name=${INVOKER_NAME}",
+    "--target-kind=${TARGET_KIND}",
+    "--target-name=${TARGET_NAME}",
+    "--hostname=${HOSTNAME:=host-0}",
+    "--repository=${REPOSITORY_NAME}",
+    "--repository-namespace=${REPOSITORY_NAMESPACE}",
+    "--output-dir=${outputDir:=/tmp/output}",
+]
+
+
+def _function(name: str, args: list[str], mounts: list[JSON], image: str) -> JSON:
+    return {
+        "apiVersion": c.V1BETA1,
+        "kind": "Function",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "stash"}},
+        "spec": {"image": image, "args": args, "volumeMounts": mounts},
+    }
+
+
+def _task(name: str, steps: list[JSON], volumes: list[JSON]) -> JSON:
+    return {
+        "apiVersion": c.V1BETA1,
+        "kind": "Task",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "stash"}},
+        "spec": {"steps": steps, "volumes": volumes},
+    }
+
+
+def builtin_objects(image: str) -> list[JSON]:
+    target_mount = {"name": "${targetVolume}", "mountPath": "${TARGET_MOUNT_PATH}"}
+    target_volume = {
+        "name": "target-volume",
+        "persistentVolumeClaim": {"claimName": "${TARGET_NAME}"},
+    }
+    output = [{"name": "outputDir", "value": "/tmp/output"}]  # noqa: S108 - the pod's own emptyDir
+    return [
+        _function(
+            "pvc-backup",
+            [
+                "backup-pvc",
+                *_COMMON_ARGS,
+                "--backupsession=${BACKUP_SESSION}",
+                "--paths=${TARGET_PATHS:=" + DEFAULT_MOUNT_PATH + "}",
+                "--exclude=${EXCLUDE_PATTERNS:=}",
+            ],
+            [target_mount],
+            image,
+        ),
+        _function(
+            "pvc-restore",
+            [
+                "restore",
+                *_COMMON_ARGS,
+                "--restoresession=${RESTORE_SESSION:=}",
+                "--paths=${TARGET_PATHS:=" + DEFAULT_MOUNT_PATH + "}",
+            ],
+            [target_mount],
+            image,
+        ),
+        _function(
+            "update-status",
+            [
+                "update-status",
+                *_COMMON_ARGS,
+                "--backupsession=${BACKUP_SESSION:=}",
+                "--restoresession=${RESTORE_SESSION:=}",
+                "--pushgateway-url=${PROMETHEUS_PUSHGATEWAY_URL:=}",
+            ],
+            [],
+            image,
+        ),
+        _task(
+            "pvc-backup",
+            [
+                {
+                    "name": "pvc-backup",
+                    "params": [*output, {"name": "targetVolume", "value": "target-volume"}],
+                },
+                {"name": "update-status", "params": output},
+            ],
+            [target_volume],
+        ),
+        _task(
+            "pvc-restore",
+            [
+                {
+                    "name": "pvc-restore",
+                    "params": [*output, {"name": "targetVolume", "value": "target-volume"}],
+                },
+                {"name": "update-status", "params": output},
+            ],
+            [target_volume],
+        ),
+    ]

@@ -1,0 +1,226 @@
+"""The BackupSession's next status, as a pure function of what the reconciler observed.
+
+``next_status`` decides: skip (another session of the invoker runs, or the invoker is not
+Ready), initialise targets with their host counts and the deadline, which Job-model members get
+their Job now (all at once, or one after another with ``executionOrder: Sequential``), what a
+failed, finished or vanished Job means for its target, the deadline, and the session's phase and
+duration. The reconciler creates the Jobs it is told to and writes the status it is given.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from api import constants as c
+from controller.conditions import is_true, now_rfc3339, set_condition
+from controller.invoker import MemberView
+
+JSON = dict[str, Any]
+TERMINAL = ("Succeeded", "Failed", "Skipped")
+TARGET_TERMINAL = ("Succeeded", "Failed")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """A Go duration ("1h30m", "90s") as a timedelta."""
+    seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(text))
+    return dt.timedelta(seconds=seconds)
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """Like Go's Duration.String(): 41.2s, 2m3s, 1h0m5s."""
+    total = delta.total_seconds()
+    hours, rest = divmod(int(total), 3600)
+    minutes = rest // 60
+    seconds = total - hours * 3600 - minutes * 60
+    sec = f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{sec}"
+    if minutes:
+        return f"{minutes}m{sec}"
+    return sec
+
+
+def _parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconciler saw, beside the session itself."""
+
+    invoker: JSON | None
+    members: list[MemberView]
+    total_hosts: dict[int, int] = field(default_factory=dict)
+    jobs: dict[int, JSON | None] = field(default_factory=dict)
+    other_running: str | None = None  # the name of another running session of the invoker
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: JSON
+    create_jobs: tuple[int, ...] = ()
+
+
+def _job_failure(job: JSON) -> str | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".rstrip(": ")
+    return None
+
+
+def _job_complete(job: JSON) -> bool:
+    return any(
+        cond.get("type") == "Complete" and cond.get("status") == "True"
+        for cond in (job.get("status") or {}).get("conditions") or []
+    )
+
+
+def _phase_from_stats(target: JSON) -> str | None:
+    stats = target.get("stats") or []
+    total = int(target.get("totalHosts") or 1)
+    if len(stats) < total:
+        return None
+    return "Failed" if any(s.get("phase") == "Failed" for s in stats) else "Succeeded"
+
+
+def _fail_target(target: JSON, message: str, now: dt.datetime) -> None:
+    target["phase"] = "Failed"
+    target["conditions"] = set_condition(
+        target.get("conditions"), "BackupFailed", True, "BackupFailed", message, now=now
+    )
+
+
+def _skip(status: JSON, reason: str, message: str, now: dt.datetime) -> Decision:
+    status["phase"] = "Skipped"
+    status["conditions"] = set_condition(
+        status.get("conditions"), c.BACKUP_SKIPPED, True, reason, message, now=now
+    )
+    return Decision(status)
+
+
+def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Decision | None:
+    """Skip the session, or initialise its targets and deadline (None: it starts)."""
+    invoker = seen.invoker
+    if invoker is None:
+        return _skip(status, "InvokerNotFound", "the session's invoker does not exist", now)
+    phase = (invoker.get("status") or {}).get("phase")
+    if phase != "Ready":
+        name = f"{invoker['kind']} {invoker['metadata']['name']}"
+        return _skip(status, "InvokerNotReady", f"{name} is {phase or 'not ready yet'}", now)
+    if seen.other_running:
+        message = f"session {seen.other_running} of the same invoker is still running"
+        return _skip(status, "SkippedTakingNewBackup", message, now)
+    status["targets"] = [
+        {"ref": view.ref, "totalHosts": seen.total_hosts.get(view.index, 1), "phase": "Pending"}
+        for view in seen.members
+    ]
+    timeout = (invoker.get("spec") or {}).get("timeOut") or ""
+    if timeout:
+        created = _parse_time(session["metadata"]["creationTimestamp"])
+        status["sessionDeadline"] = now_rfc3339(created + parse_duration(timeout))
+    status["phase"] = "Running"
+    return None
+
+
+def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
+    """Move every target on; the members whose Job must be created now."""
+    sequential = ((seen.invoker or {}).get("spec") or {}).get("executionOrder") == "Sequential"
+    create: list[int] = []
+    blocked_by: int | None = None
+    for view, target in zip(seen.members, status["targets"], strict=False):
+        if target.get("phase") not in TARGET_TERMINAL:
+            if blocked_by is not None:
+                _fail_target(target, f"not run: member {blocked_by} failed before it", now)
+                continue
+            if view.task is None:  # sidecar: the hosts report their own stats
+                target["phase"] = _phase_from_stats(target) or "Running"
+            else:
+                _job_model_target(view, target, seen.jobs.get(view.index), create, now)
+        if sequential and target["phase"] == "Failed" and blocked_by is None:
+            blocked_by = view.index
+        elif sequential and target["phase"] != "Succeeded":
+            break  # the next member starts once this one has succeeded
+    return create
+
+
+def _past_deadline(status: JSON, now: dt.datetime) -> bool:
+    deadline = status.get("sessionDeadline")
+    if not deadline or now <= _parse_time(deadline):
+        return False
+    for target in status["targets"]:
+        if target.get("phase") not in TARGET_TERMINAL:
+            _fail_target(target, f"the session's deadline {deadline} passed", now)
+    status["conditions"] = set_condition(
+        status.get("conditions"),
+        c.DEADLINE_EXCEEDED,
+        True,
+        "FailedToCompleteWithinDeadline",
+        f"the backup did not finish by {deadline}",
+        now=now,
+    )
+    return True
+
+
+def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
+    status: JSON = copy.deepcopy(session.get("status") or {})
+    if status.get("phase") in TERMINAL:
+        return Decision(status)
+    if not status.get("targets"):
+        skipped = _start(session, status, seen, now)
+        if skipped is not None:
+            return skipped
+    create = _advance(status, seen, now)
+    if _past_deadline(status, now):
+        create = []
+    phases = [t.get("phase") for t in status["targets"]]
+    if is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+        status["phase"] = "Failed"
+    elif all(p == "Succeeded" for p in phases):
+        status["phase"] = "Succeeded"
+    elif any(p not in TARGET_TERMINAL for p in phases):
+        status["phase"] = "Running"
+    else:
+        status["phase"] = "Failed"
+    if status["phase"] in TERMINAL:
+        created = _parse_time(session["metadata"]["creationTimestamp"])
+        status["sessionDuration"] = format_duration(now - created)
+    return Decision(status, tuple(create))
+
+
+def _job_model_target(
+    view: MemberView, target: JSON, job: JSON | None, create: list[int], now: dt.datetime
+) -> None:
+    ensured = is_true(target.get("conditions"), c.BACKUP_EXECUTOR_ENSURED)
+    if job is None:
+        if ensured:
+            _fail_target(target, "the backup Job was deleted before it finished", now)
+        else:
+            create.append(view.index)
+            target["phase"] = "Running"
+            target["conditions"] = set_condition(
+                target.get("conditions"),
+                c.BACKUP_EXECUTOR_ENSURED,
+                True,
+                "SuccessfullyEnsuredBackupExecutor",
+                "the backup Job was created",
+                now=now,
+            )
+        return
+    failure = _job_failure(job)
+    reported = _phase_from_stats(target)
+    if reported is not None:
+        target["phase"] = reported
+    elif failure is not None:
+        _fail_target(target, f"backup Job {job['metadata']['name']} failed ({failure})", now)
+    elif _job_complete(job):
+        _fail_target(
+            target, f"backup Job {job['metadata']['name']} completed without reporting stats", now
+        )
+    else:
+        target["phase"] = "Running"

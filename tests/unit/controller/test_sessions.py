@@ -1,0 +1,290 @@
+"""Backup Jobs from Tasks and Functions, and the BackupSession's next status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from api import constants as c
+from api.repository import Repository
+from controller.backup_job import JobError, JobInputs, build_job
+from controller.builtin_tasks import builtin_objects
+from controller.conditions import is_true
+from controller.invoker import members_of
+from controller.session_status import Observed, format_duration, next_status, parse_duration
+from controller.substitution import SubstitutionError, substitute, substitute_all
+from tests.factories import batch, member
+
+T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=dt.UTC)
+BUILTINS = {(o["kind"], o["metadata"]["name"]): o for o in builtin_objects("stash-py:1")}
+FUNCTIONS = {name: o for (kind, name), o in BUILTINS.items() if kind == "Function"}
+
+
+# -- substitution ---------------------------------------------------------------------------
+
+
+def test_variables_and_defaults_are_substituted() -> None:
+    assert substitute("--a=${A} --b=${B:=two} --c=${C:=}", {"A": "one"}) == "--a=one --b=two --c="
+
+
+def test_a_variable_without_value_or_default_is_an_error_naming_every_one() -> None:
+    with pytest.raises(SubstitutionError, match=r"no value for \$\{X\}, \$\{Y\}"):
+        substitute_all({"args": ["${X}", "${Y}", "${X}"]}, {})
+
+
+# -- Jobs ---------------------------------------------------------------------------------------
+
+
+def _repo() -> Repository:
+    return Repository.from_dict(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo", "namespace": "demo"},
+            "spec": {
+                "backend": {
+                    "s3": {"bucket": "b", "endpoint": "https://s3", "prefix": "p"},
+                    "storageSecretName": "s",
+                }
+            },
+        }
+    )
+
+
+def _session(name: str = "nightly-1700000000", **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": c.V1BETA1,
+        "kind": "BackupSession",
+        "metadata": {
+            "name": name,
+            "namespace": "demo",
+            "uid": "s-uid",
+            "creationTimestamp": "2026-01-01T10:00:00Z",
+        },
+        "spec": {"invoker": {"kind": "BackupBatch", "name": "nightly"}},
+        **({"status": status} if status else {}),
+    }
+
+
+def _invoker(*members: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    obj = batch("nightly", "demo", *members, **spec)
+    obj["metadata"]["uid"] = "i-uid"
+    obj["status"] = {"phase": "Ready"}
+    return obj
+
+
+def test_a_pvc_member_gets_a_job_that_mounts_its_pvc_and_runs_the_function() -> None:
+    invoker = _invoker(member("Deployment", "web"), member("PersistentVolumeClaim", "shared"))
+    view = members_of(invoker)[1]
+    job = build_job(
+        JobInputs(
+            _session(),
+            invoker,
+            view,
+            _repo(),
+            BUILTINS[("Task", "pvc-backup")],
+            FUNCTIONS,
+            "stash-py:1",
+        )
+    )
+    assert job["metadata"]["name"] == "stash-backup-nightly-1700000000-1"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "BackupSession"
+    assert job["spec"]["backoffLimit"] == 0
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "target-volume", "persistentVolumeClaim": {"claimName": "shared"}} in pod[
+        "volumes"
+    ]
+    (backup,) = pod["initContainers"]
+    assert backup["args"][0] == "backup-pvc"
+    assert "--target-name=shared" in backup["args"]
+    assert "--backupsession=nightly-1700000000" in backup["args"]
+    assert "--paths=/data" in backup["args"]
+    assert {"name": "target-volume", "mountPath": "/stash-data"} in backup["volumeMounts"]
+    (status_step,) = pod["containers"]
+    assert status_step["args"][0] == "update-status"
+
+
+def test_a_missing_function_or_variable_is_named() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    view = members_of(invoker)[0]
+    with pytest.raises(JobError, match=r"Function update-status .* not found"):
+        build_job(
+            JobInputs(
+                _session(),
+                invoker,
+                view,
+                _repo(),
+                BUILTINS[("Task", "pvc-backup")],
+                {"pvc-backup": FUNCTIONS["pvc-backup"]},
+                "img",
+            )
+        )
+    broken = {"spec": {"image": "x", "args": ["${NOT_A_STASH_VARIABLE}"]}}
+    task = {"metadata": {"name": "t"}, "spec": {"steps": [{"name": "f"}]}}
+    with pytest.raises(JobError, match=r"Function f: no value for \$\{NOT_A_STASH_VARIABLE\}"):
+        build_job(JobInputs(_session(), invoker, view, _repo(), task, {"f": broken}, "img"))
+
+
+def test_stash_variables_reach_the_function() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    task = {
+        "metadata": {"name": "t"},
+        "spec": {"steps": [{"name": "f", "params": [{"name": "extra", "value": "from-step"}]}]},
+    }
+    fn = {
+        "spec": {
+            "image": "x",
+            "args": [
+                "${REPOSITORY_PROVIDER}",
+                "${REPOSITORY_BUCKET}",
+                "${RETENTION_KEEP_LAST}",
+                "${extra}",
+                "${INVOKER_KIND}/${INVOKER_NAME}",
+                "${NAMESPACE}",
+            ],
+        }
+    }
+    job = build_job(
+        JobInputs(_session(), invoker, members_of(invoker)[0], _repo(), task, {"f": fn}, "img")
+    )
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "s3",
+        "b",
+        "5",
+        "from-step",
+        "BackupBatch/nightly",
+        "demo",
+    ]
+
+
+# -- session status ------------------------------------------------------------------------
+
+
+def _seen(invoker: dict[str, Any] | None, **kw: Any) -> Observed:
+    return Observed(invoker=invoker, members=members_of(invoker) if invoker else [], **kw)
+
+
+def test_durations_read_and_print_like_go() -> None:
+    assert parse_duration("1h30m") == dt.timedelta(minutes=90)
+    assert format_duration(dt.timedelta(seconds=41.2)) == "41.2s"
+    assert format_duration(dt.timedelta(seconds=123)) == "2m3s"
+
+
+def test_a_session_is_skipped_while_another_of_its_invoker_runs() -> None:
+    decision = next_status(_session(), _seen(_invoker(), other_running="nightly-1"), T0)
+    assert decision.status["phase"] == "Skipped"
+    assert is_true(decision.status["conditions"], c.BACKUP_SKIPPED)
+    assert decision.create_jobs == ()
+
+
+def test_a_session_of_an_invoker_that_is_not_ready_is_skipped_with_the_reason() -> None:
+    invoker = _invoker()
+    invoker["status"] = {"phase": "Invalid"}
+    decision = next_status(_session(), _seen(invoker), T0)
+    assert decision.status["phase"] == "Skipped"
+    assert decision.status["conditions"][0]["message"] == "BackupBatch nightly is Invalid"
+
+
+def test_targets_start_with_their_hosts_and_job_members_get_their_jobs() -> None:
+    invoker = _invoker(
+        member("StatefulSet", "db"), member("PersistentVolumeClaim", "shared"), timeOut="30m"
+    )
+    decision = next_status(_session(), _seen(invoker, total_hosts={0: 3}), T0)
+    status = decision.status
+    assert status["phase"] == "Running"
+    assert [t["totalHosts"] for t in status["targets"]] == [3, 1]
+    assert decision.create_jobs == (1,)
+    assert status["sessionDeadline"] == "2026-01-01T10:30:00Z"
+    assert is_true(status["targets"][1]["conditions"], c.BACKUP_EXECUTOR_ENSURED)
+
+
+def _host(phase: str, name: str = "host-0") -> dict[str, Any]:
+    return {"hostname": name, "phase": phase}
+
+
+def test_the_session_succeeds_when_every_host_of_every_target_did() -> None:
+    invoker = _invoker(member("StatefulSet", "db"), member("PersistentVolumeClaim", "shared"))
+    first = next_status(_session(), _seen(invoker, total_hosts={0: 2}), T0).status
+    first["targets"][0]["stats"] = [_host("Succeeded", "host-0"), _host("Succeeded", "host-1")]
+    first["targets"][1]["stats"] = [_host("Succeeded")]
+    job = {
+        "metadata": {"name": "j"},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    later = T0 + dt.timedelta(seconds=41.2)
+    done = next_status(_session(**first), _seen(invoker, jobs={1: job}), later)
+    assert done.status["phase"] == "Succeeded"
+    assert done.status["sessionDuration"] == "41.2s"
+    assert done.create_jobs == ()
+    # Terminal: nothing changes any more.
+    assert next_status(_session(**done.status), _seen(invoker), later).status == done.status
+
+
+def test_a_failed_job_fails_its_target_with_the_reason() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    first = next_status(_session(), _seen(invoker), T0).status
+    job = {
+        "metadata": {"name": "stash-backup-x-0"},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+        },
+    }
+    status = next_status(_session(**first), _seen(invoker, jobs={0: job}), T0).status
+    assert status["phase"] == "Failed"
+    message = status["targets"][0]["conditions"][-1]["message"]
+    assert message == (
+        "backup Job stash-backup-x-0 failed (BackoffLimitExceeded: Job has reached "
+        "the specified backoff limit)"
+    )
+
+
+def test_a_job_that_vanished_fails_its_target() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    first = next_status(_session(), _seen(invoker), T0).status
+    status = next_status(_session(**first), _seen(invoker, jobs={0: None}), T0).status
+    assert status["phase"] == "Failed"
+    assert "deleted before it finished" in status["targets"][0]["conditions"][-1]["message"]
+
+
+def test_sequential_members_run_one_after_another_and_stop_at_a_failure() -> None:
+    invoker = _invoker(
+        member("PersistentVolumeClaim", "a"),
+        member("PersistentVolumeClaim", "b"),
+        member("PersistentVolumeClaim", "c"),
+        executionOrder="Sequential",
+    )
+    first = next_status(_session(), _seen(invoker), T0)
+    assert first.create_jobs == (0,)
+    assert [t["phase"] for t in first.status["targets"]] == ["Running", "Pending", "Pending"]
+    first.status["targets"][0]["stats"] = [_host("Succeeded")]
+    second = next_status(
+        _session(**first.status), _seen(invoker, jobs={0: {"metadata": {"name": "j0"}}}), T0
+    )
+    assert second.create_jobs == (1,)
+    second.status["targets"][1]["stats"] = [_host("Failed")]
+    third = next_status(
+        _session(**second.status),
+        _seen(invoker, jobs={0: {"metadata": {"name": "j0"}}, 1: {"metadata": {"name": "j1"}}}),
+        T0,
+    )
+    assert third.create_jobs == ()
+    assert [t["phase"] for t in third.status["targets"]] == ["Succeeded", "Failed", "Failed"]
+    assert third.status["phase"] == "Failed"
+
+
+def test_a_session_past_its_deadline_fails_with_deadline_exceeded() -> None:
+    invoker = _invoker(member("Deployment", "web"), timeOut="10m")
+    first = next_status(_session(), _seen(invoker), T0).status
+    late = next_status(_session(**first), _seen(invoker), T0 + dt.timedelta(minutes=11)).status
+    assert late["phase"] == "Failed"
+    assert is_true(late["conditions"], c.DEADLINE_EXCEEDED)
+    assert late["targets"][0]["phase"] == "Failed"

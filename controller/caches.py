@@ -24,6 +24,9 @@ CRONJOBS = ResourceType("batch/v1", "cronjobs", True, "CronJob")
 SERVICE_ACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
 ROLES = ResourceType("rbac.authorization.k8s.io/v1", "roles", True, "Role")
 ROLE_BINDINGS = ResourceType("rbac.authorization.k8s.io/v1", "rolebindings", True, "RoleBinding")
+JOBS = ResourceType("batch/v1", "jobs", True, "Job")
+TASKS = ResourceType(c.V1BETA1, "tasks", False, "Task")
+FUNCTIONS = ResourceType(c.V1BETA1, "functions", False, "Function")
 
 INVOKER_TYPES = {"BackupBatch": BACKUP_BATCHES, "BackupConfiguration": BACKUP_CONFIGURATIONS}
 WORKLOAD_TYPES = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}
@@ -44,7 +47,7 @@ class Caches:
     def informer(self, rt: ResourceType) -> Informer:
         key = f"{rt.api_version}/{rt.kind}"
         if key not in self._informers:
-            selector = MANAGED_BY if rt in OWNED_TYPES.values() else None
+            selector = MANAGED_BY if rt in (*OWNED_TYPES.values(), JOBS) else None
             self._informers[key] = Informer(self.client, rt, label_selector=selector)
         return self._informers[key]
 

@@ -12,13 +12,16 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from controller.backup_invoker import InvokerReconciler
+from controller.backup_invoker import FIELD_MANAGER, InvokerReconciler
+from controller.backup_session import SessionReconciler
+from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
 from controller.leader import LeaderElector
 from controller.optin import OptInReconciler
 from controller.runtime import Controller
-from kube import Client
+from kube import Client, KubeError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class OperatorOptions:
     leader_elect: bool = True
     identity: str = ""
     workers: int = 2
+    pushgateway_url: str = ""
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -45,12 +49,17 @@ class Operator:
         self.caches = Caches(client)
         self.invokers = InvokerReconciler(client, self.caches, options.image)
         self.optin = OptInReconciler(client, self.caches)
-        self.controllers = [
+        self.sessions = SessionReconciler(
+            client, self.caches, options.image, options.pushgateway_url
+        )
+        self.controllers: list[Controller[Any]] = [
             Controller("invokers", self.invokers, options.workers),
             Controller("optin", self.optin, options.workers),
+            Controller("sessions", self.sessions, options.workers),
         ]
         self.invokers.register(self.controllers[0])
         self.optin.register(self.controllers[1])
+        self.sessions.register(self.controllers[2])
         self.elector = (
             LeaderElector(
                 client,
@@ -69,10 +78,19 @@ class Operator:
 
     @property
     def writes(self) -> int:
-        return self.invokers.writes + self.optin.writes
+        return self.invokers.writes + self.optin.writes + self.sessions.writes
+
+    def install_builtins(self) -> None:
+        """The built-in Tasks and Functions (pvc-backup, pvc-restore), applied idempotently."""
+        for obj in builtin_objects(self.options.image):
+            try:
+                self.client.apply(obj, field_manager=FIELD_MANAGER)
+            except KubeError as exc:
+                log.error("could not install %s %s: %s", obj["kind"], obj["metadata"]["name"], exc)
 
     def _start_controllers(self) -> None:
         log.info("%s: reconciling", self.identity)
+        self.install_builtins()
         for controller in self.controllers:
             controller.start()
         self.leading.set()

@@ -46,7 +46,7 @@ def format_duration(delta: dt.timedelta) -> str:
     return sec
 
 
-def _parse_time(text: str) -> dt.datetime:
+def parse_time(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
@@ -122,7 +122,7 @@ def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Dec
     ]
     timeout = (invoker.get("spec") or {}).get("timeOut") or ""
     if timeout:
-        created = _parse_time(session["metadata"]["creationTimestamp"])
+        created = parse_time(session["metadata"]["creationTimestamp"])
         status["sessionDeadline"] = now_rfc3339(created + parse_duration(timeout))
     status["phase"] = "Running"
     return None
@@ -151,7 +151,7 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
 
 def _past_deadline(status: JSON, now: dt.datetime) -> bool:
     deadline = status.get("sessionDeadline")
-    if not deadline or now <= _parse_time(deadline):
+    if not deadline or now <= parse_time(deadline):
         return False
     for target in status["targets"]:
         if target.get("phase") not in TARGET_TERMINAL:
@@ -167,6 +167,38 @@ def _past_deadline(status: JSON, now: dt.datetime) -> bool:
     return True
 
 
+def fail_member(session: JSON, status: JSON, index: int, message: str, now: dt.datetime) -> JSON:
+    """``status`` with target ``index`` failed (e.g. its Job could not be built) and the
+    session's phase settled again."""
+    target = status["targets"][index]
+    target["conditions"] = set_condition(
+        target.get("conditions"),
+        c.BACKUP_EXECUTOR_ENSURED,
+        False,
+        "FailedToEnsureBackupExecutor",
+        message,
+        now=now,
+    )
+    _fail_target(target, message, now)
+    _settle(session, status, now)
+    return status
+
+
+def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
+    phases = [t.get("phase") for t in status["targets"]]
+    if is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+        status["phase"] = "Failed"
+    elif all(p == "Succeeded" for p in phases):
+        status["phase"] = "Succeeded"
+    elif any(p not in TARGET_TERMINAL for p in phases):
+        status["phase"] = "Running"
+    else:
+        status["phase"] = "Failed"
+    if status["phase"] in TERMINAL:
+        created = parse_time(session["metadata"]["creationTimestamp"])
+        status["sessionDuration"] = format_duration(now - created)
+
+
 def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
     status: JSON = copy.deepcopy(session.get("status") or {})
     if status.get("phase") in TERMINAL:
@@ -178,18 +210,7 @@ def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
     create = _advance(status, seen, now)
     if _past_deadline(status, now):
         create = []
-    phases = [t.get("phase") for t in status["targets"]]
-    if is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
-        status["phase"] = "Failed"
-    elif all(p == "Succeeded" for p in phases):
-        status["phase"] = "Succeeded"
-    elif any(p not in TARGET_TERMINAL for p in phases):
-        status["phase"] = "Running"
-    else:
-        status["phase"] = "Failed"
-    if status["phase"] in TERMINAL:
-        created = _parse_time(session["metadata"]["creationTimestamp"])
-        status["sessionDuration"] = format_duration(now - created)
+    _settle(session, status, now)
     return Decision(status, tuple(create))
 
 

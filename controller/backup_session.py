@@ -1,0 +1,224 @@
+"""The BackupSession reconciler: turns ``next_status`` into Jobs and a status write.
+
+Keys are (namespace, name) of sessions; a session's Jobs and the sessions of the same invoker
+lead back to it. Jobs have deterministic names and the session as owner, so a restarted
+operator finds the Jobs it created (AlreadyExists is success) and never duplicates one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from api import constants as c
+from api.naming import backup_job_name
+from api.repository import Repository
+from controller.backup_job import SESSION_LABEL, JobError, JobInputs, build_job
+from controller.caches import (
+    BACKUP_SESSIONS,
+    DAEMONSETS,
+    FUNCTIONS,
+    INVOKER_TYPES,
+    JOBS,
+    REPOSITORIES,
+    STATEFULSETS,
+    TASKS,
+    Caches,
+)
+from controller.invoker import MemberView, members_of
+from controller.runtime import Controller, Result
+from controller.session_status import (
+    TERMINAL,
+    Observed,
+    fail_member,
+    next_status,
+    parse_time,
+)
+from kube import AlreadyExists, Client, NotFound
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+Key = tuple[str, str]
+
+
+class SessionReconciler:
+    def __init__(
+        self, client: Client, caches: Caches, image: str, pushgateway_url: str = ""
+    ) -> None:
+        self.client = client
+        self.caches = caches
+        self.image = image
+        self.pushgateway_url = pushgateway_url
+        self.writes = 0
+        self.jobs_created = 0
+
+    def register(self, controller: Controller[Key]) -> None:
+        sessions = self.caches.informer(BACKUP_SESSIONS)
+        sessions.subscribe(
+            on_replace=controller.replace_handler(_session_key),
+            on_upsert=controller.handler(_session_key),
+            # A finished session may let a waiting one of the same invoker go on.
+            on_delete=lambda o: self._siblings(o, controller),
+        )
+        self.caches.informer(JOBS).subscribe(
+            on_upsert=controller.handler(_job_session_key),
+            on_delete=controller.handler(_job_session_key),
+        )
+        for rt in (
+            TASKS,
+            FUNCTIONS,
+            REPOSITORIES,
+            STATEFULSETS,
+            DAEMONSETS,
+            *INVOKER_TYPES.values(),
+        ):
+            self.caches.informer(rt)
+
+    def _siblings(self, obj: JSON, controller: Controller[Key]) -> None:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        for other in self._sessions_of(
+            obj["metadata"].get("namespace", ""), labels.get(c.INVOKER_NAME_LABEL, "")
+        ):
+            controller.enqueue(_session_key(other))
+
+    def _sessions_of(self, namespace: str, invoker: str) -> list[JSON]:
+        return [
+            s
+            for s in self.caches.informer(BACKUP_SESSIONS).items()
+            if s["metadata"].get("namespace") == namespace
+            and (s["metadata"].get("labels") or {}).get(c.INVOKER_NAME_LABEL) == invoker
+        ]
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def _total_hosts(self, view: MemberView) -> int:
+        namespace = view.ref.get("namespace") or view.namespace
+        if view.member.target and view.member.target.replicas:
+            return int(view.member.target.replicas)
+        if view.kind == "StatefulSet" and view.task is None:
+            sts = self.caches.get(STATEFULSETS, namespace, view.name) or {}
+            return int((sts.get("spec") or {}).get("replicas", 1))
+        if view.kind == "DaemonSet" and view.task is None:
+            ds = self.caches.get(DAEMONSETS, namespace, view.name) or {}
+            # At least one host: a DaemonSet on no node has nothing backed up, not a success.
+            return max(1, int((ds.get("status") or {}).get("desiredNumberScheduled", 1)))
+        return 1
+
+    def _other_running(self, session: JSON, invoker_name: str) -> str | None:
+        """An older unfinished session of the same invoker, which this one must not overlap.
+
+        Older by (creationTimestamp, name): whichever worker looks first, two sessions created
+        together never both start.
+        """
+        mine = session["metadata"]
+        my_order = (mine.get("creationTimestamp", ""), mine["name"])
+        for other in self._sessions_of(mine["namespace"], invoker_name):
+            meta = other["metadata"]
+            phase = (other.get("status") or {}).get("phase")
+            order = (meta.get("creationTimestamp", ""), meta["name"])
+            if order < my_order and phase not in TERMINAL:
+                return str(meta["name"])
+        return None
+
+    # -- reconcile -----------------------------------------------------------------------------
+
+    def reconcile(self, key: Key) -> Result | None:
+        namespace, name = key
+        session = self.caches.get(BACKUP_SESSIONS, namespace, name)
+        if session is None or (session.get("status") or {}).get("phase") in TERMINAL:
+            return None
+        session.setdefault("apiVersion", c.V1BETA1)
+        session.setdefault("kind", "BackupSession")
+        ref = (session.get("spec") or {}).get("invoker") or {}
+        rt = INVOKER_TYPES.get(ref.get("kind", ""))
+        invoker = self.caches.get(rt, namespace, ref.get("name", "")) if rt else None
+        if invoker is not None:
+            invoker = {"apiVersion": rt.api_version if rt else "", "kind": ref["kind"], **invoker}
+        members = members_of(invoker) if invoker else []
+        seen = Observed(
+            invoker=invoker,
+            members=members,
+            total_hosts={v.index: self._total_hosts(v) for v in members},
+            jobs={
+                v.index: self.caches.get(JOBS, namespace, backup_job_name(name, v.index))
+                for v in members
+                if v.task is not None
+            },
+            other_running=self._other_running(session, ref.get("name", "")),
+        )
+        now = dt.datetime.now(dt.UTC)
+        decision = next_status(session, seen, now)
+        status = decision.status
+        for index in decision.create_jobs:
+            problem = self._create_job(session, invoker or {}, members[index])
+            if problem:
+                status = fail_member(session, status, index, problem, now)
+        if status != (session.get("status") or {}):
+            try:
+                self.client.patch(
+                    BACKUP_SESSIONS,
+                    name,
+                    {"status": status},
+                    namespace=namespace,
+                    subresource="status",
+                )
+                self.writes += 1
+            except NotFound:
+                return None
+        deadline = status.get("sessionDeadline")
+        if deadline and status.get("phase") not in TERMINAL:
+            return Result(requeue_after=max(1.0, (parse_time(deadline) - now).total_seconds() + 1))
+        return None
+
+    def _create_job(self, session: JSON, invoker: JSON, view: MemberView) -> str | None:
+        """Create the member's Job; the reason it cannot be built, or None."""
+        namespace = session["metadata"]["namespace"]
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        repo_obj = self.caches.get(
+            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
+        )
+        task = self.caches.get(TASKS, "", view.task or "")
+        if repo_obj is None:
+            return f"Repository {repo_ref.get('name', '')!r} not found"
+        if task is None:
+            return f"Task {view.task} not found"
+        functions = {
+            step["name"]: fn
+            for step in (task.get("spec") or {}).get("steps") or []
+            if (fn := self.caches.get(FUNCTIONS, "", step["name"])) is not None
+        }
+        try:
+            job = build_job(
+                JobInputs(
+                    session,
+                    invoker,
+                    view,
+                    Repository.from_dict(repo_obj),
+                    task,
+                    functions,
+                    self.image,
+                    self.pushgateway_url,
+                )
+            )
+        except JobError as exc:
+            return str(exc)
+        try:
+            self.client.create(job)
+            self.jobs_created += 1
+            log.info("created Job %s/%s", namespace, job["metadata"]["name"])
+        except AlreadyExists:
+            pass  # created before a restart: the same Job, by name
+        return None
+
+
+def _session_key(obj: JSON) -> Key:
+    meta = obj.get("metadata", {})
+    return (meta.get("namespace", ""), meta.get("name", ""))
+
+
+def _job_session_key(obj: JSON) -> Key | None:
+    meta = obj.get("metadata", {})
+    session = (meta.get("labels") or {}).get(SESSION_LABEL)
+    return (meta.get("namespace", ""), session) if session else None

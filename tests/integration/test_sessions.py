@@ -1,0 +1,158 @@
+"""BackupSessions on the real control plane: Jobs for Job-model members, skipping, deadlines,
+success from host stats, and an operator killed mid-session."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api import constants as c
+from controller.caches import FUNCTIONS, JOBS, TASKS
+from controller.conditions import is_true
+from controller.operator import Operator, OperatorOptions
+from controller.sessions import SESSIONS, create_session
+from devcluster import ControlPlane
+from kube import Client
+from tests.factories import batch, member
+from tests.integration.helpers import eventually
+from tests.integration.test_operator import BATCHES, _setup
+
+
+def _start(kubeconfig: Path) -> tuple[Operator, threading.Event, threading.Thread, Client]:
+    client = Client.from_kubeconfig(str(kubeconfig))
+    operator = Operator(client, OperatorOptions(image="stash-py:test", leader_elect=False))
+    stop = threading.Event()
+    thread = threading.Thread(target=operator.run, args=(stop,), daemon=True)
+    thread.start()
+    eventually(operator.caches.synced, 30, "the operator's caches")
+    return operator, stop, thread, client
+
+
+@pytest.fixture
+def operator(control_plane: ControlPlane) -> Iterator[Operator]:
+    op, stop, thread, client = _start(control_plane.kubeconfig)
+    yield op
+    stop.set()
+    thread.join(15)
+    client.close()
+
+
+def _ready_batch(kube: Client, namespace: str, *members: dict[str, Any], **spec: Any) -> None:
+    _setup(kube, namespace)
+    obj = batch("nightly", namespace, *members, **spec)
+    obj["spec"]["repository"] = {"name": "repo"}
+    kube.create(obj, namespace)
+    eventually(
+        lambda: (
+            (kube.get(BATCHES, "nightly", namespace).get("status") or {}).get("phase") == "Ready"
+        ),
+        30,
+        "the batch to be Ready",
+    )
+
+
+def _session(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    return kube.get(SESSIONS, name, namespace)
+
+
+def _phase(kube: Client, namespace: str, name: str) -> str:
+    return str((_session(kube, namespace, name).get("status") or {}).get("phase", ""))
+
+
+def test_the_operator_installs_the_builtin_tasks(operator: Operator, kube: Client) -> None:
+    task = eventually(lambda: operator.caches.get(TASKS, "", "pvc-backup"), 30, "Task pvc-backup")
+    assert [s["name"] for s in task["spec"]["steps"]] == ["pvc-backup", "update-status"]
+    assert kube.get(FUNCTIONS, "pvc-restore")["spec"]["image"] == "stash-py:test"
+
+
+def test_a_pvc_member_gets_its_job_and_a_second_session_is_skipped(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _ready_batch(
+        kube,
+        namespace,
+        member("Deployment", "web"),
+        member("PersistentVolumeClaim", "shared", task="pvc-backup"),
+    )
+    eventually(lambda: operator.caches.get(TASKS, "", "pvc-backup"), 30, "the built-in Task")
+    first = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=1700000000)
+    name = first["metadata"]["name"]
+    eventually(lambda: _phase(kube, namespace, name) == "Running", 30, "the session to run")
+    job = eventually(
+        lambda: next(iter(kube.list(JOBS, namespace)["items"]), None), 30, "the backup Job"
+    )
+    assert job["metadata"]["name"] == f"stash-backup-{name}-1"
+    assert job["metadata"]["ownerReferences"][0]["name"] == name
+    pod = job["spec"]["template"]["spec"]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == ["shared"]
+    assert pod["initContainers"][0]["args"][:2] == ["backup-pvc", f"--namespace={namespace}"]
+    assert f"--backupsession={name}" in pod["initContainers"][0]["args"]
+    status = _session(kube, namespace, name)["status"]
+    assert [t["phase"] for t in status["targets"]] == ["Running", "Running"]
+
+    second = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=1700000060)
+    second_name = second["metadata"]["name"]
+    eventually(lambda: _phase(kube, namespace, second_name) == "Skipped", 30, "Skipped")
+    assert is_true(_session(kube, namespace, second_name)["status"]["conditions"], c.BACKUP_SKIPPED)
+    assert len(kube.list(JOBS, namespace)["items"]) == 1
+
+
+def test_a_sidecar_target_succeeds_when_its_host_reports(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _ready_batch(kube, namespace, member("Deployment", "web"))
+    name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    eventually(lambda: _phase(kube, namespace, name) == "Running", 30, "the session to run")
+    # What the sidecar of host-0 writes when its backup is done.
+    status = _session(kube, namespace, name)["status"]
+    status["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Succeeded", "duration": "2s"}]
+    kube.patch(SESSIONS, name, {"status": status}, namespace=namespace, subresource="status")
+    eventually(lambda: _phase(kube, namespace, name) == "Succeeded", 30, "Succeeded")
+    final = _session(kube, namespace, name)["status"]
+    assert final["targets"][0]["phase"] == "Succeeded"
+    assert final["sessionDuration"].endswith("s")
+
+
+def test_an_operator_killed_mid_session_restarts_without_duplicates_and_the_session_ends(
+    control_plane: ControlPlane, kube: Client, namespace: str
+) -> None:
+    first, stop, thread, client = _start(control_plane.kubeconfig)
+    try:
+        _ready_batch(
+            kube,
+            namespace,
+            member("PersistentVolumeClaim", "shared", task="pvc-backup"),
+            timeOut="20s",
+        )
+        eventually(lambda: first.caches.get(TASKS, "", "pvc-backup"), 30, "the built-in Task")
+        name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+        eventually(lambda: kube.list(JOBS, namespace)["items"], 30, "the backup Job")
+        before = _session(kube, namespace, name)["status"]
+    finally:
+        stop.set()  # the operator goes away mid-session
+        thread.join(15)
+        client.close()
+    second, stop2, thread2, client2 = _start(control_plane.kubeconfig)
+    try:
+        eventually(lambda: second.sessions.writes >= 0 and second.leading.is_set(), 10, "leading")
+        assert len(kube.list(JOBS, namespace)["items"]) == 1
+        assert _session(kube, namespace, name)["status"]["targets"] == before["targets"]
+        # No kubelet runs the Job: the session's deadline ends it.
+        eventually(lambda: _phase(kube, namespace, name) == "Failed", 60, "the deadline")
+        final = _session(kube, namespace, name)["status"]
+        assert is_true(final["conditions"], c.DEADLINE_EXCEEDED)
+        assert len(kube.list(JOBS, namespace)["items"]) == 1
+        assert second.sessions.jobs_created == 0
+    finally:
+        stop2.set()
+        thread2.join(15)
+        client2.close()

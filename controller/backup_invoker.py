@@ -65,6 +65,9 @@ class InvokerReconciler:
         self._refs: dict[tuple[str, str, str], set[Key]] = {}
         self._refs_of: dict[Key, set[tuple[str, str, str]]] = {}
         self._refs_lock = threading.Lock()  # informers call in from their own threads
+        # What an invoker cares about of each referenced object; a change elsewhere (a
+        # Deployment's status, say) does not re-run the invokers that target it.
+        self._ref_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -82,7 +85,7 @@ class InvokerReconciler:
         for rt in (REPOSITORIES, PVCS, *WORKLOAD_TYPES.values()):
             self.caches.informer(rt).subscribe(
                 on_upsert=lambda o: self._referenced_event(o, controller),
-                on_delete=lambda o: self._referenced_event(o, controller),
+                on_delete=lambda o: self._referenced_event(o, controller, deleted=True),
             )
         for rt in OWNED_TYPES.values():
             self.caches.informer(rt).subscribe(
@@ -117,10 +120,22 @@ class InvokerReconciler:
             refs.add((view.ref.get("namespace") or namespace, view.kind, view.name))
         return refs
 
-    def _referenced_event(self, obj: JSON, controller: Controller[Key]) -> None:
+    def _referenced_event(
+        self, obj: JSON, controller: Controller[Key], deleted: bool = False
+    ) -> None:
         meta = obj.get("metadata", {})
         ref = (meta.get("namespace", ""), str(obj.get("kind")), meta.get("name", ""))
+        template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        mark = (
+            deleted,
+            meta.get("uid"),
+            meta.get("generation") if obj.get("kind") == "Repository" else None,
+            (template.get("labels") or {}).get(c.BACKUP_LABEL),
+        )
         with self._refs_lock:
+            if self._ref_marks.get(ref) == mark:
+                return
+            self._ref_marks[ref] = mark
             keys = list(self._refs.get(ref, ()))
         for key in keys:
             controller.enqueue(key)

@@ -107,8 +107,10 @@ class Client:
         accept: str = "application/json",
         headers: dict[str, str] | None = None,
         timeout: float | None = 30.0,
+        raw: bool = False,
     ) -> Any:
-        """Send one request and return the decoded JSON body; raise ``KubeError`` on failure."""
+        """Send one request and return the decoded JSON body (the bytes with ``raw``); raise
+        ``KubeError`` on failure."""
         what = f"{method} {path}"
         try:
             response = self._api.call_api(
@@ -125,6 +127,8 @@ class Client:
             raise error_from_response(exc.status or 0, exc.body, what) from None
         if not 200 <= response.status <= 299:
             raise error_from_response(response.status, data, what)
+        if raw:
+            return data
         if not data:
             return None
         return json.loads(data)

@@ -21,6 +21,13 @@ JSON = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 
 
+def slim(obj: JSON) -> JSON:
+    """Drop what no reconciler reads but every object carries: ``metadata.managedFields``
+    (often the larger half of a cached object)."""
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
 def key_of(obj: JSON) -> Key:
     meta = obj.get("metadata", {})
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
@@ -120,6 +127,7 @@ class Informer:
         for item in items:  # list items carry no apiVersion/kind
             item.setdefault("apiVersion", self._rt.api_version)
             item.setdefault("kind", self._rt.kind)
+            slim(item)
         with self._lock:
             self._store = {key_of(item): item for item in items}
         self.relists += 1
@@ -138,7 +146,7 @@ class Informer:
         ):
             if self._stop.is_set():
                 break
-            obj = event.get("object") or {}
+            obj = slim(event.get("object") or {})
             version = str(obj.get("metadata", {}).get("resourceVersion", version))
             kind = event.get("type")
             if kind == "BOOKMARK":

@@ -264,7 +264,10 @@ class InvokerReconciler:
                 self.client.patch(
                     INVOKER_TYPES[kind],
                     name,
-                    {"status": new_status},
+                    {
+                        "metadata": {"resourceVersion": invoker["metadata"]["resourceVersion"]},
+                        "status": new_status,
+                    },
                     namespace=namespace,
                     subresource="status",
                 )

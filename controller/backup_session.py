@@ -156,11 +156,14 @@ class SessionReconciler:
             if problem:
                 status = fail_member(session, status, index, problem, now)
         if status != (session.get("status") or {}):
+            # The resourceVersion read makes the write conditional: a status computed from a
+            # stale cache is refused (Conflict) and recomputed once the cache has caught up.
+            version = session["metadata"]["resourceVersion"]
             try:
                 self.client.patch(
                     BACKUP_SESSIONS,
                     name,
-                    {"status": status},
+                    {"metadata": {"resourceVersion": version}, "status": status},
                     namespace=namespace,
                     subresource="status",
                 )

@@ -233,6 +233,15 @@ def _job_model_target(
                 now=now,
             )
         return
+    if not ensured:  # created before the status said so (a write lost to a restart)
+        target["conditions"] = set_condition(
+            target.get("conditions"),
+            c.BACKUP_EXECUTOR_ENSURED,
+            True,
+            "SuccessfullyEnsuredBackupExecutor",
+            "the backup Job exists",
+            now=now,
+        )
     failure = _job_failure(job)
     reported = _phase_from_stats(target)
     if reported is not None:

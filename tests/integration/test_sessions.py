@@ -136,7 +136,15 @@ def test_an_operator_killed_mid_session_restarts_without_duplicates_and_the_sess
         eventually(lambda: first.caches.get(TASKS, "", "pvc-backup"), 30, "the built-in Task")
         name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
         eventually(lambda: kube.list(JOBS, namespace)["items"], 30, "the backup Job")
-        before = _session(kube, namespace, name)["status"]
+        before = eventually(
+            lambda: (
+                (s := _session(kube, namespace, name).get("status") or {}).get("targets")
+                and is_true(s["targets"][0].get("conditions"), c.BACKUP_EXECUTOR_ENSURED)
+                and s
+            ),
+            30,
+            "the status recording the Job",
+        )
     finally:
         stop.set()  # the operator goes away mid-session
         thread.join(15)

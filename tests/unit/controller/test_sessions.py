@@ -288,3 +288,13 @@ def test_a_session_past_its_deadline_fails_with_deadline_exceeded() -> None:
     assert late["phase"] == "Failed"
     assert is_true(late["conditions"], c.DEADLINE_EXCEEDED)
     assert late["targets"][0]["phase"] == "Failed"
+
+
+def test_a_job_created_before_its_status_was_written_is_adopted_not_duplicated() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    first = next_status(_session(), _seen(invoker), T0)
+    assert first.create_jobs == (0,)
+    # The status write was lost (restart, stale cache); the Job exists.
+    again = next_status(_session(), _seen(invoker, jobs={0: {"metadata": {"name": "j"}}}), T0)
+    assert again.create_jobs == ()
+    assert is_true(again.status["targets"][0]["conditions"], c.BACKUP_EXECUTOR_ENSURED)

@@ -30,6 +30,7 @@ from controller.invoker import InvokerFacts, InvokerStatus, MemberView, evaluate
 from controller.runtime import Controller, Result
 from controller.trigger import cronjob, rbac_objects
 from kube import Client, Invalid, NotFound
+from kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class InvokerReconciler:
         self.caches = caches
         self.image = image
         self.writes = 0
+        self.events = EventRecorder(client, "stash-operator")
         # (namespace, kind, name) of a target or repository -> invoker keys that refer to it
         self._refs: dict[tuple[str, str, str], set[Key]] = {}
         self._refs_of: dict[Key, set[tuple[str, str, str]]] = {}
@@ -259,6 +261,7 @@ class InvokerReconciler:
         status = evaluate(invoker, self.facts(invoker, cronjob_error), now=dt.datetime.now(dt.UTC))
         status = self._sidecar_conditions(invoker, status)
         new_status = status.as_status(invoker["metadata"].get("generation"))
+        old_phase = (invoker.get("status") or {}).get("phase")
         if new_status != invoker.get("status"):
             try:
                 self.client.patch(
@@ -274,6 +277,13 @@ class InvokerReconciler:
                 self.writes += 1
             except NotFound:
                 return None
+            if status.phase != old_phase:  # after the write: a refused write records nothing
+                if status.phase == "Ready":
+                    self.events.record(
+                        invoker, "Normal", "Ready", "the invoker is ready to back up"
+                    )
+                else:
+                    self.events.record(invoker, "Warning", status.phase, "; ".join(status.problems))
         if status.phase == "NotReady":
             return Result(requeue_after=NOT_READY_RECHECK)
         return None

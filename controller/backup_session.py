@@ -26,6 +26,7 @@ from controller.caches import (
     TASKS,
     Caches,
 )
+from controller.conditions import is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView, members_of
 from controller.runtime import Controller, Result
 from controller.session_status import (
@@ -33,9 +34,12 @@ from controller.session_status import (
     Observed,
     fail_member,
     next_status,
+    parse_duration,
     parse_time,
 )
+from controller.sessions import create_session
 from kube import AlreadyExists, Client, NotFound
+from kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class SessionReconciler:
         self.pushgateway_url = pushgateway_url
         self.writes = 0
         self.jobs_created = 0
+        self.events = EventRecorder(client, "stash-operator")
 
     def register(self, controller: Controller[Key]) -> None:
         sessions = self.caches.informer(BACKUP_SESSIONS)
@@ -127,7 +132,7 @@ class SessionReconciler:
     def reconcile(self, key: Key) -> Result | None:
         namespace, name = key
         session = self.caches.get(BACKUP_SESSIONS, namespace, name)
-        if session is None or (session.get("status") or {}).get("phase") in TERMINAL:
+        if session is None or self._finished(session):
             return None
         session.setdefault("apiVersion", c.V1BETA1)
         session.setdefault("kind", "BackupSession")
@@ -155,6 +160,9 @@ class SessionReconciler:
             problem = self._create_job(session, invoker or {}, members[index])
             if problem:
                 status = fail_member(session, status, index, problem, now)
+        result = None
+        if status.get("phase") in TERMINAL and invoker is not None:
+            result = self._follow_up(session, status, invoker, now)
         if status != (session.get("status") or {}):
             # The resourceVersion read makes the write conditional: a status computed from a
             # stale cache is refused (Conflict) and recomputed once the cache has caught up.
@@ -170,10 +178,135 @@ class SessionReconciler:
                 self.writes += 1
             except NotFound:
                 return None
+            self._record_transition(session, status)  # after the write: no duplicates on retry
         deadline = status.get("sessionDeadline")
         if deadline and status.get("phase") not in TERMINAL:
             return Result(requeue_after=max(1.0, (parse_time(deadline) - now).total_seconds() + 1))
+        return result
+
+    # -- what follows the end of a session (each step guarded, so none repeats) -------------------
+
+    @staticmethod
+    def _finished(session: JSON) -> bool:
+        status = session.get("status") or {}
+        if status.get("phase") not in TERMINAL:
+            return False
+        if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
+            return False
+        return status.get("phase") != "Failed" or status.get("retried") is not None
+
+    def _follow_up(
+        self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime
+    ) -> Result | None:
+        meta = session["metadata"]
+        spec = invoker.get("spec") or {}
+        if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
+            limit = spec.get("backupHistoryLimit")
+            removed = self._clean_history(
+                meta["namespace"],
+                invoker["metadata"]["name"],
+                1 if limit is None else int(limit),
+                meta["name"],
+            )
+            status["conditions"] = set_condition(
+                status.get("conditions"),
+                c.BACKUP_HISTORY_CLEANED,
+                True,
+                "SuccessfullyCleanedBackupHistory",
+                f"removed {removed} older session(s)",
+                now=now,
+            )
+        retry = spec.get("retryConfig")
+        if status.get("phase") != "Failed" or status.get("retried") is not None:
+            return None
+        if not retry:
+            return None
+        left = (session.get("spec") or {}).get("retryLeft")
+        left = int(retry.get("maxRetry", 0)) if left is None else int(left)
+        if left <= 0:
+            status["retried"] = False
+            return None
+        if not status.get("nextRetry"):
+            status["nextRetry"] = now_rfc3339(now + parse_duration(retry.get("delay") or "0s"))
+        due = parse_time(status["nextRetry"])
+        if now < due:
+            return Result(requeue_after=(due - now).total_seconds() + 0.5)
+        retry_session = create_session(
+            self.client,
+            invoker["kind"],
+            invoker["metadata"]["name"],
+            meta["namespace"],
+            uid=invoker["metadata"]["uid"],
+            unix_seconds=int(now.timestamp()),
+            retry_left=left - 1,
+        )
+        status["retried"] = True
+        self.events.record(
+            session,
+            "Normal",
+            "BackupRetried",
+            f"created {retry_session['metadata']['name']} ({left - 1} retries left)",
+        )
         return None
+
+    def _clean_history(self, namespace: str, invoker: str, limit: int, current: str) -> int:
+        finished = sorted(
+            (
+                s
+                for s in self._sessions_of(namespace, invoker)
+                if (s.get("status") or {}).get("phase") in TERMINAL
+                or s["metadata"]["name"] == current
+            ),
+            key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),
+            reverse=True,
+        )
+        removed = 0
+        for old in finished[max(limit, 1) :]:
+            try:
+                self.client.delete(BACKUP_SESSIONS, old["metadata"]["name"], namespace)
+                removed += 1
+            except NotFound:
+                pass
+        return removed
+
+    def _record_transition(self, session: JSON, status: JSON) -> None:
+        before = (session.get("status") or {}).get("phase")
+        after = status.get("phase")
+        if before == after or after not in TERMINAL:
+            return
+        if after == "Succeeded":
+            self.events.record(
+                session,
+                "Normal",
+                "BackupSessionSucceeded",
+                f"every target succeeded in {status.get('sessionDuration', '?')}",
+            )
+        elif after == "Skipped":
+            skipped: JSON = next(
+                (c_ for c_ in status.get("conditions") or [] if c_.get("type") == c.BACKUP_SKIPPED),
+                {},
+            )
+            self.events.record(session, "Normal", "BackupSkipped", skipped.get("message", ""))
+        else:
+            failures = [
+                f"{t['ref'].get('kind')} {t['ref'].get('name')}: "
+                + next(
+                    (
+                        c_.get("message", "")
+                        for c_ in reversed(t.get("conditions") or [])
+                        if c_.get("type") == "BackupFailed"
+                    ),
+                    "failed",
+                )
+                for t in status.get("targets") or []
+                if t.get("phase") == "Failed"
+            ]
+            self.events.record(
+                session,
+                "Warning",
+                "BackupSessionFailed",
+                "; ".join(failures) or "the session failed",
+            )
 
     def _create_job(self, session: JSON, invoker: JSON, view: MemberView) -> str | None:
         """Create the member's Job; the reason it cannot be built, or None."""
@@ -211,6 +344,12 @@ class SessionReconciler:
             self.client.create(job)
             self.jobs_created += 1
             log.info("created Job %s/%s", namespace, job["metadata"]["name"])
+            self.events.record(
+                session,
+                "Normal",
+                "BackupJobCreated",
+                f"created Job {job['metadata']['name']} for {view.kind} {view.name}",
+            )
         except AlreadyExists:
             pass  # created before a restart: the same Job, by name
         return None

@@ -20,6 +20,7 @@ from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
 from controller.leader import LeaderElector
 from controller.optin import OptInReconciler
+from controller.repository import RepositoryReconciler
 from controller.runtime import Controller
 from kube import Client, KubeError
 
@@ -52,14 +53,17 @@ class Operator:
         self.sessions = SessionReconciler(
             client, self.caches, options.image, options.pushgateway_url
         )
+        self.repositories = RepositoryReconciler(client, self.caches)
         self.controllers: list[Controller[Any]] = [
             Controller("invokers", self.invokers, options.workers),
             Controller("optin", self.optin, options.workers),
             Controller("sessions", self.sessions, options.workers),
+            Controller("repositories", self.repositories, 1),
         ]
         self.invokers.register(self.controllers[0])
         self.optin.register(self.controllers[1])
         self.sessions.register(self.controllers[2])
+        self.repositories.register(self.controllers[3])
         self.elector = (
             LeaderElector(
                 client,
@@ -78,7 +82,12 @@ class Operator:
 
     @property
     def writes(self) -> int:
-        return self.invokers.writes + self.optin.writes + self.sessions.writes
+        return (
+            self.invokers.writes
+            + self.optin.writes
+            + self.sessions.writes
+            + self.repositories.writes
+        )
 
     def install_builtins(self) -> None:
         """The built-in Tasks and Functions (pvc-backup, pvc-restore), applied idempotently."""

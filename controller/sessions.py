@@ -65,13 +65,21 @@ def create_session(
     *,
     uid: str | None = None,
     unix_seconds: int | None = None,
+    retry_left: int | None = None,
 ) -> JSON:
     """Create the session of this second (reading the invoker's uid when not given)."""
     if kind not in INVOKER_TYPES:
         raise ValueError(f"invoker kind must be one of {', '.join(INVOKER_TYPES)}, not {kind!r}")
     if uid is None:
         uid = client.get(INVOKER_TYPES[kind], name, namespace)["metadata"]["uid"]
-    body = new_session(kind, name, uid, namespace, unix_seconds=unix_seconds or int(time.time()))
+    body = new_session(
+        kind,
+        name,
+        uid,
+        namespace,
+        unix_seconds=unix_seconds or int(time.time()),
+        retry_left=retry_left,
+    )
     try:
         return client.create(body)
     except AlreadyExists:

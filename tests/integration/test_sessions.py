@@ -164,3 +164,104 @@ def test_an_operator_killed_mid_session_restarts_without_duplicates_and_the_sess
         stop2.set()
         thread2.join(15)
         client2.close()
+
+
+EVENTS = ("v1", "Event")
+
+
+def _events_about(kube: Client, namespace: str, name: str) -> list[dict[str, Any]]:
+    rt = kube.resource_type(*EVENTS)
+    return [e for e in kube.list(rt, namespace)["items"] if e["involvedObject"]["name"] == name]
+
+
+def _finish_sidecar_session(kube: Client, namespace: str, name: str) -> None:
+    eventually(lambda: _phase(kube, namespace, name) == "Running", 30, f"{name} to run")
+    status = _session(kube, namespace, name)["status"]
+    status["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Succeeded"}]
+    kube.patch(SESSIONS, name, {"status": status}, namespace=namespace, subresource="status")
+    eventually(lambda: _phase(kube, namespace, name) == "Succeeded", 30, f"{name} to succeed")
+
+
+def test_a_failed_session_is_retried_once_after_its_delay_and_events_say_so(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _ready_batch(
+        kube,
+        namespace,
+        member("PersistentVolumeClaim", "shared", task="pvc-backup"),
+        timeOut="4s",
+        retryConfig={"maxRetry": 1, "delay": "2s"},
+        backupHistoryLimit=5,
+    )
+    eventually(lambda: operator.caches.get(TASKS, "", "pvc-backup"), 30, "the built-in Task")
+    first = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    eventually(lambda: _phase(kube, namespace, first) == "Failed", 30, "the first to fail")
+    eventually(
+        lambda: _session(kube, namespace, first)["status"].get("retried") is True, 30, "the retry"
+    )
+    sessions = {s["metadata"]["name"]: s for s in kube.list(SESSIONS, namespace)["items"]}
+    (retry,) = [s for n, s in sessions.items() if n != first]
+    assert retry["spec"]["retryLeft"] == 0
+    name = retry["metadata"]["name"]
+    eventually(lambda: _phase(kube, namespace, name) == "Failed", 30, "the retry to fail")
+    eventually(
+        lambda: _session(kube, namespace, name)["status"].get("retried") is False,
+        30,
+        "no retry left",
+    )
+    assert len(kube.list(SESSIONS, namespace)["items"]) == 2
+    reasons = {e["reason"]: e for e in _events_about(kube, namespace, first)}
+    assert reasons["BackupSessionFailed"]["type"] == "Warning"
+    assert "deadline" in reasons["BackupSessionFailed"]["message"]
+    assert "BackupJobCreated" in reasons
+    assert "BackupRetried" in reasons
+
+
+def test_only_backup_history_limit_sessions_are_kept(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _ready_batch(kube, namespace, member("Deployment", "web"), backupHistoryLimit=1)
+    first = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=1700000000)
+    _finish_sidecar_session(kube, namespace, first["metadata"]["name"])
+    second = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=1700000100)
+    _finish_sidecar_session(kube, namespace, second["metadata"]["name"])
+    eventually(
+        lambda: (
+            [s["metadata"]["name"] for s in kube.list(SESSIONS, namespace)["items"]]
+            == [second["metadata"]["name"]]
+        ),
+        30,
+        "the older session to be cleaned",
+    )
+    status = _session(kube, namespace, second["metadata"]["name"])["status"]
+    assert is_true(status["conditions"], c.BACKUP_HISTORY_CLEANED)
+
+
+def test_a_repository_lists_the_invokers_using_it(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _ready_batch(kube, namespace, member("Deployment", "web"))
+    repositories = kube.resource_type(c.V1ALPHA1, "Repository")
+    eventually(
+        lambda: (
+            (kube.get(repositories, "repo", namespace).get("status") or {}).get("references")
+            == [
+                {
+                    "apiGroup": c.GROUP,
+                    "kind": "BackupBatch",
+                    "namespace": namespace,
+                    "name": "nightly",
+                }
+            ]
+        ),
+        30,
+        "the Repository's references",
+    )
+    kube.delete(BATCHES, "nightly", namespace)
+    eventually(
+        lambda: (
+            not (kube.get(repositories, "repo", namespace).get("status") or {}).get("references")
+        ),
+        30,
+        "the reference to go",
+    )

@@ -14,7 +14,11 @@ from kube.crds import CRD_TYPE, established
 from tests.manifests import ROOT, load_all, manifest_id, stash_manifests, with_defaults
 
 MANIFESTS = stash_manifests()
-SAMPLES = load_all(ROOT / "manifests" / "samples" / "backup-batch.yaml")
+SAMPLES = [
+    doc
+    for path in sorted((ROOT / "manifests" / "samples").glob("*.yaml"))
+    for doc in load_all(path)
+]
 
 
 def _schema(kind: str) -> dict[str, Any]:

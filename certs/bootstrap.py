@@ -23,17 +23,11 @@ from cryptography.exceptions import InvalidSignature
 
 from certs.authority import DEFAULT_LEAF_VALIDITY, CertificateAuthority, KeyPair
 from certs.files import write_serving_files
-from kube import AlreadyExists, Client, Conflict, NotFound, ResourceType
+from kube import AlreadyExists, Client, Conflict, NotFound
+from kube.types import SECRETS, WEBHOOK_CONFIGS
 
 log = logging.getLogger(__name__)
 
-SECRETS = ResourceType("v1", "secrets", True, "Secret")
-WEBHOOK_CONFIGS = ResourceType(
-    "admissionregistration.k8s.io/v1",
-    "mutatingwebhookconfigurations",
-    False,
-    "MutatingWebhookConfiguration",
-)
 FIELD_MANAGER = "stash-certs"
 CONFLICT_RETRIES = 5
 

@@ -26,18 +26,24 @@ from controller.caches import (
     Caches,
 )
 from controller.conditions import set_condition
-from controller.invoker import InvokerFacts, InvokerStatus, MemberView, evaluate, members_of
+from controller.invoker import (
+    InvokerFacts,
+    InvokerStatus,
+    MemberView,
+    evaluate,
+    members_of,
+)
 from controller.runtime import Controller, Result
 from controller.trigger import cronjob, rbac_objects
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
+from kube.types import SECRETS
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 FIELD_MANAGER = "stash-operator"
-SECRETS_RT = ("v1", "Secret")
 NOT_READY_RECHECK = 30.0
 
 
@@ -167,8 +173,7 @@ class InvokerReconciler:
 
     def _secret_exists(self, namespace: str, name: str) -> bool:
         try:
-            rt = self.client.resource_type(*SECRETS_RT)
-            self.client.request("GET", rt.path(namespace, name))  # body never kept or logged
+            self.client.request("GET", SECRETS.path(namespace, name))  # body never kept or logged
         except NotFound:
             return False
         return True

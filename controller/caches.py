@@ -4,32 +4,55 @@ from __future__ import annotations
 
 from typing import Any
 
-from api import constants as c
 from kube import Client, ResourceType
 from kube.informer import Informer
+from kube.types import (
+    BACKUP_BATCHES,
+    BACKUP_CONFIGURATIONS,
+    BACKUP_SESSIONS,
+    CRONJOBS,
+    DAEMONSETS,
+    DEPLOYMENTS,
+    FUNCTIONS,
+    INVOKER_TYPES,
+    JOBS,
+    NAMESPACES,
+    PVCS,
+    REPOSITORIES,
+    ROLE_BINDINGS,
+    ROLES,
+    SERVICE_ACCOUNTS,
+    STATEFULSETS,
+    TASKS,
+    WORKLOAD_TYPES,
+)
 
 JSON = dict[str, Any]
 MANAGED_BY = "app.kubernetes.io/managed-by=stash"
 
-BACKUP_BATCHES = ResourceType(c.V1BETA1, "backupbatches", True, "BackupBatch")
-BACKUP_CONFIGURATIONS = ResourceType(c.V1BETA1, "backupconfigurations", True, "BackupConfiguration")
-BACKUP_SESSIONS = ResourceType(c.V1BETA1, "backupsessions", True, "BackupSession")
-REPOSITORIES = ResourceType(c.V1ALPHA1, "repositories", True, "Repository")
-DEPLOYMENTS = ResourceType("apps/v1", "deployments", True, "Deployment")
-STATEFULSETS = ResourceType("apps/v1", "statefulsets", True, "StatefulSet")
-DAEMONSETS = ResourceType("apps/v1", "daemonsets", True, "DaemonSet")
-PVCS = ResourceType("v1", "persistentvolumeclaims", True, "PersistentVolumeClaim")
-NAMESPACES = ResourceType("v1", "namespaces", False, "Namespace")
-CRONJOBS = ResourceType("batch/v1", "cronjobs", True, "CronJob")
-SERVICE_ACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
-ROLES = ResourceType("rbac.authorization.k8s.io/v1", "roles", True, "Role")
-ROLE_BINDINGS = ResourceType("rbac.authorization.k8s.io/v1", "rolebindings", True, "RoleBinding")
-JOBS = ResourceType("batch/v1", "jobs", True, "Job")
-TASKS = ResourceType(c.V1BETA1, "tasks", False, "Task")
-FUNCTIONS = ResourceType(c.V1BETA1, "functions", False, "Function")
+__all__ = [
+    "BACKUP_BATCHES",
+    "BACKUP_CONFIGURATIONS",
+    "BACKUP_SESSIONS",
+    "CRONJOBS",
+    "DAEMONSETS",
+    "DEPLOYMENTS",
+    "FUNCTIONS",
+    "INVOKER_TYPES",
+    "JOBS",
+    "NAMESPACES",
+    "OWNED_TYPES",
+    "PVCS",
+    "REPOSITORIES",
+    "ROLES",
+    "ROLE_BINDINGS",
+    "SERVICE_ACCOUNTS",
+    "STATEFULSETS",
+    "TASKS",
+    "WORKLOAD_TYPES",
+    "Caches",
+]
 
-INVOKER_TYPES = {"BackupBatch": BACKUP_BATCHES, "BackupConfiguration": BACKUP_CONFIGURATIONS}
-WORKLOAD_TYPES = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}
 # Objects the operator creates: watched by label, so nothing else of the cluster is cached.
 OWNED_TYPES = {
     "CronJob": CRONJOBS,

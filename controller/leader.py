@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kube import AlreadyExists, Client, Conflict, KubeError, NotFound, ResourceType
+from kube import AlreadyExists, Client, Conflict, KubeError, NotFound
+from kube.types import LEASES
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-LEASES = ResourceType("coordination.k8s.io/v1", "leases", True, "Lease")
 
 
 def _micro_time(when: dt.datetime | None = None) -> str:

@@ -11,16 +11,11 @@ from typing import Any
 
 from api import constants as c
 from api.naming import session_name
-from kube import AlreadyExists, Client, ResourceType
+from kube import AlreadyExists, Client
+from kube.types import BACKUP_SESSIONS as SESSIONS
+from kube.types import INVOKER_TYPES
 
 JSON = dict[str, Any]
-SESSIONS = ResourceType(c.V1BETA1, "backupsessions", True, "BackupSession")
-INVOKER_TYPES = {
-    "BackupBatch": ResourceType(c.V1BETA1, "backupbatches", True, "BackupBatch"),
-    "BackupConfiguration": ResourceType(
-        c.V1BETA1, "backupconfigurations", True, "BackupConfiguration"
-    ),
-}
 
 
 def new_session(

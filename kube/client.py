@@ -28,6 +28,11 @@ JSON_PATCH = "application/json-patch+json"
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 
 
+def api_prefix(api_version: str) -> str:
+    """``/api/v1`` for the core group, ``/apis/<group>/<version>`` for the others."""
+    return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+
+
 @dataclass(frozen=True)
 class ResourceType:
     """Where a kind lives on the API server."""
@@ -40,12 +45,7 @@ class ResourceType:
     def path(
         self, namespace: str | None = None, name: str | None = None, subresource: str = ""
     ) -> str:
-        base = (
-            f"/api/{self.api_version}"
-            if "/" not in self.api_version
-            else f"/apis/{self.api_version}"
-        )
-        parts = [base]
+        parts = [api_prefix(self.api_version)]
         if self.namespaced and namespace:
             parts.append(f"namespaces/{quote(namespace, safe='')}")
         parts.append(self.plural)
@@ -157,8 +157,7 @@ class Client:
             found = self._types.get(key)
         if found:
             return found
-        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        listing = self.request("GET", base)
+        listing = self.request("GET", api_prefix(api_version))
         with self._types_lock:
             for res in listing.get("resources", []):
                 if "/" in res["name"]:

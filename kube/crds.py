@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kube.client import Client, ResourceType
+from kube.client import Client
 from kube.errors import KubeError
+from kube.types import CRDS
 
-CRD_TYPE = ResourceType(
-    "apiextensions.k8s.io/v1", "customresourcedefinitions", False, "CustomResourceDefinition"
-)
+CRD_TYPE = CRDS
 
 
 def established(crd: dict[str, Any]) -> bool:

@@ -10,12 +10,11 @@ import logging
 import uuid
 from typing import Any
 
-from kube.client import Client, ResourceType
+from kube.client import Client
 from kube.errors import KubeError
 
 log = logging.getLogger(__name__)
 
-EVENTS = ResourceType("v1", "events", True, "Event")
 MAX_MESSAGE = 1024
 
 

@@ -22,8 +22,9 @@ from certs.bootstrap import CertificateKeeper, CertificateSpec, service_dns_name
 from certs.files import CA_FILE, CERT_FILE, KEY_FILE, ensure_local_files
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
-from kube import Client, ResourceType
+from kube import Client
 from kube.informer import Informer
+from kube.types import INVOKER_TYPES
 from webhook.app import create_app
 from webhook.registration import FailurePolicy, register, webhook_configuration
 from webhook.tls import CertificateReloader
@@ -31,10 +32,6 @@ from webhook.tls import CertificateReloader
 log = logging.getLogger(__name__)
 
 CertSource = Literal["files", "self-signed", "local"]
-INVOKER_TYPES = (
-    ResourceType("stash.appscode.com/v1beta1", "backupbatches", True, "BackupBatch"),
-    ResourceType("stash.appscode.com/v1beta1", "backupconfigurations", True, "BackupConfiguration"),
-)
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ class InvokerCache:
                 on_upsert=index.upsert,
                 on_delete=index.delete,
             )
-            for rt in INVOKER_TYPES
+            for rt in INVOKER_TYPES.values()
         ]
 
     def start(self) -> InvokerCache:

@@ -11,13 +11,11 @@ import pytest
 
 from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
-from certs.bootstrap import WEBHOOK_CONFIGS
 from devcluster import ControlPlane, ensure_binaries
-from kube import Client, ResourceType
+from kube import Client
 from kube.crds import install_crds
+from kube.types import NAMESPACES, WEBHOOK_CONFIGS
 from tests.integration.helpers import WebhookProcess
-
-NAMESPACES = ResourceType("v1", "namespaces", False, "Namespace")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

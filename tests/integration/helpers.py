@@ -16,15 +16,9 @@ from typing import Any, TypeVar
 import pytest
 
 from devcluster.cluster import free_port
-from kube import Client, ResourceType
+from kube import Client
 
 T = TypeVar("T")
-
-PODS = ResourceType("v1", "pods", True, "Pod")
-JOBS = ResourceType("batch/v1", "jobs", True, "Job")
-REPLICASETS = ResourceType("apps/v1", "replicasets", True, "ReplicaSet")
-DEPLOYMENTS = ResourceType("apps/v1", "deployments", True, "Deployment")
-SERVICEACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
 
 
 def eventually(

@@ -9,14 +9,13 @@ import threading
 
 from certs import CertificateAuthority, KeyPair
 from certs.bootstrap import (
-    SECRETS,
-    WEBHOOK_CONFIGS,
     CertificateSpec,
     bootstrap,
     ensure_serving_cert,
     service_dns_names,
 )
 from kube import Client
+from kube.types import SECRETS, WEBHOOK_CONFIGS
 from webhook.registration import webhook_configuration
 
 

@@ -14,14 +14,9 @@ import yaml
 from devcluster import ControlPlane, ensure_binaries
 from devcluster.cluster import Ports
 from kube import Client, Forbidden
-from tests.integration.helpers import (
-    JOBS,
-    PODS,
-    REPLICASETS,
-    SERVICEACCOUNTS,
-    eventually,
-    owned_by,
-)
+from kube.types import JOBS, PODS, REPLICASETS
+from kube.types import SERVICE_ACCOUNTS as SERVICEACCOUNTS
+from tests.integration.helpers import eventually, owned_by
 
 POD_TEMPLATE = {
     "metadata": {"labels": {"app": "web"}},

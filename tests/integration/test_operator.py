@@ -19,15 +19,14 @@ import yaml
 from api import constants as c
 from controller.caches import CRONJOBS, ROLES
 from controller.conditions import get_condition
-from controller.leader import LEASES
 from controller.operator import Operator, OperatorOptions
-from controller.sessions import SESSIONS
 from devcluster import ControlPlane
-from kube import Client, Forbidden, ResourceType
+from kube import Client, Forbidden
+from kube.types import BACKUP_BATCHES as BATCHES
+from kube.types import BACKUP_SESSIONS as SESSIONS
+from kube.types import LEASES
 from tests.factories import batch, member
 from tests.integration.helpers import eventually
-
-BATCHES = ResourceType(c.V1BETA1, "backupbatches", True, "BackupBatch")
 
 
 def _run_operator(kubeconfig: Path, **options: Any) -> tuple[Operator, threading.Event, Client]:

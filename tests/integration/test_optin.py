@@ -15,10 +15,9 @@ from controller.operator import Operator, OperatorOptions
 from controller.optin import HASH_ANNOTATION, MANAGED_ANNOTATION
 from devcluster import ControlPlane
 from kube import Client
+from kube.types import DEPLOYMENTS, PODS
 from tests.factories import batch, member
 from tests.integration.helpers import (
-    DEPLOYMENTS,
-    PODS,
     WebhookProcess,
     container_names,
     eventually,

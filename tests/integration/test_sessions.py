@@ -14,12 +14,14 @@ from api import constants as c
 from controller.caches import FUNCTIONS, JOBS, TASKS
 from controller.conditions import is_true
 from controller.operator import Operator, OperatorOptions
-from controller.sessions import SESSIONS, create_session
+from controller.sessions import create_session
 from devcluster import ControlPlane
 from kube import Client
+from kube.types import BACKUP_BATCHES as BATCHES
+from kube.types import BACKUP_SESSIONS as SESSIONS
 from tests.factories import batch, member
 from tests.integration.helpers import eventually
-from tests.integration.test_operator import BATCHES, _setup
+from tests.integration.test_operator import _setup
 
 
 def _start(kubeconfig: Path) -> tuple[Operator, threading.Event, threading.Thread, Client]:

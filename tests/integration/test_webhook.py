@@ -17,21 +17,18 @@ import pytest
 from cryptography import x509
 
 from api.constants import BACKUP_LABEL, WEBHOOK_NAME
-from certs.bootstrap import WEBHOOK_CONFIGS
 from certs.files import ensure_local_files
-from kube import Client, ResourceType
+from kube import Client
+from kube.types import PODS, WEBHOOK_CONFIGS
 from tests.factories import batch, configuration, member, review
 from tests.factories import pod as pod_factory
 from tests.integration.helpers import (
-    PODS,
     WebhookProcess,
     container_names,
     eventually,
     wait_until_injected,
 )
 
-STATEFULSETS = ResourceType("apps/v1", "statefulsets", True, "StatefulSet")
-DAEMONSETS = ResourceType("apps/v1", "daemonsets", True, "DaemonSet")
 SIDECAR = "stash"
 
 

@@ -1,0 +1,48 @@
+"""Where the kinds this project reads and writes live on the API server.
+
+The Stash kinds are derived from ``api.crd.KINDS`` (the CRDs' own plural and scope), so they
+cannot drift from what is installed.
+"""
+
+from __future__ import annotations
+
+from api.crd import KINDS
+from kube.client import ResourceType
+
+STASH = {
+    info.kind: ResourceType(info.model.API_VERSION, info.plural, info.namespaced, info.kind)
+    for info in KINDS
+}
+BACKUP_BATCHES = STASH["BackupBatch"]
+BACKUP_CONFIGURATIONS = STASH["BackupConfiguration"]
+BACKUP_SESSIONS = STASH["BackupSession"]
+REPOSITORIES = STASH["Repository"]
+TASKS = STASH["Task"]
+FUNCTIONS = STASH["Function"]
+INVOKER_TYPES = {"BackupBatch": BACKUP_BATCHES, "BackupConfiguration": BACKUP_CONFIGURATIONS}
+
+NAMESPACES = ResourceType("v1", "namespaces", False, "Namespace")
+PODS = ResourceType("v1", "pods", True, "Pod")
+SECRETS = ResourceType("v1", "secrets", True, "Secret")
+SERVICE_ACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
+PVCS = ResourceType("v1", "persistentvolumeclaims", True, "PersistentVolumeClaim")
+EVENTS = ResourceType("v1", "events", True, "Event")
+DEPLOYMENTS = ResourceType("apps/v1", "deployments", True, "Deployment")
+STATEFULSETS = ResourceType("apps/v1", "statefulsets", True, "StatefulSet")
+DAEMONSETS = ResourceType("apps/v1", "daemonsets", True, "DaemonSet")
+REPLICASETS = ResourceType("apps/v1", "replicasets", True, "ReplicaSet")
+JOBS = ResourceType("batch/v1", "jobs", True, "Job")
+CRONJOBS = ResourceType("batch/v1", "cronjobs", True, "CronJob")
+ROLES = ResourceType("rbac.authorization.k8s.io/v1", "roles", True, "Role")
+ROLE_BINDINGS = ResourceType("rbac.authorization.k8s.io/v1", "rolebindings", True, "RoleBinding")
+LEASES = ResourceType("coordination.k8s.io/v1", "leases", True, "Lease")
+WEBHOOK_CONFIGS = ResourceType(
+    "admissionregistration.k8s.io/v1",
+    "mutatingwebhookconfigurations",
+    False,
+    "MutatingWebhookConfiguration",
+)
+CRDS = ResourceType(
+    "apiextensions.k8s.io/v1", "customresourcedefinitions", False, "CustomResourceDefinition"
+)
+WORKLOAD_TYPES = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS, "DaemonSet": DAEMONSETS}

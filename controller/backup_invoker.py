@@ -32,6 +32,7 @@ from controller.invoker import (
     MemberView,
     evaluate,
     members_of,
+    validation_problems,
 )
 from controller.runtime import Controller, Result
 from controller.trigger import cronjob, rbac_objects
@@ -259,9 +260,8 @@ class InvokerReconciler:
             return None  # owner references take its CronJob and RBAC with it
         invoker.setdefault("apiVersion", INVOKER_TYPES[kind].api_version)
         invoker.setdefault("kind", kind)
-        probe = evaluate(invoker, InvokerFacts())
         cronjob_error = None
-        if probe.phase != "Invalid":
+        if not validation_problems(invoker, members_of(invoker)):
             cronjob_error = self.ensure_trigger(invoker)
         status = evaluate(invoker, self.facts(invoker, cronjob_error), now=dt.datetime.now(dt.UTC))
         status = self._sidecar_conditions(invoker, status)

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -21,6 +22,10 @@ from controller.operator import Operator, OperatorOptions
 from controller.sessions import create_session
 from devcluster import BuildError, StartError, Versions, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
+from engine import job_steps
+from engine.agent import AgentOptions, Identity, SidecarAgent
+from engine.host_backup import HostJob
+from engine.job_steps import StepOptions
 from kube import Client, KubeError
 from webhook.server import WebhookOptions
 from webhook.server import run as run_webhook
@@ -120,6 +125,70 @@ def cmd_create_backupsession(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_job(args: argparse.Namespace) -> HostJob:
+    return HostJob(
+        namespace=args.namespace,
+        session=args.backupsession,
+        invoker_kind=args.invoker_kind,
+        invoker_name=args.invoker_name,
+        target_kind=args.target_kind,
+        target_name=args.target_name,
+        hostname=args.hostname,
+    )
+
+
+def _step_options(args: argparse.Namespace) -> StepOptions:
+    return StepOptions(
+        output_dir=Path(args.output_dir),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        pushgateway_url=args.pushgateway_url,
+    )
+
+
+def cmd_job_step(args: argparse.Namespace) -> int:
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        job, opts = _host_job(args), _step_options(args)
+        if args.command == "backup-pvc":
+            return job_steps.backup_pvc(
+                client,
+                job,
+                job_steps.split_list(args.paths),
+                job_steps.split_list(args.exclude),
+                opts,
+            )
+        if args.command == "backup-dump":
+            return job_steps.backup_dump(client, job, args.dump_command, args.filename, opts)
+        return job_steps.update_status(client, job, opts)
+    finally:
+        client.close()
+
+
+def cmd_run_backup(args: argparse.Namespace) -> int:
+    me = Identity(
+        namespace=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE),
+        target_kind=args.target_kind,
+        target_name=args.target_name,
+        pod_name=os.environ.get("POD_NAME", ""),
+        node_name=os.environ.get("NODE_NAME", ""),
+    )
+    if not me.pod_name:
+        raise ValueError("POD_NAME is not set (the downward API's metadata.name)")
+    client = Client.from_environment(args.kubeconfig)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    options = AgentOptions(
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        pushgateway_url=args.pushgateway_url,
+    )
+    try:
+        SidecarAgent(client, me, options).run(stop)
+    finally:
+        client.close()
+    return 0
+
+
 def cmd_certs(args: argparse.Namespace) -> int:
     if args.action == "local":
         ensure_local_files(Path(args.dir), renew=args.renew)
@@ -143,6 +212,51 @@ def cmd_certs(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every backup step receives (see controller.builtin_tasks)."""
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    parser.add_argument("--backupsession", required=True)
+    parser.add_argument(
+        "--invoker-kind", choices=["BackupBatch", "BackupConfiguration"], required=True
+    )
+    parser.add_argument("--invoker-name", required=True)
+    parser.add_argument("--target-kind", required=True)
+    parser.add_argument("--target-name", required=True)
+    parser.add_argument("--hostname", default="host-0")
+    parser.add_argument("--repository", help="the Repository (read from the invoker if unset)")
+    parser.add_argument("--repository-namespace")
+    parser.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the pod's emptyDir
+    parser.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    parser.add_argument("--pushgateway-url", default="")
+    parser.add_argument("--restoresession", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--kubeconfig")
+
+
+def _add_backup_commands(sub: Any) -> None:
+    sidecar = sub.add_parser("run-backup", help="the stash sidecar: back up this pod's workload")
+    sidecar.add_argument("--target-kind", required=True)
+    sidecar.add_argument("--target-name", required=True)
+    sidecar.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    sidecar.add_argument("--pushgateway-url", default="")
+    sidecar.add_argument("--kubeconfig")
+    sidecar.set_defaults(func=cmd_run_backup)
+
+    for command, text in (
+        ("backup-pvc", "backup Job step: back up the mounted paths"),
+        ("backup-dump", "backup Job step: back up a dump command's output (databases)"),
+        ("update-status", "backup Job step: record the result, push metrics"),
+    ):
+        step = sub.add_parser(command, help=text)
+        _host_job_arguments(step)
+        if command == "backup-pvc":
+            step.add_argument("--paths", required=True, help="comma-separated paths")
+            step.add_argument("--exclude", default="", help="comma-separated patterns")
+        if command == "backup-dump":
+            step.add_argument("--dump-command", required=True, help="writes the dump to stdout")
+            step.add_argument("--filename", required=True, help="the dump's name in the snapshot")
+        step.set_defaults(func=cmd_job_step)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
         session.add_argument("--namespace", default=DEFAULT_NAMESPACE)
         session.add_argument("--kubeconfig")
         session.set_defaults(func=cmd_create_backupsession)
+
+    _add_backup_commands(sub)
 
     certs = sub.add_parser("certs", help="webhook certificates")
     certs.add_argument("action", choices=["bootstrap", "local"])

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from api import constants as c
+from api.conditions import set_condition
 from api.repository import Repository
 from controller.caches import (
     INVOKER_TYPES,
@@ -25,7 +26,6 @@ from controller.caches import (
     WORKLOAD_TYPES,
     Caches,
 )
-from controller.conditions import set_condition
 from controller.invoker import (
     InvokerFacts,
     InvokerStatus,

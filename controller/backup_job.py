@@ -22,6 +22,7 @@ JSON = dict[str, Any]
 SESSION_LABEL = f"{c.GROUP}/backup-session"
 MEMBER_LABEL = f"{c.GROUP}/member-index"
 INTERIM_VOLUME = "stash-interim-volume"
+CACHE_DIR = f"{c.TMP_DIR_MOUNT_PATH}/restic-cache"  # in the Job's tmp-dir emptyDir
 POD_SETTING_KEYS = (
     "nodeSelector",
     "affinity",
@@ -66,6 +67,7 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     spec = inputs.invoker.get("spec") or {}
     retention = spec.get("retentionPolicy") or {}
     target = view.member.target
+    cache = not (view.member.temp_dir and view.member.temp_dir.disable_caching)
     values = {
         "NAMESPACE": inputs.session["metadata"]["namespace"],
         "BACKUP_SESSION": inputs.session["metadata"]["name"],
@@ -98,9 +100,8 @@ def variables(inputs: JobInputs) -> dict[str, str]:
         "RETENTION_DRY_RUN": str(bool(retention.get("dryRun", False))).lower(),
         "RETENTION_KEEP_TAGS": ",".join(retention.get("keepTags") or []),
         "PROMETHEUS_PUSHGATEWAY_URL": inputs.pushgateway_url,
-        "ENABLE_CACHE": str(
-            not (view.member.temp_dir and view.member.temp_dir.disable_caching)
-        ).lower(),
+        "ENABLE_CACHE": str(cache).lower(),
+        "CACHE_DIR": CACHE_DIR if cache else "",
     }
     for key in ("Last", "Hourly", "Daily", "Weekly", "Monthly", "Yearly"):
         values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.get(f"keep{key}") or 0)

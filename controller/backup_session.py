@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from api import constants as c
+from api.conditions import is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name
 from api.repository import Repository
 from controller.backup_job import SESSION_LABEL, JobError, JobInputs, build_job
@@ -26,7 +27,6 @@ from controller.caches import (
     TASKS,
     Caches,
 )
-from controller.conditions import is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView, members_of
 from controller.runtime import Controller, Result
 from controller.session_status import (

@@ -24,6 +24,7 @@ _COMMON_ARGS = [
     "--repository=${REPOSITORY_NAME}",
     "--repository-namespace=${REPOSITORY_NAMESPACE}",
     "--output-dir=${outputDir:=/tmp/output}",
+    "--cache-dir=${CACHE_DIR:=}",
 ]
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from api import constants as c
 from api.backup import BackupMember
+from api.conditions import Condition, set_condition
 from api.repository import Repository
-from controller.conditions import Condition, set_condition
 from controller.schedule import ScheduleError, validate_schedule
 from engine.invokers import WORKLOAD_KINDS
 

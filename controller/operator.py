@@ -18,11 +18,11 @@ from controller.backup_invoker import FIELD_MANAGER, InvokerReconciler
 from controller.backup_session import SessionReconciler
 from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
-from controller.leader import LeaderElector
 from controller.optin import OptInReconciler
 from controller.repository import RepositoryReconciler
 from controller.runtime import Controller
 from kube import Client, KubeError
+from kube.leader import LeaderElector
 
 log = logging.getLogger(__name__)
 

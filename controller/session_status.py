@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
-from controller.conditions import is_true, now_rfc3339, set_condition
+from api.conditions import is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView
 
 JSON = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed", "Skipped")
 TARGET_TERMINAL = ("Succeeded", "Failed")
+REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
@@ -184,12 +185,28 @@ def fail_member(session: JSON, status: JSON, index: int, message: str, now: dt.d
     return status
 
 
+def repository_outcome(conditions: list[JSON] | None) -> bool | None:
+    """Whether the last host's repository work (retention, integrity check) succeeded; None
+    while it has not reported yet."""
+    found = {
+        cond.get("type"): cond.get("status")
+        for cond in conditions or []
+        if cond.get("type") in REPOSITORY_CONDITIONS
+    }
+    if any(value == "False" for value in found.values()):
+        return False
+    return True if len(found) == len(REPOSITORY_CONDITIONS) else None
+
+
 def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
     phases = [t.get("phase") for t in status["targets"]]
+    repository = repository_outcome(status.get("conditions"))
     if is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
         status["phase"] = "Failed"
     elif all(p == "Succeeded" for p in phases):
-        status["phase"] = "Succeeded"
+        # Every host backed up; the session succeeds once retention ran and the repository
+        # checked out, so a Succeeded session always means a verified repository.
+        status["phase"] = {True: "Succeeded", False: "Failed", None: "Running"}[repository]
     elif any(p not in TARGET_TERMINAL for p in phases):
         status["phase"] = "Running"
     else:

@@ -31,12 +31,16 @@ CONTAINER_SETTING_KEYS = (
 )
 
 
+SIDECAR_CACHE_DIR = f"{TMP_DIR_MOUNT_PATH}/restic-cache"  # in the tmp-dir emptyDir
+
+
 @dataclass(frozen=True)
 class SidecarSettings:
     """How the operator runs: the image every sidecar uses."""
 
     image: str
     image_pull_policy: str = "IfNotPresent"
+    pushgateway_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,12 @@ def build_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[J
             "run-backup",
             f"--target-kind={plan.target_kind}",
             f"--target-name={plan.target_name}",
+            *(
+                [f"--pushgateway-url={settings.pushgateway_url}"]
+                if settings.pushgateway_url
+                else []
+            ),
+            *([] if plan.temp_dir.get("disableCaching") else [f"--cache-dir={SIDECAR_CACHE_DIR}"]),
         ],
         "env": [
             _field_env("POD_NAME", "metadata.name"),

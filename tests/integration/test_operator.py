@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from api import constants as c
+from api.conditions import get_condition
 from controller.caches import CRONJOBS, ROLES
-from controller.conditions import get_condition
 from controller.operator import Operator, OperatorOptions
 from devcluster import ControlPlane
 from kube import Client, Forbidden

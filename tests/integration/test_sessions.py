@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from api import constants as c
+from api.conditions import is_true, now_rfc3339
 from controller.caches import FUNCTIONS, JOBS, TASKS
-from controller.conditions import is_true
 from controller.operator import Operator, OperatorOptions
 from controller.sessions import create_session
 from devcluster import ControlPlane
@@ -117,6 +117,7 @@ def test_a_sidecar_target_succeeds_when_its_host_reports(
     # What the sidecar of host-0 writes when its backup is done.
     status = _session(kube, namespace, name)["status"]
     status["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Succeeded", "duration": "2s"}]
+    status["conditions"] = [*status.get("conditions", []), *_repository_done()]
     kube.patch(SESSIONS, name, {"status": status}, namespace=namespace, subresource="status")
     eventually(lambda: _phase(kube, namespace, name) == "Succeeded", 30, "Succeeded")
     final = _session(kube, namespace, name)["status"]
@@ -176,10 +177,19 @@ def _events_about(kube: Client, namespace: str, name: str) -> list[dict[str, Any
     return [e for e in kube.list(rt, namespace)["items"] if e["involvedObject"]["name"] == name]
 
 
+def _repository_done() -> list[dict[str, str]]:
+    """The conditions the last host writes after retention and the integrity check."""
+    return [
+        {"type": kind, "status": "True", "reason": "Done", "lastTransitionTime": now_rfc3339()}
+        for kind in (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
+    ]
+
+
 def _finish_sidecar_session(kube: Client, namespace: str, name: str) -> None:
     eventually(lambda: _phase(kube, namespace, name) == "Running", 30, f"{name} to run")
     status = _session(kube, namespace, name)["status"]
     status["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Succeeded"}]
+    status["conditions"] = [*status.get("conditions", []), *_repository_done()]
     kube.patch(SESSIONS, name, {"status": status}, namespace=namespace, subresource="status")
     eventually(lambda: _phase(kube, namespace, name) == "Succeeded", 30, f"{name} to succeed")
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from api import constants as c
+from api.conditions import get_condition, is_true, set_condition
 from api.naming import backup_job_name, cronjob_name, session_name
 from api.repository import Repository
-from controller.conditions import get_condition, is_true, set_condition
 from controller.invoker import InvokerFacts, evaluate, members_of
 from controller.schedule import ScheduleError, validate_schedule
 from controller.sessions import new_session

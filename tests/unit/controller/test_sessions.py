@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from api import constants as c
+from api.conditions import is_true
 from api.repository import Repository
 from controller.backup_job import JobError, JobInputs, build_job
 from controller.builtin_tasks import builtin_objects
-from controller.conditions import is_true
 from controller.invoker import members_of
 from controller.session_status import Observed, format_duration, next_status, parse_duration
 from controller.substitution import SubstitutionError, substitute, substitute_all
@@ -214,12 +214,33 @@ def test_the_session_succeeds_when_every_host_of_every_target_did() -> None:
         "status": {"conditions": [{"type": "Complete", "status": "True"}]},
     }
     later = T0 + dt.timedelta(seconds=41.2)
-    done = next_status(_session(**first), _seen(invoker, jobs={1: job}), later)
+    waiting = next_status(_session(**first), _seen(invoker, jobs={1: job}), later).status
+    assert [t["phase"] for t in waiting["targets"]] == ["Succeeded", "Succeeded"]
+    assert waiting["phase"] == "Running", "retention and the integrity check have not reported"
+    waiting["conditions"] = _repository_conditions("True", "True")
+    done = next_status(_session(**waiting), _seen(invoker, jobs={1: job}), later)
     assert done.status["phase"] == "Succeeded"
     assert done.status["sessionDuration"] == "41.2s"
     assert done.create_jobs == ()
     # Terminal: nothing changes any more.
     assert next_status(_session(**done.status), _seen(invoker), later).status == done.status
+
+
+def _repository_conditions(retention: str, integrity: str) -> list[dict[str, Any]]:
+    return [
+        {"type": c.RETENTION_POLICY_APPLIED, "status": retention, "lastTransitionTime": "x"},
+        {"type": c.REPOSITORY_INTEGRITY_VERIFIED, "status": integrity, "lastTransitionTime": "x"},
+    ]
+
+
+def test_a_failed_integrity_check_fails_a_session_whose_hosts_all_succeeded() -> None:
+    invoker = _invoker(member("Deployment", "app"))
+    first = next_status(_session(), _seen(invoker), T0).status
+    first["targets"][0]["stats"] = [_host("Succeeded")]
+    first["conditions"] = _repository_conditions("True", "False")
+    done = next_status(_session(**first), _seen(invoker), T0).status
+    assert done["targets"][0]["phase"] == "Succeeded"
+    assert done["phase"] == "Failed"
 
 
 def test_a_failed_job_fails_its_target_with_the_reason() -> None:

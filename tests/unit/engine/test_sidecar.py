@@ -26,13 +26,28 @@ def test_the_sidecar_carries_the_target_identity_env_and_mounts() -> None:
     sidecar = mutated["spec"]["containers"][-1]
     assert sidecar["name"] == SIDECAR_CONTAINER
     assert sidecar["image"] == "stash-py:test"
-    assert sidecar["args"] == ["run-backup", "--target-kind=Deployment", "--target-name=web"]
+    assert sidecar["args"] == [
+        "run-backup",
+        "--target-kind=Deployment",
+        "--target-name=web",
+        "--cache-dir=/tmp/restic-cache",
+    ]
     assert [e["name"] for e in sidecar["env"]] == ["POD_NAME", "POD_NAMESPACE", "NODE_NAME"]
     assert sidecar["volumeMounts"] == [
         {"name": TMP_DIR_VOLUME, "mountPath": "/tmp"},
         {"name": "data", "mountPath": "/data"},
     ]
     assert {"name": TMP_DIR_VOLUME, "emptyDir": {}} in mutated["spec"]["volumes"]
+
+
+def test_the_sidecar_is_told_the_pushgateway_and_skips_the_cache_when_caching_is_disabled() -> None:
+    obj = batch()
+    obj["spec"]["members"][0]["tempDir"] = {"disableCaching": True}
+    settings = SidecarSettings(image="x", pushgateway_url="http://pgw:56789")
+    mutated, _ = inject(pod(), _plan(obj), settings)
+    args = mutated["spec"]["containers"][-1]["args"]
+    assert "--pushgateway-url=http://pgw:56789" in args
+    assert not any(a.startswith("--cache-dir") for a in args)
 
 
 def test_injection_leaves_the_original_pod_untouched() -> None:

@@ -1,0 +1,282 @@
+"""The ``stash`` sidecar (``stash run-backup``): watches the BackupSessions of its namespace and
+backs up its workload's paths for every session whose invoker targets it, once the operator has
+started that target.
+
+Who backs up: every StatefulSet pod as ``host-<ordinal>``, every DaemonSet pod as its node; of a
+Deployment's (or ReplicaSet's) pods only the holder of the Lease ``stash-sidecar-<kind>-<name>``
+backs up, as ``host-0`` (or the member's alias), so one pod does and another takes over if it
+dies. A host backs up a session at most once: it skips sessions whose stats already name it,
+and restic snapshots are tagged with the session (see ``host_backup``).
+
+Everything is read from informers (list + watch, resumed after API server restarts and watch
+expiry); a periodic pass over the cache catches what a lost leadership or a failed attempt left.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.backup import BackupBatch, BackupConfiguration, BackupMember
+from api.constants import SIDECAR_CONTAINER
+from engine.hooks import HookError, run_hook, should_run_post_hook
+from engine.host_backup import (
+    HostJob,
+    Setup,
+    SetupError,
+    back_up_paths,
+    load_setup,
+    open_restic,
+    report,
+)
+from engine.invokers import sidecar_targets_of
+from engine.reporting import SessionReporter, host_reported, target_index, with_host
+from engine.results import HostResult
+from kube import Client, KubeError
+from kube.informer import Informer
+from kube.leader import LeaderElector
+from kube.types import BACKUP_BATCHES, BACKUP_CONFIGURATIONS, BACKUP_SESSIONS
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+PER_POD_KINDS = ("StatefulSet", "DaemonSet")
+RESYNC_SECONDS = 30.0
+_ORDINAL = re.compile(r"-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The pod this sidecar runs in (from the downward API) and the workload it serves."""
+
+    namespace: str
+    target_kind: str
+    target_name: str
+    pod_name: str
+    node_name: str = ""
+
+    def hostname(self, alias: str | None) -> str:
+        if self.target_kind == "StatefulSet":
+            match = _ORDINAL.search(self.pod_name)
+            if match is None:
+                raise ValueError(f"pod {self.pod_name} has no StatefulSet ordinal")
+            return f"host-{match.group(1)}"
+        if self.target_kind == "DaemonSet":
+            if not self.node_name:
+                raise ValueError("NODE_NAME is not set (the downward API's spec.nodeName)")
+            return self.node_name
+        return alias or "host-0"
+
+    @property
+    def elects(self) -> bool:
+        """One pod of the workload backs up (Deployment, ReplicaSet…), chosen by a Lease."""
+        return self.target_kind not in PER_POD_KINDS
+
+    @property
+    def lease_name(self) -> str:
+        return f"stash-sidecar-{self.target_kind.lower()}-{self.target_name}"[:63].rstrip("-.")
+
+
+@dataclass(frozen=True)
+class Work:
+    session: str
+    invoker: JSON
+    member: BackupMember
+    hostname: str
+
+
+def _member(invoker: JSON, index: int) -> BackupMember | None:
+    try:
+        if invoker.get("kind") == "BackupBatch":
+            members = BackupBatch.from_dict(invoker).spec.members or []
+            return members[index] if index < len(members) else None
+        return BackupConfiguration.from_dict(invoker).spec
+    except ValidationError:
+        return None
+
+
+def pending_work(session: JSON, invoker: JSON | None, me: Identity) -> Work | None:
+    """What this host must back up for ``session`` now, or None (not ours, not started yet,
+    already done, or finished)."""
+    status = session.get("status") or {}
+    if invoker is None or status.get("phase") != "Running":
+        return None
+    ref = (session.get("spec") or {}).get("invoker") or {}
+    if (ref.get("kind"), ref.get("name")) != (invoker.get("kind"), invoker["metadata"]["name"]):
+        return None
+    targets = sidecar_targets_of(invoker).get((me.namespace, me.target_kind, me.target_name))
+    index = target_index(status, me.target_kind, me.target_name)
+    member = _member(invoker, targets[0].member_index) if targets else None
+    if member is None or index is None or status["targets"][index].get("phase") != "Running":
+        return None  # not ours, not started (executionOrder: Sequential) or already settled
+    alias = member.target.alias if member.target else None
+    hostname = me.hostname(alias)
+    if host_reported(status, me.target_kind, me.target_name, hostname):
+        return None
+    return Work(session["metadata"]["name"], invoker, member, hostname)
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    cache_dir: Path | None = None
+    pushgateway_url: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+class SidecarAgent:
+    def __init__(self, client: Client, me: Identity, options: AgentOptions) -> None:
+        self.client, self.me, self.options = client, me, options
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._done: set[str] = set()
+        self.backups = 0
+        self.sessions = Informer(client, BACKUP_SESSIONS, namespace=me.namespace)
+        self.invokers = {
+            "BackupBatch": Informer(client, BACKUP_BATCHES, namespace=me.namespace),
+            "BackupConfiguration": Informer(client, BACKUP_CONFIGURATIONS, namespace=me.namespace),
+        }
+        self.sessions.subscribe(
+            on_upsert=lambda obj: self._queue.put(obj["metadata"]["name"]),
+            on_replace=lambda items: self._enqueue_all(),
+        )
+        for informer in self.invokers.values():
+            informer.subscribe(
+                on_upsert=lambda obj: self._enqueue_all(),
+                on_replace=lambda items: self._enqueue_all(),
+            )
+        self.elector: LeaderElector | None = None
+        if me.elects:
+            self.elector = LeaderElector(
+                client,
+                me.namespace,
+                me.lease_name,
+                me.pod_name,
+                lease_duration=options.lease_duration,
+                renew_deadline=options.renew_deadline,
+                retry_period=options.retry_period,
+            )
+
+    def _enqueue_all(self) -> None:
+        for session in self.sessions.items():
+            self._queue.put(session["metadata"]["name"])
+
+    def _campaign(self, stop: threading.Event) -> None:
+        assert self.elector is not None  # noqa: S101 - only started when electing
+        while not stop.is_set():
+            self.elector.run(on_started=self._enqueue_all, on_stopped=lambda: None)
+
+    def run(self, stop: threading.Event) -> None:
+        informers = [self.sessions, *self.invokers.values()]
+        for informer in informers:
+            informer.start()
+        if self.elector is not None:
+            threading.Thread(target=self._campaign, args=(stop,), daemon=True).start()
+        log.info(
+            "sidecar for %s %s/%s in pod %s",
+            self.me.target_kind,
+            self.me.namespace,
+            self.me.target_name,
+            self.me.pod_name,
+        )
+        next_resync = time.monotonic() + RESYNC_SECONDS
+        try:
+            while not stop.is_set():
+                try:
+                    name = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    if time.monotonic() >= next_resync:
+                        next_resync = time.monotonic() + RESYNC_SECONDS
+                        self._enqueue_all()
+                    continue
+                self.process(name)
+        finally:
+            if self.elector is not None:
+                self.elector.stop()
+            for informer in informers:
+                informer.stop()
+
+    def process(self, name: str) -> None:
+        if name in self._done:
+            return
+        if self.elector is not None and not self.elector.is_leader.is_set():
+            return
+        session = self.sessions.get(self.me.namespace, name)
+        if session is None:
+            return
+        ref = (session.get("spec") or {}).get("invoker") or {}
+        informer = self.invokers.get(str(ref.get("kind")))
+        invoker = informer.get(self.me.namespace, str(ref.get("name"))) if informer else None
+        try:
+            work = pending_work(session, invoker, self.me)
+        except ValueError as exc:
+            log.error("session %s: %s", name, exc)
+            return
+        if work is None:
+            return
+        try:
+            self.execute(work)
+            self._done.add(name)
+        except KubeError as exc:  # the API server is away: the resync tries again
+            log.warning("session %s: %s (will retry)", name, exc)
+
+    def execute(self, work: Work) -> HostResult:
+        invoker = work.invoker
+        job = HostJob(
+            namespace=self.me.namespace,
+            session=work.session,
+            invoker_kind=invoker["kind"],
+            invoker_name=invoker["metadata"]["name"],
+            target_kind=self.me.target_kind,
+            target_name=self.me.target_name,
+            hostname=work.hostname,
+        )
+        log.info("session %s: backing up %s", work.session, job.describe())
+        started = time.monotonic()
+        try:
+            setup = load_setup(self.client, job)
+        except SetupError as exc:
+            result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
+            SessionReporter(self.client, job.namespace, job.session).update(
+                lambda s: with_host(s, job.target_kind, job.target_name, result)
+            )
+            return result
+        return self._back_up(job, setup, work.member, started)
+
+    def _back_up(
+        self, job: HostJob, setup: Setup, member: BackupMember, started: float
+    ) -> HostResult:
+        hooks = member.hooks
+        target = member.target
+        paths = list(target.paths or []) if target else []
+        excludes = list(target.exclude or []) if target else []
+        with open_restic(setup, self.options.cache_dir) as restic:
+            result: HostResult | None = None
+            if hooks and hooks.pre_backup:
+                try:
+                    run_hook("preBackup", hooks.pre_backup, own_container=SIDECAR_CONTAINER)
+                except HookError as exc:
+                    result = HostResult(
+                        job.hostname, "Failed", time.monotonic() - started, error=str(exc)
+                    )
+            if result is None:
+                result = back_up_paths(restic, job, paths, excludes)
+            post = hooks.post_backup if hooks else None
+            if post and should_run_post_hook(post.execution_policy, result.succeeded):
+                try:
+                    run_hook("postBackup", post, own_container=SIDECAR_CONTAINER)
+                except HookError as exc:
+                    error = "; ".join(e for e in (result.error, str(exc)) if e)
+                    result = HostResult(
+                        result.hostname, "Failed", result.duration, result.snapshots, error
+                    )
+            report(self.client, job, setup, restic, result, self.options.pushgateway_url)
+        self.backups += 1
+        return result

@@ -1,0 +1,135 @@
+"""Backup hooks (Stash's ``preBackup`` / ``postBackup`` handlers): exec, httpGet, httpPost and
+tcpSocket, run from where the backup runs (the ``stash`` sidecar or the backup Job's container).
+
+``exec`` runs the command in this container, which mounts the same volumes as the workload; a
+``containerName`` naming another container is refused with a clear error rather than silently
+run in the wrong place. HTTP hooks default to this pod's own address (loopback: a sidecar shares
+the pod's network). A hook succeeds on exit code 0, on a 2xx response, or on a connection.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import ssl
+import subprocess
+from typing import Literal
+from urllib.parse import urlencode
+
+from api.common import Handler, HTTPGetAction, HTTPPostAction
+
+log = logging.getLogger(__name__)
+HOOK_TIMEOUT = 300.0
+_OUTPUT_CHARS = 500
+
+
+class HookError(RuntimeError):
+    """The hook failed; the message says which hook and how."""
+
+
+HookKind = Literal["preBackup", "postBackup"]
+
+
+def should_run_post_hook(policy: str | None, backup_succeeded: bool) -> bool:
+    """Stash's executionPolicy: Always, OnSuccess, OnFailure."""
+    if policy == "OnSuccess":
+        return backup_succeeded
+    if policy == "OnFailure":
+        return not backup_succeeded
+    return True
+
+
+def _port(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    if value.isdigit():
+        return int(value)
+    raise HookError(f"named port {value!r} is not supported in hooks; use the port number")
+
+
+def _http(
+    action: HTTPGetAction, method: str, body: bytes | None, headers: dict[str, str], timeout: float
+) -> str:
+    host = action.host or "127.0.0.1"
+    port = _port(action.port)
+    path = action.path or "/"
+    if (action.scheme or "HTTP").upper() == "HTTPS":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # as the kubelet's probes: no verification
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=timeout, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    for header in action.http_headers or []:
+        headers[header.name] = header.value
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        text = response.read(_OUTPUT_CHARS).decode(errors="replace")
+    except OSError as exc:
+        raise HookError(f"{method} {host}:{port}{path}: {exc}") from None
+    finally:
+        conn.close()
+    if not 200 <= response.status < 300:
+        raise HookError(f"{method} {host}:{port}{path} returned {response.status}: {text}")
+    return f"{method} {path}: {response.status}"
+
+
+def _post(action: HTTPPostAction, timeout: float) -> str:
+    headers: dict[str, str] = {}
+    body: bytes | None = None
+    if action.body is not None:
+        body = action.body.encode()
+        headers["Content-Type"] = "application/json"
+    elif action.form:
+        pairs = [(entry.key or "", value) for entry in action.form for value in entry.values or []]
+        body = urlencode(pairs).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return _http(action, "POST", body, headers, timeout)
+
+
+def run_hook(
+    kind: HookKind,
+    handler: Handler,
+    *,
+    own_container: str,
+    env: dict[str, str] | None = None,
+    timeout: float = HOOK_TIMEOUT,
+) -> str:
+    """Run one hook; returns a short description of what ran, raises ``HookError``."""
+    if handler.container_name and handler.container_name != own_container:
+        raise HookError(
+            f"{kind} hook: exec in container {handler.container_name!r} is not supported; "
+            f"hooks run in the {own_container!r} container"
+        )
+    try:
+        if handler.exec and handler.exec.command:
+            return _exec(handler.exec.command, env, timeout)
+        if handler.http_post:
+            return _post(handler.http_post, timeout)
+        if handler.http_get:
+            return _http(handler.http_get, "GET", None, {}, timeout)
+        if handler.tcp_socket:
+            host = handler.tcp_socket.host or "127.0.0.1"
+            port = _port(handler.tcp_socket.port)
+            with socket.create_connection((host, port), timeout=timeout):
+                return f"tcp {host}:{port}: connected"
+    except HookError as exc:
+        raise HookError(f"{kind} hook: {exc}") from None
+    raise HookError(f"{kind} hook has no action (exec, httpGet, httpPost or tcpSocket)")
+
+
+def _exec(command: list[str], env: dict[str, str] | None, timeout: float) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout, env=env, check=False)
+    except FileNotFoundError:
+        raise HookError(f"exec {command[0]}: command not found") from None
+    except subprocess.TimeoutExpired:
+        raise HookError(f"exec {command[0]}: timed out after {timeout:.0f}s") from None
+    output = (done.stderr or done.stdout).decode(errors="replace").strip()[-_OUTPUT_CHARS:]
+    if done.returncode != 0:
+        raise HookError(f"exec {command[0]} exited with {done.returncode}: {output}")
+    return f"exec {command[0]}: ok"

@@ -1,0 +1,287 @@
+"""One host's backup for one BackupSession, shared by the sidecar and the backup Job's steps:
+open the Repository with its Secret, back up (paths, or a dump on stdin), record the result in
+the session, push the host's metrics, and, when this host was the last one, apply retention,
+check the repository and publish its figures.
+
+Each snapshot is tagged with its session and its target, so a host never backs up a session
+twice (a snapshot already tagged for it is reported instead of made again) and retention applies
+per target even when several targets share a repository and a hostname.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from api import constants as c
+from api.common import RetentionPolicy
+from api.repository import Repository
+from engine import metrics
+from engine.backend import BackendError, backend_config
+from engine.reporting import ConditionUpdate, SessionReporter, update_repository
+from engine.restic import Progress, Restic, ResticError
+from engine.results import HostResult, RepositoryFigures, SnapshotResult
+from kube import Client
+from kube.errors import KubeError, NotFound
+from kube.types import INVOKER_TYPES, REPOSITORIES, SECRETS
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+class SetupError(RuntimeError):
+    """The backup cannot start: a missing Repository, Secret or invoker; says which."""
+
+
+def session_tag(session: str) -> str:
+    return f"session:{session}"
+
+
+def target_tag(kind: str, name: str) -> str:
+    return f"target:{kind}/{name}"
+
+
+@dataclass(frozen=True)
+class HostJob:
+    """Who backs up what, for which session."""
+
+    namespace: str
+    session: str
+    invoker_kind: str
+    invoker_name: str
+    target_kind: str
+    target_name: str
+    hostname: str
+
+    @property
+    def tags(self) -> tuple[str, str]:
+        return (session_tag(self.session), target_tag(self.target_kind, self.target_name))
+
+    def describe(self) -> str:
+        return f"{self.target_kind}/{self.target_name} host {self.hostname}"
+
+
+@dataclass(frozen=True)
+class Setup:
+    invoker: JSON
+    repository: Repository
+    secret: dict[str, str]
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy.model_validate((self.invoker.get("spec") or {})["retentionPolicy"])
+
+    def metrics_invoker(self, job: HostJob) -> metrics.Invoker:
+        return metrics.Invoker(
+            job.invoker_kind, job.invoker_name, job.namespace, self.repository.metadata.name or ""
+        )
+
+
+def load_setup(client: Client, job: HostJob) -> Setup:
+    try:
+        invoker = client.get(INVOKER_TYPES[job.invoker_kind], job.invoker_name, job.namespace)
+    except NotFound:
+        raise SetupError(
+            f"{job.invoker_kind} {job.namespace}/{job.invoker_name} not found"
+        ) from None
+    ref = (invoker.get("spec") or {}).get("repository") or {}
+    repo_ns = ref.get("namespace") or job.namespace
+    try:
+        repository = Repository.model_validate(client.get(REPOSITORIES, ref["name"], repo_ns))
+    except (NotFound, KeyError):
+        raise SetupError(f"Repository {repo_ns}/{ref.get('name')} not found") from None
+    secret_name = repository.spec.backend.storage_secret_name
+    if not secret_name:
+        raise SetupError(f"Repository {repo_ns}/{ref['name']} has no storageSecretName")
+    try:
+        secret = client.get(SECRETS, secret_name, repo_ns)
+    except NotFound:
+        raise SetupError(f"storage Secret {repo_ns}/{secret_name} not found") from None
+    data = {
+        key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()
+    }
+    data.update(secret.get("stringData") or {})
+    return Setup(invoker, repository, data)
+
+
+def open_restic(setup: Setup, cache_dir: Path | None) -> Restic:
+    try:
+        return Restic(backend_config(setup.repository, setup.secret), cache_dir=cache_dir)
+    except BackendError as exc:
+        raise SetupError(f"Repository {setup.repository.metadata.name}: {exc}") from None
+
+
+def _failed(job: HostJob, started: float, message: str) -> HostResult:
+    log.error("backup of %s failed: %s", job.describe(), message)
+    return HostResult(job.hostname, "Failed", time.monotonic() - started, error=message)
+
+
+def _prepare(restic: Restic, job: HostJob) -> HostResult | None:
+    """Init the repository if missing, clear stale locks; the earlier result if this host already
+    backed up this session."""
+    restic.init_if_missing()
+    restic.unlock_stale()
+    earlier = restic.snapshots(host=job.hostname, tags=job.tags)
+    if not earlier:
+        return None
+    snap = earlier[-1]
+    log.info("%s: session %s already has snapshot %s", job.describe(), job.session, snap.short_id)
+    result = SnapshotResult(snap.short_id, ",".join(snap.paths), 0, 0, 0.0, 0, 0, 0, 0)
+    return HostResult(job.hostname, "Succeeded", 0.0, (result,))
+
+
+def back_up_paths(
+    restic: Restic,
+    job: HostJob,
+    paths: Sequence[str],
+    excludes: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> HostResult:
+    started = time.monotonic()
+    try:
+        earlier = _prepare(restic, job)
+        if earlier is not None:
+            return earlier
+        summary = restic.backup(
+            paths, host=job.hostname, tags=job.tags, excludes=excludes, progress=progress
+        )
+    except ResticError as exc:
+        return _failed(job, started, f"{job.describe()}, paths {', '.join(paths)}: {exc}")
+    snapshot = SnapshotResult.from_summary(",".join(paths), summary)
+    log.info(
+        "%s: snapshot %s, %d files, %d bytes added",
+        job.describe(),
+        summary.snapshot_id,
+        summary.total_files,
+        summary.data_added,
+    )
+    return HostResult(job.hostname, "Succeeded", time.monotonic() - started, (snapshot,))
+
+
+def back_up_stream(
+    restic: Restic,
+    job: HostJob,
+    producer: Sequence[str],
+    filename: str,
+    env: dict[str, str] | None = None,
+) -> HostResult:
+    started = time.monotonic()
+    try:
+        earlier = _prepare(restic, job)
+        if earlier is not None:
+            return earlier
+        summary = restic.backup_stdin(
+            producer, filename=filename, host=job.hostname, tags=job.tags, env=env
+        )
+    except ResticError as exc:
+        return _failed(job, started, f"{job.describe()}, stream {filename}: {exc}")
+    snapshot = SnapshotResult.from_summary("/" + filename.lstrip("/"), summary)
+    return HostResult(job.hostname, "Succeeded", time.monotonic() - started, (snapshot,))
+
+
+def report(  # noqa: PLR0917 - the host's whole context, in the order it is built
+    client: Client,
+    job: HostJob,
+    setup: Setup,
+    restic: Restic | None,
+    result: HostResult,
+    pushgateway_url: str = "",
+) -> None:
+    """Record ``result`` in the session and push its metrics; the last host finishes up."""
+    reporter = SessionReporter(client, job.namespace, job.session)
+    last = reporter.record_host(job.target_kind, job.target_name, result)
+    if pushgateway_url:
+        registry = metrics.host_registry(
+            setup.metrics_invoker(job), job.target_kind, job.target_name, result
+        )
+        grouping = {"kind": job.target_kind, "name": job.target_name, "hostname": job.hostname}
+        try:
+            metrics.push(pushgateway_url, setup.metrics_invoker(job).job, grouping, registry)
+        except metrics.MetricsError as exc:
+            log.warning("%s", exc)
+    if last and restic is not None:
+        finish_session(client, job, setup, restic, pushgateway_url)
+
+
+def finish_session(
+    client: Client, job: HostJob, setup: Setup, restic: Restic, pushgateway_url: str = ""
+) -> None:
+    """Retention per target, an integrity check, Repository.status and repository metrics; each
+    recorded as a session condition. Runs once per session (the last host's job)."""
+    reporter = SessionReporter(client, job.namespace, job.session)
+    status = reporter.get().get("status") or {}
+    done = {cond.get("type") for cond in status.get("conditions") or []}
+    if c.RETENTION_POLICY_APPLIED in done and c.REPOSITORY_INTEGRITY_VERIFIED in done:
+        return
+    updates: list[ConditionUpdate] = []
+    policy = setup.retention
+    removed = 0
+    problems: list[str] = []
+    for target in status.get("targets") or []:
+        ref = target.get("ref") or {}
+        try:
+            result = restic.forget(policy, tags=[target_tag(ref.get("kind", ""), ref["name"])])
+            removed += len(result.removed)
+        except (ResticError, KeyError) as exc:
+            problems.append(f"{ref.get('kind')}/{ref.get('name')}: {exc}")
+    verb = "would remove" if policy.dry_run else "removed"
+    updates.append(
+        ConditionUpdate(
+            c.RETENTION_POLICY_APPLIED,
+            not problems,
+            "FailedToApplyRetentionPolicy" if problems else "SuccessfullyAppliedRetentionPolicy",
+            "; ".join(problems) or f"policy {policy.name}: {verb} {removed} snapshot(s)",
+        )
+    )
+    check = restic.check()
+    updates.append(
+        ConditionUpdate(
+            c.REPOSITORY_INTEGRITY_VERIFIED,
+            check.ok,
+            "SuccessfullyVerifiedRepositoryIntegrity" if check.ok else "RepositoryCorrupted",
+            "restic check found no errors" if check.ok else f"restic check: {check.message}",
+        )
+    )
+    try:
+        stats = restic.stats()
+    except ResticError as exc:
+        log.error("repository stats: %s", exc)
+        reporter.set_conditions(updates)
+        return
+    figures = RepositoryFigures(check.ok, stats.total_size, stats.snapshot_count, removed)
+    repo = setup.repository.metadata
+    try:
+        update_repository(client, repo.namespace or job.namespace, repo.name or "", figures)
+    except KubeError as exc:
+        log.error("updating Repository %s status: %s", repo.name, exc)
+    if pushgateway_url:
+        registry = metrics.repository_registry(setup.metrics_invoker(job), figures)
+        try:
+            metrics.push(
+                pushgateway_url,
+                setup.metrics_invoker(job).job,
+                {"repository": repo.name or ""},
+                registry,
+            )
+            updates.append(
+                ConditionUpdate(
+                    c.REPOSITORY_METRICS_PUSHED, True, "SuccessfullyPushedMetrics", "pushed"
+                )
+            )
+        except metrics.MetricsError as exc:
+            updates.append(
+                ConditionUpdate(c.REPOSITORY_METRICS_PUSHED, False, "FailedToPushMetrics", str(exc))
+            )
+    reporter.set_conditions(updates)
+    log.info(
+        "session %s: %s snapshot(s) in the repository, %d removed, integrity %s",
+        job.session,
+        stats.snapshot_count,
+        removed,
+        "ok" if check.ok else "FAILED",
+    )

@@ -1,0 +1,95 @@
+"""The steps of a backup Job (Stash's Functions): ``backup-pvc`` / ``backup-dump`` back up and
+leave their ``HostResult`` in the output directory; ``update-status`` (the last step) records it
+in the session, pushes metrics and, as the last host, finishes the session.
+
+A failed backup is not a failed step: the first step always leaves a result (Failed, with the
+reason) so that ``update-status`` can report it; ``update-status`` then exits non-zero so the Job
+fails too. Only when not even a result can be written does the first step fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.host_backup import (
+    HostJob,
+    SetupError,
+    back_up_paths,
+    back_up_stream,
+    load_setup,
+    open_restic,
+    report,
+)
+from engine.restic import Progress, ResticError
+from engine.results import HostResult
+from kube import Client
+from kube.errors import KubeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    output_dir: Path
+    cache_dir: Path | None = None
+    pushgateway_url: str = ""
+
+
+def split_list(value: str) -> list[str]:
+    """Stash passes lists as one comma-separated argument."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _log_progress(job: HostJob) -> Progress:
+    def progress(fraction: float, done: int, total: int) -> None:
+        log.info("%s: %.0f%% (%d of %d bytes)", job.describe(), fraction * 100, done, total)
+
+    return progress
+
+
+def backup_pvc(
+    client: Client, job: HostJob, paths: Sequence[str], excludes: Sequence[str], opts: StepOptions
+) -> int:
+    started = time.monotonic()
+    try:
+        setup = load_setup(client, job)
+        with open_restic(setup, opts.cache_dir) as restic:
+            result = back_up_paths(restic, job, paths, excludes, _log_progress(job))
+    except (SetupError, KubeError, ResticError) as exc:
+        result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
+    result.save(opts.output_dir)
+    return 0
+
+
+def backup_dump(
+    client: Client, job: HostJob, command: str, filename: str, opts: StepOptions
+) -> int:
+    """Back up what ``command`` (a dump tool, e.g. pg_dump) writes to stdout as ``filename``."""
+    started = time.monotonic()
+    try:
+        setup = load_setup(client, job)
+        with open_restic(setup, opts.cache_dir) as restic:
+            result = back_up_stream(restic, job, shlex.split(command), filename)
+    except (SetupError, KubeError, ResticError) as exc:
+        result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
+    result.save(opts.output_dir)
+    return 0
+
+
+def update_status(client: Client, job: HostJob, opts: StepOptions) -> int:
+    try:
+        result = HostResult.load(opts.output_dir)
+    except (OSError, ValueError, TypeError) as exc:
+        result = HostResult(job.hostname, "Failed", 0.0, error=f"no backup result: {exc}")
+    setup = load_setup(client, job)
+    with open_restic(setup, opts.cache_dir) as restic:
+        report(client, job, setup, restic, result, opts.pushgateway_url)
+    if not result.succeeded:
+        log.error("%s: %s", job.describe(), result.error)
+        return 1
+    return 0

@@ -1,0 +1,174 @@
+"""Writing backup results where users and the operator read them: a host's stats into
+``BackupSession.status.targets[].stats``, follow-up conditions on the session, and the figures of
+``Repository.status``.
+
+Several hosts (sidecars, Jobs) and the operator write one session concurrently, so every write
+is read-modify-write conditional on the resourceVersion read, retried on Conflict. The pure
+parts (``with_host``, ``hosts_complete``, ``repository_status``) are what the tests exercise.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from api.conditions import now_rfc3339, set_condition
+from engine.results import HostResult, RepositoryFigures, human_size
+from kube import Client
+from kube.errors import Conflict
+from kube.types import BACKUP_SESSIONS, REPOSITORIES
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+ATTEMPTS = 20
+
+
+class ReportError(RuntimeError):
+    """The session has no such target (the invoker changed under it), or writes kept failing."""
+
+
+def _same_target(ref: JSON, kind: str, name: str) -> bool:
+    return bool(ref.get("kind") == kind and ref.get("name") == name)
+
+
+def target_index(status: JSON, kind: str, name: str) -> int | None:
+    for index, target in enumerate(status.get("targets") or []):
+        if _same_target(target.get("ref") or {}, kind, name):
+            return index
+    return None
+
+
+def host_reported(status: JSON, kind: str, name: str, hostname: str) -> bool:
+    index = target_index(status, kind, name)
+    if index is None:
+        return False
+    stats = status["targets"][index].get("stats") or []
+    return any(s.get("hostname") == hostname for s in stats)
+
+
+def with_host(status: JSON, kind: str, name: str, result: HostResult) -> JSON:
+    """``status`` with the host's stats recorded (replacing an earlier entry of that host)."""
+    updated = copy.deepcopy(status)
+    index = target_index(updated, kind, name)
+    if index is None:
+        raise ReportError(f"the session has no target {kind}/{name}")
+    target = updated["targets"][index]
+    stats = [s for s in target.get("stats") or [] if s.get("hostname") != result.hostname]
+    stats.append(result.to_status())
+    target["stats"] = sorted(stats, key=lambda s: str(s.get("hostname")))
+    return updated
+
+
+def hosts_complete(status: JSON) -> bool:
+    """Every host of every target has reported (nothing more will be backed up)."""
+    targets = status.get("targets") or []
+    return bool(targets) and all(
+        len(t.get("stats") or []) >= int(t.get("totalHosts") or 1) for t in targets
+    )
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    type: str
+    ok: bool
+    reason: str
+    message: str
+
+
+def with_conditions(status: JSON, updates: list[ConditionUpdate], now: dt.datetime) -> JSON:
+    updated = copy.deepcopy(status)
+    for u in updates:
+        updated["conditions"] = set_condition(
+            updated.get("conditions"), u.type, u.ok, u.reason, u.message, now=now
+        )
+    return updated
+
+
+def repository_status(current: JSON, figures: RepositoryFigures, now: dt.datetime) -> JSON:
+    status = copy.deepcopy(current)
+    stamp = now_rfc3339(now)
+    status.setdefault("firstBackupTime", stamp)
+    status.update(
+        {
+            "lastBackupTime": stamp,
+            "integrity": figures.integrity,
+            "totalSize": human_size(figures.size_bytes),
+            "snapshotCount": figures.snapshot_count,
+            "snapshotsRemovedOnLastCleanup": figures.snapshots_removed,
+        }
+    )
+    return status
+
+
+class SessionReporter:
+    """Conditional status writes to one BackupSession."""
+
+    def __init__(self, client: Client, namespace: str, name: str) -> None:
+        self.client, self.namespace, self.name = client, namespace, name
+
+    def get(self) -> JSON:
+        return self.client.get(BACKUP_SESSIONS, self.name, self.namespace)
+
+    def update(self, change: Callable[[JSON], JSON | None]) -> tuple[JSON, JSON]:
+        """Apply ``change`` to the current status until the write is not a Conflict; returns
+        (the status before, the status written). ``change`` returning None writes nothing."""
+        for attempt in range(ATTEMPTS):
+            session = self.get()
+            before = session.get("status") or {}
+            after = change(before)
+            if after is None or after == before:
+                return before, before
+            try:
+                self.client.patch(
+                    BACKUP_SESSIONS,
+                    self.name,
+                    {
+                        "metadata": {"resourceVersion": session["metadata"]["resourceVersion"]},
+                        "status": after,
+                    },
+                    namespace=self.namespace,
+                    subresource="status",
+                )
+                return before, after
+            except Conflict:
+                time.sleep(min(0.05 * (attempt + 1), 0.5))
+        raise ReportError(f"session {self.namespace}/{self.name}: status kept changing")
+
+    def record_host(self, kind: str, name: str, result: HostResult) -> bool:
+        """Record the host's stats; True when this write completed the session's hosts (the
+        writer is then the last host and does the repository work)."""
+        before, after = self.update(lambda s: with_host(s, kind, name, result))
+        return hosts_complete(after) and not hosts_complete(before)
+
+    def set_conditions(self, updates: list[ConditionUpdate]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        self.update(lambda s: with_conditions(s, updates, now))
+
+
+def update_repository(
+    client: Client, namespace: str, name: str, figures: RepositoryFigures
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    for attempt in range(ATTEMPTS):
+        repo = client.get(REPOSITORIES, name, namespace)
+        status = repository_status(repo.get("status") or {}, figures, now)
+        try:
+            client.patch(
+                REPOSITORIES,
+                name,
+                {
+                    "metadata": {"resourceVersion": repo["metadata"]["resourceVersion"]},
+                    "status": status,
+                },
+                namespace=namespace,
+                subresource="status",
+            )
+            return
+        except Conflict:
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
+    raise ReportError(f"repository {namespace}/{name}: status kept changing")

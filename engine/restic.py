@@ -1,0 +1,486 @@
+"""A typed wrapper over the restic CLI: every command with ``--json`` where restic has it, results
+as dataclasses, failures as ``ResticError`` carrying restic's own last lines with every secret
+value redacted.
+
+Two traps of restic are closed here rather than left to callers: a path that does not exist is
+only a warning to restic (exit 0, nothing backed up), so ``backup`` refuses missing paths up front;
+and exit code 3 (some files could not be read) is a failure listing those files, never a success.
+A database dump piped into ``backup --stdin`` that fails half-way fails the backup and the partial
+snapshot is forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from api.common import RetentionPolicy
+from engine.backend import BackendConfig, materialize
+
+log = logging.getLogger(__name__)
+EXIT_PARTIAL = 3  # restic: "snapshot created, but some source files could not be read"
+_MISSING_REPO = (
+    "Is there a repository at the following location?",
+    "unable to open config file",
+    "repository does not exist",
+)
+_TAIL_LINES = 6
+Progress = Callable[[float, int, int], None]  # fraction done, bytes done, total bytes
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    snapshot_id: str
+    files_new: int
+    files_changed: int
+    files_unmodified: int
+    total_files: int
+    total_bytes: int
+    data_added: int
+    duration: float
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> BackupSummary:
+        return cls(
+            snapshot_id=str(doc.get("snapshot_id", "")),
+            files_new=int(doc.get("files_new", 0)),
+            files_changed=int(doc.get("files_changed", 0)),
+            files_unmodified=int(doc.get("files_unmodified", 0)),
+            total_files=int(doc.get("total_files_processed", 0)),
+            total_bytes=int(doc.get("total_bytes_processed", 0)),
+            data_added=int(doc.get("data_added", 0)),
+            duration=float(doc.get("total_duration", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: str
+    hostname: str
+    paths: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Snapshot:
+        return cls(
+            id=str(doc["id"]),
+            short_id=str(doc.get("short_id") or doc["id"][:8]),
+            time=str(doc.get("time", "")),
+            hostname=str(doc.get("hostname", "")),
+            paths=tuple(doc.get("paths") or ()),
+            tags=tuple(doc.get("tags") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class RepoStats:
+    total_size: int
+    snapshot_count: int
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    kept: int
+    removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    message: str
+
+
+@dataclass
+class ResticError(Exception):
+    """A restic command failed. ``detail`` is restic's own last lines, secrets redacted."""
+
+    operation: str
+    exit_code: int
+    detail: str
+    unreadable: tuple[str, ...] = field(default=())
+
+    def __str__(self) -> str:
+        if self.unreadable:
+            listed = ", ".join(self.unreadable[:10])
+            more = f" and {len(self.unreadable) - 10} more" if len(self.unreadable) > 10 else ""
+            return f"restic {self.operation}: could not read {listed}{more}"
+        return f"restic {self.operation} failed (exit {self.exit_code}): {self.detail}"
+
+
+class Redactor:
+    """Replaces every secret value (longest first) in text with ``***``."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def retention_flags(policy: RetentionPolicy) -> list[str]:
+    """``restic forget`` flags for a Stash RetentionPolicy."""
+    flags: list[str] = []
+    for key in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        value = getattr(policy, f"keep_{key}")
+        if value:
+            flags += [f"--keep-{key}", str(value)]
+    for tag in policy.keep_tags or []:
+        flags += ["--keep-tag", tag]
+    if policy.prune:
+        flags.append("--prune")
+    if policy.dry_run:
+        flags.append("--dry-run")
+    return flags
+
+
+def tail(lines: Sequence[str], count: int = _TAIL_LINES) -> str:
+    """The last meaningful lines of restic's output, joined for a message."""
+    kept = [line.strip() for line in lines if line.strip() and not line.startswith("[")]
+    return " | ".join(kept[-count:]) or "no output"
+
+
+def unreadable_items(stderr_lines: Sequence[str]) -> tuple[str, ...]:
+    """The paths restic reported it could not read (``--json`` error messages on stderr)."""
+    items: list[str] = []
+    for line in stderr_lines:
+        if not line.startswith("{"):
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("message_type") == "error" and doc.get("item"):
+            error = doc.get("error") or {}
+            reason = os.strerror(error["Err"]) if isinstance(error.get("Err"), int) else ""
+            items.append(f"{doc['item']} ({reason})" if reason else str(doc["item"]))
+    return tuple(items)
+
+
+class Restic:
+    """One repository, opened with one backend config. Not thread-safe per instance."""
+
+    def __init__(
+        self,
+        config: BackendConfig,
+        *,
+        cache_dir: Path | None = None,
+        binary: str = "restic",
+    ) -> None:
+        self.config = config
+        self.binary = binary
+        self.cache_dir = cache_dir
+        self.redact = Redactor(config.secrets)
+        self._files_dir = Path(tempfile.mkdtemp(prefix="stash-restic-"))
+        self._env, self._flags = materialize(config, self._files_dir)
+
+    def close(self) -> None:
+        for path in self._files_dir.glob("*"):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._files_dir.rmdir()
+
+    def __enter__(self) -> Restic:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _command(self, args: Sequence[str]) -> list[str]:
+        cache = ["--cache-dir", str(self.cache_dir)] if self.cache_dir else ["--no-cache"]
+        return [self.binary, *args, *cache, *self._flags]
+
+    def _environ(self) -> dict[str, str]:
+        keep = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env.update(self._env)
+        env["RESTIC_REPOSITORY"] = self.config.repository
+        env.setdefault("HOME", str(self._files_dir))
+        return env
+
+    def _run(
+        self,
+        operation: str,
+        args: Sequence[str],
+        *,
+        ok: Sequence[int] = (0,),
+        stdin: IO[bytes] | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> tuple[list[str], list[str], int]:
+        command = self._command(args)
+        log.debug("restic %s on %s", operation, self.config.display)
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._environ(),
+            )
+        except OSError as exc:
+            raise ResticError(operation, -1, f"cannot run {self.binary}: {exc.strerror}") from None
+        stderr: list[str] = []
+        reader = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
+        reader.start()
+        stdout: list[str] = []
+        for raw in proc.stdout or ():
+            line = raw.decode(errors="replace").rstrip("\n")
+            if on_line is not None and line.startswith('{"message_type":"status"'):
+                on_line(line)
+                continue
+            stdout.append(line)
+        code = proc.wait()
+        reader.join()
+        stderr = [self.redact(line) for line in stderr]
+        if code not in ok:
+            raise ResticError(operation, code, tail(stderr or [self.redact(s) for s in stdout]))
+        return stdout, stderr, code
+
+    def _json(self, operation: str, args: Sequence[str]) -> Any:
+        stdout, _, _ = self._run(operation, [*args, "--json"])
+        text = "\n".join(line for line in stdout if line.strip())
+        try:
+            return json.loads(text or "null")
+        except ValueError:
+            raise ResticError(operation, 0, f"unexpected output: {tail(stdout)}") from None
+
+    # -- repository ---------------------------------------------------------------------------
+
+    def init_if_missing(self) -> bool:
+        """Create the repository unless it exists; True when it was created. A wrong password or
+        an unreachable backend raises instead of initialising over it."""
+        try:
+            self._run("cat config", ["cat", "config"])
+            return False
+        except ResticError as exc:
+            if not any(marker in exc.detail for marker in _MISSING_REPO):
+                raise
+        self._run("init", ["init"])
+        log.info("initialised restic repository %s", self.config.display)
+        return True
+
+    def snapshots(self, host: str | None = None, tags: Sequence[str] = ()) -> list[Snapshot]:
+        args = ["snapshots"]
+        if host:
+            args += ["--host", host]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        docs = self._json("snapshots", args) or []
+        return [Snapshot.from_json(doc) for doc in docs]
+
+    def stats(self) -> RepoStats:
+        doc = self._json("stats", ["stats", "--mode", "raw-data"]) or {}
+        count = doc.get("snapshots_count")
+        if count is None:
+            count = len(self.snapshots())
+        return RepoStats(int(doc.get("total_size", 0)), int(count))
+
+    def check(self) -> CheckResult:
+        try:
+            stdout, _, _ = self._run("check", ["check"])
+        except ResticError as exc:
+            return CheckResult(False, exc.detail)
+        return CheckResult(True, tail(stdout, 1))
+
+    def locks(self) -> list[str]:
+        stdout, _, _ = self._run("list locks", ["list", "locks", "--no-lock"])
+        return [line.strip() for line in stdout if line.strip()]
+
+    def unlock_stale(self) -> int:
+        """Remove locks whose holder is gone (restic's own staleness test: the process is not
+        running on this host, or the lock was not refreshed for 30 minutes); live locks stay.
+        Returns how many were removed."""
+        before = len(self.locks())
+        if not before:
+            return 0
+        self._run("unlock", ["unlock"])
+        removed = before - len(self.locks())
+        if removed:
+            log.info("removed %d stale lock(s) from %s", removed, self.config.display)
+        return removed
+
+    def forget(
+        self, policy: RetentionPolicy, host: str | None = None, tags: Sequence[str] = ()
+    ) -> ForgetResult:
+        args = ["forget", *retention_flags(policy)]
+        if not any(a.startswith("--keep") for a in args):
+            raise ResticError("forget", 0, f"retention policy {policy.name!r} keeps nothing")
+        if host:
+            args += ["--host", host]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        stdout, _, _ = self._run("forget", [*args, "--json"])
+        groups = json.loads(next((s for s in stdout if s.startswith("[")), "[]"))
+        kept = sum(len(g.get("keep") or []) for g in groups)
+        removed = tuple(s["id"] for g in groups for s in g.get("remove") or [])
+        return ForgetResult(kept, removed)
+
+    def forget_ids(self, *ids: str) -> None:
+        self._run("forget", ["forget", *ids])
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def backup(
+        self,
+        paths: Sequence[str],
+        *,
+        host: str,
+        tags: Sequence[str] = (),
+        excludes: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> BackupSummary:
+        missing = [p for p in paths if not os.path.lexists(p)]
+        if missing:
+            raise ResticError("backup", 0, "path does not exist: " + ", ".join(missing))
+        if not paths:
+            raise ResticError("backup", 0, "no paths to back up")
+        args = ["backup", "--json", "--host", host, *paths]
+        for tag in tags:
+            args += ["--tag", tag]
+        for pattern in excludes:
+            args += ["--exclude", pattern]
+        stdout, stderr, code = self._run(
+            "backup", args, ok=(0, EXIT_PARTIAL), on_line=_progress_reader(progress)
+        )
+        summary = _summary(stdout)
+        if code == EXIT_PARTIAL:
+            unreadable = unreadable_items(stderr) or (tail(stderr),)
+            raise ResticError("backup", code, tail(stderr), unreadable)
+        if summary is None:
+            raise ResticError("backup", code, f"no summary in restic's output: {tail(stderr)}")
+        return summary
+
+    def backup_stdin(
+        self,
+        producer: Sequence[str],
+        *,
+        filename: str,
+        host: str,
+        tags: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> BackupSummary:
+        """Back up what ``producer`` (e.g. pg_dump) writes to stdout. If the producer fails, the
+        backup fails with its last stderr lines and the partial snapshot is forgotten."""
+        try:
+            source = subprocess.Popen(
+                list(producer),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, **(env or {})},
+            )
+        except OSError as exc:
+            raise ResticError("backup", -1, f"cannot run {producer[0]}: {exc.strerror}") from None
+        source_err: list[str] = []
+        reader = threading.Thread(target=_drain, args=(source.stderr, source_err), daemon=True)
+        reader.start()
+        args = ["backup", "--json", "--host", host, "--stdin", "--stdin-filename", filename]
+        for tag in tags:
+            args += ["--tag", tag]
+        try:
+            stdout, stderr, _ = self._run("backup", args, stdin=source.stdout)
+        finally:
+            if source.stdout is not None:
+                source.stdout.close()
+            code = source.wait()
+            reader.join()
+        summary = _summary(stdout)
+        if code != 0:
+            if summary is not None:
+                self.forget_ids(summary.snapshot_id)
+            detail = tail([self.redact(line) for line in source_err])
+            raise ResticError("backup", code, f"{producer[0]} exited with {code}: {detail}")
+        if summary is None:
+            raise ResticError("backup", 0, f"no summary in restic's output: {tail(stderr)}")
+        return summary
+
+    def restore(
+        self,
+        snapshot: str,
+        target: str,
+        *,
+        host: str | None = None,
+        include: Sequence[str] = (),
+    ) -> None:
+        args = ["restore", snapshot, "--target", target]
+        if host:
+            args += ["--host", host]
+        for path in include:
+            args += ["--include", path]
+        self._run("restore", args)
+
+    @contextlib.contextmanager
+    def dump(self, snapshot: str, filename: str, *, host: str | None = None) -> Iterator[IO[bytes]]:
+        """A stream of one file of a snapshot (for restoring a stdin backup)."""
+        args = ["dump", snapshot, filename, *(["--host", host] if host else [])]
+        proc = subprocess.Popen(
+            self._command(args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self._environ(),
+        )
+        errors: list[str] = []
+        reader = threading.Thread(target=_drain, args=(proc.stderr, errors), daemon=True)
+        reader.start()
+        stream = proc.stdout
+        if stream is None:  # pragma: no cover - PIPE always gives a stream
+            raise ResticError("dump", -1, "no output stream")
+        try:
+            yield stream
+        finally:
+            stream.close()
+            code = proc.wait()
+            reader.join()
+        if code != 0:
+            raise ResticError("dump", code, tail([self.redact(line) for line in errors]))
+
+
+def _drain(stream: IO[bytes] | None, into: list[str]) -> None:
+    if stream is None:
+        return
+    for raw in stream:
+        into.append(raw.decode(errors="replace").rstrip("\n"))
+
+
+def _summary(stdout: Sequence[str]) -> BackupSummary | None:
+    for line in reversed(stdout):
+        if '"message_type":"summary"' in line:
+            return BackupSummary.from_json(json.loads(line))
+    return None
+
+
+def _progress_reader(progress: Progress | None) -> Callable[[str], None] | None:
+    if progress is None:
+        return None
+    last = [0.0]
+
+    def on_line(line: str) -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0:
+            return
+        last[0] = now
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return
+        progress(
+            float(doc.get("percent_done", 0.0)),
+            int(doc.get("bytes_done", 0)),
+            int(doc.get("total_bytes", 0)),
+        )
+
+    return on_line

@@ -1,0 +1,149 @@
+"""What one host's backup produced, and how it is written into ``BackupSession.status``.
+
+``HostResult`` is built by whoever ran restic (the sidecar, a Job step) and turned into Stash's
+``HostBackupStats`` (human sizes, Go durations) for the session and into metrics (raw numbers).
+It also travels between the two steps of a backup Job as a JSON file in the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.restic import BackupSummary
+
+JSON = dict[str, Any]
+RESULT_FILE = "result.json"
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_size(size: float) -> str:
+    """1536 -> "1.500 KiB" (Stash's format: three decimals, binary units)."""
+    for unit in _UNITS:
+        if abs(size) < 1024 or unit == _UNITS[-1]:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as a Go duration string: 0.25 -> "250ms", 75.5 -> "1m15.5s"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    sec = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{sec}"
+    if minutes:
+        return f"{minutes}m{sec}"
+    return sec
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    snapshot_id: str
+    path: str
+    total_bytes: int
+    uploaded_bytes: int
+    duration: float
+    files_total: int
+    files_new: int
+    files_modified: int
+    files_unmodified: int
+
+    @classmethod
+    def from_summary(cls, path: str, summary: BackupSummary) -> SnapshotResult:
+        return cls(
+            snapshot_id=summary.snapshot_id,
+            path=path,
+            total_bytes=summary.total_bytes,
+            uploaded_bytes=summary.data_added,
+            duration=summary.duration,
+            files_total=summary.total_files,
+            files_new=summary.files_new,
+            files_modified=summary.files_changed,
+            files_unmodified=summary.files_unmodified,
+        )
+
+    def to_status(self) -> JSON:
+        return {
+            "name": self.snapshot_id,
+            "path": self.path,
+            "totalSize": human_size(self.total_bytes),
+            "uploaded": human_size(self.uploaded_bytes),
+            "processingTime": go_duration(self.duration),
+            "fileStats": {
+                "totalFiles": self.files_total,
+                "newFiles": self.files_new,
+                "modifiedFiles": self.files_modified,
+                "unmodifiedFiles": self.files_unmodified,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class HostResult:
+    hostname: str
+    phase: Literal["Succeeded", "Failed"]
+    duration: float
+    snapshots: tuple[SnapshotResult, ...] = field(default=())
+    error: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase == "Succeeded"
+
+    def to_status(self) -> JSON:
+        stats: JSON = {
+            "hostname": self.hostname,
+            "phase": self.phase,
+            "duration": go_duration(self.duration),
+        }
+        if self.snapshots:
+            stats["snapshots"] = [s.to_status() for s in self.snapshots]
+        if self.error:
+            stats["error"] = self.error
+        return stats
+
+    def totals(self) -> SnapshotResult:
+        """All snapshots summed (a host may back up several paths as one snapshot or more)."""
+        return SnapshotResult(
+            snapshot_id=",".join(s.snapshot_id for s in self.snapshots),
+            path=",".join(s.path for s in self.snapshots),
+            total_bytes=sum(s.total_bytes for s in self.snapshots),
+            uploaded_bytes=sum(s.uploaded_bytes for s in self.snapshots),
+            duration=sum(s.duration for s in self.snapshots),
+            files_total=sum(s.files_total for s in self.snapshots),
+            files_new=sum(s.files_new for s in self.snapshots),
+            files_modified=sum(s.files_modified for s in self.snapshots),
+            files_unmodified=sum(s.files_unmodified for s in self.snapshots),
+        )
+
+    def save(self, directory: Path) -> Path:
+        """Write to ``directory/result.json`` atomically (the next Job step reads it)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / RESULT_FILE
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(asdict(self)))
+        os.replace(partial, path)
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> HostResult:
+        doc = json.loads((directory / RESULT_FILE).read_text())
+        snapshots = tuple(SnapshotResult(**s) for s in doc.pop("snapshots", []))
+        return cls(**doc, snapshots=snapshots)
+
+
+@dataclass(frozen=True)
+class RepositoryFigures:
+    """What the last host of a session learnt about the repository."""
+
+    integrity: bool
+    size_bytes: int
+    snapshot_count: int
+    snapshots_removed: int

@@ -21,6 +21,9 @@ from pathlib import Path
 
 KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.7.3"
+# rclone serves restic's REST protocol and S3 on loopback: the tests' rest and S3 backends
+# (restic's own rest-server is not on the module proxy this project can reach).
+RCLONE_VERSION = "v1.76.0"
 # k8s.io/kubernetes v1.37 declares `go 1.26.0`.
 MIN_GO = (1, 26)
 
@@ -37,12 +40,14 @@ class BuildError(RuntimeError):
 class Versions:
     kubernetes: str = KUBERNETES_VERSION
     etcd: str = ETCD_VERSION
+    rclone: str = RCLONE_VERSION
 
     @classmethod
     def from_environment(cls) -> Versions:
         return cls(
             kubernetes=os.environ.get("STASH_KUBERNETES_VERSION", KUBERNETES_VERSION),
             etcd=os.environ.get("STASH_ETCD_VERSION", ETCD_VERSION),
+            rclone=os.environ.get("STASH_RCLONE_VERSION", RCLONE_VERSION),
         )
 
 
@@ -52,6 +57,7 @@ class Binaries:
     kube_apiserver: Path
     kube_controller_manager: Path
     kubectl: Path
+    rclone: Path
     versions: Versions
 
 
@@ -73,6 +79,7 @@ def cached_binaries(versions: Versions, root: Path | None = None) -> Binaries:
         kube_apiserver=kube_bin / "kube-apiserver",
         kube_controller_manager=kube_bin / "kube-controller-manager",
         kubectl=kube_bin / "kubectl",
+        rclone=root / f"rclone-{versions.rclone}" / "bin" / "rclone",
         versions=versions,
     )
 
@@ -85,7 +92,7 @@ def ensure_binaries(
     root = root or cache_root()
     bins = cached_binaries(versions, root)
     kube = [bins.kube_apiserver, bins.kube_controller_manager, bins.kubectl]
-    if all(p.is_file() for p in [*kube, bins.etcd]):
+    if all(p.is_file() for p in [*kube, bins.etcd, bins.rclone]):
         return bins
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / ".build.lock", progress):
@@ -93,6 +100,8 @@ def ensure_binaries(
             _build_etcd(versions.etcd, bins.etcd.parent, progress)
         if not all(p.is_file() for p in kube):
             _build_kubernetes(versions.kubernetes, bins.kube_apiserver.parent, progress)
+        if not bins.rclone.is_file():
+            _build_rclone(versions.rclone, bins.rclone.parent, progress)
     return bins
 
 
@@ -220,6 +229,15 @@ def _build_etcd(version: str, out_dir: Path, progress: Progress) -> None:
     for built in out_dir.iterdir():
         if built.name != "etcd":
             built.rename(out_dir / "etcd")
+
+
+def _build_rclone(version: str, out_dir: Path, progress: Progress) -> None:
+    progress(f"building rclone {version} from the Go module proxy (once; cached in {out_dir})")
+    module_dir = out_dir.parent / "module"
+    _write_module(module_dir, "stashdev/rclone", f"github.com/rclone/rclone {version}", [])
+    _run_go(["mod", "download", "github.com/rclone/rclone"], module_dir, "downloading rclone")
+    _run_go(["mod", "tidy"], module_dir, "resolving rclone's dependencies")
+    _go_build(module_dir, ["github.com/rclone/rclone"], out_dir, "-s -w", progress)
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------

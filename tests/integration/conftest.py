@@ -3,6 +3,8 @@ per test session, with the Stash CRDs installed, and a fresh namespace per test.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +13,15 @@ import pytest
 
 from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
-from devcluster import ControlPlane, ensure_binaries
+from devcluster import ControlPlane, ensure_binaries, services
+from devcluster.services import Service
 from kube import Client
 from kube.crds import install_crds
 from kube.types import NAMESPACES, WEBHOOK_CONFIGS
 from tests.integration.helpers import WebhookProcess
+
+REST_USER, REST_PASSWORD = "backup", "rest-secret-7f3a"
+S3_ACCESS_KEY, S3_SECRET_KEY = "stash-access", "s3-secret-91bd"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,3 +70,46 @@ def webhook(
     yield hook
     hook.stop()
     kube.delete(WEBHOOK_CONFIGS, WEBHOOK_NAME, missing_ok=True)
+
+
+# -- the backup side's real components ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = services.pushgateway(Path(tmp_path_factory.mktemp("pushgateway")))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def rclone_binary() -> Path:
+    return ensure_binaries(progress=lambda msg: print(msg, flush=True)).rclone
+
+
+@pytest.fixture(scope="session")
+def rest_server(rclone_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    state = Path(tmp_path_factory.mktemp("rest-server"))
+    service = services.rclone_rest(
+        rclone_binary, state / "data", state, user=REST_USER, password=REST_PASSWORD
+    )
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(rclone_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    state = Path(tmp_path_factory.mktemp("s3"))
+    service = services.rclone_s3(rclone_binary, state / "data", state, S3_ACCESS_KEY, S3_SECRET_KEY)
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[services.Postgres]:
+    # Not under pytest's tmp dir: that is private to root, and PostgreSQL runs as postgres.
+    state = Path(tempfile.mkdtemp(prefix="stash-pg-"))
+    server = services.postgres(state)
+    yield server
+    server.stop()
+    shutil.rmtree(state, ignore_errors=True)

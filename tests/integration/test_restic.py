@@ -1,0 +1,238 @@
+"""The restic wrapper against real restic, on local, REST (rclone) and S3 (rclone) backends."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.common import RetentionPolicy
+from api.repository import Repository
+from devcluster.services import Service
+from engine.backend import backend_config
+from engine.host_backup import HostJob, back_up_paths
+from engine.restic import Restic, ResticError
+from tests.integration.conftest import REST_PASSWORD, REST_USER, S3_ACCESS_KEY, S3_SECRET_KEY
+
+PASSWORD = "restic-pw-5e1c"  # noqa: S105 - a test repository's password
+
+
+def repository(backend: dict[str, Any]) -> Repository:
+    return Repository.model_validate(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo", "namespace": "demo"},
+            "spec": {"backend": {"storageSecretName": "creds", **backend}},
+        }
+    )
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``root``."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def make_data(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "a.txt").write_text("alpha\n")
+    (root / "sub" / "b.bin").write_bytes(os.urandom(200_000))
+    (root / "sub" / "deeper" / "c.txt").write_text("gamma\n" * 1000)
+    return root
+
+
+@pytest.fixture(params=["local", "rest", "s3"])
+def restic(
+    request: pytest.FixtureRequest, tmp_path: Path, rest_server: Service, s3_server: Service
+) -> Iterator[Restic]:
+    secret = {"RESTIC_PASSWORD": PASSWORD}
+    if request.param == "local":
+        repo = repository({"local": {"mountPath": str(tmp_path / "repo"), "hostPath": {}}})
+    elif request.param == "rest":
+        url = f"{rest_server.url}/{tmp_path.name}/"
+        repo = repository({"rest": {"url": url}})
+        secret.update(REST_SERVER_USERNAME=REST_USER, REST_SERVER_PASSWORD=REST_PASSWORD)
+    else:
+        repo = repository(
+            {"s3": {"endpoint": s3_server.url, "bucket": "backups", "prefix": tmp_path.name}}
+        )
+        secret.update(AWS_ACCESS_KEY_ID=S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY)
+    with Restic(backend_config(repo, secret), cache_dir=tmp_path / "cache") as wrapper:
+        yield wrapper
+
+
+def test_a_tree_backed_up_to_each_backend_restores_byte_identical(
+    restic: Restic, tmp_path: Path
+) -> None:
+    data = make_data(tmp_path / "data")
+    assert restic.init_if_missing() is True
+    assert restic.init_if_missing() is False
+    summary = restic.backup([str(data)], host="host-0", tags=["session:s1"])
+    assert summary.total_files == 3
+    assert summary.files_new == 3
+    snapshots = restic.snapshots(host="host-0", tags=["session:s1"])
+    assert [s.id[:8] for s in snapshots] == [summary.snapshot_id[:8]]
+    assert snapshots[0].paths == (str(data),)
+
+    again = restic.backup([str(data)], host="host-0")
+    assert again.files_unmodified == 3
+    assert again.data_added < 5_000
+
+    restic.restore(summary.snapshot_id, str(tmp_path / "restored"))
+    assert tree(tmp_path / "restored" / data.relative_to("/")) == tree(data)
+    stats = restic.stats()
+    assert stats.snapshot_count == 2
+    assert stats.total_size > 200_000
+    assert restic.check().ok
+
+
+def test_retention_keeps_exactly_keep_last_snapshots_and_counts_the_rest(
+    restic: Restic, tmp_path: Path
+) -> None:
+    data = make_data(tmp_path / "data")
+    restic.init_if_missing()
+    for index in range(5):
+        (data / "a.txt").write_text(f"version {index}\n")
+        restic.backup([str(data)], host="host-0", tags=["target:Deployment/web"])
+    result = restic.forget(
+        RetentionPolicy(name="last-2", keep_last=2, prune=True), tags=["target:Deployment/web"]
+    )
+    assert len(result.removed) == 3
+    assert result.kept == 2
+    assert len(restic.snapshots()) == 2
+    assert restic.check().ok
+
+
+def test_a_wrong_password_is_a_clear_error_without_any_secret(
+    tmp_path: Path, rest_server: Service
+) -> None:
+    url = f"{rest_server.url}/{tmp_path.name}/"
+    repo = repository({"rest": {"url": url}})
+    good = {
+        "RESTIC_PASSWORD": PASSWORD,
+        "REST_SERVER_USERNAME": REST_USER,
+        "REST_SERVER_PASSWORD": REST_PASSWORD,
+    }
+    with Restic(backend_config(repo, good)) as restic:
+        restic.init_if_missing()
+    bad = {**good, "RESTIC_PASSWORD": "not-the-password-0000"}
+    with Restic(backend_config(repo, bad)) as restic, pytest.raises(ResticError) as caught:
+        restic.init_if_missing()  # must not re-initialise over a repository it cannot open
+    message = str(caught.value)
+    assert "wrong password" in message
+    for secret in (*good.values(), *bad.values()):
+        assert secret not in message
+        assert secret not in repr(caught.value)
+
+
+def test_a_missing_path_fails_instead_of_backing_up_nothing(restic: Restic, tmp_path: Path) -> None:
+    data = make_data(tmp_path / "data")
+    restic.init_if_missing()
+    with pytest.raises(ResticError, match="does not exist: .*/gone"):
+        restic.backup([str(data), str(tmp_path / "gone")], host="host-0")
+    assert restic.snapshots() == []
+
+
+def test_a_failing_dump_command_fails_the_backup_and_leaves_no_snapshot(
+    restic: Restic,
+) -> None:
+    restic.init_if_missing()
+    producer = ["sh", "-c", "echo partial-dump; echo 'pg_dump: connection refused' >&2; exit 2"]
+    with pytest.raises(ResticError, match="exited with 2: pg_dump: connection refused"):
+        restic.backup_stdin(producer, filename="db.sql", host="host-0")
+    assert restic.snapshots() == []
+    good = restic.backup_stdin(["printf", "SELECT 1;\n"], filename="db.sql", host="host-0")
+    with restic.dump(good.snapshot_id, "/db.sql") as stream:
+        assert stream.read() == b"SELECT 1;\n"
+
+
+def _holding_backup(restic: Restic) -> subprocess.Popen[bytes]:
+    """A restic backup that holds its lock until killed: it waits on stdin forever."""
+    proc = subprocess.Popen(  # noqa: S603 - the test's restic
+        restic._command(["backup", "--stdin", "--host", "host-9"]),  # noqa: SLF001
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=restic._environ(),  # noqa: SLF001
+    )
+    deadline = time.monotonic() + 20
+    while not restic.locks():
+        assert time.monotonic() < deadline, "restic never took its lock"
+        time.sleep(0.1)
+    return proc
+
+
+def test_a_killed_backup_leaves_a_lock_that_the_next_backup_removes(
+    restic: Restic, tmp_path: Path
+) -> None:
+    data = make_data(tmp_path / "data")
+    restic.init_if_missing()
+    killed = _holding_backup(restic)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert len(restic.locks()) == 1, "a killed restic leaves its lock behind"
+
+    job = HostJob("demo", "s-1", "BackupBatch", "nightly", "Deployment", "web", "host-0")
+    result = back_up_paths(restic, job, [str(data)])
+    assert result.succeeded, result.error
+    assert restic.locks() == []
+
+
+def test_a_live_lock_of_a_running_backup_is_kept(restic: Restic, tmp_path: Path) -> None:
+    data = make_data(tmp_path / "data")
+    restic.init_if_missing()
+    running = _holding_backup(restic)
+    try:
+        lock = restic.locks()
+        assert restic.unlock_stale() == 0
+        job = HostJob("demo", "s-2", "BackupBatch", "nightly", "Deployment", "web", "host-0")
+        result = back_up_paths(restic, job, [str(data)])
+        assert result.succeeded, result.error
+        assert restic.locks() == lock, "the running backup's lock must survive"
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_an_unreadable_file_fails_the_host_and_names_the_path(tmp_path: Path) -> None:
+    # As root every file is readable: run restic as nobody, as a pod's runAsUser would.
+    shared = Path(tempfile.mkdtemp(prefix="stash-unreadable-"))
+    shared.chmod(0o755)
+    data = make_data(shared / "data")
+    secret_file = data / "sub" / "secret.key"
+    secret_file.write_text("top secret")
+    secret_file.chmod(0)
+    repo_dir = shared / "repo"
+    repo_dir.mkdir(mode=0o777)
+    repo_dir.chmod(0o777)
+    wrapper = shared / "restic-as-nobody"
+    wrapper.write_text(
+        '#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups restic "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    config = backend_config(
+        repository({"local": {"mountPath": str(repo_dir)}}), {"RESTIC_PASSWORD": PASSWORD}
+    )
+    try:
+        with Restic(config, binary=str(wrapper)) as restic:
+            restic.init_if_missing()
+            job = HostJob("demo", "s-3", "BackupBatch", "nightly", "Deployment", "web", "host-0")
+            result = back_up_paths(restic, job, [str(data)])
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    assert result.phase == "Failed"
+    assert f"could not read {secret_file} (Permission denied)" in result.error
+    assert "Deployment/web host host-0" in result.error

@@ -60,6 +60,10 @@ def get_condition(conditions: list[Condition] | None, type_: str) -> Condition |
     return next((c for c in conditions or [] if c.get("type") == type_), None)
 
 
+def has_condition(conditions: list[Condition] | None, type_: str) -> bool:
+    return any(cond.get("type") == type_ for cond in conditions or [])
+
+
 def is_true(conditions: list[Condition] | None, type_: str) -> bool:
     condition = get_condition(conditions, type_)
     return condition is not None and condition.get("status") == "True"

@@ -68,6 +68,9 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     retention = spec.get("retentionPolicy") or {}
     target = view.member.target
     cache = not (view.member.temp_dir and view.member.temp_dir.disable_caching)
+    mounts = (target.volume_mounts or []) if target else []
+    # The target volume is mounted where the member's volumeMounts say, else /stash-data.
+    mount_path = mounts[0].mount_path if mounts else DEFAULT_MOUNT_PATH
     values = {
         "NAMESPACE": inputs.session["metadata"]["namespace"],
         "BACKUP_SESSION": inputs.session["metadata"]["name"],
@@ -77,9 +80,9 @@ def variables(inputs: JobInputs) -> dict[str, str]:
         "TARGET_KIND": view.kind,
         "TARGET_NAME": view.name,
         "TARGET_NAMESPACE": str(view.ref.get("namespace") or view.namespace),
-        "TARGET_PATHS": ",".join(target.paths or []) if target else "",
+        "TARGET_PATHS": ",".join(target.paths or []) if target and target.paths else mount_path,
         "EXCLUDE_PATTERNS": ",".join(target.exclude or []) if target else "",
-        "TARGET_MOUNT_PATH": DEFAULT_MOUNT_PATH,
+        "TARGET_MOUNT_PATH": mount_path,
         "HOSTNAME": _hostname(view),
         "REPOSITORY_NAME": repo.metadata.name or "",
         "REPOSITORY_NAMESPACE": repo.metadata.namespace or "",

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from api import constants as c
-from api.conditions import is_true, now_rfc3339, set_condition
+from api.conditions import has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name
 from api.repository import Repository
 from controller.backup_job import SESSION_LABEL, JobError, JobInputs, build_job
@@ -36,8 +36,10 @@ from controller.session_status import (
     next_status,
     parse_duration,
     parse_time,
+    session_outcome,
 )
 from controller.sessions import create_session
+from engine import metrics
 from kube import AlreadyExists, Client, NotFound
 from kube.events import EventRecorder
 
@@ -216,6 +218,8 @@ class SessionReconciler:
                 f"removed {removed} older session(s)",
                 now=now,
             )
+        if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
+            status["conditions"] = self._push_metrics(session, status, invoker, now)
         retry = spec.get("retryConfig")
         if status.get("phase") != "Failed" or status.get("retried") is not None:
             return None
@@ -248,6 +252,28 @@ class SessionReconciler:
             f"created {retry_session['metadata']['name']} ({left - 1} retries left)",
         )
         return None
+
+    def _push_metrics(
+        self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime
+    ) -> list[JSON]:
+        """Push the session's and its targets' metrics once; the condition says how it went."""
+        meta = session["metadata"]
+        history = [
+            s
+            for s in self._sessions_of(meta["namespace"], invoker["metadata"]["name"])
+            if s["metadata"]["name"] != meta["name"]
+        ]
+        outcome = session_outcome(status, history, now)
+        repo = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
+        who = metrics.Invoker(invoker["kind"], invoker["metadata"]["name"], meta["namespace"], repo)
+        try:
+            metrics.push(self.pushgateway_url, who.job, {}, metrics.session_registry(who, outcome))
+            ok, reason, message = True, "SuccessfullyPushedMetrics", "pushed session metrics"
+        except metrics.MetricsError as exc:
+            ok, reason, message = False, "FailedToPushMetrics", str(exc)
+        return set_condition(
+            status.get("conditions"), c.METRICS_PUSHED, ok, reason, message, now=now
+        )
 
     def _clean_history(self, namespace: str, invoker: str, limit: int, current: str) -> int:
         finished = sorted(

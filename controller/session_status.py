@@ -18,6 +18,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView
+from engine.metrics import SessionOutcome, TargetOutcome
 
 JSON = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed", "Skipped")
@@ -90,6 +91,61 @@ def _phase_from_stats(target: JSON) -> str | None:
     return "Failed" if any(s.get("phase") == "Failed" for s in stats) else "Succeeded"
 
 
+def host_failures(target: JSON) -> str:
+    """The failed hosts of a target and their errors, for its condition and Events."""
+    failed = [
+        f"host {s.get('hostname', '?')}: {s.get('error') or 'failed'}"
+        for s in target.get("stats") or []
+        if s.get("phase") == "Failed"
+    ]
+    return "; ".join(failed) or "failed"
+
+
+def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> SessionOutcome:
+    """The metrics of a finished session: success, duration, and the last success times of the
+    invoker and each target (this session, else the newest earlier one that succeeded)."""
+
+    def finished_at(session_status: JSON, created: str) -> float:
+        end = parse_time(created) + parse_duration(session_status.get("sessionDuration") or "0s")
+        return end.timestamp()
+
+    earlier = sorted(
+        (
+            (finished_at(s.get("status") or {}, s["metadata"]["creationTimestamp"]), s["status"])
+            for s in history
+            if (s.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        ),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    succeeded = status.get("phase") == "Succeeded"
+    last = (
+        now.timestamp()
+        if succeeded
+        else next((when for when, st in earlier if st.get("phase") == "Succeeded"), None)
+    )
+    targets = []
+    for target in status.get("targets") or []:
+        ref = target.get("ref") or {}
+        ok = target.get("phase") == "Succeeded"
+        last_target = (
+            now.timestamp()
+            if ok
+            else next(
+                (
+                    when
+                    for when, st in earlier
+                    for t in st.get("targets") or []
+                    if t.get("ref") == ref and t.get("phase") == "Succeeded"
+                ),
+                None,
+            )
+        )
+        targets.append(TargetOutcome(ref.get("kind", ""), ref.get("name", ""), ok, last_target))
+    duration = parse_duration(status.get("sessionDuration") or "0s").total_seconds()
+    return SessionOutcome(succeeded, duration, last, tuple(targets))
+
+
 def _fail_target(target: JSON, message: str, now: dt.datetime) -> None:
     target["phase"] = "Failed"
     target["conditions"] = set_condition(
@@ -141,6 +197,8 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
                 continue
             if view.task is None:  # sidecar: the hosts report their own stats
                 target["phase"] = _phase_from_stats(target) or "Running"
+                if target["phase"] == "Failed":
+                    _fail_target(target, host_failures(target), now)
             else:
                 _job_model_target(view, target, seen.jobs.get(view.index), create, now)
         if sequential and target["phase"] == "Failed" and blocked_by is None:
@@ -261,7 +319,9 @@ def _job_model_target(
         )
     failure = _job_failure(job)
     reported = _phase_from_stats(target)
-    if reported is not None:
+    if reported == "Failed":
+        _fail_target(target, host_failures(target), now)
+    elif reported is not None:
         target["phase"] = reported
     elif failure is not None:
         _fail_target(target, f"backup Job {job['metadata']['name']} failed ({failure})", now)

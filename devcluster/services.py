@@ -56,7 +56,7 @@ class Service:
         """Start and wait until the port answers (and ``ready``, an HTTP path, returns 200)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed binaries and arguments
+            self.process = subprocess.Popen(
                 self.command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -77,8 +77,8 @@ class Service:
 
     def _http_ok(self, path: str) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1) as r:  # noqa: S310 - loopback
-                return bool(r.status == 200)  # noqa: PLR2004 - HTTP OK
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=1) as r:
+                return bool(r.status == 200)
         except OSError:
             return False
 
@@ -149,9 +149,23 @@ class Postgres:
         return self.service.port
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        done = subprocess.run(  # noqa: S603 - fixed binary
-            [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-             self.user, "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+        done = subprocess.run(
+            [
+                str(self.bin_dir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -165,7 +179,9 @@ class Postgres:
 
 
 def postgres(state: Path) -> Postgres:
-    initdb = Path(_binary("initdb", "apt-get install postgresql (scripts/setup does)", *POSTGRES_BIN_DIRS))
+    initdb = Path(
+        _binary("initdb", "apt-get install postgresql (scripts/setup does)", *POSTGRES_BIN_DIRS)
+    )
     bin_dir = initdb.parent
     data = state / "pgdata"
     run_as = "postgres" if os.geteuid() == 0 else None
@@ -173,11 +189,13 @@ def postgres(state: Path) -> Postgres:
         try:
             pwd.getpwnam(run_as)
         except KeyError:
-            raise StartError("running as root needs the postgres user (apt-get install postgresql)") from None
+            raise StartError(
+                "running as root needs the postgres user (apt-get install postgresql)"
+            ) from None
         state.mkdir(parents=True, exist_ok=True)
         shutil.chown(state, run_as)
     if not (data / "PG_VERSION").is_file():
-        subprocess.run(  # noqa: S603 - fixed binary
+        subprocess.run(
             [str(initdb), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
             check=True,
             capture_output=True,
@@ -186,11 +204,16 @@ def postgres(state: Path) -> Postgres:
     port = free_port()
     command = [
         str(bin_dir / "postgres"),
-        "-D", str(data),
-        "-p", str(port),
-        "-c", "listen_addresses=127.0.0.1",
-        "-c", f"unix_socket_directories={state}",
-        "-c", "fsync=off",
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        f"unix_socket_directories={state}",
+        "-c",
+        "fsync=off",
     ]
     service = Service("postgres", command, port, state / "postgres.log", user=run_as)
     service.start()

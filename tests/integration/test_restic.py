@@ -23,7 +23,7 @@ from engine.host_backup import HostJob, back_up_paths
 from engine.restic import Restic, ResticError
 from tests.integration.conftest import REST_PASSWORD, REST_USER, S3_ACCESS_KEY, S3_SECRET_KEY
 
-PASSWORD = "restic-pw-5e1c"  # noqa: S105 - a test repository's password
+PASSWORD = "restic-pw-5e1c"
 
 
 def repository(backend: dict[str, Any]) -> Repository:
@@ -141,7 +141,7 @@ def test_a_wrong_password_is_a_clear_error_without_any_secret(
 def test_a_missing_path_fails_instead_of_backing_up_nothing(restic: Restic, tmp_path: Path) -> None:
     data = make_data(tmp_path / "data")
     restic.init_if_missing()
-    with pytest.raises(ResticError, match="does not exist: .*/gone"):
+    with pytest.raises(ResticError, match=r"does not exist: .*/gone"):
         restic.backup([str(data), str(tmp_path / "gone")], host="host-0")
     assert restic.snapshots() == []
 
@@ -161,12 +161,12 @@ def test_a_failing_dump_command_fails_the_backup_and_leaves_no_snapshot(
 
 def _holding_backup(restic: Restic) -> subprocess.Popen[bytes]:
     """A restic backup that holds its lock until killed: it waits on stdin forever."""
-    proc = subprocess.Popen(  # noqa: S603 - the test's restic
-        restic._command(["backup", "--stdin", "--host", "host-9"]),  # noqa: SLF001
+    proc = subprocess.Popen(
+        restic._command(["backup", "--stdin", "--host", "host-9"]),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=restic._environ(),  # noqa: SLF001
+        env=restic._environ(),
     )
     deadline = time.monotonic() + 20
     while not restic.locks():

@@ -101,7 +101,8 @@ def test_a_pvc_member_gets_a_job_that_mounts_its_pvc_and_runs_the_function() -> 
     assert "--target-name=shared" in backup["args"]
     assert "--backupsession=nightly-1700000000" in backup["args"]
     assert "--paths=/data" in backup["args"]
-    assert {"name": "target-volume", "mountPath": "/stash-data"} in backup["volumeMounts"]
+    # The PVC is mounted where the member's volumeMounts say, so its paths exist in the pod.
+    assert {"name": "target-volume", "mountPath": "/data"} in backup["volumeMounts"]
     (status_step,) = pod["containers"]
     assert status_step["args"][0] == "update-status"
 

@@ -13,9 +13,9 @@ COPY cli cli
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
-# restic from Debian, pinned by the base image's release.
+# restic (and pg_dump/psql for the PostgreSQL Task) from Debian, pinned by the base image's release.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends restic ca-certificates \
+    && apt-get install -y --no-install-recommends restic ca-certificates postgresql-client \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

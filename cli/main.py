@@ -24,8 +24,10 @@ from devcluster import BuildError, StartError, Versions, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
 from engine import job_steps
 from engine.agent import AgentOptions, Identity, SidecarAgent
-from engine.host_backup import HostJob
+from engine.host_backup import HostJob, load_repository, open_repository
 from engine.job_steps import StepOptions
+from engine.restic import Restic
+from engine.restore import RestoreTarget, restore_dump, restore_paths
 from kube import Client, KubeError
 from webhook.server import WebhookOptions
 from webhook.server import run as run_webhook
@@ -189,6 +191,51 @@ def cmd_run_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_repository(client: Client, args: argparse.Namespace) -> Restic:
+    repo_ns = args.repository_namespace or args.namespace
+    repository, secret = load_repository(client, args.repository, repo_ns)
+    return open_repository(repository, secret, Path(args.cache_dir) if args.cache_dir else None)
+
+
+def cmd_repository(args: argparse.Namespace) -> int:
+    """restore, restore-dump, snapshots, unlock: commands on one Repository."""
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        with _open_repository(client, args) as restic:
+            if args.command == "snapshots":
+                rows = [
+                    [
+                        s.short_id,
+                        s.time[:19].replace("T", " "),
+                        s.hostname,
+                        ",".join(s.tags),
+                        ",".join(s.paths),
+                    ]
+                    for s in restic.snapshots(host=args.host or None)
+                ]
+                _print_table(["ID", "TIME", "HOST", "TAGS", "PATHS"], rows)
+                return 0
+            if args.command == "unlock":
+                print(f"removed {restic.unlock_stale()} stale lock(s); live locks were kept")
+                return 0
+            what = RestoreTarget(args.target_kind, args.target_name, args.hostname, args.snapshot)
+            if args.command == "restore-dump":
+                snap = restore_dump(restic, what, args.filename, args.restore_command)
+            else:
+                include = job_steps.split_list(args.paths)
+                snap = restore_paths(restic, what, args.target_dir, include)
+            print(f"restored snapshot {snap.short_id} of {args.target_kind}/{args.target_name}")
+            return 0
+    finally:
+        client.close()
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
 def cmd_certs(args: argparse.Namespace) -> int:
     if args.action == "local":
         ensure_local_files(Path(args.dir), renew=args.renew)
@@ -212,6 +259,49 @@ def cmd_certs(args: argparse.Namespace) -> int:
     finally:
         client.close()
     return 0
+
+
+def _repository_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    parser.add_argument("--repository", required=True, help="the Repository's name")
+    parser.add_argument("--repository-namespace", help="default: --namespace")
+    parser.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    parser.add_argument("--kubeconfig")
+
+
+def _add_repository_commands(sub: Any) -> None:
+    snapshots = sub.add_parser("snapshots", help="list a Repository's snapshots")
+    _repository_arguments(snapshots)
+    snapshots.add_argument("--host", help="only this host's snapshots")
+    unlock = sub.add_parser("unlock", help="remove a Repository's stale locks (never live ones)")
+    _repository_arguments(unlock)
+    for command, text in (
+        ("restore", "restore a target's files (the pvc-restore Function)"),
+        ("restore-dump", "stream a dump into a restore command (databases)"),
+    ):
+        restore = sub.add_parser(command, help=text)
+        _repository_arguments(restore)
+        restore.add_argument("--target-kind", required=True)
+        restore.add_argument("--target-name", required=True)
+        restore.add_argument("--hostname", default="host-0")
+        restore.add_argument("--snapshot", default="latest")
+        if command == "restore":
+            restore.add_argument("--paths", default="", help="only these paths (comma-separated)")
+            restore.add_argument("--target-dir", default="/", help="restore under this directory")
+        else:
+            restore.add_argument("--filename", required=True, help="the dump's name")
+            restore.add_argument("--restore-command", required=True, help="reads the dump")
+        for ignored in (
+            "--invoker-kind",
+            "--invoker-name",
+            "--restoresession",
+            "--output-dir",
+            "--pushgateway-url",
+        ):
+            restore.add_argument(ignored, default="", help=argparse.SUPPRESS)
+    for parser in sub.choices.values():
+        if parser.get_default("func") is None:
+            parser.set_defaults(func=cmd_repository)
 
 
 def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -315,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         session.set_defaults(func=cmd_create_backupsession)
 
     _add_backup_commands(sub)
+    _add_repository_commands(sub)
 
     certs = sub.add_parser("certs", help="webhook certificates")
     certs.add_argument("action", choices=["bootstrap", "local"])

@@ -15,7 +15,7 @@ from api.naming import backup_job_name
 from api.repository import Repository
 from controller.builtin_tasks import DEFAULT_MOUNT_PATH
 from controller.invoker import MemberView
-from controller.substitution import SubstitutionError, substitute_all
+from controller.substitution import SubstitutionError, substitute, substitute_all
 from controller.trigger import owner_reference
 
 JSON = dict[str, Any]
@@ -131,11 +131,13 @@ def build_job(inputs: JobInputs) -> JSON:
                 f"Function {step['name']} (step {index} of Task "
                 f"{inputs.task['metadata']['name']}) not found"
             )
-        step_vars = {
-            **base,
-            **{p["name"]: p["value"] for p in step.get("params") or []},
-            **member_params,
-        }
+        try:  # a Task's step params may use Stash's variables themselves
+            step_params = {
+                p["name"]: substitute(str(p["value"]), base) for p in step.get("params") or []
+            }
+        except SubstitutionError as exc:
+            raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
+        step_vars = {**base, **step_params, **member_params}
         spec = function.get("spec") or {}
         try:
             resolved = substitute_all(

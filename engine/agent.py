@@ -33,6 +33,7 @@ from engine.host_backup import (
     Setup,
     SetupError,
     back_up_paths,
+    init_guard,
     load_setup,
     open_restic,
     report,
@@ -267,7 +268,8 @@ class SidecarAgent:
                         job.hostname, "Failed", time.monotonic() - started, error=str(exc)
                     )
             if result is None:
-                result = back_up_paths(restic, job, paths, excludes)
+                guard = init_guard(self.client, setup, f"{self.me.pod_name}/{job.hostname}")
+                result = back_up_paths(restic, job, paths, excludes=excludes, guard=guard)
             post = hooks.post_backup if hooks else None
             if post and should_run_post_hook(post.execution_policy, result.succeeded):
                 try:

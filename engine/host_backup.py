@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from engine.restic import Progress, Restic, ResticError
 from engine.results import HostResult, RepositoryFigures, SnapshotResult
 from kube import Client
 from kube.errors import KubeError, NotFound
+from kube.mutex import LeaseMutex
 from kube.types import INVOKER_TYPES, REPOSITORIES, SECRETS
 
 JSON = dict[str, Any]
@@ -36,6 +38,16 @@ log = logging.getLogger(__name__)
 
 class SetupError(RuntimeError):
     """The backup cannot start: a missing Repository, Secret or invoker; says which."""
+
+
+InitGuard = Callable[[], AbstractContextManager[object]]
+
+
+def init_guard(client: Client, setup: Setup, holder: str) -> InitGuard:
+    """A mutex (a Lease beside the Repository) around initialising the repository."""
+    meta = setup.repository.metadata
+    name = f"stash-init-{meta.name}"[:63].rstrip("-.")
+    return lambda: LeaseMutex(client, meta.namespace or "default", name, holder)
 
 
 def session_tag(session: str) -> str:
@@ -90,30 +102,43 @@ def load_setup(client: Client, job: HostJob) -> Setup:
             f"{job.invoker_kind} {job.namespace}/{job.invoker_name} not found"
         ) from None
     ref = (invoker.get("spec") or {}).get("repository") or {}
-    repo_ns = ref.get("namespace") or job.namespace
+    repository, secret = load_repository(
+        client, str(ref.get("name", "")), ref.get("namespace") or job.namespace
+    )
+    return Setup(invoker, repository, secret)
+
+
+def load_repository(client: Client, name: str, namespace: str) -> tuple[Repository, dict[str, str]]:
+    """The Repository and its storage Secret's data (decoded)."""
     try:
-        repository = Repository.model_validate(client.get(REPOSITORIES, ref["name"], repo_ns))
-    except (NotFound, KeyError):
-        raise SetupError(f"Repository {repo_ns}/{ref.get('name')} not found") from None
+        repository = Repository.model_validate(client.get(REPOSITORIES, name, namespace))
+    except NotFound:
+        raise SetupError(f"Repository {namespace}/{name} not found") from None
     secret_name = repository.spec.backend.storage_secret_name
     if not secret_name:
-        raise SetupError(f"Repository {repo_ns}/{ref['name']} has no storageSecretName")
+        raise SetupError(f"Repository {namespace}/{name} has no storageSecretName")
     try:
-        secret = client.get(SECRETS, secret_name, repo_ns)
+        secret = client.get(SECRETS, secret_name, namespace)
     except NotFound:
-        raise SetupError(f"storage Secret {repo_ns}/{secret_name} not found") from None
+        raise SetupError(f"storage Secret {namespace}/{secret_name} not found") from None
     data = {
         key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()
     }
     data.update(secret.get("stringData") or {})
-    return Setup(invoker, repository, data)
+    return repository, data
 
 
 def open_restic(setup: Setup, cache_dir: Path | None) -> Restic:
+    return open_repository(setup.repository, setup.secret, cache_dir)
+
+
+def open_repository(
+    repository: Repository, secret: dict[str, str], cache_dir: Path | None
+) -> Restic:
     try:
-        return Restic(backend_config(setup.repository, setup.secret), cache_dir=cache_dir)
+        return Restic(backend_config(repository, secret), cache_dir=cache_dir)
     except BackendError as exc:
-        raise SetupError(f"Repository {setup.repository.metadata.name}: {exc}") from None
+        raise SetupError(f"Repository {repository.metadata.name}: {exc}") from None
 
 
 def _failed(job: HostJob, started: float, message: str) -> HostResult:
@@ -121,10 +146,10 @@ def _failed(job: HostJob, started: float, message: str) -> HostResult:
     return HostResult(job.hostname, "Failed", time.monotonic() - started, error=message)
 
 
-def _prepare(restic: Restic, job: HostJob) -> HostResult | None:
+def _prepare(restic: Restic, job: HostJob, guard: InitGuard | None) -> HostResult | None:
     """Init the repository if missing, clear stale locks; the earlier result if this host already
     backed up this session."""
-    restic.init_if_missing()
+    restic.init_if_missing(guard)
     restic.unlock_stale()
     earlier = restic.snapshots(host=job.hostname, tags=job.tags)
     if not earlier:
@@ -139,12 +164,14 @@ def back_up_paths(
     restic: Restic,
     job: HostJob,
     paths: Sequence[str],
+    *,
     excludes: Sequence[str] = (),
     progress: Progress | None = None,
+    guard: InitGuard | None = None,
 ) -> HostResult:
     started = time.monotonic()
     try:
-        earlier = _prepare(restic, job)
+        earlier = _prepare(restic, job, guard)
         if earlier is not None:
             return earlier
         summary = restic.backup(
@@ -167,12 +194,14 @@ def back_up_stream(
     restic: Restic,
     job: HostJob,
     producer: Sequence[str],
+    *,
     filename: str,
     env: dict[str, str] | None = None,
+    guard: InitGuard | None = None,
 ) -> HostResult:
     started = time.monotonic()
     try:
-        earlier = _prepare(restic, job)
+        earlier = _prepare(restic, job, guard)
         if earlier is not None:
             return earlier
         summary = restic.backup_stdin(

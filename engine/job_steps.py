@@ -21,6 +21,7 @@ from engine.host_backup import (
     SetupError,
     back_up_paths,
     back_up_stream,
+    init_guard,
     load_setup,
     open_restic,
     report,
@@ -59,7 +60,10 @@ def backup_pvc(
     try:
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
-            result = back_up_paths(restic, job, paths, excludes, _log_progress(job))
+            guard = init_guard(client, setup, job.describe())
+            result = back_up_paths(
+                restic, job, paths, excludes=excludes, progress=_log_progress(job), guard=guard
+            )
     except (SetupError, KubeError, ResticError) as exc:
         result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
     result.save(opts.output_dir)
@@ -74,7 +78,10 @@ def backup_dump(
     try:
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
-            result = back_up_stream(restic, job, shlex.split(command), filename)
+            guard = init_guard(client, setup, job.describe())
+            result = back_up_stream(
+                restic, job, shlex.split(command), filename=filename, guard=guard
+            )
     except (SetupError, KubeError, ResticError) as exc:
         result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
     result.save(opts.output_dir)

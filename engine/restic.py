@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -261,16 +262,29 @@ class Restic:
 
     # -- repository ---------------------------------------------------------------------------
 
-    def init_if_missing(self) -> bool:
-        """Create the repository unless it exists; True when it was created. A wrong password or
-        an unreachable backend raises instead of initialising over it."""
+    def exists(self) -> bool:
+        """Whether the repository exists; a wrong password or an unreachable backend raises."""
         try:
             self._run("cat config", ["cat", "config"])
-            return False
+            return True
         except ResticError as exc:
             if not any(marker in exc.detail for marker in _MISSING_REPO):
                 raise
-        self._run("init", ["init"])
+        return False
+
+    def init_if_missing(
+        self, guard: Callable[[], AbstractContextManager[object]] | None = None
+    ) -> bool:
+        """Create the repository unless it exists; True when it was created. A wrong password or
+        an unreachable backend raises instead of initialising over it. ``guard`` (a mutex shared
+        by every host of the repository) makes concurrent first backups safe: restic's ``init``
+        is not, two of them leave a config and a key that do not match."""
+        if self.exists():
+            return False
+        with guard() if guard is not None else contextlib.nullcontext():
+            if self.exists():
+                return False
+            self._run("init", ["init"])
         log.info("initialised restic repository %s", self.config.display)
         return True
 

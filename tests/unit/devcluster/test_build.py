@@ -32,7 +32,13 @@ def test_staging_modules_are_read_from_the_kubernetes_go_mod() -> None:
 
 def _fake_binaries(root: Path, versions: Versions) -> None:
     bins = cached_binaries(versions, root)
-    for path in (bins.etcd, bins.kube_apiserver, bins.kube_controller_manager, bins.kubectl, bins.rclone):
+    for path in (
+        bins.etcd,
+        bins.kube_apiserver,
+        bins.kube_controller_manager,
+        bins.kubectl,
+        bins.rclone,
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")
         path.chmod(path.stat().st_mode | stat.S_IEXEC)

@@ -1,0 +1,101 @@
+"""A cluster-wide mutex over a ``coordination.k8s.io`` Lease, for short critical sections
+between pods that share nothing else (e.g. hosts initialising one restic repository: restic's
+own ``init`` is not safe against a concurrent ``init``).
+
+Holding it means having created the Lease; leaving deletes it. A holder that died leaves a
+Lease nobody renews: once ``ttl`` has passed since its creation it is taken over (deleted with a
+resourceVersion precondition, so two waiters cannot both take it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from types import TracebackType
+
+from kube.client import Client
+from kube.errors import AlreadyExists, Conflict, NotFound
+from kube.types import LEASES
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class LeaseMutex:
+    def __init__(
+        self,
+        client: Client,
+        namespace: str,
+        name: str,
+        holder: str,
+        *,
+        ttl: float = 120.0,
+        timeout: float = 300.0,
+    ) -> None:
+        self.client, self.namespace, self.name, self.holder = client, namespace, name, holder
+        self.ttl, self.timeout = ttl, timeout
+        self._version = ""
+
+    def __enter__(self) -> LeaseMutex:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.1
+        while True:
+            stamp = _now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {
+                    "holderIdentity": self.holder,
+                    "leaseDurationSeconds": int(self.ttl),
+                    "acquireTime": stamp,
+                    "renewTime": stamp,
+                },
+            }
+            try:
+                created = self.client.create(body, self.namespace)
+                self._version = created["metadata"]["resourceVersion"]
+                return self
+            except AlreadyExists:
+                self._take_over_if_abandoned()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Lease {self.namespace}/{self.name} stayed held")
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _take_over_if_abandoned(self) -> None:
+        try:
+            lease = self.client.get(LEASES, self.name, self.namespace)
+        except NotFound:
+            return
+        created = lease["metadata"].get("creationTimestamp", "")
+        try:
+            born = dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return
+        if (_now() - born).total_seconds() < self.ttl:
+            return
+        log.warning("taking over abandoned Lease %s/%s", self.namespace, self.name)
+        self._delete(lease["metadata"]["resourceVersion"])
+
+    def _delete(self, version: str) -> None:
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "preconditions": {"resourceVersion": version},
+        }
+        with contextlib.suppress(NotFound, Conflict):
+            self.client.request("DELETE", LEASES.path(self.namespace, self.name), body=body)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._delete(self._version)

@@ -1,0 +1,438 @@
+"""Backups end to end: the real control plane and operator, the sidecar and the Job steps run as
+their pods would run them, real restic, a real Pushgateway and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api import constants as c
+from api.conditions import is_true
+from api.repository import Repository
+from controller.operator import Operator, OperatorOptions
+from controller.sessions import create_session
+from controller.substitution import substitute_all
+from devcluster import ControlPlane
+from devcluster.services import Postgres, Service
+from engine.backend import backend_config
+from engine.restic import Restic
+from kube import Client
+from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, REPOSITORIES
+from tests.factories import batch, member
+from tests.integration.backup_helpers import Sidecar, metric_value, run_job
+from tests.integration.helpers import eventually
+from tests.integration.test_restic import make_data, tree
+from tests.manifests import load_all
+
+PASSWORD = "repo-pw-3c9e1d"
+JSON = dict[str, Any]
+
+
+@pytest.fixture
+def operator(control_plane: ControlPlane, pushgateway: Service) -> Iterator[Operator]:
+    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
+    options = OperatorOptions(
+        image="stash-py:test", leader_elect=False, pushgateway_url=pushgateway.url
+    )
+    op = Operator(client, options)
+    stop = threading.Event()
+    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
+    thread.start()
+    eventually(op.caches.synced, 30, "the operator's caches")
+    yield op
+    stop.set()
+    thread.join(15)
+    client.close()
+
+
+def _workload(kind: str, name: str, replicas: int) -> JSON:
+    spec: JSON = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {
+                "containers": [{"name": "app", "image": "busybox"}],
+                "volumes": [{"name": "data", "emptyDir": {}}],
+            },
+        },
+    }
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def _repository(kube: Client, namespace: str, repo_dir: Path, password: str = PASSWORD) -> None:
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "repo-secret"},
+            "stringData": {"RESTIC_PASSWORD": password},
+        },
+        namespace,
+    )
+    kube.create(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo"},
+            "spec": {
+                "backend": {
+                    "local": {"mountPath": str(repo_dir), "hostPath": {"path": str(repo_dir)}},
+                    "storageSecretName": "repo-secret",
+                }
+            },
+        },
+        namespace,
+    )
+
+
+def _pvc(kube: Client, namespace: str, name: str) -> None:
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        namespace,
+    )
+
+
+def _ready(kube: Client, namespace: str, obj: JSON) -> JSON:
+    kube.create(obj, namespace)
+    name = obj["metadata"]["name"]
+    return eventually(
+        lambda: (
+            got
+            if ((got := kube.get(BACKUP_BATCHES, name, namespace)).get("status") or {}).get("phase")
+            == "Ready"
+            else None
+        ),
+        30,
+        f"BackupBatch {name} to be Ready",
+    )
+
+
+def _session(kube: Client, namespace: str, name: str) -> JSON:
+    return kube.get(BACKUP_SESSIONS, name, namespace)
+
+
+def _finished(kube: Client, namespace: str, name: str) -> JSON | None:
+    session = _session(kube, namespace, name)
+    return (
+        session if (session.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+    )
+
+
+def _job(kube: Client, namespace: str, session: str, index: int) -> JSON:
+    return eventually(
+        lambda: next(
+            (
+                j
+                for j in kube.list(JOBS, namespace)["items"]
+                if j["metadata"]["name"] == f"stash-backup-{session}-{index}"
+            ),
+            None,
+        ),
+        30,
+        f"the backup Job of member {index}",
+    )
+
+
+def _restic(repo_dir: Path, password: str = PASSWORD) -> Restic:
+    repo = Repository.model_validate(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo"},
+            "spec": {"backend": {"local": {"mountPath": str(repo_dir)}}},
+        }
+    )
+    return Restic(backend_config(repo, {"RESTIC_PASSWORD": password}))
+
+
+def _stats(session: JSON, kind: str) -> list[JSON]:
+    target = next(t for t in session["status"]["targets"] if t["ref"]["kind"] == kind)
+    return list(target.get("stats") or [])
+
+
+def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
+    operator: Operator,
+    kube: Client,
+    namespace: str,
+    control_plane: ControlPlane,
+    pushgateway: Service,
+    tmp_path: Path,
+) -> None:
+    web_data = make_data(tmp_path / "web-data")
+    db_data = make_data(tmp_path / "db-data")
+    pvc_data = make_data(tmp_path / "pvc")
+    repo_dir = tmp_path / "repo"
+    _repository(kube, namespace, repo_dir)
+    kube.create(_workload("Deployment", "web", 2), namespace)
+    kube.create(_workload("StatefulSet", "db", 2), namespace)
+    _pvc(kube, namespace, "shared")
+    invoker = _ready(
+        kube,
+        namespace,
+        batch(
+            "nightly",
+            namespace,
+            member("Deployment", "web", mounts=(("data", str(web_data)),)),
+            member("StatefulSet", "db", mounts=(("data", str(db_data)),)),
+            member(
+                "PersistentVolumeClaim",
+                "shared",
+                mounts=(("shared", str(pvc_data)),),
+                task="pvc-backup",
+            ),
+        ),
+    )
+    kubeconfig = control_plane.kubeconfig
+    pods = tmp_path / "pods"
+    # Two pods of the Deployment (only the Lease holder backs up), both StatefulSet ordinals.
+    sidecars = [
+        Sidecar(
+            invoker,
+            kind,
+            name,
+            pod,
+            kubeconfig=kubeconfig,
+            local_tmp=pods / pod,
+            pushgateway_url=pushgateway.url,
+        )
+        for kind, name, pod in (
+            ("Deployment", "web", "web-6d4cf56db6-k2x9q"),
+            ("Deployment", "web", "web-6d4cf56db6-p8m4z"),
+            ("StatefulSet", "db", "db-0"),
+            ("StatefulSet", "db", "db-1"),
+        )
+    ]
+    try:
+        name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+        job = _job(kube, namespace, name, 2)
+        runs = run_job(job, kubeconfig, tmp_path / "job-tmp")
+        outcome = [(r.name, r.returncode) for r in runs]
+        assert outcome == [("pvc-backup", 0), ("update-status", 0)], [r.output for r in runs]
+        session = eventually(lambda: _finished(kube, namespace, name), 120, "the session to end")
+    finally:
+        logs = [sidecar.stop() for sidecar in sidecars]
+
+    status = session["status"]
+    assert status["phase"] == "Succeeded", status
+    assert [t["phase"] for t in status["targets"]] == ["Succeeded"] * 3
+    assert [s["hostname"] for s in _stats(session, "Deployment")] == ["host-0"]
+    assert [s["hostname"] for s in _stats(session, "StatefulSet")] == ["host-0", "host-1"]
+    pvc_stats = _stats(session, "PersistentVolumeClaim")
+    assert [s["hostname"] for s in pvc_stats] == ["host-0"]
+    assert pvc_stats[0]["snapshots"][0]["fileStats"]["totalFiles"] == 3
+    for kind in (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED, c.METRICS_PUSHED):
+        assert is_true(status["conditions"], kind), kind
+    assert status["sessionDuration"]
+
+    repo_status = kube.get(REPOSITORIES, "repo", namespace)["status"]
+    assert repo_status["snapshotCount"] == 4
+    assert repo_status["integrity"] is True
+    assert repo_status["lastBackupTime"]
+    assert repo_status["totalSize"].endswith("iB")
+
+    with _restic(repo_dir) as restic:
+        snapshots = restic.snapshots()
+        hosts = sorted(
+            (s.hostname, next(t for t in s.tags if t.startswith("target:"))) for s in snapshots
+        )
+        assert hosts == [
+            ("host-0", "target:Deployment/web"),
+            ("host-0", "target:PersistentVolumeClaim/shared"),
+            ("host-0", "target:StatefulSet/db"),
+            ("host-1", "target:StatefulSet/db"),
+        ]
+        for snap in snapshots:
+            assert f"session:{name}" in snap.tags
+        for data in (web_data, pvc_data):
+            snap = next(s for s in snapshots if s.paths == (str(data),))
+            restic.restore(snap.id, str(tmp_path / "restored"))
+            assert tree(tmp_path / "restored" / data.relative_to("/")) == tree(data)
+
+    with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    job_name = f"backupbatch-{namespace}-nightly"
+    common = {
+        "job": job_name,
+        "invoker_kind": "BackupBatch",
+        "invoker_name": "nightly",
+        "namespace": namespace,
+        "repository": "repo",
+    }
+    assert (
+        metric_value(
+            text,
+            "stash_backup_host_backup_success",
+            **common,
+            kind="StatefulSet",
+            name="db",
+            hostname="host-1",
+        )
+        == 1
+    )
+    assert (
+        metric_value(
+            text,
+            "stash_backup_host_files_total",
+            **common,
+            kind="Deployment",
+            name="web",
+            hostname="host-0",
+        )
+        == 3
+    )
+    assert metric_value(text, "stash_backup_session_success", **common) == 1
+    assert (
+        metric_value(
+            text,
+            "stash_backup_target_success",
+            **common,
+            kind="PersistentVolumeClaim",
+            name="shared",
+        )
+        == 1
+    )
+    assert metric_value(text, "stash_repository_snapshot_count", **common) == 4
+    assert metric_value(text, "stash_repository_integrity", **common) == 1
+    assert metric_value(text, "stash_backup_last_success_time_seconds", **common)
+    for log in logs:
+        assert PASSWORD not in log
+
+
+def test_a_wrong_password_fails_the_host_clearly_and_no_secret_leaks(
+    operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    repo_dir = tmp_path / "repo"
+    with _restic(repo_dir) as restic:
+        restic.init_if_missing()
+    wrong = "wrong-pw-a8d2f61b"
+    _repository(kube, namespace, repo_dir, password=wrong)
+    data = make_data(tmp_path / "pvc")
+    _pvc(kube, namespace, "shared")
+    _ready(
+        kube,
+        namespace,
+        batch(
+            "nightly",
+            namespace,
+            member(
+                "PersistentVolumeClaim",
+                "shared",
+                mounts=(("shared", str(data)),),
+                task="pvc-backup",
+            ),
+        ),
+    )
+    name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    runs = run_job(_job(kube, namespace, name, 0), control_plane.kubeconfig, tmp_path / "job-tmp")
+    assert [(r.name, r.returncode) for r in runs] == [("pvc-backup", 0), ("update-status", 1)]
+    session = eventually(lambda: _finished(kube, namespace, name), 60, "the session to end")
+    status = session["status"]
+    assert status["phase"] == "Failed"
+    (host,) = status["targets"][0]["stats"]
+    assert host["phase"] == "Failed"
+    assert "PersistentVolumeClaim/shared host host-0" in host["error"]
+    assert "wrong password" in host["error"]
+    events = [
+        e["message"]
+        for e in kube.list(EVENTS, namespace)["items"]
+        if e["involvedObject"]["name"] == name
+    ]
+    assert any("wrong password" in e for e in events), events
+    everything = repr(status) + repr(events) + "".join(r.output for r in runs)
+    assert wrong not in everything
+    assert PASSWORD not in everything
+
+
+def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
+    operator: Operator,
+    kube: Client,
+    namespace: str,
+    control_plane: ControlPlane,
+    postgres: Postgres,
+    tmp_path: Path,
+) -> None:
+    database = f"shop_{namespace.replace('-', '_')}"
+    postgres.psql(f"CREATE DATABASE {database}")
+    postgres.psql(
+        "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric);"
+        "INSERT INTO items SELECT g, 'item ' || g, g * 1.5 FROM generate_series(1, 500) g;",
+        database,
+    )
+    original = postgres.psql(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database
+    )
+    for obj in load_all(Path("manifests/tasks/postgres.yaml")):
+        kube.apply(obj, field_manager="stash-tests")
+    _repository(kube, namespace, tmp_path / "repo")
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "pg"},
+            "spec": {"ports": [{"port": 5432}]},
+        },
+        namespace,
+    )
+    params = [
+        {"name": "host", "value": "127.0.0.1"},
+        {"name": "port", "value": str(postgres.port)},
+        {"name": "database", "value": database},
+    ]
+    db_member: JSON = {
+        "target": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "pg"}},
+        "task": {"name": "postgres-backup", "params": params},
+    }
+    _ready(kube, namespace, batch("nightly", namespace, db_member))
+    name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    job = _job(kube, namespace, name, 0)
+    dump_step = job["spec"]["template"]["spec"]["initContainers"][0]
+    dump = f"pg_dump --clean --if-exists --no-owner -h 127.0.0.1 -p {postgres.port} -U postgres"
+    assert f"--dump-command={dump} {database}" in dump_step["args"]
+    runs = run_job(job, control_plane.kubeconfig, tmp_path / "job-tmp")
+    assert [r.returncode for r in runs] == [0, 0], runs
+    session = eventually(lambda: _finished(kube, namespace, name), 60, "the session to end")
+    assert session["status"]["phase"] == "Succeeded", session["status"]
+
+    # Lose the data, then run the example's restore Function as its Job would.
+    postgres.psql("DROP TABLE items", database)
+    restore_fn = next(
+        o
+        for o in load_all(Path("manifests/tasks/postgres.yaml"))
+        if o["kind"] == "Function" and o["metadata"]["name"] == "postgres-restore"
+    )
+    variables = {
+        "NAMESPACE": namespace,
+        "REPOSITORY_NAME": "repo",
+        "REPOSITORY_NAMESPACE": namespace,
+        "TARGET_KIND": "Service",
+        "TARGET_NAME": "pg",
+        **{p["name"]: p["value"] for p in params},
+    }
+    args = substitute_all(restore_fn["spec"]["args"], variables)
+    restored = run_job(
+        {
+            "metadata": {"name": "restore"},
+            "spec": {"template": {"spec": {"containers": [{"name": "restore", "args": args}]}}},
+        },
+        control_plane.kubeconfig,
+        tmp_path / "restore-tmp",
+    )
+    assert restored[0].returncode == 0, restored[0].output
+    after = postgres.psql("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database)
+    assert after == original

@@ -24,10 +24,11 @@ from engine.restic import Restic
 from kube import Client
 from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, REPOSITORIES
 from tests.factories import batch, member
-from tests.integration.backup_helpers import Sidecar, metric_value, run_job
+from tests.integration.backup_helpers import Sidecar, run_job
 from tests.integration.helpers import eventually
 from tests.integration.test_restic import make_data, tree
 from tests.manifests import load_all
+from tests.prometheus import metric_value
 
 PASSWORD = "repo-pw-3c9e1d"
 JSON = dict[str, Any]

@@ -13,7 +13,13 @@ from api.repository import Repository
 from controller.backup_job import JobError, JobInputs, build_job
 from controller.builtin_tasks import builtin_objects
 from controller.invoker import members_of
-from controller.session_status import Observed, format_duration, next_status, parse_duration
+from controller.session_status import (
+    Observed,
+    format_duration,
+    next_status,
+    parse_duration,
+    session_outcome,
+)
 from controller.substitution import SubstitutionError, substitute, substitute_all
 from tests.factories import batch, member
 
@@ -320,3 +326,41 @@ def test_a_job_created_before_its_status_was_written_is_adopted_not_duplicated()
     again = next_status(_session(), _seen(invoker, jobs={0: {"metadata": {"name": "j"}}}), T0)
     assert again.create_jobs == ()
     assert is_true(again.status["targets"][0]["conditions"], c.BACKUP_EXECUTOR_ENSURED)
+
+
+def test_a_failed_hosts_error_becomes_its_targets_failure_message() -> None:
+    invoker = _invoker(member("StatefulSet", "db"))
+    first = next_status(_session(), _seen(invoker, total_hosts={0: 2}), T0).status
+    first["targets"][0]["stats"] = [
+        _host("Succeeded", "host-0"),
+        {"hostname": "host-1", "phase": "Failed", "error": "could not read /data/x"},
+    ]
+    done = next_status(_session(**first), _seen(invoker), T0).status
+    assert done["phase"] == "Failed"
+    (failed,) = [c_ for c_ in done["targets"][0]["conditions"] if c_["type"] == "BackupFailed"]
+    assert failed["message"] == "host host-1: could not read /data/x"
+
+
+def test_session_metrics_take_last_success_times_from_history() -> None:
+    ref_web = {"kind": "Deployment", "name": "web"}
+    ref_db = {"kind": "StatefulSet", "name": "db"}
+    earlier = {
+        "metadata": {"name": "nightly-1", "creationTimestamp": "2026-01-01T08:00:00Z"},
+        "status": {
+            "phase": "Failed",
+            "sessionDuration": "10s",
+            "targets": [{"ref": ref_web, "phase": "Succeeded"}, {"ref": ref_db, "phase": "Failed"}],
+        },
+    }
+    current = {
+        "phase": "Failed",
+        "sessionDuration": "1m0s",
+        "targets": [{"ref": ref_web, "phase": "Failed"}, {"ref": ref_db, "phase": "Succeeded"}],
+    }
+    outcome = session_outcome(current, [earlier], T0)
+    assert not outcome.succeeded
+    assert outcome.duration == 60
+    assert outcome.last_success is None
+    web, db = outcome.targets
+    assert web.last_success == dt.datetime(2026, 1, 1, 8, 0, 10, tzinfo=dt.UTC).timestamp()
+    assert db.last_success == T0.timestamp()

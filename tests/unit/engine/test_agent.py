@@ -1,0 +1,65 @@
+"""What the sidecar backs up, and as which host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine.agent import Identity, pending_work
+from tests.factories import batch, member
+
+WEB = Identity("demo", "Deployment", "web", "web-6d4cf-k2x9q")
+
+
+def session(phase: str = "Running", target_phase: str = "Running", **extra: Any) -> dict[str, Any]:
+    target = {"ref": {"kind": "Deployment", "name": "web"}, "phase": target_phase, **extra}
+    return {
+        "metadata": {"name": "nightly-1", "namespace": "demo"},
+        "spec": {"invoker": {"kind": "BackupBatch", "name": "nightly"}},
+        "status": {"phase": phase, "targets": [target]},
+    }
+
+
+def test_hostnames_follow_stash_per_workload_kind() -> None:
+    assert WEB.hostname(None) == "host-0"
+    assert WEB.hostname("frontend") == "frontend"
+    assert Identity("demo", "StatefulSet", "db", "db-12").hostname(None) == "host-12"
+    assert Identity("demo", "DaemonSet", "agent", "agent-x", "node-3").hostname(None) == "node-3"
+    with pytest.raises(ValueError, match="NODE_NAME"):
+        Identity("demo", "DaemonSet", "agent", "agent-x").hostname(None)
+
+
+def test_only_deployment_like_workloads_elect_one_pod() -> None:
+    assert WEB.elects
+    assert WEB.lease_name == "stash-sidecar-deployment-web"
+    assert not Identity("demo", "StatefulSet", "db", "db-0").elects
+
+
+def test_a_running_session_whose_target_started_is_backed_up() -> None:
+    work = pending_work(session(), batch("nightly", "demo", member()), WEB)
+    assert work is not None
+    assert (work.session, work.hostname) == ("nightly-1", "host-0")
+    assert work.member.target is not None
+    assert work.member.target.paths == ["/data"]
+
+
+@pytest.mark.parametrize(
+    ("sess", "why"),
+    [
+        (session(phase="Pending"), "the session has not started"),
+        (session(target_phase="Pending"), "Sequential: an earlier member runs first"),
+        (session(target_phase="Succeeded"), "the target is settled"),
+        (session(stats=[{"hostname": "host-0", "phase": "Succeeded"}]), "already backed up"),
+    ],
+)
+def test_nothing_is_backed_up_twice_or_too_early(sess: dict[str, Any], why: str) -> None:
+    assert pending_work(sess, batch("nightly", "demo", member()), WEB) is None, why
+
+
+def test_sessions_of_other_invokers_or_workloads_are_ignored() -> None:
+    other = batch("other", "demo", member())
+    assert pending_work(session(), other, WEB) is None
+    assert pending_work(session(), None, WEB) is None
+    pvc_only = batch("nightly", "demo", member("PersistentVolumeClaim", "web", task="pvc-backup"))
+    assert pending_work(session(), pvc_only, WEB) is None

@@ -1,0 +1,96 @@
+"""Backup hooks: exec, httpGet, httpPost, tcpSocket, and the post-hook policy."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.common import Handler
+from engine.hooks import HookError, run_hook, should_run_post_hook
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    requests: list[tuple[str, str, bytes]] = []  # noqa: RUF012 - shared by the test server
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.requests.append((self.command, self.path, self.rfile.read(length)))
+        self.send_response(500 if self.path == "/fail" else 200)
+        self.end_headers()
+        self.wfile.write(b"flushed")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    httpd = HTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    _Recorder.requests = []
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+def hook(**spec: Any) -> Handler:
+    return Handler.model_validate(spec)
+
+
+def test_an_exec_hook_runs_in_this_container(tmp_path: Path) -> None:
+    marker = tmp_path / "flushed"
+    run_hook("preBackup", hook(exec={"command": ["touch", str(marker)]}), own_container="stash")
+    assert marker.exists()
+
+
+def test_a_failing_exec_hook_says_which_hook_and_what_it_printed() -> None:
+    with pytest.raises(HookError, match="preBackup hook: exec sh exited with 3: disk full"):
+        run_hook(
+            "preBackup",
+            hook(exec={"command": ["sh", "-c", "echo disk full >&2; exit 3"]}),
+            own_container="stash",
+        )
+
+
+def test_exec_in_another_container_is_refused_rather_than_run_here() -> None:
+    with pytest.raises(HookError, match="container 'app' is not supported"):
+        run_hook(
+            "preBackup",
+            hook(exec={"command": ["true"]}, containerName="app"),
+            own_container="stash",
+        )
+
+
+def test_http_hooks_call_the_pod_and_fail_on_a_non_2xx(server: int) -> None:
+    run_hook("preBackup", hook(httpGet={"port": server, "path": "/freeze"}), own_container="stash")
+    run_hook(
+        "postBackup",
+        hook(httpPost={"port": str(server), "path": "/thaw", "body": '{"ok": true}'}),
+        own_container="stash",
+    )
+    assert _Recorder.requests == [("GET", "/freeze", b""), ("POST", "/thaw", b'{"ok": true}')]
+    with pytest.raises(HookError, match="returned 500"):
+        run_hook(
+            "postBackup", hook(httpGet={"port": server, "path": "/fail"}), own_container="stash"
+        )
+
+
+def test_a_tcp_hook_needs_a_listener(server: int) -> None:
+    assert "connected" in run_hook(
+        "preBackup", hook(tcpSocket={"port": server}), own_container="stash"
+    )
+
+
+def test_post_hooks_follow_their_execution_policy() -> None:
+    assert should_run_post_hook("Always", False)
+    assert should_run_post_hook(None, True)
+    assert should_run_post_hook("OnSuccess", True)
+    assert not should_run_post_hook("OnSuccess", False)
+    assert should_run_post_hook("OnFailure", False)
+    assert not should_run_post_hook("OnFailure", True)

@@ -1,0 +1,78 @@
+"""Recording hosts in a session's status, and the Repository's figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from engine.reporting import (
+    ReportError,
+    host_reported,
+    hosts_complete,
+    repository_status,
+    with_host,
+)
+from engine.results import HostResult, RepositoryFigures
+
+NOW = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.UTC)
+
+
+def status(*targets: tuple[str, str, int]) -> dict[str, Any]:
+    return {
+        "phase": "Running",
+        "targets": [
+            {"ref": {"kind": kind, "name": name}, "totalHosts": hosts, "phase": "Running"}
+            for kind, name, hosts in targets
+        ],
+    }
+
+
+def test_hosts_are_recorded_once_each_and_sorted() -> None:
+    before = status(("StatefulSet", "db", 2))
+    one = with_host(before, "StatefulSet", "db", HostResult("host-1", "Failed", 1.0, error="x"))
+    two = with_host(one, "StatefulSet", "db", HostResult("host-0", "Succeeded", 1.0))
+    again = with_host(two, "StatefulSet", "db", HostResult("host-1", "Succeeded", 2.0))
+    stats = again["targets"][0]["stats"]
+    assert [(s["hostname"], s["phase"]) for s in stats] == [
+        ("host-0", "Succeeded"),
+        ("host-1", "Succeeded"),
+    ]
+    assert "stats" not in before["targets"][0], "the input is not modified"
+    assert host_reported(again, "StatefulSet", "db", "host-1")
+    assert not host_reported(again, "Deployment", "db", "host-1")
+
+
+def test_the_session_is_complete_when_every_target_has_all_its_hosts() -> None:
+    current = status(("StatefulSet", "db", 2), ("Deployment", "web", 1))
+    current = with_host(current, "StatefulSet", "db", HostResult("host-0", "Succeeded", 1))
+    current = with_host(current, "Deployment", "web", HostResult("host-0", "Succeeded", 1))
+    assert not hosts_complete(current)
+    current = with_host(current, "StatefulSet", "db", HostResult("host-1", "Succeeded", 1))
+    assert hosts_complete(current)
+    assert not hosts_complete({})
+
+
+def test_a_host_of_an_unknown_target_is_refused() -> None:
+    with pytest.raises(ReportError, match="no target Deployment/other"):
+        with_host(
+            status(("Deployment", "web", 1)), "Deployment", "other", HostResult("h", "Failed", 0)
+        )
+
+
+def test_repository_status_keeps_the_first_backup_time_and_updates_the_rest() -> None:
+    figures = RepositoryFigures(True, 3 * 2**20, 4, 1)
+    first = repository_status({"references": [{"name": "x"}]}, figures, NOW)
+    assert first == {
+        "references": [{"name": "x"}],
+        "firstBackupTime": "2026-01-01T10:00:00Z",
+        "lastBackupTime": "2026-01-01T10:00:00Z",
+        "integrity": True,
+        "totalSize": "3.000 MiB",
+        "snapshotCount": 4,
+        "snapshotsRemovedOnLastCleanup": 1,
+    }
+    later = repository_status(first, figures, NOW + dt.timedelta(hours=1))
+    assert later["firstBackupTime"] == "2026-01-01T10:00:00Z"
+    assert later["lastBackupTime"] == "2026-01-01T11:00:00Z"

@@ -1,0 +1,78 @@
+"""Reading restic's output: redaction, error tails, unreadable files, retention flags."""
+
+from __future__ import annotations
+
+import json
+
+from api.common import RetentionPolicy
+from engine.restic import (
+    BackupSummary,
+    Redactor,
+    ResticError,
+    retention_flags,
+    tail,
+    unreadable_items,
+)
+
+
+def test_every_secret_is_redacted_longest_first() -> None:
+    redact = Redactor(["abc", "abcdef", ""])
+    assert redact("key abcdef and abc") == "key *** and ***"
+
+
+def test_the_tail_keeps_restics_last_words_and_drops_progress_lines() -> None:
+    lines = ["[0:01] 10% 1 files", "Fatal: wrong password or no key found", ""]
+    assert tail(lines) == "Fatal: wrong password or no key found"
+    assert tail([]) == "no output"
+
+
+def test_unreadable_items_come_from_restics_json_errors() -> None:
+    lines = [
+        json.dumps(
+            {"message_type": "error", "error": {"Op": "open", "Err": 13}, "item": "/data/a"}
+        ),
+        "Warning: at least one source file could not be read",
+        json.dumps({"message_type": "error", "error": {}, "item": "/data/b"}),
+    ]
+    assert unreadable_items(lines) == ("/data/a (Permission denied)", "/data/b")
+
+
+def test_an_unreadable_error_lists_the_paths_and_says_how_many_more() -> None:
+    error = ResticError("backup", 3, "x", tuple(f"/f{i}" for i in range(12)))
+    assert str(error) == (
+        "restic backup: could not read /f0, /f1, /f2, /f3, /f4, /f5, /f6, /f7, /f8, /f9 and 2 more"
+    )
+    assert str(ResticError("check", 1, "Fatal: x")) == "restic check failed (exit 1): Fatal: x"
+
+
+def test_retention_policy_becomes_forget_flags() -> None:
+    policy = RetentionPolicy(
+        name="p", keep_last=5, keep_daily=7, keep_tags=["keep"], prune=True, dry_run=True
+    )
+    assert retention_flags(policy) == [
+        "--keep-last",
+        "5",
+        "--keep-daily",
+        "7",
+        "--keep-tag",
+        "keep",
+        "--prune",
+        "--dry-run",
+    ]
+
+
+def test_a_backup_summary_reads_restics_json() -> None:
+    summary = BackupSummary.from_json(
+        {
+            "message_type": "summary",
+            "files_new": 2,
+            "files_changed": 1,
+            "files_unmodified": 3,
+            "total_files_processed": 6,
+            "total_bytes_processed": 600,
+            "data_added": 120,
+            "total_duration": 1.5,
+            "snapshot_id": "abcd1234",
+        }
+    )
+    assert (summary.total_files, summary.files_changed, summary.data_added) == (6, 1, 120)

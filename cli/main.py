@@ -34,6 +34,8 @@ from webhook.server import run as run_webhook
 
 DEFAULT_IMAGE = os.environ.get("STASH_IMAGE", "stash-py:latest")
 DEFAULT_NAMESPACE = os.environ.get("POD_NAMESPACE", "stash")
+DEFAULT_PUSHGATEWAY = os.environ.get("STASH_PUSHGATEWAY_URL", "")
+PUSHGATEWAY_HELP = "Pushgateway for metrics (env STASH_PUSHGATEWAY_URL; empty: no metrics)"
 
 
 def _progress(message: str) -> None:
@@ -89,6 +91,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
             register_url=args.register_url,
             failure_policy=args.failure_policy,
             kubeconfig=args.kubeconfig,
+            pushgateway_url=args.pushgateway_url,
         )
     )
     return 0
@@ -106,6 +109,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             leader_elect=not args.no_leader_elect,
             identity=args.identity or "",
+            pushgateway_url=args.pushgateway_url,
         ),
     )
     try:
@@ -377,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hook.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the operator's namespace")
     hook.add_argument("--service", default=WEBHOOK_NAME, help="the webhook's Service name")
+    hook.add_argument("--pushgateway-url", default=DEFAULT_PUSHGATEWAY, help=PUSHGATEWAY_HELP)
     hook.add_argument("--register-url", help="register the webhook at this base URL (local use)")
     hook.add_argument("--failure-policy", choices=["Ignore", "Fail"], default="Ignore")
     hook.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
@@ -387,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--image", default=DEFAULT_IMAGE, help="image of CronJobs and Jobs")
     operator.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the Lease")
     operator.add_argument("--no-leader-elect", action="store_true", help="single replica only")
+    operator.add_argument("--pushgateway-url", default=DEFAULT_PUSHGATEWAY, help=PUSHGATEWAY_HELP)
     operator.add_argument("--identity", help="leader-election identity (default: host + random)")
     operator.set_defaults(func=cmd_operator)
 

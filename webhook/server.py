@@ -46,6 +46,7 @@ class WebhookOptions:
     register_url: str | None = None
     failure_policy: FailurePolicy = "Ignore"
     kubeconfig: str | None = None
+    pushgateway_url: str = ""  # told to every injected sidecar
 
 
 class InvokerCache:
@@ -113,7 +114,7 @@ def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Serve
     cache = InvokerCache(client, SidecarIndex()).start()
     app = create_app(
         cache.index,
-        SidecarSettings(image=options.image),
+        SidecarSettings(image=options.image, pushgateway_url=options.pushgateway_url),
         cache_synced=cache.synced,
         reloader=reloader,
     )

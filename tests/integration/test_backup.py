@@ -183,13 +183,17 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     kube.create(_workload("Deployment", "web", 2), namespace)
     kube.create(_workload("StatefulSet", "db", 2), namespace)
     _pvc(kube, namespace, "shared")
+    web_member = member("Deployment", "web", mounts=(("data", str(web_data)),))
+    # The application flushes before the backup: the snapshot must contain what the hook wrote.
+    flush = f"echo flushed > {web_data}/flushed-by-hook"
+    web_member["hooks"] = {"preBackup": {"exec": {"command": ["sh", "-c", flush]}}}
     invoker = _ready(
         kube,
         namespace,
         batch(
             "nightly",
             namespace,
-            member("Deployment", "web", mounts=(("data", str(web_data)),)),
+            web_member,
             member("StatefulSet", "db", mounts=(("data", str(db_data)),)),
             member(
                 "PersistentVolumeClaim",
@@ -264,6 +268,8 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
             snap = next(s for s in snapshots if s.paths == (str(data),))
             restic.restore(snap.id, str(tmp_path / "restored"))
             assert tree(tmp_path / "restored" / data.relative_to("/")) == tree(data)
+        restored_web = tmp_path / "restored" / web_data.relative_to("/")
+        assert (restored_web / "flushed-by-hook").read_text() == "flushed\n"
 
     with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5) as response:  # noqa: S310
         text = response.read().decode()
@@ -295,7 +301,7 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
             name="web",
             hostname="host-0",
         )
-        == 3
+        == 4  # three files and the one the preBackup hook wrote
     )
     assert metric_value(text, "stash_backup_session_success", **common) == 1
     assert (
@@ -437,3 +443,44 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
     assert restored[0].returncode == 0, restored[0].output
     after = postgres.psql("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database)
     assert after == original
+
+
+def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_cleanup(
+    operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    repo_dir = tmp_path / "repo"
+    _repository(kube, namespace, repo_dir)
+    data = make_data(tmp_path / "pvc")
+    _pvc(kube, namespace, "shared")
+    obj = batch(
+        "nightly",
+        namespace,
+        member(
+            "PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),), task="pvc-backup"
+        ),
+        retentionPolicy={"name": "keep-last-2", "keepLast": 2, "prune": True},
+    )
+    _ready(kube, namespace, obj)
+    sessions = []
+    for index in range(3):
+        (data / "a.txt").write_text(f"version {index}\n")
+        created = create_session(
+            kube, "BackupBatch", "nightly", namespace, unix_seconds=1_800_000_000 + index
+        )
+        name = created["metadata"]["name"]
+        runs = run_job(_job(kube, namespace, name, 0), control_plane.kubeconfig, tmp_path / name)
+        assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
+        sessions.append(eventually(lambda n=name: _finished(kube, namespace, n), 60, name))
+    assert [s["status"]["phase"] for s in sessions] == ["Succeeded"] * 3
+    retention = next(
+        cond
+        for cond in sessions[-1]["status"]["conditions"]
+        if cond["type"] == c.RETENTION_POLICY_APPLIED
+    )
+    assert retention["message"] == "policy keep-last-2: removed 1 snapshot(s)"
+    repo_status = kube.get(REPOSITORIES, "repo", namespace)["status"]
+    assert repo_status["snapshotCount"] == 2
+    assert repo_status["snapshotsRemovedOnLastCleanup"] == 1
+    with _restic(repo_dir) as restic:
+        kept = {t for s in restic.snapshots() for t in s.tags if t.startswith("session:")}
+    assert kept == {f"session:{s['metadata']['name']}" for s in sessions[1:]}

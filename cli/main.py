@@ -186,6 +186,7 @@ def cmd_run_backup(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     options = AgentOptions(
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        state_dir=Path(args.state_dir),
         pushgateway_url=args.pushgateway_url,
     )
     try:
@@ -220,7 +221,9 @@ def cmd_repository(args: argparse.Namespace) -> int:
                 _print_table(["ID", "TIME", "HOST", "TAGS", "PATHS"], rows)
                 return 0
             if args.command == "unlock":
-                print(f"removed {restic.unlock_stale()} stale lock(s); live locks were kept")
+                removed = restic.unlock_stale()
+                count = "stale locks" if removed is None else f"{removed} stale lock(s)"
+                print(f"removed {count}; live locks were kept")
                 return 0
             what = RestoreTarget(args.target_kind, args.target_name, args.hostname, args.snapshot)
             if args.command == "restore-dump":
@@ -334,6 +337,11 @@ def _add_backup_commands(sub: Any) -> None:
     sidecar.add_argument("--target-name", required=True)
     sidecar.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
     sidecar.add_argument("--pushgateway-url", default="")
+    sidecar.add_argument(
+        "--state-dir",
+        default="/tmp/stash-state",  # noqa: S108 - the pod's tmp-dir emptyDir
+        help="remembers started backups across container restarts",
+    )
     sidecar.add_argument("--kubeconfig")
     sidecar.set_defaults(func=cmd_run_backup)
 

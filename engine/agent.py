@@ -29,6 +29,7 @@ from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.constants import SIDECAR_CONTAINER
 from engine.hooks import HookError, run_hook, should_run_post_hook
 from engine.host_backup import (
+    BackupOptions,
     HostJob,
     Setup,
     SetupError,
@@ -127,6 +128,7 @@ def pending_work(session: JSON, invoker: JSON | None, me: Identity) -> Work | No
 @dataclass(frozen=True)
 class AgentOptions:
     cache_dir: Path | None = None
+    state_dir: Path | None = None  # in the tmp-dir emptyDir: survives container restarts
     pushgateway_url: str = ""
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
@@ -268,8 +270,11 @@ class SidecarAgent:
                         job.hostname, "Failed", time.monotonic() - started, error=str(exc)
                     )
             if result is None:
-                guard = init_guard(self.client, setup, f"{self.me.pod_name}/{job.hostname}")
-                result = back_up_paths(restic, job, paths, excludes=excludes, guard=guard)
+                options = BackupOptions(
+                    guard=init_guard(self.client, setup, f"{self.me.pod_name}/{job.hostname}"),
+                    attempts_dir=self.options.state_dir,
+                )
+                result = back_up_paths(restic, job, paths, excludes=excludes, options=options)
             post = hooks.post_backup if hooks else None
             if post and should_run_post_hook(post.execution_policy, result.succeeded):
                 try:

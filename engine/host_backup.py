@@ -11,13 +11,14 @@ per target even when several targets share a repository and a hostname.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from api import constants as c
 from api.common import RetentionPolicy
@@ -25,7 +26,7 @@ from api.repository import Repository
 from engine import metrics
 from engine.backend import BackendError, backend_config
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
-from engine.restic import Progress, Restic, ResticError
+from engine.restic import BackupSummary, Progress, Restic, ResticError
 from engine.results import HostResult, RepositoryFigures, SnapshotResult
 from kube import Client
 from kube.errors import KubeError, NotFound
@@ -146,12 +147,31 @@ def _failed(job: HostJob, started: float, message: str) -> HostResult:
     return HostResult(job.hostname, "Failed", time.monotonic() - started, error=message)
 
 
-def _prepare(restic: Restic, job: HostJob, guard: InitGuard | None) -> HostResult | None:
-    """Init the repository if missing, clear stale locks; the earlier result if this host already
-    backed up this session."""
-    restic.init_if_missing(guard)
-    restic.unlock_stale()
-    earlier = restic.snapshots(host=job.hostname, tags=job.tags)
+@dataclass(frozen=True)
+class BackupOptions:
+    """How a host backs up, beyond what and where."""
+
+    guard: InitGuard | None = None  # serialises initialising a new repository
+    attempts_dir: Path | None = None  # survives container restarts (the sidecar's tmp-dir)
+    progress: Progress | None = None
+
+
+def _earlier(restic: Restic, job: HostJob, options: BackupOptions) -> HostResult | None:
+    """The result of an earlier attempt of this host at this session, if it made a snapshot.
+    Only asked when a marker says an attempt started here, so the usual run costs nothing."""
+    if options.attempts_dir is None:
+        return None
+    marker = options.attempts_dir / f"{job.session}--{job.hostname}"
+    if not marker.exists():
+        options.attempts_dir.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        return None
+    try:
+        earlier = restic.snapshots(host=job.hostname, tags=job.tags)
+    except ResticError as exc:
+        if restic.missing_repository(exc):
+            return None
+        raise
     if not earlier:
         return None
     snap = earlier[-1]
@@ -160,22 +180,47 @@ def _prepare(restic: Restic, job: HostJob, guard: InitGuard | None) -> HostResul
     return HostResult(job.hostname, "Succeeded", 0.0, (result,))
 
 
+def _run(
+    restic: Restic, options: BackupOptions, attempt: Callable[[], BackupSummary]
+) -> BackupSummary:
+    """One restic backup on the usual path; stale locks cleared first, a missing repository
+    initialised and a lock conflict retried once, only when restic says so."""
+    try:
+        restic.unlock_stale()
+        return attempt()
+    except ResticError as exc:
+        if restic.missing_repository(exc):
+            restic.init_if_missing(options.guard)
+        elif restic.locked(exc):
+            restic.unlock_stale()
+        else:
+            raise
+    return attempt()
+
+
 def back_up_paths(
     restic: Restic,
     job: HostJob,
     paths: Sequence[str],
     *,
     excludes: Sequence[str] = (),
-    progress: Progress | None = None,
-    guard: InitGuard | None = None,
+    options: BackupOptions = BackupOptions(),
 ) -> HostResult:
     started = time.monotonic()
     try:
-        earlier = _prepare(restic, job, guard)
+        earlier = _earlier(restic, job, options)
         if earlier is not None:
             return earlier
-        summary = restic.backup(
-            paths, host=job.hostname, tags=job.tags, excludes=excludes, progress=progress
+        summary = _run(
+            restic,
+            options,
+            lambda: restic.backup(
+                paths,
+                host=job.hostname,
+                tags=job.tags,
+                excludes=excludes,
+                progress=options.progress,
+            ),
         )
     except ResticError as exc:
         return _failed(job, started, f"{job.describe()}, paths {', '.join(paths)}: {exc}")
@@ -197,13 +242,16 @@ def back_up_stream(
     *,
     filename: str,
     env: dict[str, str] | None = None,
-    guard: InitGuard | None = None,
+    options: BackupOptions = BackupOptions(),
 ) -> HostResult:
     started = time.monotonic()
     try:
-        earlier = _prepare(restic, job, guard)
+        earlier = _earlier(restic, job, options)
         if earlier is not None:
             return earlier
+        if not restic.exists():  # a dump cannot be replayed into a retry: init first
+            restic.init_if_missing(options.guard)
+        restic.unlock_stale()
         summary = restic.backup_stdin(
             producer, filename=filename, host=job.hostname, tags=job.tags, env=env
         )
@@ -237,6 +285,32 @@ def report(  # noqa: PLR0917 - the host's whole context, in the order it is buil
         finish_session(client, job, setup, restic, pushgateway_url)
 
 
+T = TypeVar("T")
+LOCK_RETRIES = 12
+LOCK_RETRY_SECONDS = 5.0
+
+
+def _while_locked(
+    restic: Restic,
+    operation: Callable[[], T],
+    retry_on: Callable[[T], bool] = lambda _: False,
+) -> T:
+    """Retention and check need the repository to themselves: while another backup holds it
+    (another invoker sharing the repository), clear stale locks and wait, up to a minute."""
+    for attempt in range(LOCK_RETRIES):
+        try:
+            result = operation()
+        except ResticError as exc:
+            if not restic.locked(exc) or attempt == LOCK_RETRIES - 1:
+                raise
+        else:
+            if not retry_on(result) or attempt == LOCK_RETRIES - 1:
+                return result
+        restic.unlock_stale()
+        time.sleep(LOCK_RETRY_SECONDS)
+    raise AssertionError("unreachable")
+
+
 def finish_session(
     client: Client, job: HostJob, setup: Setup, restic: Restic, pushgateway_url: str = ""
 ) -> None:
@@ -254,7 +328,8 @@ def finish_session(
     for target in status.get("targets") or []:
         ref = target.get("ref") or {}
         try:
-            result = restic.forget(policy, tags=[target_tag(ref.get("kind", ""), ref["name"])])
+            tag = target_tag(ref.get("kind", ""), ref["name"])
+            result = _while_locked(restic, functools.partial(restic.forget, policy, tags=[tag]))
             removed += len(result.removed)
         except (ResticError, KeyError) as exc:
             problems.append(f"{ref.get('kind')}/{ref.get('name')}: {exc}")
@@ -268,6 +343,10 @@ def finish_session(
         )
     )
     check = restic.check()
+    if not check.ok and "already locked" in check.message:
+        check = _while_locked(
+            restic, restic.check, retry_on=lambda r: "already locked" in r.message
+        )
     updates.append(
         ConditionUpdate(
             c.REPOSITORY_INTEGRITY_VERIFIED,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.host_backup import (
+    BackupOptions,
     HostJob,
     SetupError,
     back_up_paths,
@@ -60,10 +61,10 @@ def backup_pvc(
     try:
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
-            guard = init_guard(client, setup, job.describe())
-            result = back_up_paths(
-                restic, job, paths, excludes=excludes, progress=_log_progress(job), guard=guard
+            options = BackupOptions(
+                guard=init_guard(client, setup, job.describe()), progress=_log_progress(job)
             )
+            result = back_up_paths(restic, job, paths, excludes=excludes, options=options)
     except (SetupError, KubeError, ResticError) as exc:
         result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
     result.save(opts.output_dir)
@@ -78,9 +79,9 @@ def backup_dump(
     try:
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
-            guard = init_guard(client, setup, job.describe())
+            options = BackupOptions(guard=init_guard(client, setup, job.describe()))
             result = back_up_stream(
-                restic, job, shlex.split(command), filename=filename, guard=guard
+                restic, job, shlex.split(command), filename=filename, options=options
             )
     except (SetupError, KubeError, ResticError) as exc:
         result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))

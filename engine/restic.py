@@ -268,7 +268,7 @@ class Restic:
             self._run("cat config", ["cat", "config"])
             return True
         except ResticError as exc:
-            if not any(marker in exc.detail for marker in _MISSING_REPO):
+            if not self.missing_repository(exc):
                 raise
         return False
 
@@ -315,18 +315,37 @@ class Restic:
         stdout, _, _ = self._run("list locks", ["list", "locks", "--no-lock"])
         return [line.strip() for line in stdout if line.strip()]
 
-    def unlock_stale(self) -> int:
+    def _local_lock_count(self) -> int | None:
+        """Lock files of a local repository, counted without starting restic (None: remote)."""
+        if not self.config.repository.startswith("/"):
+            return None
+        try:
+            return sum(1 for _ in os.scandir(os.path.join(self.config.repository, "locks")))
+        except FileNotFoundError:
+            return 0
+
+    def unlock_stale(self) -> int | None:
         """Remove locks whose holder is gone (restic's own staleness test: the process is not
         running on this host, or the lock was not refreshed for 30 minutes); live locks stay.
-        Returns how many were removed."""
-        before = len(self.locks())
-        if not before:
+        Returns how many were removed (None: unknown, for remote backends). Free for a local
+        repository without locks; one restic run otherwise."""
+        before = self._local_lock_count()
+        if before == 0:
             return 0
         self._run("unlock", ["unlock"])
-        removed = before - len(self.locks())
+        after = self._local_lock_count()
+        removed = None if before is None or after is None else before - after
         if removed:
             log.info("removed %d stale lock(s) from %s", removed, self.config.display)
         return removed
+
+    @staticmethod
+    def missing_repository(exc: ResticError) -> bool:
+        return any(marker in exc.detail for marker in _MISSING_REPO)
+
+    @staticmethod
+    def locked(exc: ResticError) -> bool:
+        return "repository is already locked" in exc.detail
 
     def forget(
         self, policy: RetentionPolicy, host: str | None = None, tags: Sequence[str] = ()

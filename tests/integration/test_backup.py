@@ -3,6 +3,7 @@ their pods would run them, real restic, a real Pushgateway and a real PostgreSQL
 
 from __future__ import annotations
 
+import functools
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -470,7 +471,7 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
         name = created["metadata"]["name"]
         runs = run_job(_job(kube, namespace, name, 0), control_plane.kubeconfig, tmp_path / name)
         assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
-        sessions.append(eventually(lambda n=name: _finished(kube, namespace, n), 60, name))
+        sessions.append(eventually(functools.partial(_finished, kube, namespace, name), 60, name))
     assert [s["status"]["phase"] for s in sessions] == ["Succeeded"] * 3
     retention = next(
         cond

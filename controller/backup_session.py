@@ -11,7 +11,10 @@ import datetime as dt
 import logging
 from typing import Any
 
+from pydantic import ValidationError
+
 from api import constants as c
+from api.common import Handler
 from api.conditions import has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name
 from api.repository import Repository
@@ -40,10 +43,13 @@ from controller.session_status import (
 )
 from controller.sessions import create_session
 from engine import metrics
+from engine.hooks import HookError, run_hook
+from engine.reporting import ConditionUpdate, SessionReporter
 from kube import AlreadyExists, Client, NotFound
 from kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
+BATCH_HOOK_TIMEOUT = 30.0
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -157,6 +163,9 @@ class SessionReconciler:
         )
         now = dt.datetime.now(dt.UTC)
         decision = next_status(session, seen, now)
+        if decision.run_hook and invoker is not None:
+            self._run_batch_hook(session, invoker, decision.run_hook)
+            return None  # the condition's write brings the session back with it recorded
         status = decision.status
         for index in decision.create_jobs:
             problem = self._create_job(session, invoker or {}, members[index])
@@ -252,6 +261,40 @@ class SessionReconciler:
             f"created {retry_session['metadata']['name']} ({left - 1} retries left)",
         )
         return None
+
+    def _run_batch_hook(self, session: JSON, invoker: JSON, kind: str) -> None:
+        """Run the BackupBatch's pre/post hook and record its condition at once (re-read and
+        retried on conflict), so that it runs once per session."""
+        meta = session["metadata"]
+        condition = (
+            c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED
+            if kind == "preBackup"
+            else c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED
+        )
+        spec = ((invoker.get("spec") or {}).get("hooks") or {}).get(kind) or {}
+        try:
+            handler = Handler.model_validate(spec)
+            done = run_hook(
+                kind,  # type: ignore[arg-type]
+                handler,
+                own_container="",
+                timeout=BATCH_HOOK_TIMEOUT,
+                exec_allowed=False,
+                default_host=None,
+            )
+            ok, reason, message = True, "GlobalHookExecutionSucceeded", f"{kind} hook: {done}"
+        except (HookError, ValidationError) as exc:
+            ok, reason, message = False, "GlobalHookExecutionFailed", str(exc)
+        SessionReporter(self.client, meta["namespace"], meta["name"]).set_conditions(
+            [ConditionUpdate(condition, ok, reason, message)]
+        )
+        self.writes += 1
+        self.events.record(
+            session,
+            "Normal" if ok else "Warning",
+            f"Global{kind[0].upper()}{kind[1:]}Hook{'Succeeded' if ok else 'Failed'}",
+            message,
+        )
 
     def _push_metrics(
         self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime

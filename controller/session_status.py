@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
-from api.conditions import is_true, now_rfc3339, set_condition
+from api.conditions import get_condition, is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView
 from engine.metrics import SessionOutcome, TargetOutcome
 
@@ -67,6 +67,7 @@ class Observed:
 class Decision:
     status: JSON
     create_jobs: tuple[int, ...] = ()
+    run_hook: str | None = None  # "preBackup" / "postBackup": the batch's hook to run now
 
 
 def _job_failure(job: JSON) -> str | None:
@@ -282,11 +283,51 @@ def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
         skipped = _start(session, status, seen, now)
         if skipped is not None:
             return skipped
-    create = _advance(status, seen, now)
+    hooks = _batch_hooks(seen.invoker)
+    pre = _hook_state(status, hooks, "preBackup", c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
+    if pre == "due" and not _past_deadline(status, now):
+        return Decision(status, run_hook="preBackup")  # targets stay Pending until it ran
+    if pre == "failed":
+        for target in status["targets"]:
+            if target.get("phase") not in TARGET_TERMINAL:
+                _fail_target(target, "not run: the batch's preBackup hook failed", now)
+        create: list[int] = []
+    else:
+        create = _advance(status, seen, now)
     if _past_deadline(status, now):
         create = []
     _settle(session, status, now)
+    if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+        post = _hook_state(status, hooks, "postBackup", c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED)
+        if post == "due":
+            status["phase"] = "Running"
+            status.pop("sessionDuration", None)
+            return Decision(status, tuple(create), run_hook="postBackup")
+        if post == "failed":
+            status["phase"] = "Failed"
     return Decision(status, tuple(create))
+
+
+def _batch_hooks(invoker: JSON | None) -> JSON:
+    if invoker is None or invoker.get("kind") != "BackupBatch":
+        return {}  # a BackupConfiguration's hooks are its (only) member's
+    return dict((invoker.get("spec") or {}).get("hooks") or {})
+
+
+def _hook_state(status: JSON, hooks: JSON, kind: str, condition: str) -> str:
+    """none (no such hook, or its policy skips it), due, done, failed."""
+    hook = hooks.get(kind)
+    if not hook:
+        return "none"
+    found = get_condition(status.get("conditions"), condition)
+    if found is not None:
+        return "done" if found.get("status") == "True" else "failed"
+    if kind == "postBackup":
+        succeeded = all(t.get("phase") == "Succeeded" for t in status.get("targets") or [])
+        policy = hook.get("executionPolicy") or "Always"
+        if (policy == "OnSuccess" and not succeeded) or (policy == "OnFailure" and succeeded):
+            return "none"
+    return "due"
 
 
 def _job_model_target(

@@ -49,9 +49,17 @@ def _port(value: int | str) -> int:
 
 
 def _http(
-    action: HTTPGetAction, method: str, body: bytes | None, headers: dict[str, str], timeout: float
+    action: HTTPGetAction,
+    method: str,
+    *,
+    body: bytes | None,
+    headers: dict[str, str],
+    timeout: float,
+    default_host: str | None,
 ) -> str:
-    host = action.host or "127.0.0.1"
+    host = action.host or default_host
+    if not host:
+        raise HookError(f"{method} {action.path or '/'}: no host given")
     port = _port(action.port)
     path = action.path or "/"
     if (action.scheme or "HTTP").upper() == "HTTPS":
@@ -78,7 +86,7 @@ def _http(
     return f"{method} {path}: {response.status}"
 
 
-def _post(action: HTTPPostAction, timeout: float) -> str:
+def _post(action: HTTPPostAction, timeout: float, default_host: str | None) -> str:
     headers: dict[str, str] = {}
     body: bytes | None = None
     if action.body is not None:
@@ -88,7 +96,9 @@ def _post(action: HTTPPostAction, timeout: float) -> str:
         pairs = [(entry.key or "", value) for entry in action.form for value in entry.values or []]
         body = urlencode(pairs).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
-    return _http(action, "POST", body, headers, timeout)
+    return _http(
+        action, "POST", body=body, headers=headers, timeout=timeout, default_host=default_host
+    )
 
 
 def run_hook(
@@ -98,8 +108,19 @@ def run_hook(
     own_container: str,
     env: dict[str, str] | None = None,
     timeout: float = HOOK_TIMEOUT,
+    exec_allowed: bool = True,
+    default_host: str | None = "127.0.0.1",
 ) -> str:
-    """Run one hook; returns a short description of what ran, raises ``HookError``."""
+    """Run one hook; returns a short description of what ran, raises ``HookError``.
+
+    The operator runs a BackupBatch's own hooks with ``exec_allowed=False`` (it will not run
+    users' commands in its own container) and no default host (it is not the target's pod).
+    """
+    if handler.exec and handler.exec.command and not exec_allowed:
+        raise HookError(
+            f"{kind} hook: exec is not run by the operator; use httpGet/httpPost/tcpSocket "
+            "for a BackupBatch's hooks, or put the exec hook on a member"
+        )
     if handler.container_name and handler.container_name != own_container:
         raise HookError(
             f"{kind} hook: exec in container {handler.container_name!r} is not supported; "
@@ -109,11 +130,20 @@ def run_hook(
         if handler.exec and handler.exec.command:
             return _exec(handler.exec.command, env, timeout)
         if handler.http_post:
-            return _post(handler.http_post, timeout)
+            return _post(handler.http_post, timeout, default_host)
         if handler.http_get:
-            return _http(handler.http_get, "GET", None, {}, timeout)
+            return _http(
+                handler.http_get,
+                "GET",
+                body=None,
+                headers={},
+                timeout=timeout,
+                default_host=default_host,
+            )
         if handler.tcp_socket:
-            host = handler.tcp_socket.host or "127.0.0.1"
+            host = handler.tcp_socket.host or default_host
+            if not host:
+                raise HookError("tcpSocket: no host given")
             port = _port(handler.tcp_socket.port)
             with socket.create_connection((host, port), timeout=timeout):
                 return f"tcp {host}:{port}: connected"

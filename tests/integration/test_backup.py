@@ -4,6 +4,7 @@ their pods would run them, real restic, a real Pushgateway and a real PostgreSQL
 from __future__ import annotations
 
 import functools
+import http.server
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -485,3 +486,54 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
     with _restic(repo_dir) as restic:
         kept = {t for s in restic.snapshots() for t in s.tags if t.startswith("session:")}
     assert kept == {f"session:{s['metadata']['name']}" for s in sessions[1:]}
+
+
+class _HookServer(http.server.BaseHTTPRequestHandler):
+    calls: list[str] = []  # noqa: RUF012 - shared with the test
+
+    def do_POST(self) -> None:
+        self.calls.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_batch_hooks_run_once_each_around_the_whole_backup(
+    operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _HookServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _HookServer.calls = []
+    port = server.server_address[1]
+    _repository(kube, namespace, tmp_path / "repo")
+    data = make_data(tmp_path / "pvc")
+    _pvc(kube, namespace, "shared")
+    hooks = {
+        "preBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/freeze"}},
+        "postBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/thaw"}},
+    }
+    obj = batch(
+        "nightly",
+        namespace,
+        member(
+            "PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),), task="pvc-backup"
+        ),
+        hooks=hooks,
+    )
+    _ready(kube, namespace, obj)
+    try:
+        name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+        job = _job(kube, namespace, name, 0)
+        assert _HookServer.calls == ["/freeze"], "the pre hook runs before the Job exists"
+        runs = run_job(job, control_plane.kubeconfig, tmp_path / "job-tmp")
+        assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
+        session = eventually(lambda: _finished(kube, namespace, name), 60, "the session to end")
+    finally:
+        server.shutdown()
+    assert session["status"]["phase"] == "Succeeded", session["status"]
+    assert _HookServer.calls == ["/freeze", "/thaw"]
+    conditions = session["status"]["conditions"]
+    assert is_true(conditions, c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
+    assert is_true(conditions, c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED)

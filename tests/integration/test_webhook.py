@@ -94,7 +94,12 @@ def test_a_targeted_deployment_gets_one_sidecar_and_its_sibling_none(
         lambda: _pods_of_deployment(kube, namespace, "sibling"), 60, "sibling's pod"
     )
     sidecar = _sidecar(web[0])
-    assert sidecar["args"] == ["run-backup", "--target-kind=Deployment", "--target-name=web"]
+    assert sidecar["args"] == [
+        "run-backup",
+        "--target-kind=Deployment",
+        "--target-name=web",
+        "--cache-dir=/tmp/restic-cache",
+    ]
     assert sidecar["image"] == "stash-py:test"
     assert {"name": "data", "mountPath": "/data"} in sidecar["volumeMounts"]
     assert {"name": "tmp-dir", "mountPath": "/tmp"} in sidecar["volumeMounts"]
@@ -151,7 +156,7 @@ def test_a_statefulset_pod_created_by_its_controller_gets_the_sidecar(
         60,
         "db-0",
     )
-    assert _sidecar(pod)["args"][1:] == ["--target-kind=StatefulSet", "--target-name=db"]
+    assert _sidecar(pod)["args"][1:3] == ["--target-kind=StatefulSet", "--target-name=db"]
 
 
 def _exists(kube: Client, namespace: str, name: str) -> bool:
@@ -168,7 +173,7 @@ def test_a_daemonset_pod_gets_the_sidecar(
     pod["metadata"]["ownerReferences"][0]["uid"] = ds["metadata"]["uid"]
     wait_until_injected(kube, namespace, pod)
     created = kube.create(pod, namespace)
-    assert _sidecar(created)["args"][1:] == ["--target-kind=DaemonSet", "--target-name=agent"]
+    assert _sidecar(created)["args"][1:3] == ["--target-kind=DaemonSet", "--target-name=agent"]
 
 
 def _served_serial(hook: WebhookProcess) -> int:

@@ -364,3 +364,71 @@ def test_session_metrics_take_last_success_times_from_history() -> None:
     web, db = outcome.targets
     assert web.last_success == dt.datetime(2026, 1, 1, 8, 0, 10, tzinfo=dt.UTC).timestamp()
     assert db.last_success == T0.timestamp()
+
+
+HOOKS = {
+    "preBackup": {"httpPost": {"host": "app", "port": 8080, "path": "/freeze"}},
+    "postBackup": {"httpPost": {"host": "app", "port": 8080, "path": "/thaw"}},
+}
+
+
+def _condition(kind: str, ok: bool) -> dict[str, Any]:
+    return {"type": kind, "status": "True" if ok else "False", "lastTransitionTime": "x"}
+
+
+def test_the_batch_pre_hook_runs_before_any_target_starts() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared", task="pvc-backup"), hooks=HOOKS)
+    first = next_status(_session(), _seen(invoker), T0)
+    assert first.run_hook == "preBackup"
+    assert first.create_jobs == ()
+    assert [t["phase"] for t in first.status["targets"]] == ["Pending"]
+    hooked = {**first.status, "conditions": [_condition(c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED, True)]}
+    second = next_status(_session(**hooked), _seen(invoker), T0)
+    assert second.run_hook is None
+    assert second.create_jobs == (0,)
+
+
+def test_a_failed_pre_hook_fails_the_session_without_backing_up() -> None:
+    invoker = _invoker(member("Deployment", "web"), hooks={"preBackup": HOOKS["preBackup"]})
+    first = next_status(_session(), _seen(invoker), T0).status
+    first["conditions"] = [_condition(c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED, False)]
+    done = next_status(_session(**first), _seen(invoker), T0)
+    assert done.status["phase"] == "Failed"
+    assert done.create_jobs == ()
+    assert done.status["targets"][0]["phase"] == "Failed"
+    # An "Always" post hook still runs (to undo what the pre hook may have half done).
+    both = _invoker(member("Deployment", "web"), hooks=HOOKS)
+    assert next_status(_session(**first), _seen(both), T0).run_hook == "postBackup"
+
+
+def test_the_post_hook_runs_once_everything_else_is_done_and_its_outcome_counts() -> None:
+    invoker = _invoker(member("Deployment", "web"), hooks=HOOKS)
+    status = next_status(_session(), _seen(invoker), T0).status
+    status["targets"][0]["stats"] = [_host("Succeeded")]
+    status["conditions"] = [
+        _condition(c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED, True),
+        *_repository_conditions("True", "True"),
+    ]
+    due = next_status(_session(**status), _seen(invoker), T0)
+    assert due.run_hook == "postBackup"
+    assert due.status["phase"] == "Running"
+    for ok, phase in ((True, "Succeeded"), (False, "Failed")):
+        ran = {
+            **due.status,
+            "conditions": [
+                *due.status["conditions"],
+                _condition(c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED, ok),
+            ],
+        }
+        assert next_status(_session(**ran), _seen(invoker), T0).status["phase"] == phase
+
+
+def test_a_post_hook_for_failures_only_is_skipped_after_a_success() -> None:
+    hooks = {"postBackup": {**HOOKS["postBackup"], "executionPolicy": "OnFailure"}}
+    invoker = _invoker(member("Deployment", "web"), hooks=hooks)
+    status = next_status(_session(), _seen(invoker), T0).status
+    status["targets"][0]["stats"] = [_host("Succeeded")]
+    status["conditions"] = _repository_conditions("True", "True")
+    done = next_status(_session(**status), _seen(invoker), T0)
+    assert done.run_hook is None
+    assert done.status["phase"] == "Succeeded"

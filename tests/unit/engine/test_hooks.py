@@ -94,3 +94,18 @@ def test_post_hooks_follow_their_execution_policy() -> None:
     assert not should_run_post_hook("OnSuccess", False)
     assert should_run_post_hook("OnFailure", False)
     assert not should_run_post_hook("OnFailure", True)
+
+
+def test_the_operator_refuses_exec_and_needs_a_host_for_batch_hooks(server: int) -> None:
+    with pytest.raises(HookError, match="exec is not run by the operator"):
+        run_hook(
+            "preBackup", hook(exec={"command": ["true"]}), own_container="", exec_allowed=False
+        )
+    with pytest.raises(HookError, match="no host given"):
+        run_hook("preBackup", hook(httpGet={"port": server}), own_container="", default_host=None)
+    run_hook(
+        "preBackup",
+        hook(httpGet={"host": "127.0.0.1", "port": server}),
+        own_container="",
+        default_host=None,
+    )

@@ -20,7 +20,7 @@ from certs.bootstrap import CertificateSpec, bootstrap, service_dns_names
 from certs.files import ensure_local_files, write_serving_files
 from controller.operator import Operator, OperatorOptions
 from controller.sessions import create_session
-from devcluster import BuildError, StartError, Versions, ensure_binaries
+from devcluster import BuildError, StartError, Versions, demo, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
 from engine import job_steps
 from engine.agent import AgentOptions, Identity, SidecarAgent
@@ -243,6 +243,10 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    return demo.run(Path(args.dir), keep=args.keep, say=lambda line: print(line, flush=True))
+
+
 def cmd_certs(args: argparse.Namespace) -> int:
     if args.action == "local":
         ensure_local_files(Path(args.dir), renew=args.renew)
@@ -332,6 +336,11 @@ def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_backup_commands(sub: Any) -> None:
+    demo_cmd = sub.add_parser("demo", help="the whole flow locally: cluster, operator, backups")
+    demo_cmd.add_argument("--keep", action="store_true", help="leave everything running")
+    demo_cmd.add_argument("--dir", default=str(demo.default_state_dir()), help="state directory")
+    demo_cmd.set_defaults(func=cmd_demo)
+
     sidecar = sub.add_parser("run-backup", help="the stash sidecar: back up this pod's workload")
     sidecar.add_argument("--target-kind", required=True)
     sidecar.add_argument("--target-name", required=True)

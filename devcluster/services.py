@@ -50,6 +50,7 @@ class Service:
     log_path: Path
     user: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    detached: bool = False  # outlives this process (stash demo --keep)
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready: str | None = None) -> Service:
@@ -62,7 +63,8 @@ class Service:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
                 user=self.user,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
+                start_new_session=self.detached,
+                preexec_fn=None if self.detached else _die_with_parent,  # noqa: PLW1509 - prctl only
             )
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
@@ -97,13 +99,14 @@ class Service:
             self.process.wait()
 
 
-def pushgateway(state: Path, port: int | None = None) -> Service:
+def pushgateway(state: Path, port: int | None = None, *, detached: bool = False) -> Service:
     binary = _binary(
         "prometheus-pushgateway", "apt-get install prometheus-pushgateway (scripts/setup does)"
     )
     port = port or free_port()
     command = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
-    return Service("pushgateway", command, port, state / "pushgateway.log").start("/-/ready")
+    service = Service("pushgateway", command, port, state / "pushgateway.log", detached=detached)
+    return service.start("/-/ready")
 
 
 def rclone_rest(

@@ -20,13 +20,13 @@ from controller.operator import Operator, OperatorOptions
 from controller.sessions import create_session
 from controller.substitution import substitute_all
 from devcluster import ControlPlane
+from devcluster.local_pods import Sidecar, run_job
 from devcluster.services import Postgres, Service
 from engine.backend import backend_config
 from engine.restic import Restic
 from kube import Client
 from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, REPOSITORIES
 from tests.factories import batch, member
-from tests.integration.backup_helpers import Sidecar, run_job
 from tests.integration.helpers import eventually
 from tests.integration.test_restic import make_data, tree
 from tests.manifests import load_all
@@ -209,7 +209,7 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     pods = tmp_path / "pods"
     # Two pods of the Deployment (only the Lease holder backs up), both StatefulSet ordinals.
     sidecars = [
-        Sidecar(
+        Sidecar.for_invoker(
             invoker,
             kind,
             name,

@@ -1,6 +1,10 @@
-"""Running what a kubelet would run, locally: a backup Job's containers one after another, and
-the ``stash`` sidecar as a long-running process, each with its pod's environment and with the
-pod's ``/tmp`` (the tmp-dir emptyDir) mapped to a local directory.
+"""What a kubelet would run, run locally (there is no kubelet here): a backup Job's containers
+one after another, and the ``stash`` sidecar as a long-running process, each the same command
+and arguments as in the pod spec, with the pod's environment (downward API values filled in)
+and the pod's ``/tmp`` (the tmp-dir emptyDir) mapped to a local directory.
+
+Used by ``stash demo`` and by the integration tests: the pod spec is the contract, and this
+proves the command in it works.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.constants import SIDECAR_CONTAINER
 from engine.invokers import sidecar_targets_of
 from engine.sidecar import SidecarSettings, build_container, plan_for
 
@@ -58,27 +63,20 @@ def run_job(job: JSON, kubeconfig: Path, local_tmp: Path) -> list[StepRun]:
 
 
 class Sidecar:
-    """``stash run-backup`` as the webhook would inject it into pod ``pod_name``."""
+    """The ``stash`` container of a pod, run as a local process until stopped."""
 
     def __init__(
         self,
-        invoker: JSON,
-        kind: str,
-        name: str,
-        pod_name: str,
+        args: list[str],
         *,
+        pod_name: str,
+        namespace: str,
         kubeconfig: Path,
         local_tmp: Path,
-        pushgateway_url: str = "",
+        detached: bool = False,
     ) -> None:
-        namespace = invoker["metadata"]["namespace"]
-        targets = sidecar_targets_of(invoker)[(namespace, kind, name)]
-        plan = plan_for(kind, name, tuple(targets))
-        container = build_container(
-            plan, SidecarSettings(image="stash-py:test", pushgateway_url=pushgateway_url), []
-        )
         local_tmp.mkdir(parents=True, exist_ok=True)
-        self.args = [map_tmp(arg, local_tmp) for arg in container["args"]]
+        self.args = [map_tmp(arg, local_tmp) for arg in args]
         self.log_path = local_tmp / f"{pod_name}.log"
         env = {
             **os.environ,
@@ -90,8 +88,50 @@ class Sidecar:
         }
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
-                [*STASH, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT
+                [*STASH, *self.args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=detached,
             )
+
+    @classmethod
+    def from_pod(cls, pod: JSON, *, kubeconfig: Path, local_tmp: Path) -> Sidecar:
+        """The sidecar the webhook injected into ``pod``."""
+        container = next(c for c in pod["spec"]["containers"] if c["name"] == SIDECAR_CONTAINER)
+        return cls(
+            list(container.get("args", [])),
+            pod_name=pod["metadata"]["name"],
+            namespace=pod["metadata"]["namespace"],
+            kubeconfig=kubeconfig,
+            local_tmp=local_tmp,
+        )
+
+    @classmethod
+    def for_invoker(
+        cls,
+        invoker: JSON,
+        kind: str,
+        name: str,
+        pod_name: str,
+        *,
+        kubeconfig: Path,
+        local_tmp: Path,
+        pushgateway_url: str = "",
+    ) -> Sidecar:
+        """The sidecar the webhook would inject into a pod of workload ``kind``/``name``."""
+        namespace = invoker["metadata"]["namespace"]
+        targets = sidecar_targets_of(invoker)[(namespace, kind, name)]
+        plan = plan_for(kind, name, tuple(targets))
+        settings = SidecarSettings(image="stash-py:local", pushgateway_url=pushgateway_url)
+        container = build_container(plan, settings, [])
+        return cls(
+            container["args"],
+            pod_name=pod_name,
+            namespace=namespace,
+            kubeconfig=kubeconfig,
+            local_tmp=local_tmp,
+        )
 
     def stop(self) -> str:
         """Stop (SIGTERM, as the kubelet would) and return the sidecar's log."""

@@ -1,0 +1,49 @@
+"""The main job, non-interactively: `stash demo` from nothing to a summary, and its outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devcluster.demo import Demo
+from devcluster.manager import DevCluster
+from kube import Client
+from kube.types import BACKUP_SESSIONS, REPOSITORIES
+
+
+def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> None:
+    lines: list[str] = []
+    demo = Demo(tmp_path / "demo", keep=True, say=lines.append)
+    try:
+        session = demo.run()
+        kubeconfig = tmp_path / "demo" / "cluster" / "kubeconfig"
+        client = Client.from_kubeconfig(str(kubeconfig))
+        try:
+            stored = client.get(BACKUP_SESSIONS, session["metadata"]["name"], "demo")
+            repo = client.get(REPOSITORIES, "local-repo", "demo")
+        finally:
+            client.close()
+        # A second run reuses what is running and backs up again.
+        again = demo.run()
+    finally:
+        demo.stop()
+        DevCluster(tmp_path / "demo" / "cluster", progress=lambda _: None).down()
+
+    status = stored["status"]
+    assert status["phase"] == "Succeeded", "\n".join(lines)
+    assert [(t["ref"]["name"], t["phase"]) for t in status["targets"]] == [
+        ("web", "Succeeded"),
+        ("api", "Succeeded"),
+        ("shared-data", "Succeeded"),
+    ]
+    for target in status["targets"]:
+        (host,) = target["stats"]
+        assert host["snapshots"][0]["fileStats"]["totalFiles"] == 21
+    assert repo["status"]["snapshotCount"] == 3
+    assert repo["status"]["integrity"] is True
+    assert again["status"]["phase"] == "Succeeded"
+
+    text = "\n".join(lines)
+    assert f"== BackupSession {session['metadata']['name']}: Succeeded" in text
+    assert "stash_backup_session_success" in text
+    assert "export KUBECONFIG=" in text
+    assert "change-me-to-a-long-random-password" not in text

@@ -244,6 +244,9 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.down:
+        demo.down(Path(args.dir))
+        return 0
     return demo.run(Path(args.dir), keep=args.keep, say=lambda line: print(line, flush=True))
 
 
@@ -338,6 +341,7 @@ def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_backup_commands(sub: Any) -> None:
     demo_cmd = sub.add_parser("demo", help="the whole flow locally: cluster, operator, backups")
     demo_cmd.add_argument("--keep", action="store_true", help="leave everything running")
+    demo_cmd.add_argument("--down", action="store_true", help="stop what --keep left running")
     demo_cmd.add_argument("--dir", default=str(demo.default_state_dir()), help="state directory")
     demo_cmd.set_defaults(func=cmd_demo)
 

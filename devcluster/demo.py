@@ -18,6 +18,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -372,12 +373,9 @@ class Demo:
         self.say(f"== metrics in the Pushgateway ({pushgateway}/metrics)")
         with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5) as response:  # noqa: S310
             lines = response.read().decode().splitlines()
-        job = f'job="backupbatch-{self.namespace}-demo-batch"'
-        shown = [ln for ln in lines if ln.startswith("stash_") and job in ln]
-        for line in shown[:12]:
+        job = f"backupbatch-{self.namespace}-{batch['metadata']['name']}"
+        for line in metrics_digest(lines, job):
             self.say(f"   {line}")
-        if len(shown) > 12:
-            self.say(f"   … and {len(shown) - 12} more")
         self.say("")
         self.say("== look around")
         self.say(f"   export KUBECONFIG={kubeconfig}")
@@ -392,7 +390,7 @@ class Demo:
             f"--namespace {self.namespace}"
         )
         if not self.keep:
-            self.say("   (run `stash demo --keep` to leave it all running)")
+            self.say("   (these need `stash demo --keep`, which leaves it all running)")
 
     def _wait(self, probe: Callable[[], Any], what: str) -> Any:
         deadline = time.monotonic() + self.timeout
@@ -405,6 +403,34 @@ class Demo:
                 return found
             time.sleep(0.5)
         raise DemoError(f"timed out waiting for {what}; logs in {self.state_dir}/logs/")
+
+
+DIGEST = (
+    "stash_backup_session_success",
+    "stash_backup_session_duration_seconds",
+    "stash_backup_target_success",
+    "stash_backup_host_backup_success",
+    "stash_backup_host_files_total",
+    "stash_repository_snapshot_count",
+    "stash_repository_integrity",
+)
+_SAMPLE = re.compile(r"^(\w+)\{(.*)\} (\S+)$")
+_COMMON_LABELS = {"job", "instance", "invoker_kind", "invoker_name", "namespace", "repository"}
+
+
+def metrics_digest(lines: list[str], job: str) -> list[str]:
+    """The main metrics of one invoker's job, with only the labels that tell series apart."""
+    out = []
+    for line in lines:
+        match = _SAMPLE.match(line)
+        if match is None or match[1] not in DIGEST:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2]))
+        if labels.get("job") != job:
+            continue
+        own = ",".join(f"{k}={v}" for k, v in labels.items() if k not in _COMMON_LABELS)
+        out.append(f"{match[1]}{'{' + own + '}' if own else ''} {float(match[3]):g}")
+    return sorted(out, key=lambda text: DIGEST.index(text.split("{")[0].split(" ")[0]))
 
 
 def _load_yaml(path: Path) -> list[JSON]:
@@ -428,6 +454,12 @@ def _injected_pod(client: Client, namespace: str, app: str) -> JSON | None:
     return None
 
 
+def down(state_dir: Path) -> None:
+    """Stop what ``--keep`` left running (processes, control plane); the data stays."""
+    Demo(state_dir).stop()
+    DevCluster(state_dir / "cluster", progress=lambda m: None).down()
+
+
 def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
     demo = Demo(state_dir, keep=keep, say=say)
     try:
@@ -437,9 +469,10 @@ def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
         if not keep:
             demo.stop()
         return 1
-    if not keep:
-        demo.stop()
-        DevCluster(state_dir / "cluster", progress=lambda m: None).down()
+    if keep:
+        say("   stash demo --down   # stops it all")
+    else:
+        down(state_dir)
         say("   (stopped the operator, webhook, Pushgateway and control plane)")
     ok = (session.get("status") or {}).get("phase") == "Succeeded"
     return 0 if ok else 1

@@ -39,5 +39,13 @@ def invoker_service_account(invoker: str) -> str:
     return fit(f"stash-trigger-{invoker}", JOB_NAME_MAX)
 
 
+def backup_service_account(invoker: str) -> str:
+    """The service account backup Jobs run as (bound to ClusterRole ``stash-backup-job``)."""
+    return fit(f"stash-backup-{invoker}", JOB_NAME_MAX)
+
+
+BACKUP_JOB_CLUSTER_ROLE = "stash-backup-job"
+
+
 def pushgateway_job(invoker_kind: str, namespace: str, invoker: str) -> str:
     return f"{invoker_kind.lower()}-{namespace}-{invoker}"

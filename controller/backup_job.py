@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import constants as c
-from api.naming import backup_job_name
+from api.naming import backup_job_name, backup_service_account
 from api.repository import Repository
 from controller.builtin_tasks import DEFAULT_MOUNT_PATH
 from controller.invoker import MemberView
@@ -209,6 +209,7 @@ def build_job(inputs: JobInputs) -> JSON:
     }
     pod_spec: JSON = {
         "restartPolicy": "Never",
+        "serviceAccountName": backup_service_account(inputs.invoker["metadata"]["name"]),
         **{k: v for k, v in pod_settings.items() if k in POD_SETTING_KEYS},
         "initContainers": containers[:-1],
         "containers": containers[-1:],

@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from api import constants as c
-from api.naming import cronjob_name, invoker_service_account
+from api.naming import (
+    BACKUP_JOB_CLUSTER_ROLE,
+    backup_service_account,
+    cronjob_name,
+    invoker_service_account,
+)
 
 JSON = dict[str, Any]
 TRIGGER_CONTAINER = "stash-trigger"
@@ -52,7 +57,9 @@ def service_account_name(invoker: JSON) -> str:
 
 
 def rbac_objects(invoker: JSON) -> list[JSON]:
-    """ServiceAccount, Role (create BackupSessions, nothing else) and RoleBinding."""
+    """For the trigger CronJob: ServiceAccount, Role (create BackupSessions, nothing else) and
+    RoleBinding. For backup Jobs: a ServiceAccount bound in this namespace to the ClusterRole
+    ``stash-backup-job`` (manifests/rbac/backup-job.yaml)."""
     name = invoker_service_account(invoker["metadata"]["name"])
     objects: list[JSON] = []
     if service_account_name(invoker) == name:
@@ -84,6 +91,34 @@ def rbac_objects(invoker: JSON) -> list[JSON]:
                 {
                     "kind": "ServiceAccount",
                     "name": service_account_name(invoker),
+                    "namespace": invoker["metadata"]["namespace"],
+                }
+            ],
+        }
+    )
+    backup = backup_service_account(invoker["metadata"]["name"])
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(invoker, backup),
+            "automountServiceAccountToken": True,
+        }
+    )
+    objects.append(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(invoker, backup),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": BACKUP_JOB_CLUSTER_ROLE,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": backup,
                     "namespace": invoker["metadata"]["namespace"],
                 }
             ],

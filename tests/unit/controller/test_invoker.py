@@ -254,19 +254,43 @@ def test_the_cronjob_runs_create_backupsession_and_is_suspended_while_paused() -
 
 
 def test_the_trigger_service_account_may_only_create_backup_sessions() -> None:
-    objs = {o["kind"]: o for o in rbac_objects(_with_uid(batch("nightly")))}
-    assert set(objs) == {"ServiceAccount", "Role", "RoleBinding"}
-    assert objs["Role"]["rules"] == [
+    objs = {
+        (o["kind"], o["metadata"]["name"]): o for o in rbac_objects(_with_uid(batch("nightly")))
+    }
+    assert set(objs) == {
+        ("ServiceAccount", "stash-trigger-nightly"),
+        ("Role", "stash-trigger-nightly"),
+        ("RoleBinding", "stash-trigger-nightly"),
+        ("ServiceAccount", "stash-backup-nightly"),
+        ("RoleBinding", "stash-backup-nightly"),
+    }
+    assert objs["Role", "stash-trigger-nightly"]["rules"] == [
         {"apiGroups": ["stash.appscode.com"], "resources": ["backupsessions"], "verbs": ["create"]}
     ]
-    assert objs["RoleBinding"]["subjects"][0]["name"] == "stash-trigger-nightly"
+    trigger = objs["RoleBinding", "stash-trigger-nightly"]
+    assert trigger["subjects"][0]["name"] == "stash-trigger-nightly"
+
+
+def test_backup_jobs_get_their_own_service_account_bound_to_the_backup_job_role() -> None:
+    objs = {
+        (o["kind"], o["metadata"]["name"]): o for o in rbac_objects(_with_uid(batch("nightly")))
+    }
+    binding = objs["RoleBinding", "stash-backup-nightly"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "stash-backup-job",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "stash-backup-nightly", "namespace": "demo"}
+    ]
 
 
 def test_an_invoker_service_account_is_used_instead_of_ours() -> None:
     obj = _with_uid(batch("nightly", "demo", runtimeSettings={"pod": {"serviceAccountName": "sa"}}))
-    objs = {o["kind"]: o for o in rbac_objects(obj)}
-    assert "ServiceAccount" not in objs
-    assert objs["RoleBinding"]["subjects"][0]["name"] == "sa"
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in rbac_objects(obj)}
+    assert ("ServiceAccount", "stash-trigger-nightly") not in objs
+    assert objs["RoleBinding", "stash-trigger-nightly"]["subjects"][0]["name"] == "sa"
     pod_spec = cronjob(obj, "img")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod_spec["serviceAccountName"] == "sa"
 

@@ -99,6 +99,7 @@ def test_a_pvc_member_gets_a_job_that_mounts_its_pvc_and_runs_the_function() -> 
     assert job["metadata"]["ownerReferences"][0]["kind"] == "BackupSession"
     assert job["spec"]["backoffLimit"] == 0
     pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "stash-backup-nightly"
     assert {"name": "target-volume", "persistentVolumeClaim": {"claimName": "shared"}} in pod[
         "volumes"
     ]

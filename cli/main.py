@@ -110,6 +110,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
             leader_elect=not args.no_leader_elect,
             identity=args.identity or "",
             pushgateway_url=args.pushgateway_url,
+            health_port=args.health_port,
+            pod_name=os.environ.get("POD_NAME", ""),
         ),
     )
     try:

@@ -14,15 +14,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from api import constants as c
 from controller.backup_invoker import FIELD_MANAGER, InvokerReconciler
 from controller.backup_session import SessionReconciler
 from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
+from controller.health import HealthServer
 from controller.optin import OptInReconciler
 from controller.repository import RepositoryReconciler
 from controller.runtime import Controller
 from kube import Client, KubeError
 from kube.leader import LeaderElector
+from kube.types import PODS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ class OperatorOptions:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    health_port: int | None = None  # serve /healthz and /readyz (0: any free port)
+    pod_name: str = ""  # label our pod while leading: the Pushgateway Service selects it
+
+
+LEADER_LABEL = f"{c.GROUP}/leader"
 
 
 class Operator:
@@ -79,6 +87,7 @@ class Operator:
         )
         self.leading = threading.Event()
         self.stopped = threading.Event()
+        self.health: HealthServer | None = None
 
     @property
     def writes(self) -> int:
@@ -97,8 +106,20 @@ class Operator:
             except KubeError as exc:
                 log.error("could not install %s %s: %s", obj["kind"], obj["metadata"]["name"], exc)
 
+    def _label_pod(self, leading: bool) -> None:
+        """Mark (or unmark) our pod as the leader's: only the leader's Pushgateway is served,
+        so every metric lands in, and is scraped from, one place."""
+        if not self.options.pod_name:
+            return
+        patch = {"metadata": {"labels": {LEADER_LABEL: "true" if leading else None}}}
+        try:
+            self.client.patch(PODS, self.options.pod_name, patch, namespace=self.options.namespace)
+        except KubeError as exc:
+            log.warning("could not label pod %s: %s", self.options.pod_name, exc)
+
     def _start_controllers(self) -> None:
         log.info("%s: reconciling", self.identity)
+        self._label_pod(leading=True)
         self.install_builtins()
         for controller in self.controllers:
             controller.start()
@@ -108,10 +129,25 @@ class Operator:
         self.leading.clear()
         for controller in self.controllers:
             controller.stop()
+        self._label_pod(leading=False)
         self.stopped.set()
+
+    def ready(self) -> bool:
+        """Caches in sync while leading; a standby replica is ready to take over."""
+        return not self.leading.is_set() or self.caches.synced()
 
     def run(self, stop: threading.Event) -> None:
         """Block until ``stop`` is set (or the Lease is lost)."""
+        if self.options.health_port is not None:
+            self.health = HealthServer(self.options.health_port, self.ready).start()
+        try:
+            self._run(stop)
+        finally:
+            if self.health is not None:
+                self.health.stop()
+
+    def _run(self, stop: threading.Event) -> None:
+        self._label_pod(leading=False)  # a restarted container may have led before
         self.caches.start()
         if self.elector is None:
             self._start_controllers()

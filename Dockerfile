@@ -1,6 +1,9 @@
 # One image for every role (operator, webhook, sidecar, Job steps, CronJob): `stash <command>`.
-# Build: docker build -t <registry>/stash-py:<version> .   (no Docker engine runs on the dev
-# machines, so this file is not built by CI yet; the demo runs the same commands locally.)
+#   docker build -t <registry>/stash-py:<version> .
+#   docker push <registry>/stash-py:<version>
+#   (cd manifests && kustomize edit set image stash-py=<registry>/stash-py:<version>)
+# No Docker engine runs on the development machines: CI does not build this file; the demo and
+# the tests run the same `stash` commands locally. A unit test keeps the COPY list complete.
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
@@ -8,16 +11,22 @@ COPY pyproject.toml README.md ./
 COPY api api
 COPY kube kube
 COPY certs certs
+COPY engine engine
+COPY webhook webhook
+COPY controller controller
 COPY devcluster devcluster
 COPY cli cli
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
-# restic (and pg_dump/psql for the PostgreSQL Task) from Debian, pinned by the base image's release.
+# restic pinned to Debian bookworm's build; pg_dump/psql for the PostgreSQL example Task.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends restic ca-certificates postgresql-client \
+    && apt-get install -y --no-install-recommends \
+        restic=0.14.0-1+b5 ca-certificates postgresql-client \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# The manifests' runAsUser; HOME on the tmp emptyDir (the root filesystem is read-only).
 USER 65532:65532
+ENV HOME=/tmp PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 ENTRYPOINT ["stash"]

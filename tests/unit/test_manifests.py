@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import yaml
 
 from tests.manifests import ROOT, load_all
@@ -41,7 +43,33 @@ def test_the_cert_manager_certificate_covers_the_service_names() -> None:
 
 def test_no_rbac_rule_grants_wildcards() -> None:
     for path in (ROOT / "manifests" / "rbac").glob("*.yaml"):
+        if path.name == "kustomization.yaml":
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             for rule in doc.get("rules", []) if doc else []:
                 assert "*" not in rule["verbs"], path
                 assert "*" not in rule["resources"], path
+
+
+def test_the_operator_pod_runs_non_root_read_only_with_probes_and_limits() -> None:
+    docs = list(
+        yaml.safe_load_all((ROOT / "manifests" / "operator" / "deployment.yaml").read_text())
+    )
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert [c["name"] for c in pod["containers"]] == ["operator", "webhook", "pushgateway"]
+    for container in pod["containers"]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["livenessProbe"], container["name"]
+        assert container["readinessProbe"], container["name"]
+        assert container["resources"]["limits"]["memory"], container["name"]
+
+
+def test_the_image_holds_every_package_the_project_ships() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]
+    for package in packages:
+        assert f"COPY {package} {package}" in dockerfile, package

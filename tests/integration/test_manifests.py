@@ -40,7 +40,7 @@ DOCS = [
     if doc["apiVersion"] != CERT_MANAGER
 ] + [("example", doc) for doc in load_all(ROOT / "manifests" / "tasks" / "postgres.yaml")]
 SAMPLES = [
-    doc for p in sorted((ROOT / "manifests" / "samples").glob("*.yaml")) for doc in load_all(p)
+    doc for p in sorted((ROOT / "manifests" / "samples").rglob("*.yaml")) for doc in load_all(p)
 ]
 
 

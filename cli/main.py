@@ -49,10 +49,18 @@ def cmd_crds(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    files = []
     for crd in crds:
         path = out / f"{crd['metadata']['name']}.yaml"
         path.write_text(yaml.safe_dump(crd, sort_keys=False))
+        files.append(path.name)
         print(path)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(files),
+    }
+    (out / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
     return 0
 
 

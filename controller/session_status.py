@@ -19,6 +19,7 @@ from api import constants as c
 from api.conditions import get_condition, is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView
 from engine.metrics import SessionOutcome, TargetOutcome
+from engine.results import go_duration
 
 JSON = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed", "Skipped")
@@ -35,17 +36,8 @@ def parse_duration(text: str) -> dt.timedelta:
 
 
 def format_duration(delta: dt.timedelta) -> str:
-    """Like Go's Duration.String(): 41.2s, 2m3s, 1h0m5s."""
-    total = delta.total_seconds()
-    hours, rest = divmod(int(total), 3600)
-    minutes = rest // 60
-    seconds = total - hours * 3600 - minutes * 60
-    sec = f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{sec}"
-    if minutes:
-        return f"{minutes}m{sec}"
-    return sec
+    """Like Go's Duration.String(), to a tenth of a second: 41.2s, 2m3s, 1h0m5s."""
+    return go_duration(delta.total_seconds(), decimals=1)
 
 
 def parse_time(text: str) -> dt.datetime:

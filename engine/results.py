@@ -29,13 +29,13 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def go_duration(seconds: float) -> str:
-    """Seconds as a Go duration string: 0.25 -> "250ms", 75.5 -> "1m15.5s"."""
+def go_duration(seconds: float, decimals: int = 3) -> str:
+    """Seconds as a Go duration string: 0.25 -> "250ms", 75.5 -> "1m15.5s", 3725 -> "1h2m5s"."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     minutes, rest = divmod(seconds, 60)
     hours, minutes = divmod(int(minutes), 60)
-    sec = f"{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    sec = f"{rest:.{decimals}f}".rstrip("0").rstrip(".") + "s"
     if hours:
         return f"{hours}h{minutes}m{sec}"
     if minutes:

@@ -39,7 +39,9 @@ def test_the_committed_crd_is_the_one_generated_from_the_models(crd: dict[str, A
 
 def test_no_stray_crd_files_are_committed() -> None:
     generated = {f"{c['metadata']['name']}.yaml" for c in all_crds()}
-    assert {p.name for p in CRD_DIR.glob("*.yaml")} == generated
+    assert {p.name for p in CRD_DIR.glob("*.yaml")} == {*generated, "kustomization.yaml"}
+    kustomization = yaml.safe_load((CRD_DIR / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == sorted(generated)
 
 
 def _walk(model: type[Any], schema: dict[str, Any], path: str) -> list[str]:

@@ -424,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the Lease")
     operator.add_argument("--no-leader-elect", action="store_true", help="single replica only")
     operator.add_argument("--pushgateway-url", default=DEFAULT_PUSHGATEWAY, help=PUSHGATEWAY_HELP)
+    operator.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
     operator.add_argument("--identity", help="leader-election identity (default: host + random)")
     operator.set_defaults(func=cmd_operator)
 

@@ -1,13 +1,33 @@
-"""The Repository reconciler: ``status.references`` lists the invokers that back up into it."""
+"""The Repository reconciler: ``status.references`` lists the invokers that back up into it,
+and ``wipeOut``: a finalizer that deletes the backend's data when the Repository is deleted.
+
+The finalizer is only added where wiping is possible (REST and S3 backends; never local ones,
+whose volume the operator cannot reach). A wipe that fails is retried a few times with backoff
+and then given up with a Warning Event, the data kept: a Repository must never be undeletable
+because its backend is gone. If the storage Secret is already gone (a namespace being deleted
+takes it with it), there are no credentials to wipe with: the data is kept and an Event says so.
+"""
 
 from __future__ import annotations
 
+import base64
+import logging
 from typing import Any
 
+from pydantic import ValidationError
+
 from api import constants as c
+from api.repository import Repository
 from controller.caches import INVOKER_TYPES, REPOSITORIES, Caches
 from controller.runtime import Controller, Result
+from engine.wipe import WipeError, can_wipe, wipe_out
 from kube import Client, NotFound
+from kube.events import EventRecorder
+from kube.types import SECRETS
+
+log = logging.getLogger(__name__)
+WIPE_OUT_FINALIZER = f"{c.GROUP}/wipe-out"
+WIPE_ATTEMPTS = 5
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -24,6 +44,8 @@ class RepositoryReconciler:
         self.client = client
         self.caches = caches
         self.writes = 0
+        self.events = EventRecorder(client, "stash-operator")
+        self._wipe_attempts: dict[Key, int] = {}
 
     def register(self, controller: Controller[Key]) -> None:
         def own(obj: JSON) -> Key:
@@ -60,7 +82,16 @@ class RepositoryReconciler:
         namespace, name = key
         repo = self.caches.get(REPOSITORIES, namespace, name)
         if repo is None:
+            self._wipe_attempts.pop(key, None)
             return None
+        repo = {"apiVersion": c.V1ALPHA1, "kind": "Repository", **repo}
+        finalizers = list(repo["metadata"].get("finalizers") or [])
+        if repo["metadata"].get("deletionTimestamp"):
+            if WIPE_OUT_FINALIZER in finalizers:
+                self._wipe(key, repo)
+            return None
+        if self._sync_finalizer(repo, finalizers):
+            return None  # the update brings the Repository back with its new resourceVersion
         references = self.references(namespace, name)
         if ((repo.get("status") or {}).get("references") or []) == references:
             return None
@@ -74,3 +105,89 @@ class RepositoryReconciler:
         except NotFound:
             pass
         return None
+
+    def _sync_finalizer(self, repo: JSON, finalizers: list[str]) -> bool:
+        """Add or remove the wipe-out finalizer as ``spec.wipeOut`` says; True if written."""
+        try:
+            model = Repository.model_validate(repo)
+            wipe = bool(model.spec.wipe_out)
+            kind = model.spec.backend.kind()
+        except (ValidationError, ValueError):
+            return False
+        want = wipe and can_wipe(model)
+        if wipe and not want and kind != "local" and WIPE_OUT_FINALIZER not in finalizers:
+            self.events.record(
+                repo,
+                "Warning",
+                "WipeOutNotSupported",
+                f"wipeOut is not supported for the {kind} backend: its data will be kept",
+            )
+        if want == (WIPE_OUT_FINALIZER in finalizers):
+            return False
+        updated = [f for f in finalizers if f != WIPE_OUT_FINALIZER]
+        if want:
+            updated.append(WIPE_OUT_FINALIZER)
+        self._write_finalizers(repo, updated)
+        return True
+
+    def _write_finalizers(self, repo: JSON, finalizers: list[str]) -> None:
+        meta = repo["metadata"]
+        patch = {
+            "metadata": {
+                "resourceVersion": meta["resourceVersion"],
+                "finalizers": finalizers or None,
+            }
+        }
+        try:
+            self.client.patch(REPOSITORIES, meta["name"], patch, namespace=meta["namespace"])
+            self.writes += 1
+        except NotFound:
+            pass
+
+    def _release(self, key: Key, repo: JSON, kind: str, reason: str, message: str) -> None:
+        finalizers = [
+            f for f in repo["metadata"].get("finalizers") or [] if f != WIPE_OUT_FINALIZER
+        ]
+        self._write_finalizers(repo, finalizers)
+        self._wipe_attempts.pop(key, None)
+        self.events.record(repo, kind, reason, message)
+
+    def _wipe(self, key: Key, repo: JSON) -> None:
+        model = Repository.model_validate(repo)
+        secret_name = model.spec.backend.storage_secret_name or ""
+        try:
+            secret = self.client.get(SECRETS, secret_name, key[0])
+        except NotFound:
+            self._release(
+                key,
+                repo,
+                "Warning",
+                "WipeOutSkipped",
+                f"storage Secret {secret_name} is gone: no credentials to wipe with; "
+                "the backend's data is kept",
+            )
+            return
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        try:
+            deleted = wipe_out(model, data)
+        except WipeError as exc:
+            attempts = self._wipe_attempts.get(key, 0) + 1
+            self._wipe_attempts[key] = attempts
+            if attempts < WIPE_ATTEMPTS:
+                log.warning("wiping out %s/%s (attempt %d): %s", *key, attempts, exc)
+                raise  # retried with backoff
+            self._release(
+                key,
+                repo,
+                "Warning",
+                "WipeOutFailed",
+                f"gave up after {attempts} attempts, the backend's data is kept: {exc}",
+            )
+            return
+        self._release(
+            key,
+            repo,
+            "Normal",
+            "WipedOut",
+            f"deleted the repository's data from the backend ({deleted} objects)",
+        )

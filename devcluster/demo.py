@@ -107,6 +107,7 @@ class Demo:
     timeout: float = 180.0
     say: Say = print
     _processes: dict[str, int] = field(default_factory=dict)
+    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     # -- the long-running parts (reused by a second run) -------------------------------------
 
@@ -149,6 +150,7 @@ class Demo:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._children[name] = proc
         self._record(name, proc.pid, port)
 
     def _pushgateway(self) -> str:
@@ -200,6 +202,7 @@ class Demo:
         self._spawn("webhook", args, {"KUBECONFIG": str(kubeconfig)}, port)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            self._check_children()
             try:
                 context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
                 url = f"https://127.0.0.1:{port}/readyz"
@@ -312,6 +315,7 @@ class Demo:
         last = ""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
+            self._check_children()
             session = client.get(BACKUP_SESSIONS, name, self.namespace)
             status = session.get("status") or {}
             line = ", ".join(
@@ -392,9 +396,19 @@ class Demo:
         if not self.keep:
             self.say("   (these need `stash demo --keep`, which leaves it all running)")
 
+    def _check_children(self) -> None:
+        """Fail at once, with its last words, when the operator or the webhook died."""
+        for name, proc in self._children.items():
+            code = proc.poll()
+            if code is not None:
+                log = self.state_dir / "logs" / f"{name}.log"
+                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+                raise DemoError(f"the {name} exited with {code}:\n      " + "\n      ".join(tail))
+
     def _wait(self, probe: Callable[[], Any], what: str) -> Any:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
+            self._check_children()
             try:
                 found = probe()
             except KubeError:
@@ -466,9 +480,14 @@ def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
         session = demo.run()
     except (DemoError, KubeError, StartError) as exc:
         say(f"stash demo: {exc}")
+        say(f"   logs: {state_dir}/logs/")
         if not keep:
-            demo.stop()
+            down(state_dir)
         return 1
+    except KeyboardInterrupt:
+        if not keep:
+            down(state_dir)  # the children run in their own sessions: stop them ourselves
+        raise
     if keep:
         say("   stash demo --down   # stops it all")
     else:

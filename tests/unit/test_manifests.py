@@ -6,6 +6,7 @@ import tomllib
 
 import yaml
 
+from cli.main import build_parser
 from tests.manifests import ROOT, load_all
 from webhook.registration import webhook_configuration
 
@@ -73,3 +74,16 @@ def test_the_image_holds_every_package_the_project_ships() -> None:
     ]
     for package in packages:
         assert f"COPY {package} {package}" in dockerfile, package
+
+
+def test_every_container_of_the_operator_pod_runs_a_command_line_the_cli_accepts() -> None:
+    docs = list(
+        yaml.safe_load_all((ROOT / "manifests" / "operator" / "deployment.yaml").read_text())
+    )
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    for container in pod["containers"]:
+        if container["image"].startswith("stash-py"):
+            args = build_parser().parse_args(container["args"])
+            assert args.func is not None, container["name"]
+    operator = build_parser().parse_args(pod["containers"][0]["args"])
+    assert operator.health_port == 8081

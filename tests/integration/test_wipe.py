@@ -1,0 +1,150 @@
+"""Repository ``wipeOut``: deleting the Repository deletes its data from REST and S3 backends,
+never from local ones, and never blocks the deletion when it cannot wipe."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.repository import Repository
+from controller.operator import Operator, OperatorOptions
+from controller.repository import WIPE_OUT_FINALIZER
+from devcluster import ControlPlane
+from devcluster.services import Service
+from engine.backend import backend_config
+from engine.restic import Restic
+from kube import Client, NotFound
+from kube.types import EVENTS, REPOSITORIES, SECRETS
+from tests.integration.conftest import REST_PASSWORD, REST_USER, S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.integration.helpers import eventually
+from tests.integration.test_restic import make_data
+
+PASSWORD = "wipe-pw-81c2"
+JSON = dict[str, Any]
+
+
+@pytest.fixture
+def operator(control_plane: ControlPlane) -> Iterator[Operator]:
+    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
+    op = Operator(client, OperatorOptions(image="stash-py:test", leader_elect=False))
+    stop = threading.Event()
+    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
+    thread.start()
+    eventually(op.caches.synced, 30, "the operator's caches")
+    yield op
+    stop.set()
+    thread.join(15)
+    client.close()
+
+
+def _create(kube: Client, namespace: str, backend: JSON, secret: dict[str, str]) -> Repository:
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "stringData": secret,
+        },
+        namespace,
+    )
+    obj = {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "repo", "namespace": namespace},
+        "spec": {"backend": {"storageSecretName": "creds", **backend}, "wipeOut": True},
+    }
+    kube.create(obj, namespace)
+    return Repository.model_validate(obj)
+
+
+def _finalizers(kube: Client, namespace: str) -> list[str]:
+    return list(kube.get(REPOSITORIES, "repo", namespace)["metadata"].get("finalizers") or [])
+
+
+def _gone(kube: Client, namespace: str) -> bool:
+    try:
+        kube.get(REPOSITORIES, "repo", namespace)
+    except NotFound:
+        return True
+    return False
+
+
+def _events(kube: Client, namespace: str) -> list[str]:
+    return [
+        f"{e['reason']}: {e['message']}"
+        for e in kube.list(EVENTS, namespace)["items"]
+        if e["involvedObject"]["name"] == "repo"
+    ]
+
+
+def _backed_up(repo: Repository, secret: dict[str, str], tmp_path: Path) -> None:
+    with Restic(backend_config(repo, secret)) as restic:
+        restic.init_if_missing()
+        restic.backup([str(make_data(tmp_path / "data"))], host="host-0")
+        assert restic.exists()
+
+
+@pytest.mark.parametrize("backend", ["rest", "s3"])
+def test_deleting_a_wipe_out_repository_deletes_its_backend_data(
+    operator: Operator,
+    kube: Client,
+    namespace: str,
+    rest_server: Service,
+    s3_server: Service,
+    tmp_path: Path,
+    backend: str,
+) -> None:
+    secret = {"RESTIC_PASSWORD": PASSWORD}
+    if backend == "rest":
+        spec: JSON = {"rest": {"url": f"{rest_server.url}/{namespace}/"}}
+        secret.update(REST_SERVER_USERNAME=REST_USER, REST_SERVER_PASSWORD=REST_PASSWORD)
+    else:
+        spec = {"s3": {"endpoint": s3_server.url, "bucket": "wipe", "prefix": namespace}}
+        secret.update(AWS_ACCESS_KEY_ID=S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET_KEY)
+    repo = _create(kube, namespace, spec, secret)
+    _backed_up(repo, secret, tmp_path)
+    eventually(lambda: WIPE_OUT_FINALIZER in _finalizers(kube, namespace), 30, "the finalizer")
+
+    kube.delete(REPOSITORIES, "repo", namespace)
+    eventually(lambda: _gone(kube, namespace), 60, "the Repository to be deleted")
+    with Restic(backend_config(repo, secret)) as restic:
+        assert not restic.exists(), "the repository's data is still in the backend"
+    assert any(e.startswith("WipedOut: deleted") for e in _events(kube, namespace))
+
+
+def test_a_local_repository_keeps_its_data_and_is_deleted_at_once(
+    operator: Operator, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    secret = {"RESTIC_PASSWORD": PASSWORD}
+    repo = _create(kube, namespace, {"local": {"mountPath": str(tmp_path / "repo")}}, secret)
+    _backed_up(repo, secret, tmp_path)
+    kube.delete(REPOSITORIES, "repo", namespace)
+    eventually(lambda: _gone(kube, namespace), 30, "the Repository to be deleted")
+    with Restic(backend_config(repo, secret)) as restic:
+        assert restic.exists()
+
+
+def test_without_its_secret_the_data_is_kept_and_the_deletion_is_not_blocked(
+    operator: Operator, kube: Client, namespace: str, rest_server: Service, tmp_path: Path
+) -> None:
+    secret = {
+        "RESTIC_PASSWORD": PASSWORD,
+        "REST_SERVER_USERNAME": REST_USER,
+        "REST_SERVER_PASSWORD": REST_PASSWORD,
+    }
+    repo = _create(kube, namespace, {"rest": {"url": f"{rest_server.url}/{namespace}/"}}, secret)
+    _backed_up(repo, secret, tmp_path)
+    eventually(lambda: WIPE_OUT_FINALIZER in _finalizers(kube, namespace), 30, "the finalizer")
+    kube.delete(SECRETS, "creds", namespace)
+    kube.delete(REPOSITORIES, "repo", namespace)
+    eventually(lambda: _gone(kube, namespace), 30, "the Repository to be deleted")
+    with Restic(backend_config(repo, secret)) as restic:
+        assert restic.exists()
+    assert any(
+        e.startswith("WipeOutSkipped: storage Secret creds is gone")
+        for e in _events(kube, namespace)
+    )

@@ -135,6 +135,10 @@ def validation_problems(invoker: JSON, members: list[MemberView]) -> list[str]:
             problems.append(f"spec.schedule: {exc}")
     if not (spec.get("repository") or {}).get("name"):
         problems.append("spec.repository.name: the Repository to back up into is required")
+    if spec.get("driver", "Restic") != "Restic":
+        problems.append(
+            f"spec.driver: {spec['driver']} is not supported yet; only Restic backs up here"
+        )
     retention = spec.get("retentionPolicy") or {}
     keeps = [k for k in retention if k.startswith("keep") and retention[k]]
     if not keeps:

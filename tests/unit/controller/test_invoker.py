@@ -11,7 +11,7 @@ from api import constants as c
 from api.conditions import get_condition, is_true, set_condition
 from api.naming import backup_job_name, cronjob_name, session_name
 from api.repository import Repository
-from controller.invoker import InvokerFacts, evaluate, members_of
+from controller.invoker import InvokerFacts, evaluate, members_of, validation_problems
 from controller.schedule import ScheduleError, validate_schedule
 from controller.sessions import new_session
 from controller.trigger import cronjob, rbac_objects
@@ -308,3 +308,10 @@ def test_a_new_session_is_named_labelled_and_owned_by_its_invoker() -> None:
         "kind": "BackupBatch",
         "name": "nightly",
     }
+
+
+def test_the_volume_snapshotter_driver_is_refused_by_name() -> None:
+    obj = batch("nightly", "demo", driver="VolumeSnapshotter")
+    assert "spec.driver: VolumeSnapshotter is not supported yet; only Restic backs up here" in (
+        validation_problems(obj, members_of(obj))
+    )

@@ -40,7 +40,13 @@ from engine.host_backup import (
     report,
 )
 from engine.invokers import sidecar_targets_of
-from engine.reporting import SessionReporter, host_reported, target_index, with_host
+from engine.reporting import (
+    ReportError,
+    SessionReporter,
+    host_reported,
+    target_index,
+    with_host,
+)
 from engine.results import HostResult
 from kube import Client, KubeError
 from kube.informer import Informer
@@ -227,7 +233,7 @@ class SidecarAgent:
         try:
             self.execute(work)
             self._done.add(name)
-        except KubeError as exc:  # the API server is away: the resync tries again
+        except (KubeError, ReportError) as exc:  # the API server is away: the resync retries
             log.warning("session %s: %s (will retry)", name, exc)
 
     def execute(self, work: Work) -> HostResult:
@@ -245,13 +251,13 @@ class SidecarAgent:
         started = time.monotonic()
         try:
             setup = load_setup(self.client, job)
-        except SetupError as exc:
+            return self._back_up(job, setup, work.member, started)
+        except SetupError as exc:  # no Repository, Secret or usable backend: the host failed
             result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
             SessionReporter(self.client, job.namespace, job.session).update(
                 lambda s: with_host(s, job.target_kind, job.target_name, result)
             )
             return result
-        return self._back_up(job, setup, work.member, started)
 
     def _back_up(
         self, job: HostJob, setup: Setup, member: BackupMember, started: float

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import ssl
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import free_port
 from kube import Client
 
@@ -134,3 +137,21 @@ def wait_until_injected(
         return result if ("stash" in container_names(result)) == injected else None
 
     return eventually(probe, timeout, f"the webhook to {'' if injected else 'stop '}inject")
+
+
+@contextlib.contextmanager
+def running_operator(kubeconfig: Path, **options: Any) -> Iterator[Operator]:
+    """An operator (no leader election unless asked) on its own client, until the block ends."""
+    client = Client.from_kubeconfig(str(kubeconfig))
+    settings = {"image": "stash-py:test", "leader_elect": False, **options}
+    op = Operator(client, OperatorOptions(**settings))
+    stop = threading.Event()
+    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        eventually(op.caches.synced, 30, "the operator's caches")
+        yield op
+    finally:
+        stop.set()
+        thread.join(15)
+        client.close()

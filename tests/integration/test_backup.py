@@ -16,7 +16,7 @@ import pytest
 from api import constants as c
 from api.conditions import is_true
 from api.repository import Repository
-from controller.operator import Operator, OperatorOptions
+from controller.operator import Operator
 from controller.sessions import create_session
 from controller.substitution import substitute_all
 from devcluster import ControlPlane
@@ -27,7 +27,7 @@ from engine.restic import Restic
 from kube import Client
 from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, REPOSITORIES
 from tests.factories import batch, member
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, running_operator
 from tests.integration.test_restic import make_data, tree
 from tests.manifests import load_all
 from tests.prometheus import metric_value
@@ -38,19 +38,8 @@ JSON = dict[str, Any]
 
 @pytest.fixture
 def operator(control_plane: ControlPlane, pushgateway: Service) -> Iterator[Operator]:
-    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
-    options = OperatorOptions(
-        image="stash-py:test", leader_elect=False, pushgateway_url=pushgateway.url
-    )
-    op = Operator(client, options)
-    stop = threading.Event()
-    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
-    thread.start()
-    eventually(op.caches.synced, 30, "the operator's caches")
-    yield op
-    stop.set()
-    thread.join(15)
-    client.close()
+    with running_operator(control_plane.kubeconfig, pushgateway_url=pushgateway.url) as op:
+        yield op
 
 
 def _workload(kind: str, name: str, replicas: int) -> JSON:

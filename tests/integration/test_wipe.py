@@ -3,7 +3,6 @@ never from local ones, and never blocks the deletion when it cannot wipe."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 
 from api.repository import Repository
-from controller.operator import Operator, OperatorOptions
+from controller.operator import Operator
 from controller.repository import WIPE_OUT_FINALIZER
 from devcluster import ControlPlane
 from devcluster.services import Service
@@ -20,7 +19,7 @@ from engine.restic import Restic
 from kube import Client, NotFound
 from kube.types import EVENTS, REPOSITORIES, SECRETS
 from tests.integration.conftest import REST_PASSWORD, REST_USER, S3_ACCESS_KEY, S3_SECRET_KEY
-from tests.integration.helpers import eventually
+from tests.integration.helpers import eventually, running_operator
 from tests.integration.test_restic import make_data
 
 PASSWORD = "wipe-pw-81c2"
@@ -29,16 +28,8 @@ JSON = dict[str, Any]
 
 @pytest.fixture
 def operator(control_plane: ControlPlane) -> Iterator[Operator]:
-    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
-    op = Operator(client, OperatorOptions(image="stash-py:test", leader_elect=False))
-    stop = threading.Event()
-    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
-    thread.start()
-    eventually(op.caches.synced, 30, "the operator's caches")
-    yield op
-    stop.set()
-    thread.join(15)
-    client.close()
+    with running_operator(control_plane.kubeconfig) as op:
+        yield op
 
 
 def _create(kube: Client, namespace: str, backend: JSON, secret: dict[str, str]) -> Repository:

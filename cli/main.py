@@ -472,6 +472,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug of ours: one line here, the traceback at debug level
+        logging.getLogger("stash").debug("internal error", exc_info=True)
+        print(
+            f"stash {args.command}: internal error ({type(exc).__name__}: {exc}); "
+            "STASH_LOG_LEVEL=DEBUG shows where",
+            file=sys.stderr,
+        )
+        return 70
     return code
 
 

@@ -198,6 +198,36 @@ def _run(
     return attempt()
 
 
+def _host_backup(
+    restic: Restic,
+    job: HostJob,
+    options: BackupOptions,
+    *,
+    source: str,
+    snapshot_path: str,
+    backup: Callable[[], BackupSummary],
+) -> HostResult:
+    """Run ``backup`` once for this host and session (or report the earlier snapshot); a restic
+    failure is the host's failure, naming the host, ``source`` and restic's words."""
+    started = time.monotonic()
+    try:
+        earlier = _earlier(restic, job, options)
+        if earlier is not None:
+            return earlier
+        summary = backup()
+    except ResticError as exc:
+        return _failed(job, started, f"{job.describe()}, {source}: {exc}")
+    log.info(
+        "%s: snapshot %s, %d files, %d bytes added",
+        job.describe(),
+        summary.snapshot_id,
+        summary.total_files,
+        summary.data_added,
+    )
+    snapshot = SnapshotResult.from_summary(snapshot_path, summary)
+    return HostResult(job.hostname, "Succeeded", time.monotonic() - started, (snapshot,))
+
+
 def back_up_paths(
     restic: Restic,
     job: HostJob,
@@ -206,33 +236,19 @@ def back_up_paths(
     excludes: Sequence[str] = (),
     options: BackupOptions = BackupOptions(),
 ) -> HostResult:
-    started = time.monotonic()
-    try:
-        earlier = _earlier(restic, job, options)
-        if earlier is not None:
-            return earlier
-        summary = _run(
-            restic,
-            options,
-            lambda: restic.backup(
-                paths,
-                host=job.hostname,
-                tags=job.tags,
-                excludes=excludes,
-                progress=options.progress,
-            ),
+    def backup() -> BackupSummary:
+        return restic.backup(
+            paths, host=job.hostname, tags=job.tags, excludes=excludes, progress=options.progress
         )
-    except ResticError as exc:
-        return _failed(job, started, f"{job.describe()}, paths {', '.join(paths)}: {exc}")
-    snapshot = SnapshotResult.from_summary(",".join(paths), summary)
-    log.info(
-        "%s: snapshot %s, %d files, %d bytes added",
-        job.describe(),
-        summary.snapshot_id,
-        summary.total_files,
-        summary.data_added,
+
+    return _host_backup(
+        restic,
+        job,
+        options,
+        source=f"paths {', '.join(paths)}",
+        snapshot_path=",".join(paths),
+        backup=lambda: _run(restic, options, backup),
     )
-    return HostResult(job.hostname, "Succeeded", time.monotonic() - started, (snapshot,))
 
 
 def back_up_stream(
@@ -244,21 +260,21 @@ def back_up_stream(
     env: dict[str, str] | None = None,
     options: BackupOptions = BackupOptions(),
 ) -> HostResult:
-    started = time.monotonic()
-    try:
-        earlier = _earlier(restic, job, options)
-        if earlier is not None:
-            return earlier
-        if not restic.exists():  # a dump cannot be replayed into a retry: init first
-            restic.init_if_missing(options.guard)
+    def backup() -> BackupSummary:
+        restic.init_if_missing(options.guard)  # a dump cannot be replayed into a retry
         restic.unlock_stale()
-        summary = restic.backup_stdin(
+        return restic.backup_stdin(
             producer, filename=filename, host=job.hostname, tags=job.tags, env=env
         )
-    except ResticError as exc:
-        return _failed(job, started, f"{job.describe()}, stream {filename}: {exc}")
-    snapshot = SnapshotResult.from_summary("/" + filename.lstrip("/"), summary)
-    return HostResult(job.hostname, "Succeeded", time.monotonic() - started, (snapshot,))
+
+    return _host_backup(
+        restic,
+        job,
+        options,
+        source=f"stream {filename}",
+        snapshot_path="/" + filename.lstrip("/"),
+        backup=backup,
+    )
 
 
 def report(  # noqa: PLR0917 - the host's whole context, in the order it is built

@@ -19,7 +19,7 @@ from typing import Any
 
 from api.conditions import now_rfc3339, set_condition
 from engine.results import HostResult, RepositoryFigures, human_size
-from kube import Client
+from kube import Client, ResourceType
 from kube.errors import Conflict
 from kube.types import BACKUP_SESSIONS, REPOSITORIES
 
@@ -105,6 +105,39 @@ def repository_status(current: JSON, figures: RepositoryFigures, now: dt.datetim
     return status
 
 
+def update_status(
+    client: Client,
+    rt: ResourceType,
+    namespace: str,
+    name: str,
+    change: Callable[[JSON], JSON | None],
+) -> tuple[JSON, JSON]:
+    """Apply ``change`` to the object's current status and write it through ``/status``,
+    conditional on the resourceVersion read, again until the write is not a Conflict; returns
+    (the status before, the status written). ``change`` returning None writes nothing."""
+    for attempt in range(ATTEMPTS):
+        obj = client.get(rt, name, namespace)
+        before = obj.get("status") or {}
+        after = change(before)
+        if after is None or after == before:
+            return before, before
+        try:
+            client.patch(
+                rt,
+                name,
+                {
+                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                    "status": after,
+                },
+                namespace=namespace,
+                subresource="status",
+            )
+            return before, after
+        except Conflict:
+            time.sleep(min(0.05 * (attempt + 1), 0.5))
+    raise ReportError(f"{rt.kind} {namespace}/{name}: status kept changing")
+
+
 class SessionReporter:
     """Conditional status writes to one BackupSession."""
 
@@ -115,29 +148,7 @@ class SessionReporter:
         return self.client.get(BACKUP_SESSIONS, self.name, self.namespace)
 
     def update(self, change: Callable[[JSON], JSON | None]) -> tuple[JSON, JSON]:
-        """Apply ``change`` to the current status until the write is not a Conflict; returns
-        (the status before, the status written). ``change`` returning None writes nothing."""
-        for attempt in range(ATTEMPTS):
-            session = self.get()
-            before = session.get("status") or {}
-            after = change(before)
-            if after is None or after == before:
-                return before, before
-            try:
-                self.client.patch(
-                    BACKUP_SESSIONS,
-                    self.name,
-                    {
-                        "metadata": {"resourceVersion": session["metadata"]["resourceVersion"]},
-                        "status": after,
-                    },
-                    namespace=self.namespace,
-                    subresource="status",
-                )
-                return before, after
-            except Conflict:
-                time.sleep(min(0.05 * (attempt + 1), 0.5))
-        raise ReportError(f"session {self.namespace}/{self.name}: status kept changing")
+        return update_status(self.client, BACKUP_SESSIONS, self.namespace, self.name, change)
 
     def record_host(self, kind: str, name: str, result: HostResult) -> bool:
         """Record the host's stats; True when this write completed the session's hosts (the
@@ -154,21 +165,6 @@ def update_repository(
     client: Client, namespace: str, name: str, figures: RepositoryFigures
 ) -> None:
     now = dt.datetime.now(dt.UTC)
-    for attempt in range(ATTEMPTS):
-        repo = client.get(REPOSITORIES, name, namespace)
-        status = repository_status(repo.get("status") or {}, figures, now)
-        try:
-            client.patch(
-                REPOSITORIES,
-                name,
-                {
-                    "metadata": {"resourceVersion": repo["metadata"]["resourceVersion"]},
-                    "status": status,
-                },
-                namespace=namespace,
-                subresource="status",
-            )
-            return
-        except Conflict:
-            time.sleep(min(0.05 * (attempt + 1), 0.5))
-    raise ReportError(f"repository {namespace}/{name}: status kept changing")
+    update_status(
+        client, REPOSITORIES, namespace, name, lambda s: repository_status(s, figures, now)
+    )

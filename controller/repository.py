@@ -10,7 +10,6 @@ takes it with it), there are no credentials to wipe with: the data is kept and a
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -20,10 +19,10 @@ from api import constants as c
 from api.repository import Repository
 from controller.caches import INVOKER_TYPES, REPOSITORIES, Caches
 from controller.runtime import Controller, Result
+from engine.host_backup import SetupError, storage_secret
 from engine.wipe import WipeError, can_wipe, wipe_out
 from kube import Client, NotFound
 from kube.events import EventRecorder
-from kube.types import SECRETS
 
 log = logging.getLogger(__name__)
 WIPE_OUT_FINALIZER = f"{c.GROUP}/wipe-out"
@@ -156,8 +155,8 @@ class RepositoryReconciler:
         model = Repository.model_validate(repo)
         secret_name = model.spec.backend.storage_secret_name or ""
         try:
-            secret = self.client.get(SECRETS, secret_name, key[0])
-        except NotFound:
+            data = storage_secret(self.client, model, key[0])
+        except SetupError:
             self._release(
                 key,
                 repo,
@@ -167,7 +166,6 @@ class RepositoryReconciler:
                 "the backend's data is kept",
             )
             return
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
         try:
             deleted = wipe_out(model, data)
         except WipeError as exc:

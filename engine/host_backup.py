@@ -115,18 +115,24 @@ def load_repository(client: Client, name: str, namespace: str) -> tuple[Reposito
         repository = Repository.model_validate(client.get(REPOSITORIES, name, namespace))
     except NotFound:
         raise SetupError(f"Repository {namespace}/{name} not found") from None
+    return repository, storage_secret(client, repository, namespace)
+
+
+def storage_secret(client: Client, repository: Repository, namespace: str) -> dict[str, str]:
+    """The decoded data of the Repository's storage Secret (in ``namespace``, the
+    Repository's own)."""
     secret_name = repository.spec.backend.storage_secret_name
     if not secret_name:
-        raise SetupError(f"Repository {namespace}/{name} has no storageSecretName")
+        raise SetupError(
+            f"Repository {namespace}/{repository.metadata.name} has no storageSecretName"
+        )
     try:
         secret = client.get(SECRETS, secret_name, namespace)
     except NotFound:
         raise SetupError(f"storage Secret {namespace}/{secret_name} not found") from None
-    data = {
+    return {
         key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()
     }
-    data.update(secret.get("stringData") or {})
-    return repository, data
 
 
 def open_restic(setup: Setup, cache_dir: Path | None) -> Restic:

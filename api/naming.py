@@ -45,6 +45,17 @@ def backup_service_account(invoker: str) -> str:
 
 
 BACKUP_JOB_CLUSTER_ROLE = "stash-backup-job"
+LEASE_NAME_MAX = 253  # a DNS subdomain
+
+
+def sidecar_lease(target_kind: str, target_name: str) -> str:
+    """The Lease whose holder is the one pod of a Deployment (ReplicaSet…) that backs up."""
+    return fit(f"stash-sidecar-{target_kind.lower()}-{target_name}", LEASE_NAME_MAX)
+
+
+def repository_init_lease(repository: str) -> str:
+    """The Lease that serialises initialising a new restic repository."""
+    return fit(f"stash-init-{repository}", LEASE_NAME_MAX)
 
 
 def pushgateway_job(invoker_kind: str, namespace: str, invoker: str) -> str:

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.constants import SIDECAR_CONTAINER
+from api.naming import sidecar_lease
 from engine.hooks import HookError, run_hook, should_run_post_hook
 from engine.host_backup import (
     BackupOptions,
@@ -89,7 +90,7 @@ class Identity:
 
     @property
     def lease_name(self) -> str:
-        return f"stash-sidecar-{self.target_kind.lower()}-{self.target_name}"[:63].rstrip("-.")
+        return sidecar_lease(self.target_kind, self.target_name)
 
 
 @dataclass(frozen=True)

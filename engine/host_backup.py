@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from api import constants as c
 from api.common import RetentionPolicy
+from api.naming import repository_init_lease
 from api.repository import Repository
 from engine import metrics
 from engine.backend import BackendError, backend_config
@@ -47,7 +48,7 @@ InitGuard = Callable[[], AbstractContextManager[object]]
 def init_guard(client: Client, setup: Setup, holder: str) -> InitGuard:
     """A mutex (a Lease beside the Repository) around initialising the repository."""
     meta = setup.repository.metadata
-    name = f"stash-init-{meta.name}"[:63].rstrip("-.")
+    name = repository_init_lease(meta.name or "")
     return lambda: LeaseMutex(client, meta.namespace or "default", name, holder)
 
 

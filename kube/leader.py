@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 
-def _micro_time(when: dt.datetime | None = None) -> str:
+def micro_time(when: dt.datetime | None = None) -> str:
+    """A Lease's MicroTime (acquireTime, renewTime)."""
     return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -52,7 +53,7 @@ class LeaderElector:
         self._observed_at = 0.0
 
     def _lease_body(self, transitions: int, acquire: str) -> JSON:
-        now = _micro_time()
+        now = micro_time()
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.lease_duration),

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from kube.client import Client
 from kube.errors import AlreadyExists, Conflict, NotFound
+from kube.leader import micro_time
 from kube.types import LEASES
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class LeaseMutex:
         deadline = time.monotonic() + self.timeout
         delay = 0.1
         while True:
-            stamp = _now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            stamp = micro_time()
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",

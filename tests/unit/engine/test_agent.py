@@ -63,3 +63,10 @@ def test_sessions_of_other_invokers_or_workloads_are_ignored() -> None:
     assert pending_work(session(), None, WEB) is None
     pvc_only = batch("nightly", "demo", member("PersistentVolumeClaim", "web", task="pvc-backup"))
     assert pending_work(session(), pvc_only, WEB) is None
+
+
+def test_long_workload_names_get_distinct_leases() -> None:
+    first = Identity("demo", "Deployment", "a" * 300 + "-blue", "p").lease_name
+    second = Identity("demo", "Deployment", "a" * 300 + "-green", "p").lease_name
+    assert first != second
+    assert len(first) <= 253

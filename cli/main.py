@@ -42,6 +42,14 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM (the kubelet stopping the pod) or SIGINT."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
 def cmd_crds(args: argparse.Namespace) -> int:
     crds = all_crds()
     if args.output_dir is None:
@@ -107,9 +115,7 @@ def cmd_webhook(args: argparse.Namespace) -> int:
 
 def cmd_operator(args: argparse.Namespace) -> int:
     client = Client.from_environment(args.kubeconfig)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = _stop_on_signals()
     operator = Operator(
         client,
         OperatorOptions(
@@ -191,9 +197,7 @@ def cmd_run_backup(args: argparse.Namespace) -> int:
     if not me.pod_name:
         raise ValueError("POD_NAME is not set (the downward API's metadata.name)")
     client = Client.from_environment(args.kubeconfig)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = _stop_on_signals()
     options = AgentOptions(
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         state_dir=Path(args.state_dir),

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from api import constants as c
 from api.repository import Repository
 from controller.backup_job import SESSION_LABEL
@@ -106,7 +108,6 @@ class Demo:
     namespace: str = "demo"
     timeout: float = 180.0
     say: Say = print
-    _processes: dict[str, int] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     # -- the long-running parts (reused by a second run) -------------------------------------
@@ -139,7 +140,6 @@ class Demo:
             records = {}
         records[name] = {"pid": pid, "port": port}
         self._pids_file.write_text(json.dumps(records))
-        self._processes[name] = pid
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], port: int) -> None:
         log = (self.state_dir / "logs" / f"{name}.log").open("ab")
@@ -448,8 +448,6 @@ def metrics_digest(lines: list[str], job: str) -> list[str]:
 
 
 def _load_yaml(path: Path) -> list[JSON]:
-    import yaml  # noqa: PLC0415 - only the demo reads YAML at run time
-
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 

@@ -19,6 +19,8 @@ INVOKER_NAME_LABEL: Final = f"{GROUP}/invoker-name"
 SIDECAR_CONTAINER: Final = "stash"
 RESTORE_INIT_CONTAINER: Final = "stash-init"
 TMP_DIR_VOLUME: Final = "tmp-dir"
+# The volume of a Repository's local backend, mounted at its mountPath (Stash's name).
+LOCAL_BACKEND_VOLUME: Final = "stash-local"
 TMP_DIR_MOUNT_PATH: Final = "/tmp"  # noqa: S108 - the sidecar's own emptyDir, not a host path
 
 WEBHOOK_NAME: Final = "stash-webhook"

@@ -44,7 +44,14 @@ def backup_service_account(invoker: str) -> str:
     return fit(f"stash-backup-{invoker}", JOB_NAME_MAX)
 
 
+def sidecar_role_binding(invoker: str) -> str:
+    """The RoleBinding that grants the invoker's workloads' service accounts ClusterRole
+    ``stash-sidecar`` in the invoker's namespace."""
+    return fit(f"stash-sidecar-{invoker}", JOB_NAME_MAX)
+
+
 BACKUP_JOB_CLUSTER_ROLE = "stash-backup-job"
+SIDECAR_CLUSTER_ROLE = "stash-sidecar"
 LEASE_NAME_MAX = 253  # a DNS subdomain
 
 

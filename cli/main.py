@@ -76,8 +76,17 @@ def cmd_dev_cluster(args: argparse.Namespace) -> int:
     dev = DevCluster(Path(args.dir), progress=_progress)
     if args.action == "build":
         bins = ensure_binaries(Versions.from_environment(), progress=_progress)
-        for path in (bins.etcd, bins.kube_apiserver, bins.kube_controller_manager, bins.kubectl):
+        for path in (
+            bins.etcd,
+            bins.kube_apiserver,
+            bins.kube_controller_manager,
+            bins.kube_scheduler,
+            bins.kubelet,
+            bins.kubectl,
+        ):
             print(path)
+        for image in dev.images().all():
+            print(f"{image.name} ({image.archive})")
         return 0
     if args.action == "up":
         plane = dev.up(crds=not args.no_crds)
@@ -396,7 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--output-dir", help="write one YAML file per CRD here")
     crds.set_defaults(func=cmd_crds)
 
-    dev = sub.add_parser("dev-cluster", help="a local control plane for development and tests")
+    dev = sub.add_parser(
+        "dev-cluster", help="a local cluster (control plane and a real node) for development"
+    )
     dev.add_argument("action", choices=["up", "down", "env", "status", "build"])
     dev.add_argument("--dir", default=str(default_state_dir()), help="state directory")
     dev.add_argument("--no-crds", action="store_true", help="do not install the CRDs on `up`")

@@ -35,7 +35,7 @@ from controller.invoker import (
     validation_problems,
 )
 from controller.runtime import Controller, Result
-from controller.trigger import cronjob, rbac_objects
+from controller.trigger import cronjob, rbac_objects, sidecar_binding
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
 from kube.types import SECRETS
@@ -140,6 +140,10 @@ class InvokerReconciler:
             meta.get("uid"),
             meta.get("generation") if obj.get("kind") == "Repository" else None,
             (template.get("labels") or {}).get(c.BACKUP_LABEL),
+            # the sidecar's RoleBinding names the pods' service account
+            (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+                "serviceAccountName"
+            ),
         )
         with self._refs_lock:
             if self._ref_marks.get(ref) == mark:
@@ -209,11 +213,42 @@ class InvokerReconciler:
         self.client.apply(desired, field_manager=FIELD_MANAGER)
         self.writes += 1
 
+    def _sidecar_accounts(self, invoker: JSON) -> list[str]:
+        """The service accounts of the invoker's sidecar-model workloads in its own namespace
+        (a workload elsewhere gets nothing from this invoker)."""
+        namespace = invoker["metadata"]["namespace"]
+        accounts = []
+        for view in members_of(invoker):
+            if view.task is not None or view.kind not in WORKLOAD_TYPES:
+                continue
+            if (view.ref.get("namespace") or namespace) != namespace:
+                continue
+            workload = self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name)
+            if workload is None:
+                continue
+            pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+            accounts.append(str(pod.get("serviceAccountName") or "default"))
+        return accounts
+
+    def _ensure_sidecar_binding(self, invoker: JSON) -> None:
+        accounts = self._sidecar_accounts(invoker)
+        desired = sidecar_binding(invoker, accounts)
+        if accounts:
+            self._ensure(desired)
+            return
+        meta = desired["metadata"]
+        if self.caches.get(OWNED_TYPES["RoleBinding"], meta["namespace"], meta["name"]):
+            self.client.delete(
+                OWNED_TYPES["RoleBinding"], meta["name"], meta["namespace"], missing_ok=True
+            )
+            self.writes += 1
+
     def ensure_trigger(self, invoker: JSON) -> str | None:
         """Apply the CronJob and its RBAC; an error message when the API server refused."""
         try:
             for obj in rbac_objects(invoker):
                 self._ensure(obj)
+            self._ensure_sidecar_binding(invoker)
             if (invoker.get("spec") or {}).get("schedule"):
                 self._ensure(cronjob(invoker, self.image))
         except Invalid as exc:

@@ -17,6 +17,7 @@ from controller.builtin_tasks import DEFAULT_MOUNT_PATH
 from controller.invoker import MemberView
 from controller.substitution import SubstitutionError, substitute, substitute_all
 from controller.trigger import owner_reference
+from engine.backend import local_volume
 
 JSON = dict[str, Any]
 SESSION_LABEL = f"{c.GROUP}/backup-session"
@@ -175,6 +176,12 @@ def build_job(inputs: JobInputs) -> JSON:
         volumes = substitute_all((inputs.task.get("spec") or {}).get("volumes") or [], base)
     except SubstitutionError as exc:
         raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
+    local = local_volume(inputs.repository)
+    if local is not None:  # every step reaches the repository, as in the sidecar
+        local_source, local_mount = local
+        volumes.append(local_source)
+        for container in containers:
+            container["volumeMounts"].append(dict(local_mount))
     temp = view.member.temp_dir.to_dict() if view.member.temp_dir else {}
     volumes.append(
         {

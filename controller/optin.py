@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP
-from controller.caches import INVOKER_TYPES, WORKLOAD_TYPES, Caches
+from controller.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
 from controller.runtime import Controller, Result
 from engine.invokers import SidecarIndex, WorkloadKey
 from engine.sidecar import plan_for
@@ -82,6 +82,11 @@ class OptInReconciler:
                 on_upsert=lambda o: _enqueue(controller, self.index.upsert(o)),
                 on_delete=lambda o: _enqueue(controller, self.index.delete(o)),
             )
+        self.caches.informer(REPOSITORIES).subscribe(
+            on_replace=lambda items: _enqueue(controller, self.index.replace_repositories(items)),
+            on_upsert=lambda o: _enqueue(controller, self.index.upsert_repository(o)),
+            on_delete=lambda o: _enqueue(controller, self.index.delete_repository(o)),
+        )
         for rt in WORKLOAD_TYPES.values():
             self.caches.informer(rt).subscribe(
                 on_replace=controller.replace_handler(_workload_key),
@@ -103,7 +108,11 @@ class OptInReconciler:
         if workload is None:
             return None  # not there (yet): its ADDED event brings it back
         targets = self.index.targets(namespace, kind, name)
-        fingerprint = plan_for(kind, name, targets).fingerprint() if targets else None
+        fingerprint = (
+            plan_for(kind, name, targets, self.index.local_backends(targets)).fingerprint()
+            if targets
+            else None
+        )
         patch = desired_patch(workload, fingerprint)
         if patch is None:
             return None

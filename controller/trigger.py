@@ -1,19 +1,23 @@
 """The objects that trigger an invoker's sessions: CronJob ``stash-trigger-<invoker>`` and the
-service account it runs as, allowed to create BackupSessions and nothing else.
+service account it runs as, allowed to create BackupSessions and nothing else; and the
+identities its backups run as (backup Jobs' service account, the sidecars' RoleBinding).
 
 All are owned by the invoker (deleted with it), built here as pure functions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from api import constants as c
 from api.naming import (
     BACKUP_JOB_CLUSTER_ROLE,
+    SIDECAR_CLUSTER_ROLE,
     backup_service_account,
     cronjob_name,
     invoker_service_account,
+    sidecar_role_binding,
 )
 
 JSON = dict[str, Any]
@@ -54,6 +58,28 @@ def service_account_name(invoker: JSON) -> str:
     return str(
         pod.get("serviceAccountName") or invoker_service_account(invoker["metadata"]["name"])
     )
+
+
+def sidecar_binding(invoker: JSON, service_accounts: Iterable[str]) -> JSON:
+    """The RoleBinding of ClusterRole ``stash-sidecar`` (manifests/rbac/sidecar.yaml) to the
+    service accounts the invoker's sidecar-model workloads run as, in the invoker's namespace
+    only: the injected sidecar then works with no RoleBinding made by hand, and the grant goes
+    with the invoker (owner reference)."""
+    namespace = invoker["metadata"]["namespace"]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(invoker, sidecar_role_binding(invoker["metadata"]["name"])),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": SIDECAR_CLUSTER_ROLE,
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+            for account in sorted(set(service_accounts))
+        ],
+    }
 
 
 def rbac_objects(invoker: JSON) -> list[JSON]:

@@ -29,7 +29,13 @@ MIN_GO = (1, 26)
 
 Progress = Callable[[str], None]
 
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+KUBE_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kubectl",
+)
 
 
 class BuildError(RuntimeError):
@@ -56,6 +62,8 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path
+    kubelet: Path
     kubectl: Path
     rclone: Path
     versions: Versions
@@ -78,6 +86,8 @@ def cached_binaries(versions: Versions, root: Path | None = None) -> Binaries:
         etcd=etcd_bin / "etcd",
         kube_apiserver=kube_bin / "kube-apiserver",
         kube_controller_manager=kube_bin / "kube-controller-manager",
+        kube_scheduler=kube_bin / "kube-scheduler",
+        kubelet=kube_bin / "kubelet",
         kubectl=kube_bin / "kubectl",
         rclone=root / f"rclone-{versions.rclone}" / "bin" / "rclone",
         versions=versions,
@@ -91,7 +101,13 @@ def ensure_binaries(
     versions = versions or Versions.from_environment()
     root = root or cache_root()
     bins = cached_binaries(versions, root)
-    kube = [bins.kube_apiserver, bins.kube_controller_manager, bins.kubectl]
+    kube = [
+        bins.kube_apiserver,
+        bins.kube_controller_manager,
+        bins.kube_scheduler,
+        bins.kubelet,
+        bins.kubectl,
+    ]
     if all(p.is_file() for p in [*kube, bins.etcd, bins.rclone]):
         return bins
     root.mkdir(parents=True, exist_ok=True)
@@ -250,7 +266,7 @@ def staging_modules(kubernetes_gomod: str) -> list[str]:
 
 def _build_kubernetes(version: str, out_dir: Path, progress: Progress) -> None:
     progress(
-        f"building Kubernetes {version} (kube-apiserver, kube-controller-manager, kubectl) from "
+        f"building Kubernetes {version} ({', '.join(KUBE_COMMANDS)}) from "
         f"the Go module proxy: several minutes the first time, cached in {out_dir}"
     )
     module_dir = out_dir.parent / "module"

@@ -1,9 +1,14 @@
-"""Run etcd, kube-apiserver and kube-controller-manager on free loopback ports (envtest-style).
+"""Run etcd, kube-apiserver, kube-controller-manager and kube-scheduler on free loopback ports.
 
 The work directory holds everything of one cluster: ``pki/`` (a CA, serving certs, a
-``system:masters`` client certificate, the service-account signing key), ``etcd/`` data, one
-log per component in ``logs/``, the admin ``kubeconfig`` and ``state.json`` (ports and PIDs,
-so another process can find and stop the cluster).
+``system:masters`` client certificate, the service-account signing key, the node's kubelet
+certificates), ``etcd/`` data, one log per component in ``logs/``, the admin ``kubeconfig`` and
+``state.json`` (ports and PIDs, so another process can find and stop the cluster).
+
+The API server listens on loopback only. It reaches kubelets at their node's InternalIP (this
+machine's own address, see ``devcluster.node``) and webhook Services at their endpoints'
+addresses (``--enable-aggregator-routing``): there is no kube-proxy, and a ClusterIP leads
+nowhere (``devcluster.containment`` blackholes the range).
 """
 
 from __future__ import annotations
@@ -27,13 +32,13 @@ from typing import Any
 
 import yaml
 
-from certs import CertificateAuthority, generate_signing_key
+from certs import CertificateAuthority, KeyPair, generate_signing_key
 from devcluster.build import Binaries, Versions, cached_binaries
 
 Progress = Callable[[str], None]
 
-SERVICE_CIDR = "10.96.0.0/24"  # only ever an allocation range: nothing listens there
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager")
+SERVICE_CIDR = "10.96.0.0/24"  # only ever an allocation range: blackholed while a node runs
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # Ports are picked free, then bound by another process a moment later: another program can
 # take one in between. Such a start is retried on fresh ports.
 START_ATTEMPTS = 3
@@ -66,10 +71,11 @@ class Ports:
     etcd_peer: int = 0
     apiserver: int = 0
     controller_manager: int = 0
+    scheduler: int = 0
 
     @classmethod
     def allocate(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port(), free_port())
 
 
 @dataclass
@@ -138,6 +144,8 @@ class ControlPlane:
                 deadline,
                 lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default") == 200,
             )
+            self._spawn("kube-scheduler", self._scheduler_args())
+            self._wait("kube-scheduler", deadline, self._scheduler_healthy)
         except BaseException:
             self.stop()
             raise
@@ -191,6 +199,16 @@ class ControlPlane:
         _write(self.pki / "admin.crt", admin.cert_pem)
         _write(self.pki / "admin.key", admin.key_pem, secret=True)
         kcm = ca.issue("system:kube-controller-manager", server=False, client=True)
+        scheduler = ca.issue("system:kube-scheduler", server=False, client=True)
+        # The API server's identity towards kubelets (logs, exec, port-forward).
+        kubelet_client = ca.issue(
+            "kube-apiserver-kubelet-client",
+            organizations=["system:masters"],
+            server=False,
+            client=True,
+        )
+        _write(self.pki / "apiserver-kubelet-client.crt", kubelet_client.cert_pem)
+        _write(self.pki / "apiserver-kubelet-client.key", kubelet_client.key_pem, secret=True)
         # A front-proxy CA, as kubeadm sets up: aggregated API servers and the controller
         # manager's delegated authentication expect one.
         front = CertificateAuthority.create("stash-dev-front-proxy-ca")
@@ -207,6 +225,30 @@ class ControlPlane:
             self._kubeconfig(ca.cert_pem, kcm.cert_pem, kcm.key_pem),
             secret=True,
         )
+        _write(
+            self.workdir / "scheduler.kubeconfig",
+            self._kubeconfig(ca.cert_pem, scheduler.cert_pem, scheduler.key_pem),
+            secret=True,
+        )
+
+    def kubeconfig_for(self, common_name: str, organizations: list[str], path: Path) -> Path:
+        """A kubeconfig for a client certificate issued now by the cluster's CA (a node's)."""
+        ca = CertificateAuthority.load(
+            KeyPair((self.pki / "ca.crt").read_bytes(), (self.pki / "ca.key").read_bytes())
+        )
+        pair = ca.issue(common_name, organizations=organizations, server=False, client=True)
+        _write(path, self._kubeconfig(ca.cert_pem, pair.cert_pem, pair.key_pem), secret=True)
+        return path
+
+    def issue_serving(self, common_name: str, ip_addresses: list[str], directory: Path) -> None:
+        """``<name>.crt`` and ``<name>.key`` in ``directory``: a serving pair from the CA."""
+        ca = CertificateAuthority.load(
+            KeyPair((self.pki / "ca.crt").read_bytes(), (self.pki / "ca.key").read_bytes())
+        )
+        pair = ca.issue(common_name, dns_names=[common_name], ip_addresses=ip_addresses)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write(directory / f"{common_name}.crt", pair.cert_pem)
+        _write(directory / f"{common_name}.key", pair.key_pem, secret=True)
 
     def _kubeconfig(self, ca: bytes, cert: bytes, key: bytes) -> bytes:
         def b64(data: bytes) -> str:
@@ -273,7 +315,15 @@ class ControlPlane:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC",
+            # Node: kubelets may read what their own pods use, and nothing else.
+            "--authorization-mode=Node,RBAC",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            # Webhook Services are called at their endpoints (host-network pods on this
+            # machine's address), never at a ClusterIP: no kube-proxy here.
+            "--enable-aggregator-routing=true",
             f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
             "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-username-headers=X-Remote-User",
@@ -304,6 +354,35 @@ class ControlPlane:
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             "--profiling=false",
         ]
+
+    def _scheduler_args(self) -> list[str]:
+        kubeconfig = self.workdir / "scheduler.kubeconfig"
+        return [
+            str(self.binaries.kube_scheduler),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports.scheduler}",
+            f"--cert-dir={self.pki / 'scheduler-generated'}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
+
+    def _scheduler_healthy(self) -> bool:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # its self-signed serving cert; /healthz is public
+        try:
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", self.ports.scheduler, context=ctx, timeout=2
+            )
+            conn.request("GET", "/healthz")
+            status = conn.getresponse().status
+            conn.close()
+        except OSError:
+            return False
+        return status == 200
 
     # -- processes -------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from api.constants import LOCAL_BACKEND_VOLUME
 from api.repository import (
     AzureSpec,
     B2Spec,
@@ -26,6 +27,7 @@ from api.repository import (
     SwiftSpec,
 )
 
+JSON = dict[str, Any]
 PASSWORD_KEY = "RESTIC_PASSWORD"  # noqa: S105 - the key's name, not a password
 CA_CERT_KEY = "CA_CERT_DATA"
 GCS_KEY = "GOOGLE_SERVICE_ACCOUNT_JSON_KEY"
@@ -189,3 +191,16 @@ def materialize(config: BackendConfig, directory: Path) -> tuple[dict[str, str],
         else:
             env[name] = str(path)
     return env, flags
+
+
+def local_volume(
+    repository: Repository, name: str = LOCAL_BACKEND_VOLUME
+) -> tuple[JSON, JSON] | None:
+    """The pod volume and mount of a local backend: its inline volume source, mounted at its
+    ``mountPath`` in the sidecar and the Jobs; None for other backends. The whole volume is
+    mounted: ``subPath`` is the directory inside it where the repository lives (``_local``)."""
+    local = repository.spec.backend.local
+    if local is None:
+        return None
+    source = {k: v for k, v in local.to_dict().items() if k not in ("mountPath", "subPath")}
+    return {"name": name, **source}, {"name": name, "mountPath": local.mount_path}

@@ -1,7 +1,8 @@
 """Which BackupBatch / BackupConfiguration members target which workload in sidecar mode.
 
-``SidecarTargets`` is a pure, immutable-per-update index: fed invoker objects (raw dicts, as a
-watch delivers them), it answers "who targets Deployment demo/web?" without any API call.
+``SidecarIndex`` is a pure, immutable-per-update index: fed invoker objects (raw dicts, as a
+watch delivers them) and Repositories, it answers "who targets Deployment demo/web, and which
+local-backend volumes must its sidecar mount?" without any API call.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from pydantic import ValidationError
 
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.common import EmptyDirSettings, VolumeMount
+from api.constants import LOCAL_BACKEND_VOLUME
+from api.repository import Repository
+from engine.backend import local_volume
 
 T = TypeVar("T")
+JSON = dict[str, Any]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
+RepositoryKey = tuple[str, str]  # (namespace, name)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class SidecarTarget:
     volume_mounts: tuple[VolumeMount, ...]
     container_settings: dict[str, Any] | None
     temp_dir: EmptyDirSettings | None
+    repository: RepositoryKey = ("", "")
 
     @property
     def invoker(self) -> str:
@@ -72,6 +79,8 @@ def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[Sideca
         return {}
     namespace = obj.metadata.namespace or ""
     name = obj.metadata.name or ""
+    ref = obj.spec.repository
+    repository = ((ref.namespace or namespace), ref.name or "") if ref else (namespace, "")
     found: dict[WorkloadKey, list[SidecarTarget]] = {}
     for index, member in enumerate(members):
         key = _is_sidecar_member(member, driver)
@@ -89,6 +98,7 @@ def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[Sideca
                 volume_mounts=tuple(member.target.volume_mounts or ()),
                 container_settings=container,
                 temp_dir=member.temp_dir,
+                repository=repository,
             )
         )
     return found
@@ -101,6 +111,7 @@ class SidecarIndex:
         self._lock = threading.Lock()
         self._by_invoker: dict[tuple[str, str, str], dict[WorkloadKey, list[SidecarTarget]]] = {}
         self._by_workload: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}
+        self._repositories: dict[RepositoryKey, Repository] = {}
         self._memo: dict[tuple[str, str, str, str], Any] = {}
 
     @staticmethod
@@ -134,6 +145,67 @@ class SidecarIndex:
                 fresh = {**kept, **fresh}
             self._by_invoker = fresh
             self._rebuild()
+
+    # -- Repositories: their local backends are mounted into the sidecar ----------------------
+
+    @staticmethod
+    def _repository_key(obj: dict[str, Any]) -> RepositoryKey:
+        meta = obj.get("metadata", {})
+        return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+    @staticmethod
+    def _parse_repository(obj: dict[str, Any]) -> Repository | None:
+        try:
+            return Repository.model_validate(obj)
+        except ValidationError:
+            return None  # never fail a pod over someone's Repository: it mounts nothing
+
+    def _using(self, key: RepositoryKey) -> set[WorkloadKey]:
+        return {w for w, ts in self._by_workload.items() if any(t.repository == key for t in ts)}
+
+    def upsert_repository(self, obj: dict[str, Any]) -> set[WorkloadKey]:
+        """Index an added or changed Repository; returns the workloads whose sidecar uses it."""
+        key = self._repository_key(obj)
+        parsed = self._parse_repository(obj)
+        with self._lock:
+            if parsed is None:
+                self._repositories.pop(key, None)
+            else:
+                self._repositories[key] = parsed
+            self._memo = {}
+            return self._using(key)
+
+    def delete_repository(self, obj: dict[str, Any]) -> set[WorkloadKey]:
+        key = self._repository_key(obj)
+        with self._lock:
+            self._repositories.pop(key, None)
+            self._memo = {}
+            return self._using(key)
+
+    def replace_repositories(self, items: Iterable[dict[str, Any]]) -> set[WorkloadKey]:
+        parsed = {self._repository_key(o): self._parse_repository(o) for o in items}
+        with self._lock:
+            self._repositories = {k: v for k, v in parsed.items() if v is not None}
+            self._memo = {}
+            return set(self._by_workload)
+
+    def local_backends(self, targets: Iterable[SidecarTarget]) -> tuple[tuple[JSON, JSON], ...]:
+        """The (volume, mount) of each distinct local-backend Repository the targets use, in
+        their order: ``stash-local`` for the first (Stash's name), ``stash-local-<n>`` after."""
+        out: list[tuple[JSON, JSON]] = []
+        seen: set[RepositoryKey] = set()
+        with self._lock:
+            repositories = dict(self._repositories)
+        for target in targets:
+            repo = repositories.get(target.repository)
+            if target.repository in seen or repo is None:
+                continue
+            seen.add(target.repository)
+            name = LOCAL_BACKEND_VOLUME if not out else f"{LOCAL_BACKEND_VOLUME}-{len(out) + 1}"
+            found = local_volume(repo, name)
+            if found is not None:
+                out.append(found)
+        return tuple(out)
 
     def _rebuild(self) -> None:
         merged: dict[WorkloadKey, list[SidecarTarget]] = {}

@@ -52,6 +52,8 @@ class SidecarPlan:
     container_settings: JSON
     temp_dir: JSON
     warnings: tuple[str, ...] = ()
+    # (volume, mount) of each local-backend Repository the invokers back up into
+    local_backends: tuple[tuple[JSON, JSON], ...] = ()
 
     def fingerprint(self) -> str:
         """A hash of what the pod must contain for this plan: when it changes, pods roll.
@@ -63,13 +65,20 @@ class SidecarPlan:
             "mounts": self.volume_mounts,
             "container": self.container_settings,
             "tempDir": self.temp_dir,
+            "localBackends": self.local_backends,
         }
         canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def plan_for(kind: str, name: str, targets: tuple[SidecarTarget, ...]) -> SidecarPlan:
-    """Merge the members targeting one workload into one sidecar plan (deterministic)."""
+def plan_for(
+    kind: str,
+    name: str,
+    targets: tuple[SidecarTarget, ...],
+    local_backends: tuple[tuple[JSON, JSON], ...] = (),
+) -> SidecarPlan:
+    """Merge the members targeting one workload into one sidecar plan (deterministic), with
+    the local-backend volumes of their Repositories (``SidecarIndex.local_backends``)."""
     mounts: dict[str, JSON] = {}
     warnings: list[str] = []
     settings: JSON = {}
@@ -107,6 +116,7 @@ def plan_for(kind: str, name: str, targets: tuple[SidecarTarget, ...]) -> Sideca
         container_settings=settings,
         temp_dir=temp_dir,
         warnings=tuple(warnings),
+        local_backends=local_backends,
     )
 
 
@@ -179,9 +189,28 @@ def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSO
             )
         else:
             mounts.append(dict(mount))
+    added: list[JSON] = []
+    mounted = {m["mountPath"] for m in mounts} | {TMP_DIR_MOUNT_PATH}
+    for volume, mount in plan.local_backends:
+        if mount["mountPath"] in mounted:
+            warnings.append(
+                f"the repository volume at {mount['mountPath']} collides with a target volume "
+                "mounted there: not mounted into the stash sidecar"
+            )
+        elif volume["name"] in volume_names:
+            warnings.append(
+                f"the pod already has a volume {volume['name']!r}: the repository's local "
+                "backend is not mounted into the stash sidecar"
+            )
+        else:
+            added.append(dict(volume))
+            mounts.append(dict(mount))
+            mounted.add(mount["mountPath"])
     if TMP_DIR_VOLUME in volume_names:
         warnings.append(f"the pod already has a volume {TMP_DIR_VOLUME!r}: the sidecar reuses it")
     else:
-        spec["volumes"] = [*volumes, _tmp_volume(plan.temp_dir)]
+        added.append(_tmp_volume(plan.temp_dir))
+    if added:
+        spec["volumes"] = [*volumes, *added]
     spec["containers"] = [*(spec.get("containers") or []), build_container(plan, settings, mounts)]
     return mutated, warnings

@@ -23,6 +23,8 @@ INVOKER_TYPES = {"BackupBatch": BACKUP_BATCHES, "BackupConfiguration": BACKUP_CO
 
 NAMESPACES = ResourceType("v1", "namespaces", False, "Namespace")
 PODS = ResourceType("v1", "pods", True, "Pod")
+NODES = ResourceType("v1", "nodes", False, "Node")
+PERSISTENT_VOLUMES = ResourceType("v1", "persistentvolumes", False, "PersistentVolume")
 SECRETS = ResourceType("v1", "secrets", True, "Secret")
 SERVICE_ACCOUNTS = ResourceType("v1", "serviceaccounts", True, "ServiceAccount")
 PVCS = ResourceType("v1", "persistentvolumeclaims", True, "PersistentVolumeClaim")

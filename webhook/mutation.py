@@ -65,7 +65,11 @@ def handle(
         )
     kind, name = workload
     plan = index.derive(
-        namespace, kind, name, "sidecar-plan", lambda targets: plan_for(kind, name, targets)
+        namespace,
+        kind,
+        name,
+        "sidecar-plan",
+        lambda targets: plan_for(kind, name, targets, index.local_backends(targets)),
     )
     if plan is None:
         return AdmissionResponse(

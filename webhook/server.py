@@ -24,7 +24,7 @@ from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from kube import Client
 from kube.informer import Informer
-from kube.types import INVOKER_TYPES
+from kube.types import INVOKER_TYPES, REPOSITORIES
 from webhook.app import create_app
 from webhook.registration import FailurePolicy, register, webhook_configuration
 from webhook.tls import CertificateReloader
@@ -50,7 +50,8 @@ class WebhookOptions:
 
 
 class InvokerCache:
-    """Informers over BackupBatches and BackupConfigurations, kept in a SidecarIndex."""
+    """Informers over BackupBatches, BackupConfigurations and Repositories (their local
+    backends are mounted into the sidecar), kept in a SidecarIndex."""
 
     def __init__(self, client: Client, index: SidecarIndex) -> None:
         self.index = index
@@ -64,6 +65,15 @@ class InvokerCache:
             )
             for rt in INVOKER_TYPES.values()
         ]
+        self.informers.append(
+            Informer(
+                client,
+                REPOSITORIES,
+                on_replace=index.replace_repositories,
+                on_upsert=index.upsert_repository,
+                on_delete=index.delete_repository,
+            )
+        )
 
     def start(self) -> InvokerCache:
         for informer in self.informers:

@@ -1,5 +1,7 @@
-"""Integration fixtures: one real control plane (etcd, kube-apiserver, kube-controller-manager)
-per test session, with the Stash CRDs installed, and a fresh namespace per test."""
+"""Integration fixtures: one real cluster per test session — etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and a real node (containerd, runc, kubelet) with the
+project's image built from its Dockerfile — with the Stash CRDs installed, and a fresh namespace
+per test."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import pytest
 from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
 from devcluster import ControlPlane, ensure_binaries, services
+from devcluster.images import Builder, Images
+from devcluster.node import Node
 from devcluster.services import Service
 from kube import Client
 from kube.crds import install_crds
@@ -31,19 +35,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def images() -> Images:
+    # Built before pytest starts (scripts/setup, with progress); cached by content.
+    return Builder(progress=lambda msg: print(msg, flush=True)).all()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory, images: Images) -> Iterator[Node]:
+    """The control plane and its node, Ready."""
     # The binaries are normally built before pytest starts (scripts/test builds them with
     # progress on the terminal); building here only happens when pytest is run directly.
     binaries = ensure_binaries(progress=lambda msg: print(msg, flush=True))
     plane = ControlPlane(Path(tmp_path_factory.mktemp("control-plane")), binaries)
     plane.start()
+    node = Node(plane, images, progress=lambda msg: print(msg, flush=True))
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
         install_crds(client, all_crds(), field_manager="stash-tests")
         client.close()
-        yield plane
+        node.start()
+        yield node
     finally:
+        node.stop()
         plane.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(cluster: Node) -> ControlPlane:
+    return cluster.plane
 
 
 @pytest.fixture(scope="session")

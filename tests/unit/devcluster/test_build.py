@@ -36,6 +36,8 @@ def _fake_binaries(root: Path, versions: Versions) -> None:
         bins.etcd,
         bins.kube_apiserver,
         bins.kube_controller_manager,
+        bins.kube_scheduler,
+        bins.kubelet,
         bins.kubectl,
         bins.rclone,
     ):

@@ -1,33 +1,31 @@
-"""``stash demo``: the whole flow of DESIGN.md section 2 on this machine, with one command.
+"""``stash demo``: the whole flow of DESIGN.md section 2 on this machine's real node.
 
-A local control plane, a Pushgateway, the operator and the webhook (self-signed certificates,
-registered by URL), and the samples of ``manifests/samples/`` with real data: a Secret, a local
-Repository, two Deployments and a PVC, and a BackupBatch over all three. It triggers a session,
-runs what a kubelet would run (the sidecars the webhook injected into the Deployments' pods, the
-PVC's backup Job), and ends with the session's result, the repository's snapshots and the
-Pushgateway's metrics.
+A local cluster (control plane and a node running real pods), the operator installed the way
+a user installs it — ``kubectl apply -k`` over ``manifests/`` with the image just built from the
+Dockerfile — and the samples of ``manifests/samples/`` with real data: a Secret, a local
+Repository, two Deployments and a PVC, and a BackupBatch over all three. The Deployments' new
+pods carry the injected ``stash`` sidecar, a BackupSession runs (the sidecars and the PVC's
+backup Job), and the demo ends with the session's result, the repository's snapshots, the
+Pushgateway's metrics and ``kubectl get pods``.
 
-There is no kubelet, so pod paths are this machine's paths: the demo points the samples'
-paths (the Repository's mountPath, each member's paths) into ``<state>/node/``, where it writes
-the data. ``--keep`` leaves everything running; a second run reuses what is running.
+What the dev cluster changes, and says so: no registry is reachable, so the samples' nginx and
+busybox images are replaced by a local stand-in, and the operator's Pushgateway is reached on
+loopback (every pod runs on host networking, ``devcluster.containment``); the node's host paths
+(the repository, the PV of the PVC) live under the demo's state directory. ``--keep`` leaves it
+all running; a second run reuses it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import json
 import os
 import re
-import signal
-import socket
-import ssl
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +35,36 @@ from api import constants as c
 from api.repository import Repository
 from controller.backup_job import SESSION_LABEL
 from controller.sessions import create_session
-from devcluster import services
-from devcluster.cluster import StartError, free_port
-from devcluster.local_pods import STASH, Sidecar, run_job
+from devcluster.build import BuildError
+from devcluster.cluster import ControlPlane, StartError
+from devcluster.images import Images
 from devcluster.manager import DevCluster
 from engine.backend import backend_config
 from engine.restic import Restic
 from kube import Client, KubeError
-from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS, NAMESPACES, PODS, REPOSITORIES
+from kube.types import (
+    BACKUP_BATCHES,
+    BACKUP_SESSIONS,
+    JOBS,
+    NAMESPACES,
+    PODS,
+    REPOSITORIES,
+    WEBHOOK_CONFIGS,
+)
 
 JSON = dict[str, Any]
 FIELD_MANAGER = "stash-demo"
-OPERATOR_NAMESPACE = "stash-system"
-SAMPLES = Path(__file__).resolve().parent.parent / "manifests" / "samples"
+OPERATOR_NAMESPACE = "stash"
+PROJECT = Path(__file__).resolve().parent.parent
+SAMPLES = PROJECT / "manifests" / "samples"
+SAMPLE_IMAGES = ("nginx", "busybox")  # the samples' application images, without a registry
+PUSHGATEWAY_PORT = 56789
+POD_USER = 65532  # the image's user: what the sidecar and the Jobs write as
 Say = Callable[[str], None]
 
 
 class DemoError(RuntimeError):
-    """A step of the demo did not happen; says which and where its log is."""
+    """A step of the demo did not happen; says which and where to look."""
 
 
 def default_state_dir() -> Path:
@@ -62,43 +72,100 @@ def default_state_dir() -> Path:
     return Path(xdg) / "stash" / "demo"
 
 
-def localize(objects: list[JSON], node: Path) -> list[JSON]:
-    """The samples with pod paths pointed into ``node`` (this machine stands in for the node)."""
+def install_overlay(images: Images, directory: Path) -> Path:
+    """A kustomization over ``manifests/`` for this cluster: the image just built, the local
+    Pushgateway image, one replica (host networking: a second replica's ports would clash on
+    the one node) and the Pushgateway on loopback (no DNS, no ClusterIP here)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stash_name, stash_tag = images.stash.name.rsplit(":", 1)
+    push_name, push_tag = images.pushgateway.name.rsplit(":", 1)
+    pushgateway = f"--pushgateway-url=http://127.0.0.1:{PUSHGATEWAY_PORT}"
+    image_env = {"name": "STASH_IMAGE", "value": images.stash.name}
+    patch = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "stash-operator", "namespace": OPERATOR_NAMESPACE},
+        "spec": {
+            "replicas": 1,
+            # host ports: the new pod cannot start beside the old one on the one node
+            "strategy": {"type": "Recreate", "rollingUpdate": None},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "operator",
+                            "args": ["operator", "--health-port=8081", pushgateway],
+                            "env": [image_env],
+                        },
+                        {
+                            "name": "webhook",
+                            "args": ["webhook", "--certs=self-signed", "--port=8443", pushgateway],
+                            "env": [image_env],
+                        },
+                    ]
+                }
+            },
+        },
+    }
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(PROJECT / "manifests", directory)],
+        "images": [
+            {"name": "stash-py", "newName": stash_name, "newTag": stash_tag},
+            {"name": "prom/pushgateway", "newName": push_name, "newTag": push_tag},
+        ],
+        "patches": [{"patch": yaml.safe_dump(patch, sort_keys=False)}],
+    }
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    return directory
+
+
+def localize(objects: list[JSON], images: Images, node: Path, namespace: str) -> list[JSON]:
+    """The samples for this cluster: the stand-in image for the application images, the local
+    repository's host path and the PVC's volume under ``node`` (a hostPath PV)."""
     out = []
     for original in objects:
         obj = copy.deepcopy(original)
+        obj.setdefault("metadata", {})["namespace"] = namespace
         spec = obj.get("spec") or {}
-        if obj["kind"] == "Repository" and "local" in spec.get("backend", {}):
-            local = spec["backend"]["local"]
-            local["mountPath"] = str(node / local["mountPath"].lstrip("/"))
-        if obj["kind"] == "BackupBatch":
-            for member in spec.get("members") or []:
-                target = member.setdefault("target", {})
-                if member.get("task") and not target.get("volumeMounts"):
-                    claim = target["ref"]["name"]
-                    target["volumeMounts"] = [{"name": claim, "mountPath": f"/pvc/{claim}"}]
-                    target["paths"] = [f"/pvc/{claim}"]
-                for mount in target.get("volumeMounts") or []:
-                    mount["mountPath"] = str(node / mount["mountPath"].lstrip("/"))
-                target["paths"] = [str(node / p.lstrip("/")) for p in target.get("paths") or []]
+        if obj["kind"] == "Repository" and "hostPath" in (spec["backend"].get("local") or {}):
+            spec["backend"]["local"]["hostPath"]["path"] = str(node / "repository")
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet"):
+            for container in spec["template"]["spec"]["containers"]:
+                if container["image"].split(":")[0] in SAMPLE_IMAGES:
+                    container["image"] = images.app.name
         out.append(obj)
+        if obj["kind"] == "PersistentVolumeClaim":
+            out.append(_volume_for(obj, node / "volumes" / obj["metadata"]["name"]))
     return out
 
 
-def write_sample_data(batch: JSON) -> list[Path]:
-    """A few real files in each member's paths (kept between runs, changed a little each run)."""
-    written = []
-    for member in batch["spec"]["members"]:
-        for path in member["target"].get("paths") or []:
-            root = Path(path)
-            (root / "docs").mkdir(parents=True, exist_ok=True)
-            for index in range(20):
-                item = root / "docs" / f"page-{index}.html"
-                if not item.exists():
-                    item.write_bytes(os.urandom(64 * 1024))
-            (root / "last-run.txt").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-            written.append(root)
-    return written
+def _volume_for(claim: JSON, path: Path) -> JSON:
+    """A hostPath PersistentVolume bound to ``claim`` (the dev cluster has no provisioner)."""
+    meta = claim["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{meta['namespace']}-{meta['name']}"},
+        "spec": {
+            "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
+            "accessModes": claim["spec"]["accessModes"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": meta["namespace"], "name": meta["name"]},
+            "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+        },
+    }
+
+
+def sample_files(root: str) -> str:
+    """A shell script that writes a few real files under ``root`` (kept between runs)."""
+    return (
+        f"mkdir -p {root}/docs && for i in $(seq 0 19); do "
+        f"f={root}/docs/page-$i.html; [ -f $f ] || head -c 65536 /dev/urandom > $f; "
+        f"done; date -u +%FT%TZ > {root}/last-run.txt"
+    )
 
 
 @dataclass
@@ -106,150 +173,92 @@ class Demo:
     state_dir: Path
     keep: bool = False
     namespace: str = "demo"
-    timeout: float = 180.0
+    timeout: float = 240.0
     say: Say = print
-    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    # -- the long-running parts (reused by a second run) -------------------------------------
 
     @property
-    def _pids_file(self) -> Path:
-        return self.state_dir / "processes.json"
-
-    def _alive(self, name: str) -> int | None:
-        """The port of a process an earlier run left running (0: it serves none), else None."""
-        try:
-            record = json.loads(self._pids_file.read_text())[name]
-        except (OSError, ValueError, KeyError):
-            return None
-        try:
-            os.kill(int(record["pid"]), 0)
-        except OSError:
-            return None
-        port = int(record["port"])
-        if port:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) != 0:
-                    return None
-        return port
-
-    def _record(self, name: str, pid: int, port: int) -> None:
-        try:
-            records = json.loads(self._pids_file.read_text())
-        except (OSError, ValueError):
-            records = {}
-        records[name] = {"pid": pid, "port": port}
-        self._pids_file.write_text(json.dumps(records))
-
-    def _spawn(self, name: str, args: list[str], env: dict[str, str], port: int) -> None:
-        log = (self.state_dir / "logs" / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [*STASH, *args],
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._children[name] = proc
-        self._record(name, proc.pid, port)
-
-    def _pushgateway(self) -> str:
-        port = self._alive("pushgateway")
-        if port is None:
-            service = services.pushgateway(self.state_dir / "logs", detached=True)
-            assert service.process is not None  # noqa: S101 - started
-            self._record("pushgateway", service.process.pid, service.port)
-            port = service.port
-        return f"http://127.0.0.1:{port}"
-
-    def _operator(self, kubeconfig: Path, pushgateway: str) -> None:
-        if self._alive("operator") is not None:
-            return
-        args = [
-            "operator",
-            "--no-leader-elect",
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--pushgateway-url",
-            pushgateway,
-            "--image",
-            "stash-py:latest",
-        ]
-        self._spawn("operator", args, {"KUBECONFIG": str(kubeconfig)}, 0)
-
-    def _webhook(self, kubeconfig: Path, pushgateway: str) -> None:
-        if self._alive("webhook") is not None:
-            return
-        port = free_port()
-        certs = self.state_dir / "webhook-certs"
-        args = [
-            "webhook",
-            "--certs",
-            "local",
-            "--cert-dir",
-            str(certs),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--register-url",
-            f"https://127.0.0.1:{port}",
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "--pushgateway-url",
-            pushgateway,
-        ]
-        self._spawn("webhook", args, {"KUBECONFIG": str(kubeconfig)}, port)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            self._check_children()
-            try:
-                context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
-                url = f"https://127.0.0.1:{port}/readyz"
-                with urllib.request.urlopen(url, context=context, timeout=1):
-                    return
-            except (OSError, ssl.SSLError):
-                time.sleep(0.3)
-        raise DemoError(f"the webhook did not become ready: see {self.state_dir}/logs/webhook.log")
-
-    def stop(self) -> None:
-        try:
-            records = json.loads(self._pids_file.read_text())
-        except (OSError, ValueError):
-            records = {}
-        for record in records.values():
-            with contextlib.suppress(OSError):
-                os.kill(int(record["pid"]), signal.SIGTERM)
-        self._pids_file.unlink(missing_ok=True)
+    def cluster(self) -> DevCluster:
+        return DevCluster(self.state_dir / "cluster", progress=lambda m: self.say(f"   {m}"))
 
     # -- the flow ------------------------------------------------------------------------------
 
     def run(self) -> JSON:
         """Run the demo; the finished BackupSession."""
-        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.say("== 1. a local control plane (etcd, kube-apiserver, kube-controller-manager)")
-        plane = DevCluster(self.state_dir / "cluster", progress=lambda m: self.say(f"   {m}")).up()
-        kubeconfig = plane.kubeconfig
-        client = Client.from_kubeconfig(str(kubeconfig))
-        sidecars: list[Sidecar] = []
+        self.say("== 1. a local cluster: control plane and a real node (containerd, kubelet)")
+        cluster = self.cluster
+        plane = cluster.up(crds=False)
+        images = cluster.images()
+        client = Client.from_kubeconfig(str(plane.kubeconfig))
         try:
-            self.say("== 2. the Pushgateway, the operator and the webhook")
-            pushgateway = self._pushgateway()
-            self._operator(kubeconfig, pushgateway)
-            self._webhook(kubeconfig, pushgateway)
-            self.say(f"   Pushgateway {pushgateway}; logs in {self.state_dir}/logs/")
-            batch = self._apply_samples(client)
-            sidecars = self._start_sidecars(client, kubeconfig)
-            session = self._back_up(client, kubeconfig, batch["metadata"]["name"])
+            self._install(plane, images, client)
+            batch = self._apply_samples(plane, images, client)
+            self._show_sidecars(plane, client)
+            session = self._back_up(plane, client, batch["metadata"]["name"])
+            self._show_pods(plane)
         finally:
-            for sidecar in sidecars:
-                sidecar.stop()
             client.close()
-        self._summary(session, batch, pushgateway, kubeconfig)
+        self._summary(session, batch, plane)
         return session
 
-    def _apply_samples(self, client: Client) -> JSON:
+    def kubectl(self, plane: ControlPlane, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            [str(plane.binaries.kubectl), f"--kubeconfig={plane.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def _install(self, plane: ControlPlane, images: Images, client: Client) -> None:
+        self.say("== 2. the operator, as a user installs it: kubectl apply -k manifests/")
+        overlay = install_overlay(images, self.state_dir / "install")
+        self.say(f"   image {images.stash.name} (built from the Dockerfile)")
+        self.say(
+            "   one replica: every pod of the dev cluster runs on host networking, and a second "
+            "replica's ports would clash on the one node"
+        )
+        self.kubectl(plane, "apply", "-k", str(overlay))
+        self.kubectl(
+            plane,
+            "rollout",
+            "status",
+            "deployment/stash-operator",
+            "-n",
+            OPERATOR_NAMESPACE,
+            f"--timeout={self.timeout:.0f}s",
+        )
+        self._wait(
+            lambda: all(
+                w.get("clientConfig", {}).get("caBundle")
+                for w in client.get(WEBHOOK_CONFIGS, c.WEBHOOK_NAME).get("webhooks") or []
+            ),
+            "the webhook to register its CA bundle",
+        )
+        pod = self._operator_ready(client)
+        assert pod is not None  # noqa: S101 - just waited for it
+        self.say(f"   pod {OPERATOR_NAMESPACE}/{pod['metadata']['name']} Ready (3/3)")
+
+    def _operator_ready(self, client: Client) -> JSON | None:
+        pods = client.list(
+            PODS, OPERATOR_NAMESPACE, label_selector="app.kubernetes.io/component=operator"
+        )["items"]
+        for pod in pods:
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            if (
+                pod["metadata"].get("deletionTimestamp") is None
+                and statuses
+                and all(s.get("ready") for s in statuses)
+            ):
+                found: JSON = pod
+                return found
+        return None
+
+    def _apply_samples(self, plane: ControlPlane, images: Images, client: Client) -> JSON:
         self.say(f"== 3. the samples of manifests/samples/ in namespace {self.namespace}")
+        self.say(f"   (no registry: nginx and busybox are replaced by {images.app.name})")
         try:
             client.create(
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
@@ -258,16 +267,20 @@ class Demo:
             client.get(NAMESPACES, self.namespace)
         objects = []
         for path in sorted(SAMPLES.glob("*.yaml")):
-            objects += [d for d in _load_yaml(path) if d]
+            objects += _load_yaml(path)
         node = self.state_dir / "node"
-        objects = localize(objects, node)
-        batch = next(o for o in objects if o["kind"] == "BackupBatch")
-        for root in write_sample_data(batch):
-            self.say(f"   data: {root}")
+        # The sidecar and the Jobs run as the image's user: the repository is theirs.
+        (node / "repository").mkdir(parents=True, exist_ok=True)
+        os.chown(node / "repository", POD_USER, POD_USER)
+        (node / "repository").chmod(0o700)
+        objects = localize(objects, images, node, self.namespace)
         for obj in objects:
-            obj.setdefault("metadata", {})["namespace"] = self.namespace
             client.apply(obj, field_manager=FIELD_MANAGER)
             self.say(f"   {obj['kind']} {obj['metadata']['name']}")
+        pvc_data = node / "volumes" / "shared-data"
+        subprocess.run(["sh", "-c", sample_files(str(pvc_data))], check=True)
+        self.say(f"   data: {pvc_data} (the PVC's volume on the node)")
+        batch = next(o for o in objects if o["kind"] == "BackupBatch")
         name = batch["metadata"]["name"]
         self._wait(
             lambda: _phase(client.get(BACKUP_BATCHES, name, self.namespace)) == "Ready",
@@ -276,63 +289,107 @@ class Demo:
         self.say(f"   BackupBatch {name} is Ready; CronJob stash-trigger-{name} created")
         return client.get(BACKUP_BATCHES, name, self.namespace)
 
-    def _start_sidecars(self, client: Client, kubeconfig: Path) -> list[Sidecar]:
+    def _show_sidecars(self, plane: ControlPlane, client: Client) -> None:
         self.say("== 4. the opted-in Deployments roll; their new pods carry the stash sidecar")
-        sidecars = []
         for app in ("web", "api"):
             pod = self._wait(
-                lambda app=app: _injected_pod(client, self.namespace, app),  # type: ignore[misc]
-                f"a pod of Deployment {app} with the stash sidecar",
+                lambda app=app: _running_with_sidecar(client, self.namespace, app),  # type: ignore[misc]
+                f"a Running pod of Deployment {app} with the stash sidecar",
             )
+            name = pod["metadata"]["name"]
             containers = ", ".join(ct["name"] for ct in pod["spec"]["containers"])
-            self.say(f"   pod {pod['metadata']['name']}: containers {containers}")
-            sidecars.append(
-                Sidecar.from_pod(
-                    pod,
-                    kubeconfig=kubeconfig,
-                    local_tmp=self.state_dir / "pods" / pod["metadata"]["name"],
-                )
+            app_container = pod["spec"]["containers"][0]
+            root = app_container["volumeMounts"][0]["mountPath"]
+            self.kubectl(
+                plane,
+                "exec",
+                "-n",
+                self.namespace,
+                name,
+                "-c",
+                app_container["name"],
+                "--",
+                "sh",
+                "-c",
+                sample_files(root),
             )
-        self.say("   (no kubelet here: the demo runs each stash container's command locally)")
-        return sidecars
+            self.say(f"   pod {name}: Running, containers {containers}; data written to {root}")
 
-    def _back_up(self, client: Client, kubeconfig: Path, batch_name: str) -> JSON:
+    def _back_up(self, plane: ControlPlane, client: Client, batch_name: str) -> JSON:
         self.say("== 5. a BackupSession (what the CronJob creates each slot; `stash trigger` now)")
+        for _ in range(3):
+            session = self._one_session(client, batch_name)
+            if (session.get("status") or {}).get("phase") != "Skipped":
+                return session
+            self.say("   Skipped: another session of the batch (the CronJob's) was running")
+            self._wait(
+                lambda: (
+                    not any(
+                        (s.get("status") or {}).get("phase") in ("Pending", "Running", None)
+                        for s in client.list(
+                            BACKUP_SESSIONS,
+                            self.namespace,
+                            label_selector=f"{c.INVOKER_NAME_LABEL}={batch_name}",
+                        )["items"]
+                    )
+                ),
+                "the other session to end",
+            )
+            time.sleep(1)  # a new second: the next session's name
+        return session
+
+    def _one_session(self, client: Client, batch_name: str) -> JSON:
         session = create_session(client, "BackupBatch", batch_name, self.namespace)
         name = session["metadata"]["name"]
         self.say(f"   BackupSession {name}")
-        jobs = self._wait(
-            lambda: client.list(JOBS, self.namespace, label_selector=f"{SESSION_LABEL}={name}")[
-                "items"
-            ],
-            f"the backup Job of {name}",
-        )
-        for job in jobs:
-            job_name = job["metadata"]["name"]
-            self.say(f"   Job {job_name}: running its steps locally")
-            for step in run_job(job, kubeconfig, self.state_dir / "pods" / job_name):
-                self.say(f"     step {step.name}: exit {step.returncode}")
         last = ""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            self._check_children()
             session = client.get(BACKUP_SESSIONS, name, self.namespace)
             status = session.get("status") or {}
-            line = ", ".join(
+            jobs = client.list(JOBS, self.namespace, label_selector=f"{SESSION_LABEL}={name}")
+            job_line = ", ".join(
+                f"Job {j['metadata']['name']} "
+                f"{'Complete' if (j.get('status') or {}).get('succeeded') else 'running'}"
+                for j in jobs["items"]
+            )
+            targets = ", ".join(
                 f"{t['ref']['kind']}/{t['ref']['name']} {t.get('phase', '?')}"
                 for t in status.get("targets") or []
             )
-            line = f"   {status.get('phase', 'Pending')}: {line}"
+            line = f"   {status.get('phase', 'Pending')}: {targets}" + (
+                f"; {job_line}" if job_line else ""
+            )
             if line != last:
                 self.say(line)
                 last = line
             if status.get("phase") in ("Succeeded", "Failed", "Skipped"):
+                self._wait(
+                    lambda: all(
+                        (j.get("status") or {}).get("completionTime")
+                        or (j.get("status") or {}).get("failed")
+                        for j in client.list(
+                            JOBS, self.namespace, label_selector=f"{SESSION_LABEL}={name}"
+                        )["items"]
+                    ),
+                    "the session's Jobs to finish",
+                )
                 return session
             time.sleep(1)
-        raise DemoError(f"BackupSession {name} did not finish in {self.timeout:.0f}s")
+        raise DemoError(
+            f"BackupSession {name} did not finish in {self.timeout:.0f}s; look with: "
+            f"kubectl -n {self.namespace} describe backupsession {name}"
+        )
 
-    def _summary(self, session: JSON, batch: JSON, pushgateway: str, kubeconfig: Path) -> None:
+    def _show_pods(self, plane: ControlPlane) -> None:
+        self.say("")
+        self.say("== kubectl get pods -A")
+        for line in self.kubectl(plane, "get", "pods", "-A").splitlines():
+            self.say(f"   {line}")
+
+    def _summary(self, session: JSON, batch: JSON, plane: ControlPlane) -> None:
         status = session.get("status") or {}
+        kubeconfig = plane.kubeconfig
         self.say("")
         self.say(
             f"== BackupSession {session['metadata']['name']}: {status.get('phase')} "
@@ -350,6 +407,24 @@ class Demo:
                     f"uploaded {snap.get('uploaded')}"
                 )
                 self.say(f"     {host['hostname']}: {host.get('phase')} ({detail})")
+        repo = self._show_repository(batch, kubeconfig)
+        self._show_metrics_and_logs(batch, plane)
+        self.say("== look around")
+        self.say(f"   export KUBECONFIG={kubeconfig} PATH={plane.binaries.kubectl.parent}:$PATH")
+        self.say(
+            f"   kubectl -n {self.namespace} get backupbatches,backupsessions,repositories,jobs"
+        )
+        self.say(
+            f"   kubectl -n {self.namespace} describe backupsession {session['metadata']['name']}"
+        )
+        self.say(
+            f"   kubectl -n {self.namespace} exec deploy/web -c stash -- stash snapshots "
+            f"--repository {repo['metadata']['name']} --namespace {self.namespace}"
+        )
+        if not self.keep:
+            self.say("   (these need `stash demo --keep`, which leaves it all running)")
+
+    def _show_repository(self, batch: JSON, kubeconfig: Path) -> JSON:
         self.say("")
         self.say("== the repository")
         client = Client.from_kubeconfig(str(kubeconfig))
@@ -365,7 +440,11 @@ class Demo:
         password = next(
             o for o in _load_yaml(SAMPLES / "backup-batch.yaml") if o and o["kind"] == "Secret"
         )["stringData"]["RESTIC_PASSWORD"]
-        model = Repository.model_validate(repo)
+        # The repository's volume is a host path of the node: read it from here.
+        on_node = copy.deepcopy(repo)
+        local = on_node["spec"]["backend"]["local"]
+        local["mountPath"] = local["hostPath"]["path"]
+        model = Repository.model_validate(on_node)
         with Restic(backend_config(model, {"RESTIC_PASSWORD": password})) as restic:
             for snap in restic.snapshots():
                 target = next((t for t in snap.tags if t.startswith("target:")), "")
@@ -373,6 +452,10 @@ class Demo:
                     f"   {snap.short_id}  {snap.time[:19]}  {snap.hostname:7} "
                     f"{target[7:]:36} {','.join(snap.paths)}"
                 )
+        return repo
+
+    def _show_metrics_and_logs(self, batch: JSON, plane: ControlPlane) -> None:
+        pushgateway = f"http://127.0.0.1:{PUSHGATEWAY_PORT}"
         self.say("")
         self.say(f"== metrics in the Pushgateway ({pushgateway}/metrics)")
         with urllib.request.urlopen(f"{pushgateway}/metrics", timeout=5) as response:  # noqa: S310
@@ -381,34 +464,22 @@ class Demo:
         for line in metrics_digest(lines, job):
             self.say(f"   {line}")
         self.say("")
-        self.say("== look around")
-        self.say(f"   export KUBECONFIG={kubeconfig}")
-        self.say(
-            f"   kubectl -n {self.namespace} get backupbatches,backupsessions,repositories,jobs"
-        )
-        self.say(
-            f"   kubectl -n {self.namespace} describe backupsession {session['metadata']['name']}"
-        )
-        self.say(
-            f"   .venv/bin/stash snapshots --repository {repo['metadata']['name']} "
-            f"--namespace {self.namespace}"
-        )
-        if not self.keep:
-            self.say("   (these need `stash demo --keep`, which leaves it all running)")
-
-    def _check_children(self) -> None:
-        """Fail at once, with its last words, when the operator or the webhook died."""
-        for name, proc in self._children.items():
-            code = proc.poll()
-            if code is not None:
-                log = self.state_dir / "logs" / f"{name}.log"
-                tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-                raise DemoError(f"the {name} exited with {code}:\n      " + "\n      ".join(tail))
+        client = Client.from_kubeconfig(str(plane.kubeconfig))
+        try:
+            web = _running_with_sidecar(client, self.namespace, "web")
+        finally:
+            client.close()
+        if web:
+            pod = web["metadata"]["name"]
+            self.say(f"== kubectl -n {self.namespace} logs {pod} -c stash (the last lines)")
+            logs = self.kubectl(plane, "logs", "-n", self.namespace, pod, "-c", "stash")
+            for line in logs.splitlines()[-4:]:
+                self.say(f"   {line[:160]}")
+            self.say("")
 
     def _wait(self, probe: Callable[[], Any], what: str) -> Any:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
-            self._check_children()
             try:
                 found = probe()
             except KubeError:
@@ -455,20 +526,22 @@ def _phase(obj: JSON) -> str:
     return str((obj.get("status") or {}).get("phase", ""))
 
 
-def _injected_pod(client: Client, namespace: str, app: str) -> JSON | None:
+def _running_with_sidecar(client: Client, namespace: str, app: str) -> JSON | None:
+    """The newest pod of ``app`` that runs, all containers ready, with the stash sidecar."""
     pods = client.list(PODS, namespace, label_selector=f"app={app}")["items"]
     for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True):
         if pod["metadata"].get("deletionTimestamp"):
             continue
-        if any(ct["name"] == c.SIDECAR_CONTAINER for ct in pod["spec"]["containers"]):
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        names = {ct["name"] for ct in pod["spec"]["containers"]}
+        if c.SIDECAR_CONTAINER in names and statuses and all(s.get("ready") for s in statuses):
             found: JSON = pod
             return found
     return None
 
 
 def down(state_dir: Path) -> None:
-    """Stop what ``--keep`` left running (processes, control plane); the data stays."""
-    Demo(state_dir).stop()
+    """Stop what ``--keep`` left running (the cluster and its pods); the data stays."""
     DevCluster(state_dir / "cluster", progress=lambda m: None).down()
 
 
@@ -476,9 +549,9 @@ def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
     demo = Demo(state_dir, keep=keep, say=say)
     try:
         session = demo.run()
-    except (DemoError, KubeError, StartError) as exc:
+    except (DemoError, KubeError, StartError, BuildError) as exc:
         say(f"stash demo: {exc}")
-        say(f"   logs: {state_dir}/logs/")
+        say(f"   logs: {state_dir}/cluster/logs/ and kubectl logs")
         if not keep:
             down(state_dir)
         return 1
@@ -490,7 +563,7 @@ def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
         say("   stash demo --down   # stops it all")
     else:
         down(state_dir)
-        say("   (stopped the operator, webhook, Pushgateway and control plane)")
+        say("   (stopped the cluster: its pods, node and control plane)")
     ok = (session.get("status") or {}).get("phase") == "Succeeded"
     return 0 if ok else 1
 

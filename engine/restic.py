@@ -323,6 +323,10 @@ class Restic:
             return sum(1 for _ in os.scandir(os.path.join(self.config.repository, "locks")))
         except FileNotFoundError:
             return 0
+        except OSError:
+            # Unreadable here (another user's repository, say): unknown, and restic itself
+            # then says what is wrong in its own words.
+            return None
 
     def unlock_stale(self) -> int | None:
         """Remove locks whose holder is gone (restic's own staleness test: the process is not

@@ -23,6 +23,7 @@ from kube import Client
 from kube.crds import install_crds
 from kube.types import NAMESPACES, WEBHOOK_CONFIGS
 from tests.integration.helpers import WebhookProcess
+from tests.manifests import load_all
 
 REST_USER, REST_PASSWORD = "backup", "rest-secret-7f3a"
 S3_ACCESS_KEY, S3_SECRET_KEY = "stash-access", "s3-secret-91bd"
@@ -52,6 +53,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, images: Images) -> Iterato
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
         install_crds(client, all_crds(), field_manager="stash-tests")
+        # The roles a user installs with the operator, which it binds per invoker.
+        for name in ("backup-job", "sidecar"):
+            for obj in load_all(Path("manifests/rbac") / f"{name}.yaml"):
+                client.apply(obj, field_manager="stash-tests")
         client.close()
         node.start()
         yield node

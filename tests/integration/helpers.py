@@ -20,6 +20,7 @@ import pytest
 from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import free_port
 from kube import Client
+from kube.types import JOBS, PODS
 
 T = TypeVar("T")
 
@@ -96,7 +97,13 @@ class WebhookProcess:
 
     @classmethod
     def start(
-        cls, kubeconfig: Path, workdir: Path, namespace: str = "stash-system"
+        cls,
+        kubeconfig: Path,
+        workdir: Path,
+        namespace: str = "stash-system",
+        *,
+        image: str = "stash-py:test",
+        pushgateway_url: str = "",
     ) -> WebhookProcess:
         port = free_port()
         cert_dir = workdir / "certs"
@@ -107,7 +114,8 @@ class WebhookProcess:
             "--certs", "local", "--cert-dir", str(cert_dir),
             "--host", "127.0.0.1", "--port", str(port),
             "--register-url", f"https://127.0.0.1:{port}",
-            "--namespace", namespace, "--image", "stash-py:test",
+            "--namespace", namespace, "--image", image,
+            "--pushgateway-url", pushgateway_url,
         ]  # fmt: skip
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -155,3 +163,90 @@ def running_operator(kubeconfig: Path, **options: Any) -> Iterator[Operator]:
         stop.set()
         thread.join(15)
         client.close()
+
+
+# -- real pods on the dev cluster's node ----------------------------------------------------------
+
+
+@dataclass
+class StepResult:
+    """One container of a finished pod: its exit code and its log."""
+
+    name: str
+    returncode: int
+    output: str
+
+
+def _pod_logs(kube: Client, namespace: str, pod: str, container: str) -> str:
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+    data = kube.request("GET", path, query={"container": container}, accept="*/*", raw=True)
+    return bytes(data).decode(errors="replace")
+
+
+def pod_steps(kube: Client, namespace: str, pod: dict[str, Any]) -> list[StepResult]:
+    """The init containers then the containers of a finished pod, as far as they ran."""
+    status = pod.get("status") or {}
+    statuses = {
+        s["name"]: s
+        for s in [
+            *(status.get("initContainerStatuses") or []),
+            *status.get("containerStatuses", []),
+        ]
+    }
+    out = []
+    spec = pod["spec"]
+    for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        terminated = (statuses.get(container["name"]) or {}).get("state", {}).get("terminated")
+        if terminated is None:
+            break
+        logs = _pod_logs(kube, namespace, pod["metadata"]["name"], container["name"])
+        out.append(StepResult(container["name"], int(terminated["exitCode"]), logs))
+    return out
+
+
+def job_steps(kube: Client, namespace: str, job: str, timeout: float = 180) -> list[StepResult]:
+    """Wait until Job ``job`` (run by the node) has finished; what each of its steps did."""
+
+    def finished() -> dict[str, Any] | None:
+        status = kube.get(JOBS, job, namespace).get("status") or {}
+        if not (status.get("completionTime") or status.get("failed")):
+            return None
+        pods = kube.list(PODS, namespace, label_selector=f"job-name={job}")["items"]
+        return pods[0] if pods else None
+
+    return pod_steps(kube, namespace, eventually(finished, timeout, f"Job {job} to finish"))
+
+
+def run_pod(
+    kube: Client, namespace: str, pod: dict[str, Any], timeout: float = 180
+) -> list[StepResult]:
+    """Create ``pod`` (restartPolicy Never) and wait until it has run to its end."""
+    kube.create({"apiVersion": "v1", "kind": "Pod", **pod}, namespace)
+    name = pod["metadata"]["name"]
+
+    def ended() -> dict[str, Any] | None:
+        got = kube.get(PODS, name, namespace)
+        return got if (got.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+    return pod_steps(kube, namespace, eventually(ended, timeout, f"pod {name} to end"))
+
+
+POD_USER = 65532  # the project image's user
+
+
+def give_to_pods(path: Path) -> Path:
+    """Make ``path`` (a tree made here as root) the pods' user's, as a repository made by
+    the sidecar or a Job would be."""
+    os.chown(path, POD_USER, POD_USER)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), POD_USER, POD_USER)
+    return path
+
+
+def shared_dir(path: Path) -> Path:
+    """A host directory (a hostPath volume) that the pods' user may write: the image runs as
+    65532. Only the directory itself matters: in a container it is the mount point."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path

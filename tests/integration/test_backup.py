@@ -1,8 +1,10 @@
-"""Backups end to end: the real control plane and operator, the sidecar and the Job steps run as
-their pods would run them, real restic, a real Pushgateway and a real PostgreSQL server."""
+"""Backups end to end on the dev cluster's real node: the operator, the webhook injecting the
+`stash` sidecar into real pods, backup Jobs run by the kubelet from the project's image, real
+restic, a real Pushgateway and a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import threading
@@ -20,14 +22,31 @@ from controller.operator import Operator
 from controller.sessions import create_session
 from controller.substitution import substitute_all
 from devcluster import ControlPlane
-from devcluster.local_pods import Sidecar, run_job
+from devcluster.images import Images
 from devcluster.services import Postgres, Service
-from engine.backend import backend_config
+from engine.backend import backend_config, local_volume
 from engine.restic import Restic
-from kube import Client
-from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, REPOSITORIES
+from kube import Client, NotFound
+from kube.types import (
+    BACKUP_BATCHES,
+    BACKUP_SESSIONS,
+    EVENTS,
+    JOBS,
+    PODS,
+    REPOSITORIES,
+    WEBHOOK_CONFIGS,
+)
 from tests.factories import batch, member
-from tests.integration.helpers import eventually, running_operator
+from tests.integration.helpers import (
+    WebhookProcess,
+    eventually,
+    give_to_pods,
+    job_steps,
+    run_pod,
+    running_operator,
+    shared_dir,
+    wait_until_injected,
+)
 from tests.integration.test_restic import make_data, tree
 from tests.manifests import load_all
 from tests.prometheus import metric_value
@@ -37,20 +56,33 @@ JSON = dict[str, Any]
 
 
 @pytest.fixture
-def operator(control_plane: ControlPlane, pushgateway: Service) -> Iterator[Operator]:
-    with running_operator(control_plane.kubeconfig, pushgateway_url=pushgateway.url) as op:
+def operator(
+    control_plane: ControlPlane, pushgateway: Service, images: Images
+) -> Iterator[Operator]:
+    with running_operator(
+        control_plane.kubeconfig, pushgateway_url=pushgateway.url, image=images.stash.name
+    ) as op:
         yield op
 
 
-def _workload(kind: str, name: str, replicas: int) -> JSON:
+def _workload(kind: str, name: str, replicas: int, data: Path, image: str) -> JSON:
+    """A workload whose pods keep ``data`` (a host directory) at the same path."""
     spec: JSON = {
         "replicas": replicas,
         "selector": {"matchLabels": {"app": name}},
         "template": {
-            "metadata": {"labels": {"app": name}},
+            # opted in from the start, as a GitOps manifest would be: no rollout needed
+            "metadata": {"labels": {"app": name, c.BACKUP_LABEL: c.BACKUP_LABEL_VALUE}},
             "spec": {
-                "containers": [{"name": "app", "image": "busybox"}],
-                "volumes": [{"name": "data", "emptyDir": {}}],
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": image,
+                        "volumeMounts": [{"name": "data", "mountPath": str(data)}],
+                    }
+                ],
+                "volumes": [{"name": "data", "hostPath": {"path": str(data)}}],
             },
         },
     }
@@ -60,6 +92,7 @@ def _workload(kind: str, name: str, replicas: int) -> JSON:
 
 
 def _repository(kube: Client, namespace: str, repo_dir: Path, password: str = PASSWORD) -> None:
+    shared_dir(repo_dir)
     kube.create(
         {
             "apiVersion": "v1",
@@ -85,7 +118,23 @@ def _repository(kube: Client, namespace: str, repo_dir: Path, password: str = PA
     )
 
 
-def _pvc(kube: Client, namespace: str, name: str) -> None:
+def _pvc(kube: Client, namespace: str, name: str, data: Path) -> None:
+    """A PVC bound to a hostPath PersistentVolume of ``data`` (no provisioner here)."""
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{namespace}-{name}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": name},
+                "hostPath": {"path": str(data)},
+            },
+        }
+    )
     kube.create(
         {
             "apiVersion": "v1",
@@ -93,6 +142,7 @@ def _pvc(kube: Client, namespace: str, name: str) -> None:
             "metadata": {"name": name},
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
                 "resources": {"requests": {"storage": "1Gi"}},
             },
         },
@@ -113,6 +163,10 @@ def _ready(kube: Client, namespace: str, obj: JSON) -> JSON:
         30,
         f"BackupBatch {name} to be Ready",
     )
+
+
+def _phase(obj: JSON) -> str:
+    return str((obj.get("status") or {}).get("phase", ""))
 
 
 def _session(kube: Client, namespace: str, name: str) -> JSON:
@@ -158,29 +212,80 @@ def _stats(session: JSON, kind: str) -> list[JSON]:
     return list(target.get("stats") or [])
 
 
+@pytest.fixture
+def injecting_webhook(
+    control_plane: ControlPlane,
+    kube: Client,
+    images: Images,
+    pushgateway: Service,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WebhookProcess]:
+    hook = WebhookProcess.start(
+        control_plane.kubeconfig,
+        tmp_path_factory.mktemp("webhook"),
+        image=images.stash.name,
+        pushgateway_url=pushgateway.url,
+    )
+    yield hook
+    hook.stop()
+    kube.delete(WEBHOOK_CONFIGS, c.WEBHOOK_NAME, missing_ok=True)
+
+
+def _opted_in_pod(kind: str, name: str) -> JSON:
+    owner = "ReplicaSet" if kind == "Deployment" else kind
+    owner_name = f"{name}-5d8f7b9c4" if kind == "Deployment" else name
+    labels = {c.BACKUP_LABEL: c.BACKUP_LABEL_VALUE, "pod-template-hash": "5d8f7b9c4"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "probe-",
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": owner,
+                    "name": owner_name,
+                    "uid": "00000000-0000-0000-0000-000000000000",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"containers": [{"name": "app", "image": "probe"}]},
+    }
+
+
+def _running_sidecars(kube: Client, namespace: str, app: str, count: int) -> list[JSON] | None:
+    pods = [
+        p
+        for p in kube.list(PODS, namespace, label_selector=f"app={app}")["items"]
+        if not p["metadata"].get("deletionTimestamp")
+        and any(ct["name"] == c.SIDECAR_CONTAINER for ct in p["spec"]["containers"])
+        and all(s.get("ready") for s in (p.get("status") or {}).get("containerStatuses") or [{}])
+    ]
+    return pods if len(pods) == count else None
+
+
 def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     operator: Operator,
+    injecting_webhook: WebhookProcess,
     kube: Client,
     namespace: str,
-    control_plane: ControlPlane,
+    images: Images,
     pushgateway: Service,
     tmp_path: Path,
 ) -> None:
-    web_data = make_data(tmp_path / "web-data")
+    web_data = shared_dir(make_data(tmp_path / "web-data"))
     db_data = make_data(tmp_path / "db-data")
     pvc_data = make_data(tmp_path / "pvc")
     repo_dir = tmp_path / "repo"
     _repository(kube, namespace, repo_dir)
-    kube.create(_workload("Deployment", "web", 2), namespace)
-    kube.create(_workload("StatefulSet", "db", 2), namespace)
-    _pvc(kube, namespace, "shared")
+    _pvc(kube, namespace, "shared", pvc_data)
     web_member = member("Deployment", "web", mounts=(("data", str(web_data)),))
     # The application flushes before the backup: the snapshot must contain what the hook wrote.
     flush = f"echo flushed > {web_data}/flushed-by-hook"
     web_member["hooks"] = {"preBackup": {"exec": {"command": ["sh", "-c", flush]}}}
-    invoker = _ready(
-        kube,
-        namespace,
+    kube.create(
         batch(
             "nightly",
             namespace,
@@ -194,35 +299,40 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
             ),
         ),
     )
-    kubeconfig = control_plane.kubeconfig
-    pods = tmp_path / "pods"
-    # Two pods of the Deployment (only the Lease holder backs up), both StatefulSet ordinals.
-    sidecars = [
-        Sidecar.for_invoker(
-            invoker,
-            kind,
-            name,
-            pod,
-            kubeconfig=kubeconfig,
-            local_tmp=pods / pod,
-            pushgateway_url=pushgateway.url,
-        )
-        for kind, name, pod in (
-            ("Deployment", "web", "web-6d4cf56db6-k2x9q"),
-            ("Deployment", "web", "web-6d4cf56db6-p8m4z"),
-            ("StatefulSet", "db", "db-0"),
-            ("StatefulSet", "db", "db-1"),
-        )
+    # The webhook has seen the batch before the workloads' pods are created: they get the
+    # sidecar at creation. Two pods of the Deployment (only the Lease holder backs up), both
+    # StatefulSet ordinals.
+    for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
+        wait_until_injected(kube, namespace, _opted_in_pod(kind, name))
+    kube.create(_workload("Deployment", "web", 2, web_data, images.app.name), namespace)
+    kube.create(_workload("StatefulSet", "db", 2, db_data, images.app.name), namespace)
+    eventually(
+        lambda: _phase(kube.get(BACKUP_BATCHES, "nightly", namespace)) == "Ready", 60, "Ready"
+    )
+    pods = [
+        *eventually(lambda: _running_sidecars(kube, namespace, "web", 2), 120, "web's sidecars"),
+        *eventually(lambda: _running_sidecars(kube, namespace, "db", 2), 120, "db's sidecars"),
     ]
-    try:
-        name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
-        job = _job(kube, namespace, name, 2)
-        runs = run_job(job, kubeconfig, tmp_path / "job-tmp")
-        outcome = [(r.name, r.returncode) for r in runs]
-        assert outcome == [("pvc-backup", 0), ("update-status", 0)], [r.output for r in runs]
-        session = eventually(lambda: _finished(kube, namespace, name), 120, "the session to end")
-    finally:
-        logs = [sidecar.stop() for sidecar in sidecars]
+    name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    runs = job_steps(kube, namespace, _job(kube, namespace, name, 2)["metadata"]["name"])
+    outcome = [(r.name, r.returncode) for r in runs]
+    assert outcome == [("pvc-backup", 0), ("update-status", 0)], [r.output for r in runs]
+    session = eventually(lambda: _finished(kube, namespace, name), 120, "the session to end")
+    logs = []
+    for pod in pods + kube.list(PODS, namespace)["items"]:
+        if c.SIDECAR_CONTAINER not in {ct["name"] for ct in pod["spec"]["containers"]}:
+            continue
+        with contextlib.suppress(NotFound):  # the opt-in's rollout may have replaced it
+            logs.append(
+                kube.request(
+                    "GET",
+                    f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}/log",
+                    query={"container": c.SIDECAR_CONTAINER},
+                    accept="*/*",
+                    raw=True,
+                ).decode()
+            )
+    assert logs
 
     status = session["status"]
     assert status["phase"] == "Succeeded", status
@@ -318,10 +428,11 @@ def test_a_wrong_password_fails_the_host_clearly_and_no_secret_leaks(
     repo_dir = tmp_path / "repo"
     with _restic(repo_dir) as restic:
         restic.init_if_missing()
+    give_to_pods(repo_dir)
     wrong = "wrong-pw-a8d2f61b"
     _repository(kube, namespace, repo_dir, password=wrong)
     data = make_data(tmp_path / "pvc")
-    _pvc(kube, namespace, "shared")
+    _pvc(kube, namespace, "shared", data)
     _ready(
         kube,
         namespace,
@@ -337,8 +448,10 @@ def test_a_wrong_password_fails_the_host_clearly_and_no_secret_leaks(
         ),
     )
     name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
-    runs = run_job(_job(kube, namespace, name, 0), control_plane.kubeconfig, tmp_path / "job-tmp")
-    assert [(r.name, r.returncode) for r in runs] == [("pvc-backup", 0), ("update-status", 1)]
+    runs = job_steps(kube, namespace, _job(kube, namespace, name, 0)["metadata"]["name"])
+    assert [(r.name, r.returncode) for r in runs] == [("pvc-backup", 0), ("update-status", 1)], [
+        r.output for r in runs
+    ]
     session = eventually(lambda: _finished(kube, namespace, name), 60, "the session to end")
     status = session["status"]
     assert status["phase"] == "Failed"
@@ -361,7 +474,7 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
     operator: Operator,
     kube: Client,
     namespace: str,
-    control_plane: ControlPlane,
+    images: Images,
     postgres: Postgres,
     tmp_path: Path,
 ) -> None:
@@ -376,6 +489,8 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
         "SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database
     )
     for obj in load_all(Path("manifests/tasks/postgres.yaml")):
+        if obj["kind"] == "Function":  # the image just built, as `kustomize edit set image`
+            obj["spec"]["image"] = images.stash.name
         kube.apply(obj, field_manager="stash-tests")
     _repository(kube, namespace, tmp_path / "repo")
     kube.create(
@@ -402,12 +517,12 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
     dump_step = job["spec"]["template"]["spec"]["initContainers"][0]
     dump = f"pg_dump --clean --if-exists --no-owner -h 127.0.0.1 -p {postgres.port} -U postgres"
     assert f"--dump-command={dump} {database}" in dump_step["args"]
-    runs = run_job(job, control_plane.kubeconfig, tmp_path / "job-tmp")
+    runs = job_steps(kube, namespace, job["metadata"]["name"])
     assert [r.returncode for r in runs] == [0, 0], runs
     session = eventually(lambda: _finished(kube, namespace, name), 60, "the session to end")
     assert session["status"]["phase"] == "Succeeded", session["status"]
 
-    # Lose the data, then run the example's restore Function as its Job would.
+    # Lose the data, then run the example's restore Function in a pod, as its Job would.
     postgres.psql("DROP TABLE items", database)
     restore_fn = next(
         o
@@ -423,13 +538,28 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
         **{p["name"]: p["value"] for p in params},
     }
     args = substitute_all(restore_fn["spec"]["args"], variables)
-    restored = run_job(
+    found = local_volume(Repository.model_validate(kube.get(REPOSITORIES, "repo", namespace)))
+    assert found is not None
+    volume, mount = found
+    restored = run_pod(
+        kube,
+        namespace,
         {
             "metadata": {"name": "restore"},
-            "spec": {"template": {"spec": {"containers": [{"name": "restore", "args": args}]}}},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": "stash-backup-nightly",
+                "containers": [
+                    {
+                        "name": "restore",
+                        "image": images.stash.name,
+                        "args": args,
+                        "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
+                    }
+                ],
+                "volumes": [volume, {"name": "tmp", "emptyDir": {}}],
+            },
         },
-        control_plane.kubeconfig,
-        tmp_path / "restore-tmp",
     )
     assert restored[0].returncode == 0, restored[0].output
     after = postgres.psql("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database)
@@ -442,7 +572,7 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
     repo_dir = tmp_path / "repo"
     _repository(kube, namespace, repo_dir)
     data = make_data(tmp_path / "pvc")
-    _pvc(kube, namespace, "shared")
+    _pvc(kube, namespace, "shared", data)
     obj = batch(
         "nightly",
         namespace,
@@ -459,7 +589,7 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
             kube, "BackupBatch", "nightly", namespace, unix_seconds=1_800_000_000 + index
         )
         name = created["metadata"]["name"]
-        runs = run_job(_job(kube, namespace, name, 0), control_plane.kubeconfig, tmp_path / name)
+        runs = job_steps(kube, namespace, _job(kube, namespace, name, 0)["metadata"]["name"])
         assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
         sessions.append(eventually(functools.partial(_finished, kube, namespace, name), 60, name))
     assert [s["status"]["phase"] for s in sessions] == ["Succeeded"] * 3
@@ -498,7 +628,7 @@ def test_the_batch_hooks_run_once_each_around_the_whole_backup(
     port = server.server_address[1]
     _repository(kube, namespace, tmp_path / "repo")
     data = make_data(tmp_path / "pvc")
-    _pvc(kube, namespace, "shared")
+    _pvc(kube, namespace, "shared", data)
     hooks = {
         "preBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/freeze"}},
         "postBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/thaw"}},
@@ -516,7 +646,7 @@ def test_the_batch_hooks_run_once_each_around_the_whole_backup(
         name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
         job = _job(kube, namespace, name, 0)
         assert _HookServer.calls == ["/freeze"], "the pre hook runs before the Job exists"
-        runs = run_job(job, control_plane.kubeconfig, tmp_path / "job-tmp")
+        runs = job_steps(kube, namespace, job["metadata"]["name"])
         assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
         session = eventually(lambda: _finished(kube, namespace, name), 60, "the session to end")
     finally:

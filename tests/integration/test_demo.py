@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from devcluster.demo import Demo
@@ -25,7 +26,6 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
         # A second run reuses what is running and backs up again.
         again = demo.run()
     finally:
-        demo.stop()
         DevCluster(tmp_path / "demo" / "cluster", progress=lambda _: None).down()
 
     status = stored["status"]
@@ -38,7 +38,8 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
     for target in status["targets"]:
         (host,) = target["stats"]
         assert host["snapshots"][0]["fileStats"]["totalFiles"] == 21
-    assert repo["status"]["snapshotCount"] == 3
+    # (the sample's CronJob may have added a slot's snapshots meanwhile)
+    assert repo["status"]["snapshotCount"] >= 3
     assert repo["status"]["integrity"] is True
     assert again["status"]["phase"] == "Succeeded"
 
@@ -46,4 +47,8 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
     assert f"== BackupSession {session['metadata']['name']}: Succeeded" in text
     assert "stash_backup_session_success" in text
     assert "export KUBECONFIG=" in text
+    # Real pods: the operator's, the sidecars' and the Job's, as kubectl shows them.
+    assert "stash-operator-" in text
+    assert re.search(r"web-\S+ +2/2 +Running", text), text
+    assert re.search(r"stash-backup-\S+ +0/1 +Completed", text), text
     assert "change-me-to-a-long-random-password" not in text

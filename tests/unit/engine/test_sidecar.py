@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.constants import SIDECAR_CONTAINER, TMP_DIR_VOLUME
-from engine.invokers import SidecarTarget, sidecar_targets_of
+from api.constants import LOCAL_BACKEND_VOLUME, SIDECAR_CONTAINER, TMP_DIR_VOLUME
+from engine.invokers import SidecarIndex, SidecarTarget, sidecar_targets_of
 from engine.sidecar import SidecarPlan, SidecarSettings, inject, plan_for
 from tests.factories import batch, configuration, member, pod
 
@@ -126,3 +126,67 @@ def test_the_fingerprint_changes_with_mounts_but_not_with_more_invokers() -> Non
     other_mounts = _plan(batch("a", "demo", member(mounts=(("data", "/srv"),))))
     assert one.fingerprint() == two.fingerprint()
     assert one.fingerprint() != other_mounts.fingerprint()
+
+
+def _repository(name: str, backend: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": name, "namespace": "demo"},
+        "spec": {"backend": {**backend, "storageSecretName": "s"}},
+    }
+
+
+def _indexed(*invokers: dict[str, Any], repositories: tuple[dict[str, Any], ...]) -> SidecarPlan:
+    index = SidecarIndex()
+    for obj in invokers:
+        index.upsert(obj)
+    for repo in repositories:
+        index.upsert_repository(repo)
+    targets = index.targets("demo", "Deployment", "web")
+    return plan_for("Deployment", "web", targets, index.local_backends(targets))
+
+
+def test_a_local_backend_is_mounted_into_the_sidecar_where_the_repository_says() -> None:
+    local = {
+        "local": {"mountPath": "/safe/data", "subPath": "x", "nfs": {"server": "n", "path": "/"}}
+    }
+    obj = batch()
+    obj["spec"]["repository"] = {"name": "repo"}
+    plan = _indexed(obj, repositories=(_repository("repo", local),))
+    mutated, warnings = inject(pod(), plan, SETTINGS)
+    assert warnings == []
+    assert {"name": LOCAL_BACKEND_VOLUME, "nfs": {"server": "n", "path": "/"}} in mutated["spec"][
+        "volumes"
+    ]
+    mounts = mutated["spec"]["containers"][-1]["volumeMounts"]
+    # The whole volume: the repository lives in its subPath directory (engine.backend._local).
+    assert {"name": LOCAL_BACKEND_VOLUME, "mountPath": "/safe/data"} in mounts
+    # Only the sidecar gets it, never the application's containers.
+    assert all(
+        m["name"] != LOCAL_BACKEND_VOLUME
+        for m in mutated["spec"]["containers"][0].get("volumeMounts") or []
+    )
+
+
+def test_other_backends_and_unknown_repositories_mount_nothing_and_the_plan_hash_follows() -> None:
+    obj = batch()
+    obj["spec"]["repository"] = {"name": "repo"}
+    s3 = _indexed(obj, repositories=(_repository("repo", {"s3": {"bucket": "b"}}),))
+    none = _indexed(obj, repositories=())
+    local = _indexed(
+        obj, repositories=(_repository("repo", {"local": {"mountPath": "/r", "emptyDir": {}}}),)
+    )
+    assert s3.local_backends == none.local_backends == ()
+    assert s3.fingerprint() == none.fingerprint() != local.fingerprint()
+
+
+def test_a_repository_volume_at_a_target_path_is_left_out_with_a_warning() -> None:
+    obj = batch()
+    obj["spec"]["repository"] = {"name": "repo"}
+    plan = _indexed(
+        obj, repositories=(_repository("repo", {"local": {"mountPath": "/data", "emptyDir": {}}}),)
+    )
+    mutated, warnings = inject(pod(), plan, SETTINGS)
+    assert LOCAL_BACKEND_VOLUME not in {v["name"] for v in mutated["spec"]["volumes"]}
+    assert "collides with a target volume" in warnings[0]

@@ -2,8 +2,9 @@
 #   docker build -t <registry>/stash-py:<version> .
 #   docker push <registry>/stash-py:<version>
 #   (cd manifests && kustomize edit set image stash-py=<registry>/stash-py:<version>)
-# No Docker engine runs on the development machines: CI does not build this file; the demo and
-# the tests run the same `stash` commands locally. A unit test keeps the COPY list complete.
+# No Docker engine runs on the development machines: there buildah builds this file, as it is,
+# for the dev cluster's node (devcluster/images.py), and the demo and the end-to-end tests run
+# it in real pods. A unit test keeps the COPY list complete.
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +60,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = PROJECT / "manifests" / "samples"
 SAMPLE_IMAGES = ("nginx", "busybox")  # the samples' application images, without a registry
 PUSHGATEWAY_PORT = 56789
+# The operator pod's ports (health, webhook, Pushgateway): on host networking they are this
+# machine's, so a second demo cluster's operator pod could not start beside the first's.
+OPERATOR_PORTS = (8081, 8443, PUSHGATEWAY_PORT)
 POD_USER = 65532  # the image's user: what the sidecar and the Jobs write as
 Say = Callable[[str], None]
 
@@ -212,8 +216,24 @@ class Demo:
             raise DemoError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
+    def _check_ports(self, client: Client) -> None:
+        if self._operator_ready(client) is not None:
+            return  # ours, from an earlier run: it holds them
+        for port in OPERATOR_PORTS:
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("0.0.0.0", port))  # noqa: S104 - a probe, closed at once
+                except OSError:
+                    raise DemoError(
+                        f"port {port} of this machine is taken, and the operator's pod runs on "
+                        "host networking: is another `stash demo --keep` running? Stop it with "
+                        "`stash demo --down` (or free the port)"
+                    ) from None
+
     def _install(self, plane: ControlPlane, images: Images, client: Client) -> None:
         self.say("== 2. the operator, as a user installs it: kubectl apply -k manifests/")
+        self._check_ports(client)
         overlay = install_overlay(images, self.state_dir / "install")
         self.say(f"   image {images.stash.name} (built from the Dockerfile)")
         self.say(

@@ -306,7 +306,19 @@ class Builder:
                     stream=True,
                 )
 
-        return self._committed(name, self.root / f"stash-{key}.tar", build)
+        image = self._committed(name, self.root / f"stash-{key}.tar", build)
+        self._prune("stash-", "docker.io/library/stash-py:dev-", image)
+        return image
+
+    def _prune(self, archive_prefix: str, name_prefix: str, keep: Image) -> None:
+        """Drop earlier builds of an image (each source change makes one, ~0.5 GB)."""
+        for old in self.root.glob(f"{archive_prefix}*.tar"):
+            if old != keep.archive:
+                old.unlink(missing_ok=True)
+        listed = self._buildah("images", "--noheading", "--format", "{{.Name}}:{{.Tag}}", what="")
+        for name in listed.split():
+            if name.startswith(name_prefix) and name != keep.name:
+                self._buildah("rmi", "--force", name, what=f"removing {name}")
 
     def all(self) -> Images:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The dev cluster's real node: containerd + runc, the CNI plugins and a kubelet.
 
-Everything of one node lives in its work directory (containerd's root, state and socket, the
-kubelet's root, pod logs, certificates, logs) and under its own cgroup root
+Everything of one node lives in its work directory, ``/var/lib/stash-dev/<id>`` (containerd's
+root, state and socket, the kubelet's root, pod logs, certificates; linked from the cluster's
+directory as ``node``) and under its own cgroup root
 (``/stash-dev-<id>``), so two dev clusters on one machine never share state. The node registers
 with this machine's own interface address as its InternalIP (a kubelet refuses loopback); its
 pods run with host networking (``devcluster.containment``), so everything they reach is local.
@@ -44,6 +45,7 @@ JSON = dict[str, Any]
 NODE_NAME = "stash-dev-node"
 FIELD_MANAGER = "stash-dev-cluster"
 REGISTRY = Path("/run/stash-dev/nodes")
+NODES_ROOT = Path("/var/lib/stash-dev")
 CNI_BIN = Path("/usr/lib/cni")
 READY_TIMEOUT = 120.0
 
@@ -83,6 +85,7 @@ class NodeRecord:
     containerd_socket: str
     owner_pid: int
     pids: dict[str, int] = field(default_factory=dict)
+    cluster_dir: str = ""
 
     @property
     def path(self) -> Path:
@@ -113,7 +116,11 @@ class Node:
 
     @property
     def workdir(self) -> Path:
-        return self.plane.workdir / "node"
+        """The node's state, on a short path of its own: unix sockets under it (the kubelet's,
+        containerd's) may not exceed ~104 bytes, which a cluster under pytest's tmp tree would.
+        The cluster's directory links to it as ``node``."""
+        assert self.record is not None  # noqa: S101 - set by start() or attach()
+        return Path(self.record.workdir)
 
     @property
     def logs(self) -> Path:
@@ -121,7 +128,7 @@ class Node:
 
     @property
     def socket(self) -> Path:
-        return self.workdir / "containerd" / "containerd.sock"
+        return self.workdir / "containerd.sock"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -131,16 +138,20 @@ class Node:
         node_id = f"{os.getpid()}-{int(time.time() * 1000) % 10**8}"
         self.record = NodeRecord(
             node_id=node_id,
-            workdir=str(self.workdir),
+            cluster_dir=str(self.plane.workdir),
+            workdir=str(NODES_ROOT / node_id),
             cgroup_root=f"/stash-dev-{node_id}",
             route_metric=_unused_metric(),
             bridge=f"sd{node_id.replace('-', '')[-12:]}",
-            containerd_socket=str(self.socket),
+            containerd_socket=str(NODES_ROOT / node_id / "containerd.sock"),
             owner_pid=os.getpid(),
         )
         self.record.save()
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
+            link = self.plane.workdir / "node"
+            link.unlink(missing_ok=True)
+            link.symlink_to(self.workdir)
             containment.add_blackholes(self.record.route_metric)
             self._install_policies()
             self._start_containerd()
@@ -172,7 +183,7 @@ class Node:
     ) -> Node:
         """The node of ``plane`` started by another process (found in the registry)."""
         node = cls(plane, images, progress=progress, die_with_parent=False)
-        node.record = next((r for r in _records() if r.workdir == str(node.workdir)), None)
+        node.record = next((r for r in _records() if r.cluster_dir == str(plane.workdir)), None)
         return node
 
     def alive(self) -> bool:
@@ -586,6 +597,8 @@ def remove_node(record: NodeRecord) -> None:
     containment.remove_blackholes(record.route_metric)
     subprocess.run(["ip", "link", "delete", record.bridge], capture_output=True, check=False)
     shutil.rmtree(record.workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (Path(record.cluster_dir) / "node").unlink(missing_ok=True)
     record.path.unlink(missing_ok=True)
 
 

@@ -89,6 +89,7 @@ def test_stopping_a_node_record_removes_its_routes_cgroups_and_files(tmp_path: P
     """What a killed run leaves (a registry record, its routes and cgroups) is removed."""
     record = NodeRecord(
         node_id=f"test-{uuid.uuid4().hex[:8]}",
+        cluster_dir=str(tmp_path),
         workdir=str(tmp_path / "node"),
         cgroup_root=f"/stash-dev-test-{uuid.uuid4().hex[:8]}",
         route_metric=4999,

@@ -24,7 +24,7 @@ from devcluster import ControlPlane
 from kube import Client, Forbidden
 from kube.types import BACKUP_BATCHES as BATCHES
 from kube.types import BACKUP_SESSIONS as SESSIONS
-from kube.types import LEASES
+from kube.types import LEASES, ROLE_BINDINGS
 from tests.factories import batch, member
 from tests.integration.helpers import eventually
 
@@ -137,6 +137,29 @@ def test_a_valid_batch_gets_its_cronjob_rbac_and_ready_status(
     assert [m["target"]["name"] for m in members] == ["web", "shared"]
     web = {cond["type"]: cond["status"] for cond in members[0]["conditions"]}
     assert web[c.BACKUP_TARGET_FOUND] == "True"
+    # The sidecar's permissions, granted by the operator: stash-sidecar to the service account
+    # the workload's pods run as, in this namespace only.
+    binding = eventually(
+        lambda: next(
+            (
+                b
+                for b in kube.list(ROLE_BINDINGS, namespace)["items"]
+                if b["metadata"]["name"] == "stash-sidecar-nightly"
+            ),
+            None,
+        ),
+        30,
+        "the sidecar's RoleBinding",
+    )
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "stash-sidecar",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "default", "namespace": namespace}
+    ]
+    assert binding["metadata"]["ownerReferences"][0]["name"] == "nightly"
 
     # The sidecar member's workload gets opted in; its member condition follows.
     eventually(

@@ -61,8 +61,10 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # SIGKILL: a throwaway component has nothing to shut down gracefully once its owner is
+    # gone, and a kube-apiserver told SIGTERM after etcd died hangs on.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -388,17 +390,7 @@ class ControlPlane:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self.progress(f"starting {name}")
-        log = (self.logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
-        )
-        log.close()
+        proc = spawn(args, self.logs / f"{name}.log", self.workdir, self.die_with_parent)
         self._procs[name] = proc
         self.pids[name] = proc.pid
 
@@ -416,10 +408,8 @@ class ControlPlane:
             time.sleep(0.2)
         raise StartError(f"{name} was not ready in time:\n{self._tail(name)}")
 
-    def _tail(self, name: str, lines: int = 25) -> str:
-        path = self.logs / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:]) + f"\n(full log: {path})"
+    def _tail(self, name: str) -> str:
+        return log_tail(self.logs / f"{name}.log")
 
     def _etcd_healthy(self) -> bool:
         try:
@@ -455,6 +445,28 @@ class ControlPlane:
             "versions": self.binaries.versions.__dict__,
         }
         _write(self.state_file, json.dumps(state, indent=2).encode())
+
+
+def spawn(args: list[str], log: Path, cwd: Path, die_with_parent: bool) -> subprocess.Popen[bytes]:
+    """A component in its own session, its output appended to ``log``; with
+    ``die_with_parent`` it gets SIGTERM when this process dies (tests), else it outlives it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509
+        )
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The end of a component's log, and where the rest is."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:]) + f"\n(full log: {path})"
 
 
 def _write(path: Path, data: bytes, secret: bool = False) -> None:

@@ -103,7 +103,7 @@ class DevCluster:
         versions = plane.binaries.versions
         images = "".join(f"    {image.name}\n" for image in self.images().all())
         return (
-            "Local control plane running "
+            "Local cluster running "
             f"(Kubernetes {versions.kubernetes}, etcd {versions.etcd})\n"
             f"  API server : {plane.server}\n"
             f"  node       : {NODE_NAME} (containerd, runc, kubelet; pods on host networking)\n"
@@ -114,6 +114,6 @@ class DevCluster:
             f"  kubectl get crds,namespaces\n"
             f"\nStop it:\n"
             f"  stash dev-cluster down\n"
-            "\nPods run for real. No registry is reachable: the node has these images, built\n"
-            f"here (imagePullPolicy IfNotPresent or Never):\n{images}"
+            "\nPods run for real, on host networking. No registry is reachable: every pod gets\n"
+            f"imagePullPolicy Never, and the node has these images, built here:\n{images}"
         )

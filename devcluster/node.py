@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from devcluster import containment
-from devcluster.cluster import ControlPlane, StartError, _die_with_parent, _is_ours
+from devcluster.cluster import ControlPlane, StartError, _is_ours, log_tail, spawn
 from devcluster.images import Images
 from kube import Client, KubeError
 from kube.types import NODES
@@ -465,17 +465,7 @@ disabled_plugins = [
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self.progress(f"starting {name}")
-        self.logs.mkdir(parents=True, exist_ok=True)
-        with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None,  # noqa: PLW1509
-            )
+        proc = spawn(args, self.logs / f"{name}.log", self.workdir, self.die_with_parent)
         self._procs[name] = proc
         assert self.record is not None  # noqa: S101 - set by start()
         self.record.pids[name] = proc.pid
@@ -486,10 +476,8 @@ disabled_plugins = [
         if proc is not None and proc.poll() is not None:
             raise NodeError(f"{name} exited with code {proc.returncode}:\n{self._tail(name)}")
 
-    def _tail(self, name: str, lines: int = 25) -> str:
-        path = self.logs / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:]) + f"\n(full log: {path})"
+    def _tail(self, name: str) -> str:
+        return log_tail(self.logs / f"{name}.log")
 
 
 # -- removing a node ----------------------------------------------------------------------------

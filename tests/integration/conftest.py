@@ -15,6 +15,7 @@ import pytest
 
 from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
+from controller.operator import Operator
 from devcluster import ControlPlane, ensure_binaries, services
 from devcluster.images import Builder, Images
 from devcluster.node import Node
@@ -22,7 +23,7 @@ from devcluster.services import Service
 from kube import Client
 from kube.crds import install_crds
 from kube.types import NAMESPACES, WEBHOOK_CONFIGS
-from tests.integration.helpers import WebhookProcess
+from tests.integration.helpers import WebhookProcess, running_operator
 from tests.manifests import load_all
 
 REST_USER, REST_PASSWORD = "backup", "rest-secret-7f3a"
@@ -137,3 +138,37 @@ def postgres() -> Iterator[services.Postgres]:
     yield server
     server.stop()
     shutil.rmtree(state, ignore_errors=True)
+
+
+# -- the operator and the webhook, for backups in real pods ---------------------------------------
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane, pushgateway: Service, images: Images
+) -> Iterator[Operator]:
+    """The operator, its Jobs and CronJobs running the image the node has."""
+    with running_operator(
+        control_plane.kubeconfig, pushgateway_url=pushgateway.url, image=images.stash.name
+    ) as op:
+        yield op
+
+
+@pytest.fixture
+def injecting_webhook(
+    control_plane: ControlPlane,
+    kube: Client,
+    images: Images,
+    pushgateway: Service,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WebhookProcess]:
+    """``stash webhook`` injecting sidecars of the image the node has."""
+    hook = WebhookProcess.start(
+        control_plane.kubeconfig,
+        tmp_path_factory.mktemp("webhook"),
+        image=images.stash.name,
+        pushgateway_url=pushgateway.url,
+    )
+    yield hook
+    hook.stop()
+    kube.delete(WEBHOOK_CONFIGS, WEBHOOK_NAME, missing_ok=True)

@@ -9,11 +9,8 @@ import functools
 import http.server
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from api import constants as c
 from api.conditions import is_true
@@ -24,8 +21,7 @@ from controller.substitution import substitute_all
 from devcluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Postgres, Service
-from engine.backend import backend_config, local_volume
-from engine.restic import Restic
+from engine.backend import local_volume
 from kube import Client, NotFound
 from kube.types import (
     BACKUP_BATCHES,
@@ -34,7 +30,6 @@ from kube.types import (
     JOBS,
     PODS,
     REPOSITORIES,
-    WEBHOOK_CONFIGS,
 )
 from tests.factories import batch, member
 from tests.integration.helpers import (
@@ -43,111 +38,15 @@ from tests.integration.helpers import (
     give_to_pods,
     job_steps,
     run_pod,
-    running_operator,
     shared_dir,
     wait_until_injected,
 )
+from tests.integration.objects import PASSWORD, pvc, repository, restic_of, workload
 from tests.integration.test_restic import make_data, tree
 from tests.manifests import load_all
 from tests.prometheus import metric_value
 
-PASSWORD = "repo-pw-3c9e1d"
 JSON = dict[str, Any]
-
-
-@pytest.fixture
-def operator(
-    control_plane: ControlPlane, pushgateway: Service, images: Images
-) -> Iterator[Operator]:
-    with running_operator(
-        control_plane.kubeconfig, pushgateway_url=pushgateway.url, image=images.stash.name
-    ) as op:
-        yield op
-
-
-def _workload(kind: str, name: str, replicas: int, data: Path, image: str) -> JSON:
-    """A workload whose pods keep ``data`` (a host directory) at the same path."""
-    spec: JSON = {
-        "replicas": replicas,
-        "selector": {"matchLabels": {"app": name}},
-        "template": {
-            # opted in from the start, as a GitOps manifest would be: no rollout needed
-            "metadata": {"labels": {"app": name, c.BACKUP_LABEL: c.BACKUP_LABEL_VALUE}},
-            "spec": {
-                "terminationGracePeriodSeconds": 1,
-                "containers": [
-                    {
-                        "name": "app",
-                        "image": image,
-                        "volumeMounts": [{"name": "data", "mountPath": str(data)}],
-                    }
-                ],
-                "volumes": [{"name": "data", "hostPath": {"path": str(data)}}],
-            },
-        },
-    }
-    if kind == "StatefulSet":
-        spec["serviceName"] = name
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
-
-
-def _repository(kube: Client, namespace: str, repo_dir: Path, password: str = PASSWORD) -> None:
-    shared_dir(repo_dir)
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "repo-secret"},
-            "stringData": {"RESTIC_PASSWORD": password},
-        },
-        namespace,
-    )
-    kube.create(
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "repo"},
-            "spec": {
-                "backend": {
-                    "local": {"mountPath": str(repo_dir), "hostPath": {"path": str(repo_dir)}},
-                    "storageSecretName": "repo-secret",
-                }
-            },
-        },
-        namespace,
-    )
-
-
-def _pvc(kube: Client, namespace: str, name: str, data: Path) -> None:
-    """A PVC bound to a hostPath PersistentVolume of ``data`` (no provisioner here)."""
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{namespace}-{name}"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "claimRef": {"namespace": namespace, "name": name},
-                "hostPath": {"path": str(data)},
-            },
-        }
-    )
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        namespace,
-    )
 
 
 def _ready(kube: Client, namespace: str, obj: JSON) -> JSON:
@@ -195,40 +94,9 @@ def _job(kube: Client, namespace: str, session: str, index: int) -> JSON:
     )
 
 
-def _restic(repo_dir: Path, password: str = PASSWORD) -> Restic:
-    repo = Repository.model_validate(
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "repo"},
-            "spec": {"backend": {"local": {"mountPath": str(repo_dir)}}},
-        }
-    )
-    return Restic(backend_config(repo, {"RESTIC_PASSWORD": password}))
-
-
 def _stats(session: JSON, kind: str) -> list[JSON]:
     target = next(t for t in session["status"]["targets"] if t["ref"]["kind"] == kind)
     return list(target.get("stats") or [])
-
-
-@pytest.fixture
-def injecting_webhook(
-    control_plane: ControlPlane,
-    kube: Client,
-    images: Images,
-    pushgateway: Service,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[WebhookProcess]:
-    hook = WebhookProcess.start(
-        control_plane.kubeconfig,
-        tmp_path_factory.mktemp("webhook"),
-        image=images.stash.name,
-        pushgateway_url=pushgateway.url,
-    )
-    yield hook
-    hook.stop()
-    kube.delete(WEBHOOK_CONFIGS, c.WEBHOOK_NAME, missing_ok=True)
 
 
 def _opted_in_pod(kind: str, name: str) -> JSON:
@@ -279,8 +147,8 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     db_data = make_data(tmp_path / "db-data")
     pvc_data = make_data(tmp_path / "pvc")
     repo_dir = tmp_path / "repo"
-    _repository(kube, namespace, repo_dir)
-    _pvc(kube, namespace, "shared", pvc_data)
+    repository(kube, namespace, repo_dir)
+    pvc(kube, namespace, "shared", pvc_data)
     web_member = member("Deployment", "web", mounts=(("data", str(web_data)),))
     # The application flushes before the backup: the snapshot must contain what the hook wrote.
     flush = f"echo flushed > {web_data}/flushed-by-hook"
@@ -304,8 +172,8 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     # StatefulSet ordinals.
     for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
         wait_until_injected(kube, namespace, _opted_in_pod(kind, name))
-    kube.create(_workload("Deployment", "web", 2, web_data, images.app.name), namespace)
-    kube.create(_workload("StatefulSet", "db", 2, db_data, images.app.name), namespace)
+    kube.create(workload("Deployment", "web", 2, web_data, images.app.name), namespace)
+    kube.create(workload("StatefulSet", "db", 2, db_data, images.app.name), namespace)
     eventually(
         lambda: _phase(kube.get(BACKUP_BATCHES, "nightly", namespace)) == "Ready", 60, "Ready"
     )
@@ -352,7 +220,7 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     assert repo_status["lastBackupTime"]
     assert repo_status["totalSize"].endswith("iB")
 
-    with _restic(repo_dir) as restic:
+    with restic_of(repo_dir) as restic:
         snapshots = restic.snapshots()
         hosts = sorted(
             (s.hostname, next(t for t in s.tags if t.startswith("target:"))) for s in snapshots
@@ -426,13 +294,13 @@ def test_a_wrong_password_fails_the_host_clearly_and_no_secret_leaks(
     operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     repo_dir = tmp_path / "repo"
-    with _restic(repo_dir) as restic:
+    with restic_of(repo_dir) as restic:
         restic.init_if_missing()
     give_to_pods(repo_dir)
     wrong = "wrong-pw-a8d2f61b"
-    _repository(kube, namespace, repo_dir, password=wrong)
+    repository(kube, namespace, repo_dir, password=wrong)
     data = make_data(tmp_path / "pvc")
-    _pvc(kube, namespace, "shared", data)
+    pvc(kube, namespace, "shared", data)
     _ready(
         kube,
         namespace,
@@ -492,7 +360,7 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
         if obj["kind"] == "Function":  # the image just built, as `kustomize edit set image`
             obj["spec"]["image"] = images.stash.name
         kube.apply(obj, field_manager="stash-tests")
-    _repository(kube, namespace, tmp_path / "repo")
+    repository(kube, namespace, tmp_path / "repo")
     kube.create(
         {
             "apiVersion": "v1",
@@ -570,9 +438,9 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
     operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     repo_dir = tmp_path / "repo"
-    _repository(kube, namespace, repo_dir)
+    repository(kube, namespace, repo_dir)
     data = make_data(tmp_path / "pvc")
-    _pvc(kube, namespace, "shared", data)
+    pvc(kube, namespace, "shared", data)
     obj = batch(
         "nightly",
         namespace,
@@ -602,7 +470,7 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
     repo_status = kube.get(REPOSITORIES, "repo", namespace)["status"]
     assert repo_status["snapshotCount"] == 2
     assert repo_status["snapshotsRemovedOnLastCleanup"] == 1
-    with _restic(repo_dir) as restic:
+    with restic_of(repo_dir) as restic:
         kept = {t for s in restic.snapshots() for t in s.tags if t.startswith("session:")}
     assert kept == {f"session:{s['metadata']['name']}" for s in sessions[1:]}
 
@@ -626,9 +494,9 @@ def test_the_batch_hooks_run_once_each_around_the_whole_backup(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _HookServer.calls = []
     port = server.server_address[1]
-    _repository(kube, namespace, tmp_path / "repo")
+    repository(kube, namespace, tmp_path / "repo")
     data = make_data(tmp_path / "pvc")
-    _pvc(kube, namespace, "shared", data)
+    pvc(kube, namespace, "shared", data)
     hooks = {
         "preBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/freeze"}},
         "postBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/thaw"}},

@@ -5,61 +5,26 @@ session, with one snapshot for it and no lock left behind."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from api import constants as c
 from controller.operator import Operator
 from controller.sessions import create_session
-from devcluster import ControlPlane
 from devcluster.images import Images
 from devcluster.node import Node
-from devcluster.services import Service
 from kube import Client
-from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, PODS, WEBHOOK_CONFIGS
+from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, PODS
 from tests.factories import batch, member
 from tests.integration.helpers import (
     WebhookProcess,
     eventually,
-    running_operator,
     shared_dir,
 )
-from tests.integration.test_backup import PASSWORD, _pvc, _repository, _restic, _workload
+from tests.integration.objects import PASSWORD, pvc, repository, restic_of, workload
 from tests.integration.test_restic import make_data
 
 JSON = dict[str, Any]
-
-
-@pytest.fixture
-def operator(
-    control_plane: ControlPlane, pushgateway: Service, images: Images
-) -> Iterator[Operator]:
-    with running_operator(
-        control_plane.kubeconfig, pushgateway_url=pushgateway.url, image=images.stash.name
-    ) as op:
-        yield op
-
-
-@pytest.fixture
-def webhook(
-    control_plane: ControlPlane,
-    kube: Client,
-    images: Images,
-    pushgateway: Service,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[WebhookProcess]:
-    hook = WebhookProcess.start(
-        control_plane.kubeconfig,
-        tmp_path_factory.mktemp("webhook"),
-        image=images.stash.name,
-        pushgateway_url=pushgateway.url,
-    )
-    yield hook
-    hook.stop()
-    kube.delete(WEBHOOK_CONFIGS, c.WEBHOOK_NAME, missing_ok=True)
 
 
 def _phase(obj: JSON) -> str:
@@ -74,13 +39,13 @@ def _sessions(kube: Client, namespace: str) -> list[JSON]:
 def test_the_trigger_cronjob_fires_on_the_node_and_creates_the_slots_session(
     operator: Operator, kube: Client, namespace: str, tmp_path: Path
 ) -> None:
-    _repository(kube, namespace, tmp_path / "repo")
+    repository(kube, namespace, tmp_path / "repo")
     data = make_data(tmp_path / "pvc")
-    _pvc(kube, namespace, "shared", data)
-    pvc = member(
+    pvc(kube, namespace, "shared", data)
+    target = member(
         "PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),), task="pvc-backup"
     )
-    kube.create(batch("nightly", namespace, pvc, schedule="* * * * *"), namespace)
+    kube.create(batch("nightly", namespace, target, schedule="* * * * *"), namespace)
     # The CronJob's own pod (its image, its service account that may only create sessions)
     # creates the session of the minute's slot.
     session = eventually(lambda: next(iter(_sessions(kube, namespace)), None), 120, "a slot")
@@ -134,7 +99,7 @@ def _log(kube: Client, namespace: str, pod: str) -> str:
 
 def test_a_sidecar_killed_mid_backup_is_restarted_and_still_finishes_the_session(
     operator: Operator,
-    webhook: WebhookProcess,
+    injecting_webhook: WebhookProcess,
     cluster: Node,
     kube: Client,
     namespace: str,
@@ -145,11 +110,11 @@ def test_a_sidecar_killed_mid_backup_is_restarted_and_still_finishes_the_session
     for index in range(8):  # enough that the backup takes a while
         (data / f"blob-{index}.bin").write_bytes(os.urandom(24 * 1024 * 1024))
     repo_dir = tmp_path / "repo"
-    _repository(kube, namespace, repo_dir)
+    repository(kube, namespace, repo_dir)
     kube.create(
         batch("nightly", namespace, member("Deployment", "web", mounts=(("data", str(data)),)))
     )
-    kube.create(_workload("Deployment", "web", 1, data, images.app.name), namespace)
+    kube.create(workload("Deployment", "web", 1, data, images.app.name), namespace)
     eventually(
         lambda: _phase(kube.get(BACKUP_BATCHES, "nightly", namespace)) == "Ready", 60, "Ready"
     )
@@ -185,7 +150,7 @@ def test_a_sidecar_killed_mid_backup_is_restarted_and_still_finishes_the_session
         "the session to end",
     )
     assert _phase(session) == "Succeeded", session["status"]
-    with _restic(repo_dir) as restic:
+    with restic_of(repo_dir) as restic:
         snapshots = [s for s in restic.snapshots() if f"session:{name}" in s.tags]
         assert len(snapshots) == 1
         assert restic.locks() == []

@@ -1,0 +1,115 @@
+"""What the backup tests create on the dev cluster: a Secret and a local Repository, a PVC bound
+to a hostPath PersistentVolume, a workload that keeps a host directory; and restic opened on a
+test's local repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from api import constants as c
+from api.repository import Repository
+from engine.backend import backend_config
+from engine.restic import Restic
+from kube import Client
+from tests.integration.helpers import shared_dir
+
+JSON = dict[str, Any]
+PASSWORD = "repo-pw-3c9e1d"
+
+
+def workload(kind: str, name: str, replicas: int, data: Path, image: str) -> JSON:
+    """A workload whose pods keep ``data`` (a host directory) at the same path."""
+    spec: JSON = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            # opted in from the start, as a GitOps manifest would be: no rollout needed
+            "metadata": {"labels": {"app": name, c.BACKUP_LABEL: c.BACKUP_LABEL_VALUE}},
+            "spec": {
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": image,
+                        "volumeMounts": [{"name": "data", "mountPath": str(data)}],
+                    }
+                ],
+                "volumes": [{"name": "data", "hostPath": {"path": str(data)}}],
+            },
+        },
+    }
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def repository(kube: Client, namespace: str, repo_dir: Path, password: str = PASSWORD) -> None:
+    shared_dir(repo_dir)
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "repo-secret"},
+            "stringData": {"RESTIC_PASSWORD": password},
+        },
+        namespace,
+    )
+    kube.create(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo"},
+            "spec": {
+                "backend": {
+                    "local": {"mountPath": str(repo_dir), "hostPath": {"path": str(repo_dir)}},
+                    "storageSecretName": "repo-secret",
+                }
+            },
+        },
+        namespace,
+    )
+
+
+def pvc(kube: Client, namespace: str, name: str, data: Path) -> None:
+    """A PVC bound to a hostPath PersistentVolume of ``data`` (no provisioner here)."""
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{namespace}-{name}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": name},
+                "hostPath": {"path": str(data)},
+            },
+        }
+    )
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        namespace,
+    )
+
+
+def restic_of(repo_dir: Path, password: str = PASSWORD) -> Restic:
+    repo = Repository.model_validate(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo"},
+            "spec": {"backend": {"local": {"mountPath": str(repo_dir)}}},
+        }
+    )
+    return Restic(backend_config(repo, {"RESTIC_PASSWORD": password}))

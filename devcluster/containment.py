@@ -85,8 +85,9 @@ def sample_addresses() -> list[str]:
 
 
 def _with_loopback_env(field: str, port: int) -> str:
-    """CEL: the apply configuration that adds the loopback API server's env to each container
-    of ``spec.<field>`` (lists merge by name, so other env and containers are kept)."""
+    """CEL: the apply configuration that gives each container of ``spec.<field>`` the loopback
+    API server's env and ``imagePullPolicy: Never`` (lists merge by name, so other env and
+    containers are kept)."""
     env = f"Object.spec.{field}.env"
     return (
         f"object.spec.{field}.map(c, Object.spec.{field}{{name: c.name, "
@@ -97,8 +98,8 @@ def _with_loopback_env(field: str, port: int) -> str:
 
 
 def admission_policies(apiserver_port: int) -> list[JSON]:
-    """The policies (and their bindings) that keep every pod on host networking and on the
-    loopback API server."""
+    """The policies (and their bindings) that keep every pod on host networking, on the
+    loopback API server and off any registry."""
     rules = [
         {
             "apiGroups": [""],

@@ -9,9 +9,11 @@ from typing import Any
 
 from api import constants as c
 from api.repository import Repository
+from controller.optin import HASH_ANNOTATION
 from engine.backend import backend_config
 from engine.restic import Restic
 from kube import Client
+from kube.types import WORKLOAD_TYPES
 from tests.integration.helpers import shared_dir
 
 JSON = dict[str, Any]
@@ -113,3 +115,24 @@ def restic_of(repo_dir: Path, password: str = PASSWORD) -> Restic:
         }
     )
     return Restic(backend_config(repo, {"RESTIC_PASSWORD": password}))
+
+
+def rolled_out(kube: Client, namespace: str, kind: str, name: str) -> bool:
+    """Has the operator opted the workload in (its sidecar hash on the pod template) and has
+    the rollout that followed finished: every replica updated and ready? A backup must not
+    start on pods that are about to be replaced."""
+    rt = WORKLOAD_TYPES[kind]
+    obj = kube.get(rt, name, namespace)
+    template = (obj["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+    status = obj.get("status") or {}
+    replicas = obj["spec"].get("replicas", 1)
+    done = (
+        HASH_ANNOTATION in template
+        and status.get("observedGeneration", 0) >= obj["metadata"]["generation"]
+        and status.get("updatedReplicas", 0) == replicas
+        and status.get("readyReplicas", 0) == replicas
+        and status.get("replicas", 0) == replicas
+    )
+    if kind == "StatefulSet":
+        done = done and status.get("currentRevision") == status.get("updateRevision")
+    return bool(done)

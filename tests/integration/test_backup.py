@@ -41,7 +41,14 @@ from tests.integration.helpers import (
     shared_dir,
     wait_until_injected,
 )
-from tests.integration.objects import PASSWORD, pvc, repository, restic_of, workload
+from tests.integration.objects import (
+    PASSWORD,
+    pvc,
+    repository,
+    restic_of,
+    rolled_out,
+    workload,
+)
 from tests.integration.test_restic import make_data, tree
 from tests.manifests import load_all
 from tests.prometheus import metric_value
@@ -177,6 +184,9 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     eventually(
         lambda: _phase(kube.get(BACKUP_BATCHES, "nightly", namespace)) == "Ready", 60, "Ready"
     )
+    for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
+        rollout = functools.partial(rolled_out, kube, namespace, kind, name)
+        eventually(rollout, 180, f"{name}'s rollout")
     pods = [
         *eventually(lambda: _running_sidecars(kube, namespace, "web", 2), 120, "web's sidecars"),
         *eventually(lambda: _running_sidecars(kube, namespace, "db", 2), 120, "db's sidecars"),
@@ -203,7 +213,12 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     assert logs
 
     status = session["status"]
-    assert status["phase"] == "Succeeded", status
+    errors = [
+        (t["ref"]["name"], h["hostname"], h.get("error"))
+        for t in status["targets"]
+        for h in t.get("stats") or []
+    ]
+    assert status["phase"] == "Succeeded", (errors, status.get("conditions"))
     assert [t["phase"] for t in status["targets"]] == ["Succeeded"] * 3
     assert [s["hostname"] for s in _stats(session, "Deployment")] == ["host-0"]
     assert [s["hostname"] for s in _stats(session, "StatefulSet")] == ["host-0", "host-1"]

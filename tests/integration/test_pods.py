@@ -21,7 +21,14 @@ from tests.integration.helpers import (
     eventually,
     shared_dir,
 )
-from tests.integration.objects import PASSWORD, pvc, repository, restic_of, workload
+from tests.integration.objects import (
+    PASSWORD,
+    pvc,
+    repository,
+    restic_of,
+    rolled_out,
+    workload,
+)
 from tests.integration.test_restic import make_data
 
 JSON = dict[str, Any]
@@ -118,6 +125,7 @@ def test_a_sidecar_killed_mid_backup_is_restarted_and_still_finishes_the_session
     eventually(
         lambda: _phase(kube.get(BACKUP_BATCHES, "nightly", namespace)) == "Ready", 60, "Ready"
     )
+    eventually(lambda: rolled_out(kube, namespace, "Deployment", "web"), 180, "web's rollout")
     pod = eventually(lambda: _sidecar_of(kube, namespace), 120, "the sidecar to run")
     name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
     pod_name = pod["metadata"]["name"]
@@ -149,7 +157,9 @@ def test_a_sidecar_killed_mid_backup_is_restarted_and_still_finishes_the_session
         240,
         "the session to end",
     )
-    assert _phase(session) == "Succeeded", session["status"]
+    assert _phase(session) == "Succeeded", [
+        h.get("error") for t in session["status"]["targets"] for h in t.get("stats") or []
+    ]
     with restic_of(repo_dir) as restic:
         snapshots = [s for s in restic.snapshots() if f"session:{name}" in s.tags]
         assert len(snapshots) == 1

@@ -74,6 +74,10 @@ class OptInReconciler:
         self.caches = caches
         self.index = SidecarIndex()
         self.writes = 0
+        # Expectations (as kube-controller-manager keeps them): the resourceVersion of the
+        # cached workload each write was computed from. Until the cache shows a newer version
+        # (our own write's event), reconciling that key again would only repeat the write.
+        self._written_over: dict[WorkloadKey, str] = {}
 
     def register(self, controller: Controller[WorkloadKey]) -> None:
         for kind, rt in INVOKER_TYPES.items():
@@ -113,6 +117,10 @@ class OptInReconciler:
             if targets
             else None
         )
+        version = str(workload["metadata"].get("resourceVersion", ""))
+        if self._written_over.get(key) == version:
+            return None  # the cache has not caught up with our last write yet
+        self._written_over.pop(key, None)
         patch = desired_patch(workload, fingerprint)
         if patch is None:
             return None
@@ -120,6 +128,7 @@ class OptInReconciler:
             self.client.patch(WORKLOAD_TYPES[kind], name, patch, namespace=namespace)
         except NotFound:
             return None
+        self._written_over[key] = version
         self.writes += 1
         log.info(
             "%s %s/%s: %s the stash opt-in",

@@ -112,6 +112,8 @@ class OptInReconciler:
         if workload is None:
             return None  # not there (yet): its ADDED event brings it back
         targets = self.index.targets(namespace, kind, name)
+        if targets and not self.index.repositories_known(targets):
+            return None  # the Repository's arrival enqueues the workload again
         fingerprint = (
             plan_for(kind, name, targets, self.index.local_backends(targets)).fingerprint()
             if targets

@@ -189,6 +189,12 @@ class SidecarIndex:
             self._memo = {}
             return set(self._by_workload)
 
+    def repositories_known(self, targets: Iterable[SidecarTarget]) -> bool:
+        """Has the index seen every Repository the targets back up into? Until it has, a plan
+        would lack their local-backend volumes and change (and roll pods) once they arrive."""
+        with self._lock:
+            return all(t.repository in self._repositories for t in targets)
+
     def local_backends(self, targets: Iterable[SidecarTarget]) -> tuple[tuple[JSON, JSON], ...]:
         """The (volume, mount) of each distinct local-backend Repository the targets use, in
         their order: ``stash-local`` for the first (Stash's name), ``stash-local-<n>`` after."""

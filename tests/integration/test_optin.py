@@ -60,6 +60,20 @@ def _deployment(name: str, labelled: bool = False) -> dict[str, Any]:
     }
 
 
+def _repository(kube: Client, namespace: str) -> None:
+    """The batches' Repository: until the operator has seen it, it opts nothing in (the
+    sidecar would lack its local backend and change once it came)."""
+    kube.create(
+        {
+            "apiVersion": "stash.appscode.com/v1alpha1",
+            "kind": "Repository",
+            "metadata": {"name": "repo"},
+            "spec": {"backend": {"s3": {"bucket": "b"}, "storageSecretName": "s"}},
+        },
+        namespace,
+    )
+
+
 def _template_meta(kube: Client, namespace: str, name: str) -> dict[str, Any]:
     meta: dict[str, Any] = kube.get(DEPLOYMENTS, name, namespace)["spec"]["template"]["metadata"]
     return meta
@@ -76,6 +90,7 @@ def _live_pods(kube: Client, namespace: str, name: str) -> list[dict[str, Any]]:
 def test_a_targeted_workload_is_opted_in_rolled_and_injected_then_released(
     webhook: WebhookProcess, operator: Operator, kube: Client, namespace: str
 ) -> None:
+    _repository(kube, namespace)
     kube.create(_deployment("web"), namespace)
     eventually(lambda: _live_pods(kube, namespace, "web"), 60, "the first pod")
     invoker = kube.create(batch("nightly", namespace, member("Deployment", "web")), namespace)
@@ -117,6 +132,7 @@ def test_a_targeted_workload_is_opted_in_rolled_and_injected_then_released(
 def test_a_label_written_by_the_user_survives_the_invoker(
     operator: Operator, kube: Client, namespace: str
 ) -> None:
+    _repository(kube, namespace)
     kube.create(_deployment("gitops", labelled=True), namespace)
     invoker = kube.create(batch("nightly", namespace, member("Deployment", "gitops")), namespace)
     eventually(

@@ -190,3 +190,14 @@ def test_a_repository_volume_at_a_target_path_is_left_out_with_a_warning() -> No
     mutated, warnings = inject(pod(), plan, SETTINGS)
     assert LOCAL_BACKEND_VOLUME not in {v["name"] for v in mutated["spec"]["volumes"]}
     assert "collides with a target volume" in warnings[0]
+
+
+def test_the_index_says_whether_it_has_seen_the_targets_repositories() -> None:
+    index = SidecarIndex()
+    obj = batch()
+    obj["spec"]["repository"] = {"name": "repo"}
+    index.upsert(obj)
+    targets = index.targets("demo", "Deployment", "web")
+    assert not index.repositories_known(targets)
+    index.upsert_repository(_repository("repo", {"s3": {"bucket": "b"}}))
+    assert index.repositories_known(targets)

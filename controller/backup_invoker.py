@@ -34,7 +34,7 @@ from controller.invoker import (
     members_of,
     validation_problems,
 )
-from controller.runtime import Controller, Result
+from controller.runtime import Controller, Result, Writes
 from controller.trigger import cronjob, rbac_objects, sidecar_binding
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
@@ -68,7 +68,7 @@ class InvokerReconciler:
         self.client = client
         self.caches = caches
         self.image = image
-        self.writes = 0
+        self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
         # (namespace, kind, name) of a target or repository -> invoker keys that refer to it
         self._refs: dict[tuple[str, str, str], set[Key]] = {}
@@ -211,7 +211,7 @@ class InvokerReconciler:
         if current is not None and contains(current, desired):
             return
         self.client.apply(desired, field_manager=FIELD_MANAGER)
-        self.writes += 1
+        self.writes.record(meta["namespace"])
 
     def _sidecar_accounts(self, invoker: JSON) -> list[str]:
         """The service accounts of the invoker's sidecar-model workloads in its own namespace
@@ -241,7 +241,7 @@ class InvokerReconciler:
             self.client.delete(
                 OWNED_TYPES["RoleBinding"], meta["name"], meta["namespace"], missing_ok=True
             )
-            self.writes += 1
+            self.writes.record(meta["namespace"])
 
     def ensure_trigger(self, invoker: JSON) -> str | None:
         """Apply the CronJob and its RBAC; an error message when the API server refused."""
@@ -314,7 +314,7 @@ class InvokerReconciler:
                     namespace=namespace,
                     subresource="status",
                 )
-                self.writes += 1
+                self.writes.record(namespace)
             except NotFound:
                 return None
             if status.phase != old_phase:  # after the write: a refused write records nothing

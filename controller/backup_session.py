@@ -31,7 +31,7 @@ from controller.caches import (
     Caches,
 )
 from controller.invoker import MemberView, members_of
-from controller.runtime import Controller, Result
+from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
     TERMINAL,
     Observed,
@@ -63,7 +63,7 @@ class SessionReconciler:
         self.caches = caches
         self.image = image
         self.pushgateway_url = pushgateway_url
-        self.writes = 0
+        self.writes = Writes()
         self.jobs_created = 0
         self.events = EventRecorder(client, "stash-operator")
 
@@ -186,7 +186,7 @@ class SessionReconciler:
                     namespace=namespace,
                     subresource="status",
                 )
-                self.writes += 1
+                self.writes.record(namespace)
             except NotFound:
                 return None
             self._record_transition(session, status)  # after the write: no duplicates on retry
@@ -288,7 +288,7 @@ class SessionReconciler:
         SessionReporter(self.client, meta["namespace"], meta["name"]).set_conditions(
             [ConditionUpdate(condition, ok, reason, message)]
         )
-        self.writes += 1
+        self.writes.record(meta["namespace"])
         self.events.record(
             session,
             "Normal" if ok else "Warning",

@@ -89,13 +89,11 @@ class Operator:
         self.stopped = threading.Event()
         self.health: HealthServer | None = None
 
-    @property
-    def writes(self) -> int:
-        return (
-            self.invokers.writes
-            + self.optin.writes
-            + self.sessions.writes
-            + self.repositories.writes
+    def writes_in(self, namespace: str) -> int:
+        """How many API writes the reconcilers have made in ``namespace``."""
+        return sum(
+            r.writes.in_namespace(namespace)
+            for r in (self.invokers, self.optin, self.sessions, self.repositories)
         )
 
     def install_builtins(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP
 from controller.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
-from controller.runtime import Controller, Result
+from controller.runtime import Controller, Result, Writes
 from engine.invokers import SidecarIndex, WorkloadKey
 from engine.sidecar import plan_for
 from kube import Client, NotFound
@@ -73,7 +73,7 @@ class OptInReconciler:
         self.client = client
         self.caches = caches
         self.index = SidecarIndex()
-        self.writes = 0
+        self.writes = Writes()
         # Expectations (as kube-controller-manager keeps them): the resourceVersion of the
         # cached workload each write was computed from. Until the cache shows a newer version
         # (our own write's event), reconciling that key again would only repeat the write.
@@ -131,7 +131,7 @@ class OptInReconciler:
         except NotFound:
             return None
         self._written_over[key] = version
-        self.writes += 1
+        self.writes.record(namespace)
         log.info(
             "%s %s/%s: %s the stash opt-in",
             kind,

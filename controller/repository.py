@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from api import constants as c
 from api.repository import Repository
 from controller.caches import INVOKER_TYPES, REPOSITORIES, Caches
-from controller.runtime import Controller, Result
+from controller.runtime import Controller, Result, Writes
 from engine.host_backup import SetupError, storage_secret
 from engine.wipe import WipeError, can_wipe, wipe_out
 from kube import Client, NotFound
@@ -42,7 +42,7 @@ class RepositoryReconciler:
     def __init__(self, client: Client, caches: Caches) -> None:
         self.client = client
         self.caches = caches
-        self.writes = 0
+        self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
         self._wipe_attempts: dict[Key, int] = {}
 
@@ -100,7 +100,7 @@ class RepositoryReconciler:
         }
         try:
             self.client.patch(REPOSITORIES, name, patch, namespace=namespace, subresource="status")
-            self.writes += 1
+            self.writes.record(namespace)
         except NotFound:
             pass
         return None
@@ -139,7 +139,7 @@ class RepositoryReconciler:
         }
         try:
             self.client.patch(REPOSITORIES, meta["name"], patch, namespace=meta["namespace"])
-            self.writes += 1
+            self.writes.record(meta["namespace"])
         except NotFound:
             pass
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -26,6 +27,23 @@ JSON = dict[str, Any]
 @dataclass(frozen=True)
 class Result:
     requeue_after: float | None = None
+
+
+class Writes:
+    """The API writes a reconciler made, per namespace: how a test proves that reconciling a
+    converged object writes nothing, undisturbed by other namespaces' work."""
+
+    def __init__(self) -> None:
+        self._by_namespace: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def record(self, namespace: str) -> None:
+        with self._lock:
+            self._by_namespace[namespace] += 1
+
+    def in_namespace(self, namespace: str) -> int:
+        with self._lock:
+            return self._by_namespace[namespace]
 
 
 class TerminalError(Exception):

@@ -172,11 +172,11 @@ def test_a_valid_batch_gets_its_cronjob_rbac_and_ready_status(
     )
     # Converged: nothing is written any more.
     time.sleep(1.0)
-    writes = operator.writes
+    writes = operator.writes_in(namespace)
     version = kube.get(BATCHES, "nightly", namespace)["metadata"]["resourceVersion"]
     operator.controllers[0].enqueue(("BackupBatch", namespace, "nightly"))
     time.sleep(1.5)
-    assert operator.writes == writes
+    assert operator.writes_in(namespace) == writes
     assert kube.get(BATCHES, "nightly", namespace)["metadata"]["resourceVersion"] == version
 
 

@@ -110,10 +110,10 @@ def test_a_targeted_workload_is_opted_in_rolled_and_injected_then_released(
     # Converged: reconciling again writes nothing. (The resourceVersion may still move: the
     # Deployment controller keeps writing the rollout's status; the spec's generation may not.)
     before = kube.get(DEPLOYMENTS, "web", namespace)
-    writes = operator.optin.writes
+    writes = operator.optin.writes.in_namespace(namespace)
     operator.controllers[1].enqueue((namespace, "Deployment", "web"))
     time.sleep(1.5)
-    assert operator.optin.writes == writes
+    assert operator.optin.writes.in_namespace(namespace) == writes
     after = kube.get(DEPLOYMENTS, "web", namespace)
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["spec"] == before["spec"]

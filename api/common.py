@@ -19,7 +19,7 @@ RawObject = Annotated[dict[str, Any], Opaque()]
 ConditionStatus = Literal["True", "False", "Unknown"]
 ExecutionOrder = Literal["Parallel", "Sequential"]
 Snapshotter = Literal["Restic", "VolumeSnapshotter"]
-HookExecutionPolicy = Literal["Always", "OnSuccess", "OnFailure"]
+HookExecutionPolicy = Literal["Always", "OnSuccess", "OnFailure", "OnFinalRetryFailure"]
 
 
 class Condition(Model):
@@ -63,7 +63,9 @@ class Param(Model):
 
 
 class TaskRef(Model):
-    name: str
+    """A Task by name; empty (``task: {}``, as Stash's auto-backup writes) means the default."""
+
+    name: str | None = None
     params: list[Param] | None = None
 
 
@@ -171,5 +173,5 @@ class RetentionPolicy(Model):
 class RetryConfig(Model):
     """Retry a failed session: at most ``maxRetry`` times, ``delay`` after the failure."""
 
-    max_retry: Annotated[int, Field(ge=0)]
+    max_retry: Annotated[int, Field(ge=0)] | None = None  # Stash: 1 when unset
     delay: Duration | None = None

@@ -48,3 +48,6 @@ PRE_BACKUP_HOOK_SUCCEEDED: Final = "PreBackupHookExecutionSucceeded"
 POST_BACKUP_HOOK_SUCCEEDED: Final = "PostBackupHookExecutionSucceeded"
 GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED: Final = "GlobalPreBackupHookSucceeded"
 GLOBAL_POST_BACKUP_HOOK_SUCCEEDED: Final = "GlobalPostBackupHookSucceeded"
+
+# Stash: a retryConfig without maxRetry retries a failed session once.
+DEFAULT_MAX_RETRY = 1

@@ -54,7 +54,7 @@ class B2Spec(Model):
 
 
 class RestServerSpec(Model):
-    url: str
+    url: str | None = None
 
 
 class Backend(Model):

@@ -24,7 +24,7 @@ from api.constants import V1BETA1
 
 RestorePhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown", "Invalid"]
 RestoreTargetPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
-HostRestorePhase = Literal["Succeeded", "Failed", "Unknown"]
+HostRestorePhase = Literal["Running", "Succeeded", "Failed", "Unknown"]
 
 
 class Rule(Model):

@@ -10,7 +10,7 @@ from api.constants import V1BETA1
 
 
 class FunctionRef(Model):
-    name: str
+    name: str | None = None
     params: list[Param] | None = None
 
 

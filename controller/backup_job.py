@@ -115,11 +115,23 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     return values
 
 
+def _steps(task: JSON) -> list[JSON]:
+    """The Task's steps, each naming its Function; a JobError saying which is wrong."""
+    name = task["metadata"]["name"]
+    steps: list[JSON] = (task.get("spec") or {}).get("steps") or []
+    if not steps:
+        raise JobError(f"Task {name} has no steps")
+    for index, step in enumerate(steps):
+        if not step.get("name"):
+            raise JobError(
+                f"Task {name}: spec.steps[{index}].name: the Function to run is required"
+            )
+    return steps
+
+
 def build_job(inputs: JobInputs) -> JSON:
     session, view = inputs.session, inputs.member
-    steps = (inputs.task.get("spec") or {}).get("steps") or []
-    if not steps:
-        raise JobError(f"Task {inputs.task['metadata']['name']} has no steps")
+    steps = _steps(inputs.task)
     base = variables(inputs)
     containers: list[JSON] = []
     member_params = (

@@ -235,7 +235,7 @@ class SessionReconciler:
         if not retry:
             return None
         left = (session.get("spec") or {}).get("retryLeft")
-        left = int(retry.get("maxRetry", 0)) if left is None else int(left)
+        left = int(retry.get("maxRetry", c.DEFAULT_MAX_RETRY)) if left is None else int(left)
         if left <= 0:
             status["retried"] = False
             return None
@@ -392,7 +392,7 @@ class SessionReconciler:
         functions = {
             step["name"]: fn
             for step in (task.get("spec") or {}).get("steps") or []
-            if (fn := self.caches.get(FUNCTIONS, "", step["name"])) is not None
+            if step.get("name") and (fn := self.caches.get(FUNCTIONS, "", step["name"])) is not None
         }
         try:
             job = build_job(

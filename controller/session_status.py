@@ -18,6 +18,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import get_condition, is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView
+from engine.hooks import is_final_attempt, should_run_post_hook
 from engine.metrics import SessionOutcome, TargetOutcome
 from engine.results import go_duration
 
@@ -290,7 +291,13 @@ def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
         create = []
     _settle(session, status, now)
     if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
-        post = _hook_state(status, hooks, "postBackup", c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED)
+        post = _hook_state(
+            status,
+            hooks,
+            "postBackup",
+            c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED,
+            is_final_attempt(session, seen.invoker),
+        )
         if post == "due":
             status["phase"] = "Running"
             status.pop("sessionDuration", None)
@@ -306,7 +313,9 @@ def _batch_hooks(invoker: JSON | None) -> JSON:
     return dict((invoker.get("spec") or {}).get("hooks") or {})
 
 
-def _hook_state(status: JSON, hooks: JSON, kind: str, condition: str) -> str:
+def _hook_state(
+    status: JSON, hooks: JSON, kind: str, condition: str, final_attempt: bool = True
+) -> str:
     """none (no such hook, or its policy skips it), due, done, failed."""
     hook = hooks.get(kind)
     if not hook:
@@ -316,8 +325,7 @@ def _hook_state(status: JSON, hooks: JSON, kind: str, condition: str) -> str:
         return "done" if found.get("status") == "True" else "failed"
     if kind == "postBackup":
         succeeded = all(t.get("phase") == "Succeeded" for t in status.get("targets") or [])
-        policy = hook.get("executionPolicy") or "Always"
-        if (policy == "OnSuccess" and not succeeded) or (policy == "OnFailure" and succeeded):
+        if not should_run_post_hook(hook.get("executionPolicy"), succeeded, final_attempt):
             return "none"
     return "due"
 

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.constants import SIDECAR_CONTAINER
 from api.naming import sidecar_lease
-from engine.hooks import HookError, run_hook, should_run_post_hook
+from engine.hooks import HookError, is_final_attempt, run_hook, should_run_post_hook
 from engine.host_backup import (
     BackupOptions,
     HostJob,
@@ -99,6 +99,7 @@ class Work:
     invoker: JSON
     member: BackupMember
     hostname: str
+    final_attempt: bool = True  # no retry follows if this session fails
 
 
 def _member(invoker: JSON, index: int) -> BackupMember | None:
@@ -129,7 +130,13 @@ def pending_work(session: JSON, invoker: JSON | None, me: Identity) -> Work | No
     hostname = me.hostname(alias)
     if host_reported(status, me.target_kind, me.target_name, hostname):
         return None
-    return Work(session["metadata"]["name"], invoker, member, hostname)
+    return Work(
+        session["metadata"]["name"],
+        invoker,
+        member,
+        hostname,
+        is_final_attempt(session, invoker),
+    )
 
 
 @dataclass(frozen=True)
@@ -252,7 +259,7 @@ class SidecarAgent:
         started = time.monotonic()
         try:
             setup = load_setup(self.client, job)
-            return self._back_up(job, setup, work.member, started)
+            return self._back_up(job, setup, work, started)
         except SetupError as exc:  # no Repository, Secret or usable backend: the host failed
             result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
             SessionReporter(self.client, job.namespace, job.session).update(
@@ -260,9 +267,8 @@ class SidecarAgent:
             )
             return result
 
-    def _back_up(
-        self, job: HostJob, setup: Setup, member: BackupMember, started: float
-    ) -> HostResult:
+    def _back_up(self, job: HostJob, setup: Setup, work: Work, started: float) -> HostResult:
+        member = work.member
         hooks = member.hooks
         target = member.target
         paths = list(target.paths or []) if target else []
@@ -283,7 +289,9 @@ class SidecarAgent:
                 )
                 result = back_up_paths(restic, job, paths, excludes=excludes, options=options)
             post = hooks.post_backup if hooks else None
-            if post and should_run_post_hook(post.execution_policy, result.succeeded):
+            if post and should_run_post_hook(
+                post.execution_policy, result.succeeded, work.final_attempt
+            ):
                 try:
                     run_hook("postBackup", post, own_container=SIDECAR_CONTAINER)
                 except HookError as exc:

@@ -134,6 +134,8 @@ def _b2(spec: B2Spec, secret: Mapping[str, str], parts: _Parts) -> str:
 
 
 def _rest(spec: RestServerSpec, secret: Mapping[str, str], parts: _Parts) -> str:
+    if not spec.url:
+        raise BackendError("spec.backend.rest.url: the REST server's URL is required")
     return "rest:" + _with_credentials(spec.url, secret)
 
 

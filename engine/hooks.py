@@ -14,12 +14,14 @@ import logging
 import socket
 import ssl
 import subprocess
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from api.common import Handler, HTTPGetAction, HTTPPostAction
+from api.constants import DEFAULT_MAX_RETRY
 
 log = logging.getLogger(__name__)
+JSON = dict[str, Any]
 HOOK_TIMEOUT = 300.0
 _OUTPUT_CHARS = 500
 
@@ -31,12 +33,25 @@ class HookError(RuntimeError):
 HookKind = Literal["preBackup", "postBackup"]
 
 
-def should_run_post_hook(policy: str | None, backup_succeeded: bool) -> bool:
-    """Stash's executionPolicy: Always, OnSuccess, OnFailure."""
+def is_final_attempt(session: JSON, invoker: JSON | None) -> bool:
+    """Whether no retry follows if ``session`` fails (its ``spec.retryLeft``, else the
+    invoker's ``retryConfig.maxRetry``; no retryConfig: no retry)."""
+    left = (session.get("spec") or {}).get("retryLeft")
+    if left is None:
+        retry = ((invoker or {}).get("spec") or {}).get("retryConfig")
+        left = int(retry.get("maxRetry", DEFAULT_MAX_RETRY)) if retry else 0
+    return int(left) <= 0
+
+
+def should_run_post_hook(policy: str | None, backup_succeeded: bool, final_attempt: bool) -> bool:
+    """Stash's executionPolicy: Always, OnSuccess, OnFailure, OnFinalRetryFailure (failed,
+    and no retry follows)."""
     if policy == "OnSuccess":
         return backup_succeeded
     if policy == "OnFailure":
         return not backup_succeeded
+    if policy == "OnFinalRetryFailure":
+        return not backup_succeeded and final_attempt
     return True
 
 

@@ -79,7 +79,7 @@ def _display(url: str) -> str:
 def wipe_out(repo: Repository, secret: Mapping[str, str]) -> int:
     """Delete everything of the repository; how many objects were deleted."""
     kind = repo.spec.backend.kind()
-    if kind == "rest" and repo.spec.backend.rest is not None:
+    if kind == "rest" and repo.spec.backend.rest is not None and repo.spec.backend.rest.url:
         return _wipe_rest(repo.spec.backend.rest.url, secret)
     if kind == "s3" and repo.spec.backend.s3 is not None:
         s3 = repo.spec.backend.s3

@@ -100,7 +100,7 @@ def test_every_schema_is_structural(info: KindInfo) -> None:
         (
             "BackupBatch",
             "spec.hooks.postBackup.executionPolicy",
-            ["Always", "OnSuccess", "OnFailure"],
+            ["Always", "OnSuccess", "OnFailure", "OnFinalRetryFailure"],
         ),
         (
             "BackupSession",
@@ -116,6 +116,11 @@ def test_every_schema_is_structural(info: KindInfo) -> None:
             ["Pending", "Running", "Succeeded", "Failed", "Unknown", "Invalid"],
         ),
         ("RestoreBatch", "spec.executionOrder", ["Parallel", "Sequential"]),
+        (
+            "RestoreSession",
+            "status.stats.[].phase",
+            ["Running", "Succeeded", "Failed", "Unknown"],
+        ),
         ("Repository", "spec.usagePolicy.allowedNamespaces.from", ["All", "Same", "Selector"]),
     ],
 )
@@ -163,14 +168,28 @@ def test_only_the_stash_defaults_are_in_the_schemas() -> None:
         ("BackupBatch", "spec", ["retentionPolicy"]),
         ("BackupConfiguration", "spec", ["retentionPolicy"]),
         ("BackupBatch", "spec.retentionPolicy", ["name"]),
-        ("BackupBatch", "spec.members.[].task", ["name"]),
         ("BackupSession", "spec.invoker", ["kind", "name"]),
         ("Function", "spec", ["image"]),
-        ("Task", "spec.steps.[]", ["name"]),
     ],
 )
 def test_required_fields_are_declared(kind: str, path: str, required: list[str]) -> None:
     assert _at(_schema(kind), path)["required"] == required
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("BackupBatch", "spec.members.[].task"),  # Stash's auto-backup writes `task: {}`
+        ("BackupConfiguration", "spec.task"),
+        ("RestoreSession", "spec.task"),
+        ("RestoreBatch", "spec.members.[].task"),
+        ("BackupBatch", "spec.retryConfig"),  # maxRetry defaults to 1 in Stash
+        ("Task", "spec.steps.[]"),
+        ("Repository", "spec.backend.rest"),
+    ],
+)
+def test_fields_optional_in_stash_are_optional_here(kind: str, path: str) -> None:
+    assert "required" not in _at(_schema(kind), path)
 
 
 def test_a_repository_must_name_exactly_one_backend() -> None:

@@ -133,6 +133,9 @@ def test_a_missing_function_or_variable_is_named() -> None:
     task = {"metadata": {"name": "t"}, "spec": {"steps": [{"name": "f"}]}}
     with pytest.raises(JobError, match=r"Function f: no value for \$\{NOT_A_STASH_VARIABLE\}"):
         build_job(JobInputs(_session(), invoker, view, _repo(), task, {"f": broken}, "img"))
+    unnamed = {"metadata": {"name": "t"}, "spec": {"steps": [{"params": []}]}}
+    with pytest.raises(JobError, match=r"Task t: spec.steps\[0\].name: the Function to run"):
+        build_job(JobInputs(_session(), invoker, view, _repo(), unnamed, {}, "img"))
 
 
 def test_stash_variables_reach_the_function() -> None:

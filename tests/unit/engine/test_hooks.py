@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from api.common import Handler
-from engine.hooks import HookError, run_hook, should_run_post_hook
+from engine.hooks import HookError, is_final_attempt, run_hook, should_run_post_hook
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -88,12 +88,26 @@ def test_a_tcp_hook_needs_a_listener(server: int) -> None:
 
 
 def test_post_hooks_follow_their_execution_policy() -> None:
-    assert should_run_post_hook("Always", False)
-    assert should_run_post_hook(None, True)
-    assert should_run_post_hook("OnSuccess", True)
-    assert not should_run_post_hook("OnSuccess", False)
-    assert should_run_post_hook("OnFailure", False)
-    assert not should_run_post_hook("OnFailure", True)
+    assert should_run_post_hook("Always", False, final_attempt=False)
+    assert should_run_post_hook(None, True, final_attempt=True)
+    assert should_run_post_hook("OnSuccess", True, final_attempt=True)
+    assert not should_run_post_hook("OnSuccess", False, final_attempt=True)
+    assert should_run_post_hook("OnFailure", False, final_attempt=False)
+    assert not should_run_post_hook("OnFailure", True, final_attempt=True)
+    assert should_run_post_hook("OnFinalRetryFailure", False, final_attempt=True)
+    assert not should_run_post_hook("OnFinalRetryFailure", False, final_attempt=False)
+    assert not should_run_post_hook("OnFinalRetryFailure", True, final_attempt=True)
+
+
+def test_the_final_attempt_is_the_one_no_retry_follows() -> None:
+    def invoker(retry: dict[str, Any] | None) -> dict[str, Any]:
+        return {"spec": {"retryConfig": retry} if retry is not None else {}}
+
+    assert is_final_attempt({"spec": {}}, invoker(None))
+    assert not is_final_attempt({"spec": {}}, invoker({"delay": "1m"}))  # Stash: maxRetry 1
+    assert is_final_attempt({"spec": {}}, invoker({"maxRetry": 0}))
+    assert not is_final_attempt({"spec": {"retryLeft": 2}}, invoker({"maxRetry": 3}))
+    assert is_final_attempt({"spec": {"retryLeft": 0}}, invoker({"maxRetry": 3}))
 
 
 def test_the_operator_refuses_exec_and_needs_a_host_for_batch_hooks(server: int) -> None:

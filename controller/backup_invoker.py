@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from dataclasses import replace
 from typing import Any
 
 from api import constants as c
@@ -32,9 +33,11 @@ from controller.invoker import (
     MemberView,
     evaluate,
     members_of,
+    refusal,
     validation_problems,
 )
 from controller.runtime import Controller, Result, Writes
+from controller.tenancy import Tenancy, allowed_invoker_namespaces, read_tenancy
 from controller.trigger import cronjob, rbac_objects, sidecar_binding
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
@@ -64,10 +67,11 @@ def contains(actual: Any, desired: Any) -> bool:
 
 
 class InvokerReconciler:
-    def __init__(self, client: Client, caches: Caches, image: str) -> None:
+    def __init__(self, client: Client, caches: Caches, image: str, operator_namespace: str) -> None:
         self.client = client
         self.caches = caches
         self.image = image
+        self.operator_namespace = operator_namespace
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
         # (namespace, kind, name) of a target or repository -> invoker keys that refer to it
@@ -101,7 +105,10 @@ class InvokerReconciler:
                 on_upsert=lambda o: self._owned_event(o, controller),
                 on_delete=lambda o: self._owned_event(o, controller),
             )
-        self.caches.informer(NAMESPACES)
+        self.caches.informer(NAMESPACES).subscribe(
+            on_upsert=lambda o: self._namespace_event(o, controller),
+            on_delete=lambda o: self._namespace_event(o, controller),
+        )
 
     def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
         meta = obj.get("metadata", {})
@@ -153,6 +160,20 @@ class InvokerReconciler:
         for key in keys:
             controller.enqueue(key)
 
+    def _namespace_event(self, obj: JSON, controller: Controller[Key]) -> None:
+        """A namespace's grant changed: the invokers that target it are judged again."""
+        namespace = obj.get("metadata", {}).get("name", "")
+        ref = (namespace, "Namespace", namespace)
+        mark = (sorted(allowed_invoker_namespaces(obj)),)
+        with self._refs_lock:
+            if self._ref_marks.get(ref) == mark:
+                return
+            self._ref_marks[ref] = mark
+            keys = {k for r, ks in self._refs.items() if r[0] == namespace for k in ks}
+        for key in keys:
+            if key[1] != namespace:
+                controller.enqueue(key)
+
     def _owned_event(self, obj: JSON, controller: Controller[Key]) -> None:
         meta = obj.get("metadata", {})
         labels = meta.get("labels") or {}
@@ -162,8 +183,17 @@ class InvokerReconciler:
 
     # -- reading facts -------------------------------------------------------------------------
 
+    def tenancy(self, invoker: JSON) -> Tenancy:
+        """The grants of the namespaces the invoker's members name (from the cache)."""
+        own = invoker["metadata"]["namespace"]
+        try:
+            others = {v.target_namespace for v in members_of(invoker)} - {own}
+        except ValueError:
+            others = set()
+        return read_tenancy(self.caches, self.operator_namespace, others)
+
     def _exists(self, view: MemberView) -> bool:
-        namespace = view.ref.get("namespace") or view.namespace
+        namespace = view.target_namespace
         if view.kind in WORKLOAD_TYPES:
             return self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name) is not None
         if view.kind == "PersistentVolumeClaim":
@@ -185,6 +215,7 @@ class InvokerReconciler:
 
     def facts(self, invoker: JSON, cronjob_error: str | None) -> InvokerFacts:
         namespace = invoker["metadata"]["namespace"]
+        tenancy = self.tenancy(invoker)
         repo_ref = (invoker.get("spec") or {}).get("repository") or {}
         repo_obj = self.caches.get(
             REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
@@ -193,12 +224,17 @@ class InvokerReconciler:
         secret = repo.spec.backend.storage_secret_name if repo else None
         ns_obj = self.caches.get(NAMESPACES, "", namespace) or {}
         return InvokerFacts(
+            tenancy=tenancy,
             repository=repo,
             invoker_namespace_labels=ns_obj.get("metadata", {}).get("labels") or {},
             secret_found=bool(
                 repo and secret and self._secret_exists(repo.metadata.namespace or "", secret)
             ),
-            targets_found={v.index: self._exists(v) for v in members_of(invoker) if v.kind},
+            targets_found={
+                v.index: self._exists(v)
+                for v in members_of(invoker)
+                if v.kind and not refusal(v, tenancy)  # out of reach: not even read
+            },
             cronjob_error=cronjob_error,
         )
 
@@ -262,12 +298,9 @@ class InvokerReconciler:
         members = []
         for view, given in zip(members_of(invoker), status.member_conditions, strict=True):
             entry = given
-            if view.task is None and view.kind in WORKLOAD_TYPES:
-                workload = self.caches.get(
-                    WORKLOAD_TYPES[view.kind],
-                    view.ref.get("namespace") or view.namespace,
-                    view.name,
-                )
+            own = view.target_namespace == view.namespace  # a sidecar serves only its own
+            if view.task is None and view.kind in WORKLOAD_TYPES and own:
+                workload = self.caches.get(WORKLOAD_TYPES[view.kind], view.namespace, view.name)
                 labels = (
                     ((workload or {}).get("spec") or {}).get("template", {}).get("metadata", {})
                 ).get("labels") or {}
@@ -295,10 +328,10 @@ class InvokerReconciler:
             return None  # owner references take its CronJob and RBAC with it
         invoker.setdefault("apiVersion", INVOKER_TYPES[kind].api_version)
         invoker.setdefault("kind", kind)
-        cronjob_error = None
-        if not validation_problems(invoker, members_of(invoker)):
-            cronjob_error = self.ensure_trigger(invoker)
-        status = evaluate(invoker, self.facts(invoker, cronjob_error), now=dt.datetime.now(dt.UTC))
+        facts = self.facts(invoker, None)
+        if not validation_problems(invoker, members_of(invoker), facts.tenancy):
+            facts = replace(facts, cronjob_error=self.ensure_trigger(invoker))
+        status = evaluate(invoker, facts, now=dt.datetime.now(dt.UTC))
         status = self._sidecar_conditions(invoker, status)
         new_status = status.as_status(invoker["metadata"].get("generation"))
         old_phase = (invoker.get("status") or {}).get("phase")

@@ -30,7 +30,7 @@ from controller.caches import (
     TASKS,
     Caches,
 )
-from controller.invoker import MemberView, members_of
+from controller.invoker import MemberView, members_of, refusal
 from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
     TERMINAL,
@@ -42,6 +42,7 @@ from controller.session_status import (
     session_outcome,
 )
 from controller.sessions import create_session
+from controller.tenancy import read_tenancy
 from engine import metrics
 from engine.hooks import HookError, run_hook
 from engine.reporting import ConditionUpdate, SessionReporter
@@ -57,11 +58,17 @@ Key = tuple[str, str]
 
 class SessionReconciler:
     def __init__(
-        self, client: Client, caches: Caches, image: str, pushgateway_url: str = ""
+        self,
+        client: Client,
+        caches: Caches,
+        image: str,
+        pushgateway_url: str = "",
+        operator_namespace: str = "",
     ) -> None:
         self.client = client
         self.caches = caches
         self.image = image
+        self.operator_namespace = operator_namespace
         self.pushgateway_url = pushgateway_url
         self.writes = Writes()
         self.jobs_created = 0
@@ -107,7 +114,7 @@ class SessionReconciler:
     # -- observing ---------------------------------------------------------------------------
 
     def _total_hosts(self, view: MemberView) -> int:
-        namespace = view.ref.get("namespace") or view.namespace
+        namespace = view.target_namespace
         if view.member.target and view.member.target.replicas:
             return int(view.member.target.replicas)
         if view.kind == "StatefulSet" and view.task is None:
@@ -118,6 +125,18 @@ class SessionReconciler:
             # At least one host: a DaemonSet on no node has nothing backed up, not a success.
             return max(1, int((ds.get("status") or {}).get("desiredNumberScheduled", 1)))
         return 1
+
+    def _refused(self, members: list[MemberView]) -> dict[int, str]:
+        """Members whose target is out of the invoker's reach: the invoker is Invalid for
+        them, and a session started by hand fails them without touching their namespace."""
+        tenancy = read_tenancy(
+            self.caches, self.operator_namespace, [v.target_namespace for v in members]
+        )
+        return {
+            v.index: f"{v.where}.target.ref.namespace: {why}"
+            for v in members
+            if (why := refusal(v, tenancy))
+        }
 
     def _other_running(self, session: JSON, invoker_name: str) -> str | None:
         """An older unfinished session of the same invoker, which this one must not overlap.
@@ -160,6 +179,7 @@ class SessionReconciler:
                 if v.task is not None
             },
             other_running=self._other_running(session, ref.get("name", "")),
+            refused=self._refused(members),
         )
         now = dt.datetime.now(dt.UTC)
         decision = next_status(session, seen, now)

@@ -17,6 +17,7 @@ from api.backup import BackupMember
 from api.conditions import Condition, set_condition
 from api.repository import Repository
 from controller.schedule import ScheduleError, validate_schedule
+from controller.tenancy import Tenancy
 from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
@@ -31,6 +32,7 @@ class MemberView:
     index: int
     member: BackupMember
     namespace: str
+    batch: bool = True  # a BackupBatch member (else a BackupConfiguration's own spec)
 
     @property
     def ref(self) -> JSON:
@@ -46,6 +48,15 @@ class MemberView:
         return str(self.ref.get("name", ""))
 
     @property
+    def target_namespace(self) -> str:
+        return str(self.ref.get("namespace") or self.namespace)
+
+    @property
+    def where(self) -> str:
+        """The member's place in the invoker's spec, for messages."""
+        return f"spec.members[{self.index}]" if self.batch else "spec"
+
+    @property
     def task(self) -> str | None:
         """The Task of a Job-model member (PVCs default to pvc-backup); None for sidecars."""
         if self.member.task and self.member.task.name:
@@ -57,6 +68,7 @@ class MemberView:
 
 @dataclass(frozen=True)
 class InvokerFacts:
+    tenancy: Tenancy = field(default_factory=lambda: Tenancy(operator_namespace=""))
     repository: Repository | None = None
     repository_namespace_labels: dict[str, str] = field(default_factory=dict)
     invoker_namespace_labels: dict[str, str] = field(default_factory=dict)
@@ -85,7 +97,19 @@ def members_of(invoker: JSON) -> list[MemberView]:
     namespace = invoker.get("metadata", {}).get("namespace", "")
     spec = invoker.get("spec") or {}
     raw = spec.get("members") or [] if invoker.get("kind") == "BackupBatch" else [spec]
-    return [MemberView(i, BackupMember.model_validate(m), namespace) for i, m in enumerate(raw)]
+    batch = invoker.get("kind") == "BackupBatch"
+    return [
+        MemberView(i, BackupMember.model_validate(m), namespace, batch) for i, m in enumerate(raw)
+    ]
+
+
+def refusal(view: MemberView, tenancy: Tenancy) -> str | None:
+    """Why the member's target is out of the invoker's reach (tenancy), or None."""
+    if not view.kind or not view.name:
+        return None
+    return tenancy.refusal(
+        view.namespace, view.target_namespace, view.kind, sidecar=view.task is None
+    )
 
 
 def _selector_matches(selector: JSON | None, labels: dict[str, str]) -> bool:
@@ -121,8 +145,8 @@ def usage_allowed(repo: Repository, namespace: str, namespace_labels: dict[str, 
     return f"Repository {repo_ns}/{repo.metadata.name} only allows its own namespace"
 
 
-def validation_problems(invoker: JSON, members: list[MemberView]) -> list[str]:
-    """Problems in the invoker itself (not in what it refers to)."""
+def validation_problems(invoker: JSON, members: list[MemberView], tenancy: Tenancy) -> list[str]:
+    """Problems in the invoker itself and in what it may reach (not in what it refers to)."""
     spec = invoker.get("spec") or {}
     problems: list[str] = []
     if invoker.get("kind") == "BackupBatch" and not members:
@@ -147,9 +171,8 @@ def validation_problems(invoker: JSON, members: list[MemberView]) -> list[str]:
             "keepWeekly, keepMonthly, keepYearly, keepTags"
         )
     seen: dict[tuple[str, str, str], int] = {}
-    prefix = "spec.members" if invoker.get("kind") == "BackupBatch" else "spec"
     for view in members:
-        where = f"{prefix}[{view.index}]" if prefix == "spec.members" else "spec"
+        where = view.where
         if not view.kind or not view.name:
             problems.append(f"{where}.target.ref: kind and name are required")
             continue
@@ -158,7 +181,10 @@ def validation_problems(invoker: JSON, members: list[MemberView]) -> list[str]:
                 f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
                 "StatefulSets and DaemonSets are backed up by the sidecar)"
             )
-        key = (view.ref.get("namespace") or view.namespace, view.kind, view.name)
+        refused = refusal(view, tenancy)
+        if refused:
+            problems.append(f"{where}.target.ref.namespace: {refused}")
+        key = (view.target_namespace, view.kind, view.name)
         if key in seen:
             problems.append(
                 f"{where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
@@ -242,12 +268,17 @@ def _member_conditions(
     result = []
     for view in members:
         found = facts.targets_found.get(view.index, False)
+        refused = refusal(view, facts.tenancy)
         conditions = set_condition(
             old.get((view.kind, view.name)),
             c.BACKUP_TARGET_FOUND,
             found,
-            "TargetAvailable" if found else "TargetNotAvailable",
-            f"{view.kind} {view.name} {'found' if found else 'not found'}",
+            "TargetNotAllowed"
+            if refused
+            else ("TargetAvailable" if found else "TargetNotAvailable"),
+            f"{view.where}.target.ref.namespace: {refused}"
+            if refused
+            else f"{view.kind} {view.name} {'found' if found else 'not found'}",
             now=out.now,
             observed_generation=out.generation,
         )
@@ -260,7 +291,7 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
     meta = invoker.get("metadata", {})
     namespace = meta.get("namespace", "")
     members = members_of(invoker)
-    problems = validation_problems(invoker, members)
+    problems = validation_problems(invoker, members, facts.tenancy)
     out = _Conditions((invoker.get("status") or {}).get("conditions"), now, meta.get("generation"))
     out.put(
         c.VALIDATION_PASSED,
@@ -274,7 +305,13 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
     if invoker.get("kind") == "BackupBatch":
         member_conditions = _member_conditions(invoker, members, facts, out)
     if members:
-        missing = [v for v in members if v.kind and not facts.targets_found.get(v.index, False)]
+        missing = [
+            v
+            for v in members
+            if v.kind
+            and not facts.targets_found.get(v.index, False)
+            and not refusal(v, facts.tenancy)  # named by ValidationPassed; never looked up
+        ]
         out.put(
             c.BACKUP_TARGET_FOUND,
             not missing,

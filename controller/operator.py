@@ -56,10 +56,10 @@ class Operator:
         self.options = options
         self.identity = options.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.caches = Caches(client)
-        self.invokers = InvokerReconciler(client, self.caches, options.image)
+        self.invokers = InvokerReconciler(client, self.caches, options.image, options.namespace)
         self.optin = OptInReconciler(client, self.caches)
         self.sessions = SessionReconciler(
-            client, self.caches, options.image, options.pushgateway_url
+            client, self.caches, options.image, options.pushgateway_url, options.namespace
         )
         self.repositories = RepositoryReconciler(client, self.caches)
         self.controllers: list[Controller[Any]] = [

@@ -54,6 +54,7 @@ class Observed:
     total_hosts: dict[int, int] = field(default_factory=dict)
     jobs: dict[int, JSON | None] = field(default_factory=dict)
     other_running: str | None = None  # the name of another running session of the invoker
+    refused: dict[int, str] = field(default_factory=dict)  # members out of reach (tenancy)
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,9 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
             if blocked_by is not None:
                 _fail_target(target, f"not run: member {blocked_by} failed before it", now)
                 continue
-            if view.task is None:  # sidecar: the hosts report their own stats
+            if view.index in seen.refused:
+                _fail_target(target, seen.refused[view.index], now)
+            elif view.task is None:  # sidecar: the hosts report their own stats
                 target["phase"] = _phase_from_stats(target) or "Running"
                 if target["phase"] == "Failed":
                     _fail_target(target, host_failures(target), now)

@@ -17,11 +17,12 @@ read, write or create anything for a member.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from api.constants import GROUP
+from controller.caches import NAMESPACES, Caches
 from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
@@ -70,3 +71,11 @@ class Tenancy:
                 f"{invoker_namespace})"
             )
         return None
+
+
+def read_tenancy(caches: Caches, operator_namespace: str, namespaces: Iterable[str]) -> Tenancy:
+    """The grants of ``namespaces`` as the Namespace cache has them."""
+    return Tenancy(
+        operator_namespace,
+        {ns: allowed_invoker_namespaces(caches.get(NAMESPACES, "", ns)) for ns in set(namespaces)},
+    )

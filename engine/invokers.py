@@ -86,8 +86,11 @@ def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[Sideca
         key = _is_sidecar_member(member, driver)
         if key is None or member.target is None or member.target.ref is None:
             continue
-        ref_ns = member.target.ref.namespace or namespace
-        workload = (ref_ns, key[1], key[2])
+        if (member.target.ref.namespace or namespace) != namespace:
+            # A sidecar serves only invokers of its own namespace: nothing of another
+            # namespace's invoker is ever injected (the operator reports it as invalid).
+            continue
+        workload = (namespace, key[1], key[2])
         container = member.runtime_settings.container if member.runtime_settings else None
         found.setdefault(workload, []).append(
             SidecarTarget(

@@ -14,6 +14,7 @@ from api.repository import Repository
 from controller.invoker import InvokerFacts, evaluate, members_of, validation_problems
 from controller.schedule import ScheduleError, validate_schedule
 from controller.sessions import new_session
+from controller.tenancy import Tenancy
 from controller.trigger import cronjob, rbac_objects
 from tests.factories import batch, configuration, member
 
@@ -313,5 +314,5 @@ def test_a_new_session_is_named_labelled_and_owned_by_its_invoker() -> None:
 def test_the_volume_snapshotter_driver_is_refused_by_name() -> None:
     obj = batch("nightly", "demo", driver="VolumeSnapshotter")
     assert "spec.driver: VolumeSnapshotter is not supported yet; only Restic backs up here" in (
-        validation_problems(obj, members_of(obj))
+        validation_problems(obj, members_of(obj), Tenancy("stash"))
     )

@@ -24,11 +24,6 @@ def test_a_volume_snapshotter_batch_needs_no_sidecar() -> None:
     assert sidecar_targets_of(batch("snap", "demo", driver="VolumeSnapshotter")) == {}
 
 
-def test_a_member_may_target_another_namespace() -> None:
-    targets = sidecar_targets_of(batch("b", "demo", member("Deployment", "web", namespace="prod")))
-    assert list(targets) == [("prod", "Deployment", "web")]
-
-
 def test_an_invoker_that_does_not_parse_targets_nothing() -> None:
     broken = batch()
     broken["spec"]["executionOrder"] = "Random"

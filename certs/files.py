@@ -1,14 +1,18 @@
 """Certificates on disk, where the webhook reads them: ``tls.crt``, ``tls.key``, ``ca.crt``.
 
-Writes are atomic per file (temp file + rename), so a reader never sees a half-written PEM;
-a reader that catches a new certificate with the old key refuses the pair and tries again.
+The serving pair and its CA are written as the kubelet writes a mounted Secret: into a new
+hidden directory, published by renaming one symlink (``..data``), with ``tls.crt``, ``tls.key``
+and ``ca.crt`` links through it. A reader never sees a half-written file, nor a new certificate
+beside the old key: every file it opens belongs to one published pair.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from certs.authority import CertificateAuthority, KeyPair
@@ -17,6 +21,7 @@ CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 CA_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
+DATA_LINK = "..data"
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> bool:
@@ -32,13 +37,46 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> bool:
     return True
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _symlink_atomically(path: Path, target: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
 def write_serving_files(directory: Path, pair: KeyPair, ca_pem: bytes) -> bool:
-    """Write the serving pair and CA; True when anything changed. The key goes last."""
+    """Publish the serving pair and CA as one; True when anything changed."""
     directory.mkdir(parents=True, exist_ok=True)
-    changed = _atomic_write(directory / CA_FILE, ca_pem, 0o644)
-    changed |= _atomic_write(directory / CERT_FILE, pair.cert_pem, 0o644)
-    changed |= _atomic_write(directory / KEY_FILE, pair.key_pem, 0o600)
-    return changed
+    files = {
+        CA_FILE: (ca_pem, 0o644),
+        CERT_FILE: (pair.cert_pem, 0o644),
+        KEY_FILE: (pair.key_pem, 0o600),
+    }
+    if all(_read_or_none(directory / name) == data for name, (data, _) in files.items()):
+        return False
+    version = Path(tempfile.mkdtemp(dir=directory, prefix="..pair-"))
+    os.chmod(version, 0o755)
+    for name, (data, mode) in files.items():
+        fd = os.open(version / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    _symlink_atomically(directory / DATA_LINK, version.name)
+    for name in files:
+        link = directory / name
+        if not (link.is_symlink() and os.readlink(link) == f"{DATA_LINK}/{name}"):
+            _symlink_atomically(link, f"{DATA_LINK}/{name}")
+    for old in directory.glob("..pair-*"):
+        if old.name != version.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return True
 
 
 def ensure_local_files(

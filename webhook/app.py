@@ -32,7 +32,7 @@ from api.admission import AdmissionResponse
 from api.constants import WEBHOOK_PATH
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
-from webhook.errors import BodyTooLarge, WebhookError
+from webhook.errors import BadReview, BodyTimeout, BodyTooLarge, WebhookError
 from webhook.mutation import handle
 from webhook.review import parse_review
 from webhook.tls import CertificateReloader
@@ -40,6 +40,9 @@ from webhook.tls import CertificateReloader
 log = logging.getLogger(__name__)
 
 MAX_BODY = 3 * 1024 * 1024  # the API server's own request limit is 3 MiB
+# The API server gives a webhook at most 30 s for the whole call; a body still arriving after
+# this long is a stalled or hostile client, whose connection is cut.
+BODY_TIMEOUT = 10.0
 JSON_TYPE = "application/json"
 
 
@@ -114,21 +117,38 @@ class AdmissionEndpoint:
         settings: SidecarSettings,
         metrics: WebhookMetrics,
         max_body: int,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.index = index
         self.settings = settings
         self.metrics = metrics
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         try:
-            review = parse_review(await self._read(scope, receive))
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    body = await self._read(scope, receive)
+            except TimeoutError:
+                raise BodyTimeout(
+                    f"the body did not arrive within {self.body_timeout:g} s"
+                ) from None
+            try:
+                review = parse_review(body)
+            except WebhookError:
+                raise
+            except Exception as exc:  # no input may produce a 5xx: unreadable is a 400
+                raise BadReview(
+                    f"the AdmissionReview could not be read ({type(exc).__name__})"
+                ) from None
         except ClientGone:
             return
         except WebhookError as exc:
             self.metrics.observe("bad_request", started)
-            await _send(send, exc.status_code, _status(exc.status_code, str(exc)))
+            # A refused request may have left body bytes unread: the connection is closed.
+            await _send(send, exc.status_code, _status(exc.status_code, str(exc)), close=True)
             return
         try:
             response = handle(review, self.index, self.settings)
@@ -169,17 +189,14 @@ class AdmissionEndpoint:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _send(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", JSON_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+async def _send(send: Send, status: int, body: bytes, close: bool = False) -> None:
+    headers = [
+        (b"content-type", JSON_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -203,6 +220,7 @@ def create_app(
     reloader: CertificateReloader | None = None,
     metrics: WebhookMetrics | None = None,
     max_body: int = MAX_BODY,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> FastAPI:
     metrics = metrics or WebhookMetrics.create()
     if reloader is not None:
@@ -222,7 +240,7 @@ def create_app(
     )
     app.state.metrics = metrics
 
-    endpoint = AdmissionEndpoint(index, settings, metrics, max_body)
+    endpoint = AdmissionEndpoint(index, settings, metrics, max_body, body_timeout)
     app.router.routes.append(Route(WEBHOOK_PATH, endpoint, methods=["POST"]))
 
     @app.get("/healthz")

@@ -17,3 +17,9 @@ class BodyTooLarge(WebhookError):
     """The body exceeds the cap (413)."""
 
     status_code = 413
+
+
+class BodyTimeout(WebhookError):
+    """The client did not send its whole body in time (408)."""
+
+    status_code = 408

@@ -11,6 +11,16 @@ from api.admission import ADMISSION_VERSIONS, AdmissionRequest
 from webhook.errors import BadReview
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message, bounded whatever it is: a short string quoted, anything
+    else named by its type (a list nested a thousand deep must not be formatted)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 64 else repr(value[:64] + "…")
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+
+
 def _expect(value: Any, kind: type, where: str) -> Any:
     if not isinstance(value, kind):
         raise BadReview(f"{where} must be {kind.__name__ if kind is not dict else 'an object'}")
@@ -26,15 +36,18 @@ def parse_review(body: bytes) -> AdmissionRequest:
     api_version = doc.get("apiVersion")
     if api_version not in ADMISSION_VERSIONS:
         raise BadReview(
-            f"apiVersion must be one of {', '.join(ADMISSION_VERSIONS)}, got {api_version!r}"
+            f"apiVersion must be one of {', '.join(ADMISSION_VERSIONS)}, got {_shown(api_version)}"
         )
     if doc.get("kind") != "AdmissionReview":
-        raise BadReview(f"kind must be AdmissionReview, got {doc.get('kind')!r}")
+        raise BadReview(f"kind must be AdmissionReview, got {_shown(doc.get('kind'))}")
     request = _expect(doc.get("request"), dict, "request")
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("request.uid must be a non-empty string")
     kind = _expect(request.get("kind", {}), dict, "request.kind")
+    kind_name = kind.get("kind", "")
+    if not isinstance(kind_name, str):
+        raise BadReview(f"request.kind.kind must be a string, got {_shown(kind_name)}")
     operation = request.get("operation")
     if not isinstance(operation, str):
         raise BadReview("request.operation must be a string")
@@ -48,7 +61,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     return AdmissionRequest(
         api_version=api_version,
         uid=uid,
-        kind=str(kind.get("kind", "")),
+        kind=kind_name,
         operation=operation,
         namespace=namespace,
         name=name,

@@ -1,8 +1,15 @@
-"""The webhook's TLS context, reloaded when the certificate files change.
+"""The webhook's TLS: the serving certificate, swapped for a new one only once that one verified.
 
-The reload runs on the server's event loop (``watch()`` is an asyncio task), so it never
-overlaps a TLS handshake; connections already open keep their session, new ones get the new
-certificate: renewing never drops a request and never needs a restart.
+The listening socket keeps one *front* context for its whole life; its SNI callback hands every
+new handshake the *current* context. A reload reads the certificate and key once, builds a
+brand-new context from those bytes (OpenSSL checks that the key matches the certificate), and
+only then makes it current: a half-written file or a new certificate beside the old key is
+refused and the old pair keeps being served. Nothing is ever loaded into a context that is
+serving (loading into a live context drops its old key before a mismatch is refused, which
+left every new handshake failing). Connections already open keep their session.
+
+``problem()`` feeds ``/readyz``: no certificate, an expired one, or a pair on disk that differs
+from the one served and does not verify.
 """
 
 from __future__ import annotations
@@ -11,12 +18,43 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import os
 import ssl
+import tempfile
 from pathlib import Path
 
 from cryptography import x509
 
 log = logging.getLogger(__name__)
+READ_ATTEMPTS = 3
+
+
+def _context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def context_from_pem(cert: bytes, key: bytes) -> ssl.SSLContext:
+    """A new server context serving ``cert`` with ``key``; ssl.SSLError when they do not pair."""
+    context = _context()
+    _load_pem(context, cert, key)
+    return context
+
+
+def _load_pem(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """``load_cert_chain`` reads only files: the bytes go to a private temporary directory (on
+    tmpfs where there is one) that is removed at once."""
+    shm = Path("/dev/shm")  # noqa: S108 - tmpfs: the key never reaches a disk
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
+        cert_path, key_path = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+        for path, data in ((cert_path, cert), (key_path, key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        context.load_cert_chain(str(cert_path), str(key_path))
 
 
 class CertificateReloader:
@@ -24,35 +62,67 @@ class CertificateReloader:
         self.cert_file = cert_file
         self.key_file = key_file
         self.interval = interval
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.current: ssl.SSLContext | None = None
+        self.front = _context()  # what the listening socket holds; see _select
+        self.front.sni_callback = self._select
         self.not_after: dt.datetime | None = None
         self.reloads = 0
+        self.last_error: str | None = None
         self._digest = b""
+        self._refused = b""
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The context to give the server's listening socket."""
+        return self.front
+
+    def _select(
+        self, connection: ssl.SSLObject | ssl.SSLSocket, _server_name: str | None, _: object
+    ) -> None:
+        current = self.current
+        if current is not None:
+            connection.context = current
 
     def _read(self) -> tuple[bytes, bytes]:
-        return self.cert_file.read_bytes(), self.key_file.read_bytes()
+        """Certificate and key as one snapshot: read again while the certificate changes under
+        us (a writer renewing them between our two reads)."""
+        cert = self.cert_file.read_bytes()
+        for _ in range(READ_ATTEMPTS):
+            key = self.key_file.read_bytes()
+            again = self.cert_file.read_bytes()
+            if again == cert:
+                return cert, key
+            cert = again
+        return cert, self.key_file.read_bytes()
 
     def load(self) -> bool:
-        """Load the files if they changed; True when a new certificate is now served.
-
-        A half-written or mismatched pair is refused (the old certificate stays in use).
-        """
+        """Serve the files' pair if it changed and verifies; True when a new one is served."""
         try:
             cert, key = self._read()
         except OSError as exc:
-            log.warning("certificate files not readable: %s", exc)
+            self.last_error = f"certificate files not readable: {exc}"
+            log.warning("%s", self.last_error)
             return False
         digest = hashlib.sha256(cert + b"\0" + key).digest()
         if digest == self._digest:
+            self.last_error = None  # the files are (back to) the pair being served
+            return False
+        if digest == self._refused:
             return False
         try:
             not_after = x509.load_pem_x509_certificate(cert).not_valid_after_utc
-            self.context.load_cert_chain(str(self.cert_file), str(self.key_file))
+            context = context_from_pem(cert, key)
         except (ValueError, ssl.SSLError, OSError) as exc:
+            self._refused = digest
+            self.last_error = f"the certificate on disk is not served: {exc}"
             log.warning("not loading the new certificate (keeping the old one): %s", exc)
             return False
+        if self.current is None:  # not serving yet; handshakes the SNI callback misses get it
+            _load_pem(self.front, cert, key)
+        self.current = context
         self._digest = digest
+        self._refused = b""
+        self.last_error = None
         self.not_after = not_after
         self.reloads += 1
         log.info("serving certificate loaded (valid until %s)", not_after.isoformat())
@@ -60,10 +130,13 @@ class CertificateReloader:
 
     def problem(self) -> str | None:
         """Why the certificate cannot be served, or None when it is fine."""
-        if self.not_after is None:
-            return "no certificate loaded"
+        self.load()  # a renewal is picked up at once; a broken pair on disk is reported
+        if self.current is None or self.not_after is None:
+            return self.last_error or "no certificate loaded"
         if self.not_after <= dt.datetime.now(dt.UTC):
             return f"certificate expired at {self.not_after.isoformat()}"
+        if self.last_error:
+            return self.last_error
         return None
 
     async def watch(self) -> None:

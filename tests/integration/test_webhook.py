@@ -254,8 +254,31 @@ def test_certificate_rotation_while_pods_are_created_fails_no_admission(
             "request.operation must be a string",
         ),
         (b"{" + b" " * (4 * 1024 * 1024) + b"}", 413, "exceeds the 3145728-byte limit"),
+        (
+            b'{"apiVersion": ' + b"[" * 1000 + b"]" * 1000 + b', "kind": "AdmissionReview"}',
+            400,
+            "apiVersion must be one of",
+        ),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": '
+            b'{"uid": "x", "operation": "CREATE", "kind": {"kind": '
+            + b"[" * 1000
+            + b"]" * 1000
+            + b"}}}",
+            400,
+            "request.kind.kind must be a string",
+        ),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "body is not JSON"),
     ],
-    ids=["non-json", "missing-uid", "wrong-type", "huge"],
+    ids=[
+        "non-json",
+        "missing-uid",
+        "wrong-type",
+        "huge",
+        "deep-api-version",
+        "deep-kind",
+        "deeper",
+    ],
 )
 def test_a_malformed_review_over_tls_gets_a_4xx_with_a_message(
     webhook: WebhookProcess, body: bytes, status: int, message: str
@@ -265,6 +288,32 @@ def test_a_malformed_review_over_tls_gets_a_4xx_with_a_message(
     )
     assert got == status
     assert message in json.loads(text)["message"]
+
+
+def test_a_stalled_body_is_cut_off_and_healthy_requests_pass_meanwhile(
+    webhook: WebhookProcess,
+) -> None:
+    raw = socket.create_connection(("127.0.0.1", webhook.port), timeout=30)
+    stalled = webhook.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1")
+    started = time.monotonic()
+    stalled.sendall(
+        b"POST /mutate/pods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n" + b'{"apiVersion": '
+    )
+    # Meanwhile the webhook answers everyone else at once.
+    doc = review(pod_factory(opted_in=False))
+    for _ in range(5):
+        got, _ = webhook.request("POST", "/mutate/pods", body=json.dumps(doc).encode())
+        assert got == 200
+    assert time.monotonic() - started < 5
+    answer = b""
+    while chunk := stalled.recv(65536):  # the server closes the connection after answering
+        answer += chunk
+    waited = time.monotonic() - started
+    stalled.close()
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"did not arrive within 10 s" in answer
+    assert 9 < waited < 20
 
 
 def test_a_well_formed_review_over_tls_echoes_the_uid(webhook: WebhookProcess) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from tests.factories import batch, pod, review
 from webhook import app as app_module
-from webhook.app import create_app
+from webhook.app import AdmissionEndpoint, WebhookMetrics, create_app
 
 
 @pytest.fixture
@@ -55,6 +56,24 @@ def test_a_targeted_pod_is_answered_with_a_base64_json_patch(client: TestClient)
         (b"definitely not json", "body is not JSON"),
         (b"[]", "the AdmissionReview must be an object"),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', "request must be"),
+        (b'{"apiVersion": ' + b"[" * 1000 + b"]" * 1000 + b"}", "got a JSON array"),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": '
+            + b'{"a": ' * 500
+            + b"1"
+            + b"}" * 500
+            + b"}",
+            "must be AdmissionReview, got a JSON object",
+        ),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": '
+            b'{"uid": "x", "operation": "CREATE", "kind": {"kind": '
+            + b"[" * 1000
+            + b"]" * 1000
+            + b"}}}",
+            "request.kind.kind must be a string, got a JSON array",
+        ),
+        (b'{"apiVersion": "' + b"v" * 5000 + b'"}', "…'"),
     ],
 )
 def test_a_malformed_review_gets_400_with_a_message(
@@ -133,3 +152,26 @@ def test_two_apps_do_not_share_metrics(index: SidecarIndex) -> None:
 
 def test_other_methods_get_405(client: TestClient) -> None:
     assert client.get(WEBHOOK_PATH).status_code == 405
+
+
+def test_a_stalled_body_gets_408_and_the_connection_closed(index: SidecarIndex) -> None:
+    endpoint = AdmissionEndpoint(
+        index, SidecarSettings(image="stash-py:test"), WebhookMetrics.create(), 1024, 0.2
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if not sent and not hasattr(receive, "once"):
+            receive.once = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.sleep(3600)  # the client stalls
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": WEBHOOK_PATH, "headers": []}
+    asyncio.run(asyncio.wait_for(endpoint(scope, receive, send), 5))
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert b"did not arrive within 0.2 s" in sent[1]["body"]

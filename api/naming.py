@@ -11,6 +11,8 @@ import hashlib
 
 CRONJOB_NAME_MAX = 52
 JOB_NAME_MAX = 63
+LABEL_VALUE_MAX = 63
+OBJECT_NAME_MAX = 253  # a DNS subdomain: custom resources, Leases, service accounts
 
 
 def fit(name: str, limit: int) -> str:
@@ -22,12 +24,26 @@ def fit(name: str, limit: int) -> str:
     return f"{name[: limit - 9].rstrip('-')}-{digest}"
 
 
+def label_value(value: str) -> str:
+    """``value`` as a label value: kept when it fits 63 characters, else its start and a hash
+    (objects are matched to their invoker and session by owner reference, not by this)."""
+    if len(value) <= LABEL_VALUE_MAX:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[: LABEL_VALUE_MAX - 9].rstrip('-.')}-{digest}"
+
+
 def cronjob_name(invoker: str) -> str:
     return fit(f"stash-trigger-{invoker}", CRONJOB_NAME_MAX)
 
 
 def session_name(invoker: str, unix_seconds: int) -> str:
-    return f"{invoker}-{unix_seconds}"
+    """``<invoker>-<unix-seconds>``; a long invoker name is cut (with a hash) so that the
+    whole stays a valid name and keeps its time."""
+    suffix = f"-{unix_seconds}"
+    if len(invoker) + len(suffix) <= OBJECT_NAME_MAX:
+        return invoker + suffix
+    return fit(invoker, OBJECT_NAME_MAX - len(suffix)) + suffix
 
 
 def backup_job_name(session: str, member_index: int) -> str:

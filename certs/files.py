@@ -61,7 +61,6 @@ def write_serving_files(directory: Path, pair: KeyPair, ca_pem: bytes) -> bool:
     if all(_read_or_none(directory / name) == data for name, (data, _) in files.items()):
         return False
     version = Path(tempfile.mkdtemp(dir=directory, prefix="..pair-"))
-    os.chmod(version, 0o755)
     for name, (data, mode) in files.items():
         fd = os.open(version / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:

@@ -24,6 +24,7 @@ from controller.caches import (
     OWNED_TYPES,
     PVCS,
     REPOSITORIES,
+    TASKS,
     WORKLOAD_TYPES,
     Caches,
 )
@@ -49,6 +50,7 @@ JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 FIELD_MANAGER = "stash-operator"
 NOT_READY_RECHECK = 30.0
+SCHEDULE_VERDICTS = 1024  # distinct schedules whose API-server verdict is remembered
 
 
 def contains(actual: Any, desired: Any) -> bool:
@@ -81,6 +83,7 @@ class InvokerReconciler:
         # What an invoker cares about of each referenced object; a change elsewhere (a
         # Deployment's status, say) does not re-run the invokers that target it.
         self._ref_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        self._schedule_verdicts: dict[str, str | None] = {}
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -95,7 +98,7 @@ class InvokerReconciler:
                 on_upsert=lambda o: self._invoker_event(o, controller),
                 on_delete=lambda o: self._invoker_event(o, controller, deleted=True),
             )
-        for rt in (REPOSITORIES, PVCS, *WORKLOAD_TYPES.values()):
+        for rt in (REPOSITORIES, PVCS, TASKS, *WORKLOAD_TYPES.values()):
             self.caches.informer(rt).subscribe(
                 on_upsert=lambda o: self._referenced_event(o, controller),
                 on_delete=lambda o: self._referenced_event(o, controller, deleted=True),
@@ -133,7 +136,9 @@ class InvokerReconciler:
         except ValueError:
             return refs
         for view in views:
-            refs.add((view.ref.get("namespace") or namespace, view.kind, view.name))
+            refs.add((view.target_namespace, view.kind, view.name))
+            if view.task is not None:
+                refs.add(("", "Task", view.task))
         return refs
 
     def _referenced_event(
@@ -142,15 +147,15 @@ class InvokerReconciler:
         meta = obj.get("metadata", {})
         ref = (meta.get("namespace", ""), str(obj.get("kind")), meta.get("name", ""))
         template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
         mark = (
             deleted,
             meta.get("uid"),
             meta.get("generation") if obj.get("kind") == "Repository" else None,
             (template.get("labels") or {}).get(c.BACKUP_LABEL),
             # the sidecar's RoleBinding names the pods' service account
-            (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
-                "serviceAccountName"
-            ),
+            pod.get("serviceAccountName"),
+            _volume_names(obj),  # a sidecar member may mount only volumes the pods have
         )
         with self._refs_lock:
             if self._ref_marks.get(ref) == mark:
@@ -175,11 +180,12 @@ class InvokerReconciler:
                 controller.enqueue(key)
 
     def _owned_event(self, obj: JSON, controller: Controller[Key]) -> None:
+        """An object the operator made changed: its owner, by owner reference (the invoker-name
+        label of a long name is cut)."""
         meta = obj.get("metadata", {})
-        labels = meta.get("labels") or {}
-        kind, name = labels.get(c.INVOKER_TYPE_LABEL), labels.get(c.INVOKER_NAME_LABEL)
-        if kind in INVOKER_TYPES and name:
-            controller.enqueue((kind, meta.get("namespace", ""), name))
+        for owner in meta.get("ownerReferences") or []:
+            if owner.get("kind") in INVOKER_TYPES and owner.get("name"):
+                controller.enqueue((owner["kind"], meta.get("namespace", ""), owner["name"]))
 
     # -- reading facts -------------------------------------------------------------------------
 
@@ -206,12 +212,55 @@ class InvokerReconciler:
             return False
         return True
 
-    def _secret_exists(self, namespace: str, name: str) -> bool:
+    def _secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The Secret's keys, None when it does not exist; its values are never kept."""
         try:
-            self.client.request("GET", SECRETS.path(namespace, name))  # body never kept or logged
+            body = self.client.request("GET", SECRETS.path(namespace, name))
         except NotFound:
-            return False
-        return True
+            return None
+        keys = frozenset((body.get("data") or {}).keys())
+        del body
+        return keys
+
+    def _schedule_problem(self, namespace: str, schedule: str) -> str | None:
+        """What the API server says of ``schedule`` (a dry-run CronJob), so that a schedule is
+        read exactly as the CronJob will read it; remembered per schedule."""
+        if schedule in self._schedule_verdicts:
+            return self._schedule_verdicts[schedule]
+        probe = {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"generateName": "stash-schedule-check-"},
+            "spec": {
+                "schedule": schedule,
+                "jobTemplate": {
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{"name": "check", "image": self.image}],
+                            }
+                        }
+                    }
+                },
+            },
+        }
+        try:
+            self.client.create(probe, namespace, dry_run=True)
+            verdict = None
+        except Invalid as exc:
+            causes = [c_ for c_ in exc.causes if c_.field == "spec.schedule"]
+            verdict = _schedule_message(causes[0].message) if causes else str(exc)
+        if len(self._schedule_verdicts) >= SCHEDULE_VERDICTS:
+            self._schedule_verdicts.pop(next(iter(self._schedule_verdicts)))
+        self._schedule_verdicts[schedule] = verdict
+        return verdict
+
+    def _workload_volumes(self, view: MemberView) -> frozenset[str] | None:
+        if view.task is not None or view.kind not in WORKLOAD_TYPES:
+            return None
+        workload = self.caches.get(WORKLOAD_TYPES[view.kind], view.namespace, view.name)
+        return _volume_names(workload) if workload is not None else None
 
     def facts(self, invoker: JSON, cronjob_error: str | None) -> InvokerFacts:
         namespace = invoker["metadata"]["namespace"]
@@ -223,19 +272,26 @@ class InvokerReconciler:
         repo = Repository.from_dict(repo_obj) if repo_obj else None
         secret = repo.spec.backend.storage_secret_name if repo else None
         ns_obj = self.caches.get(NAMESPACES, "", namespace) or {}
+        keys = self._secret_keys(repo.metadata.namespace or "", secret) if repo and secret else None
+        schedule = (invoker.get("spec") or {}).get("schedule")
+        members = [v for v in members_of(invoker) if v.kind and not refusal(v, tenancy)]
+        volumes = {v.index: self._workload_volumes(v) for v in members}
         return InvokerFacts(
             tenancy=tenancy,
             repository=repo,
             invoker_namespace_labels=ns_obj.get("metadata", {}).get("labels") or {},
-            secret_found=bool(
-                repo and secret and self._secret_exists(repo.metadata.namespace or "", secret)
-            ),
-            targets_found={
-                v.index: self._exists(v)
-                for v in members_of(invoker)
-                if v.kind and not refusal(v, tenancy)  # out of reach: not even read
-            },
+            secret_found=keys is not None,
+            secret_keys=keys,
+            # out of reach (tenancy): not even read
+            targets_found={v.index: self._exists(v) for v in members},
             cronjob_error=cronjob_error,
+            schedule_problem=self._schedule_problem(namespace, str(schedule)) if schedule else None,
+            workload_volumes={i: v for i, v in volumes.items() if v is not None},
+            tasks_found={
+                v.task: self.caches.get(TASKS, "", v.task) is not None
+                for v in members
+                if v.task is not None
+            },
         )
 
     # -- writing -------------------------------------------------------------------------------
@@ -329,7 +385,7 @@ class InvokerReconciler:
         invoker.setdefault("apiVersion", INVOKER_TYPES[kind].api_version)
         invoker.setdefault("kind", kind)
         facts = self.facts(invoker, None)
-        if not validation_problems(invoker, members_of(invoker), facts.tenancy):
+        if not validation_problems(invoker, members_of(invoker), facts):
             facts = replace(facts, cronjob_error=self.ensure_trigger(invoker))
         status = evaluate(invoker, facts, now=dt.datetime.now(dt.UTC))
         status = self._sidecar_conditions(invoker, status)
@@ -360,3 +416,20 @@ class InvokerReconciler:
         if status.phase == "NotReady":
             return Result(requeue_after=NOT_READY_RECHECK)
         return None
+
+
+def _volume_names(workload: JSON) -> frozenset[str]:
+    pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return frozenset(str(v.get("name")) for v in pod.get("volumes") or [])
+
+
+def _schedule_message(message: str) -> str:
+    """The API server's reason without its echo of the value: ``Invalid value: "0 0 * * 7":
+    end of range (7) above maximum (6): 7`` -> ``end of range (7) above maximum (6): 7``."""
+    if message.startswith("Invalid value: "):
+        rest = message[len("Invalid value: ") :]
+        if rest.startswith('"'):
+            end = rest.find('": ', 1)
+            if end != -1:
+                return rest[end + 3 :]
+    return message

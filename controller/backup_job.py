@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import constants as c
-from api.naming import backup_job_name, backup_service_account
+from api.naming import backup_job_name, backup_service_account, label_value
 from api.repository import Repository
 from controller.builtin_tasks import DEFAULT_MOUNT_PATH
 from controller.invoker import MemberView
@@ -222,8 +222,8 @@ def build_job(inputs: JobInputs) -> JSON:
     labels = {
         "app.kubernetes.io/managed-by": "stash",
         c.INVOKER_TYPE_LABEL: inputs.invoker["kind"],
-        c.INVOKER_NAME_LABEL: inputs.invoker["metadata"]["name"],
-        SESSION_LABEL: session["metadata"]["name"],
+        c.INVOKER_NAME_LABEL: label_value(inputs.invoker["metadata"]["name"]),
+        SESSION_LABEL: label_value(session["metadata"]["name"]),
         MEMBER_LABEL: str(view.index),
     }
     pod_spec: JSON = {

@@ -18,7 +18,7 @@ from api.common import Handler
 from api.conditions import has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name
 from api.repository import Repository
-from controller.backup_job import SESSION_LABEL, JobError, JobInputs, build_job
+from controller.backup_job import JobError, JobInputs, build_job
 from controller.caches import (
     BACKUP_SESSIONS,
     DAEMONSETS,
@@ -37,7 +37,6 @@ from controller.session_status import (
     Observed,
     fail_member,
     next_status,
-    parse_duration,
     parse_time,
     session_outcome,
 )
@@ -46,6 +45,7 @@ from controller.tenancy import read_tenancy
 from engine import metrics
 from engine.hooks import HookError, run_hook
 from engine.reporting import ConditionUpdate, SessionReporter
+from engine.results import parse_duration
 from kube import AlreadyExists, Client, NotFound
 from kube.events import EventRecorder
 
@@ -97,10 +97,8 @@ class SessionReconciler:
             self.caches.informer(rt)
 
     def _siblings(self, obj: JSON, controller: Controller[Key]) -> None:
-        labels = obj.get("metadata", {}).get("labels") or {}
-        for other in self._sessions_of(
-            obj["metadata"].get("namespace", ""), labels.get(c.INVOKER_NAME_LABEL, "")
-        ):
+        invoker = ((obj.get("spec") or {}).get("invoker") or {}).get("name", "")
+        for other in self._sessions_of(obj["metadata"].get("namespace", ""), invoker):
             controller.enqueue(_session_key(other))
 
     def _sessions_of(self, namespace: str, invoker: str) -> list[JSON]:
@@ -108,7 +106,7 @@ class SessionReconciler:
             s
             for s in self.caches.informer(BACKUP_SESSIONS).items()
             if s["metadata"].get("namespace") == namespace
-            and (s["metadata"].get("labels") or {}).get(c.INVOKER_NAME_LABEL) == invoker
+            and ((s.get("spec") or {}).get("invoker") or {}).get("name") == invoker
         ]
 
     # -- observing ---------------------------------------------------------------------------
@@ -450,6 +448,9 @@ def _session_key(obj: JSON) -> Key:
 
 
 def _job_session_key(obj: JSON) -> Key | None:
+    """The session that owns a backup Job (by owner reference: a label value may be cut)."""
     meta = obj.get("metadata", {})
-    session = (meta.get("labels") or {}).get(SESSION_LABEL)
-    return (meta.get("namespace", ""), session) if session else None
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "BackupSession" and owner.get("name"):
+            return (meta.get("namespace", ""), owner["name"])
+    return None

@@ -16,12 +16,14 @@ from api import constants as c
 from api.backup import BackupMember
 from api.conditions import Condition, set_condition
 from api.repository import Repository
-from controller.schedule import ScheduleError, validate_schedule
+from controller import validation
 from controller.tenancy import Tenancy
 from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
 PVC_KIND = "PersistentVolumeClaim"
+RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 DEFAULT_PVC_TASK = "pvc-backup"
 
 
@@ -73,7 +75,13 @@ class InvokerFacts:
     repository_namespace_labels: dict[str, str] = field(default_factory=dict)
     invoker_namespace_labels: dict[str, str] = field(default_factory=dict)
     secret_found: bool = False
+    secret_keys: frozenset[str] | None = None  # the storage Secret's keys (never its values)
     targets_found: dict[int, bool] = field(default_factory=dict)
+    # What the API server said of spec.schedule (a dry-run CronJob), None when it took it.
+    schedule_problem: str | None = None
+    # The volumes of each sidecar member's workload (absent: the workload is not known).
+    workload_volumes: dict[int, frozenset[str]] = field(default_factory=dict)
+    tasks_found: dict[str, bool] = field(default_factory=dict)  # Task name -> exists
     cronjob_error: str | None = None  # None: the CronJob is in place (or not needed)
 
 
@@ -139,24 +147,31 @@ def usage_allowed(repo: Repository, namespace: str, namespace_labels: dict[str, 
     if origin == "All" or (origin == "Same" and namespace == repo_ns):
         return None
     if origin == "Selector" and policy is not None:
+        for i, expr in enumerate((policy.selector or {}).get("matchExpressions") or []):
+            if expr.get("operator") not in SELECTOR_OPERATORS:
+                return (
+                    f"Repository {repo_ns}/{repo.metadata.name}: spec.usagePolicy."
+                    f"allowedNamespaces.selector.matchExpressions[{i}].operator: "
+                    f"{expr.get('operator')!r} is not one of {', '.join(SELECTOR_OPERATORS)}"
+                )
         if _selector_matches(policy.selector, namespace_labels):
             return None
         return f"namespace {namespace} does not match the Repository's allowedNamespaces.selector"
     return f"Repository {repo_ns}/{repo.metadata.name} only allows its own namespace"
 
 
-def validation_problems(invoker: JSON, members: list[MemberView], tenancy: Tenancy) -> list[str]:
-    """Problems in the invoker itself and in what it may reach (not in what it refers to)."""
+def validation_problems(invoker: JSON, members: list[MemberView], facts: InvokerFacts) -> list[str]:
+    """Problems in the invoker itself and in what it may reach: nothing can work until the
+    spec changes (or the Task it names is installed)."""
     spec = invoker.get("spec") or {}
     problems: list[str] = []
     if invoker.get("kind") == "BackupBatch" and not members:
         problems.append("spec.members: a BackupBatch needs at least one member")
     schedule = spec.get("schedule")
     if schedule:
-        try:
-            validate_schedule(schedule)
-        except ScheduleError as exc:
-            problems.append(f"spec.schedule: {exc}")
+        why = facts.schedule_problem or validation.never_fires(str(schedule))
+        if why:
+            problems.append(f"spec.schedule: {why}")
     if not (spec.get("repository") or {}).get("name"):
         problems.append("spec.repository.name: the Repository to back up into is required")
     if spec.get("driver", "Restic") != "Restic":
@@ -170,6 +185,9 @@ def validation_problems(invoker: JSON, members: list[MemberView], tenancy: Tenan
             "spec.retentionPolicy: set at least one of keepLast, keepHourly, keepDaily, "
             "keepWeekly, keepMonthly, keepYearly, keepTags"
         )
+    problems += validation.retention_problems(retention)
+    problems += validation.timeout_problems(spec)
+    problems += validation.retry_problems(spec)
     seen: dict[tuple[str, str, str], int] = {}
     for view in members:
         where = view.where
@@ -181,15 +199,34 @@ def validation_problems(invoker: JSON, members: list[MemberView], tenancy: Tenan
                 f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
                 "StatefulSets and DaemonSets are backed up by the sidecar)"
             )
-        refused = refusal(view, tenancy)
+        refused = refusal(view, facts.tenancy)
         if refused:
             problems.append(f"{where}.target.ref.namespace: {refused}")
+        problems += _member_problems(view, facts)
         key = (view.target_namespace, view.kind, view.name)
         if key in seen:
             problems.append(
                 f"{where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
             )
         seen[key] = view.index
+    return problems
+
+
+def _member_problems(view: MemberView, facts: InvokerFacts) -> list[str]:
+    where = view.where
+    raw = view.member.to_dict()
+    target = raw.get("target") or {}
+    problems = validation.temp_dir_problems(raw.get("tempDir"), f"{where}.tempDir")
+    if view.task is None and view.kind in WORKLOAD_KINDS:
+        problems += validation.path_problems(target.get("paths"), f"{where}.target.paths")
+        problems += validation.mount_problems(
+            target.get("volumeMounts"),
+            f"{where}.target.volumeMounts",
+            facts.workload_volumes.get(view.index),
+        )
+    elif view.task is not None and facts.tasks_found.get(view.task) is False:
+        field_name = "task.name" if view.member.task and view.member.task.name else "task"
+        problems.append(f"{where}.{field_name}: Task {view.task} not found")
     return problems
 
 
@@ -254,6 +291,14 @@ def _repository_conditions(
             "BackendSecretNotAvailable",
             f"Secret {repo.metadata.namespace}/{secret} not found",
         )
+    elif facts.secret_keys is not None and RESTIC_PASSWORD not in facts.secret_keys:
+        out.put(
+            c.BACKEND_SECRET_FOUND,
+            False,
+            "BackendSecretInvalid",
+            f"Secret {repo.metadata.namespace}/{secret} has no {RESTIC_PASSWORD} key: "
+            "restic cannot open the repository without it",
+        )
     else:
         out.put(c.BACKEND_SECRET_FOUND, True, "BackendSecretAvailable", f"Secret {secret} exists")
 
@@ -291,7 +336,7 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
     meta = invoker.get("metadata", {})
     namespace = meta.get("namespace", "")
     members = members_of(invoker)
-    problems = validation_problems(invoker, members, facts.tenancy)
+    problems = validation_problems(invoker, members, facts)
     out = _Conditions((invoker.get("status") or {}).get("conditions"), now, meta.get("generation"))
     out.put(
         c.VALIDATION_PASSED,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,20 +19,12 @@ from api.conditions import get_condition, is_true, now_rfc3339, set_condition
 from controller.invoker import MemberView
 from engine.hooks import is_final_attempt, should_run_post_hook
 from engine.metrics import SessionOutcome, TargetOutcome
-from engine.results import go_duration
+from engine.results import go_duration, parse_duration
 
 JSON = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed", "Skipped")
 TARGET_TERMINAL = ("Succeeded", "Failed")
 REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """A Go duration ("1h30m", "90s") as a timedelta."""
-    seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(text))
-    return dt.timedelta(seconds=seconds)
 
 
 def format_duration(delta: dt.timedelta) -> str:

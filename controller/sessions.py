@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from api import constants as c
-from api.naming import session_name
+from api.naming import label_value, session_name
 from kube import AlreadyExists, Client
 from kube.types import BACKUP_SESSIONS as SESSIONS
 from kube.types import INVOKER_TYPES
@@ -36,7 +36,7 @@ def new_session(
         "metadata": {
             "name": session_name(name, unix_seconds),
             "namespace": namespace,
-            "labels": {c.INVOKER_TYPE_LABEL: kind, c.INVOKER_NAME_LABEL: name},
+            "labels": {c.INVOKER_TYPE_LABEL: kind, c.INVOKER_NAME_LABEL: label_value(name)},
             "ownerReferences": [
                 {
                     "apiVersion": c.V1BETA1,

@@ -17,6 +17,7 @@ from api.naming import (
     backup_service_account,
     cronjob_name,
     invoker_service_account,
+    label_value,
     sidecar_role_binding,
 )
 
@@ -39,7 +40,7 @@ def _labels(invoker: JSON) -> dict[str, str]:
     return {
         "app.kubernetes.io/managed-by": "stash",
         c.INVOKER_TYPE_LABEL: invoker["kind"],
-        c.INVOKER_NAME_LABEL: invoker["metadata"]["name"],
+        c.INVOKER_NAME_LABEL: label_value(invoker["metadata"]["name"]),
     }
 
 

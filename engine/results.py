@@ -7,8 +7,10 @@ It also travels between the two steps of a backup Job as a JSON file in the outp
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +29,16 @@ def human_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """A Go duration ("1h30m", "90s") as a timedelta."""
+    seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(text))
+    return dt.timedelta(seconds=seconds)
 
 
 def go_duration(seconds: float, decimals: int = 3) -> str:

@@ -18,8 +18,10 @@ import yaml
 
 from api import constants as c
 from api.conditions import get_condition
-from controller.caches import CRONJOBS, ROLES
+from api.naming import cronjob_name
+from controller.caches import CRONJOBS, ROLES, TASKS
 from controller.operator import Operator, OperatorOptions
+from controller.sessions import create_session
 from devcluster import ControlPlane
 from kube import Client, Forbidden
 from kube.types import BACKUP_BATCHES as BATCHES
@@ -199,7 +201,8 @@ def test_an_invalid_batch_says_why_and_recovers_when_fixed(
     eventually(lambda: _status(kube, namespace).get("phase") == "Invalid", 30, "phase Invalid")
     validation = get_condition(_status(kube, namespace)["conditions"], c.VALIDATION_PASSED)
     assert validation is not None
-    assert "spec.schedule: minute: 61 is outside 0-59" in validation["message"]
+    # The API server's own words for a CronJob's schedule (a dry-run CronJob asked it).
+    assert "spec.schedule: end of range (61) above maximum (59): 61" in validation["message"]
 
     kube.patch(BATCHES, "nightly", {"spec": {"schedule": "*/10 * * * *"}}, namespace=namespace)
     eventually(lambda: _status(kube, namespace).get("phase") == "NotReady", 30, "NotReady")
@@ -211,6 +214,90 @@ def test_an_invalid_batch_says_why_and_recovers_when_fixed(
     eventually(lambda: _status(kube, namespace).get("phase") == "Ready", 30, "phase Ready")
     assert kube.get(CRONJOBS, "stash-trigger-nightly", namespace)["spec"]["schedule"] == (
         "*/10 * * * *"
+    )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ("0 0 * * 7", "spec.schedule: end of range (7) above maximum (6): 7"),
+        ("0 0 31 2 *", "spec.schedule: no month it names has the day of month"),
+        ("TZ=UTC 0 * * * *", "spec.schedule: "),
+        ("@every 1h", None),
+    ],
+)
+def test_a_schedule_is_judged_as_the_api_server_judges_a_cronjob(
+    operator: Operator, kube: Client, namespace: str, schedule: str, problem: str | None
+) -> None:
+    _setup(kube, namespace)
+    kube.create(_batch(namespace, schedule=schedule), namespace)
+    phase = eventually(
+        lambda: (
+            _status(kube, namespace).get("phase") in ("Invalid", "Ready")
+            and _status(kube, namespace)["phase"]
+        ),
+        30,
+        "a verdict",
+    )
+    validation = get_condition(_status(kube, namespace)["conditions"], c.VALIDATION_PASSED)
+    assert validation is not None
+    if problem is None:
+        assert phase == "Ready"
+        assert kube.get(CRONJOBS, "stash-trigger-nightly", namespace)["spec"]["schedule"] == (
+            schedule
+        )
+    else:
+        assert phase == "Invalid"
+        assert problem in validation["message"]
+        assert not kube.list(CRONJOBS, namespace)["items"]
+
+
+def test_a_missing_task_is_named_until_it_is_installed(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _setup(kube, namespace)
+    task = f"pvc-backup-{namespace}"
+    obj = batch("nightly", namespace, member("PersistentVolumeClaim", "shared", task=task))
+    obj["spec"]["repository"] = {"name": "repo"}
+    kube.create(obj, namespace)
+    eventually(lambda: _status(kube, namespace).get("phase") == "Invalid", 30, "Invalid")
+    validation = get_condition(_status(kube, namespace)["conditions"], c.VALIDATION_PASSED)
+    assert validation is not None
+    assert f"spec.members[0].task.name: Task {task} not found" in validation["message"]
+    builtin = kube.get(TASKS, "pvc-backup")
+    copy = {"apiVersion": builtin["apiVersion"], "kind": "Task", "metadata": {"name": task}}
+    kube.create({**copy, "spec": builtin["spec"]})
+    try:
+        eventually(lambda: _status(kube, namespace).get("phase") == "Ready", 30, "Ready")
+    finally:
+        kube.delete(TASKS, task, missing_ok=True)
+
+
+def test_a_batch_with_the_longest_valid_name_gets_its_cronjob_and_sessions(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _setup(kube, namespace)
+    name = "b" * 240 + ".nightly-long"  # 253 characters, dots included
+    obj = _batch(namespace)
+    obj["metadata"]["name"] = name
+    kube.create(obj, namespace)
+    eventually(lambda: _status(kube, namespace, name).get("phase") == "Ready", 30, "Ready")
+    cron = kube.get(CRONJOBS, cronjob_name(name), namespace)
+    assert len(cron["metadata"]["name"]) <= 52
+    assert cron["metadata"]["ownerReferences"][0]["name"] == name
+    stamp = int(time.time())
+    session = create_session(kube, "BackupBatch", name, namespace, unix_seconds=stamp)
+    assert session["metadata"]["name"].endswith(f"-{stamp}")
+    assert len(session["metadata"]["name"]) <= 253
+    eventually(
+        lambda: (
+            (kube.get(SESSIONS, session["metadata"]["name"], namespace).get("status") or {}).get(
+                "phase"
+            )
+            in ("Running", "Failed", "Succeeded")
+        ),
+        30,
+        "the session started",
     )
 
 

@@ -12,7 +12,6 @@ from api.conditions import get_condition, is_true, set_condition
 from api.naming import backup_job_name, cronjob_name, session_name
 from api.repository import Repository
 from controller.invoker import InvokerFacts, evaluate, members_of, validation_problems
-from controller.schedule import ScheduleError, validate_schedule
 from controller.sessions import new_session
 from controller.tenancy import Tenancy
 from controller.trigger import cronjob, rbac_objects
@@ -67,33 +66,43 @@ def test_long_names_are_cut_with_a_stable_hash_and_dots_become_dashes() -> None:
     assert len(backup_job_name("x" * 70, 0)) == 63
 
 
-# -- schedules -------------------------------------------------------------------------------
+def _names_and_labels(obj: Any, found: list[tuple[str, str, str]]) -> None:
+    """Every (what, value, kind) of metadata names and label values, nested templates too."""
+    if isinstance(obj, dict):
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            if "name" in meta:
+                found.append(("name", str(meta["name"]), str(obj.get("kind", ""))))
+            for value in (meta.get("labels") or {}).values():
+                found.append(("label", str(value), str(obj.get("kind", ""))))
+        for value in obj.values():
+            _names_and_labels(value, found)
+    elif isinstance(obj, list):
+        for value in obj:
+            _names_and_labels(value, found)
 
 
-@pytest.mark.parametrize(
-    "schedule",
-    ["*/5 * * * *", "0 2 * * 1-5", "@daily", "0 0 1 jan,jul *", "30 4 * * sun", "0 0 * * 7"],
-)
-def test_valid_schedules_pass(schedule: str) -> None:
-    validate_schedule(schedule)
+LIMITS = {"CronJob": 52, "Job": 63, "ServiceAccount": 253, "Role": 253, "RoleBinding": 253}
 
 
-@pytest.mark.parametrize(
-    ("schedule", "message"),
-    [
-        ("61 * * * *", "minute: 61 is outside 0-59"),
-        ("* * * *", "a schedule has 5 fields"),
-        ("*/0 * * * *", "step '0' must be a positive number"),
-        ("0 0 * foo *", "month: 'foo' is not a number"),
-        ("0 5-2 * * *", "hour: range '5-2' runs backwards"),
-        ("@fortnightly", "unknown schedule macro"),
-        ("TZ=UTC 0 * * * *", "time zones"),
-        ("", "schedule is empty"),
-    ],
-)
-def test_invalid_schedules_say_which_field_and_why(schedule: str, message: str) -> None:
-    with pytest.raises(ScheduleError, match=message):
-        validate_schedule(schedule)
+@pytest.mark.parametrize("name_length", [63, 200, 253])
+def test_every_name_and_label_derived_from_a_long_invoker_name_fits(name_length: int) -> None:
+    name = "n" * (name_length - 2) + ".x"
+    obj = _with_uid(
+        batch(name, "demo", member("Deployment", "web"), member("PersistentVolumeClaim", "d"))
+    )
+    session = new_session("BackupBatch", name, "1234", "demo", unix_seconds=1714643400)
+    session["metadata"]["uid"] = "5678"
+    objects = [*rbac_objects(obj), cronjob(obj, "img"), session]
+    found: list[tuple[str, str, str]] = []
+    _names_and_labels(objects, found)
+    for what, value, kind in found:
+        limit = 63 if what == "label" else LIMITS.get(kind, 253)
+        assert len(value) <= limit, (what, kind, value)
+    assert session["metadata"]["name"].endswith("-1714643400")
+    assert len(session["metadata"]["name"]) <= 253
+    assert len(backup_job_name(session["metadata"]["name"], 1)) <= 63
+    assert session_name(name, 1) != session_name(name[:-1] + "y", 1)  # cut, still unique
 
 
 # -- conditions ----------------------------------------------------------------------------
@@ -182,7 +191,7 @@ def test_a_repository_of_another_namespace_needs_its_usage_policy() -> None:
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"schedule": "61 * * * *"}, "spec.schedule: minute: 61 is outside 0-59"),
+        ({"schedule": "0 0 31 2 *"}, "spec.schedule: no month it names has the day"),
         ({"retentionPolicy": {"name": "r"}}, "spec.retentionPolicy: set at least one of"),
         ({"members": []}, "spec.members: a BackupBatch needs at least one member"),
         (
@@ -314,5 +323,5 @@ def test_a_new_session_is_named_labelled_and_owned_by_its_invoker() -> None:
 def test_the_volume_snapshotter_driver_is_refused_by_name() -> None:
     obj = batch("nightly", "demo", driver="VolumeSnapshotter")
     assert "spec.driver: VolumeSnapshotter is not supported yet; only Restic backs up here" in (
-        validation_problems(obj, members_of(obj), Tenancy("stash"))
+        validation_problems(obj, members_of(obj), InvokerFacts(tenancy=Tenancy("stash")))
     )

@@ -17,10 +17,10 @@ from controller.session_status import (
     Observed,
     format_duration,
     next_status,
-    parse_duration,
     session_outcome,
 )
 from controller.substitution import SubstitutionError, substitute, substitute_all
+from engine.results import parse_duration
 from tests.factories import batch, member
 
 T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=dt.UTC)

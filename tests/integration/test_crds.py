@@ -119,8 +119,8 @@ def _batch(namespace: str, **spec: Any) -> dict[str, Any]:
             'Unsupported value: "Sometimes"',
         ),
         (
-            {"members": [{"task": {"params": [{"name": "x", "value": "y"}]}}]},
-            "spec.members[0].task.name",
+            {"members": [{"task": {"params": [{"name": "x"}]}}]},
+            "spec.members[0].task.params[0].value",
             "Required value",
         ),
     ],

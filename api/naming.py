@@ -50,6 +50,11 @@ def backup_job_name(session: str, member_index: int) -> str:
     return fit(f"stash-backup-{session}-{member_index}", JOB_NAME_MAX)
 
 
+def hook_job_name(session: str, kind: str) -> str:
+    """The Job that runs a BackupBatch's own ``preBackup`` / ``postBackup`` hook."""
+    return fit(f"stash-hook-{session}-{'pre' if kind == 'preBackup' else 'post'}", JOB_NAME_MAX)
+
+
 def invoker_service_account(invoker: str) -> str:
     """The service account the trigger CronJob runs as (may only create BackupSessions)."""
     return fit(f"stash-trigger-{invoker}", JOB_NAME_MAX)

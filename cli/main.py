@@ -24,6 +24,7 @@ from devcluster import BuildError, StartError, Versions, demo, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
 from engine import job_steps
 from engine.agent import AgentOptions, Identity, SidecarAgent
+from engine.batch_hook import run_batch_hook
 from engine.host_backup import HostJob, load_repository, open_repository
 from engine.job_steps import StepOptions
 from engine.restic import Restic
@@ -191,6 +192,14 @@ def cmd_job_step(args: argparse.Namespace) -> int:
         if args.command == "backup-dump":
             return job_steps.backup_dump(client, job, args.dump_command, args.filename, opts)
         return job_steps.update_status(client, job, opts)
+    finally:
+        client.close()
+
+
+def cmd_run_hook(args: argparse.Namespace) -> int:
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        return run_batch_hook(client, args.namespace, args.backupsession, args.hook)
     finally:
         client.close()
 
@@ -380,6 +389,13 @@ def _add_backup_commands(sub: Any) -> None:
     )
     sidecar.add_argument("--kubeconfig")
     sidecar.set_defaults(func=cmd_run_backup)
+
+    hook = sub.add_parser("run-hook", help="hook Job: run a BackupBatch's own pre/post hook")
+    hook.add_argument("--backupsession", required=True)
+    hook.add_argument("--hook", required=True, choices=["preBackup", "postBackup"])
+    hook.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
+    hook.add_argument("--kubeconfig")
+    hook.set_defaults(func=cmd_run_hook)
 
     for command, text in (
         ("backup-pvc", "backup Job step: back up the mounted paths"),

@@ -11,12 +11,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-from pydantic import ValidationError
-
 from api import constants as c
-from api.common import Handler
 from api.conditions import has_condition, is_true, now_rfc3339, set_condition
-from api.naming import backup_job_name
+from api.naming import backup_job_name, hook_job_name
 from api.repository import Repository
 from controller.backup_job import JobError, JobInputs, build_job
 from controller.caches import (
@@ -30,6 +27,7 @@ from controller.caches import (
     TASKS,
     Caches,
 )
+from controller.hook_job import hook_job, hook_job_failure
 from controller.invoker import MemberView, members_of, refusal
 from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
@@ -43,14 +41,13 @@ from controller.session_status import (
 from controller.sessions import create_session
 from controller.tenancy import read_tenancy
 from engine import metrics
-from engine.hooks import HookError, run_hook
+from engine.batch_hook import CONDITIONS
 from engine.reporting import ConditionUpdate, SessionReporter
 from engine.results import parse_duration
 from kube import AlreadyExists, Client, NotFound
 from kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
-BATCH_HOOK_TIMEOUT = 30.0
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
@@ -281,38 +278,33 @@ class SessionReconciler:
         return None
 
     def _run_batch_hook(self, session: JSON, invoker: JSON, kind: str) -> None:
-        """Run the BackupBatch's pre/post hook and record its condition at once (re-read and
-        retried on conflict), so that it runs once per session."""
+        """Have the batch's hook run by its Job in the invoker's namespace (never here). The
+        Job's pod records the hook's condition; a pod that ends without doing so (it could not
+        start, or ran past its deadline) gets the condition written here, so the session goes
+        on either way."""
         meta = session["metadata"]
-        condition = (
-            c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED
-            if kind == "preBackup"
-            else c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED
-        )
-        spec = ((invoker.get("spec") or {}).get("hooks") or {}).get(kind) or {}
-        try:
-            handler = Handler.model_validate(spec)
-            done = run_hook(
-                kind,  # type: ignore[arg-type]
-                handler,
-                own_container="",
-                timeout=BATCH_HOOK_TIMEOUT,
-                exec_allowed=False,
-                default_host=None,
-            )
-            ok, reason, message = True, "GlobalHookExecutionSucceeded", f"{kind} hook: {done}"
-        except (HookError, ValidationError) as exc:
-            ok, reason, message = False, "GlobalHookExecutionFailed", str(exc)
+        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
+        if job is None:
+            try:
+                self.client.create(hook_job(session, invoker, kind, self.image))
+                self.writes.record(meta["namespace"])
+                self.events.record(
+                    session,
+                    "Normal",
+                    "GlobalHookJobCreated",
+                    f"created Job {hook_job_name(meta['name'], kind)} to run the {kind} hook",
+                )
+            except AlreadyExists:
+                pass  # created before a restart; its events bring the session back
+            return
+        failure = hook_job_failure(job)
+        if failure is None:
+            return  # still running, or done and its condition on its way through the cache
         SessionReporter(self.client, meta["namespace"], meta["name"]).set_conditions(
-            [ConditionUpdate(condition, ok, reason, message)]
+            [ConditionUpdate(CONDITIONS[kind], False, "GlobalHookExecutionFailed", failure)]
         )
         self.writes.record(meta["namespace"])
-        self.events.record(
-            session,
-            "Normal" if ok else "Warning",
-            f"Global{kind[0].upper()}{kind[1:]}Hook{'Succeeded' if ok else 'Failed'}",
-            message,
-        )
+        self.events.record(session, "Warning", "GlobalHookFailed", failure)
 
     def _push_metrics(
         self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime

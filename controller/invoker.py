@@ -188,6 +188,8 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
     problems += validation.retention_problems(retention)
     problems += validation.timeout_problems(spec)
     problems += validation.retry_problems(spec)
+    if invoker.get("kind") == "BackupBatch":
+        problems += validation.hook_problems(spec.get("hooks"), "spec.hooks")
     seen: dict[tuple[str, str, str], int] = {}
     for view in members:
         where = view.where
@@ -217,6 +219,7 @@ def _member_problems(view: MemberView, facts: InvokerFacts) -> list[str]:
     raw = view.member.to_dict()
     target = raw.get("target") or {}
     problems = validation.temp_dir_problems(raw.get("tempDir"), f"{where}.tempDir")
+    problems += validation.hook_problems(raw.get("hooks"), f"{where}.hooks")
     if view.task is None and view.kind in WORKLOAD_KINDS:
         problems += validation.path_problems(target.get("paths"), f"{where}.target.paths")
         problems += validation.mount_problems(

@@ -123,19 +123,13 @@ def run_hook(
     own_container: str,
     env: dict[str, str] | None = None,
     timeout: float = HOOK_TIMEOUT,
-    exec_allowed: bool = True,
     default_host: str | None = "127.0.0.1",
 ) -> str:
-    """Run one hook; returns a short description of what ran, raises ``HookError``.
+    """Run one hook in this container; a short description of what ran, or ``HookError``.
 
-    The operator runs a BackupBatch's own hooks with ``exec_allowed=False`` (it will not run
-    users' commands in its own container) and no default host (it is not the target's pod).
+    A BackupBatch's own hooks run in their hook Job's pod with no default host (that pod is not
+    the target's); a member's run in the sidecar or the backup Job, beside the application.
     """
-    if handler.exec and handler.exec.command and not exec_allowed:
-        raise HookError(
-            f"{kind} hook: exec is not run by the operator; use httpGet/httpPost/tcpSocket "
-            "for a BackupBatch's hooks, or put the exec hook on a member"
-        )
     if handler.container_name and handler.container_name != own_container:
         raise HookError(
             f"{kind} hook: exec in container {handler.container_name!r} is not supported; "

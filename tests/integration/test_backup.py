@@ -14,6 +14,7 @@ from typing import Any
 
 from api import constants as c
 from api.conditions import is_true
+from api.naming import hook_job_name
 from api.repository import Repository
 from controller.operator import Operator
 from controller.sessions import create_session
@@ -512,8 +513,14 @@ def test_the_batch_hooks_run_once_each_around_the_whole_backup(
     repository(kube, namespace, tmp_path / "repo")
     data = make_data(tmp_path / "pvc")
     pvc(kube, namespace, "shared", data)
+    # Both run in a hook Job's pod in the namespace, never in the operator: the exec hook's
+    # command runs in that pod (and calls from there), the httpPost is sent from there.
+    freeze = (
+        "import urllib.request as u; "
+        f"u.urlopen(u.Request('http://127.0.0.1:{port}/freeze', data=b'', method='POST'))"
+    )
     hooks = {
-        "preBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/freeze"}},
+        "preBackup": {"exec": {"command": ["python3", "-c", freeze]}},
         "postBackup": {"httpPost": {"host": "127.0.0.1", "port": port, "path": "/thaw"}},
     }
     obj = batch(
@@ -539,3 +546,8 @@ def test_the_batch_hooks_run_once_each_around_the_whole_backup(
     conditions = session["status"]["conditions"]
     assert is_true(conditions, c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
     assert is_true(conditions, c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED)
+    for kind in ("preBackup", "postBackup"):
+        hook_job = kube.get(JOBS, hook_job_name(name, kind), namespace)
+        pod = hook_job["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "stash-backup-nightly"  # the tenant's, not ours
+        assert pod["containers"][0]["args"][0] == "run-hook"

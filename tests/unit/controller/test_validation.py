@@ -172,3 +172,32 @@ def test_the_sample_members_pass() -> None:
     obj = batch()
     assert evaluate(obj, good_facts(obj), now=T0).phase == "Ready"
     assert members_of(obj)[0].where == "spec.members[0]"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "169.254.169.254",
+        "metadata.google.internal",
+        "fe80::1",
+        "[fd00:ec2::254]",
+        "0.0.0.0",  # noqa: S104 - a hook host under test, nothing binds it
+        "::ffff:169.254.169.254",
+    ],
+)
+def test_a_hook_may_not_call_a_metadata_or_link_local_address(host: str) -> None:
+    one = member()
+    one["hooks"] = {"preBackup": {"httpGet": {"host": host, "port": 80}}}
+    obj = batch("b", "demo", one, hooks={"postBackup": {"tcpSocket": {"host": host, "port": 1}}})
+    problems = evaluate(obj, good_facts(obj), now=T0).problems
+    assert any(
+        p.startswith(f"spec.members[0].hooks.preBackup.httpGet.host: {host} is") for p in problems
+    ), problems
+    assert any(
+        p.startswith(f"spec.hooks.postBackup.tcpSocket.host: {host} is") for p in problems
+    ), problems
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "db.prod.svc", "10.0.0.5", "2001:db8::1"])
+def test_an_ordinary_hook_host_passes(host: str) -> None:
+    assert validation.hook_problems({"preBackup": {"httpGet": {"host": host}}}, "h") == []

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from api.common import Handler
+from engine.batch_hook import execute
 from engine.hooks import HookError, is_final_attempt, run_hook, should_run_post_hook
 
 
@@ -110,16 +111,19 @@ def test_the_final_attempt_is_the_one_no_retry_follows() -> None:
     assert is_final_attempt({"spec": {"retryLeft": 0}}, invoker({"maxRetry": 3}))
 
 
-def test_the_operator_refuses_exec_and_needs_a_host_for_batch_hooks(server: int) -> None:
-    with pytest.raises(HookError, match="exec is not run by the operator"):
-        run_hook(
-            "preBackup", hook(exec={"command": ["true"]}), own_container="", exec_allowed=False
-        )
-    with pytest.raises(HookError, match="no host given"):
-        run_hook("preBackup", hook(httpGet={"port": server}), own_container="", default_host=None)
-    run_hook(
-        "preBackup",
-        hook(httpGet={"host": "127.0.0.1", "port": server}),
-        own_container="",
-        default_host=None,
-    )
+def test_a_batch_hook_runs_exec_in_its_own_pod_and_needs_a_host_for_network_hooks(
+    server: int, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    done = execute({"exec": {"command": ["touch", str(marker)]}}, "preBackup")
+    assert done.ok, done.message
+    assert marker.exists()
+    assert done.type == "GlobalPreBackupHookSucceeded"
+    no_host = execute({"httpGet": {"port": server}}, "postBackup")
+    assert not no_host.ok
+    assert "no host given" in no_host.message
+    assert no_host.type == "GlobalPostBackupHookSucceeded"
+    assert execute({"httpGet": {"host": "127.0.0.1", "port": server}}, "preBackup").ok
+    other = execute({"exec": {"command": ["true"]}, "containerName": "app"}, "preBackup")
+    assert not other.ok
+    assert "container 'app'" in other.message

@@ -1,0 +1,93 @@
+"""The Job that runs a BackupBatch's own hook: ``stash-hook-<session>-<pre|post>``.
+
+A short-lived pod in the invoker's namespace, under the invoker's backup service account
+(ClusterRole ``stash-backup-job``, bound in that namespace only), running ``stash run-hook``
+(``engine.batch_hook``). A hook's HTTP call or TCP connection leaves from that namespace's
+pod, with its network identity and policies, and an ``exec`` hook runs its command in that pod:
+nothing of a tenant's hook runs inside the operator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import constants as c
+from api.naming import backup_service_account, hook_job_name, label_value
+from controller.backup_job import POD_SETTING_KEYS, SESSION_LABEL
+from controller.trigger import owner_reference
+from engine.batch_hook import BATCH_HOOK_TIMEOUT, HOOK_CONTAINER
+
+JSON = dict[str, Any]
+HOOK_LABEL = f"{c.GROUP}/hook"
+# The pod's own start (image already on the node) and the hook's timeout, then it is stopped.
+STARTUP_ALLOWANCE = 60
+
+
+def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
+    meta = session["metadata"]
+    labels = {
+        "app.kubernetes.io/managed-by": "stash",
+        c.INVOKER_TYPE_LABEL: invoker["kind"],
+        c.INVOKER_NAME_LABEL: label_value(invoker["metadata"]["name"]),
+        SESSION_LABEL: label_value(meta["name"]),
+        HOOK_LABEL: kind,
+    }
+    settings = ((invoker.get("spec") or {}).get("runtimeSettings") or {}).get("pod") or {}
+    pod_spec: JSON = {
+        "restartPolicy": "Never",
+        "serviceAccountName": backup_service_account(invoker["metadata"]["name"]),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        **{k: v for k, v in settings.items() if k in POD_SETTING_KEYS},
+        "containers": [
+            {
+                "name": HOOK_CONTAINER,
+                "image": image,
+                "args": ["run-hook", f"--backupsession={meta['name']}", f"--hook={kind}"],
+                "env": [
+                    {
+                        "name": "POD_NAMESPACE",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                    }
+                ],
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": hook_job_name(meta["name"], kind),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(session)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(BATCH_HOOK_TIMEOUT) + STARTUP_ALLOWANCE,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def hook_job_failure(job: JSON | None) -> str | None:
+    """Why the hook Job ended without its pod recording the hook, or None while it may still."""
+    status = (job or {}).get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            reason = condition.get("reason") or "Failed"
+            message = condition.get("message") or "the hook pod failed"
+            return f"the hook's pod did not finish: {reason}: {message}"
+    return None

@@ -1,0 +1,75 @@
+"""A BackupBatch's own hooks, run by ``stash run-hook`` in a short-lived pod of the invoker's
+namespace (the operator's hook Job), never inside the operator.
+
+The pod runs as the invoker's backup service account, so a hook reaches only what that
+namespace's pods may reach, with that namespace's network identity; an ``exec`` hook runs its
+command in this pod. The result is the session's ``GlobalPreBackupHookSucceeded`` /
+``GlobalPostBackupHookSucceeded`` condition, written once: a pod started again after it wrote
+the condition does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from api import constants as c
+from api.common import Handler
+from api.conditions import get_condition
+from engine.hooks import HookError, run_hook
+from engine.reporting import ConditionUpdate, SessionReporter
+from kube import Client, NotFound
+from kube.types import INVOKER_TYPES
+
+log = logging.getLogger(__name__)
+
+BatchHookKind = Literal["preBackup", "postBackup"]
+HOOK_CONTAINER = "hook"
+BATCH_HOOK_TIMEOUT = 30.0
+CONDITIONS = {
+    "preBackup": c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED,
+    "postBackup": c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED,
+}
+JSON = dict[str, Any]
+
+
+def execute(
+    handler_spec: JSON, kind: BatchHookKind, timeout: float = BATCH_HOOK_TIMEOUT
+) -> ConditionUpdate:
+    """Run the hook here; the condition that records how it went."""
+    try:
+        handler = Handler.model_validate(handler_spec)
+        done = run_hook(
+            kind, handler, own_container=HOOK_CONTAINER, timeout=timeout, default_host=None
+        )
+        return ConditionUpdate(
+            CONDITIONS[kind], True, "GlobalHookExecutionSucceeded", f"{kind} hook: {done}"
+        )
+    except (HookError, ValidationError) as exc:
+        return ConditionUpdate(CONDITIONS[kind], False, "GlobalHookExecutionFailed", str(exc))
+
+
+def run_batch_hook(client: Client, namespace: str, session_name: str, kind: BatchHookKind) -> int:
+    """Run the session's batch hook of ``kind`` and record it; 0 once recorded."""
+    reporter = SessionReporter(client, namespace, session_name)
+    try:
+        session = reporter.get()
+    except NotFound:
+        log.error("BackupSession %s/%s not found", namespace, session_name)
+        return 1
+    if get_condition((session.get("status") or {}).get("conditions"), CONDITIONS[kind]):
+        log.info("%s hook of %s already ran", kind, session_name)
+        return 0
+    ref = (session.get("spec") or {}).get("invoker") or {}
+    rt = INVOKER_TYPES.get(str(ref.get("kind")))
+    if rt is None:
+        log.error("session %s has no invoker", session_name)
+        return 1
+    invoker = client.get(rt, str(ref.get("name")), namespace)
+    spec = ((invoker.get("spec") or {}).get("hooks") or {}).get(kind) or {}
+    update = execute(spec, kind)
+    reporter.set_conditions([update])
+    log.info("%s", update.message)
+    return 0

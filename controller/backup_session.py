@@ -34,6 +34,7 @@ from controller.session_status import (
     TERMINAL,
     Observed,
     fail_member,
+    history_to_delete,
     next_status,
     parse_time,
     session_outcome,
@@ -121,6 +122,25 @@ class SessionReconciler:
             return max(1, int((ds.get("status") or {}).get("desiredNumberScheduled", 1)))
         return 1
 
+    def _job(self, session: JSON, index: int) -> JSON | None:
+        """The member's Job: from the cache, or, when the cache lacks a Job the session already
+        made (a watch lagging behind its creation), from the API server; None only when the
+        API server says it is gone."""
+        meta = session["metadata"]
+        name = backup_job_name(meta["name"], index)
+        job = self.caches.get(JOBS, meta["namespace"], name)
+        targets = (session.get("status") or {}).get("targets") or []
+        made = index < len(targets) and is_true(
+            targets[index].get("conditions"), c.BACKUP_EXECUTOR_ENSURED
+        )
+        if job is not None or not made:
+            return job
+        try:
+            found: JSON = self.client.get(JOBS, name, meta["namespace"])
+        except NotFound:
+            return None
+        return found
+
     def _refused(self, members: list[MemberView]) -> dict[int, str]:
         """Members whose target is out of the invoker's reach: the invoker is Invalid for
         them, and a session started by hand fails them without touching their namespace."""
@@ -168,11 +188,7 @@ class SessionReconciler:
             invoker=invoker,
             members=members,
             total_hosts={v.index: self._total_hosts(v) for v in members},
-            jobs={
-                v.index: self.caches.get(JOBS, namespace, backup_job_name(name, v.index))
-                for v in members
-                if v.task is not None
-            },
+            jobs={v.index: self._job(session, v.index) for v in members if v.task is not None},
             other_running=self._other_running(session, ref.get("name", "")),
             refused=self._refused(members),
         )
@@ -233,6 +249,7 @@ class SessionReconciler:
                 invoker["metadata"]["name"],
                 1 if limit is None else int(limit),
                 meta["name"],
+                status.get("phase"),
             )
             status["conditions"] = set_condition(
                 status.get("conditions"),
@@ -254,18 +271,21 @@ class SessionReconciler:
         if left <= 0:
             status["retried"] = False
             return None
-        if not status.get("nextRetry"):
+        if not (session.get("status") or {}).get("nextRetry"):
+            # The retry's time, and so its name, is written before the retry is made: a pass
+            # whose later status write is lost finds the same retry again instead of a second.
             status["nextRetry"] = now_rfc3339(now + parse_duration(retry.get("delay") or "0s"))
+            return None  # the write brings the session back
         due = parse_time(status["nextRetry"])
         if now < due:
             return Result(requeue_after=(due - now).total_seconds() + 0.5)
-        retry_session = create_session(
+        retry_session = create_session(  # AlreadyExists: the same retry, found by its name
             self.client,
             invoker["kind"],
             invoker["metadata"]["name"],
             meta["namespace"],
             uid=invoker["metadata"]["uid"],
-            unix_seconds=int(now.timestamp()),
+            unix_seconds=int(due.timestamp()),
             retry_left=left - 1,
         )
         status["retried"] = True
@@ -328,21 +348,13 @@ class SessionReconciler:
             status.get("conditions"), c.METRICS_PUSHED, ok, reason, message, now=now
         )
 
-    def _clean_history(self, namespace: str, invoker: str, limit: int, current: str) -> int:
-        finished = sorted(
-            (
-                s
-                for s in self._sessions_of(namespace, invoker)
-                if (s.get("status") or {}).get("phase") in TERMINAL
-                or s["metadata"]["name"] == current
-            ),
-            key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),
-            reverse=True,
-        )
+    def _clean_history(
+        self, namespace: str, invoker: str, limit: int, current: str, phase: str | None
+    ) -> int:
         removed = 0
-        for old in finished[max(limit, 1) :]:
+        for name in history_to_delete(self._sessions_of(namespace, invoker), limit, current, phase):
             try:
-                self.client.delete(BACKUP_SESSIONS, old["metadata"]["name"], namespace)
+                self.client.delete(BACKUP_SESSIONS, name, namespace)
                 removed += 1
             except NotFound:
                 pass

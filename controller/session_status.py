@@ -36,6 +36,33 @@ def parse_time(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
 
 
+def history_to_delete(
+    sessions: list[JSON], limit: int, current: str, current_phase: str | None
+) -> list[str]:
+    """The finished sessions that ``backupHistoryLimit`` lets go, oldest last kept.
+
+    Results (Succeeded, Failed) and Skipped sessions are counted apart, each keeping the newest
+    ``limit`` (at least 1): a slot skipped during a long session never pushes the session that
+    just finished out of the history. ``current`` (just finished, maybe not yet written) counts
+    with ``current_phase``.
+    """
+
+    def phase(s: JSON) -> str | None:
+        if s["metadata"]["name"] == current:
+            return current_phase
+        return (s.get("status") or {}).get("phase")
+
+    newest_first = sorted(
+        (s for s in sessions if phase(s) in TERMINAL),
+        key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),
+        reverse=True,
+    )
+    keep = max(limit, 1)
+    results = [s for s in newest_first if phase(s) != "Skipped"]
+    skipped = [s for s in newest_first if phase(s) == "Skipped"]
+    return [s["metadata"]["name"] for s in results[keep:] + skipped[keep:]]
+
+
 @dataclass(frozen=True)
 class Observed:
     """What the reconciler saw, beside the session itself."""

@@ -12,8 +12,10 @@ import pytest
 
 from api import constants as c
 from api.conditions import is_true, now_rfc3339
+from api.naming import session_name
 from controller.caches import FUNCTIONS, JOBS, TASKS
 from controller.operator import Operator, OperatorOptions
+from controller.session_status import parse_time
 from controller.sessions import create_session
 from devcluster import ControlPlane
 from kube import Client
@@ -106,6 +108,37 @@ def test_a_pvc_member_gets_its_job_and_a_second_session_is_skipped(
     eventually(lambda: _phase(kube, namespace, second_name) == "Skipped", 30, "Skipped")
     assert is_true(_session(kube, namespace, second_name)["status"]["conditions"], c.BACKUP_SKIPPED)
     assert len(kube.list(JOBS, namespace)["items"]) == 1
+
+
+def test_a_job_the_cache_has_not_seen_yet_is_asked_for_not_taken_for_deleted(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _ready_batch(kube, namespace, member("PersistentVolumeClaim", "shared", task="pvc-backup"))
+    eventually(lambda: operator.caches.get(TASKS, "", "pvc-backup"), 30, "the built-in Task")
+    name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    job = f"stash-backup-{name}-0"
+    eventually(
+        lambda: is_true(
+            _session(kube, namespace, name)["status"]["targets"][0].get("conditions"),
+            c.BACKUP_EXECUTOR_ENSURED,
+        ),
+        30,
+        "the Job made",
+    )
+    # A watch lagging behind: the cache loses the Job it has (as if its ADDED had not come).
+    jobs = operator.caches.informer(JOBS)
+    with jobs._lock:
+        jobs._store.pop((namespace, job), None)
+    assert operator.caches.get(JOBS, namespace, job) is None
+    operator.sessions.reconcile((namespace, name))
+    target = _session(kube, namespace, name)["status"]["targets"][0]
+    assert target["phase"] == "Running", target
+    assert kube.get(JOBS, job, namespace)["metadata"]["name"] == job  # and nothing recreated it
+
+    # Really deleted: now the target fails, saying so.
+    kube.delete(JOBS, job, namespace)
+    eventually(lambda: _phase(kube, namespace, name) == "Failed", 30, "the target to fail")
+    assert "deleted before it finished" in str(_session(kube, namespace, name)["status"])
 
 
 def test_a_sidecar_target_succeeds_when_its_host_reports(
@@ -215,6 +248,9 @@ def test_a_failed_session_is_retried_once_after_its_delay_and_events_say_so(
     (retry,) = [s for n, s in sessions.items() if n != first]
     assert retry["spec"]["retryLeft"] == 0
     name = retry["metadata"]["name"]
+    # Named from the retry time written before it was made: a lost write cannot make a second.
+    due = parse_time(_session(kube, namespace, first)["status"]["nextRetry"])
+    assert name == session_name("nightly", int(due.timestamp()))
     eventually(lambda: _phase(kube, namespace, name) == "Failed", 30, "the retry to fail")
     eventually(
         lambda: _session(kube, namespace, name)["status"].get("retried") is False,

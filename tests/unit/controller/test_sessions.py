@@ -16,6 +16,7 @@ from controller.invoker import members_of
 from controller.session_status import (
     Observed,
     format_duration,
+    history_to_delete,
     next_status,
     session_outcome,
 )
@@ -436,3 +437,32 @@ def test_a_post_hook_for_failures_only_is_skipped_after_a_success() -> None:
     done = next_status(_session(**status), _seen(invoker), T0)
     assert done.run_hook is None
     assert done.status["phase"] == "Succeeded"
+
+
+def _finished(name: str, phase: str, minute: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "creationTimestamp": f"2026-01-01T00:{minute:02d}:00Z"},
+        "status": {"phase": phase},
+    }
+
+
+def test_a_skipped_slot_never_pushes_the_session_that_just_finished_out_of_the_history() -> None:
+    sessions = [
+        _finished("old", "Succeeded", 0),
+        _finished("long", "Running", 1),  # just finished; the cache does not know yet
+        _finished("slot", "Skipped", 2),  # a scheduled slot during the long session
+    ]
+    assert history_to_delete(sessions, 1, "long", "Succeeded") == ["old"]
+
+
+def test_history_keeps_the_newest_results_and_the_newest_skipped_each_up_to_the_limit() -> None:
+    sessions = [
+        _finished("a", "Succeeded", 0),
+        _finished("b", "Failed", 1),
+        _finished("c", "Skipped", 2),
+        _finished("d", "Succeeded", 3),
+        _finished("e", "Skipped", 4),
+        _finished("f", "Running", 5),  # not finished: never deleted
+    ]
+    assert history_to_delete(sessions, 2, "zzz", None) == ["a"]
+    assert sorted(history_to_delete(sessions, 0, "zzz", None)) == ["a", "b", "c"]  # keeps one

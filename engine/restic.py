@@ -11,6 +11,7 @@ snapshot is forgotten.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -36,6 +37,9 @@ _MISSING_REPO = (
     "repository does not exist",
 )
 _TAIL_LINES = 6
+# restic's stderr kept per command (one line per unreadable file, say): the first lines and the
+# last few; the rest only counted. A backup of millions of files cannot grow the sidecar by it.
+STDERR_LINES = 1000
 Progress = Callable[[float, int, int], None]  # fraction done, bytes done, total bytes
 
 
@@ -111,13 +115,37 @@ class ResticError(Exception):
     exit_code: int
     detail: str
     unreadable: tuple[str, ...] = field(default=())
+    unreadable_more: int = 0  # beyond those listed in ``unreadable`` (restic's lines not kept)
 
     def __str__(self) -> str:
         if self.unreadable:
             listed = ", ".join(self.unreadable[:10])
-            more = f" and {len(self.unreadable) - 10} more" if len(self.unreadable) > 10 else ""
+            extra = max(len(self.unreadable) - 10, 0) + self.unreadable_more
+            more = f" and {extra} more" if extra else ""
             return f"restic {self.operation}: could not read {listed}{more}"
         return f"restic {self.operation} failed (exit {self.exit_code}): {self.detail}"
+
+
+class OutputLines:
+    """The lines of one stream, bounded: the first ``limit`` and the last few; the rest are
+    only counted (``dropped``)."""
+
+    def __init__(self, limit: int = STDERR_LINES) -> None:
+        self.limit = limit
+        self.head: list[str] = []
+        self.last: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self.dropped = 0
+
+    def append(self, line: str) -> None:
+        if len(self.head) < self.limit:
+            self.head.append(line)
+            return
+        if len(self.last) == self.last.maxlen:
+            self.dropped += 1
+        self.last.append(line)
+
+    def lines(self) -> list[str]:
+        return [*self.head, *self.last]
 
 
 class Redactor:
@@ -183,6 +211,7 @@ class Restic:
     ) -> None:
         self.config = config
         self.binary = binary
+        self.stderr_dropped = 0  # of the last command: stderr lines counted, not kept
         self.cache_dir = cache_dir
         self.redact = Redactor(config.secrets)
         self._files_dir = Path(tempfile.mkdtemp(prefix="stash-restic-"))
@@ -235,19 +264,23 @@ class Restic:
             )
         except OSError as exc:
             raise ResticError(operation, -1, f"cannot run {self.binary}: {exc.strerror}") from None
-        stderr: list[str] = []
-        reader = threading.Thread(target=_drain, args=(proc.stderr, stderr), daemon=True)
+        collected = OutputLines()
+        reader = threading.Thread(target=_drain, args=(proc.stderr, collected), daemon=True)
         reader.start()
         stdout: list[str] = []
         for raw in proc.stdout or ():
             line = raw.decode(errors="replace").rstrip("\n")
-            if on_line is not None and line.startswith('{"message_type":"status"'):
-                on_line(line)
+            if line.startswith('{"message_type":"status"'):
+                # Progress, up to 60 a second: handed on, never kept (memory would grow with
+                # the backup's length).
+                if on_line is not None:
+                    on_line(line)
                 continue
             stdout.append(line)
         code = proc.wait()
         reader.join()
-        stderr = [self.redact(line) for line in stderr]
+        self.stderr_dropped = collected.dropped
+        stderr = [self.redact(line) for line in collected.lines()]
         if code not in ok:
             raise ResticError(operation, code, tail(stderr or [self.redact(s) for s in stdout]))
         return stdout, stderr, code
@@ -397,7 +430,7 @@ class Restic:
         summary = _summary(stdout)
         if code == EXIT_PARTIAL:
             unreadable = unreadable_items(stderr) or (tail(stderr),)
-            raise ResticError("backup", code, tail(stderr), unreadable)
+            raise ResticError("backup", code, tail(stderr), unreadable, self.stderr_dropped)
         if summary is None:
             raise ResticError("backup", code, f"no summary in restic's output: {tail(stderr)}")
         return summary
@@ -422,7 +455,7 @@ class Restic:
             )
         except OSError as exc:
             raise ResticError("backup", -1, f"cannot run {producer[0]}: {exc.strerror}") from None
-        source_err: list[str] = []
+        source_err = OutputLines()
         reader = threading.Thread(target=_drain, args=(source.stderr, source_err), daemon=True)
         reader.start()
         args = ["backup", "--json", "--host", host, "--stdin", "--stdin-filename", filename]
@@ -439,7 +472,7 @@ class Restic:
         if code != 0:
             if summary is not None:
                 self.forget_ids(summary.snapshot_id)
-            detail = tail([self.redact(line) for line in source_err])
+            detail = tail([self.redact(line) for line in source_err.lines()])
             raise ResticError("backup", code, f"{producer[0]} exited with {code}: {detail}")
         if summary is None:
             raise ResticError("backup", 0, f"no summary in restic's output: {tail(stderr)}")
@@ -470,7 +503,7 @@ class Restic:
             stderr=subprocess.PIPE,
             env=self._environ(),
         )
-        errors: list[str] = []
+        errors = OutputLines()
         reader = threading.Thread(target=_drain, args=(proc.stderr, errors), daemon=True)
         reader.start()
         stream = proc.stdout
@@ -483,10 +516,10 @@ class Restic:
             code = proc.wait()
             reader.join()
         if code != 0:
-            raise ResticError("dump", code, tail([self.redact(line) for line in errors]))
+            raise ResticError("dump", code, tail([self.redact(line) for line in errors.lines()]))
 
 
-def _drain(stream: IO[bytes] | None, into: list[str]) -> None:
+def _drain(stream: IO[bytes] | None, into: OutputLines) -> None:
     if stream is None:
         return
     for raw in stream:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from api.common import RetentionPolicy
+from engine.backend import BackendConfig
 from engine.restic import (
+    STDERR_LINES,
     BackupSummary,
     Redactor,
+    Restic,
     ResticError,
     retention_flags,
     tail,
@@ -76,3 +82,45 @@ def test_a_backup_summary_reads_restics_json() -> None:
         }
     )
     assert (summary.total_files, summary.files_changed, summary.data_added) == (6, 1, 120)
+
+
+def test_restics_output_is_kept_bounded_however_long_the_backup(tmp_path: Path) -> None:
+    """A fake restic: 200,000 progress lines and 50,000 unreadable files, then its summary."""
+    script = tmp_path / "restic"
+    summary = {
+        "message_type": "summary",
+        "files_new": 1,
+        "files_changed": 0,
+        "files_unmodified": 0,
+        "total_files_processed": 1,
+        "total_bytes_processed": 1,
+        "data_added": 1,
+        "total_duration": 0.1,
+        "snapshot_id": "abc",
+    }
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        "for i in range(200000):\n"
+        "    print(json.dumps({'message_type': 'status', 'percent_done': i},"
+        " separators=(',', ':')))\n"
+        "for i in range(50000):\n"
+        "    print(json.dumps({'message_type': 'error', 'error': {}, 'item': f'/d/{i}'}),"
+        " file=sys.stderr)\n"
+        f"print(json.dumps({summary!r}))\n"
+        "sys.exit(3)\n"
+    )
+    script.chmod(0o755)
+    (tmp_path / "data").mkdir()
+    restic = Restic(BackendConfig(repository="local:/nowhere", env={}), binary=str(script))
+    seen: list[str] = []
+    stdout, stderr, code = restic._run("backup", ["backup"], ok=(3,), on_line=seen.append)
+    assert code == 3
+    assert len(seen) == 200_000  # every progress line handed on…
+    assert len(stdout) == 1  # …and none kept
+    assert len(stderr) <= STDERR_LINES + 10
+    assert restic.stderr_dropped > 48_000
+    with pytest.raises(ResticError) as failed:
+        restic.backup([str(tmp_path / "data")], host="h")
+    assert "could not read /d/0, /d/1" in str(failed.value)
+    assert str(failed.value).endswith(f" and {50_000 - 10} more")

@@ -55,7 +55,7 @@ def mount_problems(
     for i, mount in enumerate(mounts or []):
         field = f"{where}[{i}]"
         path = str(mount.get("mountPath") or "")
-        if path.rstrip("/") == TMP_DIR_MOUNT_PATH or path.startswith(TMP_DIR_MOUNT_PATH + "/"):
+        if path.rstrip("/") == TMP_DIR_MOUNT_PATH:  # beneath it is fine: mounts nest
             problems.append(
                 f"{field}.mountPath: {path} is the stash sidecar's own scratch space; "
                 "mount the volume elsewhere"

@@ -54,6 +54,8 @@ def test_mounts_must_name_the_workloads_volumes_and_stay_off_tmp() -> None:
         "w[1].name: the workload has no volume 'gone' (it has: data)",
     ]
     assert validation.mount_problems(mounts[1:], "w", None) == []  # workload not known yet
+    nested = [{"name": "data", "mountPath": "/tmp/app-data"}]
+    assert validation.mount_problems(nested, "w", frozenset({"data"})) == []
 
 
 @pytest.mark.parametrize(

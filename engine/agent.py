@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.constants import SIDECAR_CONTAINER
 from api.naming import sidecar_lease
-from engine.hooks import HookError, is_final_attempt, run_hook, should_run_post_hook
+from engine.hooks import is_final_attempt
 from engine.host_backup import (
     BackupOptions,
     HostJob,
@@ -39,6 +39,7 @@ from engine.host_backup import (
     load_setup,
     open_restic,
     report,
+    with_hooks,
 )
 from engine.invokers import sidecar_targets_of
 from engine.reporting import (
@@ -269,36 +270,25 @@ class SidecarAgent:
 
     def _back_up(self, job: HostJob, setup: Setup, work: Work, started: float) -> HostResult:
         member = work.member
-        hooks = member.hooks
         target = member.target
         paths = list(target.paths or []) if target else []
         excludes = list(target.exclude or []) if target else []
         with open_restic(setup, self.options.cache_dir) as restic:
-            result: HostResult | None = None
-            if hooks and hooks.pre_backup:
-                try:
-                    run_hook("preBackup", hooks.pre_backup, own_container=SIDECAR_CONTAINER)
-                except HookError as exc:
-                    result = HostResult(
-                        job.hostname, "Failed", time.monotonic() - started, error=str(exc)
-                    )
-            if result is None:
+
+            def back_up() -> HostResult:
                 options = BackupOptions(
                     guard=init_guard(self.client, setup, f"{self.me.pod_name}/{job.hostname}"),
                     attempts_dir=self.options.state_dir,
                 )
-                result = back_up_paths(restic, job, paths, excludes=excludes, options=options)
-            post = hooks.post_backup if hooks else None
-            if post and should_run_post_hook(
-                post.execution_policy, result.succeeded, work.final_attempt
-            ):
-                try:
-                    run_hook("postBackup", post, own_container=SIDECAR_CONTAINER)
-                except HookError as exc:
-                    error = "; ".join(e for e in (result.error, str(exc)) if e)
-                    result = HostResult(
-                        result.hostname, "Failed", result.duration, result.snapshots, error
-                    )
+                return back_up_paths(restic, job, paths, excludes=excludes, options=options)
+
+            result = with_hooks(
+                job,
+                member.hooks,
+                back_up,
+                own_container=SIDECAR_CONTAINER,
+                final_attempt=work.final_attempt,
+            )
             report(self.client, job, setup, restic, result, self.options.pushgateway_url)
         self.backups += 1
         return result

@@ -11,6 +11,7 @@ per target even when several targets share a repository and a hostname.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import logging
 import time
@@ -20,15 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from api import constants as c
-from api.common import RetentionPolicy
+from api.backup import BackupMember
+from api.common import BackupHooks, RetentionPolicy
 from api.naming import repository_init_lease
 from api.repository import Repository
 from engine import metrics
 from engine.backend import BackendError, backend_config
+from engine.hooks import HookError, run_hook, should_run_post_hook
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
 from engine.restic import BackupSummary, Progress, Restic, ResticError
-from engine.results import HostResult, RepositoryFigures, SnapshotResult
+from engine.results import HookOutcome, HostResult, RepositoryFigures, SnapshotResult
 from kube import Client
 from kube.errors import KubeError, NotFound
 from kube.mutex import LeaseMutex
@@ -416,3 +421,52 @@ def finish_session(
         removed,
         "ok" if check.ok else "FAILED",
     )
+
+
+def with_hooks(
+    job: HostJob,
+    hooks: BackupHooks | None,
+    back_up: Callable[[], HostResult],
+    *,
+    own_container: str,
+    final_attempt: bool,
+) -> HostResult:
+    """A member's hooks around its backup on this host: a failed ``preBackup`` fails the host
+    without backing up; ``postBackup`` runs as its ``executionPolicy`` says, and its failure
+    fails the host. Each outcome travels in the result (the target's hook conditions)."""
+    started = time.monotonic()
+    outcomes: list[HookOutcome] = []
+    result: HostResult | None = None
+    if hooks and hooks.pre_backup:
+        try:
+            done = run_hook("preBackup", hooks.pre_backup, own_container=own_container)
+            outcomes.append(HookOutcome("preBackup", True, done))
+        except HookError as exc:
+            outcomes.append(HookOutcome("preBackup", False, str(exc)))
+            result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
+    if result is None:
+        result = back_up()
+    post = hooks.post_backup if hooks else None
+    if post and should_run_post_hook(post.execution_policy, result.succeeded, final_attempt):
+        try:
+            done = run_hook("postBackup", post, own_container=own_container)
+            outcomes.append(HookOutcome("postBackup", True, done))
+        except HookError as exc:
+            outcomes.append(HookOutcome("postBackup", False, str(exc)))
+            error = "; ".join(e for e in (result.error, str(exc)) if e)
+            result = dataclasses.replace(result, phase="Failed", error=error)
+    return dataclasses.replace(result, hooks=tuple(outcomes))
+
+
+def member_of(invoker: JSON, kind: str, name: str) -> BackupMember | None:
+    """The invoker's member that targets ``kind``/``name`` (a BackupConfiguration's own spec)."""
+    spec = invoker.get("spec") or {}
+    raw = spec.get("members") or [] if invoker.get("kind") == "BackupBatch" else [spec]
+    for doc in raw:
+        ref = ((doc or {}).get("target") or {}).get("ref") or {}
+        if ref.get("kind") == kind and ref.get("name") == name:
+            try:
+                return BackupMember.model_validate(doc)
+            except ValidationError:
+                return None
+    return None

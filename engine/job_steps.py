@@ -12,21 +12,26 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.hooks import is_final_attempt
 from engine.host_backup import (
     BackupOptions,
     HostJob,
+    Setup,
     SetupError,
     back_up_paths,
     back_up_stream,
     init_guard,
     load_setup,
+    member_of,
     open_restic,
     report,
+    with_hooks,
 )
+from engine.reporting import SessionReporter
 from engine.restic import Progress, ResticError
 from engine.results import HostResult
 from kube import Client
@@ -54,6 +59,24 @@ def _log_progress(job: HostJob) -> Progress:
     return progress
 
 
+def _with_member_hooks(
+    client: Client, job: HostJob, setup: Setup, back_up: Callable[[], HostResult], step: str
+) -> HostResult:
+    """The member's own hooks around the backup, run in this step's container (the target's
+    volume is mounted here), as the sidecar runs them."""
+    member = member_of(setup.invoker, job.target_kind, job.target_name)
+    if member is None or member.hooks is None:
+        return back_up()
+    session = SessionReporter(client, job.namespace, job.session).get()
+    return with_hooks(
+        job,
+        member.hooks,
+        back_up,
+        own_container=step,
+        final_attempt=is_final_attempt(session, setup.invoker),
+    )
+
+
 def backup_pvc(
     client: Client, job: HostJob, paths: Sequence[str], excludes: Sequence[str], opts: StepOptions
 ) -> int:
@@ -64,7 +87,13 @@ def backup_pvc(
             options = BackupOptions(
                 guard=init_guard(client, setup, job.describe()), progress=_log_progress(job)
             )
-            result = back_up_paths(restic, job, paths, excludes=excludes, options=options)
+            result = _with_member_hooks(
+                client,
+                job,
+                setup,
+                lambda: back_up_paths(restic, job, paths, excludes=excludes, options=options),
+                "pvc-backup",
+            )
     except (SetupError, KubeError, ResticError) as exc:
         result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
     result.save(opts.output_dir)
@@ -80,8 +109,14 @@ def backup_dump(
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
             options = BackupOptions(guard=init_guard(client, setup, job.describe()))
-            result = back_up_stream(
-                restic, job, shlex.split(command), filename=filename, options=options
+            result = _with_member_hooks(
+                client,
+                job,
+                setup,
+                lambda: back_up_stream(
+                    restic, job, shlex.split(command), filename=filename, options=options
+                ),
+                "backup-dump",
             )
     except (SetupError, KubeError, ResticError) as exc:
         result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))

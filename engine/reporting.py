@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from api.conditions import now_rfc3339, set_condition
+from api.conditions import get_condition, now_rfc3339, set_condition
+from api.constants import POST_BACKUP_HOOK_SUCCEEDED, PRE_BACKUP_HOOK_SUCCEEDED
 from engine.results import HostResult, RepositoryFigures, human_size
 from kube import Client, ResourceType
 from kube.errors import Conflict
@@ -61,6 +62,19 @@ def with_host(status: JSON, kind: str, name: str, result: HostResult) -> JSON:
     stats = [s for s in target.get("stats") or [] if s.get("hostname") != result.hostname]
     stats.append(result.to_status())
     target["stats"] = sorted(stats, key=lambda s: str(s.get("hostname")))
+    for hook in result.hooks:  # Stash's target conditions; a failure on any host stays
+        kind = PRE_BACKUP_HOOK_SUCCEEDED if hook.kind == "preBackup" else POST_BACKUP_HOOK_SUCCEEDED
+        earlier = get_condition(target.get("conditions"), kind)
+        if earlier is not None and earlier.get("status") == "False" and hook.ok:
+            continue
+        target["conditions"] = set_condition(
+            target.get("conditions"),
+            kind,
+            hook.ok,
+            "HookExecutionSucceeded" if hook.ok else "HookExecutionFailed",
+            f"{result.hostname}: {hook.message}",
+            now=dt.datetime.now(dt.UTC),
+        )
     return updated
 
 

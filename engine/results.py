@@ -98,12 +98,22 @@ class SnapshotResult:
 
 
 @dataclass(frozen=True)
+class HookOutcome:
+    """How a member's ``preBackup`` / ``postBackup`` hook went on one host."""
+
+    kind: Literal["preBackup", "postBackup"]
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class HostResult:
     hostname: str
     phase: Literal["Succeeded", "Failed"]
     duration: float
     snapshots: tuple[SnapshotResult, ...] = field(default=())
     error: str = ""
+    hooks: tuple[HookOutcome, ...] = field(default=())
 
     @property
     def succeeded(self) -> bool:
@@ -148,7 +158,8 @@ class HostResult:
     def load(cls, directory: Path) -> HostResult:
         doc = json.loads((directory / RESULT_FILE).read_text())
         snapshots = tuple(SnapshotResult(**s) for s in doc.pop("snapshots", []))
-        return cls(**doc, snapshots=snapshots)
+        hooks = tuple(HookOutcome(**h) for h in doc.pop("hooks", []))
+        return cls(**doc, snapshots=snapshots, hooks=hooks)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
-from api.common import Handler
+from api.common import BackupHooks, Handler
 from engine.batch_hook import execute
 from engine.hooks import HookError, is_final_attempt, run_hook, should_run_post_hook
+from engine.host_backup import HostJob, member_of, with_hooks
+from engine.results import HostResult
+from tests.factories import batch, member
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -127,3 +130,54 @@ def test_a_batch_hook_runs_exec_in_its_own_pod_and_needs_a_host_for_network_hook
     other = execute({"exec": {"command": ["true"]}, "containerName": "app"}, "preBackup")
     assert not other.ok
     assert "container 'app'" in other.message
+
+
+def _job() -> HostJob:
+    return HostJob("demo", "s-1", "BackupBatch", "b", "PersistentVolumeClaim", "data", "host-0")
+
+
+def test_a_failed_pre_hook_fails_the_host_without_backing_up(tmp_path: Path) -> None:
+    ran: list[str] = []
+    hooks = BackupHooks.model_validate(
+        {
+            "preBackup": {"exec": {"command": ["false"]}},
+            "postBackup": {
+                "exec": {"command": ["touch", str(tmp_path / "post")]},
+                "executionPolicy": "OnFailure",
+            },
+        }
+    )
+
+    def back_up() -> HostResult:
+        ran.append("backup")
+        return HostResult("host-0", "Succeeded", 1.0)
+
+    result = with_hooks(_job(), hooks, back_up, own_container="pvc-backup", final_attempt=True)
+    assert ran == []
+    assert result.phase == "Failed"
+    assert [(h.kind, h.ok) for h in result.hooks] == [("preBackup", False), ("postBackup", True)]
+    assert (tmp_path / "post").exists()  # OnFailure: it ran
+
+
+def test_a_failed_post_hook_fails_a_good_backup_and_says_both(tmp_path: Path) -> None:
+    hooks = BackupHooks.model_validate({"postBackup": {"exec": {"command": ["false"]}}})
+    result = with_hooks(
+        _job(),
+        hooks,
+        lambda: HostResult("host-0", "Succeeded", 1.0),
+        own_container="pvc-backup",
+        final_attempt=True,
+    )
+    assert result.phase == "Failed"
+    assert "postBackup hook" in result.error
+    assert [(h.kind, h.ok) for h in result.hooks] == [("postBackup", False)]
+
+
+def test_the_member_of_a_target_is_found_by_its_ref() -> None:
+    invoker = batch("b", "demo", member("Deployment", "web"), member("PersistentVolumeClaim", "d"))
+    found = member_of(invoker, "PersistentVolumeClaim", "d")
+    assert found is not None
+    assert found.target is not None
+    assert found.target.ref is not None
+    assert found.target.ref.name == "d"
+    assert member_of(invoker, "PersistentVolumeClaim", "other") is None

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from api.conditions import get_condition
+from api.constants import POST_BACKUP_HOOK_SUCCEEDED, PRE_BACKUP_HOOK_SUCCEEDED
 from engine.reporting import (
     ReportError,
     host_reported,
@@ -14,7 +16,7 @@ from engine.reporting import (
     repository_status,
     with_host,
 )
-from engine.results import HostResult, RepositoryFigures
+from engine.results import HookOutcome, HostResult, RepositoryFigures
 
 NOW = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.UTC)
 
@@ -76,3 +78,29 @@ def test_repository_status_keeps_the_first_backup_time_and_updates_the_rest() ->
     later = repository_status(first, figures, NOW + dt.timedelta(hours=1))
     assert later["firstBackupTime"] == "2026-01-01T10:00:00Z"
     assert later["lastBackupTime"] == "2026-01-01T11:00:00Z"
+
+
+def test_hook_outcomes_become_the_targets_stash_conditions_and_a_failure_stays() -> None:
+    failed = HostResult(
+        "host-0", "Failed", 1.0, error="x", hooks=(HookOutcome("preBackup", False, "exit 1"),)
+    )
+    fine = HostResult(
+        "host-1",
+        "Succeeded",
+        1.0,
+        hooks=(HookOutcome("preBackup", True, "ran"), HookOutcome("postBackup", True, "ran")),
+    )
+    after = with_host(
+        with_host(status(("StatefulSet", "db", 2)), "StatefulSet", "db", failed),
+        "StatefulSet",
+        "db",
+        fine,
+    )
+    conditions = after["targets"][0]["conditions"]
+    pre = get_condition(conditions, PRE_BACKUP_HOOK_SUCCEEDED)
+    post = get_condition(conditions, POST_BACKUP_HOOK_SUCCEEDED)
+    assert pre is not None
+    assert pre["status"] == "False"  # host-1's success does not hide host-0's failure
+    assert pre["message"] == "host-0: exit 1"
+    assert post is not None
+    assert post["status"] == "True"

@@ -161,18 +161,21 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     # The application flushes before the backup: the snapshot must contain what the hook wrote.
     flush = f"echo flushed > {web_data}/flushed-by-hook"
     web_member["hooks"] = {"preBackup": {"exec": {"command": ["sh", "-c", flush]}}}
+    # A Job-model member's hooks run in its Job, where the volume is mounted.
+    pvc_member = member(
+        "PersistentVolumeClaim", "shared", mounts=(("shared", str(pvc_data)),), task="pvc-backup"
+    )
+    pvc_member["hooks"] = {
+        "preBackup": {"exec": {"command": ["sh", "-c", f"test -d {pvc_data}"]}},
+        "postBackup": {"exec": {"command": ["true"]}, "executionPolicy": "OnSuccess"},
+    }
     kube.create(
         batch(
             "nightly",
             namespace,
             web_member,
             member("StatefulSet", "db", mounts=(("data", str(db_data)),)),
-            member(
-                "PersistentVolumeClaim",
-                "shared",
-                mounts=(("shared", str(pvc_data)),),
-                task="pvc-backup",
-            ),
+            pvc_member,
         ),
     )
     # The webhook has seen the batch before the workloads' pods are created: they get the
@@ -226,6 +229,11 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
     pvc_stats = _stats(session, "PersistentVolumeClaim")
     assert [s["hostname"] for s in pvc_stats] == ["host-0"]
     assert pvc_stats[0]["snapshots"][0]["fileStats"]["totalFiles"] == 3
+    pvc_target = next(t for t in status["targets"] if t["ref"]["kind"] == "PersistentVolumeClaim")
+    assert is_true(pvc_target["conditions"], c.PRE_BACKUP_HOOK_SUCCEEDED), pvc_target
+    assert is_true(pvc_target["conditions"], c.POST_BACKUP_HOOK_SUCCEEDED), pvc_target
+    web_target = next(t for t in status["targets"] if t["ref"]["kind"] == "Deployment")
+    assert is_true(web_target["conditions"], c.PRE_BACKUP_HOOK_SUCCEEDED), web_target
     for kind in (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED, c.METRICS_PUSHED):
         assert is_true(status["conditions"], kind), kind
     assert status["sessionDuration"]

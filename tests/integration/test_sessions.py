@@ -117,14 +117,12 @@ def test_a_job_the_cache_has_not_seen_yet_is_asked_for_not_taken_for_deleted(
     eventually(lambda: operator.caches.get(TASKS, "", "pvc-backup"), 30, "the built-in Task")
     name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
     job = f"stash-backup-{name}-0"
-    eventually(
-        lambda: is_true(
-            _session(kube, namespace, name)["status"]["targets"][0].get("conditions"),
-            c.BACKUP_EXECUTOR_ENSURED,
-        ),
-        30,
-        "the Job made",
-    )
+
+    def job_made() -> bool:
+        targets = (_session(kube, namespace, name).get("status") or {}).get("targets") or [{}]
+        return is_true(targets[0].get("conditions"), c.BACKUP_EXECUTOR_ENSURED)
+
+    eventually(job_made, 30, "the Job made")
     # A watch lagging behind: the cache loses the Job it has (as if its ADDED had not come).
     jobs = operator.caches.informer(JOBS)
     with jobs._lock:

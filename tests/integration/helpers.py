@@ -20,7 +20,7 @@ import pytest
 from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import free_port
 from kube import Client
-from kube.types import JOBS, PODS
+from kube.types import BACKUP_BATCHES, JOBS, PODS
 
 T = TypeVar("T")
 
@@ -36,6 +36,26 @@ def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def invoker_ready(kube: Client, namespace: str, name: str, timeout: float = 60) -> None:
+    """Wait for BackupBatch ``name`` to be Ready; a timeout says what its status says."""
+    last: dict[str, Any] = {}
+
+    def ready() -> bool:
+        nonlocal last
+        last = kube.get(BACKUP_BATCHES, name, namespace).get("status") or {}
+        return last.get("phase") == "Ready"
+
+    try:
+        eventually(ready, timeout, f"BackupBatch {name} Ready")
+    except pytest.fail.Exception:
+        problems = [
+            f"{cond['type']}={cond['status']}: {cond.get('message', '')}"
+            for cond in last.get("conditions") or []
+            if cond.get("status") != "True"
+        ]
+        pytest.fail(f"BackupBatch {name} is {last.get('phase')!r}: {'; '.join(problems)}")
 
 
 def owned_by(items: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ from tests.integration.helpers import (
     WebhookProcess,
     eventually,
     give_to_pods,
+    invoker_ready,
     job_steps,
     run_pod,
     shared_dir,
@@ -185,9 +186,7 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
         wait_until_injected(kube, namespace, _opted_in_pod(kind, name))
     kube.create(workload("Deployment", "web", 2, web_data, images.app.name), namespace)
     kube.create(workload("StatefulSet", "db", 2, db_data, images.app.name), namespace)
-    eventually(
-        lambda: _phase(kube.get(BACKUP_BATCHES, "nightly", namespace)) == "Ready", 60, "Ready"
-    )
+    invoker_ready(kube, namespace, "nightly")
     for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
         rollout = functools.partial(rolled_out, kube, namespace, kind, name)
         eventually(rollout, 180, f"{name}'s rollout")

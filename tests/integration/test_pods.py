@@ -14,11 +14,12 @@ from controller.sessions import create_session
 from devcluster.images import Images
 from devcluster.node import Node
 from kube import Client
-from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, PODS
+from kube.types import BACKUP_SESSIONS, PODS
 from tests.factories import batch, member
 from tests.integration.helpers import (
     WebhookProcess,
     eventually,
+    invoker_ready,
     shared_dir,
 )
 from tests.integration.objects import (
@@ -122,9 +123,7 @@ def test_a_sidecar_killed_mid_backup_is_restarted_and_still_finishes_the_session
         batch("nightly", namespace, member("Deployment", "web", mounts=(("data", str(data)),)))
     )
     kube.create(workload("Deployment", "web", 1, data, images.app.name), namespace)
-    eventually(
-        lambda: _phase(kube.get(BACKUP_BATCHES, "nightly", namespace)) == "Ready", 60, "Ready"
-    )
+    invoker_ready(kube, namespace, "nightly")
     eventually(lambda: rolled_out(kube, namespace, "Deployment", "web"), 180, "web's rollout")
     pod = eventually(lambda: _sidecar_of(kube, namespace), 120, "the sidecar to run")
     name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]

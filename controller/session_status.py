@@ -23,6 +23,7 @@ from engine.results import go_duration, parse_duration
 
 JSON = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed", "Skipped")
+DEFAULT_SESSION_TIMEOUT = "24h"  # the deadline of a session whose invoker sets no timeOut
 TARGET_TERMINAL = ("Succeeded", "Failed")
 REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
 
@@ -190,10 +191,11 @@ def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Dec
         {"ref": view.ref, "totalHosts": seen.total_hosts.get(view.index, 1), "phase": "Pending"}
         for view in seen.members
     ]
-    timeout = (invoker.get("spec") or {}).get("timeOut") or ""
-    if timeout:
-        created = parse_time(session["metadata"]["creationTimestamp"])
-        status["sessionDeadline"] = now_rfc3339(created + parse_duration(timeout))
+    # Without a timeOut a session still ends: a target whose executor never reports would
+    # otherwise keep it Running, and every later slot Skipped, for ever.
+    timeout = (invoker.get("spec") or {}).get("timeOut") or DEFAULT_SESSION_TIMEOUT
+    created = parse_time(session["metadata"]["creationTimestamp"])
+    status["sessionDeadline"] = now_rfc3339(created + parse_duration(timeout))
     status["phase"] = "Running"
     return None
 

@@ -212,6 +212,18 @@ def test_targets_start_with_their_hosts_and_job_members_get_their_jobs() -> None
     assert is_true(status["targets"][1]["conditions"], c.BACKUP_EXECUTOR_ENSURED)
 
 
+def test_a_session_without_a_time_out_still_has_a_deadline() -> None:
+    decision = next_status(_session(), _seen(_invoker(member("Deployment", "web"))), T0)
+    assert decision.status["sessionDeadline"] == "2026-01-02T10:00:00Z"  # created + 24h
+    later = next_status(
+        {**_session(), "status": decision.status},
+        _seen(_invoker(member("Deployment", "web"))),
+        T0 + dt.timedelta(hours=25),
+    )
+    assert later.status["phase"] == "Failed"
+    assert is_true(later.status["conditions"], c.DEADLINE_EXCEEDED)
+
+
 def _host(phase: str, name: str = "host-0") -> dict[str, Any]:
     return {"hostname": name, "phase": phase}
 

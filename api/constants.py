@@ -16,6 +16,8 @@ BACKUP_LABEL_VALUE: Final = "enabled"
 INVOKER_TYPE_LABEL: Final = f"{GROUP}/invoker-type"
 INVOKER_NAME_LABEL: Final = f"{GROUP}/invoker-name"
 
+PVC_KIND: Final = "PersistentVolumeClaim"
+
 SIDECAR_CONTAINER: Final = "stash"
 RESTORE_INIT_CONTAINER: Final = "stash-init"
 TMP_DIR_VOLUME: Final = "tmp-dir"

@@ -202,7 +202,7 @@ class InvokerReconciler:
         namespace = view.target_namespace
         if view.kind in WORKLOAD_TYPES:
             return self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name) is not None
-        if view.kind == "PersistentVolumeClaim":
+        if view.kind == c.PVC_KIND:
             return self.caches.get(PVCS, namespace, view.name) is not None
         api_version = view.ref.get("apiVersion") or "v1"
         try:

@@ -21,7 +21,6 @@ from controller.tenancy import Tenancy
 from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
-PVC_KIND = "PersistentVolumeClaim"
 RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 DEFAULT_PVC_TASK = "pvc-backup"
@@ -63,7 +62,7 @@ class MemberView:
         """The Task of a Job-model member (PVCs default to pvc-backup); None for sidecars."""
         if self.member.task and self.member.task.name:
             return self.member.task.name
-        if self.kind == PVC_KIND:
+        if self.kind == c.PVC_KIND:
             return DEFAULT_PVC_TASK
         return None
 

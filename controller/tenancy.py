@@ -21,14 +21,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.constants import GROUP
+from api.constants import GROUP, PVC_KIND
 from controller.caches import NAMESPACES, Caches
 from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
 ALLOW_ANNOTATION = f"{GROUP}/allowed-invoker-namespaces"
 NEVER_TARGETS = frozenset({"kube-system"})
-PVC_KIND = "PersistentVolumeClaim"
 
 
 def allowed_invoker_namespaces(namespace_obj: JSON | None) -> frozenset[str]:

@@ -43,6 +43,7 @@ from controller.sessions import create_session
 from controller.tenancy import read_tenancy
 from engine import metrics
 from engine.batch_hook import CONDITIONS
+from engine.hooks import retries_left
 from engine.reporting import ConditionUpdate, SessionReporter
 from engine.results import parse_duration
 from kube import AlreadyExists, Client, NotFound
@@ -266,8 +267,7 @@ class SessionReconciler:
             return None
         if not retry:
             return None
-        left = (session.get("spec") or {}).get("retryLeft")
-        left = int(retry.get("maxRetry", c.DEFAULT_MAX_RETRY)) if left is None else int(left)
+        left = retries_left(session, invoker)
         if left <= 0:
             status["retried"] = False
             return None

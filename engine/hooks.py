@@ -33,14 +33,19 @@ class HookError(RuntimeError):
 HookKind = Literal["preBackup", "postBackup"]
 
 
-def is_final_attempt(session: JSON, invoker: JSON | None) -> bool:
-    """Whether no retry follows if ``session`` fails (its ``spec.retryLeft``, else the
-    invoker's ``retryConfig.maxRetry``; no retryConfig: no retry)."""
+def retries_left(session: JSON, invoker: JSON | None) -> int:
+    """How many retries may follow if ``session`` fails: its ``spec.retryLeft``, else the
+    invoker's ``retryConfig.maxRetry`` (1 when unset); no retryConfig: none."""
     left = (session.get("spec") or {}).get("retryLeft")
     if left is None:
         retry = ((invoker or {}).get("spec") or {}).get("retryConfig")
         left = int(retry.get("maxRetry", DEFAULT_MAX_RETRY)) if retry else 0
-    return int(left) <= 0
+    return int(left)
+
+
+def is_final_attempt(session: JSON, invoker: JSON | None) -> bool:
+    """Whether no retry follows if ``session`` fails."""
+    return retries_left(session, invoker) <= 0
 
 
 def should_run_post_hook(policy: str | None, backup_succeeded: bool, final_attempt: bool) -> bool:

@@ -35,10 +35,9 @@ from controller.invoker import (
     evaluate,
     members_of,
     refusal,
-    validation_problems,
 )
 from controller.runtime import Controller, Result, Writes
-from controller.tenancy import Tenancy, allowed_invoker_namespaces, read_tenancy
+from controller.tenancy import allowed_invoker_namespaces, read_tenancy
 from controller.trigger import cronjob, rbac_objects, sidecar_binding
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
@@ -189,15 +188,6 @@ class InvokerReconciler:
 
     # -- reading facts -------------------------------------------------------------------------
 
-    def tenancy(self, invoker: JSON) -> Tenancy:
-        """The grants of the namespaces the invoker's members name (from the cache)."""
-        own = invoker["metadata"]["namespace"]
-        try:
-            others = {v.target_namespace for v in members_of(invoker)} - {own}
-        except ValueError:
-            others = set()
-        return read_tenancy(self.caches, self.operator_namespace, others)
-
     def _exists(self, view: MemberView) -> bool:
         namespace = view.target_namespace
         if view.kind in WORKLOAD_TYPES:
@@ -262,9 +252,12 @@ class InvokerReconciler:
         workload = self.caches.get(WORKLOAD_TYPES[view.kind], view.namespace, view.name)
         return _volume_names(workload) if workload is not None else None
 
-    def facts(self, invoker: JSON, cronjob_error: str | None) -> InvokerFacts:
+    def facts(self, invoker: JSON) -> InvokerFacts:
         namespace = invoker["metadata"]["namespace"]
-        tenancy = self.tenancy(invoker)
+        views = members_of(invoker)
+        # The grants of the other namespaces the members name, from the Namespace cache.
+        others = {v.target_namespace for v in views} - {namespace}
+        tenancy = read_tenancy(self.caches, self.operator_namespace, others)
         repo_ref = (invoker.get("spec") or {}).get("repository") or {}
         repo_obj = self.caches.get(
             REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
@@ -274,7 +267,7 @@ class InvokerReconciler:
         ns_obj = self.caches.get(NAMESPACES, "", namespace) or {}
         keys = self._secret_keys(repo.metadata.namespace or "", secret) if repo and secret else None
         schedule = (invoker.get("spec") or {}).get("schedule")
-        members = [v for v in members_of(invoker) if v.kind and not refusal(v, tenancy)]
+        members = [v for v in views if v.kind and not refusal(v, tenancy)]
         volumes = {v.index: self._workload_volumes(v) for v in members}
         return InvokerFacts(
             tenancy=tenancy,
@@ -284,7 +277,6 @@ class InvokerReconciler:
             secret_keys=keys,
             # out of reach (tenancy): not even read
             targets_found={v.index: self._exists(v) for v in members},
-            cronjob_error=cronjob_error,
             schedule_problem=self._schedule_problem(namespace, str(schedule)) if schedule else None,
             workload_volumes={i: v for i, v in volumes.items() if v is not None},
             tasks_found={
@@ -384,10 +376,13 @@ class InvokerReconciler:
             return None  # owner references take its CronJob and RBAC with it
         invoker.setdefault("apiVersion", INVOKER_TYPES[kind].api_version)
         invoker.setdefault("kind", kind)
-        facts = self.facts(invoker, None)
-        if not validation_problems(invoker, members_of(invoker), facts):
-            facts = replace(facts, cronjob_error=self.ensure_trigger(invoker))
-        status = evaluate(invoker, facts, now=dt.datetime.now(dt.UTC))
+        facts = self.facts(invoker)
+        now = dt.datetime.now(dt.UTC)
+        status = evaluate(invoker, facts, now=now)
+        if status.phase != "Invalid":  # a valid invoker gets its trigger (Invalid: validation)
+            error = self.ensure_trigger(invoker)
+            if error is not None:
+                status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
         status = self._sidecar_conditions(invoker, status)
         new_status = status.as_status(invoker["metadata"].get("generation"))
         old_phase = (invoker.get("status") or {}).get("phase")

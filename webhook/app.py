@@ -32,7 +32,7 @@ from api.admission import AdmissionResponse
 from api.constants import WEBHOOK_PATH
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
-from webhook.errors import BadReview, BodyTimeout, BodyTooLarge, WebhookError
+from webhook.errors import BodyTimeout, BodyTooLarge, WebhookError
 from webhook.mutation import handle
 from webhook.review import parse_review
 from webhook.tls import CertificateReloader
@@ -128,21 +128,7 @@ class AdmissionEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         try:
-            try:
-                async with asyncio.timeout(self.body_timeout):
-                    body = await self._read(scope, receive)
-            except TimeoutError:
-                raise BodyTimeout(
-                    f"the body did not arrive within {self.body_timeout:g} s"
-                ) from None
-            try:
-                review = parse_review(body)
-            except WebhookError:
-                raise
-            except Exception as exc:  # no input may produce a 5xx: unreadable is a 400
-                raise BadReview(
-                    f"the AdmissionReview could not be read ({type(exc).__name__})"
-                ) from None
+            review = parse_review(await self._read(scope, receive))
         except ClientGone:
             return
         except WebhookError as exc:
@@ -169,6 +155,13 @@ class AdmissionEndpoint:
         await _send(send, 200, body)
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await self._read_body(scope, receive)
+        except TimeoutError:
+            raise BodyTimeout(f"the body did not arrive within {self.body_timeout:g} s") from None
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
                 raise BodyTooLarge(

@@ -28,6 +28,18 @@ def _expect(value: Any, kind: type, where: str) -> Any:
 
 
 def parse_review(body: bytes) -> AdmissionRequest:
+    """The request of an AdmissionReview body; ``BadReview`` saying what is wrong. No input
+    escapes as anything else: what cannot be read for a reason not foreseen is a BadReview
+    naming the error, never a 5xx."""
+    try:
+        return _parse(body)
+    except BadReview:
+        raise
+    except Exception as exc:
+        raise BadReview(f"the AdmissionReview could not be read ({type(exc).__name__})") from None
+
+
+def _parse(body: bytes) -> AdmissionRequest:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
-from api.backup import BackupMember
+from api.backup import BackupMember, member_documents
 from api.conditions import Condition, set_condition
 from api.repository import Repository
 from controller import validation
@@ -102,11 +102,10 @@ class InvokerStatus:
 
 def members_of(invoker: JSON) -> list[MemberView]:
     namespace = invoker.get("metadata", {}).get("namespace", "")
-    spec = invoker.get("spec") or {}
-    raw = spec.get("members") or [] if invoker.get("kind") == "BackupBatch" else [spec]
     batch = invoker.get("kind") == "BackupBatch"
     return [
-        MemberView(i, BackupMember.model_validate(m), namespace, batch) for i, m in enumerate(raw)
+        MemberView(i, BackupMember.model_validate(m), namespace, batch)
+        for i, m in enumerate(member_documents(invoker))
     ]
 
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from api import constants as c
-from api.backup import BackupMember
+from api.backup import BackupMember, member_documents
 from api.common import BackupHooks, RetentionPolicy
 from api.naming import repository_init_lease
 from api.repository import Repository
@@ -460,9 +460,7 @@ def with_hooks(
 
 def member_of(invoker: JSON, kind: str, name: str) -> BackupMember | None:
     """The invoker's member that targets ``kind``/``name`` (a BackupConfiguration's own spec)."""
-    spec = invoker.get("spec") or {}
-    raw = spec.get("members") or [] if invoker.get("kind") == "BackupBatch" else [spec]
-    for doc in raw:
+    for doc in member_documents(invoker):
         ref = ((doc or {}).get("target") or {}).get("ref") or {}
         if ref.get("kind") == kind and ref.get("name") == name:
             try:

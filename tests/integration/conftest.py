@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from devcluster.node import Node
 from devcluster.services import Service
 from kube import Client
 from kube.crds import install_crds
-from kube.types import NAMESPACES, WEBHOOK_CONFIGS
-from tests.integration.helpers import WebhookProcess, running_operator
+from kube.types import WEBHOOK_CONFIGS
+from tests.integration.helpers import WebhookProcess, fresh_namespace, running_operator
 from tests.manifests import load_all
 
 REST_USER, REST_PASSWORD = "backup", "rest-secret-7f3a"
@@ -80,10 +79,8 @@ def kube(control_plane: ControlPlane) -> Iterator[Client]:
 
 @pytest.fixture
 def namespace(kube: Client) -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    kube.delete(NAMESPACES, name, missing_ok=True)
+    with fresh_namespace(kube, "test") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

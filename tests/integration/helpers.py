@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import free_port
 from kube import Client
-from kube.types import BACKUP_BATCHES, JOBS, PODS
+from kube.types import BACKUP_BATCHES, JOBS, NAMESPACES, PODS
 
 T = TypeVar("T")
 
@@ -36,6 +37,17 @@ def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def fresh_namespace(kube: Client, prefix: str) -> Iterator[str]:
+    """A new namespace ``<prefix>-<random>``, deleted when the block ends."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        kube.delete(NAMESPACES, name, missing_ok=True)
 
 
 def invoker_ready(kube: Client, namespace: str, name: str, timeout: float = 60) -> None:

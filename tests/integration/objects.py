@@ -46,8 +46,11 @@ def workload(kind: str, name: str, replicas: int, data: Path, image: str) -> JSO
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 
-def repository(kube: Client, namespace: str, repo_dir: Path, password: str = PASSWORD) -> None:
-    shared_dir(repo_dir)
+def local_repository(
+    kube: Client, namespace: str, mount_path: str, host_path: str, password: str
+) -> None:
+    """Secret ``repo-secret`` (its ``RESTIC_PASSWORD``) and Repository ``repo`` on a local
+    backend: ``host_path`` mounted at ``mount_path``."""
     kube.create(
         {
             "apiVersion": "v1",
@@ -64,13 +67,20 @@ def repository(kube: Client, namespace: str, repo_dir: Path, password: str = PAS
             "metadata": {"name": "repo"},
             "spec": {
                 "backend": {
-                    "local": {"mountPath": str(repo_dir), "hostPath": {"path": str(repo_dir)}},
+                    "local": {"mountPath": mount_path, "hostPath": {"path": host_path}},
                     "storageSecretName": "repo-secret",
                 }
             },
         },
         namespace,
     )
+
+
+def repository(kube: Client, namespace: str, repo_dir: Path, password: str = PASSWORD) -> None:
+    """The local Repository of the real-pod tests: ``repo_dir`` on this machine, writable by
+    the pods, mounted at the same path."""
+    shared_dir(repo_dir)
+    local_repository(kube, namespace, str(repo_dir), str(repo_dir), password)
 
 
 def pvc(kube: Client, namespace: str, name: str, data: Path) -> None:

@@ -29,6 +29,7 @@ from kube.types import BACKUP_SESSIONS as SESSIONS
 from kube.types import LEASES, ROLE_BINDINGS
 from tests.factories import batch, member
 from tests.integration.helpers import eventually
+from tests.integration.objects import local_repository
 
 
 def _run_operator(kubeconfig: Path, **options: Any) -> tuple[Operator, threading.Event, Client]:
@@ -50,29 +51,7 @@ def operator(control_plane: ControlPlane) -> Iterator[Operator]:
 
 
 def _setup(kube: Client, namespace: str) -> None:
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "repo-secret"},
-            "stringData": {"RESTIC_PASSWORD": "not-a-real-password"},
-        },
-        namespace,
-    )
-    kube.create(
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "repo"},
-            "spec": {
-                "backend": {
-                    "local": {"mountPath": "/repo", "hostPath": {"path": "/tmp/r"}},
-                    "storageSecretName": "repo-secret",
-                }
-            },
-        },
-        namespace,
-    )
+    local_repository(kube, namespace, "/repo", "/tmp/r", "not-a-real-password")
     kube.create(
         {
             "apiVersion": "apps/v1",

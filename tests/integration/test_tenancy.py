@@ -4,7 +4,6 @@ member is Invalid, named by field, with nothing written to the other namespace."
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ from kube.types import (
     SERVICE_ACCOUNTS,
 )
 from tests.factories import batch, member
-from tests.integration.helpers import eventually, running_operator
+from tests.integration.helpers import eventually, fresh_namespace, running_operator
 from tests.integration.test_operator import _setup
 
 
@@ -39,10 +38,8 @@ def operator(control_plane: ControlPlane) -> Iterator[Operator]:
 
 @pytest.fixture
 def other_namespace(kube: Client) -> Iterator[str]:
-    name = f"other-{uuid.uuid4().hex[:8]}"
-    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    yield name
-    kube.delete(NAMESPACES, name, missing_ok=True)
+    with fresh_namespace(kube, "other") as name:
+        yield name
 
 
 def _service_member(namespace: str) -> dict[str, Any]:

@@ -6,6 +6,10 @@
 # for the dev cluster's node (devcluster/images.py), and the demo and the end-to-end tests run
 # it in real pods. A unit test keeps the COPY list complete.
 
+# The project's one restic, pinned (devcluster/build.py RESTIC_VERSION says the same; a unit
+# test keeps them equal): a static Go binary, copied out of restic's own image.
+FROM docker.io/restic/restic:0.18.1 AS restic
+
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -20,11 +24,11 @@ COPY cli cli
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm
-# restic pinned to Debian bookworm's build; pg_dump/psql for the PostgreSQL example Task.
+# pg_dump/psql for the PostgreSQL example Task.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        restic=0.14.0-1+b5 ca-certificates postgresql-client \
+    && apt-get install -y --no-install-recommends ca-certificates postgresql-client \
     && rm -rf /var/lib/apt/lists/*
+COPY --from=restic /usr/bin/restic /usr/local/bin/restic
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 # The manifests' runAsUser; HOME on the tmp emptyDir (the root filesystem is read-only).

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from api.repository import Repository
+from devcluster.build import use_pinned_restic
 from engine.backend import backend_config
 from engine.host_backup import BackupOptions, HostJob, back_up_paths
 from engine.restic import Restic
@@ -90,8 +91,9 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    if shutil.which("restic") is None:
-        raise SystemExit("restic not found: run scripts/setup")
+    binary = use_pinned_restic(progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    version = subprocess.run([binary, "version"], capture_output=True, text=True, check=True)
+    print(version.stdout.strip(), file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="stash-bench-backup-"))
     try:
         data = work / "data"

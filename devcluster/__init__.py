@@ -1,8 +1,10 @@
-"""A real local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager).
+"""A real local Kubernetes cluster: the control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler) and a real node (containerd, runc, a kubelet).
 
-Built from the Go module proxy and cached per version (``devcluster.build``), started on free
-loopback ports with a generated PKI (``devcluster.cluster``); used by the test suite's session
-fixture and by ``stash dev-cluster``. There is no kubelet or scheduler: pods stay Pending.
+Built from the Go module proxy and cached per version (``devcluster.build``, which also pins
+the project's restic), started on free loopback ports with a generated PKI
+(``devcluster.cluster``, ``devcluster.node``); used by the test suite's session fixture, by
+``stash dev-cluster`` and by ``stash demo``.
 """
 
 from devcluster.build import Binaries, BuildError, Versions, ensure_binaries

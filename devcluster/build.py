@@ -1,4 +1,4 @@
-"""Build etcd, kube-apiserver, kube-controller-manager and kubectl from the Go module proxy.
+"""Build etcd, the Kubernetes binaries, rclone and restic from the Go module proxy.
 
 A throwaway Go module requires ``k8s.io/kubernetes`` at the chosen version and replaces each
 staging module (the list comes from that version's own go.mod) with its published ``v0.Y.Z``;
@@ -24,6 +24,9 @@ ETCD_VERSION = "v3.7.3"
 # rclone serves restic's REST protocol and S3 on loopback: the tests' rest and S3 backends
 # (restic's own rest-server is not on the module proxy this project can reach).
 RCLONE_VERSION = "v1.76.0"
+# The one restic of the project: the tests, the demo and the image (its Dockerfile copies it
+# from the restic/restic image of this version; the dev node's stand-in is this build).
+RESTIC_VERSION = "v0.18.1"
 # k8s.io/kubernetes v1.37 declares `go 1.26.0`.
 MIN_GO = (1, 26)
 
@@ -47,6 +50,7 @@ class Versions:
     kubernetes: str = KUBERNETES_VERSION
     etcd: str = ETCD_VERSION
     rclone: str = RCLONE_VERSION
+    restic: str = RESTIC_VERSION
 
     @classmethod
     def from_environment(cls) -> Versions:
@@ -54,6 +58,7 @@ class Versions:
             kubernetes=os.environ.get("STASH_KUBERNETES_VERSION", KUBERNETES_VERSION),
             etcd=os.environ.get("STASH_ETCD_VERSION", ETCD_VERSION),
             rclone=os.environ.get("STASH_RCLONE_VERSION", RCLONE_VERSION),
+            restic=os.environ.get("STASH_RESTIC_VERSION", RESTIC_VERSION),
         )
 
 
@@ -66,6 +71,7 @@ class Binaries:
     kubelet: Path
     kubectl: Path
     rclone: Path
+    restic: Path
     versions: Versions
 
 
@@ -90,6 +96,7 @@ def cached_binaries(versions: Versions, root: Path | None = None) -> Binaries:
         kubelet=kube_bin / "kubelet",
         kubectl=kube_bin / "kubectl",
         rclone=root / f"rclone-{versions.rclone}" / "bin" / "rclone",
+        restic=root / f"restic-{versions.restic}" / "bin" / "restic",
         versions=versions,
     )
 
@@ -108,7 +115,7 @@ def ensure_binaries(
         bins.kubelet,
         bins.kubectl,
     ]
-    if all(p.is_file() for p in [*kube, bins.etcd, bins.rclone]):
+    if all(p.is_file() for p in [*kube, bins.etcd, bins.rclone, bins.restic]):
         return bins
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / ".build.lock", progress):
@@ -118,7 +125,33 @@ def ensure_binaries(
             _build_kubernetes(versions.kubernetes, bins.kube_apiserver.parent, progress)
         if not bins.rclone.is_file():
             _build_rclone(versions.rclone, bins.rclone.parent, progress)
+        if not bins.restic.is_file():
+            _build_restic(versions.restic, bins.restic.parent, progress)
     return bins
+
+
+def ensure_restic(versions: Versions | None = None, progress: Progress = print) -> Path:
+    """The pinned restic, built when missing (only it: a unit-test run needs no Kubernetes)."""
+    versions = versions or Versions.from_environment()
+    root = cache_root()
+    binary = cached_binaries(versions, root).restic
+    if not binary.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        with _lock(root / ".build.lock", progress):
+            if not binary.is_file():
+                _build_restic(versions.restic, binary.parent, progress)
+    return binary
+
+
+def use_pinned_restic(progress: Progress = print) -> Path:
+    """Put the pinned restic first on this process's PATH (children inherit it): what runs
+    ``restic`` on this machine (the tests, the demo's look into the repository, the benchmark)
+    then runs the version the image carries, never a distribution's older one."""
+    binary = ensure_restic(progress=progress)
+    directory = str(binary.parent)
+    entries = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != directory]
+    os.environ["PATH"] = os.pathsep.join([directory, *entries])
+    return binary
 
 
 @contextlib.contextmanager
@@ -254,6 +287,19 @@ def _build_rclone(version: str, out_dir: Path, progress: Progress) -> None:
     _run_go(["mod", "download", "github.com/rclone/rclone"], module_dir, "downloading rclone")
     _run_go(["mod", "tidy"], module_dir, "resolving rclone's dependencies")
     _go_build(module_dir, ["github.com/rclone/rclone"], out_dir, "-s -w", progress)
+
+
+def _build_restic(version: str, out_dir: Path, progress: Progress) -> None:
+    progress(f"building restic {version} from the Go module proxy (once; cached in {out_dir})")
+    module_dir = out_dir.parent / "module"
+    # An explicit version: the proxy's @latest listing resolves to an old release.
+    _write_module(module_dir, "stashdev/restic", f"github.com/restic/restic {version}", [])
+    (module_dir / "tools.go").write_text(
+        '//go:build tools\n\npackage tools\n\nimport _ "github.com/restic/restic/cmd/restic"\n'
+    )
+    _run_go(["mod", "download", "github.com/restic/restic"], module_dir, "downloading restic")
+    _run_go(["mod", "tidy"], module_dir, "resolving restic's dependencies")
+    _go_build(module_dir, ["github.com/restic/restic/cmd/restic"], out_dir, "-s -w", progress)
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from api import constants as c
 from api.repository import Repository
 from controller.backup_job import SESSION_LABEL
 from controller.sessions import create_session
-from devcluster.build import BuildError
+from devcluster.build import BuildError, use_pinned_restic
 from devcluster.cluster import ControlPlane, StartError
 from devcluster.images import Images
 from devcluster.manager import DevCluster
@@ -192,6 +192,8 @@ class Demo:
         cluster = self.cluster
         plane = cluster.up(crds=False)
         images = cluster.images()
+        # The summary's look into the repository runs the image's restic version here too.
+        use_pinned_restic(progress=lambda m: self.say(f"   {m}"))
         client = Client.from_kubeconfig(str(plane.kubeconfig))
         try:
             self._install(plane, images, client)

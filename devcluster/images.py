@@ -7,6 +7,9 @@
   with ``sleep infinity`` as its command;
 - **pushgateway**: Debian's Prometheus Pushgateway on the base (the operator pod's third
   container);
+- **restic**: the stand-in for ``restic/restic:<version>``, which the Dockerfile copies restic
+  from: the pinned restic built from the Go module proxy (``devcluster.build``), at the path the
+  official image has it, so the image runs the very binary the tests run;
 - **stash**: the project's image, built by ``buildah bud`` from the unchanged Dockerfile.
 
 Each image is cached as a docker-archive under the cache root, keyed by a hash of what went into
@@ -26,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devcluster.build import BuildError, cache_root
+from devcluster.build import BuildError, cache_root, ensure_binaries
 
 Progress = Callable[[str], None]
 
@@ -273,12 +276,33 @@ class Builder:
 
         return self._on_base(base, name, self.root / f"pushgateway-{key}.tar", configure)
 
-    def stash(self, base: Image) -> Image:
-        key = _digest(context_digest().encode(), base.archive.name.encode())
+    def restic(self, binary: Path, version: str) -> Image:
+        key = _digest(RECIPE.encode(), binary.read_bytes())
+        name = f"docker.io/restic/restic:{version.removeprefix('v')}"
+
+        def build() -> None:
+            self.progress(f"building the restic {version} image (the pinned build, from scratch)")
+            container = self._buildah("from", "scratch", what="buildah from").strip()
+            try:
+                self._buildah("copy", container, str(binary), "/usr/bin/restic", what="copy")
+                self._buildah(
+                    "config", "--entrypoint", '["/usr/bin/restic"]', container, what="config"
+                )
+                self._buildah("commit", container, name, what="buildah commit")
+            finally:
+                self._buildah("rm", container, what="buildah rm")
+
+        return self._committed(name, self.root / f"restic-{key}.tar", build)
+
+    def stash(self, base: Image, restic: Image) -> Image:
+        key = _digest(
+            context_digest().encode(), base.archive.name.encode(), restic.archive.name.encode()
+        )
         name = f"docker.io/library/stash-py:dev-{key}"
 
         def build() -> None:
             self._ensure_in_storage(base)
+            self._ensure_in_storage(restic)
             self.progress(
                 "building the project's image from the Dockerfile with buildah "
                 "(about a minute; again whenever the sources change)"
@@ -323,12 +347,14 @@ class Builder:
     def all(self) -> Images:
         self.root.mkdir(parents=True, exist_ok=True)
         base = self.base()
+        binaries = ensure_binaries(progress=self.progress)
+        restic = self.restic(binaries.restic, binaries.versions.restic)
         return Images(
             base=base,
             pause=self.pause(),
             app=self.app(base),
             pushgateway=self.pushgateway(base),
-            stash=self.stash(base),
+            stash=self.stash(base, restic),
         )
 
 

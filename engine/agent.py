@@ -39,6 +39,7 @@ from engine.host_backup import (
     load_setup,
     open_restic,
     report,
+    sessions_parent,
     with_hooks,
 )
 from engine.invokers import sidecar_targets_of
@@ -279,6 +280,7 @@ class SidecarAgent:
                 options = BackupOptions(
                     guard=init_guard(self.client, setup, f"{self.me.pod_name}/{job.hostname}"),
                     attempts_dir=self.options.state_dir,
+                    parent_hint=sessions_parent(self.client, job),
                 )
                 return back_up_paths(restic, job, paths, excludes=excludes, options=options)
 

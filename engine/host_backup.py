@@ -11,22 +11,23 @@ per target even when several targets share a repository and a hostname.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
-import functools
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from api import constants as c
 from api.backup import BackupMember, member_documents
 from api.common import BackupHooks, RetentionPolicy
-from api.naming import repository_init_lease
+from api.naming import label_value, repository_init_lease
 from api.repository import Repository
 from engine import metrics
 from engine.backend import BackendError, backend_config
@@ -37,7 +38,7 @@ from engine.results import HookOutcome, HostResult, RepositoryFigures, SnapshotR
 from kube import Client
 from kube.errors import KubeError, NotFound
 from kube.mutex import LeaseMutex
-from kube.types import INVOKER_TYPES, REPOSITORIES, SECRETS
+from kube.types import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, SECRETS
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -166,6 +167,77 @@ class BackupOptions:
     guard: InitGuard | None = None  # serialises initialising a new repository
     attempts_dir: Path | None = None  # survives container restarts (the sidecar's tmp-dir)
     progress: Progress | None = None
+    # Where the target's last snapshot is recorded when attempts_dir does not remember it
+    # (a Job's fresh pod, a new sidecar): the invoker's earlier sessions, say.
+    parent_hint: Callable[[str], str | None] | None = None
+
+
+def parent_in_sessions(sessions: Iterable[JSON], job: HostJob, path: str) -> str | None:
+    """The snapshot of ``path`` this target's host made last, as the invoker's earlier sessions
+    record it (newest first): the parent its next backup compares against."""
+    ordered = sorted(
+        sessions, key=lambda s: s["metadata"].get("creationTimestamp") or "", reverse=True
+    )
+    for session in ordered:
+        invoker = (session.get("spec") or {}).get("invoker") or {}
+        if session["metadata"].get("name") == job.session or (
+            invoker.get("kind"),
+            invoker.get("name"),
+        ) != (job.invoker_kind, job.invoker_name):
+            continue
+        for target in (session.get("status") or {}).get("targets") or []:
+            ref = target.get("ref") or {}
+            if (ref.get("kind"), ref.get("name")) != (job.target_kind, job.target_name):
+                continue
+            for stats in target.get("stats") or []:
+                if stats.get("hostname") != job.hostname:
+                    continue
+                for snap in stats.get("snapshots") or []:
+                    if snap.get("path") == path and snap.get("name"):
+                        return str(snap["name"])
+    return None
+
+
+def sessions_parent(client: Client, job: HostJob) -> Callable[[str], str | None]:
+    """A ``parent_hint`` reading the invoker's sessions (one list call, only when asked)."""
+
+    def hint(path: str) -> str | None:
+        selector = f"{c.INVOKER_NAME_LABEL}={label_value(job.invoker_name)}"
+        try:
+            listed = client.list(BACKUP_SESSIONS, job.namespace, label_selector=selector)
+        except KubeError as exc:
+            log.info("%s: no parent from earlier sessions: %s", job.describe(), exc)
+            return None
+        return parent_in_sessions(listed.get("items") or [], job, path)
+
+    return hint
+
+
+def _parent_file(options: BackupOptions, job: HostJob, path: str) -> Path | None:
+    if options.attempts_dir is None:
+        return None
+    key = hashlib.sha256(f"{job.target_kind}/{job.target_name}\0{job.hostname}\0{path}".encode())
+    return options.attempts_dir / "parents" / key.hexdigest()[:32]
+
+
+def _parent(options: BackupOptions, job: HostJob, path: str) -> str | None:
+    remembered = _parent_file(options, job, path)
+    if remembered is not None and remembered.is_file():
+        return remembered.read_text().strip() or None
+    return options.parent_hint(path) if options.parent_hint is not None else None
+
+
+def _remember_parent(options: BackupOptions, job: HostJob, path: str, snapshot: str) -> None:
+    remembered = _parent_file(options, job, path)
+    if remembered is None:
+        return
+    try:
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        partial = remembered.with_suffix(".partial")
+        partial.write_text(snapshot)
+        partial.replace(remembered)
+    except OSError as exc:  # only a lost shortcut: the next backup asks the sessions again
+        log.info("%s: cannot remember snapshot %s: %s", job.describe(), snapshot, exc)
 
 
 def _earlier(restic: Restic, job: HostJob, options: BackupOptions) -> HostResult | None:
@@ -248,17 +320,36 @@ def back_up_paths(
     excludes: Sequence[str] = (),
     options: BackupOptions = BackupOptions(),
 ) -> HostResult:
+    path = ",".join(paths)
+    parent = _parent(options, job, path)
+
     def backup() -> BackupSummary:
-        return restic.backup(
-            paths, host=job.hostname, tags=job.tags, excludes=excludes, progress=options.progress
-        )
+        def run(parent: str | None) -> BackupSummary:
+            return restic.backup(
+                paths,
+                host=job.hostname,
+                tags=job.tags,
+                excludes=excludes,
+                progress=options.progress,
+                parent=parent,
+            )
+
+        try:
+            summary = run(parent)
+        except ResticError as exc:
+            if parent is None or not restic.missing_snapshot(exc):
+                raise
+            log.info("%s: parent snapshot %s is gone; none used", job.describe(), parent)
+            summary = run(None)
+        _remember_parent(options, job, path, summary.snapshot_id)
+        return summary
 
     return _host_backup(
         restic,
         job,
         options,
         source=f"paths {', '.join(paths)}",
-        snapshot_path=",".join(paths),
+        snapshot_path=path,
         backup=lambda: _run(restic, options, backup),
     )
 
@@ -313,32 +404,6 @@ def report(  # noqa: PLR0917 - the host's whole context, in the order it is buil
         finish_session(client, job, setup, restic, pushgateway_url)
 
 
-T = TypeVar("T")
-LOCK_RETRIES = 12
-LOCK_RETRY_SECONDS = 5.0
-
-
-def _while_locked(
-    restic: Restic,
-    operation: Callable[[], T],
-    retry_on: Callable[[T], bool] = lambda _: False,
-) -> T:
-    """Retention and check need the repository to themselves: while another backup holds it
-    (another invoker sharing the repository), clear stale locks and wait, up to a minute."""
-    for attempt in range(LOCK_RETRIES):
-        try:
-            result = operation()
-        except ResticError as exc:
-            if not restic.locked(exc) or attempt == LOCK_RETRIES - 1:
-                raise
-        else:
-            if not retry_on(result) or attempt == LOCK_RETRIES - 1:
-                return result
-        restic.unlock_stale()
-        time.sleep(LOCK_RETRY_SECONDS)
-    raise AssertionError("unreachable")
-
-
 def finish_session(
     client: Client, job: HostJob, setup: Setup, restic: Restic, pushgateway_url: str = ""
 ) -> None:
@@ -353,11 +418,15 @@ def finish_session(
     policy = setup.retention
     removed = 0
     problems: list[str] = []
+    # Another host's lock (an invoker sharing the repository) is waited for by restic itself
+    # (--retry-lock); locks whose holder is gone are removed first.
+    with contextlib.suppress(ResticError):
+        restic.unlock_stale()
     for target in status.get("targets") or []:
         ref = target.get("ref") or {}
         try:
             tag = target_tag(ref.get("kind", ""), ref["name"])
-            result = _while_locked(restic, functools.partial(restic.forget, policy, tags=[tag]))
+            result = restic.forget(policy, tags=[tag])
             removed += len(result.removed)
         except (ResticError, KeyError) as exc:
             problems.append(f"{ref.get('kind')}/{ref.get('name')}: {exc}")
@@ -371,10 +440,6 @@ def finish_session(
         )
     )
     check = restic.check()
-    if not check.ok and "already locked" in check.message:
-        check = _while_locked(
-            restic, restic.check, retry_on=lambda r: "already locked" in r.message
-        )
     updates.append(
         ConditionUpdate(
             c.REPOSITORY_INTEGRITY_VERIFIED,

@@ -29,6 +29,7 @@ from engine.host_backup import (
     member_of,
     open_restic,
     report,
+    sessions_parent,
     with_hooks,
 )
 from engine.reporting import SessionReporter
@@ -85,7 +86,9 @@ def backup_pvc(
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
             options = BackupOptions(
-                guard=init_guard(client, setup, job.describe()), progress=_log_progress(job)
+                guard=init_guard(client, setup, job.describe()),
+                progress=_log_progress(job),
+                parent_hint=sessions_parent(client, job),
             )
             result = _with_member_hooks(
                 client,

@@ -2,11 +2,15 @@
 as dataclasses, failures as ``ResticError`` carrying restic's own last lines with every secret
 value redacted.
 
-Two traps of restic are closed here rather than left to callers: a path that does not exist is
-only a warning to restic (exit 0, nothing backed up), so ``backup`` refuses missing paths up front;
-and exit code 3 (some files could not be read) is a failure listing those files, never a success.
-A database dump piped into ``backup --stdin`` that fails half-way fails the backup and the partial
-snapshot is forgotten.
+Three traps of restic are closed here rather than left to callers: a path that does not exist
+is only a warning to restic (exit 0, nothing backed up), so ``backup`` refuses missing paths up
+front; exit code 3 (some files could not be read) is a failure listing those files, never a
+success; and restic (0.17+) retries a failing backend request for up to 15 minutes, so a wrong
+key, a missing bucket or an unreachable server is given up on here (``BackendWatch``): at once
+when restic's error is one no retry can mend, else after ``BACKEND_RETRY_LIMIT`` seconds of
+failures with no success between them. A slow but healthy backend reports no failures and is
+never cut short. A database dump piped into ``backup --stdin`` that fails half-way fails the
+backup and the partial snapshot is forgotten.
 """
 
 from __future__ import annotations
@@ -35,12 +39,40 @@ _MISSING_REPO = (
     "Is there a repository at the following location?",
     "unable to open config file",
     "repository does not exist",
+    "The specified bucket does not exist",  # restic init creates the bucket
 )
 _TAIL_LINES = 6
 # restic's stderr kept per command (one line per unreadable file, say): the first lines and the
 # last few; the rest only counted. A backup of millions of files cannot grow the sidecar by it.
 STDERR_LINES = 1000
 Progress = Callable[[float, int, int], None]  # fraction done, bytes done, total bytes
+
+# How long a backend may keep failing (restic retrying, no success in between) before the
+# command is stopped and fails with restic's own words. Documented in docs/backup.md.
+BACKEND_RETRY_LIMIT = 60.0
+# A request that moves no data for this long is retried by restic (its default: 5 minutes);
+# the retries then count against BACKEND_RETRY_LIMIT.
+STUCK_REQUEST_TIMEOUT = "60s"
+# How long a command waits for a conflicting lock (another host's prune, say) to go.
+RETRY_LOCK = "2m"
+_RETRYING = " returned error, retrying after "
+_RECOVERED = " operation successful after "
+# Backend answers that no retry mends: wrong credentials, no such bucket, no permission.
+PERMANENT_BACKEND_ERRORS = (
+    "The Access Key Id you provided does not exist",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "The request signature we calculated does not match",
+    "The specified bucket does not exist",
+    "NoSuchBucket",
+    "Access Denied",
+    "AccessDenied",
+    "AuthorizationFailed",
+    "AuthenticationFailed",
+    "401 Unauthorized",
+    "403 Forbidden",
+)
+_STOP_GRACE = 10.0  # after SIGTERM (restic then removes its lock), before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -148,6 +180,45 @@ class OutputLines:
         return [*self.head, *self.last]
 
 
+class BackendWatch:
+    """Reads restic's stderr for its backend retries and says when to give up: at once on an
+    error no retry mends, else once failures went on for ``limit`` seconds with no success
+    reported in between. ``clock`` is injectable for tests."""
+
+    def __init__(
+        self, limit: float = BACKEND_RETRY_LIMIT, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.failing_since: float | None = None
+        self.last_error = ""  # restic's words for the failing request, without the backoff
+        self.permanent = False
+
+    def seen(self, line: str) -> None:
+        if _RECOVERED in line:
+            self.failing_since = None
+            return
+        if _RETRYING not in line:
+            return
+        request, _, rest = line.partition(_RETRYING)
+        error = rest.partition(": ")[2] or rest
+        self.last_error = f"{request.strip()}: {error.strip()}"
+        if self.failing_since is None:
+            self.failing_since = self.clock()
+        if any(marker in error for marker in PERMANENT_BACKEND_ERRORS):
+            self.permanent = True
+
+    def give_up(self) -> bool:
+        if self.permanent:
+            return True
+        return self.failing_since is not None and self.clock() - self.failing_since >= self.limit
+
+    def reason(self) -> str:
+        if self.permanent:
+            return f"the backend refused: {self.last_error}"
+        return f"the backend kept failing for {self.limit:.0f}s: {self.last_error}"
+
+
 class Redactor:
     """Replaces every secret value (longest first) in text with ``***``."""
 
@@ -193,10 +264,17 @@ def unreadable_items(stderr_lines: Sequence[str]) -> tuple[str, ...]:
         except ValueError:
             continue
         if doc.get("message_type") == "error" and doc.get("item"):
-            error = doc.get("error") or {}
-            reason = os.strerror(error["Err"]) if isinstance(error.get("Err"), int) else ""
-            items.append(f"{doc['item']} ({reason})" if reason else str(doc["item"]))
+            items.append(_unreadable(str(doc["item"]), doc.get("error") or {}))
     return tuple(items)
+
+
+def _unreadable(item: str, error: dict[str, Any]) -> str:
+    """``item (reason)``: restic 0.18 says ``{"message": "open /x: permission denied"}``."""
+    message = str(error.get("message") or "")
+    reason = message.rpartition(": ")[2] if message else ""
+    if not reason and isinstance(error.get("Err"), int):  # restic before 0.17: an errno
+        reason = os.strerror(error["Err"])
+    return f"{item} ({reason})" if reason else item
 
 
 class Restic:
@@ -208,9 +286,11 @@ class Restic:
         *,
         cache_dir: Path | None = None,
         binary: str = "restic",
+        backend_retry_limit: float = BACKEND_RETRY_LIMIT,
     ) -> None:
         self.config = config
         self.binary = binary
+        self.backend_retry_limit = backend_retry_limit
         self.stderr_dropped = 0  # of the last command: stderr lines counted, not kept
         self.cache_dir = cache_dir
         self.redact = Redactor(config.secrets)
@@ -233,7 +313,8 @@ class Restic:
 
     def _command(self, args: Sequence[str]) -> list[str]:
         cache = ["--cache-dir", str(self.cache_dir)] if self.cache_dir else ["--no-cache"]
-        return [self.binary, *args, *cache, *self._flags]
+        waits = ["--retry-lock", RETRY_LOCK, "--stuck-request-timeout", STUCK_REQUEST_TIMEOUT]
+        return [self.binary, *args, *cache, *waits, *self._flags]
 
     def _environ(self) -> dict[str, str]:
         keep = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -265,8 +346,10 @@ class Restic:
         except OSError as exc:
             raise ResticError(operation, -1, f"cannot run {self.binary}: {exc.strerror}") from None
         collected = OutputLines()
-        reader = threading.Thread(target=_drain, args=(proc.stderr, collected), daemon=True)
+        watch = BackendWatch(self.backend_retry_limit)
+        reader = threading.Thread(target=_drain, args=(proc.stderr, collected, watch), daemon=True)
         reader.start()
+        supervisor = _Supervisor(proc, watch)
         stdout: list[str] = []
         for raw in proc.stdout or ():
             line = raw.decode(errors="replace").rstrip("\n")
@@ -279,9 +362,12 @@ class Restic:
             stdout.append(line)
         code = proc.wait()
         reader.join()
+        supervisor.stop()
         self.stderr_dropped = collected.dropped
         stderr = [self.redact(line) for line in collected.lines()]
         if code not in ok:
+            if supervisor.stopped:
+                raise ResticError(operation, code, self.redact(watch.reason()))
             raise ResticError(operation, code, tail(stderr or [self.redact(s) for s in stdout]))
         return stdout, stderr, code
 
@@ -381,6 +467,12 @@ class Restic:
         return any(marker in exc.detail for marker in _MISSING_REPO)
 
     @staticmethod
+    def missing_snapshot(exc: ResticError) -> bool:
+        """restic could not find or load the snapshot it was given (removed by retention, say);
+        a caller can go on without it."""
+        return "no matching ID found" in exc.detail or "failed to load snapshot" in exc.detail
+
+    @staticmethod
     def locked(exc: ResticError) -> bool:
         return "repository is already locked" in exc.detail
 
@@ -413,13 +505,17 @@ class Restic:
         tags: Sequence[str] = (),
         excludes: Sequence[str] = (),
         progress: Progress | None = None,
+        parent: str | None = None,
     ) -> BackupSummary:
+        """Back up ``paths`` against ``parent`` (the target's own last snapshot), or against
+        none. restic's own choice of parent (the latest snapshot of the same host and paths)
+        is never used: another target with the same host name and paths is not this one."""
         missing = [p for p in paths if not os.path.lexists(p)]
         if missing:
             raise ResticError("backup", 0, "path does not exist: " + ", ".join(missing))
         if not paths:
             raise ResticError("backup", 0, "no paths to back up")
-        args = ["backup", "--json", "--host", host, *paths]
+        args = ["backup", "--json", "--host", host, *_parent_flags(parent), *paths]
         for tag in tags:
             args += ["--tag", tag]
         for pattern in excludes:
@@ -459,6 +555,7 @@ class Restic:
         reader = threading.Thread(target=_drain, args=(source.stderr, source_err), daemon=True)
         reader.start()
         args = ["backup", "--json", "--host", host, "--stdin", "--stdin-filename", filename]
+        args += _parent_flags(None)
         for tag in tags:
             args += ["--tag", tag]
         try:
@@ -486,7 +583,9 @@ class Restic:
         host: str | None = None,
         include: Sequence[str] = (),
     ) -> None:
-        args = ["restore", snapshot, "--target", target]
+        # --sparse: a file's holes stay holes (a 200 MB sparse file does not take 200 MB of the
+        # volume it is restored into).
+        args = ["restore", snapshot, "--target", target, "--sparse"]
         if host:
             args += ["--host", host]
         for path in include:
@@ -504,8 +603,10 @@ class Restic:
             env=self._environ(),
         )
         errors = OutputLines()
-        reader = threading.Thread(target=_drain, args=(proc.stderr, errors), daemon=True)
+        watch = BackendWatch(self.backend_retry_limit)
+        reader = threading.Thread(target=_drain, args=(proc.stderr, errors, watch), daemon=True)
         reader.start()
+        supervisor = _Supervisor(proc, watch)
         stream = proc.stdout
         if stream is None:  # pragma: no cover - PIPE always gives a stream
             raise ResticError("dump", -1, "no output stream")
@@ -515,15 +616,59 @@ class Restic:
             stream.close()
             code = proc.wait()
             reader.join()
+            supervisor.stop()
+        if code != 0 and supervisor.stopped:
+            raise ResticError("dump", code, self.redact(watch.reason()))
         if code != 0:
             raise ResticError("dump", code, tail([self.redact(line) for line in errors.lines()]))
 
 
-def _drain(stream: IO[bytes] | None, into: OutputLines) -> None:
+def _drain(stream: IO[bytes] | None, into: OutputLines, watch: BackendWatch | None = None) -> None:
     if stream is None:
         return
     for raw in stream:
-        into.append(raw.decode(errors="replace").rstrip("\n"))
+        line = raw.decode(errors="replace").rstrip("\n")
+        into.append(line)
+        if watch is not None:
+            watch.seen(line)
+
+
+class _Supervisor:
+    """Stops a restic process once its ``BackendWatch`` gives up: SIGTERM first (restic then
+    removes its lock), SIGKILL if it has not gone after a grace period."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], watch: BackendWatch) -> None:
+        self.proc = proc
+        self.watch = watch
+        self.stopped = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.5):
+            if self.proc.poll() is not None:
+                return
+            if self.watch.give_up():
+                self.stopped = True
+                self.proc.terminate()
+                try:
+                    self.proc.wait(_STOP_GRACE)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _parent_flags(parent: str | None) -> list[str]:
+    if parent:
+        return ["--parent", parent]
+    # Grouped by tags too, restic finds a parent only among snapshots with all of this backup's
+    # tags: the session's own (an earlier attempt of this very host), never another target's.
+    return ["--group-by", "host,paths,tags"]
 
 
 def _summary(stdout: Sequence[str]) -> BackupSummary | None:

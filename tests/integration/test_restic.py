@@ -17,6 +17,8 @@ import pytest
 
 from api.common import RetentionPolicy
 from api.repository import Repository
+from devcluster.build import RESTIC_VERSION
+from devcluster.cluster import free_port
 from devcluster.services import Service
 from engine.backend import backend_config
 from engine.host_backup import BackupOptions, HostJob, back_up_paths
@@ -218,9 +220,13 @@ def test_an_unreadable_file_fails_the_host_and_names_the_path(tmp_path: Path) ->
     repo_dir = shared / "repo"
     repo_dir.mkdir(mode=0o777)
     repo_dir.chmod(0o777)
+    # The pinned restic lives under root's home, which nobody cannot enter: a copy beside.
+    binary = shared / "restic"
+    shutil.copy(shutil.which("restic") or "restic", binary)
+    binary.chmod(0o755)
     wrapper = shared / "restic-as-nobody"
     wrapper.write_text(
-        '#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups restic "$@"\n'
+        f'#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups {binary} "$@"\n'
     )
     wrapper.chmod(0o755)
     config = backend_config(
@@ -234,7 +240,7 @@ def test_an_unreadable_file_fails_the_host_and_names_the_path(tmp_path: Path) ->
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     assert result.phase == "Failed"
-    assert f"could not read {secret_file} (Permission denied)" in result.error
+    assert f"could not read {secret_file} (permission denied)" in result.error
     assert "Deployment/web host host-0" in result.error
 
 
@@ -254,3 +260,123 @@ def test_a_host_restarted_mid_session_reports_its_snapshot_instead_of_making_ano
         assert again.succeeded
         assert again.snapshots[0].snapshot_id == first.snapshots[0].snapshot_id[:8]
         assert len(restic.snapshots()) == 1
+
+
+def _local(tmp_path: Path) -> Restic:
+    config = backend_config(
+        repository({"local": {"mountPath": str(tmp_path / "repo")}}), {"RESTIC_PASSWORD": PASSWORD}
+    )
+    restic = Restic(config)
+    restic.init_if_missing()
+    return restic
+
+
+def test_two_targets_with_the_same_host_and_path_each_compare_against_their_own_history(
+    tmp_path: Path,
+) -> None:
+    """Two PVC members both mounted at one path on host-0 (Stash's default /stash-data): each
+    backup's parent is its own target's last snapshot, so the counts are that target's."""
+    data = tmp_path / "stash-data"
+    data.mkdir()
+    path = str(data)
+
+    def job(name: str, session: str) -> HostJob:
+        return HostJob(
+            "demo", session, "BackupBatch", "nightly", "PersistentVolumeClaim", name, "host-0"
+        )
+
+    def own(name: str) -> BackupOptions:  # each target's own pod state, as each sidecar has
+        return BackupOptions(attempts_dir=tmp_path / f"state-{name}")
+
+    with _local(tmp_path) as restic:
+        (data / "a.txt").write_text("a\n")
+        first_a = back_up_paths(restic, job("a", "s-1"), [path], options=own("a"))
+        (data / "a.txt").unlink()
+        for i in range(3):
+            (data / f"b{i}.txt").write_text(f"b{i}\n")
+        # b has no history of its own: restic must not take a's snapshot (same host, same path)
+        first_b = back_up_paths(restic, job("b", "s-1"), [path], options=own("b"))
+        assert first_b.snapshots[0].files_new == 3, "b compared against a's snapshot"
+
+        for i in range(3):
+            (data / f"b{i}.txt").unlink()
+        (data / "a.txt").write_text("a\n")
+        (data / "a2.txt").write_text("a2\n")
+        second_a = back_up_paths(restic, job("a", "s-2"), [path], options=own("a"))
+        stats = second_a.snapshots[0]
+        # Against a's own snapshot: a.txt (rewritten) changed, a2 new. Against b's: both new.
+        assert (stats.files_new, stats.files_modified) == (1, 1), "a's parent was not a's own"
+
+        # A fresh pod (nothing remembered) finds the parent in the sessions' record.
+        recorded = second_a.snapshots[0].snapshot_id
+        (data / "a3.txt").write_text("a3\n")
+        fresh = BackupOptions(parent_hint=lambda p: recorded if p == path else None)
+        third_a = back_up_paths(restic, job("a", "s-3"), [path], options=fresh)
+        assert (third_a.snapshots[0].files_new, third_a.snapshots[0].files_unmodified) == (1, 2)
+
+        # A remembered parent that retention removed: backed up without one, not failed.
+        restic.forget_ids(first_a.snapshots[0].snapshot_id)
+        gone = BackupOptions(parent_hint=lambda p: first_a.snapshots[0].snapshot_id)
+        fourth_a = back_up_paths(restic, job("a", "s-4"), [path], options=gone)
+        assert fourth_a.succeeded, fourth_a.error
+        assert fourth_a.snapshots[0].files_new == 3
+
+
+def test_a_sparse_file_is_restored_sparse(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    sparse = data / "disk.img"
+    with sparse.open("wb") as handle:
+        handle.write(b"start")
+        handle.seek(200 * 1024 * 1024)
+        handle.write(b"end")
+    assert sparse.stat().st_blocks * 512 < 1024 * 1024
+    with _local(tmp_path) as restic:
+        job = HostJob("demo", "s-1", "BackupBatch", "nightly", "Deployment", "vm", "host-0")
+        result = back_up_paths(restic, job, [str(data)])
+        assert result.succeeded, result.error
+        restic.restore(result.snapshots[0].snapshot_id, str(tmp_path / "restored"))
+    restored = tmp_path / "restored" / data.relative_to("/") / "disk.img"
+    assert restored.stat().st_size == sparse.stat().st_size
+    assert restored.read_bytes()[:5] == b"start"
+    # 200 MB of holes stay holes: the volume restored into is not filled by them.
+    assert restored.stat().st_blocks * 512 < 16 * 1024 * 1024
+
+
+def test_an_unreachable_backend_fails_within_the_bound_in_restics_words(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    secret = {"RESTIC_PASSWORD": PASSWORD}
+    repo = repository({"rest": {"url": f"http://127.0.0.1:{port}/repo/"}})
+    started = time.monotonic()
+    with Restic(backend_config(repo, secret), backend_retry_limit=5) as restic:
+        job = HostJob("demo", "s-1", "BackupBatch", "nightly", "Deployment", "web", "host-0")
+        result = back_up_paths(restic, job, [str(make_data(tmp_path / "data"))])
+    assert time.monotonic() - started < 30
+    assert result.phase == "Failed"
+    assert "Deployment/web host host-0" in result.error
+    assert "the backend kept failing for 5s" in result.error
+    assert "connection refused" in result.error
+
+
+def test_wrong_s3_credentials_fail_at_once_in_restics_words(
+    tmp_path: Path, s3_server: Service
+) -> None:
+    secret = {
+        "RESTIC_PASSWORD": PASSWORD,
+        "AWS_ACCESS_KEY_ID": "not-a-key",
+        "AWS_SECRET_ACCESS_KEY": "not-a-secret-5a1",
+    }
+    repo = repository({"s3": {"endpoint": s3_server.url, "bucket": "backups", "prefix": "x"}})
+    started = time.monotonic()
+    with Restic(backend_config(repo, secret)) as restic:
+        job = HostJob("demo", "s-1", "BackupBatch", "nightly", "Deployment", "web", "host-0")
+        result = back_up_paths(restic, job, [str(make_data(tmp_path / "data"))])
+    assert time.monotonic() - started < 20
+    assert result.phase == "Failed"
+    assert "The Access Key Id you provided does not exist" in result.error
+    assert "not-a-secret-5a1" not in result.error
+
+
+def test_the_tests_run_the_pinned_restic() -> None:
+    printed = subprocess.run(["restic", "version"], capture_output=True, text=True, check=True)
+    assert printed.stdout.startswith(f"restic {RESTIC_VERSION.removeprefix('v')} ")

@@ -7,6 +7,7 @@ import tomllib
 import yaml
 
 from cli.main import build_parser
+from devcluster.build import RESTIC_VERSION
 from tests.manifests import ROOT, load_all
 from webhook.registration import webhook_configuration
 
@@ -87,3 +88,14 @@ def test_every_container_of_the_operator_pod_runs_a_command_line_the_cli_accepts
             assert args.func is not None, container["name"]
     operator = build_parser().parse_args(pod["containers"][0]["args"])
     assert operator.health_port == 8081
+
+
+def test_the_image_copies_the_restic_the_tests_run_and_no_other() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    pinned = RESTIC_VERSION.removeprefix("v")
+    assert f"FROM docker.io/restic/restic:{pinned} AS restic" in dockerfile
+    assert "COPY --from=restic /usr/bin/restic /usr/local/bin/restic" in dockerfile
+    # Debian's restic (0.14) must not come back through apt.
+    installs = [line for line in dockerfile.splitlines() if "apt-get install" in line]
+    assert installs
+    assert not any("restic" in line for line in installs)

@@ -40,6 +40,7 @@ def _fake_binaries(root: Path, versions: Versions) -> None:
         bins.kubelet,
         bins.kubectl,
         bins.rclone,
+        bins.restic,
     ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")

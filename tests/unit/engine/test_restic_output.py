@@ -39,8 +39,20 @@ def test_unreadable_items_come_from_restics_json_errors() -> None:
         ),
         "Warning: at least one source file could not be read",
         json.dumps({"message_type": "error", "error": {}, "item": "/data/b"}),
+        json.dumps(
+            {
+                "message_type": "error",
+                "error": {"message": "open /data/c: permission denied"},
+                "during": "archival",
+                "item": "/data/c",
+            }
+        ),
     ]
-    assert unreadable_items(lines) == ("/data/a (Permission denied)", "/data/b")
+    assert unreadable_items(lines) == (
+        "/data/a (Permission denied)",
+        "/data/b",
+        "/data/c (permission denied)",
+    )
 
 
 def test_an_unreadable_error_lists_the_paths_and_says_how_many_more() -> None:

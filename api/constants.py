@@ -36,6 +36,8 @@ BACKUP_TARGET_FOUND: Final = "BackupTargetFound"
 VALIDATION_PASSED: Final = "ValidationPassed"
 CRONJOB_CREATED: Final = "CronJobCreated"
 STASH_SIDECAR_INJECTED: Final = "StashSidecarInjected"
+# The sidecars' service accounts may read their sessions and report (this project's own).
+SIDECAR_AUTHORIZED: Final = "SidecarAuthorized"
 
 # Condition types on BackupSessions.
 BACKUP_SKIPPED: Final = "BackupSkipped"

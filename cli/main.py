@@ -18,6 +18,7 @@ from api.constants import WEBHOOK_NAME
 from api.crd import all_crds
 from certs.bootstrap import CertificateSpec, bootstrap, service_dns_names
 from certs.files import ensure_local_files, write_serving_files
+from controller.backup_session import SIDECAR_GRACE
 from controller.operator import Operator, OperatorOptions
 from controller.sessions import create_session
 from devcluster import BuildError, StartError, Versions, demo, ensure_binaries
@@ -135,6 +136,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             identity=args.identity or "",
             pushgateway_url=args.pushgateway_url,
             health_port=args.health_port,
+            sidecar_grace=args.sidecar_grace,
             pod_name=os.environ.get("POD_NAME", ""),
         ),
     )
@@ -413,6 +415,25 @@ def _add_backup_commands(sub: Any) -> None:
         step.set_defaults(func=cmd_job_step)
 
 
+def _add_operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    operator = sub.add_parser("operator", help="run the operator's reconcilers")
+    operator.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
+    operator.add_argument("--image", default=DEFAULT_IMAGE, help="image of CronJobs and Jobs")
+    operator.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the Lease")
+    operator.add_argument("--no-leader-elect", action="store_true", help="single replica only")
+    operator.add_argument("--pushgateway-url", default=DEFAULT_PUSHGATEWAY, help=PUSHGATEWAY_HELP)
+    operator.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
+    operator.add_argument(
+        "--sidecar-grace",
+        type=float,
+        default=SIDECAR_GRACE,
+        help="seconds a sidecar target may go without a ready pod carrying the sidecar before "
+        "it fails (default %(default)s)",
+    )
+    operator.add_argument("--identity", help="leader-election identity (default: host + random)")
+    operator.set_defaults(func=cmd_operator)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stash", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -449,15 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
     hook.set_defaults(func=cmd_webhook)
 
-    operator = sub.add_parser("operator", help="run the operator's reconcilers")
-    operator.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
-    operator.add_argument("--image", default=DEFAULT_IMAGE, help="image of CronJobs and Jobs")
-    operator.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the Lease")
-    operator.add_argument("--no-leader-elect", action="store_true", help="single replica only")
-    operator.add_argument("--pushgateway-url", default=DEFAULT_PUSHGATEWAY, help=PUSHGATEWAY_HELP)
-    operator.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
-    operator.add_argument("--identity", help="leader-election identity (default: host + random)")
-    operator.set_defaults(func=cmd_operator)
+    _add_operator_parser(sub)
 
     for command, text in (
         ("create-backupsession", "create this slot's BackupSession (run by the CronJob)"),

@@ -37,6 +37,7 @@ from controller.invoker import (
     refusal,
 )
 from controller.runtime import Controller, Result, Writes
+from controller.sidecar_access import AccessReviewer, sidecar_permissions
 from controller.tenancy import allowed_invoker_namespaces, read_tenancy
 from controller.trigger import cronjob, rbac_objects, sidecar_binding
 from kube import Client, Invalid, NotFound
@@ -83,6 +84,7 @@ class InvokerReconciler:
         # Deployment's status, say) does not re-run the invokers that target it.
         self._ref_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._schedule_verdicts: dict[str, str | None] = {}
+        self.access = AccessReviewer(client)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -297,11 +299,11 @@ class InvokerReconciler:
         self.client.apply(desired, field_manager=FIELD_MANAGER)
         self.writes.record(meta["namespace"])
 
-    def _sidecar_accounts(self, invoker: JSON) -> list[str]:
-        """The service accounts of the invoker's sidecar-model workloads in its own namespace
-        (a workload elsewhere gets nothing from this invoker)."""
+    def _sidecar_workloads(self, invoker: JSON) -> list[tuple[MemberView, str]]:
+        """The invoker's sidecar-model workloads in its own namespace (a workload elsewhere
+        gets nothing from this invoker), each with its pods' service account."""
         namespace = invoker["metadata"]["namespace"]
-        accounts = []
+        found = []
         for view in members_of(invoker):
             if view.task is not None or view.kind not in WORKLOAD_TYPES:
                 continue
@@ -311,11 +313,43 @@ class InvokerReconciler:
             if workload is None:
                 continue
             pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
-            accounts.append(str(pod.get("serviceAccountName") or "default"))
-        return accounts
+            found.append((view, str(pod.get("serviceAccountName") or "default")))
+        return found
+
+    def _sidecar_access(self, invoker: JSON, status: InvokerStatus) -> tuple[InvokerStatus, bool]:
+        """``SidecarAuthorized``: whether each sidecar's service account may do what the
+        sidecar must. A refused sidecar only logs it; this says it where users look. With
+        whether it was refused (then looked at again: RBAC changes trigger nothing here)."""
+        workloads = self._sidecar_workloads(invoker)
+        if not workloads:
+            return status, False
+        namespace = invoker["metadata"]["namespace"]
+        needed = sidecar_permissions(INVOKER_TYPES[invoker["kind"]].plural)
+        refused = []
+        for view, account in workloads:
+            missing = self.access.missing(namespace, account, needed)
+            if missing:
+                refused.append(
+                    f"{view.kind} {view.name} (service account {namespace}/{account}) may not "
+                    + ", ".join(missing)
+                )
+        message = (
+            "; ".join(refused) + ": its sidecar can neither see nor report its sessions"
+            if refused
+            else "the sidecars' service accounts may read their sessions and report"
+        )
+        conditions = set_condition(
+            status.conditions,
+            c.SIDECAR_AUTHORIZED,
+            not refused,
+            "SidecarNotAuthorized" if refused else "SidecarAuthorized",
+            message,
+            observed_generation=invoker["metadata"].get("generation"),
+        )
+        return replace(status, conditions=conditions), bool(refused)
 
     def _ensure_sidecar_binding(self, invoker: JSON) -> None:
-        accounts = self._sidecar_accounts(invoker)
+        accounts = [account for _, account in self._sidecar_workloads(invoker)]
         desired = sidecar_binding(invoker, accounts)
         if accounts:
             self._ensure(desired)
@@ -384,8 +418,12 @@ class InvokerReconciler:
             if error is not None:
                 status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
         status = self._sidecar_conditions(invoker, status)
+        sidecar_refused = False
+        if status.phase != "Invalid":
+            status, sidecar_refused = self._sidecar_access(invoker, status)
         new_status = status.as_status(invoker["metadata"].get("generation"))
-        old_phase = (invoker.get("status") or {}).get("phase")
+        old_status = invoker.get("status") or {}
+        old_phase = old_status.get("phase")
         if new_status != invoker.get("status"):
             try:
                 self.client.patch(
@@ -408,9 +446,21 @@ class InvokerReconciler:
                     )
                 else:
                     self.events.record(invoker, "Warning", status.phase, "; ".join(status.problems))
-        if status.phase == "NotReady":
+            refusal_now = _condition(new_status, c.SIDECAR_AUTHORIZED)
+            refusal_before = _condition(old_status, c.SIDECAR_AUTHORIZED)
+            if sidecar_refused and refusal_now != refusal_before:
+                self.events.record(invoker, "Warning", "SidecarNotAuthorized", refusal_now or "")
+        if status.phase == "NotReady" or sidecar_refused:
             return Result(requeue_after=NOT_READY_RECHECK)
         return None
+
+
+def _condition(status: JSON, type_: str) -> str | None:
+    """The message of a False condition ``type_`` (None: not there, or not False)."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "False":
+            return str(cond.get("message", ""))
+    return None
 
 
 def _volume_names(workload: JSON) -> frozenset[str]:

@@ -25,6 +25,7 @@ from controller.caches import (
     REPOSITORIES,
     STATEFULSETS,
     TASKS,
+    WORKLOAD_TYPES,
     Caches,
 )
 from controller.hook_job import hook_job, hook_job_failure
@@ -40,19 +41,25 @@ from controller.session_status import (
     session_outcome,
 )
 from controller.sessions import create_session
+from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
 from controller.tenancy import read_tenancy
 from engine import metrics
 from engine.batch_hook import CONDITIONS
 from engine.hooks import retries_left
 from engine.reporting import ConditionUpdate, SessionReporter
 from engine.results import parse_duration
-from kube import AlreadyExists, Client, NotFound
+from kube import AlreadyExists, Client, KubeError, NotFound
 from kube.events import EventRecorder
+from kube.types import PODS
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
+# How long a sidecar target may go without any ready pod carrying the sidecar before it fails
+# (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
+SIDECAR_GRACE = 120.0
+SIDECAR_RECHECK = 30.0
 
 
 class SessionReconciler:
@@ -61,12 +68,15 @@ class SessionReconciler:
         client: Client,
         caches: Caches,
         image: str,
+        *,
         pushgateway_url: str = "",
         operator_namespace: str = "",
+        sidecar_grace: float = SIDECAR_GRACE,
     ) -> None:
         self.client = client
         self.caches = caches
         self.image = image
+        self.sidecar_grace = sidecar_grace
         self.operator_namespace = operator_namespace
         self.pushgateway_url = pushgateway_url
         self.writes = Writes()
@@ -154,6 +164,55 @@ class SessionReconciler:
             if (why := refusal(v, tenancy))
         }
 
+    def _waiting_sidecars(self, session: JSON, members: list[MemberView]) -> list[MemberView]:
+        """Sidecar members of the running session that not every host has reported on."""
+        targets = (session.get("status") or {}).get("targets") or []
+        waiting = []
+        for view in members:
+            if view.task is not None or view.kind not in WORKLOAD_TYPES:
+                continue
+            if view.index >= len(targets):
+                continue
+            target = targets[view.index]
+            reported = len(target.get("stats") or [])
+            if target.get("phase") in ("Pending", "Running") and reported < int(
+                target.get("totalHosts") or 1
+            ):
+                waiting.append(view)
+        return waiting
+
+    def _sidecar_absent(
+        self, session: JSON, invoker: JSON | None, waiting: list[MemberView], now: dt.datetime
+    ) -> dict[int, str]:
+        """Why no sidecar can carry out each waiting member, once the grace period is over."""
+        created = parse_time(session["metadata"]["creationTimestamp"])
+        if not waiting or (now - created).total_seconds() < self.sidecar_grace:
+            return {}
+        refused = _false_condition(invoker or {}, c.SIDECAR_AUTHORIZED)
+        absent = {}
+        for view in waiting:
+            if refused and f"{view.kind} {view.name} (" in refused:
+                absent[view.index] = refused
+                continue
+            namespace = view.target_namespace
+            workload = self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name)
+            if workload is None:
+                absent[view.index] = f"{view.kind} {namespace}/{view.name} no longer exists"
+                continue
+            try:
+                listed = self.client.list(
+                    PODS, namespace, label_selector=match_labels_selector(workload)
+                )
+            except KubeError as exc:
+                log.info("pods of %s %s/%s: %s", view.kind, namespace, view.name, exc)
+                continue
+            why = why_absent(
+                view.kind, namespace, view.name, pods_of(workload, listed.get("items") or [])
+            )
+            if why:
+                absent[view.index] = why
+        return absent
+
     def _other_running(self, session: JSON, invoker_name: str) -> str | None:
         """An older unfinished session of the same invoker, which this one must not overlap.
 
@@ -185,6 +244,8 @@ class SessionReconciler:
         if invoker is not None:
             invoker = {"apiVersion": rt.api_version if rt else "", "kind": ref["kind"], **invoker}
         members = members_of(invoker) if invoker else []
+        now = dt.datetime.now(dt.UTC)
+        waiting = self._waiting_sidecars(session, members)
         seen = Observed(
             invoker=invoker,
             members=members,
@@ -192,8 +253,8 @@ class SessionReconciler:
             jobs={v.index: self._job(session, v.index) for v in members if v.task is not None},
             other_running=self._other_running(session, ref.get("name", "")),
             refused=self._refused(members),
+            sidecar_absent=self._sidecar_absent(session, invoker, waiting, now),
         )
-        now = dt.datetime.now(dt.UTC)
         decision = next_status(session, seen, now)
         if decision.run_hook and invoker is not None:
             self._run_batch_hook(session, invoker, decision.run_hook)
@@ -224,7 +285,11 @@ class SessionReconciler:
             self._record_transition(session, status)  # after the write: no duplicates on retry
         deadline = status.get("sessionDeadline")
         if deadline and status.get("phase") not in TERMINAL:
-            return Result(requeue_after=max(1.0, (parse_time(deadline) - now).total_seconds() + 1))
+            after = (parse_time(deadline) - now).total_seconds() + 1
+            if waiting:  # pods coming and going trigger nothing here: look again
+                age = (now - parse_time(session["metadata"]["creationTimestamp"])).total_seconds()
+                after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
+            return Result(requeue_after=max(1.0, after))
         return result
 
     # -- what follows the end of a session (each step guarded, so none repeats) -------------------
@@ -444,6 +509,13 @@ class SessionReconciler:
         except AlreadyExists:
             pass  # created before a restart: the same Job, by name
         return None
+
+
+def _false_condition(obj: JSON, type_: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "False":
+            return str(cond.get("message", ""))
+    return None
 
 
 def _session_key(obj: JSON) -> Key:

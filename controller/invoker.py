@@ -118,7 +118,7 @@ def refusal(view: MemberView, tenancy: Tenancy) -> str | None:
     )
 
 
-def _selector_matches(selector: JSON | None, labels: dict[str, str]) -> bool:
+def selector_matches(selector: JSON | None, labels: dict[str, str]) -> bool:
     if not selector:
         return True
     for key, value in (selector.get("matchLabels") or {}).items():
@@ -152,7 +152,7 @@ def usage_allowed(repo: Repository, namespace: str, namespace_labels: dict[str, 
                     f"allowedNamespaces.selector.matchExpressions[{i}].operator: "
                     f"{expr.get('operator')!r} is not one of {', '.join(SELECTOR_OPERATORS)}"
                 )
-        if _selector_matches(policy.selector, namespace_labels):
+        if selector_matches(policy.selector, namespace_labels):
             return None
         return f"namespace {namespace} does not match the Repository's allowedNamespaces.selector"
     return f"Repository {repo_ns}/{repo.metadata.name} only allows its own namespace"

@@ -16,10 +16,11 @@ from typing import Any
 
 from api import constants as c
 from controller.backup_invoker import FIELD_MANAGER, InvokerReconciler
-from controller.backup_session import SessionReconciler
+from controller.backup_session import SIDECAR_GRACE, SessionReconciler
 from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
 from controller.health import HealthServer
+from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.optin import OptInReconciler
 from controller.repository import RepositoryReconciler
 from controller.runtime import Controller
@@ -45,6 +46,10 @@ class OperatorOptions:
     retry_period: float = 2.0
     health_port: int | None = None  # serve /healthz and /readyz (0: any free port)
     pod_name: str = ""  # label our pod while leading: the Pushgateway Service selects it
+    # a sidecar target with no ready pod carrying the sidecar fails after this long
+    sidecar_grace: float = SIDECAR_GRACE
+    # how often the Pushgateway's groups are compared with the API's record (while leading)
+    metrics_check: float = CHECK_SECONDS
 
 
 LEADER_LABEL = f"{c.GROUP}/leader"
@@ -59,9 +64,19 @@ class Operator:
         self.invokers = InvokerReconciler(client, self.caches, options.image, options.namespace)
         self.optin = OptInReconciler(client, self.caches)
         self.sessions = SessionReconciler(
-            client, self.caches, options.image, options.pushgateway_url, options.namespace
+            client,
+            self.caches,
+            options.image,
+            pushgateway_url=options.pushgateway_url,
+            operator_namespace=options.namespace,
+            sidecar_grace=options.sidecar_grace,
         )
         self.repositories = RepositoryReconciler(client, self.caches)
+        self.metrics_restorer = (
+            MetricsRestorer(self.caches, options.pushgateway_url, options.metrics_check)
+            if options.pushgateway_url
+            else None
+        )
         self.controllers: list[Controller[Any]] = [
             Controller("invokers", self.invokers, options.workers),
             Controller("optin", self.optin, options.workers),
@@ -121,10 +136,14 @@ class Operator:
         self.install_builtins()
         for controller in self.controllers:
             controller.start()
+        if self.metrics_restorer is not None:
+            self.metrics_restorer.start()
         self.leading.set()
 
     def _stop_controllers(self) -> None:
         self.leading.clear()
+        if self.metrics_restorer is not None:
+            self.metrics_restorer.stop()
         for controller in self.controllers:
             controller.stop()
         self._label_pod(leading=False)

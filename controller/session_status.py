@@ -44,8 +44,10 @@ def history_to_delete(
 
     Results (Succeeded, Failed) and Skipped sessions are counted apart, each keeping the newest
     ``limit`` (at least 1): a slot skipped during a long session never pushes the session that
-    just finished out of the history. ``current`` (just finished, maybe not yet written) counts
-    with ``current_phase``.
+    just finished out of the history. The newest Succeeded one is always kept: it is the record
+    of the last successful backup (what ``kubectl get backupsession`` shows, and what the
+    metrics' last-success times are rebuilt from after a failover). ``current`` (just finished,
+    maybe not yet written) counts with ``current_phase``.
     """
 
     def phase(s: JSON) -> str | None:
@@ -61,7 +63,8 @@ def history_to_delete(
     keep = max(limit, 1)
     results = [s for s in newest_first if phase(s) != "Skipped"]
     skipped = [s for s in newest_first if phase(s) == "Skipped"]
-    return [s["metadata"]["name"] for s in results[keep:] + skipped[keep:]]
+    last_success = next((s for s in results if phase(s) == "Succeeded"), None)
+    return [s["metadata"]["name"] for s in results[keep:] + skipped[keep:] if s is not last_success]
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class Observed:
     jobs: dict[int, JSON | None] = field(default_factory=dict)
     other_running: str | None = None  # the name of another running session of the invoker
     refused: dict[int, str] = field(default_factory=dict)  # members out of reach (tenancy)
+    # sidecar members past the grace period that no sidecar can carry out, and why
+    sidecar_absent: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,8 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
                 target["phase"] = _phase_from_stats(target) or "Running"
                 if target["phase"] == "Failed":
                     _fail_target(target, host_failures(target), now)
+                elif target["phase"] == "Running" and view.index in seen.sidecar_absent:
+                    _fail_target(target, seen.sidecar_absent[view.index], now)
             else:
                 _job_model_target(view, target, seen.jobs.get(view.index), create, now)
         if sequential and target["phase"] == "Failed" and blocked_by is None:

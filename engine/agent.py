@@ -43,6 +43,7 @@ from engine.host_backup import (
     with_hooks,
 )
 from engine.invokers import sidecar_targets_of
+from engine.locks import holders_of
 from engine.reporting import (
     ReportError,
     SessionReporter,
@@ -281,6 +282,7 @@ class SidecarAgent:
                     guard=init_guard(self.client, setup, f"{self.me.pod_name}/{job.hostname}"),
                     attempts_dir=self.options.state_dir,
                     parent_hint=sessions_parent(self.client, job),
+                    holders=holders_of(self.client, job.namespace, setup.repository),
                 )
                 return back_up_paths(restic, job, paths, excludes=excludes, options=options)
 

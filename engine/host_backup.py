@@ -32,6 +32,7 @@ from api.repository import Repository
 from engine import metrics
 from engine.backend import BackendError, backend_config
 from engine.hooks import HookError, run_hook, should_run_post_hook
+from engine.locks import Holders, clear_stale_locks, holders_of
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
 from engine.restic import BackupSummary, Progress, Restic, ResticError
 from engine.results import HookOutcome, HostResult, RepositoryFigures, SnapshotResult
@@ -170,6 +171,8 @@ class BackupOptions:
     # Where the target's last snapshot is recorded when attempts_dir does not remember it
     # (a Job's fresh pod, a new sidecar): the invoker's earlier sessions, say.
     parent_hint: Callable[[str], str | None] | None = None
+    # Who may hold the repository's locks (in a pod); None: restic's own staleness rule.
+    holders: Holders | None = None
 
 
 def parent_in_sessions(sessions: Iterable[JSON], job: HostJob, path: str) -> str | None:
@@ -270,13 +273,13 @@ def _run(
     """One restic backup on the usual path; stale locks cleared first, a missing repository
     initialised and a lock conflict retried once, only when restic says so."""
     try:
-        restic.unlock_stale()
+        clear_stale_locks(restic, options.holders)
         return attempt()
     except ResticError as exc:
         if restic.missing_repository(exc):
             restic.init_if_missing(options.guard)
         elif restic.locked(exc):
-            restic.unlock_stale()
+            clear_stale_locks(restic, options.holders)
         else:
             raise
     return attempt()
@@ -365,7 +368,7 @@ def back_up_stream(
 ) -> HostResult:
     def backup() -> BackupSummary:
         restic.init_if_missing(options.guard)  # a dump cannot be replayed into a retry
-        restic.unlock_stale()
+        clear_stale_locks(restic, options.holders)
         return restic.backup_stdin(
             producer, filename=filename, host=job.hostname, tags=job.tags, env=env
         )
@@ -421,7 +424,7 @@ def finish_session(
     # Another host's lock (an invoker sharing the repository) is waited for by restic itself
     # (--retry-lock); locks whose holder is gone are removed first.
     with contextlib.suppress(ResticError):
-        restic.unlock_stale()
+        clear_stale_locks(restic, holders_of(client, job.namespace, setup.repository))
     for target in status.get("targets") or []:
         ref = target.get("ref") or {}
         try:

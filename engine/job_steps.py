@@ -32,6 +32,7 @@ from engine.host_backup import (
     sessions_parent,
     with_hooks,
 )
+from engine.locks import holders_of
 from engine.reporting import SessionReporter
 from engine.restic import Progress, ResticError
 from engine.results import HostResult
@@ -89,6 +90,7 @@ def backup_pvc(
                 guard=init_guard(client, setup, job.describe()),
                 progress=_log_progress(job),
                 parent_hint=sessions_parent(client, job),
+                holders=holders_of(client, job.namespace, setup.repository),
             )
             result = _with_member_hooks(
                 client,
@@ -111,7 +113,10 @@ def backup_dump(
     try:
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
-            options = BackupOptions(guard=init_guard(client, setup, job.describe()))
+            options = BackupOptions(
+                guard=init_guard(client, setup, job.describe()),
+                holders=holders_of(client, job.namespace, setup.repository),
+            )
             result = _with_member_hooks(
                 client,
                 job,

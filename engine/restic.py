@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -131,6 +133,38 @@ class RepoStats:
 class ForgetResult:
     kept: int
     removed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """One restic lock: who took it (restic's host name and PID) and when it was last
+    refreshed (restic refreshes a live lock every 5 minutes)."""
+
+    id: str
+    hostname: str
+    pid: int
+    time: dt.datetime
+    exclusive: bool
+
+    @classmethod
+    def from_json(cls, lock_id: str, doc: dict[str, Any]) -> LockInfo:
+        return cls(
+            id=lock_id,
+            hostname=str(doc.get("hostname", "")),
+            pid=int(doc.get("pid") or 0),
+            time=parse_restic_time(str(doc.get("time", ""))),
+            exclusive=bool(doc.get("exclusive")),
+        )
+
+
+def parse_restic_time(text: str) -> dt.datetime:
+    """restic's RFC 3339 times carry nanoseconds ("...:18.726162119Z") and any offset."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match:
+        return dt.datetime.fromtimestamp(0, dt.UTC)
+    fraction = (match[2] or ".0")[:7]
+    offset = "+00:00" if match[3] == "Z" else match[3]
+    return dt.datetime.fromisoformat(match[1] + fraction + offset)
 
 
 @dataclass(frozen=True)
@@ -434,7 +468,29 @@ class Restic:
         stdout, _, _ = self._run("list locks", ["list", "locks", "--no-lock"])
         return [line.strip() for line in stdout if line.strip()]
 
-    def _local_lock_count(self) -> int | None:
+    def lock(self, lock_id: str) -> LockInfo | None:
+        """Who holds lock ``lock_id`` (None: it went meanwhile)."""
+        try:
+            doc = self._json("cat lock", ["cat", "lock", lock_id, "--no-lock"])
+        except ResticError as exc:
+            if "not found" in exc.detail or "no such file" in exc.detail:
+                return None
+            raise
+        return LockInfo.from_json(lock_id, doc or {})
+
+    def remove_lock(self, lock_id: str) -> bool:
+        """Remove one lock by id; only a local repository's can be (restic has no command for
+        one lock): False for the others."""
+        if not self.config.repository.startswith("/"):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(self.config.repository, "locks", lock_id))
+        return True
+
+    def remove_all_locks(self) -> None:
+        self._run("unlock", ["unlock", "--remove-all"])
+
+    def local_lock_count(self) -> int | None:
         """Lock files of a local repository, counted without starting restic (None: remote)."""
         if not self.config.repository.startswith("/"):
             return None
@@ -452,11 +508,11 @@ class Restic:
         running on this host, or the lock was not refreshed for 30 minutes); live locks stay.
         Returns how many were removed (None: unknown, for remote backends). Free for a local
         repository without locks; one restic run otherwise."""
-        before = self._local_lock_count()
+        before = self.local_lock_count()
         if before == 0:
             return 0
         self._run("unlock", ["unlock"])
-        after = self._local_lock_count()
+        after = self.local_lock_count()
         removed = None if before is None or after is None else before - after
         if removed:
             log.info("removed %d stale lock(s) from %s", removed, self.config.display)

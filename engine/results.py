@@ -31,6 +31,17 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def parse_size(text: str) -> int:
+    """ "1.500 KiB" -> 1536: ``human_size`` read back (to within its three decimals)."""
+    number, _, unit = text.strip().partition(" ")
+    try:
+        value = float(number)
+    except ValueError:
+        return 0
+    power = _UNITS.index(unit) if unit in _UNITS else 0
+    return round(value * (1 << (10 * power)))
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 

@@ -36,8 +36,12 @@ REPLICASETS = ResourceType("apps/v1", "replicasets", True, "ReplicaSet")
 JOBS = ResourceType("batch/v1", "jobs", True, "Job")
 CRONJOBS = ResourceType("batch/v1", "cronjobs", True, "CronJob")
 ROLES = ResourceType("rbac.authorization.k8s.io/v1", "roles", True, "Role")
+CLUSTER_ROLES = ResourceType("rbac.authorization.k8s.io/v1", "clusterroles", False, "ClusterRole")
 ROLE_BINDINGS = ResourceType("rbac.authorization.k8s.io/v1", "rolebindings", True, "RoleBinding")
 LEASES = ResourceType("coordination.k8s.io/v1", "leases", True, "Lease")
+SUBJECT_ACCESS_REVIEWS = ResourceType(
+    "authorization.k8s.io/v1", "subjectaccessreviews", False, "SubjectAccessReview"
+)
 WEBHOOK_CONFIGS = ResourceType(
     "admissionregistration.k8s.io/v1",
     "mutatingwebhookconfigurations",

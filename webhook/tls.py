@@ -84,8 +84,19 @@ class CertificateReloader:
             connection.context = current
 
     def _read(self) -> tuple[bytes, bytes]:
-        """Certificate and key as one snapshot: read again while the certificate changes under
-        us (a writer renewing them between our two reads)."""
+        """Certificate and key as one snapshot. Published as one version directory behind a
+        symlink (``certs.files``, a Secret volume): both are read from the version they
+        resolve to, which is never rewritten, only replaced (read again if it went meanwhile).
+        Plain files: read again while the certificate changes under us."""
+        for _ in range(READ_ATTEMPTS * 10):
+            cert_path = Path(os.path.realpath(self.cert_file))
+            key_path = Path(os.path.realpath(self.key_file))
+            if cert_path.parent != key_path.parent or cert_path == self.cert_file.absolute():
+                break  # not one published version: plain files
+            try:
+                return cert_path.read_bytes(), key_path.read_bytes()
+            except FileNotFoundError:
+                continue  # that version was replaced and removed between resolving and reading
         cert = self.cert_file.read_bytes()
         for _ in range(READ_ATTEMPTS):
             key = self.key_file.read_bytes()

@@ -6,11 +6,14 @@ connection would hit, and the API server's own admission says what every pod is 
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 from devcluster import containment
+from devcluster.build import RESTIC_VERSION
 from devcluster.images import Images
 from devcluster.node import Node, NodeRecord, remove_node
 from kube import Client
@@ -132,3 +135,31 @@ def test_an_image_the_node_lacks_fails_the_pod_instead_of_being_pulled(
         return (waiting or {}).get("reason")
 
     assert eventually(lambda: reason() == "ErrImageNeverPull", 60, "ErrImageNeverPull")
+
+
+def test_the_image_runs_the_very_restic_the_tests_run(
+    cluster: Node, kube: Client, namespace: str, images: Images
+) -> None:
+    pod = {
+        "metadata": {"name": "restic-version"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": images.stash.name,
+                    "command": ["sh", "-c", "restic version && sha256sum $(command -v restic)"],
+                }
+            ],
+        },
+    }
+    (step,) = run_pod(kube, namespace, pod)
+    assert step.returncode == 0, step.output
+    here = subprocess.run(["restic", "version"], capture_output=True, text=True, check=True)
+    pinned = RESTIC_VERSION.removeprefix("v")
+    assert here.stdout.startswith(f"restic {pinned} ")
+    assert step.output.splitlines()[0] == here.stdout.strip()
+    binary = shutil.which("restic")
+    assert binary is not None
+    digest = hashlib.sha256(Path(binary).read_bytes()).hexdigest()
+    assert step.output.splitlines()[1] == f"{digest}  /usr/local/bin/restic"

@@ -4,6 +4,8 @@ success from host stats, and an operator killed mid-session."""
 from __future__ import annotations
 
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,15 @@ from controller.caches import FUNCTIONS, JOBS, TASKS
 from controller.operator import Operator, OperatorOptions
 from controller.session_status import parse_time
 from controller.sessions import create_session
-from devcluster import ControlPlane
+from devcluster import ControlPlane, services
 from kube import Client
 from kube.types import BACKUP_BATCHES as BATCHES
 from kube.types import BACKUP_SESSIONS as SESSIONS
+from kube.types import CLUSTER_ROLES, DEPLOYMENTS, PODS, REPOSITORIES
 from tests.factories import batch, member
 from tests.integration.helpers import eventually
 from tests.integration.test_operator import _setup
+from tests.prometheus import metric_value
 
 
 def _start(kubeconfig: Path) -> tuple[Operator, threading.Event, threading.Thread, Client]:
@@ -311,3 +315,182 @@ def test_a_repository_lists_the_invokers_using_it(
         30,
         "the reference to go",
     )
+
+
+@pytest.fixture
+def impatient_operator(control_plane: ControlPlane) -> Iterator[Operator]:
+    """An operator that gives a sidecar target 2 s to have a ready pod carrying the sidecar."""
+    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
+    options = OperatorOptions(image="stash-py:test", leader_elect=False, sidecar_grace=2.0)
+    op = Operator(client, options)
+    stop = threading.Event()
+    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
+    thread.start()
+    eventually(op.caches.synced, 30, "the operator's caches")
+    yield op
+    stop.set()
+    thread.join(15)
+    client.close()
+
+
+def _target_failure(kube: Client, namespace: str, name: str) -> str:
+    def failed() -> str | None:
+        status = _session(kube, namespace, name).get("status") or {}
+        targets = status.get("targets") or []
+        if status.get("phase") != "Failed" or not targets:
+            return None
+        conditions = targets[0].get("conditions") or []
+        return next((str(x["message"]) for x in conditions if x["type"] == "BackupFailed"), None)
+
+    return eventually(failed, 60, f"session {name} to fail")
+
+
+def _pods_of_web(kube: Client, namespace: str) -> list[dict[str, Any]]:
+    return list(kube.list(PODS, namespace, label_selector="app=web")["items"])
+
+
+def test_a_sidecar_target_no_sidecar_can_carry_out_fails_after_the_grace_saying_why(
+    impatient_operator: Operator, kube: Client, namespace: str
+) -> None:
+    # No timeOut: without this the session would stay Running for the 24 h default deadline.
+    _ready_batch(kube, namespace, member("Deployment", "web"))
+    eventually(lambda: _pods_of_web(kube, namespace), 60, "web's pod")
+    # Its pod was made without the webhook here: it runs without the sidecar.
+    first = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    message = _target_failure(kube, namespace, first)
+    assert f"1 pod(s) of Deployment {namespace}/web run without the stash sidecar" in message
+    assert "kubectl rollout restart deployment/web" in message
+
+    kube.patch(DEPLOYMENTS, "web", {"spec": {"replicas": 0}}, namespace=namespace)
+    eventually(lambda: not _pods_of_web(kube, namespace), 60, "web scaled to 0")
+    later = int(time.time()) + 1
+    made = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=later)
+    second = str(made["metadata"]["name"])
+    message = _target_failure(kube, namespace, second)
+    assert message == (
+        f"Deployment {namespace}/web has no pods (scaled to 0?): "
+        "no stash sidecar runs to back it up"
+    )
+
+
+def test_a_sidecar_whose_service_account_may_not_read_its_sessions_is_said_on_the_invoker(
+    impatient_operator: Operator, kube: Client, namespace: str
+) -> None:
+    """The sidecar's ClusterRole is not installed: the RoleBinding the operator makes grants
+    nothing, and every call of the sidecar would be forbidden."""
+    role = kube.get(CLUSTER_ROLES, "stash-sidecar")
+    kube.delete(CLUSTER_ROLES, "stash-sidecar")
+    try:
+        _setup(kube, namespace)
+        obj = batch("nightly", namespace, member("Deployment", "web"))
+        obj["spec"]["repository"] = {"name": "repo"}
+        kube.create(obj, namespace)
+
+        def refused() -> str | None:
+            status = kube.get(BATCHES, "nightly", namespace).get("status") or {}
+            for cond in status.get("conditions") or []:
+                if cond["type"] == c.SIDECAR_AUTHORIZED and cond["status"] == "False":
+                    return str(cond["message"])
+            return None
+
+        message = eventually(refused, 30, "SidecarAuthorized=False")
+        assert message.startswith(
+            f"Deployment web (service account {namespace}/default) may not "
+            "list backupsessions.stash.appscode.com, watch backupsessions.stash.appscode.com"
+        )
+        eventually(
+            lambda: any(
+                e["reason"] == "SidecarNotAuthorized" and e["message"] == message
+                for e in _events_about(kube, namespace, "nightly")
+            ),
+            30,
+            "a SidecarNotAuthorized Event",
+        )
+        name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+        assert _target_failure(kube, namespace, name) == message
+    finally:
+        role["metadata"] = {"name": "stash-sidecar"}
+        kube.create(role)
+
+
+def _operator_with_gateway(control_plane: ControlPlane, url: str) -> tuple[Operator, Any]:
+    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
+    options = OperatorOptions(
+        image="stash-py:test", leader_elect=False, pushgateway_url=url, metrics_check=2.0
+    )
+    op = Operator(client, options)
+    stop = threading.Event()
+    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
+    thread.start()
+    eventually(op.caches.synced, 30, "the operator's caches")
+
+    def shut() -> None:
+        stop.set()
+        thread.join(15)
+        client.close()
+
+    return op, shut
+
+
+def _gateway_metrics(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:  # noqa: S310
+        return str(response.read().decode())
+
+
+def test_metrics_lost_with_the_pushgateway_come_back_from_the_api_within_a_minute(
+    control_plane: ControlPlane, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    first_gateway = services.pushgateway(tmp_path / "gateway-1")
+    _, shut = _operator_with_gateway(control_plane, first_gateway.url)
+    try:
+        _ready_batch(kube, namespace, member("Deployment", "web"))
+        name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+        eventually(lambda: _phase(kube, namespace, name) == "Running", 30, "the session to run")
+        kube.patch(
+            REPOSITORIES,
+            "repo",
+            {"status": {"integrity": True, "totalSize": "1.500 KiB", "snapshotCount": 3}},
+            namespace=namespace,
+            subresource="status",
+        )
+        status = _session(kube, namespace, name)["status"]
+        status["targets"][0]["stats"] = [{"hostname": "host-0", "phase": "Succeeded"}]
+        status["conditions"] = [*status.get("conditions", []), *_repository_done()]
+        kube.patch(SESSIONS, name, {"status": status}, namespace=namespace, subresource="status")
+        eventually(lambda: _phase(kube, namespace, name) == "Succeeded", 30, "Succeeded")
+    finally:
+        shut()  # the leader goes away with its Pushgateway, which held the session's metrics
+        first_gateway.stop()
+
+    labels = {"invoker_name": "nightly", "namespace": namespace}
+    second_gateway = services.pushgateway(tmp_path / "gateway-2")  # the new leader's: empty
+    try:
+        assert (
+            metric_value(_gateway_metrics(second_gateway.url), "stash_backup_session_success")
+            is None
+        )
+        started = time.monotonic()
+        _, shut = _operator_with_gateway(control_plane, second_gateway.url)
+        try:
+
+            def restored() -> str | None:
+                text = _gateway_metrics(second_gateway.url)
+                wanted = ("stash_backup_session_success", "stash_repository_snapshot_count")
+                return (
+                    text
+                    if all(metric_value(text, m, **labels) is not None for m in wanted)
+                    else None
+                )
+
+            text = eventually(restored, 60, "the metrics back in the new Pushgateway")
+            assert time.monotonic() - started < 60
+            assert metric_value(text, "stash_backup_session_success", **labels) == 1.0
+            assert metric_value(text, "stash_backup_target_success", **labels, name="web") == 1.0
+            assert metric_value(text, "stash_backup_last_success_time_seconds", **labels)
+            assert metric_value(text, "stash_repository_snapshot_count", **labels) == 3.0
+            assert metric_value(text, "stash_repository_size_bytes", **labels) == 1536.0
+            assert metric_value(text, "stash_repository_integrity", **labels) == 1.0
+        finally:
+            shut()
+    finally:
+        second_gateway.stop()

@@ -478,3 +478,35 @@ def test_history_keeps_the_newest_results_and_the_newest_skipped_each_up_to_the_
     ]
     assert history_to_delete(sessions, 2, "zzz", None) == ["a"]
     assert sorted(history_to_delete(sessions, 0, "zzz", None)) == ["a", "b", "c"]  # keeps one
+
+
+def test_history_never_lets_the_last_successful_session_go() -> None:
+    sessions = [
+        _finished("a", "Succeeded", 0),
+        _finished("b", "Succeeded", 1),
+        _finished("c", "Failed", 2),
+        _finished("d", "Failed", 3),
+    ]
+    assert sorted(history_to_delete(sessions, 1, "zzz", None)) == ["a", "c"]
+
+
+def test_a_sidecar_target_no_sidecar_can_carry_out_fails_with_why_the_others_go_on() -> None:
+    invoker = _invoker(member("Deployment", "web"), member("PersistentVolumeClaim", "shared"))
+    started = next_status(_session(), _seen(invoker), T0).status
+    why = "Deployment demo/web has no pods (scaled to 0?): no stash sidecar runs to back it up"
+    running_job = {"metadata": {"name": "j"}, "status": {"active": 1}}
+    seen = _seen(invoker, sidecar_absent={0: why}, jobs={1: running_job})
+    later = next_status(_session(**started), seen, T0 + dt.timedelta(minutes=3)).status
+    web, shared = later["targets"]
+    assert web["phase"] == "Failed"
+    assert next(x for x in web["conditions"] if x["type"] == "BackupFailed")["message"] == why
+    assert shared["phase"] != "Failed"
+    assert later["phase"] == "Running", "the PVC member still runs"
+
+
+def test_a_sidecar_target_whose_hosts_reported_is_not_failed_for_absent_pods() -> None:
+    invoker = _invoker(member("Deployment", "web"))
+    started = next_status(_session(), _seen(invoker), T0).status
+    started["targets"][0]["stats"] = [_host("Succeeded")]
+    later = next_status(_session(**started), _seen(invoker, sidecar_absent={0: "gone"}), T0).status
+    assert later["targets"][0]["phase"] == "Succeeded"

@@ -1,0 +1,81 @@
+"""Why no sidecar can back up a workload target: the judgement behind failing a sidecar target
+that never reports, instead of leaving its session Running until the deadline.
+
+A sidecar target is carried out by the ``stash`` containers of the workload's pods. When none
+of its pods is ready with one — the workload scaled to 0, its pods created before the opt-in
+label (so without the sidecar), the sidecar crashing — nothing will ever report, and the
+target fails saying which of these it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.constants import SIDECAR_CONTAINER
+from controller.invoker import selector_matches
+
+JSON = dict[str, Any]
+
+
+def match_labels_selector(workload: JSON) -> str | None:
+    """The ``labelSelector`` of the workload's ``matchLabels`` (expressions are applied by
+    ``pods_of``); None when it has none."""
+    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
+
+
+def pods_of(workload: JSON, pods: list[JSON]) -> list[JSON]:
+    """The pods (of the workload's namespace) its selector picks, terminating ones left out."""
+    selector = (workload.get("spec") or {}).get("selector")
+    if not selector:
+        return []
+    return [
+        p
+        for p in pods
+        if not p["metadata"].get("deletionTimestamp")
+        and selector_matches(selector, p["metadata"].get("labels") or {})
+    ]
+
+
+def _sidecar_status(pod: JSON) -> JSON | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == SIDECAR_CONTAINER:
+            return dict(status)
+    return None
+
+
+def _has_sidecar(pod: JSON) -> bool:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return any(c.get("name") == SIDECAR_CONTAINER for c in containers)
+
+
+def _not_ready_reason(status: JSON | None) -> str:
+    state = (status or {}).get("state") or {}
+    waiting = state.get("waiting") or {}
+    if waiting:
+        return f"{waiting.get('reason', 'Waiting')}: {waiting.get('message', '')}".rstrip(": ")
+    terminated = state.get("terminated") or (status or {}).get("lastState", {}).get("terminated")
+    if terminated:
+        return f"exited {terminated.get('exitCode')} ({terminated.get('reason', '')})"
+    return "not ready"
+
+
+def why_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | None:
+    """Why none of ``pods`` (the workload's) can back it up; None when one can."""
+    where = f"{kind} {namespace}/{name}"
+    with_sidecar = [p for p in pods if _has_sidecar(p)]
+    if any((_sidecar_status(p) or {}).get("ready") for p in with_sidecar):
+        return None
+    if not pods:
+        return f"{where} has no pods (scaled to 0?): no stash sidecar runs to back it up"
+    if not with_sidecar:
+        return (
+            f"{len(pods)} pod(s) of {where} run without the stash sidecar: they were created "
+            f"before the opt-in label; restart them (kubectl rollout restart "
+            f"{kind.lower()}/{name} -n {namespace}) to back them up"
+        )
+    reasons = "; ".join(
+        f"pod {p['metadata']['name']}: {_not_ready_reason(_sidecar_status(p))}"
+        for p in with_sidecar[:5]
+    )
+    return f"no stash sidecar of {where} is ready ({reasons})"

@@ -88,15 +88,16 @@ class CertificateReloader:
         symlink (``certs.files``, a Secret volume): both are read from the version they
         resolve to, which is never rewritten, only replaced (read again if it went meanwhile).
         Plain files: read again while the certificate changes under us."""
-        for _ in range(READ_ATTEMPTS * 10):
-            cert_path = Path(os.path.realpath(self.cert_file))
-            key_path = Path(os.path.realpath(self.key_file))
-            if cert_path.parent != key_path.parent or cert_path == self.cert_file.absolute():
-                break  # not one published version: plain files
-            try:
-                return cert_path.read_bytes(), key_path.read_bytes()
-            except FileNotFoundError:
-                continue  # that version was replaced and removed between resolving and reading
+        if self.cert_file.is_symlink() or self.key_file.is_symlink():
+            for _ in range(READ_ATTEMPTS * 100):
+                cert_path = Path(os.path.realpath(self.cert_file))
+                key_path = Path(os.path.realpath(self.key_file))
+                if cert_path.parent != key_path.parent:
+                    continue  # resolved across a swap (or not one version directory at all)
+                try:
+                    return cert_path.read_bytes(), key_path.read_bytes()
+                except FileNotFoundError:
+                    continue  # that version was replaced and removed between resolving and reading
         cert = self.cert_file.read_bytes()
         for _ in range(READ_ATTEMPTS):
             key = self.key_file.read_bytes()

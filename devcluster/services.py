@@ -104,7 +104,14 @@ def pushgateway(state: Path, port: int | None = None, *, detached: bool = False)
         "prometheus-pushgateway", "apt-get install prometheus-pushgateway (scripts/setup does)"
     )
     port = port or free_port()
-    command = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: every
+    # gateway started here would load what earlier ones held. In memory only, as in the pod.
+    command = [
+        binary,
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--persistence.file=",
+        "--log.level=warn",
+    ]
     service = Service("pushgateway", command, port, state / "pushgateway.log", detached=detached)
     return service.start("/-/ready")
 

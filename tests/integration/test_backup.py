@@ -514,6 +514,7 @@ def test_the_batch_hooks_run_once_each_around_the_whole_backup(
     operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), _HookServer)
+    server.socket.setblocking(False)  # a connection gone before accept must not hang shutdown
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _HookServer.calls = []
     port = server.server_address[1]

@@ -3,6 +3,7 @@ success from host stats, and an operator killed mid-session."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import urllib.request
@@ -20,6 +21,7 @@ from controller.operator import Operator, OperatorOptions
 from controller.session_status import parse_time
 from controller.sessions import create_session
 from devcluster import ControlPlane, services
+from devcluster.cluster import free_port
 from kube import Client
 from kube.types import BACKUP_BATCHES as BATCHES
 from kube.types import BACKUP_SESSIONS as SESSIONS
@@ -358,7 +360,8 @@ def test_a_sidecar_target_no_sidecar_can_carry_out_fails_after_the_grace_saying_
     # Its pod was made without the webhook here: it runs without the sidecar.
     first = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
     message = _target_failure(kube, namespace, first)
-    assert f"1 pod(s) of Deployment {namespace}/web run without the stash sidecar" in message
+    # (one or two: the opt-in label rolls the Deployment, and no webhook injects here)
+    assert re.search(rf"^\d pod\(s\) of Deployment {namespace}/web run without the stash", message)
     assert "kubectl rollout restart deployment/web" in message
 
     kube.patch(DEPLOYMENTS, "web", {"spec": {"replicas": 0}}, namespace=namespace)
@@ -426,8 +429,9 @@ def _operator_with_gateway(control_plane: ControlPlane, url: str) -> tuple[Opera
 
     def shut() -> None:
         stop.set()
-        thread.join(15)
+        thread.join(30)
         client.close()
+        assert not thread.is_alive(), "the operator did not stop"
 
     return op, shut
 
@@ -463,7 +467,8 @@ def test_metrics_lost_with_the_pushgateway_come_back_from_the_api_within_a_minut
         first_gateway.stop()
 
     labels = {"invoker_name": "nightly", "namespace": namespace}
-    second_gateway = services.pushgateway(tmp_path / "gateway-2")  # the new leader's: empty
+    port = next(p for p in iter(free_port, None) if p != first_gateway.port)
+    second_gateway = services.pushgateway(tmp_path / "gateway-2", port)  # the new leader's
     try:
         assert (
             metric_value(_gateway_metrics(second_gateway.url), "stash_backup_session_success")

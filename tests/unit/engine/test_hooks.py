@@ -37,6 +37,9 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[int]:
     httpd = HTTPServer(("127.0.0.1", 0), _Recorder)
+    # A tcpSocket hook connects and closes at once: its connection can be gone between the
+    # server's select and its accept, and a blocking accept would then hang shutdown().
+    httpd.socket.setblocking(False)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     _Recorder.requests = []
     yield httpd.server_address[1]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from api import constants as c
 from api.conditions import has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name, hook_job_name
 from api.repository import Repository
+from controller.background import Background
 from controller.backup_job import JobError, JobInputs, build_job
 from controller.caches import (
     BACKUP_SESSIONS,
@@ -82,8 +84,11 @@ class SessionReconciler:
         self.writes = Writes()
         self.jobs_created = 0
         self.events = EventRecorder(client, "stash-operator")
+        self.pushes: Background[Key, None] = Background("metrics-push")
+        self._enqueue: Callable[[Key], None] = lambda key: None
 
     def register(self, controller: Controller[Key]) -> None:
+        self._enqueue = controller.enqueue
         sessions = self.caches.informer(BACKUP_SESSIONS)
         sessions.subscribe(
             on_replace=controller.replace_handler(_session_key),
@@ -294,12 +299,13 @@ class SessionReconciler:
 
     # -- what follows the end of a session (each step guarded, so none repeats) -------------------
 
-    @staticmethod
-    def _finished(session: JSON) -> bool:
+    def _finished(self, session: JSON) -> bool:
         status = session.get("status") or {}
         if status.get("phase") not in TERMINAL:
             return False
         if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
+            return False
+        if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
             return False
         return status.get("phase") != "Failed" or status.get("retried") is not None
 
@@ -326,7 +332,7 @@ class SessionReconciler:
                 now=now,
             )
         if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
-            status["conditions"] = self._push_metrics(session, status, invoker, now)
+            self._push_metrics(session, status, invoker, now)
         retry = spec.get("retryConfig")
         if status.get("phase") != "Failed" or status.get("retried") is not None:
             return None
@@ -391,11 +397,24 @@ class SessionReconciler:
         self.writes.record(meta["namespace"])
         self.events.record(session, "Warning", "GlobalHookFailed", failure)
 
-    def _push_metrics(
-        self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime
-    ) -> list[JSON]:
-        """Push the session's and its targets' metrics once; the condition says how it went."""
+    def _push_metrics(self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime) -> None:
+        """Push the session's and its targets' metrics once, off the worker (a Pushgateway may
+        take its 10 s); the pass after the push records how it went as ``MetricsPushed``."""
         meta = session["metadata"]
+        key = (meta["namespace"], meta["name"])
+        pushed = self.pushes.take(key)
+        if pushed is not None:
+            error = pushed.error
+            ok = error is None
+            status["conditions"] = set_condition(
+                status.get("conditions"),
+                c.METRICS_PUSHED,
+                ok,
+                "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
+                "pushed session metrics" if ok else str(error),
+                now=now,
+            )
+            return
         history = [
             s
             for s in self._sessions_of(meta["namespace"], invoker["metadata"]["name"])
@@ -404,14 +423,9 @@ class SessionReconciler:
         outcome = session_outcome(status, history, now)
         repo = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
         who = metrics.Invoker(invoker["kind"], invoker["metadata"]["name"], meta["namespace"], repo)
-        try:
-            metrics.push(self.pushgateway_url, who.job, {}, metrics.session_registry(who, outcome))
-            ok, reason, message = True, "SuccessfullyPushedMetrics", "pushed session metrics"
-        except metrics.MetricsError as exc:
-            ok, reason, message = False, "FailedToPushMetrics", str(exc)
-        return set_condition(
-            status.get("conditions"), c.METRICS_PUSHED, ok, reason, message, now=now
-        )
+        registry = metrics.session_registry(who, outcome)
+        url = self.pushgateway_url
+        self.pushes.submit(key, lambda: metrics.push(url, who.job, {}, registry), self._enqueue)
 
     def _clean_history(
         self, namespace: str, invoker: str, limit: int, current: str, phase: str | None

@@ -2,21 +2,25 @@
 and ``wipeOut``: a finalizer that deletes the backend's data when the Repository is deleted.
 
 The finalizer is only added where wiping is possible (REST and S3 backends; never local ones,
-whose volume the operator cannot reach). A wipe that fails is retried a few times with backoff
-and then given up with a Warning Event, the data kept: a Repository must never be undeletable
-because its backend is gone. If the storage Secret is already gone (a namespace being deleted
-takes it with it), there are no credentials to wipe with: the data is kept and an Event says so.
+whose volume the operator cannot reach). The wipe itself runs off the controller's worker
+(``controller.background``): a large repository being wiped does not stall the others. A wipe
+that fails is retried a few times with backoff and then given up with a Warning Event, the data
+kept: a Repository must never be undeletable because its backend is gone. If the storage Secret
+is already gone (a namespace being deleted takes it with it), there are no credentials to wipe
+with: the data is kept and an Event says so.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
 from api import constants as c
 from api.repository import Repository
+from controller.background import Background
 from controller.caches import INVOKER_TYPES, REPOSITORIES, Caches
 from controller.runtime import Controller, Result, Writes
 from engine.host_backup import SetupError, storage_secret
@@ -45,8 +49,12 @@ class RepositoryReconciler:
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
         self._wipe_attempts: dict[Key, int] = {}
+        self.wipes: Background[Key, int] = Background("wipe-out")
+        self._enqueue: Callable[[Key], None] = lambda key: None
 
     def register(self, controller: Controller[Key]) -> None:
+        self._enqueue = controller.enqueue
+
         def own(obj: JSON) -> Key:
             meta = obj.get("metadata", {})
             return (meta.get("namespace", ""), meta.get("name", ""))
@@ -82,6 +90,7 @@ class RepositoryReconciler:
         repo = self.caches.get(REPOSITORIES, namespace, name)
         if repo is None:
             self._wipe_attempts.pop(key, None)
+            self.wipes.forget(key)
             return None
         repo = {"apiVersion": c.V1ALPHA1, "kind": "Repository", **repo}
         finalizers = list(repo["metadata"].get("finalizers") or [])
@@ -166,20 +175,25 @@ class RepositoryReconciler:
                 "the backend's data is kept",
             )
             return
-        try:
-            deleted = wipe_out(model, data)
-        except WipeError as exc:
+        outcome = self.wipes.take(key)
+        if outcome is None:
+            # Off the worker; the key comes back when the wipe has ended.
+            self.wipes.submit(key, lambda: wipe_out(model, data), self._enqueue)
+            return
+        if outcome.error is not None:
+            if not isinstance(outcome.error, WipeError):
+                raise outcome.error
             attempts = self._wipe_attempts.get(key, 0) + 1
             self._wipe_attempts[key] = attempts
             if attempts < WIPE_ATTEMPTS:
-                log.warning("wiping out %s/%s (attempt %d): %s", *key, attempts, exc)
-                raise  # retried with backoff
+                log.warning("wiping out %s/%s (attempt %d): %s", *key, attempts, outcome.error)
+                raise outcome.error  # retried with backoff
             self._release(
                 key,
                 repo,
                 "Warning",
                 "WipeOutFailed",
-                f"gave up after {attempts} attempts, the backend's data is kept: {exc}",
+                f"gave up after {attempts} attempts, the backend's data is kept: {outcome.error}",
             )
             return
         self._release(
@@ -187,5 +201,5 @@ class RepositoryReconciler:
             repo,
             "Normal",
             "WipedOut",
-            f"deleted the repository's data from the backend ({deleted} objects)",
+            f"deleted the repository's data from the backend ({outcome.value} objects)",
         )

@@ -20,6 +20,7 @@ node's containerd. A change of any input builds that image (and those built on i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -210,17 +211,21 @@ class Builder:
                 source.write_text(PAUSE_C)
                 binary = Path(tmp) / "pause"
                 _run(["gcc", "-static", "-O2", "-o", str(binary), str(source)], "gcc pause.c")
-                container = self._buildah("from", "scratch", what="buildah from").strip()
-                try:
-                    self._buildah("copy", container, str(binary), "/pause", what="buildah copy")
-                    self._buildah(
-                        "config", "--entrypoint", '["/pause"]', container, what="buildah config"
-                    )
-                    self._buildah("commit", container, name, what="buildah commit")
-                finally:
-                    self._buildah("rm", container, what="buildah rm")
+                self._one_binary(name, binary, "/pause")
 
         return self._committed(name, self.root / f"pause-{key}.tar", build)
+
+    def _one_binary(self, name: str, binary: Path, path: str) -> None:
+        """Commit ``name``: an image of nothing but ``binary`` at ``path``, its entrypoint."""
+        container = self._buildah("from", "scratch", what="buildah from").strip()
+        try:
+            self._buildah("copy", container, str(binary), path, what="buildah copy")
+            self._buildah(
+                "config", "--entrypoint", json.dumps([path]), container, what="buildah config"
+            )
+            self._buildah("commit", container, name, what="buildah commit")
+        finally:
+            self._buildah("rm", container, what="buildah rm")
 
     def _on_base(
         self, base: Image, name: str, archive: Path, configure: Callable[[str], None]
@@ -282,15 +287,7 @@ class Builder:
 
         def build() -> None:
             self.progress(f"building the restic {version} image (the pinned build, from scratch)")
-            container = self._buildah("from", "scratch", what="buildah from").strip()
-            try:
-                self._buildah("copy", container, str(binary), "/usr/bin/restic", what="copy")
-                self._buildah(
-                    "config", "--entrypoint", '["/usr/bin/restic"]', container, what="config"
-                )
-                self._buildah("commit", container, name, what="buildah commit")
-            finally:
-                self._buildah("rm", container, what="buildah rm")
+            self._one_binary(name, binary, "/usr/bin/restic")
 
         return self._committed(name, self.root / f"restic-{key}.tar", build)
 

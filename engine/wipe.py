@@ -1,25 +1,27 @@
 """Deleting a repository's data from its backend (a Repository with ``wipeOut: true`` being
 deleted). restic has no command for it, so this speaks the backend's own protocol: restic's REST
-protocol (list each file type, DELETE each file, then the config) and S3 (ListObjectsV2 under the
-prefix, DeleteObject each, signed with AWS Signature V4). Local repositories are never wiped
-(their volume is not the operator's to reach); other backends are refused with a clear error.
+protocol (list each file type, DELETE each file, then the config) and S3 through the MinIO
+client (list under the prefix, delete in batches; session tokens, path and virtual-host style).
+Local repositories are never wiped (their volume is not the operator's to reach); other backends
+are refused with a clear error.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import hashlib
-import hmac
 import json
 import logging
 import ssl
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+from minio.error import S3Error
 
 from api.repository import Repository
 
@@ -27,7 +29,6 @@ log = logging.getLogger(__name__)
 WIPEABLE = ("rest", "s3")
 REST_TYPES = ("data", "index", "keys", "locks", "snapshots")
 _TIMEOUT = 30.0
-_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 class WipeError(RuntimeError):
@@ -128,86 +129,57 @@ class S3Target:
     region: str
 
 
-def _sign(
-    method: str,
-    url: str,
-    *,
-    region: str,
-    access_key: str,
-    secret_key: str,
-    now: dt.datetime,
-) -> dict[str, str]:
-    """AWS Signature Version 4 headers for a request with an empty body."""
-    parts = urlsplit(url)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    day = now.strftime("%Y%m%d")
-    payload = hashlib.sha256(b"").hexdigest()
-    query = "&".join(sorted(q for q in parts.query.split("&") if q))
-    host = parts.netloc
-    canonical = "\n".join(
-        [
-            method,
-            parts.path or "/",
-            query,
-            f"host:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n",
-            "host;x-amz-content-sha256;x-amz-date",
-            payload,
-        ]
+def _s3_client(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -> Minio:
+    endpoint = target.endpoint if "://" in target.endpoint else f"https://{target.endpoint}"
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WipeError(f"{_display(endpoint)}: only http and https backends can be wiped out")
+    http = urllib3.PoolManager(
+        ssl_context=_context(secret, insecure),
+        cert_reqs="CERT_NONE" if insecure else "CERT_REQUIRED",
+        timeout=urllib3.Timeout(connect=10, read=_TIMEOUT),
+        retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
     )
-    scope = f"{day}/{region}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = f"AWS4{secret_key}".encode()
-    for part in (day, region, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return {
-        "x-amz-date": stamp,
-        "x-amz-content-sha256": payload,
-        "Authorization": (
-            f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
-            f"SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"
-        ),
-    }
-
-
-def _s3_request(
-    method: str, url: str, target: S3Target, secret: Mapping[str, str]
-) -> urllib.request.Request:
-    headers = _sign(
-        method,
-        url,
+    return Minio(
+        parts.netloc.rpartition("@")[2],
+        access_key=secret.get("AWS_ACCESS_KEY_ID") or None,
+        secret_key=secret.get("AWS_SECRET_ACCESS_KEY") or None,
+        # STS / IRSA credentials: restic is given the token, so the wipe must be too.
+        session_token=secret.get("AWS_SESSION_TOKEN") or None,
+        secure=parts.scheme == "https",
         region=target.region,
-        access_key=secret.get("AWS_ACCESS_KEY_ID", ""),
-        secret_key=secret.get("AWS_SECRET_ACCESS_KEY", ""),
-        now=dt.datetime.now(dt.UTC),
+        http_client=http,
     )
-    return _request(url, headers, method)
 
 
 def _wipe_s3(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -> int:
-    endpoint = target.endpoint if "://" in target.endpoint else f"https://{target.endpoint}"
-    base = f"{endpoint.rstrip('/')}/{quote(target.bucket)}"
+    """Every object under the prefix, deleted in batches (S3 DeleteObjects, up to 1,000 keys a
+    request) by the MinIO client: path or virtual-host style as the endpoint needs, signed
+    with the session token when there is one."""
+    client = _s3_client(target, secret, insecure=insecure)
     prefix = target.prefix.strip("/")
-    context = _context(secret, insecure)
+    where = f"s3 {target.bucket}/{prefix}"
     deleted = 0
-    token = ""
-    while True:
-        query = "list-type=2" + (f"&prefix={quote(prefix + '/', safe='')}" if prefix else "")
-        if token:
-            query += f"&continuation-token={quote(token, safe='')}"
-        body = _send(_s3_request("GET", f"{base}?{query}", target, secret), context)
-        # The Repository's own endpoint; expat refuses entity-expansion bombs.
-        listing = ET.fromstring(body)  # noqa: S314
-        keys = [el.text or "" for el in listing.iter(f"{_S3_NS}Key")]
-        for key in keys:
-            url = f"{base}/{quote(key, safe='/')}"
-            _send(_s3_request("DELETE", url, target, secret), context)
-            deleted += 1
-        truncated = listing.findtext(f"{_S3_NS}IsTruncated") == "true"
-        token = listing.findtext(f"{_S3_NS}NextContinuationToken") or ""
-        if not truncated or not token:
-            break
-    log.info("wiped out %d objects under s3 %s/%s", deleted, target.bucket, prefix)
+
+    def keys() -> Iterator[DeleteObject]:
+        nonlocal deleted
+        listed = client.list_objects(
+            target.bucket, prefix=f"{prefix}/" if prefix else None, recursive=True
+        )
+        for obj in listed:
+            if obj.object_name:
+                deleted += 1
+                yield DeleteObject(obj.object_name)
+
+    try:
+        for failure in client.remove_objects(target.bucket, keys()):
+            raise WipeError(f"{where}: deleting {failure.name}: {failure.code} {failure.message}")
+    except S3Error as exc:
+        if exc.code == "NoSuchBucket":
+            log.info("wipe out: bucket %s does not exist; nothing to delete", target.bucket)
+            return 0
+        raise WipeError(f"{where}: {exc.code}: {exc.message}") from None
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        raise WipeError(f"{where}: {exc}") from None
+    log.info("wiped out %d objects under %s", deleted, where)
     return deleted

@@ -32,9 +32,12 @@ from tests.integration.test_operator import _setup
 from tests.prometheus import metric_value
 
 
-def _start(kubeconfig: Path) -> tuple[Operator, threading.Event, threading.Thread, Client]:
+def _start(
+    kubeconfig: Path, **options: Any
+) -> tuple[Operator, threading.Event, threading.Thread, Client]:
     client = Client.from_kubeconfig(str(kubeconfig))
-    operator = Operator(client, OperatorOptions(image="stash-py:test", leader_elect=False))
+    settings = OperatorOptions(image="stash-py:test", leader_elect=False, **options)
+    operator = Operator(client, settings)
     stop = threading.Event()
     thread = threading.Thread(target=operator.run, args=(stop,), daemon=True)
     thread.start()
@@ -322,13 +325,7 @@ def test_a_repository_lists_the_invokers_using_it(
 @pytest.fixture
 def impatient_operator(control_plane: ControlPlane) -> Iterator[Operator]:
     """An operator that gives a sidecar target 2 s to have a ready pod carrying the sidecar."""
-    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
-    options = OperatorOptions(image="stash-py:test", leader_elect=False, sidecar_grace=2.0)
-    op = Operator(client, options)
-    stop = threading.Event()
-    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
-    thread.start()
-    eventually(op.caches.synced, 30, "the operator's caches")
+    op, stop, thread, client = _start(control_plane.kubeconfig, sidecar_grace=2.0)
     yield op
     stop.set()
     thread.join(15)
@@ -417,15 +414,9 @@ def test_a_sidecar_whose_service_account_may_not_read_its_sessions_is_said_on_th
 
 
 def _operator_with_gateway(control_plane: ControlPlane, url: str) -> tuple[Operator, Any]:
-    client = Client.from_kubeconfig(str(control_plane.kubeconfig))
-    options = OperatorOptions(
-        image="stash-py:test", leader_elect=False, pushgateway_url=url, metrics_check=2.0
+    op, stop, thread, client = _start(
+        control_plane.kubeconfig, pushgateway_url=url, metrics_check=2.0
     )
-    op = Operator(client, options)
-    stop = threading.Event()
-    thread = threading.Thread(target=op.run, args=(stop,), daemon=True)
-    thread.start()
-    eventually(op.caches.synced, 30, "the operator's caches")
 
     def shut() -> None:
         stop.set()

@@ -158,10 +158,11 @@ class LockInfo:
 
 
 def parse_restic_time(text: str) -> dt.datetime:
-    """restic's RFC 3339 times carry nanoseconds ("...:18.726162119Z") and any offset."""
+    """restic's RFC 3339 times carry nanoseconds ("...:18.726162119Z") and any offset. A time
+    that cannot be read is taken as the far future: a lock of unknown age is never stale."""
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
     if not match:
-        return dt.datetime.fromtimestamp(0, dt.UTC)
+        return dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
     fraction = (match[2] or ".0")[:7]
     offset = "+00:00" if match[3] == "Z" else match[3]
     return dt.datetime.fromisoformat(match[1] + fraction + offset)

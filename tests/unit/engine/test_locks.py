@@ -114,3 +114,11 @@ def test_restics_lock_times_are_read_with_nanoseconds_and_offsets(
     text: str, expected: dt.datetime
 ) -> None:
     assert parse_restic_time(text) == expected
+
+
+def test_a_lock_whose_time_cannot_be_read_is_never_taken_for_stale() -> None:
+    unreadable = LockInfo.from_json("b" * 64, {"hostname": "web-0", "time": "yesterday"})
+    holder = pod("web-0", NOW - 60 * MINUTE)
+    assert verdict(unreadable, holders(POD, holder)) is Verdict.ALIVE
+    shared = Here("web-1", "web-1", "demo", POD.started, repository_only_here=False)
+    assert verdict(unreadable, holders(shared)) is Verdict.UNKNOWN

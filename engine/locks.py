@@ -16,7 +16,10 @@ Here a lock is judged by who took it, as the API server knows it:
 - the name of a pod of this namespace: dead when that pod has ended, or when its restic
   container (the ``stash`` sidecar; else any of a Job pod's) started after the lock was taken
   (it restarted since); alive while one that started before it runs;
-- no such pod: dead when the Repository is used from this namespace only, else unknown;
+- no such pod, but one of that name was here (its Events, kept an hour, say so): dead when the
+  Repository is used from this namespace only, else unknown; never a pod here (restic run by
+  hand from a workstation, say): dead once older than two of restic's lock refreshes (it
+  refreshes a live lock every 5 minutes), else kept;
 - anything else (the node's name on the host network, an API error): unknown, kept.
 
 Dead locks are removed one by one where the backend allows it (a local repository), else with
@@ -42,12 +45,13 @@ from api.repository import Repository
 from engine.restic import LockInfo, Restic
 from kube import Client
 from kube.errors import KubeError, NotFound
-from kube.types import PODS
+from kube.types import EVENTS, PODS
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 STALE_AFTER = dt.timedelta(minutes=30)  # restic's StaleLockTimeout
+UNREFRESHED = dt.timedelta(minutes=11)  # two of restic's 5-minute lock refreshes, and a margin
 CLOCK_SKEW = dt.timedelta(seconds=5)
 # A pod of this namespace by name; None: no such pod; KubeError: could not ask.
 PodLookup = Callable[[str], JSON | None]
@@ -86,6 +90,7 @@ class Holders:
     where: Here
     pod: PodLookup
     pods: Callable[[], list[JSON]]  # every pod of the namespace
+    was_pod: Callable[[str], bool] = lambda name: False  # a pod of that name was here lately
 
 
 def container_started(proc: Path = Path("/proc")) -> dt.datetime | None:
@@ -201,16 +206,23 @@ def _same_host(
     return _by_process(lock, mine, pid_running, restarted)
 
 
-def _other_host(lock: LockInfo, where: Here, pod: PodLookup) -> tuple[Verdict, str]:
+def _other_host(
+    lock: LockInfo, where: Here, holders: Holders, now: dt.datetime
+) -> tuple[Verdict, str]:
     try:
-        found = pod(lock.hostname)
+        found = holders.pod(lock.hostname)
+        was_pod = found is None and holders.was_pod(lock.hostname)
     except KubeError as exc:
         return Verdict.UNKNOWN, f"cannot look pod {lock.hostname} up: {exc}"
     if found is not None:
         return _pod_verdict(lock, found)
+    if not was_pod:
+        if now - lock.time > UNREFRESHED:
+            return Verdict.DEAD, f"{lock.hostname} is no pod and has not refreshed it"
+        return Verdict.UNKNOWN, f"{lock.hostname} is no pod of {where.namespace}"
     if where.repository_only_here:
-        return Verdict.DEAD, f"no pod {lock.hostname} exists where the repository is used"
-    return Verdict.UNKNOWN, f"no pod {lock.hostname} in {where.namespace}; maybe elsewhere"
+        return Verdict.DEAD, f"pod {lock.hostname} is gone"
+    return Verdict.UNKNOWN, f"pod {lock.hostname} is gone here; maybe elsewhere"
 
 
 def judge(
@@ -225,7 +237,7 @@ def judge(
         return Verdict.DEAD, f"not refreshed since {lock.time:%Y-%m-%dT%H:%M:%SZ}"
     if lock.hostname == where.hostname:
         return _same_host(lock, where, holders, pid_running)
-    return _other_host(lock, where, holders.pod)
+    return _other_host(lock, where, holders, now)
 
 
 def holders_of(client: Client, namespace: str, repository: Repository) -> Holders | None:
@@ -250,7 +262,11 @@ def holders_of(client: Client, namespace: str, repository: Repository) -> Holder
     def pods() -> list[JSON]:
         return list(client.list(PODS, namespace).get("items") or [])
 
-    return Holders(here(pod_name, namespace, only_here), pod, pods)
+    def was_pod(name: str) -> bool:
+        selector = f"involvedObject.kind=Pod,involvedObject.name={name}"
+        return bool(client.list(EVENTS, namespace, field_selector=selector).get("items"))
+
+    return Holders(here(pod_name, namespace, only_here), pod, pods, was_pod)
 
 
 def clear_stale_locks(restic: Restic, holders: Holders | None) -> int | None:

@@ -21,7 +21,7 @@ from engine.backend import backend_config
 from engine.locks import CLOCK_SKEW, Here, Holders, clear_stale_locks
 from engine.restic import Restic
 from kube import Client, NotFound
-from kube.types import PODS
+from kube.types import EVENTS, PODS
 from tests.integration.conftest import REST_PASSWORD, REST_USER
 from tests.integration.helpers import eventually
 from tests.integration.test_restic import PASSWORD, repository
@@ -91,6 +91,19 @@ def _holder_pod(kube: Client, namespace: str, name: str, image: str) -> dict[str
     return eventually(running, 120, f"pod {name} to run")
 
 
+def _gone(kube: Client, namespace: str, name: str) -> None:
+    kube.delete(PODS, name, namespace)
+
+    def deleted() -> bool:
+        try:
+            kube.get(PODS, name, namespace)
+        except NotFound:
+            return True
+        return False
+
+    eventually(deleted, 60, f"pod {name} to go")
+
+
 def _holders(kube: Client, namespace: str) -> Holders:
     def pod(name: str) -> dict[str, Any] | None:
         try:
@@ -105,7 +118,12 @@ def _holders(kube: Client, namespace: str) -> Holders:
         started=dt.datetime.now(dt.UTC),
         repository_only_here=True,
     )
-    return Holders(where, pod, lambda: list(kube.list(PODS, namespace)["items"]))
+
+    def was_pod(name: str) -> bool:
+        selector = f"involvedObject.kind=Pod,involvedObject.name={name}"
+        return bool(kube.list(EVENTS, namespace, field_selector=selector)["items"])
+
+    return Holders(where, pod, lambda: list(kube.list(PODS, namespace)["items"]), was_pod)
 
 
 def _hosts(restic: Restic) -> list[str]:
@@ -118,7 +136,10 @@ def test_locks_of_gone_and_restarted_pods_are_removed_and_a_live_pods_lock_is_ke
     _holder_pod(kube, namespace, "holder-live", images.app.name)
     live = _lock_as(restic, "holder-live")
     try:
-        _killed(_lock_as(restic, "holder-gone"))  # no such pod
+        # A pod killed mid-backup and gone since (its Events still say it was here).
+        _holder_pod(kube, namespace, "holder-gone", images.app.name)
+        _killed(_lock_as(restic, "holder-gone"))
+        _gone(kube, namespace, "holder-gone")
         _killed(_lock_as(restic, "holder-restarted"))
         # The pod of that name (re)starts clearly after its lock was taken (beyond the clock
         # skew allowed): its restic cannot be the one that took it.
@@ -140,17 +161,6 @@ def test_locks_of_gone_and_restarted_pods_are_removed_and_a_live_pods_lock_is_ke
     finally:
         _killed(live)
     # The live holder's backup is killed and its pod goes: now every lock is dead.
-    kube.delete(PODS, "holder-live", namespace)
-    eventually(
-        lambda: (
-            not [
-                p
-                for p in kube.list(PODS, namespace)["items"]
-                if p["metadata"]["name"] == "holder-live"
-            ]
-        ),
-        60,
-        "holder-live to go",
-    )
+    _gone(kube, namespace, "holder-live")
     clear_stale_locks(restic, _holders(kube, namespace))
     assert restic.locks() == []

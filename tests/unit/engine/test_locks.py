@@ -31,9 +31,10 @@ def pod(name: str, started: dt.datetime | None, *, sidecar: bool = True, **extra
     }
 
 
-def holders(where: Here, *pods: Any) -> Holders:
+def holders(where: Here, *pods: Any, gone: tuple[str, ...] = ()) -> Holders:
+    """``pods`` exist; ``gone`` were pods here lately (their Events say so)."""
     by_name = {p["metadata"]["name"]: p for p in pods}
-    return Holders(where, by_name.get, lambda: list(pods))
+    return Holders(where, by_name.get, lambda: list(pods), lambda name: name in gone)
 
 
 POD = Here("web-1", "web-1", "demo", NOW - 10 * MINUTE, repository_only_here=True)
@@ -45,9 +46,15 @@ def verdict(lk: LockInfo, h: Holders, running: bool = True) -> Verdict:
 
 
 def test_a_lock_of_a_pod_that_is_gone_is_dead_when_only_this_namespace_uses_the_repo() -> None:
-    assert verdict(lock("web-0"), holders(POD)) is Verdict.DEAD
+    assert verdict(lock("web-0"), holders(POD, gone=("web-0",))) is Verdict.DEAD
     shared = Here("web-1", "web-1", "demo", POD.started, repository_only_here=False)
-    assert verdict(lock("web-0"), holders(shared)) is Verdict.UNKNOWN
+    assert verdict(lock("web-0"), holders(shared, gone=("web-0",))) is Verdict.UNKNOWN
+
+
+def test_a_lock_of_a_host_that_never_was_a_pod_here_is_kept_while_it_may_be_refreshed() -> None:
+    # restic run by hand on a workstation: kept while it can be live (refreshed every 5 min)
+    assert verdict(lock("laptop", age=4 * MINUTE), holders(POD)) is Verdict.UNKNOWN
+    assert verdict(lock("laptop", age=12 * MINUTE), holders(POD)) is Verdict.DEAD
 
 
 def test_a_lock_of_a_running_pod_whose_restic_ran_since_before_it_is_alive() -> None:

@@ -67,3 +67,11 @@ def has_condition(conditions: list[Condition] | None, type_: str) -> bool:
 def is_true(conditions: list[Condition] | None, type_: str) -> bool:
     condition = get_condition(conditions, type_)
     return condition is not None and condition.get("status") == "True"
+
+
+def false_message(conditions: list[Condition] | None, type_: str) -> str | None:
+    """The message of condition ``type_`` when it is False (None: absent, or not False)."""
+    condition = get_condition(conditions, type_)
+    if condition is None or condition.get("status") != "False":
+        return None
+    return str(condition.get("message", ""))

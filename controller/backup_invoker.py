@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from api import constants as c
-from api.conditions import set_condition
+from api.conditions import false_message, set_condition
 from api.repository import Repository
 from controller.caches import (
     INVOKER_TYPES,
@@ -446,21 +446,13 @@ class InvokerReconciler:
                     )
                 else:
                     self.events.record(invoker, "Warning", status.phase, "; ".join(status.problems))
-            refusal_now = _condition(new_status, c.SIDECAR_AUTHORIZED)
-            refusal_before = _condition(old_status, c.SIDECAR_AUTHORIZED)
+            refusal_now = false_message(new_status.get("conditions"), c.SIDECAR_AUTHORIZED)
+            refusal_before = false_message(old_status.get("conditions"), c.SIDECAR_AUTHORIZED)
             if sidecar_refused and refusal_now != refusal_before:
                 self.events.record(invoker, "Warning", "SidecarNotAuthorized", refusal_now or "")
         if status.phase == "NotReady" or sidecar_refused:
             return Result(requeue_after=NOT_READY_RECHECK)
         return None
-
-
-def _condition(status: JSON, type_: str) -> str | None:
-    """The message of a False condition ``type_`` (None: not there, or not False)."""
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == type_ and cond.get("status") == "False":
-            return str(cond.get("message", ""))
-    return None
 
 
 def _volume_names(workload: JSON) -> frozenset[str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from api import constants as c
-from api.conditions import has_condition, is_true, now_rfc3339, set_condition
+from api.conditions import false_message, has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name, hook_job_name
 from api.repository import Repository
 from controller.background import Background
@@ -193,7 +193,9 @@ class SessionReconciler:
         created = parse_time(session["metadata"]["creationTimestamp"])
         if not waiting or (now - created).total_seconds() < self.sidecar_grace:
             return {}
-        refused = _false_condition(invoker or {}, c.SIDECAR_AUTHORIZED)
+        refused = false_message(
+            ((invoker or {}).get("status") or {}).get("conditions"), c.SIDECAR_AUTHORIZED
+        )
         absent = {}
         for view in waiting:
             if refused and f"{view.kind} {view.name} (" in refused:
@@ -523,13 +525,6 @@ class SessionReconciler:
         except AlreadyExists:
             pass  # created before a restart: the same Job, by name
         return None
-
-
-def _false_condition(obj: JSON, type_: str) -> str | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == type_ and cond.get("status") == "False":
-            return str(cond.get("message", ""))
-    return None
 
 
 def _session_key(obj: JSON) -> Key:

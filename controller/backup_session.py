@@ -39,11 +39,11 @@ from controller.session_status import (
     fail_member,
     history_to_delete,
     next_status,
-    parse_time,
     session_outcome,
 )
 from controller.sessions import create_session
 from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
+from controller.targets import parse_time
 from controller.tenancy import read_tenancy
 from engine import metrics
 from engine.batch_hook import CONDITIONS

@@ -21,7 +21,8 @@ from urllib.error import URLError
 from prometheus_client import CollectorRegistry
 
 from controller.caches import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, Caches
-from controller.session_status import parse_time, session_outcome
+from controller.session_status import session_outcome
+from controller.targets import parse_time
 from engine import metrics
 from engine.results import RepositoryFigures, parse_duration, parse_size
 

@@ -15,26 +15,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
-from api.conditions import get_condition, is_true, now_rfc3339, set_condition
+from api.conditions import get_condition, is_true, set_condition
 from controller.invoker import MemberView
+from controller.targets import (
+    TARGET_TERMINAL,
+    Executor,
+    deadline,
+    fail_executor,
+    fail_target,
+    fail_unfinished,
+    format_duration,
+    host_failures,
+    in_order,
+    job_target,
+    parse_time,
+    past_deadline,
+    phase_from_stats,
+)
 from engine.hooks import is_final_attempt, should_run_post_hook
 from engine.metrics import SessionOutcome, TargetOutcome
-from engine.results import go_duration, parse_duration
+from engine.results import parse_duration
 
 JSON = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed", "Skipped")
-DEFAULT_SESSION_TIMEOUT = "24h"  # the deadline of a session whose invoker sets no timeOut
-TARGET_TERMINAL = ("Succeeded", "Failed")
 REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
-
-
-def format_duration(delta: dt.timedelta) -> str:
-    """Like Go's Duration.String(), to a tenth of a second: 41.2s, 2m3s, 1h0m5s."""
-    return go_duration(delta.total_seconds(), decimals=1)
-
-
-def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+BACKUP = Executor(
+    "backup",
+    c.BACKUP_EXECUTOR_ENSURED,
+    "SuccessfullyEnsuredBackupExecutor",
+    "FailedToEnsureBackupExecutor",
+    "BackupFailed",
+)
 
 
 def history_to_delete(
@@ -88,38 +99,6 @@ class Decision:
     run_hook: str | None = None  # "preBackup" / "postBackup": the batch's hook to run now
 
 
-def _job_failure(job: JSON) -> str | None:
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Failed" and cond.get("status") == "True":
-            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".rstrip(": ")
-    return None
-
-
-def _job_complete(job: JSON) -> bool:
-    return any(
-        cond.get("type") == "Complete" and cond.get("status") == "True"
-        for cond in (job.get("status") or {}).get("conditions") or []
-    )
-
-
-def _phase_from_stats(target: JSON) -> str | None:
-    stats = target.get("stats") or []
-    total = int(target.get("totalHosts") or 1)
-    if len(stats) < total:
-        return None
-    return "Failed" if any(s.get("phase") == "Failed" for s in stats) else "Succeeded"
-
-
-def host_failures(target: JSON) -> str:
-    """The failed hosts of a target and their errors, for its condition and Events."""
-    failed = [
-        f"host {s.get('hostname', '?')}: {s.get('error') or 'failed'}"
-        for s in target.get("stats") or []
-        if s.get("phase") == "Failed"
-    ]
-    return "; ".join(failed) or "failed"
-
-
 def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> SessionOutcome:
     """The metrics of a finished session: success, duration, and the last success times of the
     invoker and each target (this session, else the newest earlier one that succeeded)."""
@@ -165,13 +144,6 @@ def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> Sess
     return SessionOutcome(succeeded, duration, last, tuple(targets))
 
 
-def _fail_target(target: JSON, message: str, now: dt.datetime) -> None:
-    target["phase"] = "Failed"
-    target["conditions"] = set_condition(
-        target.get("conditions"), "BackupFailed", True, "BackupFailed", message, now=now
-    )
-
-
 def _skip(status: JSON, reason: str, message: str, now: dt.datetime) -> Decision:
     status["phase"] = "Skipped"
     status["conditions"] = set_condition(
@@ -196,11 +168,10 @@ def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Dec
         {"ref": view.ref, "totalHosts": seen.total_hosts.get(view.index, 1), "phase": "Pending"}
         for view in seen.members
     ]
-    # Without a timeOut a session still ends: a target whose executor never reports would
-    # otherwise keep it Running, and every later slot Skipped, for ever.
-    timeout = (invoker.get("spec") or {}).get("timeOut") or DEFAULT_SESSION_TIMEOUT
-    created = parse_time(session["metadata"]["creationTimestamp"])
-    status["sessionDeadline"] = now_rfc3339(created + parse_duration(timeout))
+    # Without a timeOut a session still ends (24 h): every later slot would be Skipped.
+    status["sessionDeadline"] = deadline(
+        session["metadata"]["creationTimestamp"], (invoker.get("spec") or {}).get("timeOut")
+    )
     status["phase"] = "Running"
     return None
 
@@ -209,60 +180,32 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
     """Move every target on; the members whose Job must be created now."""
     sequential = ((seen.invoker or {}).get("spec") or {}).get("executionOrder") == "Sequential"
     create: list[int] = []
-    blocked_by: int | None = None
-    for view, target in zip(seen.members, status["targets"], strict=False):
-        if target.get("phase") not in TARGET_TERMINAL:
-            if blocked_by is not None:
-                _fail_target(target, f"not run: member {blocked_by} failed before it", now)
-                continue
-            if view.index in seen.refused:
-                _fail_target(target, seen.refused[view.index], now)
-            elif view.task is None:  # sidecar: the hosts report their own stats
-                target["phase"] = _phase_from_stats(target) or "Running"
-                if target["phase"] == "Failed":
-                    _fail_target(target, host_failures(target), now)
-                elif target["phase"] == "Running" and view.index in seen.sidecar_absent:
-                    _fail_target(target, seen.sidecar_absent[view.index], now)
-            else:
-                _job_model_target(view, target, seen.jobs.get(view.index), create, now)
-        if sequential and target["phase"] == "Failed" and blocked_by is None:
-            blocked_by = view.index
-        elif sequential and target["phase"] != "Succeeded":
-            break  # the next member starts once this one has succeeded
+    views = {view.index: view for view in seen.members}
+
+    def move(index: int, target: JSON) -> None:
+        view = views[index]
+        if index in seen.refused:
+            fail_target(target, BACKUP, seen.refused[index], now)
+        elif view.task is None:  # sidecar: the hosts report their own stats
+            target["phase"] = phase_from_stats(target) or "Running"
+            if target["phase"] == "Failed":
+                fail_target(target, BACKUP, host_failures(target), now)
+            elif target["phase"] == "Running" and index in seen.sidecar_absent:
+                fail_target(target, BACKUP, seen.sidecar_absent[index], now)
+        elif job_target(target, seen.jobs.get(index), BACKUP, now):
+            create.append(index)
+
+    pairs = [
+        (view.index, target) for view, target in zip(seen.members, status["targets"], strict=False)
+    ]
+    in_order(pairs, sequential, move, BACKUP, now)
     return create
-
-
-def _past_deadline(status: JSON, now: dt.datetime) -> bool:
-    deadline = status.get("sessionDeadline")
-    if not deadline or now <= parse_time(deadline):
-        return False
-    for target in status["targets"]:
-        if target.get("phase") not in TARGET_TERMINAL:
-            _fail_target(target, f"the session's deadline {deadline} passed", now)
-    status["conditions"] = set_condition(
-        status.get("conditions"),
-        c.DEADLINE_EXCEEDED,
-        True,
-        "FailedToCompleteWithinDeadline",
-        f"the backup did not finish by {deadline}",
-        now=now,
-    )
-    return True
 
 
 def fail_member(session: JSON, status: JSON, index: int, message: str, now: dt.datetime) -> JSON:
     """``status`` with target ``index`` failed (e.g. its Job could not be built) and the
     session's phase settled again."""
-    target = status["targets"][index]
-    target["conditions"] = set_condition(
-        target.get("conditions"),
-        c.BACKUP_EXECUTOR_ENSURED,
-        False,
-        "FailedToEnsureBackupExecutor",
-        message,
-        now=now,
-    )
-    _fail_target(target, message, now)
+    fail_executor(status["targets"][index], BACKUP, message, now)
     _settle(session, status, now)
     return status
 
@@ -308,16 +251,16 @@ def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
             return skipped
     hooks = _batch_hooks(seen.invoker)
     pre = _hook_state(status, hooks, "preBackup", c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
-    if pre == "due" and not _past_deadline(status, now):
+    if pre == "due" and not past_deadline(status, status["targets"], BACKUP, now):
         return Decision(status, run_hook="preBackup")  # targets stay Pending until it ran
     if pre == "failed":
-        for target in status["targets"]:
-            if target.get("phase") not in TARGET_TERMINAL:
-                _fail_target(target, "not run: the batch's preBackup hook failed", now)
+        fail_unfinished(
+            status["targets"], BACKUP, "not run: the batch's preBackup hook failed", now
+        )
         create: list[int] = []
     else:
         create = _advance(status, seen, now)
-    if _past_deadline(status, now):
+    if past_deadline(status, status["targets"], BACKUP, now):
         create = []
     _settle(session, status, now)
     if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
@@ -358,47 +301,3 @@ def _hook_state(
         if not should_run_post_hook(hook.get("executionPolicy"), succeeded, final_attempt):
             return "none"
     return "due"
-
-
-def _job_model_target(
-    view: MemberView, target: JSON, job: JSON | None, create: list[int], now: dt.datetime
-) -> None:
-    ensured = is_true(target.get("conditions"), c.BACKUP_EXECUTOR_ENSURED)
-    if job is None:
-        if ensured:
-            _fail_target(target, "the backup Job was deleted before it finished", now)
-        else:
-            create.append(view.index)
-            target["phase"] = "Running"
-            target["conditions"] = set_condition(
-                target.get("conditions"),
-                c.BACKUP_EXECUTOR_ENSURED,
-                True,
-                "SuccessfullyEnsuredBackupExecutor",
-                "the backup Job was created",
-                now=now,
-            )
-        return
-    if not ensured:  # created before the status said so (a write lost to a restart)
-        target["conditions"] = set_condition(
-            target.get("conditions"),
-            c.BACKUP_EXECUTOR_ENSURED,
-            True,
-            "SuccessfullyEnsuredBackupExecutor",
-            "the backup Job exists",
-            now=now,
-        )
-    failure = _job_failure(job)
-    reported = _phase_from_stats(target)
-    if reported == "Failed":
-        _fail_target(target, host_failures(target), now)
-    elif reported is not None:
-        target["phase"] = reported
-    elif failure is not None:
-        _fail_target(target, f"backup Job {job['metadata']['name']} failed ({failure})", now)
-    elif _job_complete(job):
-        _fail_target(
-            target, f"backup Job {job['metadata']['name']} completed without reporting stats", now
-        )
-    else:
-        target["phase"] = "Running"

@@ -18,8 +18,8 @@ from api.conditions import is_true, now_rfc3339
 from api.naming import session_name
 from controller.caches import FUNCTIONS, JOBS, TASKS
 from controller.operator import Operator, OperatorOptions
-from controller.session_status import parse_time
 from controller.sessions import create_session
+from controller.targets import parse_time
 from devcluster import ControlPlane, services
 from devcluster.cluster import free_port
 from kube import Client

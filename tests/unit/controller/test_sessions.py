@@ -15,12 +15,12 @@ from controller.builtin_tasks import builtin_objects
 from controller.invoker import members_of
 from controller.session_status import (
     Observed,
-    format_duration,
     history_to_delete,
     next_status,
     session_outcome,
 )
 from controller.substitution import SubstitutionError, substitute, substitute_all
+from controller.targets import format_duration
 from engine.results import parse_duration
 from tests.factories import batch, member
 

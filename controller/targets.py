@@ -1,0 +1,200 @@
+"""What backup and restore sessions share: how a target's phase follows from its hosts' stats
+and from its Job, one target after another or all at once, the session's deadline, and
+durations and times as Stash writes them. Each kind of session names its conditions through an
+``Executor``.
+
+A BackupSession's ``targets[]`` and a RestoreSession's or RestoreBatch's members are the same
+shape here: ``{ref, phase, totalHosts, stats[], conditions[]}``, each stat with ``hostname``,
+``phase`` and ``error``. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from api.conditions import is_true, now_rfc3339, set_condition
+from api.constants import DEADLINE_EXCEEDED
+from engine.results import go_duration, parse_duration
+
+JSON = dict[str, Any]
+TARGET_TERMINAL = ("Succeeded", "Failed")
+DEFAULT_SESSION_TIMEOUT = "24h"  # the deadline of a session whose invoker sets no timeOut
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """Like Go's Duration.String(), to a tenth of a second: 41.2s, 2m3s, 1h0m5s."""
+    return go_duration(delta.total_seconds(), decimals=1)
+
+
+def parse_time(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+
+
+def deadline(created: str, time_out: str | None) -> str:
+    """The deadline of a session created at ``created``: its ``timeOut`` later, 24 h without
+    one (a target whose executor never reports would otherwise keep it Running for ever)."""
+    return now_rfc3339(parse_time(created) + parse_duration(time_out or DEFAULT_SESSION_TIMEOUT))
+
+
+def job_failure(job: JSON) -> str | None:
+    """Why a Job failed (its Failed condition's reason and message), or None."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".rstrip(": ")
+    return None
+
+
+def job_complete(job: JSON) -> bool:
+    return any(
+        cond.get("type") == "Complete" and cond.get("status") == "True"
+        for cond in (job.get("status") or {}).get("conditions") or []
+    )
+
+
+def phase_from_stats(target: JSON) -> str | None:
+    """Succeeded or Failed once every host has reported (None before): one failed host fails
+    the target."""
+    stats = target.get("stats") or []
+    total = int(target.get("totalHosts") or 1)
+    if len(stats) < total:
+        return None
+    return "Failed" if any(s.get("phase") == "Failed" for s in stats) else "Succeeded"
+
+
+def host_failures(target: JSON) -> str:
+    """The failed hosts of a target and their errors, for its condition and Events."""
+    failed = [
+        f"host {s.get('hostname', '?')}: {s.get('error') or 'failed'}"
+        for s in target.get("stats") or []
+        if s.get("phase") == "Failed"
+    ]
+    return "; ".join(failed) or "failed"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How a kind of session names what happens to its targets, in conditions and messages."""
+
+    noun: str  # "backup" / "restore"
+    ensured: str  # the condition type: the target's executor (its Job) is in place
+    ensured_reason: str
+    not_ensured_reason: str  # the Job could not be made (a missing Task, an unset variable)
+    failed: str  # the condition type set on a failed target, with the reason
+    created: tuple[tuple[str, str], ...] = ()  # more (type, reason) set when the Job is made
+
+
+def fail_target(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
+    target["phase"] = "Failed"
+    target["conditions"] = set_condition(
+        target.get("conditions"), executor.failed, True, executor.failed, message, now=now
+    )
+
+
+def in_order(
+    pairs: Iterable[tuple[int, JSON]],
+    sequential: bool,
+    move: Callable[[int, JSON], None],
+    executor: Executor,
+    now: dt.datetime,
+) -> None:
+    """Move each unfinished target on (``move(index, target)``), all at once or, with
+    ``executionOrder: Sequential``, each once the one before has succeeded; after a failure
+    the later ones fail without running."""
+    blocked_by: int | None = None
+    for index, target in pairs:
+        if target.get("phase") not in TARGET_TERMINAL:
+            if blocked_by is not None:
+                fail_target(target, executor, f"not run: member {blocked_by} failed before it", now)
+                continue
+            move(index, target)
+        if sequential and target.get("phase") == "Failed" and blocked_by is None:
+            blocked_by = index
+        elif sequential and target.get("phase") != "Succeeded":
+            break  # the next member starts once this one has succeeded
+
+
+def job_target(target: JSON, job: JSON | None, executor: Executor, now: dt.datetime) -> bool:
+    """Move a Job-model target on from its Job (None: not there); True when the Job is to be
+    created now. The hosts' stats decide; a Job that failed, completed without reporting, or
+    vanished after it was made fails the target with the reason."""
+    ensured = is_true(target.get("conditions"), executor.ensured)
+    if job is None:
+        if ensured:
+            fail_target(
+                target, executor, f"the {executor.noun} Job was deleted before it finished", now
+            )
+            return False
+        target["phase"] = "Running"
+        _ensured(target, executor, f"the {executor.noun} Job was created", now)
+        return True
+    if not ensured:  # created before the status said so (a write lost to a restart)
+        _ensured(target, executor, f"the {executor.noun} Job exists", now)
+    failure = job_failure(job)
+    reported = phase_from_stats(target)
+    name = job["metadata"]["name"]
+    if reported == "Failed":
+        fail_target(target, executor, host_failures(target), now)
+    elif reported is not None:
+        target["phase"] = reported
+    elif failure is not None:
+        fail_target(target, executor, f"{executor.noun} Job {name} failed ({failure})", now)
+    elif job_complete(job):
+        fail_target(
+            target, executor, f"{executor.noun} Job {name} completed without reporting stats", now
+        )
+    else:
+        target["phase"] = "Running"
+    return False
+
+
+def _ensured(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
+    conditions = set_condition(
+        target.get("conditions"), executor.ensured, True, executor.ensured_reason, message, now=now
+    )
+    for type_, reason in executor.created:
+        conditions = set_condition(conditions, type_, True, reason, message, now=now)
+    target["conditions"] = conditions
+
+
+def fail_unfinished(
+    targets: Iterable[JSON], executor: Executor, message: str, now: dt.datetime
+) -> None:
+    for target in targets:
+        if target.get("phase") not in TARGET_TERMINAL:
+            fail_target(target, executor, message, now)
+
+
+def fail_executor(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
+    """Fail a target whose Job could not be made (built or created), saying why."""
+    target["conditions"] = set_condition(
+        target.get("conditions"),
+        executor.ensured,
+        False,
+        executor.not_ensured_reason,
+        message,
+        now=now,
+    )
+    fail_target(target, executor, message, now)
+
+
+def past_deadline(
+    status: JSON, targets: Iterable[JSON], executor: Executor, now: dt.datetime
+) -> bool:
+    """Whether ``status.sessionDeadline`` has passed; if so the unfinished targets fail and
+    the session gets ``DeadlineExceeded``."""
+    when = status.get("sessionDeadline")
+    if not when or now <= parse_time(when):
+        return False
+    fail_unfinished(targets, executor, f"the session's deadline {when} passed", now)
+    status["conditions"] = set_condition(
+        status.get("conditions"),
+        DEADLINE_EXCEEDED,
+        True,
+        "FailedToCompleteWithinDeadline",
+        f"the {executor.noun} did not finish by {when}",
+        now=now,
+    )
+    return True

@@ -17,7 +17,6 @@ from typing import Any
 
 from api import constants as c
 from api.conditions import false_message, set_condition
-from api.repository import Repository
 from controller.caches import (
     INVOKER_TYPES,
     NAMESPACES,
@@ -28,21 +27,20 @@ from controller.caches import (
     WORKLOAD_TYPES,
     Caches,
 )
+from controller.facts import FactReader, volume_names
 from controller.invoker import (
     InvokerFacts,
     InvokerStatus,
     MemberView,
     evaluate,
     members_of,
-    refusal,
 )
 from controller.runtime import Controller, Result, Writes
 from controller.sidecar_access import AccessReviewer, sidecar_permissions
-from controller.tenancy import allowed_invoker_namespaces, read_tenancy
+from controller.tenancy import allowed_invoker_namespaces
 from controller.trigger import cronjob, rbac_objects, sidecar_binding
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
-from kube.types import SECRETS
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +83,7 @@ class InvokerReconciler:
         self._ref_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._schedule_verdicts: dict[str, str | None] = {}
         self.access = AccessReviewer(client)
+        self.reader = FactReader(client, caches, operator_namespace)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -156,7 +155,7 @@ class InvokerReconciler:
             (template.get("labels") or {}).get(c.BACKUP_LABEL),
             # the sidecar's RoleBinding names the pods' service account
             pod.get("serviceAccountName"),
-            _volume_names(obj),  # a sidecar member may mount only volumes the pods have
+            volume_names(obj),  # a sidecar member may mount only volumes the pods have
         )
         with self._refs_lock:
             if self._ref_marks.get(ref) == mark:
@@ -189,30 +188,6 @@ class InvokerReconciler:
                 controller.enqueue((owner["kind"], meta.get("namespace", ""), owner["name"]))
 
     # -- reading facts -------------------------------------------------------------------------
-
-    def _exists(self, view: MemberView) -> bool:
-        namespace = view.target_namespace
-        if view.kind in WORKLOAD_TYPES:
-            return self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name) is not None
-        if view.kind == c.PVC_KIND:
-            return self.caches.get(PVCS, namespace, view.name) is not None
-        api_version = view.ref.get("apiVersion") or "v1"
-        try:
-            rt = self.client.resource_type(api_version, view.kind)
-            self.client.get(rt, view.name, namespace if rt.namespaced else None)
-        except NotFound:
-            return False
-        return True
-
-    def _secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """The Secret's keys, None when it does not exist; its values are never kept."""
-        try:
-            body = self.client.request("GET", SECRETS.path(namespace, name))
-        except NotFound:
-            return None
-        keys = frozenset((body.get("data") or {}).keys())
-        del body
-        return keys
 
     def _schedule_problem(self, namespace: str, schedule: str) -> str | None:
         """What the API server says of ``schedule`` (a dry-run CronJob), so that a schedule is
@@ -248,44 +223,13 @@ class InvokerReconciler:
         self._schedule_verdicts[schedule] = verdict
         return verdict
 
-    def _workload_volumes(self, view: MemberView) -> frozenset[str] | None:
-        if view.task is not None or view.kind not in WORKLOAD_TYPES:
-            return None
-        workload = self.caches.get(WORKLOAD_TYPES[view.kind], view.namespace, view.name)
-        return _volume_names(workload) if workload is not None else None
-
     def facts(self, invoker: JSON) -> InvokerFacts:
-        namespace = invoker["metadata"]["namespace"]
-        views = members_of(invoker)
-        # The grants of the other namespaces the members name, from the Namespace cache.
-        others = {v.target_namespace for v in views} - {namespace}
-        tenancy = read_tenancy(self.caches, self.operator_namespace, others)
-        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
-        repo_obj = self.caches.get(
-            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
-        )
-        repo = Repository.from_dict(repo_obj) if repo_obj else None
-        secret = repo.spec.backend.storage_secret_name if repo else None
-        ns_obj = self.caches.get(NAMESPACES, "", namespace) or {}
-        keys = self._secret_keys(repo.metadata.namespace or "", secret) if repo and secret else None
         schedule = (invoker.get("spec") or {}).get("schedule")
-        members = [v for v in views if v.kind and not refusal(v, tenancy)]
-        volumes = {v.index: self._workload_volumes(v) for v in members}
-        return InvokerFacts(
-            tenancy=tenancy,
-            repository=repo,
-            invoker_namespace_labels=ns_obj.get("metadata", {}).get("labels") or {},
-            secret_found=keys is not None,
-            secret_keys=keys,
-            # out of reach (tenancy): not even read
-            targets_found={v.index: self._exists(v) for v in members},
+        namespace = invoker["metadata"]["namespace"]
+        return self.reader.read(
+            invoker,
+            members_of(invoker),
             schedule_problem=self._schedule_problem(namespace, str(schedule)) if schedule else None,
-            workload_volumes={i: v for i, v in volumes.items() if v is not None},
-            tasks_found={
-                v.task: self.caches.get(TASKS, "", v.task) is not None
-                for v in members
-                if v.task is not None
-            },
         )
 
     # -- writing -------------------------------------------------------------------------------
@@ -453,11 +397,6 @@ class InvokerReconciler:
         if status.phase == "NotReady" or sidecar_refused:
             return Result(requeue_after=NOT_READY_RECHECK)
         return None
-
-
-def _volume_names(workload: JSON) -> frozenset[str]:
-    pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return frozenset(str(v.get("name")) for v in pod.get("volumes") or [])
 
 
 def _schedule_message(message: str) -> str:

@@ -14,8 +14,10 @@ from typing import Any
 
 from api import constants as c
 from api.backup import BackupMember, member_documents
+from api.common import TargetRef
 from api.conditions import Condition, set_condition
 from api.repository import Repository
+from api.restore import RestoreMember
 from controller import validation
 from controller.tenancy import Tenancy
 from engine.invokers import WORKLOAD_KINDS
@@ -24,20 +26,26 @@ JSON = dict[str, Any]
 RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 DEFAULT_PVC_TASK = "pvc-backup"
+DEFAULT_PVC_RESTORE_TASK = "pvc-restore"
 
 
-@dataclass(frozen=True)
-class MemberView:
-    """One member as the reconcilers use it (a BackupConfiguration is a batch of one)."""
+class MemberRef:
+    """What backup and restore members share: the target they name, and their place."""
 
     index: int
-    member: BackupMember
     namespace: str
-    batch: bool = True  # a BackupBatch member (else a BackupConfiguration's own spec)
+    batch: bool
+    DEFAULT_PVC_TASK = DEFAULT_PVC_TASK
+
+    def target_ref(self) -> TargetRef | None:
+        raise NotImplementedError
+
+    def task_name(self) -> str | None:
+        raise NotImplementedError
 
     @property
     def ref(self) -> JSON:
-        ref = self.member.target.ref if self.member.target else None
+        ref = self.target_ref()
         return ref.to_dict() if ref else {}
 
     @property
@@ -59,12 +67,46 @@ class MemberView:
 
     @property
     def task(self) -> str | None:
-        """The Task of a Job-model member (PVCs default to pvc-backup); None for sidecars."""
-        if self.member.task and self.member.task.name:
-            return self.member.task.name
+        """The Task of a Job-model member (PVCs default to the built-in one); None for
+        workloads (sidecar / init container)."""
+        if name := self.task_name():
+            return name
         if self.kind == c.PVC_KIND:
-            return DEFAULT_PVC_TASK
+            return self.DEFAULT_PVC_TASK
         return None
+
+
+@dataclass(frozen=True)
+class MemberView(MemberRef):
+    """One backup member as the reconcilers use it (a BackupConfiguration is a batch of one)."""
+
+    index: int
+    member: BackupMember
+    namespace: str
+    batch: bool = True  # a BackupBatch member (else a BackupConfiguration's own spec)
+
+    def target_ref(self) -> TargetRef | None:
+        return self.member.target.ref if self.member.target else None
+
+    def task_name(self) -> str | None:
+        return self.member.task.name if self.member.task and self.member.task.name else None
+
+
+@dataclass(frozen=True)
+class RestoreView(MemberRef):
+    """One restore member: a RestoreBatch's, or a RestoreSession's own spec (index 0)."""
+
+    index: int
+    member: RestoreMember
+    namespace: str
+    batch: bool = True
+    DEFAULT_PVC_TASK = DEFAULT_PVC_RESTORE_TASK
+
+    def target_ref(self) -> TargetRef | None:
+        return self.member.target.ref if self.member.target else None
+
+    def task_name(self) -> str | None:
+        return self.member.task.name if self.member.task and self.member.task.name else None
 
 
 @dataclass(frozen=True)
@@ -109,7 +151,7 @@ def members_of(invoker: JSON) -> list[MemberView]:
     ]
 
 
-def refusal(view: MemberView, tenancy: Tenancy) -> str | None:
+def refusal(view: MemberRef, tenancy: Tenancy) -> str | None:
     """Why the member's target is out of the invoker's reach (tenancy), or None."""
     if not view.kind or not view.name:
         return None
@@ -231,7 +273,7 @@ def _member_problems(view: MemberView, facts: InvokerFacts) -> list[str]:
     return problems
 
 
-class _Conditions:
+class ConditionSet:
     """Accumulates condition changes and what keeps the invoker from being Ready."""
 
     def __init__(
@@ -256,8 +298,8 @@ class _Conditions:
             self.not_ready.append(message)
 
 
-def _repository_conditions(
-    out: _Conditions, repo: Repository | None, repo_name: str, namespace: str, facts: InvokerFacts
+def repository_conditions(
+    out: ConditionSet, repo: Repository | None, repo_name: str, namespace: str, facts: InvokerFacts
 ) -> None:
     if repo is None:
         out.put(
@@ -305,7 +347,7 @@ def _repository_conditions(
 
 
 def _member_conditions(
-    invoker: JSON, members: list[MemberView], facts: InvokerFacts, out: _Conditions
+    invoker: JSON, members: list[MemberView], facts: InvokerFacts, out: ConditionSet
 ) -> list[JSON]:
     old = {
         (m.get("target", {}).get("kind"), m.get("target", {}).get("name")): m.get("conditions")
@@ -338,7 +380,7 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
     namespace = meta.get("namespace", "")
     members = members_of(invoker)
     problems = validation_problems(invoker, members, facts)
-    out = _Conditions((invoker.get("status") or {}).get("conditions"), now, meta.get("generation"))
+    out = ConditionSet((invoker.get("status") or {}).get("conditions"), now, meta.get("generation"))
     out.put(
         c.VALIDATION_PASSED,
         not problems,
@@ -346,7 +388,7 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
         "; ".join(problems) or "the invoker is valid",
     )
     repo_name = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
-    _repository_conditions(out, facts.repository, repo_name, namespace, facts)
+    repository_conditions(out, facts.repository, repo_name, namespace, facts)
     member_conditions = None
     if invoker.get("kind") == "BackupBatch":
         member_conditions = _member_conditions(invoker, members, facts, out)

@@ -1,0 +1,98 @@
+"""What an invoker refers to, read for its evaluation: the grants of the namespaces its members
+name, its Repository and whether the storage Secret exists (its keys, never its values), each
+target's existence, the volumes of sidecar workloads, and whether each Task is installed.
+
+Caches answer where they can; a Secret and a target of a kind nobody watches take a GET. Shared
+by the backup and the restore invokers' reconcilers; members are any ``MemberRef``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from api import constants as c
+from api.repository import Repository
+from controller.caches import NAMESPACES, PVCS, REPOSITORIES, TASKS, WORKLOAD_TYPES, Caches
+from controller.invoker import InvokerFacts, MemberRef, refusal
+from controller.tenancy import read_tenancy
+from kube import Client, NotFound
+from kube.types import SECRETS
+
+JSON = dict[str, Any]
+
+
+def volume_names(workload: JSON) -> frozenset[str]:
+    pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return frozenset(str(v.get("name")) for v in pod.get("volumes") or [])
+
+
+class FactReader:
+    def __init__(self, client: Client, caches: Caches, operator_namespace: str) -> None:
+        self.client = client
+        self.caches = caches
+        self.operator_namespace = operator_namespace
+
+    def exists(self, view: MemberRef) -> bool:
+        namespace = view.target_namespace
+        if view.kind in WORKLOAD_TYPES:
+            return self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name) is not None
+        if view.kind == c.PVC_KIND:
+            return self.caches.get(PVCS, namespace, view.name) is not None
+        api_version = view.ref.get("apiVersion") or "v1"
+        try:
+            rt = self.client.resource_type(api_version, view.kind)
+            self.client.get(rt, view.name, namespace if rt.namespaced else None)
+        except NotFound:
+            return False
+        return True
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The Secret's keys, None when it does not exist; its values are never kept."""
+        try:
+            body = self.client.request("GET", SECRETS.path(namespace, name))
+        except NotFound:
+            return None
+        keys = frozenset((body.get("data") or {}).keys())
+        del body
+        return keys
+
+    def workload_volumes(self, view: MemberRef) -> frozenset[str] | None:
+        if view.task is not None or view.kind not in WORKLOAD_TYPES:
+            return None
+        workload = self.caches.get(WORKLOAD_TYPES[view.kind], view.target_namespace, view.name)
+        return volume_names(workload) if workload is not None else None
+
+    def read(
+        self, invoker: JSON, views: Sequence[MemberRef], schedule_problem: str | None = None
+    ) -> InvokerFacts:
+        namespace = invoker["metadata"]["namespace"]
+        # The grants of the other namespaces the members name, from the Namespace cache.
+        others = {v.target_namespace for v in views} - {namespace}
+        tenancy = read_tenancy(self.caches, self.operator_namespace, others)
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        repo_obj = self.caches.get(
+            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
+        )
+        repo = Repository.from_dict(repo_obj) if repo_obj else None
+        secret = repo.spec.backend.storage_secret_name if repo else None
+        ns_obj = self.caches.get(NAMESPACES, "", namespace) or {}
+        keys = self.secret_keys(repo.metadata.namespace or "", secret) if repo and secret else None
+        members = [v for v in views if v.kind and not refusal(v, tenancy)]
+        volumes = {v.index: self.workload_volumes(v) for v in members}
+        return InvokerFacts(
+            tenancy=tenancy,
+            repository=repo,
+            invoker_namespace_labels=ns_obj.get("metadata", {}).get("labels") or {},
+            secret_found=keys is not None,
+            secret_keys=keys,
+            # out of reach (tenancy): not even read
+            targets_found={v.index: self.exists(v) for v in members},
+            schedule_problem=schedule_problem,
+            workload_volumes={i: v for i, v in volumes.items() if v is not None},
+            tasks_found={
+                v.task: self.caches.get(TASKS, "", v.task) is not None
+                for v in members
+                if v.task is not None
+            },
+        )

@@ -53,5 +53,17 @@ POST_BACKUP_HOOK_SUCCEEDED: Final = "PostBackupHookExecutionSucceeded"
 GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED: Final = "GlobalPreBackupHookSucceeded"
 GLOBAL_POST_BACKUP_HOOK_SUCCEEDED: Final = "GlobalPostBackupHookSucceeded"
 
+# Condition types on RestoreSessions and RestoreBatches (and their members), Stash's names.
+RESTORE_TARGET_FOUND: Final = "RestoreTargetFound"
+STASH_INIT_CONTAINER_INJECTED: Final = "StashInitContainerInjected"
+RESTORE_JOB_CREATED: Final = "RestoreJobCreated"
+RESTORE_EXECUTOR_ENSURED: Final = "RestoreExecutorEnsured"
+RESTORE_COMPLETED: Final = "RestoreCompleted"
+PRE_RESTORE_HOOK_SUCCEEDED: Final = "PreRestoreHookExecutionSucceeded"
+POST_RESTORE_HOOK_SUCCEEDED: Final = "PostRestoreHookExecutionSucceeded"
+GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED: Final = "GlobalPreRestoreHookSucceeded"
+GLOBAL_POST_RESTORE_HOOK_SUCCEEDED: Final = "GlobalPostRestoreHookSucceeded"
+RESTORE_INVOKER_KINDS: Final = ("RestoreSession", "RestoreBatch")
+
 # Stash: a retryConfig without maxRetry retries a failed session once.
 DEFAULT_MAX_RETRY = 1

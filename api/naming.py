@@ -50,6 +50,11 @@ def backup_job_name(session: str, member_index: int) -> str:
     return fit(f"stash-backup-{session}-{member_index}", JOB_NAME_MAX)
 
 
+def restore_job_name(invoker: str, member_index: int) -> str:
+    """The restore Job of a RestoreSession (member 0) or of a RestoreBatch's member."""
+    return fit(f"stash-restore-{invoker}-{member_index}", JOB_NAME_MAX)
+
+
 def hook_job_name(session: str, kind: str) -> str:
     """The Job that runs a BackupBatch's own ``preBackup`` / ``postBackup`` hook."""
     return fit(f"stash-hook-{session}-{'pre' if kind == 'preBackup' else 'post'}", JOB_NAME_MAX)
@@ -65,6 +70,11 @@ def backup_service_account(invoker: str) -> str:
     return fit(f"stash-backup-{invoker}", JOB_NAME_MAX)
 
 
+def restore_service_account(invoker: str) -> str:
+    """The service account restore Jobs run as (bound to ClusterRole ``stash-restore-job``)."""
+    return fit(f"stash-restore-{invoker}", JOB_NAME_MAX)
+
+
 def sidecar_role_binding(invoker: str) -> str:
     """The RoleBinding that grants the invoker's workloads' service accounts ClusterRole
     ``stash-sidecar`` in the invoker's namespace."""
@@ -72,6 +82,7 @@ def sidecar_role_binding(invoker: str) -> str:
 
 
 BACKUP_JOB_CLUSTER_ROLE = "stash-backup-job"
+RESTORE_JOB_CLUSTER_ROLE = "stash-restore-job"
 SIDECAR_CLUSTER_ROLE = "stash-sidecar"
 LEASE_NAME_MAX = 253  # a DNS subdomain
 

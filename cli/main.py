@@ -27,6 +27,7 @@ from engine import job_steps
 from engine.agent import AgentOptions, Identity, SidecarAgent
 from engine.batch_hook import run_batch_hook
 from engine.host_backup import HostJob, load_repository, open_repository
+from engine.host_restore import HostRestore
 from engine.job_steps import StepOptions
 from engine.restic import Restic
 from engine.restore import RestoreTarget, restore_dump, restore_paths
@@ -159,6 +160,10 @@ def cmd_create_backupsession(args: argparse.Namespace) -> int:
     return 0
 
 
+BACKUP_KINDS = ("BackupBatch", "BackupConfiguration")
+RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
+
+
 def _host_job(args: argparse.Namespace) -> HostJob:
     return HostJob(
         namespace=args.namespace,
@@ -169,6 +174,26 @@ def _host_job(args: argparse.Namespace) -> HostJob:
         target_name=args.target_name,
         hostname=args.hostname,
     )
+
+
+def _host_restore(args: argparse.Namespace) -> HostRestore:
+    return HostRestore(
+        namespace=args.namespace,
+        invoker_kind=args.invoker_kind,
+        invoker_name=args.invoker_name or args.restoresession,
+        target_kind=args.target_kind,
+        target_name=args.target_name,
+        hostname=args.hostname,
+    )
+
+
+def _restore_step(client: Client, args: argparse.Namespace) -> int:
+    job, opts = _host_restore(args), _step_options(args)
+    if args.command == "restore-dump":
+        return job_steps.restore_dump_step(
+            client, job, args.filename, args.restore_command, opts, snapshot=args.snapshot
+        )
+    return job_steps.restore_step(client, job, args.target_dir, opts)
 
 
 def _step_options(args: argparse.Namespace) -> StepOptions:
@@ -182,7 +207,14 @@ def _step_options(args: argparse.Namespace) -> StepOptions:
 def cmd_job_step(args: argparse.Namespace) -> int:
     client = Client.from_environment(args.kubeconfig)
     try:
-        job, opts = _host_job(args), _step_options(args)
+        opts = _step_options(args)
+        if args.restoresession and args.command == "update-status":
+            return job_steps.update_restore_status(client, _host_restore(args), opts)
+        if not args.backupsession or args.invoker_kind not in BACKUP_KINDS:
+            raise ValueError(
+                f"{args.command}: --backupsession and a backup --invoker-kind are needed"
+            )
+        job = _host_job(args)
         if args.command == "backup-pvc":
             return job_steps.backup_pvc(
                 client,
@@ -240,6 +272,8 @@ def cmd_repository(args: argparse.Namespace) -> int:
     """restore, restore-dump, snapshots, unlock: commands on one Repository."""
     client = Client.from_environment(args.kubeconfig)
     try:
+        if args.command in ("restore", "restore-dump") and args.restoresession:
+            return _restore_step(client, args)  # a restore Job's step: the invoker's rules say
         with _open_repository(client, args) as restic:
             if args.command == "snapshots":
                 rows = [
@@ -339,14 +373,15 @@ def _add_repository_commands(sub: Any) -> None:
         else:
             restore.add_argument("--filename", required=True, help="the dump's name")
             restore.add_argument("--restore-command", required=True, help="reads the dump")
-        for ignored in (
-            "--invoker-kind",
-            "--invoker-name",
-            "--restoresession",
-            "--output-dir",
-            "--pushgateway-url",
-        ):
-            restore.add_argument(ignored, default="", help=argparse.SUPPRESS)
+        # A restore Job's step (the pvc-restore Function): the invoker's rules choose the
+        # snapshots, and the result is left in --output-dir for update-status.
+        restore.add_argument(
+            "--restoresession", default="", help="restore for this RestoreSession/RestoreBatch"
+        )
+        restore.add_argument("--invoker-kind", choices=RESTORE_KINDS, default="RestoreSession")
+        restore.add_argument("--invoker-name", default="", help="default: --restoresession")
+        restore.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the emptyDir
+        restore.add_argument("--pushgateway-url", default="", help=argparse.SUPPRESS)
     for parser in sub.choices.values():
         if parser.get_default("func") is None:
             parser.set_defaults(func=cmd_repository)
@@ -355,10 +390,13 @@ def _add_repository_commands(sub: Any) -> None:
 def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every backup step receives (see controller.builtin_tasks)."""
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
-    parser.add_argument("--backupsession", required=True)
+    parser.add_argument("--backupsession", default="", help="the BackupSession (backup steps)")
     parser.add_argument(
-        "--invoker-kind", choices=["BackupBatch", "BackupConfiguration"], required=True
+        "--restoresession",
+        default="",
+        help="update-status of a restore Job: the RestoreSession or RestoreBatch",
     )
+    parser.add_argument("--invoker-kind", choices=[*BACKUP_KINDS, *RESTORE_KINDS], required=True)
     parser.add_argument("--invoker-name", required=True)
     parser.add_argument("--target-kind", required=True)
     parser.add_argument("--target-name", required=True)
@@ -368,7 +406,6 @@ def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the pod's emptyDir
     parser.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
     parser.add_argument("--pushgateway-url", default="")
-    parser.add_argument("--restoresession", default="", help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig")
 
 

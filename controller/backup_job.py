@@ -1,5 +1,9 @@
-"""Build the backup Job of a Job-model member: Task → Functions → containers, with Stash's
-variables substituted. Every step but the last is an init container, so they run in order.
+"""Build the Job of a Job-model member: Task → Functions → containers, with Stash's variables
+substituted. Every step but the last is an init container, so they run in order. A backup Job
+(``stash-backup-<session>-<index>``) works for a BackupSession; a restore Job
+(``stash-restore-<invoker>-<index>``) for a RestoreSession or RestoreBatch, which then is both
+``session`` and ``invoker``, and its Functions also get the host's rule (``RESTORE_PATHS``,
+``RESTORE_SNAPSHOTS``, ``SOURCE_HOSTNAME``, ``INCLUDE_PATTERNS``, ``EXCLUDE_PATTERNS``).
 
 Pure: the reconciler passes the session, the invoker member, the Repository, the Task and its
 Functions; problems (a missing Function, an unset variable) raise ``JobError`` naming them.
@@ -11,13 +15,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import constants as c
-from api.naming import backup_job_name, backup_service_account, label_value
+from api.backup import BackupTarget
+from api.naming import (
+    backup_job_name,
+    backup_service_account,
+    label_value,
+    restore_job_name,
+    restore_service_account,
+)
 from api.repository import Repository
+from api.restore import Rule
 from controller.builtin_tasks import DEFAULT_MOUNT_PATH
-from controller.invoker import MemberView
+from controller.invoker import MemberView, RestoreView
 from controller.substitution import SubstitutionError, substitute, substitute_all
 from controller.trigger import owner_reference
 from engine.backend import local_volume
+from engine.restore import RestoreError, rule_for_host
 
 JSON = dict[str, Any]
 SESSION_LABEL = f"{c.GROUP}/backup-session"
@@ -44,17 +57,52 @@ class JobError(ValueError):
 
 @dataclass(frozen=True)
 class JobInputs:
-    session: JSON
+    session: JSON  # a BackupSession; for a restore, the RestoreSession / RestoreBatch itself
     invoker: JSON
-    member: MemberView
+    member: MemberView | RestoreView
     repository: Repository
     task: JSON
     functions: dict[str, JSON]
     image: str
     pushgateway_url: str = ""
 
+    @property
+    def restoring(self) -> bool:
+        return isinstance(self.member, RestoreView)
 
-def _hostname(view: MemberView) -> str:
+    @property
+    def job_name(self) -> str:
+        if self.restoring:
+            return restore_job_name(self.invoker["metadata"]["name"], self.member.index)
+        return backup_job_name(self.session["metadata"]["name"], self.member.index)
+
+    @property
+    def service_account(self) -> str:
+        name = self.invoker["metadata"]["name"]
+        return restore_service_account(name) if self.restoring else backup_service_account(name)
+
+
+def _restore_variables(view: RestoreView, invoker: JSON, hostname: str) -> dict[str, str]:
+    """The host's rule, as Stash passes it to restore Functions (empty: the newest snapshot)."""
+    target = view.member.target
+    rules = target.rules if target and target.rules else None
+    if rules is None and not view.batch:
+        rules = [Rule.model_validate(r) for r in (invoker.get("spec") or {}).get("rules") or []]
+    try:
+        rule = rule_for_host(hostname, rules)
+    except RestoreError:
+        rule = None
+    return {
+        "RESTORE_SESSION": invoker["metadata"]["name"],
+        "RESTORE_PATHS": ",".join(rule.paths) if rule else "",
+        "RESTORE_SNAPSHOTS": ",".join(rule.snapshots) if rule else "",
+        "SOURCE_HOSTNAME": rule.source_host if rule else hostname,
+        "INCLUDE_PATTERNS": ",".join(rule.include) if rule else "",
+        "EXCLUDE_PATTERNS": ",".join(rule.exclude) if rule else "",
+    }
+
+
+def _hostname(view: MemberView | RestoreView) -> str:
     target = view.member.target
     return target.alias if target and target.alias else "host-0"
 
@@ -72,17 +120,18 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     mounts = (target.volume_mounts or []) if target else []
     # The target volume is mounted where the member's volumeMounts say, else /stash-data.
     mount_path = mounts[0].mount_path if mounts else DEFAULT_MOUNT_PATH
+    paths = target.paths if isinstance(target, BackupTarget) and target.paths else None
+    excludes = target.exclude if isinstance(target, BackupTarget) and target.exclude else []
     values = {
         "NAMESPACE": inputs.session["metadata"]["namespace"],
-        "BACKUP_SESSION": inputs.session["metadata"]["name"],
         "INVOKER_KIND": inputs.invoker["kind"],
         "INVOKER_NAME": inputs.invoker["metadata"]["name"],
         "TARGET_API_VERSION": str(view.ref.get("apiVersion", "")),
         "TARGET_KIND": view.kind,
         "TARGET_NAME": view.name,
         "TARGET_NAMESPACE": str(view.ref.get("namespace") or view.namespace),
-        "TARGET_PATHS": ",".join(target.paths or []) if target and target.paths else mount_path,
-        "EXCLUDE_PATTERNS": ",".join(target.exclude or []) if target else "",
+        "TARGET_PATHS": ",".join(paths) if paths else mount_path,
+        "EXCLUDE_PATTERNS": ",".join(excludes),
         "TARGET_MOUNT_PATH": mount_path,
         "HOSTNAME": _hostname(view),
         "REPOSITORY_NAME": repo.metadata.name or "",
@@ -109,6 +158,10 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     }
     for key in ("Last", "Hourly", "Daily", "Weekly", "Monthly", "Yearly"):
         values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.get(f"keep{key}") or 0)
+    if isinstance(view, RestoreView):
+        values.update(_restore_variables(view, inputs.invoker, values["HOSTNAME"]))
+    else:
+        values["BACKUP_SESSION"] = inputs.session["metadata"]["name"]
     # A member's task params override the Task's step params; both override nothing above.
     for param in (view.member.task.params or []) if view.member.task else []:
         values[param.name] = param.value
@@ -223,12 +276,13 @@ def build_job(inputs: JobInputs) -> JSON:
         "app.kubernetes.io/managed-by": "stash",
         c.INVOKER_TYPE_LABEL: inputs.invoker["kind"],
         c.INVOKER_NAME_LABEL: label_value(inputs.invoker["metadata"]["name"]),
-        SESSION_LABEL: label_value(session["metadata"]["name"]),
         MEMBER_LABEL: str(view.index),
     }
+    if not inputs.restoring:
+        labels[SESSION_LABEL] = label_value(session["metadata"]["name"])
     pod_spec: JSON = {
         "restartPolicy": "Never",
-        "serviceAccountName": backup_service_account(inputs.invoker["metadata"]["name"]),
+        "serviceAccountName": inputs.service_account,
         **{k: v for k, v in pod_settings.items() if k in POD_SETTING_KEYS},
         "initContainers": containers[:-1],
         "containers": containers[-1:],
@@ -240,7 +294,7 @@ def build_job(inputs: JobInputs) -> JSON:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": backup_job_name(session["metadata"]["name"], view.index),
+            "name": inputs.job_name,
             "namespace": session["metadata"]["namespace"],
             "labels": labels,
             "ownerReferences": [owner_reference(session)],

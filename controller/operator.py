@@ -23,6 +23,7 @@ from controller.health import HealthServer
 from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.optin import OptInReconciler
 from controller.repository import RepositoryReconciler
+from controller.restore import RestoreReconciler
 from controller.runtime import Controller
 from kube import Client, KubeError
 from kube.leader import LeaderElector
@@ -72,6 +73,13 @@ class Operator:
             sidecar_grace=options.sidecar_grace,
         )
         self.repositories = RepositoryReconciler(client, self.caches)
+        self.restores = RestoreReconciler(
+            client,
+            self.caches,
+            options.image,
+            pushgateway_url=options.pushgateway_url,
+            operator_namespace=options.namespace,
+        )
         self.metrics_restorer = (
             MetricsRestorer(self.caches, options.pushgateway_url, options.metrics_check)
             if options.pushgateway_url
@@ -82,11 +90,13 @@ class Operator:
             Controller("optin", self.optin, options.workers),
             Controller("sessions", self.sessions, options.workers),
             Controller("repositories", self.repositories, 1),
+            Controller("restores", self.restores, options.workers),
         ]
         self.invokers.register(self.controllers[0])
         self.optin.register(self.controllers[1])
         self.sessions.register(self.controllers[2])
         self.repositories.register(self.controllers[3])
+        self.restores.register(self.controllers[4])
         self.elector = (
             LeaderElector(
                 client,
@@ -108,7 +118,7 @@ class Operator:
         """How many API writes the reconcilers have made in ``namespace``."""
         return sum(
             r.writes.in_namespace(namespace)
-            for r in (self.invokers, self.optin, self.sessions, self.repositories)
+            for r in (self.invokers, self.optin, self.sessions, self.repositories, self.restores)
         )
 
     def install_builtins(self) -> None:

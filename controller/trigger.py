@@ -1,23 +1,26 @@
 """The objects that trigger an invoker's sessions: CronJob ``stash-trigger-<invoker>`` and the
 service account it runs as, allowed to create BackupSessions and nothing else; and the
-identities its backups run as (backup Jobs' service account, the sidecars' RoleBinding).
+identities its backups run as (backup Jobs' service account, the sidecars' RoleBinding), and
+the one a restore invoker's restore Jobs run as.
 
 All are owned by the invoker (deleted with it), built here as pure functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from api import constants as c
 from api.naming import (
     BACKUP_JOB_CLUSTER_ROLE,
+    RESTORE_JOB_CLUSTER_ROLE,
     SIDECAR_CLUSTER_ROLE,
     backup_service_account,
     cronjob_name,
     invoker_service_account,
     label_value,
+    restore_service_account,
     sidecar_role_binding,
 )
 
@@ -123,35 +126,44 @@ def rbac_objects(invoker: JSON) -> list[JSON]:
             ],
         }
     )
-    backup = backup_service_account(invoker["metadata"]["name"])
-    objects.append(
+    objects += _job_identity(invoker, backup_service_account, BACKUP_JOB_CLUSTER_ROLE)
+    return objects
+
+
+def restore_rbac_objects(invoker: JSON) -> list[JSON]:
+    """For a RestoreSession's or RestoreBatch's restore Jobs: a ServiceAccount bound in the
+    invoker's namespace to the ClusterRole ``stash-restore-job``
+    (manifests/rbac/restore-job.yaml)."""
+    return _job_identity(invoker, restore_service_account, RESTORE_JOB_CLUSTER_ROLE)
+
+
+def _job_identity(invoker: JSON, account_name: Callable[[str], str], role: str) -> list[JSON]:
+    account = account_name(invoker["metadata"]["name"])
+    return [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
-            "metadata": _meta(invoker, backup),
+            "metadata": _meta(invoker, account),
             "automountServiceAccountToken": True,
-        }
-    )
-    objects.append(
+        },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": _meta(invoker, backup),
+            "metadata": _meta(invoker, account),
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": BACKUP_JOB_CLUSTER_ROLE,
+                "name": role,
             },
             "subjects": [
                 {
                     "kind": "ServiceAccount",
-                    "name": backup,
+                    "name": account,
                     "namespace": invoker["metadata"]["namespace"],
                 }
             ],
-        }
-    )
-    return objects
+        },
+    ]
 
 
 def cronjob(invoker: JSON, image: str) -> JSON:

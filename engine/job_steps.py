@@ -1,6 +1,8 @@
-"""The steps of a backup Job (Stash's Functions): ``backup-pvc`` / ``backup-dump`` back up and
-leave their ``HostResult`` in the output directory; ``update-status`` (the last step) records it
-in the session, pushes metrics and, as the last host, finishes the session.
+"""The steps of backup and restore Jobs (Stash's Functions): ``backup-pvc`` / ``backup-dump``
+back up, ``restore`` / ``restore-dump`` (with ``--restoresession``) restore, and each leaves its
+``HostResult`` in the output directory; ``update-status`` (the last step) records it in the
+BackupSession (pushing metrics and, as the last host, finishing the session) or in the
+RestoreSession / RestoreBatch.
 
 A failed backup is not a failed step: the first step always leaves a result (Failed, with the
 reason) so that ``update-status`` can report it; ``update-status`` then exits non-zero so the Job
@@ -32,6 +34,7 @@ from engine.host_backup import (
     sessions_parent,
     with_hooks,
 )
+from engine.host_restore import HostRestore, report_restore, restore_dump, restore_files
 from engine.locks import holders_of
 from engine.reporting import SessionReporter
 from engine.restic import Progress, ResticError
@@ -140,6 +143,39 @@ def update_status(client: Client, job: HostJob, opts: StepOptions) -> int:
     setup = load_setup(client, job)
     with open_restic(setup, opts.cache_dir) as restic:
         report(client, job, setup, restic, result, opts.pushgateway_url)
+    if not result.succeeded:
+        log.error("%s: %s", job.describe(), result.error)
+        return 1
+    return 0
+
+
+def restore_step(client: Client, job: HostRestore, target_dir: str, opts: StepOptions) -> int:
+    restore_files(client, job, target_dir, opts.cache_dir).save(opts.output_dir)
+    return 0
+
+
+def restore_dump_step(
+    client: Client,
+    job: HostRestore,
+    filename: str,
+    command: str,
+    opts: StepOptions,
+    *,
+    snapshot: str = "latest",
+) -> int:
+    result = restore_dump(
+        client, job, filename, command, cache_dir=opts.cache_dir, snapshot=snapshot
+    )
+    result.save(opts.output_dir)
+    return 0
+
+
+def update_restore_status(client: Client, job: HostRestore, opts: StepOptions) -> int:
+    try:
+        result = HostResult.load(opts.output_dir)
+    except (OSError, ValueError, TypeError) as exc:
+        result = HostResult(job.hostname, "Failed", 0.0, error=f"no restore result: {exc}")
+    report_restore(client, job, result, opts.pushgateway_url)
     if not result.succeeded:
         log.error("%s: %s", job.describe(), result.error)
         return 1

@@ -179,3 +179,61 @@ def push(url: str, job: str, grouping: dict[str, str], registry: CollectorRegist
         reason = getattr(exc, "reason", exc)
         raise MetricsError(f"pushing metrics to {url} failed: {reason}") from None
     log.debug("pushed %s %s to %s", job, grouping, url)
+
+
+@dataclass(frozen=True)
+class RestoreTargetOutcome:
+    kind: str
+    name: str
+    succeeded: bool
+    hosts: int
+
+
+def restore_host_registry(
+    invoker: Invoker, kind: str, name: str, result: HostResult
+) -> CollectorRegistry:
+    """A host's restore metrics (Stash's ``stash_restore_host_*``)."""
+    registry = CollectorRegistry()
+    labels = {**invoker.labels, "kind": kind, "name": name, "hostname": result.hostname}
+    _gauge(
+        registry,
+        "stash_restore_host_restore_success",
+        "1 if the host's restore succeeded, 0 if it failed",
+        labels,
+    ).labels(**labels).set(1.0 if result.succeeded else 0.0)
+    _gauge(
+        registry,
+        "stash_restore_host_restore_duration_seconds",
+        "Wall time of the host's restore",
+        labels,
+    ).labels(**labels).set(result.duration)
+    return registry
+
+
+def restore_session_registry(
+    invoker: Invoker, succeeded: bool, duration: float, targets: tuple[RestoreTargetOutcome, ...]
+) -> CollectorRegistry:
+    """A finished RestoreSession's or RestoreBatch's metrics (Stash's ``stash_restore_*``)."""
+    registry = CollectorRegistry()
+    labels = invoker.labels
+    for name, doc, value in (
+        ("stash_restore_session_success", "1 if the restore succeeded", float(succeeded)),
+        ("stash_restore_session_duration_seconds", "Duration of the restore", duration),
+        ("stash_restore_target_count_total", "Targets of the restore", float(len(targets))),
+    ):
+        _gauge(registry, name, doc, labels).labels(**labels).set(value)
+    target_labels = {**labels, "kind": "", "name": ""}
+    success = _gauge(
+        registry, "stash_restore_target_success", "1 if the target was restored", target_labels
+    )
+    hosts = _gauge(
+        registry,
+        "stash_restore_target_host_count_total",
+        "Hosts of the target that were restored",
+        target_labels,
+    )
+    for target in targets:
+        values = {**labels, "kind": target.kind, "name": target.name}
+        success.labels(**values).set(1.0 if target.succeeded else 0.0)
+        hosts.labels(**values).set(float(target.hosts))
+    return registry

@@ -1,6 +1,7 @@
-"""Writing backup results where users and the operator read them: a host's stats into
-``BackupSession.status.targets[].stats``, follow-up conditions on the session, and the figures of
-``Repository.status``.
+"""Writing results where users and the operator read them: a host's backup stats into
+``BackupSession.status.targets[].stats``, a host's restore stats into
+``RestoreSession.status.stats`` or ``RestoreBatch.status.members[].stats``, follow-up conditions
+on the session, and the figures of ``Repository.status``.
 
 Several hosts (sidecars, Jobs) and the operator write one session concurrently, so every write
 is read-modify-write conditional on the resourceVersion read, retried on Conflict. The pure
@@ -75,6 +76,25 @@ def with_host(status: JSON, kind: str, name: str, result: HostResult) -> JSON:
             f"{result.hostname}: {hook.message}",
             now=dt.datetime.now(dt.UTC),
         )
+    return updated
+
+
+def with_restore_host(
+    invoker_kind: str, status: JSON, kind: str, name: str, result: HostResult
+) -> JSON:
+    """``status`` of a RestoreSession (its own ``stats``) or a RestoreBatch (its member's) with
+    the host's restore stats recorded, replacing an earlier entry of that host."""
+    updated = copy.deepcopy(status)
+    holder = updated
+    if invoker_kind == "RestoreBatch":
+        members = updated.get("members") or []
+        found = next((m for m in members if _same_target(m.get("ref") or {}, kind, name)), None)
+        if found is None:
+            raise ReportError(f"the RestoreBatch has no member {kind}/{name} (yet)")
+        holder = found
+    stats = [s for s in holder.get("stats") or [] if s.get("hostname") != result.hostname]
+    stats.append(result.to_status())
+    holder["stats"] = sorted(stats, key=lambda s: str(s.get("hostname")))
     return updated
 
 

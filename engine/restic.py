@@ -639,6 +639,7 @@ class Restic:
         *,
         host: str | None = None,
         include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
     ) -> None:
         # --sparse: a file's holes stay holes (a 200 MB sparse file does not take 200 MB of the
         # volume it is restored into).
@@ -647,6 +648,8 @@ class Restic:
             args += ["--host", host]
         for path in include:
             args += ["--include", path]
+        for pattern in exclude:
+            args += ["--exclude", pattern]
         self._run("restore", args)
 
     @contextlib.contextmanager

@@ -115,3 +115,53 @@ def review(obj: JSON | None, *, operation: str = "CREATE", namespace: str = "dem
             "dryRun": False,
         },
     }
+
+
+def restore_member(
+    kind: str = "PersistentVolumeClaim",
+    name: str = "data",
+    *,
+    task: str | None = None,
+    rules: list[JSON] | None = None,
+    mount: str | None = None,
+    namespace: str | None = None,
+) -> JSON:
+    ref: JSON = {"apiVersion": "v1" if kind == "PersistentVolumeClaim" else "apps/v1"}
+    ref.update(kind=kind, name=name)
+    if namespace:
+        ref["namespace"] = namespace
+    target: JSON = {"ref": ref}
+    if rules is not None:
+        target["rules"] = rules
+    if mount:
+        target["volumeMounts"] = [{"name": "target-volume", "mountPath": mount}]
+    out: JSON = {"target": target}
+    if task:
+        out["task"] = {"name": task}
+    return out
+
+
+def restore_session(
+    name: str = "restore", namespace: str = "demo", member: JSON | None = None, **spec: Any
+) -> JSON:
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreSession",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"repository": {"name": "repo"}, **(member or restore_member()), **spec},
+    }
+
+
+def restore_batch(
+    name: str = "restore-all", namespace: str = "demo", *members: JSON, **spec: Any
+) -> JSON:
+    return {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "RestoreBatch",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "repository": {"name": "repo"},
+            "members": list(members) or [restore_member()],
+            **spec,
+        },
+    }

@@ -54,7 +54,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, images: Images) -> Iterato
         client = Client.from_kubeconfig(str(plane.kubeconfig))
         install_crds(client, all_crds(), field_manager="stash-tests")
         # The roles a user installs with the operator, which it binds per invoker.
-        for name in ("backup-job", "sidecar"):
+        for name in ("backup-job", "restore-job", "sidecar"):
             for obj in load_all(Path("manifests/rbac") / f"{name}.yaml"):
                 client.apply(obj, field_manager="stash-tests")
         client.close()

@@ -1,0 +1,425 @@
+"""The RestoreSession / RestoreBatch reconciler: ``next_restore_status`` turned into restore Jobs,
+their service account, a status write, Events and, once it ended, the restore's metrics.
+
+Keys are (kind, namespace, name). A restore Job has a deterministic name
+(``stash-restore-<invoker>-<index>``) and the invoker as owner, so a restarted operator finds the
+Jobs it made (AlreadyExists is success) and never makes one twice. While it waits for its
+Repository, Secret or target it is looked at again every ``WAITING_RECHECK`` seconds (a Secret
+or a target of a kind nobody watches sends no event), and always by its deadline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from api import constants as c
+from api.conditions import has_condition, set_condition
+from api.naming import restore_job_name
+from api.repository import Repository
+from controller.background import Background
+from controller.backup_invoker import FIELD_MANAGER, contains
+from controller.backup_job import JobError, JobInputs, build_job
+from controller.caches import (
+    FUNCTIONS,
+    JOBS,
+    NAMESPACES,
+    OWNED_TYPES,
+    PVCS,
+    REPOSITORIES,
+    TASKS,
+    Caches,
+)
+from controller.facts import FactReader
+from controller.invoker import RestoreView
+from controller.restore_status import (
+    FINISHED,
+    RESTORE_FAILED,
+    RestoreObserved,
+    fail_restore_member,
+    next_restore_status,
+    restore_members_of,
+)
+from controller.runtime import Controller, Result, Writes
+from controller.targets import parse_time
+from controller.trigger import restore_rbac_objects
+from engine import metrics
+from engine.results import parse_duration
+from kube import AlreadyExists, Client, NotFound
+from kube.events import EventRecorder
+from kube.types import RESTORE_INVOKER_TYPES
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+Key = tuple[str, str, str]  # (kind, namespace, name)
+WAITING_RECHECK = 10.0
+
+
+class RestoreReconciler:
+    def __init__(
+        self,
+        client: Client,
+        caches: Caches,
+        image: str,
+        *,
+        pushgateway_url: str = "",
+        operator_namespace: str = "",
+    ) -> None:
+        self.client = client
+        self.caches = caches
+        self.image = image
+        self.pushgateway_url = pushgateway_url
+        self.reader = FactReader(client, caches, operator_namespace)
+        self.writes = Writes()
+        self.events = EventRecorder(client, "stash-operator")
+        self.pushes: Background[Key, None] = Background("restore-metrics-push")
+        self._enqueue: Callable[[Key], None] = lambda key: None
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def register(self, controller: Controller[Key]) -> None:
+        self._enqueue = controller.enqueue
+        for kind, rt in RESTORE_INVOKER_TYPES.items():
+            self.caches.informer(rt).subscribe(
+                on_replace=controller.replace_handler(_keyer(kind)),
+                on_upsert=controller.handler(_keyer(kind)),
+            )
+        self.caches.informer(JOBS).subscribe(
+            on_upsert=controller.handler(_job_owner_key),
+            on_delete=controller.handler(_job_owner_key),
+        )
+        # What a waiting restore waits for: its namespace's unfinished restores look again.
+        for rt in (REPOSITORIES, PVCS, TASKS, FUNCTIONS, NAMESPACES):
+            self.caches.informer(rt).subscribe(
+                on_upsert=lambda o: self._waiting_in(o, controller),
+                on_delete=lambda o: self._waiting_in(o, controller),
+            )
+        for rt in OWNED_TYPES.values():
+            self.caches.informer(rt)
+
+    def _waiting_in(self, obj: JSON, controller: Controller[Key]) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or (
+            meta.get("name") if obj.get("kind") == "Namespace" else None
+        )
+        for kind, rt in RESTORE_INVOKER_TYPES.items():
+            for invoker in self.caches.informer(rt).items():
+                inv_meta = invoker["metadata"]
+                if namespace and inv_meta.get("namespace") != namespace:
+                    continue
+                if (invoker.get("status") or {}).get("phase") not in FINISHED:
+                    controller.enqueue((kind, inv_meta["namespace"], inv_meta["name"]))
+
+    # -- observing -----------------------------------------------------------------------------
+
+    def _job(self, invoker: JSON, index: int, made: bool) -> JSON | None:
+        """The member's restore Job: from the cache, or from the API server when the status
+        says it was made and the cache has not seen it yet; None only when it is gone."""
+        meta = invoker["metadata"]
+        name = restore_job_name(meta["name"], index)
+        job = self.caches.get(JOBS, meta["namespace"], name)
+        if job is not None or not made:
+            return job
+        try:
+            found: JSON = self.client.get(JOBS, name, meta["namespace"])
+        except NotFound:
+            return None
+        return found
+
+    # -- reconcile -----------------------------------------------------------------------------
+
+    def reconcile(self, key: Key) -> Result | None:
+        kind, namespace, name = key
+        rt = RESTORE_INVOKER_TYPES[kind]
+        invoker = self.caches.get(rt, namespace, name)
+        if invoker is None or invoker["metadata"].get("deletionTimestamp"):
+            return None  # owner references take its Jobs and service account with it
+        invoker = {"apiVersion": rt.api_version, "kind": kind, **invoker}
+        if self._done(invoker):
+            return None
+        now = dt.datetime.now(dt.UTC)
+        try:
+            members = restore_members_of(invoker)
+        except ValidationError as exc:  # the CRD schema lets through what the model refuses
+            invalid = _invalid(invoker, exc, now)
+            problem = next(
+                cd["message"]
+                for cd in invalid["conditions"]
+                if cd.get("type") == c.VALIDATION_PASSED
+            )
+            self._write(invoker, invalid, [problem])
+            return None
+        facts = self.reader.read(invoker, members)
+        made = _made(invoker)
+        seen = RestoreObserved(
+            members=members,
+            facts=facts,
+            total_hosts={v.index: 1 for v in members},  # a restore Job restores one host
+            jobs={v.index: self._job(invoker, v.index, v.index in made) for v in members if v.task},
+        )
+        decision = next_restore_status(invoker, seen, now)
+        status = decision.status
+        if decision.create_jobs:
+            for obj in restore_rbac_objects(invoker):
+                self._ensure(obj)
+        for index in decision.create_jobs:
+            problem = self._create_job(invoker, members[index])
+            if problem:
+                status = fail_restore_member(invoker, status, index, problem, now)
+        if status.get("phase") in FINISHED and self.pushgateway_url:
+            self._push_metrics(invoker, status, now)
+        self._write(invoker, status, list(decision.problems))
+        return _next_look(status, now)
+
+    def _done(self, invoker: JSON) -> bool:
+        status = invoker.get("status") or {}
+        if status.get("phase") not in FINISHED:
+            return False
+        return not self.pushgateway_url or has_condition(status.get("conditions"), c.METRICS_PUSHED)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(self, invoker: JSON, status: JSON, problems: list[str]) -> None:
+        meta = invoker["metadata"]
+        before = invoker.get("status") or {}
+        if status == before:
+            return
+        try:
+            self.client.patch(
+                RESTORE_INVOKER_TYPES[invoker["kind"]],
+                meta["name"],
+                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
+                namespace=meta["namespace"],
+                subresource="status",
+            )
+        except NotFound:
+            return
+        self.writes.record(meta["namespace"])
+        self._record_transition(invoker, before, status, problems)
+
+    def _ensure(self, desired: JSON) -> None:
+        rt = OWNED_TYPES[desired["kind"]]
+        meta = desired["metadata"]
+        current = self.caches.get(rt, meta["namespace"], meta["name"])
+        if current is not None and contains(current, desired):
+            return
+        self.client.apply(desired, field_manager=FIELD_MANAGER)
+        self.writes.record(meta["namespace"])
+
+    def _create_job(self, invoker: JSON, view: RestoreView) -> str | None:
+        """Create the member's restore Job; the reason it cannot be built, or None."""
+        namespace = invoker["metadata"]["namespace"]
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        repo_obj = self.caches.get(
+            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
+        )
+        task = self.caches.get(TASKS, "", view.task or "")
+        if repo_obj is None:
+            return f"Repository {repo_ref.get('name', '')!r} not found"
+        if task is None:
+            return f"Task {view.task} not found"
+        functions = {
+            step["name"]: fn
+            for step in (task.get("spec") or {}).get("steps") or []
+            if step.get("name") and (fn := self.caches.get(FUNCTIONS, "", step["name"])) is not None
+        }
+        inputs = JobInputs(
+            invoker,
+            invoker,
+            view,
+            Repository.from_dict(repo_obj),
+            task,
+            functions,
+            self.image,
+            self.pushgateway_url,
+        )
+        try:
+            job = build_job(inputs)
+        except JobError as exc:
+            return str(exc)
+        try:
+            self.client.create(job)
+            self.writes.record(namespace)
+            self.events.record(
+                invoker,
+                "Normal",
+                "RestoreJobCreated",
+                f"created Job {job['metadata']['name']} to restore {view.kind} {view.name}",
+            )
+        except AlreadyExists:
+            pass  # created before a restart: the same Job, by name
+        return None
+
+    def _push_metrics(self, invoker: JSON, status: JSON, now: dt.datetime) -> None:
+        """Push the restore's metrics once, off the worker; the pass after records how it went
+        as ``MetricsPushed``."""
+        meta = invoker["metadata"]
+        key = (invoker["kind"], meta["namespace"], meta["name"])
+        if has_condition(status.get("conditions"), c.METRICS_PUSHED):
+            return
+        pushed = self.pushes.take(key)
+        if pushed is not None:
+            ok = pushed.error is None
+            status["conditions"] = set_condition(
+                status.get("conditions"),
+                c.METRICS_PUSHED,
+                ok,
+                "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
+                "pushed restore metrics" if ok else str(pushed.error),
+                now=now,
+            )
+            return
+        repo = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
+        who = metrics.Invoker(invoker["kind"], meta["name"], meta["namespace"], repo)
+        registry = metrics.restore_session_registry(
+            who,
+            status.get("phase") == "Succeeded",
+            parse_duration(status.get("sessionDuration") or "0s").total_seconds(),
+            tuple(
+                metrics.RestoreTargetOutcome(
+                    str(t["ref"].get("kind", "")),
+                    str(t["ref"].get("name", "")),
+                    t.get("phase") == "Succeeded",
+                    len(t.get("stats") or []),
+                )
+                for t in _targets(invoker, status)
+            ),
+        )
+        url = self.pushgateway_url
+        self.pushes.submit(key, lambda: metrics.push(url, who.job, {}, registry), self._enqueue)
+
+    def _record_transition(
+        self, invoker: JSON, before: JSON, after: JSON, problems: list[str]
+    ) -> None:
+        old, new = before.get("phase"), after.get("phase")
+        if old == new:
+            return
+        if new == "Invalid":
+            self.events.record(invoker, "Warning", "RestoreInvalid", "; ".join(problems))
+        elif new == "Pending":
+            self.events.record(invoker, "Normal", "RestoreWaiting", "; ".join(problems))
+        elif new == "Running":
+            self.events.record(invoker, "Normal", "RestoreStarted", "the restore has started")
+        elif new == "Succeeded":
+            self.events.record(
+                invoker,
+                "Normal",
+                "RestoreSessionSucceeded",
+                f"every target was restored in {after.get('sessionDuration', '?')}",
+            )
+        elif new == "Failed":
+            self.events.record(
+                invoker, "Warning", "RestoreSessionFailed", failure_summary(invoker, after)
+            )
+
+
+def _next_look(status: JSON, now: dt.datetime) -> Result | None:
+    """When to look again without an event: a waiting restore soon, a running one by its
+    deadline; a finished or Invalid one only on an event."""
+    phase = status.get("phase")
+    if phase == "Pending":
+        return Result(requeue_after=WAITING_RECHECK)
+    when = status.get("sessionDeadline")
+    if when and phase == "Running":
+        return Result(requeue_after=max(1.0, (parse_time(when) - now).total_seconds() + 1))
+    return None
+
+
+def _targets(invoker: JSON, status: JSON) -> list[JSON]:
+    """The members' entries of a finished restore (a RestoreSession: its own fields)."""
+    if invoker["kind"] == "RestoreBatch":
+        return list(status.get("members") or [])
+    spec_ref = (((invoker.get("spec") or {}).get("target") or {}).get("ref")) or {}
+    return [
+        {
+            "ref": spec_ref,
+            "phase": status.get("phase"),
+            "stats": status.get("stats") or [],
+            "conditions": status.get("conditions") or [],
+        }
+    ]
+
+
+def failure_summary(invoker: JSON, status: JSON) -> str:
+    """Which targets failed and why, in one line (the Failed Event's message)."""
+    parts = []
+    for target in _targets(invoker, status):
+        if target.get("phase") != "Failed":
+            continue
+        reason = next(
+            (
+                cd.get("message", "")
+                for cd in target.get("conditions") or []
+                if cd.get("type") == RESTORE_FAILED and cd.get("status") == "True"
+            ),
+            "failed",
+        )
+        ref = target.get("ref") or {}
+        parts.append(f"{ref.get('kind')} {ref.get('name')}: {reason}")
+    deadline = next(
+        (
+            cd.get("message", "")
+            for cd in status.get("conditions") or []
+            if cd.get("type") == c.DEADLINE_EXCEEDED and cd.get("status") == "True"
+        ),
+        "",
+    )
+    return "; ".join(parts) or deadline or "the restore failed"
+
+
+def _made(invoker: JSON) -> set[int]:
+    """The members whose restore Job the status says was made."""
+    status = invoker.get("status") or {}
+    if invoker["kind"] == "RestoreBatch":
+        entries = status.get("members") or []
+        return {
+            i
+            for i, e in enumerate(entries)
+            if any(
+                cd.get("type") == c.RESTORE_EXECUTOR_ENSURED and cd.get("status") == "True"
+                for cd in e.get("conditions") or []
+            )
+        }
+    ensured = any(
+        cd.get("type") == c.RESTORE_EXECUTOR_ENSURED and cd.get("status") == "True"
+        for cd in status.get("conditions") or []
+    )
+    return {0} if ensured else set()
+
+
+def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> JSON:
+    status: JSON = dict(invoker.get("status") or {})
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    status["phase"] = "Invalid"
+    status["conditions"] = set_condition(
+        status.get("conditions"),
+        c.VALIDATION_PASSED,
+        False,
+        "ResourceValidationFailed",
+        f"spec.{where}: {first.get('msg')}",
+        now=now,
+    )
+    return status
+
+
+def _keyer(kind: str) -> Callable[[JSON], Key]:
+    def key(obj: JSON) -> Key:
+        meta = obj.get("metadata", {})
+        return (kind, meta.get("namespace", ""), meta.get("name", ""))
+
+    return key
+
+
+def _job_owner_key(obj: JSON) -> Key | None:
+    """The restore invoker that owns a restore Job (by owner reference)."""
+    meta = obj.get("metadata", {})
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") in RESTORE_INVOKER_TYPES and owner.get("name"):
+            return (owner["kind"], meta.get("namespace", ""), owner["name"])
+    return None

@@ -1,0 +1,327 @@
+"""The next status of a RestoreSession or RestoreBatch, as a pure function of what the reconciler
+observed.
+
+A restore invoker is its own session: it runs once. ``next_restore_status`` decides:
+
+- ``Invalid`` when the spec itself is wrong (``ValidationPassed`` names the field and why); a
+  later spec that is right starts it;
+- ``Pending`` while its Repository, the storage Secret or a target does not exist yet
+  (``RepositoryFound``, ``BackendSecretFound``, ``RestoreTargetFound`` say which), until the
+  deadline;
+- then ``Running``: each Job-model member gets its restore Job (all at once, or one after
+  another with ``executionOrder: Sequential``), and its phase follows its hosts' stats and its Job
+  (``controller.targets``, shared with backup sessions);
+- ``Succeeded`` when every member succeeded, else ``Failed`` (a failed host, a failed or vanished
+  Job, the deadline), with ``sessionDuration`` and each member's ``RestoreCompleted``.
+
+A RestoreBatch keeps its members in ``status.members``; a RestoreSession is a batch of one whose
+member's ``totalHosts``, ``stats`` and conditions are its own top-level fields.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from api import constants as c
+from api.restore import RestoreMember
+from controller import validation
+from controller.invoker import (
+    ConditionSet,
+    InvokerFacts,
+    RestoreView,
+    refusal,
+    repository_conditions,
+)
+from controller.targets import (
+    TARGET_TERMINAL,
+    Executor,
+    deadline,
+    fail_executor,
+    format_duration,
+    host_failures,
+    in_order,
+    job_target,
+    parse_time,
+    past_deadline,
+)
+from engine.invokers import WORKLOAD_KINDS
+
+JSON = dict[str, Any]
+FINISHED = ("Succeeded", "Failed")
+RESTORE_FAILED = "RestoreFailed"
+RESTORE = Executor(
+    "restore",
+    c.RESTORE_EXECUTOR_ENSURED,
+    "SuccessfullyEnsuredRestoreExecutor",
+    "FailedToEnsureRestoreExecutor",
+    RESTORE_FAILED,
+    created=((c.RESTORE_JOB_CREATED, "RestoreJobCreationSucceeded"),),
+)
+# A RestoreSession's conditions that are its (only) target's: kept apart while it is worked on.
+TARGET_CONDITIONS = (
+    c.RESTORE_TARGET_FOUND,
+    c.RESTORE_EXECUTOR_ENSURED,
+    c.RESTORE_JOB_CREATED,
+    c.STASH_INIT_CONTAINER_INJECTED,
+    c.PRE_RESTORE_HOOK_SUCCEEDED,
+    c.POST_RESTORE_HOOK_SUCCEEDED,
+    c.RESTORE_COMPLETED,
+    RESTORE_FAILED,
+)
+
+
+def restore_members_of(invoker: JSON) -> list[RestoreView]:
+    namespace = invoker.get("metadata", {}).get("namespace", "")
+    spec = invoker.get("spec") or {}
+    if invoker.get("kind") == "RestoreBatch":
+        return [
+            RestoreView(i, RestoreMember.model_validate(m), namespace)
+            for i, m in enumerate(spec.get("members") or [])
+        ]
+    return [RestoreView(0, RestoreMember.model_validate(spec), namespace, batch=False)]
+
+
+@dataclass(frozen=True)
+class RestoreObserved:
+    """What the reconciler saw, beside the invoker itself."""
+
+    members: list[RestoreView]
+    facts: InvokerFacts
+    total_hosts: dict[int, int] = field(default_factory=dict)
+    jobs: dict[int, JSON | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestoreDecision:
+    status: JSON
+    create_jobs: tuple[int, ...] = ()
+    # what keeps it Invalid or Pending (for its Event)
+    problems: tuple[str, ...] = ()
+
+
+def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
+    where = view.where
+    raw = view.member.to_dict()
+    target = raw.get("target") or {}
+    problems = validation.temp_dir_problems(raw.get("tempDir"), f"{where}.tempDir")
+    if view.task is None and view.kind in WORKLOAD_KINDS:
+        problems.append(
+            f"{where}.target.ref: restoring a {view.kind} through the stash-init init container "
+            "is not built yet; restore its volume as a PersistentVolumeClaim member (task "
+            "pvc-restore), or with `stash restore`"
+        )
+    elif view.task is None:
+        problems.append(
+            f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
+            "StatefulSets and DaemonSets are restored by the stash-init init container)"
+        )
+    elif facts.tasks_found.get(view.task) is False:
+        field_name = "task.name" if view.member.task and view.member.task.name else "task"
+        problems.append(f"{where}.{field_name}: Task {view.task} not found")
+    if raw.get("hooks"):
+        problems.append(
+            f"{where}.hooks: preRestore/postRestore hooks of a restore Job are not built yet"
+        )
+    if target.get("volumeClaimTemplates") or target.get("replicas"):
+        problems.append(
+            f"{where}.target.volumeClaimTemplates: restoring into new PVCs is not built yet"
+        )
+    for i, rule in enumerate(target.get("rules") or []):
+        if rule.get("snapshots") and rule.get("paths"):
+            problems.append(
+                f"{where}.target.rules[{i}]: give snapshots or paths, not both (snapshots "
+                "name whole snapshots; paths pick the newest snapshot holding each path)"
+            )
+    return problems
+
+
+def restore_problems(invoker: JSON, members: list[RestoreView], facts: InvokerFacts) -> list[str]:
+    """What is wrong in the restore invoker itself or out of its reach (tenancy)."""
+    spec = invoker.get("spec") or {}
+    batch = invoker.get("kind") == "RestoreBatch"
+    problems: list[str] = []
+    if batch and not members:
+        problems.append("spec.members: a RestoreBatch needs at least one member")
+    if not (spec.get("repository") or {}).get("name"):
+        problems.append("spec.repository.name: the Repository to restore from is required")
+    if spec.get("driver", "Restic") != "Restic":
+        problems.append(
+            f"spec.driver: {spec['driver']} is not supported yet; only Restic restores here"
+        )
+    problems += validation.timeout_problems(spec)
+    if batch and spec.get("hooks"):
+        problems.append("spec.hooks: a RestoreBatch's own hooks are not built yet")
+    seen: dict[tuple[str, str, str], int] = {}
+    for view in members:
+        if not view.kind or not view.name:
+            problems.append(f"{view.where}.target.ref: kind and name are required")
+            continue
+        refused = refusal(view, facts.tenancy)
+        if refused:
+            problems.append(f"{view.where}.target.ref.namespace: {refused}")
+        problems += _member_problems(view, facts)
+        key = (view.target_namespace, view.kind, view.name)
+        if key in seen:
+            problems.append(
+                f"{view.where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
+            )
+        seen[key] = view.index
+    return problems
+
+
+def _entries(invoker: JSON, status: JSON, seen: RestoreObserved) -> list[JSON]:
+    """The members' status entries to work on (a RestoreSession's: made from its own fields)."""
+    if invoker.get("kind") == "RestoreBatch":
+        entries: list[JSON] = status.get("members") or []
+        if len(entries) != len(seen.members):
+            entries = [
+                {"ref": v.ref, "phase": "Pending", "totalHosts": seen.total_hosts.get(v.index, 1)}
+                for v in seen.members
+            ]
+        return entries
+    own = [cd for cd in status.get("conditions") or [] if cd.get("type") in TARGET_CONDITIONS]
+    entry: JSON = {
+        "ref": seen.members[0].ref if seen.members else {},
+        "totalHosts": status.get("totalHosts") or seen.total_hosts.get(0, 1),
+        "stats": status.get("stats") or [],
+        "conditions": own,
+        "phase": "Pending" if status.get("phase") != "Running" else "Running",
+    }
+    return [entry]
+
+
+def _store(invoker: JSON, status: JSON, entries: list[JSON]) -> None:
+    if invoker.get("kind") == "RestoreBatch":
+        status["members"] = entries
+        return
+    entry = entries[0]
+    status["totalHosts"] = entry["totalHosts"]
+    session_level = [
+        cd for cd in status.get("conditions") or [] if cd.get("type") not in TARGET_CONDITIONS
+    ]
+    status["conditions"] = session_level + list(entry.get("conditions") or [])
+
+
+def _found(entries: list[JSON], seen: RestoreObserved, now: dt.datetime) -> list[str]:
+    """Set each member's RestoreTargetFound; the targets that do not exist (yet)."""
+    missing = []
+    for view, entry in zip(seen.members, entries, strict=True):
+        found = seen.facts.targets_found.get(view.index, False)
+        out = ConditionSet(entry.get("conditions"), now, None)
+        message = f"{view.kind} {view.target_namespace}/{view.name}"
+        out.put(
+            c.RESTORE_TARGET_FOUND,
+            found,
+            "TargetAvailable" if found else "TargetNotAvailable",
+            f"restore target {message} {'found' if found else 'does not exist'}",
+        )
+        entry["conditions"] = out.conditions
+        if not found:
+            missing.append(f"restore target {message} does not exist")
+    return missing
+
+
+def _settle(invoker: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
+    phases = [e.get("phase") for e in entries]
+    deadline_passed = any(
+        cd.get("type") == c.DEADLINE_EXCEEDED and cd.get("status") == "True"
+        for cd in status.get("conditions") or []
+    )
+    if any(p not in TARGET_TERMINAL for p in phases) and not deadline_passed:
+        status["phase"] = "Running"
+        return
+    ok = all(p == "Succeeded" for p in phases) and not deadline_passed
+    status["phase"] = "Succeeded" if ok else "Failed"
+    created = parse_time(invoker["metadata"]["creationTimestamp"])
+    status["sessionDuration"] = format_duration(now - created)
+    for entry in entries:
+        succeeded = entry.get("phase") == "Succeeded"
+        hosts = len(entry.get("stats") or [])
+        out = ConditionSet(entry.get("conditions"), now, None)
+        out.put(
+            c.RESTORE_COMPLETED,
+            True,
+            "PostRestoreTasksExecuted",
+            f"restored {hosts} host(s)" if succeeded else _failure(entry),
+        )
+        entry["conditions"] = out.conditions
+
+
+def _failure(entry: JSON) -> str:
+    for cond in entry.get("conditions") or []:
+        if cond.get("type") == RESTORE_FAILED and cond.get("status") == "True":
+            return str(cond.get("message") or "failed")
+    return host_failures(entry)
+
+
+def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) -> RestoreDecision:
+    status: JSON = copy.deepcopy(invoker.get("status") or {})
+    if status.get("phase") in FINISHED:
+        return RestoreDecision(status)
+    meta = invoker["metadata"]
+    spec = invoker.get("spec") or {}
+    started = status.get("phase") == "Running"
+    problems = restore_problems(invoker, seen.members, seen.facts)
+    out = ConditionSet(status.get("conditions"), now, meta.get("generation"))
+    out.put(
+        c.VALIDATION_PASSED,
+        not problems,
+        "ResourceValidationPassed" if not problems else "ResourceValidationFailed",
+        "; ".join(problems) or "the restore is valid",
+    )
+    if problems and not started:
+        status["conditions"] = out.conditions
+        status["phase"] = "Invalid"
+        return RestoreDecision(status, problems=tuple(problems))
+    repo_name = (spec.get("repository") or {}).get("name", "")
+    if not started:
+        repository_conditions(out, seen.facts.repository, repo_name, meta["namespace"], seen.facts)
+    status["conditions"] = out.conditions
+    status.setdefault("sessionDeadline", deadline(meta["creationTimestamp"], spec.get("timeOut")))
+    entries = _entries(invoker, status, seen)
+    create: list[int] = []
+    if not started:
+        waiting = out.not_ready + _found(entries, seen, now)
+        if waiting:
+            if past_deadline(status, entries, RESTORE, now):
+                _settle(invoker, status, entries, now)
+            else:
+                status["phase"] = "Pending"
+            _store(invoker, status, entries)
+            return RestoreDecision(status, problems=tuple(waiting))
+        status["phase"] = "Running"
+
+    def move(index: int, entry: JSON) -> None:
+        if job_target(entry, seen.jobs.get(index), RESTORE, now):
+            create.append(index)
+
+    sequential = spec.get("executionOrder") == "Sequential"
+    in_order(
+        ((v.index, e) for v, e in zip(seen.members, entries, strict=True)),
+        sequential,
+        move,
+        RESTORE,
+        now,
+    )
+    if past_deadline(status, entries, RESTORE, now):
+        create = []
+    _settle(invoker, status, entries, now)
+    _store(invoker, status, entries)
+    return RestoreDecision(status, tuple(create))
+
+
+def fail_restore_member(
+    invoker: JSON, status: JSON, index: int, message: str, now: dt.datetime
+) -> JSON:
+    """``status`` with member ``index`` failed (its Job could not be built or created)."""
+    status = copy.deepcopy(status)
+    members = restore_members_of(invoker)
+    seen = RestoreObserved(members, InvokerFacts())
+    entries = _entries(invoker, status, seen)
+    fail_executor(entries[index], RESTORE, message, now)
+    _settle(invoker, status, entries, now)
+    _store(invoker, status, entries)
+    return status

@@ -1,0 +1,227 @@
+"""One host's restore for a RestoreSession or a RestoreBatch member, run by the restore Job's
+steps: read the invoker and the member that names this target, choose the host's rule, open the
+Repository with its Secret, restore (files into place, or a dump into a restore command), and
+record the host's stats in the invoker's status with its metrics.
+
+A failed restore is a result, not a crash: the step leaves a Failed ``HostResult`` with the
+reason (restic's or the restore command's own words) for ``update-status`` to record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.restore import RestoreMember, Rule
+from engine import metrics
+from engine.host_backup import SetupError, load_repository, open_repository
+from engine.reporting import ReportError, update_status, with_restore_host
+from engine.restic import Restic, ResticError, Snapshot
+from engine.restore import (
+    HostRule,
+    RestoreError,
+    choose_snapshots,
+    restore_rule,
+    rule_for_host,
+    stream_dump,
+)
+from engine.results import HostResult
+from kube import Client
+from kube.errors import KubeError, NotFound
+from kube.types import RESTORE_INVOKER_TYPES
+
+JSON = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostRestore:
+    """Who restores what, for which restore invoker."""
+
+    namespace: str
+    invoker_kind: str  # RestoreSession or RestoreBatch
+    invoker_name: str
+    target_kind: str
+    target_name: str
+    hostname: str
+
+    def describe(self) -> str:
+        return f"{self.target_kind}/{self.target_name} host {self.hostname}"
+
+
+@dataclass(frozen=True)
+class RestoreSetup:
+    invoker: JSON
+    member: RestoreMember
+    rules_field: str  # where the member's rules are, for messages
+    repository_name: str
+    repository_namespace: str
+
+    @property
+    def rules(self) -> list[Rule] | None:
+        target = self.member.target
+        if target is not None and target.rules:
+            return target.rules
+        spec_rules = (self.invoker.get("spec") or {}).get("rules")
+        if spec_rules:  # RestoreSession's deprecated spec.rules
+            return [Rule.model_validate(r) for r in spec_rules]
+        return None
+
+
+def member_documents(invoker: JSON) -> list[JSON]:
+    """The members of a restore invoker as documents (a RestoreSession is its own only one)."""
+    spec = invoker.get("spec") or {}
+    if invoker.get("kind") == "RestoreBatch":
+        return list(spec.get("members") or [])
+    return [spec]
+
+
+def _same_ref(member: JSON, kind: str, name: str) -> bool:
+    ref = (member.get("target") or {}).get("ref") or {}
+    return bool(ref.get("kind") == kind and ref.get("name") == name)
+
+
+def load_restore(client: Client, job: HostRestore) -> RestoreSetup:
+    rt = RESTORE_INVOKER_TYPES.get(job.invoker_kind)
+    if rt is None:
+        raise SetupError(f"{job.invoker_kind} is not a restore invoker")
+    try:
+        invoker = client.get(rt, job.invoker_name, job.namespace)
+    except NotFound:
+        raise SetupError(
+            f"{job.invoker_kind} {job.namespace}/{job.invoker_name} not found"
+        ) from None
+    invoker.setdefault("kind", job.invoker_kind)
+    documents = member_documents(invoker)
+    index = next(
+        (i for i, m in enumerate(documents) if _same_ref(m, job.target_kind, job.target_name)),
+        None,
+    )
+    if index is None:
+        raise SetupError(
+            f"{job.invoker_kind} {job.invoker_name} has no member "
+            f"{job.target_kind}/{job.target_name}"
+        )
+    try:
+        member = RestoreMember.model_validate(documents[index])
+    except ValidationError as exc:
+        raise SetupError(f"member {index}: {exc.errors()[0].get('msg')}") from None
+    where = (
+        "spec.target.rules"
+        if job.invoker_kind == "RestoreSession"
+        else (f"spec.members[{index}].target.rules")
+    )
+    ref = (invoker.get("spec") or {}).get("repository") or {}
+    return RestoreSetup(
+        invoker,
+        member,
+        where,
+        str(ref.get("name", "")),
+        str(ref.get("namespace") or job.namespace),
+    )
+
+
+def _restoring(
+    client: Client,
+    job: HostRestore,
+    cache_dir: Path | None,
+    work: Callable[[Restic, HostRule], list[Snapshot]],
+    snapshot: str = "latest",
+) -> HostResult:
+    started = time.monotonic()
+    try:
+        setup = load_restore(client, job)
+        rule = rule_for_host(job.hostname, setup.rules, setup.rules_field)
+        if not setup.rules and snapshot != "latest":  # a Task param naming the snapshot
+            rule = HostRule(rule.source_host, snapshots=(snapshot,))
+        repository, secret = load_repository(
+            client, setup.repository_name, setup.repository_namespace
+        )
+        with open_repository(repository, secret, cache_dir) as restic:
+            restored = work(restic, rule)
+    except (SetupError, RestoreError, ResticError, KubeError) as exc:
+        log.error("restore of %s failed: %s", job.describe(), exc)
+        return HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
+    log.info(
+        "restored %s from snapshot(s) %s",
+        job.describe(),
+        ", ".join(s.short_id for s in restored),
+    )
+    return HostResult(job.hostname, "Succeeded", time.monotonic() - started)
+
+
+def restore_files(
+    client: Client, job: HostRestore, target_dir: str = "/", cache_dir: Path | None = None
+) -> HostResult:
+    """Restore the host's files (its rule's snapshots) under ``target_dir``."""
+    return _restoring(
+        client,
+        job,
+        cache_dir,
+        lambda restic, rule: restore_rule(
+            restic, job.target_kind, job.target_name, rule, target_dir
+        ),
+    )
+
+
+def restore_dump(
+    client: Client,
+    job: HostRestore,
+    filename: str,
+    command: str,
+    *,
+    cache_dir: Path | None = None,
+    snapshot: str = "latest",
+) -> HostResult:
+    """Stream the dump ``filename`` of the host's snapshot into ``command`` (e.g. psql)."""
+
+    def work(restic: Restic, rule: HostRule) -> list[Snapshot]:
+        picks = choose_snapshots(restic.snapshots(), job.target_kind, job.target_name, rule)
+        for pick in picks:
+            stream_dump(restic, pick.snapshot, filename, command)
+        return [pick.snapshot for pick in picks]
+
+    return _restoring(client, job, cache_dir, work, snapshot)
+
+
+def report_restore(
+    client: Client, job: HostRestore, result: HostResult, pushgateway_url: str = ""
+) -> None:
+    """Record ``result`` in the invoker's status and push the host's restore metrics."""
+    rt = RESTORE_INVOKER_TYPES[job.invoker_kind]
+    try:
+        update_status(
+            client,
+            rt,
+            job.namespace,
+            job.invoker_name,
+            lambda s: with_restore_host(
+                job.invoker_kind, s, job.target_kind, job.target_name, result
+            ),
+        )
+    except NotFound:
+        raise SetupError(
+            f"{job.invoker_kind} {job.namespace}/{job.invoker_name} not found"
+        ) from None
+    except ReportError as exc:
+        raise SetupError(str(exc)) from None
+    if not pushgateway_url:
+        return
+    try:
+        setup = load_restore(client, job)
+        repository = setup.repository_name
+    except SetupError:
+        repository = ""
+    who = metrics.Invoker(job.invoker_kind, job.invoker_name, job.namespace, repository)
+    registry = metrics.restore_host_registry(who, job.target_kind, job.target_name, result)
+    grouping = {"kind": job.target_kind, "name": job.target_name, "hostname": job.hostname}
+    try:
+        metrics.push(pushgateway_url, who.job, grouping, registry)
+    except metrics.MetricsError as exc:
+        log.warning("%s", exc)

@@ -1,0 +1,277 @@
+"""Declarative restore on the dev cluster's real node: RestoreSessions and RestoreBatches turned
+by the operator into restore Jobs, run by the kubelet from the project's image with real restic,
+restoring what a real backup made, checked file by file (content, mode, mtime, symlinks, hard
+links, sparse files), with the phases, per-host stats, Events and metrics they report."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from api import constants as c
+from api.conditions import get_condition, is_true
+from controller.operator import Operator
+from controller.sessions import create_session
+from devcluster.services import Service
+from kube import Client
+from kube.types import BACKUP_SESSIONS, EVENTS, REPOSITORIES, RESTORE_INVOKER_TYPES
+from tests.factories import batch, member, restore_batch, restore_member, restore_session
+from tests.integration.helpers import eventually, give_to_pods, invoker_ready, shared_dir
+from tests.integration.objects import PASSWORD, pvc, repository
+from tests.prometheus import metric_value
+
+JSON = dict[str, Any]
+MiB = 1024 * 1024
+
+
+def rich_tree(root: Path) -> Path:
+    """Files of several sizes and modes, a symlink, a hard link, a sparse file, nesting."""
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "a.txt").write_text("alpha\n")
+    (root / "secret.key").write_bytes(os.urandom(64))
+    (root / "secret.key").chmod(0o600)
+    (root / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "sub" / "b.bin").write_bytes(os.urandom(300_000))
+    (root / "sub" / "deeper" / "c.txt").write_text("gamma\n" * 1000)
+    (root / "link-to-a").symlink_to("a.txt")
+    os.link(root / "sub" / "b.bin", root / "sub" / "b-again.bin")
+    with (root / "sparse.img").open("wb") as sparse:
+        sparse.seek(64 * MiB)
+        sparse.write(b"end")
+    os.utime(root / "a.txt", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    return root
+
+
+def fidelity(root: Path) -> JSON:
+    """What a restore must bring back: per path its type, mode, mtime (ns) and content or link
+    target; which paths are one file (hard links); which files are sparse."""
+    entries: JSON = {}
+    inodes: dict[int, list[str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        st = path.lstat()
+        if path.is_symlink():
+            entries[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            entries[rel] = ("dir", oct(st.st_mode & 0o7777))
+        else:
+            entries[rel] = ("file", oct(st.st_mode & 0o7777), st.st_mtime_ns, path.read_bytes())
+            inodes.setdefault(st.st_ino, []).append(rel)
+            if st.st_blocks * 512 < st.st_size // 2:
+                entries[rel] += ("sparse",)
+    links = sorted(tuple(group) for group in inodes.values() if len(group) > 1)
+    return {"entries": entries, "hard links": links}
+
+
+def damage(root: Path) -> None:
+    (root / "a.txt").unlink()
+    (root / "sub" / "b.bin").write_bytes(b"overwritten")
+    for path in sorted((root / "sub" / "deeper").iterdir()):
+        path.unlink()
+    (root / "sub" / "deeper").rmdir()
+    (root / "sparse.img").unlink()
+
+
+def backed_up(kube: Client, namespace: str, *pvcs: tuple[str, Path]) -> str:
+    """Back the PVCs up with one BackupBatch session (the Job model); the session's name."""
+    members = [
+        member(c.PVC_KIND, name, mounts=((name, str(data)),), task="pvc-backup")
+        for name, data in pvcs
+    ]
+    kube.create(batch("nightly", namespace, *members), namespace)
+    invoker_ready(kube, namespace, "nightly")
+    name = str(create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"])
+
+    def succeeded() -> JSON | None:
+        session = kube.get(BACKUP_SESSIONS, name, namespace)
+        phase = (session.get("status") or {}).get("phase")
+        assert phase != "Failed", session["status"]
+        return session if phase == "Succeeded" else None
+
+    eventually(succeeded, 180, "the backup to succeed")
+    return name
+
+
+def finished(kube: Client, namespace: str, kind: str, name: str, timeout: float = 180) -> JSON:
+    def done() -> JSON | None:
+        obj = kube.get(RESTORE_INVOKER_TYPES[kind], name, namespace)
+        status = obj.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed") and has_metrics(status):
+            return obj
+        return None
+
+    return eventually(done, timeout, f"{kind} {name} to end")
+
+
+def has_metrics(status: JSON) -> bool:
+    return get_condition(status.get("conditions"), c.METRICS_PUSHED) is not None
+
+
+def events_of(kube: Client, namespace: str, name: str) -> list[tuple[str, str]]:
+    return [
+        (e.get("reason", ""), e.get("message", ""))
+        for e in kube.list(EVENTS, namespace)["items"]
+        if (e.get("involvedObject") or {}).get("name") == name
+    ]
+
+
+def pvc_data(tmp_path: Path, name: str) -> Path:
+    return give_to_pods(rich_tree(shared_dir(tmp_path / name)))
+
+
+def test_a_pvc_restored_by_a_restore_session_is_what_was_backed_up_file_for_file(
+    operator: Operator, kube: Client, namespace: str, pushgateway: Service, tmp_path: Path
+) -> None:
+    data = pvc_data(tmp_path, "shared")
+    expected = fidelity(data)
+    assert expected["hard links"] == [("sub/b-again.bin", "sub/b.bin")]
+    assert "sparse" in expected["entries"]["sparse.img"]
+    repository(kube, namespace, tmp_path / "repo")
+    pvc(kube, namespace, "shared", data)
+    backed_up(kube, namespace, ("shared", data))
+    damage(data)
+    assert fidelity(data) != expected
+
+    kube.create(
+        restore_session("shared-back", namespace, restore_member(name="shared", mount=str(data))),
+        namespace,
+    )
+    restored = finished(kube, namespace, "RestoreSession", "shared-back")
+    status = restored["status"]
+    assert status["phase"] == "Succeeded", (status.get("stats"), status.get("conditions"))
+    assert fidelity(data) == expected
+    assert status["totalHosts"] == 1
+    assert [(s["hostname"], s["phase"]) for s in status["stats"]] == [("host-0", "Succeeded")]
+    assert status["sessionDuration"]
+    for kind in (
+        c.RESTORE_TARGET_FOUND,
+        c.RESTORE_JOB_CREATED,
+        c.RESTORE_EXECUTOR_ENSURED,
+        c.RESTORE_COMPLETED,
+        c.METRICS_PUSHED,
+    ):
+        assert is_true(status["conditions"], kind), kind
+    reasons = [reason for reason, _ in events_of(kube, namespace, "shared-back")]
+    assert "RestoreJobCreated" in reasons
+    assert "RestoreSessionSucceeded" in reasons
+
+    with urllib.request.urlopen(f"{pushgateway.url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    labels = {
+        "job": f"restoresession-{namespace}-shared-back",
+        "invoker_kind": "RestoreSession",
+        "invoker_name": "shared-back",
+        "namespace": namespace,
+        "repository": "repo",
+    }
+    assert metric_value(text, "stash_restore_session_success", **labels) == 1.0
+    host = {**labels, "kind": c.PVC_KIND, "name": "shared", "hostname": "host-0"}
+    assert metric_value(text, "stash_restore_host_restore_success", **host) == 1.0
+
+    # Converged: reconciling again writes nothing.
+    writes = operator.writes_in(namespace)
+    operator.restores.reconcile(("RestoreSession", namespace, "shared-back"))
+    assert operator.writes_in(namespace) == writes
+
+
+def test_a_restore_batch_restores_each_member_one_after_another(
+    operator: Operator, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    first, second = pvc_data(tmp_path, "first"), pvc_data(tmp_path, "second")
+    expected = {"first": fidelity(first), "second": fidelity(second)}
+    repository(kube, namespace, tmp_path / "repo")
+    pvc(kube, namespace, "first", first)
+    pvc(kube, namespace, "second", second)
+    backed_up(kube, namespace, ("first", first), ("second", second))
+    damage(first)
+    damage(second)
+
+    kube.create(
+        restore_batch(
+            "all-back",
+            namespace,
+            restore_member(name="first", mount=str(first)),
+            # Only part of the second: the newest snapshot holding that path.
+            restore_member(name="second", mount=str(second), rules=[{"paths": [f"{second}/sub"]}]),
+            executionOrder="Sequential",
+        ),
+        namespace,
+    )
+    restored = finished(kube, namespace, "RestoreBatch", "all-back")
+    status = restored["status"]
+    assert status["phase"] == "Succeeded", (status.get("stats"), status.get("conditions"))
+    assert [m["phase"] for m in status["members"]] == ["Succeeded", "Succeeded"]
+    assert [len(m["stats"]) for m in status["members"]] == [1, 1]
+    assert fidelity(first) == expected["first"]
+    after = fidelity(second)["entries"]
+    wanted = expected["second"]["entries"]
+    for rel in ("sub/b.bin", "sub/deeper/c.txt", "sub/b-again.bin"):
+        assert after[rel] == wanted[rel], rel
+    assert "a.txt" not in after  # outside the rule's path: not restored
+    first_job, second_job = (
+        get_condition(m["conditions"], c.RESTORE_JOB_CREATED) for m in status["members"]
+    )
+    assert first_job is not None
+    assert second_job is not None
+    assert first_job["lastTransitionTime"] <= second_job["lastTransitionTime"]
+
+
+def test_a_restore_that_cannot_succeed_fails_in_restics_own_words(
+    operator: Operator, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    data = pvc_data(tmp_path, "shared")
+    repository(kube, namespace, tmp_path / "repo")
+    pvc(kube, namespace, "shared", data)
+    backed_up(kube, namespace, ("shared", data))
+
+    # No snapshot matches the rule.
+    missing = restore_member(name="shared", mount=str(data), rules=[{"snapshots": ["deadbeef"]}])
+    kube.create(restore_session("no-such", namespace, missing), namespace)
+    status = finished(kube, namespace, "RestoreSession", "no-such")["status"]
+    assert status["phase"] == "Failed"
+    assert status["stats"][0]["phase"] == "Failed"
+    assert "no snapshot deadbeef in the repository" in status["stats"][0]["error"]
+    failed = [m for r, m in events_of(kube, namespace, "no-such") if r == "RestoreSessionFailed"]
+    assert failed
+    assert "no snapshot deadbeef" in failed[0]
+
+    # The wrong password: the same repository under another Secret.
+    wrong = "not-" + PASSWORD
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "wrong-secret"},
+            "stringData": {"RESTIC_PASSWORD": wrong},
+        },
+        namespace,
+    )
+    repo = kube.get(REPOSITORIES, "repo", namespace)
+    repo_copy = {
+        "apiVersion": repo["apiVersion"],
+        "kind": "Repository",
+        "metadata": {"name": "wrong-repo"},
+        "spec": {
+            **repo["spec"],
+            "backend": {**repo["spec"]["backend"], "storageSecretName": "wrong-secret"},
+        },
+    }
+    kube.create(repo_copy, namespace)
+    kube.create(
+        restore_session(
+            "wrong-password",
+            namespace,
+            restore_member(name="shared", mount=str(data)),
+            repository={"name": "wrong-repo"},
+        ),
+        namespace,
+    )
+    status = finished(kube, namespace, "RestoreSession", "wrong-password")["status"]
+    assert status["phase"] == "Failed"
+    error = status["stats"][0]["error"]
+    assert "wrong password" in error, error
+    assert wrong not in str(status)
+    assert PASSWORD not in str(status)

@@ -1,0 +1,300 @@
+"""The RestoreSession's and RestoreBatch's next status, and their restore Jobs."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+from api import constants as c
+from api.conditions import get_condition, is_true
+from api.repository import Repository
+from controller.backup_job import JobInputs, build_job
+from controller.builtin_tasks import builtin_objects
+from controller.invoker import InvokerFacts
+from controller.restore_status import (
+    RestoreObserved,
+    fail_restore_member,
+    next_restore_status,
+    restore_members_of,
+)
+from controller.tenancy import Tenancy
+from engine.reporting import with_restore_host
+from engine.results import HostResult
+from tests.factories import restore_batch, restore_member, restore_session
+
+JSON = dict[str, Any]
+T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=dt.UTC)
+REPO = Repository.model_validate(
+    {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "repo", "namespace": "demo"},
+        "spec": {
+            "backend": {
+                "local": {"mountPath": "/repo", "hostPath": {"path": "/srv/repo"}},
+                "storageSecretName": "repo-secret",
+            },
+        },
+    }
+)
+
+
+def created(obj: JSON) -> JSON:
+    obj = copy.deepcopy(obj)
+    obj["metadata"].update(creationTimestamp="2026-01-01T10:00:00Z", uid="u-1", generation=1)
+    return obj
+
+
+def facts(found: bool = True, repository: Repository | None = REPO, **more: Any) -> InvokerFacts:
+    return InvokerFacts(
+        tenancy=Tenancy(operator_namespace="stash"),
+        repository=repository,
+        secret_found=repository is not None,
+        secret_keys=frozenset({"RESTIC_PASSWORD"}),
+        targets_found={0: found, 1: found},
+        tasks_found={"pvc-restore": True},
+        **more,
+    )
+
+
+def observe(
+    invoker: JSON, jobs: dict[int, JSON | None] | None = None, **fact: Any
+) -> RestoreObserved:
+    members = restore_members_of(invoker)
+    return RestoreObserved(
+        members,
+        facts(**fact),
+        total_hosts={m.index: 1 for m in members},
+        jobs=jobs if jobs is not None else {m.index: None for m in members},
+    )
+
+
+def step(
+    invoker: JSON, seen: RestoreObserved, now: dt.datetime = T0
+) -> tuple[JSON, tuple[int, ...]]:
+    decision = next_restore_status(invoker, seen, now)
+    invoker["status"] = decision.status
+    return decision.status, decision.create_jobs
+
+
+def job(name: str, condition: str | None = None) -> JSON:
+    status: JSON = {}
+    if condition:
+        status["conditions"] = [
+            {"type": condition, "status": "True", "reason": "X", "message": "m"}
+        ]
+    return {"metadata": {"name": name}, "status": status}
+
+
+def report(invoker: JSON, name: str, result: HostResult) -> None:
+    invoker["status"] = with_restore_host(
+        invoker["kind"], invoker["status"], c.PVC_KIND, name, result
+    )
+
+
+def test_a_restore_session_of_a_pvc_gets_its_job_and_succeeds_when_its_host_reports() -> None:
+    rs = created(restore_session())
+    status, create = step(rs, observe(rs))
+    assert status["phase"] == "Running"
+    assert create == (0,)
+    assert status["totalHosts"] == 1
+    assert is_true(status["conditions"], c.RESTORE_JOB_CREATED)
+    assert is_true(status["conditions"], c.RESTORE_EXECUTOR_ENSURED)
+    assert is_true(status["conditions"], c.RESTORE_TARGET_FOUND)
+    assert status["sessionDeadline"] == "2026-01-02T10:00:00Z"  # 24 h without a timeOut
+    running = observe(rs, jobs={0: job("stash-restore-restore-0")})
+    status, create = step(rs, running)
+    assert (status["phase"], create) == ("Running", ())
+    report(rs, "data", HostResult("host-0", "Succeeded", 2.5))
+    later = T0 + dt.timedelta(seconds=42)
+    status, _ = step(rs, running, later)
+    assert status["phase"] == "Succeeded"
+    assert status["sessionDuration"] == "42s"
+    assert status["stats"] == [{"hostname": "host-0", "phase": "Succeeded", "duration": "2.5s"}]
+    completed = get_condition(status["conditions"], c.RESTORE_COMPLETED)
+    assert completed is not None
+    assert completed["message"] == "restored 1 host(s)"
+
+
+def test_reconciling_a_restore_twice_changes_nothing() -> None:
+    rs = created(restore_session())
+    step(rs, observe(rs))
+    seen = observe(rs, jobs={0: job("stash-restore-restore-0")})
+    first, _ = step(rs, seen)
+    second, create = step(rs, seen)
+    assert (second, create) == (first, ())
+
+
+def test_a_host_that_failed_fails_the_restore_with_its_error() -> None:
+    rs = created(restore_session())
+    step(rs, observe(rs))
+    report(
+        rs,
+        "data",
+        HostResult("host-0", "Failed", 1.0, error="Fatal: wrong password or no key found"),
+    )
+    status, _ = step(rs, observe(rs, jobs={0: job("stash-restore-restore-0", "Failed")}))
+    assert status["phase"] == "Failed"
+    failed = get_condition(status["conditions"], "RestoreFailed")
+    assert failed is not None
+    assert failed["message"] == "host host-0: Fatal: wrong password or no key found"
+
+
+def test_a_job_that_failed_without_reporting_fails_the_restore_saying_so() -> None:
+    rs = created(restore_session())
+    step(rs, observe(rs))
+    status, _ = step(rs, observe(rs, jobs={0: job("stash-restore-restore-0", "Failed")}))
+    assert status["phase"] == "Failed"
+    failed = get_condition(status["conditions"], "RestoreFailed")
+    assert failed is not None
+    assert "restore Job stash-restore-restore-0 failed" in failed["message"]
+
+
+def test_a_job_deleted_before_it_finished_fails_the_restore() -> None:
+    rs = created(restore_session())
+    step(rs, observe(rs))
+    status, create = step(rs, observe(rs, jobs={0: None}))
+    assert (status["phase"], create) == ("Failed", ())
+
+
+def test_a_restore_waits_for_its_repository_and_its_target_until_its_deadline() -> None:
+    rs = created(restore_session(timeOut="10m"))
+    status, create = step(rs, observe(rs, found=False, repository=None))
+    assert (status["phase"], create) == ("Pending", ())
+    assert not is_true(status["conditions"], c.REPOSITORY_FOUND)
+    found = get_condition(status["conditions"], c.RESTORE_TARGET_FOUND)
+    assert found is not None
+    assert found["status"] == "False"
+    status, create = step(rs, observe(rs), T0 + dt.timedelta(minutes=1))
+    assert (status["phase"], create) == ("Running", (0,))
+
+
+def test_a_restore_still_waiting_at_its_deadline_fails() -> None:
+    rs = created(restore_session(timeOut="10m"))
+    step(rs, observe(rs, repository=None))
+    status, _ = step(rs, observe(rs, repository=None), T0 + dt.timedelta(minutes=11))
+    assert status["phase"] == "Failed"
+    assert is_true(status["conditions"], c.DEADLINE_EXCEEDED)
+
+
+def test_a_running_restore_past_its_deadline_fails() -> None:
+    rs = created(restore_session(timeOut="10m"))
+    step(rs, observe(rs))
+    seen = observe(rs, jobs={0: job("stash-restore-restore-0")})
+    status, _ = step(rs, seen, T0 + dt.timedelta(minutes=11))
+    assert status["phase"] == "Failed"
+    failed = get_condition(status["conditions"], "RestoreFailed")
+    assert failed is not None
+    assert "deadline 2026-01-01T10:10:00Z passed" in failed["message"]
+
+
+def test_an_invalid_restore_names_the_field_and_why() -> None:
+    rs = created(restore_session(member=restore_member("Service", "db")))
+    rs["spec"]["repository"] = {}
+    status, create = step(rs, observe(rs))
+    assert (status["phase"], create) == ("Invalid", ())
+    message = get_condition(status["conditions"], c.VALIDATION_PASSED)
+    assert message is not None
+    assert "spec.repository.name: the Repository to restore from is required" in message["message"]
+    assert "spec.task.name: a Service target needs a Task" in message["message"]
+
+
+def test_a_restore_into_another_namespace_that_does_not_allow_it_is_invalid() -> None:
+    rs = created(restore_session(member=restore_member(namespace="other")))
+    status, _ = step(rs, observe(rs))
+    assert status["phase"] == "Invalid"
+    message = get_condition(status["conditions"], c.VALIDATION_PASSED)
+    assert message is not None
+    assert "spec.target.ref.namespace:" in message["message"]
+
+
+def test_an_invalid_restore_starts_once_its_spec_is_right() -> None:
+    rs = created(restore_session())
+    rs["spec"]["repository"] = {}
+    step(rs, observe(rs))
+    rs["spec"]["repository"] = {"name": "repo"}
+    status, create = step(rs, observe(rs))
+    assert (status["phase"], create) == ("Running", (0,))
+    assert is_true(status["conditions"], c.VALIDATION_PASSED)
+
+
+def test_a_restore_batch_restores_its_members_in_parallel() -> None:
+    rb = created(restore_batch("all", "demo", restore_member(name="a"), restore_member(name="b")))
+    status, create = step(rb, observe(rb))
+    assert create == (0, 1)
+    assert [m["phase"] for m in status["members"]] == ["Running", "Running"]
+    report(rb, "a", HostResult("host-0", "Succeeded", 1.0))
+    jobs: dict[int, JSON | None] = {0: job("stash-restore-all-0"), 1: job("stash-restore-all-1")}
+    status, _ = step(rb, observe(rb, jobs=jobs))
+    assert [m["phase"] for m in status["members"]] == ["Succeeded", "Running"]
+    assert status["phase"] == "Running"
+    report(rb, "b", HostResult("host-0", "Succeeded", 1.0))
+    status, _ = step(rb, observe(rb, jobs=jobs))
+    assert status["phase"] == "Succeeded"
+    assert all(is_true(m["conditions"], c.RESTORE_COMPLETED) for m in status["members"])
+
+
+def test_a_sequential_restore_batch_starts_the_next_member_after_the_last_succeeded() -> None:
+    members = (restore_member(name="a"), restore_member(name="b"))
+    rb = created(restore_batch("all", "demo", *members, executionOrder="Sequential"))
+    status, create = step(rb, observe(rb))
+    assert create == (0,)
+    assert [m["phase"] for m in status["members"]] == ["Running", "Pending"]
+    report(rb, "a", HostResult("host-0", "Succeeded", 1.0))
+    status, create = step(rb, observe(rb, jobs={0: job("stash-restore-all-0"), 1: None}))
+    assert create == (1,)
+
+
+def test_after_a_failed_member_a_sequential_batch_runs_no_more() -> None:
+    members = (restore_member(name="a"), restore_member(name="b"))
+    rb = created(restore_batch("all", "demo", *members, executionOrder="Sequential"))
+    step(rb, observe(rb))
+    report(rb, "a", HostResult("host-0", "Failed", 1.0, error="boom"))
+    status, create = step(rb, observe(rb, jobs={0: job("stash-restore-all-0"), 1: None}))
+    assert create == ()
+    assert status["phase"] == "Failed"
+    failed = get_condition(status["members"][1]["conditions"], "RestoreFailed")
+    assert failed is not None
+    assert failed["message"] == "not run: member 0 failed before it"
+
+
+def test_a_member_whose_job_cannot_be_built_fails_and_the_batch_settles() -> None:
+    rb = created(restore_batch("all", "demo", restore_member(name="a")))
+    status, _ = step(rb, observe(rb))
+    failed = fail_restore_member(rb, status, 0, "Function pvc-restore not found", T0)
+    assert failed["phase"] == "Failed"
+    ensured = get_condition(failed["members"][0]["conditions"], c.RESTORE_EXECUTOR_ENSURED)
+    assert ensured is not None
+    assert ensured["status"] == "False"
+
+
+def test_a_restore_job_runs_the_tasks_functions_under_the_restore_service_account() -> None:
+    rs = created(restore_session(member=restore_member(rules=[{"paths": ["/stash-data/a"]}])))
+    rs["metadata"]["uid"] = "u-1"
+    objects = {
+        o["metadata"]["name"]: o for o in builtin_objects("stash:1") if o["kind"] == "Function"
+    }
+    task = next(
+        o
+        for o in builtin_objects("stash:1")
+        if o["kind"] == "Task" and o["metadata"]["name"] == "pvc-restore"
+    )
+    view = restore_members_of(rs)[0]
+    built = build_job(JobInputs(rs, rs, view, REPO, task, objects, "stash:1"))
+    assert built["metadata"]["name"] == "stash-restore-restore-0"
+    assert built["metadata"]["ownerReferences"][0]["kind"] == "RestoreSession"
+    pod = built["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "stash-restore-restore"
+    restore_args = pod["initContainers"][0]["args"]
+    assert restore_args[0] == "restore"
+    assert "--restoresession=restore" in restore_args
+    assert "--invoker-kind=RestoreSession" in restore_args
+    update = pod["containers"][0]["args"]
+    assert update[0] == "update-status"
+    assert "--restoresession=restore" in update
+    assert "--backupsession=" in update
+    mounts = pod["initContainers"][0]["volumeMounts"]
+    assert {"name": "target-volume", "mountPath": "/stash-data"} in mounts
+    claim = next(v for v in pod["volumes"] if v["name"] == "target-volume")
+    assert claim["persistentVolumeClaim"] == {"claimName": "data"}

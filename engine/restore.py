@@ -14,6 +14,7 @@ target, so a shared repository never gives a host another target's data by surpr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import subprocess
@@ -234,18 +235,24 @@ def stream_dump(restic: Restic, snapshot: Snapshot, filename: str, command: str)
         daemon=True,
     )
     reader.start()
+    stopped_reading = False
     try:
         with restic.dump(snapshot.id, "/" + filename.lstrip("/")) as stream:
             assert sink.stdin is not None  # noqa: S101 - PIPE always gives a stream
             while chunk := stream.read(_CHUNK):
                 sink.stdin.write(chunk)
-    except (ResticError, BrokenPipeError) as exc:
+    except BrokenPipeError:
+        stopped_reading = True  # the command ended early: its exit and its words say why
+    except ResticError as exc:
         sink.kill()
         raise RestoreError(f"reading {filename} from snapshot {snapshot.short_id}: {exc}") from None
     finally:
         if sink.stdin is not None and not sink.stdin.closed:
-            sink.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                sink.stdin.close()
     code = sink.wait()
     reader.join()
     if code != 0:
         raise RestoreError(f"{argv[0]} exited with {code}: {tail(errors)}")
+    if stopped_reading:
+        raise RestoreError(f"{argv[0]} stopped reading {filename} before its end: {tail(errors)}")

@@ -15,14 +15,11 @@ from typing import Any
 from api import constants as c
 from api.conditions import is_true
 from api.naming import hook_job_name
-from api.repository import Repository
 from controller.operator import Operator
 from controller.sessions import create_session
-from controller.substitution import substitute_all
 from devcluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Postgres, Service
-from engine.backend import local_volume
 from kube import Client, NotFound
 from kube.types import (
     BACKUP_BATCHES,
@@ -31,15 +28,15 @@ from kube.types import (
     JOBS,
     PODS,
     REPOSITORIES,
+    RESTORE_SESSIONS,
 )
-from tests.factories import batch, member
+from tests.factories import batch, member, restore_session
 from tests.integration.helpers import (
     WebhookProcess,
     eventually,
     give_to_pods,
     invoker_ready,
     job_steps,
-    run_pod,
     shared_dir,
     wait_until_injected,
 )
@@ -413,48 +410,43 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
     session = eventually(lambda: _finished(kube, namespace, name), 60, "the session to end")
     assert session["status"]["phase"] == "Succeeded", session["status"]
 
-    # Lose the data, then run the example's restore Function in a pod, as its Job would.
+    # Lose the data, then restore it declaratively: a RestoreSession with the example's Task.
     postgres.psql("DROP TABLE items", database)
-    restore_fn = next(
-        o
-        for o in load_all(Path("manifests/tasks/postgres.yaml"))
-        if o["kind"] == "Function" and o["metadata"]["name"] == "postgres-restore"
-    )
-    variables = {
-        "NAMESPACE": namespace,
-        "REPOSITORY_NAME": "repo",
-        "REPOSITORY_NAMESPACE": namespace,
-        "TARGET_KIND": "Service",
-        "TARGET_NAME": "pg",
-        **{p["name"]: p["value"] for p in params},
-    }
-    args = substitute_all(restore_fn["spec"]["args"], variables)
-    found = local_volume(Repository.model_validate(kube.get(REPOSITORIES, "repo", namespace)))
-    assert found is not None
-    volume, mount = found
-    restored = run_pod(
-        kube,
+    target = {"ref": {"apiVersion": "v1", "kind": "Service", "name": "pg"}}
+    kube.create(
+        restore_session(
+            "pg-back",
+            namespace,
+            {"target": target, "task": {"name": "postgres-restore", "params": params}},
+        ),
         namespace,
-        {
-            "metadata": {"name": "restore"},
-            "spec": {
-                "restartPolicy": "Never",
-                "serviceAccountName": "stash-backup-nightly",
-                "containers": [
-                    {
-                        "name": "restore",
-                        "image": images.stash.name,
-                        "args": args,
-                        "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
-                    }
-                ],
-                "volumes": [volume, {"name": "tmp", "emptyDir": {}}],
-            },
-        },
     )
-    assert restored[0].returncode == 0, restored[0].output
+    restored = eventually(lambda: _restore_ended(kube, namespace, "pg-back"), 120, "the restore")
+    assert restored["phase"] == "Succeeded", restored
+    assert [(s["hostname"], s["phase"]) for s in restored["stats"]] == [("host-0", "Succeeded")]
     after = postgres.psql("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database)
     assert after == original
+
+    # A restore command that fails fails the restore, in its own words.
+    bad = [p for p in params if p["name"] != "database"] + [{"name": "database", "value": "nope"}]
+    kube.create(
+        restore_session(
+            "pg-bad",
+            namespace,
+            {"target": target, "task": {"name": "postgres-restore", "params": bad}},
+        ),
+        namespace,
+    )
+    failed = eventually(
+        lambda: _restore_ended(kube, namespace, "pg-bad"), 120, "the failed restore"
+    )
+    assert failed["phase"] == "Failed"
+    assert 'database "nope" does not exist' in failed["stats"][0]["error"], failed["stats"]
+
+
+def _restore_ended(kube: Client, namespace: str, name: str) -> JSON | None:
+    status = kube.get(RESTORE_SESSIONS, name, namespace).get("status") or {}
+    return status if status.get("phase") in ("Succeeded", "Failed") else None
 
 
 def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_cleanup(

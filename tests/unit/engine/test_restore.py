@@ -1,12 +1,25 @@
-"""Which snapshots a host restores: Stash's rules, chosen per host, against a repository's list."""
+"""Which snapshots a host restores (Stash's rules, chosen per host, against a repository's
+list), and a dump streamed into a restore command."""
 
 from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
 from api.restore import Rule
-from engine.restic import Snapshot
-from engine.restore import HostRule, Pick, RestoreError, choose_snapshots, rule_for_host
+from engine.restic import Restic, Snapshot
+from engine.restore import (
+    HostRule,
+    Pick,
+    RestoreError,
+    choose_snapshots,
+    rule_for_host,
+    stream_dump,
+)
 
 
 def snap(
@@ -110,3 +123,26 @@ def test_restoring_into_another_target_never_guesses_between_several_targets() -
 def test_an_empty_repository_says_so() -> None:
     with pytest.raises(RestoreError, match="the repository has no snapshots"):
         choose_snapshots([], "PersistentVolumeClaim", "data", HostRule("host-0"))
+
+
+class _Dumping:
+    """A restic whose ``dump`` streams ``size`` bytes (enough to fill any pipe)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    @contextlib.contextmanager
+    def dump(self, snapshot: str, filename: str) -> Iterator[io.BytesIO]:
+        yield io.BytesIO(b"x" * self.size)
+
+
+def test_a_restore_command_that_stops_early_fails_in_its_own_words() -> None:
+    command = "sh -c 'echo \"FATAL:  database nope does not exist\" >&2; exit 2'"
+    with pytest.raises(RestoreError, match=r"sh exited with 2: FATAL:  database nope does not"):
+        stream_dump(cast(Restic, _Dumping(8 * 1024 * 1024)), REPO[0], "dumpfile.sql", command)
+
+
+def test_a_restore_command_that_reads_it_all_succeeds() -> None:
+    stream_dump(
+        cast(Restic, _Dumping(3 * 1024 * 1024)), REPO[0], "dumpfile.sql", "sh -c 'cat >/dev/null'"
+    )

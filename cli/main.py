@@ -31,6 +31,7 @@ from engine.host_restore import HostRestore
 from engine.job_steps import StepOptions
 from engine.restic import Restic
 from engine.restore import RestoreTarget, restore_dump, restore_paths
+from engine.restore_init import InitOptions, RestoreInit
 from kube import Client, KubeError
 from webhook.server import WebhookOptions
 from webhook.server import run as run_webhook
@@ -238,7 +239,8 @@ def cmd_run_hook(args: argparse.Namespace) -> int:
         client.close()
 
 
-def cmd_run_backup(args: argparse.Namespace) -> int:
+def _pod_identity(args: argparse.Namespace) -> Identity:
+    """The pod a sidecar or stash-init runs in (the downward API) and the workload it serves."""
     me = Identity(
         namespace=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE),
         target_kind=args.target_kind,
@@ -248,6 +250,24 @@ def cmd_run_backup(args: argparse.Namespace) -> int:
     )
     if not me.pod_name:
         raise ValueError("POD_NAME is not set (the downward API's metadata.name)")
+    return me
+
+
+def cmd_restore_init(args: argparse.Namespace) -> int:
+    me = _pod_identity(args)
+    client = Client.from_environment(args.kubeconfig)
+    options = InitOptions(
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        pushgateway_url=args.pushgateway_url,
+    )
+    try:
+        return RestoreInit(client, me, options).run(_stop_on_signals())
+    finally:
+        client.close()
+
+
+def cmd_run_backup(args: argparse.Namespace) -> int:
+    me = _pod_identity(args)
     client = Client.from_environment(args.kubeconfig)
     stop = _stop_on_signals()
     options = AgentOptions(
@@ -428,6 +448,16 @@ def _add_backup_commands(sub: Any) -> None:
     )
     sidecar.add_argument("--kubeconfig")
     sidecar.set_defaults(func=cmd_run_backup)
+
+    init = sub.add_parser(
+        "restore-init", help="the stash-init container: restore this pod's workload first"
+    )
+    init.add_argument("--target-kind", required=True)
+    init.add_argument("--target-name", required=True)
+    init.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    init.add_argument("--pushgateway-url", default="")
+    init.add_argument("--kubeconfig")
+    init.set_defaults(func=cmd_restore_init)
 
     hook = sub.add_parser("run-hook", help="hook Job: run a BackupBatch's own pre/post hook")
     hook.add_argument("--backupsession", required=True)

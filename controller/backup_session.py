@@ -30,6 +30,7 @@ from controller.caches import (
     WORKLOAD_TYPES,
     Caches,
 )
+from controller.facts import FactReader
 from controller.hook_job import hook_job, hook_job_failure
 from controller.invoker import MemberView, members_of, refusal
 from controller.runtime import Controller, Result, Writes
@@ -82,6 +83,7 @@ class SessionReconciler:
         self.operator_namespace = operator_namespace
         self.pushgateway_url = pushgateway_url
         self.writes = Writes()
+        self.reader = FactReader(client, caches, operator_namespace)
         self.jobs_created = 0
         self.events = EventRecorder(client, "stash-operator")
         self.pushes: Background[Key, None] = Background("metrics-push")
@@ -124,19 +126,6 @@ class SessionReconciler:
         ]
 
     # -- observing ---------------------------------------------------------------------------
-
-    def _total_hosts(self, view: MemberView) -> int:
-        namespace = view.target_namespace
-        if view.member.target and view.member.target.replicas:
-            return int(view.member.target.replicas)
-        if view.kind == "StatefulSet" and view.task is None:
-            sts = self.caches.get(STATEFULSETS, namespace, view.name) or {}
-            return int((sts.get("spec") or {}).get("replicas", 1))
-        if view.kind == "DaemonSet" and view.task is None:
-            ds = self.caches.get(DAEMONSETS, namespace, view.name) or {}
-            # At least one host: a DaemonSet on no node has nothing backed up, not a success.
-            return max(1, int((ds.get("status") or {}).get("desiredNumberScheduled", 1)))
-        return 1
 
     def _job(self, session: JSON, index: int) -> JSON | None:
         """The member's Job: from the cache, or, when the cache lacks a Job the session already
@@ -256,7 +245,7 @@ class SessionReconciler:
         seen = Observed(
             invoker=invoker,
             members=members,
-            total_hosts={v.index: self._total_hosts(v) for v in members},
+            total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs={v.index: self._job(session, v.index) for v in members if v.task is not None},
             other_running=self._other_running(session, ref.get("name", "")),
             refused=self._refused(members),

@@ -13,7 +13,16 @@ from typing import Any
 
 from api import constants as c
 from api.repository import Repository
-from controller.caches import NAMESPACES, PVCS, REPOSITORIES, TASKS, WORKLOAD_TYPES, Caches
+from controller.caches import (
+    DAEMONSETS,
+    NAMESPACES,
+    PVCS,
+    REPOSITORIES,
+    STATEFULSETS,
+    TASKS,
+    WORKLOAD_TYPES,
+    Caches,
+)
 from controller.invoker import InvokerFacts, MemberRef, refusal
 from controller.tenancy import read_tenancy
 from kube import Client, NotFound
@@ -62,6 +71,20 @@ class FactReader:
             return None
         workload = self.caches.get(WORKLOAD_TYPES[view.kind], view.target_namespace, view.name)
         return volume_names(workload) if workload is not None else None
+
+    def total_hosts(self, view: MemberRef) -> int:
+        """How many hosts carry the member out: a StatefulSet's replicas and a DaemonSet's
+        nodes for a sidecar or stash-init, else one (a Job, a Deployment's one Lease holder)."""
+        if replicas := view.replicas():
+            return int(replicas)
+        if view.kind == "StatefulSet" and view.task is None:
+            sts = self.caches.get(STATEFULSETS, view.target_namespace, view.name) or {}
+            return int((sts.get("spec") or {}).get("replicas", 1))
+        if view.kind == "DaemonSet" and view.task is None:
+            ds = self.caches.get(DAEMONSETS, view.target_namespace, view.name) or {}
+            # At least one host: a DaemonSet on no node has nothing done, not a success.
+            return max(1, int((ds.get("status") or {}).get("desiredNumberScheduled", 1)))
+        return 1
 
     def read(
         self, invoker: JSON, views: Sequence[MemberRef], schedule_problem: str | None = None

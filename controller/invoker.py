@@ -43,6 +43,10 @@ class MemberRef:
     def task_name(self) -> str | None:
         raise NotImplementedError
 
+    def replicas(self) -> int | None:
+        """``target.replicas``: how many hosts the member names itself, if it does."""
+        raise NotImplementedError
+
     @property
     def ref(self) -> JSON:
         ref = self.target_ref()
@@ -91,6 +95,9 @@ class MemberView(MemberRef):
     def task_name(self) -> str | None:
         return self.member.task.name if self.member.task and self.member.task.name else None
 
+    def replicas(self) -> int | None:
+        return self.member.target.replicas if self.member.target else None
+
 
 @dataclass(frozen=True)
 class RestoreView(MemberRef):
@@ -107,6 +114,9 @@ class RestoreView(MemberRef):
 
     def task_name(self) -> str | None:
         return self.member.task.name if self.member.task and self.member.task.name else None
+
+    def replicas(self) -> int | None:
+        return self.member.target.replicas if self.member.target else None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,10 @@
-"""Opt-in for sidecar targets: the workload's pod template gets the opt-in label and a hash of
-what the sidecar needs; when nothing targets the workload any more, both go again.
+"""Opt-in for sidecar and restore targets: the workload's pod template gets the opt-in label and
+a hash of what the sidecar needs; when nothing targets the workload any more, both go again.
+
+A workload an unfinished RestoreSession / RestoreBatch restores also gets the annotation
+``stash.appscode.com/restore: <restore uid>`` on its pod template: its pods are rolled, so the
+new ones pass through the webhook and get ``stash-init``. When the restore ends the annotation
+stays (taking it away would roll the pods once more for nothing); a later restore sets its own.
 
 The label is removed only when the operator added it (it marks the workload with
 ``stash.appscode.com/opt-in-managed``): a label a user wrote into their own manifests (GitOps)
@@ -19,18 +24,23 @@ from controller.runtime import Controller, Result, Writes
 from engine.invokers import SidecarIndex, WorkloadKey
 from engine.sidecar import plan_for
 from kube import Client, NotFound
+from kube.types import RESTORE_INVOKER_TYPES
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 HASH_ANNOTATION = f"{GROUP}/sidecar-hash"
 MANAGED_ANNOTATION = f"{GROUP}/opt-in-managed"
+RESTORE_ANNOTATION = f"{GROUP}/restore"
 
 
-def desired_patch(workload: JSON, fingerprint: str | None) -> JSON | None:
+def desired_patch(
+    workload: JSON, fingerprint: str | None, restores: tuple[str, ...] = ()
+) -> JSON | None:
     """The merge patch that brings ``workload`` in line, or None when it already is.
 
-    ``fingerprint`` is the sidecar plan's hash when invokers target the workload, else None.
+    ``fingerprint`` is the sidecar plan's hash when invokers target the workload, else None;
+    ``restores`` the uids of the unfinished restores of it.
     """
     meta = workload.get("metadata") or {}
     annotations = meta.get("annotations") or {}
@@ -42,20 +52,18 @@ def desired_patch(workload: JSON, fingerprint: str | None) -> JSON | None:
 
     meta_patch: JSON = {}
     template_patch: JSON = {}
-    if fingerprint is not None:
+    wanted = _template_annotations(template_annotations, fingerprint, restores)
+    if wanted:
+        template_patch["annotations"] = wanted
+    if fingerprint is not None or restores:
         if not labelled:
             template_patch.setdefault("labels", {})[BACKUP_LABEL] = BACKUP_LABEL_VALUE
             if not managed:
                 meta_patch[MANAGED_ANNOTATION] = "true"
-        if template_annotations.get(HASH_ANNOTATION) != fingerprint:
-            template_patch.setdefault("annotations", {})[HASH_ANNOTATION] = fingerprint
-    else:
-        if HASH_ANNOTATION in template_annotations:
-            template_patch.setdefault("annotations", {})[HASH_ANNOTATION] = None
-        if managed:
-            meta_patch[MANAGED_ANNOTATION] = None
-            if BACKUP_LABEL in labels:
-                template_patch.setdefault("labels", {})[BACKUP_LABEL] = None
+    elif managed:
+        meta_patch[MANAGED_ANNOTATION] = None
+        if BACKUP_LABEL in labels:
+            template_patch.setdefault("labels", {})[BACKUP_LABEL] = None
     if not meta_patch and not template_patch:
         return None
     patch: JSON = {}
@@ -63,6 +71,22 @@ def desired_patch(workload: JSON, fingerprint: str | None) -> JSON | None:
         patch["metadata"] = {"annotations": meta_patch}
     if template_patch:
         patch["spec"] = {"template": {"metadata": template_patch}}
+    return patch
+
+
+def _template_annotations(
+    current: JSON, fingerprint: str | None, restores: tuple[str, ...]
+) -> JSON:
+    """The pod template's annotations to change: the sidecar hash, and the restores its pods
+    were rolled for (set when a restore is new to it, never taken away)."""
+    patch: JSON = {}
+    if fingerprint is not None and current.get(HASH_ANNOTATION) != fingerprint:
+        patch[HASH_ANNOTATION] = fingerprint
+    elif fingerprint is None and HASH_ANNOTATION in current:
+        patch[HASH_ANNOTATION] = None
+    rolled_for = set(str(current.get(RESTORE_ANNOTATION) or "").split(","))
+    if restores and not set(restores) <= rolled_for:
+        patch[RESTORE_ANNOTATION] = ",".join(restores)
     return patch
 
 
@@ -80,7 +104,7 @@ class OptInReconciler:
         self._written_over: dict[WorkloadKey, str] = {}
 
     def register(self, controller: Controller[WorkloadKey]) -> None:
-        for kind, rt in INVOKER_TYPES.items():
+        for kind, rt in (*INVOKER_TYPES.items(), *RESTORE_INVOKER_TYPES.items()):
             self.caches.informer(rt).subscribe(
                 on_replace=functools.partial(self._invokers_replaced, controller, kind),
                 on_upsert=lambda o: _enqueue(controller, self.index.upsert(o)),
@@ -101,9 +125,9 @@ class OptInReconciler:
     def _invokers_replaced(
         self, controller: Controller[WorkloadKey], kind: str, items: list[JSON]
     ) -> None:
-        before = set(self.index.workloads())
+        before = set(self.index.workloads()) | set(self.index.restored_workloads())
         self.index.replace(items, kind=kind)
-        for key in before | set(self.index.workloads()):
+        for key in before | set(self.index.workloads()) | set(self.index.restored_workloads()):
             controller.enqueue(key)
 
     def reconcile(self, key: WorkloadKey) -> Result | None:
@@ -112,6 +136,9 @@ class OptInReconciler:
         if workload is None:
             return None  # not there (yet): its ADDED event brings it back
         targets = self.index.targets(namespace, kind, name)
+        restores = tuple(
+            sorted({t.invoker_uid for t in self.index.init_targets(namespace, kind, name)})
+        )
         if targets and not self.index.repositories_known(targets):
             return None  # the Repository's arrival enqueues the workload again
         fingerprint = (
@@ -123,7 +150,7 @@ class OptInReconciler:
         if self._written_over.get(key) == version:
             return None  # the cache has not caught up with our last write yet
         self._written_over.pop(key, None)
-        patch = desired_patch(workload, fingerprint)
+        patch = desired_patch(workload, fingerprint, restores)
         if patch is None:
             return None
         try:
@@ -137,7 +164,7 @@ class OptInReconciler:
             kind,
             namespace,
             name,
-            "updated" if fingerprint else "removed",
+            "updated" if fingerprint or restores else "removed",
         )
         return None
 

@@ -32,10 +32,12 @@ from controller.caches import (
     PVCS,
     REPOSITORIES,
     TASKS,
+    WORKLOAD_TYPES,
     Caches,
 )
 from controller.facts import FactReader
 from controller.invoker import RestoreView
+from controller.optin import RESTORE_ANNOTATION
 from controller.restore_status import (
     FINISHED,
     RESTORE_FAILED,
@@ -45,19 +47,25 @@ from controller.restore_status import (
     restore_members_of,
 )
 from controller.runtime import Controller, Result, Writes
+from controller.sidecar_presence import match_labels_selector, pods_of, why_init_absent
 from controller.targets import parse_time
 from controller.trigger import restore_rbac_objects
 from engine import metrics
 from engine.results import parse_duration
-from kube import AlreadyExists, Client, NotFound
+from kube import AlreadyExists, Client, KubeError, NotFound
 from kube.events import EventRecorder
-from kube.types import RESTORE_INVOKER_TYPES
+from kube.types import PODS, RESTORE_INVOKER_TYPES
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 WAITING_RECHECK = 10.0
+# How long a workload member may go without any pod carrying stash-init before it fails (its
+# rollout takes a while), and how often its pods are looked at while its hosts have not all
+# reported (pods coming and going send this reconciler no event).
+INIT_GRACE = 120.0
+HOSTS_RECHECK = 30.0
 
 
 class RestoreReconciler:
@@ -69,11 +77,13 @@ class RestoreReconciler:
         *,
         pushgateway_url: str = "",
         operator_namespace: str = "",
+        init_grace: float = INIT_GRACE,
     ) -> None:
         self.client = client
         self.caches = caches
         self.image = image
         self.pushgateway_url = pushgateway_url
+        self.init_grace = init_grace
         self.reader = FactReader(client, caches, operator_namespace)
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
@@ -94,7 +104,7 @@ class RestoreReconciler:
             on_delete=controller.handler(_job_owner_key),
         )
         # What a waiting restore waits for: its namespace's unfinished restores look again.
-        for rt in (REPOSITORIES, PVCS, TASKS, FUNCTIONS, NAMESPACES):
+        for rt in (REPOSITORIES, PVCS, TASKS, FUNCTIONS, NAMESPACES, *WORKLOAD_TYPES.values()):
             self.caches.informer(rt).subscribe(
                 on_upsert=lambda o: self._waiting_in(o, controller),
                 on_delete=lambda o: self._waiting_in(o, controller),
@@ -131,6 +141,53 @@ class RestoreReconciler:
             return None
         return found
 
+    def _workload(self, view: RestoreView) -> JSON | None:
+        return self.caches.get(WORKLOAD_TYPES[view.kind], view.target_namespace, view.name)
+
+    def _marked(self, invoker: JSON, view: RestoreView) -> bool:
+        """Does the workload's pod template carry this restore (its pods rolled for it)?"""
+        template = ((self._workload(view) or {}).get("spec") or {}).get("template") or {}
+        marks = str(
+            ((template.get("metadata") or {}).get("annotations") or {}).get(RESTORE_ANNOTATION)
+            or ""
+        )
+        return invoker["metadata"].get("uid", "") in marks.split(",")
+
+    def _service_account(self, view: RestoreView) -> str:
+        """The account the workload's pods (and so their stash-init) run as."""
+        template = ((self._workload(view) or {}).get("spec") or {}).get("template") or {}
+        return str((template.get("spec") or {}).get("serviceAccountName") or "default")
+
+    def _init_absent(
+        self, invoker: JSON, views: list[RestoreView], now: dt.datetime
+    ) -> dict[int, str]:
+        """Why no stash-init will restore each workload member, once the grace is over."""
+        if not views or invoker.get("status", {}).get("phase") != "Running":
+            return {}
+        created = parse_time(invoker["metadata"]["creationTimestamp"])
+        if (now - created).total_seconds() < self.init_grace:
+            return {}
+        absent = {}
+        for view in views:
+            workload = self._workload(view)
+            if workload is None:
+                absent[view.index] = (
+                    f"{view.kind} {view.target_namespace}/{view.name} no longer exists"
+                )
+                continue
+            try:
+                listed = self.client.list(
+                    PODS, view.target_namespace, label_selector=match_labels_selector(workload)
+                )
+            except KubeError as exc:
+                log.info("pods of %s %s: %s", view.kind, view.name, exc)
+                continue
+            pods = pods_of(workload, listed.get("items") or [])
+            why = why_init_absent(view.kind, view.target_namespace, view.name, pods)
+            if why:
+                absent[view.index] = why
+        return absent
+
     # -- reconcile -----------------------------------------------------------------------------
 
     def reconcile(self, key: Key) -> Result | None:
@@ -156,16 +213,20 @@ class RestoreReconciler:
             return None
         facts = self.reader.read(invoker, members)
         made = _made(invoker)
+        workloads = [v for v in members if v.task is None and v.kind in WORKLOAD_TYPES]
         seen = RestoreObserved(
             members=members,
             facts=facts,
-            total_hosts={v.index: 1 for v in members},  # a restore Job restores one host
+            total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs={v.index: self._job(invoker, v.index, v.index in made) for v in members if v.task},
+            marked={v.index: self._marked(invoker, v) for v in workloads},
+            init_absent=self._init_absent(invoker, workloads, now),
         )
         decision = next_restore_status(invoker, seen, now)
         status = decision.status
-        if decision.create_jobs:
-            for obj in restore_rbac_objects(invoker):
+        if status.get("phase") in ("Pending", "Running"):  # before any Job or stash-init runs
+            accounts = [self._service_account(v) for v in workloads]
+            for obj in restore_rbac_objects(invoker, accounts):
                 self._ensure(obj)
         for index in decision.create_jobs:
             problem = self._create_job(invoker, members[index])
@@ -174,7 +235,7 @@ class RestoreReconciler:
         if status.get("phase") in FINISHED and self.pushgateway_url:
             self._push_metrics(invoker, status, now)
         self._write(invoker, status, list(decision.problems))
-        return _next_look(status, now)
+        return _next_look(status, now, bool(workloads))
 
     def _done(self, invoker: JSON) -> bool:
         status = invoker.get("status") or {}
@@ -318,15 +379,17 @@ class RestoreReconciler:
             )
 
 
-def _next_look(status: JSON, now: dt.datetime) -> Result | None:
+def _next_look(status: JSON, now: dt.datetime, workloads: bool) -> Result | None:
     """When to look again without an event: a waiting restore soon, a running one by its
-    deadline; a finished or Invalid one only on an event."""
+    deadline (and its workloads' pods every 30 s); a finished or Invalid one only on an
+    event."""
     phase = status.get("phase")
     if phase == "Pending":
         return Result(requeue_after=WAITING_RECHECK)
     when = status.get("sessionDeadline")
     if when and phase == "Running":
-        return Result(requeue_after=max(1.0, (parse_time(when) - now).total_seconds() + 1))
+        after = max(1.0, (parse_time(when) - now).total_seconds() + 1)
+        return Result(requeue_after=min(after, HOSTS_RECHECK) if workloads else after)
     return None
 
 

@@ -8,9 +8,10 @@ A restore invoker is its own session: it runs once. ``next_restore_status`` deci
 - ``Pending`` while its Repository, the storage Secret or a target does not exist yet
   (``RepositoryFound``, ``BackendSecretFound``, ``RestoreTargetFound`` say which), until the
   deadline;
-- then ``Running``: each Job-model member gets its restore Job (all at once, or one after
-  another with ``executionOrder: Sequential``), and its phase follows its hosts' stats and its Job
-  (``controller.targets``, shared with backup sessions);
+- then ``Running``: each Job-model member gets its restore Job, and each workload member's pods
+  are rolled so that new ones get ``stash-init`` (``StashInitContainerInjected``), all at once or
+  one after another with ``executionOrder: Sequential``; a member's phase follows its hosts'
+  stats and its Job (``controller.targets``, shared with backup sessions);
 - ``Succeeded`` when every member succeeded, else ``Failed`` (a failed host, a failed or vanished
   Job, the deadline), with ``sessionDuration`` and each member's ``RestoreCompleted``.
 
@@ -42,6 +43,7 @@ from controller.targets import (
     fail_executor,
     format_duration,
     host_failures,
+    hosts_target,
     in_order,
     job_target,
     parse_time,
@@ -92,6 +94,10 @@ class RestoreObserved:
     facts: InvokerFacts
     total_hosts: dict[int, int] = field(default_factory=dict)
     jobs: dict[int, JSON | None] = field(default_factory=dict)
+    # workload members whose pod template carries this restore (its pods were rolled for it)
+    marked: dict[int, bool] = field(default_factory=dict)
+    # workload members past the grace period that no stash-init will restore, and why
+    init_absent: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,10 +114,15 @@ def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
     target = raw.get("target") or {}
     problems = validation.temp_dir_problems(raw.get("tempDir"), f"{where}.tempDir")
     if view.task is None and view.kind in WORKLOAD_KINDS:
-        problems.append(
-            f"{where}.target.ref: restoring a {view.kind} through the stash-init init container "
-            "is not built yet; restore its volume as a PersistentVolumeClaim member (task "
-            "pvc-restore), or with `stash restore`"
+        if not target.get("volumeMounts"):
+            problems.append(
+                f"{where}.target.volumeMounts: name the {view.kind}'s volumes to restore into "
+                "(and where stash-init mounts them: where they were backed up from)"
+            )
+        problems += validation.mount_problems(
+            target.get("volumeMounts"),
+            f"{where}.target.volumeMounts",
+            facts.workload_volumes.get(view.index),
         )
     elif view.task is None:
         problems.append(
@@ -224,6 +235,20 @@ def _found(entries: list[JSON], seen: RestoreObserved, now: dt.datetime) -> list
     return missing
 
 
+def _injected(entry: JSON, view: RestoreView, marked: bool, now: dt.datetime) -> None:
+    what = f"{view.kind} {view.target_namespace}/{view.name}"
+    out = ConditionSet(entry.get("conditions"), now, None)
+    out.put(
+        c.STASH_INIT_CONTAINER_INJECTED,
+        marked,
+        "InitContainerInjectionSucceeded" if marked else "InitContainerInjectionPending",
+        f"the pods of {what} are rolled: new ones get the stash-init init container"
+        if marked
+        else f"waiting for {what} to be rolled for the restore",
+    )
+    entry["conditions"] = out.conditions
+
+
 def _settle(invoker: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
     phases = [e.get("phase") for e in entries]
     deadline_passed = any(
@@ -294,8 +319,15 @@ def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) 
             return RestoreDecision(status, problems=tuple(waiting))
         status["phase"] = "Running"
 
+    views = {view.index: view for view in seen.members}
+
     def move(index: int, entry: JSON) -> None:
-        if job_target(entry, seen.jobs.get(index), RESTORE, now):
+        if views[index].task is None:  # stash-init: the hosts report their own stats
+            _injected(entry, views[index], seen.marked.get(index, False), now)
+            # One failed host fails it at once: the others' pods (a StatefulSet's next
+            # ordinal) may wait behind it for ever, and the restore is failed either way.
+            hosts_target(entry, RESTORE, seen.init_absent.get(index), now, first_failure=True)
+        elif job_target(entry, seen.jobs.get(index), RESTORE, now):
             create.append(index)
 
     sequential = spec.get("executionOrder") == "Sequential"

@@ -25,12 +25,11 @@ from controller.targets import (
     fail_target,
     fail_unfinished,
     format_duration,
-    host_failures,
+    hosts_target,
     in_order,
     job_target,
     parse_time,
     past_deadline,
-    phase_from_stats,
 )
 from engine.hooks import is_final_attempt, should_run_post_hook
 from engine.metrics import SessionOutcome, TargetOutcome
@@ -187,11 +186,7 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
         if index in seen.refused:
             fail_target(target, BACKUP, seen.refused[index], now)
         elif view.task is None:  # sidecar: the hosts report their own stats
-            target["phase"] = phase_from_stats(target) or "Running"
-            if target["phase"] == "Failed":
-                fail_target(target, BACKUP, host_failures(target), now)
-            elif target["phase"] == "Running" and index in seen.sidecar_absent:
-                fail_target(target, BACKUP, seen.sidecar_absent[index], now)
+            hosts_target(target, BACKUP, seen.sidecar_absent.get(index), now)
         elif job_target(target, seen.jobs.get(index), BACKUP, now):
             create.append(index)
 

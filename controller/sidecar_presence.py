@@ -1,5 +1,6 @@
-"""Why no sidecar can back up a workload target: the judgement behind failing a sidecar target
-that never reports, instead of leaving its session Running until the deadline.
+"""Why no sidecar can back up a workload target (or no stash-init restore one): the judgement
+behind failing such a target that never reports, instead of leaving its session Running until
+the deadline.
 
 A sidecar target is carried out by the ``stash`` containers of the workload's pods. When none
 of its pods is ready with one — the workload scaled to 0, its pods created before the opt-in
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.constants import SIDECAR_CONTAINER
+from api.constants import RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
 from controller.invoker import selector_matches
 
 JSON = dict[str, Any]
@@ -79,3 +80,24 @@ def why_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | 
         for p in with_sidecar[:5]
     )
     return f"no stash sidecar of {where} is ready ({reasons})"
+
+
+def _has_init(pod: JSON) -> bool:
+    return any(
+        c.get("name") == RESTORE_INIT_CONTAINER
+        for c in (pod.get("spec") or {}).get("initContainers") or []
+    )
+
+
+def why_init_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | None:
+    """Why no stash-init among ``pods`` (the workload's) will restore it; None when one may."""
+    where = f"{kind} {namespace}/{name}"
+    if not pods:
+        return f"{where} has no pods (scaled to 0?): no stash-init runs to restore it"
+    if any(_has_init(p) for p in pods):
+        return None
+    return (
+        f"{len(pods)} pod(s) of {where} run without the stash-init init container: the webhook "
+        "did not inject it (is it running? its failurePolicy Ignore lets pods start without "
+        "it)"
+    )

@@ -198,3 +198,23 @@ def past_deadline(
         now=now,
     )
     return True
+
+
+def hosts_target(
+    target: JSON,
+    executor: Executor,
+    absent: str | None,
+    now: dt.datetime,
+    *,
+    first_failure: bool = False,
+) -> None:
+    """Move on a target whose hosts report themselves (a sidecar, stash-init): Running until
+    every host reported; failed when a host failed (with ``first_failure`` at the first one,
+    not waiting for the others), or with ``absent`` (why nothing will ever carry it out)."""
+    failed = any(s.get("phase") == "Failed" for s in target.get("stats") or [])
+    early = "Failed" if first_failure and failed else None
+    target["phase"] = early or phase_from_stats(target) or "Running"
+    if target["phase"] == "Failed":
+        fail_target(target, executor, host_failures(target), now)
+    elif target["phase"] == "Running" and absent is not None:
+        fail_target(target, executor, absent, now)

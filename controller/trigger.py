@@ -130,15 +130,24 @@ def rbac_objects(invoker: JSON) -> list[JSON]:
     return objects
 
 
-def restore_rbac_objects(invoker: JSON) -> list[JSON]:
+def restore_rbac_objects(invoker: JSON, workload_accounts: Iterable[str] = ()) -> list[JSON]:
     """For a RestoreSession's or RestoreBatch's restore Jobs: a ServiceAccount bound in the
     invoker's namespace to the ClusterRole ``stash-restore-job``
-    (manifests/rbac/restore-job.yaml)."""
-    return _job_identity(invoker, restore_service_account, RESTORE_JOB_CLUSTER_ROLE)
+    (manifests/rbac/restore-job.yaml); the same binding holds the service accounts the restored
+    workloads' pods run as, for their stash-init."""
+    return _job_identity(
+        invoker, restore_service_account, RESTORE_JOB_CLUSTER_ROLE, workload_accounts
+    )
 
 
-def _job_identity(invoker: JSON, account_name: Callable[[str], str], role: str) -> list[JSON]:
+def _job_identity(
+    invoker: JSON,
+    account_name: Callable[[str], str],
+    role: str,
+    more: Iterable[str] = (),
+) -> list[JSON]:
     account = account_name(invoker["metadata"]["name"])
+    namespace = invoker["metadata"]["namespace"]
     return [
         {
             "apiVersion": "v1",
@@ -156,11 +165,8 @@ def _job_identity(invoker: JSON, account_name: Callable[[str], str], role: str) 
                 "name": role,
             },
             "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": account,
-                    "namespace": invoker["metadata"]["namespace"],
-                }
+                {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+                for name in [account, *sorted(set(more) - {account})]
             ],
         },
     ]

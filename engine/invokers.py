@@ -1,8 +1,11 @@
-"""Which BackupBatch / BackupConfiguration members target which workload in sidecar mode.
+"""Which invoker members are carried out by a container injected into a workload's pods: the
+``stash`` sidecar for BackupBatch / BackupConfiguration members in sidecar mode, the
+``stash-init`` init container for RestoreSession / RestoreBatch members that restore a workload
+and have not finished.
 
 ``SidecarIndex`` is a pure, immutable-per-update index: fed invoker objects (raw dicts, as a
 watch delivers them) and Repositories, it answers "who targets Deployment demo/web, and which
-local-backend volumes must its sidecar mount?" without any API call.
+local-backend volumes must its sidecar (or its stash-init) mount?" without any API call.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.common import EmptyDirSettings, VolumeMount
 from api.constants import LOCAL_BACKEND_VOLUME
 from api.repository import Repository
+from api.restore import RestoreBatch, RestoreMember, RestoreSession
 from engine.backend import local_volume
 
 T = TypeVar("T")
@@ -27,9 +31,15 @@ WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 RepositoryKey = tuple[str, str]  # (namespace, name)
 
 
+RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
+# A restore in one of these phases may still restore: its workloads' new pods get stash-init.
+RESTORE_UNFINISHED = (None, "", "Pending", "Running")
+
+
 @dataclass(frozen=True)
 class SidecarTarget:
-    """One invoker member that backs up a workload through the ``stash`` sidecar."""
+    """One invoker member carried out in a workload's pods: backed up by the ``stash`` sidecar,
+    or restored by the ``stash-init`` init container (``paths`` then empty)."""
 
     invoker_kind: str
     invoker_name: str
@@ -39,13 +49,14 @@ class SidecarTarget:
     container_settings: dict[str, Any] | None
     temp_dir: EmptyDirSettings | None
     repository: RepositoryKey = ("", "")
+    invoker_uid: str = ""
 
     @property
     def invoker(self) -> str:
         return f"{self.invoker_kind}/{self.invoker_name}"
 
 
-def _is_sidecar_member(member: BackupMember, driver: str) -> WorkloadKey | None:
+def _is_sidecar_member(member: BackupMember | RestoreMember, driver: str) -> WorkloadKey | None:
     """The workload a member targets in sidecar mode (no Task, restic driver), else None."""
     if driver != "Restic" or (member.task and member.task.name):
         return None
@@ -107,6 +118,62 @@ def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[Sideca
     return found
 
 
+def init_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget]]:
+    """Every workload an unfinished RestoreSession / RestoreBatch restores through stash-init.
+
+    Once a restore has ended (Succeeded, Failed) or is Invalid, it targets nothing: new pods no
+    longer get the init container. An object that does not parse targets nothing.
+    """
+    kind = invoker.get("kind")
+    if kind not in RESTORE_KINDS:
+        return {}
+    if (invoker.get("status") or {}).get("phase") not in RESTORE_UNFINISHED:
+        return {}
+    try:
+        if kind == "RestoreBatch":
+            restore_batch = RestoreBatch.from_dict(invoker)
+            members: list[RestoreMember] = list(restore_batch.spec.members or [])
+            driver = restore_batch.spec.driver
+            meta, ref = restore_batch.metadata, restore_batch.spec.repository
+        else:
+            session = RestoreSession.from_dict(invoker)
+            members = [session.spec]
+            driver = session.spec.driver
+            meta, ref = session.metadata, session.spec.repository
+    except ValidationError:
+        return {}
+    namespace, name = meta.namespace or "", meta.name or ""
+    repository = ((ref.namespace or namespace), ref.name or "") if ref else (namespace, "")
+    found: dict[WorkloadKey, list[SidecarTarget]] = {}
+    for index, member in enumerate(members):
+        key = _is_sidecar_member(member, driver)
+        if key is None or member.target is None or member.target.ref is None:
+            continue
+        if (member.target.ref.namespace or namespace) != namespace:
+            continue  # never into another namespace's pods (the operator says it is invalid)
+        container = member.runtime_settings.container if member.runtime_settings else None
+        found.setdefault((namespace, key[1], key[2]), []).append(
+            SidecarTarget(
+                invoker_kind=str(kind),
+                invoker_name=name,
+                member_index=index,
+                paths=(),
+                volume_mounts=tuple(member.target.volume_mounts or ()),
+                container_settings=container,
+                temp_dir=member.temp_dir,
+                repository=repository,
+                invoker_uid=meta.uid or "",
+            )
+        )
+    return found
+
+
+def _targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget]]:
+    if invoker.get("kind") in RESTORE_KINDS:
+        return init_targets_of(invoker)
+    return sidecar_targets_of(invoker)
+
+
 class SidecarIndex:
     """Thread-safe index workload → sidecar targets, updated as invokers change."""
 
@@ -114,6 +181,7 @@ class SidecarIndex:
         self._lock = threading.Lock()
         self._by_invoker: dict[tuple[str, str, str], dict[WorkloadKey, list[SidecarTarget]]] = {}
         self._by_workload: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}
+        self._restoring: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}  # stash-init
         self._repositories: dict[RepositoryKey, Repository] = {}
         self._memo: dict[tuple[str, str, str, str], Any] = {}
 
@@ -125,7 +193,7 @@ class SidecarIndex:
     def upsert(self, invoker: dict[str, Any]) -> set[WorkloadKey]:
         """Index an added or changed invoker; returns the workloads it targeted or targets."""
         key = self._invoker_key(invoker)
-        targets = sidecar_targets_of(invoker)
+        targets = _targets_of(invoker)
         with self._lock:
             before = set(self._by_invoker.get(key, {}))
             self._by_invoker[key] = targets
@@ -141,7 +209,7 @@ class SidecarIndex:
 
     def replace(self, invokers: Iterable[dict[str, Any]], kind: str | None = None) -> None:
         """Replace every invoker (or, with ``kind``, every invoker of that kind)."""
-        fresh = {self._invoker_key(obj): sidecar_targets_of(obj) for obj in invokers}
+        fresh = {self._invoker_key(obj): _targets_of(obj) for obj in invokers}
         with self._lock:
             if kind is not None:
                 kept = {k: v for k, v in self._by_invoker.items() if k[0] != kind}
@@ -164,7 +232,8 @@ class SidecarIndex:
             return None  # never fail a pod over someone's Repository: it mounts nothing
 
     def _using(self, key: RepositoryKey) -> set[WorkloadKey]:
-        return {w for w, ts in self._by_workload.items() if any(t.repository == key for t in ts)}
+        every = [*self._by_workload.items(), *self._restoring.items()]
+        return {w for w, ts in every if any(t.repository == key for t in ts)}
 
     def upsert_repository(self, obj: dict[str, Any]) -> set[WorkloadKey]:
         """Index an added or changed Repository; returns the workloads whose sidecar uses it."""
@@ -190,7 +259,7 @@ class SidecarIndex:
         with self._lock:
             self._repositories = {k: v for k, v in parsed.items() if v is not None}
             self._memo = {}
-            return set(self._by_workload)
+            return set(self._by_workload) | set(self._restoring)
 
     def repositories_known(self, targets: Iterable[SidecarTarget]) -> bool:
         """Has the index seen every Repository the targets back up into? Until it has, a plan
@@ -218,18 +287,28 @@ class SidecarIndex:
 
     def _rebuild(self) -> None:
         merged: dict[WorkloadKey, list[SidecarTarget]] = {}
-        for targets in self._by_invoker.values():
+        restoring: dict[WorkloadKey, list[SidecarTarget]] = {}
+        for (kind, _, _), targets in self._by_invoker.items():
+            into = restoring if kind in RESTORE_KINDS else merged
             for workload, items in targets.items():
-                merged.setdefault(workload, []).extend(items)
+                into.setdefault(workload, []).extend(items)
         # A stable order: the same invokers always give the same sidecar (and hash).
         self._by_workload = {
             workload: tuple(sorted(items, key=lambda t: (t.invoker, t.member_index)))
             for workload, items in merged.items()
         }
+        self._restoring = {
+            workload: tuple(sorted(items, key=lambda t: (t.invoker, t.member_index)))
+            for workload, items in restoring.items()
+        }
         self._memo = {}
 
     def targets(self, namespace: str, kind: str, name: str) -> tuple[SidecarTarget, ...]:
         return self._by_workload.get((namespace, kind, name), ())
+
+    def init_targets(self, namespace: str, kind: str, name: str) -> tuple[SidecarTarget, ...]:
+        """The unfinished restores of the workload, whose new pods get stash-init."""
+        return self._restoring.get((namespace, kind, name), ())
 
     def derive(
         self,
@@ -238,14 +317,18 @@ class SidecarIndex:
         name: str,
         tag: str,
         compute: Callable[[tuple[SidecarTarget, ...]], T],
+        *,
+        restoring: bool = False,
     ) -> T | None:
-        """``compute(targets)`` for a workload, remembered under ``tag`` until the index next
-        changes; None when nothing targets the workload. Keeps the admission path from
-        rebuilding the same sidecar for every pod of a Deployment.
+        """``compute(targets)`` for a workload (its sidecar targets, or with ``restoring`` its
+        stash-init ones), remembered under ``tag`` until the index next changes; None when
+        nothing targets the workload. Keeps the admission path from rebuilding the same
+        sidecar for every pod of a Deployment.
         """
         key = (namespace, kind, name)
+        source = self._restoring if restoring else self._by_workload
         with self._lock:
-            targets = self._by_workload.get(key)
+            targets = source.get(key)
             if not targets:
                 return None
             if (*key, tag) in self._memo:
@@ -253,9 +336,13 @@ class SidecarIndex:
                 return remembered
         value = compute(targets)
         with self._lock:
-            if self._by_workload.get(key) is targets:  # still current: remember it
+            source = self._restoring if restoring else self._by_workload
+            if source.get(key) is targets:  # still current: remember it
                 self._memo[(*key, tag)] = value
         return value
 
     def workloads(self) -> dict[WorkloadKey, tuple[SidecarTarget, ...]]:
         return dict(self._by_workload)
+
+    def restored_workloads(self) -> dict[WorkloadKey, tuple[SidecarTarget, ...]]:
+        return dict(self._restoring)

@@ -1,8 +1,10 @@
-"""The ``stash`` sidecar: what it needs for a workload (a plan), its hash, and its injection.
+"""The ``stash`` sidecar and the ``stash-init`` restore init container: what they need for a
+workload (a plan), its hash, and their injection.
 
-The plan merges every invoker member that targets the workload (one sidecar serves them all);
-``inject`` adds the container and the ``tmp-dir`` emptyDir to a copy of a pod and says, as
-warnings, what it had to leave out rather than produce a pod the API server would reject.
+The plan merges every invoker member that targets the workload (one sidecar serves them all;
+one stash-init restores every unfinished restore of it); ``inject`` / ``inject_init`` add the
+container and the ``tmp-dir`` emptyDir to a copy of a pod and say, as warnings, what they had to
+leave out rather than produce a pod the API server would reject.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from api.constants import SIDECAR_CONTAINER, TMP_DIR_MOUNT_PATH, TMP_DIR_VOLUME
+from api.constants import (
+    RESTORE_INIT_CONTAINER,
+    SIDECAR_CONTAINER,
+    TMP_DIR_MOUNT_PATH,
+    TMP_DIR_VOLUME,
+)
 from engine.invokers import SidecarTarget
 
 JSON = dict[str, Any]
@@ -165,6 +172,63 @@ def has_sidecar(pod: JSON) -> bool:
     return any(c.get("name") == SIDECAR_CONTAINER for c in containers)
 
 
+def _local_backends(
+    plan: SidecarPlan, existing: dict[Any, JSON], mounts: list[JSON], warnings: list[str], what: str
+) -> list[JSON]:
+    """Mount each Repository's local backend (into ``mounts``); the volumes to add for them."""
+    added: list[JSON] = []
+    mounted = {m["mountPath"] for m in mounts} | {TMP_DIR_MOUNT_PATH}
+    for volume, mount in plan.local_backends:
+        if mount["mountPath"] in mounted:
+            warnings.append(
+                f"the repository volume at {mount['mountPath']} collides with a target volume "
+                f"mounted there: not mounted into {what}"
+            )
+            continue
+        if existing.get(volume["name"]) != volume:  # the same volume (the sidecar's): shared
+            if volume["name"] in existing:
+                warnings.append(
+                    f"the pod already has a volume {volume['name']!r}: the repository's local "
+                    f"backend is not mounted into {what}"
+                )
+                continue
+            added.append(dict(volume))
+        mounts.append(dict(mount))
+        mounted.add(mount["mountPath"])
+    return added
+
+
+def _with_volumes(
+    pod: JSON, plan: SidecarPlan, what: str
+) -> tuple[JSON, JSON, list[JSON], list[str]]:
+    """A path copy of ``pod`` with the volumes ``plan`` needs added (the repository's local
+    backend, ``tmp-dir``), the mounts of the container to add, and warnings for what was left
+    out (``what`` names the container in them)."""
+    warnings = list(plan.warnings)
+    mutated = dict(pod)
+    spec = mutated["spec"] = dict(pod.get("spec") or {})
+    volumes = spec.get("volumes") or []
+    existing = {v.get("name"): v for v in volumes}
+    mounts: list[JSON] = []
+    for mount in plan.volume_mounts:
+        if mount["mountPath"] == TMP_DIR_MOUNT_PATH:
+            warnings.append(f"volume {mount['name']!r} not mounted at /tmp: {what} uses /tmp")
+        elif mount["name"] not in existing:
+            warnings.append(f"volume {mount['name']!r} is not in the pod: not mounted into {what}")
+        else:
+            mounts.append(dict(mount))
+    added = _local_backends(plan, existing, mounts, warnings, what)
+    if existing.get(TMP_DIR_VOLUME) == _tmp_volume(plan.temp_dir):
+        pass  # the sidecar's: shared
+    elif TMP_DIR_VOLUME in existing:
+        warnings.append(f"the pod already has a volume {TMP_DIR_VOLUME!r}: {what} reuses it")
+    else:
+        added.append(_tmp_volume(plan.temp_dir))
+    if added:
+        spec["volumes"] = [*volumes, *added]
+    return mutated, spec, mounts, warnings
+
+
 def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSON, list[str]]:
     """A copy of ``pod`` with the sidecar, and warnings for what was left out.
 
@@ -172,45 +236,62 @@ def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSO
     other part is shared with ``pod`` (which is never modified). A pod that already has a
     ``stash`` container is returned as it is (reinvocation-safe).
     """
-    warnings = list(plan.warnings)
     if has_sidecar(pod):
-        return pod, warnings
-    mutated = dict(pod)
-    spec = mutated["spec"] = dict(pod.get("spec") or {})
-    volumes = spec.get("volumes") or []
-    volume_names = {v.get("name") for v in volumes}
-    mounts: list[JSON] = []
-    for mount in plan.volume_mounts:
-        if mount["mountPath"] == TMP_DIR_MOUNT_PATH:
-            warnings.append(f"volume {mount['name']!r} not mounted at /tmp: the sidecar uses /tmp")
-        elif mount["name"] not in volume_names:
-            warnings.append(
-                f"volume {mount['name']!r} is not in the pod: not mounted into the stash sidecar"
-            )
-        else:
-            mounts.append(dict(mount))
-    added: list[JSON] = []
-    mounted = {m["mountPath"] for m in mounts} | {TMP_DIR_MOUNT_PATH}
-    for volume, mount in plan.local_backends:
-        if mount["mountPath"] in mounted:
-            warnings.append(
-                f"the repository volume at {mount['mountPath']} collides with a target volume "
-                "mounted there: not mounted into the stash sidecar"
-            )
-        elif volume["name"] in volume_names:
-            warnings.append(
-                f"the pod already has a volume {volume['name']!r}: the repository's local "
-                "backend is not mounted into the stash sidecar"
-            )
-        else:
-            added.append(dict(volume))
-            mounts.append(dict(mount))
-            mounted.add(mount["mountPath"])
-    if TMP_DIR_VOLUME in volume_names:
-        warnings.append(f"the pod already has a volume {TMP_DIR_VOLUME!r}: the sidecar reuses it")
-    else:
-        added.append(_tmp_volume(plan.temp_dir))
-    if added:
-        spec["volumes"] = [*volumes, *added]
+        return pod, list(plan.warnings)
+    mutated, spec, mounts, warnings = _with_volumes(pod, plan, "the stash sidecar")
     spec["containers"] = [*(spec.get("containers") or []), build_container(plan, settings, mounts)]
+    return mutated, warnings
+
+
+# An init container may not have probes or a lifecycle (unless it is a native sidecar).
+INIT_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
+
+
+def build_init_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[JSON]) -> JSON:
+    """``stash-init``: restores the workload's volumes before the application starts."""
+    container: JSON = {
+        "name": RESTORE_INIT_CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": [
+            "restore-init",
+            f"--target-kind={plan.target_kind}",
+            f"--target-name={plan.target_name}",
+            *(
+                [f"--pushgateway-url={settings.pushgateway_url}"]
+                if settings.pushgateway_url
+                else []
+            ),
+            *([] if plan.temp_dir.get("disableCaching") else [f"--cache-dir={SIDECAR_CACHE_DIR}"]),
+        ],
+        "env": [
+            _field_env("POD_NAME", "metadata.name"),
+            _field_env("POD_NAMESPACE", "metadata.namespace"),
+            _field_env("NODE_NAME", "spec.nodeName"),
+        ],
+        "volumeMounts": [{"name": TMP_DIR_VOLUME, "mountPath": TMP_DIR_MOUNT_PATH}, *mounts],
+    }
+    for key, value in plan.container_settings.items():
+        if key not in INIT_SETTING_KEYS:
+            continue
+        if key == "env":
+            container["env"] = container["env"] + copy.deepcopy(list(value))
+        else:
+            container[key] = copy.deepcopy(value)
+    return container
+
+
+def has_init(pod: JSON) -> bool:
+    containers = pod.get("spec", {}).get("initContainers") or []
+    return any(c.get("name") == RESTORE_INIT_CONTAINER for c in containers)
+
+
+def inject_init(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSON, list[str]]:
+    """A copy of ``pod`` with ``stash-init`` first among its init containers (the data is in
+    place before the pod's own init containers and the application run), and warnings."""
+    if has_init(pod):
+        return pod, list(plan.warnings)
+    mutated, spec, mounts, warnings = _with_volumes(pod, plan, "stash-init")
+    init = build_init_container(plan, settings, mounts)
+    spec["initContainers"] = [init, *(spec.get("initContainers") or [])]
     return mutated, warnings

@@ -1,8 +1,10 @@
 """The admission decision, as a pure function: ``handle(request, index, settings)``.
 
-Only CREATE of pods carrying the opt-in label are mutated. The pod's workload is found from its
-owner references (a Deployment through its ReplicaSet's ``pod-template-hash`` naming), its
-invokers from the in-memory index: no API call happens on the request path.
+Only CREATE of pods carrying the opt-in label are mutated: the ``stash`` sidecar when backup
+invokers target the pod's workload, ``stash-init`` while an unfinished restore does. The pod's
+workload is found from its owner references (a Deployment through its ReplicaSet's
+``pod-template-hash`` naming), its invokers from the in-memory index: no API call happens on
+the request path.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE
 from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings, has_sidecar, inject, plan_for
+from engine.sidecar import SidecarSettings, has_sidecar, inject, inject_init, plan_for
 from webhook.patch import diff
 
 JSON = dict[str, Any]
@@ -51,8 +53,6 @@ def handle(
     labels = (pod.get("metadata") or {}).get("labels") or {}
     if labels.get(BACKUP_LABEL) != BACKUP_LABEL_VALUE:
         return allow
-    if has_sidecar(pod):
-        return allow
     namespace = request.namespace or (pod.get("metadata") or {}).get("namespace") or ""
     workload = workload_of(pod)
     if workload is None:
@@ -71,7 +71,15 @@ def handle(
         "sidecar-plan",
         lambda targets: plan_for(kind, name, targets, index.local_backends(targets)),
     )
-    if plan is None:
+    init_plan = index.derive(
+        namespace,
+        kind,
+        name,
+        "init-plan",
+        lambda targets: plan_for(kind, name, targets, index.local_backends(targets)),
+        restoring=True,
+    )
+    if plan is None and init_plan is None and not has_sidecar(pod):
         return AdmissionResponse(
             uid=request.uid,
             warnings=(
@@ -79,5 +87,13 @@ def handle(
                 "sidecar mode: no stash sidecar injected",
             ),
         )
-    mutated, warnings = inject(pod, plan, settings)
+    mutated: JSON = pod
+    warnings: list[str] = []
+    if plan is not None:
+        mutated, warnings = inject(mutated, plan, settings)
+    if init_plan is not None:  # an unfinished restore: the data is put back before the app
+        mutated, init_warnings = inject_init(mutated, init_plan, settings)
+        warnings += [w for w in init_warnings if w not in warnings]
+    if mutated is pod:
+        return allow  # reinvoked: everything is in place already
     return AdmissionResponse(uid=request.uid, patch=diff(pod, mutated), warnings=tuple(warnings))

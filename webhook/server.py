@@ -26,7 +26,7 @@ from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from kube import Client
 from kube.informer import Informer
-from kube.types import INVOKER_TYPES, REPOSITORIES
+from kube.types import INVOKER_TYPES, REPOSITORIES, RESTORE_INVOKER_TYPES
 from webhook.app import create_app
 from webhook.registration import FailurePolicy, register, webhook_configuration
 from webhook.tls import CertificateReloader
@@ -70,8 +70,9 @@ class WebhookOptions:
 
 
 class InvokerCache:
-    """Informers over BackupBatches, BackupConfigurations and Repositories (their local
-    backends are mounted into the sidecar), kept in a SidecarIndex."""
+    """Informers over BackupBatches, BackupConfigurations, RestoreSessions, RestoreBatches and
+    Repositories (their local backends are mounted into the sidecar and stash-init), kept in a
+    SidecarIndex."""
 
     def __init__(self, client: Client, index: SidecarIndex) -> None:
         self.index = index
@@ -83,7 +84,7 @@ class InvokerCache:
                 on_upsert=index.upsert,
                 on_delete=index.delete,
             )
-            for rt in INVOKER_TYPES.values()
+            for rt in (*INVOKER_TYPES.values(), *RESTORE_INVOKER_TYPES.values())
         ]
         self.informers.append(
             Informer(

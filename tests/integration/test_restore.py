@@ -6,20 +6,33 @@ links, sparse files), with the phases, per-host stats, Events and metrics they r
 from __future__ import annotations
 
 import os
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from api import constants as c
 from api.conditions import get_condition, is_true
 from controller.operator import Operator
 from controller.sessions import create_session
+from devcluster.images import Images
 from devcluster.services import Service
-from kube import Client
-from kube.types import BACKUP_SESSIONS, EVENTS, REPOSITORIES, RESTORE_INVOKER_TYPES
+from kube import Client, NotFound
+from kube.types import BACKUP_SESSIONS, EVENTS, PODS, REPOSITORIES, RESTORE_INVOKER_TYPES
 from tests.factories import batch, member, restore_batch, restore_member, restore_session
-from tests.integration.helpers import eventually, give_to_pods, invoker_ready, shared_dir
-from tests.integration.objects import PASSWORD, pvc, repository
+from tests.integration.helpers import (
+    WebhookProcess,
+    container_names,
+    eventually,
+    give_to_pods,
+    invoker_ready,
+    shared_dir,
+    wait_until_injected,
+)
+from tests.integration.objects import PASSWORD, pvc, repository, workload
+from tests.integration.test_backup import _opted_in_pod, _running_sidecars
 from tests.prometheus import metric_value
 
 JSON = dict[str, Any]
@@ -96,14 +109,24 @@ def backed_up(kube: Client, namespace: str, *pvcs: tuple[str, Path]) -> str:
 
 
 def finished(kube: Client, namespace: str, kind: str, name: str, timeout: float = 180) -> JSON:
-    def done() -> JSON | None:
+    """The restore once it ended and pushed its metrics; on a timeout, what it and the
+    namespace's pods (their init containers) say."""
+    last: JSON = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         obj = kube.get(RESTORE_INVOKER_TYPES[kind], name, namespace)
-        status = obj.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed") and has_metrics(status):
+        last = obj.get("status") or {}
+        if last.get("phase") in ("Succeeded", "Failed") and has_metrics(last):
             return obj
-        return None
-
-    return eventually(done, timeout, f"{kind} {name} to end")
+        time.sleep(0.5)
+    pods = {
+        p["metadata"]["name"]: [
+            (s.get("name"), s.get("state"))
+            for s in (p.get("status") or {}).get("initContainerStatuses") or []
+        ]
+        for p in kube.list(PODS, namespace)["items"]
+    }
+    pytest.fail(f"{kind} {name} did not end in {timeout:.0f}s: {last}; pods: {pods}")
 
 
 def has_metrics(status: JSON) -> bool:
@@ -275,3 +298,149 @@ def test_a_restore_that_cannot_succeed_fails_in_restics_own_words(
     assert "wrong password" in error, error
     assert wrong not in str(status)
     assert PASSWORD not in str(status)
+
+
+def _statefulset(name: str, data: Path, image: str) -> JSON:
+    """Two ordinals, each keeping its own subdirectory of ``data`` (``subPathExpr``)."""
+    mount = {"name": "data", "mountPath": DB_PATH, "subPathExpr": "$(POD_NAME)"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name, c.BACKUP_LABEL: c.BACKUP_LABEL_VALUE}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image,
+                            "env": [
+                                {
+                                    "name": "POD_NAME",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                                }
+                            ],
+                            "volumeMounts": [mount],
+                        }
+                    ],
+                    "volumes": [{"name": "data", "hostPath": {"path": str(data)}}],
+                },
+            },
+        },
+    }
+
+
+DB_PATH = "/var/lib/db"
+
+
+def _init_names(pod: JSON) -> list[str]:
+    return [ct["name"] for ct in pod["spec"].get("initContainers") or []]
+
+
+def test_a_deployment_and_each_statefulset_ordinal_are_restored_by_stash_init_before_they_start(
+    operator: Operator,
+    injecting_webhook: WebhookProcess,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    tmp_path: Path,
+) -> None:
+    web = pvc_data(tmp_path, "web")
+    db = shared_dir(tmp_path / "db")
+    for ordinal in (0, 1):
+        tree = rich_tree(db / f"db-{ordinal}")
+        (tree / "who").write_text(f"db-{ordinal}\n")  # each ordinal's data is its own
+        give_to_pods(tree)
+    expected = {
+        "web": fidelity(web),
+        "db-0": fidelity(db / "db-0"),
+        "db-1": fidelity(db / "db-1"),
+    }
+    assert expected["db-0"] != expected["db-1"]
+    repository(kube, namespace, tmp_path / "repo")
+    db_mounts = [{"name": "data", "mountPath": DB_PATH, "subPathExpr": "$(POD_NAME)"}]
+    db_member = member("StatefulSet", "db", mounts=(("data", DB_PATH),))
+    db_member["target"]["volumeMounts"] = db_mounts
+    kube.create(
+        batch(
+            "nightly",
+            namespace,
+            member("Deployment", "web", mounts=(("data", str(web)),)),
+            db_member,
+        ),
+        namespace,
+    )
+    for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
+        wait_until_injected(kube, namespace, _opted_in_pod(kind, name))
+    kube.create(workload("Deployment", "web", 1, web, images.app.name), namespace)
+    kube.create(_statefulset("db", db, images.app.name), namespace)
+    invoker_ready(kube, namespace, "nightly")
+    eventually(lambda: _running_sidecars(kube, namespace, "web", 1), 180, "web's sidecar")
+    eventually(lambda: _running_sidecars(kube, namespace, "db", 2), 180, "db's sidecars")
+    name = str(create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"])
+
+    def backed_up_all() -> JSON | None:
+        status = kube.get(BACKUP_SESSIONS, name, namespace).get("status") or {}
+        assert status.get("phase") != "Failed", status
+        return status if status.get("phase") == "Succeeded" else None
+
+    eventually(backed_up_all, 180, "the backup")
+    for root in (web, db / "db-0", db / "db-1"):
+        damage(root)
+
+    web_restore = restore_member("Deployment", "web")
+    web_restore["target"]["volumeMounts"] = [{"name": "data", "mountPath": str(web)}]
+    db_restore = restore_member("StatefulSet", "db")
+    db_restore["target"]["volumeMounts"] = db_mounts
+    kube.create(restore_batch("back", namespace, web_restore, db_restore), namespace)
+    restored = finished(kube, namespace, "RestoreBatch", "back", timeout=300)
+    status = restored["status"]
+    assert status["phase"] == "Succeeded", status
+    web_status, db_status = status["members"]
+    assert [s["hostname"] for s in web_status["stats"]] == ["host-0"]
+    assert [s["hostname"] for s in db_status["stats"]] == ["host-0", "host-1"]
+    assert db_status["totalHosts"] == 2
+    for entry in (web_status, db_status):
+        assert is_true(entry["conditions"], c.STASH_INIT_CONTAINER_INJECTED), entry
+    assert fidelity(web) == expected["web"]
+    assert fidelity(db / "db-0") == expected["db-0"]
+    assert fidelity(db / "db-1") == expected["db-1"]
+    assert (db / "db-1" / "who").read_text() == "db-1\n"  # host-1's own snapshot, not host-0's
+
+    # The pods that restored carried stash-init; once the restore succeeded, new ones do not.
+    wait_until_no_init = eventually(
+        lambda: (
+            probe
+            if c.RESTORE_INIT_CONTAINER
+            not in _init_names(
+                probe := kube.create(_opted_in_pod("StatefulSet", "db"), namespace, dry_run=True)
+            )
+            else None
+        ),
+        30,
+        "the webhook to stop injecting stash-init",
+    )
+    assert c.SIDECAR_CONTAINER in container_names(wait_until_no_init)  # still backed up
+    old = kube.get(PODS, "db-1", namespace)
+    assert c.RESTORE_INIT_CONTAINER in _init_names(old)
+    kube.delete(PODS, "db-1", namespace)
+
+    def recreated() -> JSON | None:
+        pod = kube.get(PODS, "db-1", namespace) if _exists(kube, namespace, "db-1") else None
+        return pod if pod and pod["metadata"]["uid"] != old["metadata"]["uid"] else None
+
+    fresh = eventually(recreated, 60, "db-1 to be created again")
+    assert c.RESTORE_INIT_CONTAINER not in _init_names(fresh)
+
+
+def _exists(kube: Client, namespace: str, name: str) -> bool:
+    try:
+        kube.get(PODS, name, namespace)
+    except NotFound:
+        return False
+    return True

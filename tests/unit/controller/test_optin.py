@@ -6,7 +6,12 @@ import copy
 from typing import Any
 
 from api.constants import BACKUP_LABEL
-from controller.optin import HASH_ANNOTATION, MANAGED_ANNOTATION, desired_patch
+from controller.optin import (
+    HASH_ANNOTATION,
+    MANAGED_ANNOTATION,
+    RESTORE_ANNOTATION,
+    desired_patch,
+)
 
 JSON = dict[str, Any]
 
@@ -81,3 +86,30 @@ def test_a_label_the_user_wrote_is_kept_when_targets_go_away() -> None:
 def test_an_untouched_workload_is_left_alone() -> None:
     assert desired_patch(deployment(), None) is None
     assert desired_patch(deployment(labelled=True), None) is None
+
+
+def test_a_workload_being_restored_is_opted_in_and_rolled_once_for_the_restore() -> None:
+    patched = merge_patch(deployment(), desired_patch(deployment(), None, ("uid-1",)))
+    assert _template_meta(patched)["labels"][BACKUP_LABEL] == "enabled"
+    assert _template_meta(patched)["annotations"] == {RESTORE_ANNOTATION: "uid-1"}
+    assert desired_patch(patched, None, ("uid-1",)) is None  # rolled once, not again
+
+
+def test_a_second_restore_rolls_the_pods_again() -> None:
+    once = merge_patch(deployment(), desired_patch(deployment(), None, ("uid-1",)))
+    again = desired_patch(once, None, ("uid-1", "uid-2"))
+    assert again == {
+        "spec": {"template": {"metadata": {"annotations": {RESTORE_ANNOTATION: "uid-1,uid-2"}}}}
+    }
+
+
+def test_the_end_of_a_restore_leaves_the_restore_mark_and_a_backed_up_workload_as_it_is() -> None:
+    backed = merge_patch(deployment(), desired_patch(deployment(), "abc", ("uid-1",)))
+    assert desired_patch(backed, "abc") is None
+
+
+def test_the_end_of_a_restore_takes_the_operators_label_off_a_workload_nobody_backs_up() -> None:
+    restoring = merge_patch(deployment(), desired_patch(deployment(), None, ("uid-1",)))
+    done = merge_patch(restoring, desired_patch(restoring, None))
+    assert BACKUP_LABEL not in _template_meta(done)["labels"]
+    assert _template_meta(done)["annotations"] == {RESTORE_ANNOTATION: "uid-1"}

@@ -298,3 +298,76 @@ def test_a_restore_job_runs_the_tasks_functions_under_the_restore_service_accoun
     assert {"name": "target-volume", "mountPath": "/stash-data"} in mounts
     claim = next(v for v in pod["volumes"] if v["name"] == "target-volume")
     assert claim["persistentVolumeClaim"] == {"claimName": "data"}
+
+
+def workload_restore(name: str = "web-back") -> JSON:
+    rb = created(restore_batch(name, "demo", restore_member("StatefulSet", "db")))
+    rb["spec"]["members"][0]["target"]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    return rb
+
+
+def observe_workload(rb: JSON, **more: Any) -> RestoreObserved:
+    members = restore_members_of(rb)
+    return RestoreObserved(members, facts(), total_hosts={0: 2}, **more)
+
+
+def test_a_statefulset_is_restored_host_by_host_by_its_pods_stash_init() -> None:
+    rb = workload_restore()
+    status, create = step(rb, observe_workload(rb, marked={0: False}))
+    assert (status["phase"], create) == ("Running", ())
+    entry = status["members"][0]
+    assert entry["totalHosts"] == 2
+    injected = get_condition(entry["conditions"], c.STASH_INIT_CONTAINER_INJECTED)
+    assert injected is not None
+    assert injected["status"] == "False"
+    status, _ = step(rb, observe_workload(rb, marked={0: True}))
+    assert is_true(status["members"][0]["conditions"], c.STASH_INIT_CONTAINER_INJECTED)
+    rb["status"] = with_restore_host(
+        "RestoreBatch", rb["status"], "StatefulSet", "db", HostResult("host-0", "Succeeded", 1.0)
+    )
+    status, _ = step(rb, observe_workload(rb, marked={0: True}))
+    assert status["phase"] == "Running"
+    rb["status"] = with_restore_host(
+        "RestoreBatch", rb["status"], "StatefulSet", "db", HostResult("host-1", "Succeeded", 1.0)
+    )
+    status, _ = step(rb, observe_workload(rb, marked={0: True}))
+    assert status["phase"] == "Succeeded"
+
+
+def test_one_failed_host_fails_a_workload_restore_at_once() -> None:
+    rb = workload_restore()
+    step(rb, observe_workload(rb, marked={0: True}))
+    rb["status"] = with_restore_host(
+        "RestoreBatch",
+        rb["status"],
+        "StatefulSet",
+        "db",
+        HostResult("host-1", "Failed", 1.0, error="no snapshot of host host-1"),
+    )
+    status, _ = step(rb, observe_workload(rb, marked={0: True}))
+    assert status["phase"] == "Failed"
+    failed = get_condition(status["members"][0]["conditions"], "RestoreFailed")
+    assert failed is not None
+    assert failed["message"] == "host host-1: no snapshot of host host-1"
+
+
+def test_a_workload_whose_pods_run_without_stash_init_fails_saying_why() -> None:
+    rb = workload_restore()
+    step(rb, observe_workload(rb, marked={0: True}))
+    why = "2 pod(s) of StatefulSet demo/db run without the stash-init init container: ..."
+    status, _ = step(rb, observe_workload(rb, marked={0: True}, init_absent={0: why}))
+    assert status["phase"] == "Failed"
+    failed = get_condition(status["members"][0]["conditions"], "RestoreFailed")
+    assert failed is not None
+    assert failed["message"] == why
+
+
+def test_a_workload_restore_names_the_volumes_it_restores_into() -> None:
+    rb = created(restore_batch("b", "demo", restore_member("Deployment", "web")))
+    status, _ = step(rb, observe_workload(rb))
+    assert status["phase"] == "Invalid"
+    message = get_condition(status["conditions"], c.VALIDATION_PASSED)
+    assert message is not None
+    assert (
+        "spec.members[0].target.volumeMounts: name the Deployment's volumes" in message["message"]
+    )

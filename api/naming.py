@@ -56,8 +56,9 @@ def restore_job_name(invoker: str, member_index: int) -> str:
 
 
 def hook_job_name(session: str, kind: str) -> str:
-    """The Job that runs a BackupBatch's own ``preBackup`` / ``postBackup`` hook."""
-    return fit(f"stash-hook-{session}-{'pre' if kind == 'preBackup' else 'post'}", JOB_NAME_MAX)
+    """The Job that runs a BackupBatch's own ``preBackup`` / ``postBackup`` hook (a
+    RestoreBatch's ``preRestore`` / ``postRestore``: ``session`` is the RestoreBatch)."""
+    return fit(f"stash-hook-{session}-{'pre' if kind.startswith('pre') else 'post'}", JOB_NAME_MAX)
 
 
 def invoker_service_account(invoker: str) -> str:

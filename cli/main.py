@@ -25,7 +25,7 @@ from devcluster import BuildError, StartError, Versions, demo, ensure_binaries
 from devcluster.manager import DevCluster, default_state_dir
 from engine import job_steps
 from engine.agent import AgentOptions, Identity, SidecarAgent
-from engine.batch_hook import run_batch_hook
+from engine.batch_hook import run_batch_hook, run_restore_batch_hook
 from engine.host_backup import HostJob, load_repository, open_repository
 from engine.host_restore import HostRestore
 from engine.job_steps import StepOptions
@@ -190,11 +190,18 @@ def _host_restore(args: argparse.Namespace) -> HostRestore:
 
 def _restore_step(client: Client, args: argparse.Namespace) -> int:
     job, opts = _host_restore(args), _step_options(args)
+    step = os.environ.get("STASH_CONTAINER", args.command)  # the Job's container: hooks run here
     if args.command == "restore-dump":
         return job_steps.restore_dump_step(
-            client, job, args.filename, args.restore_command, opts, snapshot=args.snapshot
+            client,
+            job,
+            args.filename,
+            args.restore_command,
+            opts,
+            step=step,
+            snapshot=args.snapshot,
         )
-    return job_steps.restore_step(client, job, args.target_dir, opts)
+    return job_steps.restore_step(client, job, args.target_dir, opts, step)
 
 
 def _step_options(args: argparse.Namespace) -> StepOptions:
@@ -234,6 +241,8 @@ def cmd_job_step(args: argparse.Namespace) -> int:
 def cmd_run_hook(args: argparse.Namespace) -> int:
     client = Client.from_environment(args.kubeconfig)
     try:
+        if args.restorebatch:
+            return run_restore_batch_hook(client, args.namespace, args.restorebatch, args.hook)
         return run_batch_hook(client, args.namespace, args.backupsession, args.hook)
     finally:
         client.close()
@@ -459,9 +468,15 @@ def _add_backup_commands(sub: Any) -> None:
     init.add_argument("--kubeconfig")
     init.set_defaults(func=cmd_restore_init)
 
-    hook = sub.add_parser("run-hook", help="hook Job: run a BackupBatch's own pre/post hook")
-    hook.add_argument("--backupsession", required=True)
-    hook.add_argument("--hook", required=True, choices=["preBackup", "postBackup"])
+    hook = sub.add_parser(
+        "run-hook", help="hook Job: run a BackupBatch's or RestoreBatch's own pre/post hook"
+    )
+    which = hook.add_mutually_exclusive_group(required=True)
+    which.add_argument("--backupsession", help="a BackupBatch's hook, for this session")
+    which.add_argument("--restorebatch", help="this RestoreBatch's own hook")
+    hook.add_argument(
+        "--hook", required=True, choices=["preBackup", "postBackup", "preRestore", "postRestore"]
+    )
     hook.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
     hook.add_argument("--kubeconfig")
     hook.set_defaults(func=cmd_run_hook)

@@ -216,10 +216,13 @@ def build_job(inputs: JobInputs) -> JSON:
             )
         except SubstitutionError as exc:
             raise JobError(f"Function {step['name']}: {exc}") from None
-        container: JSON = {
-            "name": step["name"]
+        name = (
+            step["name"]
             if step["name"] not in [c_["name"] for c_ in containers]
-            else f"{step['name']}-{index}",
+            else f"{step['name']}-{index}"
+        )
+        container: JSON = {
+            "name": name,
             **resolved,
             "volumeMounts": [
                 {"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH},
@@ -228,6 +231,8 @@ def build_job(inputs: JobInputs) -> JSON:
             "env": [
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                # where the step runs: a member's exec hook naming this container runs here
+                {"name": "STASH_CONTAINER", "value": name},
             ],
         }
         settings = (

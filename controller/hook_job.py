@@ -1,10 +1,11 @@
-"""The Job that runs a BackupBatch's own hook: ``stash-hook-<session>-<pre|post>``.
+"""The Job that runs a BackupBatch's own hook: ``stash-hook-<session>-<pre|post>`` (a
+RestoreBatch's: ``stash-hook-<restorebatch>-<pre|post>``).
 
-A short-lived pod in the invoker's namespace, under the invoker's backup service account
-(ClusterRole ``stash-backup-job``, bound in that namespace only), running ``stash run-hook``
-(``engine.batch_hook``). A hook's HTTP call or TCP connection leaves from that namespace's
-pod, with its network identity and policies, and an ``exec`` hook runs its command in that pod:
-nothing of a tenant's hook runs inside the operator.
+A short-lived pod in the invoker's namespace, under the invoker's backup (restore) service
+account (ClusterRole ``stash-backup-job`` / ``stash-restore-job``, bound in that namespace
+only), running ``stash run-hook`` (``engine.batch_hook``). A hook's HTTP call or TCP connection
+leaves from that namespace's pod, with its network identity and policies, and an ``exec`` hook
+runs its command in that pod: nothing of a tenant's hook runs inside the operator.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from api import constants as c
-from api.naming import backup_service_account, hook_job_name, label_value
+from api.naming import (
+    backup_service_account,
+    hook_job_name,
+    label_value,
+    restore_service_account,
+)
 from controller.backup_job import POD_SETTING_KEYS, SESSION_LABEL
 from controller.trigger import owner_reference
 from engine.batch_hook import BATCH_HOOK_TIMEOUT, HOOK_CONTAINER
@@ -25,17 +31,23 @@ STARTUP_ALLOWANCE = 60
 
 def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
     meta = session["metadata"]
+    restoring = invoker["kind"] == "RestoreBatch"  # then the session is the RestoreBatch
     labels = {
         "app.kubernetes.io/managed-by": "stash",
         c.INVOKER_TYPE_LABEL: invoker["kind"],
         c.INVOKER_NAME_LABEL: label_value(invoker["metadata"]["name"]),
-        SESSION_LABEL: label_value(meta["name"]),
         HOOK_LABEL: kind,
     }
+    if not restoring:
+        labels[SESSION_LABEL] = label_value(meta["name"])
+    account = (restore_service_account if restoring else backup_service_account)(
+        invoker["metadata"]["name"]
+    )
+    which = f"--restorebatch={meta['name']}" if restoring else f"--backupsession={meta['name']}"
     settings = ((invoker.get("spec") or {}).get("runtimeSettings") or {}).get("pod") or {}
     pod_spec: JSON = {
         "restartPolicy": "Never",
-        "serviceAccountName": backup_service_account(invoker["metadata"]["name"]),
+        "serviceAccountName": account,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 65532,
@@ -46,7 +58,7 @@ def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
             {
                 "name": HOOK_CONTAINER,
                 "image": image,
-                "args": ["run-hook", f"--backupsession={meta['name']}", f"--hook={kind}"],
+                "args": ["run-hook", which, f"--hook={kind}"],
                 "env": [
                     {
                         "name": "POD_NAMESPACE",

@@ -30,22 +30,21 @@ DEFAULT_PVC_RESTORE_TASK = "pvc-restore"
 
 
 class MemberRef:
-    """What backup and restore members share: the target they name, and their place."""
+    """What backup and restore members share: the target they name, its Task, and their
+    place in the invoker."""
 
     index: int
+    member: BackupMember | RestoreMember
     namespace: str
     batch: bool
     DEFAULT_PVC_TASK = DEFAULT_PVC_TASK
 
     def target_ref(self) -> TargetRef | None:
-        raise NotImplementedError
-
-    def task_name(self) -> str | None:
-        raise NotImplementedError
+        return self.member.target.ref if self.member.target else None
 
     def replicas(self) -> int | None:
         """``target.replicas``: how many hosts the member names itself, if it does."""
-        raise NotImplementedError
+        return self.member.target.replicas if self.member.target else None
 
     @property
     def ref(self) -> JSON:
@@ -73,8 +72,8 @@ class MemberRef:
     def task(self) -> str | None:
         """The Task of a Job-model member (PVCs default to the built-in one); None for
         workloads (sidecar / init container)."""
-        if name := self.task_name():
-            return name
+        if self.member.task and self.member.task.name:
+            return self.member.task.name
         if self.kind == c.PVC_KIND:
             return self.DEFAULT_PVC_TASK
         return None
@@ -89,15 +88,6 @@ class MemberView(MemberRef):
     namespace: str
     batch: bool = True  # a BackupBatch member (else a BackupConfiguration's own spec)
 
-    def target_ref(self) -> TargetRef | None:
-        return self.member.target.ref if self.member.target else None
-
-    def task_name(self) -> str | None:
-        return self.member.task.name if self.member.task and self.member.task.name else None
-
-    def replicas(self) -> int | None:
-        return self.member.target.replicas if self.member.target else None
-
 
 @dataclass(frozen=True)
 class RestoreView(MemberRef):
@@ -108,15 +98,6 @@ class RestoreView(MemberRef):
     namespace: str
     batch: bool = True
     DEFAULT_PVC_TASK = DEFAULT_PVC_RESTORE_TASK
-
-    def target_ref(self) -> TargetRef | None:
-        return self.member.target.ref if self.member.target else None
-
-    def task_name(self) -> str | None:
-        return self.member.task.name if self.member.task and self.member.task.name else None
-
-    def replicas(self) -> int | None:
-        return self.member.target.replicas if self.member.target else None
 
 
 @dataclass(frozen=True)

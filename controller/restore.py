@@ -10,6 +10,7 @@ or a target of a kind nobody watches sends no event), and always by its deadline
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 
 from api import constants as c
 from api.conditions import has_condition, set_condition
-from api.naming import restore_job_name
+from api.naming import hook_job_name, restore_job_name
 from api.repository import Repository
 from controller.background import Background
 from controller.backup_invoker import FIELD_MANAGER, contains
@@ -36,6 +37,7 @@ from controller.caches import (
     Caches,
 )
 from controller.facts import FactReader
+from controller.hook_job import hook_job, hook_job_failure
 from controller.invoker import RestoreView
 from controller.optin import RESTORE_ANNOTATION
 from controller.restore_status import (
@@ -51,6 +53,7 @@ from controller.sidecar_presence import match_labels_selector, pods_of, why_init
 from controller.targets import parse_time
 from controller.trigger import restore_rbac_objects
 from engine import metrics
+from engine.batch_hook import CONDITIONS
 from engine.results import parse_duration
 from kube import AlreadyExists, Client, KubeError, NotFound
 from kube.events import EventRecorder
@@ -66,6 +69,7 @@ WAITING_RECHECK = 10.0
 # reported (pods coming and going send this reconciler no event).
 INIT_GRACE = 120.0
 HOSTS_RECHECK = 30.0
+LEFTOVER_RECHECK = 2.0
 
 
 class RestoreReconciler:
@@ -129,10 +133,13 @@ class RestoreReconciler:
 
     def _job(self, invoker: JSON, index: int, made: bool) -> JSON | None:
         """The member's restore Job: from the cache, or from the API server when the status
-        says it was made and the cache has not seen it yet; None only when it is gone."""
+        says it was made and the cache has not seen it yet; None only when it is gone. A Job
+        of that name left by an earlier restore of the same name is not this one's."""
         meta = invoker["metadata"]
         name = restore_job_name(meta["name"], index)
         job = self.caches.get(JOBS, meta["namespace"], name)
+        if job is not None and not _owned_by(job, invoker):
+            return None
         if job is not None or not made:
             return job
         try:
@@ -143,6 +150,25 @@ class RestoreReconciler:
 
     def _workload(self, view: RestoreView) -> JSON | None:
         return self.caches.get(WORKLOAD_TYPES[view.kind], view.target_namespace, view.name)
+
+    def _leftovers(self, invoker: JSON, members: list[RestoreView]) -> list[int]:
+        """Members whose Job name is still held by a Job of an earlier restore of the same
+        name (deleted, its Jobs not yet collected): that Job is deleted, and the member waits
+        for its name."""
+        meta = invoker["metadata"]
+        held = []
+        for view in members:
+            if view.task is None:
+                continue
+            name = restore_job_name(meta["name"], view.index)
+            job = self.caches.get(JOBS, meta["namespace"], name)
+            if job is None or _owned_by(job, invoker):
+                continue
+            held.append(view.index)
+            if not job["metadata"].get("deletionTimestamp"):
+                log.info("deleting Job %s/%s of an earlier restore", meta["namespace"], name)
+                self.client.delete(JOBS, name, meta["namespace"], missing_ok=True)
+        return held
 
     def _marked(self, invoker: JSON, view: RestoreView) -> bool:
         """Does the workload's pod template carry this restore (its pods rolled for it)?"""
@@ -222,12 +248,17 @@ class RestoreReconciler:
             marked={v.index: self._marked(invoker, v) for v in workloads},
             init_absent=self._init_absent(invoker, workloads, now),
         )
+        leftovers = self._leftovers(invoker, members)
+        if leftovers:
+            seen = dataclasses.replace(seen, leftover=frozenset(leftovers))
         decision = next_restore_status(invoker, seen, now)
         status = decision.status
         if status.get("phase") in ("Pending", "Running"):  # before any Job or stash-init runs
             accounts = [self._service_account(v) for v in workloads]
             for obj in restore_rbac_objects(invoker, accounts):
                 self._ensure(obj)
+        if decision.run_hook:
+            status = self._run_batch_hook(invoker, status, decision.run_hook, now)
         for index in decision.create_jobs:
             problem = self._create_job(invoker, members[index])
             if problem:
@@ -235,6 +266,8 @@ class RestoreReconciler:
         if status.get("phase") in FINISHED and self.pushgateway_url:
             self._push_metrics(invoker, status, now)
         self._write(invoker, status, list(decision.problems))
+        if leftovers:  # their deletion's events bring it back; look again soon anyway
+            return Result(requeue_after=LEFTOVER_RECHECK)
         return _next_look(status, now, bool(workloads))
 
     def _done(self, invoker: JSON) -> bool:
@@ -315,6 +348,47 @@ class RestoreReconciler:
         except AlreadyExists:
             pass  # created before a restart: the same Job, by name
         return None
+
+    def _run_batch_hook(self, invoker: JSON, status: JSON, kind: str, now: dt.datetime) -> JSON:
+        """Have the RestoreBatch's own hook run by its Job in the invoker's namespace (never
+        here); its pod records the hook's condition. A pod that ends without doing so (it
+        could not start, or ran past its deadline) gets the condition written here, so the
+        restore goes on either way."""
+        meta = invoker["metadata"]
+        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
+        if job is not None and not _owned_by(job, invoker):  # an earlier restore's: not ours
+            if not job["metadata"].get("deletionTimestamp"):
+                self.client.delete(
+                    JOBS, job["metadata"]["name"], meta["namespace"], missing_ok=True
+                )
+            return status
+        if job is None:
+            try:
+                self.client.create(hook_job(invoker, invoker, kind, self.image))
+                self.writes.record(meta["namespace"])
+                self.events.record(
+                    invoker,
+                    "Normal",
+                    "GlobalHookJobCreated",
+                    f"created Job {hook_job_name(meta['name'], kind)} to run the {kind} hook",
+                )
+            except AlreadyExists:
+                pass  # created before a restart; its events bring the restore back
+            return status
+        failure = hook_job_failure(job)
+        if failure is None:
+            return status  # running, or done and its condition on its way through the cache
+        self.events.record(invoker, "Warning", "GlobalHookFailed", failure)
+        status = dict(status)
+        status["conditions"] = set_condition(
+            status.get("conditions"),
+            CONDITIONS[kind],
+            False,
+            "GlobalHookExecutionFailed",
+            failure,
+            now=now,
+        )
+        return status
 
     def _push_metrics(self, invoker: JSON, status: JSON, now: dt.datetime) -> None:
         """Push the restore's metrics once, off the worker; the pass after records how it went
@@ -433,6 +507,11 @@ def failure_summary(invoker: JSON, status: JSON) -> str:
         "",
     )
     return "; ".join(parts) or deadline or "the restore failed"
+
+
+def _owned_by(job: JSON, invoker: JSON) -> bool:
+    uid = invoker["metadata"].get("uid")
+    return any(o.get("uid") == uid for o in job["metadata"].get("ownerReferences") or [])
 
 
 def _made(invoker: JSON) -> set[int]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
+from api.conditions import is_true
 from api.restore import RestoreMember
 from controller import validation
 from controller.invoker import (
@@ -41,7 +42,9 @@ from controller.targets import (
     Executor,
     deadline,
     fail_executor,
+    fail_unfinished,
     format_duration,
+    hook_state,
     host_failures,
     hosts_target,
     in_order,
@@ -98,6 +101,8 @@ class RestoreObserved:
     marked: dict[int, bool] = field(default_factory=dict)
     # workload members past the grace period that no stash-init will restore, and why
     init_absent: dict[int, str] = field(default_factory=dict)
+    # Job-model members whose Job name an earlier restore's Job still holds (being deleted)
+    leftover: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class RestoreDecision:
     create_jobs: tuple[int, ...] = ()
     # what keeps it Invalid or Pending (for its Event)
     problems: tuple[str, ...] = ()
+    run_hook: str | None = None  # "preRestore" / "postRestore": the batch's hook to run now
 
 
 def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
@@ -132,20 +138,11 @@ def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
     elif facts.tasks_found.get(view.task) is False:
         field_name = "task.name" if view.member.task and view.member.task.name else "task"
         problems.append(f"{where}.{field_name}: Task {view.task} not found")
-    if raw.get("hooks"):
-        problems.append(
-            f"{where}.hooks: preRestore/postRestore hooks of a restore Job are not built yet"
-        )
+    problems += validation.hook_problems(raw.get("hooks"), f"{where}.hooks")
     if target.get("volumeClaimTemplates") or target.get("replicas"):
         problems.append(
             f"{where}.target.volumeClaimTemplates: restoring into new PVCs is not built yet"
         )
-    for i, rule in enumerate(target.get("rules") or []):
-        if rule.get("snapshots") and rule.get("paths"):
-            problems.append(
-                f"{where}.target.rules[{i}]: give snapshots or paths, not both (snapshots "
-                "name whole snapshots; paths pick the newest snapshot holding each path)"
-            )
     return problems
 
 
@@ -163,8 +160,8 @@ def restore_problems(invoker: JSON, members: list[RestoreView], facts: InvokerFa
             f"spec.driver: {spec['driver']} is not supported yet; only Restic restores here"
         )
     problems += validation.timeout_problems(spec)
-    if batch and spec.get("hooks"):
-        problems.append("spec.hooks: a RestoreBatch's own hooks are not built yet")
+    if batch:
+        problems += validation.hook_problems(spec.get("hooks"), "spec.hooks")
     seen: dict[tuple[str, str, str], int] = {}
     for view in members:
         if not view.kind or not view.name:
@@ -282,10 +279,9 @@ def _failure(entry: JSON) -> str:
     return host_failures(entry)
 
 
-def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) -> RestoreDecision:
-    status: JSON = copy.deepcopy(invoker.get("status") or {})
-    if status.get("phase") in FINISHED:
-        return RestoreDecision(status)
+def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime) -> list[str]:
+    """Validate, and before the start wait for what the restore needs; what keeps it from
+    going on (``status`` then says Invalid or Pending), or nothing."""
     meta = invoker["metadata"]
     spec = invoker.get("spec") or {}
     started = status.get("phase") == "Running"
@@ -300,26 +296,68 @@ def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) 
     if problems and not started:
         status["conditions"] = out.conditions
         status["phase"] = "Invalid"
-        return RestoreDecision(status, problems=tuple(problems))
+        return problems
     repo_name = (spec.get("repository") or {}).get("name", "")
     if not started:
         repository_conditions(out, seen.facts.repository, repo_name, meta["namespace"], seen.facts)
     status["conditions"] = out.conditions
     status.setdefault("sessionDeadline", deadline(meta["creationTimestamp"], spec.get("timeOut")))
+    if started:
+        return []
     entries = _entries(invoker, status, seen)
-    create: list[int] = []
-    if not started:
-        waiting = out.not_ready + _found(entries, seen, now)
-        if waiting:
-            if past_deadline(status, entries, RESTORE, now):
-                _settle(invoker, status, entries, now)
-            else:
-                status["phase"] = "Pending"
-            _store(invoker, status, entries)
-            return RestoreDecision(status, problems=tuple(waiting))
+    waiting = out.not_ready + _found(entries, seen, now)
+    if waiting:
+        if past_deadline(status, entries, RESTORE, now):
+            _settle(invoker, status, entries, now)
+        else:
+            status["phase"] = "Pending"
+    else:
         status["phase"] = "Running"
+    _store(invoker, status, entries)
+    return waiting
 
+
+def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) -> RestoreDecision:
+    status: JSON = copy.deepcopy(invoker.get("status") or {})
+    if status.get("phase") in FINISHED:
+        return RestoreDecision(status)
+    held = _begin(invoker, status, seen, now)
+    if held:
+        return RestoreDecision(status, problems=tuple(held))
+    spec = invoker.get("spec") or {}
+    entries = _entries(invoker, status, seen)
+    hooks = dict(spec.get("hooks") or {}) if invoker.get("kind") == "RestoreBatch" else {}
+    pre = hook_state(status, hooks, "preRestore", c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED)
+    if pre == "due" and not past_deadline(status, entries, RESTORE, now):
+        _store(invoker, status, entries)
+        return RestoreDecision(status, run_hook="preRestore")  # members wait until it ran
+    create: list[int] = []
+    if pre == "failed":
+        fail_unfinished(entries, RESTORE, "not run: the batch's preRestore hook failed", now)
+    else:
+        create = _advance(spec, entries, seen, now)
+    if past_deadline(status, entries, RESTORE, now):
+        create = []
+    _settle(invoker, status, entries, now)
+    _store(invoker, status, entries)
+    if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+        succeeded = all(e.get("phase") == "Succeeded" for e in entries)
+        post = hook_state(
+            status, hooks, "postRestore", c.GLOBAL_POST_RESTORE_HOOK_SUCCEEDED, succeeded=succeeded
+        )
+        if post == "due":
+            status["phase"] = "Running"
+            status.pop("sessionDuration", None)
+            return RestoreDecision(status, tuple(create), run_hook="postRestore")
+        if post == "failed":
+            status["phase"] = "Failed"
+    return RestoreDecision(status, tuple(create))
+
+
+def _advance(spec: JSON, entries: list[JSON], seen: RestoreObserved, now: dt.datetime) -> list[int]:
+    """Move every member on; the members whose restore Job must be created now."""
     views = {view.index: view for view in seen.members}
+    create: list[int] = []
 
     def move(index: int, entry: JSON) -> None:
         if views[index].task is None:  # stash-init: the hosts report their own stats
@@ -327,22 +365,15 @@ def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) 
             # One failed host fails it at once: the others' pods (a StatefulSet's next
             # ordinal) may wait behind it for ever, and the restore is failed either way.
             hosts_target(entry, RESTORE, seen.init_absent.get(index), now, first_failure=True)
+        elif index in seen.leftover and not is_true(entry.get("conditions"), RESTORE.ensured):
+            entry["phase"] = "Pending"  # waits for the earlier restore's Job to go
         elif job_target(entry, seen.jobs.get(index), RESTORE, now):
             create.append(index)
 
     sequential = spec.get("executionOrder") == "Sequential"
-    in_order(
-        ((v.index, e) for v, e in zip(seen.members, entries, strict=True)),
-        sequential,
-        move,
-        RESTORE,
-        now,
-    )
-    if past_deadline(status, entries, RESTORE, now):
-        create = []
-    _settle(invoker, status, entries, now)
-    _store(invoker, status, entries)
-    return RestoreDecision(status, tuple(create))
+    pairs = ((v.index, e) for v, e in zip(seen.members, entries, strict=True))
+    in_order(pairs, sequential, move, RESTORE, now)
+    return create
 
 
 def fail_restore_member(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
-from api.conditions import get_condition, is_true, set_condition
+from api.conditions import is_true, set_condition
 from controller.invoker import MemberView
 from controller.targets import (
     TARGET_TERMINAL,
@@ -25,13 +25,14 @@ from controller.targets import (
     fail_target,
     fail_unfinished,
     format_duration,
+    hook_state,
     hosts_target,
     in_order,
     job_target,
     parse_time,
     past_deadline,
 )
-from engine.hooks import is_final_attempt, should_run_post_hook
+from engine.hooks import is_final_attempt
 from engine.metrics import SessionOutcome, TargetOutcome
 from engine.results import parse_duration
 
@@ -245,7 +246,7 @@ def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
         if skipped is not None:
             return skipped
     hooks = _batch_hooks(seen.invoker)
-    pre = _hook_state(status, hooks, "preBackup", c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
+    pre = hook_state(status, hooks, "preBackup", c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
     if pre == "due" and not past_deadline(status, status["targets"], BACKUP, now):
         return Decision(status, run_hook="preBackup")  # targets stay Pending until it ran
     if pre == "failed":
@@ -259,12 +260,13 @@ def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
         create = []
     _settle(session, status, now)
     if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
-        post = _hook_state(
+        post = hook_state(
             status,
             hooks,
             "postBackup",
             c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED,
             is_final_attempt(session, seen.invoker),
+            succeeded=all(t.get("phase") == "Succeeded" for t in status["targets"]),
         )
         if post == "due":
             status["phase"] = "Running"
@@ -279,20 +281,3 @@ def _batch_hooks(invoker: JSON | None) -> JSON:
     if invoker is None or invoker.get("kind") != "BackupBatch":
         return {}  # a BackupConfiguration's hooks are its (only) member's
     return dict((invoker.get("spec") or {}).get("hooks") or {})
-
-
-def _hook_state(
-    status: JSON, hooks: JSON, kind: str, condition: str, final_attempt: bool = True
-) -> str:
-    """none (no such hook, or its policy skips it), due, done, failed."""
-    hook = hooks.get(kind)
-    if not hook:
-        return "none"
-    found = get_condition(status.get("conditions"), condition)
-    if found is not None:
-        return "done" if found.get("status") == "True" else "failed"
-    if kind == "postBackup":
-        succeeded = all(t.get("phase") == "Succeeded" for t in status.get("targets") or [])
-        if not should_run_post_hook(hook.get("executionPolicy"), succeeded, final_attempt):
-            return "none"
-    return "due"

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from api.conditions import is_true, now_rfc3339, set_condition
+from api.conditions import get_condition, is_true, now_rfc3339, set_condition
 from api.constants import DEADLINE_EXCEEDED
+from engine.hooks import should_run_post_hook
 from engine.results import go_duration, parse_duration
 
 JSON = dict[str, Any]
@@ -218,3 +219,28 @@ def hosts_target(
         fail_target(target, executor, host_failures(target), now)
     elif target["phase"] == "Running" and absent is not None:
         fail_target(target, executor, absent, now)
+
+
+def hook_state(
+    status: JSON,
+    hooks: JSON,
+    kind: str,
+    condition: str,
+    final_attempt: bool = True,
+    *,
+    succeeded: bool = True,
+) -> str:
+    """Where a batch's own hook ``kind`` is: ``none`` (no such hook, or its policy skips it),
+    ``due``, ``done`` or ``failed`` (its ``condition`` on the session). A post hook's
+    ``executionPolicy`` is judged by whether every target ``succeeded``."""
+    hook = hooks.get(kind)
+    if not hook:
+        return "none"
+    found = get_condition(status.get("conditions"), condition)
+    if found is not None:
+        return "done" if found.get("status") == "True" else "failed"
+    if kind.startswith("post") and not should_run_post_hook(
+        hook.get("executionPolicy"), succeeded, final_attempt
+    ):
+        return "none"
+    return "due"

@@ -5,8 +5,9 @@ a user installs it — ``kubectl apply -k`` over ``manifests/`` with the image j
 Dockerfile — and the samples of ``manifests/samples/`` with real data: a Secret, a local
 Repository, two Deployments and a PVC, and a BackupBatch over all three. The Deployments' new
 pods carry the injected ``stash`` sidecar, a BackupSession runs (the sidecars and the PVC's
-backup Job), and the demo ends with the session's result, the repository's snapshots, the
-Pushgateway's metrics and ``kubectl get pods``.
+backup Job), with the session's result, the repository's snapshots and the Pushgateway's
+metrics; then the data is damaged and a RestoreBatch puts it back (``devcluster.demo_restore``),
+checked byte for byte, and the demo ends with ``kubectl get pods``.
 
 What the dev cluster changes, and says so: no registry is reachable, so the samples' nginx and
 busybox images are replaced by a local stand-in, and the operator's Pushgateway is reached on
@@ -38,6 +39,7 @@ from controller.backup_job import SESSION_LABEL
 from controller.sessions import create_session
 from devcluster.build import BuildError, use_pinned_restic
 from devcluster.cluster import ControlPlane, StartError
+from devcluster.demo_restore import RestoreDemo, RestoreDemoError
 from devcluster.images import Images
 from devcluster.manager import DevCluster
 from engine.backend import backend_config
@@ -69,6 +71,18 @@ Say = Callable[[str], None]
 
 class DemoError(RuntimeError):
     """A step of the demo did not happen; says which and where to look."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the demo ends with: its BackupSession and its RestoreBatch, as they finished."""
+
+    session: JSON
+    restore: JSON
+
+    @property
+    def succeeded(self) -> bool:
+        return all(_phase(o) == "Succeeded" for o in (self.session, self.restore))
 
 
 def default_state_dir() -> Path:
@@ -186,8 +200,8 @@ class Demo:
 
     # -- the flow ------------------------------------------------------------------------------
 
-    def run(self) -> JSON:
-        """Run the demo; the finished BackupSession."""
+    def run(self) -> Outcome:
+        """Run the demo; the finished BackupSession and RestoreBatch."""
         self.say("== 1. a local cluster: control plane and a real node (containerd, kubelet)")
         cluster = self.cluster
         plane = cluster.up(crds=False)
@@ -200,11 +214,20 @@ class Demo:
             batch = self._apply_samples(plane, images, client)
             self._show_sidecars(plane, client)
             session = self._back_up(plane, client, batch["metadata"]["name"])
+            self._summary(session, batch, plane)
+            restore = RestoreDemo(
+                client,
+                lambda *args: self.kubectl(plane, *args),
+                self.namespace,
+                self.state_dir / "node" / "volumes" / "shared-data",
+                self.say,
+                self.timeout,
+            ).run()
             self._show_pods(plane)
         finally:
             client.close()
-        self._summary(session, batch, plane)
-        return session
+        self._look_around(session, plane)
+        return Outcome(session, restore)
 
     def kubectl(self, plane: ControlPlane, *args: str, check: bool = True) -> str:
         done = subprocess.run(
@@ -301,6 +324,11 @@ class Demo:
             self.say(f"   {obj['kind']} {obj['metadata']['name']}")
         pvc_data = node / "volumes" / "shared-data"
         subprocess.run(["sh", "-c", sample_files(str(pvc_data))], check=True)
+        # The volume's data is its application's (the image's user here), as in a cluster: the
+        # restore Job, running as that user, writes it back.
+        for root, dirs, files in os.walk(pvc_data):
+            for name in [".", *dirs, *files]:
+                os.chown(os.path.join(root, name), POD_USER, POD_USER)
         self.say(f"   data: {pvc_data} (the PVC's volume on the node)")
         batch = next(o for o in objects if o["kind"] == "BackupBatch")
         name = batch["metadata"]["name"]
@@ -429,19 +457,24 @@ class Demo:
                     f"uploaded {snap.get('uploaded')}"
                 )
                 self.say(f"     {host['hostname']}: {host.get('phase')} ({detail})")
-        repo = self._show_repository(batch, kubeconfig)
+        self._show_repository(batch, kubeconfig)
         self._show_metrics_and_logs(batch, plane)
+
+    def _look_around(self, session: JSON, plane: ControlPlane) -> None:
+        kubeconfig = plane.kubeconfig
+        self.say("")
         self.say("== look around")
         self.say(f"   export KUBECONFIG={kubeconfig} PATH={plane.binaries.kubectl.parent}:$PATH")
         self.say(
             f"   kubectl -n {self.namespace} get backupbatches,backupsessions,repositories,jobs"
         )
+        self.say(f"   kubectl -n {self.namespace} describe restorebatch demo-restore")
         self.say(
             f"   kubectl -n {self.namespace} describe backupsession {session['metadata']['name']}"
         )
         self.say(
             f"   kubectl -n {self.namespace} exec deploy/web -c stash -- stash snapshots "
-            f"--repository {repo['metadata']['name']} --namespace {self.namespace}"
+            f"--repository local-repo --namespace {self.namespace}"
         )
         if not self.keep:
             self.say("   (these need `stash demo --keep`, which leaves it all running)")
@@ -570,8 +603,8 @@ def down(state_dir: Path) -> None:
 def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
     demo = Demo(state_dir, keep=keep, say=say)
     try:
-        session = demo.run()
-    except (DemoError, KubeError, StartError, BuildError) as exc:
+        outcome = demo.run()
+    except (DemoError, RestoreDemoError, KubeError, StartError, BuildError) as exc:
         say(f"stash demo: {exc}")
         say(f"   logs: {state_dir}/cluster/logs/ and kubectl logs")
         if not keep:
@@ -586,8 +619,7 @@ def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
     else:
         down(state_dir)
         say("   (stopped the cluster: its pods, node and control plane)")
-    ok = (session.get("status") or {}).get("phase") == "Succeeded"
-    return 0 if ok else 1
+    return 0 if outcome.succeeded else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,15 +1,17 @@
-"""A BackupBatch's own hooks, run by ``stash run-hook`` in a short-lived pod of the invoker's
-namespace (the operator's hook Job), never inside the operator.
+"""A BackupBatch's or RestoreBatch's own hooks, run by ``stash run-hook`` in a short-lived pod
+of the invoker's namespace (the operator's hook Job), never inside the operator.
 
-The pod runs as the invoker's backup service account, so a hook reaches only what that
-namespace's pods may reach, with that namespace's network identity; an ``exec`` hook runs its
-command in this pod. The result is the session's ``GlobalPreBackupHookSucceeded`` /
-``GlobalPostBackupHookSucceeded`` condition, written once: a pod started again after it wrote
-the condition does nothing.
+The pod runs as the invoker's backup (restore) service account, so a hook reaches only what
+that namespace's pods may reach, with that namespace's network identity; an ``exec`` hook runs
+its command in this pod. The result is the session's ``GlobalPreBackupHookSucceeded`` /
+``GlobalPostBackupHookSucceeded`` condition (the RestoreBatch's ``GlobalPreRestoreHookSucceeded``
+/ ``GlobalPostRestoreHookSucceeded``), written once: a pod started again after it wrote the
+condition does nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any, Literal
 
@@ -19,18 +21,20 @@ from api import constants as c
 from api.common import Handler
 from api.conditions import get_condition
 from engine.hooks import HookError, run_hook
-from engine.reporting import ConditionUpdate, SessionReporter
+from engine.reporting import ConditionUpdate, SessionReporter, update_status, with_conditions
 from kube import Client, NotFound
-from kube.types import INVOKER_TYPES
+from kube.types import INVOKER_TYPES, RESTORE_BATCHES
 
 log = logging.getLogger(__name__)
 
-BatchHookKind = Literal["preBackup", "postBackup"]
+BatchHookKind = Literal["preBackup", "postBackup", "preRestore", "postRestore"]
 HOOK_CONTAINER = "hook"
 BATCH_HOOK_TIMEOUT = 30.0
 CONDITIONS = {
     "preBackup": c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED,
     "postBackup": c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED,
+    "preRestore": c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED,
+    "postRestore": c.GLOBAL_POST_RESTORE_HOOK_SUCCEEDED,
 }
 JSON = dict[str, Any]
 
@@ -71,5 +75,25 @@ def run_batch_hook(client: Client, namespace: str, session_name: str, kind: Batc
     spec = ((invoker.get("spec") or {}).get("hooks") or {}).get(kind) or {}
     update = execute(spec, kind)
     reporter.set_conditions([update])
+    log.info("%s", update.message)
+    return 0
+
+
+def run_restore_batch_hook(client: Client, namespace: str, name: str, kind: BatchHookKind) -> int:
+    """Run the RestoreBatch's own hook of ``kind`` and record it on it; 0 once recorded."""
+    try:
+        batch = client.get(RESTORE_BATCHES, name, namespace)
+    except NotFound:
+        log.error("RestoreBatch %s/%s not found", namespace, name)
+        return 1
+    if get_condition((batch.get("status") or {}).get("conditions"), CONDITIONS[kind]):
+        log.info("%s hook of %s already ran", kind, name)
+        return 0
+    spec = ((batch.get("spec") or {}).get("hooks") or {}).get(kind) or {}
+    update = execute(spec, kind)
+    now = dt.datetime.now(dt.UTC)
+    update_status(
+        client, RESTORE_BATCHES, namespace, name, lambda s: with_conditions(s, [update], now)
+    )
     log.info("%s", update.message)
     return 0

@@ -1,5 +1,7 @@
-"""Backup hooks (Stash's ``preBackup`` / ``postBackup`` handlers): exec, httpGet, httpPost and
-tcpSocket, run from where the backup runs (the ``stash`` sidecar or the backup Job's container).
+"""Backup and restore hooks (Stash's ``preBackup`` / ``postBackup`` / ``preRestore`` /
+``postRestore`` handlers): exec, httpGet, httpPost and tcpSocket, run from where the backup or
+restore runs (the ``stash`` sidecar, ``stash-init``, or the Job's container), and ``around``,
+which runs a member's pair of them around its work on one host.
 
 ``exec`` runs the command in this container, which mounts the same volumes as the workload; a
 ``containerName`` naming another container is refused with a clear error rather than silently
@@ -9,16 +11,20 @@ the pod's network). A hook succeeds on exit code 0, on a 2xx response, or on a c
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import logging
 import socket
 import ssl
 import subprocess
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from api.common import Handler, HTTPGetAction, HTTPPostAction
+from api.common import Handler, HTTPGetAction, HTTPPostAction, PostHook
 from api.constants import DEFAULT_MAX_RETRY
+from engine.results import HookOutcome, HostResult
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -30,7 +36,7 @@ class HookError(RuntimeError):
     """The hook failed; the message says which hook and how."""
 
 
-HookKind = Literal["preBackup", "postBackup"]
+HookKind = Literal["preBackup", "postBackup", "preRestore", "postRestore"]
 
 
 def retries_left(session: JSON, invoker: JSON | None) -> int:
@@ -177,3 +183,42 @@ def _exec(command: list[str], env: dict[str, str] | None, timeout: float) -> str
     if done.returncode != 0:
         raise HookError(f"exec {command[0]} exited with {done.returncode}: {output}")
     return f"exec {command[0]}: ok"
+
+
+def around(
+    hostname: str,
+    pre: tuple[HookKind, Handler | None],
+    post: tuple[HookKind, PostHook | None],
+    work: Callable[[], HostResult],
+    *,
+    own_container: str,
+    final_attempt: bool = True,
+) -> HostResult:
+    """A member's hooks around its work on one host: a failed pre hook fails the host without
+    the work; the post hook runs as its ``executionPolicy`` says, and its failure fails the
+    host. Each outcome travels in the result (the target's hook conditions)."""
+    started = time.monotonic()
+    outcomes: list[HookOutcome] = []
+    result: HostResult | None = None
+    pre_kind, pre_handler = pre
+    if pre_handler is not None:
+        try:
+            done = run_hook(pre_kind, pre_handler, own_container=own_container)
+            outcomes.append(HookOutcome(pre_kind, True, done))
+        except HookError as exc:
+            outcomes.append(HookOutcome(pre_kind, False, str(exc)))
+            result = HostResult(hostname, "Failed", time.monotonic() - started, error=str(exc))
+    if result is None:
+        result = work()
+    post_kind, post_handler = post
+    if post_handler is not None and should_run_post_hook(
+        post_handler.execution_policy, result.succeeded, final_attempt
+    ):
+        try:
+            done = run_hook(post_kind, post_handler, own_container=own_container)
+            outcomes.append(HookOutcome(post_kind, True, done))
+        except HookError as exc:
+            outcomes.append(HookOutcome(post_kind, False, str(exc)))
+            error = "; ".join(e for e in (result.error, str(exc)) if e)
+            result = dataclasses.replace(result, phase="Failed", error=error)
+    return dataclasses.replace(result, hooks=tuple(outcomes))

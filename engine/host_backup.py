@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import time
@@ -31,11 +30,11 @@ from api.naming import label_value, repository_init_lease
 from api.repository import Repository
 from engine import metrics
 from engine.backend import BackendError, backend_config
-from engine.hooks import HookError, run_hook, should_run_post_hook
+from engine.hooks import around
 from engine.locks import Holders, clear_stale_locks, holders_of
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
 from engine.restic import BackupSummary, Progress, Restic, ResticError
-from engine.results import HookOutcome, HostResult, RepositoryFigures, SnapshotResult
+from engine.results import HostResult, RepositoryFigures, SnapshotResult
 from kube import Client
 from kube.errors import KubeError, NotFound
 from kube.mutex import LeaseMutex
@@ -499,31 +498,16 @@ def with_hooks(
     own_container: str,
     final_attempt: bool,
 ) -> HostResult:
-    """A member's hooks around its backup on this host: a failed ``preBackup`` fails the host
-    without backing up; ``postBackup`` runs as its ``executionPolicy`` says, and its failure
-    fails the host. Each outcome travels in the result (the target's hook conditions)."""
-    started = time.monotonic()
-    outcomes: list[HookOutcome] = []
-    result: HostResult | None = None
-    if hooks and hooks.pre_backup:
-        try:
-            done = run_hook("preBackup", hooks.pre_backup, own_container=own_container)
-            outcomes.append(HookOutcome("preBackup", True, done))
-        except HookError as exc:
-            outcomes.append(HookOutcome("preBackup", False, str(exc)))
-            result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
-    if result is None:
-        result = back_up()
-    post = hooks.post_backup if hooks else None
-    if post and should_run_post_hook(post.execution_policy, result.succeeded, final_attempt):
-        try:
-            done = run_hook("postBackup", post, own_container=own_container)
-            outcomes.append(HookOutcome("postBackup", True, done))
-        except HookError as exc:
-            outcomes.append(HookOutcome("postBackup", False, str(exc)))
-            error = "; ".join(e for e in (result.error, str(exc)) if e)
-            result = dataclasses.replace(result, phase="Failed", error=error)
-    return dataclasses.replace(result, hooks=tuple(outcomes))
+    """A member's ``preBackup`` / ``postBackup`` hooks around its backup on this host
+    (``engine.hooks.around``)."""
+    return around(
+        job.hostname,
+        ("preBackup", hooks.pre_backup if hooks else None),
+        ("postBackup", hooks.post_backup if hooks else None),
+        back_up,
+        own_container=own_container,
+        final_attempt=final_attempt,
+    )
 
 
 def member_of(invoker: JSON, kind: str, name: str) -> BackupMember | None:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from api.restore import RestoreMember, Rule
 from engine import metrics
+from engine.hooks import around
 from engine.host_backup import SetupError, load_repository, open_repository
 from engine.reporting import ReportError, update_status, with_restore_host
 from engine.restic import Restic, ResticError, Snapshot
@@ -127,43 +128,65 @@ def load_restore(client: Client, job: HostRestore) -> RestoreSetup:
     )
 
 
+@dataclass(frozen=True)
+class RestoreOptions:
+    cache_dir: Path | None = None
+    own_container: str = ""  # where the member's hooks run (exec): this step's container
+    snapshot: str = "latest"  # a Task's param naming the snapshot, when there are no rules
+
+
 def _restoring(
     client: Client,
     job: HostRestore,
-    cache_dir: Path | None,
+    options: RestoreOptions,
     work: Callable[[Restic, HostRule], list[Snapshot]],
-    snapshot: str = "latest",
 ) -> HostResult:
     started = time.monotonic()
     try:
         setup = load_restore(client, job)
-        rule = rule_for_host(job.hostname, setup.rules, setup.rules_field)
-        if not setup.rules and snapshot != "latest":  # a Task param naming the snapshot
-            rule = HostRule(rule.source_host, snapshots=(snapshot,))
-        repository, secret = load_repository(
-            client, setup.repository_name, setup.repository_namespace
-        )
-        with open_repository(repository, secret, cache_dir) as restic:
-            restored = work(restic, rule)
-    except (SetupError, RestoreError, ResticError, KubeError) as exc:
+    except (SetupError, KubeError) as exc:
         log.error("restore of %s failed: %s", job.describe(), exc)
         return HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
-    log.info(
-        "restored %s from snapshot(s) %s",
-        job.describe(),
-        ", ".join(s.short_id for s in restored),
+
+    def restore() -> HostResult:
+        try:
+            rule = rule_for_host(job.hostname, setup.rules, setup.rules_field)
+            if not setup.rules and options.snapshot != "latest":
+                rule = HostRule(rule.source_host, snapshots=(options.snapshot,))
+            repository, secret = load_repository(
+                client, setup.repository_name, setup.repository_namespace
+            )
+            with open_repository(repository, secret, options.cache_dir) as restic:
+                restored = work(restic, rule)
+        except (SetupError, RestoreError, ResticError, KubeError) as exc:
+            log.error("restore of %s failed: %s", job.describe(), exc)
+            return HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
+        log.info(
+            "restored %s from snapshot(s) %s",
+            job.describe(),
+            ", ".join(s.short_id for s in restored),
+        )
+        return HostResult(job.hostname, "Succeeded", time.monotonic() - started)
+
+    hooks = setup.member.hooks
+    return around(
+        job.hostname,
+        ("preRestore", hooks.pre_restore if hooks else None),
+        ("postRestore", hooks.post_restore if hooks else None),
+        restore,
+        own_container=options.own_container,
     )
-    return HostResult(job.hostname, "Succeeded", time.monotonic() - started)
 
 
 def restore_files(
-    client: Client, job: HostRestore, target_dir: str = "/", cache_dir: Path | None = None
+    client: Client, job: HostRestore, target_dir: str, options: RestoreOptions
 ) -> HostResult:
-    """Restore the host's files (its rule's snapshots) under ``target_dir``."""
+    """Restore the host's files (its rule's snapshots) under ``target_dir``, between the
+    member's ``preRestore`` and ``postRestore`` hooks."""
     return _restoring(
         client,
         job,
-        cache_dir,
+        options,
         lambda restic, rule: restore_rule(
             restic, job.target_kind, job.target_name, rule, target_dir
         ),
@@ -171,13 +194,7 @@ def restore_files(
 
 
 def restore_dump(
-    client: Client,
-    job: HostRestore,
-    filename: str,
-    command: str,
-    *,
-    cache_dir: Path | None = None,
-    snapshot: str = "latest",
+    client: Client, job: HostRestore, filename: str, command: str, options: RestoreOptions
 ) -> HostResult:
     """Stream the dump ``filename`` of the host's snapshot into ``command`` (e.g. psql)."""
 
@@ -187,7 +204,7 @@ def restore_dump(
             stream_dump(restic, pick.snapshot, filename, command)
         return [pick.snapshot for pick in picks]
 
-    return _restoring(client, job, cache_dir, work, snapshot)
+    return _restoring(client, job, options, work)
 
 
 def report_restore(

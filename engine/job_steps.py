@@ -34,7 +34,13 @@ from engine.host_backup import (
     sessions_parent,
     with_hooks,
 )
-from engine.host_restore import HostRestore, report_restore, restore_dump, restore_files
+from engine.host_restore import (
+    HostRestore,
+    RestoreOptions,
+    report_restore,
+    restore_dump,
+    restore_files,
+)
 from engine.locks import holders_of
 from engine.reporting import SessionReporter
 from engine.restic import Progress, ResticError
@@ -149,8 +155,11 @@ def update_status(client: Client, job: HostJob, opts: StepOptions) -> int:
     return 0
 
 
-def restore_step(client: Client, job: HostRestore, target_dir: str, opts: StepOptions) -> int:
-    restore_files(client, job, target_dir, opts.cache_dir).save(opts.output_dir)
+def restore_step(
+    client: Client, job: HostRestore, target_dir: str, opts: StepOptions, step: str
+) -> int:
+    options = RestoreOptions(cache_dir=opts.cache_dir, own_container=step)
+    restore_files(client, job, target_dir, options).save(opts.output_dir)
     return 0
 
 
@@ -161,12 +170,11 @@ def restore_dump_step(
     command: str,
     opts: StepOptions,
     *,
+    step: str,
     snapshot: str = "latest",
 ) -> int:
-    result = restore_dump(
-        client, job, filename, command, cache_dir=opts.cache_dir, snapshot=snapshot
-    )
-    result.save(opts.output_dir)
+    options = RestoreOptions(cache_dir=opts.cache_dir, own_container=step, snapshot=snapshot)
+    restore_dump(client, job, filename, command, options).save(opts.output_dir)
     return 0
 
 

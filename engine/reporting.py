@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.conditions import get_condition, now_rfc3339, set_condition
-from api.constants import POST_BACKUP_HOOK_SUCCEEDED, PRE_BACKUP_HOOK_SUCCEEDED
+from api.constants import (
+    POST_BACKUP_HOOK_SUCCEEDED,
+    POST_RESTORE_HOOK_SUCCEEDED,
+    PRE_BACKUP_HOOK_SUCCEEDED,
+    PRE_RESTORE_HOOK_SUCCEEDED,
+)
 from engine.results import HostResult, RepositoryFigures, human_size
 from kube import Client, ResourceType
 from kube.errors import Conflict
@@ -63,8 +68,23 @@ def with_host(status: JSON, kind: str, name: str, result: HostResult) -> JSON:
     stats = [s for s in target.get("stats") or [] if s.get("hostname") != result.hostname]
     stats.append(result.to_status())
     target["stats"] = sorted(stats, key=lambda s: str(s.get("hostname")))
-    for hook in result.hooks:  # Stash's target conditions; a failure on any host stays
-        kind = PRE_BACKUP_HOOK_SUCCEEDED if hook.kind == "preBackup" else POST_BACKUP_HOOK_SUCCEEDED
+    _record_hooks(target, result)
+    return updated
+
+
+HOOK_CONDITIONS = {
+    "preBackup": PRE_BACKUP_HOOK_SUCCEEDED,
+    "postBackup": POST_BACKUP_HOOK_SUCCEEDED,
+    "preRestore": PRE_RESTORE_HOOK_SUCCEEDED,
+    "postRestore": POST_RESTORE_HOOK_SUCCEEDED,
+}
+
+
+def _record_hooks(target: JSON, result: HostResult) -> None:
+    """Stash's hook conditions on the target, from the host's hooks: a failure on any host
+    stays."""
+    for hook in result.hooks:
+        kind = HOOK_CONDITIONS[hook.kind]
         earlier = get_condition(target.get("conditions"), kind)
         if earlier is not None and earlier.get("status") == "False" and hook.ok:
             continue
@@ -76,7 +96,6 @@ def with_host(status: JSON, kind: str, name: str, result: HostResult) -> JSON:
             f"{result.hostname}: {hook.message}",
             now=dt.datetime.now(dt.UTC),
         )
-    return updated
 
 
 def with_restore_host(
@@ -95,6 +114,7 @@ def with_restore_host(
     stats = [s for s in holder.get("stats") or [] if s.get("hostname") != result.hostname]
     stats.append(result.to_status())
     holder["stats"] = sorted(stats, key=lambda s: str(s.get("hostname")))
+    _record_hooks(holder, result)
     return updated
 
 

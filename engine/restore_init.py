@@ -23,9 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.constants import RESTORE_INIT_CONTAINER
 from api.naming import fit
 from engine.agent import Identity
-from engine.host_restore import HostRestore, member_documents, report_restore, restore_files
+from engine.host_restore import (
+    HostRestore,
+    RestoreOptions,
+    member_documents,
+    report_restore,
+    restore_files,
+)
 from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError, NotFound
@@ -213,7 +220,8 @@ class RestoreInit:
             if invoker is None or next_step(invoker, restore.index, hostname) != "restore":
                 return  # another pod of the workload restored the host meanwhile
             log.info("%s: restoring %s", restore.describe(), job.describe())
-            result = restore_files(self.client, job, "/", self.options.cache_dir)
+            options = RestoreOptions(self.options.cache_dir, own_container=RESTORE_INIT_CONTAINER)
+            result = restore_files(self.client, job, "/", options)
             report_restore(self.client, job, result, self.options.pushgateway_url)
         _log_result(restore, result)
 

@@ -110,9 +110,10 @@ class SnapshotResult:
 
 @dataclass(frozen=True)
 class HookOutcome:
-    """How a member's ``preBackup`` / ``postBackup`` hook went on one host."""
+    """How a member's ``preBackup`` / ``postBackup`` (``preRestore`` / ``postRestore``) hook
+    went on one host."""
 
-    kind: Literal["preBackup", "postBackup"]
+    kind: Literal["preBackup", "postBackup", "preRestore", "postRestore"]
     ok: bool
     message: str
 

@@ -131,13 +131,24 @@ def _field_env(name: str, path: str) -> JSON:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-def build_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[JSON]) -> JSON:
+def _container(
+    name: str,
+    command: str,
+    plan: SidecarPlan,
+    settings: SidecarSettings,
+    mounts: list[JSON],
+    *,
+    setting_keys: tuple[str, ...],
+) -> JSON:
+    """The ``stash`` sidecar or ``stash-init``: the image, ``<command> --target-kind=…
+    --target-name=…``, the pod's identity from the downward API, ``tmp-dir`` and ``mounts``,
+    and the plan's container settings among ``setting_keys``."""
     container: JSON = {
-        "name": SIDECAR_CONTAINER,
+        "name": name,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "args": [
-            "run-backup",
+            command,
             f"--target-kind={plan.target_kind}",
             f"--target-name={plan.target_name}",
             *(
@@ -155,11 +166,19 @@ def build_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[J
         "volumeMounts": [{"name": TMP_DIR_VOLUME, "mountPath": TMP_DIR_MOUNT_PATH}, *mounts],
     }
     for key, value in plan.container_settings.items():
+        if key not in setting_keys:
+            continue
         if key == "env":
             container["env"] = container["env"] + copy.deepcopy(list(value))
         else:
             container[key] = copy.deepcopy(value)
     return container
+
+
+def build_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[JSON]) -> JSON:
+    return _container(
+        SIDECAR_CONTAINER, "run-backup", plan, settings, mounts, setting_keys=CONTAINER_SETTING_KEYS
+    )
 
 
 def _tmp_volume(temp_dir: JSON) -> JSON:
@@ -249,36 +268,14 @@ INIT_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
 
 def build_init_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[JSON]) -> JSON:
     """``stash-init``: restores the workload's volumes before the application starts."""
-    container: JSON = {
-        "name": RESTORE_INIT_CONTAINER,
-        "image": settings.image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "args": [
-            "restore-init",
-            f"--target-kind={plan.target_kind}",
-            f"--target-name={plan.target_name}",
-            *(
-                [f"--pushgateway-url={settings.pushgateway_url}"]
-                if settings.pushgateway_url
-                else []
-            ),
-            *([] if plan.temp_dir.get("disableCaching") else [f"--cache-dir={SIDECAR_CACHE_DIR}"]),
-        ],
-        "env": [
-            _field_env("POD_NAME", "metadata.name"),
-            _field_env("POD_NAMESPACE", "metadata.namespace"),
-            _field_env("NODE_NAME", "spec.nodeName"),
-        ],
-        "volumeMounts": [{"name": TMP_DIR_VOLUME, "mountPath": TMP_DIR_MOUNT_PATH}, *mounts],
-    }
-    for key, value in plan.container_settings.items():
-        if key not in INIT_SETTING_KEYS:
-            continue
-        if key == "env":
-            container["env"] = container["env"] + copy.deepcopy(list(value))
-        else:
-            container[key] = copy.deepcopy(value)
-    return container
+    return _container(
+        RESTORE_INIT_CONTAINER,
+        "restore-init",
+        plan,
+        settings,
+        mounts,
+        setting_keys=INIT_SETTING_KEYS,
+    )
 
 
 def has_init(pod: JSON) -> bool:

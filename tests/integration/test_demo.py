@@ -15,7 +15,8 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
     lines: list[str] = []
     demo = Demo(tmp_path / "demo", keep=True, say=lines.append)
     try:
-        session = demo.run()
+        outcome = demo.run()
+        session = outcome.session
         kubeconfig = tmp_path / "demo" / "cluster" / "kubeconfig"
         client = Client.from_kubeconfig(str(kubeconfig))
         try:
@@ -23,7 +24,7 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
             repo = client.get(REPOSITORIES, "local-repo", "demo")
         finally:
             client.close()
-        # A second run reuses what is running and backs up again.
+        # A second run reuses what is running, backs up and restores again.
         again = demo.run()
     finally:
         DevCluster(tmp_path / "demo" / "cluster", progress=lambda _: None).down()
@@ -41,7 +42,14 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
     # (the sample's CronJob may have added a slot's snapshots meanwhile)
     assert repo["status"]["snapshotCount"] >= 3
     assert repo["status"]["integrity"] is True
-    assert again["status"]["phase"] == "Succeeded"
+    assert again.succeeded
+    restore = outcome.restore["status"]
+    assert restore["phase"] == "Succeeded", "\n".join(lines)
+    assert [(m["ref"]["name"], m["phase"]) for m in restore["members"]] == [
+        ("web", "Succeeded"),
+        ("shared-data", "Succeeded"),
+    ]
+    assert [s["hostname"] for m in restore["members"] for s in m["stats"]] == ["host-0", "host-0"]
 
     text = "\n".join(lines)
     assert f"== BackupSession {session['metadata']['name']}: Succeeded" in text
@@ -52,3 +60,10 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
     assert re.search(r"web-\S+ +2/2 +Running", text), text
     assert re.search(r"stash-backup-\S+ +0/1 +Completed", text), text
     assert "change-me-to-a-long-random-password" not in text
+    # The damage and the restore, as the demo tells them.
+    assert re.search(r"deleted 20 of 21 files in pod web-\S+", text), text
+    assert "== RestoreBatch demo-restore: Succeeded" in text
+    assert "Deployment web (pod web-" in text
+    assert "restored by stash-init): all 21 files back, byte for byte (SHA-256)" in text
+    assert "PVC shared-data: all 21 files back, byte for byte (SHA-256)" in text
+    assert re.search(r"stash-restore-demo-restore-1-\S+ +0/1 +Completed", text), text

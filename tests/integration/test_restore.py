@@ -212,14 +212,21 @@ def test_a_restore_batch_restores_each_member_one_after_another(
     damage(first)
     damage(second)
 
+    # Only part of the second: the newest snapshot holding that path; then its own hook, in
+    # its restore Job (where the volume is mounted); the batch's own hook first, in a hook Job.
+    second_member = restore_member(
+        name="second", mount=str(second), rules=[{"paths": [f"{second}/sub"]}]
+    )
+    marker = f"touch {second}/restored-by-hook"
+    second_member["hooks"] = {"postRestore": {"exec": {"command": ["sh", "-c", marker]}}}
     kube.create(
         restore_batch(
             "all-back",
             namespace,
             restore_member(name="first", mount=str(first)),
-            # Only part of the second: the newest snapshot holding that path.
-            restore_member(name="second", mount=str(second), rules=[{"paths": [f"{second}/sub"]}]),
+            second_member,
             executionOrder="Sequential",
+            hooks={"preRestore": {"exec": {"command": ["sh", "-c", "echo before the restore"]}}},
         ),
         namespace,
     )
@@ -234,6 +241,9 @@ def test_a_restore_batch_restores_each_member_one_after_another(
     for rel in ("sub/b.bin", "sub/deeper/c.txt", "sub/b-again.bin"):
         assert after[rel] == wanted[rel], rel
     assert "a.txt" not in after  # outside the rule's path: not restored
+    assert (second / "restored-by-hook").exists()
+    assert is_true(status["conditions"], c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED)
+    assert is_true(status["members"][1]["conditions"], c.POST_RESTORE_HOOK_SUCCEEDED)
     first_job, second_job = (
         get_condition(m["conditions"], c.RESTORE_JOB_CREATED) for m in status["members"]
     )

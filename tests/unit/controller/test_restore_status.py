@@ -6,6 +6,8 @@ import copy
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from api import constants as c
 from api.conditions import get_condition, is_true
 from api.repository import Repository
@@ -20,8 +22,10 @@ from controller.restore_status import (
 )
 from controller.tenancy import Tenancy
 from engine.reporting import with_restore_host
-from engine.results import HostResult
+from engine.restore import HostRule, rule_for_host
+from engine.results import HookOutcome, HostResult
 from tests.factories import restore_batch, restore_member, restore_session
+from tests.manifests import manifest_id, stash_manifests
 
 JSON = dict[str, Any]
 T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=dt.UTC)
@@ -371,3 +375,139 @@ def test_a_workload_restore_names_the_volumes_it_restores_into() -> None:
     assert (
         "spec.members[0].target.volumeMounts: name the Deployment's volumes" in message["message"]
     )
+
+
+def hooked_batch(**hooks: JSON) -> JSON:
+    return created(restore_batch("hooked", "demo", restore_member(name="a"), hooks=hooks))
+
+
+def test_a_restore_batchs_pre_hook_runs_before_any_member() -> None:
+    rb = hooked_batch(preRestore={"exec": {"command": ["true"]}})
+    decision = next_restore_status(rb, observe(rb), T0)
+    assert decision.run_hook == "preRestore"
+    assert decision.create_jobs == ()
+    assert [m["phase"] for m in decision.status["members"]] == ["Pending"]
+    rb["status"] = decision.status
+    rb["status"]["conditions"].append(
+        {
+            "type": c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED,
+            "status": "True",
+            "reason": "ok",
+            "message": "",
+        }
+    )
+    _status, create = step(rb, observe(rb))
+    assert create == (0,)
+
+
+def test_a_failed_pre_hook_fails_every_member_without_running_it() -> None:
+    rb = hooked_batch(preRestore={"exec": {"command": ["false"]}})
+    rb["status"] = next_restore_status(rb, observe(rb), T0).status
+    rb["status"]["conditions"].append(
+        {
+            "type": c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED,
+            "status": "False",
+            "reason": "x",
+            "message": "exit 1",
+        }
+    )
+    status, create = step(rb, observe(rb))
+    assert (status["phase"], create) == ("Failed", ())
+    failed = get_condition(status["members"][0]["conditions"], "RestoreFailed")
+    assert failed is not None
+    assert failed["message"] == "not run: the batch's preRestore hook failed"
+
+
+def test_a_post_hook_runs_after_the_members_as_its_policy_says() -> None:
+    rb = hooked_batch(postRestore={"exec": {"command": ["true"]}, "executionPolicy": "OnSuccess"})
+    step(rb, observe(rb))
+    report(rb, "a", HostResult("host-0", "Succeeded", 1.0))
+    decision = next_restore_status(rb, observe(rb, jobs={0: job("stash-restore-hooked-0")}), T0)
+    assert decision.run_hook == "postRestore"
+    assert decision.status["phase"] == "Running"
+    rb["status"] = decision.status
+    rb["status"]["conditions"].append(
+        {
+            "type": c.GLOBAL_POST_RESTORE_HOOK_SUCCEEDED,
+            "status": "True",
+            "reason": "ok",
+            "message": "",
+        }
+    )
+    status, _ = step(rb, observe(rb, jobs={0: job("stash-restore-hooked-0")}))
+    assert status["phase"] == "Succeeded"
+
+
+def test_an_on_success_post_hook_is_skipped_after_a_failure() -> None:
+    rb = hooked_batch(postRestore={"exec": {"command": ["true"]}, "executionPolicy": "OnSuccess"})
+    step(rb, observe(rb))
+    report(rb, "a", HostResult("host-0", "Failed", 1.0, error="boom"))
+    decision = next_restore_status(rb, observe(rb, jobs={0: job("stash-restore-hooked-0")}), T0)
+    assert decision.run_hook is None
+    assert decision.status["phase"] == "Failed"
+
+
+def test_a_member_hook_outcome_becomes_the_members_condition() -> None:
+    rb = created(restore_batch("b", "demo", restore_member(name="a")))
+    step(rb, observe(rb))
+    outcome = HostResult(
+        "host-0",
+        "Failed",
+        1.0,
+        error="postRestore hook: exec chown exited with 1: denied",
+        hooks=(
+            HookOutcome("postRestore", False, "postRestore hook: exec chown exited with 1: denied"),
+        ),
+    )
+    report(rb, "a", outcome)
+    status, _ = step(rb, observe(rb, jobs={0: job("stash-restore-b-0")}))
+    hook = get_condition(status["members"][0]["conditions"], c.POST_RESTORE_HOOK_SUCCEEDED)
+    assert hook is not None
+    assert hook["status"] == "False"
+    assert status["phase"] == "Failed"
+
+
+def test_a_member_whose_job_name_an_earlier_restore_still_holds_waits_for_it() -> None:
+    rs = created(restore_session())
+    seen = observe(rs)
+    status, create = step(
+        rs, RestoreObserved(seen.members, seen.facts, {0: 1}, {0: None}, leftover=frozenset({0}))
+    )
+    assert (status["phase"], create) == ("Running", ())
+    assert not is_true(status["conditions"], c.RESTORE_JOB_CREATED)
+    status, create = step(rs, observe(rs))
+    assert create == (0,)
+
+
+STASH_RESTORES = [d for d in stash_manifests() if d["kind"] in ("RestoreSession", "RestoreBatch")]
+
+
+@pytest.mark.parametrize("doc", STASH_RESTORES, ids=manifest_id)
+def test_stashs_documented_restores_are_valid_here(doc: JSON) -> None:
+    restore = created({k: v for k, v in doc.items() if k != "status"})
+    members = restore_members_of(restore)
+    tasks = {m.task: True for m in members if m.task}
+    volumes = {m.index: frozenset({"html", "data"}) for m in members}
+    known = InvokerFacts(
+        tenancy=Tenancy(operator_namespace="stash"),
+        repository=REPO,
+        secret_found=True,
+        targets_found={m.index: True for m in members},
+        tasks_found=tasks,
+        workload_volumes=volumes,
+    )
+    seen = RestoreObserved(members, known, total_hosts={m.index: 1 for m in members})
+    decision = next_restore_status(restore, seen, T0)
+    assert decision.status["phase"] == "Running", decision.problems
+
+
+def test_stashs_documented_rules_choose_what_stash_chooses() -> None:
+    doc = next(d for d in STASH_RESTORES if d["metadata"]["name"] == "pvc-restore")
+    (view,) = restore_members_of(created(doc))
+    rules = view.member.target.rules if view.member.target else None
+    # host-1 has its own rule: host-0's snapshot 4f2a9c1e; every other host the general one,
+    # whose snapshots win over its paths (Stash ignores paths when snapshots are named).
+    assert rule_for_host("host-1", rules) == HostRule("host-0", snapshots=("4f2a9c1e",))
+    general = rule_for_host("host-0", rules)
+    assert general.snapshots == ("latest",)
+    assert general.exclude == ("/shared/tmp",)

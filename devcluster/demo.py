@@ -234,7 +234,7 @@ class Demo:
             [str(plane.binaries.kubectl), f"--kubeconfig={plane.kubeconfig}", *args],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=self.timeout + 30,  # `rollout status` waits up to self.timeout itself
             check=False,
         )
         if check and done.returncode != 0:

@@ -50,9 +50,11 @@ def backup_job_name(session: str, member_index: int) -> str:
     return fit(f"stash-backup-{session}-{member_index}", JOB_NAME_MAX)
 
 
-def restore_job_name(invoker: str, member_index: int) -> str:
-    """The restore Job of a RestoreSession (member 0) or of a RestoreBatch's member."""
-    return fit(f"stash-restore-{invoker}-{member_index}", JOB_NAME_MAX)
+def restore_job_name(invoker: str, member_index: int, ordinal: int | None = None) -> str:
+    """The restore Job of a RestoreSession (member 0) or of a RestoreBatch's member; restoring
+    into new PVCs, one per ordinal (``-<ordinal>`` after the index, as in Stash)."""
+    suffix = "" if ordinal is None else f"-{ordinal}"
+    return fit(f"stash-restore-{invoker}-{member_index}{suffix}", JOB_NAME_MAX)
 
 
 def hook_job_name(session: str, kind: str) -> str:

@@ -47,6 +47,24 @@ class RestoreTarget(Model):
     rules: list[Rule] | None = None
     args: list[str] | None = None
 
+    def claim_template_names(self) -> list[str]:
+        """The names of ``volumeClaimTemplates`` as written (``${POD_ORDINAL}`` unresolved)."""
+        return [
+            str((t.get("metadata") or {}).get("name") or "")
+            for t in self.volume_claim_templates or []
+        ]
+
+    def identity(self) -> TargetRef | None:
+        """What the restore names as its target in status, metrics and snapshot choice:
+        ``ref``, else, restoring into new PVCs, the first claim template as a PVC (Stash's
+        ``TARGET_NAME``)."""
+        if self.ref is not None and self.ref.kind and self.ref.name:
+            return self.ref
+        names = self.claim_template_names()
+        if names and names[0]:
+            return TargetRef(api_version="v1", kind="PersistentVolumeClaim", name=names[0])
+        return self.ref
+
 
 class RestoreMember(Model):
     """One restore target with its task and settings (Stash's RestoreTargetSpec)."""

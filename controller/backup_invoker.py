@@ -35,6 +35,7 @@ from controller.invoker import (
     evaluate,
     members_of,
 )
+from controller.owned import ensure
 from controller.runtime import Controller, Result, Writes
 from controller.sidecar_access import AccessReviewer, sidecar_permissions
 from controller.tenancy import allowed_invoker_namespaces
@@ -46,24 +47,8 @@ log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
-FIELD_MANAGER = "stash-operator"
 NOT_READY_RECHECK = 30.0
 SCHEDULE_VERDICTS = 1024  # distinct schedules whose API-server verdict is remembered
-
-
-def contains(actual: Any, desired: Any) -> bool:
-    """Does ``actual`` hold everything ``desired`` says (server defaults may add more)?"""
-    if isinstance(desired, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and contains(actual[k], v) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(actual, list)
-            and len(actual) == len(desired)
-            and all(contains(a, d) for a, d in zip(actual, desired, strict=True))
-        )
-    return bool(actual == desired)
 
 
 class InvokerReconciler:
@@ -235,13 +220,7 @@ class InvokerReconciler:
     # -- writing -------------------------------------------------------------------------------
 
     def _ensure(self, desired: JSON) -> None:
-        rt = OWNED_TYPES[desired["kind"]]
-        meta = desired["metadata"]
-        current = self.caches.get(rt, meta["namespace"], meta["name"])
-        if current is not None and contains(current, desired):
-            return
-        self.client.apply(desired, field_manager=FIELD_MANAGER)
-        self.writes.record(meta["namespace"])
+        ensure(self.client, self.caches, self.writes, desired)
 
     def _sidecar_workloads(self, invoker: JSON) -> list[tuple[MemberView, str]]:
         """The invoker's sidecar-model workloads in its own namespace (a workload elsewhere

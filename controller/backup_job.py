@@ -5,8 +5,9 @@ substituted. Every step but the last is an init container, so they run in order.
 ``session`` and ``invoker``, and its Functions also get the host's rule (``RESTORE_PATHS``,
 ``RESTORE_SNAPSHOTS``, ``SOURCE_HOSTNAME``, ``INCLUDE_PATTERNS``, ``EXCLUDE_PATTERNS``).
 
-Pure: the reconciler passes the session, the invoker member, the Repository, the Task and its
-Functions; problems (a missing Function, an unset variable) raise ``JobError`` naming them.
+``build_job`` is pure: it gets the session, the invoker member, the Repository, the Task and its
+Functions (``job_inputs`` gathers them from the caches); problems (a missing Task or Function,
+an unset variable) raise ``JobError`` naming them.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from api.naming import (
 )
 from api.repository import Repository
 from api.restore import Rule
+from controller import claims
 from controller.builtin_tasks import DEFAULT_MOUNT_PATH
-from controller.invoker import MemberView, RestoreView
+from controller.caches import FUNCTIONS, REPOSITORIES, TASKS, Caches
+from controller.invoker import DEFAULT_PVC_RESTORE_TASK, MemberView, RestoreView
 from controller.substitution import SubstitutionError, substitute, substitute_all
 from controller.trigger import owner_reference
 from engine.backend import local_volume
@@ -65,6 +68,7 @@ class JobInputs:
     functions: dict[str, JSON]
     image: str
     pushgateway_url: str = ""
+    ordinal: int | None = None  # restoring into new PVCs: the ordinal whose claims this Job fills
 
     @property
     def restoring(self) -> bool:
@@ -73,13 +77,62 @@ class JobInputs:
     @property
     def job_name(self) -> str:
         if self.restoring:
-            return restore_job_name(self.invoker["metadata"]["name"], self.member.index)
+            return restore_job_name(
+                self.invoker["metadata"]["name"], self.member.index, self.ordinal
+            )
         return backup_job_name(self.session["metadata"]["name"], self.member.index)
 
     @property
     def service_account(self) -> str:
         name = self.invoker["metadata"]["name"]
         return restore_service_account(name) if self.restoring else backup_service_account(name)
+
+
+def job_inputs(
+    caches: Caches,
+    session: JSON,
+    invoker: JSON,
+    member: MemberView | RestoreView,
+    *,
+    image: str,
+    pushgateway_url: str = "",
+    ordinal: int | None = None,
+) -> JobInputs:
+    """What ``build_job`` needs for one member, from the caches: the invoker's Repository, the
+    member's Task and its Functions (restoring into new PVCs with ``pvc-restore``: its restore
+    into every claim); a JobError names what is missing."""
+    namespace = session["metadata"]["namespace"]
+    repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+    repo_obj = caches.get(
+        REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
+    )
+    if repo_obj is None:
+        raise JobError(f"Repository {repo_ref.get('name', '')!r} not found")
+    task = caches.get(TASKS, "", member.task or "")
+    if task is None:
+        raise JobError(f"Task {member.task} not found")
+    if (
+        isinstance(member, RestoreView)
+        and member.claims
+        and member.task == DEFAULT_PVC_RESTORE_TASK
+    ):
+        task = claims.restore_task(member)
+    functions = {
+        step["name"]: fn
+        for step in (task.get("spec") or {}).get("steps") or []
+        if step.get("name") and (fn := caches.get(FUNCTIONS, "", step["name"])) is not None
+    }
+    return JobInputs(
+        session,
+        invoker,
+        member,
+        Repository.from_dict(repo_obj),
+        task,
+        functions,
+        image,
+        pushgateway_url,
+        ordinal,
+    )
 
 
 def _restore_variables(view: RestoreView, invoker: JSON, hostname: str) -> dict[str, str]:
@@ -102,7 +155,9 @@ def _restore_variables(view: RestoreView, invoker: JSON, hostname: str) -> dict[
     }
 
 
-def _hostname(view: MemberView | RestoreView) -> str:
+def _hostname(view: MemberView | RestoreView, ordinal: int | None) -> str:
+    if isinstance(view, RestoreView) and ordinal is not None:
+        return claims.hostname(view, ordinal)
     target = view.member.target
     return target.alias if target and target.alias else "host-0"
 
@@ -133,7 +188,7 @@ def variables(inputs: JobInputs) -> dict[str, str]:
         "TARGET_PATHS": ",".join(paths) if paths else mount_path,
         "EXCLUDE_PATTERNS": ",".join(excludes),
         "TARGET_MOUNT_PATH": mount_path,
-        "HOSTNAME": _hostname(view),
+        "HOSTNAME": _hostname(view, inputs.ordinal),
         "REPOSITORY_NAME": repo.metadata.name or "",
         "REPOSITORY_NAMESPACE": repo.metadata.namespace or "",
         "REPOSITORY_PROVIDER": provider,
@@ -160,6 +215,8 @@ def variables(inputs: JobInputs) -> dict[str, str]:
         values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.get(f"keep{key}") or 0)
     if isinstance(view, RestoreView):
         values.update(_restore_variables(view, inputs.invoker, values["HOSTNAME"]))
+        if inputs.ordinal is not None:
+            values[claims.POD_ORDINAL] = str(inputs.ordinal)
     else:
         values["BACKUP_SESSION"] = inputs.session["metadata"]["name"]
     # A member's task params override the Task's step params; both override nothing above.
@@ -180,6 +237,17 @@ def _steps(task: JSON) -> list[JSON]:
                 f"Task {name}: spec.steps[{index}].name: the Function to run is required"
             )
     return steps
+
+
+def _attach_claims(pod_spec: JSON, inputs: JobInputs) -> None:
+    """Restoring into new PVCs: the ordinal's claims mounted where the member says."""
+    view = inputs.member
+    if not isinstance(view, RestoreView) or inputs.ordinal is None:
+        return
+    target = view.member.target
+    mounts = [m.to_dict() for m in (target.volume_mounts or [])] if target else []
+    made = claims.claims_for(view, inputs.ordinal, inputs.invoker)
+    claims.attach(pod_spec, claims.volumes(made, inputs.ordinal), mounts, inputs.ordinal)
 
 
 def build_job(inputs: JobInputs) -> JSON:
@@ -293,6 +361,7 @@ def build_job(inputs: JobInputs) -> JSON:
         "containers": containers[-1:],
         "volumes": volumes,
     }
+    _attach_claims(pod_spec, inputs)
     if not pod_spec["initContainers"]:
         del pod_spec["initContainers"]
     return {

@@ -15,9 +15,8 @@ from typing import Any
 from api import constants as c
 from api.conditions import false_message, has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name, hook_job_name
-from api.repository import Repository
 from controller.background import Background
-from controller.backup_job import JobError, JobInputs, build_job
+from controller.backup_job import JobError, build_job, job_inputs
 from controller.caches import (
     BACKUP_SESSIONS,
     DAEMONSETS,
@@ -33,6 +32,7 @@ from controller.caches import (
 from controller.facts import FactReader
 from controller.hook_job import hook_job, hook_job_failure
 from controller.invoker import MemberView, members_of, refusal
+from controller.owned import find_job
 from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
     TERMINAL,
@@ -132,19 +132,12 @@ class SessionReconciler:
         made (a watch lagging behind its creation), from the API server; None only when the
         API server says it is gone."""
         meta = session["metadata"]
-        name = backup_job_name(meta["name"], index)
-        job = self.caches.get(JOBS, meta["namespace"], name)
         targets = (session.get("status") or {}).get("targets") or []
         made = index < len(targets) and is_true(
             targets[index].get("conditions"), c.BACKUP_EXECUTOR_ENSURED
         )
-        if job is not None or not made:
-            return job
-        try:
-            found: JSON = self.client.get(JOBS, name, meta["namespace"])
-        except NotFound:
-            return None
-        return found
+        name = backup_job_name(meta["name"], index)
+        return find_job(self.client, self.caches, meta["namespace"], name, made=made)
 
     def _refused(self, members: list[MemberView]) -> dict[int, str]:
         """Members whose target is out of the invoker's reach: the invoker is Invalid for
@@ -472,33 +465,16 @@ class SessionReconciler:
     def _create_job(self, session: JSON, invoker: JSON, view: MemberView) -> str | None:
         """Create the member's Job; the reason it cannot be built, or None."""
         namespace = session["metadata"]["namespace"]
-        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
-        repo_obj = self.caches.get(
-            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
-        )
-        task = self.caches.get(TASKS, "", view.task or "")
-        if repo_obj is None:
-            return f"Repository {repo_ref.get('name', '')!r} not found"
-        if task is None:
-            return f"Task {view.task} not found"
-        functions = {
-            step["name"]: fn
-            for step in (task.get("spec") or {}).get("steps") or []
-            if step.get("name") and (fn := self.caches.get(FUNCTIONS, "", step["name"])) is not None
-        }
         try:
-            job = build_job(
-                JobInputs(
-                    session,
-                    invoker,
-                    view,
-                    Repository.from_dict(repo_obj),
-                    task,
-                    functions,
-                    self.image,
-                    self.pushgateway_url,
-                )
+            inputs = job_inputs(
+                self.caches,
+                session,
+                invoker,
+                view,
+                image=self.image,
+                pushgateway_url=self.pushgateway_url,
             )
+            job = build_job(inputs)
         except JobError as exc:
             return str(exc)
         try:

@@ -13,6 +13,8 @@ from api import constants as c
 
 JSON = dict[str, Any]
 DEFAULT_MOUNT_PATH = "/stash-data"
+PVC_RESTORE_FUNCTION = "pvc-restore"
+UPDATE_STATUS_FUNCTION = "update-status"
 
 _COMMON_ARGS = [
     "--namespace=${NAMESPACE}",
@@ -67,7 +69,7 @@ def builtin_objects(image: str) -> list[JSON]:
             image,
         ),
         _function(
-            "pvc-restore",
+            PVC_RESTORE_FUNCTION,
             [
                 "restore",
                 *_COMMON_ARGS,
@@ -78,7 +80,7 @@ def builtin_objects(image: str) -> list[JSON]:
             image,
         ),
         _function(
-            "update-status",
+            UPDATE_STATUS_FUNCTION,
             [
                 "update-status",
                 *_COMMON_ARGS,

@@ -43,6 +43,8 @@ class FactReader:
         self.operator_namespace = operator_namespace
 
     def exists(self, view: MemberRef) -> bool:
+        if view.claims:  # restoring into new PVCs: they are made by the restore itself
+            return True
         namespace = view.target_namespace
         if view.kind in WORKLOAD_TYPES:
             return self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name) is not None

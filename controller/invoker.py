@@ -42,6 +42,11 @@ class MemberRef:
     def target_ref(self) -> TargetRef | None:
         return self.member.target.ref if self.member.target else None
 
+    @property
+    def claims(self) -> list[JSON]:
+        """New PVCs the member restores into (only restore members have them)."""
+        return []
+
     def replicas(self) -> int | None:
         """``target.replicas``: how many hosts the member names itself, if it does."""
         return self.member.target.replicas if self.member.target else None
@@ -98,6 +103,24 @@ class RestoreView(MemberRef):
     namespace: str
     batch: bool = True
     DEFAULT_PVC_TASK = DEFAULT_PVC_RESTORE_TASK
+
+    def target_ref(self) -> TargetRef | None:
+        return self.member.target.identity() if self.member.target else None
+
+    @property
+    def claims(self) -> list[JSON]:
+        """``target.volumeClaimTemplates``: the new PVCs restored into (per ordinal)."""
+        target = self.member.target
+        return list(target.volume_claim_templates or []) if target else []
+
+    @property
+    def task(self) -> str | None:
+        """Restoring into new PVCs is always a Job's work (``pvc-restore`` unless the member
+        names another Task), whatever ``ref`` names; otherwise as for backup members."""
+        if self.claims:
+            named = self.member.task.name if self.member.task else None
+            return named or DEFAULT_PVC_RESTORE_TASK
+        return super().task
 
 
 @dataclass(frozen=True)

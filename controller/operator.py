@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import constants as c
-from controller.backup_invoker import FIELD_MANAGER, InvokerReconciler
+from controller.backup_invoker import InvokerReconciler
 from controller.backup_session import SIDECAR_GRACE, SessionReconciler
 from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
 from controller.health import HealthServer
 from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.optin import OptInReconciler
+from controller.owned import FIELD_MANAGER
 from controller.repository import RepositoryReconciler
 from controller.restore import RestoreReconciler
 from controller.runtime import Controller

@@ -21,10 +21,9 @@ from pydantic import ValidationError
 from api import constants as c
 from api.conditions import has_condition, set_condition
 from api.naming import hook_job_name, restore_job_name
-from api.repository import Repository
+from controller import claims
 from controller.background import Background
-from controller.backup_invoker import FIELD_MANAGER, contains
-from controller.backup_job import JobError, JobInputs, build_job
+from controller.backup_job import JobError, build_job, job_inputs
 from controller.caches import (
     FUNCTIONS,
     JOBS,
@@ -40,6 +39,7 @@ from controller.facts import FactReader
 from controller.hook_job import hook_job, hook_job_failure
 from controller.invoker import RestoreView
 from controller.optin import RESTORE_ANNOTATION
+from controller.owned import ensure, find_job, owned_by
 from controller.restore_status import (
     FINISHED,
     RESTORE_FAILED,
@@ -55,7 +55,7 @@ from controller.trigger import restore_rbac_objects
 from engine import metrics
 from engine.batch_hook import CONDITIONS
 from engine.results import parse_duration
-from kube import AlreadyExists, Client, KubeError, NotFound
+from kube import AlreadyExists, Client, Forbidden, Invalid, KubeError, NotFound
 from kube.events import EventRecorder
 from kube.types import PODS, RESTORE_INVOKER_TYPES
 
@@ -131,22 +131,22 @@ class RestoreReconciler:
 
     # -- observing -----------------------------------------------------------------------------
 
-    def _job(self, invoker: JSON, index: int, made: bool) -> JSON | None:
-        """The member's restore Job: from the cache, or from the API server when the status
-        says it was made and the cache has not seen it yet; None only when it is gone. A Job
-        of that name left by an earlier restore of the same name is not this one's."""
+    def _jobs(self, invoker: JSON, view: RestoreView, made: bool) -> list[JSON | None]:
+        """The member's restore Jobs: from the cache, or from the API server when the status
+        says they were made and the cache has not seen one yet; None for one that is gone. A
+        Job of that name left by an earlier restore of the same name is not this one's."""
         meta = invoker["metadata"]
-        name = restore_job_name(meta["name"], index)
-        job = self.caches.get(JOBS, meta["namespace"], name)
-        if job is not None and not _owned_by(job, invoker):
-            return None
-        if job is not None or not made:
-            return job
-        try:
-            found: JSON = self.client.get(JOBS, name, meta["namespace"])
-        except NotFound:
-            return None
-        return found
+        return [
+            find_job(
+                self.client,
+                self.caches,
+                meta["namespace"],
+                name,
+                made=made,
+                owner_uid=meta.get("uid", ""),
+            )
+            for name in _job_names(invoker, view)
+        ]
 
     def _workload(self, view: RestoreView) -> JSON | None:
         return self.caches.get(WORKLOAD_TYPES[view.kind], view.target_namespace, view.name)
@@ -160,14 +160,15 @@ class RestoreReconciler:
         for view in members:
             if view.task is None:
                 continue
-            name = restore_job_name(meta["name"], view.index)
-            job = self.caches.get(JOBS, meta["namespace"], name)
-            if job is None or _owned_by(job, invoker):
-                continue
-            held.append(view.index)
-            if not job["metadata"].get("deletionTimestamp"):
-                log.info("deleting Job %s/%s of an earlier restore", meta["namespace"], name)
-                self.client.delete(JOBS, name, meta["namespace"], missing_ok=True)
+            for name in _job_names(invoker, view):
+                job = self.caches.get(JOBS, meta["namespace"], name)
+                if job is None or _owned_by(job, invoker):
+                    continue
+                if view.index not in held:
+                    held.append(view.index)
+                if not job["metadata"].get("deletionTimestamp"):
+                    log.info("deleting Job %s/%s of an earlier restore", meta["namespace"], name)
+                    self.client.delete(JOBS, name, meta["namespace"], missing_ok=True)
         return held
 
     def _marked(self, invoker: JSON, view: RestoreView) -> bool:
@@ -244,7 +245,7 @@ class RestoreReconciler:
             members=members,
             facts=facts,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
-            jobs={v.index: self._job(invoker, v.index, v.index in made) for v in members if v.task},
+            jobs={v.index: self._jobs(invoker, v, v.index in made) for v in members if v.task},
             marked={v.index: self._marked(invoker, v) for v in workloads},
             init_absent=self._init_absent(invoker, workloads, now),
         )
@@ -256,11 +257,12 @@ class RestoreReconciler:
         if status.get("phase") in ("Pending", "Running"):  # before any Job or stash-init runs
             accounts = [self._service_account(v) for v in workloads]
             for obj in restore_rbac_objects(invoker, accounts):
-                self._ensure(obj)
+                ensure(self.client, self.caches, self.writes, obj)
         if decision.run_hook:
             status = self._run_batch_hook(invoker, status, decision.run_hook, now)
-        for index in decision.create_jobs:
-            problem = self._create_job(invoker, members[index])
+        for index, at in decision.create_jobs:
+            view = members[index]
+            problem = self._create_job(invoker, view, at if view.claims else None)
             if problem:
                 status = fail_restore_member(invoker, status, index, problem, now)
         if status.get("phase") in FINISHED and self.pushgateway_url:
@@ -296,46 +298,47 @@ class RestoreReconciler:
         self.writes.record(meta["namespace"])
         self._record_transition(invoker, before, status, problems)
 
-    def _ensure(self, desired: JSON) -> None:
-        rt = OWNED_TYPES[desired["kind"]]
-        meta = desired["metadata"]
-        current = self.caches.get(rt, meta["namespace"], meta["name"])
-        if current is not None and contains(current, desired):
-            return
-        self.client.apply(desired, field_manager=FIELD_MANAGER)
-        self.writes.record(meta["namespace"])
+    def _create_claims(self, invoker: JSON, view: RestoreView, ordinal: int) -> str | None:
+        """Create the ordinal's new PVCs (one of that name already there is restored into);
+        what the API server refused, or None."""
+        for claim in claims.claims_for(view, ordinal, invoker):
+            meta = claim["metadata"]
+            try:
+                self.client.create(claim)
+            except AlreadyExists:
+                continue
+            except (Invalid, Forbidden) as exc:
+                return f"PersistentVolumeClaim {meta['name']}: {exc}"
+            self.writes.record(meta["namespace"])
+            self.events.record(
+                invoker,
+                "Normal",
+                "RestorePVCCreated",
+                f"created PersistentVolumeClaim {meta['name']} to restore into",
+            )
+        return None
 
-    def _create_job(self, invoker: JSON, view: RestoreView) -> str | None:
-        """Create the member's restore Job; the reason it cannot be built, or None."""
+    def _create_job(self, invoker: JSON, view: RestoreView, ordinal: int | None) -> str | None:
+        """Create one of the member's restore Jobs (restoring into new PVCs: the ordinal's,
+        after its PVCs); the reason it cannot be made, or None."""
         namespace = invoker["metadata"]["namespace"]
-        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
-        repo_obj = self.caches.get(
-            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
-        )
-        task = self.caches.get(TASKS, "", view.task or "")
-        if repo_obj is None:
-            return f"Repository {repo_ref.get('name', '')!r} not found"
-        if task is None:
-            return f"Task {view.task} not found"
-        functions = {
-            step["name"]: fn
-            for step in (task.get("spec") or {}).get("steps") or []
-            if step.get("name") and (fn := self.caches.get(FUNCTIONS, "", step["name"])) is not None
-        }
-        inputs = JobInputs(
-            invoker,
-            invoker,
-            view,
-            Repository.from_dict(repo_obj),
-            task,
-            functions,
-            self.image,
-            self.pushgateway_url,
-        )
         try:
+            inputs = job_inputs(
+                self.caches,
+                invoker,
+                invoker,
+                view,
+                image=self.image,
+                pushgateway_url=self.pushgateway_url,
+                ordinal=ordinal,
+            )
             job = build_job(inputs)
         except JobError as exc:
             return str(exc)
+        if ordinal is not None:
+            refused = self._create_claims(invoker, view, ordinal)
+            if refused:
+                return refused
         try:
             self.client.create(job)
             self.writes.record(namespace)
@@ -509,9 +512,16 @@ def failure_summary(invoker: JSON, status: JSON) -> str:
     return "; ".join(parts) or deadline or "the restore failed"
 
 
+def _job_names(invoker: JSON, view: RestoreView) -> list[str]:
+    """The member's restore Job names: one, or one per ordinal restoring into new PVCs."""
+    name = invoker["metadata"]["name"]
+    if not view.claims:
+        return [restore_job_name(name, view.index)]
+    return [restore_job_name(name, view.index, n) for n in claims.ordinals(view)]
+
+
 def _owned_by(job: JSON, invoker: JSON) -> bool:
-    uid = invoker["metadata"].get("uid")
-    return any(o.get("uid") == uid for o in job["metadata"].get("ownerReferences") or [])
+    return owned_by(job, invoker["metadata"].get("uid", ""))
 
 
 def _made(invoker: JSON) -> set[int]:

@@ -8,7 +8,8 @@ A restore invoker is its own session: it runs once. ``next_restore_status`` deci
 - ``Pending`` while its Repository, the storage Secret or a target does not exist yet
   (``RepositoryFound``, ``BackendSecretFound``, ``RestoreTargetFound`` say which), until the
   deadline;
-- then ``Running``: each Job-model member gets its restore Job, and each workload member's pods
+- then ``Running``: each Job-model member gets its restore Job (restoring into new PVCs, one
+  per ordinal: ``controller.claims``), and each workload member's pods
   are rolled so that new ones get ``stash-init`` (``StashInitContainerInjected``), all at once or
   one after another with ``executionOrder: Sequential``; a member's phase follows its hosts'
   stats and its Job (``controller.targets``, shared with backup sessions);
@@ -30,6 +31,7 @@ from api import constants as c
 from api.conditions import is_true
 from api.restore import RestoreMember
 from controller import validation
+from controller.claims import claim_problems
 from controller.invoker import (
     ConditionSet,
     InvokerFacts,
@@ -48,7 +50,7 @@ from controller.targets import (
     host_failures,
     hosts_target,
     in_order,
-    job_target,
+    jobs_target,
     parse_time,
     past_deadline,
 )
@@ -96,7 +98,8 @@ class RestoreObserved:
     members: list[RestoreView]
     facts: InvokerFacts
     total_hosts: dict[int, int] = field(default_factory=dict)
-    jobs: dict[int, JSON | None] = field(default_factory=dict)
+    # each Job-model member's Jobs (one; restoring into new PVCs, one per ordinal), None: absent
+    jobs: dict[int, list[JSON | None]] = field(default_factory=dict)
     # workload members whose pod template carries this restore (its pods were rolled for it)
     marked: dict[int, bool] = field(default_factory=dict)
     # workload members past the grace period that no stash-init will restore, and why
@@ -108,7 +111,7 @@ class RestoreObserved:
 @dataclass(frozen=True)
 class RestoreDecision:
     status: JSON
-    create_jobs: tuple[int, ...] = ()
+    create_jobs: tuple[tuple[int, int], ...] = ()  # (member, position in its jobs) to create
     # what keeps it Invalid or Pending (for its Event)
     problems: tuple[str, ...] = ()
     run_hook: str | None = None  # "preRestore" / "postRestore": the batch's hook to run now
@@ -139,11 +142,7 @@ def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
         field_name = "task.name" if view.member.task and view.member.task.name else "task"
         problems.append(f"{where}.{field_name}: Task {view.task} not found")
     problems += validation.hook_problems(raw.get("hooks"), f"{where}.hooks")
-    if target.get("volumeClaimTemplates") or target.get("replicas"):
-        problems.append(
-            f"{where}.target.volumeClaimTemplates: restoring into new PVCs is not built yet"
-        )
-    return problems
+    return problems + claim_problems(view)
 
 
 def restore_problems(invoker: JSON, members: list[RestoreView], facts: InvokerFacts) -> list[str]:
@@ -331,7 +330,7 @@ def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) 
     if pre == "due" and not past_deadline(status, entries, RESTORE, now):
         _store(invoker, status, entries)
         return RestoreDecision(status, run_hook="preRestore")  # members wait until it ran
-    create: list[int] = []
+    create: list[tuple[int, int]] = []
     if pre == "failed":
         fail_unfinished(entries, RESTORE, "not run: the batch's preRestore hook failed", now)
     else:
@@ -354,10 +353,12 @@ def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) 
     return RestoreDecision(status, tuple(create))
 
 
-def _advance(spec: JSON, entries: list[JSON], seen: RestoreObserved, now: dt.datetime) -> list[int]:
-    """Move every member on; the members whose restore Job must be created now."""
+def _advance(
+    spec: JSON, entries: list[JSON], seen: RestoreObserved, now: dt.datetime
+) -> list[tuple[int, int]]:
+    """Move every member on; the restore Jobs to be created now (member, position)."""
     views = {view.index: view for view in seen.members}
-    create: list[int] = []
+    create: list[tuple[int, int]] = []
 
     def move(index: int, entry: JSON) -> None:
         if views[index].task is None:  # stash-init: the hosts report their own stats
@@ -367,8 +368,9 @@ def _advance(spec: JSON, entries: list[JSON], seen: RestoreObserved, now: dt.dat
             hosts_target(entry, RESTORE, seen.init_absent.get(index), now, first_failure=True)
         elif index in seen.leftover and not is_true(entry.get("conditions"), RESTORE.ensured):
             entry["phase"] = "Pending"  # waits for the earlier restore's Job to go
-        elif job_target(entry, seen.jobs.get(index), RESTORE, now):
-            create.append(index)
+        else:
+            jobs = seen.jobs.get(index) or [None]
+            create.extend((index, at) for at in jobs_target(entry, jobs, RESTORE, now))
 
     sequential = spec.get("executionOrder") == "Sequential"
     pairs = ((v.index, e) for v, e in zip(seen.members, entries, strict=True))

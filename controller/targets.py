@@ -11,7 +11,7 @@ shape here: ``{ref, phase, totalHosts, stats[], conditions[]}``, each stat with 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,37 +118,52 @@ def in_order(
 
 
 def job_target(target: JSON, job: JSON | None, executor: Executor, now: dt.datetime) -> bool:
-    """Move a Job-model target on from its Job (None: not there); True when the Job is to be
-    created now. The hosts' stats decide; a Job that failed, completed without reporting, or
-    vanished after it was made fails the target with the reason."""
+    """``jobs_target`` for a target carried out by one Job: True when it is to be created."""
+    return bool(jobs_target(target, [job], executor, now))
+
+
+def jobs_target(
+    target: JSON, jobs: Sequence[JSON | None], executor: Executor, now: dt.datetime
+) -> list[int]:
+    """Move a Job-model target on from its Jobs (one, or one per ordinal restoring into new
+    PVCs; None: not there); the positions of the Jobs to be created now. The hosts' stats
+    decide; a Job that failed, all Jobs completed without every host reporting, or a Job that
+    vanished after they were made fails the target with the reason."""
     ensured = is_true(target.get("conditions"), executor.ensured)
-    if job is None:
-        if ensured:
-            fail_target(
-                target, executor, f"the {executor.noun} Job was deleted before it finished", now
-            )
-            return False
+    absent = [i for i, job in enumerate(jobs) if job is None]
+    if absent and ensured:
+        fail_target(
+            target, executor, f"the {executor.noun} Job was deleted before it finished", now
+        )
+        return []
+    if absent:  # none made yet, or some before a restart lost the status write
         target["phase"] = "Running"
         _ensured(target, executor, f"the {executor.noun} Job was created", now)
-        return True
+        return absent
     if not ensured:  # created before the status said so (a write lost to a restart)
         _ensured(target, executor, f"the {executor.noun} Job exists", now)
-    failure = job_failure(job)
+    present = [job for job in jobs if job is not None]
     reported = phase_from_stats(target)
-    name = job["metadata"]["name"]
-    if reported == "Failed":
+    failed = [(job["metadata"]["name"], f) for job in present if (f := job_failure(job))]
+    if reported == "Failed" or (failed and _any_failed_host(target)):
         fail_target(target, executor, host_failures(target), now)
     elif reported is not None:
         target["phase"] = reported
-    elif failure is not None:
+    elif failed:
+        name, failure = failed[0]
         fail_target(target, executor, f"{executor.noun} Job {name} failed ({failure})", now)
-    elif job_complete(job):
+    elif all(job_complete(job) for job in present):
+        names = ", ".join(job["metadata"]["name"] for job in present)
         fail_target(
-            target, executor, f"{executor.noun} Job {name} completed without reporting stats", now
+            target, executor, f"{executor.noun} Job {names} completed without reporting stats", now
         )
     else:
         target["phase"] = "Running"
-    return False
+    return []
+
+
+def _any_failed_host(target: JSON) -> bool:
+    return any(s.get("phase") == "Failed" for s in target.get("stats") or [])
 
 
 def _ensured(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:

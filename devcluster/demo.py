@@ -42,6 +42,7 @@ from devcluster.cluster import ControlPlane, StartError
 from devcluster.demo_restore import RestoreDemo, RestoreDemoError
 from devcluster.images import Images
 from devcluster.manager import DevCluster
+from devcluster.progress import TimedOut, follow, wait_for
 from engine.backend import backend_config
 from engine.restic import Restic
 from kube import Client, KubeError
@@ -392,44 +393,22 @@ class Demo:
         session = create_session(client, "BackupBatch", batch_name, self.namespace)
         name = session["metadata"]["name"]
         self.say(f"   BackupSession {name}")
-        last = ""
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            session = client.get(BACKUP_SESSIONS, name, self.namespace)
-            status = session.get("status") or {}
-            jobs = client.list(JOBS, self.namespace, label_selector=f"{SESSION_LABEL}={name}")
-            job_line = ", ".join(
-                f"Job {j['metadata']['name']} "
-                f"{'Complete' if (j.get('status') or {}).get('succeeded') else 'running'}"
-                for j in jobs["items"]
+        try:
+            return follow(
+                self.say,
+                self.timeout,
+                lambda: client.get(BACKUP_SESSIONS, name, self.namespace),
+                lambda: client.list(JOBS, self.namespace, label_selector=f"{SESSION_LABEL}={name}")[
+                    "items"
+                ],
+                entries="targets",
+                final=("Succeeded", "Failed", "Skipped"),
             )
-            targets = ", ".join(
-                f"{t['ref']['kind']}/{t['ref']['name']} {t.get('phase', '?')}"
-                for t in status.get("targets") or []
-            )
-            line = f"   {status.get('phase', 'Pending')}: {targets}" + (
-                f"; {job_line}" if job_line else ""
-            )
-            if line != last:
-                self.say(line)
-                last = line
-            if status.get("phase") in ("Succeeded", "Failed", "Skipped"):
-                self._wait(
-                    lambda: all(
-                        (j.get("status") or {}).get("completionTime")
-                        or (j.get("status") or {}).get("failed")
-                        for j in client.list(
-                            JOBS, self.namespace, label_selector=f"{SESSION_LABEL}={name}"
-                        )["items"]
-                    ),
-                    "the session's Jobs to finish",
-                )
-                return session
-            time.sleep(1)
-        raise DemoError(
-            f"BackupSession {name} did not finish in {self.timeout:.0f}s; look with: "
-            f"kubectl -n {self.namespace} describe backupsession {name}"
-        )
+        except TimedOut as exc:
+            raise DemoError(
+                f"BackupSession {name}: {exc}; look with: "
+                f"kubectl -n {self.namespace} describe backupsession {name}"
+            ) from None
 
     def _show_pods(self, plane: ControlPlane) -> None:
         self.say("")
@@ -533,16 +512,10 @@ class Demo:
             self.say("")
 
     def _wait(self, probe: Callable[[], Any], what: str) -> Any:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            try:
-                found = probe()
-            except KubeError:
-                found = None
-            if found:
-                return found
-            time.sleep(0.5)
-        raise DemoError(f"timed out waiting for {what}; logs in {self.state_dir}/logs/")
+        try:
+            return wait_for(probe, self.timeout, what)
+        except TimedOut as exc:
+            raise DemoError(f"{exc}; logs in {self.state_dir}/logs/") from None
 
 
 DIGEST = (

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 import yaml
 
 from api import constants as c
-from kube import Client, KubeError, NotFound
+from devcluster.progress import TimedOut, follow, wait_for
+from kube import Client, NotFound
 from kube.types import JOBS, PODS, RESTORE_BATCHES
 
 JSON = dict[str, Any]
@@ -137,43 +137,20 @@ class RestoreDemo:
         return True
 
     def _follow(self, name: str) -> JSON:
-        last = ""
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            batch = self.client.get(RESTORE_BATCHES, name, self.namespace)
-            status = batch.get("status") or {}
-            members = ", ".join(
-                f"{m['ref']['kind']}/{m['ref']['name']} {m.get('phase', '?')}"
-                + (f" ({len(m.get('stats') or [])}/{m.get('totalHosts', 1)} hosts)")
-                for m in status.get("members") or []
+        try:
+            return follow(
+                self.say,
+                self.timeout,
+                lambda: self.client.get(RESTORE_BATCHES, name, self.namespace),
+                lambda: self._jobs(name),
+                entries="members",
+                final=("Succeeded", "Failed", "Invalid"),
             )
-            jobs = self._jobs(name)
-            job_line = ", ".join(
-                f"Job {j['metadata']['name']} "
-                f"{'Complete' if (j.get('status') or {}).get('succeeded') else 'running'}"
-                for j in jobs
-            )
-            line = f"   {status.get('phase', 'Pending')}: {members}" + (
-                f"; {job_line}" if job_line else ""
-            )
-            if line != last:
-                self.say(line)
-                last = line
-            if status.get("phase") in ("Succeeded", "Failed", "Invalid"):
-                self._wait(
-                    lambda: all(
-                        (j.get("status") or {}).get("completionTime")
-                        or (j.get("status") or {}).get("failed")
-                        for j in self._jobs(name)
-                    ),
-                    "the restore's Jobs to finish",
-                )
-                return batch
-            time.sleep(1)
-        raise RestoreDemoError(
-            f"RestoreBatch {name} did not finish in {self.timeout:.0f}s; look with: "
-            f"kubectl -n {self.namespace} describe restorebatch {name}"
-        )
+        except TimedOut as exc:
+            raise RestoreDemoError(
+                f"RestoreBatch {name}: {exc}; look with: "
+                f"kubectl -n {self.namespace} describe restorebatch {name}"
+            ) from None
 
     def _jobs(self, name: str) -> list[JSON]:
         return [
@@ -235,13 +212,7 @@ class RestoreDemo:
         return parse_checksums(out)
 
     def _wait(self, probe: Callable[[], Any], what: str) -> Any:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            try:
-                found = probe()
-            except KubeError:
-                found = None
-            if found:
-                return found
-            time.sleep(0.5)
-        raise RestoreDemoError(f"timed out waiting for {what}")
+        try:
+            return wait_for(probe, self.timeout, what)
+        except TimedOut as exc:
+            raise RestoreDemoError(str(exc)) from None

@@ -51,6 +51,7 @@ class HostRestore:
     target_kind: str
     target_name: str
     hostname: str
+    repository: str = ""  # the Repository's name, for the metrics' label
 
     def describe(self) -> str:
         return f"{self.target_kind}/{self.target_name} host {self.hostname}"
@@ -84,8 +85,13 @@ def member_documents(invoker: JSON) -> list[JSON]:
 
 
 def _same_ref(member: JSON, kind: str, name: str) -> bool:
-    ref = (member.get("target") or {}).get("ref") or {}
-    return bool(ref.get("kind") == kind and ref.get("name") == name)
+    """Does the member name that target (restoring into new PVCs: its first claim template)?"""
+    try:
+        target = RestoreMember.model_validate(member).target
+    except ValidationError:
+        return False
+    ref = target.identity() if target else None
+    return bool(ref and ref.kind == kind and ref.name == name)
 
 
 def load_restore(client: Client, job: HostRestore) -> RestoreSetup:
@@ -230,12 +236,7 @@ def report_restore(
         raise SetupError(str(exc)) from None
     if not pushgateway_url:
         return
-    try:
-        setup = load_restore(client, job)
-        repository = setup.repository_name
-    except SetupError:
-        repository = ""
-    who = metrics.Invoker(job.invoker_kind, job.invoker_name, job.namespace, repository)
+    who = metrics.Invoker(job.invoker_kind, job.invoker_name, job.namespace, job.repository)
     registry = metrics.restore_host_registry(who, job.target_kind, job.target_name, result)
     grouping = {"kind": job.target_kind, "name": job.target_name, "hostname": job.hostname}
     try:

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
-from api.common import EmptyDirSettings, VolumeMount
+from api.base import ObjectMeta
+from api.common import EmptyDirSettings, ObjectReference, VolumeMount
 from api.constants import LOCAL_BACKEND_VOLUME
 from api.repository import Repository
 from api.restore import RestoreBatch, RestoreMember, RestoreSession
@@ -88,31 +89,44 @@ def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[Sideca
             return {}
     except ValidationError:
         return {}
-    namespace = obj.metadata.namespace or ""
-    name = obj.metadata.name or ""
-    ref = obj.spec.repository
+    return _in_pods(str(kind), obj.metadata, obj.spec.repository, members, driver)
+
+
+def _in_pods(
+    kind: str,
+    meta: ObjectMeta,
+    ref: ObjectReference | None,
+    members: Iterable[BackupMember | RestoreMember],
+    driver: str,
+) -> dict[WorkloadKey, list[SidecarTarget]]:
+    """The members carried out in their workload's pods, by workload. A member naming another
+    namespace's workload gets nothing: a container serves only invokers of its own namespace
+    (the operator reports the member as invalid)."""
+    namespace, name = meta.namespace or "", meta.name or ""
     repository = ((ref.namespace or namespace), ref.name or "") if ref else (namespace, "")
+    restoring = kind in RESTORE_KINDS
     found: dict[WorkloadKey, list[SidecarTarget]] = {}
     for index, member in enumerate(members):
         key = _is_sidecar_member(member, driver)
         if key is None or member.target is None or member.target.ref is None:
             continue
+        if getattr(member.target, "volume_claim_templates", None):
+            continue  # restored into new PVCs by Jobs, not into the workload's pods
         if (member.target.ref.namespace or namespace) != namespace:
-            # A sidecar serves only invokers of its own namespace: nothing of another
-            # namespace's invoker is ever injected (the operator reports it as invalid).
             continue
-        workload = (namespace, key[1], key[2])
         container = member.runtime_settings.container if member.runtime_settings else None
-        found.setdefault(workload, []).append(
+        paths = () if restoring else tuple(getattr(member.target, "paths", None) or ())
+        found.setdefault((namespace, key[1], key[2]), []).append(
             SidecarTarget(
                 invoker_kind=kind,
                 invoker_name=name,
                 member_index=index,
-                paths=tuple(member.target.paths or ()),
+                paths=paths,
                 volume_mounts=tuple(member.target.volume_mounts or ()),
                 container_settings=container,
                 temp_dir=member.temp_dir,
                 repository=repository,
+                invoker_uid=(meta.uid or "") if restoring else "",
             )
         )
     return found
@@ -142,30 +156,7 @@ def init_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTa
             meta, ref = session.metadata, session.spec.repository
     except ValidationError:
         return {}
-    namespace, name = meta.namespace or "", meta.name or ""
-    repository = ((ref.namespace or namespace), ref.name or "") if ref else (namespace, "")
-    found: dict[WorkloadKey, list[SidecarTarget]] = {}
-    for index, member in enumerate(members):
-        key = _is_sidecar_member(member, driver)
-        if key is None or member.target is None or member.target.ref is None:
-            continue
-        if (member.target.ref.namespace or namespace) != namespace:
-            continue  # never into another namespace's pods (the operator says it is invalid)
-        container = member.runtime_settings.container if member.runtime_settings else None
-        found.setdefault((namespace, key[1], key[2]), []).append(
-            SidecarTarget(
-                invoker_kind=str(kind),
-                invoker_name=name,
-                member_index=index,
-                paths=(),
-                volume_mounts=tuple(member.target.volume_mounts or ()),
-                container_settings=container,
-                temp_dir=member.temp_dir,
-                repository=repository,
-                invoker_uid=meta.uid or "",
-            )
-        )
-    return found
+    return _in_pods(str(kind), meta, ref, members, driver)
 
 
 def _targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget]]:

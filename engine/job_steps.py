@@ -141,18 +141,27 @@ def backup_dump(
     return 0
 
 
-def update_status(client: Client, job: HostJob, opts: StepOptions) -> int:
+def _left_result(opts: StepOptions, hostname: str, noun: str) -> HostResult:
+    """What the step before left in the output directory; a failure when it left nothing."""
     try:
-        result = HostResult.load(opts.output_dir)
+        return HostResult.load(opts.output_dir)
     except (OSError, ValueError, TypeError) as exc:
-        result = HostResult(job.hostname, "Failed", 0.0, error=f"no backup result: {exc}")
+        return HostResult(hostname, "Failed", 0.0, error=f"no {noun} result: {exc}")
+
+
+def _exit_code(result: HostResult, what: str) -> int:
+    if not result.succeeded:
+        log.error("%s: %s", what, result.error)
+        return 1
+    return 0
+
+
+def update_status(client: Client, job: HostJob, opts: StepOptions) -> int:
+    result = _left_result(opts, job.hostname, "backup")
     setup = load_setup(client, job)
     with open_restic(setup, opts.cache_dir) as restic:
         report(client, job, setup, restic, result, opts.pushgateway_url)
-    if not result.succeeded:
-        log.error("%s: %s", job.describe(), result.error)
-        return 1
-    return 0
+    return _exit_code(result, job.describe())
 
 
 def restore_step(
@@ -179,12 +188,6 @@ def restore_dump_step(
 
 
 def update_restore_status(client: Client, job: HostRestore, opts: StepOptions) -> int:
-    try:
-        result = HostResult.load(opts.output_dir)
-    except (OSError, ValueError, TypeError) as exc:
-        result = HostResult(job.hostname, "Failed", 0.0, error=f"no restore result: {exc}")
+    result = _left_result(opts, job.hostname, "restore")
     report_restore(client, job, result, opts.pushgateway_url)
-    if not result.succeeded:
-        log.error("%s: %s", job.describe(), result.error)
-        return 1
-    return 0
+    return _exit_code(result, job.describe())

@@ -15,6 +15,7 @@ Invalid): the kubelet runs it again, and it passes once the restore is fixed or 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 from api.constants import RESTORE_INIT_CONTAINER
 from api.naming import fit
 from engine.agent import Identity
+from engine.host_backup import SetupError
 from engine.host_restore import (
     HostRestore,
     RestoreOptions,
@@ -158,6 +160,9 @@ class RestoreInit:
         except InitFailed as exc:
             log.error("%s", exc)
             return 1
+        except SetupError as exc:  # the result could not be recorded: the kubelet runs us again
+            log.error("restoring %s: %s", self._workload(), exc)
+            return 1
         except KubeError as exc:  # the API server is away: the kubelet runs us again
             log.error("restoring %s: %s", self._workload(), exc)
             return 1
@@ -219,6 +224,8 @@ class RestoreInit:
             invoker = self._get(restore)
             if invoker is None or next_step(invoker, restore.index, hostname) != "restore":
                 return  # another pod of the workload restored the host meanwhile
+            repository = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
+            job = dataclasses.replace(job, repository=str(repository))
             log.info("%s: restoring %s", restore.describe(), job.describe())
             options = RestoreOptions(self.options.cache_dir, own_container=RESTORE_INIT_CONTAINER)
             result = restore_files(self.client, job, "/", options)

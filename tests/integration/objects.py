@@ -83,23 +83,29 @@ def repository(kube: Client, namespace: str, repo_dir: Path, password: str = PAS
     local_repository(kube, namespace, str(repo_dir), str(repo_dir), password)
 
 
-def pvc(kube: Client, namespace: str, name: str, data: Path) -> None:
-    """A PVC bound to a hostPath PersistentVolume of ``data`` (no provisioner here)."""
+def persistent_volume(kube: Client, namespace: str, claim: str, data: Path) -> None:
+    """A hostPath PersistentVolume of ``data`` for the PVC ``claim``, made or to be made (the
+    dev cluster has no provisioner: a static volume, as on many clusters)."""
     kube.create(
         {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
-            "metadata": {"name": f"{namespace}-{name}"},
+            "metadata": {"name": f"{namespace}-{claim}"},
             "spec": {
                 "capacity": {"storage": "1Gi"},
                 "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
-                "claimRef": {"namespace": namespace, "name": name},
+                "claimRef": {"namespace": namespace, "name": claim},
                 "hostPath": {"path": str(data)},
             },
         }
     )
+
+
+def pvc(kube: Client, namespace: str, name: str, data: Path) -> None:
+    """A PVC bound to a hostPath PersistentVolume of ``data``."""
+    persistent_volume(kube, namespace, name, data)
     kube.create(
         {
             "apiVersion": "v1",

@@ -5,6 +5,7 @@ links, sparse files), with the phases, per-host stats, Events and metrics they r
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import urllib.request
@@ -15,12 +16,21 @@ import pytest
 
 from api import constants as c
 from api.conditions import get_condition, is_true
+from controller.claims import RESTORED_BY
 from controller.operator import Operator
 from controller.sessions import create_session
 from devcluster.images import Images
 from devcluster.services import Service
 from kube import Client, NotFound
-from kube.types import BACKUP_SESSIONS, EVENTS, PODS, REPOSITORIES, RESTORE_INVOKER_TYPES
+from kube.types import (
+    BACKUP_SESSIONS,
+    EVENTS,
+    JOBS,
+    PODS,
+    PVCS,
+    REPOSITORIES,
+    RESTORE_INVOKER_TYPES,
+)
 from tests.factories import batch, member, restore_batch, restore_member, restore_session
 from tests.integration.helpers import (
     WebhookProcess,
@@ -31,7 +41,7 @@ from tests.integration.helpers import (
     shared_dir,
     wait_until_injected,
 )
-from tests.integration.objects import PASSWORD, pvc, repository, workload
+from tests.integration.objects import PASSWORD, persistent_volume, pvc, repository, workload
 from tests.integration.test_backup import _opted_in_pod, _running_sidecars
 from tests.prometheus import metric_value
 
@@ -352,6 +362,52 @@ def _init_names(pod: JSON) -> list[str]:
     return [ct["name"] for ct in pod["spec"].get("initContainers") or []]
 
 
+def ordinal_trees(db: Path) -> JSON:
+    """``db-0`` and ``db-1`` under ``db``, each ordinal's data its own; their fidelity."""
+    for ordinal in (0, 1):
+        tree = rich_tree(db / f"db-{ordinal}")
+        (tree / "who").write_text(f"db-{ordinal}\n")
+        give_to_pods(tree)
+    expected = {f"db-{n}": fidelity(db / f"db-{n}") for n in (0, 1)}
+    assert expected["db-0"] != expected["db-1"]
+    return expected
+
+
+DB_MOUNTS = [{"name": "data", "mountPath": DB_PATH, "subPathExpr": "$(POD_NAME)"}]
+
+
+def backed_up_by_sidecars(
+    kube: Client, namespace: str, members: list[JSON], workloads: list[tuple[JSON, int]]
+) -> None:
+    """One BackupBatch session of workload ``members``, by the sidecars of ``workloads``
+    (each with its replica count), created once the webhook injects into their pods."""
+    kube.create(batch("nightly", namespace, *members), namespace)
+    for workload_obj, _ in workloads:
+        probe = _opted_in_pod(workload_obj["kind"], workload_obj["metadata"]["name"])
+        wait_until_injected(kube, namespace, probe)
+    for workload_obj, _ in workloads:
+        kube.create(workload_obj, namespace)
+    invoker_ready(kube, namespace, "nightly")
+    for workload_obj, replicas in workloads:
+        app = workload_obj["metadata"]["name"]
+        running = functools.partial(_running_sidecars, kube, namespace, app, replicas)
+        eventually(running, 180, f"{app}'s sidecars")
+    name = str(create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"])
+
+    def backed_up_all() -> JSON | None:
+        status = kube.get(BACKUP_SESSIONS, name, namespace).get("status") or {}
+        assert status.get("phase") != "Failed", status
+        return status if status.get("phase") == "Succeeded" else None
+
+    eventually(backed_up_all, 180, "the backup")
+
+
+def db_member() -> JSON:
+    found = member("StatefulSet", "db", mounts=(("data", DB_PATH),))
+    found["target"]["volumeMounts"] = DB_MOUNTS
+    return found
+
+
 def test_a_deployment_and_each_statefulset_ordinal_are_restored_by_stash_init_before_they_start(
     operator: Operator,
     injecting_webhook: WebhookProcess,
@@ -362,51 +418,24 @@ def test_a_deployment_and_each_statefulset_ordinal_are_restored_by_stash_init_be
 ) -> None:
     web = pvc_data(tmp_path, "web")
     db = shared_dir(tmp_path / "db")
-    for ordinal in (0, 1):
-        tree = rich_tree(db / f"db-{ordinal}")
-        (tree / "who").write_text(f"db-{ordinal}\n")  # each ordinal's data is its own
-        give_to_pods(tree)
-    expected = {
-        "web": fidelity(web),
-        "db-0": fidelity(db / "db-0"),
-        "db-1": fidelity(db / "db-1"),
-    }
-    assert expected["db-0"] != expected["db-1"]
+    expected = {"web": fidelity(web), **ordinal_trees(db)}
     repository(kube, namespace, tmp_path / "repo")
-    db_mounts = [{"name": "data", "mountPath": DB_PATH, "subPathExpr": "$(POD_NAME)"}]
-    db_member = member("StatefulSet", "db", mounts=(("data", DB_PATH),))
-    db_member["target"]["volumeMounts"] = db_mounts
-    kube.create(
-        batch(
-            "nightly",
-            namespace,
-            member("Deployment", "web", mounts=(("data", str(web)),)),
-            db_member,
-        ),
+    backed_up_by_sidecars(
+        kube,
         namespace,
+        [member("Deployment", "web", mounts=(("data", str(web)),)), db_member()],
+        [
+            (workload("Deployment", "web", 1, web, images.app.name), 1),
+            (_statefulset("db", db, images.app.name), 2),
+        ],
     )
-    for kind, name in (("Deployment", "web"), ("StatefulSet", "db")):
-        wait_until_injected(kube, namespace, _opted_in_pod(kind, name))
-    kube.create(workload("Deployment", "web", 1, web, images.app.name), namespace)
-    kube.create(_statefulset("db", db, images.app.name), namespace)
-    invoker_ready(kube, namespace, "nightly")
-    eventually(lambda: _running_sidecars(kube, namespace, "web", 1), 180, "web's sidecar")
-    eventually(lambda: _running_sidecars(kube, namespace, "db", 2), 180, "db's sidecars")
-    name = str(create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"])
-
-    def backed_up_all() -> JSON | None:
-        status = kube.get(BACKUP_SESSIONS, name, namespace).get("status") or {}
-        assert status.get("phase") != "Failed", status
-        return status if status.get("phase") == "Succeeded" else None
-
-    eventually(backed_up_all, 180, "the backup")
     for root in (web, db / "db-0", db / "db-1"):
         damage(root)
 
     web_restore = restore_member("Deployment", "web")
     web_restore["target"]["volumeMounts"] = [{"name": "data", "mountPath": str(web)}]
     db_restore = restore_member("StatefulSet", "db")
-    db_restore["target"]["volumeMounts"] = db_mounts
+    db_restore["target"]["volumeMounts"] = DB_MOUNTS
     kube.create(restore_batch("back", namespace, web_restore, db_restore), namespace)
     restored = finished(kube, namespace, "RestoreBatch", "back", timeout=300)
     status = restored["status"]
@@ -454,3 +483,80 @@ def _exists(kube: Client, namespace: str, name: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+def claim_template(name: str) -> JSON:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
+def test_a_statefulsets_ordinals_are_restored_into_new_pvcs_one_job_per_ordinal(
+    operator: Operator,
+    injecting_webhook: WebhookProcess,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    tmp_path: Path,
+) -> None:
+    db = shared_dir(tmp_path / "db")
+    expected = ordinal_trees(db)
+    repository(kube, namespace, tmp_path / "repo")
+    backed_up_by_sidecars(
+        kube, namespace, [db_member()], [(_statefulset("db", db, images.app.name), 2)]
+    )
+    volumes = {name: shared_dir(tmp_path / name) for name in ("clone-0", "clone-1", "single")}
+    for name, data in volumes.items():
+        persistent_volume(kube, namespace, name, data)  # waits for the restore's PVC
+
+    # Stash's clone workflow: no ref, no Task; each ordinal's new PVC gets its own host's data,
+    # and a lone new PVC gets host-1's (sourceHost), all before any StatefulSet uses them.
+    per_ordinal = {
+        "target": {
+            "replicas": 2,
+            "volumeClaimTemplates": [claim_template("clone-${POD_ORDINAL}")],
+            "volumeMounts": [{"name": "clone", "mountPath": DB_PATH}],
+        }
+    }
+    single = {
+        "target": {
+            "volumeClaimTemplates": [claim_template("single")],
+            "volumeMounts": [{"name": "single", "mountPath": DB_PATH}],
+            "rules": [{"sourceHost": "host-1"}],
+        }
+    }
+    kube.create(restore_batch("clone", namespace, per_ordinal, single), namespace)
+    status = finished(kube, namespace, "RestoreBatch", "clone", timeout=300)["status"]
+    assert status["phase"] == "Succeeded", status
+    ordinals, lone = status["members"]
+    assert ordinals["totalHosts"] == 2
+    assert [(s["hostname"], s["phase"]) for s in ordinals["stats"]] == [
+        ("host-0", "Succeeded"),
+        ("host-1", "Succeeded"),
+    ]
+    assert [s["hostname"] for s in lone["stats"]] == ["host-0"]
+    assert ordinals["ref"] == {
+        "apiVersion": "v1",
+        "kind": c.PVC_KIND,
+        "name": "clone-${POD_ORDINAL}",
+    }
+    assert fidelity(volumes["clone-0"]) == expected["db-0"]
+    assert fidelity(volumes["clone-1"]) == expected["db-1"]
+    assert fidelity(volumes["single"]) == expected["db-1"]
+    jobs = {j["metadata"]["name"] for j in kube.list(JOBS, namespace)["items"]}
+    assert {"stash-restore-clone-0-0", "stash-restore-clone-0-1", "stash-restore-clone-1-0"} <= jobs
+    for claim in ("clone-0", "clone-1", "single"):
+        made = kube.get(PVCS, claim, namespace)
+        assert made["metadata"]["annotations"][RESTORED_BY] == "RestoreBatch/clone"
+        assert not made["metadata"].get("ownerReferences")  # the data outlives the restore
+    reasons = [reason for reason, _ in events_of(kube, namespace, "clone")]
+    assert reasons.count("RestorePVCCreated") == 3
+
+    writes = operator.writes_in(namespace)
+    operator.restores.reconcile(("RestoreBatch", namespace, "clone"))
+    assert operator.writes_in(namespace) == writes

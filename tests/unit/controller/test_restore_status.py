@@ -65,21 +65,24 @@ def facts(found: bool = True, repository: Repository | None = REPO, **more: Any)
 def observe(
     invoker: JSON, jobs: dict[int, JSON | None] | None = None, **fact: Any
 ) -> RestoreObserved:
+    """What the reconciler sees: each member's one Job (None: absent)."""
     members = restore_members_of(invoker)
     return RestoreObserved(
         members,
         facts(**fact),
         total_hosts={m.index: 1 for m in members},
-        jobs=jobs if jobs is not None else {m.index: None for m in members},
+        jobs={m.index: [(jobs or {}).get(m.index)] for m in members},
     )
 
 
 def step(
     invoker: JSON, seen: RestoreObserved, now: dt.datetime = T0
 ) -> tuple[JSON, tuple[int, ...]]:
+    """The next status, and the members whose (one) Job is to be created."""
     decision = next_restore_status(invoker, seen, now)
     invoker["status"] = decision.status
-    return decision.status, decision.create_jobs
+    assert all(at == 0 for _, at in decision.create_jobs)
+    return decision.status, tuple(index for index, _ in decision.create_jobs)
 
 
 def job(name: str, condition: str | None = None) -> JSON:
@@ -471,7 +474,7 @@ def test_a_member_whose_job_name_an_earlier_restore_still_holds_waits_for_it() -
     rs = created(restore_session())
     seen = observe(rs)
     status, create = step(
-        rs, RestoreObserved(seen.members, seen.facts, {0: 1}, {0: None}, leftover=frozenset({0}))
+        rs, RestoreObserved(seen.members, seen.facts, {0: 1}, {0: [None]}, leftover=frozenset({0}))
     )
     assert (status["phase"], create) == ("Running", ())
     assert not is_true(status["conditions"], c.RESTORE_JOB_CREATED)

@@ -1,0 +1,62 @@
+"""The objects the operator keeps for invokers (trigger CronJobs, ServiceAccounts, Roles,
+RoleBindings): server-side applied under one field manager, and only when the cache shows that
+they lack something desired, so a converged invoker costs no write. And the Jobs sessions own:
+looked up in the cache, or on the API server when the session says it made one the cache has
+not seen yet (a watch lagging behind its creation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.caches import JOBS, OWNED_TYPES, Caches
+from controller.runtime import Writes
+from kube import Client, NotFound
+
+JSON = dict[str, Any]
+FIELD_MANAGER = "stash-operator"
+
+
+def contains(actual: Any, desired: Any) -> bool:
+    """Does ``actual`` hold everything ``desired`` says (server defaults may add more)?"""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and contains(actual[k], v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(desired)
+            and all(contains(a, d) for a, d in zip(actual, desired, strict=True))
+        )
+    return bool(actual == desired)
+
+
+def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> None:
+    """Apply ``desired`` unless the cached object already holds all of it."""
+    rt = OWNED_TYPES[desired["kind"]]
+    meta = desired["metadata"]
+    current = caches.get(rt, meta["namespace"], meta["name"])
+    if current is not None and contains(current, desired):
+        return
+    client.apply(desired, field_manager=FIELD_MANAGER)
+    writes.record(meta["namespace"])
+
+
+def find_job(
+    client: Client, caches: Caches, namespace: str, name: str, *, made: bool, owner_uid: str = ""
+) -> JSON | None:
+    """The Job ``name``; None when there is none, or (``owner_uid`` given) when the one of that
+    name is another owner's (an earlier session or restore of the same name)."""
+    job = caches.get(JOBS, namespace, name)
+    if job is None and made:
+        try:
+            job = client.get(JOBS, name, namespace)
+        except NotFound:
+            return None
+    if job is not None and owner_uid and not owned_by(job, owner_uid):
+        return None
+    return job
+
+
+def owned_by(obj: JSON, uid: str) -> bool:
+    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])

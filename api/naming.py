@@ -87,6 +87,8 @@ def sidecar_role_binding(invoker: str) -> str:
 BACKUP_JOB_CLUSTER_ROLE = "stash-backup-job"
 RESTORE_JOB_CLUSTER_ROLE = "stash-restore-job"
 SIDECAR_CLUSTER_ROLE = "stash-sidecar"
+# Bound in a Repository's namespace for the backups of other namespaces it allows: its init Lease.
+REPOSITORY_INIT_CLUSTER_ROLE = "stash-repository-init"
 LEASE_NAME_MAX = 253  # a DNS subdomain
 
 

@@ -16,7 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 from api import constants as c
-from api.conditions import false_message, set_condition
+from api.conditions import false_message, is_true, set_condition
+from api.naming import backup_service_account
 from controller.caches import (
     INVOKER_TYPES,
     NAMESPACES,
@@ -28,6 +29,7 @@ from controller.caches import (
     Caches,
 )
 from controller.facts import FactReader, volume_names
+from controller.grants import Grants, repository_grant
 from controller.invoker import (
     InvokerFacts,
     InvokerStatus,
@@ -69,6 +71,7 @@ class InvokerReconciler:
         self._schedule_verdicts: dict[str, str | None] = {}
         self.access = AccessReviewer(client)
         self.reader = FactReader(client, caches, operator_namespace)
+        self.grants = Grants(client, caches, self.writes, INVOKER_TYPES)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -76,6 +79,8 @@ class InvokerReconciler:
         def replaced(items: list[JSON]) -> None:
             for obj in items:
                 self._invoker_event(obj, controller)
+
+        self.grants.watch(controller.enqueue)
 
         for rt in INVOKER_TYPES.values():
             self.caches.informer(rt).subscribe(
@@ -296,6 +301,17 @@ class InvokerReconciler:
             return f"the API server rejected the trigger objects: {exc}"
         return None
 
+    def _keep_grant(
+        self, key: Key, invoker: JSON, facts: InvokerFacts, status: InvokerStatus
+    ) -> None:
+        """A Repository of another namespace that allows this one: its backup Jobs and
+        sidecars may read it and its Secret there (and nothing more)."""
+        allowed = status.phase != "Invalid" and is_true(status.conditions, c.REPOSITORY_FOUND)
+        accounts = [backup_service_account(invoker["metadata"]["name"])]
+        accounts += [account for _, account in self._sidecar_workloads(invoker)]
+        repository = facts.repository if allowed else None
+        self.grants.keep(key, repository_grant(invoker, repository, accounts, backup=True))
+
     def _sidecar_conditions(self, invoker: JSON, status: InvokerStatus) -> InvokerStatus:
         """``StashSidecarInjected`` per sidecar member: its pod template carries the opt-in."""
         if status.member_conditions is None:
@@ -330,7 +346,10 @@ class InvokerReconciler:
         kind, namespace, name = key
         invoker = self.caches.get(INVOKER_TYPES[kind], namespace, name)
         if invoker is None or invoker["metadata"].get("deletionTimestamp"):
-            return None  # owner references take its CronJob and RBAC with it
+            # Owner references take its CronJob and RBAC with it; not what it was granted in
+            # another namespace.
+            self.grants.keep(key, [])
+            return None
         invoker.setdefault("apiVersion", INVOKER_TYPES[kind].api_version)
         invoker.setdefault("kind", kind)
         facts = self.facts(invoker)
@@ -340,6 +359,7 @@ class InvokerReconciler:
             error = self.ensure_trigger(invoker)
             if error is not None:
                 status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
+        self._keep_grant(key, invoker, facts, status)
         status = self._sidecar_conditions(invoker, status)
         sidecar_refused = False
         if status.phase != "Invalid":

@@ -19,7 +19,7 @@ from api.conditions import Condition, set_condition
 from api.repository import Repository
 from api.restore import RestoreMember
 from controller import validation
-from controller.tenancy import Tenancy
+from controller.tenancy import NEVER_TARGETS, Tenancy
 from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
@@ -324,6 +324,11 @@ def repository_conditions(
         )
         return
     forbidden = usage_allowed(repo, namespace, facts.invoker_namespace_labels)
+    repo_ns = repo.metadata.namespace or namespace
+    protected = NEVER_TARGETS | {facts.tenancy.operator_namespace}
+    if repo_ns != namespace and repo_ns in protected:
+        # Its pods would be granted reading there: never in kube-system or the operator's own.
+        forbidden = f"a Repository in namespace {repo_ns} serves only invokers there"
     if forbidden:
         out.put(c.REPOSITORY_FOUND, False, "RepositoryUsageNotAllowed", forbidden)
     else:

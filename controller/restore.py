@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from api import constants as c
-from api.conditions import has_condition, set_condition
-from api.naming import hook_job_name, restore_job_name
+from api.conditions import has_condition, is_true, set_condition
+from api.naming import hook_job_name, restore_job_name, restore_service_account
 from controller import claims
 from controller.background import Background
 from controller.backup_job import JobError, build_job, job_inputs
@@ -36,6 +36,7 @@ from controller.caches import (
     Caches,
 )
 from controller.facts import FactReader
+from controller.grants import Grants, repository_grant
 from controller.hook_job import hook_job, hook_job_failure
 from controller.invoker import RestoreView
 from controller.optin import RESTORE_ANNOTATION
@@ -90,6 +91,7 @@ class RestoreReconciler:
         self.init_grace = init_grace
         self.reader = FactReader(client, caches, operator_namespace)
         self.writes = Writes()
+        self.grants = Grants(client, caches, self.writes, RESTORE_INVOKER_TYPES)
         self.events = EventRecorder(client, "stash-operator")
         self.pushes: Background[Key, None] = Background("restore-metrics-push")
         self._enqueue: Callable[[Key], None] = lambda key: None
@@ -98,6 +100,7 @@ class RestoreReconciler:
 
     def register(self, controller: Controller[Key]) -> None:
         self._enqueue = controller.enqueue
+        self.grants.watch(controller.enqueue)
         for kind, rt in RESTORE_INVOKER_TYPES.items():
             self.caches.informer(rt).subscribe(
                 on_replace=controller.replace_handler(_keyer(kind)),
@@ -222,9 +225,13 @@ class RestoreReconciler:
         rt = RESTORE_INVOKER_TYPES[kind]
         invoker = self.caches.get(rt, namespace, name)
         if invoker is None or invoker["metadata"].get("deletionTimestamp"):
-            return None  # owner references take its Jobs and service account with it
+            # Owner references take its Jobs and service account with it; not what it was
+            # granted in the Repository's namespace.
+            self.grants.keep(key, [])
+            return None
         invoker = {"apiVersion": rt.api_version, "kind": kind, **invoker}
         if self._done(invoker):
+            self.grants.keep(key, [])  # nothing reads the Repository for it any more
             return None
         now = dt.datetime.now(dt.UTC)
         try:
@@ -258,6 +265,13 @@ class RestoreReconciler:
             accounts = [self._service_account(v) for v in workloads]
             for obj in restore_rbac_objects(invoker, accounts):
                 ensure(self.client, self.caches, self.writes, obj)
+            # A Repository of another namespace that allows this one: readable there.
+            allowed = is_true(status.get("conditions"), c.REPOSITORY_FOUND)
+            readers = [restore_service_account(name), *accounts]
+            grant = repository_grant(
+                invoker, facts.repository if allowed else None, readers, backup=False
+            )
+            self.grants.keep(key, grant)
         if decision.run_hook:
             status = self._run_batch_hook(invoker, status, decision.run_hook, now)
         for index, at in decision.create_jobs:

@@ -43,6 +43,8 @@ def workload(kind: str, name: str, replicas: int, data: Path, image: str) -> JSO
     }
     if kind == "StatefulSet":
         spec["serviceName"] = name
+    if kind == "DaemonSet":
+        del spec["replicas"]  # one pod per node
     return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": spec}
 
 

@@ -17,25 +17,30 @@ import pytest
 from api import constants as c
 from api.conditions import get_condition, is_true
 from controller.claims import RESTORED_BY
+from controller.grants import grant_name
 from controller.operator import Operator
 from controller.sessions import create_session
 from devcluster.images import Images
 from devcluster.services import Service
 from kube import Client, NotFound
 from kube.types import (
+    BACKUP_BATCHES,
     BACKUP_SESSIONS,
     EVENTS,
     JOBS,
+    NODES,
     PODS,
     PVCS,
     REPOSITORIES,
     RESTORE_INVOKER_TYPES,
+    ROLES,
 )
 from tests.factories import batch, member, restore_batch, restore_member, restore_session
 from tests.integration.helpers import (
     WebhookProcess,
     container_names,
     eventually,
+    fresh_namespace,
     give_to_pods,
     invoker_ready,
     shared_dir,
@@ -98,13 +103,19 @@ def damage(root: Path) -> None:
     (root / "sparse.img").unlink()
 
 
-def backed_up(kube: Client, namespace: str, *pvcs: tuple[str, Path]) -> str:
-    """Back the PVCs up with one BackupBatch session (the Job model); the session's name."""
+def backed_up(
+    kube: Client, namespace: str, *pvcs: tuple[str, Path], repository: JSON | None = None
+) -> str:
+    """Back the PVCs up with one BackupBatch session (the Job model) into ``repository``
+    (default: ``repo`` of the namespace); the session's name."""
     members = [
         member(c.PVC_KIND, name, mounts=((name, str(data)),), task="pvc-backup")
         for name, data in pvcs
     ]
-    kube.create(batch("nightly", namespace, *members), namespace)
+    kube.create(
+        batch("nightly", namespace, *members, repository=repository or {"name": "repo"}),
+        namespace,
+    )
     invoker_ready(kube, namespace, "nightly")
     name = str(create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"])
 
@@ -560,3 +571,163 @@ def test_a_statefulsets_ordinals_are_restored_into_new_pvcs_one_job_per_ordinal(
     writes = operator.writes_in(namespace)
     operator.restores.reconcile(("RestoreBatch", namespace, "clone"))
     assert operator.writes_in(namespace) == writes
+
+
+def test_a_repository_of_another_namespace_that_allows_it_is_backed_up_to_and_restored_from(
+    operator: Operator, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    # The Repository and its Secret live in `namespace` and allow every namespace; the PVC,
+    # the BackupBatch and the RestoreSession live in another. Their pods run under their own
+    # service accounts (real RBAC on the node): only what the operator grants in the
+    # Repository's namespace lets them read it.
+    repository(kube, namespace, tmp_path / "repo")
+    repo = kube.get(REPOSITORIES, "repo", namespace)
+    kube.create(  # the same backend, for its own namespace only (usagePolicy's default)
+        {"apiVersion": repo["apiVersion"], "kind": "Repository", "metadata": {"name": "private"}}
+        | {"spec": repo["spec"]},
+        namespace,
+    )
+    kube.patch(
+        REPOSITORIES,
+        "repo",
+        {"spec": {"usagePolicy": {"allowedNamespaces": {"from": "All"}}}},
+        namespace=namespace,
+    )
+    with fresh_namespace(kube, "tenant") as tenant:
+        data = pvc_data(tmp_path, "shared")
+        expected = fidelity(data)
+        pvc(kube, tenant, "shared", data)
+        remote = {"name": "repo", "namespace": namespace}
+        backed_up(kube, tenant, ("shared", data), repository=remote)
+        backup_grant = grant_name("BackupBatch", tenant, "nightly")
+        role = kube.get(ROLES, backup_grant, namespace)
+        assert {r["resources"][0]: r["resourceNames"] for r in role["rules"]} == {
+            "repositories": ["repo"],
+            "repositories/status": ["repo"],
+            "secrets": ["repo-secret"],
+        }
+        eventually(  # written by the tenant's backup Job
+            lambda: (
+                (kube.get(REPOSITORIES, "repo", namespace).get("status") or {}).get("snapshotCount")
+                == 1
+            ),
+            30,
+            "the Repository's status from the tenant's backup",
+        )
+        damage(data)
+
+        kube.create(
+            restore_session(
+                "back", tenant, restore_member(name="shared", mount=str(data)), repository=remote
+            ),
+            tenant,
+        )
+        restored = finished(kube, tenant, "RestoreSession", "back")["status"]
+        assert restored["phase"] == "Succeeded", restored
+        assert fidelity(data) == expected
+        # The restore's grant lasts as long as the restore runs; the backup's as its invoker.
+        restore_grant = grant_name("RestoreSession", tenant, "back")
+        eventually(lambda: not _role_exists(kube, namespace, restore_grant), 30, "the grant to go")
+        assert _role_exists(kube, namespace, backup_grant)
+        kube.delete(BACKUP_BATCHES, "nightly", tenant)
+        eventually(lambda: not _role_exists(kube, namespace, backup_grant), 30, "the grant to go")
+
+        # A Repository that allows only its own namespace grants nothing and is not used.
+        kube.create(
+            restore_session(
+                "refused",
+                tenant,
+                restore_member(name="shared", mount=str(data)),
+                repository={"name": "private", "namespace": namespace},
+            ),
+            tenant,
+        )
+
+        def waiting() -> JSON | None:
+            status = kube.get(RESTORE_INVOKER_TYPES["RestoreSession"], "refused", tenant)
+            found = get_condition(
+                (status.get("status") or {}).get("conditions"), c.REPOSITORY_FOUND
+            )
+            return found if found and found["status"] == "False" else None
+
+        found = eventually(waiting, 30, "RepositoryFound False")
+        assert found["reason"] == "RepositoryUsageNotAllowed"
+        assert "only allows its own namespace" in found["message"]
+        assert not _role_exists(kube, namespace, grant_name("RestoreSession", tenant, "refused"))
+
+
+def _role_exists(kube: Client, namespace: str, name: str) -> bool:
+    try:
+        kube.get(ROLES, name, namespace)
+    except NotFound:
+        return False
+    return True
+
+
+def test_a_daemonset_restores_its_nodes_host_and_two_replicas_restore_their_one_host_once(
+    operator: Operator,
+    injecting_webhook: WebhookProcess,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    tmp_path: Path,
+) -> None:
+    web, logs = pvc_data(tmp_path, "web"), pvc_data(tmp_path, "logs")
+    expected = {"web": fidelity(web), "logs": fidelity(logs)}
+    repository(kube, namespace, tmp_path / "repo")
+    # Recreate: both of web's pods are made at once when it is rolled for the restore, so both
+    # get stash-init (a pod made after the restore succeeded would get none).
+    web_deployment = workload("Deployment", "web", 2, web, images.app.name)
+    web_deployment["spec"]["strategy"] = {"type": "Recreate"}
+    backed_up_by_sidecars(
+        kube,
+        namespace,
+        [
+            member("Deployment", "web", mounts=(("data", str(web)),)),
+            member("DaemonSet", "logs", mounts=(("data", str(logs)),)),
+        ],
+        [
+            (web_deployment, 2),
+            (workload("DaemonSet", "logs", 1, logs, images.app.name), 1),
+        ],
+    )
+    damage(web)
+    damage(logs)
+
+    # Each by a RestoreSession of its own (the single-target form).
+    for name, kind, data in (("web-back", "Deployment", web), ("logs-back", "DaemonSet", logs)):
+        target = restore_member(kind, name.removesuffix("-back"))
+        target["target"]["volumeMounts"] = [{"name": "data", "mountPath": str(data)}]
+        kube.create(restore_session(name, namespace, target), namespace)
+    node = kube.list(NODES)["items"][0]["metadata"]["name"]
+    for name, host, data, wanted in (
+        ("web-back", "host-0", web, expected["web"]),
+        ("logs-back", node, logs, expected["logs"]),
+    ):
+        status = finished(kube, namespace, "RestoreSession", name, timeout=300)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert status["totalHosts"] == 1
+        assert [(s["hostname"], s["phase"]) for s in status["stats"]] == [(host, "Succeeded")]
+        assert is_true(status["conditions"], c.STASH_INIT_CONTAINER_INJECTED)
+        assert fidelity(data) == wanted, name
+
+    # Both of web's new pods waited in stash-init; one restored host-0, under the Lease, the
+    # other found it restored: one host's stats, both pods through their init container.
+    def restored_pods() -> list[JSON] | None:
+        pods = [
+            p
+            for p in kube.list(PODS, namespace, label_selector="app=web")["items"]
+            if c.RESTORE_INIT_CONTAINER in _init_names(p)
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        done = [
+            p
+            for p in pods
+            if all(
+                ((s.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
+                for s in (p.get("status") or {}).get("initContainerStatuses") or [{}]
+            )
+        ]
+        return done if len(done) == 2 else None
+
+    eventually(restored_pods, 120, "both of web's pods through stash-init")

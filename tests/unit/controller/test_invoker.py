@@ -188,6 +188,22 @@ def test_a_repository_of_another_namespace_needs_its_usage_policy() -> None:
     assert evaluate(obj, facts, now=T0).phase == "Ready"
 
 
+@pytest.mark.parametrize("where", ["kube-system", "stash"])
+def test_a_repository_in_kube_system_or_the_operators_namespace_serves_only_its_own(
+    where: str,
+) -> None:
+    facts = InvokerFacts(
+        tenancy=Tenancy(operator_namespace="stash"),
+        repository=repository(where, **{"from": "All"}),
+        secret_found=True,
+        targets_found={0: True},
+    )
+    assert evaluate(batch("b", "team-a"), facts, now=T0).problems == (
+        f"a Repository in namespace {where} serves only invokers there",
+    )
+    assert evaluate(batch("b", where), facts, now=T0).phase == "Ready"
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [

@@ -24,7 +24,7 @@ from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.optin import OptInReconciler
 from controller.owned import FIELD_MANAGER
 from controller.repository import RepositoryReconciler
-from controller.restore import RestoreReconciler
+from controller.restore import INIT_GRACE, RestoreReconciler
 from controller.runtime import Controller
 from kube import Client, KubeError
 from kube.leader import LeaderElector
@@ -52,6 +52,8 @@ class OperatorOptions:
     sidecar_grace: float = SIDECAR_GRACE
     # how often the Pushgateway's groups are compared with the API's record (while leading)
     metrics_check: float = CHECK_SECONDS
+    # a workload restore whose pods still carry no stash-init fails after this long
+    init_grace: float = INIT_GRACE
 
 
 LEADER_LABEL = f"{c.GROUP}/leader"
@@ -80,6 +82,7 @@ class Operator:
             options.image,
             pushgateway_url=options.pushgateway_url,
             operator_namespace=options.namespace,
+            init_grace=options.init_grace,
         )
         self.metrics_restorer = (
             MetricsRestorer(self.caches, options.pushgateway_url, options.metrics_check)

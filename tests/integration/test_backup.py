@@ -20,7 +20,7 @@ from controller.sessions import create_session
 from devcluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Postgres, Service
-from kube import Client, NotFound
+from kube import Client, NotFound, ResourceType
 from kube.types import (
     BACKUP_BATCHES,
     BACKUP_SESSIONS,
@@ -28,9 +28,10 @@ from kube.types import (
     JOBS,
     PODS,
     REPOSITORIES,
+    RESTORE_BATCHES,
     RESTORE_SESSIONS,
 )
-from tests.factories import batch, member, restore_session
+from tests.factories import batch, member, restore_batch, restore_session
 from tests.integration.helpers import (
     WebhookProcess,
     eventually,
@@ -427,6 +428,26 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
     after = postgres.psql("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database)
     assert after == original
 
+    # As a RestoreBatch's member, the same.
+    postgres.psql("DROP TABLE items", database)
+    kube.create(
+        restore_batch(
+            "pg-all-back",
+            namespace,
+            {"target": target, "task": {"name": "postgres-restore", "params": params}},
+        ),
+        namespace,
+    )
+    by_batch = eventually(
+        lambda: _restore_ended(kube, namespace, "pg-all-back", RESTORE_BATCHES), 120, "the batch"
+    )
+    assert by_batch["phase"] == "Succeeded", by_batch
+    assert [(s["hostname"], s["phase"]) for s in by_batch["members"][0]["stats"]] == [
+        ("host-0", "Succeeded")
+    ]
+    after = postgres.psql("SELECT md5(string_agg(t::text, ',' ORDER BY id)) FROM items t", database)
+    assert after == original
+
     # A restore command that fails fails the restore, in its own words.
     bad = [p for p in params if p["name"] != "database"] + [{"name": "database", "value": "nope"}]
     kube.create(
@@ -444,8 +465,10 @@ def test_postgres_backs_up_through_the_example_task_and_restores_the_same_dump(
     assert 'database "nope" does not exist' in failed["stats"][0]["error"], failed["stats"]
 
 
-def _restore_ended(kube: Client, namespace: str, name: str) -> JSON | None:
-    status = kube.get(RESTORE_SESSIONS, name, namespace).get("status") or {}
+def _restore_ended(
+    kube: Client, namespace: str, name: str, rt: ResourceType = RESTORE_SESSIONS
+) -> JSON | None:
+    status = kube.get(rt, name, namespace).get("status") or {}
     return status if status.get("phase") in ("Succeeded", "Failed") else None
 
 

@@ -19,7 +19,9 @@ from api.conditions import get_condition, is_true
 from controller.claims import RESTORED_BY
 from controller.grants import grant_name
 from controller.operator import Operator
+from controller.restore_status import RESTORE_FAILED
 from controller.sessions import create_session
+from devcluster.cluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Service
 from kube import Client, NotFound
@@ -43,6 +45,7 @@ from tests.integration.helpers import (
     fresh_namespace,
     give_to_pods,
     invoker_ready,
+    running_operator,
     shared_dir,
     wait_until_injected,
 )
@@ -487,6 +490,17 @@ def test_a_deployment_and_each_statefulset_ordinal_are_restored_by_stash_init_be
     fresh = eventually(recreated, 60, "db-1 to be created again")
     assert c.RESTORE_INIT_CONTAINER not in _init_names(fresh)
 
+    # The single-target form restores the StatefulSet the same way: rolled again, per ordinal.
+    for root in (db / "db-0", db / "db-1"):
+        damage(root)
+    kube.create(restore_session("db-again", namespace, db_restore), namespace)
+    again = finished(kube, namespace, "RestoreSession", "db-again", timeout=300)["status"]
+    assert again["phase"] == "Succeeded", again
+    assert again["totalHosts"] == 2
+    assert [s["hostname"] for s in again["stats"]] == ["host-0", "host-1"]
+    assert fidelity(db / "db-0") == expected["db-0"]
+    assert fidelity(db / "db-1") == expected["db-1"]
+
 
 def _exists(kube: Client, namespace: str, name: str) -> bool:
     try:
@@ -731,3 +745,29 @@ def test_a_daemonset_restores_its_nodes_host_and_two_replicas_restore_their_one_
         return done if len(done) == 2 else None
 
     eventually(restored_pods, 120, "both of web's pods through stash-init")
+
+
+def test_a_workload_whose_pods_never_get_stash_init_fails_saying_why(
+    control_plane: ControlPlane, kube: Client, namespace: str, images: Images, tmp_path: Path
+) -> None:
+    # No webhook: the rolled pods start without stash-init (failurePolicy Ignore does the same
+    # when it is down). The restore must not stay Running: after the grace it fails, saying so.
+    web = pvc_data(tmp_path, "web")
+    repository(kube, namespace, tmp_path / "repo")
+    kube.create(workload("Deployment", "web", 1, web, images.app.name), namespace)
+    target = restore_member("Deployment", "web")
+    target["target"]["volumeMounts"] = [{"name": "data", "mountPath": str(web)}]
+    with running_operator(control_plane.kubeconfig, image=images.stash.name, init_grace=10):
+        kube.create(restore_session("web-back", namespace, target), namespace)
+
+        def ended() -> JSON | None:
+            status = kube.get(RESTORE_INVOKER_TYPES["RestoreSession"], "web-back", namespace)
+            found = status.get("status") or {}
+            return found if found.get("phase") in ("Succeeded", "Failed") else None
+
+        status = eventually(ended, 120, "the restore to end")
+    assert status["phase"] == "Failed"
+    failed = get_condition(status["conditions"], RESTORE_FAILED)
+    assert failed is not None
+    assert "run without the stash-init init container" in failed["message"], failed
+    assert "Deployment " + namespace + "/web" in failed["message"]

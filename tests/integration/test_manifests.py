@@ -90,6 +90,8 @@ def test_the_variants_hold_the_whole_product_and_differ_only_in_certificates() -
         "stash-backup-job",
         "stash-restore-job",
         "stash-repository-init",
+        "stash-edit",
+        "stash-view",
     }
     assert len([k for k in kinds if k[0] == "CustomResourceDefinition"]) == 8
     cert = {(d["kind"], d["metadata"]["name"]) for d in VARIANTS["cert-manager"]}

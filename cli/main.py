@@ -10,31 +10,21 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from api.constants import WEBHOOK_NAME
-from api.crd import all_crds
-from certs.bootstrap import CertificateSpec, bootstrap, service_dns_names
-from certs.files import ensure_local_files, write_serving_files
-from controller.backup_session import SIDECAR_GRACE
-from controller.operator import Operator, OperatorOptions
-from controller.sessions import create_session
-from devcluster import BuildError, StartError, Versions, demo, ensure_binaries
-from devcluster.manager import DevCluster, default_state_dir
-from engine import job_steps
-from engine.agent import AgentOptions, Identity, SidecarAgent
-from engine.batch_hook import run_batch_hook, run_restore_batch_hook
-from engine.host_backup import HostJob, load_repository, open_repository
-from engine.host_restore import HostRestore
-from engine.job_steps import StepOptions
-from engine.restic import Restic
-from engine.restore import RestoreTarget, restore_dump, restore_paths
-from engine.restore_init import InitOptions, RestoreInit
-from kube import Client, KubeError
-from webhook.server import WebhookOptions
-from webhook.server import run as run_webhook
+from cli import logs
+from controller.defaults import SIDECAR_GRACE
+
+# Each command imports what it uses when it runs: a sidecar (``run-backup``) or a Job step does
+# not load the webhook's server, the operator, the dev cluster or certificate code.
+if TYPE_CHECKING:
+    from engine.agent import Identity
+    from engine.host_backup import HostJob
+    from engine.host_restore import HostRestore
+    from engine.job_steps import StepOptions
+    from engine.restic import Restic
+    from kube import Client
 
 DEFAULT_IMAGE = os.environ.get("STASH_IMAGE", "stash-py:latest")
 DEFAULT_NAMESPACE = os.environ.get("POD_NAMESPACE", "stash")
@@ -55,6 +45,10 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
+    import yaml
+
+    from api.crd import all_crds
+
     crds = all_crds()
     if args.output_dir is None:
         sys.stdout.write(yaml.safe_dump_all(crds, sort_keys=False))
@@ -77,7 +71,10 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_cluster(args: argparse.Namespace) -> int:
-    dev = DevCluster(Path(args.dir), progress=_progress)
+    from devcluster import Versions, ensure_binaries
+    from devcluster.manager import DevCluster, default_state_dir
+
+    dev = DevCluster(Path(args.dir) if args.dir else default_state_dir(), progress=_progress)
     if args.action == "build":
         bins = ensure_binaries(Versions.from_environment(), progress=_progress)
         for path in (
@@ -108,6 +105,9 @@ def cmd_dev_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_webhook(args: argparse.Namespace) -> int:
+    from webhook.server import WebhookOptions
+    from webhook.server import run as run_webhook
+
     run_webhook(
         WebhookOptions(
             image=args.image,
@@ -121,12 +121,16 @@ def cmd_webhook(args: argparse.Namespace) -> int:
             failure_policy=args.failure_policy,
             kubeconfig=args.kubeconfig,
             pushgateway_url=args.pushgateway_url,
+            log_format=args.log_format or os.environ.get("STASH_LOG_FORMAT", ""),
         )
     )
     return 0
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
+    from controller.operator import Operator, OperatorOptions
+    from kube import Client
+
     client = Client.from_environment(args.kubeconfig)
     stop = _stop_on_signals()
     operator = Operator(
@@ -150,6 +154,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 def cmd_create_backupsession(args: argparse.Namespace) -> int:
+    from controller.sessions import create_session
+    from kube import Client
+
     client = Client.from_environment(args.kubeconfig)
     try:
         session = create_session(
@@ -166,6 +173,8 @@ RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
 
 
 def _host_job(args: argparse.Namespace) -> HostJob:
+    from engine.host_backup import HostJob
+
     return HostJob(
         namespace=args.namespace,
         session=args.backupsession,
@@ -178,6 +187,8 @@ def _host_job(args: argparse.Namespace) -> HostJob:
 
 
 def _host_restore(args: argparse.Namespace) -> HostRestore:
+    from engine.host_restore import HostRestore
+
     return HostRestore(
         namespace=args.namespace,
         invoker_kind=args.invoker_kind,
@@ -190,6 +201,8 @@ def _host_restore(args: argparse.Namespace) -> HostRestore:
 
 
 def _restore_step(client: Client, args: argparse.Namespace) -> int:
+    from engine import job_steps
+
     job, opts = _host_restore(args), _step_options(args)
     step = os.environ.get("STASH_CONTAINER", args.command)  # the Job's container: hooks run here
     if args.command == "restore-dump":
@@ -206,6 +219,8 @@ def _restore_step(client: Client, args: argparse.Namespace) -> int:
 
 
 def _step_options(args: argparse.Namespace) -> StepOptions:
+    from engine.job_steps import StepOptions
+
     return StepOptions(
         output_dir=Path(args.output_dir),
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
@@ -213,7 +228,28 @@ def _step_options(args: argparse.Namespace) -> StepOptions:
     )
 
 
+def _step_fields(args: argparse.Namespace) -> dict[str, str]:
+    """What a Job step's log lines are about."""
+    return {
+        "namespace": args.namespace,
+        "invoker": f"{args.invoker_kind}/{args.invoker_name or args.restoresession}",
+        "session": getattr(args, "backupsession", "") or "",
+        "target": f"{args.target_kind}/{args.target_name}",
+        "host": args.hostname,
+    }
+
+
 def cmd_job_step(args: argparse.Namespace) -> int:
+    from engine.logfields import log_fields
+
+    with log_fields(**_step_fields(args)):
+        return _job_step(args)
+
+
+def _job_step(args: argparse.Namespace) -> int:
+    from engine import job_steps
+    from kube import Client
+
     client = Client.from_environment(args.kubeconfig)
     try:
         opts = _step_options(args)
@@ -240,6 +276,9 @@ def cmd_job_step(args: argparse.Namespace) -> int:
 
 
 def cmd_run_hook(args: argparse.Namespace) -> int:
+    from engine.batch_hook import run_batch_hook, run_restore_batch_hook
+    from kube import Client
+
     client = Client.from_environment(args.kubeconfig)
     try:
         if args.restorebatch:
@@ -251,6 +290,8 @@ def cmd_run_hook(args: argparse.Namespace) -> int:
 
 def _pod_identity(args: argparse.Namespace) -> Identity:
     """The pod a sidecar or stash-init runs in (the downward API) and the workload it serves."""
+    from engine.agent import Identity
+
     me = Identity(
         namespace=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE),
         target_kind=args.target_kind,
@@ -264,6 +305,9 @@ def _pod_identity(args: argparse.Namespace) -> Identity:
 
 
 def cmd_restore_init(args: argparse.Namespace) -> int:
+    from engine.restore_init import InitOptions, RestoreInit
+    from kube import Client
+
     me = _pod_identity(args)
     client = Client.from_environment(args.kubeconfig)
     options = InitOptions(
@@ -277,6 +321,9 @@ def cmd_restore_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run_backup(args: argparse.Namespace) -> int:
+    from engine.agent import AgentOptions, SidecarAgent
+    from kube import Client
+
     me = _pod_identity(args)
     client = Client.from_environment(args.kubeconfig)
     stop = _stop_on_signals()
@@ -293,6 +340,8 @@ def cmd_run_backup(args: argparse.Namespace) -> int:
 
 
 def _open_repository(client: Client, args: argparse.Namespace) -> Restic:
+    from engine.host_backup import load_repository, open_repository
+
     repo_ns = args.repository_namespace or args.namespace
     repository, secret = load_repository(client, args.repository, repo_ns)
     return open_repository(repository, secret, Path(args.cache_dir) if args.cache_dir else None)
@@ -300,10 +349,16 @@ def _open_repository(client: Client, args: argparse.Namespace) -> Restic:
 
 def cmd_repository(args: argparse.Namespace) -> int:
     """restore, restore-dump, snapshots, unlock: commands on one Repository."""
+    from engine import job_steps
+    from engine.logfields import log_fields
+    from engine.restore import RestoreTarget, restore_dump, restore_paths
+    from kube import Client
+
     client = Client.from_environment(args.kubeconfig)
     try:
         if args.command in ("restore", "restore-dump") and args.restoresession:
-            return _restore_step(client, args)  # a restore Job's step: the invoker's rules say
+            with log_fields(**_step_fields(args)):  # a restore Job's step: its invoker's rules
+                return _restore_step(client, args)
         with _open_repository(client, args) as restic:
             if args.command == "snapshots":
                 rows = [
@@ -342,13 +397,20 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from devcluster import demo
+
+    state = Path(args.dir) if args.dir else demo.default_state_dir()
     if args.down:
-        demo.down(Path(args.dir))
+        demo.down(state)
         return 0
-    return demo.run(Path(args.dir), keep=args.keep, say=lambda line: print(line, flush=True))
+    return demo.run(state, keep=args.keep, say=lambda line: print(line, flush=True))
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    from certs.bootstrap import CertificateSpec, bootstrap, service_dns_names
+    from certs.files import ensure_local_files, write_serving_files
+    from kube import Client
+
     if args.action == "local":
         ensure_local_files(Path(args.dir), renew=args.renew)
         print(Path(args.dir))
@@ -443,7 +505,7 @@ def _add_backup_commands(sub: Any) -> None:
     demo_cmd = sub.add_parser("demo", help="the whole flow locally: cluster, operator, backups")
     demo_cmd.add_argument("--keep", action="store_true", help="leave everything running")
     demo_cmd.add_argument("--down", action="store_true", help="stop what --keep left running")
-    demo_cmd.add_argument("--dir", default=str(demo.default_state_dir()), help="state directory")
+    demo_cmd.add_argument("--dir", help="state directory (default: $XDG_STATE_HOME/stash/demo)")
     demo_cmd.set_defaults(func=cmd_demo)
 
     sidecar = sub.add_parser("run-backup", help="the stash sidecar: back up this pod's workload")
@@ -457,6 +519,7 @@ def _add_backup_commands(sub: Any) -> None:
         help="remembers started backups across container restarts",
     )
     sidecar.add_argument("--kubeconfig")
+    _log_format_argument(sidecar)
     sidecar.set_defaults(func=cmd_run_backup)
 
     init = sub.add_parser(
@@ -467,6 +530,7 @@ def _add_backup_commands(sub: Any) -> None:
     init.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
     init.add_argument("--pushgateway-url", default="")
     init.add_argument("--kubeconfig")
+    _log_format_argument(init)
     init.set_defaults(func=cmd_restore_init)
 
     hook = sub.add_parser(
@@ -498,6 +562,15 @@ def _add_backup_commands(sub: Any) -> None:
         step.set_defaults(func=cmd_job_step)
 
 
+def _log_format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="text (default) or json: one object per line with the work's fields "
+        "(default: $STASH_LOG_FORMAT)",
+    )
+
+
 def _add_operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = sub.add_parser("operator", help="run the operator's reconcilers")
     operator.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
@@ -514,6 +587,7 @@ def _add_operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "it fails (default %(default)s)",
     )
     operator.add_argument("--identity", help="leader-election identity (default: host + random)")
+    _log_format_argument(operator)
     operator.set_defaults(func=cmd_operator)
 
 
@@ -529,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dev-cluster", help="a local cluster (control plane and a real node) for development"
     )
     dev.add_argument("action", choices=["up", "down", "env", "status", "build"])
-    dev.add_argument("--dir", default=str(default_state_dir()), help="state directory")
+    dev.add_argument("--dir", help="state directory (default: $XDG_STATE_HOME/stash/dev-cluster)")
     dev.add_argument("--no-crds", action="store_true", help="do not install the CRDs on `up`")
     dev.set_defaults(func=cmd_dev_cluster)
 
@@ -551,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--register-url", help="register the webhook at this base URL (local use)")
     hook.add_argument("--failure-policy", choices=["Ignore", "Fail"], default="Ignore")
     hook.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
+    _log_format_argument(hook)
     hook.set_defaults(func=cmd_webhook)
 
     _add_operator_parser(sub)
@@ -584,22 +659,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """What a command may fail with in the normal course (said in one line): bad input, the API
+    server's refusals. Only of what the command loaded (the dev cluster's errors are
+    RuntimeErrors)."""
+    kube_errors = sys.modules.get("kube.errors")
+    found: list[type[Exception]] = [ValueError, RuntimeError]
+    if kube_errors is not None:
+        found.append(kube_errors.KubeError)
+    return tuple(found)
+
+
+# Services: a crash prints its traceback into their log (interactive commands: one line).
+LONG_RUNNING = frozenset({"operator", "webhook", "run-backup", "restore-init"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("STASH_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        logs.configure(getattr(args, "log_format", None))
+    except ValueError as exc:
+        build_parser().error(str(exc))
     if args.command == "certs" and args.action == "local" and not args.dir:
         build_parser().error("certs local needs --dir")
     try:
         code: int = args.func(args)
-    except (BuildError, StartError, KubeError, ValueError, RuntimeError) as exc:
+    except _expected_errors() as exc:
         print(f"stash {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug of ours: one line here, the traceback at debug level
+    except Exception as exc:  # a bug of ours
+        if args.command in LONG_RUNNING:  # a crash of a service: its traceback, in its log
+            logging.getLogger("stash").exception("stash %s crashed", args.command)
+            return 70
+        # An interactive command: one line here, the traceback at debug level.
         logging.getLogger("stash").debug("internal error", exc_info=True)
         print(
             f"stash {args.command}: internal error ({type(exc).__name__}: {exc}); "

@@ -29,6 +29,7 @@ from controller.caches import (
     WORKLOAD_TYPES,
     Caches,
 )
+from controller.defaults import SIDECAR_GRACE
 from controller.facts import FactReader
 from controller.hook_job import hook_job, hook_job_failure
 from controller.invoker import MemberView, members_of, refusal
@@ -61,7 +62,6 @@ JSON = dict[str, Any]
 Key = tuple[str, str]
 # How long a sidecar target may go without any ready pod carrying the sidecar before it fails
 # (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
-SIDECAR_GRACE = 120.0
 SIDECAR_RECHECK = 30.0
 
 

@@ -84,6 +84,9 @@ class Caches:
     def synced(self) -> bool:
         return all(i.synced.is_set() for i in self._informers.values())
 
+    def informers(self) -> list[Informer]:
+        return list(self._informers.values())
+
     def stop(self) -> None:
         for informer in self._informers.values():
             informer.stop()

@@ -1,5 +1,7 @@
-"""The operator's probes: ``/healthz`` (the process serves) and ``/readyz`` (its caches are in
-sync; a standby replica that is not leading is ready too), on a small HTTP server thread."""
+"""The operator's probes and metrics on a small HTTP server thread: ``/healthz`` fails while
+the operator is wedged (an informer or a worker stopped, a reconcile never returns) so that the
+kubelet restarts it, ``/readyz`` while its caches are not in sync (a standby replica that is not
+leading is ready too), ``/metrics`` serves its own metrics (``controller.runtime_metrics``)."""
 
 from __future__ import annotations
 
@@ -8,19 +10,48 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
 
 class HealthServer:
-    def __init__(self, port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> None:  # noqa: S104 - probed by the kubelet on the pod IP
-        checks = {"/healthz": lambda: True, "/readyz": ready}
+    def __init__(
+        self,
+        port: int,
+        *,
+        ready: Callable[[], bool],
+        wedged: Callable[[], str | None] = lambda: None,
+        registry: CollectorRegistry | None = None,
+        host: str = "0.0.0.0",  # noqa: S104 - probed by the kubelet on the pod IP
+    ) -> None:
+        def healthz() -> tuple[int, bytes]:
+            why = wedged()
+            return (200, b"ok\n") if why is None else (503, why.encode() + b"\n")
+
+        def readyz() -> tuple[int, bytes]:
+            return (200, b"ok\n") if ready() else (503, b"not ready\n")
+
+        checks: dict[str, Callable[[], tuple[int, bytes]]] = {
+            "/healthz": healthz,
+            "/readyz": readyz,
+        }
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path == "/metrics" and registry is not None:
+                    self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    return
                 check = checks.get(self.path)
-                ok = check is not None and check()
-                self.send_response(200 if ok else (404 if check is None else 503))
-                self.send_header("Content-Type", "text/plain")
+                if check is None:
+                    self._answer(404, b"not found\n")
+                    return
+                self._answer(*check())
+
+            def _answer(self, code: int, body: bytes, content_type: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(b"ok\n" if ok else b"not ready\n")
+                self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -16,9 +16,10 @@ from typing import Any
 
 from api import constants as c
 from controller.backup_invoker import InvokerReconciler
-from controller.backup_session import SIDECAR_GRACE, SessionReconciler
+from controller.backup_session import SessionReconciler
 from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
+from controller.defaults import SIDECAR_GRACE
 from controller.health import HealthServer
 from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.optin import OptInReconciler
@@ -26,6 +27,7 @@ from controller.owned import FIELD_MANAGER
 from controller.repository import RepositoryReconciler
 from controller.restore import INIT_GRACE, RestoreReconciler
 from controller.runtime import Controller
+from controller.runtime_metrics import RuntimeMetrics
 from kube import Client, KubeError
 from kube.leader import LeaderElector
 from kube.types import PODS
@@ -33,6 +35,9 @@ from kube.types import PODS
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "stash-operator"
+
+
+RECONCILE_LIMIT = 600.0  # seconds a reconcile may run before /healthz fails
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class OperatorOptions:
     metrics_check: float = CHECK_SECONDS
     # a workload restore whose pods still carry no stash-init fails after this long
     init_grace: float = INIT_GRACE
+    # a reconcile running longer than this makes /healthz fail (every API call has a timeout)
+    reconcile_limit: float = RECONCILE_LIMIT
 
 
 LEADER_LABEL = f"{c.GROUP}/leader"
@@ -89,12 +96,15 @@ class Operator:
             if options.pushgateway_url
             else None
         )
+        self.metrics = RuntimeMetrics()
+        self.metrics.leader.labels(name=LEASE_NAME).set(0)
+        m = self.metrics
         self.controllers: list[Controller[Any]] = [
-            Controller("invokers", self.invokers, options.workers),
-            Controller("optin", self.optin, options.workers),
-            Controller("sessions", self.sessions, options.workers),
-            Controller("repositories", self.repositories, 1),
-            Controller("restores", self.restores, options.workers),
+            Controller("invokers", self.invokers, options.workers, _invoker_fields, m),
+            Controller("optin", self.optin, options.workers, _workload_fields, m),
+            Controller("sessions", self.sessions, options.workers, _session_fields, m),
+            Controller("repositories", self.repositories, 1, _repository_fields, m),
+            Controller("restores", self.restores, options.workers, _invoker_fields, m),
         ]
         self.invokers.register(self.controllers[0])
         self.optin.register(self.controllers[1])
@@ -153,9 +163,11 @@ class Operator:
         if self.metrics_restorer is not None:
             self.metrics_restorer.start()
         self.leading.set()
+        self.metrics.leader.labels(name=LEASE_NAME).set(1)
 
     def _stop_controllers(self) -> None:
         self.leading.clear()
+        self.metrics.leader.labels(name=LEASE_NAME).set(0)
         if self.metrics_restorer is not None:
             self.metrics_restorer.stop()
         for controller in self.controllers:
@@ -167,10 +179,31 @@ class Operator:
         """Caches in sync while leading; a standby replica is ready to take over."""
         return not self.leading.is_set() or self.caches.synced()
 
+    def wedged(self) -> str | None:
+        """Why this replica no longer works, for ``/healthz`` (the kubelet then restarts it):
+        an informer that stopped or hears nothing, a worker that ended, a reconcile that does
+        not return. None while it works."""
+        for informer in self.caches.informers():
+            why = informer.wedged()
+            if why:
+                return why
+        if not self.leading.is_set():
+            return None
+        for controller in self.controllers:
+            why = controller.wedged(self.options.reconcile_limit)
+            if why:
+                return why
+        return None
+
     def run(self, stop: threading.Event) -> None:
         """Block until ``stop`` is set (or the Lease is lost)."""
         if self.options.health_port is not None:
-            self.health = HealthServer(self.options.health_port, self.ready).start()
+            self.health = HealthServer(
+                self.options.health_port,
+                ready=self.ready,
+                wedged=self.wedged,
+                registry=self.metrics.registry,
+            ).start()
         try:
             self._run(stop)
         finally:
@@ -195,3 +228,22 @@ class Operator:
             elector.run(self._start_controllers, self._stop_controllers)
         self.caches.stop()
         self.stopped.set()
+
+
+# What each reconciler's log lines are about, from its key.
+def _invoker_fields(key: tuple[str, str, str]) -> dict[str, str]:
+    kind, namespace, name = key
+    return {"namespace": namespace, "invoker": f"{kind}/{name}"}
+
+
+def _workload_fields(key: tuple[str, str, str]) -> dict[str, str]:
+    namespace, kind, name = key
+    return {"namespace": namespace, "target": f"{kind}/{name}"}
+
+
+def _session_fields(key: tuple[str, str]) -> dict[str, str]:
+    return {"namespace": key[0], "session": key[1]}
+
+
+def _repository_fields(key: tuple[str, str]) -> dict[str, str]:
+    return {"namespace": key[0], "repository": key[1]}

@@ -2,7 +2,9 @@
 
 Semantics follow client-go's: a key is queued at most once; a key added while it is being
 processed is processed again after ``done``; ``retry`` re-adds it after a growing delay, and
-``forget`` resets that delay after a success.
+``forget`` resets that delay after a success. As client-go's, it tells an observer (its
+metrics) of each add, how long a key waited and was worked on, and each retry; and it says how
+long the keys being worked on have been.
 """
 
 from __future__ import annotations
@@ -11,9 +13,30 @@ import heapq
 import threading
 import time
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 K = TypeVar("K")
+
+
+class QueueObserver(Protocol):
+    def added(self) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def worked(self, seconds: float) -> None: ...
+    def retried(self) -> None: ...
+
+
+class _Unobserved:
+    def added(self) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+    def worked(self, seconds: float) -> None:
+        pass
+
+    def retried(self) -> None:
+        pass
 
 
 class WorkQueue(Generic[K]):
@@ -28,6 +51,9 @@ class WorkQueue(Generic[K]):
         self._base = base_delay
         self._max = max_delay
         self._shutdown = False
+        self._queued_at: dict[K, float] = {}
+        self._started_at: dict[K, float] = {}
+        self.observer: QueueObserver = _Unobserved()
 
     def __len__(self) -> int:
         with self._cond:
@@ -38,9 +64,14 @@ class WorkQueue(Generic[K]):
             if self._shutdown or key in self._dirty:
                 return
             self._dirty.add(key)
+            self.observer.added()
             if key not in self._processing:
-                self._queue.append(key)
+                self._enqueue(key)
                 self._cond.notify()
+
+    def _enqueue(self, key: K) -> None:
+        self._queue.append(key)
+        self._queued_at.setdefault(key, time.monotonic())
 
     def add_after(self, key: K, delay: float) -> None:
         if delay <= 0:
@@ -57,6 +88,7 @@ class WorkQueue(Generic[K]):
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
         delay = float(min(self._base * 2.0**failures, self._max))
+        self.observer.retried()
         self.add_after(key, delay)
         return delay
 
@@ -74,6 +106,9 @@ class WorkQueue(Generic[K]):
                     key = self._queue.popleft()
                     self._dirty.discard(key)
                     self._processing.add(key)
+                    now = time.monotonic()
+                    self.observer.waited(now - self._queued_at.pop(key, now))
+                    self._started_at[key] = now
                     return key
                 if self._shutdown:
                     return None
@@ -93,15 +128,25 @@ class WorkQueue(Generic[K]):
             _, _, key = heapq.heappop(self._delayed)
             if key not in self._dirty:
                 self._dirty.add(key)
+                self.observer.added()
                 if key not in self._processing:
-                    self._queue.append(key)
+                    self._enqueue(key)
 
     def done(self, key: K) -> None:
         with self._cond:
             self._processing.discard(key)
+            started = self._started_at.pop(key, None)
+            if started is not None:
+                self.observer.worked(time.monotonic() - started)
             if key in self._dirty:
-                self._queue.append(key)
+                self._enqueue(key)
                 self._cond.notify()
+
+    def running(self) -> list[float]:
+        """How long each key being worked on has been (seconds)."""
+        now = time.monotonic()
+        with self._cond:
+            return [now - started for started in self._started_at.values()]
 
     def shutdown(self) -> None:
         with self._cond:

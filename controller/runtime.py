@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from controller.queue import WorkQueue
+from controller.runtime_metrics import RuntimeMetrics
+from engine.logfields import log_fields
 from kube import KubeError
 
 log = logging.getLogger(__name__)
@@ -57,13 +60,34 @@ class Reconciler(Protocol[K]):  # type: ignore[misc]
 class Controller(Generic[K]):
     """One reconciler, its queue and its workers."""
 
-    def __init__(self, name: str, reconciler: Reconciler[K], workers: int = 2) -> None:
+    def __init__(
+        self,
+        name: str,
+        reconciler: Reconciler[K],
+        workers: int = 2,
+        fields: Callable[[K], Mapping[str, str]] | None = None,
+        metrics: RuntimeMetrics | None = None,
+    ) -> None:
         self.name = name
         self.reconciler = reconciler
+        # what a reconcile's log lines are about (its key in words), for JSON logs
+        self.fields = fields or (lambda key: {"key": str(key)})
         self.queue: WorkQueue[K] = WorkQueue()
         self.workers = workers
         self.reconciles = 0
         self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self.metrics = metrics or RuntimeMetrics()
+        self.queue.observer = self.metrics.queue(name, lambda: len(self.queue), self.queue.running)
+        self.metrics.max_workers.labels(controller=name).set(workers)
+        self._active = self.metrics.active_workers.labels(controller=name)
+        self._time = self.metrics.reconcile_time.labels(controller=name)
+        self._errors = self.metrics.reconcile_errors.labels(controller=name)
+        self._terminal = self.metrics.terminal_errors.labels(controller=name)
+        self._results = {
+            result: self.metrics.reconcile_total.labels(controller=name, result=result)
+            for result in ("success", "error", "requeue_after")
+        }
 
     def enqueue(self, key: K) -> None:
         self.queue.add(key)
@@ -88,12 +112,28 @@ class Controller(Generic[K]):
         return on_replace
 
     def start(self) -> None:
+        self._stopping = False
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
         for i in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"{self.name}-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
+    def wedged(self, limit: float) -> str | None:
+        """Why this controller no longer reconciles, or None: a worker thread ended, or a
+        reconcile has run longer than ``limit`` seconds (stuck on something that never
+        returns)."""
+        if self._stopping:
+            return None
+        if any(not thread.is_alive() for thread in self._threads):
+            return f"a worker of controller {self.name} stopped"
+        longest = max(self.queue.running(), default=0.0)
+        if longest > limit:
+            return f"a reconcile of controller {self.name} has run for {longest:.0f}s"
+        return None
+
     def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
         self.queue.shutdown()
         for thread in self._threads:
             thread.join(timeout)
@@ -103,20 +143,35 @@ class Controller(Generic[K]):
             key = self.queue.get()
             if key is None:
                 return
-            try:
-                result = self.reconciler.reconcile(key)
-                self.reconciles += 1
-                self.queue.forget(key)
-                if result is not None and result.requeue_after is not None:
-                    self.queue.add_after(key, result.requeue_after)
-            except TerminalError as exc:
-                self.queue.forget(key)
-                log.warning("%s %s: %s (not retried)", self.name, key, exc)
-            except KubeError as exc:
-                delay = self.queue.retry(key)
-                log.warning("%s %s: %s (retrying in %.1fs)", self.name, key, exc, delay)
-            except Exception:
-                delay = self.queue.retry(key)
-                log.exception("%s %s: unexpected error (retrying in %.1fs)", self.name, key, delay)
-            finally:
-                self.queue.done(key)
+            with log_fields(controller=self.name, **self.fields(key)):
+                self._reconcile(key)
+
+    def _reconcile(self, key: K) -> None:
+        started = time.perf_counter()
+        self._active.inc()
+        outcome = "error"
+        try:
+            result = self.reconciler.reconcile(key)
+            self.reconciles += 1
+            self.queue.forget(key)
+            outcome = "success"
+            if result is not None and result.requeue_after is not None:
+                self.queue.add_after(key, result.requeue_after)
+                outcome = "requeue_after"
+        except TerminalError as exc:
+            self.queue.forget(key)
+            self._terminal.inc()
+            log.warning("%s %s: %s (not retried)", self.name, key, exc)
+        except KubeError as exc:
+            delay = self.queue.retry(key)
+            log.warning("%s %s: %s (retrying in %.1fs)", self.name, key, exc, delay)
+        except Exception:
+            delay = self.queue.retry(key)
+            log.exception("%s %s: unexpected error (retrying in %.1fs)", self.name, key, delay)
+        finally:
+            self.queue.done(key)
+            self._active.dec()
+            self._time.observe(time.perf_counter() - started)
+            self._results[outcome].inc()
+            if outcome == "error":
+                self._errors.inc()

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from api import constants as c
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.constants import SIDECAR_CONTAINER
 from api.naming import sidecar_lease
@@ -44,6 +45,7 @@ from engine.host_backup import (
 )
 from engine.invokers import sidecar_targets_of
 from engine.locks import holders_of
+from engine.logfields import log_fields
 from engine.reporting import (
     ReportError,
     SessionReporter,
@@ -53,6 +55,7 @@ from engine.reporting import (
 )
 from engine.results import HostResult
 from kube import Client, KubeError
+from kube.events import EventRecorder
 from kube.informer import Informer
 from kube.leader import LeaderElector
 from kube.types import BACKUP_BATCHES, BACKUP_CONFIGURATIONS, BACKUP_SESSIONS
@@ -158,6 +161,7 @@ class SidecarAgent:
         self._queue: queue.Queue[str] = queue.Queue()
         self._done: set[str] = set()
         self.backups = 0
+        self.events = EventRecorder(client, "stash-sidecar")
         self.sessions = Informer(client, BACKUP_SESSIONS, namespace=me.namespace)
         self.invokers = {
             "BackupBatch": Informer(client, BACKUP_BATCHES, namespace=me.namespace),
@@ -258,7 +262,19 @@ class SidecarAgent:
             target_name=self.me.target_name,
             hostname=work.hostname,
         )
-        log.info("session %s: backing up %s", work.session, job.describe())
+        with log_fields(
+            namespace=job.namespace,
+            invoker=f"{job.invoker_kind}/{job.invoker_name}",
+            session=job.session,
+            target=f"{job.target_kind}/{job.target_name}",
+            host=job.hostname,
+        ):
+            log.info("session %s: backing up %s", work.session, job.describe())
+            result = self._execute(job, work)
+            self._record(work, job, result)
+            return result
+
+    def _execute(self, job: HostJob, work: Work) -> HostResult:
         started = time.monotonic()
         try:
             setup = load_setup(self.client, job)
@@ -269,6 +285,26 @@ class SidecarAgent:
                 lambda s: with_host(s, job.target_kind, job.target_name, result)
             )
             return result
+
+    def _record(self, work: Work, job: HostJob, result: HostResult) -> None:
+        """An Event on the BackupSession for the host's result, where `kubectl describe`
+        shows it."""
+        session = self.sessions.get(job.namespace, work.session) or {
+            "metadata": {"name": work.session, "namespace": job.namespace}
+        }
+        session = {"apiVersion": c.V1BETA1, "kind": "BackupSession", **session}
+        what = f"{job.target_kind}/{job.target_name} host {job.hostname}"
+        if result.succeeded:
+            self.events.record(
+                session,
+                "Normal",
+                "HostBackupSucceeded",
+                f"backed up {what} in {result.duration:.1f}s",
+            )
+        else:
+            self.events.record(
+                session, "Warning", "HostBackupFailed", f"{what}: {result.error or 'failed'}"
+            )
 
     def _back_up(self, job: HostJob, setup: Setup, work: Work, started: float) -> HostResult:
         member = work.member

@@ -35,6 +35,7 @@ from engine.host_restore import (
     report_restore,
     restore_files,
 )
+from engine.logfields import log_fields
 from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError, NotFound
@@ -220,7 +221,15 @@ class RestoreInit:
             target_name=self.me.target_name,
             hostname=hostname,
         )
-        with self._turn(job):
+        with (
+            log_fields(
+                namespace=job.namespace,
+                invoker=f"{job.invoker_kind}/{job.invoker_name}",
+                target=f"{job.target_kind}/{job.target_name}",
+                host=job.hostname,
+            ),
+            self._turn(job),
+        ):
             invoker = self._get(restore)
             if invoker is None or next_step(invoker, restore.index, hostname) != "restore":
                 return  # another pod of the workload restored the host meanwhile

@@ -48,6 +48,7 @@ class SidecarSettings:
     image: str
     image_pull_policy: str = "IfNotPresent"
     pushgateway_url: str = ""
+    log_format: str = ""  # the webhook's own (json: the sidecars log JSON too)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,12 @@ def _container(
                 else []
             ),
             *([] if plan.temp_dir.get("disableCaching") else [f"--cache-dir={SIDECAR_CACHE_DIR}"]),
+            # the default (text) needs no flag: pods made before and after stay alike
+            *(
+                [f"--log-format={settings.log_format}"]
+                if settings.log_format not in ("", "text")
+                else []
+            ),
         ],
         "env": [
             _field_env("POD_NAME", "metadata.name"),

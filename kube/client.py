@@ -79,13 +79,19 @@ class Client:
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Client:
-        """The kubeconfig given (or $KUBECONFIG, ~/.kube/config), else the pod's service account."""
+        """The kubeconfig given (or $KUBECONFIG, ~/.kube/config), else the pod's service account;
+        a ValueError saying which is unusable when neither is."""
         try:
             return cls.from_kubeconfig(kubeconfig)
-        except k8s_config.ConfigException:
+        except k8s_config.ConfigException as exc:
             if kubeconfig:
-                raise
-            return cls.in_cluster()
+                raise ValueError(f"kubeconfig {kubeconfig}: {exc}") from None
+            try:
+                return cls.in_cluster()
+            except k8s_config.ConfigException as inner:
+                raise ValueError(
+                    f"no kubeconfig ({exc}) and not in a pod ({inner}): give --kubeconfig"
+                ) from None
 
     @property
     def host(self) -> str:

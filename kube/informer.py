@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,9 @@ def slim(obj: JSON) -> JSON:
     (often the larger half of a cached object)."""
     obj.get("metadata", {}).pop("managedFields", None)
     return obj
+
+
+WEDGED_MARGIN = 60.0  # seconds beyond two watches' length before an informer counts as wedged
 
 
 def key_of(obj: JSON) -> Key:
@@ -62,6 +66,7 @@ class Informer:
         self._thread: threading.Thread | None = None
         self.synced = threading.Event()
         self.relists = 0
+        self.last_contact = time.monotonic()  # a list, an event or a watch's normal end
 
     def subscribe(
         self,
@@ -103,6 +108,19 @@ class Informer:
     def wait_synced(self, timeout: float) -> bool:
         return self.synced.wait(timeout)
 
+    def wedged(self) -> str | None:
+        """Why this informer no longer follows the API server, or None: its thread ended, or
+        nothing came from the API server (a list, an event, a watch ending on time) for much
+        longer than a watch lasts — a connection that hangs without an error."""
+        if self._thread is None or self._stop.is_set():
+            return None
+        if not self._thread.is_alive():
+            return f"the {self._rt.plural} informer stopped"
+        silent = time.monotonic() - self.last_contact
+        if silent > 2 * self._watch_timeout + WEDGED_MARGIN:
+            return f"the {self._rt.plural} informer heard nothing for {silent:.0f}s"
+        return None
+
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
@@ -131,6 +149,7 @@ class Informer:
         with self._lock:
             self._store = {key_of(item): item for item in items}
         self.relists += 1
+        self.last_contact = time.monotonic()
         for handler in self._on_replace:
             handler(items)
         self.synced.set()
@@ -146,6 +165,7 @@ class Informer:
         ):
             if self._stop.is_set():
                 break
+            self.last_contact = time.monotonic()
             obj = slim(event.get("object") or {})
             version = str(obj.get("metadata", {}).get("resourceVersion", version))
             kind = event.get("type")
@@ -161,4 +181,5 @@ class Informer:
                     self._store[key_of(obj)] = obj
                 for handler in self._on_upsert:
                     handler(obj)
+        self.last_contact = time.monotonic()  # the watch ended on time
         return version

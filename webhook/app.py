@@ -31,6 +31,7 @@ from starlette.routing import Route
 from api.admission import AdmissionResponse
 from api.constants import WEBHOOK_PATH
 from engine.invokers import SidecarIndex
+from engine.logfields import log_fields
 from engine.sidecar import SidecarSettings
 from webhook.errors import BodyTimeout, BodyTooLarge, WebhookError
 from webhook.mutation import handle
@@ -136,20 +137,23 @@ class AdmissionEndpoint:
             # A refused request may have left body bytes unread: the connection is closed.
             await _send(send, exc.status_code, _status(exc.status_code, str(exc)), close=True)
             return
-        try:
-            response = handle(review, self.index, self.settings)
-            outcome = "mutated" if response.patch else "allowed"
-        except Exception as exc:  # fail open: a bug here must never block a deployment
-            log.exception(
-                "admission of %s/%s failed; admitting unchanged",
-                review.namespace,
-                review.name or "(generated name)",
-            )
-            response = AdmissionResponse(
-                uid=review.uid,
-                warnings=(f"stash webhook failed ({type(exc).__name__}); pod admitted unchanged",),
-            )
-            outcome = "error"
+        with log_fields(namespace=review.namespace, pod=review.name, request=review.uid):
+            try:
+                response = handle(review, self.index, self.settings)
+                outcome = "mutated" if response.patch else "allowed"
+            except Exception as exc:  # fail open: a bug here must never block a deployment
+                log.exception(
+                    "admission of %s/%s failed; admitting unchanged",
+                    review.namespace,
+                    review.name or "(generated name)",
+                )
+                response = AdmissionResponse(
+                    uid=review.uid,
+                    warnings=(
+                        f"stash webhook failed ({type(exc).__name__}); pod admitted unchanged",
+                    ),
+                )
+                outcome = "error"
         body = orjson.dumps(response.to_review(review.api_version))
         self.metrics.observe(outcome, started)
         await _send(send, 200, body)

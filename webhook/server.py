@@ -67,6 +67,7 @@ class WebhookOptions:
     failure_policy: FailurePolicy = "Ignore"
     kubeconfig: str | None = None
     pushgateway_url: str = ""  # told to every injected sidecar
+    log_format: str = ""  # and this: text or json
 
 
 class InvokerCache:
@@ -145,7 +146,11 @@ def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Serve
     cache = InvokerCache(client, SidecarIndex()).start()
     app = create_app(
         cache.index,
-        SidecarSettings(image=options.image, pushgateway_url=options.pushgateway_url),
+        SidecarSettings(
+            image=options.image,
+            pushgateway_url=options.pushgateway_url,
+            log_format=options.log_format,
+        ),
         cache_synced=cache.synced,
         reloader=reloader,
     )
@@ -166,6 +171,7 @@ def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Serve
         port=options.port,
         ssl_context_factory=lambda _config, _default: reloader.context,
         log_level="warning",
+        log_config=None,  # its lines go through ours (text or JSON), not a format of its own
         access_log=False,
         timeout_graceful_shutdown=10,
     )

@@ -159,12 +159,13 @@ def injecting_webhook(
     pushgateway: Service,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[WebhookProcess]:
-    """``stash webhook`` injecting sidecars of the image the node has."""
+    """``stash webhook`` injecting sidecars of the image the node has; it and they log JSON."""
     hook = WebhookProcess.start(
         control_plane.kubeconfig,
         tmp_path_factory.mktemp("webhook"),
         image=images.stash.name,
         pushgateway_url=pushgateway.url,
+        log_format="json",
     )
     yield hook
     hook.stop()

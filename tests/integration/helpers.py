@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,21 +22,10 @@ from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import free_port
 from kube import Client
 from kube.types import BACKUP_BATCHES, JOBS, NAMESPACES, PODS
+from tests import waiting
 
 T = TypeVar("T")
-
-
-def eventually(
-    check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+eventually = waiting.eventually  # the integration tests wait with it too
 
 
 @contextlib.contextmanager
@@ -136,6 +125,7 @@ class WebhookProcess:
         *,
         image: str = "stash-py:test",
         pushgateway_url: str = "",
+        log_format: str = "text",
     ) -> WebhookProcess:
         port = free_port()
         cert_dir = workdir / "certs"
@@ -147,7 +137,7 @@ class WebhookProcess:
             "--host", "127.0.0.1", "--port", str(port),
             "--register-url", f"https://127.0.0.1:{port}",
             "--namespace", namespace, "--image", image,
-            "--pushgateway-url", pushgateway_url,
+            "--pushgateway-url", pushgateway_url, "--log-format", log_format,
         ]  # fmt: skip
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -209,7 +199,7 @@ class StepResult:
     output: str
 
 
-def _pod_logs(kube: Client, namespace: str, pod: str, container: str) -> str:
+def pod_logs(kube: Client, namespace: str, pod: str, container: str) -> str:
     path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
     data = kube.request("GET", path, query={"container": container}, accept="*/*", raw=True)
     return bytes(data).decode(errors="replace")
@@ -231,7 +221,7 @@ def pod_steps(kube: Client, namespace: str, pod: dict[str, Any]) -> list[StepRes
         terminated = (statuses.get(container["name"]) or {}).get("state", {}).get("terminated")
         if terminated is None:
             break
-        logs = _pod_logs(kube, namespace, pod["metadata"]["name"], container["name"])
+        logs = pod_logs(kube, namespace, pod["metadata"]["name"], container["name"])
         out.append(StepResult(container["name"], int(terminated["exitCode"]), logs))
     return out
 

@@ -11,6 +11,7 @@ from controller.operator import LEADER_LABEL, Operator, OperatorOptions
 from devcluster import ControlPlane
 from kube import Client
 from kube.types import PODS
+from tests.factories import batch
 from tests.integration.helpers import eventually
 
 
@@ -20,6 +21,11 @@ def _status(port: int, path: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        return str(response.read().decode())
 
 
 def _leader_label(kube: Client, namespace: str) -> str | None:
@@ -62,6 +68,32 @@ def test_the_leader_labels_its_pod_serves_probes_and_unlabels_when_it_stops(
         assert _status(port, "/healthz") == 200
         assert eventually(lambda: _status(port, "/readyz") == 200, 30, "ready")
         assert _status(port, "/nothing") == 404
+
+        # Its own metrics, under controller-runtime's names, from real reconciles.
+        kube.create(batch("nightly", namespace), namespace)
+        text = eventually(
+            lambda: (
+                found
+                if 'controller_runtime_reconcile_total{controller="invokers",result="success"}'
+                in (found := _metrics(port))
+                else None
+            ),
+            30,
+            "a reconcile counted",
+        )
+        for name in (
+            "controller_runtime_reconcile_errors_total",
+            "controller_runtime_reconcile_time_seconds_bucket",
+            "controller_runtime_active_workers",
+            "workqueue_depth",
+            "workqueue_adds_total",
+            "workqueue_queue_duration_seconds_bucket",
+            "workqueue_work_duration_seconds_bucket",
+            "workqueue_retries_total",
+            "workqueue_longest_running_processor_seconds",
+        ):
+            assert f"{name}{{" in text, name
+        assert 'leader_election_master_status{name="stash-operator"} 1.0' in text
     finally:
         stop.set()
         thread.join(20)

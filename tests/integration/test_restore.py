@@ -6,6 +6,7 @@ links, sparse files), with the phases, per-host stats, Events and metrics they r
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 import urllib.request
@@ -45,6 +46,7 @@ from tests.integration.helpers import (
     fresh_namespace,
     give_to_pods,
     invoker_ready,
+    pod_logs,
     running_operator,
     shared_dir,
     wait_until_injected,
@@ -414,6 +416,17 @@ def backed_up_by_sidecars(
         return status if status.get("phase") == "Succeeded" else None
 
     eventually(backed_up_all, 180, "the backup")
+    hosts = sum(
+        len(t.get("stats") or [])
+        for t in kube.get(BACKUP_SESSIONS, name, namespace)["status"]["targets"]
+    )
+    eventually(  # each sidecar says on the session how its host went
+        lambda: (
+            [r for r, _ in events_of(kube, namespace, name)].count("HostBackupSucceeded") == hosts
+        ),
+        30,
+        "the sidecars' Events",
+    )
 
 
 def db_member() -> JSON:
@@ -705,6 +718,21 @@ def test_a_daemonset_restores_its_nodes_host_and_two_replicas_restore_their_one_
             (workload("DaemonSet", "logs", 1, logs, images.app.name), 1),
         ],
     )
+    node = kube.list(NODES)["items"][0]["metadata"]["name"]
+    # The sidecars log JSON (as the webhook does, which told them to): each line parses, and
+    # their backup's lines say which target, session and host they are about.
+    (logs_pod,) = kube.list(PODS, namespace, label_selector="app=logs")["items"]
+    text = pod_logs(kube, namespace, logs_pod["metadata"]["name"], c.SIDECAR_CONTAINER)
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    about = [line for line in lines if line.get("host") == node]
+    assert about, lines
+    assert {line["target"] for line in about} == {"DaemonSet/logs"}
+    assert all(line.get("session", "").startswith("nightly-") for line in about)
+    webhook_lines = [
+        json.loads(line) for line in injecting_webhook.log.read_text().splitlines() if line.strip()
+    ]
+    assert webhook_lines
+    assert all("message" in line for line in webhook_lines)
     damage(web)
     damage(logs)
 
@@ -713,7 +741,6 @@ def test_a_daemonset_restores_its_nodes_host_and_two_replicas_restore_their_one_
         target = restore_member(kind, name.removesuffix("-back"))
         target["target"]["volumeMounts"] = [{"name": "data", "mountPath": str(data)}]
         kube.create(restore_session(name, namespace, target), namespace)
-    node = kube.list(NODES)["items"][0]["metadata"]["name"]
     for name, host, data, wanted in (
         ("web-back", "host-0", web, expected["web"]),
         ("logs-back", node, logs, expected["logs"]),

@@ -1,0 +1,4 @@
+"""Defaults of the operator's settings, kept apart so that the command line can show them
+without loading the operator."""
+
+SIDECAR_GRACE = 120.0  # seconds a sidecar target may go without a ready pod carrying the sidecar

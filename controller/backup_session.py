@@ -52,7 +52,7 @@ from engine.batch_hook import CONDITIONS
 from engine.hooks import retries_left
 from engine.reporting import ConditionUpdate, SessionReporter
 from engine.results import parse_duration
-from kube import AlreadyExists, Client, KubeError, NotFound
+from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
 from kube.events import EventRecorder
 from kube.types import PODS
 
@@ -489,6 +489,8 @@ class SessionReconciler:
             )
         except AlreadyExists:
             pass  # created before a restart: the same Job, by name
+        except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
+            return f"the API server refused Job {job['metadata']['name']}: {exc}"
         return None
 
 

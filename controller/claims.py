@@ -209,7 +209,15 @@ def _mount_problems(view: RestoreView, where: str, names: set[str]) -> list[str]
             "path it was backed up from)"
         ]
     problems = []
+    paths: dict[str, int] = {}
     for i, mount in enumerate(mounts):
+        path = mount.mount_path.rstrip("/") or "/"
+        if path in paths:
+            problems.append(
+                f"{where}.volumeMounts[{i}].mountPath: {mount.mount_path} is also "
+                f"volumeMounts[{paths[path]}]'s; a pod mounts one volume per path"
+            )
+        paths.setdefault(path, i)
         if names and mount.name not in names:
             problems.append(
                 f"{where}.volumeMounts[{i}].name: no claim template gives a volume "

@@ -56,7 +56,7 @@ from controller.trigger import restore_rbac_objects
 from engine import metrics
 from engine.batch_hook import CONDITIONS
 from engine.results import parse_duration
-from kube import AlreadyExists, Client, Forbidden, Invalid, KubeError, NotFound
+from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
 from kube.events import EventRecorder
 from kube.types import PODS, RESTORE_INVOKER_TYPES
 
@@ -321,7 +321,7 @@ class RestoreReconciler:
                 self.client.create(claim)
             except AlreadyExists:
                 continue
-            except (Invalid, Forbidden) as exc:
+            except (BadRequest, Invalid, Forbidden) as exc:
                 return f"PersistentVolumeClaim {meta['name']}: {exc}"
             self.writes.record(meta["namespace"])
             self.events.record(
@@ -364,6 +364,8 @@ class RestoreReconciler:
             )
         except AlreadyExists:
             pass  # created before a restart: the same Job, by name
+        except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
+            return f"the API server refused Job {job['metadata']['name']}: {exc}"
         return None
 
     def _run_batch_hook(self, invoker: JSON, status: JSON, kind: str, now: dt.datetime) -> JSON:

@@ -6,6 +6,7 @@ Everything above this package speaks plain dicts and ``api`` models through ``ku
 from kube.client import Client, ResourceType
 from kube.errors import (
     AlreadyExists,
+    BadRequest,
     Conflict,
     Forbidden,
     Gone,
@@ -17,6 +18,7 @@ from kube.errors import (
 
 __all__ = [
     "AlreadyExists",
+    "BadRequest",
     "Client",
     "Conflict",
     "Forbidden",

@@ -47,6 +47,11 @@ class Invalid(KubeError):
     """The object failed validation; ``causes`` name each field and why."""
 
 
+class BadRequest(KubeError):
+    """The request could not be read as the object (a field of the wrong form, e.g. a
+    resource quantity that is none): sending it again cannot help."""
+
+
 class Forbidden(KubeError):
     pass
 
@@ -90,6 +95,8 @@ def error_from_response(status: int, body: bytes | str | None, what: str) -> Kub
         cls = Conflict
     elif status == 422:
         cls = Invalid
+    elif status == 400:
+        cls = BadRequest
     elif status == 403:
         cls = Forbidden
     elif status == 410:

@@ -335,6 +335,18 @@ def test_a_restore_that_cannot_succeed_fails_in_restics_own_words(
     assert wrong not in str(status)
     assert PASSWORD not in str(status)
 
+    # A Job the API server refuses (here: a resource limit that is no quantity) fails the
+    # restore in the API server's words, instead of being retried for ever.
+    refused = restore_member(name="shared", mount=str(data))
+    refused["runtimeSettings"] = {"container": {"resources": {"limits": {"cpu": "lots"}}}}
+    kube.create(restore_session("refused-job", namespace, refused), namespace)
+    status = finished(kube, namespace, "RestoreSession", "refused-job")["status"]
+    assert status["phase"] == "Failed"
+    reason = get_condition(status["conditions"], RESTORE_FAILED)
+    assert reason is not None
+    assert "the API server refused Job stash-restore-refused-job-0" in reason["message"], reason
+    assert "quantities must match" in reason["message"], reason
+
 
 def _statefulset(name: str, data: Path, image: str) -> JSON:
     """Two ordinals, each keeping its own subdirectory of ``data`` (``subPathExpr``)."""

@@ -275,6 +275,14 @@ def test_stashs_clone_examples_are_valid() -> None:
         ),
         (clone(replicas=0), "replicas", "restores nothing"),
         (clone(templates=("",)), "volumeClaimTemplates[0].metadata.name", "required"),
+        (
+            clone(
+                templates=("a-${POD_ORDINAL}", "b-${POD_ORDINAL}"),
+                mounts=(("a", "/data"), ("b", "/data/")),
+            ),
+            "volumeMounts[1].mountPath",
+            "a pod mounts one volume per path",
+        ),
     ],
     ids=[
         "no-ordinal",
@@ -285,6 +293,7 @@ def test_stashs_clone_examples_are_valid() -> None:
         "bad-name",
         "zero",
         "no-name",
+        "one-path-twice",
     ],
 )
 def test_a_wrong_clone_spec_names_the_field_and_why(rs: JSON, field: str, says: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from kube.errors import (
     AlreadyExists,
+    BadRequest,
     Conflict,
     Forbidden,
     Gone,
@@ -46,7 +47,8 @@ def _status(
         (410, "Expired", Gone),
         (429, "TooManyRequests", Unavailable),
         (503, "ServiceUnavailable", Unavailable),
-        (400, "BadRequest", KubeError),
+        (400, "BadRequest", BadRequest),
+        (418, "Teapot", KubeError),
     ],
 )
 def test_each_status_code_maps_to_its_error_class(code: int, reason: str, cls: type) -> None:

@@ -31,7 +31,7 @@ from controller.caches import (
 )
 from controller.defaults import SIDECAR_GRACE
 from controller.facts import FactReader
-from controller.hook_job import hook_job, hook_job_failure
+from controller.hook_job import create_hook_job, hook_job_failure
 from controller.invoker import MemberView, members_of, refusal
 from controller.owned import find_job
 from controller.runtime import Controller, Result, Writes
@@ -360,17 +360,15 @@ class SessionReconciler:
         meta = session["metadata"]
         job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
         if job is None:
-            try:
-                self.client.create(hook_job(session, invoker, kind, self.image))
-                self.writes.record(meta["namespace"])
-                self.events.record(
-                    session,
-                    "Normal",
-                    "GlobalHookJobCreated",
-                    f"created Job {hook_job_name(meta['name'], kind)} to run the {kind} hook",
-                )
-            except AlreadyExists:
-                pass  # created before a restart; its events bring the session back
+            create_hook_job(
+                self.client,
+                self.writes,
+                self.events,
+                session,
+                invoker,
+                kind=kind,
+                image=self.image,
+            )
             return
         failure = hook_job_failure(job)
         if failure is None:

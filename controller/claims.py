@@ -21,7 +21,7 @@ from typing import Any
 from api import constants as c
 from controller.builtin_tasks import PVC_RESTORE_FUNCTION, UPDATE_STATUS_FUNCTION
 from controller.invoker import RestoreView
-from controller.substitution import substitute
+from controller.substitution import substitute, substitute_all
 
 JSON = dict[str, Any]
 POD_ORDINAL = "POD_ORDINAL"
@@ -73,20 +73,12 @@ def claims_for(view: RestoreView, ordinal: int, invoker: JSON) -> list[JSON]:
                     },
                     "annotations": annotations,
                 },
-                "spec": _resolved_spec(body.get("spec") or {}, ordinal),
+                "spec": substitute_all(
+                    body.get("spec") or {}, {POD_ORDINAL: str(ordinal)}, strict=False
+                ),
             }
         )
     return made
-
-
-def _resolved_spec(spec: Any, ordinal: int) -> Any:
-    if isinstance(spec, str):
-        return _resolve(spec, ordinal)
-    if isinstance(spec, list):
-        return [_resolved_spec(v, ordinal) for v in spec]
-    if isinstance(spec, dict):
-        return {k: _resolved_spec(v, ordinal) for k, v in spec.items()}
-    return spec
 
 
 def volumes(claims: list[JSON], ordinal: int) -> list[JSON]:

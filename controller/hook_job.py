@@ -6,6 +6,7 @@ account (ClusterRole ``stash-backup-job`` / ``stash-restore-job``, bound in that
 only), running ``stash run-hook`` (``engine.batch_hook``). A hook's HTTP call or TCP connection
 leaves from that namespace's pod, with its network identity and policies, and an ``exec`` hook
 runs its command in that pod: nothing of a tenant's hook runs inside the operator.
+``create_hook_job`` creates it for either reconciler (AlreadyExists is success: a restart).
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from api.naming import (
     restore_service_account,
 )
 from controller.backup_job import POD_SETTING_KEYS, SESSION_LABEL
+from controller.runtime import Writes
 from controller.trigger import owner_reference
 from engine.batch_hook import BATCH_HOOK_TIMEOUT, HOOK_CONTAINER
+from kube import AlreadyExists, Client
+from kube.events import EventRecorder
 
 JSON = dict[str, Any]
 HOOK_LABEL = f"{c.GROUP}/hook"
@@ -103,3 +107,29 @@ def hook_job_failure(job: JSON | None) -> str | None:
             message = condition.get("message") or "the hook pod failed"
             return f"the hook's pod did not finish: {reason}: {message}"
     return None
+
+
+def create_hook_job(
+    client: Client,
+    writes: Writes,
+    events: EventRecorder,
+    session: JSON,
+    invoker: JSON,
+    *,
+    kind: str,
+    image: str,
+) -> None:
+    """Create the hook Job for ``kind`` and say so on ``session``; one made before a restart is
+    the same Job, by name (its events bring the session back)."""
+    meta = session["metadata"]
+    try:
+        client.create(hook_job(session, invoker, kind, image))
+    except AlreadyExists:
+        return
+    writes.record(meta["namespace"])
+    events.record(
+        session,
+        "Normal",
+        "GlobalHookJobCreated",
+        f"created Job {hook_job_name(meta['name'], kind)} to run the {kind} hook",
+    )

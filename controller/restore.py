@@ -37,7 +37,7 @@ from controller.caches import (
 )
 from controller.facts import FactReader
 from controller.grants import Grants, repository_grant
-from controller.hook_job import hook_job, hook_job_failure
+from controller.hook_job import create_hook_job, hook_job_failure
 from controller.invoker import RestoreView
 from controller.optin import RESTORE_ANNOTATION
 from controller.owned import ensure, find_job, owned_by
@@ -382,17 +382,15 @@ class RestoreReconciler:
                 )
             return status
         if job is None:
-            try:
-                self.client.create(hook_job(invoker, invoker, kind, self.image))
-                self.writes.record(meta["namespace"])
-                self.events.record(
-                    invoker,
-                    "Normal",
-                    "GlobalHookJobCreated",
-                    f"created Job {hook_job_name(meta['name'], kind)} to run the {kind} hook",
-                )
-            except AlreadyExists:
-                pass  # created before a restart; its events bring the restore back
+            create_hook_job(
+                self.client,
+                self.writes,
+                self.events,
+                invoker,
+                invoker,
+                kind=kind,
+                image=self.image,
+            )
             return status
         failure = hook_job_failure(job)
         if failure is None:

@@ -34,8 +34,9 @@ def substitute(text: str, variables: Mapping[str, str], missing: list[str] | Non
     return _PATTERN.sub(replace, text)
 
 
-def substitute_all(value: Any, variables: Mapping[str, str]) -> Any:
-    """Substitute in every string of a JSON value; raise once, naming every missing variable."""
+def substitute_all(value: Any, variables: Mapping[str, str], *, strict: bool = True) -> Any:
+    """Substitute in every string of a JSON value; raise once, naming every missing variable
+    (not ``strict``: leave them as written)."""
     missing: list[str] = []
 
     def walk(item: Any) -> Any:
@@ -48,6 +49,6 @@ def substitute_all(value: Any, variables: Mapping[str, str]) -> Any:
         return item
 
     result = walk(value)
-    if missing:
+    if missing and strict:
         raise SubstitutionError(missing)
     return result

@@ -155,6 +155,13 @@ def finished(kube: Client, namespace: str, kind: str, name: str, timeout: float 
     pytest.fail(f"{kind} {name} did not end in {timeout:.0f}s: {last}; pods: {pods}")
 
 
+def reconciling_again_writes_nothing(operator: Operator, key: tuple[str, str, str]) -> bool:
+    """Converged: one more reconcile of the restore makes no API write."""
+    writes = operator.writes_in(key[1])
+    operator.restores.reconcile(key)
+    return operator.writes_in(key[1]) == writes
+
+
 def has_metrics(status: JSON) -> bool:
     return get_condition(status.get("conditions"), c.METRICS_PUSHED) is not None
 
@@ -221,9 +228,7 @@ def test_a_pvc_restored_by_a_restore_session_is_what_was_backed_up_file_for_file
     assert metric_value(text, "stash_restore_host_restore_success", **host) == 1.0
 
     # Converged: reconciling again writes nothing.
-    writes = operator.writes_in(namespace)
-    operator.restores.reconcile(("RestoreSession", namespace, "shared-back"))
-    assert operator.writes_in(namespace) == writes
+    assert reconciling_again_writes_nothing(operator, ("RestoreSession", namespace, "shared-back"))
 
 
 def test_a_restore_batch_restores_each_member_one_after_another(
@@ -350,37 +355,11 @@ def test_a_restore_that_cannot_succeed_fails_in_restics_own_words(
 
 def _statefulset(name: str, data: Path, image: str) -> JSON:
     """Two ordinals, each keeping its own subdirectory of ``data`` (``subPathExpr``)."""
-    mount = {"name": "data", "mountPath": DB_PATH, "subPathExpr": "$(POD_NAME)"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 2,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name, c.BACKUP_LABEL: c.BACKUP_LABEL_VALUE}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": image,
-                            "env": [
-                                {
-                                    "name": "POD_NAME",
-                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
-                                }
-                            ],
-                            "volumeMounts": [mount],
-                        }
-                    ],
-                    "volumes": [{"name": "data", "hostPath": {"path": str(data)}}],
-                },
-            },
-        },
-    }
+    sts = workload("StatefulSet", name, 2, data, image)
+    (app,) = sts["spec"]["template"]["spec"]["containers"]
+    app["env"] = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    app["volumeMounts"] = [dict(m) for m in DB_MOUNTS]
+    return sts
 
 
 DB_PATH = "/var/lib/db"
@@ -607,9 +586,7 @@ def test_a_statefulsets_ordinals_are_restored_into_new_pvcs_one_job_per_ordinal(
     reasons = [reason for reason, _ in events_of(kube, namespace, "clone")]
     assert reasons.count("RestorePVCCreated") == 3
 
-    writes = operator.writes_in(namespace)
-    operator.restores.reconcile(("RestoreBatch", namespace, "clone"))
-    assert operator.writes_in(namespace) == writes
+    assert reconciling_again_writes_nothing(operator, ("RestoreBatch", namespace, "clone"))
 
 
 def test_a_repository_of_another_namespace_that_allows_it_is_backed_up_to_and_restored_from(

@@ -494,17 +494,6 @@ def test_a_deployment_and_each_statefulset_ordinal_are_restored_by_stash_init_be
     fresh = eventually(recreated, 60, "db-1 to be created again")
     assert c.RESTORE_INIT_CONTAINER not in _init_names(fresh)
 
-    # The single-target form restores the StatefulSet the same way: rolled again, per ordinal.
-    for root in (db / "db-0", db / "db-1"):
-        damage(root)
-    kube.create(restore_session("db-again", namespace, db_restore), namespace)
-    again = finished(kube, namespace, "RestoreSession", "db-again", timeout=300)["status"]
-    assert again["phase"] == "Succeeded", again
-    assert again["totalHosts"] == 2
-    assert [s["hostname"] for s in again["stats"]] == ["host-0", "host-1"]
-    assert fidelity(db / "db-0") == expected["db-0"]
-    assert fidelity(db / "db-1") == expected["db-1"]
-
 
 def _exists(kube: Client, namespace: str, name: str) -> bool:
     try:

@@ -11,6 +11,9 @@ V1ALPHA1: Final = f"{GROUP}/v1alpha1"
 # Opt-in label on pods and pod templates; the webhook only ever sees pods that carry it.
 BACKUP_LABEL: Final = f"{GROUP}/backup"
 BACKUP_LABEL_VALUE: Final = "enabled"
+# On a workload's pod template (so on its pods): the uids of the restores its pods were rolled
+# for. A pod that carries one was made to be restored by stash-init.
+RESTORE_ANNOTATION: Final = f"{GROUP}/restore"
 
 # Labels on BackupSessions (and everything created for them).
 INVOKER_TYPE_LABEL: Final = f"{GROUP}/invoker-type"

@@ -18,7 +18,7 @@ import functools
 import logging
 from typing import Any
 
-from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP
+from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP, RESTORE_ANNOTATION
 from controller.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
 from controller.runtime import Controller, Result, Writes
 from engine.invokers import SidecarIndex, WorkloadKey
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 HASH_ANNOTATION = f"{GROUP}/sidecar-hash"
 MANAGED_ANNOTATION = f"{GROUP}/opt-in-managed"
-RESTORE_ANNOTATION = f"{GROUP}/restore"
 
 
 def desired_patch(

@@ -39,7 +39,6 @@ from controller.facts import FactReader
 from controller.grants import Grants, repository_grant
 from controller.hook_job import create_hook_job, hook_job_failure
 from controller.invoker import RestoreView
-from controller.optin import RESTORE_ANNOTATION
 from controller.owned import ensure, find_job, owned_by
 from controller.restore_status import (
     FINISHED,
@@ -50,13 +49,29 @@ from controller.restore_status import (
     restore_members_of,
 )
 from controller.runtime import Controller, Result, Writes
-from controller.sidecar_presence import match_labels_selector, pods_of, why_init_absent
+from controller.sidecar_presence import (
+    has_init,
+    match_labels_selector,
+    pods_of,
+    rolled_without_init,
+    why_init_absent,
+)
 from controller.targets import parse_time
 from controller.trigger import restore_rbac_objects
 from engine import metrics
+from engine.agent import PER_POD_KINDS, Identity
 from engine.batch_hook import CONDITIONS
 from engine.results import parse_duration
-from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
+from kube import (
+    AlreadyExists,
+    BadRequest,
+    Client,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeError,
+    NotFound,
+)
 from kube.events import EventRecorder
 from kube.types import PODS, RESTORE_INVOKER_TYPES
 
@@ -95,6 +110,8 @@ class RestoreReconciler:
         self.events = EventRecorder(client, "stash-operator")
         self.pushes: Background[Key, None] = Background("restore-metrics-push")
         self._enqueue: Callable[[Key], None] = lambda key: None
+        # (restore uid, member, host) -> when its pods missing stash-init were deleted (once)
+        self._recreated: dict[tuple[str, int, str], dt.datetime] = {}
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -178,7 +195,7 @@ class RestoreReconciler:
         """Does the workload's pod template carry this restore (its pods rolled for it)?"""
         template = ((self._workload(view) or {}).get("spec") or {}).get("template") or {}
         marks = str(
-            ((template.get("metadata") or {}).get("annotations") or {}).get(RESTORE_ANNOTATION)
+            ((template.get("metadata") or {}).get("annotations") or {}).get(c.RESTORE_ANNOTATION)
             or ""
         )
         return invoker["metadata"].get("uid", "") in marks.split(",")
@@ -213,10 +230,75 @@ class RestoreReconciler:
                 log.info("pods of %s %s: %s", view.kind, view.name, exc)
                 continue
             pods = pods_of(workload, listed.get("items") or [])
-            why = why_init_absent(view.kind, view.target_namespace, view.name, pods)
+            why, recreating = self._missed(invoker, view, pods, now)
+            if why is None and not recreating:
+                why = why_init_absent(view.kind, view.target_namespace, view.name, pods)
             if why:
                 absent[view.index] = why
         return absent
+
+    def _missed(
+        self, invoker: JSON, view: RestoreView, pods: list[JSON], now: dt.datetime
+    ) -> tuple[str | None, bool]:
+        """The pods rolled for this restore that came up without stash-init while their host is
+        not restored (the webhook had not seen the restore yet, or did not answer) are deleted,
+        once per host, so that their controller makes them again through the webhook. Returns
+        why the member fails (a host whose new pods missed it again) and whether a host's pods
+        were re-created within the grace (until then no verdict on the member's pods)."""
+        uid = str(invoker["metadata"].get("uid", ""))
+        reported = _reported_hosts(invoker, view.index)
+        alias = view.member.target.alias if view.member.target else None
+        if view.kind not in PER_POD_KINDS and any(has_init(p) for p in pods):
+            return None, False  # one pod of a Deployment restores its host: one has stash-init
+        stray: dict[str, list[JSON]] = {}
+        for pod in rolled_without_init(pods, uid):
+            identity = Identity(
+                view.target_namespace,
+                view.kind,
+                view.name,
+                pod["metadata"]["name"],
+                str((pod.get("spec") or {}).get("nodeName") or ""),
+            )
+            try:
+                host = identity.hostname(alias)
+            except ValueError:
+                continue  # not scheduled yet: no host
+            if host not in reported:
+                stray.setdefault(host, []).append(pod)
+        where = f"{view.kind} {view.target_namespace}/{view.name}"
+        for host, missed in stray.items():
+            if (uid, view.index, host) in self._recreated:
+                return (
+                    f"pod {missed[0]['metadata']['name']} of {where} came up without the "
+                    f"stash-init init container, also after it was re-created for host {host}: "
+                    "the webhook did not inject it (is it running? its failurePolicy Ignore "
+                    "lets pods start without it)",
+                    False,
+                )
+            self._recreated[(uid, view.index, host)] = now
+            for pod in missed:
+                self._recreate(invoker, where, pod, host)
+        recent = [
+            at for (u, index, _), at in self._recreated.items() if u == uid and index == view.index
+        ]
+        return None, any((now - at).total_seconds() < self.init_grace for at in recent)
+
+    def _recreate(self, invoker: JSON, where: str, pod: JSON, host: str) -> None:
+        meta = pod["metadata"]
+        log.info("re-creating pod %s of %s: it came up without stash-init", meta["name"], where)
+        try:
+            self.client.delete(
+                PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"), missing_ok=True
+            )
+        except Conflict:
+            return  # a newer pod of that name: the next look judges it
+        self.events.record(
+            invoker,
+            "Normal",
+            "PodRecreated",
+            f"deleted pod {meta['name']} of {where}: it came up without stash-init before "
+            f"host {host} was restored; its controller makes it again, with stash-init",
+        )
 
     # -- reconcile -----------------------------------------------------------------------------
 
@@ -232,6 +314,8 @@ class RestoreReconciler:
         invoker = {"apiVersion": rt.api_version, "kind": kind, **invoker}
         if self._done(invoker):
             self.grants.keep(key, [])  # nothing reads the Repository for it any more
+            uid = invoker["metadata"].get("uid")
+            self._recreated = {k: v for k, v in self._recreated.items() if k[0] != uid}
             return None
         now = dt.datetime.now(dt.UTC)
         try:
@@ -536,6 +620,17 @@ def _job_names(invoker: JSON, view: RestoreView) -> list[str]:
 
 def _owned_by(job: JSON, invoker: JSON) -> bool:
     return owned_by(job, invoker["metadata"].get("uid", ""))
+
+
+def _reported_hosts(invoker: JSON, index: int) -> set[str]:
+    """The hosts of member ``index`` that have reported their restore (either way)."""
+    status = invoker.get("status") or {}
+    if invoker["kind"] == "RestoreBatch":
+        entries = status.get("members") or []
+        stats = (entries[index].get("stats") or []) if index < len(entries) else []
+    else:
+        stats = status.get("stats") or []
+    return {str(s.get("hostname")) for s in stats if s.get("hostname")}
 
 
 def _made(invoker: JSON) -> set[int]:

@@ -6,13 +6,16 @@ A sidecar target is carried out by the ``stash`` containers of the workload's po
 of its pods is ready with one — the workload scaled to 0, its pods created before the opt-in
 label (so without the sidecar), the sidecar crashing — nothing will ever report, and the
 target fails saying which of these it is.
+
+A restore's pods carry the uids of the restores their template was rolled for; one of them that
+came up without ``stash-init`` (``rolled_without_init``) missed its restore.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from api.constants import RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
+from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
 from controller.invoker import selector_matches
 
 JSON = dict[str, Any]
@@ -82,7 +85,7 @@ def why_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | 
     return f"no stash sidecar of {where} is ready ({reasons})"
 
 
-def _has_init(pod: JSON) -> bool:
+def has_init(pod: JSON) -> bool:
     return any(
         c.get("name") == RESTORE_INIT_CONTAINER
         for c in (pod.get("spec") or {}).get("initContainers") or []
@@ -94,10 +97,21 @@ def why_init_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> s
     where = f"{kind} {namespace}/{name}"
     if not pods:
         return f"{where} has no pods (scaled to 0?): no stash-init runs to restore it"
-    if any(_has_init(p) for p in pods):
+    if any(has_init(p) for p in pods):
         return None
     return (
         f"{len(pods)} pod(s) of {where} run without the stash-init init container: the webhook "
         "did not inject it (is it running? its failurePolicy Ignore lets pods start without "
         "it)"
     )
+
+
+def rolled_without_init(pods: list[JSON], restore_uid: str) -> list[JSON]:
+    """The pods made from a template rolled for the restore ``restore_uid`` that came up
+    without stash-init: the webhook had not seen the restore yet, or did not answer."""
+    found = []
+    for pod in pods:
+        marks = ((pod.get("metadata") or {}).get("annotations") or {}).get(RESTORE_ANNOTATION)
+        if restore_uid in str(marks or "").split(",") and not has_init(pod):
+            found.append(pod)
+    return found

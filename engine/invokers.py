@@ -35,6 +35,7 @@ RepositoryKey = tuple[str, str]  # (namespace, name)
 RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
 # A restore in one of these phases may still restore: its workloads' new pods get stash-init.
 RESTORE_UNFINISHED = (None, "", "Pending", "Running")
+RESTORES_REMEMBERED = 10_000  # restore uids kept by the index, seen or waited for
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,10 @@ class SidecarIndex:
         self._restoring: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}  # stash-init
         self._repositories: dict[RepositoryKey, Repository] = {}
         self._memo: dict[tuple[str, str, str, str], Any] = {}
+        # The uid of every restore seen (any phase, deleted ones too) or waited for in vain,
+        # oldest first; a pod rolled for a restore not in here is ahead of the index.
+        self._restores_seen: dict[str, None] = {}
+        self._changed = threading.Condition(self._lock)
 
     @staticmethod
     def _invoker_key(obj: dict[str, Any]) -> tuple[str, str, str]:
@@ -188,6 +193,7 @@ class SidecarIndex:
         with self._lock:
             before = set(self._by_invoker.get(key, {}))
             self._by_invoker[key] = targets
+            self._saw_restores([invoker])
             self._rebuild()
         return before | set(targets)
 
@@ -195,18 +201,53 @@ class SidecarIndex:
         """Forget an invoker; returns the workloads it targeted."""
         with self._lock:
             before = set(self._by_invoker.pop(self._invoker_key(invoker), {}))
+            self._saw_restores([invoker])
             self._rebuild()
         return before
 
     def replace(self, invokers: Iterable[dict[str, Any]], kind: str | None = None) -> None:
         """Replace every invoker (or, with ``kind``, every invoker of that kind)."""
+        invokers = list(invokers)
         fresh = {self._invoker_key(obj): _targets_of(obj) for obj in invokers}
         with self._lock:
             if kind is not None:
                 kept = {k: v for k, v in self._by_invoker.items() if k[0] != kind}
                 fresh = {**kept, **fresh}
             self._by_invoker = fresh
+            self._saw_restores(invokers)
             self._rebuild()
+
+    # -- restores a pod was rolled for, which the index may not have seen yet -----------------
+
+    def _saw_restores(self, invokers: Iterable[dict[str, Any]], *uids: str) -> None:
+        """Remember restore uids (the lock held); the oldest go beyond RESTORES_REMEMBERED."""
+        for obj in invokers:
+            uid = (obj.get("metadata") or {}).get("uid")
+            if obj.get("kind") in RESTORE_KINDS and isinstance(uid, str) and uid:
+                uids = (*uids, uid)
+        for uid in uids:
+            self._restores_seen.pop(uid, None)
+            self._restores_seen[uid] = None
+        while len(self._restores_seen) > RESTORES_REMEMBERED:
+            del self._restores_seen[next(iter(self._restores_seen))]
+
+    def unseen_restores(self, uids: Iterable[str]) -> tuple[str, ...]:
+        """Those of ``uids`` (restores a pod's template was rolled for) the index has not seen."""
+        with self._lock:
+            return tuple(u for u in uids if u not in self._restores_seen)
+
+    def wait_for_restores(self, uids: Iterable[str], timeout: float) -> tuple[str, ...]:
+        """Block until the index has seen every restore in ``uids`` or ``timeout`` passed; the
+        ones still unseen are returned, and remembered so that no later pod waits for them
+        (a restore deleted before this process started is never seen)."""
+        wanted = tuple(uids)
+        with self._changed:
+            self._changed.wait_for(
+                lambda: all(u in self._restores_seen for u in wanted), timeout=timeout
+            )
+            missing = tuple(u for u in wanted if u not in self._restores_seen)
+            self._saw_restores((), *missing)
+            return missing
 
     # -- Repositories: their local backends are mounted into the sidecar ----------------------
 
@@ -293,6 +334,7 @@ class SidecarIndex:
             for workload, items in restoring.items()
         }
         self._memo = {}
+        self._changed.notify_all()
 
     def targets(self, namespace: str, kind: str, name: str) -> tuple[SidecarTarget, ...]:
         return self._by_workload.get((namespace, kind, name), ())

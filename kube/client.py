@@ -253,8 +253,13 @@ class Client:
         *,
         propagation: str = "Background",
         missing_ok: bool = False,
+        uid: str | None = None,
     ) -> None:
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        """Delete an object; with ``uid``, only that one (``Conflict`` if the name now holds
+        another)."""
+        body: JSON = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
             self.request("DELETE", rt.path(namespace, name), body=body)
         except NotFound:

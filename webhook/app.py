@@ -28,13 +28,13 @@ from prometheus_client import (
 )
 from starlette.routing import Route
 
-from api.admission import AdmissionResponse
+from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import WEBHOOK_PATH
 from engine.invokers import SidecarIndex
 from engine.logfields import log_fields
 from engine.sidecar import SidecarSettings
 from webhook.errors import BodyTimeout, BodyTooLarge, WebhookError
-from webhook.mutation import handle
+from webhook.mutation import handle, restores_of
 from webhook.review import parse_review
 from webhook.tls import CertificateReloader
 
@@ -44,6 +44,9 @@ MAX_BODY = 3 * 1024 * 1024  # the API server's own request limit is 3 MiB
 # The API server gives a webhook at most 30 s for the whole call; a body still arriving after
 # this long is a stalled or hostile client, whose connection is cut.
 BODY_TIMEOUT = 10.0
+# How long a pod rolled for a restore the index has not seen waits for it: well inside the
+# webhook's timeoutSeconds (5), and only ever paid once per unseen restore.
+RESTORE_WAIT = 2.0
 JSON_TYPE = "application/json"
 
 
@@ -119,12 +122,15 @@ class AdmissionEndpoint:
         metrics: WebhookMetrics,
         max_body: int,
         body_timeout: float = BODY_TIMEOUT,
+        *,
+        restore_wait: float = RESTORE_WAIT,
     ) -> None:
         self.index = index
         self.settings = settings
         self.metrics = metrics
         self.max_body = max_body
         self.body_timeout = body_timeout
+        self.restore_wait = restore_wait
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -138,6 +144,7 @@ class AdmissionEndpoint:
             await _send(send, exc.status_code, _status(exc.status_code, str(exc)), close=True)
             return
         with log_fields(namespace=review.namespace, pod=review.name, request=review.uid):
+            await self._catch_up(review)
             try:
                 response = handle(review, self.index, self.settings)
                 outcome = "mutated" if response.patch else "allowed"
@@ -157,6 +164,24 @@ class AdmissionEndpoint:
         body = orjson.dumps(response.to_review(review.api_version))
         self.metrics.observe(outcome, started)
         await _send(send, 200, body)
+
+    async def _catch_up(self, review: AdmissionRequest) -> None:
+        """A pod rolled for a restore the index has not seen yet (the operator saw it first
+        and re-rolled the workload) would start without stash-init: wait, briefly, for the
+        index to see it."""
+        unseen = self.index.unseen_restores(restores_of(review))
+        if not unseen:
+            return
+        missing = await asyncio.to_thread(self.index.wait_for_restores, unseen, self.restore_wait)
+        if missing:
+            log.warning(
+                "pod %s/%s was rolled for restore(s) %s, not seen within %g s; admitting it "
+                "with the restores known",
+                review.namespace,
+                review.name or "(generated name)",
+                ",".join(missing),
+                self.restore_wait,
+            )
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes:
         try:
@@ -218,6 +243,7 @@ def create_app(
     metrics: WebhookMetrics | None = None,
     max_body: int = MAX_BODY,
     body_timeout: float = BODY_TIMEOUT,
+    restore_wait: float = RESTORE_WAIT,
 ) -> FastAPI:
     metrics = metrics or WebhookMetrics.create()
     if reloader is not None:
@@ -237,7 +263,9 @@ def create_app(
     )
     app.state.metrics = metrics
 
-    endpoint = AdmissionEndpoint(index, settings, metrics, max_body, body_timeout)
+    endpoint = AdmissionEndpoint(
+        index, settings, metrics, max_body, body_timeout, restore_wait=restore_wait
+    )
     app.router.routes.append(Route(WEBHOOK_PATH, endpoint, methods=["POST"]))
 
     @app.get("/healthz")

@@ -4,7 +4,8 @@ Only CREATE of pods carrying the opt-in label are mutated: the ``stash`` sidecar
 invokers target the pod's workload, ``stash-init`` while an unfinished restore does. The pod's
 workload is found from its owner references (a Deployment through its ReplicaSet's
 ``pod-template-hash`` naming), its invokers from the in-memory index: no API call happens on
-the request path.
+the request path. ``restores_of`` names the restores a pod was rolled for, so that the caller
+can first let the index catch up with them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from api.admission import AdmissionRequest, AdmissionResponse
-from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE
+from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, RESTORE_ANNOTATION
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings, has_sidecar, inject, inject_init, plan_for
 from webhook.patch import diff
 
 JSON = dict[str, Any]
+# The operator names a workload's unfinished restores; more than this on a pod is not its doing.
+MAX_RESTORES = 16
 
 
 def workload_of(pod: JSON) -> tuple[str, str] | None:
@@ -41,6 +44,22 @@ def workload_of(pod: JSON) -> tuple[str, str] | None:
         if isinstance(pod_hash, str) and pod_hash and name.endswith(f"-{pod_hash}"):
             return ("Deployment", name[: -len(pod_hash) - 1])
     return None
+
+
+def restores_of(request: AdmissionRequest) -> tuple[str, ...]:
+    """The uids of the restores an opted-in pod being created was rolled for (its template's
+    annotation): its stash-init depends on the index having seen them."""
+    pod = request.object
+    if request.kind != "Pod" or request.operation != "CREATE" or not isinstance(pod, dict):
+        return ()
+    meta = pod.get("metadata") or {}
+    if (meta.get("labels") or {}).get(BACKUP_LABEL) != BACKUP_LABEL_VALUE:
+        return ()
+    value = (meta.get("annotations") or {}).get(RESTORE_ANNOTATION)
+    if not isinstance(value, str):
+        return ()
+    uids = tuple(uid for uid in (u.strip() for u in value.split(",")) if uid)
+    return uids[:MAX_RESTORES]
 
 
 def handle(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from api import constants as c
-from api.conditions import is_true
+from api.conditions import has_condition, is_true
 from api.naming import hook_job_name
 from controller.operator import Operator
 from controller.sessions import create_session
@@ -80,10 +80,19 @@ def _session(kube: Client, namespace: str, name: str) -> JSON:
 
 
 def _finished(kube: Client, namespace: str, name: str) -> JSON | None:
+    """The session once it has ended and its follow-ups are recorded: the phase is written
+    first, history cleaning and the metrics push (off the worker) in the passes after it."""
     session = _session(kube, namespace, name)
-    return (
-        session if (session.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
-    )
+    status = session.get("status") or {}
+    if status.get("phase") not in ("Succeeded", "Failed"):
+        return None
+    conditions = status.get("conditions")
+    if not (
+        is_true(conditions, c.BACKUP_HISTORY_CLEANED)
+        and has_condition(conditions, c.METRICS_PUSHED)
+    ):
+        return None
+    return session
 
 
 def _job(kube: Client, namespace: str, session: str, index: int) -> JSON:

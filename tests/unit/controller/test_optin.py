@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from api.constants import BACKUP_LABEL
+from api.constants import BACKUP_LABEL, RESTORE_ANNOTATION
 from controller.optin import (
     HASH_ANNOTATION,
     MANAGED_ANNOTATION,
-    RESTORE_ANNOTATION,
     desired_patch,
 )
 

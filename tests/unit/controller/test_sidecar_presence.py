@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
+from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER
+from controller.sidecar_presence import (
+    match_labels_selector,
+    pods_of,
+    rolled_without_init,
+    why_absent,
+)
 
 
 def pod(name: str, sidecar: bool = True, ready: bool = True, **state: Any) -> dict[str, Any]:
@@ -66,3 +72,23 @@ def test_the_selector_picks_the_pods_and_leaves_terminating_ones_out() -> None:
     assert [p["metadata"]["name"] for p in pods_of(workload, [pod("web-1"), other, leaving])] == [
         "web-1"
     ]
+
+
+def _restore_pod(name: str, marks: str | None, init: bool) -> dict[str, Any]:
+    found = pod(name)
+    if marks is not None:
+        found["metadata"]["annotations"] = {RESTORE_ANNOTATION: marks}
+    if init:
+        found["spec"]["initContainers"] = [{"name": RESTORE_INIT_CONTAINER}]
+    return found
+
+
+def test_a_pod_rolled_for_the_restore_without_stash_init_missed_it() -> None:
+    pods = [
+        _restore_pod("db-0", "uid-0,uid-1", init=True),  # restored
+        _restore_pod("db-1", "uid-1", init=False),  # made before the webhook saw the restore
+        _restore_pod("db-2", "uid-0", init=False),  # rolled for another restore only
+        _restore_pod("db-3", None, init=False),  # not rolled yet
+    ]
+    assert [p["metadata"]["name"] for p in rolled_without_init(pods, "uid-1")] == ["db-1"]
+    assert rolled_without_init(pods, "uid-9") == []

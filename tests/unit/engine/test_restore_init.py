@@ -3,6 +3,7 @@ does for a restore at each point of it."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
@@ -174,3 +175,38 @@ def test_a_host_added_after_the_restore_succeeded_has_nothing_to_do() -> None:
     rs = web_restore("Succeeded")
     rs["status"]["stats"] = [{"hostname": "host-0", "phase": "Succeeded"}]
     assert next_step(rs, 0, "host-2") == "done"
+
+
+def test_a_restore_seen_in_any_phase_or_deleted_is_not_unseen() -> None:
+    index = SidecarIndex()
+    assert index.unseen_restores(["uid-1", "uid-2"]) == ("uid-1", "uid-2")
+    index.upsert(web_restore("Succeeded"))
+    gone = web_restore("Running")
+    gone["metadata"]["uid"] = "uid-2"
+    index.delete(gone)
+    assert index.unseen_restores(["uid-1", "uid-2"]) == ()
+
+
+def test_a_restore_listed_at_start_is_seen() -> None:
+    index = SidecarIndex()
+    index.replace([web_restore("Running"), batch()], kind="RestoreSession")
+    assert index.unseen_restores(["uid-1"]) == ()
+
+
+def test_waiting_for_a_restore_ends_when_another_thread_indexes_it() -> None:
+    index = SidecarIndex()
+    arrived = threading.Thread(target=index.upsert, args=(web_restore(),))
+
+    def start_then_wait() -> tuple[str, ...]:
+        arrived.start()  # the informer's thread delivers it while this one waits
+        return index.wait_for_restores(["uid-1"], timeout=30)
+
+    assert start_then_wait() == ()
+    arrived.join()
+    assert index.init_targets("demo", "Deployment", "web")
+
+
+def test_a_restore_never_seen_is_waited_for_only_once() -> None:
+    index = SidecarIndex()
+    assert index.wait_for_restores(["uid-gone"], timeout=0.01) == ("uid-gone",)
+    assert index.unseen_restores(["uid-gone"]) == ()

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from api.constants import WEBHOOK_PATH
+from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, WEBHOOK_PATH
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
-from tests.factories import batch, pod, review
+from tests.factories import batch, pod, restore_member, restore_session, review
 from webhook import app as app_module
 from webhook.app import AdmissionEndpoint, WebhookMetrics, create_app
 
@@ -175,3 +176,45 @@ def test_a_stalled_body_gets_408_and_the_connection_closed(index: SidecarIndex) 
     assert sent[0]["status"] == 408
     assert (b"connection", b"close") in sent[0]["headers"]
     assert b"did not arrive within 0.2 s" in sent[1]["body"]
+
+
+def _late_restore() -> dict[str, Any]:
+    late = restore_session(member=restore_member("Deployment", "web"))
+    late["spec"]["target"]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    late["metadata"]["uid"] = "uid-late"
+    return late
+
+
+def _rolled_for(uid: str) -> dict[str, Any]:
+    rolled = pod()
+    rolled["metadata"]["annotations"] = {RESTORE_ANNOTATION: uid}
+    return rolled
+
+
+class _LateIndex(SidecarIndex):
+    """An index whose watch delivers the restore only once the endpoint waits for it."""
+
+    def wait_for_restores(self, uids: Iterable[str], timeout: float) -> tuple[str, ...]:
+        threading.Thread(target=self.upsert, args=(_late_restore(),)).start()
+        return super().wait_for_restores(uids, timeout)
+
+
+def test_a_pod_rolled_for_a_restore_not_yet_indexed_waits_for_it_and_gets_stash_init() -> None:
+    app = create_app(_LateIndex(), SidecarSettings(image="stash-py:test"))
+    with TestClient(app) as client:
+        answer = _post(client, review(_rolled_for("uid-late"))).json()["response"]
+    patch = json.loads(base64.b64decode(answer["patch"]))
+    added = [op["value"] for op in patch if op["path"].startswith("/spec/initContainers")]
+    names = [c["name"] for v in added for c in (v if isinstance(v, list) else [v])]
+    assert RESTORE_INIT_CONTAINER in names
+
+
+def test_a_pod_rolled_for_a_restore_never_seen_is_admitted_after_the_wait(
+    index: SidecarIndex,
+) -> None:
+    app = create_app(index, SidecarSettings(image="stash-py:test"), restore_wait=0.01)
+    with TestClient(app) as client:
+        answer = _post(client, review(_rolled_for("uid-gone"))).json()["response"]
+    assert answer["allowed"] is True
+    assert "patch" in answer  # the backup sidecar, as the index knows it
+    assert index.unseen_restores(["uid-gone"]) == ()  # the next pod does not wait

@@ -10,11 +10,11 @@ import jsonpatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.constants import BACKUP_LABEL, SIDECAR_CONTAINER
+from api.constants import BACKUP_LABEL, RESTORE_ANNOTATION, SIDECAR_CONTAINER
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from tests.factories import batch, configuration, member, pod, review
-from webhook.mutation import handle, workload_of
+from webhook.mutation import handle, restores_of, workload_of
 from webhook.review import parse_review
 
 SETTINGS = SidecarSettings(image="stash-py:test")
@@ -186,3 +186,19 @@ def test_any_pod_shape_gets_a_patch_that_applies_and_is_valid(
     paths = [m["mountPath"] for m in sidecar["volumeMounts"]]
     assert len(paths) == len(set(paths))
     assert BACKUP_LABEL in patched["metadata"]["labels"]
+
+
+def _request(obj: Any, operation: str = "CREATE") -> Any:
+    return parse_review(json.dumps(review(obj, operation=operation)).encode())
+
+
+def test_the_restores_a_pod_was_rolled_for_are_read_from_its_annotation() -> None:
+    rolled = pod()
+    rolled["metadata"]["annotations"] = {RESTORE_ANNOTATION: "uid-1, uid-2,,"}
+    assert restores_of(_request(rolled)) == ("uid-1", "uid-2")
+    rolled["metadata"]["annotations"] = {RESTORE_ANNOTATION: ",".join(map(str, range(99)))}
+    assert len(restores_of(_request(rolled))) == 16
+    unlabelled = pod(opted_in=False)
+    unlabelled["metadata"]["annotations"] = {RESTORE_ANNOTATION: "uid-1"}
+    assert restores_of(_request(unlabelled)) == ()
+    assert restores_of(_request(rolled, operation="UPDATE")) == ()

@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -56,6 +57,23 @@ class ResourceType:
         return "/".join(parts)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def context_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace a kubectl command acts in by default: the kubeconfig context's, else the
+    pod's own (in a cluster), else ``default``."""
+    try:
+        contexts, current = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+    except (k8s_config.ConfigException, OSError):
+        try:
+            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+        except OSError:
+            return "default"
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+
+
 class Client:
     """Blocking API client; thread-safe (urllib3 pools connections)."""
 
@@ -78,14 +96,17 @@ class Client:
         return cls(k8s_client.ApiClient(cfg))
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None) -> Client:
-        """The kubeconfig given (or $KUBECONFIG, ~/.kube/config), else the pod's service account;
-        a ValueError saying which is unusable when neither is."""
+    def from_environment(cls, kubeconfig: str | None = None, context: str | None = None) -> Client:
+        """The kubeconfig given (or $KUBECONFIG, ~/.kube/config; its ``context`` or current
+        one), else the pod's service account; a ValueError saying which is unusable when
+        neither is."""
         try:
-            return cls.from_kubeconfig(kubeconfig)
+            return cls.from_kubeconfig(kubeconfig, context)
         except k8s_config.ConfigException as exc:
-            if kubeconfig:
-                raise ValueError(f"kubeconfig {kubeconfig}: {exc}") from None
+            if kubeconfig or context:
+                raise ValueError(
+                    f"kubeconfig {kubeconfig or ''}: {exc}".replace("  ", " ")
+                ) from None
             try:
                 return cls.in_cluster()
             except k8s_config.ConfigException as inner:

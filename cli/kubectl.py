@@ -1,0 +1,387 @@
+"""``kubectl stash``: the kubectl plugin (an executable ``kubectl-stash`` on the PATH).
+
+kubectl's conventions: ``-n/--namespace`` (default: the context's namespace), ``--context``,
+``--kubeconfig``, ``-o json|yaml|wide``, ``TYPE/NAME`` arguments, exit code 0 on success, 1
+when the thing asked for failed or could not be done, 2 for a wrong command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from api.constants import INVOKER_NAME_LABEL, INVOKER_TYPE_LABEL
+from api.naming import label_value
+from controller.sessions import create_session
+from engine import describe
+from engine.host_backup import load_repository, open_repository
+from engine.restic import ResticError
+from engine.restore_request import RestoreRequest, backup_member_of, restore_session_for
+from kube import Client, KubeError, NotFound, ResourceType
+from kube.client import context_namespace
+from kube.types import BACKUP_SESSIONS, INVOKER_TYPES, STASH
+
+JSON = dict[str, Any]
+PROG = "kubectl stash"
+FINISHED = ("Succeeded", "Failed", "Skipped", "Invalid")
+
+# TYPE as a person types it → kind (kubectl's way: singular, plural, short name, any case).
+KINDS = {
+    **dict.fromkeys(("backupbatch", "backupbatches", "bb"), "BackupBatch"),
+    **dict.fromkeys(("backupconfiguration", "backupconfigurations", "bc"), "BackupConfiguration"),
+    **dict.fromkeys(("backupsession", "backupsessions", "bs"), "BackupSession"),
+    **dict.fromkeys(("restoresession", "restoresessions", "rs"), "RestoreSession"),
+    **dict.fromkeys(("restorebatch", "restorebatches", "rb"), "RestoreBatch"),
+    **dict.fromkeys(("repository", "repositories", "repo"), "Repository"),
+}
+TARGETS = {
+    **dict.fromkeys(("deployment", "deployments", "deploy"), ("apps/v1", "Deployment")),
+    **dict.fromkeys(("statefulset", "statefulsets", "sts"), ("apps/v1", "StatefulSet")),
+    **dict.fromkeys(("daemonset", "daemonsets", "ds"), ("apps/v1", "DaemonSet")),
+    **dict.fromkeys(
+        ("persistentvolumeclaim", "persistentvolumeclaims", "pvc"),
+        ("v1", "PersistentVolumeClaim"),
+    ),
+}
+BACKUP_INVOKERS = ("BackupBatch", "BackupConfiguration")
+
+
+class Failed(Exception):
+    """What was asked for failed (a session, a check): said in one line, exit code 1."""
+
+
+def _split(value: str, allowed: Sequence[str], command: str) -> tuple[str | None, str]:
+    """``TYPE/NAME`` (TYPE one of ``allowed`` kinds) or a bare NAME: (kind or None, name)."""
+    if "/" not in value:
+        return None, value
+    kind_text, _, name = value.partition("/")
+    kind = KINDS.get(kind_text.lower())
+    if kind is None or kind not in allowed or not name:
+        raise ValueError(f"{command}: {value!r} is not one of {', '.join(allowed)} as TYPE/NAME")
+    return kind, name
+
+
+def _type(kind: str) -> ResourceType:
+    return STASH[kind]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _print_object(obj: Any, output: str) -> None:
+    if output == "json":
+        print(json.dumps(obj, indent=2))
+    else:
+        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+# -- backup invokers -------------------------------------------------------------------------
+
+
+def _invoker(client: Client, namespace: str, value: str, command: str) -> JSON:
+    """The BackupBatch or BackupConfiguration named (a bare name: a BackupBatch first)."""
+    kind, name = _split(value, BACKUP_INVOKERS, command)
+    for candidate in (kind,) if kind else BACKUP_INVOKERS:
+        try:
+            found = client.get(_type(candidate), name, namespace)
+        except NotFound:
+            continue
+        return {"kind": candidate, **found}
+    what = kind or "BackupBatch or BackupConfiguration"
+    raise ValueError(f"{command}: no {what} {name!r} in namespace {namespace}")
+
+
+def cmd_trigger(client: Client, args: argparse.Namespace) -> int:
+    invoker = _invoker(client, args.namespace, args.invoker, "trigger")
+    meta = invoker["metadata"]
+    session = create_session(
+        client, invoker["kind"], meta["name"], args.namespace, uid=meta.get("uid")
+    )
+    name = session["metadata"]["name"]
+    if args.output in ("json", "yaml") and not args.wait:
+        _print_object(session, args.output)
+        return 0
+    print(f"backupsession.stash.appscode.com/{name} created")
+    if not args.wait:
+        return 0
+    return _follow(client, "BackupSession", args.namespace, name, args)
+
+
+def cmd_pause(client: Client, args: argparse.Namespace) -> int:
+    paused = args.command == "pause"
+    invoker = _invoker(client, args.namespace, args.invoker, args.command)
+    name = invoker["metadata"]["name"]
+    if bool((invoker.get("spec") or {}).get("paused")) == paused:
+        print(f"{invoker['kind'].lower()}.stash.appscode.com/{name} already {args.command}d")
+        return 0
+    client.patch(
+        _type(invoker["kind"]), name, {"spec": {"paused": paused}}, namespace=args.namespace
+    )
+    print(f"{invoker['kind'].lower()}.stash.appscode.com/{name} {args.command}d")
+    return 0
+
+
+# -- describe --------------------------------------------------------------------------------
+
+
+def cmd_describe(client: Client, args: argparse.Namespace) -> int:
+    allowed = (*BACKUP_INVOKERS, "BackupSession", "RestoreSession", "RestoreBatch")
+    kind, name = _split(args.object, allowed, "describe")
+    if kind is None:
+        raise ValueError(f"describe: give TYPE/NAME, TYPE one of {', '.join(allowed)}")
+    obj = {"kind": kind, **client.get(_type(kind), name, args.namespace)}
+    if args.output in ("json", "yaml"):
+        _print_object(obj, args.output)
+        return 0
+    if kind in BACKUP_INVOKERS:
+        selector = f"{INVOKER_TYPE_LABEL}={kind},{INVOKER_NAME_LABEL}={label_value(name)}"
+        listed = client.list(BACKUP_SESSIONS, args.namespace, label_selector=selector)["items"]
+        mine = [
+            s for s in listed if ((s.get("spec") or {}).get("invoker") or {}).get("name") == name
+        ]
+        print(describe.describe_invoker(obj, mine, _now()))
+    elif kind == "BackupSession":
+        print(describe.describe_backup_session(obj, _now()))
+    else:
+        print(describe.describe_restore(obj, _now()))
+    return 0
+
+
+def _follow(client: Client, kind: str, namespace: str, name: str, args: argparse.Namespace) -> int:
+    """Wait for a session to end, a line at each change; its description at the end; 1 if it
+    did not succeed."""
+    deadline = time.monotonic() + args.timeout
+    shown = ""
+    obj: JSON = {}
+    while time.monotonic() < deadline:
+        obj = {"kind": kind, **client.get(_type(kind), name, namespace)}
+        line = _progress(obj)
+        if line != shown:
+            print(line, file=sys.stderr, flush=True)
+            shown = line
+        if ((obj.get("status") or {}).get("phase")) in FINISHED:
+            break
+        time.sleep(args.poll)
+    else:
+        raise Failed(f"{kind} {namespace}/{name} did not end within {args.timeout:g} s")
+    render = (
+        describe.describe_backup_session if kind == "BackupSession" else describe.describe_restore
+    )
+    print(render(obj, _now()))
+    phase = (obj.get("status") or {}).get("phase")
+    if phase != "Succeeded":
+        raise Failed(f"{kind} {namespace}/{name} ended {phase}")
+    return 0
+
+
+def _progress(obj: JSON) -> str:
+    """``Running: 1/3 host(s) reported`` for a session of any kind."""
+    status = obj.get("status") or {}
+    entries = status.get("targets") or status.get("members") or [status]
+    done = sum(len(e.get("stats") or []) for e in entries)
+    total = sum(int(e.get("totalHosts") or 0) for e in entries)
+    counted = f": {done}/{total} host(s) reported" if total else ""
+    return f"{obj['metadata']['name']}: {status.get('phase') or 'Pending'}{counted}"
+
+
+# -- repositories ----------------------------------------------------------------------------
+
+
+def _restic(client: Client, args: argparse.Namespace) -> Any:
+    _, name = _split(args.repository, ("Repository",), args.command)
+    repository, secret = load_repository(client, name, args.namespace)
+    return open_repository(repository, secret, Path(args.cache_dir) if args.cache_dir else None)
+
+
+def cmd_snapshots(client: Client, args: argparse.Namespace) -> int:
+    with _restic(client, args) as restic:
+        found = restic.snapshots(host=args.host or None)
+    if args.output in ("json", "yaml"):
+        docs = [
+            {
+                "id": s.id,
+                "time": s.time,
+                "hostname": s.hostname,
+                "paths": list(s.paths),
+                "tags": list(s.tags),
+            }
+            for s in found
+        ]
+        _print_object(docs, args.output)
+        return 0
+    wide = args.output == "wide"
+    header = ["ID", "TIME", "HOST", "PATHS", *(["TAGS", "FULL ID"] if wide else [])]
+    rows = [
+        [
+            s.short_id,
+            s.time[:19].replace("T", " "),
+            s.hostname,
+            ",".join(s.paths),
+            *([",".join(s.tags), s.id] if wide else []),
+        ]
+        for s in found
+    ]
+    if not rows:
+        print(f"no snapshots in Repository {args.namespace}/{args.repository}", file=sys.stderr)
+        return 0
+    _table(header, rows)
+    return 0
+
+
+def cmd_unlock(client: Client, args: argparse.Namespace) -> int:
+    with _restic(client, args) as restic:
+        removed = restic.unlock_stale()
+    count = "stale locks" if removed is None else f"{removed} stale lock(s)"
+    print(f"removed {count}; live locks were kept")
+    return 0
+
+
+def cmd_check(client: Client, args: argparse.Namespace) -> int:
+    with _restic(client, args) as restic:
+        result = restic.check()
+    if not result.ok:
+        raise Failed(f"Repository {args.namespace}/{args.repository} is damaged: {result.message}")
+    print(f"Repository {args.namespace}/{args.repository}: no errors ({result.message})")
+    return 0
+
+
+# -- restore ---------------------------------------------------------------------------------
+
+
+def cmd_restore(client: Client, args: argparse.Namespace) -> int:
+    kind_text, _, name = args.target.partition("/")
+    found = TARGETS.get(kind_text.lower())
+    if found is None or not name:
+        kinds = "deployment, statefulset, daemonset, pvc"
+        raise ValueError(f"restore: {args.target!r} is not TYPE/NAME with TYPE one of {kinds}")
+    api_version, kind = found
+    target = {"apiVersion": api_version, "kind": kind, "name": name}
+    invokers = [
+        {"kind": k, **obj}
+        for k, rt in INVOKER_TYPES.items()
+        for obj in client.list(rt, args.namespace)["items"]
+    ]
+    request = RestoreRequest(
+        name=args.name or f"{name}-restore-{int(time.time())}",
+        namespace=args.namespace,
+        target=target,
+        repository=args.repository or "",
+        snapshot=args.snapshot,
+        paths=tuple(p for p in (args.paths or "").split(",") if p),
+    )
+    body = restore_session_for(request, backup_member_of(invokers, target))
+    if args.dry_run:
+        _print_object(body, args.output if args.output in ("json", "yaml") else "yaml")
+        return 0
+    made = client.create(body)
+    print(f"restoresession.stash.appscode.com/{made['metadata']['name']} created")
+    if not args.wait:
+        return 0
+    return _follow(client, "RestoreSession", args.namespace, made["metadata"]["name"], args)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-n", "--namespace", help="default: the context's namespace")
+    common.add_argument("--context", help="the kubeconfig context to use")
+    common.add_argument("--kubeconfig", help="default: $KUBECONFIG, then ~/.kube/config")
+    common.add_argument("-o", "--output", choices=["json", "yaml", "wide"], default="")
+    return common
+
+
+def _waiting(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--wait", action="store_true", help=f"follow the {what} to its end")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds (with --wait)")
+    parser.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, text: str, func: Callable[[Client, argparse.Namespace], int]) -> Any:
+        command = sub.add_parser(name, help=text, parents=[common])
+        command.set_defaults(func=func)
+        return command
+
+    trigger = add("trigger", "start a backup session now", cmd_trigger)
+    trigger.add_argument("invoker", help="NAME, backupbatch/NAME or backupconfiguration/NAME")
+    _waiting(trigger, "session")
+    for name, text in (("pause", "stop scheduling"), ("resume", "schedule again")):
+        paused = add(name, f"{text} a BackupBatch or BackupConfiguration", cmd_pause)
+        paused.add_argument("invoker", help="NAME, backupbatch/NAME or backupconfiguration/NAME")
+    describing = add("describe", "a batch, a session or a restore in plain words", cmd_describe)
+    describing.add_argument("object", help="TYPE/NAME: bb, bc, bs, rs or rb (or their full names)")
+    for name, text, func in (
+        ("snapshots", "list a Repository's snapshots (restic runs here)", cmd_snapshots),
+        ("unlock", "remove a Repository's stale locks, never live ones", cmd_unlock),
+        ("check", "check a Repository's integrity now", cmd_check),
+    ):
+        repo = add(name, text, func)
+        repo.add_argument("repository", help="the Repository's NAME")
+        repo.add_argument("--cache-dir", default="", help="restic cache (default: none)")
+        if name == "snapshots":
+            repo.add_argument("--host", help="only this host's snapshots")
+    restore = add("restore", "create a RestoreSession from a snapshot", cmd_restore)
+    restore.add_argument(
+        "target", help="deployment/NAME, statefulset/NAME, daemonset/NAME, pvc/NAME"
+    )
+    restore.add_argument("--snapshot", default="latest", help="a snapshot ID (default: latest)")
+    restore.add_argument("--repository", help="default: the one its backup uses")
+    restore.add_argument("--paths", help="comma-separated paths to restore (default: all)")
+    restore.add_argument("--name", help="the RestoreSession's name")
+    restore.add_argument("--dry-run", action="store_true", help="print it, create nothing")
+    _waiting(restore, "restore")
+    return parser
+
+
+def _client(args: argparse.Namespace) -> Client:
+    client = Client.from_environment(args.kubeconfig, context=args.context)
+    if not args.namespace:
+        args.namespace = context_namespace(args.kubeconfig, args.context)
+    return client
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("trigger", "restore") and args.output == "wide":
+        parser.error(f"{args.command}: -o wide is for snapshots")
+    try:
+        client = _client(args)
+        try:
+            code: int = args.func(client, args)
+        finally:
+            client.close()
+    except (Failed, ValueError, RuntimeError, KubeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ResticError as exc:
+        print(f"error: restic {exc.operation}: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Backup and restore objects in plain words, for a person (``kubectl stash describe``).
+
+Pure functions from the objects as the API server returns them to text: a session's targets and
+hosts (result or error, durations, the snapshots made, what is still running), an invoker with
+its recent sessions, a restore with its members. Nothing here reads the cluster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.backup import BackupSession, HostBackupStats, SnapshotStats, member_documents
+from api.common import Condition
+from api.restore import HostRestoreStats, RestoreBatch, RestoreSession
+
+JSON = dict[str, Any]
+RECENT_SESSIONS = 5
+
+
+def _age(stamp: str | dt.datetime | None, now: dt.datetime) -> str:
+    """``2026-12-02 00:01:02 UTC (3m ago)``; empty without a time."""
+    if not stamp:
+        return ""
+    when = stamp if isinstance(stamp, dt.datetime) else _parse(stamp)
+    if when is None:
+        return str(stamp)
+    seconds = int((now - when).total_seconds())
+    return f"{when.strftime('%Y-%m-%d %H:%M:%S UTC')} ({_span(seconds)} ago)"
+
+
+def _parse(stamp: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _span(seconds: int) -> str:
+    seconds = max(0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _field(label: str, value: object) -> str:
+    return f"{label + ':':<14}{value}"
+
+
+def _ref(kind: str | None, name: str | None, namespace: str | None = None) -> str:
+    where = f"{namespace}/" if namespace else ""
+    return f"{kind or '?'}/{where}{name or '?'}"
+
+
+def _conditions(conditions: Sequence[Condition] | None, indent: str = "  ") -> list[str]:
+    if not conditions:
+        return []
+    width = max(len(c.type) for c in conditions)
+    lines = [f"{indent[:-2]}Conditions:"]
+    for cond in conditions:
+        words = cond.message or cond.reason or ""
+        lines.append(f"{indent}{cond.type:<{width}}  {cond.status:<7} {words}".rstrip())
+    return lines
+
+
+def _files(snapshot: SnapshotStats) -> str:
+    stats = snapshot.file_stats
+    if stats is None:
+        return ""
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (stats.new_files, "new"),
+            (stats.modified_files, "modified"),
+            (stats.unmodified_files, "unmodified"),
+        )
+        if n
+    ]
+    total = f"{stats.total_files or 0} files"
+    return f"{total} ({', '.join(parts)})" if parts else total
+
+
+def _snapshot_line(snapshot: SnapshotStats) -> str:
+    parts = [f"snapshot {snapshot.name or '?'}"]
+    if snapshot.path:
+        parts.append(snapshot.path)
+    files = _files(snapshot)
+    if files:
+        parts.append(files)
+    if snapshot.total_size:
+        parts.append(f"{snapshot.total_size} in total")
+    if snapshot.uploaded:
+        parts.append(f"{snapshot.uploaded} uploaded")
+    return ", ".join(parts)
+
+
+def _host_lines(
+    hosts: Iterable[HostBackupStats | HostRestoreStats], total: int | None, running: bool
+) -> list[str]:
+    lines = []
+    reported = list(hosts)
+    for host in reported:
+        took = f" in {host.duration}" if host.duration else ""
+        lines.append(f"    host {host.hostname or '?'}: {host.phase or 'Unknown'}{took}")
+        if host.error:
+            lines.extend(f"      error: {line}" for line in host.error.splitlines() or [""])
+        for snapshot in getattr(host, "snapshots", None) or []:
+            lines.append(f"      {_snapshot_line(snapshot)}")
+    missing = (total or 0) - len(reported)
+    if missing > 0:
+        state = "still running" if running else "never reported"
+        lines.append(f"    {missing} more host(s): {state}")
+    return lines
+
+
+def _invalid(what: str, error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{what}: its status cannot be read ({where}: {first.get('msg')})"
+
+
+def describe_backup_session(obj: JSON, now: dt.datetime) -> str:
+    """A BackupSession: its invoker, phase and duration, each target and host."""
+    meta = obj.get("metadata") or {}
+    title = f"BackupSession {meta.get('namespace')}/{meta.get('name')}"
+    try:
+        session = BackupSession.from_dict(obj)
+    except ValidationError as exc:
+        return _invalid(title, exc)
+    status = session.status
+    invoker = session.spec.invoker
+    phase = (status.phase if status else None) or "Pending"
+    lines = [title]
+    if invoker is not None:
+        lines.append(_field("Invoker", f"{invoker.kind}/{invoker.name}"))
+    took = f" (took {status.session_duration})" if status and status.session_duration else ""
+    lines.append(_field("Phase", f"{phase}{took}"))
+    lines.append(_field("Created", _age(meta.get("creationTimestamp"), now)))
+    if status and status.session_deadline and phase in ("Pending", "Running"):
+        lines.append(_field("Deadline", _age(status.session_deadline, now).replace(" ago", "")))
+    if status and status.next_retry:
+        lines.append(_field("Next retry", status.next_retry))
+    running = phase in ("Pending", "Running")
+    targets = (status.targets if status else None) or []
+    if targets:
+        lines.append("Targets:")
+    for target in targets:
+        ref = target.ref
+        done = len(target.stats or [])
+        total = target.total_hosts or done
+        head = f"  {_ref(ref.kind if ref else None, ref.name if ref else None)}:"
+        lines.append(f"{head} {target.phase or 'Pending'}, {done}/{total} host(s) reported")
+        lines.extend(_host_lines(target.stats or [], target.total_hosts, running))
+        lines.extend(_conditions(target.conditions, indent="      "))
+    if not targets and running:
+        lines.append("Targets:      none started yet")
+    lines.extend(_conditions(status.conditions if status else None))
+    return "\n".join(lines)
+
+
+def _restore_members(obj: JSON) -> list[tuple[str, Any]]:
+    """(target, status) per member of a RestoreSession (one) or RestoreBatch."""
+    if obj.get("kind") == "RestoreBatch":
+        batch = RestoreBatch.from_dict(obj)
+        members = batch.status.members if batch.status else None
+        refs = [m.target.ref if m.target else None for m in (batch.spec.members or [])]
+        by_index = list(members or [])
+        out = []
+        for i, ref in enumerate(refs):
+            entry = by_index[i] if i < len(by_index) else None
+            out.append((_ref(ref.kind if ref else None, ref.name if ref else None), entry))
+        return out
+    session = RestoreSession.from_dict(obj)
+    target = session.spec.target
+    ref = target.ref if target else None
+    label = _ref(ref.kind if ref else None, ref.name if ref else None)
+    return [(label, session.status)]
+
+
+def describe_restore(obj: JSON, now: dt.datetime) -> str:
+    """A RestoreSession or RestoreBatch: phase, each member and host, conditions."""
+    meta = obj.get("metadata") or {}
+    title = f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}"
+    try:
+        members = _restore_members(obj)
+        model = (RestoreBatch if obj.get("kind") == "RestoreBatch" else RestoreSession).from_dict(
+            obj
+        )
+    except ValidationError as exc:
+        return _invalid(title, exc)
+    status = model.status
+    phase = (status.phase if status else None) or "Pending"
+    repo = model.spec.repository
+    lines = [title]
+    if repo is not None:
+        lines.append(_field("Repository", repo.name))
+    took = f" (took {status.session_duration})" if status and status.session_duration else ""
+    lines.append(_field("Phase", f"{phase}{took}"))
+    lines.append(_field("Created", _age(meta.get("creationTimestamp"), now)))
+    running = phase in ("Pending", "Running")
+    lines.append("Targets:")
+    for label, entry in members:
+        stats = (entry.stats if entry else None) or []
+        total = entry.total_hosts if entry else None
+        member_phase = getattr(entry, "phase", None) if obj.get("kind") == "RestoreBatch" else None
+        shown = member_phase or ("Running" if running else phase)
+        lines.append(f"  {label}: {shown}, {len(stats)}/{total or len(stats)} host(s) reported")
+        lines.extend(_host_lines(stats, total, running))
+        if obj.get("kind") == "RestoreBatch":
+            lines.extend(_conditions(getattr(entry, "conditions", None), indent="      "))
+    lines.extend(_conditions(status.conditions if status else None))
+    return "\n".join(lines)
+
+
+def describe_invoker(obj: JSON, sessions: Sequence[JSON], now: dt.datetime) -> str:
+    """A BackupBatch or BackupConfiguration: schedule, repository, members, its recent
+    sessions (newest first) and, in full, the latest one."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    lines = [f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}"]
+    lines.append(_field("Schedule", spec.get("schedule") or "(none: trigger by hand)"))
+    lines.append(_field("Paused", "yes" if spec.get("paused") else "no"))
+    lines.append(_field("Repository", (spec.get("repository") or {}).get("name", "?")))
+    lines.append("Members:")
+    for member in member_documents(obj):
+        target = (member or {}).get("target") or {}
+        ref = target.get("ref") or {}
+        how = f"task {member['task']['name']}" if (member.get("task") or {}).get("name") else ""
+        paths = ", ".join(target.get("paths") or [])
+        detail = "; ".join(p for p in (how or "sidecar", paths) if p)
+        lines.append(f"  {_ref(ref.get('kind'), ref.get('name'))} ({detail})")
+    ordered = sorted(
+        sessions, key=lambda s: str(s["metadata"].get("creationTimestamp", "")), reverse=True
+    )
+    if not ordered:
+        lines.append("Sessions:     none yet")
+        return "\n".join(lines)
+    lines.append("Sessions:")
+    for session in ordered[:RECENT_SESSIONS]:
+        status = session.get("status") or {}
+        took = f" in {status['sessionDuration']}" if status.get("sessionDuration") else ""
+        created = _age(session["metadata"].get("creationTimestamp"), now)
+        name = session["metadata"]["name"]
+        lines.append(f"  {name}: {status.get('phase') or 'Pending'}{took}, created {created}")
+    lines.append("")
+    lines.append("Latest session:")
+    lines.extend("  " + line for line in describe_backup_session(ordered[0], now).splitlines())
+    return "\n".join(lines)

@@ -84,6 +84,7 @@ def cmd_dev_cluster(args: argparse.Namespace) -> int:
             bins.kube_scheduler,
             bins.kubelet,
             bins.kubectl,
+            bins.helm,
         ):
             print(path)
         for image in dev.images().all():
@@ -403,7 +404,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.down:
         demo.down(state)
         return 0
-    return demo.run(state, keep=args.keep, say=lambda line: print(line, flush=True))
+    return demo.run(
+        state, keep=args.keep, say=lambda line: print(line, flush=True), installer=args.install
+    )
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -506,6 +509,12 @@ def _add_backup_commands(sub: Any) -> None:
     demo_cmd.add_argument("--keep", action="store_true", help="leave everything running")
     demo_cmd.add_argument("--down", action="store_true", help="stop what --keep left running")
     demo_cmd.add_argument("--dir", help="state directory (default: $XDG_STATE_HOME/stash/demo)")
+    demo_cmd.add_argument(
+        "--install",
+        choices=["kustomize", "helm"],
+        default="kustomize",
+        help="install the operator from manifests/ (kubectl apply -k) or charts/stash (helm)",
+    )
     demo_cmd.set_defaults(func=cmd_demo)
 
     sidecar = sub.add_parser("run-backup", help="the stash sidecar: back up this pod's workload")

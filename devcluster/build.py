@@ -27,6 +27,8 @@ RCLONE_VERSION = "v1.76.0"
 # The one restic of the project: the tests, the demo and the image (its Dockerfile copies it
 # from the restic/restic image of this version; the dev node's stand-in is this build).
 RESTIC_VERSION = "v0.18.1"
+# Helm: the chart (charts/stash) is linted, rendered and installed with it.
+HELM_VERSION = "v3.22.0"
 # k8s.io/kubernetes v1.37 declares `go 1.26.0`.
 MIN_GO = (1, 26)
 
@@ -51,6 +53,7 @@ class Versions:
     etcd: str = ETCD_VERSION
     rclone: str = RCLONE_VERSION
     restic: str = RESTIC_VERSION
+    helm: str = HELM_VERSION
 
     @classmethod
     def from_environment(cls) -> Versions:
@@ -59,6 +62,7 @@ class Versions:
             etcd=os.environ.get("STASH_ETCD_VERSION", ETCD_VERSION),
             rclone=os.environ.get("STASH_RCLONE_VERSION", RCLONE_VERSION),
             restic=os.environ.get("STASH_RESTIC_VERSION", RESTIC_VERSION),
+            helm=os.environ.get("STASH_HELM_VERSION", HELM_VERSION),
         )
 
 
@@ -72,6 +76,7 @@ class Binaries:
     kubectl: Path
     rclone: Path
     restic: Path
+    helm: Path
     versions: Versions
 
 
@@ -97,6 +102,7 @@ def cached_binaries(versions: Versions, root: Path | None = None) -> Binaries:
         kubectl=kube_bin / "kubectl",
         rclone=root / f"rclone-{versions.rclone}" / "bin" / "rclone",
         restic=root / f"restic-{versions.restic}" / "bin" / "restic",
+        helm=root / f"helm-{versions.helm}" / "bin" / "helm",
         versions=versions,
     )
 
@@ -115,7 +121,7 @@ def ensure_binaries(
         bins.kubelet,
         bins.kubectl,
     ]
-    if all(p.is_file() for p in [*kube, bins.etcd, bins.rclone, bins.restic]):
+    if all(p.is_file() for p in [*kube, bins.etcd, bins.rclone, bins.restic, bins.helm]):
         return bins
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / ".build.lock", progress):
@@ -127,6 +133,8 @@ def ensure_binaries(
             _build_rclone(versions.rclone, bins.rclone.parent, progress)
         if not bins.restic.is_file():
             _build_restic(versions.restic, bins.restic.parent, progress)
+        if not bins.helm.is_file():
+            _build_helm(versions.helm, bins.helm.parent, progress)
     return bins
 
 
@@ -287,6 +295,18 @@ def _build_rclone(version: str, out_dir: Path, progress: Progress) -> None:
     _run_go(["mod", "download", "github.com/rclone/rclone"], module_dir, "downloading rclone")
     _run_go(["mod", "tidy"], module_dir, "resolving rclone's dependencies")
     _go_build(module_dir, ["github.com/rclone/rclone"], out_dir, "-s -w", progress)
+
+
+def _build_helm(version: str, out_dir: Path, progress: Progress) -> None:
+    progress(f"building helm {version} from the Go module proxy (once; cached in {out_dir})")
+    module_dir = out_dir.parent / "module"
+    _write_module(module_dir, "stashdev/helm", f"helm.sh/helm/v3 {version}", [])
+    (module_dir / "tools.go").write_text(
+        '//go:build tools\n\npackage tools\n\nimport _ "helm.sh/helm/v3/cmd/helm"\n'
+    )
+    _run_go(["mod", "download", "helm.sh/helm/v3"], module_dir, "downloading helm")
+    _run_go(["mod", "tidy"], module_dir, "resolving helm's dependencies")
+    _go_build(module_dir, ["helm.sh/helm/v3/cmd/helm"], out_dir, "-s -w", progress)
 
 
 def _build_restic(version: str, out_dir: Path, progress: Progress) -> None:

@@ -1,13 +1,14 @@
 """``stash demo``: the whole flow of DESIGN.md section 2 on this machine's real node.
 
 A local cluster (control plane and a node running real pods), the operator installed the way
-a user installs it — ``kubectl apply -k`` over ``manifests/`` with the image just built from the
-Dockerfile — and the samples of ``manifests/samples/`` with real data: a Secret, a local
-Repository, two Deployments and a PVC, and a BackupBatch over all three. The Deployments' new
-pods carry the injected ``stash`` sidecar, a BackupSession runs (the sidecars and the PVC's
-backup Job), with the session's result, the repository's snapshots and the Pushgateway's
-metrics; then the data is damaged and a RestoreBatch puts it back (``devcluster.demo_restore``),
-checked byte for byte, and the demo ends with ``kubectl get pods``.
+a user installs it — ``kubectl apply -k`` over ``manifests/`` (or, with ``--install helm``, the
+chart ``charts/stash``) with the image just built from the Dockerfile — and the samples of
+``manifests/samples/`` with real data: a Secret, a local Repository, two Deployments and a PVC,
+and a BackupBatch over all three. The Deployments' new pods carry the injected ``stash``
+sidecar, a BackupSession runs (the sidecars and the PVC's backup Job), with the session's
+result, the repository's snapshots and the Pushgateway's metrics; then the data is damaged and
+a RestoreBatch puts it back (``devcluster.demo_restore``), checked byte for byte, and the demo
+ends with ``kubectl get pods``.
 
 What the dev cluster changes, and says so: no registry is reachable, so the samples' nginx and
 busybox images are replaced by a local stand-in, and the operator's Pushgateway is reached on
@@ -140,6 +141,24 @@ def install_overlay(images: Images, directory: Path) -> Path:
     return directory
 
 
+def install_values(images: Images, directory: Path) -> Path:
+    """The chart's values for this cluster (``--install helm``): what ``install_overlay`` changes
+    in ``manifests/``, as values of ``charts/stash``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stash_name, stash_tag = images.stash.name.rsplit(":", 1)
+    values = {
+        "image": {"repository": stash_name, "tag": stash_tag},
+        "operator": {"replicas": 1, "strategy": {"type": "Recreate"}},
+        "pushgateway": {
+            "image": images.pushgateway.name,
+            "url": f"http://127.0.0.1:{PUSHGATEWAY_PORT}",
+        },
+    }
+    path = directory / "values.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
 def localize(objects: list[JSON], images: Images, node: Path, namespace: str) -> list[JSON]:
     """The samples for this cluster: the stand-in image for the application images, the local
     repository's host path and the PVC's volume under ``node`` (a hostPath PV)."""
@@ -194,6 +213,7 @@ class Demo:
     namespace: str = "demo"
     timeout: float = 240.0
     say: Say = print
+    installer: str = "kustomize"  # or "helm": charts/stash instead of manifests/
 
     @property
     def cluster(self) -> DevCluster:
@@ -258,15 +278,21 @@ class Demo:
                     ) from None
 
     def _install(self, plane: ControlPlane, images: Images, client: Client) -> None:
-        self.say("== 2. the operator, as a user installs it: kubectl apply -k manifests/")
+        helm = self.installer == "helm"
+        how = "helm upgrade --install stash charts/stash" if helm else "kubectl apply -k manifests/"
+        self.say(f"== 2. the operator, as a user installs it: {how}")
         self._check_ports(client)
-        overlay = install_overlay(images, self.state_dir / "install")
         self.say(f"   image {images.stash.name} (built from the Dockerfile)")
         self.say(
             "   one replica: every pod of the dev cluster runs on host networking, and a second "
             "replica's ports would clash on the one node"
         )
-        self.kubectl(plane, "apply", "-k", str(overlay))
+        if helm:
+            self._helm_install(plane, install_values(images, self.state_dir / "install"))
+        else:
+            self.kubectl(
+                plane, "apply", "-k", str(install_overlay(images, self.state_dir / "install"))
+            )
         self.kubectl(
             plane,
             "rollout",
@@ -286,6 +312,27 @@ class Demo:
         pod = self._operator_ready(client)
         assert pod is not None  # noqa: S101 - just waited for it
         self.say(f"   pod {OPERATOR_NAMESPACE}/{pod['metadata']['name']} Ready (3/3)")
+
+    def _helm_install(self, plane: ControlPlane, values: Path) -> None:
+        args = [
+            str(plane.binaries.helm),
+            f"--kubeconfig={plane.kubeconfig}",
+            "upgrade",
+            "--install",
+            "stash",
+            str(PROJECT / "charts" / "stash"),
+            f"--namespace={OPERATOR_NAMESPACE}",
+            "--create-namespace",
+            f"--values={values}",
+        ]
+        done = subprocess.run(
+            args, capture_output=True, text=True, timeout=self.timeout, check=False
+        )
+        if done.returncode != 0:
+            raise DemoError(f"helm upgrade --install: {done.stderr.strip()}")
+        self.say(
+            f"   {done.stdout.strip().splitlines()[0] if done.stdout.strip() else 'installed'}"
+        )
 
     def _operator_ready(self, client: Client) -> JSON | None:
         pods = client.list(
@@ -573,8 +620,8 @@ def down(state_dir: Path) -> None:
     DevCluster(state_dir / "cluster", progress=lambda m: None).down()
 
 
-def run(state_dir: Path, *, keep: bool, say: Say = print) -> int:
-    demo = Demo(state_dir, keep=keep, say=say)
+def run(state_dir: Path, *, keep: bool, say: Say = print, installer: str = "kustomize") -> int:
+    demo = Demo(state_dir, keep=keep, say=say, installer=installer)
     try:
         outcome = demo.run()
     except (DemoError, RestoreDemoError, KubeError, StartError, BuildError) as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 from devcluster.demo import Demo
 from devcluster.manager import DevCluster
 from kube import Client
-from kube.types import BACKUP_SESSIONS, REPOSITORIES
+from kube.types import BACKUP_SESSIONS, PODS, REPOSITORIES, SECRETS
 
 
 def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> None:
@@ -67,3 +67,32 @@ def test_the_demo_backs_up_every_sample_target_and_says_so(tmp_path: Path) -> No
     assert "restored by stash-init): all 21 files back, byte for byte (SHA-256)" in text
     assert "PVC shared-data: all 21 files back, byte for byte (SHA-256)" in text
     assert re.search(r"stash-restore-demo-restore-1-\S+ +0/1 +Completed", text), text
+
+
+def test_the_helm_chart_installs_the_operator_on_the_node_and_a_backup_and_restore_succeed(
+    tmp_path: Path,
+) -> None:
+    lines: list[str] = []
+    demo = Demo(tmp_path / "demo", keep=True, say=lines.append, installer="helm")
+    try:
+        outcome = demo.run()
+        client = Client.from_kubeconfig(str(tmp_path / "demo" / "cluster" / "kubeconfig"))
+        try:
+            releases = client.list(SECRETS, "stash", label_selector="owner=helm,name=stash")
+            pods = client.list(PODS, "stash", label_selector="app.kubernetes.io/component=operator")
+        finally:
+            client.close()
+    finally:
+        DevCluster(tmp_path / "demo" / "cluster", progress=lambda _: None).down()
+    text = "\n".join(lines)
+    assert "the operator, as a user installs it: helm upgrade --install stash charts/stash" in text
+    assert [s["metadata"]["labels"]["status"] for s in releases["items"]] == ["deployed"]
+    (pod,) = pods["items"]
+    assert pod["status"]["phase"] == "Running"
+    assert all(s["ready"] for s in pod["status"]["containerStatuses"])
+    assert outcome.succeeded, text
+    assert [(t["ref"]["name"], t["phase"]) for t in outcome.session["status"]["targets"]] == [
+        ("web", "Succeeded"),
+        ("api", "Succeeded"),
+        ("shared-data", "Succeeded"),
+    ]

@@ -28,9 +28,10 @@ from controller.repository import RepositoryReconciler
 from controller.restore import INIT_GRACE, RestoreReconciler
 from controller.runtime import Controller
 from controller.runtime_metrics import RuntimeMetrics
+from controller.schedule_metrics import ScheduleCollector
 from kube import Client, KubeError
 from kube.leader import LeaderElector
-from kube.types import PODS
+from kube.types import CRONJOBS, PODS
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class Operator:
             else None
         )
         self.metrics = RuntimeMetrics()
+        cronjobs = self.caches.informer(CRONJOBS)
+        self.metrics.registry.register(ScheduleCollector(cronjobs.items))
         self.metrics.leader.labels(name=LEASE_NAME).set(0)
         m = self.metrics
         self.controllers: list[Controller[Any]] = [

@@ -1,9 +1,11 @@
-"""The real services beside the control plane, on loopback: the Prometheus Pushgateway, rclone
-serving restic's REST protocol or S3 from a directory, and a PostgreSQL server.
+"""The real services beside the control plane, on loopback: the Prometheus Pushgateway and a
+Prometheus scraping it, rclone serving restic's REST protocol or S3 from a directory, and a
+PostgreSQL server.
 
 Each is a child process that dies with its parent, started on a free port and returned once it
-answers; ``stop`` ends it. Binaries come from Debian (pushgateway, postgresql) or the build cache
-(rclone); a missing one is a ``StartError`` saying what to install, never a silent skip.
+answers; ``stop`` ends it. Binaries come from Debian (pushgateway, prometheus, postgresql) or
+the build cache (rclone); a missing one is a ``StartError`` saying what to install, never a
+silent skip.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from devcluster.cluster import StartError, _die_with_parent, free_port
 
@@ -114,6 +119,30 @@ def pushgateway(state: Path, port: int | None = None, *, detached: bool = False)
     ]
     service = Service("pushgateway", command, port, state / "pushgateway.log", detached=detached)
     return service.start("/-/ready")
+
+
+def prometheus(
+    state: Path, scrape_configs: list[dict[str, Any]], rule_files: list[Path]
+) -> Service:
+    """A Prometheus (Debian's) on loopback scraping ``scrape_configs`` every second and
+    evaluating ``rule_files``; its data under ``state``."""
+    binary = _binary("prometheus", "apt-get install prometheus (scripts/setup does)")
+    port = free_port()
+    state.mkdir(parents=True, exist_ok=True)
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": scrape_configs,
+    }
+    (state / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        binary,
+        f"--config.file={state / 'prometheus.yml'}",
+        f"--storage.tsdb.path={state / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    return Service("prometheus", command, port, state / "prometheus.log").start("/-/ready")
 
 
 def rclone_rest(

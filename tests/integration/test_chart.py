@@ -146,3 +146,22 @@ def test_the_values_reach_the_objects(binaries: Binaries) -> None:
     kinds = {(k[1], k[3]) for k in chart}
     assert ("ClusterRole", "stash-edit") not in kinds
     assert ("ClusterRole", "stash-operator") in kinds
+
+
+def test_the_monitoring_values_render_what_manifests_monitoring_renders(
+    binaries: Binaries,
+) -> None:
+    chart = _helm(
+        binaries,
+        "monitoring.prometheusRule=true",
+        "monitoring.podMonitors=true",
+        "monitoring.dashboard=true",
+    )
+    manifests = {
+        **_kustomize(binaries, PROJECT / "manifests"),
+        **_kustomize(binaries, PROJECT / "manifests" / "monitoring"),
+    }
+    assert not _differences(chart, manifests)
+    moved = _helm(binaries, "monitoring.prometheusRule=true", namespace="observability")
+    rule = moved[("monitoring.coreos.com/v1", "PrometheusRule", "observability", "stash")]
+    assert "{{ $labels.invoker_name }}" in yaml.safe_dump(rule)  # Prometheus's, not Helm's

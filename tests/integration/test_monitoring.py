@@ -1,0 +1,216 @@
+"""Monitoring, proven against the real thing: the alerts pass ``promtool check rules`` and
+their unit tests (``promtool test rules``), and a real Prometheus scraping the real
+Pushgateway, the operator's ``/metrics`` and the webhook's after a real backup on the node
+finds data for every panel of the dashboard and evaluates every alert without an error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from api.constants import WEBHOOK_PATH
+from controller.sessions import create_session
+from devcluster import ControlPlane, services
+from devcluster.cluster import free_port
+from devcluster.images import Images
+from devcluster.services import Service
+from kube import Client
+from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, CRONJOBS
+from tests.factories import batch, member, pod, review
+from tests.integration.helpers import WebhookProcess, running_operator
+from tests.integration.objects import pvc, repository
+from tests.integration.test_restic import make_data
+from tests.waiting import eventually
+
+PROJECT = Path(__file__).resolve().parents[2]
+MONITORING = PROJECT / "charts" / "stash" / "monitoring"
+JSON = dict[str, Any]
+
+
+def _rule_file(directory: Path) -> Path:
+    """The PrometheusRule's groups as the plain rule file Prometheus and promtool read."""
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    path = directory / "stash-rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
+    return path
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["promtool", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_alerts_pass_promtool_and_their_unit_tests(tmp_path: Path) -> None:
+    rules = _rule_file(tmp_path)
+    checked = _promtool("check", "rules", str(rules))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 11 rules found" in checked.stdout
+    cases = yaml.safe_load((PROJECT / "tests/fixtures/monitoring/alerts-test.yaml").read_text())
+    cases["rule_files"] = [str(rules)]
+    test_file = tmp_path / "alerts-test.yaml"
+    test_file.write_text(yaml.safe_dump(cases, sort_keys=False))
+    tested = _promtool("test", "rules", str(test_file))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    tested_alerts = {t["alertname"] for c in cases["tests"] for t in c["alert_rule_test"]}
+    every_alert = {
+        r["alert"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]
+    }
+    assert tested_alerts == every_alert
+
+
+def _panel_queries() -> list[tuple[str, str]]:
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets") or []
+    ]
+
+
+def _query(prometheus: Service, expr: str) -> JSON:
+    url = f"http://127.0.0.1:{prometheus.port}/api/v1/query?" + urllib.parse.urlencode(
+        {"query": expr}
+    )
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        found: JSON = json.load(answer)
+    assert found["status"] == "success", found
+    return found
+
+
+@pytest.fixture
+def webhook_process(
+    control_plane: ControlPlane, images: Images, pushgateway: Service, tmp_path: Path
+) -> Iterator[WebhookProcess]:
+    hook = WebhookProcess.start(
+        control_plane.kubeconfig,
+        tmp_path / "webhook",
+        image=images.stash.name,
+        pushgateway_url=pushgateway.url,
+    )
+    yield hook
+    hook.stop()
+
+
+def test_every_dashboard_panel_has_data_and_every_alert_evaluates_after_a_real_backup(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    pushgateway: Service,
+    webhook_process: WebhookProcess,
+    tmp_path: Path,
+) -> None:
+    health = free_port()
+    ca = webhook_process.cert_dir / "ca.crt"
+    prometheus = services.prometheus(
+        tmp_path / "prometheus",
+        [
+            {
+                "job_name": "stash-pushgateway",
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"127.0.0.1:{pushgateway.port}"]}],
+            },
+            {
+                "job_name": "stash-operator",
+                "static_configs": [{"targets": [f"127.0.0.1:{health}"]}],
+            },
+            {
+                "job_name": "stash-webhook",
+                "scheme": "https",
+                "tls_config": {"ca_file": str(ca)},
+                "static_configs": [{"targets": [f"127.0.0.1:{webhook_process.port}"]}],
+            },
+        ],
+        [_rule_file(tmp_path)],
+    )
+    try:
+        data = make_data(tmp_path / "pvc")
+        repository(kube, namespace, tmp_path / "repo")
+        pvc(kube, namespace, "shared", data)
+        shared = member("PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),))
+        shared["task"] = {"name": "pvc-backup"}
+        with running_operator(
+            control_plane.kubeconfig,
+            image=images.stash.name,
+            pushgateway_url=pushgateway.url,
+            health_port=health,
+        ):
+            # Every minute: the CronJob's slots give the schedule's metrics too.
+            kube.create(batch("nightly", namespace, shared, schedule="* * * * *"), namespace)
+            eventually(
+                lambda: (
+                    (kube.get(BACKUP_BATCHES, "nightly", namespace).get("status") or {}).get(
+                        "phase"
+                    )
+                    == "Ready"
+                ),
+                30,
+                "the BackupBatch to be Ready",
+            )
+            name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+
+            def succeeded() -> bool:
+                status = kube.get(BACKUP_SESSIONS, name, namespace).get("status") or {}
+                return status.get("phase") == "Succeeded"
+
+            eventually(succeeded, 240, "the backup on the node to succeed")
+            eventually(
+                lambda: (
+                    kube.get(CRONJOBS, "stash-trigger-nightly", namespace).get("status") or {}
+                ).get("lastScheduleTime"),
+                150,
+                "the CronJob's first slot",
+            )
+            # One admission: the webhook's request metrics.
+            status, _ = webhook_process.request(
+                "POST",
+                WEBHOOK_PATH,
+                json.dumps(review(pod(namespace=namespace), namespace=namespace)).encode(),
+                {"Content-Type": "application/json"},
+            )
+            assert status == 200
+
+            missing: list[str] = []
+
+            def every_panel_has_data() -> bool:
+                missing[:] = [
+                    title
+                    for title, expr in _panel_queries()
+                    if not _query(prometheus, expr)["data"]["result"]
+                ]
+                return not missing
+
+            try:
+                eventually(every_panel_has_data, 120, "data for every panel")
+            except pytest.fail.Exception:
+                pytest.fail(f"panels without data: {missing}")
+
+            def rules_evaluated() -> list[JSON] | None:
+                url = f"http://127.0.0.1:{prometheus.port}/api/v1/rules"
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    groups = json.load(answer)["data"]["groups"]
+                found = [r for g in groups for r in g["rules"]]
+                return (
+                    found
+                    if all(r.get("lastEvaluation", "").startswith("2") for r in found)
+                    else None
+                )
+
+            evaluated = eventually(rules_evaluated, 60, "every rule to be evaluated")
+    finally:
+        prometheus.stop()
+    assert len(evaluated) == 11
+    assert [
+        (r["name"], r["health"], r.get("lastError", "")) for r in evaluated if r["health"] != "ok"
+    ] == []
+    firing = {r["name"] for r in evaluated if r.get("state") == "firing"}
+    assert firing == set(), firing  # the backup succeeded and everything answers

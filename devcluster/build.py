@@ -297,29 +297,39 @@ def _build_rclone(version: str, out_dir: Path, progress: Progress) -> None:
     _go_build(module_dir, ["github.com/rclone/rclone"], out_dir, "-s -w", progress)
 
 
-def _build_helm(version: str, out_dir: Path, progress: Progress) -> None:
-    progress(f"building helm {version} from the Go module proxy (once; cached in {out_dir})")
+def _build_command(
+    name: str, module: str, version: str, *, package: str, out_dir: Path, progress: Progress
+) -> None:
+    """Build one command (``package``) of a Go module at an explicit version (the proxy's
+    @latest listing may resolve to an old release) through a throwaway module."""
+    progress(f"building {name} {version} from the Go module proxy (once; cached in {out_dir})")
     module_dir = out_dir.parent / "module"
-    _write_module(module_dir, "stashdev/helm", f"helm.sh/helm/v3 {version}", [])
+    _write_module(module_dir, f"stashdev/{name}", f"{module} {version}", [])
     (module_dir / "tools.go").write_text(
-        '//go:build tools\n\npackage tools\n\nimport _ "helm.sh/helm/v3/cmd/helm"\n'
+        f'//go:build tools\n\npackage tools\n\nimport _ "{package}"\n'
     )
-    _run_go(["mod", "download", "helm.sh/helm/v3"], module_dir, "downloading helm")
-    _run_go(["mod", "tidy"], module_dir, "resolving helm's dependencies")
-    _go_build(module_dir, ["helm.sh/helm/v3/cmd/helm"], out_dir, "-s -w", progress)
+    _run_go(["mod", "download", module], module_dir, f"downloading {name}")
+    _run_go(["mod", "tidy"], module_dir, f"resolving {name}'s dependencies")
+    _go_build(module_dir, [package], out_dir, "-s -w", progress)
+
+
+def _build_helm(version: str, out_dir: Path, progress: Progress) -> None:
+    helm = "helm.sh/helm/v3"
+    _build_command(
+        "helm", helm, version, package=f"{helm}/cmd/helm", out_dir=out_dir, progress=progress
+    )
 
 
 def _build_restic(version: str, out_dir: Path, progress: Progress) -> None:
-    progress(f"building restic {version} from the Go module proxy (once; cached in {out_dir})")
-    module_dir = out_dir.parent / "module"
-    # An explicit version: the proxy's @latest listing resolves to an old release.
-    _write_module(module_dir, "stashdev/restic", f"github.com/restic/restic {version}", [])
-    (module_dir / "tools.go").write_text(
-        '//go:build tools\n\npackage tools\n\nimport _ "github.com/restic/restic/cmd/restic"\n'
+    restic = "github.com/restic/restic"
+    _build_command(
+        "restic",
+        restic,
+        version,
+        package=f"{restic}/cmd/restic",
+        out_dir=out_dir,
+        progress=progress,
     )
-    _run_go(["mod", "download", "github.com/restic/restic"], module_dir, "downloading restic")
-    _run_go(["mod", "tidy"], module_dir, "resolving restic's dependencies")
-    _go_build(module_dir, ["github.com/restic/restic/cmd/restic"], out_dir, "-s -w", progress)
 
 
 # -- Kubernetes ---------------------------------------------------------------------------------

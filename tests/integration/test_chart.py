@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from api.crd import all_crds
 from devcluster import ensure_binaries
 from devcluster.build import Binaries
 
@@ -79,7 +80,8 @@ def test_the_charts_defaults_render_what_kustomize_renders_of_manifests(
 ) -> None:
     chart = _helm(binaries)
     assert not _differences(chart, _kustomize(binaries, PROJECT / "manifests"))
-    assert sum(1 for k in chart if k[1] == "CustomResourceDefinition") == 9
+    crds = {k[3] for k in chart if k[1] == "CustomResourceDefinition"}
+    assert crds == {crd["metadata"]["name"] for crd in all_crds()}
 
 
 def test_the_cert_manager_values_render_what_manifests_cert_manager_renders(

@@ -19,6 +19,7 @@ from devcluster import ControlPlane
 from kube import Client
 from kube.types import BACKUP_BATCHES, CRONJOBS, RESTORE_SESSIONS
 from tests.factories import batch, member
+from tests.integration.helpers import give_to_pods
 from tests.integration.objects import pvc, repository
 from tests.integration.test_restic import make_data, tree
 from tests.waiting import eventually
@@ -53,7 +54,7 @@ def test_kubectl_stash_pauses_triggers_describes_lists_checks_and_restores(
     operator: Operator, control_plane: ControlPlane, kube: Client, namespace: str, tmp_path: Path
 ) -> None:
     assert PLUGIN.exists(), "the package installs the kubectl-stash executable"
-    data = make_data(tmp_path / "pvc")
+    data = give_to_pods(make_data(tmp_path / "pvc"))  # the restore Job writes as the pods' user
     expected = tree(data)
     repository(kube, namespace, tmp_path / "repo")
     pvc(kube, namespace, "shared", data)
@@ -64,7 +65,7 @@ def test_kubectl_stash_pauses_triggers_describes_lists_checks_and_restores(
 
     # pause / resume: the spec, and through it the CronJob.
     paused = run("pause", "nightly")
-    assert paused.returncode == 0, paused.stderr
+    assert paused.returncode == 0, paused.stdout + paused.stderr
     assert paused.stdout.strip() == "backupbatch.stash.appscode.com/nightly paused"
     assert kube.get(BACKUP_BATCHES, "nightly", namespace)["spec"]["paused"] is True
     eventually(
@@ -74,12 +75,12 @@ def test_kubectl_stash_pauses_triggers_describes_lists_checks_and_restores(
     )
     assert run("pause", "backupbatch/nightly").stdout.strip().endswith("already paused")
     resumed = run("resume", "bb/nightly")
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert kube.get(BACKUP_BATCHES, "nightly", namespace)["spec"]["paused"] is False
 
     # trigger --wait: the session runs on the node; its end is described.
     triggered = run("trigger", "nightly", "--wait", "--timeout", "240", "--poll", "0.5")
-    assert triggered.returncode == 0, (triggered.stdout, triggered.stderr)
+    assert triggered.returncode == 0, triggered.stdout + triggered.stderr
     assert "backupsession.stash.appscode.com/nightly-" in triggered.stdout
     assert "Phase:        Succeeded" in triggered.stdout
     assert "  PersistentVolumeClaim/shared: Succeeded, 1/1 host(s) reported" in triggered.stdout
@@ -88,7 +89,7 @@ def test_kubectl_stash_pauses_triggers_describes_lists_checks_and_restores(
     session = triggered.stdout.split("backupsession.stash.appscode.com/")[1].split()[0]
 
     described = run("describe", "backupbatch/nightly")
-    assert described.returncode == 0, described.stderr
+    assert described.returncode == 0, described.stdout + described.stderr
     assert f"  {session}: Succeeded in " in described.stdout
     assert "Latest session:" in described.stdout
     as_json = json.loads(run("describe", f"bs/{session}", "-o", "json").stdout)
@@ -99,17 +100,17 @@ def test_kubectl_stash_pauses_triggers_describes_lists_checks_and_restores(
 
     # The Repository, read here by restic.
     listed = run("snapshots", "repo", "-o", "json")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.returncode == 0, listed.stdout + listed.stderr
     (snapshot,) = json.loads(listed.stdout)
     assert snapshot["hostname"] == "host-0"
     wide = run("snapshots", "repo", "-o", "wide").stdout.splitlines()
     assert wide[0].split() == ["ID", "TIME", "HOST", "PATHS", "TAGS", "FULL", "ID"]
     assert snapshot["id"] in wide[1]
     checked = run("check", "repo")
-    assert checked.returncode == 0, checked.stderr
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "no errors" in checked.stdout
     unlocked = run("unlock", "repo")
-    assert unlocked.returncode == 0, unlocked.stderr
+    assert unlocked.returncode == 0, unlocked.stdout + unlocked.stderr
 
     # restore from the chosen snapshot, completed from the backup member (mounts, Task).
     shutil.rmtree(data / "sub")
@@ -117,7 +118,7 @@ def test_kubectl_stash_pauses_triggers_describes_lists_checks_and_restores(
         "restore", "pvc/shared", "--snapshot", snapshot["id"][:8], "--name", "back", "--wait",
         "--poll", "0.5", "--timeout", "240",
     )  # fmt: skip
-    assert restored.returncode == 0, (restored.stdout, restored.stderr)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
     assert "restoresession.stash.appscode.com/back created" in restored.stdout
     assert "  PersistentVolumeClaim/shared: Succeeded, 1/1 host(s) reported" in restored.stdout
     spec = kube.get(RESTORE_SESSIONS, "back", namespace)["spec"]

@@ -90,6 +90,7 @@ def _query(prometheus: Service, expr: str) -> JSON:
 def webhook_process(
     control_plane: ControlPlane, images: Images, pushgateway: Service, tmp_path: Path
 ) -> Iterator[WebhookProcess]:
+    (tmp_path / "webhook").mkdir()
     hook = WebhookProcess.start(
         control_plane.kubeconfig,
         tmp_path / "webhook",

@@ -23,7 +23,7 @@ from api.naming import label_value
 from controller.sessions import create_session
 from engine import describe
 from engine.host_backup import load_repository, open_repository
-from engine.restic import ResticError
+from engine.restic import ResticError, check_binary
 from engine.restore_request import RestoreRequest, backup_member_of, restore_session_for
 from kube import Client, KubeError, NotFound, ResourceType
 from kube.client import context_namespace
@@ -204,8 +204,10 @@ def _progress(obj: JSON) -> str:
 
 def _restic(client: Client, args: argparse.Namespace) -> Any:
     _, name = _split(args.repository, ("Repository",), args.command)
+    check_binary(args.restic)
     repository, secret = load_repository(client, name, args.namespace)
-    return open_repository(repository, secret, Path(args.cache_dir) if args.cache_dir else None)
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    return open_repository(repository, secret, cache, binary=args.restic)
 
 
 def cmd_snapshots(client: Client, args: argparse.Namespace) -> int:
@@ -339,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         repo = add(name, text, func)
         repo.add_argument("repository", help="the Repository's NAME")
         repo.add_argument("--cache-dir", default="", help="restic cache (default: none)")
+        repo.add_argument("--restic", default="restic", help="the restic to run (0.18 or later)")
         if name == "snapshots":
             repo.add_argument("--host", help="only this host's snapshots")
     restore = add("restore", "create a RestoreSession from a snapshot", cmd_restore)

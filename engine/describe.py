@@ -85,7 +85,8 @@ def _files(snapshot: SnapshotStats) -> str:
 
 
 def _snapshot_line(snapshot: SnapshotStats) -> str:
-    parts = [f"snapshot {snapshot.name or '?'}"]
+    # restic's short id, as `restic snapshots` shows it (-o json has the whole one)
+    parts = [f"snapshot {(snapshot.name or '?')[:8]}"]
     if snapshot.path:
         parts.append(snapshot.path)
     files = _files(snapshot)

@@ -147,10 +147,10 @@ def open_restic(setup: Setup, cache_dir: Path | None) -> Restic:
 
 
 def open_repository(
-    repository: Repository, secret: dict[str, str], cache_dir: Path | None
+    repository: Repository, secret: dict[str, str], cache_dir: Path | None, binary: str = "restic"
 ) -> Restic:
     try:
-        return Restic(backend_config(repository, secret), cache_dir=cache_dir)
+        return Restic(backend_config(repository, secret), cache_dir=cache_dir, binary=binary)
     except BackendError as exc:
         raise SetupError(f"Repository {repository.metadata.name}: {exc}") from None
 

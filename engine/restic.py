@@ -74,6 +74,10 @@ PERMANENT_BACKEND_ERRORS = (
     "401 Unauthorized",
     "403 Forbidden",
 )
+# The oldest restic this code drives: --retry-lock and --stuck-request-timeout appeared in 0.16
+# and 0.18. The image, the demo and the tests run 0.18.1; a person's machine may have another.
+MIN_VERSION = (0, 18, 0)
+_VERSION = re.compile(r"^restic (\d+)\.(\d+)\.(\d+)")
 _STOP_GRACE = 10.0  # after SIGTERM (restic then removes its lock), before SIGKILL
 
 
@@ -282,9 +286,21 @@ def retention_flags(policy: RetentionPolicy) -> list[str]:
     return flags
 
 
+def _words(line: str) -> str:
+    """restic's words in a line: ``--json`` wraps a fatal error as an ``exit_error`` object."""
+    if line.startswith("{"):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return line
+        if isinstance(doc, dict) and doc.get("message_type") == "exit_error":
+            return " ".join(str(doc.get("message", "")).split())
+    return line
+
+
 def tail(lines: Sequence[str], count: int = _TAIL_LINES) -> str:
     """The last meaningful lines of restic's output, joined for a message."""
-    kept = [line.strip() for line in lines if line.strip() and not line.startswith("[")]
+    kept = [_words(line.strip()) for line in lines if line.strip() and not line.startswith("[")]
     return " | ".join(kept[-count:]) or "no output"
 
 
@@ -310,6 +326,28 @@ def _unreadable(item: str, error: dict[str, Any]) -> str:
     if not reason and isinstance(error.get("Err"), int):  # restic before 0.17: an errno
         reason = os.strerror(error["Err"])
     return f"{item} ({reason})" if reason else item
+
+
+def check_binary(binary: str = "restic") -> None:
+    """A ValueError saying what to install when ``binary`` is missing or older than
+    ``MIN_VERSION``; nothing when it will do."""
+    needed = ".".join(map(str, MIN_VERSION))
+    try:
+        done = subprocess.run(
+            [binary, "version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError:
+        raise ValueError(f"{binary} not found: install restic {needed} or later") from None
+    match = _VERSION.match(done.stdout.strip())
+    if match is None:
+        raise ValueError(f"{binary} version says {done.stdout.strip()!r}, not restic's version")
+    found = tuple(int(g) for g in match.groups())
+    if found < MIN_VERSION:
+        have = ".".join(map(str, found))
+        raise ValueError(
+            f"{binary} is restic {have}; {needed} or later is needed (give --restic PATH, or put "
+            "a newer restic first on the PATH)"
+        )
 
 
 class Restic:

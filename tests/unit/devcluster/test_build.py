@@ -41,6 +41,7 @@ def _fake_binaries(root: Path, versions: Versions) -> None:
         bins.kubectl,
         bins.rclone,
         bins.restic,
+        bins.helm,
     ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")

@@ -50,7 +50,7 @@ def _web_target(**more: Any) -> JSON:
                 "duration": "3.2s",
                 "snapshots": [
                     {
-                        "name": "1a2b3c4d",
+                        "name": "1a2b3c4d5e6f70819a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f70819a0b1c2d",
                         "path": "/data",
                         "totalSize": "10.5 MiB",
                         "uploaded": "1.2 MiB",

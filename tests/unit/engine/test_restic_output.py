@@ -15,6 +15,7 @@ from engine.restic import (
     Redactor,
     Restic,
     ResticError,
+    check_binary,
     retention_flags,
     tail,
     unreadable_items,
@@ -136,3 +137,30 @@ def test_restics_output_is_kept_bounded_however_long_the_backup(tmp_path: Path) 
         restic.backup([str(tmp_path / "data")], host="h")
     assert "could not read /d/0, /d/1" in str(failed.value)
     assert str(failed.value).endswith(f" and {50_000 - 10} more")
+
+
+def test_a_json_fatal_error_is_said_in_restics_words() -> None:
+    line = (
+        '{"message_type":"exit_error","code":10,"message":"Fatal: repository does not exist: '
+        'unable to open config file\\nIs there a repository at the following location?\\n/repo"}'
+    )
+    assert tail(["[0:01] 10% done", line]) == (
+        "Fatal: repository does not exist: unable to open config file Is there a repository at "
+        "the following location? /repo"
+    )
+
+
+def _fake_restic(tmp_path: Path, says: str) -> str:
+    binary = tmp_path / "restic"
+    binary.write_text(f"#!/bin/sh\necho '{says}'\n")
+    binary.chmod(0o755)
+    return str(binary)
+
+
+def test_a_restic_too_old_or_missing_is_refused_saying_what_to_install(tmp_path: Path) -> None:
+    old = _fake_restic(tmp_path, "restic 0.14.0 compiled with go1.19.8 on linux/amd64")
+    with pytest.raises(ValueError, match=r"is restic 0\.14\.0; 0\.18\.0 or later is needed"):
+        check_binary(old)
+    with pytest.raises(ValueError, match=r"not found: install restic 0\.18\.0 or later"):
+        check_binary(str(tmp_path / "absent"))
+    check_binary(_fake_restic(tmp_path, "restic 0.18.1 compiled with go1.26.8 on linux/amd64"))

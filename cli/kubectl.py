@@ -23,15 +23,18 @@ from api.naming import label_value
 from controller.sessions import create_session
 from engine import describe
 from engine.host_backup import load_repository, open_repository
+from engine.progress import REASONS
 from engine.restic import ResticError, check_binary
 from engine.restore_request import RestoreRequest, backup_member_of, restore_session_for
 from kube import Client, KubeError, NotFound, ResourceType
 from kube.client import context_namespace
-from kube.types import BACKUP_SESSIONS, INVOKER_TYPES, STASH
+from kube.types import BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
 
 JSON = dict[str, Any]
 PROG = "kubectl stash"
 FINISHED = ("Succeeded", "Failed", "Skipped", "Invalid")
+PROGRESS_REASONS = tuple(REASONS.values())
+BAR_WIDTH = 20
 
 # TYPE as a person types it → kind (kubectl's way: singular, plural, short name, any case).
 KINDS = {
@@ -154,12 +157,31 @@ def cmd_describe(client: Client, args: argparse.Namespace) -> int:
         mine = [
             s for s in listed if ((s.get("spec") or {}).get("invoker") or {}).get("name") == name
         ]
-        print(describe.describe_invoker(obj, mine, _now()))
-    elif kind == "BackupSession":
-        print(describe.describe_backup_session(obj, _now()))
+        latest = describe.newest(mine)[:1]
+        progress = _progress_events(client, latest[0]) if latest else {}
+        print(describe.describe_invoker(obj, mine, _now(), progress))
     else:
-        print(describe.describe_restore(obj, _now()))
+        print(_render(obj, _progress_events(client, obj)))
     return 0
+
+
+def _render(obj: JSON, progress: dict[tuple[str, str], str]) -> str:
+    if obj.get("kind") == "BackupSession":
+        return describe.describe_backup_session(obj, _now(), progress)
+    return describe.describe_restore(obj, _now(), progress)
+
+
+def _progress_events(client: Client, obj: JSON) -> dict[tuple[str, str], str]:
+    """The progress Events of a running session's hosts (none once it ended)."""
+    if ((obj.get("status") or {}).get("phase")) in FINISHED:
+        return {}
+    meta = obj["metadata"]
+    kind = obj.get("kind") or "BackupSession"
+    selector = f"involvedObject.name={meta['name']},involvedObject.kind={kind}"
+    events = client.list(EVENTS, meta["namespace"], field_selector=selector)["items"]
+    return describe.progress_of(
+        str(e.get("message", "")) for e in events if e.get("reason") in PROGRESS_REASONS
+    )
 
 
 def _follow(client: Client, kind: str, namespace: str, name: str, args: argparse.Namespace) -> int:
@@ -168,35 +190,55 @@ def _follow(client: Client, kind: str, namespace: str, name: str, args: argparse
     deadline = time.monotonic() + args.timeout
     shown = ""
     obj: JSON = {}
+    bar = sys.stderr.isatty()
     while time.monotonic() < deadline:
         obj = {"kind": kind, **client.get(_type(kind), name, namespace)}
-        line = _progress(obj)
-        if line != shown:
+        line = _progress(obj, _progress_events(client, obj))
+        if bar:  # one line that moves, as a terminal shows a progress bar
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+        elif line != shown:
             print(line, file=sys.stderr, flush=True)
-            shown = line
+        shown = line
         if ((obj.get("status") or {}).get("phase")) in FINISHED:
             break
         time.sleep(args.poll)
     else:
+        if bar:
+            print(file=sys.stderr)
         raise Failed(f"{kind} {namespace}/{name} did not end within {args.timeout:g} s")
-    render = (
-        describe.describe_backup_session if kind == "BackupSession" else describe.describe_restore
-    )
-    print(render(obj, _now()))
+    if bar:
+        print(file=sys.stderr)
+    print(_render(obj, {}))
     phase = (obj.get("status") or {}).get("phase")
     if phase != "Succeeded":
         raise Failed(f"{kind} {namespace}/{name} ended {phase}")
     return 0
 
 
-def _progress(obj: JSON) -> str:
-    """``Running: 1/3 host(s) reported`` for a session of any kind."""
+def _progress(obj: JSON, running: dict[tuple[str, str], str]) -> str:
+    """``[#####---------------]  25% nightly-1: Running: 1/3 host(s) reported`` for a
+    session of any kind: the hosts done, and the running ones as far as restic says."""
     status = obj.get("status") or {}
     entries = status.get("targets") or status.get("members") or [status]
     done = sum(len(e.get("stats") or []) for e in entries)
     total = sum(int(e.get("totalHosts") or 0) for e in entries)
-    counted = f": {done}/{total} host(s) reported" if total else ""
-    return f"{obj['metadata']['name']}: {status.get('phase') or 'Pending'}{counted}"
+    line = f"{obj['metadata']['name']}: {status.get('phase') or 'Pending'}"
+    if not total:
+        return line
+    partial = sum(_percent(where) for where in running.values()) / 100
+    fraction = min(1.0, (done + partial) / total)
+    filled = round(fraction * BAR_WIDTH)
+    bar = f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction * 100:3.0f}%"
+    return f"{bar} {line}: {done}/{total} host(s) reported"
+
+
+def _percent(where: str) -> float:
+    """The leading ``42%`` of a progress message."""
+    head = where.split("%", 1)[0]
+    try:
+        return float(head)
+    except ValueError:
+        return 0.0
 
 
 # -- repositories ----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from engine.host_backup import (
 from engine.invokers import sidecar_targets_of
 from engine.locks import holders_of
 from engine.logfields import log_fields
+from engine.progress import ProgressReport
 from engine.reporting import (
     ReportError,
     SessionReporter,
@@ -286,13 +287,17 @@ class SidecarAgent:
             )
             return result
 
+    def _session_object(self, namespace: str, name: str) -> JSON:
+        """The session (from the watch's cache) as an Event's involved object."""
+        session = self.sessions.get(namespace, name) or {
+            "metadata": {"name": name, "namespace": namespace}
+        }
+        return {"apiVersion": c.V1BETA1, "kind": "BackupSession", **session}
+
     def _record(self, work: Work, job: HostJob, result: HostResult) -> None:
         """An Event on the BackupSession for the host's result, where `kubectl describe`
         shows it."""
-        session = self.sessions.get(job.namespace, work.session) or {
-            "metadata": {"name": work.session, "namespace": job.namespace}
-        }
-        session = {"apiVersion": c.V1BETA1, "kind": "BackupSession", **session}
+        session = self._session_object(job.namespace, work.session)
         what = f"{job.target_kind}/{job.target_name} host {job.hostname}"
         if result.succeeded:
             self.events.record(
@@ -319,6 +324,13 @@ class SidecarAgent:
                     attempts_dir=self.options.state_dir,
                     parent_hint=sessions_parent(self.client, job),
                     holders=holders_of(self.client, job.namespace, setup.repository),
+                    progress=ProgressReport(
+                        self.events,
+                        lambda: self._session_object(job.namespace, work.session),
+                        operation="backup",
+                        target=f"{job.target_kind}/{job.target_name}",
+                        host=job.hostname,
+                    ),
                 )
                 return back_up_paths(restic, job, paths, excludes=excludes, options=options)
 

@@ -99,8 +99,22 @@ def _snapshot_line(snapshot: SnapshotStats) -> str:
     return ", ".join(parts)
 
 
+def progress_of(messages: Iterable[str]) -> dict[tuple[str, str], str]:
+    """The progress Events' messages (``Kind/name host H: 42% (…)``) by (target, host)."""
+    found = {}
+    for message in messages:
+        head, sep, rest = message.partition(": ")
+        target, marker, host = head.partition(" host ")
+        if sep and marker:
+            found[(target, host)] = rest
+    return found
+
+
 def _host_lines(
-    hosts: Iterable[HostBackupStats | HostRestoreStats], total: int | None, running: bool
+    hosts: Iterable[HostBackupStats | HostRestoreStats],
+    total: int | None,
+    running: bool,
+    progress: dict[str, str] | None = None,
 ) -> list[str]:
     lines = []
     reported = list(hosts)
@@ -111,11 +125,18 @@ def _host_lines(
             lines.extend(f"      error: {line}" for line in host.error.splitlines() or [""])
         for snapshot in getattr(host, "snapshots", None) or []:
             lines.append(f"      {_snapshot_line(snapshot)}")
-    missing = (total or 0) - len(reported)
+    done = {host.hostname for host in reported}
+    moving = {h: p for h, p in (progress or {}).items() if h not in done} if running else {}
+    lines.extend(f"    host {host}: running, {where}" for host, where in sorted(moving.items()))
+    missing = (total or 0) - len(reported) - len(moving)
     if missing > 0:
         state = "still running" if running else "never reported"
         lines.append(f"    {missing} more host(s): {state}")
     return lines
+
+
+def _of_target(progress: dict[tuple[str, str], str], target: str) -> dict[str, str]:
+    return {host: where for (t, host), where in progress.items() if t == target}
 
 
 def _invalid(what: str, error: ValidationError) -> str:
@@ -124,8 +145,11 @@ def _invalid(what: str, error: ValidationError) -> str:
     return f"{what}: its status cannot be read ({where}: {first.get('msg')})"
 
 
-def describe_backup_session(obj: JSON, now: dt.datetime) -> str:
-    """A BackupSession: its invoker, phase and duration, each target and host."""
+def describe_backup_session(
+    obj: JSON, now: dt.datetime, progress: dict[tuple[str, str], str] | None = None
+) -> str:
+    """A BackupSession: its invoker, phase and duration, each target and host (a running one
+    with its ``progress``, from ``progress_of``)."""
     meta = obj.get("metadata") or {}
     title = f"BackupSession {meta.get('namespace')}/{meta.get('name')}"
     try:
@@ -153,9 +177,10 @@ def describe_backup_session(obj: JSON, now: dt.datetime) -> str:
         ref = target.ref
         done = len(target.stats or [])
         total = target.total_hosts or done
-        head = f"  {_ref(ref.kind if ref else None, ref.name if ref else None)}:"
-        lines.append(f"{head} {target.phase or 'Pending'}, {done}/{total} host(s) reported")
-        lines.extend(_host_lines(target.stats or [], target.total_hosts, running))
+        label = _ref(ref.kind if ref else None, ref.name if ref else None)
+        lines.append(f"  {label}: {target.phase or 'Pending'}, {done}/{total} host(s) reported")
+        moving = _of_target(progress or {}, label)
+        lines.extend(_host_lines(target.stats or [], target.total_hosts, running, moving))
         lines.extend(_conditions(target.conditions, indent="      "))
     if not targets and running:
         lines.append("Targets:      none started yet")
@@ -182,8 +207,11 @@ def _restore_members(obj: JSON) -> list[tuple[str, Any]]:
     return [(label, session.status)]
 
 
-def describe_restore(obj: JSON, now: dt.datetime) -> str:
-    """A RestoreSession or RestoreBatch: phase, each member and host, conditions."""
+def describe_restore(
+    obj: JSON, now: dt.datetime, progress: dict[tuple[str, str], str] | None = None
+) -> str:
+    """A RestoreSession or RestoreBatch: phase, each member and host (a running one with its
+    ``progress``), conditions."""
     meta = obj.get("metadata") or {}
     title = f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}"
     try:
@@ -210,16 +238,27 @@ def describe_restore(obj: JSON, now: dt.datetime) -> str:
         member_phase = getattr(entry, "phase", None) if obj.get("kind") == "RestoreBatch" else None
         shown = member_phase or ("Running" if running else phase)
         lines.append(f"  {label}: {shown}, {len(stats)}/{total or len(stats)} host(s) reported")
-        lines.extend(_host_lines(stats, total, running))
+        lines.extend(_host_lines(stats, total, running, _of_target(progress or {}, label)))
         if obj.get("kind") == "RestoreBatch":
             lines.extend(_conditions(getattr(entry, "conditions", None), indent="      "))
     lines.extend(_conditions(status.conditions if status else None))
     return "\n".join(lines)
 
 
-def describe_invoker(obj: JSON, sessions: Sequence[JSON], now: dt.datetime) -> str:
+def newest(sessions: Sequence[JSON]) -> list[JSON]:
+    return sorted(
+        sessions, key=lambda s: str(s["metadata"].get("creationTimestamp", "")), reverse=True
+    )
+
+
+def describe_invoker(
+    obj: JSON,
+    sessions: Sequence[JSON],
+    now: dt.datetime,
+    progress: dict[tuple[str, str], str] | None = None,
+) -> str:
     """A BackupBatch or BackupConfiguration: schedule, repository, members, its recent
-    sessions (newest first) and, in full, the latest one."""
+    sessions (newest first) and, in full, the latest one (with its hosts' ``progress``)."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     lines = [f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}"]
@@ -234,9 +273,7 @@ def describe_invoker(obj: JSON, sessions: Sequence[JSON], now: dt.datetime) -> s
         paths = ", ".join(target.get("paths") or [])
         detail = "; ".join(p for p in (how or "sidecar", paths) if p)
         lines.append(f"  {_ref(ref.get('kind'), ref.get('name'))} ({detail})")
-    ordered = sorted(
-        sessions, key=lambda s: str(s["metadata"].get("creationTimestamp", "")), reverse=True
-    )
+    ordered = newest(sessions)
     if not ordered:
         lines.append("Sessions:     none yet")
         return "\n".join(lines)
@@ -249,5 +286,6 @@ def describe_invoker(obj: JSON, sessions: Sequence[JSON], now: dt.datetime) -> s
         lines.append(f"  {name}: {status.get('phase') or 'Pending'}{took}, created {created}")
     lines.append("")
     lines.append("Latest session:")
-    lines.extend("  " + line for line in describe_backup_session(ordered[0], now).splitlines())
+    latest = describe_backup_session(ordered[0], now, progress)
+    lines.extend("  " + line for line in latest.splitlines())
     return "\n".join(lines)

@@ -22,8 +22,9 @@ from api.restore import RestoreMember, Rule
 from engine import metrics
 from engine.hooks import around
 from engine.host_backup import SetupError, load_repository, open_repository
+from engine.progress import ProgressReport
 from engine.reporting import ReportError, update_status, with_restore_host
-from engine.restic import Restic, ResticError, Snapshot
+from engine.restic import Progress, Restic, ResticError, Snapshot
 from engine.restore import (
     HostRule,
     RestoreError,
@@ -35,6 +36,7 @@ from engine.restore import (
 from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError, NotFound
+from kube.events import EventRecorder
 from kube.types import RESTORE_INVOKER_TYPES
 
 JSON = dict[str, Any]
@@ -145,7 +147,7 @@ def _restoring(
     client: Client,
     job: HostRestore,
     options: RestoreOptions,
-    work: Callable[[Restic, HostRule], list[Snapshot]],
+    work: Callable[[Restic, HostRule, Progress], list[Snapshot]],
 ) -> HostResult:
     started = time.monotonic()
     try:
@@ -162,8 +164,15 @@ def _restoring(
             repository, secret = load_repository(
                 client, setup.repository_name, setup.repository_namespace
             )
+            progress = ProgressReport(
+                EventRecorder(client, "stash-restore"),
+                lambda: setup.invoker,
+                operation="restore",
+                target=f"{job.target_kind}/{job.target_name}",
+                host=job.hostname,
+            )
             with open_repository(repository, secret, options.cache_dir) as restic:
-                restored = work(restic, rule)
+                restored = work(restic, rule, progress)
         except (SetupError, RestoreError, ResticError, KubeError) as exc:
             log.error("restore of %s failed: %s", job.describe(), exc)
             return HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
@@ -193,8 +202,8 @@ def restore_files(
         client,
         job,
         options,
-        lambda restic, rule: restore_rule(
-            restic, job.target_kind, job.target_name, rule, target_dir
+        lambda restic, rule, progress: restore_rule(
+            restic, job.target_kind, job.target_name, rule, target_dir, progress=progress
         ),
     )
 
@@ -204,7 +213,7 @@ def restore_dump(
 ) -> HostResult:
     """Stream the dump ``filename`` of the host's snapshot into ``command`` (e.g. psql)."""
 
-    def work(restic: Restic, rule: HostRule) -> list[Snapshot]:
+    def work(restic: Restic, rule: HostRule, _: Progress) -> list[Snapshot]:
         picks = choose_snapshots(restic.snapshots(), job.target_kind, job.target_name, rule)
         for pick in picks:
             stream_dump(restic, pick.snapshot, filename, command)

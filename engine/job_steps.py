@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.hooks import is_final_attempt
 from engine.host_backup import (
@@ -42,13 +43,16 @@ from engine.host_restore import (
     restore_files,
 )
 from engine.locks import holders_of
+from engine.progress import ProgressReport
 from engine.reporting import SessionReporter
 from engine.restic import Progress, ResticError
 from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError
+from kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
+JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,22 @@ def split_list(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _log_progress(job: HostJob) -> Progress:
-    def progress(fraction: float, done: int, total: int) -> None:
-        log.info("%s: %.0f%% (%d of %d bytes)", job.describe(), fraction * 100, done, total)
+def _progress(client: Client, job: HostJob) -> Progress:
+    """The host's progress: logged, and an Event on its session at a bounded rate."""
 
-    return progress
+    def session() -> JSON | None:
+        try:
+            return SessionReporter(client, job.namespace, job.session).get()
+        except KubeError:
+            return None  # the log line still says it
+
+    return ProgressReport(
+        EventRecorder(client, "stash-backup-job"),
+        session,
+        operation="backup",
+        target=f"{job.target_kind}/{job.target_name}",
+        host=job.hostname,
+    )
 
 
 def _with_member_hooks(
@@ -97,7 +112,7 @@ def backup_pvc(
         with open_restic(setup, opts.cache_dir) as restic:
             options = BackupOptions(
                 guard=init_guard(client, setup, job.describe()),
-                progress=_log_progress(job),
+                progress=_progress(client, job),
                 parent_hint=sessions_parent(client, job),
                 holders=holders_of(client, job.namespace, setup.repository),
             )

@@ -47,7 +47,21 @@ _TAIL_LINES = 6
 # restic's stderr kept per command (one line per unreadable file, say): the first lines and the
 # last few; the rest only counted. A backup of millions of files cannot grow the sidecar by it.
 STDERR_LINES = 1000
-Progress = Callable[[float, int, int], None]  # fraction done, bytes done, total bytes
+
+
+@dataclass(frozen=True)
+class HostProgress:
+    """Where a running backup or restore is, from restic's own ``--json`` status lines."""
+
+    fraction: float  # 0..1
+    bytes_done: int
+    total_bytes: int
+    files_done: int
+    total_files: int
+    seconds_remaining: int | None = None  # restic's estimate (backups only)
+
+
+Progress = Callable[[HostProgress], None]
 
 # How long a backend may keep failing (restic retrying, no success in between) before the
 # command is stopped and fails with restic's own words. Documented in docs/backup.md.
@@ -295,6 +309,10 @@ def _words(line: str) -> str:
             return line
         if isinstance(doc, dict) and doc.get("message_type") == "exit_error":
             return " ".join(str(doc.get("message", "")).split())
+        if isinstance(doc, dict) and doc.get("message_type") == "error":
+            error = doc.get("error") or {}
+            words = error.get("message") if isinstance(error, dict) else error
+            return f"{doc.get('item') or doc.get('during') or 'error'}: {words}"
     return line
 
 
@@ -678,17 +696,20 @@ class Restic:
         host: str | None = None,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        progress: Progress | None = None,
     ) -> None:
         # --sparse: a file's holes stay holes (a 200 MB sparse file does not take 200 MB of the
         # volume it is restored into).
         args = ["restore", snapshot, "--target", target, "--sparse"]
+        if progress is not None:
+            args.append("--json")  # status lines; a failure's words come on stderr still
         if host:
             args += ["--host", host]
         for path in include:
             args += ["--include", path]
         for pattern in exclude:
             args += ["--exclude", pattern]
-        self._run("restore", args)
+        self._run("restore", args, on_line=_progress_reader(progress))
 
     @contextlib.contextmanager
     def dump(self, snapshot: str, filename: str, *, host: str | None = None) -> Iterator[IO[bytes]]:
@@ -786,14 +807,32 @@ def _progress_reader(progress: Progress | None) -> Callable[[str], None] | None:
         if now - last[0] < 1.0:
             return
         last[0] = now
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            return
-        progress(
-            float(doc.get("percent_done", 0.0)),
-            int(doc.get("bytes_done", 0)),
-            int(doc.get("total_bytes", 0)),
-        )
+        found = parse_progress(line)
+        if found is not None:
+            progress(found)
 
     return on_line
+
+
+def parse_progress(line: str) -> HostProgress | None:
+    """A ``status`` line of ``restic backup --json`` or ``restic restore --json``."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("message_type") != "status":
+        return None
+    remaining = doc.get("seconds_remaining")
+    bytes_done = doc.get("bytes_done", doc.get("bytes_restored")) or 0
+    files_done = doc.get("files_done", doc.get("files_restored")) or 0
+    try:
+        return HostProgress(
+            fraction=min(1.0, max(0.0, float(doc.get("percent_done") or 0.0))),
+            bytes_done=int(bytes_done),
+            total_bytes=int(doc.get("total_bytes") or 0),
+            files_done=int(files_done),
+            total_files=int(doc.get("total_files") or 0),
+            seconds_remaining=int(remaining) if remaining is not None else None,
+        )
+    except (TypeError, ValueError):
+        return None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from api.restore import Rule
 from engine.host_backup import target_tag
-from engine.restic import Restic, ResticError, Snapshot, tail
+from engine.restic import Progress, Restic, ResticError, Snapshot, tail
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -164,13 +164,21 @@ def restore_rule(
     target_name: str,
     rule: HostRule,
     target_dir: str = "/",
+    *,
+    progress: Progress | None = None,
 ) -> list[Snapshot]:
     """Restore what ``rule`` picks into ``target_dir``; the snapshots restored."""
     picks = choose_snapshots(restic.snapshots(), target_kind, target_name, rule)
     for pick in picks:
         include = rule.include or pick.include
         try:
-            restic.restore(pick.snapshot.id, target_dir, include=include, exclude=rule.exclude)
+            restic.restore(
+                pick.snapshot.id,
+                target_dir,
+                include=include,
+                exclude=rule.exclude,
+                progress=progress,
+            )
         except ResticError as exc:
             raise RestoreError(f"restoring snapshot {pick.snapshot.short_id}: {exc}") from None
         log.info(

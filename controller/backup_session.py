@@ -63,6 +63,7 @@ Key = tuple[str, str]
 # How long a sidecar target may go without any ready pod carrying the sidecar before it fails
 # (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
 SIDECAR_RECHECK = 30.0
+BY_INVOKER = "invoker"  # the sessions index: <namespace>/<invoker name>
 
 
 class SessionReconciler:
@@ -92,6 +93,9 @@ class SessionReconciler:
     def register(self, controller: Controller[Key]) -> None:
         self._enqueue = controller.enqueue
         sessions = self.caches.informer(BACKUP_SESSIONS)
+        # A new session's reconcile reads its invoker's sessions, not every cached one: the
+        # time stays the same however many finished sessions the cluster keeps.
+        sessions.add_index(BY_INVOKER, _invoker_index)
         sessions.subscribe(
             on_replace=controller.replace_handler(_session_key),
             on_upsert=controller.handler(_session_key),
@@ -118,12 +122,7 @@ class SessionReconciler:
             controller.enqueue(_session_key(other))
 
     def _sessions_of(self, namespace: str, invoker: str) -> list[JSON]:
-        return [
-            s
-            for s in self.caches.informer(BACKUP_SESSIONS).items()
-            if s["metadata"].get("namespace") == namespace
-            and ((s.get("spec") or {}).get("invoker") or {}).get("name") == invoker
-        ]
+        return self.caches.informer(BACKUP_SESSIONS).by_index(BY_INVOKER, f"{namespace}/{invoker}")
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -490,6 +489,12 @@ class SessionReconciler:
         except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
             return f"the API server refused Job {job['metadata']['name']}: {exc}"
         return None
+
+
+def _invoker_index(session: JSON) -> list[str]:
+    """``<namespace>/<invoker name>`` of a session (its spec.invoker)."""
+    name = ((session.get("spec") or {}).get("invoker") or {}).get("name")
+    return [f"{session['metadata'].get('namespace', '')}/{name}"] if name else []
 
 
 def _session_key(obj: JSON) -> Key:

@@ -65,6 +65,7 @@ JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 PER_POD_KINDS = ("StatefulSet", "DaemonSet")
 RESYNC_SECONDS = 30.0
+SYNC_TIMEOUT = 30.0
 _ORDINAL = re.compile(r"-(\d+)$")
 
 
@@ -211,6 +212,14 @@ class SidecarAgent:
             self.me.target_name,
             self.me.pod_name,
         )
+        deadline = time.monotonic() + SYNC_TIMEOUT  # events meanwhile are queued, not lost
+        while not all(i.synced.is_set() for i in informers) and time.monotonic() < deadline:
+            if stop.wait(0.01):
+                break
+        if all(i.synced.is_set() for i in informers):
+            log.info("watching %d session(s) of %s", len(self.sessions.items()), self.me.namespace)
+        elif not stop.is_set():
+            log.warning("not all watches listed within %.0f s; going on", SYNC_TIMEOUT)
         next_resync = time.monotonic() + RESYNC_SECONDS
         try:
             while not stop.is_set():

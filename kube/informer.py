@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kube.client import Client, ResourceType
@@ -61,6 +61,9 @@ class Informer:
         self._watch_timeout = watch_timeout
         self._max_backoff = max_backoff
         self._store: dict[Key, JSON] = {}
+        # Secondary indexes (client-go's Indexers): name -> value -> the objects filed under it
+        self._indexers: dict[str, Callable[[JSON], Iterable[str]]] = {}
+        self._indexes: dict[str, dict[str, dict[Key, JSON]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -83,7 +86,48 @@ class Informer:
         if on_delete:
             self._on_delete.append(on_delete)
 
+    def add_index(self, name: str, values: Callable[[JSON], Iterable[str]]) -> None:
+        """File every object under ``values(obj)`` in index ``name`` (before ``start``), so
+        that ``by_index`` finds a few objects among many without scanning them all."""
+        with self._lock:
+            self._indexers[name] = values
+            self._indexes[name] = {}
+            for key, obj in self._store.items():
+                self._file(name, key, obj)
+
+    def _file(self, name: str, key: Key, obj: JSON) -> None:
+        for value in self._indexers[name](obj):
+            self._indexes[name].setdefault(value, {})[key] = obj
+
+    def _unfile(self, key: Key, obj: JSON) -> None:
+        for name, values in self._indexers.items():
+            index = self._indexes[name]
+            for value in values(obj):
+                filed = index.get(value)
+                if filed is not None:
+                    filed.pop(key, None)
+                    if not filed:
+                        del index[value]
+
+    def _put(self, key: Key, obj: JSON) -> None:
+        """Store ``obj`` (the lock held), its index entries moved with it."""
+        old = self._store.get(key)
+        if old is not None:
+            self._unfile(key, old)
+        self._store[key] = obj
+        for name in self._indexers:
+            self._file(name, key, obj)
+
+    def _drop(self, key: Key) -> None:
+        old = self._store.pop(key, None)
+        if old is not None:
+            self._unfile(key, old)
+
     # -- reading ------------------------------------------------------------------------------
+
+    def by_index(self, name: str, value: str) -> list[JSON]:
+        with self._lock:
+            return list(self._indexes[name].get(value, {}).values())
 
     def get(self, namespace: str, name: str) -> JSON | None:
         with self._lock:
@@ -147,7 +191,10 @@ class Informer:
             item.setdefault("kind", self._rt.kind)
             slim(item)
         with self._lock:
-            self._store = {key_of(item): item for item in items}
+            self._store = {}
+            self._indexes = {name: {} for name in self._indexers}
+            for item in items:
+                self._put(key_of(item), item)
         self.relists += 1
         self.last_contact = time.monotonic()
         for handler in self._on_replace:
@@ -173,12 +220,12 @@ class Informer:
                 continue
             if kind == "DELETED":
                 with self._lock:
-                    self._store.pop(key_of(obj), None)
+                    self._drop(key_of(obj))
                 for handler in self._on_delete:
                     handler(obj)
             elif kind in ("ADDED", "MODIFIED"):
                 with self._lock:
-                    self._store[key_of(obj)] = obj
+                    self._put(key_of(obj), obj)
                 for handler in self._on_upsert:
                     handler(obj)
         self.last_contact = time.monotonic()  # the watch ended on time

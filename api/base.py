@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -50,6 +50,13 @@ class Opaque:
 
     The CRD schema preserves its unknown fields instead of duplicating the core type's schema.
     """
+
+
+def first_error(error: ValidationError) -> tuple[str, str]:
+    """Where the first problem of ``error`` is (``a.b.0.c``, relative to what was validated)
+    and pydantic's words for it."""
+    first = error.errors()[0]
+    return ".".join(str(p) for p in first.get("loc", ())), str(first.get("msg"))
 
 
 class Model(BaseModel):

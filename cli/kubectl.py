@@ -19,11 +19,13 @@ from typing import Any
 import yaml
 
 from api.constants import INVOKER_NAME_LABEL, INVOKER_TYPE_LABEL
+from api.crd import KINDS as CRD_KINDS
 from api.naming import label_value
+from cli.table import print_table
 from controller.sessions import create_session
 from engine import describe
 from engine.host_backup import load_repository, open_repository
-from engine.progress import REASONS
+from engine.progress import REASONS, progress_of
 from engine.restic import ResticError, check_binary
 from engine.restore_request import RestoreRequest, backup_member_of, restore_session_for
 from kube import Client, KubeError, NotFound, ResourceType
@@ -36,14 +38,24 @@ FINISHED = ("Succeeded", "Failed", "Skipped", "Invalid")
 PROGRESS_REASONS = tuple(REASONS.values())
 BAR_WIDTH = 20
 
-# TYPE as a person types it → kind (kubectl's way: singular, plural, short name, any case).
+# The plugin's own abbreviations, beside the CRDs' short names.
+ABBREVIATIONS = {
+    "BackupBatch": ("bb",),
+    "BackupSession": ("bs",),
+    "RestoreSession": ("rs",),
+    "RestoreBatch": ("rb",),
+}
+# TYPE as a person types it → kind (kubectl's way: singular, plural, short name, any case),
+# from the CRDs' own names.
 KINDS = {
-    **dict.fromkeys(("backupbatch", "backupbatches", "bb"), "BackupBatch"),
-    **dict.fromkeys(("backupconfiguration", "backupconfigurations", "bc"), "BackupConfiguration"),
-    **dict.fromkeys(("backupsession", "backupsessions", "bs"), "BackupSession"),
-    **dict.fromkeys(("restoresession", "restoresessions", "rs"), "RestoreSession"),
-    **dict.fromkeys(("restorebatch", "restorebatches", "rb"), "RestoreBatch"),
-    **dict.fromkeys(("repository", "repositories", "repo"), "Repository"),
+    alias: info.kind
+    for info in CRD_KINDS
+    for alias in (
+        info.kind.lower(),
+        info.plural,
+        *info.short_names,
+        *ABBREVIATIONS.get(info.kind, ()),
+    )
 }
 TARGETS = {
     **dict.fromkeys(("deployment", "deployments", "deploy"), ("apps/v1", "Deployment")),
@@ -85,12 +97,6 @@ def _print_object(obj: Any, output: str) -> None:
         print(json.dumps(obj, indent=2))
     else:
         sys.stdout.write(yaml.safe_dump(obj, sort_keys=False))
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 # -- backup invokers -------------------------------------------------------------------------
@@ -179,7 +185,7 @@ def _progress_events(client: Client, obj: JSON) -> dict[tuple[str, str], str]:
     kind = obj.get("kind") or "BackupSession"
     selector = f"involvedObject.name={meta['name']},involvedObject.kind={kind}"
     events = client.list(EVENTS, meta["namespace"], field_selector=selector)["items"]
-    return describe.progress_of(
+    return progress_of(
         str(e.get("message", "")) for e in events if e.get("reason") in PROGRESS_REASONS
     )
 
@@ -283,7 +289,7 @@ def cmd_snapshots(client: Client, args: argparse.Namespace) -> int:
     if not rows:
         print(f"no snapshots in Repository {args.namespace}/{args.repository}", file=sys.stderr)
         return 0
-    _table(header, rows)
+    print_table(header, rows, gap=3)  # kubectl's own spacing
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api import constants as c
+from api.base import first_error
 from api.conditions import has_condition, is_true, set_condition
 from api.naming import hook_job_name, restore_job_name, restore_service_account
 from controller import claims
@@ -61,6 +62,7 @@ from controller.trigger import restore_rbac_objects
 from engine import metrics
 from engine.agent import PER_POD_KINDS, Identity
 from engine.batch_hook import CONDITIONS
+from engine.restore_init import member_entry
 from engine.results import parse_duration
 from kube import (
     AlreadyExists,
@@ -624,12 +626,7 @@ def _owned_by(job: JSON, invoker: JSON) -> bool:
 
 def _reported_hosts(invoker: JSON, index: int) -> set[str]:
     """The hosts of member ``index`` that have reported their restore (either way)."""
-    status = invoker.get("status") or {}
-    if invoker["kind"] == "RestoreBatch":
-        entries = status.get("members") or []
-        stats = (entries[index].get("stats") or []) if index < len(entries) else []
-    else:
-        stats = status.get("stats") or []
+    stats = (member_entry(invoker, index) or {}).get("stats") or []
     return {str(s.get("hostname")) for s in stats if s.get("hostname")}
 
 
@@ -655,15 +652,14 @@ def _made(invoker: JSON) -> set[int]:
 
 def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> JSON:
     status: JSON = dict(invoker.get("status") or {})
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
+    where, words = first_error(error)
     status["phase"] = "Invalid"
     status["conditions"] = set_condition(
         status.get("conditions"),
         c.VALIDATION_PASSED,
         False,
         "ResourceValidationFailed",
-        f"spec.{where}: {first.get('msg')}",
+        f"spec.{where}: {words}",
         now=now,
     )
     return status

@@ -307,7 +307,7 @@ class SidecarAgent:
         """An Event on the BackupSession for the host's result, where `kubectl describe`
         shows it."""
         session = self._session_object(job.namespace, work.session)
-        what = f"{job.target_kind}/{job.target_name} host {job.hostname}"
+        what = job.describe()
         if result.succeeded:
             self.events.record(
                 session,
@@ -337,8 +337,7 @@ class SidecarAgent:
                         self.events,
                         lambda: self._session_object(job.namespace, work.session),
                         operation="backup",
-                        target=f"{job.target_kind}/{job.target_name}",
-                        host=job.hostname,
+                        what=job.describe(),
                     ),
                 )
                 return back_up_paths(restic, job, paths, excludes=excludes, options=options)

@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.backup import BackupSession, HostBackupStats, SnapshotStats, member_documents
-from api.common import Condition
+from api.base import first_error
+from api.common import Condition, TargetRef
 from api.restore import HostRestoreStats, RestoreBatch, RestoreSession
 
 JSON = dict[str, Any]
@@ -51,9 +52,13 @@ def _field(label: str, value: object) -> str:
     return f"{label + ':':<14}{value}"
 
 
-def _ref(kind: str | None, name: str | None, namespace: str | None = None) -> str:
-    where = f"{namespace}/" if namespace else ""
-    return f"{kind or '?'}/{where}{name or '?'}"
+def _ref(kind: str | None, name: str | None) -> str:
+    return f"{kind or '?'}/{name or '?'}"
+
+
+def _label(ref: TargetRef | None) -> str:
+    """``Kind/name`` of a target, as the hosts' progress names it."""
+    return _ref(ref.kind, ref.name) if ref else _ref(None, None)
 
 
 def _conditions(conditions: Sequence[Condition] | None, indent: str = "  ") -> list[str]:
@@ -99,17 +104,6 @@ def _snapshot_line(snapshot: SnapshotStats) -> str:
     return ", ".join(parts)
 
 
-def progress_of(messages: Iterable[str]) -> dict[tuple[str, str], str]:
-    """The progress Events' messages (``Kind/name host H: 42% (…)``) by (target, host)."""
-    found = {}
-    for message in messages:
-        head, sep, rest = message.partition(": ")
-        target, marker, host = head.partition(" host ")
-        if sep and marker:
-            found[(target, host)] = rest
-    return found
-
-
 def _host_lines(
     hosts: Iterable[HostBackupStats | HostRestoreStats],
     total: int | None,
@@ -140,9 +134,8 @@ def _of_target(progress: dict[tuple[str, str], str], target: str) -> dict[str, s
 
 
 def _invalid(what: str, error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    return f"{what}: its status cannot be read ({where}: {first.get('msg')})"
+    where, words = first_error(error)
+    return f"{what}: its status cannot be read ({where}: {words})"
 
 
 def describe_backup_session(
@@ -174,10 +167,9 @@ def describe_backup_session(
     if targets:
         lines.append("Targets:")
     for target in targets:
-        ref = target.ref
         done = len(target.stats or [])
         total = target.total_hosts or done
-        label = _ref(ref.kind if ref else None, ref.name if ref else None)
+        label = _label(target.ref)
         lines.append(f"  {label}: {target.phase or 'Pending'}, {done}/{total} host(s) reported")
         moving = _of_target(progress or {}, label)
         lines.extend(_host_lines(target.stats or [], target.total_hosts, running, moving))
@@ -188,23 +180,16 @@ def describe_backup_session(
     return "\n".join(lines)
 
 
-def _restore_members(obj: JSON) -> list[tuple[str, Any]]:
-    """(target, status) per member of a RestoreSession (one) or RestoreBatch."""
-    if obj.get("kind") == "RestoreBatch":
-        batch = RestoreBatch.from_dict(obj)
-        members = batch.status.members if batch.status else None
-        refs = [m.target.ref if m.target else None for m in (batch.spec.members or [])]
-        by_index = list(members or [])
-        out = []
-        for i, ref in enumerate(refs):
-            entry = by_index[i] if i < len(by_index) else None
-            out.append((_ref(ref.kind if ref else None, ref.name if ref else None), entry))
-        return out
-    session = RestoreSession.from_dict(obj)
-    target = session.spec.target
-    ref = target.ref if target else None
-    label = _ref(ref.kind if ref else None, ref.name if ref else None)
-    return [(label, session.status)]
+def _restore_members(model: RestoreBatch | RestoreSession) -> list[tuple[str, Any]]:
+    """(target, status entry) per member of a RestoreBatch, or the RestoreSession's one."""
+    if isinstance(model, RestoreSession):
+        target = model.spec.target
+        return [(_label(target.ref if target else None), model.status)]
+    entries = list((model.status.members if model.status else None) or [])
+    return [
+        (_label(m.target.ref if m.target else None), entries[i] if i < len(entries) else None)
+        for i, m in enumerate(model.spec.members or [])
+    ]
 
 
 def describe_restore(
@@ -215,12 +200,12 @@ def describe_restore(
     meta = obj.get("metadata") or {}
     title = f"{obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}"
     try:
-        members = _restore_members(obj)
         model = (RestoreBatch if obj.get("kind") == "RestoreBatch" else RestoreSession).from_dict(
             obj
         )
     except ValidationError as exc:
         return _invalid(title, exc)
+    members = _restore_members(model)
     status = model.status
     phase = (status.phase if status else None) or "Pending"
     repo = model.spec.repository

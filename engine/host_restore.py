@@ -168,8 +168,7 @@ def _restoring(
                 EventRecorder(client, "stash-restore"),
                 lambda: setup.invoker,
                 operation="restore",
-                target=f"{job.target_kind}/{job.target_name}",
-                host=job.hostname,
+                what=job.describe(),
             )
             with open_repository(repository, secret, options.cache_dir) as restic:
                 restored = work(restic, rule, progress)

@@ -80,8 +80,7 @@ def _progress(client: Client, job: HostJob) -> Progress:
         EventRecorder(client, "stash-backup-job"),
         session,
         operation="backup",
-        target=f"{job.target_kind}/{job.target_name}",
-        host=job.hostname,
+        what=job.describe(),
     )
 
 

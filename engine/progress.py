@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.restic import HostProgress
@@ -26,6 +26,7 @@ EVERY = 30.0
 # For tests and impatient people: how often progress is reported (the first one too).
 INTERVAL_ENV = "STASH_PROGRESS_INTERVAL"
 REASONS = {"backup": "BackupProgress", "restore": "RestoreProgress"}
+_HOST = " host "
 
 
 def _size(count: int) -> str:
@@ -45,9 +46,21 @@ def _duration(seconds: int) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def progress_of(messages: Iterable[str]) -> dict[tuple[str, str], str]:
+    """Progress messages (``progress_message``'s, naming the host as the host jobs'
+    ``describe()`` does: ``Kind/name host H``) by (target, host): where each host is."""
+    found = {}
+    for message in messages:
+        head, sep, rest = message.partition(": ")
+        target, marker, host = head.partition(_HOST)
+        if sep and marker:
+            found[(target, host)] = rest
+    return found
+
+
 def progress_message(what: str, progress: HostProgress) -> str:
     """``PersistentVolumeClaim/data host host-0: 42% (1.2 GiB of 2.9 GiB, 1200 of 5000
-    files), about 1m30s left``."""
+    files), about 1m30s left`` (``what``: the host job's ``describe()``)."""
     parts = [f"{_size(progress.bytes_done)} of {_size(progress.total_bytes)}"]
     if progress.total_files:
         parts.append(f"{progress.files_done} of {progress.total_files} files")
@@ -57,9 +70,9 @@ def progress_message(what: str, progress: HostProgress) -> str:
     return text
 
 
-def event_name(session: str, target: str, host: str) -> str:
-    """The one progress Event of a host in a session (a valid, bounded object name)."""
-    digest = hashlib.sha256(f"{target}/{host}".encode()).hexdigest()[:10]
+def event_name(session: str, what: str) -> str:
+    """The one progress Event of a host (``what``) in a session (a valid, bounded name)."""
+    digest = hashlib.sha256(what.encode()).hexdigest()[:10]
     return f"{session[:200]}.progress-{digest}"
 
 
@@ -73,8 +86,7 @@ class ProgressReport:
         session: Callable[[], JSON | None],
         *,
         operation: str,
-        target: str,
-        host: str,
+        what: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         interval = os.environ.get(INTERVAL_ENV)
@@ -82,10 +94,8 @@ class ProgressReport:
         self.every = float(interval) if interval else EVERY
         self.events = events
         self.session = session  # read at the first report only: a short run reads nothing
-        self.target = target
-        self.host = host
         self.reason = REASONS[operation]
-        self.what = f"{target} host {host}"
+        self.what = what
         self.clock = clock
         self.started = clock()
         self.last: float | None = None
@@ -103,5 +113,5 @@ class ProgressReport:
         if self._session is None:
             self._session = self.session()
         if self._session:
-            name = event_name(str(self._session["metadata"]["name"]), self.target, self.host)
+            name = event_name(str(self._session["metadata"]["name"]), self.what)
             self.events.record(self._session, "Normal", self.reason, message, name=name)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from engine.describe import describe_backup_session, progress_of
-from engine.progress import ProgressReport, event_name, progress_message
+from engine.describe import describe_backup_session
+from engine.progress import ProgressReport, event_name, progress_message, progress_of
 from engine.restic import HostProgress, parse_progress
 
 JSON = dict[str, Any]
@@ -69,14 +69,13 @@ def test_a_host_reports_one_event_at_a_bounded_rate(monkeypatch: pytest.MonkeyPa
         events,  # type: ignore[arg-type]
         session,
         operation="backup",
-        target="PersistentVolumeClaim/data",
-        host="host-0",
+        what="PersistentVolumeClaim/data host host-0",
         clock=lambda: now[0],
     )
     for second in range(0, 95):  # restic says where it is every second
         now[0] = float(second)
         report(HostProgress(second / 100, second, 100, 0, 0, None))
-    name = event_name("nightly-1", "PersistentVolumeClaim/data", "host-0")
+    name = event_name("nightly-1", "PersistentVolumeClaim/data host host-0")
     assert list(events.by_name) == [name]
     event = events.by_name[name]
     assert event["reason"] == "BackupProgress"
@@ -92,8 +91,7 @@ def test_a_short_backup_reports_nothing(monkeypatch: pytest.MonkeyPatch) -> None
         events,  # type: ignore[arg-type]
         lambda: SESSION,
         operation="restore",
-        target="Deployment/web",
-        host="host-0",
+        what="Deployment/web host host-0",
         clock=lambda: 5.0,
     )
     report(HostProgress(0.9, 9, 10, 0, 0, None))

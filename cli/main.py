@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from api.constants import WEBHOOK_NAME
 from cli import logs
+from cli.table import print_table
 from controller.defaults import SIDECAR_GRACE
 
 # Each command imports what it uses when it runs: a sidecar (``run-backup``) or a Job step does
@@ -372,7 +373,7 @@ def cmd_repository(args: argparse.Namespace) -> int:
                     ]
                     for s in restic.snapshots(host=args.host or None)
                 ]
-                _print_table(["ID", "TIME", "HOST", "TAGS", "PATHS"], rows)
+                print_table(["ID", "TIME", "HOST", "TAGS", "PATHS"], rows)
                 return 0
             if args.command == "unlock":
                 removed = restic.unlock_stale()
@@ -389,12 +390,6 @@ def cmd_repository(args: argparse.Namespace) -> int:
             return 0
     finally:
         client.close()
-
-
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
 from api.crd import all_crds  # noqa: E402
+from bench.measure import memory_mb, request_counts  # noqa: E402
 from controller.caches import BACKUP_BATCHES, CRONJOBS, DEPLOYMENTS  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client  # noqa: E402
@@ -121,18 +121,6 @@ def _objects(count: int) -> list[dict[str, Any]]:
     return objs
 
 
-def _request_counts(client: Client) -> dict[tuple[str, str, str], float]:
-    text = client.request("GET", "/metrics", accept="text/plain", raw=True).decode()
-    counts: dict[tuple[str, str, str], float] = {}
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
-        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
-
-
 def _wait_converged(client: Client, batches: int) -> tuple[int, int]:
     """Poll until every CronJob and opt-in label is in place (or 10 minutes passed)."""
     deadline = time.monotonic() + 600
@@ -149,13 +137,6 @@ def _wait_converged(client: Client, batches: int) -> tuple[int, int]:
             break
         time.sleep(1.0)
     return cronjobs, labelled
-
-
-def _rss(pid: int) -> tuple[float, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = float(re.search(r"VmRSS:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]
-    peak = float(re.search(r"VmHWM:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]
-    return rss, peak
 
 
 def main() -> None:
@@ -208,11 +189,11 @@ def main() -> None:
             if (b.get("status") or {}).get("phase") == "Ready"
         )
         time.sleep(5)  # let the last status writes land
-        rss, peak = _rss(operator.pid)
-        before = _request_counts(client)
+        rss, peak = memory_mb(operator.pid)
+        before = request_counts(client)
         time.sleep(args.idle)
-        after = _request_counts(client)
-        rss_idle, peak = _rss(operator.pid)
+        after = request_counts(client)
+        rss_idle, peak = memory_mb(operator.pid)
         delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
         writes = sum(v for k, v in delta.items() if k in OPERATOR_WRITES)
         reads = sum(v for k, v in delta.items() if k in OPERATOR_READS)

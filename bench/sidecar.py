@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.crd import all_crds  # noqa: E402
+from bench.measure import memory_mb, request_counts  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client  # noqa: E402
 from kube.crds import install_crds  # noqa: E402
@@ -57,31 +57,19 @@ for line in watch.stream():
 """
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _requests(client: Client) -> dict[tuple[str, str], float]:
-    """apiserver_request_total by (verb, resource), watches and Leases left out."""
-    text = client.request("GET", "/metrics", accept="text/plain", raw=True).decode()
-    counts: dict[tuple[str, str], float] = {}
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        if labels.get("verb") == "WATCH" or labels.get("resource") in ("leases", ""):
-            continue
-        key = (labels.get("verb", ""), labels.get("resource", ""))
-        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
+def _requests(client: Client) -> dict[tuple[str, str, str], float]:
+    """The API server's request counts for the backup kinds a sidecar reads, watches left out
+    (other clients, kube-controller-manager, share the API server)."""
+    return {
+        k: v
+        for k, v in request_counts(client).items()
+        if k[0] != "WATCH" and k[1].startswith("backup")
+    }
 
 
 def _measure(
@@ -101,15 +89,12 @@ def _measure(
             before, cpu = _requests(client), _cpu_seconds(proc.pid)
             time.sleep(idle)
             after = _requests(client)
-            rss = _rss_mb(proc.pid)
+            rss = memory_mb(proc.pid)[0]
             cpu = _cpu_seconds(proc.pid) - cpu
         finally:
             proc.terminate()
             proc.wait(15)
-    # Other clients (kube-controller-manager) share the API server: count only the kinds a
-    # sidecar reads.
-    ours = {k: v - before.get(k, 0.0) for k, v in after.items() if k[1].startswith("backup")}
-    return watching, rss, cpu, sum(ours.values())
+    return watching, rss, cpu, sum(v - before.get(k, 0.0) for k, v in after.items())
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import memory_mb  # noqa: E402
 from tests.factories import pod, review  # noqa: E402
 
 SERVER = """
@@ -41,13 +42,6 @@ uvicorn.run(create_app(index, SidecarSettings(image="x")), host="127.0.0.1",
             port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
 GROWTH_LIMIT_MB = 5
-
-
-def _rss_mb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) // 1024
-    return 0
 
 
 def _body(i: int, rng: random.Random) -> bytes:
@@ -91,7 +85,7 @@ def run_variant(variant: str, requests: int) -> list[int]:
                     raise RuntimeError(f"the {variant} server did not start") from None
                 time.sleep(0.1)
         rng = random.Random(1)  # noqa: S311 - the same requests for both variants
-        samples = [_rss_mb(server.pid)]
+        samples = [int(memory_mb(server.pid)[0])]
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         for i in range(requests):
             try:
@@ -103,7 +97,7 @@ def run_variant(variant: str, requests: int) -> list[int]:
             except (OSError, http.client.HTTPException):
                 conn.close()
             if i % 1000 == 999:
-                samples.append(_rss_mb(server.pid))
+                samples.append(int(memory_mb(server.pid)[0]))
         return samples
     finally:
         server.terminate()

@@ -251,15 +251,27 @@ class Demo:
         return Outcome(session, restore)
 
     def kubectl(self, plane: ControlPlane, *args: str, check: bool = True) -> str:
+        return self._tool(plane, plane.binaries.kubectl, *args, check=check)
+
+    def _tool(
+        self,
+        plane: ControlPlane,
+        binary: Path,
+        *args: str,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> str:
+        """Run kubectl or helm on the demo's cluster; its output, or a DemoError in its words."""
         done = subprocess.run(
-            [str(plane.binaries.kubectl), f"--kubeconfig={plane.kubeconfig}", *args],
+            [str(binary), f"--kubeconfig={plane.kubeconfig}", *args],
             capture_output=True,
             text=True,
-            timeout=self.timeout + 30,  # `rollout status` waits up to self.timeout itself
+            # `rollout status` waits up to self.timeout itself
+            timeout=self.timeout + 30 if timeout is None else timeout,
             check=False,
         )
         if check and done.returncode != 0:
-            raise DemoError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+            raise DemoError(f"{binary.name} {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
     def _check_ports(self, client: Client) -> None:
@@ -314,25 +326,15 @@ class Demo:
         self.say(f"   pod {OPERATOR_NAMESPACE}/{pod['metadata']['name']} Ready (3/3)")
 
     def _helm_install(self, plane: ControlPlane, values: Path) -> None:
-        args = [
-            str(plane.binaries.helm),
-            f"--kubeconfig={plane.kubeconfig}",
-            "upgrade",
-            "--install",
-            "stash",
-            str(PROJECT / "charts" / "stash"),
-            f"--namespace={OPERATOR_NAMESPACE}",
-            "--create-namespace",
-            f"--values={values}",
-        ]
-        done = subprocess.run(
-            args, capture_output=True, text=True, timeout=self.timeout, check=False
-        )
-        if done.returncode != 0:
-            raise DemoError(f"helm upgrade --install: {done.stderr.strip()}")
-        self.say(
-            f"   {done.stdout.strip().splitlines()[0] if done.stdout.strip() else 'installed'}"
-        )
+        chart = str(PROJECT / "charts" / "stash")
+        out = self._tool(
+            plane,
+            plane.binaries.helm,
+            *("upgrade", "--install", "stash", chart, f"--namespace={OPERATOR_NAMESPACE}"),
+            *("--create-namespace", f"--values={values}"),
+            timeout=self.timeout,
+        ).strip()
+        self.say(f"   {out.splitlines()[0] if out else 'installed'}")
 
     def _operator_ready(self, client: Client) -> JSON | None:
         pods = client.list(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -111,15 +111,6 @@ class BackupBatch(Resource):
 
     spec: BackupBatchSpec
     status: BackupBatchStatus | None = None
-
-
-def member_documents(invoker: dict[str, Any]) -> list[Any]:
-    """An invoker's members as written: a BackupBatch's ``spec.members``; a
-    BackupConfiguration's own spec (a batch of one)."""
-    spec = invoker.get("spec") or {}
-    if invoker.get("kind") == "BackupBatch":
-        return list(spec.get("members") or [])
-    return [spec]
 
 
 class BackupInvokerRef(Model):

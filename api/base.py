@@ -67,6 +67,9 @@ class Model(BaseModel):
         validate_by_name=True,
         validate_by_alias=True,
         extra="allow",
+        # Validators are built on first use, not at import: a sidecar validates a handful of
+        # the ~100 types and should not pay for the rest (issue 15).
+        defer_build=True,
     )
 
     # Rules the API server enforces on this object (see CelRule).

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
-from api.backup import BackupMember, member_documents
+from api.backup import BackupMember
 from api.common import TargetRef
 from api.conditions import Condition, set_condition
+from api.pod_members import WORKLOAD_KINDS, member_documents
 from api.repository import Repository
 from api.restore import RestoreMember
 from controller import validation
 from controller.tenancy import NEVER_TARGETS, Tenancy
-from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
 RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name

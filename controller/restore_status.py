@@ -29,6 +29,7 @@ from typing import Any
 
 from api import constants as c
 from api.conditions import is_true
+from api.pod_members import WORKLOAD_KINDS
 from api.restore import RestoreMember
 from controller import validation
 from controller.claims import claim_problems
@@ -54,7 +55,6 @@ from controller.targets import (
     parse_time,
     past_deadline,
 )
-from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
 FINISHED = ("Succeeded", "Failed")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.constants import GROUP, PVC_KIND
+from api.pod_members import WORKLOAD_KINDS
 from controller.caches import NAMESPACES, Caches
-from engine.invokers import WORKLOAD_KINDS
 
 JSON = dict[str, Any]
 ALLOW_ANNOTATION = f"{GROUP}/allowed-invoker-namespaces"

@@ -9,7 +9,10 @@ dies. A host backs up a session at most once: it skips sessions whose stats alre
 and restic snapshots are tagged with the session (see ``host_backup``).
 
 Everything is read from informers (list + watch, resumed after API server restarts and watch
-expiry); a periodic pass over the cache catches what a lost leadership or a failed attempt left.
+expiry); every relist, invoker change and won leadership looks at all cached sessions again, and
+an attempt the API server turned away is tried again after ``RETRY_SECONDS``. Idle, the sidecar
+only waits: no timer, no polling, and none of the backup's imports (restic, the pydantic models,
+hooks, metrics) until the first backup (issue 15).
 """
 
 from __future__ import annotations
@@ -21,32 +24,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from api import constants as c
-from api.backup import BackupBatch, BackupConfiguration, BackupMember
-from api.constants import SIDECAR_CONTAINER
 from api.naming import sidecar_lease
-from engine.hooks import is_final_attempt
-from engine.host_backup import (
-    BackupOptions,
-    HostJob,
-    Setup,
-    SetupError,
-    back_up_paths,
-    init_guard,
-    load_setup,
-    open_restic,
-    report,
-    sessions_parent,
-    with_hooks,
-)
-from engine.invokers import sidecar_targets_of
-from engine.locks import holders_of
+from api.pod_members import pod_members
 from engine.logfields import log_fields
-from engine.progress import ProgressReport
 from engine.reporting import (
     ReportError,
     SessionReporter,
@@ -61,10 +44,16 @@ from kube.informer import Informer
 from kube.leader import LeaderElector
 from kube.types import BACKUP_BATCHES, BACKUP_CONFIGURATIONS, BACKUP_SESSIONS
 
+# What a backup needs (restic, the pydantic models, hooks, metrics) is imported when the first
+# backup starts: an idle sidecar, in every opted-in pod, only watches (issue 15).
+if TYPE_CHECKING:
+    from api.backup import BackupMember
+    from engine.host_backup import HostJob, Setup
+
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 PER_POD_KINDS = ("StatefulSet", "DaemonSet")
-RESYNC_SECONDS = 30.0
+RETRY_SECONDS = 30.0  # a session whose attempt met an unavailable API server
 SYNC_TIMEOUT = 30.0
 _ORDINAL = re.compile(r"-(\d+)$")
 
@@ -105,46 +94,41 @@ class Identity:
 class Work:
     session: str
     invoker: JSON
-    member: BackupMember
+    member_index: int
     hostname: str
-    final_attempt: bool = True  # no retry follows if this session fails
 
+    def member(self) -> BackupMember | None:
+        """The member this host backs up, validated (None: the invoker does not parse)."""
+        from pydantic import ValidationError  # noqa: PLC0415 - see the imports above
 
-def _member(invoker: JSON, index: int) -> BackupMember | None:
-    try:
-        if invoker.get("kind") == "BackupBatch":
-            members = BackupBatch.from_dict(invoker).spec.members or []
-            return members[index] if index < len(members) else None
-        return BackupConfiguration.from_dict(invoker).spec
-    except ValidationError:
-        return None
+        from api.backup import BackupBatch, BackupConfiguration  # noqa: PLC0415
+
+        try:
+            if self.invoker.get("kind") == "BackupBatch":
+                members = BackupBatch.from_dict(self.invoker).spec.members or []
+                return members[self.member_index] if self.member_index < len(members) else None
+            return BackupConfiguration.from_dict(self.invoker).spec
+        except ValidationError:
+            return None
 
 
 def pending_work(session: JSON, invoker: JSON | None, me: Identity) -> Work | None:
     """What this host must back up for ``session`` now, or None (not ours, not started yet,
-    already done, or finished)."""
+    already done, or finished). Reads the objects as stored: nothing is validated here."""
     status = session.get("status") or {}
     if invoker is None or status.get("phase") != "Running":
         return None
     ref = (session.get("spec") or {}).get("invoker") or {}
     if (ref.get("kind"), ref.get("name")) != (invoker.get("kind"), invoker["metadata"]["name"]):
         return None
-    targets = sidecar_targets_of(invoker).get((me.namespace, me.target_kind, me.target_name))
+    mine = [m for m in pod_members(invoker) if (m.kind, m.name) == (me.target_kind, me.target_name)]
     index = target_index(status, me.target_kind, me.target_name)
-    member = _member(invoker, targets[0].member_index) if targets else None
-    if member is None or index is None or status["targets"][index].get("phase") != "Running":
+    if not mine or index is None or status["targets"][index].get("phase") != "Running":
         return None  # not ours, not started (executionOrder: Sequential) or already settled
-    alias = member.target.alias if member.target else None
-    hostname = me.hostname(alias)
+    hostname = me.hostname(mine[0].alias or None)
     if host_reported(status, me.target_kind, me.target_name, hostname):
         return None
-    return Work(
-        session["metadata"]["name"],
-        invoker,
-        member,
-        hostname,
-        is_final_attempt(session, invoker),
-    )
+    return Work(session["metadata"]["name"], invoker, mine[0].index, hostname)
 
 
 @dataclass(frozen=True)
@@ -160,7 +144,8 @@ class AgentOptions:
 class SidecarAgent:
     def __init__(self, client: Client, me: Identity, options: AgentOptions) -> None:
         self.client, self.me, self.options = client, me, options
-        self._queue: queue.Queue[str] = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._retry: dict[str, float] = {}  # session -> when to try again (monotonic)
         self._done: set[str] = set()
         self.backups = 0
         self.events = EventRecorder(client, "stash-sidecar")
@@ -220,15 +205,22 @@ class SidecarAgent:
             log.info("watching %d session(s) of %s", len(self.sessions.items()), self.me.namespace)
         elif not stop.is_set():
             log.warning("not all watches listed within %.0f s; going on", SYNC_TIMEOUT)
-        next_resync = time.monotonic() + RESYNC_SECONDS
+        # Idle means blocked: the queue is read without a timeout unless a failed attempt
+        # waits for its retry; stopping puts a wake-up in the queue.
+        threading.Thread(target=self._wake_on, args=(stop,), daemon=True).start()
         try:
             while not stop.is_set():
+                due = min(self._retry.values(), default=None)
+                timeout = None if due is None else max(0.0, due - time.monotonic())
                 try:
-                    name = self._queue.get(timeout=0.5)
+                    name = self._queue.get(timeout=timeout)
                 except queue.Empty:
-                    if time.monotonic() >= next_resync:
-                        next_resync = time.monotonic() + RESYNC_SECONDS
-                        self._enqueue_all()
+                    name = None
+                if name is None:  # a retry fell due (or the wake-up)
+                    now = time.monotonic()
+                    for again in [n for n, at in self._retry.items() if at <= now]:
+                        del self._retry[again]
+                        self._queue.put(again)
                     continue
                 self.process(name)
         finally:
@@ -236,6 +228,10 @@ class SidecarAgent:
                 self.elector.stop()
             for informer in informers:
                 informer.stop()
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._queue.put(None)
 
     def process(self, name: str) -> None:
         if name in self._done:
@@ -258,10 +254,14 @@ class SidecarAgent:
         try:
             self.execute(work)
             self._done.add(name)
-        except (KubeError, ReportError) as exc:  # the API server is away: the resync retries
-            log.warning("session %s: %s (will retry)", name, exc)
+            self._retry.pop(name, None)
+        except (KubeError, ReportError) as exc:  # the API server is away: try again later
+            log.warning("session %s: %s (will retry in %.0f s)", name, exc, RETRY_SECONDS)
+            self._retry[name] = time.monotonic() + RETRY_SECONDS
 
     def execute(self, work: Work) -> HostResult:
+        from engine.host_backup import HostJob  # noqa: PLC0415 - see the imports above
+
         invoker = work.invoker
         job = HostJob(
             namespace=self.me.namespace,
@@ -285,10 +285,15 @@ class SidecarAgent:
             return result
 
     def _execute(self, job: HostJob, work: Work) -> HostResult:
+        from engine.host_backup import SetupError, load_setup  # noqa: PLC0415
+
         started = time.monotonic()
         try:
+            member = work.member()
+            if member is None:
+                raise SetupError(f"{job.invoker_kind} {job.invoker_name} does not validate")
             setup = load_setup(self.client, job)
-            return self._back_up(job, setup, work, started)
+            return self._back_up(job, setup, work, member)
         except SetupError as exc:  # no Repository, Secret or usable backend: the host failed
             result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
             SessionReporter(self.client, job.namespace, job.session).update(
@@ -320,11 +325,25 @@ class SidecarAgent:
                 session, "Warning", "HostBackupFailed", f"{what}: {result.error or 'failed'}"
             )
 
-    def _back_up(self, job: HostJob, setup: Setup, work: Work, started: float) -> HostResult:
-        member = work.member
+    def _back_up(self, job: HostJob, setup: Setup, work: Work, member: BackupMember) -> HostResult:
+        from engine.hooks import is_final_attempt  # noqa: PLC0415 - see the imports above
+        from engine.host_backup import (  # noqa: PLC0415
+            BackupOptions,
+            back_up_paths,
+            init_guard,
+            open_restic,
+            report,
+            sessions_parent,
+            with_hooks,
+        )
+        from engine.locks import holders_of  # noqa: PLC0415
+        from engine.progress import ProgressReport  # noqa: PLC0415
+
         target = member.target
         paths = list(target.paths or []) if target else []
         excludes = list(target.exclude or []) if target else []
+        session = self.sessions.get(job.namespace, work.session) or {}
+        final_attempt = is_final_attempt(session, work.invoker)
         with open_restic(setup, self.options.cache_dir) as restic:
 
             def back_up() -> HostResult:
@@ -346,8 +365,8 @@ class SidecarAgent:
                 job,
                 member.hooks,
                 back_up,
-                own_container=SIDECAR_CONTAINER,
-                final_attempt=work.final_attempt,
+                own_container=c.SIDECAR_CONTAINER,
+                final_attempt=final_attempt,
             )
             report(self.client, job, setup, restic, result, self.options.pushgateway_url)
         self.backups += 1

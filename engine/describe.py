@@ -13,9 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.backup import BackupSession, HostBackupStats, SnapshotStats, member_documents
+from api.backup import BackupSession, HostBackupStats, SnapshotStats
 from api.base import first_error
 from api.common import Condition, TargetRef
+from api.pod_members import member_documents
 from api.restore import HostRestoreStats, RestoreBatch, RestoreSession
 
 JSON = dict[str, Any]

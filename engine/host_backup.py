@@ -16,6 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,24 @@ from typing import Any
 from pydantic import ValidationError
 
 from api import constants as c
-from api.backup import BackupMember, member_documents
+from api.backup import BackupMember
 from api.common import BackupHooks, RetentionPolicy
 from api.naming import label_value, repository_init_lease
+from api.pod_members import member_documents
 from api.repository import Repository
-from engine import metrics
+from engine import metrics, retention
 from engine.backend import BackendError, backend_config
 from engine.hooks import around
 from engine.locks import Holders, clear_stale_locks, holders_of
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
-from engine.restic import BackupSummary, Progress, Restic, ResticError
+from engine.restic import (
+    BackupSummary,
+    CheckResult,
+    Progress,
+    RepoStats,
+    Restic,
+    ResticError,
+)
 from engine.results import HostResult, RepositoryFigures, SnapshotResult
 from kube import Client
 from kube.errors import KubeError, NotFound
@@ -409,54 +418,55 @@ def report(  # noqa: PLR0917 - the host's whole context, in the order it is buil
 def finish_session(
     client: Client, job: HostJob, setup: Setup, restic: Restic, pushgateway_url: str = ""
 ) -> None:
-    """Retention per target, an integrity check, Repository.status and repository metrics; each
-    recorded as a session condition. Runs once per session (the last host's job)."""
+    """Retention for every target, an integrity check, Repository.status and repository
+    metrics; each recorded as a session condition. Runs once per session (the last host's job).
+
+    restic starts: one listing, one ``forget`` of what the policy removes from all targets
+    (none when it removes nothing), one ``check``, one ``stats`` — whatever the number of
+    targets. The reads run side by side (restic's shared locks); ``forget`` takes the
+    exclusive one after them. With ``prune`` the check and the figures follow the prune."""
     reporter = SessionReporter(client, job.namespace, job.session)
     status = reporter.get().get("status") or {}
     done = {cond.get("type") for cond in status.get("conditions") or []}
     if c.RETENTION_POLICY_APPLIED in done and c.REPOSITORY_INTEGRITY_VERIFIED in done:
         return
-    updates: list[ConditionUpdate] = []
     policy = setup.retention
-    removed = 0
-    problems: list[str] = []
     # Another host's lock (an invoker sharing the repository) is waited for by restic itself
     # (--retry-lock); locks whose holder is gone are removed first.
     with contextlib.suppress(ResticError):
         clear_stale_locks(restic, holders_of(client, job.namespace, setup.repository))
-    for target in status.get("targets") or []:
-        ref = target.get("ref") or {}
-        try:
-            tag = target_tag(ref.get("kind", ""), ref["name"])
-            result = restic.forget(policy, tags=[tag])
-            removed += len(result.removed)
-        except (ResticError, KeyError) as exc:
-            problems.append(f"{ref.get('kind')}/{ref.get('name')}: {exc}")
-    verb = "would remove" if policy.dry_run else "removed"
-    updates.append(
-        ConditionUpdate(
-            c.RETENTION_POLICY_APPLIED,
-            not problems,
-            "FailedToApplyRetentionPolicy" if problems else "SuccessfullyAppliedRetentionPolicy",
-            "; ".join(problems) or f"policy {policy.name}: {verb} {removed} snapshot(s)",
-        )
-    )
-    check = restic.check()
-    updates.append(
+    tags = [
+        target_tag(str(ref.get("kind", "")), str(ref["name"]))
+        for target in status.get("targets") or []
+        if (ref := target.get("ref") or {}).get("name")
+    ]
+    after_prune = bool(policy.prune) and not policy.dry_run
+    reads: dict[str, Callable[[], object]] = {"snapshots": restic.snapshots}
+    if not after_prune:
+        reads.update(check=restic.check, stats=restic.stats)
+    answers = _side_by_side(reads)
+    retention, removed = _apply_retention(restic, policy, tags, answers["snapshots"])
+    if after_prune:
+        answers.update(_side_by_side({"check": restic.check, "stats": restic.stats}))
+    check = answers["check"]
+    if not isinstance(check, CheckResult):  # check() reports restic's failure in its result
+        check = CheckResult(False, str(check))
+    updates = [
+        retention,
         ConditionUpdate(
             c.REPOSITORY_INTEGRITY_VERIFIED,
             check.ok,
             "SuccessfullyVerifiedRepositoryIntegrity" if check.ok else "RepositoryCorrupted",
             "restic check found no errors" if check.ok else f"restic check: {check.message}",
-        )
-    )
-    try:
-        stats = restic.stats()
-    except ResticError as exc:
-        log.error("repository stats: %s", exc)
+        ),
+    ]
+    stats = answers["stats"]
+    if not isinstance(stats, RepoStats):
+        log.error("repository stats: %s", stats)
         reporter.set_conditions(updates)
         return
-    figures = RepositoryFigures(check.ok, stats.total_size, stats.snapshot_count, removed)
+    count = stats.snapshot_count - (0 if after_prune or policy.dry_run else removed)
+    figures = RepositoryFigures(check.ok, stats.total_size, max(count, 0), removed)
     repo = setup.repository.metadata
     try:
         update_repository(client, repo.namespace or job.namespace, repo.name or "", figures)
@@ -484,10 +494,55 @@ def finish_session(
     log.info(
         "session %s: %s snapshot(s) in the repository, %d removed, integrity %s",
         job.session,
-        stats.snapshot_count,
+        figures.snapshot_count,
         removed,
         "ok" if check.ok else "FAILED",
     )
+
+
+def _side_by_side(reads: dict[str, Callable[[], object]]) -> dict[str, object]:
+    """Run restic reads at the same time; each answer, or the ``ResticError`` it raised."""
+
+    def attempt(read: Callable[[], object]) -> object:
+        try:
+            return read()
+        except ResticError as exc:
+            return exc
+
+    if len(reads) == 1:
+        return {name: attempt(read) for name, read in reads.items()}
+    with ThreadPoolExecutor(max_workers=len(reads), thread_name_prefix="restic") as pool:
+        futures = {name: pool.submit(attempt, read) for name, read in reads.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _apply_retention(
+    restic: Restic, policy: RetentionPolicy, tags: Sequence[str], listing: object
+) -> tuple[ConditionUpdate, int]:
+    """The RetentionPolicyApplied condition and how many snapshots went (or would go)."""
+
+    def failed(words: str) -> tuple[ConditionUpdate, int]:
+        reason = "FailedToApplyRetentionPolicy"
+        return ConditionUpdate(c.RETENTION_POLICY_APPLIED, False, reason, words), 0
+
+    if not isinstance(listing, list):
+        return failed(f"listing snapshots: {listing}")
+    if not retention.keeps_anything(policy):
+        return failed(f"retention policy {policy.name!r} keeps nothing")
+    planned = retention.plan(listing, policy, tags)
+    doomed = [snap.id for target in planned for snap in target.removed]
+    if doomed and not policy.dry_run:
+        try:
+            restic.forget_ids(*doomed, prune=bool(policy.prune))
+        except ResticError as exc:
+            return failed(f"forget {len(doomed)} snapshot(s): {exc}")
+    verb = "would remove" if policy.dry_run else "removed"
+    per_target = ", ".join(f"{t.tag.removeprefix('target:')} {len(t.removed)}" for t in planned)
+    words = f"policy {policy.name}: {verb} {len(doomed)} snapshot(s)"
+    if per_target:
+        words += f" ({per_target})"
+    reason = "SuccessfullyAppliedRetentionPolicy"
+    return ConditionUpdate(c.RETENTION_POLICY_APPLIED, True, reason, words), len(doomed)
 
 
 def with_hooks(

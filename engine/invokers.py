@@ -21,13 +21,13 @@ from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.base import ObjectMeta
 from api.common import EmptyDirSettings, ObjectReference, VolumeMount
 from api.constants import LOCAL_BACKEND_VOLUME
+from api.pod_members import pod_members
 from api.repository import Repository
 from api.restore import RestoreBatch, RestoreMember, RestoreSession
 from engine.backend import local_volume
 
 T = TypeVar("T")
 JSON = dict[str, Any]
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 RepositoryKey = tuple[str, str]  # (namespace, name)
 
@@ -58,16 +58,6 @@ class SidecarTarget:
         return f"{self.invoker_kind}/{self.invoker_name}"
 
 
-def _is_sidecar_member(member: BackupMember | RestoreMember, driver: str) -> WorkloadKey | None:
-    """The workload a member targets in sidecar mode (no Task, restic driver), else None."""
-    if driver != "Restic" or (member.task and member.task.name):
-        return None
-    ref = member.target.ref if member.target else None
-    if ref is None or ref.kind not in WORKLOAD_KINDS or not ref.name:
-        return None
-    return ("", ref.kind, ref.name)
-
-
 def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget]]:
     """Every workload an invoker object targets in sidecar mode, with what the sidecar needs.
 
@@ -79,51 +69,46 @@ def sidecar_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[Sideca
         if kind == "BackupBatch":
             batch = BackupBatch.from_dict(invoker)
             members = list(batch.spec.members or [])
-            driver = batch.spec.driver
             obj: BackupBatch | BackupConfiguration = batch
         elif kind == "BackupConfiguration":
             config = BackupConfiguration.from_dict(invoker)
             members = [config.spec]
-            driver = config.spec.driver
             obj = config
         else:
             return {}
     except ValidationError:
         return {}
-    return _in_pods(str(kind), obj.metadata, obj.spec.repository, members, driver)
+    return _in_pods(invoker, obj.metadata, obj.spec.repository, members)
 
 
 def _in_pods(
-    kind: str,
+    invoker: JSON,
     meta: ObjectMeta,
     ref: ObjectReference | None,
-    members: Iterable[BackupMember | RestoreMember],
-    driver: str,
+    members: list[BackupMember] | list[RestoreMember],
 ) -> dict[WorkloadKey, list[SidecarTarget]]:
-    """The members carried out in their workload's pods, by workload. A member naming another
-    namespace's workload gets nothing: a container serves only invokers of its own namespace
-    (the operator reports the member as invalid)."""
+    """The members carried out in their workload's pods (``api.pod_members`` decides which),
+    by workload, with what their container needs."""
+    kind = str(invoker.get("kind"))
     namespace, name = meta.namespace or "", meta.name or ""
     repository = ((ref.namespace or namespace), ref.name or "") if ref else (namespace, "")
     restoring = kind in RESTORE_KINDS
     found: dict[WorkloadKey, list[SidecarTarget]] = {}
-    for index, member in enumerate(members):
-        key = _is_sidecar_member(member, driver)
-        if key is None or member.target is None or member.target.ref is None:
+    for chosen in pod_members(invoker):
+        if chosen.index >= len(members) or members[chosen.index].target is None:
             continue
-        if getattr(member.target, "volume_claim_templates", None):
-            continue  # restored into new PVCs by Jobs, not into the workload's pods
-        if (member.target.ref.namespace or namespace) != namespace:
-            continue
+        member = members[chosen.index]
+        target = member.target
+        assert target is not None  # noqa: S101 - checked above
         container = member.runtime_settings.container if member.runtime_settings else None
-        paths = () if restoring else tuple(getattr(member.target, "paths", None) or ())
-        found.setdefault((namespace, key[1], key[2]), []).append(
+        paths = () if restoring else tuple(getattr(target, "paths", None) or ())
+        found.setdefault((namespace, chosen.kind, chosen.name), []).append(
             SidecarTarget(
                 invoker_kind=kind,
                 invoker_name=name,
-                member_index=index,
+                member_index=chosen.index,
                 paths=paths,
-                volume_mounts=tuple(member.target.volume_mounts or ()),
+                volume_mounts=tuple(target.volume_mounts or ()),
                 container_settings=container,
                 temp_dir=member.temp_dir,
                 repository=repository,
@@ -148,16 +133,14 @@ def init_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTa
         if kind == "RestoreBatch":
             restore_batch = RestoreBatch.from_dict(invoker)
             members: list[RestoreMember] = list(restore_batch.spec.members or [])
-            driver = restore_batch.spec.driver
             meta, ref = restore_batch.metadata, restore_batch.spec.repository
         else:
             session = RestoreSession.from_dict(invoker)
             members = [session.spec]
-            driver = session.spec.driver
             meta, ref = session.metadata, session.spec.repository
     except ValidationError:
         return {}
-    return _in_pods(str(kind), meta, ref, members, driver)
+    return _in_pods(invoker, meta, ref, members)
 
 
 def _targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget]]:

@@ -30,10 +30,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from api.common import RetentionPolicy
 from engine.backend import BackendConfig, materialize
+
+if TYPE_CHECKING:
+    from api.common import RetentionPolicy
 
 log = logging.getLogger(__name__)
 EXIT_PARTIAL = 3  # restic: "snapshot created, but some source files could not be read"
@@ -145,12 +147,6 @@ class Snapshot:
 class RepoStats:
     total_size: int
     snapshot_count: int
-
-
-@dataclass(frozen=True)
-class ForgetResult:
-    kept: int
-    removed: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -589,24 +585,14 @@ class Restic:
     def locked(exc: ResticError) -> bool:
         return "repository is already locked" in exc.detail
 
-    def forget(
-        self, policy: RetentionPolicy, host: str | None = None, tags: Sequence[str] = ()
-    ) -> ForgetResult:
-        args = ["forget", *retention_flags(policy)]
-        if not any(a.startswith("--keep") for a in args):
-            raise ResticError("forget", 0, f"retention policy {policy.name!r} keeps nothing")
-        if host:
-            args += ["--host", host]
-        if tags:
-            args += ["--tag", ",".join(tags)]
-        stdout, _, _ = self._run("forget", [*args, "--json"])
-        groups = json.loads(next((s for s in stdout if s.startswith("[")), "[]"))
-        kept = sum(len(g.get("keep") or []) for g in groups)
-        removed = tuple(s["id"] for g in groups for s in g.get("remove") or [])
-        return ForgetResult(kept, removed)
-
-    def forget_ids(self, *ids: str) -> None:
-        self._run("forget", ["forget", *ids])
+    def forget_ids(self, *ids: str, prune: bool = False) -> None:
+        """Remove these snapshots (and, with ``prune``, the data only they used). One that
+        is already gone (another invoker's retention) is not an error."""
+        try:
+            self._run("forget", ["forget", *(["--prune"] if prune else []), *ids])
+        except ResticError as exc:
+            if not self.missing_snapshot(exc):
+                raise
 
     # -- data ---------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from api.backup import member_documents
 from api.constants import V1BETA1
+from api.pod_members import member_documents
 
 JSON = dict[str, Any]
 LATEST = "latest"

@@ -13,9 +13,10 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from engine.restic import BackupSummary
+if TYPE_CHECKING:
+    from engine.restic import BackupSummary
 
 JSON = dict[str, Any]
 RESULT_FILE = "result.json"

@@ -4,6 +4,7 @@ Everything above this package speaks plain dicts and ``api`` models through ``ku
 """
 
 from kube.client import Client, ResourceType
+from kube.config import ConfigError
 from kube.errors import (
     AlreadyExists,
     BadRequest,
@@ -20,6 +21,7 @@ __all__ = [
     "AlreadyExists",
     "BadRequest",
     "Client",
+    "ConfigError",
     "Conflict",
     "Forbidden",
     "Gone",

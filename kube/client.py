@@ -1,27 +1,27 @@
-"""A small JSON client over the kubernetes package's transport (TLS, auth, kubeconfig).
+"""A small JSON client of the API server: urllib3 over the ``kube.config`` connection.
 
 Objects go in and out as plain dicts; resource types are found by discovery and cached. The
-typed API classes of the kubernetes package are not used: the project's own ``api`` models are
-the types, and dicts keep unknown fields intact.
+project's own ``api`` models are the types, and dicts keep unknown fields intact. No generated
+client is loaded: a sidecar in every opted-in pod pays only for TLS, urllib3 and orjson.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
+from kube import config as kube_config
+from kube.config import Connection, context_namespace
 from kube.errors import Gone, KubeError, NotFound, Unavailable, error_from_response
 
 JSON = dict[str, Any]
+USER_AGENT = "stash-py"
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -57,69 +57,45 @@ class ResourceType:
         return "/".join(parts)
 
 
-SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-def context_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
-    """The namespace a kubectl command acts in by default: the kubeconfig context's, else the
-    pod's own (in a cluster), else ``default``."""
-    try:
-        contexts, current = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
-    except (k8s_config.ConfigException, OSError):
-        try:
-            return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
-        except OSError:
-            return "default"
-    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
-    return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
-
-
 class Client:
     """Blocking API client; thread-safe (urllib3 pools connections)."""
 
-    def __init__(self, api_client: k8s_client.ApiClient) -> None:
-        self._api = api_client
-        self._config: k8s_client.Configuration = api_client.configuration
+    def __init__(self, connection: Connection, *, pool_size: int = 16) -> None:
+        self.connection = connection
+        self._credentials = connection.credentials
+        extra: dict[str, Any] = {}
+        if connection.tls_server_name:
+            extra["server_hostname"] = connection.tls_server_name
+        # Not blocking: a burst past the pool opens extra connections, which are closed on
+        # return; watches hold theirs for minutes.
+        self._pool = urllib3.PoolManager(
+            num_pools=4, maxsize=pool_size, block=False, ssl_context=connection.ssl_context, **extra
+        )
         self._types: dict[tuple[str, str], ResourceType] = {}
         self._types_lock = threading.Lock()
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Client:
-        cfg = k8s_client.Configuration()
-        k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
-        return cls(k8s_client.ApiClient(cfg))
+        paths = kube_config.kubeconfig_paths(path)
+        return cls(kube_config.Kubeconfig.read(paths, explicit=bool(path)).connection(context))
 
     @classmethod
     def in_cluster(cls) -> Client:
-        cfg = k8s_client.Configuration()
-        k8s_config.load_incluster_config(client_configuration=cfg)
-        return cls(k8s_client.ApiClient(cfg))
+        return cls(kube_config.in_cluster())
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None, context: str | None = None) -> Client:
         """The kubeconfig given (or $KUBECONFIG, ~/.kube/config; its ``context`` or current
-        one), else the pod's service account; a ValueError saying which is unusable when
-        neither is."""
-        try:
-            return cls.from_kubeconfig(kubeconfig, context)
-        except k8s_config.ConfigException as exc:
-            if kubeconfig or context:
-                raise ValueError(
-                    f"kubeconfig {kubeconfig or ''}: {exc}".replace("  ", " ")
-                ) from None
-            try:
-                return cls.in_cluster()
-            except k8s_config.ConfigException as inner:
-                raise ValueError(
-                    f"no kubeconfig ({exc}) and not in a pod ({inner}): give --kubeconfig"
-                ) from None
+        one), else the pod's service account; a ``ConfigError`` (a ValueError) saying which is
+        unusable when neither is."""
+        return cls(kube_config.load(kubeconfig, context))
 
     @property
     def host(self) -> str:
-        return str(self._config.host)
+        return self.connection.server
 
     def close(self) -> None:
-        self._api.close()
+        self._pool.clear()
 
     # -- raw requests -----------------------------------------------------------------------
 
@@ -139,40 +115,43 @@ class Client:
         """Send one request and return the decoded JSON body (the bytes with ``raw``); raise
         ``KubeError`` on failure."""
         what = f"{method} {path}"
+        payload = None if body is None else _encode(body)
         try:
-            response = self._api.call_api(
+            response = self._pool.request(
                 method,
                 self._url(path, query),
-                header_params=self._headers(accept, content_type, headers),
-                body=body,
-                _request_timeout=timeout,
+                body=payload,
+                headers=self._headers(
+                    accept, content_type if payload is not None else None, headers
+                ),
+                timeout=urllib3.Timeout(total=timeout) if timeout else None,
+                redirect=False,
             )
-            data = response.read()
         except urllib3.exceptions.HTTPError as exc:
             raise Unavailable(message=f"{what}: {type(exc).__name__}: {exc}") from None
-        except k8s_client.ApiException as exc:
-            raise error_from_response(exc.status or 0, exc.body, what) from None
+        data = response.data
         if not 200 <= response.status <= 299:
             raise error_from_response(response.status, data, what)
         if raw:
             return data
         if not data:
             return None
-        return json.loads(data)
+        return orjson.loads(data)
 
     def _url(self, path: str, query: dict[str, Any] | None) -> str:
         params = {k: v for k, v in (query or {}).items() if v is not None}
-        return self._config.host + path + ("?" + urlencode(params) if params else "")
+        return self.connection.server + path + ("?" + urlencode(params) if params else "")
 
     def _headers(
         self, accept: str, content_type: str | None, extra: dict[str, str] | None = None
     ) -> dict[str, str]:
-        headers = {"Accept": accept, **(extra or {})}
+        headers = {"Accept": accept, "User-Agent": USER_AGENT, **(extra or {})}
         if content_type:
             headers["Content-Type"] = content_type
-        auth = self._config.auth_settings().get("BearerToken")  # refreshed tokens included
-        if auth and auth.get("value"):
-            headers[str(auth["key"])] = str(auth["value"])
+        try:
+            headers.update(self._credentials.headers())  # rotated tokens included
+        except kube_config.ConfigError as exc:
+            raise Unavailable(message=f"credentials: {exc}") from None
         return headers
 
     # -- discovery ----------------------------------------------------------------------------
@@ -312,32 +291,33 @@ class Client:
         path = rt.path(namespace)
         what = f"WATCH {path}"
         try:
-            response = self._api.call_api(
+            response = self._pool.request(
                 "GET",
                 self._url(path, query),
-                header_params=self._headers("application/json", None),
-                _request_timeout=(10, timeout_seconds + 30),
+                headers=self._headers("application/json", None),
+                timeout=urllib3.Timeout(connect=10, read=timeout_seconds + 30),
+                preload_content=False,
+                redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise Unavailable(message=f"{what}: {type(exc).__name__}: {exc}") from None
-        raw = response.response
         try:
             if response.status != 200:
-                raise error_from_response(response.status, raw.read(), what)
-            for line in raw:
+                raise error_from_response(response.status, response.read(), what)
+            for line in response:
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = orjson.loads(line)
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
                     code = int(status.get("code") or 0)
-                    err = error_from_response(code, json.dumps(status), what)
+                    err = error_from_response(code, orjson.dumps(status), what)
                     raise err if code != 410 else Gone(message=str(err), status=410)
                 yield event
         except urllib3.exceptions.HTTPError as exc:
             raise Unavailable(message=f"{what}: {type(exc).__name__}: {exc}") from None
         finally:
-            raw.release_conn()
+            response.release_conn()
 
     def table(self, rt: ResourceType, namespace: str | None = None) -> JSON:
         """The server-side table (what ``kubectl get`` prints, printer columns included)."""
@@ -345,4 +325,14 @@ class Client:
         return result
 
 
-__all__ = ["Client", "KubeError", "ResourceType"]
+def _encode(body: Any) -> bytes:
+    """A request body: bytes and text as given, anything else as JSON (which is also YAML,
+    for server-side apply); datetimes as RFC 3339."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return orjson.dumps(body)
+
+
+__all__ = ["Client", "Connection", "KubeError", "ResourceType", "context_namespace"]

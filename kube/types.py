@@ -1,17 +1,27 @@
 """Where the kinds this project reads and writes live on the API server.
 
-The Stash kinds are derived from ``api.crd.KINDS`` (the CRDs' own plural and scope), so they
-cannot drift from what is installed.
+The Stash kinds are written out here rather than read from ``api.crd.KINDS``: that would load
+every pydantic model into processes that only watch (a sidecar in every opted-in pod).
+``tests/unit/kube/test_resource_type.py`` holds this table to the CRDs' own plural and scope.
 """
 
 from __future__ import annotations
 
-from api.crd import KINDS
+from api.constants import V1ALPHA1, V1BETA1
 from kube.client import ResourceType
 
 STASH = {
-    info.kind: ResourceType(info.model.API_VERSION, info.plural, info.namespaced, info.kind)
-    for info in KINDS
+    kind: ResourceType(api_version, plural, namespaced, kind)
+    for kind, api_version, plural, namespaced in (
+        ("Repository", V1ALPHA1, "repositories", True),
+        ("BackupConfiguration", V1BETA1, "backupconfigurations", True),
+        ("BackupBatch", V1BETA1, "backupbatches", True),
+        ("BackupSession", V1BETA1, "backupsessions", True),
+        ("RestoreSession", V1BETA1, "restoresessions", True),
+        ("RestoreBatch", V1BETA1, "restorebatches", True),
+        ("Task", V1BETA1, "tasks", False),
+        ("Function", V1BETA1, "functions", False),
+    )
 }
 BACKUP_BATCHES = STASH["BackupBatch"]
 BACKUP_CONFIGURATIONS = STASH["BackupConfiguration"]

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from api.common import RetentionPolicy
 from api.repository import Repository
 from devcluster.build import RESTIC_VERSION
 from devcluster.cluster import free_port
@@ -98,23 +97,6 @@ def test_a_tree_backed_up_to_each_backend_restores_byte_identical(
     stats = restic.stats()
     assert stats.snapshot_count == 2
     assert stats.total_size > 200_000
-    assert restic.check().ok
-
-
-def test_retention_keeps_exactly_keep_last_snapshots_and_counts_the_rest(
-    restic: Restic, tmp_path: Path
-) -> None:
-    data = make_data(tmp_path / "data")
-    restic.init_if_missing()
-    for index in range(5):
-        (data / "a.txt").write_text(f"version {index}\n")
-        restic.backup([str(data)], host="host-0", tags=["target:Deployment/web"])
-    result = restic.forget(
-        RetentionPolicy(name="last-2", keep_last=2, prune=True), tags=["target:Deployment/web"]
-    )
-    assert len(result.removed) == 3
-    assert result.kept == 2
-    assert len(restic.snapshots()) == 2
     assert restic.check().ok
 
 

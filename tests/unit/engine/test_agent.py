@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -40,8 +42,27 @@ def test_a_running_session_whose_target_started_is_backed_up() -> None:
     work = pending_work(session(), batch("nightly", "demo", member()), WEB)
     assert work is not None
     assert (work.session, work.hostname) == ("nightly-1", "host-0")
-    assert work.member.target is not None
-    assert work.member.target.paths == ["/data"]
+    chosen = work.member()
+    assert chosen is not None
+    assert chosen.target is not None
+    assert chosen.target.paths == ["/data"]
+
+
+def test_deciding_about_a_session_loads_none_of_the_backups_machinery() -> None:
+    script = (
+        "import sys\n"
+        "from engine.agent import Identity, pending_work\n"
+        "from tests.factories import batch, member\n"
+        "from tests.unit.engine.test_agent import WEB, session\n"
+        "assert pending_work(session(), batch('nightly', 'demo', member()), WEB)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pydantic', 'prometheus_client', 'fastapi', 'cryptography', 'kubernetes'))\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == ""
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from api.crd import KINDS
 from kube import ResourceType
+from kube.types import STASH
 
 
 def test_core_resources_live_under_api() -> None:
@@ -27,3 +29,11 @@ def test_cluster_scoped_resources_ignore_the_namespace() -> None:
 def test_names_are_escaped() -> None:
     pods = ResourceType("v1", "pods", True)
     assert pods.path("demo", "a/b") == "/api/v1/namespaces/demo/pods/a%2Fb"
+
+
+def test_the_stash_kinds_are_where_their_crds_put_them() -> None:
+    expected = {
+        info.kind: ResourceType(info.model.API_VERSION, info.plural, info.namespaced, info.kind)
+        for info in KINDS
+    }
+    assert expected == STASH

@@ -1,0 +1,141 @@
+"""Which snapshots a Stash ``RetentionPolicy`` removes: restic's own ``forget`` rules, applied here
+to one listing so that one ``restic forget <ids>`` serves every target of a session.
+
+restic applies a policy to groups (by default: one host and one set of paths) of the snapshots a
+filter selects; a session needs that once per target (the filter ``--tag target:<kind>/<name>``),
+which as restic commands is one start — one key derivation — per target. Here one listing is
+grouped by target, host and paths, and each group gets restic's rules (``ApplyPolicy`` of restic
+0.18): newest first, a snapshot is kept when it carries one of the ``keepTags`` lists or when it
+opens a new bucket (the last N; hours, days, ISO weeks, months, years in the snapshot's own
+recorded time zone) of a rule with count left; the oldest snapshot of a group is kept while a
+rule still has count left. ``tests/integration/test_retention.py`` holds this to restic's own
+``forget --dry-run`` on a real repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from api.common import RetentionPolicy
+from engine.restic import Snapshot
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+Bucket = Callable[[dt.datetime, int], object]
+
+
+def _hour(t: dt.datetime, _: int) -> object:
+    return (t.year, t.month, t.day, t.hour)
+
+
+def _day(t: dt.datetime, _: int) -> object:
+    return (t.year, t.month, t.day)
+
+
+def _week(t: dt.datetime, _: int) -> object:
+    year, week, _weekday = t.isocalendar()
+    return (year, week)
+
+
+def _month(t: dt.datetime, _: int) -> object:
+    return (t.year, t.month)
+
+
+def _year(t: dt.datetime, _: int) -> object:
+    return t.year
+
+
+def _always(_: dt.datetime, nr: int) -> object:
+    return nr
+
+
+def snapshot_time(text: str) -> dt.datetime:
+    """restic's RFC 3339 time (nanoseconds, its own offset) as an aware datetime in that offset."""
+    return dt.datetime.fromisoformat(_FRACTION.sub(r"\1", text.replace("Z", "+00:00")))
+
+
+def keeps_anything(policy: RetentionPolicy) -> bool:
+    """Whether the policy has a rule (restic refuses a ``forget`` without one)."""
+    counts = (
+        policy.keep_last,
+        policy.keep_hourly,
+        policy.keep_daily,
+        policy.keep_weekly,
+        policy.keep_monthly,
+        policy.keep_yearly,
+    )
+    return any(counts) or bool(policy.keep_tags)
+
+
+def apply_policy(
+    snapshots: Iterable[Snapshot], policy: RetentionPolicy
+) -> tuple[list[Snapshot], list[Snapshot]]:
+    """One group's ``(keep, remove)``, newest first, by restic's rules."""
+    ordered = sorted(snapshots, key=lambda s: snapshot_time(s.time), reverse=True)
+    rules: list[tuple[int, Bucket]] = [
+        (count, bucket)
+        for count, bucket in (
+            (policy.keep_last or 0, _always),
+            (policy.keep_hourly or 0, _hour),
+            (policy.keep_daily or 0, _day),
+            (policy.keep_weekly or 0, _week),
+            (policy.keep_monthly or 0, _month),
+            (policy.keep_yearly or 0, _year),
+        )
+        if count > 0
+    ]
+    left = [count for count, _ in rules]
+    last: list[object] = [None] * len(rules)
+    tag_lists = [
+        {t.strip() for t in entry.split(",") if t.strip()} for entry in policy.keep_tags or []
+    ]
+    keep: list[Snapshot] = []
+    remove: list[Snapshot] = []
+    oldest = len(ordered) - 1
+    for nr, snap in enumerate(ordered):
+        when = snapshot_time(snap.time)
+        kept = any(tags and tags <= set(snap.tags) for tags in tag_lists)
+        for i, (_, bucket) in enumerate(rules):
+            if left[i] <= 0:
+                continue
+            value = bucket(when, nr)
+            if value != last[i] or nr == oldest:
+                kept = True
+                last[i] = value
+                left[i] -= 1
+        (keep if kept else remove).append(snap)
+    return keep, remove
+
+
+@dataclass(frozen=True)
+class TargetRetention:
+    """What the policy does to one target's snapshots."""
+
+    tag: str
+    kept: tuple[Snapshot, ...]
+    removed: tuple[Snapshot, ...]
+
+
+def plan(
+    snapshots: Sequence[Snapshot], policy: RetentionPolicy, target_tags: Sequence[str]
+) -> list[TargetRetention]:
+    """For each target tag (as ``restic forget --tag <tag>`` would select): its snapshots
+    grouped by host and paths (restic's default ``--group-by host,paths``), the policy applied
+    to each group."""
+    result = []
+    for tag in dict.fromkeys(target_tags):
+        groups: dict[tuple[str, tuple[str, ...]], list[Snapshot]] = {}
+        for snap in snapshots:
+            if tag in snap.tags:
+                groups.setdefault((snap.hostname, tuple(sorted(snap.paths))), []).append(snap)
+        kept: list[Snapshot] = []
+        removed: list[Snapshot] = []
+        for group in groups.values():
+            k, r = apply_policy(group, policy)
+            kept += k
+            removed += r
+        result.append(TargetRetention(tag, tuple(kept), tuple(removed)))
+    return result

@@ -1,0 +1,87 @@
+"""restic's forget rules applied to a listing: per target, per host and paths, newest first."""
+
+from __future__ import annotations
+
+from api.common import RetentionPolicy
+from engine.restic import Snapshot
+from engine.retention import apply_policy, keeps_anything, plan, snapshot_time
+
+
+def _snap(ident: str, time: str, *tags: str, host: str = "host-0", path: str = "/data") -> Snapshot:
+    return Snapshot(ident, ident, time, host, (path,), tags)
+
+
+def _ids(snaps: list[Snapshot] | tuple[Snapshot, ...]) -> list[str]:
+    return [s.id for s in snaps]
+
+
+def test_keep_last_keeps_the_newest_whatever_the_listing_order() -> None:
+    snaps = [_snap(str(i), f"2024-01-0{i}T10:00:00.123456789Z") for i in (3, 1, 4, 2, 5)]
+    keep, remove = apply_policy(snaps, RetentionPolicy(name="p", keep_last=2))
+    assert _ids(keep) == ["5", "4"]
+    assert _ids(remove) == ["3", "2", "1"]
+
+
+def test_daily_buckets_use_the_time_zone_the_snapshot_was_taken_in() -> None:
+    # 03:00 on 2 January at +05:00 is 22:00 on 1 January in UTC: its own day is the 2nd.
+    east = _snap("east", "2024-01-02T03:00:00+05:00")
+    utc = _snap("utc", "2024-01-01T21:00:00+00:00")
+    old = _snap("old", "2023-12-20T10:00:00+00:00")
+    keep, remove = apply_policy([old, utc, east], RetentionPolicy(name="p", keep_daily=2))
+    assert _ids(keep) == ["east", "utc"]
+    assert _ids(remove) == ["old"]
+
+
+def test_the_oldest_snapshot_is_kept_while_a_rule_has_count_left() -> None:
+    snaps = [_snap("new", "2024-05-02T10:00:00Z"), _snap("old", "2024-05-02T09:00:00Z")]
+    keep, _ = apply_policy(snaps, RetentionPolicy(name="p", keep_daily=3))
+    assert _ids(keep) == ["new", "old"]
+
+
+def test_weeks_are_iso_weeks() -> None:
+    sunday = _snap("sun", "2024-01-07T12:00:00Z")
+    monday = _snap("mon", "2024-01-08T12:00:00Z")
+    saturday = _snap("sat", "2024-01-06T12:00:00Z")
+    keep, remove = apply_policy(
+        [monday, sunday, saturday], RetentionPolicy(name="p", keep_weekly=1)
+    )
+    assert _ids(keep) == ["mon"]
+    assert _ids(remove) == ["sun", "sat"]
+
+
+def test_keep_tags_keeps_a_snapshot_holding_every_tag_of_one_list() -> None:
+    snaps = [
+        _snap("both", "2024-01-03T00:00:00Z", "gold", "silver"),
+        _snap("gold", "2024-01-02T00:00:00Z", "gold"),
+        _snap("none", "2024-01-01T00:00:00Z"),
+    ]
+    keep, remove = apply_policy(snaps, RetentionPolicy(name="p", keep_tags=["gold,silver"]))
+    assert _ids(keep) == ["both"]
+    assert _ids(remove) == ["gold", "none"]
+
+
+def test_each_target_host_and_paths_is_its_own_group() -> None:
+    web, data = "target:Deployment/web", "target:PersistentVolumeClaim/data"
+    snaps = [
+        _snap("w2", "2024-01-02T00:00:00Z", web, "session:b"),
+        _snap("w1", "2024-01-01T00:00:00Z", web, "session:a"),
+        _snap("d2", "2024-01-02T00:00:00Z", data, "session:b"),
+        _snap("d1", "2024-01-01T00:00:00Z", data, "session:a"),
+        _snap("h1", "2024-01-01T00:00:00Z", web, "session:a", host="host-1"),
+        _snap("p1", "2024-01-01T00:00:00Z", web, "session:a", path="/other"),
+        _snap("x1", "2024-01-01T00:00:00Z", "target:Deployment/elsewhere"),
+    ]
+    planned = plan(snaps, RetentionPolicy(name="p", keep_last=1), [web, data, web])
+    assert [t.tag for t in planned] == [web, data]
+    assert _ids(planned[0].removed) == ["w1"]
+    assert sorted(_ids(planned[0].kept)) == ["h1", "p1", "w2"]
+    assert _ids(planned[1].removed) == ["d1"]
+
+
+def test_a_policy_without_a_rule_keeps_nothing_and_says_so() -> None:
+    assert not keeps_anything(RetentionPolicy(name="p", prune=True))
+    assert keeps_anything(RetentionPolicy(name="p", keep_tags=["x"]))
+
+
+def test_restics_nanosecond_times_are_read() -> None:
+    assert snapshot_time("2024-01-01T10:00:00.123456789+05:30").utcoffset() is not None

@@ -197,14 +197,7 @@ class SidecarAgent:
             self.me.target_name,
             self.me.pod_name,
         )
-        deadline = time.monotonic() + SYNC_TIMEOUT  # events meanwhile are queued, not lost
-        while not all(i.synced.is_set() for i in informers) and time.monotonic() < deadline:
-            if stop.wait(0.01):
-                break
-        if all(i.synced.is_set() for i in informers):
-            log.info("watching %d session(s) of %s", len(self.sessions.items()), self.me.namespace)
-        elif not stop.is_set():
-            log.warning("not all watches listed within %.0f s; going on", SYNC_TIMEOUT)
+        self._await_listed(informers, stop)
         # Idle means blocked: the queue is read without a timeout unless a failed attempt
         # waits for its retry; stopping puts a wake-up in the queue.
         threading.Thread(target=self._wake_on, args=(stop,), daemon=True).start()
@@ -228,6 +221,16 @@ class SidecarAgent:
                 self.elector.stop()
             for informer in informers:
                 informer.stop()
+
+    def _await_listed(self, informers: list[Informer], stop: threading.Event) -> None:
+        deadline = time.monotonic() + SYNC_TIMEOUT  # events meanwhile are queued, not lost
+        while not all(i.synced.is_set() for i in informers) and time.monotonic() < deadline:
+            if stop.wait(0.01):
+                break
+        if all(i.synced.is_set() for i in informers):
+            log.info("watching %d session(s) of %s", len(self.sessions.items()), self.me.namespace)
+        elif not stop.is_set():
+            log.warning("not all watches listed within %.0f s; going on", SYNC_TIMEOUT)
 
     def _wake_on(self, stop: threading.Event) -> None:
         stop.wait()

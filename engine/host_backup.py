@@ -541,6 +541,9 @@ def _apply_retention(
     words = f"policy {policy.name}: {verb} {len(doomed)} snapshot(s)"
     if per_target:
         words += f" ({per_target})"
+    refusals = [f"{t.tag.removeprefix('target:')}: {t.refused}" for t in planned if t.refused]
+    if refusals:
+        return failed(f"{words}; " + "; ".join(refusals))[0], len(doomed)
     reason = "SuccessfullyAppliedRetentionPolicy"
     return ConditionUpdate(c.RETENTION_POLICY_APPLIED, True, reason, words), len(doomed)
 

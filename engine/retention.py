@@ -8,8 +8,9 @@ grouped by target, host and paths, and each group gets restic's rules (``ApplyPo
 0.18): newest first, a snapshot is kept when it carries one of the ``keepTags`` lists or when it
 opens a new bucket (the last N; hours, days, ISO weeks, months, years in the snapshot's own
 recorded time zone) of a rule with count left; the oldest snapshot of a group is kept while a
-rule still has count left. ``tests/integration/test_retention.py`` holds this to restic's own
-``forget --dry-run`` on a real repository.
+rule still has count left; and, as restic does, a target where a group would lose every
+snapshot (a ``keepTags``-only policy) is refused whole. ``tests/integration/test_retention.py``
+holds this to restic's own ``forget --dry-run`` on a real repository.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class TargetRetention:
     tag: str
     kept: tuple[Snapshot, ...]
     removed: tuple[Snapshot, ...]
+    refused: str = ""  # restic's refusal: then nothing of this target is removed
 
 
 def plan(
@@ -133,9 +135,17 @@ def plan(
                 groups.setdefault((snap.hostname, tuple(sorted(snap.paths))), []).append(snap)
         kept: list[Snapshot] = []
         removed: list[Snapshot] = []
-        for group in groups.values():
+        refused = ""
+        for (host, paths), group in groups.items():
             k, r = apply_policy(group, policy)
+            if not k and not refused:  # restic never empties a group
+                refused = (
+                    "refusing to delete last snapshot of snapshot group "
+                    f'"host {host}, path [{" ".join(paths)}]"'
+                )
             kept += k
             removed += r
-        result.append(TargetRetention(tag, tuple(kept), tuple(removed)))
+        if refused:
+            kept, removed = kept + removed, []
+        result.append(TargetRetention(tag, tuple(kept), tuple(removed), refused))
     return result

@@ -52,6 +52,7 @@ PASSWORD = "bench-session-pw"  # noqa: S105 - a throwaway repository
 KEEP_LAST = 3
 TARGET_RATIO = 1.5
 WRAPPER = """#!/bin/sh
+echo "$(date +%T.%N) $*" >> "{log}.times"
 echo "$*" >> "{log}"
 exec "{real}" "$@"
 """
@@ -68,7 +69,10 @@ def _workloads(count: int, prefix: str) -> list[dict[str, Any]]:
                 "selector": {"matchLabels": {"app": f"{prefix}-{i}"}},
                 "template": {
                     "metadata": {"labels": {"app": f"{prefix}-{i}"}},
-                    "spec": {"containers": [{"name": "app", "image": "app"}]},
+                    "spec": {
+                        "containers": [{"name": "app", "image": "app"}],
+                        "volumes": [{"name": "data", "emptyDir": {}}],
+                    },
                 },
             },
         }
@@ -205,7 +209,9 @@ class Bench:
             status = self.client.get(BACKUP_SESSIONS, name, NAMESPACE).get("status") or {}
             done = {x["type"] for x in status.get("conditions") or [] if x.get("status") == "True"}
             if status.get("phase") in ("Failed", "Skipped"):
-                raise RuntimeError(f"session {name}: {json.dumps(status)[:2000]}")
+                batches = self.client.resource_type(c.V1BETA1, "BackupBatch")
+                why = self.client.get(batches, invoker, NAMESPACE).get("status")
+                raise RuntimeError(f"session {name}: {json.dumps(status)[:2000]}; {invoker}: {why}")
             wanted = {c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED}
             if status.get("phase") == "Succeeded" and wanted <= done:
                 elapsed = time.monotonic() - started
@@ -261,6 +267,7 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=3)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--wide", type=int, default=20, help="members of the restic-count batch")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and repositories")
     args = parser.parse_args()
 
     restic = use_pinned_restic(progress=lambda _: None)
@@ -312,7 +319,10 @@ def main() -> None:
         bench.stop()
         gateway.stop()
         plane.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"logs and repositories kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
     _table(args, sessions, floors, starts[-1], wide[-1])
 

@@ -37,7 +37,6 @@ from engine.locks import Holders, clear_stale_locks, holders_of
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
 from engine.restic import (
     BackupSummary,
-    CheckResult,
     Progress,
     RepoStats,
     Restic,
@@ -423,8 +422,9 @@ def finish_session(
 
     restic starts: one listing, one ``forget`` of what the policy removes from all targets
     (none when it removes nothing), one ``check``, one ``stats`` — whatever the number of
-    targets. The reads run side by side (restic's shared locks); ``forget`` takes the
-    exclusive one after them. With ``prune`` the check and the figures follow the prune."""
+    targets. The listing and the figures run side by side (both take restic's shared lock);
+    ``forget`` and ``check`` take the exclusive one, each after them: restic waits at least 5 s
+    for a lock it finds taken. With ``prune`` the figures follow the prune."""
     reporter = SessionReporter(client, job.namespace, job.session)
     status = reporter.get().get("status") or {}
     done = {cond.get("type") for cond in status.get("conditions") or []}
@@ -443,14 +443,12 @@ def finish_session(
     after_prune = bool(policy.prune) and not policy.dry_run
     reads: dict[str, Callable[[], object]] = {"snapshots": restic.snapshots}
     if not after_prune:
-        reads.update(check=restic.check, stats=restic.stats)
+        reads["stats"] = restic.stats
     answers = _side_by_side(reads)
     retention, removed = _apply_retention(restic, policy, tags, answers["snapshots"])
+    check = restic.check()
     if after_prune:
-        answers.update(_side_by_side({"check": restic.check, "stats": restic.stats}))
-    check = answers["check"]
-    if not isinstance(check, CheckResult):  # check() reports restic's failure in its result
-        check = CheckResult(False, str(check))
+        answers.update(_side_by_side({"stats": restic.stats}))
     updates = [
         retention,
         ConditionUpdate(

@@ -1,11 +1,15 @@
-"""Benchmark the operator (DESIGN.md section 6). Run: .venv/bin/python bench/controller.py
+"""Benchmark the operator beside its floor (DESIGN.md section 6, issue 15 part 3).
+Run: .venv/bin/python bench/controller.py
 
 On a fresh local control plane: 1,000 BackupBatches x 3 members (two Deployments in sidecar
 mode, one PVC through pvc-backup) across 10 namespaces, created before the operator starts.
-Measures the time from operator start until every trigger CronJob exists and every targeted
-Deployment's pod template carries the opt-in label, the operator's memory (RSS, and its peak),
-and the API requests it makes in 30 s once nothing changes (from the API server's own
-apiserver_request_total). Targets: within 60 s, RSS under 150 MB, zero writes when idle.
+Measures the time from operator start until every trigger CronJob exists, every targeted
+Deployment's pod template carries the opt-in label and every batch says Ready; the operator's
+memory (RSS, and its peak); the API requests it makes in 30 s once nothing changes (from the
+API server's own apiserver_request_total). Then, with the operator stopped, the floor: the
+same writes for a second set of the same objects, made by a bare client with 16 threads
+(``_floor``); both sides' writes are listed by kind. Targets: convergence <= 1.5x the floor,
+RSS <= 100 MB, no writes and no reads when idle.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from api import constants as c  # noqa: E402
 from api.crd import all_crds  # noqa: E402
 from bench.measure import memory_mb, request_counts  # noqa: E402
 from controller.caches import BACKUP_BATCHES, CRONJOBS, DEPLOYMENTS  # noqa: E402
+from controller.trigger import cronjob, rbac_objects, sidecar_binding  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client  # noqa: E402
 from kube.crds import install_crds  # noqa: E402
+from kube.events import EventRecorder  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 
 NAMESPACES = 10
@@ -50,12 +56,18 @@ OPERATOR_WRITES = {
     ("POST", "backupsessions", ""),
 }
 OPERATOR_READS = {("GET", "secrets", ""), ("LIST", "backupbatches", "")}
+WRITE_VERBS = {"APPLY", "PATCH", "POST", "PUT", "DELETE", "CREATE", "UPDATE"}
+FLOOR_WORKERS = 16
+Counts = dict[tuple[str, str, str], float]
 
 
-def _objects(count: int) -> list[dict[str, Any]]:
-    objs: list[dict[str, Any]] = []
+def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{prefix}-{i}"}}
+        for i in range(NAMESPACES)
+    ]
     for ns_index in range(NAMESPACES):
-        ns = f"bench-{ns_index}"
+        ns = f"{prefix}-{ns_index}"
         objs.append(
             {
                 "apiVersion": "v1",
@@ -78,7 +90,7 @@ def _objects(count: int) -> list[dict[str, Any]]:
             }
         )
     for i in range(count):
-        ns = f"bench-{i % NAMESPACES}"
+        ns = f"{prefix}-{i % NAMESPACES}"
         for role in ("web", "api"):
             objs.append(
                 {
@@ -121,10 +133,11 @@ def _objects(count: int) -> list[dict[str, Any]]:
     return objs
 
 
-def _wait_converged(client: Client, batches: int) -> tuple[int, int]:
-    """Poll until every CronJob and opt-in label is in place (or 10 minutes passed)."""
+def _wait_converged(client: Client, batches: int) -> tuple[int, int, int]:
+    """Poll until every CronJob and opt-in label is in place and every batch says Ready (or
+    10 minutes passed)."""
     deadline = time.monotonic() + 600
-    cronjobs = labelled = 0
+    cronjobs = labelled = ready = 0
     while time.monotonic() < deadline:
         cronjobs = sum(len(client.list(CRONJOBS, f"bench-{i}")["items"]) for i in range(NAMESPACES))
         labelled = sum(
@@ -133,10 +146,114 @@ def _wait_converged(client: Client, batches: int) -> tuple[int, int]:
             for d in client.list(DEPLOYMENTS, f"bench-{i}")["items"]
             if (d["spec"]["template"]["metadata"].get("labels") or {}).get(c.BACKUP_LABEL)
         )
-        if cronjobs >= batches and labelled >= 2 * batches:
+        ready = sum(
+            1
+            for i in range(NAMESPACES)
+            for b in client.list(BACKUP_BATCHES, f"bench-{i}")["items"]
+            if (b.get("status") or {}).get("phase") == "Ready"
+        )
+        if cronjobs >= batches and labelled >= 2 * batches and ready >= batches:
             break
         time.sleep(1.0)
-    return cronjobs, labelled
+    return cronjobs, labelled, ready
+
+
+def _writes(before: Counts, after: Counts) -> Counts:
+    """The write requests between two readings, by (verb, resource, subresource)."""
+    return {
+        k: v - before.get(k, 0.0)
+        for k, v in after.items()
+        if k[0] in WRITE_VERBS and v - before.get(k, 0.0) > 0
+    }
+
+
+def _floor(client: Client, count: int, image: str) -> tuple[float, Counts]:
+    """The writes the operator makes for ``count`` batches, made by a bare client on a second
+    set of the same objects (namespaces floor-*) as fast as the API server takes them: per
+    batch its CronJob and RBAC objects (server-side apply), the sidecar RoleBinding, the opt-in
+    patch of its two Deployments, its status and its Ready Event; the status and the patches
+    are copies of what the operator wrote for the matching bench-* batch."""
+    objs = _objects(count, prefix="floor")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(client.create, objs))
+    statuses = {}
+    templates = {}
+    for i in range(NAMESPACES):
+        for b in client.list(BACKUP_BATCHES, f"bench-{i}")["items"]:
+            statuses[b["metadata"]["name"]] = b["status"]
+        for d in client.list(DEPLOYMENTS, f"bench-{i}")["items"]:
+            templates[d["metadata"]["name"]] = (
+                d["metadata"].get("annotations") or {},
+                d["spec"]["template"]["metadata"],
+            )
+    invokers = [o for o in objs if o["kind"] == "BackupBatch"]
+    for invoker in invokers:  # as the informer delivers it: with its uid
+        invoker["metadata"]["uid"] = client.get(
+            BACKUP_BATCHES, invoker["metadata"]["name"], invoker["metadata"]["namespace"]
+        )["metadata"]["uid"]
+    events = EventRecorder(client, "stash-operator")
+
+    def converge(invoker: dict[str, Any]) -> None:
+        meta = invoker["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        for obj in [*rbac_objects(invoker), sidecar_binding(invoker, ["default"])]:
+            client.apply(obj, field_manager="bench-floor")
+        for role in ("web", "api"):
+            workload = f"{role}-{name.removeprefix('b-')}"
+            annotations, template = templates[workload]
+            patch = {
+                "metadata": {"annotations": annotations},
+                "spec": {"template": {"metadata": template}},
+            }
+            client.patch(DEPLOYMENTS, workload, patch, namespace=namespace)
+        client.apply(cronjob(invoker, image), field_manager="bench-floor")
+        client.patch(
+            BACKUP_BATCHES, name, {"status": statuses[name]}, namespace=namespace,
+            subresource="status",
+        )  # fmt: skip
+        events.record(invoker, "Normal", "Ready", "the invoker is ready to back up")
+
+    before = request_counts(client)
+    started = time.monotonic()
+    with ThreadPoolExecutor(FLOOR_WORKERS) as pool:
+        list(pool.map(converge, invokers))
+    took = time.monotonic() - started
+    return took, _writes(before, request_counts(client))
+
+
+def _print_table(
+    args: argparse.Namespace,
+    *,
+    converged: float,
+    floor: float,
+    counts: tuple[int, int, int],
+    memory: tuple[float, float, float],
+    idle: tuple[float, float],
+    writes_made: tuple[Counts, Counts],
+) -> None:
+    cronjobs, labelled, ready = counts
+    rss, rss_idle, peak = memory
+    writes, reads = idle
+    operator_writes, floor_writes = writes_made
+    print(f"\n## Operator: {args.batches} BackupBatches x 3 members, {NAMESPACES} namespaces\n")
+    print("| measure | operator | floor | ratio | target |")
+    print("|---|---:|---:|---:|---|")
+    print(
+        f"| start -> every CronJob, opt-in label and Ready status in place | "
+        f"{converged:.1f} s | {floor:.1f} s | {converged / floor:.2f}x | <= 1.5x |"
+    )
+    print(f"| CronJobs / labelled Deployments / batches Ready | {cronjobs} / {labelled} / "
+          f"{ready} | | | {args.batches} / {2 * args.batches} / {args.batches} |")  # fmt: skip
+    print(
+        f"| operator RSS after converging / after idling / peak | {rss:.0f} / "
+        f"{rss_idle:.0f} / {peak:.0f} MB | | | <= 100 MB |"
+    )
+    print(f"| API writes in {args.idle} s with nothing changing | {int(writes)} | | | 0 |")
+    print(f"| reads (GET Secret, LIST) in that window | {int(reads)} | | | 0 |")
+    print("\nwrites made (verb resource/subresource: operator, floor):")
+    for key in sorted(set(operator_writes) | set(floor_writes)):
+        what = f"{key[0]} {key[1]}" + (f"/{key[2]}" if key[2] else "")
+        print(f"  {what}: {operator_writes.get(key, 0):.0f}, {floor_writes.get(key, 0):.0f}")
 
 
 def main() -> None:
@@ -152,18 +269,17 @@ def main() -> None:
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
         install_crds(client, all_crds(), field_manager="bench")
-        for i in range(NAMESPACES):
-            client.create(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"bench-{i}"}}
-            )
         objs = _objects(args.batches)
         started = time.monotonic()
+        for namespace in objs[:NAMESPACES]:
+            client.create(namespace)
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(client.create, objs))
+            list(pool.map(client.create, objs[NAMESPACES:]))
         print(f"created {len(objs)} objects in {time.monotonic() - started:.1f}s", flush=True)
 
         log = (work / "operator.log").open("wb")
         env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "STASH_LOG_LEVEL": "WARNING"}
+        at_start = request_counts(client)
         t0 = time.monotonic()
         operator = subprocess.Popen(
             [
@@ -180,38 +296,33 @@ def main() -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        cronjobs, labelled = _wait_converged(client, args.batches)
+        cronjobs, labelled, ready = _wait_converged(client, args.batches)
         converged = time.monotonic() - t0
-        ready = sum(
-            1
-            for i in range(NAMESPACES)
-            for b in client.list(BACKUP_BATCHES, f"bench-{i}")["items"]
-            if (b.get("status") or {}).get("phase") == "Ready"
-        )
-        time.sleep(5)  # let the last status writes land
+        time.sleep(5)  # let the last writes land
         rss, peak = memory_mb(operator.pid)
         before = request_counts(client)
+        operator_writes = _writes(at_start, before)
         time.sleep(args.idle)
         after = request_counts(client)
         rss_idle, peak = memory_mb(operator.pid)
         delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
         writes = sum(v for k, v in delta.items() if k in OPERATOR_WRITES)
         reads = sum(v for k, v in delta.items() if k in OPERATOR_READS)
+        operator.terminate()
+        operator.wait(30)
+        operator = None
 
-        print(f"\n## Operator: {args.batches} BackupBatches x 3 members, {NAMESPACES} namespaces\n")
-        print("| measure | value | target |")
-        print("|---|---:|---|")
-        print(
-            f"| operator start -> all CronJobs and opt-in labels in place | {converged:.1f} s "
-            f"({cronjobs} CronJobs, {labelled} labelled Deployments) | <= 60 s |"
+        floor, floor_writes = _floor(client, args.batches, "stash-py:bench")
+
+        _print_table(
+            args,
+            converged=converged,
+            floor=floor,
+            counts=(cronjobs, labelled, ready),
+            memory=(rss, rss_idle, peak),
+            idle=(writes, reads),
+            writes_made=(operator_writes, floor_writes),
         )
-        print(f"| BackupBatches Ready | {ready} / {args.batches} | all |")
-        print(
-            f"| operator RSS after converging / after idling / peak | {rss:.0f} / "
-            f"{rss_idle:.0f} / {peak:.0f} MB | < 150 MB |"
-        )
-        print(f"| operator API writes in {args.idle} s with nothing changing | {int(writes)} | 0 |")
-        print(f"| operator reads (GET Secret, LIST) in that window | {int(reads)} | no polling |")
     finally:
         if operator is not None:
             operator.terminate()

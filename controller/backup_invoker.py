@@ -37,7 +37,7 @@ from controller.invoker import (
     evaluate,
     members_of,
 )
-from controller.owned import ensure
+from controller.owned import content_mark, digest, ensure
 from controller.runtime import Controller, Result, Writes
 from controller.sidecar_access import AccessReviewer, sidecar_permissions
 from controller.tenancy import allowed_invoker_namespaces
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 NOT_READY_RECHECK = 30.0
+RBAC_SETTLE = 2.0  # a sidecar refused right after its RoleBinding was written: asked again
 SCHEDULE_VERDICTS = 1024  # distinct schedules whose API-server verdict is remembered
 
 
@@ -68,6 +69,9 @@ class InvokerReconciler:
         # What an invoker cares about of each referenced object; a change elsewhere (a
         # Deployment's status, say) does not re-run the invokers that target it.
         self._ref_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        # What an invoker's or an owned object's last event showed (see the _event methods).
+        self._invoker_marks: dict[Key, tuple[Any, ...]] = {}
+        self._owned_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._schedule_verdicts: dict[str, str | None] = {}
         self.access = AccessReviewer(client)
         self.reader = FactReader(client, caches, operator_namespace)
@@ -78,7 +82,7 @@ class InvokerReconciler:
     def register(self, controller: Controller[Key]) -> None:
         def replaced(items: list[JSON]) -> None:
             for obj in items:
-                self._invoker_event(obj, controller)
+                self._invoker_event(obj, controller, relisted=True)
 
         self.grants.watch(controller.enqueue)
 
@@ -96,16 +100,38 @@ class InvokerReconciler:
         for rt in OWNED_TYPES.values():
             self.caches.informer(rt).subscribe(
                 on_upsert=lambda o: self._owned_event(o, controller),
-                on_delete=lambda o: self._owned_event(o, controller),
+                on_delete=lambda o: self._owned_event(o, controller, deleted=True),
             )
         self.caches.informer(NAMESPACES).subscribe(
             on_upsert=lambda o: self._namespace_event(o, controller),
             on_delete=lambda o: self._namespace_event(o, controller),
         )
 
-    def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
+    def _invoker_event(
+        self,
+        obj: JSON,
+        controller: Controller[Key],
+        deleted: bool = False,
+        relisted: bool = False,
+    ) -> None:
+        """An invoker changed: judged again unless only its status moved (this reconciler's
+        own write, most often); after a re-list, always."""
         meta = obj.get("metadata", {})
         key = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        mark = (
+            meta.get("uid"),
+            meta.get("generation"),
+            meta.get("deletionTimestamp"),
+            digest(meta.get("labels")),
+            digest(meta.get("annotations")),
+        )
+        with self._refs_lock:
+            if deleted:
+                self._invoker_marks.pop(key, None)
+            elif self._invoker_marks.get(key) == mark and not relisted:
+                return
+            else:
+                self._invoker_marks[key] = mark
         refs = set() if deleted else self._references(obj)
         with self._refs_lock:
             for ref in self._refs_of.pop(key, set()):
@@ -169,10 +195,20 @@ class InvokerReconciler:
             if key[1] != namespace:
                 controller.enqueue(key)
 
-    def _owned_event(self, obj: JSON, controller: Controller[Key]) -> None:
+    def _owned_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
         """An object the operator made changed: its owner, by owner reference (the invoker-name
-        label of a long name is cut)."""
+        label of a long name is cut) — unless it is as this reconciler last wrote or saw it
+        (its own apply coming back, a CronJob's schedule times moving)."""
         meta = obj.get("metadata", {})
+        ref = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        with self._refs_lock:
+            if deleted:
+                self._owned_marks.pop(ref, None)
+            else:
+                mark = content_mark(obj)
+                if self._owned_marks.get(ref) == mark:
+                    return
+                self._owned_marks[ref] = mark
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") in INVOKER_TYPES and owner.get("name"):
                 controller.enqueue((owner["kind"], meta.get("namespace", ""), owner["name"]))
@@ -224,8 +260,16 @@ class InvokerReconciler:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _ensure(self, desired: JSON) -> None:
-        ensure(self.client, self.caches, self.writes, desired)
+    def _ensure(self, desired: JSON) -> bool:
+        """Apply ``desired`` where the cache lacks it; whether it was written."""
+        applied = ensure(self.client, self.caches, self.writes, desired)
+        if applied is None:
+            return False
+        meta = applied.get("metadata", {})  # its watch event, when it comes, changes nothing
+        ref = (str(applied.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        with self._refs_lock:
+            self._owned_marks[ref] = content_mark(applied)
+        return True
 
     def _sidecar_workloads(self, invoker: JSON) -> list[tuple[MemberView, str]]:
         """The invoker's sidecar-model workloads in its own namespace (a workload elsewhere
@@ -276,30 +320,35 @@ class InvokerReconciler:
         )
         return replace(status, conditions=conditions), bool(refused)
 
-    def _ensure_sidecar_binding(self, invoker: JSON) -> None:
+    def _ensure_sidecar_binding(self, invoker: JSON) -> bool:
+        """The sidecars' RoleBinding (removed when no sidecar member is left); whether it was
+        written now."""
         accounts = [account for _, account in self._sidecar_workloads(invoker)]
         desired = sidecar_binding(invoker, accounts)
         if accounts:
-            self._ensure(desired)
-            return
+            return self._ensure(desired)
         meta = desired["metadata"]
         if self.caches.get(OWNED_TYPES["RoleBinding"], meta["namespace"], meta["name"]):
             self.client.delete(
                 OWNED_TYPES["RoleBinding"], meta["name"], meta["namespace"], missing_ok=True
             )
             self.writes.record(meta["namespace"])
+        return False
 
-    def ensure_trigger(self, invoker: JSON) -> str | None:
-        """Apply the CronJob and its RBAC; an error message when the API server refused."""
+    def ensure_trigger(self, invoker: JSON) -> tuple[str | None, bool]:
+        """Apply the CronJob and its RBAC: an error message when the API server refused, and
+        whether RBAC was written now (the API server's authorizer then catches up within
+        moments: a refusal read at once is not yet the answer)."""
+        rbac_written = False
         try:
             for obj in rbac_objects(invoker):
-                self._ensure(obj)
-            self._ensure_sidecar_binding(invoker)
+                rbac_written |= self._ensure(obj)
+            rbac_written |= self._ensure_sidecar_binding(invoker)
             if (invoker.get("spec") or {}).get("schedule"):
                 self._ensure(cronjob(invoker, self.image))
         except Invalid as exc:
-            return f"the API server rejected the trigger objects: {exc}"
-        return None
+            return f"the API server rejected the trigger objects: {exc}", rbac_written
+        return None, rbac_written
 
     def _keep_grant(
         self, key: Key, invoker: JSON, facts: InvokerFacts, status: InvokerStatus
@@ -355,8 +404,9 @@ class InvokerReconciler:
         facts = self.facts(invoker)
         now = dt.datetime.now(dt.UTC)
         status = evaluate(invoker, facts, now=now)
+        rbac_written = False
         if status.phase != "Invalid":  # a valid invoker gets its trigger (Invalid: validation)
-            error = self.ensure_trigger(invoker)
+            error, rbac_written = self.ensure_trigger(invoker)
             if error is not None:
                 status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
         self._keep_grant(key, invoker, facts, status)
@@ -393,6 +443,8 @@ class InvokerReconciler:
             refusal_before = false_message(old_status.get("conditions"), c.SIDECAR_AUTHORIZED)
             if sidecar_refused and refusal_now != refusal_before:
                 self.events.record(invoker, "Warning", "SidecarNotAuthorized", refusal_now or "")
+        if sidecar_refused and rbac_written:
+            return Result(requeue_after=RBAC_SETTLE)
         if status.phase == "NotReady" or sidecar_refused:
             return Result(requeue_after=NOT_READY_RECHECK)
         return None

@@ -6,7 +6,10 @@ not seen yet (a watch lagging behind its creation)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
 
 from controller.caches import JOBS, OWNED_TYPES, Caches
 from controller.runtime import Writes
@@ -31,15 +34,33 @@ def contains(actual: Any, desired: Any) -> bool:
     return bool(actual == desired)
 
 
-def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> None:
-    """Apply ``desired`` unless the cached object already holds all of it."""
+def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> JSON | None:
+    """Apply ``desired`` unless the cached object already holds all of it; the object as the
+    API server stored it (None when nothing was written)."""
     rt = OWNED_TYPES[desired["kind"]]
     meta = desired["metadata"]
     current = caches.get(rt, meta["namespace"], meta["name"])
     if current is not None and contains(current, desired):
-        return
-    client.apply(desired, field_manager=FIELD_MANAGER)
+        return None
+    applied = client.apply(desired, field_manager=FIELD_MANAGER)
     writes.record(meta["namespace"])
+    return applied
+
+
+def content_mark(obj: JSON) -> tuple[Any, ...]:
+    """What a change of an object made for an invoker is judged by: its identity, generation
+    and everything but its metadata and status (a CronJob's last schedule time is not a
+    change of the trigger)."""
+    meta = obj.get("metadata") or {}
+    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
+    return (meta.get("uid"), meta.get("generation"), digest(body), digest(meta.get("labels")))
+
+
+def digest(value: Any) -> bytes:
+    """A short fingerprint of a JSON value (kept per object: 16 bytes, not the value)."""
+    return hashlib.blake2b(
+        orjson.dumps(value or {}, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).digest()
 
 
 def find_job(

@@ -5,8 +5,10 @@ A sidecar refused any of these says so only in its own log; the invoker's
 ``SidecarAuthorized`` condition says it on the API instead. The API server answers the
 question itself (a SubjectAccessReview per permission, as ``kubectl auth can-i --as`` does), so
 whatever grants or denies it (a missing RoleBinding, a deleted ClusterRole, an authorizer
-webhook) is judged the way the sidecar will meet it. Answers are kept a minute: an invoker
-reconciled many times a minute asks once.
+webhook) is judged the way the sidecar will meet it. A yes is kept a minute (an invoker
+reconciled many times a minute asks once); a no only a few seconds: the API server's authorizer
+trails a RoleBinding just written, and a no kept a minute held every invoker of the namespace
+refused — and re-checked every 30 s — for that minute.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kube.errors import KubeError
 from kube.types import SUBJECT_ACCESS_REVIEWS
 
 ANSWER_SECONDS = 60.0
+REFUSAL_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def sidecar_permissions(invoker_plural: str) -> tuple[Permission, ...]:
 
 
 class AccessReviewer:
-    """Asks the API server what a service account may do; answers kept ``ANSWER_SECONDS``."""
+    """Asks the API server what a service account may do; a yes kept ``ANSWER_SECONDS``, a
+    no ``REFUSAL_SECONDS``."""
 
     def __init__(self, client: Client, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
@@ -61,7 +65,7 @@ class AccessReviewer:
         key = (namespace, account, permission)
         kept = self._answers.get(key)
         now = self.clock()
-        if kept is not None and now - kept[0] < ANSWER_SECONDS:
+        if kept is not None and now - kept[0] < (ANSWER_SECONDS if kept[1] else REFUSAL_SECONDS):
             return kept[1]
         attributes = {
             "namespace": namespace,

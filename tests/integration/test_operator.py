@@ -23,7 +23,7 @@ from controller.caches import CRONJOBS, ROLES, TASKS
 from controller.operator import Operator, OperatorOptions
 from controller.sessions import create_session
 from devcluster import ControlPlane
-from kube import Client, Forbidden
+from kube import Client, Forbidden, NotFound
 from kube.types import BACKUP_BATCHES as BATCHES
 from kube.types import BACKUP_SESSIONS as SESSIONS
 from kube.types import LEASES, ROLE_BINDINGS
@@ -171,6 +171,39 @@ def test_pausing_suspends_the_cronjob(operator: Operator, kube: Client, namespac
         30,
         "the CronJob to be suspended",
     )
+
+
+def test_a_trigger_changed_or_deleted_by_someone_else_is_put_back_and_its_status_is_not(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _setup(kube, namespace)
+    kube.create(_batch(namespace), namespace)
+    eventually(lambda: _status(kube, namespace).get("phase") == "Ready", 30, "phase Ready")
+    name = "stash-trigger-nightly"
+    kube.patch(CRONJOBS, name, {"spec": {"schedule": "5 5 * * *"}}, namespace=namespace)
+    eventually(
+        lambda: kube.get(CRONJOBS, name, namespace)["spec"]["schedule"] == "0 * * * *",
+        30,
+        "the CronJob's schedule to be the batch's again",
+    )
+    # A status of the CronJob's own (its controller's field) is no change of the trigger.
+    stamp = "2026-01-01T00:00:00Z"
+    kube.patch(
+        CRONJOBS, name, {"status": {"lastScheduleTime": stamp}}, namespace=namespace,
+        subresource="status",
+    )  # fmt: skip
+    before = kube.get(CRONJOBS, name, namespace)["metadata"]["uid"]
+    kube.delete(CRONJOBS, name, namespace)
+
+    def made_again() -> dict[str, Any] | None:
+        try:
+            found = kube.get(CRONJOBS, name, namespace)
+        except NotFound:
+            return None
+        return found if found["metadata"]["uid"] != before else None
+
+    again = eventually(made_again, 30, "the CronJob to be made again")
+    assert again["spec"]["schedule"] == "0 * * * *"
 
 
 def test_an_invalid_batch_says_why_and_recovers_when_fixed(

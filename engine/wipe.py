@@ -16,14 +16,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import urllib3
-from minio import Minio
-from minio.deleteobjects import DeleteObject
-from minio.error import S3Error
 
 from api.repository import Repository
+
+if TYPE_CHECKING:
+    from minio import Minio
 
 log = logging.getLogger(__name__)
 WIPEABLE = ("rest", "s3")
@@ -130,6 +131,8 @@ class S3Target:
 
 
 def _s3_client(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -> Minio:
+    from minio import Minio  # noqa: PLC0415 - only a wipe-out pays for the S3 client (6 MB)
+
     endpoint = target.endpoint if "://" in target.endpoint else f"https://{target.endpoint}"
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -156,6 +159,9 @@ def _wipe_s3(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -> 
     """Every object under the prefix, deleted in batches (S3 DeleteObjects, up to 1,000 keys a
     request) by the MinIO client: path or virtual-host style as the endpoint needs, signed
     with the session token when there is one."""
+    from minio.deleteobjects import DeleteObject  # noqa: PLC0415 - see _s3_client
+    from minio.error import S3Error  # noqa: PLC0415
+
     client = _s3_client(target, secret, insecure=insecure)
     prefix = target.prefix.strip("/")
     where = f"s3 {target.bucket}/{prefix}"

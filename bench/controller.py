@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -131,6 +133,16 @@ def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
         obj["spec"]["repository"] = {"name": "repo"}
         objs.append(obj)
     return objs
+
+
+def install_cluster_roles(client: Client) -> None:
+    """The ClusterRoles of manifests/rbac that the operator binds (the sidecar's, the Jobs'),
+    as an installation has them: without them every sidecar is refused, which the operator
+    reports and re-checks every 30 s."""
+    for path in sorted((ROOT / "manifests" / "rbac").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "ClusterRole":
+                client.apply(doc, field_manager="bench")
 
 
 def _wait_converged(client: Client, batches: int) -> tuple[int, int, int]:
@@ -269,6 +281,7 @@ def main() -> None:
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
         install_crds(client, all_crds(), field_manager="bench")
+        install_cluster_roles(client)
         objs = _objects(args.batches)
         started = time.monotonic()
         for namespace in objs[:NAMESPACES]:

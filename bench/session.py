@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
 from api.crd import all_crds  # noqa: E402
+from bench.controller import install_cluster_roles  # noqa: E402
 from controller.sessions import new_session  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from devcluster.build import use_pinned_restic  # noqa: E402
@@ -109,6 +110,7 @@ class Bench:
 
     def install(self) -> None:
         install_crds(self.client, all_crds(), field_manager="bench")
+        install_cluster_roles(self.client)
         self.client.create(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
         )

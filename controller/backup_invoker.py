@@ -37,7 +37,7 @@ from controller.invoker import (
     evaluate,
     members_of,
 )
-from controller.owned import content_mark, digest, ensure
+from controller.owned import ensure
 from controller.runtime import Controller, Result, Writes
 from controller.sidecar_access import AccessReviewer, sidecar_permissions
 from controller.tenancy import allowed_invoker_namespaces
@@ -69,9 +69,6 @@ class InvokerReconciler:
         # What an invoker cares about of each referenced object; a change elsewhere (a
         # Deployment's status, say) does not re-run the invokers that target it.
         self._ref_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
-        # What an invoker's or an owned object's last event showed (see the _event methods).
-        self._invoker_marks: dict[Key, tuple[Any, ...]] = {}
-        self._owned_marks: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         self._schedule_verdicts: dict[str, str | None] = {}
         self.access = AccessReviewer(client)
         self.reader = FactReader(client, caches, operator_namespace)
@@ -82,7 +79,7 @@ class InvokerReconciler:
     def register(self, controller: Controller[Key]) -> None:
         def replaced(items: list[JSON]) -> None:
             for obj in items:
-                self._invoker_event(obj, controller, relisted=True)
+                self._invoker_event(obj, controller)
 
         self.grants.watch(controller.enqueue)
 
@@ -100,38 +97,16 @@ class InvokerReconciler:
         for rt in OWNED_TYPES.values():
             self.caches.informer(rt).subscribe(
                 on_upsert=lambda o: self._owned_event(o, controller),
-                on_delete=lambda o: self._owned_event(o, controller, deleted=True),
+                on_delete=lambda o: self._owned_event(o, controller),
             )
         self.caches.informer(NAMESPACES).subscribe(
             on_upsert=lambda o: self._namespace_event(o, controller),
             on_delete=lambda o: self._namespace_event(o, controller),
         )
 
-    def _invoker_event(
-        self,
-        obj: JSON,
-        controller: Controller[Key],
-        deleted: bool = False,
-        relisted: bool = False,
-    ) -> None:
-        """An invoker changed: judged again unless only its status moved (this reconciler's
-        own write, most often); after a re-list, always."""
+    def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
         meta = obj.get("metadata", {})
         key = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
-        mark = (
-            meta.get("uid"),
-            meta.get("generation"),
-            meta.get("deletionTimestamp"),
-            digest(meta.get("labels")),
-            digest(meta.get("annotations")),
-        )
-        with self._refs_lock:
-            if deleted:
-                self._invoker_marks.pop(key, None)
-            elif self._invoker_marks.get(key) == mark and not relisted:
-                return
-            else:
-                self._invoker_marks[key] = mark
         refs = set() if deleted else self._references(obj)
         with self._refs_lock:
             for ref in self._refs_of.pop(key, set()):
@@ -195,20 +170,10 @@ class InvokerReconciler:
             if key[1] != namespace:
                 controller.enqueue(key)
 
-    def _owned_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
+    def _owned_event(self, obj: JSON, controller: Controller[Key]) -> None:
         """An object the operator made changed: its owner, by owner reference (the invoker-name
-        label of a long name is cut) — unless it is as this reconciler last wrote or saw it
-        (its own apply coming back, a CronJob's schedule times moving)."""
+        label of a long name is cut)."""
         meta = obj.get("metadata", {})
-        ref = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
-        with self._refs_lock:
-            if deleted:
-                self._owned_marks.pop(ref, None)
-            else:
-                mark = content_mark(obj)
-                if self._owned_marks.get(ref) == mark:
-                    return
-                self._owned_marks[ref] = mark
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") in INVOKER_TYPES and owner.get("name"):
                 controller.enqueue((owner["kind"], meta.get("namespace", ""), owner["name"]))
@@ -262,14 +227,7 @@ class InvokerReconciler:
 
     def _ensure(self, desired: JSON) -> bool:
         """Apply ``desired`` where the cache lacks it; whether it was written."""
-        applied = ensure(self.client, self.caches, self.writes, desired)
-        if applied is None:
-            return False
-        meta = applied.get("metadata", {})  # its watch event, when it comes, changes nothing
-        ref = (str(applied.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
-        with self._refs_lock:
-            self._owned_marks[ref] = content_mark(applied)
-        return True
+        return ensure(self.client, self.caches, self.writes, desired) is not None
 
     def _sidecar_workloads(self, invoker: JSON) -> list[tuple[MemberView, str]]:
         """The invoker's sidecar-model workloads in its own namespace (a workload elsewhere

@@ -6,10 +6,7 @@ not seen yet (a watch lagging behind its creation)."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
-
-import orjson
 
 from controller.caches import JOBS, OWNED_TYPES, Caches
 from controller.runtime import Writes
@@ -45,22 +42,6 @@ def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> JSO
     applied = client.apply(desired, field_manager=FIELD_MANAGER)
     writes.record(meta["namespace"])
     return applied
-
-
-def content_mark(obj: JSON) -> tuple[Any, ...]:
-    """What a change of an object made for an invoker is judged by: its identity, generation
-    and everything but its metadata and status (a CronJob's last schedule time is not a
-    change of the trigger)."""
-    meta = obj.get("metadata") or {}
-    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
-    return (meta.get("uid"), meta.get("generation"), digest(body), digest(meta.get("labels")))
-
-
-def digest(value: Any) -> bytes:
-    """A short fingerprint of a JSON value (kept per object: 16 bytes, not the value)."""
-    return hashlib.blake2b(
-        orjson.dumps(value or {}, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).digest()
 
 
 def find_job(

@@ -89,8 +89,14 @@ class InvokerReconciler:
                 on_upsert=lambda o: self._invoker_event(o, controller),
                 on_delete=lambda o: self._invoker_event(o, controller, deleted=True),
             )
+
+        def relisted(items: list[JSON]) -> None:  # after a watch gap: what appeared meanwhile
+            for obj in items:
+                self._referenced_event(obj, controller)
+
         for rt in (REPOSITORIES, PVCS, TASKS, *WORKLOAD_TYPES.values()):
             self.caches.informer(rt).subscribe(
+                on_replace=relisted,
                 on_upsert=lambda o: self._referenced_event(o, controller),
                 on_delete=lambda o: self._referenced_event(o, controller, deleted=True),
             )

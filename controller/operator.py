@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ LEASE_NAME = "stash-operator"
 
 
 RECONCILE_LIMIT = 600.0  # seconds a reconcile may run before /healthz fails
+CACHE_SYNC_TIMEOUT = 120.0  # seconds to wait for every cache's first list before reconciling
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,14 @@ class Operator:
             log.warning("could not label pod %s: %s", self.options.pod_name, exc)
 
     def _start_controllers(self) -> None:
+        # Reconcile from full caches only (controller-runtime's WaitForCacheSync): a reconciler
+        # that judged an invoker from a half-listed cache ("Task pvc-backup not found") is not
+        # told again by the list that completes it.
+        deadline = time.monotonic() + CACHE_SYNC_TIMEOUT
+        for informer in self.caches.informers():
+            if not informer.wait_synced(max(0.0, deadline - time.monotonic())):
+                log.warning("caches not listed in %.0f s; reconciling anyway", CACHE_SYNC_TIMEOUT)
+                break
         log.info("%s: reconciling", self.identity)
         self._label_pod(leading=True)
         self.install_builtins()

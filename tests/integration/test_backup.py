@@ -513,7 +513,9 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
         for cond in sessions[-1]["status"]["conditions"]
         if cond["type"] == c.RETENTION_POLICY_APPLIED
     )
-    assert retention["message"] == "policy keep-last-2: removed 1 snapshot(s)"
+    assert retention["message"] == (
+        "policy keep-last-2: removed 1 snapshot(s) (PersistentVolumeClaim/shared 1)"
+    )
     repo_status = kube.get(REPOSITORIES, "repo", namespace)["status"]
     assert repo_status["snapshotCount"] == 2
     assert repo_status["snapshotsRemovedOnLastCleanup"] == 1

@@ -173,6 +173,32 @@ def test_pausing_suspends_the_cronjob(operator: Operator, kube: Client, namespac
     )
 
 
+def test_a_batch_waiting_for_a_builtin_task_is_ready_once_the_operator_installs_it(
+    control_plane: ControlPlane, kube: Client, namespace: str
+) -> None:
+    # The Task is missing until the operator, starting, installs it: what the operator judges
+    # first must come from caches that have listed, and the Task's arrival must reach it.
+    kube.delete(TASKS, "pvc-backup", missing_ok=True)
+    eventually(lambda: not _task_exists(kube, "pvc-backup"), 30, "the Task to be gone")
+    _setup(kube, namespace)
+    kube.create(_batch(namespace), namespace)
+    op, stop, client = _run_operator(control_plane.kubeconfig, leader_elect=False)
+    try:
+        eventually(lambda: _status(kube, namespace).get("phase") == "Ready", 30, "phase Ready")
+    finally:
+        stop.set()
+        op.stopped.wait(15)
+        client.close()
+
+
+def _task_exists(kube: Client, name: str) -> bool:
+    try:
+        kube.get(TASKS, name)
+    except NotFound:
+        return False
+    return True
+
+
 def test_a_trigger_changed_or_deleted_by_someone_else_is_put_back_and_its_status_is_not(
     operator: Operator, kube: Client, namespace: str
 ) -> None:

@@ -445,12 +445,12 @@ def finish_session(
     if not after_prune:
         reads["stats"] = restic.stats
     answers = _side_by_side(reads)
-    retention, removed = _apply_retention(restic, policy, tags, answers["snapshots"])
+    applied, removed = _apply_retention(restic, policy, tags, answers["snapshots"])
     check = restic.check()
     if after_prune:
         answers.update(_side_by_side({"stats": restic.stats}))
     updates = [
-        retention,
+        applied,
         ConditionUpdate(
             c.REPOSITORY_INTEGRITY_VERIFIED,
             check.ok,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from api.common import RetentionPolicy
-from engine.restic import Snapshot
+from engine.restic import Snapshot, retention_flags
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
@@ -60,15 +60,7 @@ def snapshot_time(text: str) -> dt.datetime:
 
 def keeps_anything(policy: RetentionPolicy) -> bool:
     """Whether the policy has a rule (restic refuses a ``forget`` without one)."""
-    counts = (
-        policy.keep_last,
-        policy.keep_hourly,
-        policy.keep_daily,
-        policy.keep_weekly,
-        policy.keep_monthly,
-        policy.keep_yearly,
-    )
-    return any(counts) or bool(policy.keep_tags)
+    return any(flag.startswith("--keep") for flag in retention_flags(policy))
 
 
 def apply_policy(

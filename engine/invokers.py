@@ -95,11 +95,10 @@ def _in_pods(
     restoring = kind in RESTORE_KINDS
     found: dict[WorkloadKey, list[SidecarTarget]] = {}
     for chosen in pod_members(invoker):
-        if chosen.index >= len(members) or members[chosen.index].target is None:
+        member = members[chosen.index] if chosen.index < len(members) else None
+        if member is None or member.target is None:
             continue
-        member = members[chosen.index]
         target = member.target
-        assert target is not None  # noqa: S101 - checked above
         container = member.runtime_settings.container if member.runtime_settings else None
         paths = () if restoring else tuple(getattr(target, "paths", None) or ())
         found.setdefault((namespace, chosen.kind, chosen.name), []).append(

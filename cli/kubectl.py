@@ -29,7 +29,6 @@ from engine.progress import REASONS, progress_of
 from engine.restic import ResticError, check_binary
 from engine.restore_request import RestoreRequest, backup_member_of, restore_session_for
 from kube import Client, KubeError, NotFound, ResourceType
-from kube.client import context_namespace
 from kube.types import BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
 
 JSON = dict[str, Any]
@@ -407,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _client(args: argparse.Namespace) -> Client:
     client = Client.from_environment(args.kubeconfig, context=args.context)
-    if not args.namespace:
-        args.namespace = context_namespace(args.kubeconfig, args.context)
+    if not args.namespace:  # the context's, else the pod's: as the connection was loaded
+        args.namespace = client.connection.namespace
     return client
 
 

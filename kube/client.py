@@ -17,7 +17,7 @@ import orjson
 import urllib3
 
 from kube import config as kube_config
-from kube.config import Connection, context_namespace
+from kube.config import Connection
 from kube.errors import Gone, KubeError, NotFound, Unavailable, error_from_response
 
 JSON = dict[str, Any]
@@ -335,4 +335,4 @@ def _encode(body: Any) -> bytes:
     return orjson.dumps(body)
 
 
-__all__ = ["Client", "Connection", "KubeError", "ResourceType", "context_namespace"]
+__all__ = ["Client", "Connection", "KubeError", "ResourceType"]

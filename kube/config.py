@@ -444,16 +444,3 @@ def load(kubeconfig: str | None = None, context: str | None = None) -> Connectio
             return in_cluster()
         except ConfigError as inner:
             raise ConfigError(f"{exc}, and {inner}: give --kubeconfig") from None
-
-
-def context_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
-    """The namespace a kubectl command acts in by default: the kubeconfig context's, else the
-    pod's own (in a cluster), else ``default``."""
-    try:
-        config = Kubeconfig.read(kubeconfig_paths(kubeconfig), explicit=bool(kubeconfig))
-        return str(config.context(context).get("namespace") or "default")
-    except ConfigError:
-        try:
-            return (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip() or "default"
-        except OSError:
-            return "default"

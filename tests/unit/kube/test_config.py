@@ -281,3 +281,18 @@ def test_an_exec_plugin_may_hand_out_a_client_certificate(
     )
     conn = Kubeconfig.read([config], explicit=True).connection("x")
     assert conn.credentials.headers() == {}
+
+
+def test_the_connection_acts_in_its_contexts_namespace_or_default(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path / "config",
+        [{"name": "local", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        [{"name": "me", "user": {"token": "t"}}],
+        [
+            {"name": "work", "context": {"cluster": "local", "user": "me", "namespace": "demo"}},
+            {"name": "bare", "context": {"cluster": "local", "user": "me"}},
+        ],
+        **{"current-context": "work"},
+    )
+    assert Kubeconfig.read([config], explicit=True).connection().namespace == "demo"
+    assert Kubeconfig.read([config], explicit=True).connection("bare").namespace == "default"

@@ -42,6 +42,9 @@ STASH_SIDECAR_INJECTED: Final = "StashSidecarInjected"
 # The sidecars' service accounts may read their sessions and report (this project's own).
 SIDECAR_AUTHORIZED: Final = "SidecarAuthorized"
 
+# BackupSession phases after which a session's phase never changes again.
+SESSION_TERMINAL_PHASES: Final = ("Succeeded", "Failed", "Skipped")
+
 # Condition types on BackupSessions.
 BACKUP_SKIPPED: Final = "BackupSkipped"
 DEADLINE_EXCEEDED: Final = "DeadlineExceeded"

@@ -37,7 +37,7 @@ from engine.metrics import SessionOutcome, TargetOutcome
 from engine.results import parse_duration
 
 JSON = dict[str, Any]
-TERMINAL = ("Succeeded", "Failed", "Skipped")
+TERMINAL = c.SESSION_TERMINAL_PHASES
 REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
 BACKUP = Executor(
     "backup",

@@ -131,6 +131,13 @@ def pending_work(session: JSON, invoker: JSON | None, me: Identity) -> Work | No
     return Work(session["metadata"]["name"], invoker, mine[0].index, hostname)
 
 
+def _unfinished(session: JSON) -> JSON | None:
+    """A session the sidecar may still have work in, or None (a finished one, never kept)."""
+    if (session.get("status") or {}).get("phase") in c.SESSION_TERMINAL_PHASES:
+        return None
+    return session
+
+
 @dataclass(frozen=True)
 class AgentOptions:
     cache_dir: Path | None = None
@@ -149,7 +156,11 @@ class SidecarAgent:
         self._done: set[str] = set()
         self.backups = 0
         self.events = EventRecorder(client, "stash-sidecar")
-        self.sessions = Informer(client, BACKUP_SESSIONS, namespace=me.namespace)
+        # Only sessions that may still run: a namespace's finished history (thousands, kept
+        # by backupHistoryLimit) costs the sidecar neither memory nor a look.
+        self.sessions = Informer(
+            client, BACKUP_SESSIONS, namespace=me.namespace, transform=_unfinished
+        )
         self.invokers = {
             "BackupBatch": Informer(client, BACKUP_BATCHES, namespace=me.namespace),
             "BackupConfiguration": Informer(client, BACKUP_CONFIGURATIONS, namespace=me.namespace),

@@ -195,8 +195,17 @@ class Client:
         *,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> JSON:
-        query = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        """A listing; with ``limit``, one page of it (``metadata.continue`` asks for the next,
+        ``Gone`` when that token has expired)."""
+        query = {
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+            "limit": str(limit) if limit else None,
+            "continue": continue_token,
+        }
         result: JSON = self.request("GET", rt.path(namespace), query=query)
         return result
 

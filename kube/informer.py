@@ -3,6 +3,10 @@
 Re-lists on 410 Gone; retries other failures with capped exponential backoff; resumes a closed
 watch from the last resourceVersion seen (bookmarks included). Handlers run on the informer's
 thread and must be quick: they update an index or enqueue a key, nothing more.
+
+Lists come in pages, and each object passes through ``transform`` before it is stored
+(controller-runtime's cache transform): the store holds only what its readers use, and the
+memory a list takes is one page's, not the whole listing's, however many objects there are.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ def slim(obj: JSON) -> JSON:
     return obj
 
 
+PAGE_SIZE = 500  # objects per list request
 WEDGED_MARGIN = 60.0  # seconds beyond two watches' length before an informer counts as wedged
 
 
@@ -50,8 +55,13 @@ class Informer:
         on_delete: Callable[[JSON], object] | None = None,
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
+        transform: Callable[[JSON], JSON | None] | None = None,
     ) -> None:
+        """``transform`` returns what to store of an object (already without managedFields),
+        or None to keep nothing of it: the informer then holds it as absent (a stored one is
+        dropped and ``on_delete`` told)."""
         self._client = client
+        self._transform = transform
         self._rt = rt
         self._namespace = namespace
         self._selector = label_selector
@@ -183,13 +193,32 @@ class Informer:
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 
+    def _keep(self, obj: JSON) -> JSON | None:
+        slim(obj)
+        return obj if self._transform is None else self._transform(obj)
+
     def _list(self) -> str:
-        listing = self._client.list(self._rt, self._namespace, label_selector=self._selector)
-        items = listing.get("items", [])
-        for item in items:  # list items carry no apiVersion/kind
-            item.setdefault("apiVersion", self._rt.api_version)
-            item.setdefault("kind", self._rt.kind)
-            slim(item)
+        items: list[JSON] = []
+        token: str | None = None
+        while True:
+            listing = self._client.list(
+                self._rt,
+                self._namespace,
+                label_selector=self._selector,
+                limit=PAGE_SIZE,
+                continue_token=token,
+            )
+            for item in listing.get("items", []):  # list items carry no apiVersion/kind
+                item.setdefault("apiVersion", self._rt.api_version)
+                item.setdefault("kind", self._rt.kind)
+                kept = self._keep(item)
+                if kept is not None:
+                    items.append(kept)
+            meta = listing.get("metadata") or {}
+            token = meta.get("continue") or None
+            del listing
+            if token is None:  # every page of one snapshot: its resourceVersion is the list's
+                break
         with self._lock:
             self._store = {}
             self._indexes = {name: {} for name in self._indexers}
@@ -200,7 +229,7 @@ class Informer:
         for handler in self._on_replace:
             handler(items)
         self.synced.set()
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+        return str(meta.get("resourceVersion", ""))
 
     def _watch(self, version: str) -> str:
         for event in self._client.watch(
@@ -213,20 +242,23 @@ class Informer:
             if self._stop.is_set():
                 break
             self.last_contact = time.monotonic()
-            obj = slim(event.get("object") or {})
+            obj = event.get("object") or {}
             version = str(obj.get("metadata", {}).get("resourceVersion", version))
             kind = event.get("type")
             if kind == "BOOKMARK":
                 continue
-            if kind == "DELETED":
+            kept = self._keep(obj) if kind in ("ADDED", "MODIFIED") else None
+            if kept is not None:
                 with self._lock:
-                    self._drop(key_of(obj))
-                for handler in self._on_delete:
-                    handler(obj)
-            elif kind in ("ADDED", "MODIFIED"):
-                with self._lock:
-                    self._put(key_of(obj), obj)
+                    self._put(key_of(kept), kept)
                 for handler in self._on_upsert:
-                    handler(obj)
+                    handler(kept)
+            elif kind in ("DELETED", "ADDED", "MODIFIED"):  # gone, or no longer kept
+                with self._lock:
+                    held = self._store.get(key_of(obj)) is not None
+                    self._drop(key_of(obj))
+                if held or kind == "DELETED":
+                    for handler in self._on_delete:
+                        handler(obj)
         self.last_contact = time.monotonic()  # the watch ended on time
         return version

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.agent import Identity, pending_work
+from engine.agent import AgentOptions, Identity, SidecarAgent, pending_work
 from tests.factories import batch, member
 
 WEB = Identity("demo", "Deployment", "web", "web-6d4cf-k2x9q")
@@ -91,3 +91,29 @@ def test_long_workload_names_get_distinct_leases() -> None:
     second = Identity("demo", "Deployment", "a" * 300 + "-green", "p").lease_name
     assert first != second
     assert len(first) <= 253
+
+
+class _Listing:
+    """A namespace's sessions as the API server lists them (one page)."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def list(self, rt: Any, namespace: str | None, **_: Any) -> dict[str, Any]:
+        return {"items": self.items, "metadata": {"resourceVersion": "9"}}
+
+
+def test_the_sidecar_holds_no_finished_session_of_its_namespaces_history() -> None:
+    def named(name: str, phase: str) -> dict[str, Any]:
+        s = session(phase=phase)
+        s["metadata"]["name"] = name
+        return s
+
+    history = [named(f"nightly-{i}", ("Succeeded", "Failed", "Skipped")[i % 3]) for i in range(300)]
+    listing = _Listing([*history, named("nightly-301", "Running"), named("nightly-302", "Pending")])
+    agent = SidecarAgent(listing, WEB, AgentOptions())  # type: ignore[arg-type]
+
+    agent.sessions._list()
+
+    held = sorted(s["metadata"]["name"] for s in agent.sessions.items())
+    assert held == ["nightly-301", "nightly-302"]

@@ -1,0 +1,138 @@
+"""What an informer stores: a listing read page by page, and only what its transform keeps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from kube import informer as informer_module
+from kube.client import ResourceType
+from kube.informer import Informer
+
+JSON = dict[str, Any]
+SESSIONS = ResourceType("stash.appscode.com/v1beta1", "backupsessions", True, "BackupSession")
+
+
+def session(name: str, phase: str | None = None, version: str = "1") -> JSON:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "demo",
+            "resourceVersion": version,
+            "managedFields": [{"manager": "stash"}],
+        },
+        "spec": {"invoker": {"kind": "BackupBatch", "name": "nightly"}},
+        "status": {"phase": phase} if phase else {},
+    }
+
+
+class _PagingServer:
+    """Serves its items in pages of at most the ``limit`` asked for, then one watch's events."""
+
+    def __init__(self, items: list[JSON], events: list[JSON] | None = None) -> None:
+        self.items = items
+        self.events = events or []
+        self.limits: list[int | None] = []
+
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        **_: Any,
+    ) -> JSON:
+        self.limits.append(limit)
+        start = int(continue_token or 0)
+        end = len(self.items) if limit is None else start + limit
+        meta: JSON = {"resourceVersion": "77"}
+        if end < len(self.items):
+            meta["continue"] = str(end)
+        return {"items": [dict(i) for i in self.items[start:end]], "metadata": meta}
+
+    def watch(self, rt: ResourceType, namespace: str | None, **_: Any) -> Iterator[JSON]:
+        yield from self.events
+
+
+def _unfinished(obj: JSON) -> JSON | None:
+    return None if obj["status"].get("phase") in ("Succeeded", "Failed", "Skipped") else obj
+
+
+def _names(informer: Informer) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in informer.items())
+
+
+def test_a_listing_is_read_in_pages_and_stored_whole(monkeypatch: Any) -> None:
+    monkeypatch.setattr(informer_module, "PAGE_SIZE", 7)
+    server = _PagingServer([session(f"s-{i:02}") for i in range(30)])
+    informer = Informer(server, SESSIONS)  # type: ignore[arg-type]
+    replaced: list[int] = []
+    informer.subscribe(on_replace=lambda items: replaced.append(len(items)))
+
+    version = informer._list()
+
+    assert version == "77"
+    assert server.limits == [7, 7, 7, 7, 7]
+    assert _names(informer) == [f"s-{i:02}" for i in range(30)]
+    assert replaced == [30]
+    stored = informer.get("demo", "s-00")
+    assert stored is not None
+    assert stored["kind"] == "BackupSession"
+    assert "managedFields" not in stored["metadata"]
+
+
+def test_what_the_transform_declines_is_never_stored() -> None:
+    server = _PagingServer([session("old-1", "Succeeded"), session("old-2", "Failed")])
+    server.items += [session("new", "Running"), session("next")]
+    informer = Informer(server, SESSIONS, transform=_unfinished)  # type: ignore[arg-type]
+
+    informer._list()
+
+    assert _names(informer) == ["new", "next"]
+
+
+def test_an_object_the_transform_stops_keeping_is_dropped_as_if_deleted() -> None:
+    server = _PagingServer(
+        [session("a", "Running"), session("b", "Running")],
+        [
+            {"type": "MODIFIED", "object": session("a", "Succeeded", "2")},  # finished
+            {"type": "ADDED", "object": session("c", "Skipped", "3")},  # never kept
+            {"type": "MODIFIED", "object": session("b", "Running", "4")},
+        ],
+    )
+    informer = Informer(server, SESSIONS, transform=_unfinished)  # type: ignore[arg-type]
+    deleted: list[str] = []
+    upserted: list[str] = []
+    informer.subscribe(
+        on_delete=lambda o: deleted.append(o["metadata"]["name"]),
+        on_upsert=lambda o: upserted.append(o["metadata"]["name"]),
+    )
+    informer._list()
+
+    version = informer._watch("1")
+
+    assert version == "4"
+    assert _names(informer) == ["b"]
+    assert deleted == ["a"]  # "c" was never held: nobody is told it went
+    assert upserted == ["b"]
+
+
+def test_the_transform_decides_what_of_an_object_is_stored() -> None:
+    def without_status(obj: JSON) -> JSON:
+        obj.pop("status", None)
+        return obj
+
+    server = _PagingServer(
+        [session("a", "Running")],
+        [{"type": "MODIFIED", "object": session("a", "Failed", "2")}],
+    )
+    informer = Informer(server, SESSIONS, transform=without_status)  # type: ignore[arg-type]
+    informer._list()
+    informer._watch("1")
+
+    stored = informer.get("demo", "a")
+    assert stored is not None
+    assert "status" not in stored
+    assert stored["metadata"]["resourceVersion"] == "2"
+    assert "managedFields" not in stored["metadata"]

@@ -64,6 +64,7 @@ Key = tuple[str, str]
 # (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
 SIDECAR_RECHECK = 30.0
 BY_INVOKER = "invoker"  # the sessions index: <namespace>/<invoker name>
+UNFINISHED = "unfinished"  # the same, for sessions not yet in a terminal phase
 
 
 class SessionReconciler:
@@ -96,6 +97,9 @@ class SessionReconciler:
         # A new session's reconcile reads its invoker's sessions, not every cached one: the
         # time stays the same however many finished sessions the cluster keeps.
         sessions.add_index(BY_INVOKER, _invoker_index)
+        # Whether an older session still runs is asked on every reconcile of a new one: it
+        # looks among the few unfinished sessions, not the invoker's whole history.
+        sessions.add_index(UNFINISHED, _unfinished_index)
         sessions.subscribe(
             on_replace=controller.replace_handler(_session_key),
             on_upsert=controller.handler(_session_key),
@@ -118,11 +122,14 @@ class SessionReconciler:
 
     def _siblings(self, obj: JSON, controller: Controller[Key]) -> None:
         invoker = ((obj.get("spec") or {}).get("invoker") or {}).get("name", "")
-        for other in self._sessions_of(obj["metadata"].get("namespace", ""), invoker):
+        namespace = obj["metadata"].get("namespace", "")
+        for other in self._sessions_of(namespace, invoker, unfinished=True):
             controller.enqueue(_session_key(other))
 
-    def _sessions_of(self, namespace: str, invoker: str) -> list[JSON]:
-        return self.caches.informer(BACKUP_SESSIONS).by_index(BY_INVOKER, f"{namespace}/{invoker}")
+    def _sessions_of(self, namespace: str, invoker: str, *, unfinished: bool = False) -> list[JSON]:
+        """An invoker's cached sessions (``unfinished``: only those in no terminal phase)."""
+        index = UNFINISHED if unfinished else BY_INVOKER
+        return self.caches.informer(BACKUP_SESSIONS).by_index(index, f"{namespace}/{invoker}")
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -209,7 +216,7 @@ class SessionReconciler:
         """
         mine = session["metadata"]
         my_order = (mine.get("creationTimestamp", ""), mine["name"])
-        for other in self._sessions_of(mine["namespace"], invoker_name):
+        for other in self._sessions_of(mine["namespace"], invoker_name, unfinished=True):
             meta = other["metadata"]
             phase = (other.get("status") or {}).get("phase")
             order = (meta.get("creationTimestamp", ""), meta["name"])
@@ -495,6 +502,13 @@ def _invoker_index(session: JSON) -> list[str]:
     """``<namespace>/<invoker name>`` of a session (its spec.invoker)."""
     name = ((session.get("spec") or {}).get("invoker") or {}).get("name")
     return [f"{session['metadata'].get('namespace', '')}/{name}"] if name else []
+
+
+def _unfinished_index(session: JSON) -> list[str]:
+    """``<namespace>/<invoker name>`` of a session not yet Succeeded, Failed or Skipped."""
+    if (session.get("status") or {}).get("phase") in TERMINAL:
+        return []
+    return _invoker_index(session)
 
 
 def _session_key(obj: JSON) -> Key:

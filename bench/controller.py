@@ -63,34 +63,36 @@ FLOOR_WORKERS = 16
 Counts = dict[tuple[str, str, str], float]
 
 
+def repository_objects(namespace: str) -> list[dict[str, Any]]:
+    """A namespace's Secret and Repository ``repo`` (a local backend nobody writes to)."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "repo-secret", "namespace": namespace},
+            "stringData": {"RESTIC_PASSWORD": "bench-only"},
+        },
+        {
+            "apiVersion": c.V1ALPHA1,
+            "kind": "Repository",
+            "metadata": {"name": "repo", "namespace": namespace},
+            "spec": {
+                "backend": {
+                    "local": {"mountPath": "/r", "hostPath": {"path": "/r"}},
+                    "storageSecretName": "repo-secret",
+                }
+            },
+        },
+    ]
+
+
 def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
     objs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{prefix}-{i}"}}
         for i in range(NAMESPACES)
     ]
     for ns_index in range(NAMESPACES):
-        ns = f"{prefix}-{ns_index}"
-        objs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "repo-secret", "namespace": ns},
-                "stringData": {"RESTIC_PASSWORD": "bench-only"},
-            }
-        )
-        objs.append(
-            {
-                "apiVersion": c.V1ALPHA1,
-                "kind": "Repository",
-                "metadata": {"name": "repo", "namespace": ns},
-                "spec": {
-                    "backend": {
-                        "local": {"mountPath": "/r", "hostPath": {"path": "/r"}},
-                        "storageSecretName": "repo-secret",
-                    }
-                },
-            }
-        )
+        objs += repository_objects(f"{prefix}-{ns_index}")
     for i in range(count):
         ns = f"{prefix}-{i % NAMESPACES}"
         for role in ("web", "api"):
@@ -272,6 +274,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=1000)
     parser.add_argument("--idle", type=int, default=30, help="seconds of idleness to watch")
+    parser.add_argument("--workers", type=int, help="the operator's --workers (its default)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stash-bench-ctl-"))
@@ -303,6 +306,7 @@ def main() -> None:
                 "--no-leader-elect",
                 "--image",
                 "stash-py:bench",
+                *(["--workers", str(args.workers)] if args.workers else []),
             ],
             cwd=ROOT,
             env=env,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from api.constants import WEBHOOK_NAME
 from cli import logs
 from cli.table import print_table
-from controller.defaults import SIDECAR_GRACE
+from controller.defaults import SIDECAR_GRACE, WORKERS
 
 # Each command imports what it uses when it runs: a sidecar (``run-backup``) or a Job step does
 # not load the webhook's server, the operator, the dev cluster or certificate code.
@@ -146,6 +146,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             health_port=args.health_port,
             sidecar_grace=args.sidecar_grace,
             pod_name=os.environ.get("POD_NAME", ""),
+            workers=args.workers,
         ),
     )
     try:
@@ -591,6 +592,12 @@ def _add_operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "it fails (default %(default)s)",
     )
     operator.add_argument("--identity", help="leader-election identity (default: host + random)")
+    operator.add_argument(
+        "--workers",
+        type=int,
+        default=WORKERS,
+        help="reconciles run at once per controller (default %(default)s)",
+    )
     _log_format_argument(operator)
     operator.set_defaults(func=cmd_operator)
 

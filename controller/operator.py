@@ -20,7 +20,7 @@ from controller.backup_invoker import InvokerReconciler
 from controller.backup_session import SessionReconciler
 from controller.builtin_tasks import builtin_objects
 from controller.caches import Caches
-from controller.defaults import SIDECAR_GRACE
+from controller.defaults import SIDECAR_GRACE, WORKERS
 from controller.health import HealthServer
 from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.optin import OptInReconciler
@@ -49,7 +49,7 @@ class OperatorOptions:
     namespace: str = "stash"
     leader_elect: bool = True
     identity: str = ""
-    workers: int = 2
+    workers: int = WORKERS
     pushgateway_url: str = ""
     lease_duration: float = 15.0
     renew_deadline: float = 10.0

@@ -1,7 +1,9 @@
-"""One informer per resource type, shared by every reconciler that needs it."""
+"""One informer per resource type, shared by every reconciler that needs it, and what each
+keeps of the objects it holds."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kube import Client, ResourceType
@@ -62,6 +64,46 @@ OWNED_TYPES = {
 }
 
 
+def workload_view(obj: JSON) -> JSON:
+    """What the reconcilers read of a Deployment, StatefulSet or DaemonSet: its metadata, its
+    selector and replicas, its pod template's metadata, service account and volume names, and a
+    DaemonSet's desired pod count. Containers, the rest of the pod spec and the status that
+    every rollout rewrites are not kept (a cluster's workloads are most of what is cached)."""
+    spec = obj.get("spec") or {}
+    template = spec.get("template") or {}
+    pod = template.get("spec") or {}
+    pod_view: JSON = {"volumes": [{"name": v.get("name")} for v in pod.get("volumes") or []]}
+    if "serviceAccountName" in pod:
+        pod_view["serviceAccountName"] = pod["serviceAccountName"]
+    spec_view: JSON = {key: spec[key] for key in ("selector", "replicas") if key in spec}
+    spec_view["template"] = {"metadata": template.get("metadata") or {}, "spec": pod_view}
+    view: JSON = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": obj.get("metadata") or {},
+        "spec": spec_view,
+    }
+    scheduled = (obj.get("status") or {}).get("desiredNumberScheduled")
+    if scheduled is not None:
+        view["status"] = {"desiredNumberScheduled": scheduled}
+    return view
+
+
+def metadata_view(obj: JSON) -> JSON:
+    """Only the object's identity and metadata: a PVC is looked at for its existence."""
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": obj["metadata"],
+    }
+
+
+TRANSFORMS: dict[ResourceType, Callable[[JSON], JSON | None]] = {
+    **{rt: workload_view for rt in WORKLOAD_TYPES.values()},
+    PVCS: metadata_view,
+}
+
+
 class Caches:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -71,7 +113,9 @@ class Caches:
         key = f"{rt.api_version}/{rt.kind}"
         if key not in self._informers:
             selector = MANAGED_BY if rt in (*OWNED_TYPES.values(), JOBS) else None
-            self._informers[key] = Informer(self.client, rt, label_selector=selector)
+            self._informers[key] = Informer(
+                self.client, rt, label_selector=selector, transform=TRANSFORMS.get(rt)
+            )
         return self._informers[key]
 
     def get(self, rt: ResourceType, namespace: str, name: str) -> JSON | None:

@@ -26,10 +26,18 @@ JSON = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
 def slim(obj: JSON) -> JSON:
-    """Drop what no reconciler reads but every object carries: ``metadata.managedFields``
-    (often the larger half of a cached object)."""
-    obj.get("metadata", {}).pop("managedFields", None)
+    """Drop what no reader uses but many objects carry: ``metadata.managedFields`` (often the
+    larger half of an object) and the copy of the whole object ``kubectl apply`` leaves in an
+    annotation."""
+    meta = obj.get("metadata") or {}
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if annotations and LAST_APPLIED in annotations:
+        del annotations[LAST_APPLIED]
     return obj
 
 

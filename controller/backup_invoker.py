@@ -103,7 +103,7 @@ class InvokerReconciler:
         for rt in OWNED_TYPES.values():
             self.caches.informer(rt).subscribe(
                 on_upsert=lambda o: self._owned_event(o, controller),
-                on_delete=lambda o: self._owned_event(o, controller),
+                on_delete=lambda o: self._owned_event(o, controller, deleted=True),
             )
         self.caches.informer(NAMESPACES).subscribe(
             on_upsert=lambda o: self._namespace_event(o, controller),
@@ -111,6 +111,8 @@ class InvokerReconciler:
         )
 
     def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
+        if not deleted and self.writes.echo(obj):
+            return  # our own status write coming back: it was judged when it was written
         meta = obj.get("metadata", {})
         key = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
         refs = set() if deleted else self._references(obj)
@@ -176,9 +178,11 @@ class InvokerReconciler:
             if key[1] != namespace:
                 controller.enqueue(key)
 
-    def _owned_event(self, obj: JSON, controller: Controller[Key]) -> None:
+    def _owned_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
         """An object the operator made changed: its owner, by owner reference (the invoker-name
         label of a long name is cut)."""
+        if not deleted and self.writes.echo(obj):
+            return  # as we applied it: nothing drifted
         meta = obj.get("metadata", {})
         for owner in meta.get("ownerReferences") or []:
             if owner.get("kind") in INVOKER_TYPES and owner.get("name"):
@@ -383,7 +387,7 @@ class InvokerReconciler:
         old_phase = old_status.get("phase")
         if new_status != invoker.get("status"):
             try:
-                self.client.patch(
+                written = self.client.patch(
                     INVOKER_TYPES[kind],
                     name,
                     {
@@ -393,7 +397,7 @@ class InvokerReconciler:
                     namespace=namespace,
                     subresource="status",
                 )
-                self.writes.record(namespace)
+                self.writes.record(namespace, written)
             except NotFound:
                 return None
             if status.phase != old_phase:  # after the write: a refused write records nothing

@@ -40,7 +40,7 @@ def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> JSO
     if current is not None and contains(current, desired):
         return None
     applied = client.apply(desired, field_manager=FIELD_MANAGER)
-    writes.record(meta["namespace"])
+    writes.record(meta["namespace"], applied)
     return applied
 
 

@@ -34,19 +34,45 @@ class Result:
 
 class Writes:
     """The API writes a reconciler made, per namespace: how a test proves that reconciling a
-    converged object writes nothing, undisturbed by other namespaces' work."""
+    converged object writes nothing, undisturbed by other namespaces' work.
+
+    Given the object the API server returned, a write is also remembered by its
+    resourceVersion: the watch event that brings that version back is the reconciler hearing
+    its own write (``echo``), which needs no reconcile. Anyone else's change, and a deletion,
+    carries another version and is acted on (what controller-runtime users filter with
+    predicates, said exactly)."""
 
     def __init__(self) -> None:
         self._by_namespace: Counter[str] = Counter()
+        self._versions: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
 
-    def record(self, namespace: str) -> None:
+    def record(self, namespace: str, written: JSON | None = None) -> None:
         with self._lock:
             self._by_namespace[namespace] += 1
+            if written is not None:
+                key, version = _identity(written)
+                if version:
+                    self._versions[key] = version
+
+    def echo(self, obj: JSON) -> bool:
+        """Is ``obj`` (from a watch) exactly what one of our writes stored? Said once."""
+        key, version = _identity(obj)
+        with self._lock:
+            if version and self._versions.get(key) == version:
+                del self._versions[key]
+                return True
+        return False
 
     def in_namespace(self, namespace: str) -> int:
         with self._lock:
             return self._by_namespace[namespace]
+
+
+def _identity(obj: JSON) -> tuple[tuple[str, str, str], str]:
+    meta = obj.get("metadata") or {}
+    key = (str(obj.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", "")))
+    return key, str(meta.get("resourceVersion") or "")
 
 
 class TerminalError(Exception):

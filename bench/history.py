@@ -81,7 +81,7 @@ def _setup(client: Client, namespace: str) -> str:
     return str(client.create(obj)["metadata"]["uid"])
 
 
-def _finished_status(i: int) -> JSON:
+def finished_status(i: int) -> JSON:
     """A finished session's status as the operator leaves it: one target, one host's stats,
     the follow-up conditions."""
     when = f"2026-01-01T{i % 24:02}:00:00Z"
@@ -133,16 +133,17 @@ def _finished_status(i: int) -> JSON:
     }
 
 
-def _fill_history(client: Client, namespace: str, uid: str, count: int) -> None:
+def fill_history(client: Client, namespace: str, invoker: str, uid: str, count: int) -> None:
+    """``count`` finished sessions of BackupBatch ``invoker``, an hour apart, in the past."""
     base = int(time.time()) - 3600 * (count + 1)
 
     def one(i: int) -> None:
-        body = new_session("BackupBatch", BATCH, uid, namespace, unix_seconds=base + 3600 * i)
+        body = new_session("BackupBatch", invoker, uid, namespace, unix_seconds=base + 3600 * i)
         made = client.create(body)
         client.patch(
             BACKUP_SESSIONS,
             made["metadata"]["name"],
-            {"status": _finished_status(i)},
+            {"status": finished_status(i)},
             namespace=namespace,
             subresource="status",
         )
@@ -303,7 +304,7 @@ def main() -> None:
         install_cluster_roles(client)
         uids = {ns: _setup(client, ns) for ns in NAMESPACES}
         started = time.monotonic()
-        _fill_history(client, "history", uids["history"], args.history)
+        fill_history(client, "history", BATCH, uids["history"], args.history)
         print(f"{args.history} finished sessions in {time.monotonic() - started:.1f}s", flush=True)
 
         port = _free_port()

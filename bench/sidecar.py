@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python bench/sidecar.py
 
-On a fresh local control plane with one BackupBatch over Deployment web and 50 finished
-BackupSessions, each variant runs as a process on this machine, alternately, ``--runs`` times:
+On a fresh local control plane with one BackupBatch over Deployment web and ``--history``
+finished BackupSessions (1,000; as the operator leaves them), each variant runs as a process on
+this machine, alternately, ``--runs`` times:
 
 - ``stash run-backup`` (the sidecar, as the webhook injects it: POD_NAME/POD_NAMESPACE set);
 - the floor: a Python program that does only what an idle sidecar must — load the kubeconfig's
@@ -30,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.crd import all_crds  # noqa: E402
+from bench.history import fill_history  # noqa: E402
 from bench.measure import memory_mb, request_counts  # noqa: E402
+from controller.caches import BACKUP_BATCHES  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client  # noqa: E402
 from kube.crds import install_crds  # noqa: E402
@@ -101,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idleness measured")
+    parser.add_argument("--history", type=int, default=1000, help="finished sessions kept")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stash-bench-sidecar-"))
@@ -111,15 +115,8 @@ def main() -> None:
         install_crds(client, all_crds(), field_manager="bench")
         client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         client.create(batch("nightly", NAMESPACE, member("Deployment", "web")))
-        for i in range(50):
-            client.create(
-                {
-                    "apiVersion": "stash.appscode.com/v1beta1",
-                    "kind": "BackupSession",
-                    "metadata": {"name": f"nightly-{1_700_000_000 + i}", "namespace": NAMESPACE},
-                    "spec": {"invoker": {"kind": "BackupBatch", "name": "nightly"}},
-                }
-            )
+        uid = client.get(BACKUP_BATCHES, "nightly", NAMESPACE)["metadata"]["uid"]
+        fill_history(client, NAMESPACE, "nightly", uid, args.history)
         env = {
             **os.environ,
             "KUBECONFIG": str(plane.kubeconfig),

@@ -156,8 +156,10 @@ class SidecarIndex:
         self._by_invoker: dict[tuple[str, str, str], dict[WorkloadKey, list[SidecarTarget]]] = {}
         self._by_workload: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}
         self._restoring: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}  # stash-init
+        # which invokers target each workload: an invoker's change recomputes its workloads only
+        self._invokers_of: dict[WorkloadKey, set[tuple[str, str, str]]] = {}
         self._repositories: dict[RepositoryKey, Repository] = {}
-        self._memo: dict[tuple[str, str, str, str], Any] = {}
+        self._memo: dict[WorkloadKey, dict[str, Any]] = {}  # derive()'s values per workload
         # The uid of every restore seen (any phase, deleted ones too) or waited for in vain,
         # oldest first; a pod rolled for a restore not in here is ahead of the index.
         self._restores_seen: dict[str, None] = {}
@@ -176,15 +178,16 @@ class SidecarIndex:
             before = set(self._by_invoker.get(key, {}))
             self._by_invoker[key] = targets
             self._saw_restores([invoker])
-            self._rebuild()
+            self._move(key, before, set(targets))
         return before | set(targets)
 
     def delete(self, invoker: dict[str, Any]) -> set[WorkloadKey]:
         """Forget an invoker; returns the workloads it targeted."""
+        key = self._invoker_key(invoker)
         with self._lock:
-            before = set(self._by_invoker.pop(self._invoker_key(invoker), {}))
+            before = set(self._by_invoker.pop(key, {}))
             self._saw_restores([invoker])
-            self._rebuild()
+            self._move(key, before, set())
         return before
 
     def replace(self, invokers: Iterable[dict[str, Any]], kind: str | None = None) -> None:
@@ -300,23 +303,48 @@ class SidecarIndex:
         return tuple(out)
 
     def _rebuild(self) -> None:
-        merged: dict[WorkloadKey, list[SidecarTarget]] = {}
-        restoring: dict[WorkloadKey, list[SidecarTarget]] = {}
-        for (kind, _, _), targets in self._by_invoker.items():
-            into = restoring if kind in RESTORE_KINDS else merged
-            for workload, items in targets.items():
-                into.setdefault(workload, []).extend(items)
-        # A stable order: the same invokers always give the same sidecar (and hash).
-        self._by_workload = {
-            workload: tuple(sorted(items, key=lambda t: (t.invoker, t.member_index)))
-            for workload, items in merged.items()
-        }
-        self._restoring = {
-            workload: tuple(sorted(items, key=lambda t: (t.invoker, t.member_index)))
-            for workload, items in restoring.items()
-        }
-        self._memo = {}
+        """Every workload's targets anew from ``_by_invoker`` (the lock held)."""
+        self._invokers_of = {}
+        for key, targets in self._by_invoker.items():
+            for workload in targets:
+                self._invokers_of.setdefault(workload, set()).add(key)
+        self._by_workload, self._restoring, self._memo = {}, {}, {}
+        for workload in self._invokers_of:
+            self._merge(workload)
         self._changed.notify_all()
+
+    def _move(
+        self, key: tuple[str, str, str], before: set[WorkloadKey], after: set[WorkloadKey]
+    ) -> None:
+        """Invoker ``key`` now targets ``after`` instead of ``before`` (the lock held): only
+        those workloads are merged again, so an invoker's change costs its own workloads, not
+        every invoker of the cluster."""
+        for workload in before - after:
+            holders = self._invokers_of.get(workload)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._invokers_of[workload]
+        for workload in after:
+            self._invokers_of.setdefault(workload, set()).add(key)
+        for workload in before | after:
+            self._merge(workload)
+        self._changed.notify_all()
+
+    def _merge(self, workload: WorkloadKey) -> None:
+        """The workload's sidecar and stash-init targets from the invokers naming it, in a
+        stable order: the same invokers always give the same sidecar (and hash)."""
+        merged: list[SidecarTarget] = []
+        restoring: list[SidecarTarget] = []
+        for key in self._invokers_of.get(workload, ()):
+            into = restoring if key[0] in RESTORE_KINDS else merged
+            into.extend(self._by_invoker[key].get(workload, ()))
+        for index, items in ((self._by_workload, merged), (self._restoring, restoring)):
+            if items:
+                index[workload] = tuple(sorted(items, key=lambda t: (t.invoker, t.member_index)))
+            else:
+                index.pop(workload, None)
+        self._memo.pop(workload, None)
 
     def targets(self, namespace: str, kind: str, name: str) -> tuple[SidecarTarget, ...]:
         return self._by_workload.get((namespace, kind, name), ())
@@ -346,18 +374,21 @@ class SidecarIndex:
             targets = source.get(key)
             if not targets:
                 return None
-            if (*key, tag) in self._memo:
-                remembered: T = self._memo[(*key, tag)]
+            memo = self._memo.get(key, {})
+            if tag in memo:
+                remembered: T = memo[tag]
                 return remembered
         value = compute(targets)
         with self._lock:
             source = self._restoring if restoring else self._by_workload
             if source.get(key) is targets:  # still current: remember it
-                self._memo[(*key, tag)] = value
+                self._memo.setdefault(key, {})[tag] = value
         return value
 
     def workloads(self) -> dict[WorkloadKey, tuple[SidecarTarget, ...]]:
-        return dict(self._by_workload)
+        with self._lock:
+            return dict(self._by_workload)
 
     def restored_workloads(self) -> dict[WorkloadKey, tuple[SidecarTarget, ...]]:
-        return dict(self._restoring)
+        with self._lock:
+            return dict(self._restoring)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 from engine.invokers import SidecarIndex, sidecar_targets_of
 from tests.factories import batch, configuration, member
 
@@ -74,3 +77,40 @@ def test_replacing_one_kind_keeps_the_invokers_of_the_other() -> None:
         "BackupBatch/fresh",
         "BackupConfiguration/single",
     ]
+
+
+def test_changes_one_by_one_leave_the_index_a_full_rebuild_would_give() -> None:
+    rng = random.Random(15)  # noqa: S311 - a reproducible sequence of changes
+    workloads = [("Deployment", "web"), ("Deployment", "api"), ("StatefulSet", "db")]
+    index, current = SidecarIndex(), dict[str, dict[str, Any]]()
+    for step in range(300):
+        name = f"b{rng.randrange(8)}"
+        if rng.random() < 0.25:
+            if name in current:
+                index.delete(current.pop(name))
+            continue
+        chosen = rng.sample(workloads, rng.randrange(1, 3))
+        obj = batch(name, "demo", *(member(kind, target) for kind, target in chosen))
+        index.upsert(obj)
+        current[name] = obj
+        if step % 50 == 49:
+            rebuilt = SidecarIndex()
+            rebuilt.replace(current.values())
+            assert index.workloads() == rebuilt.workloads(), step
+    assert set(index.workloads()) == {
+        ("demo", kind, target)
+        for obj in current.values()
+        for m in obj["spec"]["members"]
+        for kind, target in [(m["target"]["ref"]["kind"], m["target"]["ref"]["name"])]
+    }
+
+
+def test_a_remembered_sidecar_is_forgotten_when_an_invoker_of_its_workload_changes() -> None:
+    index = SidecarIndex()
+    index.upsert(batch("a", "demo", member("Deployment", "web")))
+    index.upsert(batch("b", "demo", member("Deployment", "api")))
+    assert index.derive("demo", "Deployment", "web", "n", len) == 1
+    assert index.derive("demo", "Deployment", "api", "n", len) == 1
+    index.upsert(batch("c", "demo", member("Deployment", "web")))
+    assert index.derive("demo", "Deployment", "web", "n", len) == 2
+    assert index.derive("demo", "Deployment", "api", "n", len) == 1

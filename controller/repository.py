@@ -12,7 +12,9 @@ with: the data is kept and an Event says so.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +33,15 @@ from kube.events import EventRecorder
 log = logging.getLogger(__name__)
 WIPE_OUT_FINALIZER = f"{c.GROUP}/wipe-out"
 WIPE_ATTEMPTS = 5
+BY_REPOSITORY = "repository"  # the invokers index: <namespace>/<name> of their Repository
 
 JSON = dict[str, Any]
 Key = tuple[str, str]
+
+
+def _invoker_key(invoker: JSON) -> tuple[str, str, str]:
+    meta = invoker.get("metadata") or {}
+    return (str(invoker.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
 
 
 def _repo_key(invoker: JSON) -> Key:
@@ -51,6 +59,8 @@ class RepositoryReconciler:
         self._wipe_attempts: dict[Key, int] = {}
         self.wipes: Background[Key, int] = Background("wipe-out")
         self._enqueue: Callable[[Key], None] = lambda key: None
+        self._repo_of: dict[tuple[str, str, str], Key] = {}  # invoker -> its Repository
+        self._repos_lock = threading.Lock()  # informers call in from their own threads
 
     def register(self, controller: Controller[Key]) -> None:
         self._enqueue = controller.enqueue
@@ -63,26 +73,53 @@ class RepositoryReconciler:
             on_replace=controller.replace_handler(own), on_upsert=controller.handler(own)
         )
         for rt in INVOKER_TYPES.values():
-            self.caches.informer(rt).subscribe(
-                on_replace=controller.replace_handler(_repo_key),
-                on_upsert=controller.handler(_repo_key),
-                on_delete=controller.handler(_repo_key),
+            informer = self.caches.informer(rt)
+            informer.add_index(BY_REPOSITORY, lambda invoker: ["/".join(_repo_key(invoker))])
+            informer.subscribe(
+                on_replace=functools.partial(self._invokers_listed, rt.kind),
+                on_upsert=lambda obj: self._invoker_changed(obj, deleted=False),
+                on_delete=lambda obj: self._invoker_changed(obj, deleted=True),
             )
+
+    def _invoker_changed(self, invoker: JSON, *, deleted: bool) -> None:
+        """An invoker that appeared, went, or moved to another Repository: the Repositories it
+        left and joined list their references again (a status write of it changes neither)."""
+        key = _invoker_key(invoker)
+        now = None if deleted else _repo_key(invoker)
+        with self._repos_lock:
+            before = self._repo_of.pop(key, None)
+            if now is not None:
+                self._repo_of[key] = now
+        if before != now:
+            for repo in (before, now):
+                if repo is not None:
+                    self._enqueue(repo)
+
+    def _invokers_listed(self, kind: str, items: list[JSON]) -> None:
+        """Every invoker of ``kind`` listed anew (after a watch gap): the Repositories they used
+        and use now are looked at again."""
+        listed = {_invoker_key(invoker): _repo_key(invoker) for invoker in items}
+        with self._repos_lock:
+            before = {k: v for k, v in self._repo_of.items() if k[0] == kind}
+            for key in before:
+                del self._repo_of[key]
+            self._repo_of.update(listed)
+        for repo in set(before.values()) | set(listed.values()):
+            self._enqueue(repo)
 
     def references(self, namespace: str, name: str) -> list[JSON]:
         found = []
         for kind, rt in INVOKER_TYPES.items():
-            for invoker in self.caches.informer(rt).items():
-                if _repo_key(invoker) == (namespace, name):
-                    meta = invoker["metadata"]
-                    found.append(
-                        {
-                            "apiGroup": c.GROUP,
-                            "kind": kind,
-                            "namespace": meta["namespace"],
-                            "name": meta["name"],
-                        }
-                    )
+            for invoker in self.caches.informer(rt).by_index(BY_REPOSITORY, f"{namespace}/{name}"):
+                meta = invoker["metadata"]
+                found.append(
+                    {
+                        "apiGroup": c.GROUP,
+                        "kind": kind,
+                        "namespace": meta["namespace"],
+                        "name": meta["name"],
+                    }
+                )
         return sorted(found, key=lambda r: (r["namespace"], r["kind"], r["name"]))
 
     def reconcile(self, key: Key) -> Result | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -77,7 +78,7 @@ class InvokerReconciler:
     # -- wiring --------------------------------------------------------------------------------
 
     def register(self, controller: Controller[Key]) -> None:
-        def replaced(items: list[JSON]) -> None:
+        def replaced(items: Sequence[JSON]) -> None:
             for obj in items:
                 self._invoker_event(obj, controller)
 
@@ -90,7 +91,7 @@ class InvokerReconciler:
                 on_delete=lambda o: self._invoker_event(o, controller, deleted=True),
             )
 
-        def relisted(items: list[JSON]) -> None:  # after a watch gap: what appeared meanwhile
+        def relisted(items: Sequence[JSON]) -> None:  # after a watch gap: what appeared meanwhile
             for obj in items:
                 self._referenced_event(obj, controller)
 

@@ -16,7 +16,7 @@ also one deleted while the operator was down.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from api import constants as c
@@ -144,7 +144,7 @@ class Grants:
             self._watch_kind(rt.kind, self.caches.informer(rt), enqueue)
 
     def _watch_kind(self, kind: str, informer: Informer, enqueue: Callable[[Key], None]) -> None:
-        def replaced(items: list[JSON]) -> None:
+        def replaced(items: Sequence[JSON]) -> None:
             self._replace(kind, items, enqueue)
 
         def upserted(obj: JSON) -> None:
@@ -155,7 +155,7 @@ class Grants:
 
         informer.subscribe(on_replace=replaced, on_upsert=upserted, on_delete=deleted)
 
-    def _replace(self, kind: str, items: list[JSON], enqueue: Callable[[Key], None]) -> None:
+    def _replace(self, kind: str, items: Sequence[JSON], enqueue: Callable[[Key], None]) -> None:
         with self._lock:
             for made in self._made.values():
                 for entry in [e for e in made if e[0] == kind]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -95,7 +95,7 @@ class RepositoryReconciler:
                 if repo is not None:
                     self._enqueue(repo)
 
-    def _invokers_listed(self, kind: str, items: list[JSON]) -> None:
+    def _invokers_listed(self, kind: str, items: Sequence[JSON]) -> None:
         """Every invoker of ``kind`` listed anew (after a watch gap): the Repositories they used
         and use now are looked at again."""
         listed = {_invoker_key(invoker): _repo_key(invoker) for invoker in items}

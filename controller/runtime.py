@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -128,10 +128,12 @@ class Controller(Generic[K]):
 
         return on_event
 
-    def replace_handler(self, key_of: Callable[[JSON], K | None]) -> Callable[[list[JSON]], None]:
+    def replace_handler(
+        self, key_of: Callable[[JSON], K | None]
+    ) -> Callable[[Sequence[JSON]], None]:
         one = self.handler(key_of)
 
-        def on_replace(items: list[JSON]) -> None:
+        def on_replace(items: Sequence[JSON]) -> None:
             for item in items:
                 one(item)
 

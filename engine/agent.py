@@ -239,7 +239,7 @@ class SidecarAgent:
             if stop.wait(0.01):
                 break
         if all(i.synced.is_set() for i in informers):
-            log.info("watching %d session(s) of %s", len(self.sessions.items()), self.me.namespace)
+            log.info("watching %d session(s) of %s", len(self.sessions), self.me.namespace)
         elif not stop.is_set():
             log.warning("not all watches listed within %.0f s; going on", SYNC_TIMEOUT)
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, overload
+
+import orjson
 
 from kube.client import Client, ResourceType
 from kube.errors import Gone, KubeError
@@ -24,6 +26,30 @@ log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
+_Entry = tuple[bytes, tuple[tuple[str, str], ...]]  # the object's JSON, its (index, value)s
+
+
+class Listing(Sequence[JSON]):
+    """A listing as ``on_replace`` handlers see it: each object decoded when it is read (every
+    handler gets its own copies; the listing is never held parsed as a whole)."""
+
+    def __init__(self, blobs: list[bytes]) -> None:
+        self._blobs = blobs
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+    @overload
+    def __getitem__(self, index: int) -> JSON: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[JSON]: ...
+
+    def __getitem__(self, index: int | slice) -> JSON | Sequence[JSON]:
+        if isinstance(index, slice):
+            return Listing(self._blobs[index])
+        obj: JSON = orjson.loads(self._blobs[index])
+        return obj
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -58,7 +84,7 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
-        on_replace: Callable[[list[JSON]], object] | None = None,
+        on_replace: Callable[[Sequence[JSON]], object] | None = None,
         on_upsert: Callable[[JSON], object] | None = None,
         on_delete: Callable[[JSON], object] | None = None,
         watch_timeout: int = 300,
@@ -78,10 +104,13 @@ class Informer:
         self._on_delete = [on_delete] if on_delete else []
         self._watch_timeout = watch_timeout
         self._max_backoff = max_backoff
-        self._store: dict[Key, JSON] = {}
-        # Secondary indexes (client-go's Indexers): name -> value -> the objects filed under it
+        # The store keeps each object as the JSON bytes of what the transform kept, with the
+        # index values it is filed under: a third to a fifth of the memory of the parsed
+        # object, and every reader gets its own copy (nobody can change the cache by mistake).
+        self._store: dict[Key, _Entry] = {}
+        # Secondary indexes (client-go's Indexers): name -> value -> the keys filed under it
         self._indexers: dict[str, Callable[[JSON], Iterable[str]]] = {}
-        self._indexes: dict[str, dict[str, dict[Key, JSON]]] = {}
+        self._indexes: dict[str, dict[str, dict[Key, None]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,7 +121,7 @@ class Informer:
     def subscribe(
         self,
         *,
-        on_replace: Callable[[list[JSON]], object] | None = None,
+        on_replace: Callable[[Sequence[JSON]], object] | None = None,
         on_upsert: Callable[[JSON], object] | None = None,
         on_delete: Callable[[JSON], object] | None = None,
     ) -> None:
@@ -110,50 +139,60 @@ class Informer:
         with self._lock:
             self._indexers[name] = values
             self._indexes[name] = {}
-            for key, obj in self._store.items():
-                self._file(name, key, obj)
+            store, self._store = self._store, {}
+            for key, (blob, _) in store.items():
+                self._put(key, self._entry(orjson.loads(blob)))
 
-    def _file(self, name: str, key: Key, obj: JSON) -> None:
-        for value in self._indexers[name](obj):
-            self._indexes[name].setdefault(value, {})[key] = obj
+    def _entry(self, obj: JSON) -> _Entry:
+        """What the store keeps of ``obj``: its bytes and the index values it is filed under."""
+        filed = tuple(
+            (name, value) for name, values in self._indexers.items() for value in values(obj)
+        )
+        # orjson's result keeps the buffer it grew (8 KB for a 1 KB object): stored, it is
+        # copied to its exact size
+        return bytes(memoryview(orjson.dumps(obj))), filed
 
-    def _unfile(self, key: Key, obj: JSON) -> None:
-        for name, values in self._indexers.items():
-            index = self._indexes[name]
-            for value in values(obj):
-                filed = index.get(value)
-                if filed is not None:
-                    filed.pop(key, None)
-                    if not filed:
-                        del index[value]
-
-    def _put(self, key: Key, obj: JSON) -> None:
-        """Store ``obj`` (the lock held), its index entries moved with it."""
-        old = self._store.get(key)
-        if old is not None:
-            self._unfile(key, old)
-        self._store[key] = obj
-        for name in self._indexers:
-            self._file(name, key, obj)
+    def _put(self, key: Key, entry: _Entry) -> None:
+        """Store ``entry`` (the lock held), its index entries moved with it."""
+        self._drop(key)
+        self._store[key] = entry
+        for name, value in entry[1]:
+            self._indexes[name].setdefault(value, {})[key] = None
 
     def _drop(self, key: Key) -> None:
         old = self._store.pop(key, None)
-        if old is not None:
-            self._unfile(key, old)
+        if old is None:
+            return
+        for name, value in old[1]:
+            filed = self._indexes[name].get(value)
+            if filed is not None:
+                filed.pop(key, None)
+                if not filed:
+                    del self._indexes[name][value]
 
-    # -- reading ------------------------------------------------------------------------------
+    # -- reading: each object decoded for its reader ------------------------------------------
 
     def by_index(self, name: str, value: str) -> list[JSON]:
         with self._lock:
-            return list(self._indexes[name].get(value, {}).values())
+            blobs = [self._store[key][0] for key in self._indexes[name].get(value, {})]
+        return [orjson.loads(blob) for blob in blobs]
 
     def get(self, namespace: str, name: str) -> JSON | None:
         with self._lock:
-            return self._store.get((namespace, name))
+            entry = self._store.get((namespace, name))
+        if entry is None:
+            return None
+        obj: JSON = orjson.loads(entry[0])
+        return obj
 
     def items(self) -> list[JSON]:
         with self._lock:
-            return list(self._store.values())
+            blobs = [blob for blob, _ in self._store.values()]
+        return [orjson.loads(blob) for blob in blobs]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._store)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -206,7 +245,7 @@ class Informer:
         return obj if self._transform is None else self._transform(obj)
 
     def _list(self) -> str:
-        items: list[JSON] = []
+        store: dict[Key, _Entry] = {}
         token: str | None = None
         while True:
             listing = self._client.list(
@@ -221,21 +260,22 @@ class Informer:
                 item.setdefault("kind", self._rt.kind)
                 kept = self._keep(item)
                 if kept is not None:
-                    items.append(kept)
+                    store[key_of(kept)] = self._entry(kept)
             meta = listing.get("metadata") or {}
             token = meta.get("continue") or None
-            del listing
+            del listing  # a page at a time: the listing is never held whole, parsed
             if token is None:  # every page of one snapshot: its resourceVersion is the list's
                 break
         with self._lock:
             self._store = {}
             self._indexes = {name: {} for name in self._indexers}
-            for item in items:
-                self._put(key_of(item), item)
+            for key, entry in store.items():
+                self._put(key, entry)
         self.relists += 1
         self.last_contact = time.monotonic()
+        listed = Listing([blob for blob, _ in store.values()])
         for handler in self._on_replace:
-            handler(items)
+            handler(listed)
         self.synced.set()
         return str(meta.get("resourceVersion", ""))
 
@@ -257,8 +297,9 @@ class Informer:
                 continue
             kept = self._keep(obj) if kind in ("ADDED", "MODIFIED") else None
             if kept is not None:
+                entry = self._entry(kept)
                 with self._lock:
-                    self._put(key_of(kept), kept)
+                    self._put(key_of(kept), entry)
                 for handler in self._on_upsert:
                     handler(kept)
             elif kind in ("DELETED", "ADDED", "MODIFIED"):  # gone, or no longer kept

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import orjson
 
 from kube import informer as informer_module
 from kube.client import ResourceType
-from kube.informer import Informer
+from kube.informer import Informer, slim
 
 JSON = dict[str, Any]
 SESSIONS = ResourceType("stash.appscode.com/v1beta1", "backupsessions", True, "BackupSession")
@@ -136,3 +139,62 @@ def test_the_transform_decides_what_of_an_object_is_stored() -> None:
     assert "status" not in stored
     assert stored["metadata"]["resourceVersion"] == "2"
     assert "managedFields" not in stored["metadata"]
+
+
+def test_every_reader_gets_its_own_copy_and_cannot_change_the_cache() -> None:
+    informer = Informer(_PagingServer([session("a", "Running")]), SESSIONS)  # type: ignore[arg-type]
+    informer.add_index("phase", lambda o: [o["status"].get("phase", "")])
+    informer._list()
+
+    mine = informer.get("demo", "a")
+    assert mine is not None
+    mine["status"]["phase"] = "Failed"
+    mine["metadata"]["name"] = "changed"
+    informer.items()[0]["spec"] = {}
+    informer.by_index("phase", "Running")[0]["status"] = {}
+
+    again = informer.get("demo", "a")
+    assert again is not None
+    assert again["status"] == {"phase": "Running"}
+    assert again["metadata"]["name"] == "a"
+    assert again["spec"]["invoker"]["name"] == "nightly"
+    assert [o["metadata"]["name"] for o in informer.by_index("phase", "Running")] == ["a"]
+    assert len(informer) == 1
+
+
+def test_each_relist_handler_reads_the_whole_listing_for_itself() -> None:
+    server = _PagingServer([session(f"s-{i}", "Running") for i in range(5)])
+    informer = Informer(server, SESSIONS)  # type: ignore[arg-type]
+    seen: list[list[str]] = []
+
+    def first(items: Sequence[JSON]) -> None:
+        for item in items:
+            item["metadata"]["name"] = "spoilt"
+        seen.append([i["metadata"]["name"] for i in items])
+
+    def second(items: Sequence[JSON]) -> None:
+        seen.append([i["metadata"]["name"] for i in items[1:3]] + [str(len(items))])
+
+    informer.subscribe(on_replace=first)
+    informer.subscribe(on_replace=second)
+    informer._list()
+
+    assert seen == [[f"s-{i}" for i in range(5)], ["s-1", "s-2", "5"]]
+
+
+def test_a_stored_object_costs_about_its_json_size() -> None:
+    big = [session(f"s-{i:04}", "Running") for i in range(400)]
+    for item in big:
+        item["spec"]["note"] = "x" * 900  # about 1 KB of JSON each
+    informer = Informer(_PagingServer(big), SESSIONS)  # type: ignore[arg-type]
+    json_size = sum(len(orjson.dumps(slim(dict(item)))) for item in big)
+
+    tracemalloc.start()
+    try:
+        informer._list()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert len(informer) == 400
+    assert held < 2 * json_size, (held, json_size)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
 from api.crd import all_crds  # noqa: E402
-from bench.measure import memory_mb, request_counts  # noqa: E402
+from bench.measure import cpu_seconds, memory_mb, request_counts  # noqa: E402
 from controller.caches import BACKUP_BATCHES, CRONJOBS, DEPLOYMENTS  # noqa: E402
 from controller.trigger import cronjob, rbac_objects, sidecar_binding  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
@@ -181,7 +181,7 @@ def _writes(before: Counts, after: Counts) -> Counts:
     }
 
 
-def _floor(client: Client, count: int, image: str) -> tuple[float, Counts]:
+def _floor(client: Client, count: int, image: str) -> tuple[float, float, Counts]:
     """The writes the operator makes for ``count`` batches, made by a bare client on a second
     set of the same objects (namespaces floor-*) as fast as the API server takes them: per
     batch its CronJob and RBAC objects (server-side apply), the sidecar RoleBinding, the opt-in
@@ -228,11 +228,11 @@ def _floor(client: Client, count: int, image: str) -> tuple[float, Counts]:
         events.record(invoker, "Normal", "Ready", "the invoker is ready to back up")
 
     before = request_counts(client)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     with ThreadPoolExecutor(FLOOR_WORKERS) as pool:
         list(pool.map(converge, invokers))
-    took = time.monotonic() - started
-    return took, _writes(before, request_counts(client))
+    took, cpu = time.monotonic() - started, time.process_time() - cpu
+    return took, cpu, _writes(before, request_counts(client))
 
 
 def _print_table(
@@ -240,6 +240,7 @@ def _print_table(
     *,
     converged: float,
     floor: float,
+    cpu: tuple[float, float],
     counts: tuple[int, int, int],
     memory: tuple[float, float, float],
     idle: tuple[float, float],
@@ -256,6 +257,8 @@ def _print_table(
         f"| start -> every CronJob, opt-in label and Ready status in place | "
         f"{converged:.1f} s | {floor:.1f} s | {converged / floor:.2f}x | <= 1.5x |"
     )
+    print(f"| CPU used by the operator process / the floor's client (s) | {cpu[0]:.1f} s | "
+          f"{cpu[1]:.1f} s | {cpu[0] / cpu[1]:.2f}x | |")  # fmt: skip
     print(f"| CronJobs / labelled Deployments / batches Ready | {cronjobs} / {labelled} / "
           f"{ready} | | | {args.batches} / {2 * args.batches} / {args.batches} |")  # fmt: skip
     print(
@@ -315,6 +318,7 @@ def main() -> None:
         )
         cronjobs, labelled, ready = _wait_converged(client, args.batches)
         converged = time.monotonic() - t0
+        operator_cpu = cpu_seconds(operator.pid)
         time.sleep(5)  # let the last writes land
         rss, peak = memory_mb(operator.pid)
         before = request_counts(client)
@@ -329,12 +333,13 @@ def main() -> None:
         operator.wait(30)
         operator = None
 
-        floor, floor_writes = _floor(client, args.batches, "stash-py:bench")
+        floor, floor_cpu, floor_writes = _floor(client, args.batches, "stash-py:bench")
 
         _print_table(
             args,
             converged=converged,
             floor=floor,
+            cpu=(operator_cpu, floor_cpu),
             counts=(cronjobs, labelled, ready),
             memory=(rss, rss_idle, peak),
             idle=(writes, reads),

@@ -1,8 +1,9 @@
-"""What the benchmarks read of a running process and of the API server: a process's memory,
-and the API server's own request counters."""
+"""What the benchmarks read of a running process and of the API server: a process's memory and
+CPU time, and the API server's own request counters."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +15,12 @@ def memory_mb(pid: int) -> tuple[float, float]:
     status = Path(f"/proc/{pid}/status").read_text()
     found = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+)", status, re.M))
     return float(found.get("VmRSS", 0)) / 1024, float(found.get("VmHWM", 0)) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def request_counts(client: Client) -> dict[tuple[str, str, str], float]:

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from api.crd import all_crds  # noqa: E402
 from bench.history import fill_history  # noqa: E402
-from bench.measure import memory_mb, request_counts  # noqa: E402
+from bench.measure import cpu_seconds, memory_mb, request_counts  # noqa: E402
 from controller.caches import BACKUP_BATCHES  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client  # noqa: E402
@@ -60,11 +60,6 @@ for line in watch.stream():
 """
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _requests(client: Client) -> dict[tuple[str, str, str], float]:
     """The API server's request counts for the backup kinds a sidecar reads, watches left out
     (other clients, kube-controller-manager, share the API server)."""
@@ -89,11 +84,11 @@ def _measure(
                 time.sleep(0.005)
             watching = time.monotonic() - started
             time.sleep(2)  # the start-up's own requests and the Lease's first round land
-            before, cpu = _requests(client), _cpu_seconds(proc.pid)
+            before, cpu = _requests(client), cpu_seconds(proc.pid)
             time.sleep(idle)
             after = _requests(client)
             rss = memory_mb(proc.pid)[0]
-            cpu = _cpu_seconds(proc.pid) - cpu
+            cpu = cpu_seconds(proc.pid) - cpu
         finally:
             proc.terminate()
             proc.wait(15)

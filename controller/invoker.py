@@ -9,7 +9,10 @@ and the phase ``Ready | NotReady | Invalid``. Messages name the field and say wh
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from api import constants as c
@@ -51,22 +54,27 @@ class MemberRef:
         """``target.replicas``: how many hosts the member names itself, if it does."""
         return self.member.target.replicas if self.member.target else None
 
-    @property
-    def ref(self) -> JSON:
+    @cached_property
+    def _ref(self) -> JSON:
+        """The target's reference as a dict, made once per view (read on every question)."""
         ref = self.target_ref()
         return ref.to_dict() if ref else {}
 
     @property
+    def ref(self) -> JSON:
+        return dict(self._ref)
+
+    @property
     def kind(self) -> str:
-        return str(self.ref.get("kind", ""))
+        return str(self._ref.get("kind", ""))
 
     @property
     def name(self) -> str:
-        return str(self.ref.get("name", ""))
+        return str(self._ref.get("name", ""))
 
     @property
     def target_namespace(self) -> str:
-        return str(self.ref.get("namespace") or self.namespace)
+        return str(self._ref.get("namespace") or self.namespace)
 
     @property
     def where(self) -> str:
@@ -156,13 +164,35 @@ class InvokerStatus:
         return status
 
 
+MEMBERS_REMEMBERED = 4096  # invokers whose parsed members are kept (one reconcile asks often)
+_members: OrderedDict[tuple[Any, ...], tuple[MemberView, ...]] = OrderedDict()
+_members_lock = threading.Lock()
+
+
 def members_of(invoker: JSON) -> list[MemberView]:
-    namespace = invoker.get("metadata", {}).get("namespace", "")
+    """The invoker's members, parsed. A stored invoker's members are a function of its uid and
+    generation (a spec change bumps it), so they are parsed once per generation, not on every
+    question a reconcile asks."""
+    meta = invoker.get("metadata") or {}
+    key = (invoker.get("kind"), meta.get("uid"), meta.get("generation"))
+    remember = bool(meta.get("uid")) and meta.get("generation") is not None
+    if remember:
+        with _members_lock:
+            found = _members.get(key)
+        if found is not None:
+            return list(found)
+    namespace = meta.get("namespace", "")
     batch = invoker.get("kind") == "BackupBatch"
-    return [
+    views = tuple(
         MemberView(i, BackupMember.model_validate(m), namespace, batch)
         for i, m in enumerate(member_documents(invoker))
-    ]
+    )
+    if remember:
+        with _members_lock:
+            _members[key] = views
+            while len(_members) > MEMBERS_REMEMBERED:
+                _members.popitem(last=False)
+    return list(views)
 
 
 def refusal(view: MemberRef, tenancy: Tenancy) -> str | None:

@@ -341,3 +341,18 @@ def test_the_volume_snapshotter_driver_is_refused_by_name() -> None:
     assert "spec.driver: VolumeSnapshotter is not supported yet; only Restic backs up here" in (
         validation_problems(obj, members_of(obj), InvokerFacts(tenancy=Tenancy("stash")))
     )
+
+
+def test_members_are_parsed_again_when_the_generation_changes() -> None:
+    stored = batch("nightly", "demo", member("Deployment", "web"))
+    stored["metadata"].update(uid="u-members", generation=1)
+    assert [v.name for v in members_of(stored)] == ["web"]
+    assert [v.name for v in members_of(stored)] == ["web"]
+
+    edited = batch("nightly", "demo", member("Deployment", "web"), member("Deployment", "api"))
+    edited["metadata"].update(uid="u-members", generation=2)
+    assert [v.name for v in members_of(edited)] == ["web", "api"]
+
+    replaced = batch("nightly", "demo", member("StatefulSet", "db"))
+    replaced["metadata"].update(uid="u-other", generation=1)  # deleted and made again
+    assert [(v.kind, v.name) for v in members_of(replaced)] == [("StatefulSet", "db")]

@@ -8,7 +8,9 @@ by the backup and the restore invokers' reconcilers; members are any ``MemberRef
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from api import constants as c
@@ -36,11 +38,25 @@ def volume_names(workload: JSON) -> frozenset[str]:
     return frozenset(str(v.get("name")) for v in pod.get("volumes") or [])
 
 
+SECRET_KEYS_TTL = 10.0  # seconds a Secret's keys, once read, answer again without a GET
+
+
 class FactReader:
-    def __init__(self, client: Client, caches: Caches, operator_namespace: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        caches: Caches,
+        operator_namespace: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.client = client
         self.caches = caches
         self.operator_namespace = operator_namespace
+        self._clock = clock
+        # (namespace, name) -> (when read, keys): a thousand invokers of a namespace share one
+        # Secret, and one converging invoker is judged several times within seconds
+        self._secret_keys: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+        self._lock = threading.Lock()
 
     def exists(self, view: MemberRef) -> bool:
         if view.claims:  # restoring into new PVCs: they are made by the restore itself
@@ -59,13 +75,26 @@ class FactReader:
         return True
 
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
-        """The Secret's keys, None when it does not exist; its values are never kept."""
+        """The Secret's keys, None when it does not exist; its values are never kept. Keys
+        read less than SECRET_KEYS_TTL ago answer again (Secrets are not watched); a missing
+        Secret is asked for every time, so that its creation is seen at the next look."""
+        now = self._clock()
+        with self._lock:
+            read = self._secret_keys.get((namespace, name))
+        if read is not None and now - read[0] < SECRET_KEYS_TTL:
+            return read[1]
         try:
             body = self.client.request("GET", SECRETS.path(namespace, name))
         except NotFound:
+            with self._lock:
+                self._secret_keys.pop((namespace, name), None)
             return None
         keys = frozenset((body.get("data") or {}).keys())
         del body
+        with self._lock:
+            self._secret_keys[(namespace, name)] = (now, keys)
+            for stale in [k for k, (when, _) in self._secret_keys.items() if now - when > 60]:
+                del self._secret_keys[stale]
         return keys
 
     def workload_volumes(self, view: MemberRef) -> frozenset[str] | None:

@@ -40,7 +40,7 @@ from bench.measure import memory_mb  # noqa: E402
 from controller.caches import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS  # noqa: E402
 from controller.sessions import new_session  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
-from kube import Client  # noqa: E402
+from kube import Client, KubeError  # noqa: E402
 from kube.crds import install_crds  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 
@@ -163,14 +163,18 @@ class _JobWatch:
 
     def _run(self) -> None:
         version = self._client.list(JOBS)["metadata"]["resourceVersion"]
-        while True:
-            for event in self._client.watch(JOBS, resource_version=version, timeout_seconds=600):
-                meta = event["object"]["metadata"]
-                version = meta.get("resourceVersion", version)
-                if event["type"] == "ADDED":
-                    with self.cond:
-                        self.seen.setdefault(meta["name"], time.monotonic())
-                        self.cond.notify_all()
+        try:
+            while True:
+                watch = self._client.watch(JOBS, resource_version=version, timeout_seconds=600)
+                for event in watch:
+                    meta = event["object"]["metadata"]
+                    version = meta.get("resourceVersion", version)
+                    if event["type"] == "ADDED":
+                        with self.cond:
+                            self.seen.setdefault(meta["name"], time.monotonic())
+                            self.cond.notify_all()
+        except KubeError:  # the control plane stopped at the end of the run
+            return
 
     def wait(self, name: str, timeout: float = 60.0) -> float | None:
         with self.cond:

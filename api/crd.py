@@ -54,6 +54,7 @@ class KindInfo:
     categories: tuple[str, ...] = ("stash", "appscode")
     has_status: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    selectable: tuple[str, ...] = ()  # JSON paths clients may use in field selectors
 
     @property
     def kind(self) -> str:
@@ -110,6 +111,8 @@ KINDS: tuple[KindInfo, ...] = (
             _SESSION_DURATION,
             AGE,
         ),
+        # the sidecars list and watch only unfinished sessions (a field selector on the phase)
+        selectable=(".status.phase",),
     ),
     KindInfo(
         RestoreSession,
@@ -276,6 +279,8 @@ def crd_for(info: KindInfo) -> JSON:
     }
     if info.has_status:
         version["subresources"] = {"status": {}}
+    if info.selectable:
+        version["selectableFields"] = [{"jsonPath": path} for path in info.selectable]
     names: JSON = {
         "kind": info.kind,
         "listKind": f"{info.kind}List",

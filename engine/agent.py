@@ -131,6 +131,9 @@ def pending_work(session: JSON, invoker: JSON | None, me: Identity) -> Work | No
     return Work(session["metadata"]["name"], invoker, mine[0].index, hostname)
 
 
+UNFINISHED_SESSIONS = ",".join(f"status.phase!={phase}" for phase in c.SESSION_TERMINAL_PHASES)
+
+
 def _unfinished(session: JSON) -> JSON | None:
     """A session the sidecar may still have work in, or None (a finished one, never kept)."""
     if (session.get("status") or {}).get("phase") in c.SESSION_TERMINAL_PHASES:
@@ -157,9 +160,15 @@ class SidecarAgent:
         self.backups = 0
         self.events = EventRecorder(client, "stash-sidecar")
         # Only sessions that may still run: a namespace's finished history (thousands, kept
-        # by backupHistoryLimit) costs the sidecar neither memory nor a look.
+        # by backupHistoryLimit) costs the sidecar neither memory nor a look. The API server
+        # leaves the finished ones out (the CRD's selectable .status.phase); the transform
+        # holds to it where the API server cannot.
         self.sessions = Informer(
-            client, BACKUP_SESSIONS, namespace=me.namespace, transform=_unfinished
+            client,
+            BACKUP_SESSIONS,
+            namespace=me.namespace,
+            transform=_unfinished,
+            field_selector=UNFINISHED_SESSIONS,
         )
         self.invokers = {
             "BackupBatch": Informer(client, BACKUP_BATCHES, namespace=me.namespace),

@@ -282,6 +282,7 @@ class Client:
         *,
         resource_version: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_seconds: int = 300,
     ) -> Iterator[JSON]:
         """Watch events (``{"type": ..., "object": ...}``) from ``resource_version`` on.
@@ -295,6 +296,7 @@ class Client:
             "allowWatchBookmarks": "true",
             "resourceVersion": resource_version or None,
             "labelSelector": label_selector,
+            "fieldSelector": field_selector,
             "timeoutSeconds": str(timeout_seconds),
         }
         path = rt.path(namespace)

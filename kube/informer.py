@@ -20,7 +20,7 @@ from typing import Any, overload
 import orjson
 
 from kube.client import Client, ResourceType
-from kube.errors import Gone, KubeError
+from kube.errors import BadRequest, Gone, KubeError
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +90,16 @@ class Informer:
         watch_timeout: int = 300,
         max_backoff: float = 30.0,
         transform: Callable[[JSON], JSON | None] | None = None,
+        field_selector: str | None = None,
     ) -> None:
         """``transform`` returns what to store of an object (already without managedFields),
         or None to keep nothing of it: the informer then holds it as absent (a stored one is
-        dropped and ``on_delete`` told)."""
+        dropped and ``on_delete`` told). ``field_selector`` lets the API server leave out what
+        the transform would drop anyway; an API server that cannot select by that field
+        (older than Kubernetes 1.31 for a custom resource's field) is asked without it."""
         self._client = client
         self._transform = transform
+        self._field_selector = field_selector
         self._rt = rt
         self._namespace = namespace
         self._selector = label_selector
@@ -248,13 +252,26 @@ class Informer:
         store: dict[Key, _Entry] = {}
         token: str | None = None
         while True:
-            listing = self._client.list(
-                self._rt,
-                self._namespace,
-                label_selector=self._selector,
-                limit=PAGE_SIZE,
-                continue_token=token,
-            )
+            try:
+                listing = self._client.list(
+                    self._rt,
+                    self._namespace,
+                    label_selector=self._selector,
+                    field_selector=self._field_selector,
+                    limit=PAGE_SIZE,
+                    continue_token=token,
+                )
+            except BadRequest as exc:
+                if self._field_selector is None or token is not None:
+                    raise
+                log.warning(
+                    "%s: the API server does not select by %r (%s); filtering here instead",
+                    self._rt.plural,
+                    self._field_selector,
+                    exc,
+                )
+                self._field_selector = None
+                continue
             for item in listing.get("items", []):  # list items carry no apiVersion/kind
                 item.setdefault("apiVersion", self._rt.api_version)
                 item.setdefault("kind", self._rt.kind)
@@ -285,6 +302,7 @@ class Informer:
             self._namespace,
             resource_version=version,
             label_selector=self._selector,
+            field_selector=self._field_selector,
             timeout_seconds=self._watch_timeout,
         ):
             if self._stop.is_set():

@@ -9,8 +9,12 @@ from typing import Any
 import pytest
 
 from api.crd import KINDS, crd_for, kind_info
+from engine.agent import UNFINISHED_SESSIONS
 from kube import Client, Invalid
 from kube.crds import CRD_TYPE, established
+from kube.informer import Informer
+from kube.types import BACKUP_SESSIONS
+from tests.integration.helpers import eventually
 from tests.manifests import ROOT, load_all, manifest_id, stash_manifests, with_defaults
 
 MANIFESTS = stash_manifests()
@@ -206,3 +210,44 @@ def test_a_table_listing_shows_stash_printer_columns(
     got_columns, rows = _table(kube, doc["kind"], namespace)
     assert got_columns == columns
     assert rows[name][: len(cells)] == cells
+
+
+def test_a_sidecars_informer_holds_only_unfinished_sessions_as_the_api_server_selects_them(
+    kube: Client, namespace: str
+) -> None:
+    def session(name: str, phase: str | None) -> None:
+        body = {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupSession",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"invoker": {"kind": "BackupBatch", "name": "nightly"}},
+        }
+        kube.create(body)
+        if phase:
+            kube.patch(
+                BACKUP_SESSIONS, name, {"status": {"phase": phase}},
+                namespace=namespace, subresource="status",
+            )  # fmt: skip
+
+    for i, phase in enumerate(["Succeeded", "Failed", "Skipped", "Running", None]):
+        session(f"nightly-{i}", phase)
+    informer = Informer(
+        kube, BACKUP_SESSIONS, namespace=namespace, field_selector=UNFINISHED_SESSIONS
+    )
+    dropped: list[str] = []
+    informer.subscribe(on_delete=lambda o: dropped.append(o["metadata"]["name"]))
+    informer.start()
+    try:
+        assert informer.wait_synced(30)
+        assert sorted(o["metadata"]["name"] for o in informer.items()) == [
+            "nightly-3",
+            "nightly-4",
+        ]
+        kube.patch(
+            BACKUP_SESSIONS, "nightly-3", {"status": {"phase": "Succeeded"}},
+            namespace=namespace, subresource="status",
+        )  # fmt: skip
+        eventually(lambda: dropped == ["nightly-3"] or None, 30, "the finished session to leave")
+        assert [o["metadata"]["name"] for o in informer.items()] == ["nightly-4"]
+    finally:
+        informer.stop()

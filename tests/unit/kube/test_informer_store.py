@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from kube import BadRequest
 from kube import informer as informer_module
 from kube.client import ResourceType
 from kube.informer import Informer, slim
@@ -198,3 +199,35 @@ def test_a_stored_object_costs_about_its_json_size() -> None:
 
     assert len(informer) == 400
     assert held < 2 * json_size, (held, json_size)
+
+
+class _NoFieldSelectors(_PagingServer):
+    """An API server that cannot select this kind by field (before Kubernetes 1.31)."""
+
+    def __init__(self, items: list[JSON]) -> None:
+        super().__init__(items)
+        self.watched_with: list[str | None] = []
+
+    def list(self, rt: ResourceType, namespace: str | None, **options: Any) -> JSON:
+        if options.get("field_selector"):
+            raise BadRequest(message='"status.phase" is not a known field selector', status=400)
+        return super().list(rt, namespace, **options)
+
+    def watch(self, rt: ResourceType, namespace: str | None, **options: Any) -> Iterator[JSON]:
+        self.watched_with.append(options.get("field_selector"))
+        yield from self.events
+
+
+def test_without_field_selection_the_informer_filters_by_its_transform() -> None:
+    server = _NoFieldSelectors([session("old", "Succeeded"), session("new", "Running")])
+    informer = Informer(
+        server,  # type: ignore[arg-type]
+        SESSIONS,
+        transform=_unfinished,
+        field_selector="status.phase!=Succeeded",
+    )
+    version = informer._list()
+    informer._watch(version)
+
+    assert _names(informer) == ["new"]
+    assert server.watched_with == [None]

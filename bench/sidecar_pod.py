@@ -9,13 +9,13 @@ sidecar must — read its service-account token, LIST and then WATCH the namespa
 BackupSessions over TLS with urllib3. Once both print that they watch and ``--idle`` seconds
 have passed, each container's memory cgroup (cgroup v1 on this machine) is read: ``rss``
 (anonymous memory: the process's own), ``usage_in_bytes`` (with the page cache it touched),
-and the CPU each used while idle (``cpuacct.usage``). Target: the sidecar at 35 MB or less.
+and the CPU each used while idle (its processes' user and system time). Target: the sidecar
+at 35 MB or less.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -30,15 +30,21 @@ from api import constants as c  # noqa: E402
 from api.crd import all_crds  # noqa: E402
 from bench.controller import install_cluster_roles  # noqa: E402
 from bench.history import fill_history  # noqa: E402
+from bench.measure import cpu_seconds  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from devcluster.images import Builder  # noqa: E402
 from devcluster.node import Node  # noqa: E402
 from kube import Client, KubeError  # noqa: E402
 from kube.crds import install_crds  # noqa: E402
-from kube.types import BACKUP_BATCHES, PODS  # noqa: E402
+from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, PODS  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 from tests.integration.helpers import WebhookProcess, running_operator, shared_dir  # noqa: E402
-from tests.integration.objects import PASSWORD, local_repository, workload  # noqa: E402
+from tests.integration.objects import (  # noqa: E402
+    PASSWORD,
+    local_repository,
+    rolled_out,
+    workload,
+)
 
 JSON = dict[str, Any]
 NAMESPACE = "bench"
@@ -78,6 +84,8 @@ def _watching_pod(client: Client, timeout: float = 180.0) -> JSON:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pod in client.list(PODS, NAMESPACE, label_selector="app=web")["items"]:
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
             name = pod["metadata"]["name"]
             statuses = (pod.get("status") or {}).get("containerStatuses") or []
             names = {s["name"] for s in statuses if s.get("ready")}
@@ -90,15 +98,23 @@ def _watching_pod(client: Client, timeout: float = 180.0) -> JSON:
     raise SystemExit("the web pod's sidecar and floor did not both watch within 3 minutes")
 
 
-def _cgroup(hierarchy: str, container_id: str) -> Path:
-    """The container's cgroup directory in a v1 hierarchy (``memory``, ``cpuacct``)."""
-    for mount in Path("/sys/fs/cgroup").iterdir():
-        if hierarchy not in mount.name.split(","):
-            continue
-        for directory, _, _ in os.walk(mount):
-            if directory.endswith(container_id):
-                return Path(directory)
-    raise SystemExit(f"no {hierarchy} cgroup for container {container_id}")
+def _task_pids(node: Node) -> dict[str, int]:
+    """Container id -> the PID of its first process (containerd's tasks)."""
+    pids = {}
+    for line in node.ctr("task", "ls").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 2 and fields[1].isdigit():
+            pids[fields[0]] = int(fields[1])
+    return pids
+
+
+def _memory_cgroup(pid: int) -> Path:
+    """The memory cgroup (v1) directory of process ``pid``."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    raise SystemExit(f"process {pid} has no memory cgroup")
 
 
 def _container_ids(pod: JSON) -> dict[str, str]:
@@ -109,50 +125,65 @@ def _container_ids(pod: JSON) -> dict[str, str]:
     }
 
 
-def _memory(cid: str) -> tuple[float, float]:
-    """(rss, usage) of a container in MB."""
-    group = _cgroup("memory", cid)
+def _memory(group: Path) -> tuple[float, float]:
+    """(rss, usage) of a container's memory cgroup in MB."""
     stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
     usage = int((group / "memory.usage_in_bytes").read_text())
     return int(stat["total_rss"]) / 2**20, usage / 2**20
 
 
-def _cpu(cid: str) -> float:
-    return int((_cgroup("cpuacct", cid) / "cpuacct.usage").read_text()) / 1e9
+def _cpu(group: Path) -> float:
+    """CPU seconds the processes of a container's cgroup have used."""
+    return sum(cpu_seconds(int(pid)) for pid in (group / "cgroup.procs").read_text().split())
 
 
-def _deployment(data: Path, image: str) -> JSON:
-    web = workload("Deployment", "web", 1, data, image)
+def _deployment(data: Path, images: Any) -> JSON:
+    web = workload("Deployment", "web", 1, data, images.app.name)
     web["spec"]["template"]["spec"]["containers"].append(
-        {"name": "floor", "image": image, "command": ["python3", "-c", FLOOR]}
+        {"name": "floor", "image": images.stash.name, "command": ["python3", "-c", FLOOR]}
     )
     return web
 
 
-def _run(client: Client, plane: ControlPlane, images: Any, work: Path, args: Any) -> None:
-    hook = WebhookProcess.start(plane.kubeconfig, work / "webhook", image=images.stash.name)
+def _run(client: Client, node: Node, images: Any, work: Path, args: Any) -> None:
+    # The history first, as the operator leaves it (kept by backupHistoryLimit), then the
+    # webhook, the operator and the pod.
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    repo = shared_dir(work / "repo")
+    local_repository(client, NAMESPACE, str(repo), str(repo), PASSWORD)
+    data = shared_dir(work / "data")
+    target = member("Deployment", "web", mounts=(("data", str(data)),))
+    client.create(batch("nightly", NAMESPACE, target, backupHistoryLimit=100_000), NAMESPACE)
+    uid = client.get(BACKUP_BATCHES, "nightly", NAMESPACE)["metadata"]["uid"]
+    fill_history(client, NAMESPACE, "nightly", uid, args.history)
+    (work / "webhook").mkdir()
+    kubeconfig = node.plane.kubeconfig
+    hook = WebhookProcess.start(kubeconfig, work / "webhook", image=images.stash.name)
     try:
-        with running_operator(plane.kubeconfig, image=images.stash.name):
-            client.create(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-            )
-            repo = shared_dir(work / "repo")
-            local_repository(client, NAMESPACE, str(repo), str(repo), PASSWORD)
-            data = shared_dir(work / "data")
-            target = member("Deployment", "web", mounts=(("data", str(data)),))
-            client.create(batch("nightly", NAMESPACE, target), NAMESPACE)
-            uid = client.get(BACKUP_BATCHES, "nightly", NAMESPACE)["metadata"]["uid"]
-            fill_history(client, NAMESPACE, "nightly", uid, args.history)
-            client.create(_deployment(data, images.stash.name), NAMESPACE)
+        with running_operator(kubeconfig, image=images.stash.name):
+            client.create(_deployment(data, images), NAMESPACE)
+            # the operator's opt-in rolls the pods once: the pod measured is the one after
+            deadline = time.monotonic() + 180
+            while not rolled_out(client, NAMESPACE, "Deployment", "web"):
+                if time.monotonic() > deadline:
+                    raise SystemExit("Deployment web did not roll out within 3 minutes")
+                time.sleep(0.5)
             pod = _watching_pod(client)
+            pids = _task_pids(node)
             ids = _container_ids(pod)
+            if not set(ids.values()) <= set(pids):
+                raise SystemExit(f"containers {ids} are not among containerd's tasks {pids}")
+            groups = {name: _memory_cgroup(pids[cid]) for name, cid in ids.items()}
             time.sleep(2)  # the start-up's requests land
-            cpu_before = {name: _cpu(cid) for name, cid in ids.items()}
+            cpu_before = {name: _cpu(group) for name, group in groups.items()}
             time.sleep(args.idle)
-            cpu = {name: _cpu(cid) - cpu_before[name] for name, cid in ids.items()}
-            memory = {name: _memory(cid) for name, cid in ids.items()}
+            cpu = {name: _cpu(group) - cpu_before[name] for name, group in groups.items()}
+            memory = {name: _memory(group) for name, group in groups.items()}
+            kept = len(client.list(BACKUP_SESSIONS, NAMESPACE)["items"])
     finally:
         hook.stop()
+    if kept < args.history:
+        raise SystemExit(f"only {kept} of {args.history} finished sessions were kept")
     _print_table(args, memory, cpu)
 
 
@@ -185,7 +216,7 @@ def main() -> None:
         install_crds(client, all_crds(), field_manager="bench")
         install_cluster_roles(client)
         node.start()
-        _run(client, plane, images, work, args)
+        _run(client, node, images, work, args)
     finally:
         node.stop()
         plane.stop()

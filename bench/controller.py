@@ -137,10 +137,11 @@ def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
     return objs
 
 
-def install_cluster_roles(client: Client) -> None:
-    """The ClusterRoles of manifests/rbac that the operator binds (the sidecar's, the Jobs'),
-    as an installation has them: without them every sidecar is refused, which the operator
-    reports and re-checks every 30 s."""
+def install_stash(client: Client) -> None:
+    """The CRDs and the ClusterRoles of manifests/rbac that the operator binds (the sidecar's,
+    the Jobs'), as an installation has them: without the roles every sidecar is refused, which
+    the operator reports and re-checks every 30 s."""
+    install_crds(client, all_crds(), field_manager="bench")
     for path in sorted((ROOT / "manifests" / "rbac").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "ClusterRole":
@@ -294,8 +295,7 @@ def main() -> None:
     operator: subprocess.Popen[bytes] | None = None
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
-        install_crds(client, all_crds(), field_manager="bench")
-        install_cluster_roles(client)
+        install_stash(client)
         objs = _objects(args.batches)
         started = time.monotonic()
         for namespace in objs[:NAMESPACES]:

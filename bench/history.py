@@ -34,14 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
-from api.crd import all_crds  # noqa: E402
-from bench.controller import install_cluster_roles, repository_objects  # noqa: E402
+from bench.controller import install_stash, repository_objects  # noqa: E402
 from bench.measure import memory_mb  # noqa: E402
 from controller.caches import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS  # noqa: E402
 from controller.sessions import new_session  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client, KubeError  # noqa: E402
-from kube.crds import install_crds  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 
 JSON = dict[str, Any]
@@ -304,8 +302,7 @@ def main() -> None:
     operator: subprocess.Popen[bytes] | None = None
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
-        install_crds(client, all_crds(), field_manager="bench")
-        install_cluster_roles(client)
+        install_stash(client)
         uids = {ns: _setup(client, ns) for ns in NAMESPACES}
         started = time.monotonic()
         fill_history(client, "history", BATCH, uids["history"], args.history)

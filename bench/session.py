@@ -37,14 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
-from api.crd import all_crds  # noqa: E402
-from bench.controller import install_cluster_roles  # noqa: E402
+from bench.controller import install_stash  # noqa: E402
 from controller.sessions import new_session  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from devcluster.build import use_pinned_restic  # noqa: E402
 from devcluster.services import Service, pushgateway  # noqa: E402
 from kube import Client  # noqa: E402
-from kube.crds import install_crds  # noqa: E402
 from kube.types import BACKUP_SESSIONS  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 
@@ -109,8 +107,7 @@ class Bench:
         }
 
     def install(self) -> None:
-        install_crds(self.client, all_crds(), field_manager="bench")
-        install_cluster_roles(self.client)
+        install_stash(self.client)
         self.client.create(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
         )

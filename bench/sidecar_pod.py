@@ -27,15 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
-from api.crd import all_crds  # noqa: E402
-from bench.controller import install_cluster_roles  # noqa: E402
+from bench.controller import install_stash  # noqa: E402
 from bench.history import fill_history  # noqa: E402
 from bench.measure import cpu_seconds  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from devcluster.images import Builder  # noqa: E402
 from devcluster.node import Node  # noqa: E402
 from kube import Client, KubeError  # noqa: E402
-from kube.crds import install_crds  # noqa: E402
 from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, PODS  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 from tests.integration.helpers import WebhookProcess, running_operator, shared_dir  # noqa: E402
@@ -213,8 +211,7 @@ def main() -> None:
     node = Node(plane, images, progress=lambda msg: print(msg, flush=True))
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
-        install_crds(client, all_crds(), field_manager="bench")
-        install_cluster_roles(client)
+        install_stash(client)
         node.start()
         _run(client, node, images, work, args)
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import false_message, is_true, set_condition
 from api.naming import backup_service_account
+from api.tenancy import NamespacePolicy
 from controller.caches import (
     INVOKER_TYPES,
     NAMESPACES,
@@ -41,7 +42,6 @@ from controller.invoker import (
 from controller.owned import ensure
 from controller.runtime import Controller, Result, Writes
 from controller.sidecar_access import AccessReviewer, sidecar_permissions
-from controller.tenancy import allowed_invoker_namespaces
 from controller.trigger import cronjob, rbac_objects, sidecar_binding
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
@@ -166,18 +166,23 @@ class InvokerReconciler:
             controller.enqueue(key)
 
     def _namespace_event(self, obj: JSON, controller: Controller[Key]) -> None:
-        """A namespace's grant changed: the invokers that target it are judged again."""
+        """A namespace's policy changed (its grants, its privileges, its Pod Security level or
+        the labels a Repository's usagePolicy selects on): the invokers in it and those that
+        reach into it are judged again."""
         namespace = obj.get("metadata", {}).get("name", "")
         ref = (namespace, "Namespace", namespace)
-        mark = (sorted(allowed_invoker_namespaces(obj)),)
+        policy = NamespacePolicy.of(namespace, obj)
+        mark = (sorted(policy.labels.items()), sorted(policy.annotations.items()))
         with self._refs_lock:
             if self._ref_marks.get(ref) == mark:
                 return
+            first = ref not in self._ref_marks
             self._ref_marks[ref] = mark
             keys = {k for r, ks in self._refs.items() if r[0] == namespace for k in ks}
+        if first:  # the cache's first sight: every invoker is judged at start-up anyway
+            keys = {k for k in keys if k[1] != namespace}
         for key in keys:
-            if key[1] != namespace:
-                controller.enqueue(key)
+            controller.enqueue(key)
 
     def _owned_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
         """An object the operator made changed: its owner, by owner reference (the invoker-name

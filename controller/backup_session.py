@@ -12,9 +12,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from api import constants as c
 from api.conditions import false_message, has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name, hook_job_name
+from api.repository import Repository
+from api.tenancy import member_of
 from controller.background import Background
 from controller.backup_job import JobError, build_job, job_inputs
 from controller.caches import (
@@ -32,7 +36,7 @@ from controller.caches import (
 from controller.defaults import SIDECAR_GRACE
 from controller.facts import FactReader
 from controller.hook_job import create_hook_job, hook_job_failure
-from controller.invoker import MemberView, members_of, refusal
+from controller.invoker import MemberView, members_of, subject_of
 from controller.owned import find_job
 from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
@@ -46,7 +50,7 @@ from controller.session_status import (
 from controller.sessions import create_session
 from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
 from controller.targets import parse_time
-from controller.tenancy import read_tenancy
+from controller.tenancy import judge
 from engine import metrics
 from engine.batch_hook import CONDITIONS
 from engine.hooks import retries_left
@@ -145,17 +149,45 @@ class SessionReconciler:
         name = backup_job_name(meta["name"], index)
         return find_job(self.client, self.caches, meta["namespace"], name, made=made)
 
-    def _refused(self, members: list[MemberView]) -> dict[int, str]:
-        """Members whose target is out of the invoker's reach: the invoker is Invalid for
-        them, and a session started by hand fails them without touching their namespace."""
-        tenancy = read_tenancy(
-            self.caches, self.operator_namespace, [v.target_namespace for v in members]
+    def _refused(self, invoker: JSON | None, members: list[MemberView]) -> dict[int, str]:
+        """Members the tenant boundary refuses now (judged on every pass, as the invoker is):
+        the invoker is Invalid or NotReady for them, and a session that runs fails them without
+        touching the other namespace. What is the invoker's own (its Repository, its
+        settings) refuses every member."""
+        if invoker is None:
+            return {}
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        repo_obj = self.caches.get(
+            REPOSITORIES,
+            repo_ref.get("namespace") or invoker["metadata"]["namespace"],
+            repo_ref.get("name", ""),
         )
-        return {
-            v.index: f"{v.where}.target.ref.namespace: {why}"
-            for v in members
-            if (why := refusal(v, tenancy))
-        }
+        try:
+            repo = Repository.from_dict(repo_obj) if repo_obj else None
+        except ValidationError:
+            repo = None  # the Job's builder says what is wrong with it
+        _, found = judge(self.caches, self.operator_namespace, invoker, members, repo)
+        subject = subject_of(invoker, members, repo).members
+        refused: dict[int, list[str]] = {}
+        for refusal in found:
+            owner = member_of(refusal, subject)
+            for view in members:
+                if owner is None or owner.where == view.where:
+                    refused.setdefault(view.index, []).append(str(refusal))
+        return {index: "refused: " + "; ".join(why) for index, why in refused.items()}
+
+    def _stop_job(self, job: JSON | None) -> None:
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return
+        status = job.get("status") or {}
+        if status.get("succeeded") or status.get("failed"):
+            return
+        meta = job["metadata"]
+        log.info(
+            "stopping Job %s/%s: the tenant boundary refuses it", meta["namespace"], meta["name"]
+        )
+        self.client.delete(JOBS, meta["name"], meta["namespace"], missing_ok=True)
+        self.writes.record(meta["namespace"])
 
     def _waiting_sidecars(self, session: JSON, members: list[MemberView]) -> list[MemberView]:
         """Sidecar members of the running session that not every host has reported on."""
@@ -247,10 +279,12 @@ class SessionReconciler:
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs={v.index: self._job(session, v.index) for v in members if v.task is not None},
             other_running=self._other_running(session, ref.get("name", "")),
-            refused=self._refused(members),
+            refused=self._refused(invoker, members),
             sidecar_absent=self._sidecar_absent(session, invoker, waiting, now),
         )
         decision = next_status(session, seen, now)
+        for index in seen.refused:  # a refused member's Job that still runs is stopped
+            self._stop_job(seen.jobs.get(index))
         if decision.run_hook and invoker is not None:
             self._run_batch_hook(session, invoker, decision.run_hook)
             return None  # the condition's write brings the session back with it recorded

@@ -15,9 +15,9 @@ from typing import Any
 
 from api import constants as c
 from api.repository import Repository
+from api.tenancy import Subject, repository_refusal
 from controller.caches import (
     DAEMONSETS,
-    NAMESPACES,
     PVCS,
     REPOSITORIES,
     STATEFULSETS,
@@ -25,7 +25,7 @@ from controller.caches import (
     WORKLOAD_TYPES,
     Caches,
 )
-from controller.invoker import InvokerFacts, MemberRef, refusal
+from controller.invoker import InvokerFacts, MemberRef, namespaces_of, refusal
 from controller.tenancy import read_tenancy
 from kube import Client, NotFound
 from kube.types import SECRETS
@@ -121,23 +121,29 @@ class FactReader:
         self, invoker: JSON, views: Sequence[MemberRef], schedule_problem: str | None = None
     ) -> InvokerFacts:
         namespace = invoker["metadata"]["namespace"]
-        # The grants of the other namespaces the members name, from the Namespace cache.
-        others = {v.target_namespace for v in views} - {namespace}
-        tenancy = read_tenancy(self.caches, self.operator_namespace, others)
         repo_ref = (invoker.get("spec") or {}).get("repository") or {}
         repo_obj = self.caches.get(
             REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
         )
         repo = Repository.from_dict(repo_obj) if repo_obj else None
+        # The policies of every namespace in play (the invoker's, its targets', its
+        # Repository's), from the Namespace cache.
+        tenancy = read_tenancy(
+            self.caches, self.operator_namespace, namespaces_of(invoker, views, repo)
+        )
         secret = repo.spec.backend.storage_secret_name if repo else None
-        ns_obj = self.caches.get(NAMESPACES, "", namespace) or {}
-        keys = self.secret_keys(repo.metadata.namespace or "", secret) if repo and secret else None
+        # A Repository the boundary refuses costs its namespace nothing: its Secret is not read.
+        usable = repo is not None and repository_refusal(tenancy, Subject(namespace, repo)) is None
+        keys = (
+            self.secret_keys(repo.metadata.namespace or "", secret)
+            if repo and secret and usable
+            else None
+        )
         members = [v for v in views if v.kind and not refusal(v, tenancy)]
         volumes = {v.index: self.workload_volumes(v) for v in members}
         return InvokerFacts(
             tenancy=tenancy,
             repository=repo,
-            invoker_namespace_labels=ns_obj.get("metadata", {}).get("labels") or {},
             secret_found=keys is not None,
             secret_keys=keys,
             # out of reach (tenancy): not even read

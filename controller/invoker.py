@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -22,12 +23,19 @@ from api.conditions import Condition, set_condition
 from api.pod_members import WORKLOAD_KINDS, member_documents
 from api.repository import Repository
 from api.restore import RestoreMember
+from api.tenancy import (
+    REPOSITORY_REFUSED,
+    Member,
+    Refusal,
+    Subject,
+    Tenancy,
+    refusals,
+    repository_refusal,
+)
 from controller import validation
-from controller.tenancy import NEVER_TARGETS, Tenancy
 
 JSON = dict[str, Any]
 RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name
-SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 DEFAULT_PVC_TASK = "pvc-backup"
 DEFAULT_PVC_RESTORE_TASK = "pvc-restore"
 
@@ -135,8 +143,6 @@ class RestoreView(MemberRef):
 class InvokerFacts:
     tenancy: Tenancy = field(default_factory=lambda: Tenancy(operator_namespace=""))
     repository: Repository | None = None
-    repository_namespace_labels: dict[str, str] = field(default_factory=dict)
-    invoker_namespace_labels: dict[str, str] = field(default_factory=dict)
     secret_found: bool = False
     secret_keys: frozenset[str] | None = None  # the storage Secret's keys (never its values)
     targets_found: dict[int, bool] = field(default_factory=dict)
@@ -204,49 +210,54 @@ def refusal(view: MemberRef, tenancy: Tenancy) -> str | None:
     )
 
 
-def selector_matches(selector: JSON | None, labels: dict[str, str]) -> bool:
-    if not selector:
-        return True
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        present = key in labels
-        if (
-            (op == "In" and (not present or labels[key] not in values))
-            or (op == "NotIn" and present and labels[key] in values)
-            or (op == "Exists" and not present)
-            or (op == "DoesNotExist" and present)
-        ):
-            return False
-    return True
+def subject_of(invoker: JSON, views: Sequence[MemberRef], repository: Repository | None) -> Subject:
+    """What the boundary judges of ``invoker``: its members (their targets and
+    ``runtimeSettings``) and the Repository its spec names now."""
+    spec = invoker.get("spec") or {}
+    batch = invoker.get("kind") in ("BackupBatch", "RestoreBatch")
+    return Subject(
+        namespace=str((invoker.get("metadata") or {}).get("namespace", "")),
+        repository=repository,
+        members=tuple(
+            Member(
+                where=v.where,
+                kind=v.kind,
+                name=v.name,
+                target_namespace=v.target_namespace,
+                in_pods=v.task is None,
+                runtime_settings=(
+                    v.member.runtime_settings.to_dict() if v.member.runtime_settings else None
+                ),
+            )
+            for v in views
+        ),
+        # A batch's own settings are its hook Jobs' and trigger's; a single-target invoker's
+        # are its member's, judged there.
+        runtime_settings=spec.get("runtimeSettings") if batch else None,
+    )
 
 
-def usage_allowed(repo: Repository, namespace: str, namespace_labels: dict[str, str]) -> str | None:
-    """Why ``namespace`` may not use ``repo`` (its usagePolicy), or None when it may."""
-    policy = repo.spec.usage_policy.allowed_namespaces if repo.spec.usage_policy else None
-    origin = policy.from_ if policy else "Same"
-    repo_ns = repo.metadata.namespace or ""
-    if origin == "All" or (origin == "Same" and namespace == repo_ns):
-        return None
-    if origin == "Selector" and policy is not None:
-        for i, expr in enumerate((policy.selector or {}).get("matchExpressions") or []):
-            if expr.get("operator") not in SELECTOR_OPERATORS:
-                return (
-                    f"Repository {repo_ns}/{repo.metadata.name}: spec.usagePolicy."
-                    f"allowedNamespaces.selector.matchExpressions[{i}].operator: "
-                    f"{expr.get('operator')!r} is not one of {', '.join(SELECTOR_OPERATORS)}"
-                )
-        if selector_matches(policy.selector, namespace_labels):
-            return None
-        return f"namespace {namespace} does not match the Repository's allowedNamespaces.selector"
-    return f"Repository {repo_ns}/{repo.metadata.name} only allows its own namespace"
+def namespaces_of(
+    invoker: JSON, views: Sequence[MemberRef], repository: Repository | None
+) -> set[str]:
+    """Every namespace whose policy the rules may read for ``invoker``."""
+    namespace = str((invoker.get("metadata") or {}).get("namespace", ""))
+    found = {namespace, *(v.target_namespace for v in views)}
+    if repository is not None and repository.metadata.namespace:
+        found.add(repository.metadata.namespace)
+    return found
+
+
+def boundary_refusals(
+    invoker: JSON, members: Sequence[MemberRef], facts: InvokerFacts
+) -> list[Refusal]:
+    """What the tenant boundary (``api.tenancy``) refuses of the invoker as it is now."""
+    return refusals(facts.tenancy, subject_of(invoker, members, facts.repository))
 
 
 def validation_problems(invoker: JSON, members: list[MemberView], facts: InvokerFacts) -> list[str]:
     """Problems in the invoker itself and in what it may reach: nothing can work until the
-    spec changes (or the Task it names is installed)."""
+    spec changes (or the Task it names is installed, or an admin allows what it asks)."""
     spec = invoker.get("spec") or {}
     problems: list[str] = []
     if invoker.get("kind") == "BackupBatch" and not members:
@@ -285,9 +296,6 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
                 f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
                 "StatefulSets and DaemonSets are backed up by the sidecar)"
             )
-        refused = refusal(view, facts.tenancy)
-        if refused:
-            problems.append(f"{where}.target.ref.namespace: {refused}")
         problems += _member_problems(view, facts)
         key = (view.target_namespace, view.kind, view.name)
         if key in seen:
@@ -295,6 +303,11 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
                 f"{where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
             )
         seen[key] = view.index
+    problems += [
+        str(r)
+        for r in boundary_refusals(invoker, members, facts)
+        if r.reason != REPOSITORY_REFUSED  # RepositoryFound says it
+    ]
     return problems
 
 
@@ -353,21 +366,23 @@ def repository_conditions(
             f"Repository {repo_name!r} not found in namespace {namespace}",
         )
         return
-    forbidden = usage_allowed(repo, namespace, facts.invoker_namespace_labels)
-    repo_ns = repo.metadata.namespace or namespace
-    protected = NEVER_TARGETS | {facts.tenancy.operator_namespace}
-    if repo_ns != namespace and repo_ns in protected:
-        # Its pods would be granted reading there: never in kube-system or the operator's own.
-        forbidden = f"a Repository in namespace {repo_ns} serves only invokers there"
+    forbidden = repository_refusal(facts.tenancy, Subject(namespace, repo))
     if forbidden:
-        out.put(c.REPOSITORY_FOUND, False, "RepositoryUsageNotAllowed", forbidden)
-    else:
+        out.put(c.REPOSITORY_FOUND, False, forbidden.reason, forbidden.message)
         out.put(
-            c.REPOSITORY_FOUND,
-            True,
-            "RepositoryAvailable",
-            f"Repository {repo.metadata.namespace}/{repo.metadata.name} exists",
+            c.BACKEND_SECRET_FOUND,
+            False,
+            "BackendSecretNotRead",
+            "not read: the Repository is out of this namespace's reach",
+            blocking=False,  # RepositoryFound says why
         )
+        return
+    out.put(
+        c.REPOSITORY_FOUND,
+        True,
+        "RepositoryAvailable",
+        f"Repository {repo.metadata.namespace}/{repo.metadata.name} exists",
+    )
     secret = repo.spec.backend.storage_secret_name
     if not secret:
         out.put(

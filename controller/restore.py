@@ -347,7 +347,12 @@ class RestoreReconciler:
             seen = dataclasses.replace(seen, leftover=frozenset(leftovers))
         decision = next_restore_status(invoker, seen, now)
         status = decision.status
-        if status.get("phase") in ("Pending", "Running"):  # before any Job or stash-init runs
+        if status.get("phase") not in ("Pending", "Running"):
+            # Ended (or refused by the boundary): nothing reads the Repository for it any more,
+            # and a Job still running for it is stopped.
+            self.grants.keep(key, [])
+            self._stop_jobs(seen)
+        else:  # before any Job or stash-init runs
             accounts = [self._service_account(v) for v in workloads]
             for obj in restore_rbac_objects(invoker, accounts):
                 ensure(self.client, self.caches, self.writes, obj)
@@ -371,6 +376,21 @@ class RestoreReconciler:
         if leftovers:  # their deletion's events bring it back; look again soon anyway
             return Result(requeue_after=LEFTOVER_RECHECK)
         return _next_look(status, now, bool(workloads))
+
+    def _stop_jobs(self, seen: RestoreObserved) -> None:
+        """Delete the restore's Jobs that still run (a restore failed while they ran: the
+        boundary refused it, or its deadline passed)."""
+        for jobs in seen.jobs.values():
+            for job in jobs:
+                if job is None or job["metadata"].get("deletionTimestamp"):
+                    continue
+                status = job.get("status") or {}
+                if status.get("succeeded") or status.get("failed"):
+                    continue
+                meta = job["metadata"]
+                log.info("stopping Job %s/%s: its restore ended", meta["namespace"], meta["name"])
+                self.client.delete(JOBS, meta["name"], meta["namespace"], missing_ok=True)
+                self.writes.record(meta["namespace"])
 
     def _done(self, invoker: JSON) -> bool:
         status = invoker.get("status") or {}

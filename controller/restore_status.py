@@ -31,13 +31,14 @@ from api import constants as c
 from api.conditions import is_true
 from api.pod_members import WORKLOAD_KINDS
 from api.restore import RestoreMember
+from api.tenancy import REPOSITORY_REFUSED
 from controller import validation
 from controller.claims import claim_problems
 from controller.invoker import (
     ConditionSet,
     InvokerFacts,
     RestoreView,
-    refusal,
+    boundary_refusals,
     repository_conditions,
 )
 from controller.targets import (
@@ -166,9 +167,6 @@ def restore_problems(invoker: JSON, members: list[RestoreView], facts: InvokerFa
         if not view.kind or not view.name:
             problems.append(f"{view.where}.target.ref: kind and name are required")
             continue
-        refused = refusal(view, facts.tenancy)
-        if refused:
-            problems.append(f"{view.where}.target.ref.namespace: {refused}")
         problems += _member_problems(view, facts)
         key = (view.target_namespace, view.kind, view.name)
         if key in seen:
@@ -176,6 +174,11 @@ def restore_problems(invoker: JSON, members: list[RestoreView], facts: InvokerFa
                 f"{view.where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
             )
         seen[key] = view.index
+    problems += [
+        str(r)
+        for r in boundary_refusals(invoker, members, facts)
+        if r.reason != REPOSITORY_REFUSED  # RepositoryFound says it
+    ]
     return problems
 
 
@@ -279,8 +282,10 @@ def _failure(entry: JSON) -> str:
 
 
 def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime) -> list[str]:
-    """Validate, and before the start wait for what the restore needs; what keeps it from
-    going on (``status`` then says Invalid or Pending), or nothing."""
+    """Validate and judge the tenant boundary (on every pass: a field changed while running is
+    judged as one set at the start), and before the start wait for what the restore needs;
+    what keeps it from going on (``status`` then says Invalid, Pending or, for a running
+    restore the boundary now refuses, Failed), or nothing."""
     meta = invoker["metadata"]
     spec = invoker.get("spec") or {}
     started = status.get("phase") == "Running"
@@ -297,13 +302,17 @@ def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime)
         status["phase"] = "Invalid"
         return problems
     repo_name = (spec.get("repository") or {}).get("name", "")
-    if not started:
-        repository_conditions(out, seen.facts.repository, repo_name, meta["namespace"], seen.facts)
+    repository_conditions(out, seen.facts.repository, repo_name, meta["namespace"], seen.facts)
     status["conditions"] = out.conditions
     status.setdefault("sessionDeadline", deadline(meta["creationTimestamp"], spec.get("timeOut")))
-    if started:
-        return []
     entries = _entries(invoker, status, seen)
+    if started:
+        refused = [str(r) for r in boundary_refusals(invoker, seen.members, seen.facts)]
+        if refused:  # nothing more is read, written or run for it
+            fail_unfinished(entries, RESTORE, "refused: " + "; ".join(refused), now)
+            _settle(invoker, status, entries, now)
+            _store(invoker, status, entries)
+        return refused
     waiting = out.not_ready + _found(entries, seen, now)
     if waiting:
         if past_deadline(status, entries, RESTORE, now):

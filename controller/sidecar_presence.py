@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
-from controller.invoker import selector_matches
+from api.tenancy import selector_matches
 
 JSON = dict[str, Any]
 

@@ -24,6 +24,7 @@ from api.constants import LOCAL_BACKEND_VOLUME
 from api.pod_members import pod_members
 from api.repository import Repository
 from api.restore import RestoreBatch, RestoreMember, RestoreSession
+from api.tenancy import Member, NamespacePolicy, Subject, Tenancy, refusals
 from engine.backend import local_volume
 
 T = TypeVar("T")
@@ -151,8 +152,10 @@ def _targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget
 class SidecarIndex:
     """Thread-safe index workload → sidecar targets, updated as invokers change."""
 
-    def __init__(self) -> None:
+    def __init__(self, operator_namespace: str = "") -> None:
         self._lock = threading.Lock()
+        self._operator_namespace = operator_namespace
+        self._namespaces: dict[str, NamespacePolicy] = {}  # the tenant boundary's policies
         self._by_invoker: dict[tuple[str, str, str], dict[WorkloadKey, list[SidecarTarget]]] = {}
         self._by_workload: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}
         self._restoring: dict[WorkloadKey, tuple[SidecarTarget, ...]] = {}  # stash-init
@@ -277,6 +280,61 @@ class SidecarIndex:
             self._repositories = {k: v for k, v in parsed.items() if v is not None}
             self._memo = {}
             return set(self._by_workload) | set(self._restoring)
+
+    # -- Namespaces: the tenant boundary's policies ---------------------------------------------
+
+    def upsert_namespace(self, obj: dict[str, Any]) -> None:
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        with self._lock:
+            self._namespaces[name] = NamespacePolicy.of(name, obj)
+            self._memo = {}
+
+    def delete_namespace(self, obj: dict[str, Any]) -> None:
+        with self._lock:
+            self._namespaces.pop(str((obj.get("metadata") or {}).get("name", "")), None)
+            self._memo = {}
+
+    def replace_namespaces(self, items: Iterable[dict[str, Any]]) -> None:
+        policies = {}
+        for obj in items:
+            name = str((obj.get("metadata") or {}).get("name", ""))
+            policies[name] = NamespacePolicy.of(name, obj)
+        with self._lock:
+            self._namespaces = policies
+            self._memo = {}
+
+    def admitted(
+        self, namespace: str, targets: Iterable[SidecarTarget]
+    ) -> tuple[tuple[SidecarTarget, ...], tuple[str, ...]]:
+        """The targets the tenant boundary (``api.tenancy``) lets into pods of ``namespace``
+        now, and a warning for each one it refuses: a Repository the namespace may not use, a
+        local backend or container settings it was not allowed. A refused target puts nothing
+        into the pod: no container, no volume."""
+        with self._lock:
+            tenancy = Tenancy(self._operator_namespace, dict(self._namespaces))
+            repositories = dict(self._repositories)
+        kept: list[SidecarTarget] = []
+        warnings: list[str] = []
+        for target in targets:
+            batch = target.invoker_kind in ("BackupBatch", "RestoreBatch")
+            where = f"spec.members[{target.member_index}]" if batch else "spec"
+            settings = (
+                {"container": target.container_settings} if target.container_settings else None
+            )
+            subject = Subject(
+                namespace,
+                repositories.get(target.repository),
+                (Member(where, "", "", namespace, True, settings),),
+            )
+            refused = refusals(tenancy, subject)
+            if refused:
+                warnings.append(
+                    f"{target.invoker}: nothing injected for it, refused: "
+                    + "; ".join(str(r) for r in refused)
+                )
+            else:
+                kept.append(target)
+        return tuple(kept), tuple(warnings)
 
     def repositories_known(self, targets: Iterable[SidecarTarget]) -> bool:
         """Has the index seen every Repository the targets back up into? Until it has, a plan

@@ -14,8 +14,8 @@ from typing import Any
 
 from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, RESTORE_ANNOTATION
-from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings, has_sidecar, inject, inject_init, plan_for
+from engine.invokers import SidecarIndex, SidecarTarget
+from engine.sidecar import SidecarPlan, SidecarSettings, has_sidecar, inject, inject_init, plan_for
 from webhook.patch import diff
 
 JSON = dict[str, Any]
@@ -83,36 +83,36 @@ def handle(
             ),
         )
     kind, name = workload
-    plan = index.derive(
-        namespace,
-        kind,
-        name,
-        "sidecar-plan",
-        lambda targets: plan_for(kind, name, targets, index.local_backends(targets)),
-    )
-    init_plan = index.derive(
-        namespace,
-        kind,
-        name,
-        "init-plan",
-        lambda targets: plan_for(kind, name, targets, index.local_backends(targets)),
-        restoring=True,
-    )
+
+    def planned(targets: tuple[SidecarTarget, ...]) -> tuple[SidecarPlan | None, tuple[str, ...]]:
+        """The plan of what the tenant boundary admits of ``targets``, and its refusals."""
+        kept, refused = index.admitted(namespace, targets)
+        if not kept:
+            return None, refused
+        return plan_for(kind, name, kept, index.local_backends(kept)), refused
+
+    sidecar = index.derive(namespace, kind, name, "sidecar-plan", planned)
+    init = index.derive(namespace, kind, name, "init-plan", planned, restoring=True)
+    plan, refused = sidecar or (None, ())
+    init_plan, init_refused = init or (None, ())
+    refusals = tuple(dict.fromkeys((*refused, *init_refused)))
     if plan is None and init_plan is None and not has_sidecar(pod):
         return AdmissionResponse(
             uid=request.uid,
-            warnings=(
+            warnings=refusals
+            or (
                 f"no BackupBatch or BackupConfiguration targets {kind} {namespace}/{name} in "
                 "sidecar mode: no stash sidecar injected",
             ),
         )
     mutated: JSON = pod
-    warnings: list[str] = []
+    warnings: list[str] = list(refusals)
     if plan is not None:
-        mutated, warnings = inject(mutated, plan, settings)
+        mutated, sidecar_warnings = inject(mutated, plan, settings)
+        warnings += [w for w in sidecar_warnings if w not in warnings]
     if init_plan is not None:  # an unfinished restore: the data is put back before the app
         mutated, init_warnings = inject_init(mutated, init_plan, settings)
         warnings += [w for w in init_warnings if w not in warnings]
-    if mutated is pod:
-        return allow  # reinvoked: everything is in place already
+    if mutated is pod:  # reinvoked: everything is in place already
+        return AdmissionResponse(uid=request.uid, warnings=tuple(warnings))
     return AdmissionResponse(uid=request.uid, patch=diff(pod, mutated), warnings=tuple(warnings))

@@ -26,7 +26,7 @@ from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from kube import Client
 from kube.informer import Informer
-from kube.types import INVOKER_TYPES, REPOSITORIES, RESTORE_INVOKER_TYPES
+from kube.types import INVOKER_TYPES, NAMESPACES, REPOSITORIES, RESTORE_INVOKER_TYPES
 from webhook.app import create_app
 from webhook.registration import FailurePolicy, register, webhook_configuration
 from webhook.tls import CertificateReloader
@@ -96,6 +96,15 @@ class InvokerCache:
                 on_delete=index.delete_repository,
             )
         )
+        self.informers.append(  # the tenant boundary's policies: grants, privileges, levels
+            Informer(
+                client,
+                NAMESPACES,
+                on_replace=index.replace_namespaces,
+                on_upsert=index.upsert_namespace,
+                on_delete=index.delete_namespace,
+            )
+        )
 
     def start(self) -> InvokerCache:
         for informer in self.informers:
@@ -143,7 +152,7 @@ def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Serve
     reloader = CertificateReloader(options.cert_dir / CERT_FILE, options.cert_dir / KEY_FILE)
     if not reloader.load():
         raise RuntimeError(f"no usable certificate in {options.cert_dir}")
-    cache = InvokerCache(client, SidecarIndex()).start()
+    cache = InvokerCache(client, SidecarIndex(options.namespace)).start()
     app = create_app(
         cache.index,
         SidecarSettings(

@@ -11,9 +11,9 @@ from api import constants as c
 from api.conditions import get_condition, is_true, set_condition
 from api.naming import backup_job_name, cronjob_name, session_name
 from api.repository import Repository
+from api.tenancy import NamespacePolicy, Tenancy
 from controller.invoker import InvokerFacts, evaluate, members_of, validation_problems
 from controller.sessions import new_session
-from controller.tenancy import Tenancy
 from controller.trigger import cronjob, rbac_objects
 from tests.factories import batch, configuration, member
 
@@ -177,7 +177,7 @@ def test_a_repository_of_another_namespace_needs_its_usage_policy() -> None:
         repository=repository("backups", **selector),
         secret_found=True,
         targets_found={0: True},
-        invoker_namespace_labels={"team": "a"},
+        tenancy=Tenancy("stash", {"team-a": NamespacePolicy("team-a", labels={"team": "a"})}),
     )
     assert evaluate(obj, facts, now=T0).phase == "Ready"
     facts = InvokerFacts(

@@ -11,6 +11,7 @@ import pytest
 from api import constants as c
 from api.conditions import get_condition, is_true
 from api.repository import Repository
+from api.tenancy import PRIVILEGES_ANNOTATION, NamespacePolicy, Tenancy
 from controller.backup_job import JobInputs, build_job
 from controller.builtin_tasks import builtin_objects
 from controller.invoker import InvokerFacts
@@ -20,7 +21,6 @@ from controller.restore_status import (
     next_restore_status,
     restore_members_of,
 )
-from controller.tenancy import Tenancy
 from engine.reporting import with_restore_host
 from engine.restore import HostRule, rule_for_host
 from engine.results import HookOutcome, HostResult
@@ -50,9 +50,20 @@ def created(obj: JSON) -> JSON:
     return obj
 
 
-def facts(found: bool = True, repository: Repository | None = REPO, **more: Any) -> InvokerFacts:
+# An admin let namespace demo keep its repository on the node (REPO is a hostPath backend).
+HOST_PATH_ALLOWED = Tenancy(
+    "stash", {"demo": NamespacePolicy("demo", annotations={PRIVILEGES_ANNOTATION: "hostPath"})}
+)
+
+
+def facts(
+    found: bool = True,
+    repository: Repository | None = REPO,
+    tenancy: Tenancy = HOST_PATH_ALLOWED,
+    **more: Any,
+) -> InvokerFacts:
     return InvokerFacts(
-        tenancy=Tenancy(operator_namespace="stash"),
+        tenancy=tenancy,
         repository=repository,
         secret_found=repository is not None,
         secret_keys=frozenset({"RESTIC_PASSWORD"}),
@@ -492,7 +503,7 @@ def test_stashs_documented_restores_are_valid_here(doc: JSON) -> None:
     tasks = {m.task: True for m in members if m.task}
     volumes = {m.index: frozenset({"html", "data"}) for m in members}
     known = InvokerFacts(
-        tenancy=Tenancy(operator_namespace="stash"),
+        tenancy=HOST_PATH_ALLOWED,  # REPO keeps its data on the node, as an admin allowed
         repository=REPO,
         secret_found=True,
         targets_found={m.index: True for m in members},

@@ -9,10 +9,10 @@ import pytest
 
 from api import constants as c
 from api.conditions import get_condition
+from api.tenancy import ALLOW_ANNOTATION, NamespacePolicy, Tenancy
 from controller.invoker import InvokerFacts, evaluate, members_of
 from controller.session_status import Observed, next_status
 from controller.sessions import new_session
-from controller.tenancy import ALLOW_ANNOTATION, Tenancy, allowed_invoker_namespaces
 from engine.invokers import SidecarIndex, sidecar_targets_of
 from tests.factories import batch, member
 from tests.unit.controller.test_invoker import T0, repository
@@ -30,12 +30,10 @@ def _namespace(name: str, allowed: str | None) -> dict[str, Any]:
 
 
 def test_a_namespace_lists_the_invoker_namespaces_it_allows() -> None:
-    assert allowed_invoker_namespaces(_namespace("b", " team-a, team-c ,,")) == {
-        "team-a",
-        "team-c",
-    }
-    assert allowed_invoker_namespaces(_namespace("b", None)) == frozenset()
-    assert allowed_invoker_namespaces(None) == frozenset()
+    listed = NamespacePolicy.of("b", _namespace("b", " team-a, team-c ,,"))
+    assert listed.allowed_invokers == {"team-a", "team-c"}
+    assert NamespacePolicy.of("b", _namespace("b", None)).allowed_invokers == frozenset()
+    assert NamespacePolicy.of("b", None).allowed_invokers == frozenset()
 
 
 def test_the_own_namespace_is_always_reachable() -> None:
@@ -46,7 +44,7 @@ def test_the_own_namespace_is_always_reachable() -> None:
 def test_the_operator_namespace_and_kube_system_are_never_targets_even_when_allowed(
     target: str,
 ) -> None:
-    tenancy = Tenancy("stash", {target: frozenset({"a"})})
+    tenancy = Tenancy("stash", {target: NamespacePolicy.of(target, _namespace(target, "a"))})
     refused = tenancy.refusal("a", target, "AppBinding", sidecar=False)
     assert refused == f"namespace {target} is never a backup target of another namespace"
 
@@ -56,9 +54,9 @@ def test_another_namespace_is_refused_until_it_allows_the_invoker_namespace() ->
     assert refused is not None
     assert "namespace b does not allow invokers from a" in refused
     assert ALLOW_ANNOTATION in refused
-    other = Tenancy("stash", {"b": frozenset({"c"})})
+    other = Tenancy("stash", {"b": NamespacePolicy.of("b", _namespace("b", "c"))})
     assert other.refusal("a", "b", "AppBinding", sidecar=False) is not None
-    allowed = Tenancy("stash", {"b": frozenset({"a"})})
+    allowed = Tenancy("stash", {"b": NamespacePolicy.of("b", _namespace("b", "a"))})
     assert allowed.refusal("a", "b", "AppBinding", sidecar=False) is None
 
 
@@ -73,7 +71,7 @@ def test_another_namespace_is_refused_until_it_allows_the_invoker_namespace() ->
 def test_what_cannot_work_across_namespaces_is_refused_even_when_allowed(
     kind: str, sidecar: bool, says: str
 ) -> None:
-    tenancy = Tenancy("stash", {"b": frozenset({"a"})})
+    tenancy = Tenancy("stash", {"b": NamespacePolicy.of("b", _namespace("b", "a"))})
     refused = tenancy.refusal("a", "b", kind, sidecar=sidecar)
     assert refused is not None
     assert says in refused
@@ -119,7 +117,7 @@ def test_an_invoker_reaching_another_namespace_is_invalid_naming_the_field() -> 
 def test_an_allowed_job_model_member_in_another_namespace_is_valid() -> None:
     obj = batch("nightly", "a", _db_member("b"))
     facts = InvokerFacts(
-        tenancy=Tenancy("stash", {"b": frozenset({"a"})}),
+        tenancy=Tenancy("stash", {"b": NamespacePolicy.of("b", _namespace("b", "a"))}),
         repository=repository("a"),
         secret_found=True,
         targets_found={0: True},

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
 from api.crd import all_crds  # noqa: E402
+from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.measure import cpu_seconds, memory_mb, request_counts  # noqa: E402
 from controller.caches import BACKUP_BATCHES, CRONJOBS, DEPLOYMENTS  # noqa: E402
 from controller.trigger import cronjob, rbac_objects, sidecar_binding  # noqa: E402
@@ -88,7 +89,15 @@ def repository_objects(namespace: str) -> list[dict[str, Any]]:
 
 def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
     objs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{prefix}-{i}"}}
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            # the local Repository is on the node: as an admin allows it (api.tenancy)
+            "metadata": {
+                "name": f"{prefix}-{i}",
+                "annotations": {PRIVILEGES_ANNOTATION: HOST_PATH},
+            },
+        }
         for i in range(NAMESPACES)
     ]
     for ns_index in range(NAMESPACES):

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
+from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.controller import install_stash, repository_objects  # noqa: E402
 from bench.measure import memory_mb  # noqa: E402
 from controller.caches import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS  # noqa: E402
@@ -55,7 +56,14 @@ def _free_port() -> int:
 
 def _setup(client: Client, namespace: str) -> str:
     """The namespace, its Secret, Repository, PVC and batch; the batch's uid."""
-    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            # the local Repository is on the node: as an admin allows it (api.tenancy)
+            "metadata": {"name": namespace, "annotations": {PRIVILEGES_ANNOTATION: HOST_PATH}},
+        }
+    )
     for obj in repository_objects(namespace):
         client.create(obj)
     client.create(

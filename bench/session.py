@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
+from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.controller import install_stash  # noqa: E402
 from controller.sessions import new_session  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
@@ -109,7 +110,12 @@ class Bench:
     def install(self) -> None:
         install_stash(self.client)
         self.client.create(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                # the local Repository is on the node: as an admin allows it (api.tenancy)
+                "metadata": {"name": NAMESPACE, "annotations": {PRIVILEGES_ANNOTATION: HOST_PATH}},
+            }
         )
         self.client.create(
             {

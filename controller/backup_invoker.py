@@ -18,7 +18,7 @@ from typing import Any
 
 from api import constants as c
 from api.conditions import false_message, is_true, set_condition
-from api.naming import backup_service_account
+from api.naming import backup_service_account, cronjob_name
 from api.tenancy import NamespacePolicy
 from controller.caches import (
     INVOKER_TYPES,
@@ -39,7 +39,7 @@ from controller.invoker import (
     evaluate,
     members_of,
 )
-from controller.owned import ensure
+from controller.owned import ensure, owned_by
 from controller.runtime import Controller, Result, Writes
 from controller.sidecar_access import AccessReviewer, sidecar_permissions
 from controller.trigger import cronjob, rbac_objects, sidecar_binding
@@ -324,6 +324,14 @@ class InvokerReconciler:
             return f"the API server rejected the trigger objects: {exc}", rbac_written
         return None, rbac_written
 
+    def _remove_trigger(self, invoker: JSON) -> None:
+        meta = invoker["metadata"]
+        name = cronjob_name(meta["name"])
+        found = self.caches.get(OWNED_TYPES["CronJob"], meta["namespace"], name)
+        if found is not None and owned_by(found, meta.get("uid", "")):
+            self.client.delete(OWNED_TYPES["CronJob"], name, meta["namespace"], missing_ok=True)
+            self.writes.record(meta["namespace"])
+
     def _keep_grant(
         self, key: Key, invoker: JSON, facts: InvokerFacts, status: InvokerStatus
     ) -> None:
@@ -383,6 +391,8 @@ class InvokerReconciler:
             error, rbac_written = self.ensure_trigger(invoker)
             if error is not None:
                 status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
+        else:  # one that became Invalid (the boundary refuses it) starts no more sessions
+            self._remove_trigger(invoker)
         self._keep_grant(key, invoker, facts, status)
         status = self._sidecar_conditions(invoker, status)
         sidecar_refused = False

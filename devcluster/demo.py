@@ -36,6 +36,7 @@ import yaml
 
 from api import constants as c
 from api.repository import Repository
+from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
 from controller.backup_job import SESSION_LABEL
 from controller.sessions import create_session
 from devcluster.build import BuildError, use_pinned_restic
@@ -354,12 +355,22 @@ class Demo:
     def _apply_samples(self, plane: ControlPlane, images: Images, client: Client) -> JSON:
         self.say(f"== 3. the samples of manifests/samples/ in namespace {self.namespace}")
         self.say(f"   (no registry: nginx and busybox are replaced by {images.app.name})")
+        # The sample Repository keeps its data on the node (hostPath): a cluster admin's
+        # decision for the namespace (docs/security.md), which the demo takes as the admin.
+        allowed = {"annotations": {PRIVILEGES_ANNOTATION: HOST_PATH}}
         try:
             client.create(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": self.namespace, **allowed},
+                }
             )
         except KubeError:
-            client.get(NAMESPACES, self.namespace)
+            client.patch(NAMESPACES, self.namespace, {"metadata": allowed})
+        self.say(
+            f"   namespace {self.namespace}: {PRIVILEGES_ANNOTATION}={HOST_PATH} (as the admin)"
+        )
         objects = []
         for path in sorted(SAMPLES.glob("*.yaml")):
             objects += _load_yaml(path)

@@ -23,6 +23,7 @@ from devcluster.cluster import free_port
 from kube import Client
 from kube.types import BACKUP_BATCHES, JOBS, NAMESPACES, PODS
 from tests import waiting
+from tests.manifests import ROOT, load_all
 
 T = TypeVar("T")
 eventually = waiting.eventually  # the integration tests wait with it too
@@ -37,6 +38,54 @@ def fresh_namespace(kube: Client, prefix: str) -> Iterator[str]:
         yield name
     finally:
         kube.delete(NAMESPACES, name, missing_ok=True)
+
+
+class Impersonating(Client):
+    """A client that acts as ``user`` (the admin's credentials, the user's permissions: the
+    API server's own impersonation)."""
+
+    def __init__(self, connection: Any, user: str) -> None:
+        super().__init__(connection)
+        self.user = user
+
+    def _headers(
+        self, accept: str, content_type: str | None, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        return super()._headers(
+            accept, content_type, {**(extra or {}), "Impersonate-User": self.user}
+        )
+
+
+@contextlib.contextmanager
+def tenant(kube: Client, namespace: str) -> Iterator[Client]:
+    """A tenant of ``namespace`` as the trust model has it: a ServiceAccount bound to the
+    shipped ``stash-edit`` role (and Kubernetes' ``edit``) there and nothing else, acting
+    through impersonation."""
+    for doc in load_all(ROOT / "manifests" / "rbac" / "user-roles.yaml"):
+        kube.apply(doc, field_manager="stash-tests")
+    kube.create(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant"}}, namespace
+    )
+    for role in ("stash-edit", "edit"):
+        kube.create(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": f"tenant-{role}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": namespace}],
+            },
+            namespace,
+        )
+    client = Impersonating(kube.connection, f"system:serviceaccount:{namespace}:tenant")
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def invoker_ready(kube: Client, namespace: str, name: str, timeout: float = 60) -> None:

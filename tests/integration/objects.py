@@ -9,11 +9,12 @@ from typing import Any
 
 from api import constants as c
 from api.repository import Repository
+from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
 from controller.optin import HASH_ANNOTATION
 from engine.backend import backend_config
 from engine.restic import Restic
 from kube import Client
-from kube.types import WORKLOAD_TYPES
+from kube.types import NAMESPACES, WORKLOAD_TYPES
 from tests.integration.helpers import shared_dir
 
 JSON = dict[str, Any]
@@ -52,7 +53,9 @@ def local_repository(
     kube: Client, namespace: str, mount_path: str, host_path: str, password: str
 ) -> None:
     """Secret ``repo-secret`` (its ``RESTIC_PASSWORD``) and Repository ``repo`` on a local
-    backend: ``host_path`` mounted at ``mount_path``."""
+    backend: ``host_path`` mounted at ``mount_path``. A repository on the node is a cluster
+    admin's decision for the namespace (``api.tenancy``): the test takes it as the admin."""
+    allow_host_path(kube, namespace)
     kube.create(
         {
             "apiVersion": "v1",
@@ -75,6 +78,14 @@ def local_repository(
             },
         },
         namespace,
+    )
+
+
+def allow_host_path(kube: Client, namespace: str) -> None:
+    """Annotate ``namespace`` as a cluster admin would to let its pods keep a repository on
+    the node."""
+    kube.patch(
+        NAMESPACES, namespace, {"metadata": {"annotations": {PRIVILEGES_ANNOTATION: HOST_PATH}}}
     )
 
 

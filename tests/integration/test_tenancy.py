@@ -11,8 +11,8 @@ import pytest
 
 from api import constants as c
 from api.conditions import get_condition
+from api.tenancy import ALLOW_ANNOTATION, PRIVILEGES_ANNOTATION
 from controller.operator import Operator
-from controller.tenancy import ALLOW_ANNOTATION
 from devcluster import ControlPlane
 from kube import Client
 from kube.types import (
@@ -21,12 +21,16 @@ from kube.types import (
     DEPLOYMENTS,
     JOBS,
     NAMESPACES,
+    REPOSITORIES,
+    RESTORE_SESSIONS,
     ROLE_BINDINGS,
     ROLES,
+    SECRETS,
     SERVICE_ACCOUNTS,
 )
-from tests.factories import batch, member
-from tests.integration.helpers import eventually, fresh_namespace, running_operator
+from tests.factories import batch, member, restore_member, restore_session
+from tests.integration.helpers import eventually, fresh_namespace, running_operator, tenant
+from tests.integration.objects import allow_host_path
 from tests.integration.test_operator import _setup
 
 
@@ -149,3 +153,253 @@ def test_a_namespace_that_allows_the_invoker_namespace_lets_its_job_model_member
         30,
         "Invalid once the grant is gone",
     )
+
+
+# -- the tenant boundary, tried as a tenant would (a ServiceAccount with only stash-edit) --------
+
+
+def _plain_repository(kube: Client, namespace: str, **spec: Any) -> None:
+    """A Secret and a Repository ``repo`` whose data lives on a PVC (nothing an admin must
+    allow), usable by its own namespace only unless ``spec`` says more."""
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "repo-secret"},
+            "stringData": {"RESTIC_PASSWORD": "a-password-of-" + namespace},
+        },
+        namespace,
+    )
+    kube.create(
+        {
+            "apiVersion": c.V1ALPHA1,
+            "kind": "Repository",
+            "metadata": {"name": "repo"},
+            "spec": {
+                "backend": {
+                    "local": {"mountPath": "/r", "persistentVolumeClaim": {"claimName": "r"}},
+                    "storageSecretName": "repo-secret",
+                },
+                **spec,
+            },
+        },
+        namespace,
+    )
+
+
+def _versions(kube: Client, namespace: str) -> dict[str, Any]:
+    """Every object of ``namespace`` the operator could read-and-write or grant: their
+    resourceVersions (Secrets, Repositories, RBAC, Jobs, ...)."""
+    seen = _other_objects(kube, namespace)
+    for rt in (SECRETS, REPOSITORIES):
+        for obj in kube.list(rt, namespace)["items"]:
+            seen[f"{rt.kind}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
+    return seen
+
+
+def _restore(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    return kube.get(RESTORE_SESSIONS, name, namespace).get("status") or {}
+
+
+def test_a_running_restore_pointed_at_another_namespaces_repository_fails_touching_nothing_there(
+    operator: Operator, kube: Client, namespace: str, other_namespace: str
+) -> None:
+    _plain_repository(kube, other_namespace)  # the other team's, for its own namespace only
+    _plain_repository(kube, namespace)
+    _setup_claim(kube, namespace, "data")
+    with tenant(kube, namespace) as team:
+        team.create(
+            restore_session(
+                "back",
+                namespace,
+                restore_member(),
+            ),
+            namespace,
+        )
+        eventually(
+            lambda: _restore(kube, namespace, "back").get("phase") == "Running",
+            30,
+            "the restore running on its own Repository",
+        )
+        job = eventually(lambda: kube.list(JOBS, namespace)["items"], 30, "its restore Job")[0][
+            "metadata"
+        ]["name"]
+        before = _versions(kube, other_namespace)
+        # The tenant re-points it at the other team's Repository while it runs.
+        team.patch(
+            RESTORE_SESSIONS,
+            "back",
+            {"spec": {"repository": {"name": "repo", "namespace": other_namespace}}},
+            namespace=namespace,
+        )
+    status = eventually(
+        lambda: (s := _restore(kube, namespace, "back")).get("phase") == "Failed" and s,
+        30,
+        "the restore Failed",
+    )
+    found = get_condition(status["conditions"], c.REPOSITORY_FOUND) or {}
+    assert found.get("reason") == "RepositoryUsageNotAllowed"
+    assert f"Repository {other_namespace}/repo only allows its own namespace" in found["message"]
+    failed = get_condition(status["conditions"], "RestoreFailed") or {}
+    assert "spec.repository:" in failed.get("message", ""), status
+    # Its Job stopped; nothing of the other namespace read-and-written, nothing granted there.
+    eventually(
+        lambda: all(
+            j["metadata"]["name"] != job or j["metadata"].get("deletionTimestamp")
+            for j in kube.list(JOBS, namespace)["items"]
+        ),
+        30,
+        "the restore Job stopped",
+    )
+    assert _versions(kube, other_namespace) == before
+    assert not kube.list(ROLES, other_namespace)["items"]
+
+
+def _setup_claim(kube: Client, namespace: str, name: str) -> None:
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        namespace,
+    )
+
+
+def _phase(kube: Client, namespace: str) -> str:
+    return str((kube.get(BACKUP_BATCHES, "nightly", namespace).get("status") or {}).get("phase"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "field", "privilege"),
+    [
+        (
+            {"container": {"securityContext": {"privileged": True}}},
+            "container.securityContext.privileged",
+            "privileged",
+        ),
+        ({"pod": {"hostPID": True}}, "pod.hostPID", "privileged"),
+        (
+            {"container": {"securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}},
+            "container.securityContext.capabilities.add",
+            "privileged",
+        ),
+        ({"pod": {"serviceAccountName": "deployer"}}, "pod.serviceAccountName", "identity"),
+        (
+            {"pod": {"priorityClassName": "system-node-critical"}},
+            "pod.priorityClassName",
+            "identity",
+        ),
+    ],
+)
+def test_privileged_or_identity_settings_need_the_admins_decision_also_on_a_ready_invoker(
+    operator: Operator,
+    kube: Client,
+    namespace: str,
+    settings: dict[str, Any],
+    field: str,
+    privilege: str,
+) -> None:
+    _plain_repository(kube, namespace)
+    _setup_claim(kube, namespace, "data")
+    plain = member("PersistentVolumeClaim", "data", task="pvc-backup")
+    with tenant(kube, namespace) as team:
+        team.create(batch("nightly", namespace, plain), namespace)
+        eventually(lambda: _phase(kube, namespace) == "Ready", 30, "Ready without settings")
+        # The tenant adds the setting to the Ready invoker: judged again, refused.
+        team.patch(
+            BACKUP_BATCHES,
+            "nightly",
+            {"spec": {"members": [{**plain, "runtimeSettings": settings}]}},
+            namespace=namespace,
+        )
+    eventually(lambda: _phase(kube, namespace) == "Invalid", 30, "Invalid with the setting")
+    message = _validation(kube, namespace)["message"]
+    assert f"spec.members[0].runtimeSettings.{field}" in message
+    assert f"{PRIVILEGES_ANNOTATION} of namespace {namespace} must list {privilege!r}" in message
+    assert not kube.list(CRONJOBS, namespace)["items"]
+    # A cluster admin decides for the namespace: allowed.
+    kube.patch(
+        NAMESPACES, namespace, {"metadata": {"annotations": {PRIVILEGES_ANNOTATION: privilege}}}
+    )
+    eventually(lambda: _phase(kube, namespace) == "Ready", 30, "Ready once the admin allows it")
+
+
+def test_the_namespaces_pod_security_level_holds_whatever_the_admin_allowed(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _plain_repository(kube, namespace)
+    _setup_claim(kube, namespace, "data")
+    kube.patch(
+        NAMESPACES,
+        namespace,
+        {
+            "metadata": {
+                "annotations": {PRIVILEGES_ANNOTATION: "*"},
+                "labels": {"pod-security.kubernetes.io/enforce": "baseline"},
+            }
+        },
+    )
+    settings = {"container": {"securityContext": {"privileged": True}}}
+    kube.create(
+        batch(
+            "nightly",
+            namespace,
+            {
+                **member("PersistentVolumeClaim", "data", task="pvc-backup"),
+                "runtimeSettings": settings,
+            },
+        ),
+        namespace,
+    )
+    eventually(lambda: _phase(kube, namespace) == "Invalid", 30, "Invalid")
+    assert (
+        "enforces Pod Security level 'baseline', which forbids it"
+        in _validation(kube, namespace)["message"]
+    )
+
+
+def test_a_repository_on_the_nodes_files_needs_the_admins_decision(
+    operator: Operator, kube: Client, namespace: str
+) -> None:
+    _setup_claim(kube, namespace, "data")
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "repo-secret"},
+            "stringData": {"RESTIC_PASSWORD": "x"},
+        },
+        namespace,
+    )
+    with tenant(kube, namespace) as team:
+        team.create(
+            {
+                "apiVersion": c.V1ALPHA1,
+                "kind": "Repository",
+                "metadata": {"name": "repo"},
+                "spec": {
+                    "backend": {
+                        "local": {"mountPath": "/host", "hostPath": {"path": "/"}},
+                        "storageSecretName": "repo-secret",
+                    }
+                },
+            },
+            namespace,
+        )
+        team.create(
+            batch("nightly", namespace, member("PersistentVolumeClaim", "data", task="pvc-backup")),
+            namespace,
+        )
+    eventually(lambda: _phase(kube, namespace) == "Invalid", 30, "Invalid")
+    message = _validation(kube, namespace)["message"]
+    assert (
+        f"spec.repository: Repository {namespace}/repo spec.backend.local.hostPath needs" in message
+    )
+    assert not kube.list(CRONJOBS, namespace)["items"]
+    allow_host_path(kube, namespace)
+    eventually(lambda: _phase(kube, namespace) == "Ready", 30, "Ready once the admin allows it")

@@ -218,6 +218,16 @@ class Subject:
     repository_field: str = "spec.repository"
 
 
+def _obj(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is an object, else empty: the rules read what a tenant wrote and never
+    trust its shape."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
 # -- the rules -----------------------------------------------------------------------------------
 
 
@@ -327,9 +337,7 @@ def backend_refusals(tenancy: Tenancy, subject: Subject) -> list[Refusal]:
 def _container_refusals(
     policy: NamespacePolicy, where: str, settings: Mapping[str, Any]
 ) -> list[Refusal]:
-    context = settings.get("securityContext") or {}
-    if not isinstance(context, Mapping):
-        return []
+    context = _obj(settings.get("securityContext"))
     found: list[Refusal | None] = []
     at = f"{where}.securityContext"
     if context.get("privileged") is True:
@@ -342,7 +350,7 @@ def _container_refusals(
                 "a privileged container",
             )
         )
-    added = [str(a) for a in ((context.get("capabilities") or {}).get("add") or [])]
+    added = [str(a) for a in _list(_obj(context.get("capabilities")).get("add"))]
     beyond = [a for a in added if a.upper().removeprefix("CAP_") not in BASELINE_CAPABILITIES]
     if beyond:
         found.append(
@@ -383,7 +391,7 @@ def _profile_refusals(
     policy: NamespacePolicy, at: str, context: Mapping[str, Any]
 ) -> list[Refusal | None]:
     found = []
-    seccomp = (context.get("seccompProfile") or {}).get("type")
+    seccomp = _obj(context.get("seccompProfile")).get("type")
     if seccomp == "Unconfined":
         found.append(
             _needs(
@@ -394,7 +402,7 @@ def _profile_refusals(
                 "an unconfined seccomp profile",
             )
         )
-    apparmor = (context.get("appArmorProfile") or {}).get("type")
+    apparmor = _obj(context.get("appArmorProfile")).get("type")
     if apparmor == "Unconfined":
         found.append(
             _needs(
@@ -405,7 +413,7 @@ def _profile_refusals(
                 "an unconfined AppArmor profile",
             )
         )
-    selinux = context.get("seLinuxOptions") or {}
+    selinux = _obj(context.get("seLinuxOptions"))
     if selinux.get("user") or selinux.get("role") or selinux.get("type", "") not in _SELINUX_TYPES:
         found.append(
             _needs(
@@ -418,7 +426,7 @@ def _profile_refusals(
         )
     if context.get("procMount") not in (None, "Default"):
         found.append(_needs(policy, f"{at}.procMount", PRIVILEGED, "baseline", "an unmasked /proc"))
-    if context.get("windowsOptions", {}).get("hostProcess") is True:
+    if _obj(context.get("windowsOptions")).get("hostProcess") is True:
         found.append(
             _needs(
                 policy,
@@ -458,15 +466,15 @@ def _pod_refusals(policy: NamespacePolicy, where: str, pod: Mapping[str, Any]) -
                     f"{key}: {pod[key]}",
                 )
             )
-    context = pod.get("securityContext") or {}
-    if isinstance(context, Mapping):
+    context = _obj(pod.get("securityContext"))
+    if context:
         at = f"{where}.securityContext"
         found += _profile_refusals(policy, at, context)
         found += _user_refusals(policy, at, context)
         unsafe = [
             str(s.get("name"))
-            for s in context.get("sysctls") or []
-            if isinstance(s, Mapping) and s.get("name") not in SAFE_SYSCTLS
+            for s in _list(context.get("sysctls"))
+            if isinstance(s, Mapping) and str(s.get("name")) not in SAFE_SYSCTLS
         ]
         if unsafe:
             found.append(

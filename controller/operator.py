@@ -85,7 +85,7 @@ class Operator:
             operator_namespace=options.namespace,
             sidecar_grace=options.sidecar_grace,
         )
-        self.repositories = RepositoryReconciler(client, self.caches)
+        self.repositories = RepositoryReconciler(client, self.caches, options.namespace)
         self.restores = RestoreReconciler(
             client,
             self.caches,

@@ -22,9 +22,11 @@ from pydantic import ValidationError
 
 from api import constants as c
 from api.repository import Repository
+from api.tenancy import Subject, repository_refusal
 from controller.background import Background
-from controller.caches import INVOKER_TYPES, REPOSITORIES, Caches
+from controller.caches import INVOKER_TYPES, NAMESPACES, REPOSITORIES, Caches
 from controller.runtime import Controller, Result, Writes
+from controller.tenancy import read_tenancy
 from engine.host_backup import SetupError, storage_secret
 from engine.wipe import WipeError, can_wipe, wipe_out
 from kube import Client, NotFound
@@ -51,9 +53,10 @@ def _repo_key(invoker: JSON) -> Key:
 
 
 class RepositoryReconciler:
-    def __init__(self, client: Client, caches: Caches) -> None:
+    def __init__(self, client: Client, caches: Caches, operator_namespace: str = "") -> None:
         self.client = client
         self.caches = caches
+        self.operator_namespace = operator_namespace
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
         self._wipe_attempts: dict[Key, int] = {}
@@ -72,6 +75,9 @@ class RepositoryReconciler:
         self.caches.informer(REPOSITORIES).subscribe(
             on_replace=controller.replace_handler(own), on_upsert=controller.handler(own)
         )
+        self.caches.informer(NAMESPACES).subscribe(
+            on_upsert=self._namespace_changed, on_delete=self._namespace_changed
+        )
         for rt in INVOKER_TYPES.values():
             informer = self.caches.informer(rt)
             informer.add_index(BY_REPOSITORY, lambda invoker: ["/".join(_repo_key(invoker))])
@@ -80,6 +86,16 @@ class RepositoryReconciler:
                 on_upsert=lambda obj: self._invoker_changed(obj, deleted=False),
                 on_delete=lambda obj: self._invoker_changed(obj, deleted=True),
             )
+
+    def _namespace_changed(self, obj: JSON) -> None:
+        """A namespace's labels may now match (or no longer) the usagePolicy of a Repository
+        elsewhere that its invokers use: those Repositories list their references again."""
+        namespace = (obj.get("metadata") or {}).get("name", "")
+        with self._repos_lock:
+            repos = {r for (_, ns, _), r in self._repo_of.items() if ns == namespace}
+        for repo in repos:
+            if repo[0] != namespace:
+                self._enqueue(repo)
 
     def _invoker_changed(self, invoker: JSON, *, deleted: bool) -> None:
         """An invoker that appeared, went, or moved to another Repository: the Repositories it
@@ -107,11 +123,20 @@ class RepositoryReconciler:
         for repo in set(before.values()) | set(listed.values()):
             self._enqueue(repo)
 
-    def references(self, namespace: str, name: str) -> list[JSON]:
+    def references(self, repo: Repository) -> list[JSON]:
+        """The invokers that back up into ``repo`` and may (``api.tenancy``): one of another
+        namespace that its usagePolicy refuses is not written into this namespace."""
+        namespace, name = repo.metadata.namespace or "", repo.metadata.name or ""
         found = []
         for kind, rt in INVOKER_TYPES.items():
             for invoker in self.caches.informer(rt).by_index(BY_REPOSITORY, f"{namespace}/{name}"):
                 meta = invoker["metadata"]
+                if meta["namespace"] != namespace:
+                    tenancy = read_tenancy(
+                        self.caches, self.operator_namespace, [meta["namespace"]]
+                    )
+                    if repository_refusal(tenancy, Subject(meta["namespace"], repo)):
+                        continue
                 found.append(
                     {
                         "apiGroup": c.GROUP,
@@ -137,7 +162,10 @@ class RepositoryReconciler:
             return None
         if self._sync_finalizer(repo, finalizers):
             return None  # the update brings the Repository back with its new resourceVersion
-        references = self.references(namespace, name)
+        try:
+            references = self.references(Repository.model_validate(repo))
+        except ValidationError:
+            return None  # the invokers' conditions say what is wrong with it
         if ((repo.get("status") or {}).get("references") or []) == references:
             return None
         patch = {

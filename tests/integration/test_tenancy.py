@@ -403,3 +403,53 @@ def test_a_repository_on_the_nodes_files_needs_the_admins_decision(
     assert not kube.list(CRONJOBS, namespace)["items"]
     allow_host_path(kube, namespace)
     eventually(lambda: _phase(kube, namespace) == "Ready", 30, "Ready once the admin allows it")
+
+
+def test_an_invoker_refused_another_namespaces_repository_writes_nothing_there(
+    operator: Operator, kube: Client, namespace: str, other_namespace: str
+) -> None:
+    _plain_repository(kube, other_namespace)  # its own namespace only
+    _setup_claim(kube, namespace, "data")
+    # The other team's own invoker, so that its Repository lists a reference already.
+    _setup_claim(kube, other_namespace, "data")
+    kube.create(
+        batch(
+            "nightly", other_namespace, member("PersistentVolumeClaim", "data", task="pvc-backup")
+        ),
+        other_namespace,
+    )
+    eventually(lambda: _phase(kube, other_namespace) == "Ready", 30, "the other team's Ready")
+    eventually(
+        lambda: (kube.get(REPOSITORIES, "repo", other_namespace).get("status") or {}).get(
+            "references"
+        ),
+        30,
+        "its reference listed",
+    )
+    before = _versions(kube, other_namespace)
+    with tenant(kube, namespace) as team:
+        team.create(
+            batch(
+                "nightly",
+                namespace,
+                member("PersistentVolumeClaim", "data", task="pvc-backup"),
+                repository={"name": "repo", "namespace": other_namespace},
+            ),
+            namespace,
+        )
+    status = eventually(
+        lambda: (
+            (s := kube.get(BACKUP_BATCHES, "nightly", namespace).get("status") or {}).get("phase")
+            == "NotReady"
+            and s
+        ),
+        30,
+        "NotReady",
+    )
+    found = get_condition(status["conditions"], c.REPOSITORY_FOUND) or {}
+    assert found.get("reason") == "RepositoryUsageNotAllowed"
+    secret = get_condition(status["conditions"], c.BACKEND_SECRET_FOUND) or {}
+    assert secret.get("reason") == "BackendSecretNotRead"
+    assert _versions(kube, other_namespace) == before
+    refs = kube.get(REPOSITORIES, "repo", other_namespace)["status"]["references"]
+    assert all(r["namespace"] == other_namespace for r in refs)

@@ -21,6 +21,7 @@ import yaml
 from api.constants import INVOKER_NAME_LABEL, INVOKER_TYPE_LABEL
 from api.crd import KINDS as CRD_KINDS
 from api.naming import label_value
+from api.tags import SnapshotOwner
 from cli.table import print_table
 from controller.sessions import create_session
 from engine import describe
@@ -260,6 +261,9 @@ def _restic(client: Client, args: argparse.Namespace) -> Any:
 def cmd_snapshots(client: Client, args: argparse.Namespace) -> int:
     with _restic(client, args) as restic:
         found = restic.snapshots(host=args.host or None)
+    if not args.all_owners:
+        owner = SnapshotOwner(args.owner or args.namespace, args.namespace)
+        found = [s for s in found if owner.owns(s.tags)]
     if args.output in ("json", "yaml"):
         docs = [
             {
@@ -391,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
         repo.add_argument("--restic", default="restic", help="the restic to run (0.18 or later)")
         if name == "snapshots":
             repo.add_argument("--host", help="only this host's snapshots")
+            repo.add_argument(
+                "--owner",
+                default="",
+                help="the namespace whose snapshots to list (default: the Repository's); a "
+                "shared Repository holds each namespace's apart",
+            )
+            repo.add_argument(
+                "--all-owners", action="store_true", help="every namespace's snapshots"
+            )
     restore = add("restore", "create a RestoreSession from a snapshot", cmd_restore)
     restore.add_argument(
         "target", help="deployment/NAME, statefulset/NAME, daemonset/NAME, pvc/NAME"

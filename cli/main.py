@@ -352,6 +352,7 @@ def _open_repository(client: Client, args: argparse.Namespace) -> Restic:
 
 def cmd_repository(args: argparse.Namespace) -> int:
     """restore, restore-dump, snapshots, unlock: commands on one Repository."""
+    from api.tags import SnapshotOwner
     from engine import job_steps
     from engine.logfields import log_fields
     from engine.restore import RestoreTarget, restore_dump, restore_paths
@@ -364,6 +365,8 @@ def cmd_repository(args: argparse.Namespace) -> int:
                 return _restore_step(client, args)
         with _open_repository(client, args) as restic:
             if args.command == "snapshots":
+                # A shared Repository holds each namespace's snapshots apart (api.tags).
+                owner = SnapshotOwner(args.namespace, args.repository_namespace or args.namespace)
                 rows = [
                     [
                         s.short_id,
@@ -373,6 +376,7 @@ def cmd_repository(args: argparse.Namespace) -> int:
                         ",".join(s.paths),
                     ]
                     for s in restic.snapshots(host=args.host or None)
+                    if args.all_owners or owner.owns(s.tags)
                 ]
                 print_table(["ID", "TIME", "HOST", "TAGS", "PATHS"], rows)
                 return 0
@@ -446,6 +450,11 @@ def _add_repository_commands(sub: Any) -> None:
     snapshots = sub.add_parser("snapshots", help="list a Repository's snapshots")
     _repository_arguments(snapshots)
     snapshots.add_argument("--host", help="only this host's snapshots")
+    snapshots.add_argument(
+        "--all-owners",
+        action="store_true",
+        help="every namespace's snapshots (default: --namespace's only)",
+    )
     unlock = sub.add_parser("unlock", help="remove a Repository's stale locks (never live ones)")
     _repository_arguments(unlock)
     for command, text in (

@@ -30,6 +30,13 @@ from api.common import BackupHooks, RetentionPolicy
 from api.naming import label_value, repository_init_lease
 from api.pod_members import member_documents
 from api.repository import Repository
+from api.tags import (
+    SnapshotOwner,
+    invoker_tag,
+    namespace_tag,
+    session_tag,
+    target_tag,
+)
 from engine import metrics, retention
 from engine.backend import BackendError, backend_config
 from engine.hooks import around
@@ -66,14 +73,6 @@ def init_guard(client: Client, setup: Setup, holder: str) -> InitGuard:
     return lambda: LeaseMutex(client, meta.namespace or "default", name, holder)
 
 
-def session_tag(session: str) -> str:
-    return f"session:{session}"
-
-
-def target_tag(kind: str, name: str) -> str:
-    return f"target:{kind}/{name}"
-
-
 @dataclass(frozen=True)
 class HostJob:
     """Who backs up what, for which session."""
@@ -86,9 +85,21 @@ class HostJob:
     target_name: str
     hostname: str
 
+    def owner(self, repository_namespace: str) -> SnapshotOwner:
+        """Whose snapshots this host's work writes and selects (``api.tags``)."""
+        return SnapshotOwner(
+            self.namespace, repository_namespace, f"{self.invoker_kind}/{self.invoker_name}"
+        )
+
     @property
-    def tags(self) -> tuple[str, str]:
-        return (session_tag(self.session), target_tag(self.target_kind, self.target_name))
+    def tags(self) -> tuple[str, ...]:
+        """The snapshot's tags: its namespace, invoker, target and session."""
+        return (
+            namespace_tag(self.namespace),
+            invoker_tag(self.invoker_kind, self.invoker_name),
+            target_tag(self.target_kind, self.target_name),
+            session_tag(self.session),
+        )
 
     def describe(self) -> str:
         return f"{self.target_kind}/{self.target_name} host {self.hostname}"
@@ -445,7 +456,11 @@ def finish_session(
     if not after_prune:
         reads["stats"] = restic.stats
     answers = _side_by_side(reads)
-    applied, removed = _apply_retention(restic, policy, tags, answers["snapshots"])
+    listing = answers["snapshots"]
+    if isinstance(listing, list):  # only this invoker's: a shared repository's others are not
+        owner = job.owner(setup.repository.metadata.namespace or job.namespace)
+        listing = [snap for snap in listing if owner.owns(snap.tags)]
+    applied, removed = _apply_retention(restic, policy, tags, listing)
     check = restic.check()
     if after_prune:
         answers.update(_side_by_side({"stats": restic.stats}))

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.restore import RestoreMember, Rule
+from api.tags import SnapshotOwner
 from engine import metrics
 from engine.hooks import around
 from engine.host_backup import SetupError, load_repository, open_repository
@@ -147,7 +148,7 @@ def _restoring(
     client: Client,
     job: HostRestore,
     options: RestoreOptions,
-    work: Callable[[Restic, HostRule, Progress], list[Snapshot]],
+    work: Callable[[Restic, HostRule, Progress, SnapshotOwner], list[Snapshot]],
 ) -> HostResult:
     started = time.monotonic()
     try:
@@ -170,8 +171,11 @@ def _restoring(
                 operation="restore",
                 what=job.describe(),
             )
+            # The restore's namespace's snapshots only (any of its invokers'): never another
+            # tenant's in a shared repository.
+            owner = SnapshotOwner(job.namespace, setup.repository_namespace)
             with open_repository(repository, secret, options.cache_dir) as restic:
-                restored = work(restic, rule, progress)
+                restored = work(restic, rule, progress, owner)
         except (SetupError, RestoreError, ResticError, KubeError) as exc:
             log.error("restore of %s failed: %s", job.describe(), exc)
             return HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
@@ -201,8 +205,14 @@ def restore_files(
         client,
         job,
         options,
-        lambda restic, rule, progress: restore_rule(
-            restic, job.target_kind, job.target_name, rule, target_dir, progress=progress
+        lambda restic, rule, progress, owner: restore_rule(
+            restic,
+            job.target_kind,
+            job.target_name,
+            rule,
+            target_dir,
+            progress=progress,
+            owner=owner,
         ),
     )
 
@@ -212,8 +222,8 @@ def restore_dump(
 ) -> HostResult:
     """Stream the dump ``filename`` of the host's snapshot into ``command`` (e.g. psql)."""
 
-    def work(restic: Restic, rule: HostRule, _: Progress) -> list[Snapshot]:
-        picks = choose_snapshots(restic.snapshots(), job.target_kind, job.target_name, rule)
+    def work(restic: Restic, rule: HostRule, _: Progress, owner: SnapshotOwner) -> list[Snapshot]:
+        picks = choose_snapshots(restic.snapshots(), job.target_kind, job.target_name, rule, owner)
         for pick in picks:
             stream_dump(restic, pick.snapshot, filename, command)
         return [pick.snapshot for pick in picks]

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from api.restore import Rule
-from engine.host_backup import target_tag
+from api.tags import SnapshotOwner, target_tag
 from engine.restic import Progress, Restic, ResticError, Snapshot, tail
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,17 @@ def _of_target(snapshots: Sequence[Snapshot], tag: str, host: str, what: str) ->
 
 
 def choose_snapshots(
-    snapshots: Sequence[Snapshot], target_kind: str, target_name: str, rule: HostRule
+    snapshots: Sequence[Snapshot],
+    target_kind: str,
+    target_name: str,
+    rule: HostRule,
+    owner: SnapshotOwner | None = None,
 ) -> list[Pick]:
-    """What ``rule`` restores, from the repository's ``snapshots``; a RestoreError saying what
-    is missing otherwise. Pure."""
+    """What ``rule`` restores, from the repository's ``snapshots`` that ``owner`` owns (a
+    shared repository's other namespaces' are never chosen, not even by id); a RestoreError
+    saying what is missing otherwise. Pure."""
+    if owner is not None:
+        snapshots = [s for s in snapshots if owner.owns(s.tags)]
     tag = target_tag(target_kind, target_name)
     host = rule.source_host
     of_host = [s for s in snapshots if s.hostname == host]
@@ -166,9 +173,11 @@ def restore_rule(
     target_dir: str = "/",
     *,
     progress: Progress | None = None,
+    owner: SnapshotOwner | None = None,
 ) -> list[Snapshot]:
-    """Restore what ``rule`` picks into ``target_dir``; the snapshots restored."""
-    picks = choose_snapshots(restic.snapshots(), target_kind, target_name, rule)
+    """Restore what ``rule`` picks (of ``owner``'s snapshots) into ``target_dir``; the
+    snapshots restored."""
+    picks = choose_snapshots(restic.snapshots(), target_kind, target_name, rule, owner)
     for pick in picks:
         include = rule.include or pick.include
         try:

@@ -63,6 +63,12 @@ def hook_job_name(session: str, kind: str) -> str:
     return fit(f"stash-hook-{session}-{'pre' if kind.startswith('pre') else 'post'}", JOB_NAME_MAX)
 
 
+def wipe_job_name(repository: str) -> str:
+    """The Job that deletes a ``wipeOut`` Repository's data, in the Repository's namespace;
+    also its service account, Role and RoleBinding."""
+    return fit(f"stash-wipe-{repository}", JOB_NAME_MAX)
+
+
 def invoker_service_account(invoker: str) -> str:
     """The service account the trigger CronJob runs as (may only create BackupSessions)."""
     return fit(f"stash-trigger-{invoker}", JOB_NAME_MAX)

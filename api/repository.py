@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from api.base import CelRule, CrdDefault, Model, Resource
-from api.common import Time, TypedObjectReference
+from api.common import Condition, Time, TypedObjectReference
 from api.constants import GROUP
 
 BACKENDS = ("local", "s3", "gcs", "azure", "swift", "b2", "rest")
@@ -110,6 +110,8 @@ class RepositoryStatus(Model):
     snapshot_count: int | None = None
     snapshots_removed_on_last_cleanup: int | None = None
     references: list[TypedObjectReference] | None = None
+    # How a wipeOut goes while the Repository is being deleted (``WipedOut``).
+    conditions: list[Condition] | None = None
 
 
 class Repository(Resource):

@@ -291,6 +291,17 @@ def cmd_run_hook(args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_wipe_out(args: argparse.Namespace) -> int:
+    from engine.wipe import wipe_in_pod
+    from kube import Client
+
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        return wipe_in_pod(client, args.namespace, args.repository, args.termination_log)
+    finally:
+        client.close()
+
+
 def _pod_identity(args: argparse.Namespace) -> Identity:
     """The pod a sidecar or stash-init runs in (the downward API) and the workload it serves."""
     from engine.agent import Identity
@@ -559,6 +570,15 @@ def _add_backup_commands(sub: Any) -> None:
     hook.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
     hook.add_argument("--kubeconfig")
     hook.set_defaults(func=cmd_run_hook)
+
+    wipe = sub.add_parser(
+        "wipe-out", help="wipe Job: delete a wipeOut Repository's data from its backend"
+    )
+    wipe.add_argument("--repository", required=True, help="the Repository's name")
+    wipe.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
+    wipe.add_argument("--termination-log", default="/dev/termination-log")
+    wipe.add_argument("--kubeconfig")
+    wipe.set_defaults(func=cmd_wipe_out)
 
     for command, text in (
         ("backup-pvc", "backup Job step: back up the mounted paths"),

@@ -324,6 +324,20 @@ class InvokerReconciler:
             return f"the API server rejected the trigger objects: {exc}", rbac_written
         return None, rbac_written
 
+    def _trigger(
+        self, invoker: JSON, facts: InvokerFacts, status: InvokerStatus, now: dt.datetime
+    ) -> tuple[InvokerStatus, bool]:
+        """A valid invoker gets its trigger (its status says if the API server refused it); one
+        that became Invalid (the boundary refuses it) starts no more sessions. Whether RBAC
+        was written now."""
+        if status.phase == "Invalid":
+            self._remove_trigger(invoker)
+            return status, False
+        error, rbac_written = self.ensure_trigger(invoker)
+        if error is not None:
+            status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
+        return status, rbac_written
+
     def _remove_trigger(self, invoker: JSON) -> None:
         meta = invoker["metadata"]
         name = cronjob_name(meta["name"])
@@ -386,13 +400,7 @@ class InvokerReconciler:
         facts = self.facts(invoker)
         now = dt.datetime.now(dt.UTC)
         status = evaluate(invoker, facts, now=now)
-        rbac_written = False
-        if status.phase != "Invalid":  # a valid invoker gets its trigger (Invalid: validation)
-            error, rbac_written = self.ensure_trigger(invoker)
-            if error is not None:
-                status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
-        else:  # one that became Invalid (the boundary refuses it) starts no more sessions
-            self._remove_trigger(invoker)
+        status, rbac_written = self._trigger(invoker, facts, status, now)
         self._keep_grant(key, invoker, facts, status)
         status = self._sidecar_conditions(invoker, status)
         sidecar_refused = False

@@ -85,7 +85,9 @@ class Operator:
             operator_namespace=options.namespace,
             sidecar_grace=options.sidecar_grace,
         )
-        self.repositories = RepositoryReconciler(client, self.caches, options.namespace)
+        self.repositories = RepositoryReconciler(
+            client, self.caches, options.namespace, options.image
+        )
         self.restores = RestoreReconciler(
             client,
             self.caches,

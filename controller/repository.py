@@ -1,13 +1,13 @@
-"""The Repository reconciler: ``status.references`` lists the invokers that back up into it,
-and ``wipeOut``: a finalizer that deletes the backend's data when the Repository is deleted.
+"""The Repository reconciler: ``status.references`` lists the invokers that back up into it (and
+that its usagePolicy lets in), and ``wipeOut``: a finalizer that deletes the backend's data when
+the Repository is deleted.
 
-The finalizer is only added where wiping is possible (REST and S3 backends; never local ones,
-whose volume the operator cannot reach). The wipe itself runs off the controller's worker
-(``controller.background``): a large repository being wiped does not stall the others. A wipe
-that fails is retried a few times with backoff and then given up with a Warning Event, the data
-kept: a Repository must never be undeletable because its backend is gone. If the storage Secret
-is already gone (a namespace being deleted takes it with it), there are no credentials to wipe
-with: the data is kept and an Event says so.
+The finalizer is only added where wiping is possible (REST and S3 backends; never local ones).
+The wipe never runs here: the operator never connects to an endpoint a tenant wrote. It runs as
+a Job in the Repository's namespace with that namespace's reach (``controller.wipe_job``); the
+``WipedOut`` condition says how it goes (running, each failed attempt), and when the Job has
+ended, wiped or not, the finalizer is released with an Event saying so: a Repository must never
+be undeletable because its backend is gone, and a wipe that failed keeps the data.
 """
 
 from __future__ import annotations
@@ -21,20 +21,23 @@ from typing import Any
 from pydantic import ValidationError
 
 from api import constants as c
+from api.conditions import set_condition
 from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
-from controller.background import Background
-from controller.caches import INVOKER_TYPES, NAMESPACES, REPOSITORIES, Caches
+from controller.caches import INVOKER_TYPES, JOBS, NAMESPACES, REPOSITORIES, Caches
+from controller.owned import ensure, owned_by
 from controller.runtime import Controller, Result, Writes
 from controller.tenancy import read_tenancy
-from engine.host_backup import SetupError, storage_secret
-from engine.wipe import WipeError, can_wipe, wipe_out
-from kube import Client, NotFound
+from controller.wipe_job import WIPE_ATTEMPTS, wipe_objects, wipe_outcome
+from engine.wipe import can_wipe
+from kube import AlreadyExists, Client, Conflict, NotFound
 from kube.events import EventRecorder
+from kube.types import PODS
 
 log = logging.getLogger(__name__)
 WIPE_OUT_FINALIZER = f"{c.GROUP}/wipe-out"
-WIPE_ATTEMPTS = 5
+WIPED_OUT = "WipedOut"  # the condition that says how the wipe goes
+WIPE_LABEL = f"{c.GROUP}/wipe-out"
 BY_REPOSITORY = "repository"  # the invokers index: <namespace>/<name> of their Repository
 
 JSON = dict[str, Any]
@@ -53,14 +56,15 @@ def _repo_key(invoker: JSON) -> Key:
 
 
 class RepositoryReconciler:
-    def __init__(self, client: Client, caches: Caches, operator_namespace: str = "") -> None:
+    def __init__(
+        self, client: Client, caches: Caches, operator_namespace: str = "", image: str = ""
+    ) -> None:
         self.client = client
         self.caches = caches
         self.operator_namespace = operator_namespace
+        self.image = image  # the wipe Job's
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
-        self._wipe_attempts: dict[Key, int] = {}
-        self.wipes: Background[Key, int] = Background("wipe-out")
         self._enqueue: Callable[[Key], None] = lambda key: None
         self._repo_of: dict[tuple[str, str, str], Key] = {}  # invoker -> its Repository
         self._repos_lock = threading.Lock()  # informers call in from their own threads
@@ -74,6 +78,10 @@ class RepositoryReconciler:
 
         self.caches.informer(REPOSITORIES).subscribe(
             on_replace=controller.replace_handler(own), on_upsert=controller.handler(own)
+        )
+        self.caches.informer(JOBS).subscribe(
+            on_upsert=controller.handler(_wipe_job_owner),
+            on_delete=controller.handler(_wipe_job_owner),
         )
         self.caches.informer(NAMESPACES).subscribe(
             on_upsert=self._namespace_changed, on_delete=self._namespace_changed
@@ -151,33 +159,37 @@ class RepositoryReconciler:
         namespace, name = key
         repo = self.caches.get(REPOSITORIES, namespace, name)
         if repo is None:
-            self._wipe_attempts.pop(key, None)
-            self.wipes.forget(key)
             return None
         repo = {"apiVersion": c.V1ALPHA1, "kind": "Repository", **repo}
         finalizers = list(repo["metadata"].get("finalizers") or [])
         if repo["metadata"].get("deletionTimestamp"):
             if WIPE_OUT_FINALIZER in finalizers:
-                self._wipe(key, repo)
+                return self._wipe(key, repo)
             return None
-        if self._sync_finalizer(repo, finalizers):
-            return None  # the update brings the Repository back with its new resourceVersion
+        if not self._sync_finalizer(repo, finalizers):
+            # (a written finalizer brings the Repository back with its new resourceVersion)
+            self._sync_references(repo)
+        return None
+
+    def _sync_references(self, repo: JSON) -> None:
+        meta = repo["metadata"]
         try:
             references = self.references(Repository.model_validate(repo))
         except ValidationError:
-            return None  # the invokers' conditions say what is wrong with it
+            return  # the invokers' conditions say what is wrong with it
         if ((repo.get("status") or {}).get("references") or []) == references:
-            return None
+            return
         patch = {
-            "metadata": {"resourceVersion": repo["metadata"]["resourceVersion"]},
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
             "status": {"references": references or None},
         }
         try:
-            self.client.patch(REPOSITORIES, name, patch, namespace=namespace, subresource="status")
-            self.writes.record(namespace)
+            self.client.patch(
+                REPOSITORIES, meta["name"], patch, namespace=meta["namespace"], subresource="status"
+            )
+            self.writes.record(meta["namespace"])
         except NotFound:
             pass
-        return None
 
     def _sync_finalizer(self, repo: JSON, finalizers: list[str]) -> bool:
         """Add or remove the wipe-out finalizer as ``spec.wipeOut`` says; True if written."""
@@ -217,54 +229,98 @@ class RepositoryReconciler:
         except NotFound:
             pass
 
-    def _release(self, key: Key, repo: JSON, kind: str, reason: str, message: str) -> None:
+    def _release(self, repo: JSON, kind: str, reason: str, message: str) -> None:
         finalizers = [
             f for f in repo["metadata"].get("finalizers") or [] if f != WIPE_OUT_FINALIZER
         ]
         self._write_finalizers(repo, finalizers)
-        self._wipe_attempts.pop(key, None)
         self.events.record(repo, kind, reason, message)
 
-    def _wipe(self, key: Key, repo: JSON) -> None:
-        model = Repository.model_validate(repo)
-        secret_name = model.spec.backend.storage_secret_name or ""
+    def _condition(self, repo: JSON, ok: bool, reason: str, message: str) -> None:
+        """Write the ``WipedOut`` condition when it says something new."""
+        status = repo.get("status") or {}
+        conditions = set_condition(status.get("conditions"), WIPED_OUT, ok, reason, message)
+        if conditions == status.get("conditions"):
+            return
+        meta = repo["metadata"]
+        patch = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": {"conditions": conditions},
+        }
         try:
-            data = storage_secret(self.client, model, key[0])
-        except SetupError:
-            self._release(
-                key,
-                repo,
-                "Warning",
-                "WipeOutSkipped",
-                f"storage Secret {secret_name} is gone: no credentials to wipe with; "
-                "the backend's data is kept",
+            self.client.patch(
+                REPOSITORIES, meta["name"], patch, namespace=meta["namespace"], subresource="status"
             )
-            return
-        outcome = self.wipes.take(key)
-        if outcome is None:
-            # Off the worker; the key comes back when the wipe has ended.
-            self.wipes.submit(key, lambda: wipe_out(model, data), self._enqueue)
-            return
-        if outcome.error is not None:
-            if not isinstance(outcome.error, WipeError):
-                raise outcome.error
-            attempts = self._wipe_attempts.get(key, 0) + 1
-            self._wipe_attempts[key] = attempts
-            if attempts < WIPE_ATTEMPTS:
-                log.warning("wiping out %s/%s (attempt %d): %s", *key, attempts, outcome.error)
-                raise outcome.error  # retried with backoff
-            self._release(
-                key,
-                repo,
-                "Warning",
-                "WipeOutFailed",
-                f"gave up after {attempts} attempts, the backend's data is kept: {outcome.error}",
-            )
-            return
-        self._release(
-            key,
-            repo,
-            "Normal",
-            "WipedOut",
-            f"deleted the repository's data from the backend ({outcome.value} objects)",
+            self.writes.record(meta["namespace"])
+        except (NotFound, Conflict):
+            pass  # gone, or changed: the next look writes it
+
+    def _wipe(self, key: Key, repo: JSON) -> Result | None:
+        """Run the wipe in its Job in the Repository's namespace, follow it, and release the
+        finalizer once it ended."""
+        namespace = key[0]
+        *access, desired = wipe_objects(repo, self.image)
+        name = desired["metadata"]["name"]
+        job = self.caches.get(JOBS, namespace, name)
+        if job is not None and not owned_by(job, repo["metadata"].get("uid", "")):
+            # An earlier Repository of the same name left it: not this wipe's.
+            if not job["metadata"].get("deletionTimestamp"):
+                self.client.delete(JOBS, name, namespace, missing_ok=True)
+            return Result(requeue_after=2.0)
+        if job is None:
+            for obj in access:
+                ensure(self.client, self.caches, self.writes, obj)
+            try:
+                self.client.create(desired)
+                self.writes.record(namespace)
+                self.events.record(
+                    repo, "Normal", "WipeOutStarted", f"Job {name} deletes the backend's data"
+                )
+            except AlreadyExists:
+                pass  # made before a restart: the same Job, by name
+            self._condition(repo, False, "WipeOutRunning", f"Job {name} is deleting the data")
+            return None  # the Job's events bring the Repository back
+        pods = self.client.list(PODS, namespace, label_selector=f"job-name={name}").get("items")
+        outcome = wipe_outcome(job, list(pods or []))
+        if not outcome.done:
+            if outcome.attempts:
+                self._condition(
+                    repo,
+                    False,
+                    "WipeOutRetrying",
+                    f"attempt {outcome.attempts} of {WIPE_ATTEMPTS} failed: {outcome.message}",
+                )
+            return None
+        if outcome.ok:
+            self._condition(repo, True, "WipeOutSucceeded", outcome.message)
+            self._release(repo, "Normal", "WipedOut", outcome.message)
+            return None
+        skipped = _failed_reason(job) == "PodFailurePolicy"  # it could not be wiped at all
+        words = (
+            outcome.message
+            if skipped
+            else f"gave up after {outcome.attempts} attempt(s), the backend's data is kept: "
+            f"{outcome.message}"
         )
+        reason = "WipeOutSkipped" if skipped else "WipeOutFailed"
+        self._condition(repo, False, reason, words)
+        self._release(repo, "Warning", reason, words)
+        return None
+
+
+def _failed_reason(job: JSON) -> str:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return str(condition.get("reason") or "")
+    return ""
+
+
+def _wipe_job_owner(obj: JSON) -> Key | None:
+    """The Repository that owns a wipe Job."""
+    meta = obj.get("metadata") or {}
+    if WIPE_LABEL not in (meta.get("labels") or {}):
+        return None
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "Repository" and owner.get("name"):
+            return (str(meta.get("namespace", "")), str(owner["name"]))
+    return None

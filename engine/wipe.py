@@ -4,24 +4,35 @@ protocol (list each file type, DELETE each file, then the config) and S3 through
 client (list under the prefix, delete in batches; session tokens, path and virtual-host style).
 Local repositories are never wiped (their volume is not the operator's to reach); other backends
 are refused with a clear error.
+
+It runs in a Job in the Repository's own namespace (``controller.wipe_job``), never in the
+operator: the endpoint is the tenant's to write. Even there it deletes only what is restic's
+under the Repository's own prefix (``config`` and the ``keys``, ``data``, ``index``,
+``snapshots`` and ``locks`` folders; a bucket's other objects stay), follows no redirect, and
+takes a listing that is not restic's as an error, never as something to retry for ever.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import re
 import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import urllib3
 
 from api.repository import Repository
+from kube import Client
+from kube.errors import KubeError
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -29,7 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WIPEABLE = ("rest", "s3")
 REST_TYPES = ("data", "index", "keys", "locks", "snapshots")
+RESTIC_FOLDERS = ("keys/", "data/", "index/", "snapshots/", "locks/")
 _TIMEOUT = 30.0
+# restic names its files by their SHA-256, in hex; the REST listing must say no more than that
+_FILE_NAME = re.compile(r"^[0-9a-fA-F]{1,128}$")
 
 
 class WipeError(RuntimeError):
@@ -56,9 +70,19 @@ def _request(url: str, headers: dict[str, str], method: str = "GET") -> urllib.r
     return urllib.request.Request(url, headers=headers, method=method)  # noqa: S310 - checked above
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error here: a backend's answer never sends the wipe elsewhere."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 def _send(request: urllib.request.Request, context: ssl.SSLContext) -> bytes:
+    opener = urllib.request.build_opener(
+        _NoRedirect(), urllib.request.HTTPSHandler(context=context)
+    )
     try:
-        with urllib.request.urlopen(request, timeout=_TIMEOUT, context=context) as response:  # noqa: S310 - the Repository's own backend
+        with opener.open(request, timeout=_TIMEOUT) as response:
             body: bytes = response.read()
             return body
     except urllib.error.HTTPError as exc:
@@ -98,20 +122,40 @@ def wipe_out(repo: Repository, secret: Mapping[str, str]) -> int:
 # -- restic's REST protocol --------------------------------------------------------------------
 
 
+def _rest_names(listing: bytes, where: str) -> list[str]:
+    """The file names of a REST listing (v2: objects with a name; v1: names); anything else
+    is not restic's answer."""
+    try:
+        entries = json.loads(listing or b"[]")
+    except ValueError:
+        raise WipeError(f"{where}: the answer is not a restic REST listing (not JSON)") from None
+    if not isinstance(entries, list):
+        raise WipeError(f"{where}: the answer is not a restic REST listing")
+    names = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else entry
+        if not isinstance(name, str) or not _FILE_NAME.match(name):
+            raise WipeError(f"{where}: the listing names {str(name)[:40]!r}, not a restic file")
+        names.append(name)
+    return names
+
+
 def _wipe_rest(url: str, secret: Mapping[str, str]) -> int:
-    base = url.rstrip("/")
+    parts = urlsplit(url)
+    # Credentials written into the URL (user:password@host) are sent as restic sends them.
+    base = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl().rstrip("/")
     context = _context(secret)
     headers = {"Accept": "application/vnd.x.restic.rest.v2"}
-    user, password = secret.get("REST_SERVER_USERNAME", ""), secret.get("REST_SERVER_PASSWORD", "")
+    user = secret.get("REST_SERVER_USERNAME", "") or unquote(parts.username or "")
+    password = secret.get("REST_SERVER_PASSWORD", "") or unquote(parts.password or "")
     if user:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     deleted = 0
     for kind in REST_TYPES:
-        listing = _send(_request(f"{base}/{kind}/", headers), context)
-        entries = json.loads(listing or b"[]")
-        for entry in entries:
-            name = entry["name"] if isinstance(entry, dict) else str(entry)
+        where = f"GET {_display(base)}/{kind}/"
+        names = _rest_names(_send(_request(f"{base}/{kind}/", headers), context), where)
+        for name in names:
             _send(_request(f"{base}/{kind}/{name}", headers, "DELETE"), context)
             deleted += 1
     _send(_request(f"{base}/config", headers, "DELETE"), context)
@@ -141,7 +185,9 @@ def _s3_client(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -
         ssl_context=_context(secret, insecure),
         cert_reqs="CERT_NONE" if insecure else "CERT_REQUIRED",
         timeout=urllib3.Timeout(connect=10, read=_TIMEOUT),
-        retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
+        retries=urllib3.Retry(
+            total=3, redirect=0, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)
+        ),
     )
     return Minio(
         parts.netloc.rpartition("@")[2],
@@ -167,15 +213,19 @@ def _wipe_s3(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -> 
     where = f"s3 {target.bucket}/{prefix}"
     deleted = 0
 
+    base = f"{prefix}/" if prefix else ""
+
     def keys() -> Iterator[DeleteObject]:
+        """restic's files under the prefix, nothing else of the bucket (without a prefix the
+        repository is the bucket's root, and the bucket may hold more than it)."""
         nonlocal deleted
-        listed = client.list_objects(
-            target.bucket, prefix=f"{prefix}/" if prefix else None, recursive=True
-        )
-        for obj in listed:
-            if obj.object_name:
-                deleted += 1
-                yield DeleteObject(obj.object_name)
+        for folder in RESTIC_FOLDERS:
+            for obj in client.list_objects(target.bucket, prefix=base + folder, recursive=True):
+                if obj.object_name:
+                    deleted += 1
+                    yield DeleteObject(obj.object_name)
+        deleted += 1
+        yield DeleteObject(base + "config")
 
     try:
         for failure in client.remove_objects(target.bucket, keys()):
@@ -189,3 +239,39 @@ def _wipe_s3(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -> 
         raise WipeError(f"{where}: {exc}") from None
     log.info("wiped out %d objects under %s", deleted, where)
     return deleted
+
+
+# -- the wipe Job's program (``stash wipe-out``) -------------------------------------------------
+
+NOT_RETRIED = 2  # exit code: no retry can make it succeed (the Job fails at once)
+
+
+def wipe_in_pod(client: Client, namespace: str, name: str, termination_log: str) -> int:
+    """Wipe Repository ``namespace/name`` out with this pod's own permissions; its words go to
+    ``termination_log`` (read by the operator from the pod's status) and the log. 0: wiped;
+    1: failed, a retry may succeed; NOT_RETRIED: it cannot be wiped (no Secret, no Repository,
+    a backend that cannot be wiped)."""
+    from engine.host_backup import SetupError, load_repository  # noqa: PLC0415 - the Job only
+
+    def said(code: int, words: str) -> int:
+        (log.info if code == 0 else log.error)("wipe out of %s/%s: %s", namespace, name, words)
+        with contextlib.suppress(OSError):
+            Path(termination_log).write_text(words[:4000])
+        return code
+
+    try:
+        repository, secret = load_repository(client, name, namespace)
+    except SetupError as exc:
+        return said(NOT_RETRIED, f"{exc}: no credentials to wipe with; the backend's data is kept")
+    except KubeError as exc:
+        return said(1, f"reading Repository {namespace}/{name}: {exc}")
+    if not can_wipe(repository):
+        kind = repository.spec.backend.kind()
+        return said(
+            NOT_RETRIED, f"wipeOut is not supported for the {kind} backend; its data is kept"
+        )
+    try:
+        deleted = wipe_out(repository, secret)
+    except WipeError as exc:
+        return said(1, str(exc))
+    return said(0, f"deleted the repository's data from the backend ({deleted} objects)")

@@ -263,6 +263,9 @@ def test_a_batch_of_a_deployment_a_statefulset_and_a_pvc_backs_up_and_restores(
         ]
         for snap in snapshots:
             assert f"session:{name}" in snap.tags
+            # whose it is: a shared repository keeps tenants apart by these (api.tags)
+            assert f"namespace:{namespace}" in snap.tags
+            assert "invoker:BackupBatch/nightly" in snap.tags
         for data in (web_data, pvc_data):
             snap = next(s for s in snapshots if s.paths == (str(data),))
             restic.restore(snap.id, str(tmp_path / "restored"))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import threading
+import urllib.parse
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
@@ -27,7 +30,10 @@ def test_a_non_http_url_is_refused() -> None:
 
 
 class _FakeS3(BaseHTTPRequestHandler):
-    """Enough of S3 for a wipe-out: ListObjectsV2 of three keys, then DeleteObjects."""
+    """Enough of S3 for a wipe-out: ListObjectsV2 by prefix over a bucket holding a restic
+    repository under ``repo/`` and objects that are not restic's, then DeleteObjects."""
+
+    BUCKET = ("repo/config", "repo/keys/1", "repo/data/00/2", "repo/notes.txt", "other/data/x")
 
     seen: ClassVar[list[tuple[str, str, dict[str, str], bytes]]] = []
 
@@ -41,14 +47,14 @@ class _FakeS3(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append(("GET", self.path, dict(self.headers), b""))
-        keys = "".join(
-            f"<Contents><Key>repo/{k}</Key><Size>1</Size></Contents>"
-            for k in ("config", "keys/1", "data/00/2")
-        )
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        prefix = (query.get("prefix") or [""])[0]
+        listed = [k for k in self.BUCKET if k.startswith(prefix)]
+        keys = "".join(f"<Contents><Key>{k}</Key><Size>1</Size></Contents>" for k in listed)
         self._reply(
             '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-            f"<Name>backups</Name><Prefix>repo/</Prefix><KeyCount>3</KeyCount>{keys}"
-            "<IsTruncated>false</IsTruncated></ListBucketResult>"
+            f"<Name>backups</Name><Prefix>{prefix}</Prefix><KeyCount>{len(listed)}</KeyCount>"
+            f"{keys}<IsTruncated>false</IsTruncated></ListBucketResult>"
         )
 
     def do_POST(self) -> None:
@@ -77,11 +83,85 @@ def test_s3_objects_are_deleted_in_one_batch_signed_with_the_session_token() -> 
     finally:
         server.shutdown()
     methods = [(m, path.split("?")[0]) for m, path, _, _ in _FakeS3.seen]
-    assert methods == [("GET", "/backups"), ("POST", "/backups")], "one listing, one batch delete"
+    # one listing per restic folder, one batch delete
+    assert methods == [("GET", "/backups")] * 5 + [("POST", "/backups")]
     for _, _, headers, _ in _FakeS3.seen:
         assert headers.get("X-Amz-Security-Token") == "sts-token-1"
         assert "Credential=AKID/" in headers["Authorization"]
         assert "/eu-west-1/s3/aws4_request" in headers["Authorization"]
-    deleted = _FakeS3.seen[1][3].decode()
+    deleted = _FakeS3.seen[-1][3].decode()
     for key in ("repo/config", "repo/keys/1", "repo/data/00/2"):
         assert f"<Key>{key}</Key>" in deleted
+    for key in ("repo/notes.txt", "other/data/x"):  # not restic's, or not this repository's
+        assert f"<Key>{key}</Key>" not in deleted
+
+
+class _FakeRest(BaseHTTPRequestHandler):
+    """A REST backend whose listings ``answer`` says, recording what it was asked."""
+
+    answer: ClassVar[tuple[int, dict[str, str], bytes]] = (200, {}, b"[]")
+    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
+
+    def _handle(self) -> None:
+        self.seen.append((self.command, self.path, dict(self.headers)))
+        status, headers, body = self.answer if self.command == "GET" else (200, {}, b"")
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_DELETE = _handle
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def rest() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _FakeRest)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeRest.seen = []
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_a_redirect_is_not_followed(rest: str) -> None:
+    _FakeRest.answer = (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"")
+    with pytest.raises(WipeError, match="HTTP 302"):
+        wipe_out(repo(rest={"url": f"http://{rest}/repo/"}), {})
+    assert [path for _, path, _ in _FakeRest.seen] == ["/repo/data/"]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"<html>not restic</html>", "not JSON"),
+        (b'{"a": 1}', "not a restic REST listing"),
+        (b'[{"name": "../../etc"}]', "not a restic file"),
+        (b'[{"name": "abc/def"}]', "not a restic file"),
+    ],
+)
+def test_an_answer_that_is_not_restics_listing_is_an_error_and_deletes_nothing(
+    rest: str, body: bytes, words: str
+) -> None:
+    _FakeRest.answer = (200, {}, body)
+    with pytest.raises(WipeError, match=words):
+        wipe_out(repo(rest={"url": f"http://{rest}/repo/"}), {})
+    assert all(method == "GET" for method, _, _ in _FakeRest.seen)
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(rest: str) -> None:
+    _FakeRest.answer = (200, {}, b'[{"name": "0a1b"}]')
+    assert wipe_out(repo(rest={"url": f"http://alice:s%40cret@{rest}/repo/"}), {}) == 6
+    token = base64.b64encode(b"alice:s@cret").decode()
+    assert {h.get("Authorization") for _, _, h in _FakeRest.seen} == {f"Basic {token}"}
+    assert ("DELETE", "/repo/config") in [(m, p) for m, p, _ in _FakeRest.seen]
+    _FakeRest.answer = (500, {}, b"")
+    with pytest.raises(WipeError) as raised:
+        wipe_out(repo(rest={"url": f"http://alice:s%40cret@{rest}/repo/"}), {})
+    assert "cret" not in str(raised.value)
+    assert "alice" not in str(raised.value)

@@ -93,9 +93,22 @@ def sidecar_role_binding(invoker: str) -> str:
 BACKUP_JOB_CLUSTER_ROLE = "stash-backup-job"
 RESTORE_JOB_CLUSTER_ROLE = "stash-restore-job"
 SIDECAR_CLUSTER_ROLE = "stash-sidecar"
+# Bound to the service accounts of workloads being restored, for their stash-init.
+RESTORE_INIT_CLUSTER_ROLE = "stash-restore-init"
 # Bound in a Repository's namespace for the backups of other namespaces it allows: its init Lease.
 REPOSITORY_INIT_CLUSTER_ROLE = "stash-repository-init"
 LEASE_NAME_MAX = 253  # a DNS subdomain
+
+
+def named_access(kind: str, invoker: str) -> str:
+    """The Role and RoleBinding that let an invoker's workloads' service accounts reach, by
+    name, its Repository, storage Secret, Leases and workloads in the invoker's namespace."""
+    return fit(f"stash-{kind.lower()}-{invoker}-access", JOB_NAME_MAX)
+
+
+def restore_turn_lease(target_kind: str, target_name: str) -> str:
+    """The Lease the pods of one Deployment take turns restoring its host by (stash-init)."""
+    return fit(f"stash-restore-{target_kind.lower()}-{target_name}", LEASE_NAME_MAX)
 
 
 def sidecar_lease(target_kind: str, target_name: str) -> str:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from api import constants as c  # noqa: E402
 from api.crd import all_crds  # noqa: E402
+from api.repository import Repository  # noqa: E402
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.measure import cpu_seconds, memory_mb, request_counts  # noqa: E402
 from controller.caches import BACKUP_BATCHES, CRONJOBS, DEPLOYMENTS  # noqa: E402
@@ -225,7 +226,10 @@ def _floor(client: Client, count: int, image: str) -> tuple[float, float, Counts
         started = time.thread_time()
         meta = invoker["metadata"]
         name, namespace = meta["name"], meta["namespace"]
-        for obj in [*rbac_objects(invoker), sidecar_binding(invoker, ["default"])]:
+        n = name.removeprefix("b-")
+        sidecars = [("Deployment", f"{role}-{n}", "default") for role in ("web", "api")]
+        repo = Repository.model_validate(repository_objects(namespace)[1])
+        for obj in [*rbac_objects(invoker), *sidecar_binding(invoker, sidecars, repo)]:
             client.apply(obj, field_manager="bench-floor")
         for role in ("web", "api"):
             workload = f"{role}-{name.removeprefix('b-')}"

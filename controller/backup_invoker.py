@@ -19,6 +19,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import false_message, is_true, set_condition
 from api.naming import backup_service_account, cronjob_name
+from api.repository import Repository
 from api.tenancy import NamespacePolicy
 from controller.caches import (
     INVOKER_TYPES,
@@ -262,7 +263,9 @@ class InvokerReconciler:
             found.append((view, str(pod.get("serviceAccountName") or "default")))
         return found
 
-    def _sidecar_access(self, invoker: JSON, status: InvokerStatus) -> tuple[InvokerStatus, bool]:
+    def _sidecar_access(
+        self, invoker: JSON, facts: InvokerFacts, status: InvokerStatus
+    ) -> tuple[InvokerStatus, bool]:
         """``SidecarAuthorized``: whether each sidecar's service account may do what the
         sidecar must. A refused sidecar only logs it; this says it where users look. With
         whether it was refused (then looked at again: RBAC changes trigger nothing here)."""
@@ -270,7 +273,17 @@ class InvokerReconciler:
         if not workloads:
             return status, False
         namespace = invoker["metadata"]["namespace"]
-        needed = sidecar_permissions(INVOKER_TYPES[invoker["kind"]].plural)
+        repo = facts.repository if is_true(status.conditions, c.REPOSITORY_FOUND) else None
+        named = (
+            (
+                repo.metadata.namespace or namespace,
+                repo.metadata.name or "",
+                repo.spec.backend.storage_secret_name or "",
+            )
+            if repo is not None
+            else None
+        )
+        needed = sidecar_permissions(INVOKER_TYPES[invoker["kind"]].plural, named)
         refused = []
         for view, account in workloads:
             missing = self.access.missing(namespace, account, needed)
@@ -294,22 +307,27 @@ class InvokerReconciler:
         )
         return replace(status, conditions=conditions), bool(refused)
 
-    def _ensure_sidecar_binding(self, invoker: JSON) -> bool:
-        """The sidecars' RoleBinding (removed when no sidecar member is left); whether it was
-        written now."""
-        accounts = [account for _, account in self._sidecar_workloads(invoker)]
-        desired = sidecar_binding(invoker, accounts)
-        if accounts:
-            return self._ensure(desired)
-        meta = desired["metadata"]
-        if self.caches.get(OWNED_TYPES["RoleBinding"], meta["namespace"], meta["name"]):
-            self.client.delete(
-                OWNED_TYPES["RoleBinding"], meta["name"], meta["namespace"], missing_ok=True
-            )
-            self.writes.record(meta["namespace"])
+    def _ensure_sidecar_binding(self, invoker: JSON, repository: Repository | None) -> bool:
+        """The sidecars' RoleBindings and named Role (removed when no sidecar member is left);
+        whether any was written now."""
+        workloads = [(v.kind, v.name, account) for v, account in self._sidecar_workloads(invoker)]
+        desired = sidecar_binding(invoker, workloads, repository)
+        if workloads:
+            written = False
+            for obj in desired:
+                written |= self._ensure(obj)
+            return written
+        for obj in desired:
+            meta = obj["metadata"]
+            rt = OWNED_TYPES[obj["kind"]]
+            if self.caches.get(rt, meta["namespace"], meta["name"]):
+                self.client.delete(rt, meta["name"], meta["namespace"], missing_ok=True)
+                self.writes.record(meta["namespace"])
         return False
 
-    def ensure_trigger(self, invoker: JSON) -> tuple[str | None, bool]:
+    def ensure_trigger(
+        self, invoker: JSON, repository: Repository | None = None
+    ) -> tuple[str | None, bool]:
         """Apply the CronJob and its RBAC: an error message when the API server refused, and
         whether RBAC was written now (the API server's authorizer then catches up within
         moments: a refusal read at once is not yet the answer)."""
@@ -317,7 +335,7 @@ class InvokerReconciler:
         try:
             for obj in rbac_objects(invoker):
                 rbac_written |= self._ensure(obj)
-            rbac_written |= self._ensure_sidecar_binding(invoker)
+            rbac_written |= self._ensure_sidecar_binding(invoker, repository)
             if (invoker.get("spec") or {}).get("schedule"):
                 self._ensure(cronjob(invoker, self.image))
         except Invalid as exc:
@@ -333,7 +351,9 @@ class InvokerReconciler:
         if status.phase == "Invalid":
             self._remove_trigger(invoker)
             return status, False
-        error, rbac_written = self.ensure_trigger(invoker)
+        # Only a Repository the boundary lets in is named in what the sidecars may read.
+        allowed = is_true(status.conditions, c.REPOSITORY_FOUND)
+        error, rbac_written = self.ensure_trigger(invoker, facts.repository if allowed else None)
         if error is not None:
             status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
         return status, rbac_written
@@ -405,7 +425,7 @@ class InvokerReconciler:
         status = self._sidecar_conditions(invoker, status)
         sidecar_refused = False
         if status.phase != "Invalid":
-            status, sidecar_refused = self._sidecar_access(invoker, status)
+            status, sidecar_refused = self._sidecar_access(invoker, facts, status)
         new_status = status.as_status(invoker["metadata"].get("generation"))
         old_status = invoker.get("status") or {}
         old_phase = old_status.get("phase")

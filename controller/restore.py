@@ -354,10 +354,12 @@ class RestoreReconciler:
             self._stop_jobs(seen)
         else:  # before any Job or stash-init runs
             accounts = [self._service_account(v) for v in workloads]
-            for obj in restore_rbac_objects(invoker, accounts):
+            allowed = is_true(status.get("conditions"), c.REPOSITORY_FOUND)
+            named = [(v.kind, v.name, a) for v, a in zip(workloads, accounts, strict=True)]
+            repository = facts.repository if allowed else None
+            for obj in restore_rbac_objects(invoker, named, repository):
                 ensure(self.client, self.caches, self.writes, obj)
             # A Repository of another namespace that allows this one: readable there.
-            allowed = is_true(status.get("conditions"), c.REPOSITORY_FOUND)
             readers = [restore_service_account(name), *accounts]
             grant = repository_grant(
                 invoker, facts.repository if allowed else None, readers, backup=False

@@ -32,23 +32,34 @@ class Permission:
     resource: str
     group: str = GROUP
     subresource: str = ""
+    name: str = ""  # one object, by name (the sidecar holds some only by name)
+    namespace: str = ""  # asked there instead of the sidecar's own (another's Repository)
 
     def describe(self) -> str:
         resource = f"{self.resource}.{self.group}" if self.group else self.resource
         sub = f"/{self.subresource}" if self.subresource else ""
-        return f"{self.verb} {resource}{sub}"
+        named = f" {self.name}" if self.name else ""
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        return f"{self.verb} {resource}{sub}{named}{where}"
 
 
-def sidecar_permissions(invoker_plural: str) -> tuple[Permission, ...]:
-    """What the sidecar of an invoker of kind ``invoker_plural`` does in its namespace."""
-    return (
+def sidecar_permissions(
+    invoker_plural: str, repository: tuple[str, str, str] | None = None
+) -> tuple[Permission, ...]:
+    """What the sidecar of an invoker of kind ``invoker_plural`` does in its namespace, and
+    of ``repository`` (namespace, name, storage Secret) by name where that is."""
+    needed = [
         Permission("list", "backupsessions"),
         Permission("watch", "backupsessions"),
         Permission("patch", "backupsessions", subresource="status"),
         Permission("get", invoker_plural),
-        Permission("get", "repositories"),
-        Permission("get", "secrets", group=""),
-    )
+    ]
+    if repository is not None:
+        where, name, secret = repository
+        needed.append(Permission("get", "repositories", name=name, namespace=where))
+        if secret:
+            needed.append(Permission("get", "secrets", group="", name=secret, namespace=where))
+    return tuple(needed)
 
 
 class AccessReviewer:
@@ -68,13 +79,15 @@ class AccessReviewer:
         if kept is not None and now - kept[0] < (ANSWER_SECONDS if kept[1] else REFUSAL_SECONDS):
             return kept[1]
         attributes = {
-            "namespace": namespace,
+            "namespace": permission.namespace or namespace,
             "verb": permission.verb,
             "group": permission.group,
             "resource": permission.resource,
         }
         if permission.subresource:
             attributes["subresource"] = permission.subresource
+        if permission.name:
+            attributes["name"] = permission.name
         review = {
             "apiVersion": SUBJECT_ACCESS_REVIEWS.api_version,
             "kind": "SubjectAccessReview",

@@ -14,15 +14,22 @@ from typing import Any
 from api import constants as c
 from api.naming import (
     BACKUP_JOB_CLUSTER_ROLE,
+    RESTORE_INIT_CLUSTER_ROLE,
     RESTORE_JOB_CLUSTER_ROLE,
     SIDECAR_CLUSTER_ROLE,
     backup_service_account,
     cronjob_name,
+    fit,
     invoker_service_account,
     label_value,
+    named_access,
+    repository_init_lease,
     restore_service_account,
+    restore_turn_lease,
+    sidecar_lease,
     sidecar_role_binding,
 )
+from api.repository import Repository
 
 JSON = dict[str, Any]
 TRIGGER_CONTAINER = "stash-trigger"
@@ -64,26 +71,34 @@ def service_account_name(invoker: JSON) -> str:
     )
 
 
-def sidecar_binding(invoker: JSON, service_accounts: Iterable[str]) -> JSON:
-    """The RoleBinding of ClusterRole ``stash-sidecar`` (manifests/rbac/sidecar.yaml) to the
-    service accounts the invoker's sidecar-model workloads run as, in the invoker's namespace
-    only: the injected sidecar then works with no RoleBinding made by hand, and the grant goes
-    with the invoker (owner reference)."""
+def sidecar_binding(
+    invoker: JSON,
+    workloads: Iterable[tuple[str, str, str]],
+    repository: Repository | None = None,
+) -> list[JSON]:
+    """What the sidecars of the invoker's sidecar-model workloads (``workloads``: kind, name,
+    the service account their pods run as) may do, in the invoker's namespace only: the
+    ClusterRole ``stash-sidecar`` (manifests/rbac/sidecar.yaml: their sessions, nothing named)
+    by a RoleBinding, and by name their Repository, its Secret, their Leases and their own
+    workloads (``named_access_objects``). The grant goes with the invoker (owner reference)."""
+    workloads = list(workloads)
+    accounts = [account for _, _, account in workloads]
+    name = invoker["metadata"]["name"]
+    binding = _binding(invoker, sidecar_role_binding(name), "ClusterRole", accounts)
+    binding["roleRef"]["name"] = SIDECAR_CLUSTER_ROLE
+    leases = [sidecar_lease(kind, target) for kind, target, _ in workloads]
     namespace = invoker["metadata"]["namespace"]
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": _meta(invoker, sidecar_role_binding(invoker["metadata"]["name"])),
-        "roleRef": {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": SIDECAR_CLUSTER_ROLE,
-        },
-        "subjects": [
-            {"kind": "ServiceAccount", "name": account, "namespace": namespace}
-            for account in sorted(set(service_accounts))
-        ],
-    }
+    if repository is not None and (repository.metadata.namespace or namespace) == namespace:
+        leases.append(repository_init_lease(repository.metadata.name or ""))
+    named = named_access_objects(
+        invoker,
+        accounts,
+        repository,
+        leases=leases,
+        workloads=[(kind, target) for kind, target, _ in workloads],
+        repository_status=True,
+    )
+    return [binding, *named]
 
 
 def rbac_objects(invoker: JSON) -> list[JSON]:
@@ -130,14 +145,93 @@ def rbac_objects(invoker: JSON) -> list[JSON]:
     return objects
 
 
-def restore_rbac_objects(invoker: JSON, workload_accounts: Iterable[str] = ()) -> list[JSON]:
+def restore_rbac_objects(
+    invoker: JSON,
+    workloads: Iterable[tuple[str, str, str]] = (),
+    repository: Repository | None = None,
+) -> list[JSON]:
     """For a RestoreSession's or RestoreBatch's restore Jobs: a ServiceAccount bound in the
     invoker's namespace to the ClusterRole ``stash-restore-job``
-    (manifests/rbac/restore-job.yaml); the same binding holds the service accounts the restored
-    workloads' pods run as, for their stash-init."""
-    return _job_identity(
-        invoker, restore_service_account, RESTORE_JOB_CLUSTER_ROLE, workload_accounts
+    (manifests/rbac/restore-job.yaml). The service accounts the restored workloads' pods run as
+    (``workloads``: kind, name, account) get, for their stash-init, the ClusterRole
+    ``stash-restore-init`` (nothing named) and by name only the Repository, its Secret and their
+    turn's Lease (``named_access_objects``): never every Secret of the namespace."""
+    objects = _job_identity(invoker, restore_service_account, RESTORE_JOB_CLUSTER_ROLE)
+    workloads = list(workloads)
+    accounts = sorted({account for _, _, account in workloads})
+    if not accounts:
+        return objects
+    name = invoker["metadata"]["name"]
+    binding = _binding(
+        invoker, fit(f"stash-{invoker['kind'].lower()}-{name}-init", 63), "ClusterRole", accounts
     )
+    binding["roleRef"]["name"] = RESTORE_INIT_CLUSTER_ROLE
+    leases = [restore_turn_lease(kind, target) for kind, target, _ in workloads]
+    return [
+        *objects,
+        binding,
+        *named_access_objects(invoker, accounts, repository, leases=leases, workloads=()),
+    ]
+
+
+def named_access_objects(
+    invoker: JSON,
+    accounts: Iterable[str],
+    repository: Repository | None,
+    *,
+    leases: Iterable[str],
+    workloads: Iterable[tuple[str, str]],
+    repository_status: bool = False,
+) -> list[JSON]:
+    """A Role and RoleBinding in the invoker's namespace that let ``accounts`` (the service
+    accounts of the pods that carry out the invoker in its workloads) reach by name what their
+    container needs there and nothing else of its kind: the Repository (and with
+    ``repository_status`` its status) and its storage Secret when they are in this namespace
+    (another namespace's come from its grant), ``leases``, and ``workloads`` (kind, name)."""
+    namespace = invoker["metadata"]["namespace"]
+    rules: list[JSON] = []
+    if repository is not None and (repository.metadata.namespace or namespace) == namespace:
+        repo = [repository.metadata.name or ""]
+        rules.append(_rule(c.GROUP, "repositories", ["get"], repo))
+        if repository_status:
+            rules.append(_rule(c.GROUP, "repositories/status", ["get", "patch", "update"], repo))
+        if repository.spec.backend.storage_secret_name:
+            secret = [repository.spec.backend.storage_secret_name]
+            rules.append(_rule("", "secrets", ["get"], secret))
+    names = sorted(set(leases))
+    if names:
+        rules.append(_rule("coordination.k8s.io", "leases", ["get", "update", "delete"], names))
+    by_kind: dict[str, set[str]] = {}
+    for kind, target in workloads:
+        by_kind.setdefault(f"{kind.lower()}s", set()).add(target)
+    for plural, targets in sorted(by_kind.items()):
+        rules.append(_rule("apps", plural, ["get"], sorted(targets)))
+    name = named_access(invoker["kind"], invoker["metadata"]["name"])
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(invoker, name),
+        "rules": rules,
+    }
+    return [role, _binding(invoker, name, "Role", accounts)]
+
+
+def _rule(group: str, resource: str, verbs: list[str], names: list[str]) -> JSON:
+    return {"apiGroups": [group], "resources": [resource], "verbs": verbs, "resourceNames": names}
+
+
+def _binding(invoker: JSON, name: str, kind: str, accounts: Iterable[str]) -> JSON:
+    namespace = invoker["metadata"]["namespace"]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(invoker, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+            for account in sorted(set(accounts))
+        ],
+    }
 
 
 def _job_identity(

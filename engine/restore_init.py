@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from api.constants import RESTORE_INIT_CONTAINER
-from api.naming import fit
+from api.naming import restore_turn_lease
 from engine.agent import Identity
 from engine.host_backup import SetupError
 from engine.host_restore import (
@@ -243,11 +243,10 @@ class RestoreInit:
 
     def _turn(self, job: HostRestore) -> LeaseMutex:
         """The pods of one Deployment (one host) restore one at a time."""
-        name = fit(f"stash-restore-{job.target_kind.lower()}-{job.target_name}", 253)
         return LeaseMutex(
             self.client,
             job.namespace,
-            name,
+            restore_turn_lease(job.target_kind, job.target_name),
             self.me.pod_name,
             ttl=TURN_TTL,
             timeout=DEFAULT_WAIT,

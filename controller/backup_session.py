@@ -37,7 +37,7 @@ from controller.defaults import SIDECAR_GRACE
 from controller.facts import FactReader
 from controller.hook_job import create_hook_job, hook_job_failure
 from controller.invoker import MemberView, members_of, subject_of
-from controller.owned import find_job
+from controller.owned import find_job, stop_job
 from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
     TERMINAL,
@@ -176,19 +176,6 @@ class SessionReconciler:
                     refused.setdefault(view.index, []).append(str(refusal))
         return {index: "refused: " + "; ".join(why) for index, why in refused.items()}
 
-    def _stop_job(self, job: JSON | None) -> None:
-        if job is None or job["metadata"].get("deletionTimestamp"):
-            return
-        status = job.get("status") or {}
-        if status.get("succeeded") or status.get("failed"):
-            return
-        meta = job["metadata"]
-        log.info(
-            "stopping Job %s/%s: the tenant boundary refuses it", meta["namespace"], meta["name"]
-        )
-        self.client.delete(JOBS, meta["name"], meta["namespace"], missing_ok=True)
-        self.writes.record(meta["namespace"])
-
     def _waiting_sidecars(self, session: JSON, members: list[MemberView]) -> list[MemberView]:
         """Sidecar members of the running session that not every host has reported on."""
         targets = (session.get("status") or {}).get("targets") or []
@@ -284,7 +271,7 @@ class SessionReconciler:
         )
         decision = next_status(session, seen, now)
         for index in seen.refused:  # a refused member's Job that still runs is stopped
-            self._stop_job(seen.jobs.get(index))
+            stop_job(self.client, self.writes, seen.jobs.get(index), "the boundary refuses it")
         if decision.run_hook and invoker is not None:
             self._run_batch_hook(session, invoker, decision.run_hook)
             return None  # the condition's write brings the session back with it recorded

@@ -6,11 +6,14 @@ not seen yet (a watch lagging behind its creation)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from controller.caches import JOBS, OWNED_TYPES, Caches
 from controller.runtime import Writes
 from kube import Client, NotFound
+
+log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 FIELD_MANAGER = "stash-operator"
@@ -62,3 +65,16 @@ def find_job(
 
 def owned_by(obj: JSON, uid: str) -> bool:
     return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+
+
+def stop_job(client: Client, writes: Writes, job: JSON | None, why: str) -> None:
+    """Delete ``job`` (its pods with it) if it still runs; ``why`` for the log."""
+    if job is None or job["metadata"].get("deletionTimestamp"):
+        return
+    status = job.get("status") or {}
+    if status.get("succeeded") or status.get("failed"):
+        return
+    meta = job["metadata"]
+    log.info("stopping Job %s/%s: %s", meta["namespace"], meta["name"], why)
+    client.delete(JOBS, meta["name"], meta["namespace"], missing_ok=True)
+    writes.record(meta["namespace"])

@@ -40,7 +40,7 @@ from controller.facts import FactReader
 from controller.grants import Grants, repository_grant
 from controller.hook_job import create_hook_job, hook_job_failure
 from controller.invoker import RestoreView
-from controller.owned import ensure, find_job, owned_by
+from controller.owned import ensure, find_job, owned_by, stop_job
 from controller.restore_status import (
     FINISHED,
     RESTORE_FAILED,
@@ -347,24 +347,7 @@ class RestoreReconciler:
             seen = dataclasses.replace(seen, leftover=frozenset(leftovers))
         decision = next_restore_status(invoker, seen, now)
         status = decision.status
-        if status.get("phase") not in ("Pending", "Running"):
-            # Ended (or refused by the boundary): nothing reads the Repository for it any more,
-            # and a Job still running for it is stopped.
-            self.grants.keep(key, [])
-            self._stop_jobs(seen)
-        else:  # before any Job or stash-init runs
-            accounts = [self._service_account(v) for v in workloads]
-            allowed = is_true(status.get("conditions"), c.REPOSITORY_FOUND)
-            named = [(v.kind, v.name, a) for v, a in zip(workloads, accounts, strict=True)]
-            repository = facts.repository if allowed else None
-            for obj in restore_rbac_objects(invoker, named, repository):
-                ensure(self.client, self.caches, self.writes, obj)
-            # A Repository of another namespace that allows this one: readable there.
-            readers = [restore_service_account(name), *accounts]
-            grant = repository_grant(
-                invoker, facts.repository if allowed else None, readers, backup=False
-            )
-            self.grants.keep(key, grant)
+        self._keep_access(key, invoker, status, seen, workloads)
         if decision.run_hook:
             status = self._run_batch_hook(invoker, status, decision.run_hook, now)
         for index, at in decision.create_jobs:
@@ -379,20 +362,33 @@ class RestoreReconciler:
             return Result(requeue_after=LEFTOVER_RECHECK)
         return _next_look(status, now, bool(workloads))
 
-    def _stop_jobs(self, seen: RestoreObserved) -> None:
-        """Delete the restore's Jobs that still run (a restore failed while they ran: the
-        boundary refused it, or its deadline passed)."""
-        for jobs in seen.jobs.values():
-            for job in jobs:
-                if job is None or job["metadata"].get("deletionTimestamp"):
-                    continue
-                status = job.get("status") or {}
-                if status.get("succeeded") or status.get("failed"):
-                    continue
-                meta = job["metadata"]
-                log.info("stopping Job %s/%s: its restore ended", meta["namespace"], meta["name"])
-                self.client.delete(JOBS, meta["name"], meta["namespace"], missing_ok=True)
-                self.writes.record(meta["namespace"])
+    def _keep_access(
+        self,
+        key: Key,
+        invoker: JSON,
+        status: JSON,
+        seen: RestoreObserved,
+        workloads: list[RestoreView],
+    ) -> None:
+        """What the restore's pods may read, kept to what it needs now. Ended (or refused by
+        the boundary): nothing reads the Repository for it any more, and a Job still running
+        for it is stopped. Otherwise (before any Job or stash-init runs) its Jobs' and its
+        workloads' accounts get their roles, and a Repository of another namespace that
+        allows this one is readable there."""
+        if status.get("phase") not in ("Pending", "Running"):
+            self.grants.keep(key, [])
+            for jobs in seen.jobs.values():
+                for job in jobs:
+                    stop_job(self.client, self.writes, job, "its restore ended")
+            return
+        accounts = [self._service_account(v) for v in workloads]
+        allowed = is_true(status.get("conditions"), c.REPOSITORY_FOUND)
+        repository = seen.facts.repository if allowed else None
+        named = [(v.kind, v.name, a) for v, a in zip(workloads, accounts, strict=True)]
+        for obj in restore_rbac_objects(invoker, named, repository):
+            ensure(self.client, self.caches, self.writes, obj)
+        readers = [restore_service_account(invoker["metadata"]["name"]), *accounts]
+        self.grants.keep(key, repository_grant(invoker, repository, readers, backup=False))
 
     def _done(self, invoker: JSON) -> bool:
         status = invoker.get("status") or {}

@@ -119,6 +119,11 @@ def persistent_volume(kube: Client, namespace: str, claim: str, data: Path) -> N
 def pvc(kube: Client, namespace: str, name: str, data: Path) -> None:
     """A PVC bound to a hostPath PersistentVolume of ``data``."""
     persistent_volume(kube, namespace, name, data)
+    claim(kube, namespace, name)
+
+
+def claim(kube: Client, namespace: str, name: str) -> None:
+    """A PVC of 1Gi with no storage class (bound to a static volume, if one is made)."""
     kube.create(
         {
             "apiVersion": "v1",

@@ -30,7 +30,7 @@ from kube.types import (
 )
 from tests.factories import batch, member, restore_member, restore_session
 from tests.integration.helpers import eventually, fresh_namespace, running_operator, tenant
-from tests.integration.objects import allow_host_path
+from tests.integration.objects import allow_host_path, claim
 from tests.integration.test_operator import _setup
 
 
@@ -206,7 +206,7 @@ def test_a_running_restore_pointed_at_another_namespaces_repository_fails_touchi
 ) -> None:
     _plain_repository(kube, other_namespace)  # the other team's, for its own namespace only
     _plain_repository(kube, namespace)
-    _setup_claim(kube, namespace, "data")
+    claim(kube, namespace, "data")
     with tenant(kube, namespace) as team:
         team.create(
             restore_session(
@@ -255,21 +255,6 @@ def test_a_running_restore_pointed_at_another_namespaces_repository_fails_touchi
     assert not kube.list(ROLES, other_namespace)["items"]
 
 
-def _setup_claim(kube: Client, namespace: str, name: str) -> None:
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-        namespace,
-    )
-
-
 def _phase(kube: Client, namespace: str) -> str:
     return str((kube.get(BACKUP_BATCHES, "nightly", namespace).get("status") or {}).get("phase"))
 
@@ -305,7 +290,7 @@ def test_privileged_or_identity_settings_need_the_admins_decision_also_on_a_read
     privilege: str,
 ) -> None:
     _plain_repository(kube, namespace)
-    _setup_claim(kube, namespace, "data")
+    claim(kube, namespace, "data")
     plain = member("PersistentVolumeClaim", "data", task="pvc-backup")
     with tenant(kube, namespace) as team:
         team.create(batch("nightly", namespace, plain), namespace)
@@ -333,7 +318,7 @@ def test_the_namespaces_pod_security_level_holds_whatever_the_admin_allowed(
     operator: Operator, kube: Client, namespace: str
 ) -> None:
     _plain_repository(kube, namespace)
-    _setup_claim(kube, namespace, "data")
+    claim(kube, namespace, "data")
     kube.patch(
         NAMESPACES,
         namespace,
@@ -366,7 +351,7 @@ def test_the_namespaces_pod_security_level_holds_whatever_the_admin_allowed(
 def test_a_repository_on_the_nodes_files_needs_the_admins_decision(
     operator: Operator, kube: Client, namespace: str
 ) -> None:
-    _setup_claim(kube, namespace, "data")
+    claim(kube, namespace, "data")
     kube.create(
         {
             "apiVersion": "v1",
@@ -409,9 +394,9 @@ def test_an_invoker_refused_another_namespaces_repository_writes_nothing_there(
     operator: Operator, kube: Client, namespace: str, other_namespace: str
 ) -> None:
     _plain_repository(kube, other_namespace)  # its own namespace only
-    _setup_claim(kube, namespace, "data")
+    claim(kube, namespace, "data")
     # The other team's own invoker, so that its Repository lists a reference already.
-    _setup_claim(kube, other_namespace, "data")
+    claim(kube, other_namespace, "data")
     kube.create(
         batch(
             "nightly", other_namespace, member("PersistentVolumeClaim", "data", task="pvc-backup")

@@ -114,15 +114,19 @@ class SessionReconciler:
             on_upsert=controller.handler(_job_session_key),
             on_delete=controller.handler(_job_session_key),
         )
-        for rt in (
-            TASKS,
-            FUNCTIONS,
-            REPOSITORIES,
-            STATEFULSETS,
-            DAEMONSETS,
-            *INVOKER_TYPES.values(),
-        ):
+        # An invoker changed while its sessions run (its Repository, its members): they are
+        # judged again by the tenant boundary at once, not at their next Job event.
+        for rt in INVOKER_TYPES.values():
+            self.caches.informer(rt).subscribe(on_upsert=lambda o: self._running_of(o, controller))
+        for rt in (TASKS, FUNCTIONS, REPOSITORIES, STATEFULSETS, DAEMONSETS):
             self.caches.informer(rt)
+
+    def _running_of(self, invoker: JSON, controller: Controller[Key]) -> None:
+        meta = invoker.get("metadata") or {}
+        for session in self._sessions_of(
+            meta.get("namespace", ""), meta.get("name", ""), unfinished=True
+        ):
+            controller.enqueue(_session_key(session))
 
     def _siblings(self, obj: JSON, controller: Controller[Key]) -> None:
         invoker = ((obj.get("spec") or {}).get("invoker") or {}).get("name", "")

@@ -13,10 +13,12 @@ from api import constants as c
 from api.conditions import get_condition
 from api.tenancy import ALLOW_ANNOTATION, PRIVILEGES_ANNOTATION
 from controller.operator import Operator
+from controller.sessions import create_session
 from devcluster import ControlPlane
 from kube import Client
 from kube.types import (
     BACKUP_BATCHES,
+    BACKUP_SESSIONS,
     CRONJOBS,
     DEPLOYMENTS,
     JOBS,
@@ -438,3 +440,42 @@ def test_an_invoker_refused_another_namespaces_repository_writes_nothing_there(
     assert _versions(kube, other_namespace) == before
     refs = kube.get(REPOSITORIES, "repo", other_namespace)["status"]["references"]
     assert all(r["namespace"] == other_namespace for r in refs)
+
+
+def test_a_running_session_whose_invoker_is_pointed_at_another_namespaces_repository_fails(
+    operator: Operator, kube: Client, namespace: str, other_namespace: str
+) -> None:
+    _plain_repository(kube, other_namespace)  # its own namespace only
+    _plain_repository(kube, namespace)
+    claim(kube, namespace, "data")
+    plain = member("PersistentVolumeClaim", "data", task="pvc-backup")
+    with tenant(kube, namespace) as team:
+        team.create(batch("nightly", namespace, plain), namespace)
+        eventually(lambda: _phase(kube, namespace) == "Ready", 30, "Ready")
+        session = create_session(team, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+        job = eventually(lambda: kube.list(JOBS, namespace)["items"], 30, "its backup Job")[0]
+        before = _versions(kube, other_namespace)
+        team.patch(
+            BACKUP_BATCHES,
+            "nightly",
+            {"spec": {"repository": {"name": "repo", "namespace": other_namespace}}},
+            namespace=namespace,
+        )
+
+    def failed() -> dict[str, Any] | None:
+        status = kube.get(BACKUP_SESSIONS, session, namespace).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = eventually(failed, 30, "the session Failed")
+    (target,) = status["targets"]
+    assert "refused: spec.repository:" in str(target["conditions"]), target
+    assert "only allows its own namespace" in str(target["conditions"])
+    eventually(
+        lambda: all(
+            j["metadata"]["uid"] != job["metadata"]["uid"] or j["metadata"].get("deletionTimestamp")
+            for j in kube.list(JOBS, namespace)["items"]
+        ),
+        30,
+        "its Job stopped",
+    )
+    assert _versions(kube, other_namespace) == before

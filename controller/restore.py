@@ -347,7 +347,8 @@ class RestoreReconciler:
             seen = dataclasses.replace(seen, leftover=frozenset(leftovers))
         decision = next_restore_status(invoker, seen, now)
         status = decision.status
-        self._keep_access(key, invoker, status, seen, workloads)
+        refused = status.get("phase") == "Failed" and bool(decision.problems)
+        self._keep_access(key, invoker, status, seen, workloads, refused=refused)
         if decision.run_hook:
             status = self._run_batch_hook(invoker, status, decision.run_hook, now)
         for index, at in decision.create_jobs:
@@ -369,17 +370,19 @@ class RestoreReconciler:
         status: JSON,
         seen: RestoreObserved,
         workloads: list[RestoreView],
+        *,
+        refused: bool,
     ) -> None:
-        """What the restore's pods may read, kept to what it needs now. Ended (or refused by
-        the boundary): nothing reads the Repository for it any more, and a Job still running
+        """What the restore's pods may read, kept to what it needs now. Ended: nothing reads
+        the Repository for it any more, and if the boundary refused it, a Job still running
         for it is stopped. Otherwise (before any Job or stash-init runs) its Jobs' and its
         workloads' accounts get their roles, and a Repository of another namespace that
         allows this one is readable there."""
         if status.get("phase") not in ("Pending", "Running"):
             self.grants.keep(key, [])
-            for jobs in seen.jobs.values():
+            for jobs in seen.jobs.values() if refused else ():
                 for job in jobs:
-                    stop_job(self.client, self.writes, job, "its restore ended")
+                    stop_job(self.client, self.writes, job, "the boundary refuses its restore")
             return
         accounts = [self._service_account(v) for v in workloads]
         allowed = is_true(status.get("conditions"), c.REPOSITORY_FOUND)

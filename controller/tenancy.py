@@ -2,8 +2,9 @@
 each invoker's members and Repository as one ``api.tenancy.Subject``.
 
 The rules themselves are ``api.tenancy`` (shared with the webhook); this module only gathers
-what they judge. Every reconciler that reads, writes, mounts or runs anything for an invoker
-(backup invokers, backup sessions, restores) asks ``judge`` on every pass.
+what they judge, on every pass: the invoker and restore reconcilers read the tenancy here
+(through ``controller.facts``) and judge it in ``controller.invoker.boundary_refusals``; the
+session reconciler asks ``judge``.
 """
 
 from __future__ import annotations

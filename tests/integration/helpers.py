@@ -63,15 +63,20 @@ def tenant(kube: Client, namespace: str) -> Iterator[Client]:
     through impersonation."""
     for doc in load_all(ROOT / "manifests" / "rbac" / "user-roles.yaml"):
         kube.apply(doc, field_manager="stash-tests")
-    kube.create(
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant"}}, namespace
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "tenant", "namespace": namespace},
+        },
+        field_manager="stash-tests",
     )
     for role in ("stash-edit", "edit"):
-        kube.create(
+        kube.apply(
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "RoleBinding",
-                "metadata": {"name": f"tenant-{role}"},
+                "metadata": {"name": f"tenant-{role}", "namespace": namespace},
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "ClusterRole",
@@ -79,7 +84,7 @@ def tenant(kube: Client, namespace: str) -> Iterator[Client]:
                 },
                 "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": namespace}],
             },
-            namespace,
+            field_manager="stash-tests",
         )
     client = Impersonating(kube.connection, f"system:serviceaccount:{namespace}:tenant")
     try:

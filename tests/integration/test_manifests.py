@@ -89,6 +89,7 @@ def test_the_variants_hold_the_whole_product_and_differ_only_in_certificates() -
         "stash-sidecar",
         "stash-backup-job",
         "stash-restore-job",
+        "stash-restore-init",
         "stash-repository-init",
         "stash-edit",
         "stash-view",

@@ -51,7 +51,14 @@ from tests.integration.helpers import (
     shared_dir,
     wait_until_injected,
 )
-from tests.integration.objects import PASSWORD, persistent_volume, pvc, repository, workload
+from tests.integration.objects import (
+    PASSWORD,
+    allow_host_path,
+    persistent_volume,
+    pvc,
+    repository,
+    workload,
+)
 from tests.integration.test_backup import _opted_in_pod, _running_sidecars
 from tests.prometheus import metric_value
 
@@ -610,6 +617,8 @@ def test_a_repository_of_another_namespace_that_allows_it_is_backed_up_to_and_re
         namespace=namespace,
     )
     with fresh_namespace(kube, "tenant") as tenant:
+        # Its pods mount the shared Repository's host path: an admin allows that for it too.
+        allow_host_path(kube, tenant)
         data = pvc_data(tmp_path, "shared")
         expected = fidelity(data)
         pvc(kube, tenant, "shared", data)

@@ -388,16 +388,16 @@ def test_a_repository_on_the_nodes_files_needs_the_admins_decision(
         f"spec.repository: Repository {namespace}/repo spec.backend.local.hostPath needs" in message
     )
     assert not kube.list(CRONJOBS, namespace)["items"]
-    # A session the tenant makes by hand runs nothing: its target fails, naming the field.
+    # A session the tenant makes by hand runs nothing: skipped, its invoker being Invalid.
     with tenant(kube, namespace) as team:
         session = create_session(team, "BackupBatch", "nightly", namespace)["metadata"]["name"]
 
-    def failed() -> dict[str, Any] | None:
+    def skipped() -> dict[str, Any] | None:
         status = kube.get(BACKUP_SESSIONS, session, namespace).get("status") or {}
-        return status if status.get("phase") == "Failed" else None
+        return status if status.get("phase") == "Skipped" else None
 
-    (target,) = eventually(failed, 30, "the hand-made session Failed")["targets"]
-    assert "refused: spec.repository:" in str(target["conditions"])
+    conditions = eventually(skipped, 30, "the hand-made session Skipped")["conditions"]
+    assert "BackupBatch nightly is Invalid" in str(conditions)
     assert not kube.list(JOBS, namespace)["items"]  # no pod ever mounted the node's files
     allow_host_path(kube, namespace)
     eventually(lambda: _phase(kube, namespace) == "Ready", 30, "Ready once the admin allows it")

@@ -11,7 +11,7 @@ import pytest
 
 from api import constants as c
 from api.conditions import get_condition
-from api.tenancy import ALLOW_ANNOTATION, PRIVILEGES_ANNOTATION
+from api.tenancy import ALLOW_ANNOTATION, HOST_PATH, PRIVILEGES_ANNOTATION
 from controller.operator import Operator
 from controller.sessions import create_session
 from devcluster import ControlPlane
@@ -31,9 +31,17 @@ from kube.types import (
     SERVICE_ACCOUNTS,
 )
 from tests.factories import batch, member, restore_member, restore_session
-from tests.integration.helpers import eventually, fresh_namespace, running_operator, tenant
+from tests.integration.helpers import (
+    WebhookProcess,
+    eventually,
+    fresh_namespace,
+    running_operator,
+    tenant,
+    wait_until_injected,
+)
 from tests.integration.objects import allow_host_path, claim
 from tests.integration.test_operator import _setup
+from tests.integration.test_webhook import _probe_pod
 
 
 @pytest.fixture
@@ -490,3 +498,44 @@ def test_a_running_session_whose_invoker_is_pointed_at_another_namespaces_reposi
         "its Job stopped",
     )
     assert _versions(kube, other_namespace) == before
+
+
+def test_a_repository_on_the_nodes_files_is_mounted_only_once_an_admin_allows_it(
+    webhook: WebhookProcess, kube: Client, namespace: str
+) -> None:
+    repository: dict[str, Any] = {
+        "apiVersion": "stash.appscode.com/v1alpha1",
+        "kind": "Repository",
+        "metadata": {"name": "repo"},
+        "spec": {
+            "backend": {
+                "local": {"mountPath": "/repo", "persistentVolumeClaim": {"claimName": "r"}},
+                "storageSecretName": "s",
+            }
+        },
+    }
+    kube.create(repository, namespace)
+    kube.create(batch("nightly", namespace, member("Deployment", "web")), namespace)
+    wait_until_injected(kube, namespace, _probe_pod(namespace), timeout=60)
+    # The tenant moves its Repository onto the node's files: refused, nothing injected.
+    kube.patch(
+        REPOSITORIES,
+        "repo",
+        {
+            "spec": {
+                "backend": {"local": {"persistentVolumeClaim": None, "hostPath": {"path": "/"}}}
+            }
+        },
+        namespace=namespace,
+    )
+    refused = wait_until_injected(kube, namespace, _probe_pod(namespace), injected=False)
+    assert not any(v.get("hostPath") for v in refused["spec"].get("volumes") or [])
+    # A cluster admin allows it for the namespace: the sidecar mounts it.
+    kube.patch(
+        NAMESPACES,
+        namespace,
+        {"metadata": {"annotations": {PRIVILEGES_ANNOTATION: HOST_PATH}}},
+    )
+    allowed = wait_until_injected(kube, namespace, _probe_pod(namespace))
+    local = [v for v in allowed["spec"]["volumes"] if v["name"] == "stash-local"]
+    assert [v["hostPath"]["path"] for v in local] == ["/"]

@@ -17,10 +17,9 @@ import pytest
 from cryptography import x509
 
 from api.constants import BACKUP_LABEL, WEBHOOK_NAME
-from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
 from certs.files import ensure_local_files
 from kube import Client
-from kube.types import NAMESPACES, PODS, REPOSITORIES, WEBHOOK_CONFIGS
+from kube.types import PODS, WEBHOOK_CONFIGS
 from tests.factories import batch, configuration, member, review
 from tests.factories import pod as pod_factory
 from tests.integration.helpers import (
@@ -357,44 +356,3 @@ def test_with_the_webhook_stopped_pods_are_still_created(
     )
     assert container_names(labelled) == ["app"]
     assert container_names(unlabelled) == ["app"]
-
-
-def test_a_repository_on_the_nodes_files_is_mounted_only_once_an_admin_allows_it(
-    webhook: WebhookProcess, kube: Client, namespace: str
-) -> None:
-    repository: dict[str, Any] = {
-        "apiVersion": "stash.appscode.com/v1alpha1",
-        "kind": "Repository",
-        "metadata": {"name": "repo"},
-        "spec": {
-            "backend": {
-                "local": {"mountPath": "/repo", "persistentVolumeClaim": {"claimName": "r"}},
-                "storageSecretName": "s",
-            }
-        },
-    }
-    kube.create(repository, namespace)
-    kube.create(batch("nightly", namespace, member("Deployment", "web")), namespace)
-    wait_until_injected(kube, namespace, _probe_pod(namespace), timeout=60)
-    # The tenant moves its Repository onto the node's files: refused, nothing injected.
-    kube.patch(
-        REPOSITORIES,
-        "repo",
-        {
-            "spec": {
-                "backend": {"local": {"persistentVolumeClaim": None, "hostPath": {"path": "/"}}}
-            }
-        },
-        namespace=namespace,
-    )
-    refused = wait_until_injected(kube, namespace, _probe_pod(namespace), injected=False)
-    assert not any(v.get("hostPath") for v in refused["spec"].get("volumes") or [])
-    # A cluster admin allows it for the namespace: the sidecar mounts it.
-    kube.patch(
-        NAMESPACES,
-        namespace,
-        {"metadata": {"annotations": {PRIVILEGES_ANNOTATION: HOST_PATH}}},
-    )
-    allowed = wait_until_injected(kube, namespace, _probe_pod(namespace))
-    local = [v for v in allowed["spec"]["volumes"] if v["name"] == "stash-local"]
-    assert [v["hostPath"]["path"] for v in local] == ["/"]

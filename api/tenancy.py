@@ -390,53 +390,37 @@ def _container_refusals(
 def _profile_refusals(
     policy: NamespacePolicy, at: str, context: Mapping[str, Any]
 ) -> list[Refusal | None]:
-    found = []
-    seccomp = _obj(context.get("seccompProfile")).get("type")
-    if seccomp == "Unconfined":
-        found.append(
-            _needs(
-                policy,
-                f"{at}.seccompProfile.type",
-                PRIVILEGED,
-                "baseline",
-                "an unconfined seccomp profile",
-            )
-        )
-    apparmor = _obj(context.get("appArmorProfile")).get("type")
-    if apparmor == "Unconfined":
-        found.append(
-            _needs(
-                policy,
-                f"{at}.appArmorProfile.type",
-                PRIVILEGED,
-                "baseline",
-                "an unconfined AppArmor profile",
-            )
-        )
+    """What Pod Security's baseline level forbids of a security context's profiles."""
     selinux = _obj(context.get("seLinuxOptions"))
-    if selinux.get("user") or selinux.get("role") or selinux.get("type", "") not in _SELINUX_TYPES:
-        found.append(
-            _needs(
-                policy,
-                f"{at}.seLinuxOptions",
-                PRIVILEGED,
-                "baseline",
-                "custom SELinux options",
-            )
-        )
-    if context.get("procMount") not in (None, "Default"):
-        found.append(_needs(policy, f"{at}.procMount", PRIVILEGED, "baseline", "an unmasked /proc"))
-    if _obj(context.get("windowsOptions")).get("hostProcess") is True:
-        found.append(
-            _needs(
-                policy,
-                f"{at}.windowsOptions.hostProcess",
-                PRIVILEGED,
-                "baseline",
-                "a host process",
-            )
-        )
-    return found
+    forbidden = (
+        (
+            _obj(context.get("seccompProfile")).get("type") == "Unconfined",
+            "seccompProfile.type",
+            "an unconfined seccomp profile",
+        ),
+        (
+            _obj(context.get("appArmorProfile")).get("type") == "Unconfined",
+            "appArmorProfile.type",
+            "an unconfined AppArmor profile",
+        ),
+        (
+            bool(selinux.get("user") or selinux.get("role"))
+            or selinux.get("type", "") not in _SELINUX_TYPES,
+            "seLinuxOptions",
+            "custom SELinux options",
+        ),
+        (context.get("procMount") not in (None, "Default"), "procMount", "an unmasked /proc"),
+        (
+            _obj(context.get("windowsOptions")).get("hostProcess") is True,
+            "windowsOptions.hostProcess",
+            "a host process",
+        ),
+    )
+    return [
+        _needs(policy, f"{at}.{field}", PRIVILEGED, "baseline", what)
+        for present, field, what in forbidden
+        if present
+    ]
 
 
 def _user_refusals(

@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from api import constants as c
-from api.conditions import false_message, is_true, set_condition
+from api.conditions import false_message, set_condition
 from api.naming import backup_service_account, cronjob_name
 from api.repository import Repository
 from api.tenancy import NamespacePolicy
@@ -39,6 +39,7 @@ from controller.invoker import (
     MemberView,
     evaluate,
     members_of,
+    usable_repository,
 )
 from controller.owned import ensure, owned_by
 from controller.runtime import Controller, Result, Writes
@@ -273,7 +274,7 @@ class InvokerReconciler:
         if not workloads:
             return status, False
         namespace = invoker["metadata"]["namespace"]
-        repo = facts.repository if is_true(status.conditions, c.REPOSITORY_FOUND) else None
+        repo = usable_repository(facts, status.conditions)
         named = (
             (
                 repo.metadata.namespace or namespace,
@@ -352,8 +353,9 @@ class InvokerReconciler:
             self._remove_trigger(invoker)
             return status, False
         # Only a Repository the boundary lets in is named in what the sidecars may read.
-        allowed = is_true(status.conditions, c.REPOSITORY_FOUND)
-        error, rbac_written = self.ensure_trigger(invoker, facts.repository if allowed else None)
+        error, rbac_written = self.ensure_trigger(
+            invoker, usable_repository(facts, status.conditions)
+        )
         if error is not None:
             status = evaluate(invoker, replace(facts, cronjob_error=error), now=now)
         return status, rbac_written
@@ -371,10 +373,10 @@ class InvokerReconciler:
     ) -> None:
         """A Repository of another namespace that allows this one: its backup Jobs and
         sidecars may read it and its Secret there (and nothing more)."""
-        allowed = status.phase != "Invalid" and is_true(status.conditions, c.REPOSITORY_FOUND)
         accounts = [backup_service_account(invoker["metadata"]["name"])]
         accounts += [account for _, account in self._sidecar_workloads(invoker)]
-        repository = facts.repository if allowed else None
+        usable = usable_repository(facts, status.conditions)
+        repository = usable if status.phase != "Invalid" else None
         self.grants.keep(key, repository_grant(invoker, repository, accounts, backup=True))
 
     def _sidecar_conditions(self, invoker: JSON, status: InvokerStatus) -> InvokerStatus:

@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from api import constants as c
 from api.conditions import false_message, has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name, hook_job_name
-from api.repository import Repository
 from api.tenancy import member_of
 from controller.background import Background
 from controller.backup_job import JobError, build_job, job_inputs
@@ -36,7 +35,7 @@ from controller.caches import (
 from controller.defaults import SIDECAR_GRACE
 from controller.facts import FactReader
 from controller.hook_job import create_hook_job, hook_job_failure
-from controller.invoker import MemberView, members_of, subject_of
+from controller.invoker import MemberView, members_of
 from controller.owned import find_job, stop_job
 from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
@@ -160,21 +159,14 @@ class SessionReconciler:
         settings) refuses every member."""
         if invoker is None:
             return {}
-        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
-        repo_obj = self.caches.get(
-            REPOSITORIES,
-            repo_ref.get("namespace") or invoker["metadata"]["namespace"],
-            repo_ref.get("name", ""),
-        )
         try:
-            repo = Repository.from_dict(repo_obj) if repo_obj else None
+            repo = self.reader.repository_of(invoker)
         except ValidationError:
             repo = None  # the Job's builder says what is wrong with it
-        _, found = judge(self.caches, self.operator_namespace, invoker, members, repo)
-        subject = subject_of(invoker, members, repo).members
+        subject, found = judge(self.caches, self.operator_namespace, invoker, members, repo)
         refused: dict[int, list[str]] = {}
         for refusal in found:
-            owner = member_of(refusal, subject)
+            owner = member_of(refusal, subject.members)
             for view in members:
                 if owner is None or owner.where == view.where:
                     refused.setdefault(view.index, []).append(str(refusal))

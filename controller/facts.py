@@ -97,6 +97,16 @@ class FactReader:
                 del self._secret_keys[stale]
         return keys
 
+    def repository_of(self, invoker: JSON) -> Repository | None:
+        """The Repository the invoker's spec names now, from the cache (None: not there; a
+        ValidationError: not a Repository this version reads)."""
+        namespace = invoker["metadata"]["namespace"]
+        ref = (invoker.get("spec") or {}).get("repository") or {}
+        found = self.caches.get(
+            REPOSITORIES, ref.get("namespace") or namespace, ref.get("name", "")
+        )
+        return Repository.from_dict(found) if found else None
+
     def workload_volumes(self, view: MemberRef) -> frozenset[str] | None:
         if view.task is not None or view.kind not in WORKLOAD_TYPES:
             return None
@@ -121,11 +131,7 @@ class FactReader:
         self, invoker: JSON, views: Sequence[MemberRef], schedule_problem: str | None = None
     ) -> InvokerFacts:
         namespace = invoker["metadata"]["namespace"]
-        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
-        repo_obj = self.caches.get(
-            REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
-        )
-        repo = Repository.from_dict(repo_obj) if repo_obj else None
+        repo = self.repository_of(invoker)
         # The policies of every namespace in play (the invoker's, its targets', its
         # Repository's), from the Namespace cache.
         tenancy = read_tenancy(

@@ -19,7 +19,7 @@ from typing import Any
 from api import constants as c
 from api.backup import BackupMember
 from api.common import TargetRef
-from api.conditions import Condition, set_condition
+from api.conditions import Condition, is_true, set_condition
 from api.pod_members import WORKLOAD_KINDS, member_documents
 from api.repository import Repository
 from api.restore import RestoreMember
@@ -255,6 +255,18 @@ def boundary_refusals(
     return refusals(facts.tenancy, subject_of(invoker, members, facts.repository))
 
 
+def boundary_problems(refused: Sequence[Refusal]) -> list[str]:
+    """The refusals that make an invoker's spec invalid, in words: all but its Repository's,
+    which ``RepositoryFound`` says (``repository_conditions``)."""
+    return [str(r) for r in refused if r.reason != REPOSITORY_REFUSED]
+
+
+def usable_repository(facts: InvokerFacts, conditions: list[Condition] | None) -> Repository | None:
+    """The Repository read for the invoker if the boundary lets it use it (its
+    ``RepositoryFound`` is True), else None: only then is it named in what its pods may read."""
+    return facts.repository if is_true(conditions, c.REPOSITORY_FOUND) else None
+
+
 def validation_problems(invoker: JSON, members: list[MemberView], facts: InvokerFacts) -> list[str]:
     """Problems in the invoker itself and in what it may reach: nothing can work until the
     spec changes (or the Task it names is installed, or an admin allows what it asks)."""
@@ -303,11 +315,7 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
                 f"{where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
             )
         seen[key] = view.index
-    problems += [
-        str(r)
-        for r in boundary_refusals(invoker, members, facts)
-        if r.reason != REPOSITORY_REFUSED  # RepositoryFound says it
-    ]
+    problems += boundary_problems(boundary_refusals(invoker, members, facts))
     return problems
 
 

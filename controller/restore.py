@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from api import constants as c
 from api.base import first_error
-from api.conditions import has_condition, is_true, set_condition
+from api.conditions import has_condition, set_condition
 from api.naming import hook_job_name, restore_job_name, restore_service_account
 from controller import claims
 from controller.background import Background
@@ -39,7 +39,7 @@ from controller.caches import (
 from controller.facts import FactReader
 from controller.grants import Grants, repository_grant
 from controller.hook_job import create_hook_job, hook_job_failure
-from controller.invoker import RestoreView
+from controller.invoker import RestoreView, usable_repository
 from controller.owned import ensure, find_job, owned_by, stop_job
 from controller.restore_status import (
     FINISHED,
@@ -385,8 +385,7 @@ class RestoreReconciler:
                     stop_job(self.client, self.writes, job, "the boundary refuses its restore")
             return
         accounts = [self._service_account(v) for v in workloads]
-        allowed = is_true(status.get("conditions"), c.REPOSITORY_FOUND)
-        repository = seen.facts.repository if allowed else None
+        repository = usable_repository(seen.facts, status.get("conditions"))
         named = [(v.kind, v.name, a) for v, a in zip(workloads, accounts, strict=True)]
         for obj in restore_rbac_objects(invoker, named, repository):
             ensure(self.client, self.caches, self.writes, obj)

@@ -31,13 +31,14 @@ from api import constants as c
 from api.conditions import is_true
 from api.pod_members import WORKLOAD_KINDS
 from api.restore import RestoreMember
-from api.tenancy import REPOSITORY_REFUSED
+from api.tenancy import Refusal
 from controller import validation
 from controller.claims import claim_problems
 from controller.invoker import (
     ConditionSet,
     InvokerFacts,
     RestoreView,
+    boundary_problems,
     boundary_refusals,
     repository_conditions,
 )
@@ -146,8 +147,11 @@ def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
     return problems + claim_problems(view)
 
 
-def restore_problems(invoker: JSON, members: list[RestoreView], facts: InvokerFacts) -> list[str]:
-    """What is wrong in the restore invoker itself or out of its reach (tenancy)."""
+def restore_problems(
+    invoker: JSON, members: list[RestoreView], facts: InvokerFacts, refused: list[Refusal]
+) -> list[str]:
+    """What is wrong in the restore invoker itself or out of its reach (``refused``: what the
+    tenant boundary refuses of it now)."""
     spec = invoker.get("spec") or {}
     batch = invoker.get("kind") == "RestoreBatch"
     problems: list[str] = []
@@ -174,12 +178,7 @@ def restore_problems(invoker: JSON, members: list[RestoreView], facts: InvokerFa
                 f"{view.where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
             )
         seen[key] = view.index
-    problems += [
-        str(r)
-        for r in boundary_refusals(invoker, members, facts)
-        if r.reason != REPOSITORY_REFUSED  # RepositoryFound says it
-    ]
-    return problems
+    return problems + boundary_problems(refused)
 
 
 def _entries(invoker: JSON, status: JSON, seen: RestoreObserved) -> list[JSON]:
@@ -289,7 +288,8 @@ def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime)
     meta = invoker["metadata"]
     spec = invoker.get("spec") or {}
     started = status.get("phase") == "Running"
-    problems = restore_problems(invoker, seen.members, seen.facts)
+    refused = boundary_refusals(invoker, seen.members, seen.facts)
+    problems = restore_problems(invoker, seen.members, seen.facts, refused)
     out = ConditionSet(status.get("conditions"), now, meta.get("generation"))
     out.put(
         c.VALIDATION_PASSED,
@@ -307,12 +307,12 @@ def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime)
     status.setdefault("sessionDeadline", deadline(meta["creationTimestamp"], spec.get("timeOut")))
     entries = _entries(invoker, status, seen)
     if started:
-        refused = [str(r) for r in boundary_refusals(invoker, seen.members, seen.facts)]
         if refused:  # nothing more is read, written or run for it
-            fail_unfinished(entries, RESTORE, "refused: " + "; ".join(refused), now)
+            words = "; ".join(str(r) for r in refused)
+            fail_unfinished(entries, RESTORE, f"refused: {words}", now)
             _settle(invoker, status, entries, now)
             _store(invoker, status, entries)
-        return refused
+        return [str(r) for r in refused]
     waiting = out.not_ready + _found(entries, seen, now)
     if waiting:
         if past_deadline(status, entries, RESTORE, now):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from api.repository import Repository
-from api.tenancy import NamespacePolicy, Refusal, Tenancy, refusals
+from api.tenancy import NamespacePolicy, Refusal, Subject, Tenancy, refusals
 from controller.caches import NAMESPACES, Caches
 from controller.invoker import MemberRef, namespaces_of, subject_of
 
@@ -38,7 +38,8 @@ def judge(
     invoker: JSON,
     views: Sequence[MemberRef],
     repository: Repository | None,
-) -> tuple[Tenancy, list[Refusal]]:
-    """The tenancy in force for ``invoker`` and everything the boundary refuses of it now."""
+) -> tuple[Subject, list[Refusal]]:
+    """What the boundary judges of ``invoker`` and everything it refuses of it now."""
     tenancy = read_tenancy(caches, operator_namespace, namespaces_of(invoker, views, repository))
-    return tenancy, refusals(tenancy, subject_of(invoker, views, repository))
+    subject = subject_of(invoker, views, repository)
+    return subject, refusals(tenancy, subject)

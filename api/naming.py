@@ -106,6 +106,12 @@ def named_access(kind: str, invoker: str) -> str:
     return fit(f"stash-{kind.lower()}-{invoker}-access", JOB_NAME_MAX)
 
 
+def restore_init_binding(kind: str, invoker: str) -> str:
+    """The RoleBinding of ClusterRole ``stash-restore-init`` to the accounts of the workloads a
+    restore restores (their stash-init)."""
+    return fit(f"stash-{kind.lower()}-{invoker}-init", JOB_NAME_MAX)
+
+
 def restore_turn_lease(target_kind: str, target_name: str) -> str:
     """The Lease the pods of one Deployment take turns restoring its host by (stash-init)."""
     return fit(f"stash-restore-{target_kind.lower()}-{target_name}", LEASE_NAME_MAX)

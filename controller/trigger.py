@@ -19,11 +19,11 @@ from api.naming import (
     SIDECAR_CLUSTER_ROLE,
     backup_service_account,
     cronjob_name,
-    fit,
     invoker_service_account,
     label_value,
     named_access,
     repository_init_lease,
+    restore_init_binding,
     restore_service_account,
     restore_turn_lease,
     sidecar_lease,
@@ -84,8 +84,9 @@ def sidecar_binding(
     workloads = list(workloads)
     accounts = [account for _, _, account in workloads]
     name = invoker["metadata"]["name"]
-    binding = _binding(invoker, sidecar_role_binding(name), "ClusterRole", accounts)
-    binding["roleRef"]["name"] = SIDECAR_CLUSTER_ROLE
+    binding = _binding(
+        invoker, sidecar_role_binding(name), accounts, cluster_role=SIDECAR_CLUSTER_ROLE
+    )
     leases = [sidecar_lease(kind, target) for kind, target, _ in workloads]
     namespace = invoker["metadata"]["namespace"]
     if repository is not None and (repository.metadata.namespace or namespace) == namespace:
@@ -126,21 +127,7 @@ def rbac_objects(invoker: JSON) -> list[JSON]:
             ],
         }
     )
-    objects.append(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta(invoker, name),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": service_account_name(invoker),
-                    "namespace": invoker["metadata"]["namespace"],
-                }
-            ],
-        }
-    )
+    objects.append(_binding(invoker, name, [service_account_name(invoker)]))
     objects += _job_identity(invoker, backup_service_account, BACKUP_JOB_CLUSTER_ROLE)
     return objects
 
@@ -161,11 +148,12 @@ def restore_rbac_objects(
     accounts = sorted({account for _, _, account in workloads})
     if not accounts:
         return objects
-    name = invoker["metadata"]["name"]
     binding = _binding(
-        invoker, fit(f"stash-{invoker['kind'].lower()}-{name}-init", 63), "ClusterRole", accounts
+        invoker,
+        restore_init_binding(invoker["kind"], invoker["metadata"]["name"]),
+        accounts,
+        cluster_role=RESTORE_INIT_CLUSTER_ROLE,
     )
-    binding["roleRef"]["name"] = RESTORE_INIT_CLUSTER_ROLE
     leases = [restore_turn_lease(kind, target) for kind, target, _ in workloads]
     return [
         *objects,
@@ -213,20 +201,27 @@ def named_access_objects(
         "metadata": _meta(invoker, name),
         "rules": rules,
     }
-    return [role, _binding(invoker, name, "Role", accounts)]
+    return [role, _binding(invoker, name, accounts)]
 
 
 def _rule(group: str, resource: str, verbs: list[str], names: list[str]) -> JSON:
     return {"apiGroups": [group], "resources": [resource], "verbs": verbs, "resourceNames": names}
 
 
-def _binding(invoker: JSON, name: str, kind: str, accounts: Iterable[str]) -> JSON:
+def _binding(invoker: JSON, name: str, accounts: Iterable[str], *, cluster_role: str = "") -> JSON:
+    """RoleBinding ``name`` in the invoker's namespace of ``accounts`` there to the Role of the
+    same name, or to ``cluster_role``."""
     namespace = invoker["metadata"]["namespace"]
+    role = (
+        {"kind": "ClusterRole", "name": cluster_role}
+        if cluster_role
+        else {"kind": "Role", "name": name}
+    )
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": _meta(invoker, name),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", **role},
         "subjects": [
             {"kind": "ServiceAccount", "name": account, "namespace": namespace}
             for account in sorted(set(accounts))
@@ -234,14 +229,9 @@ def _binding(invoker: JSON, name: str, kind: str, accounts: Iterable[str]) -> JS
     }
 
 
-def _job_identity(
-    invoker: JSON,
-    account_name: Callable[[str], str],
-    role: str,
-    more: Iterable[str] = (),
-) -> list[JSON]:
+def _job_identity(invoker: JSON, account_name: Callable[[str], str], role: str) -> list[JSON]:
+    """The Jobs' own ServiceAccount and its RoleBinding to ClusterRole ``role``."""
     account = account_name(invoker["metadata"]["name"])
-    namespace = invoker["metadata"]["namespace"]
     return [
         {
             "apiVersion": "v1",
@@ -249,20 +239,7 @@ def _job_identity(
             "metadata": _meta(invoker, account),
             "automountServiceAccountToken": True,
         },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta(invoker, account),
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": role,
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": name, "namespace": namespace}
-                for name in [account, *sorted(set(more) - {account})]
-            ],
-        },
+        _binding(invoker, account, [account], cluster_role=role),
     ]
 
 

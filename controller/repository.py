@@ -135,16 +135,18 @@ class RepositoryReconciler:
         """The invokers that back up into ``repo`` and may (``api.tenancy``): one of another
         namespace that its usagePolicy refuses is not written into this namespace."""
         namespace, name = repo.metadata.namespace or "", repo.metadata.name or ""
+        invokers = {
+            kind: self.caches.informer(rt).by_index(BY_REPOSITORY, f"{namespace}/{name}")
+            for kind, rt in INVOKER_TYPES.items()
+        }
+        users = {i["metadata"]["namespace"] for found in invokers.values() for i in found}
+        tenancy = read_tenancy(self.caches, self.operator_namespace, users - {namespace})
         found = []
-        for kind, rt in INVOKER_TYPES.items():
-            for invoker in self.caches.informer(rt).by_index(BY_REPOSITORY, f"{namespace}/{name}"):
+        for kind, listed in invokers.items():
+            for invoker in listed:
                 meta = invoker["metadata"]
-                if meta["namespace"] != namespace:
-                    tenancy = read_tenancy(
-                        self.caches, self.operator_namespace, [meta["namespace"]]
-                    )
-                    if repository_refusal(tenancy, Subject(meta["namespace"], repo)):
-                        continue
+                if repository_refusal(tenancy, Subject(meta["namespace"], repo)):
+                    continue
                 found.append(
                     {
                         "apiGroup": c.GROUP,
@@ -172,23 +174,24 @@ class RepositoryReconciler:
         return None
 
     def _sync_references(self, repo: JSON) -> None:
-        meta = repo["metadata"]
         try:
             references = self.references(Repository.model_validate(repo))
         except ValidationError:
             return  # the invokers' conditions say what is wrong with it
-        if ((repo.get("status") or {}).get("references") or []) == references:
-            return
-        patch = {
-            "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {"references": references or None},
-        }
+        if ((repo.get("status") or {}).get("references") or []) != references:
+            self._patch_status(repo, {"references": references or None})
+
+    def _patch_status(self, repo: JSON, status: JSON) -> None:
+        """Write ``status`` fields of the Repository as read (its resourceVersion): gone or
+        changed meanwhile, nothing is written and the next look writes it."""
+        meta = repo["metadata"]
+        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
         try:
             self.client.patch(
                 REPOSITORIES, meta["name"], patch, namespace=meta["namespace"], subresource="status"
             )
             self.writes.record(meta["namespace"])
-        except NotFound:
+        except (NotFound, Conflict):
             pass
 
     def _sync_finalizer(self, repo: JSON, finalizers: list[str]) -> bool:
@@ -240,20 +243,8 @@ class RepositoryReconciler:
         """Write the ``WipedOut`` condition when it says something new."""
         status = repo.get("status") or {}
         conditions = set_condition(status.get("conditions"), WIPED_OUT, ok, reason, message)
-        if conditions == status.get("conditions"):
-            return
-        meta = repo["metadata"]
-        patch = {
-            "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {"conditions": conditions},
-        }
-        try:
-            self.client.patch(
-                REPOSITORIES, meta["name"], patch, namespace=meta["namespace"], subresource="status"
-            )
-            self.writes.record(meta["namespace"])
-        except (NotFound, Conflict):
-            pass  # gone, or changed: the next look writes it
+        if conditions != status.get("conditions"):
+            self._patch_status(repo, {"conditions": conditions})
 
     def _wipe(self, key: Key, repo: JSON) -> Result | None:
         """Run the wipe in its Job in the Repository's namespace, follow it, and release the
@@ -295,24 +286,16 @@ class RepositoryReconciler:
             self._condition(repo, True, "WipeOutSucceeded", outcome.message)
             self._release(repo, "Normal", "WipedOut", outcome.message)
             return None
-        skipped = _failed_reason(job) == "PodFailurePolicy"  # it could not be wiped at all
         words = (
             outcome.message
-            if skipped
+            if outcome.skipped
             else f"gave up after {outcome.attempts} attempt(s), the backend's data is kept: "
             f"{outcome.message}"
         )
-        reason = "WipeOutSkipped" if skipped else "WipeOutFailed"
+        reason = "WipeOutSkipped" if outcome.skipped else "WipeOutFailed"
         self._condition(repo, False, reason, words)
         self._release(repo, "Warning", reason, words)
         return None
-
-
-def _failed_reason(job: JSON) -> str:
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return str(condition.get("reason") or "")
-    return ""
 
 
 def _wipe_job_owner(obj: JSON) -> Key | None:

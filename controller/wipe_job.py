@@ -137,12 +137,14 @@ def wipe_objects(repository: JSON, image: str) -> list[JSON]:
 @dataclass(frozen=True)
 class WipeOutcome:
     """How the wipe Job stands: ``done`` once it ended, ``ok`` if it wiped, in the program's
-    own words (its pods' last termination message) and how many pods tried."""
+    own words (its pods' last termination message) and how many pods tried; ``skipped`` when
+    it ended because it could not be wiped at all (``NOT_RETRIED``)."""
 
     done: bool
     ok: bool
     message: str
     attempts: int
+    skipped: bool = False
 
 
 def _message(pods: list[JSON]) -> str:
@@ -169,5 +171,6 @@ def wipe_outcome(job: JSON, pods: list[JSON]) -> WipeOutcome:
             return WipeOutcome(True, True, _message(pods) or "wiped out", attempts)
         if condition.get("type") == "Failed":
             why = _message(pods) or str(condition.get("message") or condition.get("reason"))
-            return WipeOutcome(True, False, why, attempts)
+            skipped = condition.get("reason") == "PodFailurePolicy"
+            return WipeOutcome(True, False, why, attempts, skipped)
     return WipeOutcome(False, False, _message(pods), attempts)

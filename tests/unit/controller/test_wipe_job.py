@@ -75,6 +75,7 @@ def test_the_outcome_is_the_newest_pods_own_words_and_how_many_tried() -> None:
     last = _pod("GET http://r/repo/data/: HTTP 502", "2026-01-01T10:00:30Z")
     outcome = wipe_outcome(failed, [last, first])
     assert (outcome.done, outcome.ok, outcome.attempts) == (True, False, 3)
+    assert not outcome.skipped
     assert outcome.message == "GET http://r/repo/data/: HTTP 502"
     complete = {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
     done = _pod(
@@ -83,3 +84,16 @@ def test_the_outcome_is_the_newest_pods_own_words_and_how_many_tried() -> None:
     outcome = wipe_outcome(complete, [done])
     assert (outcome.done, outcome.ok) == (True, True)
     assert "7 objects" in outcome.message
+
+
+def test_a_wipe_that_cannot_be_done_at_all_is_skipped_not_failed() -> None:
+    refused = {
+        "status": {
+            "failed": 1,
+            "conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}],
+        }
+    }
+    words = "storage Secret team-a/creds not found: no credentials to wipe with"
+    outcome = wipe_outcome(refused, [_pod(words, "2026-01-01T10:00:01Z")])
+    assert (outcome.done, outcome.ok, outcome.skipped) == (True, False, True)
+    assert outcome.message == words

@@ -283,22 +283,23 @@ class SidecarIndex:
 
     # -- Namespaces: the tenant boundary's policies ---------------------------------------------
 
+    @staticmethod
+    def _policy(obj: dict[str, Any]) -> NamespacePolicy:
+        return NamespacePolicy.of(str((obj.get("metadata") or {}).get("name", "")), obj)
+
     def upsert_namespace(self, obj: dict[str, Any]) -> None:
-        name = str((obj.get("metadata") or {}).get("name", ""))
+        policy = self._policy(obj)
         with self._lock:
-            self._namespaces[name] = NamespacePolicy.of(name, obj)
+            self._namespaces[policy.name] = policy
             self._memo = {}
 
     def delete_namespace(self, obj: dict[str, Any]) -> None:
         with self._lock:
-            self._namespaces.pop(str((obj.get("metadata") or {}).get("name", "")), None)
+            self._namespaces.pop(self._policy(obj).name, None)
             self._memo = {}
 
     def replace_namespaces(self, items: Iterable[dict[str, Any]]) -> None:
-        policies = {}
-        for obj in items:
-            name = str((obj.get("metadata") or {}).get("name", ""))
-            policies[name] = NamespacePolicy.of(name, obj)
+        policies = {policy.name: policy for policy in map(self._policy, items)}
         with self._lock:
             self._namespaces = policies
             self._memo = {}

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.constants import SIDECAR_CONTAINER
-from api.repository import Repository
 from api.tenancy import (
     HOST_PATH,
     IDENTITY,
@@ -28,32 +27,11 @@ from api.tenancy import (
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from tests.factories import batch, member, pod, review
+from tests.unit.controller.test_invoker import repository as repo
 from webhook.mutation import handle
 from webhook.review import parse_review
 
 JSON = dict[str, Any]
-
-
-def repo(namespace: str, local: JSON | None = None, /, **policy: Any) -> Repository:
-    spec: JSON = {
-        "backend": {
-            "local": {
-                "mountPath": "/r",
-                **(local or {"persistentVolumeClaim": {"claimName": "r"}}),
-            },
-            "storageSecretName": "s",
-        }
-    }
-    if policy:
-        spec["usagePolicy"] = {"allowedNamespaces": policy}
-    return Repository.from_dict(
-        {
-            "apiVersion": "stash.appscode.com/v1alpha1",
-            "kind": "Repository",
-            "metadata": {"name": "repo", "namespace": namespace},
-            "spec": spec,
-        }
-    )
 
 
 def tenancy(**namespaces: NamespacePolicy) -> Tenancy:
@@ -75,7 +53,7 @@ HOST = {"hostPath": {"path": "/"}}
 
 
 def test_a_repository_on_the_nodes_files_needs_the_hostpath_privilege() -> None:
-    subject = Subject("a", repo("a", HOST))
+    subject = Subject("a", repo("a", local=HOST))
     (refused,) = refusals(tenancy(), subject)
     assert refused.field == "spec.repository"
     assert refused.reason == "PrivilegeNotAllowed"
@@ -87,12 +65,12 @@ def test_a_repository_on_the_nodes_files_needs_the_hostpath_privilege() -> None:
 
 
 def test_the_pod_security_level_holds_whatever_the_admin_allowed() -> None:
-    subject = Subject("a", repo("a", HOST))
+    subject = Subject("a", repo("a", local=HOST))
     (refused,) = refusals(tenancy(a=policy("a", "*", "baseline")), subject)
     assert refused.reason == "PodSecurityViolation"
     assert "enforces Pod Security level 'baseline'" in refused.message
     # restricted: only the volume types it lists; a PVC is one of them, NFS is not.
-    nfs = Subject("a", repo("a", {"nfs": {"server": "10.0.0.1", "path": "/"}}))
+    nfs = Subject("a", repo("a", local={"nfs": {"server": "10.0.0.1", "path": "/"}}))
     assert refusals(tenancy(a=policy("a", "", "restricted")), nfs)[0].reason == (
         "PodSecurityViolation"
     )
@@ -119,7 +97,7 @@ def test_another_namespaces_repository_needs_its_usage_policy_and_protected_ones
 
 def test_a_shared_repository_on_the_node_needs_the_privilege_of_the_namespace_using_it() -> None:
     # The volume is mounted into the user's pods: the user's namespace decides, not the owner's.
-    shared = Subject("b", repo("a", HOST, **{"from": "All"}))
+    shared = Subject("b", repo("a", local=HOST, **{"from": "All"}))
     assert refusals(tenancy(a=policy("a", HOST_PATH)), shared) != []
     assert refusals(tenancy(b=policy("b", HOST_PATH)), shared) == []
 
@@ -182,7 +160,7 @@ def test_the_chain_names_each_members_field_and_the_invokers_own() -> None:
         Member("spec.members[1]", "Deployment", "web", "b", True),
     )
     subject = Subject(
-        "a", repo("a", HOST), members, runtime_settings={"pod": {"serviceAccountName": "x"}}
+        "a", repo("a", local=HOST), members, runtime_settings={"pod": {"serviceAccountName": "x"}}
     )
     fields = [r.field for r in refusals(tenancy(), subject)]
     assert fields == [
@@ -257,7 +235,7 @@ def _index(*objects: JSON, namespaces: tuple[JSON, ...] = ()) -> SidecarIndex:
 
 def _repository_object(namespace: str, local: JSON, **policy: Any) -> JSON:
     obj: JSON = json.loads(
-        repo(namespace, local, **policy).model_dump_json(by_alias=True, exclude_unset=True)
+        repo(namespace, local=local, **policy).model_dump_json(by_alias=True, exclude_unset=True)
     )
     return {"apiVersion": "stash.appscode.com/v1alpha1", "kind": "Repository", **obj}
 

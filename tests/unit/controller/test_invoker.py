@@ -21,8 +21,11 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
 
 
-def repository(namespace: str = "demo", **policy: Any) -> Repository:
-    spec: dict[str, Any] = {"backend": {"local": {"mountPath": "/r"}, "storageSecretName": "s"}}
+def repository(namespace: str = "demo", *, local: Any = None, **policy: Any) -> Repository:
+    """Repository ``repo`` of a local backend at /r (its volume source: ``local``), allowing
+    the namespaces ``policy`` says (its own only by default)."""
+    backend = {"local": {"mountPath": "/r", **(local or {})}, "storageSecretName": "s"}
+    spec: dict[str, Any] = {"backend": backend}
     if policy:
         spec["usagePolicy"] = {"allowedNamespaces": policy}
     return Repository.from_dict(

@@ -122,7 +122,6 @@ def cmd_webhook(args: argparse.Namespace) -> int:
             register_url=args.register_url,
             failure_policy=args.failure_policy,
             kubeconfig=args.kubeconfig,
-            pushgateway_url=args.pushgateway_url,
             log_format=args.log_format or os.environ.get("STASH_LOG_FORMAT", ""),
         )
     )
@@ -144,6 +143,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             identity=args.identity or "",
             pushgateway_url=args.pushgateway_url,
             health_port=args.health_port,
+            pushgateway_read_port=args.pushgateway_read_port,
             sidecar_grace=args.sidecar_grace,
             pod_name=os.environ.get("POD_NAME", ""),
             workers=args.workers,
@@ -227,7 +227,6 @@ def _step_options(args: argparse.Namespace) -> StepOptions:
     return StepOptions(
         output_dir=Path(args.output_dir),
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        pushgateway_url=args.pushgateway_url,
     )
 
 
@@ -326,7 +325,6 @@ def cmd_restore_init(args: argparse.Namespace) -> int:
     client = Client.from_environment(args.kubeconfig)
     options = InitOptions(
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        pushgateway_url=args.pushgateway_url,
     )
     try:
         return RestoreInit(client, me, options).run(_stop_on_signals())
@@ -344,7 +342,6 @@ def cmd_run_backup(args: argparse.Namespace) -> int:
     options = AgentOptions(
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         state_dir=Path(args.state_dir),
-        pushgateway_url=args.pushgateway_url,
     )
     try:
         SidecarAgent(client, me, options).run(stop)
@@ -492,10 +489,16 @@ def _add_repository_commands(sub: Any) -> None:
         restore.add_argument("--invoker-kind", choices=RESTORE_KINDS, default="RestoreSession")
         restore.add_argument("--invoker-name", default="", help="default: --restoresession")
         restore.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the emptyDir
-        restore.add_argument("--pushgateway-url", default="", help=argparse.SUPPRESS)
+        _retired_pushgateway_argument(restore)
     for parser in sub.choices.values():
         if parser.get_default("func") is None:
             parser.set_defaults(func=cmd_repository)
+
+
+def _retired_pushgateway_argument(parser: argparse.ArgumentParser) -> None:
+    """Accepted and ignored: pods and Functions made by earlier versions still pass it. Only
+    the operator writes metrics now, from the status these programs record (docs/security.md)."""
+    parser.add_argument("--pushgateway-url", default="", help=argparse.SUPPRESS)
 
 
 def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -516,7 +519,7 @@ def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository-namespace")
     parser.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the pod's emptyDir
     parser.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
-    parser.add_argument("--pushgateway-url", default="")
+    _retired_pushgateway_argument(parser)
     parser.add_argument("--kubeconfig")
 
 
@@ -537,7 +540,7 @@ def _add_backup_commands(sub: Any) -> None:
     sidecar.add_argument("--target-kind", required=True)
     sidecar.add_argument("--target-name", required=True)
     sidecar.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
-    sidecar.add_argument("--pushgateway-url", default="")
+    _retired_pushgateway_argument(sidecar)
     sidecar.add_argument(
         "--state-dir",
         default="/tmp/stash-state",  # noqa: S108 - the pod's tmp-dir emptyDir
@@ -553,7 +556,7 @@ def _add_backup_commands(sub: Any) -> None:
     init.add_argument("--target-kind", required=True)
     init.add_argument("--target-name", required=True)
     init.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
-    init.add_argument("--pushgateway-url", default="")
+    _retired_pushgateway_argument(init)
     init.add_argument("--kubeconfig")
     _log_format_argument(init)
     init.set_defaults(func=cmd_restore_init)
@@ -614,6 +617,12 @@ def _add_operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     operator.add_argument("--pushgateway-url", default=DEFAULT_PUSHGATEWAY, help=PUSHGATEWAY_HELP)
     operator.add_argument("--health-port", type=int, help="serve /healthz and /readyz on this port")
     operator.add_argument(
+        "--pushgateway-read-port",
+        type=int,
+        help="serve the Pushgateway's /metrics on this port, refusing every push: the "
+        "operator alone writes to --pushgateway-url, the Pushgateway's loopback address",
+    )
+    operator.add_argument(
         "--sidecar-grace",
         type=float,
         default=SIDECAR_GRACE,
@@ -661,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hook.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the operator's namespace")
     hook.add_argument("--service", default=WEBHOOK_NAME, help="the webhook's Service name")
-    hook.add_argument("--pushgateway-url", default=DEFAULT_PUSHGATEWAY, help=PUSHGATEWAY_HELP)
+    _retired_pushgateway_argument(hook)
     hook.add_argument("--register-url", help="register the webhook at this base URL (local use)")
     hook.add_argument("--failure-policy", choices=["Ignore", "Fail"], default="Ignore")
     hook.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")

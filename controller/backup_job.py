@@ -67,7 +67,6 @@ class JobInputs:
     task: JSON
     functions: dict[str, JSON]
     image: str
-    pushgateway_url: str = ""
     ordinal: int | None = None  # restoring into new PVCs: the ordinal whose claims this Job fills
 
     @property
@@ -95,7 +94,6 @@ def job_inputs(
     member: MemberView | RestoreView,
     *,
     image: str,
-    pushgateway_url: str = "",
     ordinal: int | None = None,
 ) -> JobInputs:
     """What ``build_job`` needs for one member, from the caches: the invoker's Repository, the
@@ -130,7 +128,6 @@ def job_inputs(
         task,
         functions,
         image,
-        pushgateway_url,
         ordinal,
     )
 
@@ -207,7 +204,9 @@ def variables(inputs: JobInputs) -> dict[str, str]:
         "RETENTION_PRUNE": str(bool(retention.get("prune", False))).lower(),
         "RETENTION_DRY_RUN": str(bool(retention.get("dryRun", False))).lower(),
         "RETENTION_KEEP_TAGS": ",".join(retention.get("keepTags") or []),
-        "PROMETHEUS_PUSHGATEWAY_URL": inputs.pushgateway_url,
+        # Stash's Functions pass it on; here the operator alone pushes metrics, from the
+        # status the steps write (docs/security.md), so a Function gets nothing to push to.
+        "PROMETHEUS_PUSHGATEWAY_URL": "",
         "ENABLE_CACHE": str(cache).lower(),
         "CACHE_DIR": CACHE_DIR if cache else "",
     }

@@ -18,6 +18,7 @@ from api import constants as c
 from api.conditions import false_message, has_condition, is_true, now_rfc3339, set_condition
 from api.naming import backup_job_name, hook_job_name
 from api.tenancy import member_of
+from controller import metric_groups
 from controller.background import Background
 from controller.backup_job import JobError, build_job, job_inputs
 from controller.caches import (
@@ -44,7 +45,6 @@ from controller.session_status import (
     fail_member,
     history_to_delete,
     next_status,
-    session_outcome,
 )
 from controller.sessions import create_session
 from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
@@ -91,7 +91,7 @@ class SessionReconciler:
         self.reader = FactReader(client, caches, operator_namespace)
         self.jobs_created = 0
         self.events = EventRecorder(client, "stash-operator")
-        self.pushes: Background[Key, None] = Background("metrics-push")
+        self.pushes: Background[Key, bool] = Background("metrics-push")
         self._enqueue: Callable[[Key], None] = lambda key: None
 
     def register(self, controller: Controller[Key]) -> None:
@@ -403,34 +403,62 @@ class SessionReconciler:
         self.events.record(session, "Warning", "GlobalHookFailed", failure)
 
     def _push_metrics(self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime) -> None:
-        """Push the session's and its targets' metrics once, off the worker (a Pushgateway may
-        take its 10 s); the pass after the push records how it went as ``MetricsPushed``."""
+        """Push the session's groups once, off the worker (a Pushgateway may take its 10 s): the
+        session, each host, and the repository's figures when the invoker may use it. The
+        operator is the Pushgateway's only writer (``controller.metric_groups``). The pass
+        after the push records how it went as ``MetricsPushed`` and, when the repository's
+        figures were among them, ``RepositoryMetricsPushed``."""
         meta = session["metadata"]
         key = (meta["namespace"], meta["name"])
         pushed = self.pushes.take(key)
         if pushed is not None:
             error = pushed.error
             ok = error is None
-            status["conditions"] = set_condition(
-                status.get("conditions"),
-                c.METRICS_PUSHED,
-                ok,
-                "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
-                "pushed session metrics" if ok else str(error),
-                now=now,
-            )
+            for kind, what in ((c.METRICS_PUSHED, "session and host metrics"),) + (
+                ((c.REPOSITORY_METRICS_PUSHED, "repository metrics"),) if pushed.value else ()
+            ):
+                status["conditions"] = set_condition(
+                    status.get("conditions"),
+                    kind,
+                    ok,
+                    "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
+                    f"pushed {what}" if ok else str(error),
+                    now=now,
+                )
             return
         history = [
             s
             for s in self._sessions_of(meta["namespace"], invoker["metadata"]["name"])
             if s["metadata"]["name"] != meta["name"]
         ]
-        outcome = session_outcome(status, history, now)
-        repo = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
-        who = metrics.Invoker(invoker["kind"], invoker["metadata"]["name"], meta["namespace"], repo)
-        registry = metrics.session_registry(who, outcome)
-        url = self.pushgateway_url
-        self.pushes.submit(key, lambda: metrics.push(url, who.job, {}, registry), self._enqueue)
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        who = metrics.Invoker(
+            invoker["kind"],
+            invoker["metadata"]["name"],
+            meta["namespace"],
+            repo_ref.get("name", ""),
+        )
+        groups = [
+            metric_groups.session_group(who, status, history, now),
+            *metric_groups.backup_host_groups(who, status),
+        ]
+        # Only a Repository the boundary lets the invoker use is read for its figures.
+        usable = is_true((invoker.get("status") or {}).get("conditions"), c.REPOSITORY_FOUND)
+        repo_namespace = repo_ref.get("namespace") or meta["namespace"]
+        client, url = self.client, self.pushgateway_url
+
+        def push() -> bool:
+            repository = None
+            if usable and who.repository:
+                try:  # read now, not from the cache: the last host updated it just before
+                    repository = client.get(REPOSITORIES, who.repository, repo_namespace)
+                except NotFound:
+                    repository = None
+            figures = metric_groups.repository_group(who, repository) if repository else None
+            metric_groups.push_groups(url, who, groups + ([figures] if figures else []))
+            return figures is not None
+
+        self.pushes.submit(key, push, self._enqueue)
 
     def _clean_history(
         self, namespace: str, invoker: str, limit: int, current: str, phase: str | None
@@ -493,7 +521,6 @@ class SessionReconciler:
                 invoker,
                 view,
                 image=self.image,
-                pushgateway_url=self.pushgateway_url,
             )
             job = build_job(inputs)
         except JobError as exc:

@@ -86,7 +86,6 @@ def builtin_objects(image: str) -> list[JSON]:
                 *_COMMON_ARGS,
                 "--backupsession=${BACKUP_SESSION:=}",
                 "--restoresession=${RESTORE_SESSION:=}",
-                "--pushgateway-url=${PROMETHEUS_PUSHGATEWAY_URL:=}",
             ],
             [],
             image,

@@ -4,9 +4,10 @@ The Pushgateway keeps its groups in memory, in the leader's pod: a failover or a
 its container empties it, and an alert such as "no successful backup for N hours" would then
 see nothing. The record is in the API: each invoker's newest finished BackupSession (history
 keeps the last Succeeded one) and its Repository's status. While leading, the operator lists
-the Pushgateway's groups every ``CHECK_SECONDS`` and pushes every invoker's session group and
-repository group that is missing, derived from that record. A group that is there is never
-touched: hosts and the session reconciler write newer values as sessions end.
+the Pushgateway's groups every ``CHECK_SECONDS`` and pushes every invoker's session, host and
+repository groups that are missing, derived from that record (``controller.metric_groups``).
+A group that is there is never touched: the session reconciler writes newer values as
+sessions end.
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ import urllib.request
 from typing import Any
 from urllib.error import URLError
 
-from prometheus_client import CollectorRegistry
-
+from api import constants as c
+from api.conditions import is_true
+from controller import metric_groups
 from controller.caches import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, Caches
-from controller.session_status import session_outcome
-from controller.targets import parse_time
 from engine import metrics
-from engine.results import RepositoryFigures, parse_duration, parse_size
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 CHECK_SECONDS = 20.0
-FINISHED = ("Succeeded", "Failed")
 
 
 def pushed_groups(url: str) -> set[frozenset[tuple[str, str]]]:
@@ -42,42 +40,6 @@ def pushed_groups(url: str) -> set[frozenset[tuple[str, str]]]:
     return {
         frozenset((doc_group.get("labels") or {}).items()) for doc_group in doc.get("data") or []
     }
-
-
-def latest_finished(sessions: list[JSON]) -> JSON | None:
-    finished = [s for s in sessions if (s.get("status") or {}).get("phase") in FINISHED]
-    return max(
-        finished,
-        key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),
-        default=None,
-    )
-
-
-def session_group(invoker: metrics.Invoker, sessions: list[JSON]) -> CollectorRegistry | None:
-    """The session group's registry, as it was pushed when the newest finished session ended."""
-    latest = latest_finished(sessions)
-    if latest is None:
-        return None
-    status = latest["status"]
-    ended = parse_time(latest["metadata"]["creationTimestamp"]) + parse_duration(
-        status.get("sessionDuration") or "0s"
-    )
-    history = [s for s in sessions if s is not latest]
-    return metrics.session_registry(invoker, session_outcome(status, history, ended))
-
-
-def repository_group(invoker: metrics.Invoker, repository: JSON) -> CollectorRegistry | None:
-    """The repository group's registry from the Repository's status (None: never backed up)."""
-    status = repository.get("status") or {}
-    if "integrity" not in status:
-        return None
-    figures = RepositoryFigures(
-        integrity=bool(status.get("integrity")),
-        size_bytes=parse_size(str(status.get("totalSize") or "0 B")),
-        snapshot_count=int(status.get("snapshotCount") or 0),
-        snapshots_removed=int(status.get("snapshotsRemovedOnLastCleanup") or 0),
-    )
-    return metrics.repository_registry(invoker, figures)
 
 
 class MetricsRestorer:
@@ -122,19 +84,24 @@ class MetricsRestorer:
     def _missing_of(
         self,
         who: metrics.Invoker,
-        repo_namespace: str,
+        invoker: JSON,
         sessions: list[JSON],
         present: set[frozenset[tuple[str, str]]],
-    ) -> list[tuple[dict[str, str], CollectorRegistry]]:
+    ) -> list[metric_groups.Group]:
         """The invoker's groups the Pushgateway lacks and the record can rebuild."""
-        wanted: list[tuple[dict[str, str], CollectorRegistry | None]] = []
-        if frozenset({("job", who.job)}) not in present:
-            wanted.append(({}, session_group(who, sessions)))
-        grouping = {"repository": who.repository}
-        if frozenset({("job", who.job), *grouping.items()}) not in present:
-            repo = self.caches.get(REPOSITORIES, repo_namespace, who.repository)
-            wanted.append((grouping, repository_group(who, repo) if repo else None))
-        return [(group, registry) for group, registry in wanted if registry is not None]
+        wanted = metric_groups.latest_session_groups(who, sessions)
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        conditions = (invoker.get("status") or {}).get("conditions")
+        if who.repository and is_true(conditions, c.REPOSITORY_FOUND):  # usable only
+            namespace = repo_ref.get("namespace") or who.namespace
+            repo = self.caches.get(REPOSITORIES, namespace, who.repository)
+            figures = metric_groups.repository_group(who, repo) if repo else None
+            wanted += [figures] if figures else []
+        return [
+            group
+            for group in wanted
+            if frozenset({("job", who.job), *group.grouping}) not in present
+        ]
 
     def restore_missing(self) -> int:
         """Push every invoker's missing session and repository group; how many were pushed."""
@@ -148,10 +115,9 @@ class MetricsRestorer:
                 repo_ref = (obj.get("spec") or {}).get("repository") or {}
                 who = metrics.Invoker(kind, name, namespace, repo_ref.get("name", ""))
                 sessions = by_invoker.get((namespace, kind, name), [])
-                repo_namespace = repo_ref.get("namespace") or namespace
-                for group, registry in self._missing_of(who, repo_namespace, sessions, present):
+                for group in self._missing_of(who, obj, sessions, present):
                     try:
-                        metrics.push(self.url, who.job, group, registry)
+                        metrics.push(self.url, who.job, group.labels, group.registry)
                     except metrics.MetricsError as exc:
                         log.info("metrics: %s", exc)
                         return pushed

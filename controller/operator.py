@@ -25,6 +25,7 @@ from controller.health import HealthServer
 from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.optin import OptInReconciler
 from controller.owned import FIELD_MANAGER
+from controller.pushgateway_front import PushgatewayFront
 from controller.repository import RepositoryReconciler
 from controller.restore import INIT_GRACE, RestoreReconciler
 from controller.runtime import Controller
@@ -55,6 +56,8 @@ class OperatorOptions:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     health_port: int | None = None  # serve /healthz and /readyz (0: any free port)
+    # serve the Pushgateway's reads on this port and refuse writes (controller.pushgateway_front)
+    pushgateway_read_port: int | None = None
     pod_name: str = ""  # label our pod while leading: the Pushgateway Service selects it
     # a sidecar target with no ready pod carrying the sidecar fails after this long
     sidecar_grace: float = SIDECAR_GRACE
@@ -134,6 +137,7 @@ class Operator:
         self.leading = threading.Event()
         self.stopped = threading.Event()
         self.health: HealthServer | None = None
+        self.front: PushgatewayFront | None = None
 
     def writes_in(self, namespace: str) -> int:
         """How many API writes the reconcilers have made in ``namespace``."""
@@ -219,11 +223,17 @@ class Operator:
                 wedged=self.wedged,
                 registry=self.metrics.registry,
             ).start()
+        if self.options.pushgateway_read_port is not None and self.options.pushgateway_url:
+            self.front = PushgatewayFront(
+                self.options.pushgateway_url, self.options.pushgateway_read_port
+            ).start()
         try:
             self._run(stop)
         finally:
             if self.health is not None:
                 self.health.stop()
+            if self.front is not None:
+                self.front.stop()
 
     def _run(self, stop: threading.Event) -> None:
         self._label_pod(leading=False)  # a restarted container may have led before

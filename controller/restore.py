@@ -22,7 +22,7 @@ from api import constants as c
 from api.base import first_error
 from api.conditions import has_condition, set_condition
 from api.naming import hook_job_name, restore_job_name, restore_service_account
-from controller import claims
+from controller import claims, metric_groups
 from controller.background import Background
 from controller.backup_job import JobError, build_job, job_inputs
 from controller.caches import (
@@ -449,7 +449,6 @@ class RestoreReconciler:
                 invoker,
                 view,
                 image=self.image,
-                pushgateway_url=self.pushgateway_url,
                 ordinal=ordinal,
             )
             job = build_job(inputs)
@@ -514,8 +513,10 @@ class RestoreReconciler:
         return status
 
     def _push_metrics(self, invoker: JSON, status: JSON, now: dt.datetime) -> None:
-        """Push the restore's metrics once, off the worker; the pass after records how it went
-        as ``MetricsPushed``."""
+        """Push the restore's groups once, off the worker: the restore's own and each host's,
+        from its status (the operator is the Pushgateway's only writer,
+        ``controller.metric_groups``); the pass after records how it went as
+        ``MetricsPushed``."""
         meta = invoker["metadata"]
         key = (invoker["kind"], meta["namespace"], meta["name"])
         if has_condition(status.get("conditions"), c.METRICS_PUSHED):
@@ -548,8 +549,12 @@ class RestoreReconciler:
                 for t in _targets(invoker, status)
             ),
         )
+        groups = [
+            metric_groups.Group((), registry),
+            *metric_groups.restore_host_groups(who, _targets(invoker, status)),
+        ]
         url = self.pushgateway_url
-        self.pushes.submit(key, lambda: metrics.push(url, who.job, {}, registry), self._enqueue)
+        self.pushes.submit(key, lambda: metric_groups.push_groups(url, who, groups), self._enqueue)
 
     def _record_transition(
         self, invoker: JSON, before: JSON, after: JSON, problems: list[str]

@@ -64,10 +64,11 @@ OPERATOR_NAMESPACE = "stash"
 PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = PROJECT / "manifests" / "samples"
 SAMPLE_IMAGES = ("nginx", "busybox")  # the samples' application images, without a registry
-PUSHGATEWAY_PORT = 56789
+PUSHGATEWAY_PORT = 56789  # the Pushgateway's read-only door, served by the operator
+PUSHGATEWAY_LOOPBACK_PORT = 56790  # the Pushgateway itself, on the pod's loopback
 # The operator pod's ports (health, webhook, Pushgateway): on host networking they are this
 # machine's, so a second demo cluster's operator pod could not start beside the first's.
-OPERATOR_PORTS = (8081, 8443, PUSHGATEWAY_PORT)
+OPERATOR_PORTS = (8081, 8443, PUSHGATEWAY_PORT, PUSHGATEWAY_LOOPBACK_PORT)
 POD_USER = 65532  # the image's user: what the sidecar and the Jobs write as
 Say = Callable[[str], None]
 
@@ -95,12 +96,11 @@ def default_state_dir() -> Path:
 
 def install_overlay(images: Images, directory: Path) -> Path:
     """A kustomization over ``manifests/`` for this cluster: the image just built, the local
-    Pushgateway image, one replica (host networking: a second replica's ports would clash on
-    the one node) and the Pushgateway on loopback (no DNS, no ClusterIP here)."""
+    Pushgateway image and one replica (host networking: a second replica's ports would clash
+    on the one node)."""
     directory.mkdir(parents=True, exist_ok=True)
     stash_name, stash_tag = images.stash.name.rsplit(":", 1)
     push_name, push_tag = images.pushgateway.name.rsplit(":", 1)
-    pushgateway = f"--pushgateway-url=http://127.0.0.1:{PUSHGATEWAY_PORT}"
     image_env = {"name": "STASH_IMAGE", "value": images.stash.name}
     patch = {
         "apiVersion": "apps/v1",
@@ -113,16 +113,8 @@ def install_overlay(images: Images, directory: Path) -> Path:
             "template": {
                 "spec": {
                     "containers": [
-                        {
-                            "name": "operator",
-                            "args": ["operator", "--health-port=8081", pushgateway],
-                            "env": [image_env],
-                        },
-                        {
-                            "name": "webhook",
-                            "args": ["webhook", "--certs=self-signed", "--port=8443", pushgateway],
-                            "env": [image_env],
-                        },
+                        {"name": "operator", "env": [image_env]},
+                        {"name": "webhook", "env": [image_env]},
                     ]
                 }
             },
@@ -150,10 +142,7 @@ def install_values(images: Images, directory: Path) -> Path:
     values = {
         "image": {"repository": stash_name, "tag": stash_tag},
         "operator": {"replicas": 1, "strategy": {"type": "Recreate"}},
-        "pushgateway": {
-            "image": images.pushgateway.name,
-            "url": f"http://127.0.0.1:{PUSHGATEWAY_PORT}",
-        },
+        "pushgateway": {"image": images.pushgateway.name},
     }
     path = directory / "values.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))

@@ -145,7 +145,6 @@ def _unfinished(session: JSON) -> JSON | None:
 class AgentOptions:
     cache_dir: Path | None = None
     state_dir: Path | None = None  # in the tmp-dir emptyDir: survives container restarts
-    pushgateway_url: str = ""
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -391,6 +390,6 @@ class SidecarAgent:
                 own_container=c.SIDECAR_CONTAINER,
                 final_attempt=final_attempt,
             )
-            report(self.client, job, setup, restic, result, self.options.pushgateway_url)
+            report(self.client, job, setup, restic, result)
         self.backups += 1
         return result

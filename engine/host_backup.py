@@ -401,35 +401,21 @@ def back_up_stream(
     )
 
 
-def report(  # noqa: PLR0917 - the host's whole context, in the order it is built
-    client: Client,
-    job: HostJob,
-    setup: Setup,
-    restic: Restic | None,
-    result: HostResult,
-    pushgateway_url: str = "",
+def report(
+    client: Client, job: HostJob, setup: Setup, restic: Restic | None, result: HostResult
 ) -> None:
-    """Record ``result`` in the session and push its metrics; the last host finishes up."""
+    """Record ``result`` in the session; the last host finishes up. The host's metrics are
+    the operator's to push, from this record (``controller.metric_groups``)."""
     reporter = SessionReporter(client, job.namespace, job.session)
     last = reporter.record_host(job.target_kind, job.target_name, result)
-    if pushgateway_url:
-        registry = metrics.host_registry(
-            setup.metrics_invoker(job), job.target_kind, job.target_name, result
-        )
-        grouping = {"kind": job.target_kind, "name": job.target_name, "hostname": job.hostname}
-        try:
-            metrics.push(pushgateway_url, setup.metrics_invoker(job).job, grouping, registry)
-        except metrics.MetricsError as exc:
-            log.warning("%s", exc)
     if last and restic is not None:
-        finish_session(client, job, setup, restic, pushgateway_url)
+        finish_session(client, job, setup, restic)
 
 
-def finish_session(
-    client: Client, job: HostJob, setup: Setup, restic: Restic, pushgateway_url: str = ""
-) -> None:
-    """Retention for every target, an integrity check, Repository.status and repository
-    metrics; each recorded as a session condition. Runs once per session (the last host's job).
+def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -> None:
+    """Retention for every target, an integrity check and Repository.status, each recorded as
+    a session condition (the operator pushes the repository's metrics from that status). Runs
+    once per session (the last host's job).
 
     restic starts: one listing, one ``forget`` of what the policy removes from all targets
     (none when it removes nothing), one ``check``, one ``stats`` — whatever the number of
@@ -485,24 +471,6 @@ def finish_session(
         update_repository(client, repo.namespace or job.namespace, repo.name or "", figures)
     except KubeError as exc:
         log.error("updating Repository %s status: %s", repo.name, exc)
-    if pushgateway_url:
-        registry = metrics.repository_registry(setup.metrics_invoker(job), figures)
-        try:
-            metrics.push(
-                pushgateway_url,
-                setup.metrics_invoker(job).job,
-                {"repository": repo.name or ""},
-                registry,
-            )
-            updates.append(
-                ConditionUpdate(
-                    c.REPOSITORY_METRICS_PUSHED, True, "SuccessfullyPushedMetrics", "pushed"
-                )
-            )
-        except metrics.MetricsError as exc:
-            updates.append(
-                ConditionUpdate(c.REPOSITORY_METRICS_PUSHED, False, "FailedToPushMetrics", str(exc))
-            )
     reporter.set_conditions(updates)
     log.info(
         "session %s: %s snapshot(s) in the repository, %d removed, integrity %s",

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from api.restore import RestoreMember, Rule
 from api.tags import SnapshotOwner
-from engine import metrics
 from engine.hooks import around
 from engine.host_backup import SetupError, load_repository, open_repository
 from engine.progress import ProgressReport
@@ -231,10 +230,9 @@ def restore_dump(
     return _restoring(client, job, options, work)
 
 
-def report_restore(
-    client: Client, job: HostRestore, result: HostResult, pushgateway_url: str = ""
-) -> None:
-    """Record ``result`` in the invoker's status and push the host's restore metrics."""
+def report_restore(client: Client, job: HostRestore, result: HostResult) -> None:
+    """Record ``result`` in the invoker's status (the operator pushes the host's restore
+    metrics from it, ``controller.metric_groups``)."""
     rt = RESTORE_INVOKER_TYPES[job.invoker_kind]
     try:
         update_status(
@@ -252,12 +250,3 @@ def report_restore(
         ) from None
     except ReportError as exc:
         raise SetupError(str(exc)) from None
-    if not pushgateway_url:
-        return
-    who = metrics.Invoker(job.invoker_kind, job.invoker_name, job.namespace, job.repository)
-    registry = metrics.restore_host_registry(who, job.target_kind, job.target_name, result)
-    grouping = {"kind": job.target_kind, "name": job.target_name, "hostname": job.hostname}
-    try:
-        metrics.push(pushgateway_url, who.job, grouping, registry)
-    except metrics.MetricsError as exc:
-        log.warning("%s", exc)

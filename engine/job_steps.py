@@ -59,7 +59,6 @@ JSON = dict[str, Any]
 class StepOptions:
     output_dir: Path
     cache_dir: Path | None = None
-    pushgateway_url: str = ""
 
 
 def split_list(value: str) -> list[str]:
@@ -174,7 +173,7 @@ def update_status(client: Client, job: HostJob, opts: StepOptions) -> int:
     result = _left_result(opts, job.hostname, "backup")
     setup = load_setup(client, job)
     with open_restic(setup, opts.cache_dir) as restic:
-        report(client, job, setup, restic, result, opts.pushgateway_url)
+        report(client, job, setup, restic, result)
     return _exit_code(result, job.describe())
 
 
@@ -203,5 +202,5 @@ def restore_dump_step(
 
 def update_restore_status(client: Client, job: HostRestore, opts: StepOptions) -> int:
     result = _left_result(opts, job.hostname, "restore")
-    report_restore(client, job, result, opts.pushgateway_url)
+    report_restore(client, job, result)
     return _exit_code(result, job.describe())

@@ -134,7 +134,6 @@ def next_step(invoker: JSON, index: int, hostname: str) -> str:
 @dataclass(frozen=True)
 class InitOptions:
     cache_dir: Path | None = None
-    pushgateway_url: str = ""
     poll: float = POLL_SECONDS
 
 
@@ -238,7 +237,7 @@ class RestoreInit:
             log.info("%s: restoring %s", restore.describe(), job.describe())
             options = RestoreOptions(self.options.cache_dir, own_container=RESTORE_INIT_CONTAINER)
             result = restore_files(self.client, job, "/", options)
-            report_restore(self.client, job, result, self.options.pushgateway_url)
+            report_restore(self.client, job, result)
         _log_result(restore, result)
 
     def _turn(self, job: HostRestore) -> LeaseMutex:

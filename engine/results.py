@@ -1,14 +1,16 @@
 """What one host's backup produced, and how it is written into ``BackupSession.status``.
 
 ``HostResult`` is built by whoever ran restic (the sidecar, a Job step) and turned into Stash's
-``HostBackupStats`` (human sizes, Go durations) for the session and into metrics (raw numbers).
-It also travels between the two steps of a backup Job as a JSON file in the output directory.
+``HostBackupStats`` (human sizes, Go durations) for the session; the operator reads it back from
+there (``from_status``) for the host's metrics. It also travels between the two steps of a
+backup Job as a JSON file in the output directory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -39,18 +41,31 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError:
         return 0
+    if not math.isfinite(value) or value < 0:  # "inf", "nan", "-1": not a size
+        return 0
     power = _UNITS.index(unit) if unit in _UNITS else 0
     return round(value * (1 << (10 * power)))
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_LONGEST = 100 * 365 * 86400.0
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 def parse_duration(text: str) -> dt.timedelta:
     """A Go duration ("1h30m", "90s") as a timedelta."""
     seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(text))
-    return dt.timedelta(seconds=seconds)
+    # A written duration past a century (or more digits than a float holds) is not a real one:
+    # capped, so that adding it to a time stays a time.
+    return dt.timedelta(seconds=min(seconds, _LONGEST))
 
 
 def go_duration(seconds: float, decimals: int = 3) -> str:
@@ -93,6 +108,25 @@ class SnapshotResult:
             files_unmodified=summary.files_unmodified,
         )
 
+    @classmethod
+    def from_status(cls, doc: object) -> SnapshotResult:
+        """``to_status`` read back, whatever its shape (a pod wrote it): sizes to within the
+        three decimals Stash's format keeps, anything unreadable as zero."""
+        snap = doc if isinstance(doc, dict) else {}
+        files = snap.get("fileStats")
+        files = files if isinstance(files, dict) else {}
+        return cls(
+            snapshot_id=_text(snap.get("name")),
+            path=_text(snap.get("path")),
+            total_bytes=parse_size(_text(snap.get("totalSize"))),
+            uploaded_bytes=parse_size(_text(snap.get("uploaded"))),
+            duration=parse_duration(_text(snap.get("processingTime"))).total_seconds(),
+            files_total=_count(files.get("totalFiles")),
+            files_new=_count(files.get("newFiles")),
+            files_modified=_count(files.get("modifiedFiles")),
+            files_unmodified=_count(files.get("unmodifiedFiles")),
+        )
+
     def to_status(self) -> JSON:
         return {
             "name": self.snapshot_id,
@@ -131,6 +165,23 @@ class HostResult:
     @property
     def succeeded(self) -> bool:
         return self.phase == "Succeeded"
+
+    @classmethod
+    def from_status(cls, doc: object) -> HostResult:
+        """A host's entry of ``status.targets[].stats`` (or a restore's ``stats``) read back,
+        whatever its shape: a phase other than Succeeded reads as Failed."""
+        stats = doc if isinstance(doc, dict) else {}
+        snapshots = stats.get("snapshots")
+        return cls(
+            hostname=_text(stats.get("hostname")),
+            phase="Succeeded" if stats.get("phase") == "Succeeded" else "Failed",
+            duration=parse_duration(_text(stats.get("duration"))).total_seconds(),
+            snapshots=tuple(
+                SnapshotResult.from_status(s)
+                for s in (snapshots if isinstance(snapshots, list) else [])
+            ),
+            error=_text(stats.get("error")),
+        )
 
     def to_status(self) -> JSON:
         stats: JSON = {

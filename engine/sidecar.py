@@ -47,7 +47,6 @@ class SidecarSettings:
 
     image: str
     image_pull_policy: str = "IfNotPresent"
-    pushgateway_url: str = ""
     log_format: str = ""  # the webhook's own (json: the sidecars log JSON too)
 
 
@@ -152,11 +151,6 @@ def _container(
             command,
             f"--target-kind={plan.target_kind}",
             f"--target-name={plan.target_name}",
-            *(
-                [f"--pushgateway-url={settings.pushgateway_url}"]
-                if settings.pushgateway_url
-                else []
-            ),
             *([] if plan.temp_dir.get("disableCaching") else [f"--cache-dir={SIDECAR_CACHE_DIR}"]),
             # the default (text) needs no flag: pods made before and after stay alike
             *(

@@ -66,7 +66,6 @@ class WebhookOptions:
     register_url: str | None = None
     failure_policy: FailurePolicy = "Ignore"
     kubeconfig: str | None = None
-    pushgateway_url: str = ""  # told to every injected sidecar
     log_format: str = ""  # and this: text or json
 
 
@@ -157,7 +156,6 @@ def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Serve
         cache.index,
         SidecarSettings(
             image=options.image,
-            pushgateway_url=options.pushgateway_url,
             log_format=options.log_format,
         ),
         cache_synced=cache.synced,

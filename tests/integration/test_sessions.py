@@ -486,6 +486,8 @@ def test_metrics_lost_with_the_pushgateway_come_back_from_the_api_within_a_minut
             assert metric_value(text, "stash_repository_snapshot_count", **labels) == 3.0
             assert metric_value(text, "stash_repository_size_bytes", **labels) == 1536.0
             assert metric_value(text, "stash_repository_integrity", **labels) == 1.0
+            host = {**labels, "kind": "Deployment", "name": "web", "hostname": "host-0"}
+            assert metric_value(text, "stash_backup_host_backup_success", **host) == 1.0
         finally:
             shut()
     finally:

@@ -63,7 +63,8 @@ def test_the_operator_pod_runs_non_root_read_only_with_probes_and_limits() -> No
     for container in pod["containers"]:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        assert container["livenessProbe"], container["name"]
+        if container["name"] != "pushgateway":  # probed through the operator's door: no
+            assert container["livenessProbe"], container["name"]  # liveness tied to it
         assert container["readinessProbe"], container["name"]
         assert container["resources"]["limits"]["memory"], container["name"]
 
@@ -99,3 +100,36 @@ def test_the_image_copies_the_restic_the_tests_run_and_no_other() -> None:
     installs = [line for line in dockerfile.splitlines() if "apt-get install" in line]
     assert installs
     assert not any("restic" in line for line in installs)
+
+
+def test_the_pushgateway_listens_on_the_pods_loopback_and_only_the_operator_writes_to_it() -> None:
+    docs = list(
+        yaml.safe_load_all((ROOT / "manifests" / "operator" / "deployment.yaml").read_text())
+    )
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert "--web.listen-address=127.0.0.1:56790" in containers["pushgateway"]["args"]
+    assert "ports" not in containers["pushgateway"]
+    operator = containers["operator"]["args"]
+    assert "--pushgateway-url=http://127.0.0.1:56790" in operator
+    assert "--pushgateway-read-port=56789" in operator
+    assert {"name": "pushgateway", "containerPort": 56789} in containers["operator"]["ports"]
+    # no other container is told where metrics go: nothing but the operator pushes
+    for name in ("webhook",):
+        assert not any("pushgateway" in a for a in containers[name]["args"]), name
+
+
+def test_the_network_policy_opens_the_webhook_to_all_and_metrics_to_labelled_namespaces() -> None:
+    policy = yaml.safe_load((ROOT / "manifests" / "operator" / "networkpolicy.yaml").read_text())
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    webhook, metrics = policy["spec"]["ingress"]
+    assert webhook == {"ports": [{"protocol": "TCP", "port": 8443}]}
+    assert [p["port"] for p in metrics["ports"]] == [56789, 8081]
+    assert {"podSelector": {}} in metrics["from"]
+    assert {
+        "namespaceSelector": {"matchLabels": {"stash.appscode.com/scrape-metrics": "true"}}
+    } in metrics["from"]
+    kustomization = yaml.safe_load(
+        (ROOT / "manifests" / "operator" / "kustomization.yaml").read_text()
+    )
+    assert "networkpolicy.yaml" in kustomization["resources"]

@@ -5,11 +5,10 @@
 
 {{/* Where the backups push their metrics. */}}
 {{- define "stash.pushgatewayURL" -}}
-{{- if not .Values.pushgateway.enabled -}}
+{{- if .Values.pushgateway.enabled -}}
+http://127.0.0.1:56790
 {{- else if .Values.pushgateway.url -}}
 {{ .Values.pushgateway.url }}
-{{- else -}}
-http://stash-pushgateway.{{ .Release.Namespace }}.svc:56789
 {{- end -}}
 {{- end -}}
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from engine.results import HostResult, SnapshotResult, go_duration, human_size
+from engine.results import (
+    HostResult,
+    SnapshotResult,
+    go_duration,
+    human_size,
+    parse_duration,
+)
 
 SNAP = SnapshotResult("abcd1234", "/data", 1536, 512, 0.25, 3, 1, 1, 1)
 
@@ -56,3 +64,65 @@ def test_a_result_survives_the_trip_between_job_steps(tmp_path: Path) -> None:
     result.save(tmp_path / "out")
     assert HostResult.load(tmp_path / "out") == result
     assert result.totals().total_bytes == 3072
+
+
+def test_a_host_result_is_read_back_from_the_status_it_wrote() -> None:
+    result = HostResult("host-0", "Succeeded", 2.0, (SNAP,))
+    assert HostResult.from_status(result.to_status()) == result
+    failed = HostResult("host-1", "Failed", 0.5, error="restic backup: could not read /x")
+    assert HostResult.from_status(failed.to_status()) == failed
+
+
+def test_sizes_read_back_from_the_status_are_within_stashs_three_decimals() -> None:
+    for size in (0, 1, 1023, 1024, 123_456_789, 5 * 2**40 + 12345):
+        snap = SnapshotResult("id", "/d", size, size, 1.0, 1, 1, 0, 0)
+        back = SnapshotResult.from_status(snap.to_status())
+        assert abs(back.total_bytes - size) <= max(1, size) * 0.0005
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "hostname",
+                        "phase",
+                        "duration",
+                        "snapshots",
+                        "error",
+                        "totalSize",
+                        "uploaded",
+                        "processingTime",
+                        "fileStats",
+                        "totalFiles",
+                        "name",
+                        "path",
+                    ]
+                ),
+                inner,
+                max_size=6,
+            )
+        ),
+        max_leaves=20,
+    )
+)
+def test_whatever_a_pod_wrote_as_its_stats_reads_back_as_a_result_or_zeroes(doc: object) -> None:
+    # The operator turns these into metrics; a pod of the tenant's wrote them.
+    result = HostResult.from_status(doc)
+    assert result.phase in ("Succeeded", "Failed")
+    totals = result.totals()
+    assert totals.total_bytes >= 0
+    assert totals.files_total >= 0
+    assert result.duration >= 0
+
+
+@pytest.mark.parametrize("text", ["inf KiB", "nan B", "-1 MiB", "1e999 GiB", "x", ""])
+def test_a_size_that_is_not_one_reads_as_zero(text: str) -> None:
+    assert SnapshotResult.from_status({"totalSize": text}).total_bytes == 0
+
+
+def test_a_duration_with_more_digits_than_a_float_holds_is_capped_not_an_error() -> None:
+    assert parse_duration("9" * 400 + "h").days == 36500

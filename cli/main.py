@@ -199,7 +199,6 @@ def _host_restore(args: argparse.Namespace) -> HostRestore:
         target_kind=args.target_kind,
         target_name=args.target_name,
         hostname=args.hostname,
-        repository=args.repository or "",
     )
 
 

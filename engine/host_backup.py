@@ -1,7 +1,7 @@
 """One host's backup for one BackupSession, shared by the sidecar and the backup Job's steps:
 open the Repository with its Secret, back up (paths, or a dump on stdin), record the result in
-the session, push the host's metrics, and, when this host was the last one, apply retention,
-check the repository and publish its figures.
+the session (the operator derives the metrics from it), and, when this host was the last one,
+apply retention, check the repository and publish its figures.
 
 Each snapshot is tagged with its session and its target, so a host never backs up a session
 twice (a snapshot already tagged for it is reported instead of made again) and retention applies
@@ -37,7 +37,7 @@ from api.tags import (
     session_tag,
     target_tag,
 )
-from engine import metrics, retention
+from engine import retention
 from engine.backend import BackendError, backend_config
 from engine.hooks import around
 from engine.locks import Holders, clear_stale_locks, holders_of
@@ -114,11 +114,6 @@ class Setup:
     @property
     def retention(self) -> RetentionPolicy:
         return RetentionPolicy.model_validate((self.invoker.get("spec") or {})["retentionPolicy"])
-
-    def metrics_invoker(self, job: HostJob) -> metrics.Invoker:
-        return metrics.Invoker(
-            job.invoker_kind, job.invoker_name, job.namespace, self.repository.metadata.name or ""
-        )
 
 
 def load_setup(client: Client, job: HostJob) -> Setup:

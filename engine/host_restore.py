@@ -1,7 +1,7 @@
 """One host's restore for a RestoreSession or a RestoreBatch member, run by the restore Job's
 steps: read the invoker and the member that names this target, choose the host's rule, open the
 Repository with its Secret, restore (files into place, or a dump into a restore command), and
-record the host's stats in the invoker's status with its metrics.
+record the host's stats in the invoker's status (the operator derives the metrics from it).
 
 A failed restore is a result, not a crash: the step leaves a Failed ``HostResult`` with the
 reason (restic's or the restore command's own words) for ``update-status`` to record.
@@ -53,7 +53,6 @@ class HostRestore:
     target_kind: str
     target_name: str
     hostname: str
-    repository: str = ""  # the Repository's name, for the metrics' label
 
     def describe(self) -> str:
         return f"{self.target_kind}/{self.target_name} host {self.hostname}"

@@ -15,7 +15,6 @@ Invalid): the kubelet runs it again, and it passes once the restore is fixed or 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -232,8 +231,6 @@ class RestoreInit:
             invoker = self._get(restore)
             if invoker is None or next_step(invoker, restore.index, hostname) != "restore":
                 return  # another pod of the workload restored the host meanwhile
-            repository = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
-            job = dataclasses.replace(job, repository=str(repository))
             log.info("%s: restoring %s", restore.describe(), job.describe())
             options = RestoreOptions(self.options.cache_dir, own_container=RESTORE_INIT_CONTAINER)
             result = restore_files(self.client, job, "/", options)

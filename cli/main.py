@@ -123,6 +123,8 @@ def cmd_webhook(args: argparse.Namespace) -> int:
             failure_policy=args.failure_policy,
             kubeconfig=args.kubeconfig,
             log_format=args.log_format or os.environ.get("STASH_LOG_FORMAT", ""),
+            client_ca_file=Path(args.client_ca_file) if args.client_ca_file else None,
+            health_port=args.health_port,
         )
     )
     return 0
@@ -671,6 +673,17 @@ def build_parser() -> argparse.ArgumentParser:
     hook.add_argument("--service", default=WEBHOOK_NAME, help="the webhook's Service name")
     _retired_pushgateway_argument(hook)
     hook.add_argument("--register-url", help="register the webhook at this base URL (local use)")
+    hook.add_argument(
+        "--client-ca-file",
+        help="answer only clients whose certificate this CA signed: the API server's, given by "
+        "its AdmissionConfiguration (docs/security.md); reloaded with the serving pair",
+    )
+    hook.add_argument(
+        "--health-port",
+        type=int,
+        help="also serve /healthz, /readyz and /metrics over plain HTTP on this port (the "
+        "kubelet and Prometheus have no client certificate)",
+    )
     hook.add_argument("--failure-policy", choices=["Ignore", "Fail"], default="Ignore")
     hook.add_argument("--kubeconfig", help="default: $KUBECONFIG, then in-cluster")
     _log_format_argument(hook)

@@ -38,6 +38,7 @@ from devcluster.build import Binaries, Versions, cached_binaries
 Progress = Callable[[str], None]
 
 SERVICE_CIDR = "10.96.0.0/24"  # only ever an allocation range: blackholed while a node runs
+WEBHOOK_CLIENT_CA = "webhook-client-ca.crt"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # Ports are picked free, then bound by another process a moment later: another program can
 # take one in between. Such a start is retried on fresh ports.
@@ -218,6 +219,7 @@ class ControlPlane:
         _write(self.pki / "front-proxy-ca.crt", front.cert_pem)
         _write(self.pki / "front-proxy-client.crt", proxy.cert_pem)
         _write(self.pki / "front-proxy-client.key", proxy.key_pem, secret=True)
+        self._write_webhook_client_identity()
         sa = generate_signing_key()
         _write(self.pki / "sa.pub", sa.cert_pem)
         _write(self.pki / "sa.key", sa.key_pem, secret=True)
@@ -232,6 +234,58 @@ class ControlPlane:
             self._kubeconfig(ca.cert_pem, scheduler.cert_pem, scheduler.key_pem),
             secret=True,
         )
+
+    def _write_webhook_client_identity(self) -> None:
+        """The certificate the API server presents to admission webhooks, from a CA of its
+        own, as an administrator configures it (``AdmissionConfiguration``): webhooks that
+        require it (``stash webhook --client-ca-file``) answer nobody else."""
+        ca = CertificateAuthority.create("stash-dev-webhook-client-ca")
+        client = ca.issue("kube-apiserver-webhook-client", server=False, client=True)
+        _write(self.pki / WEBHOOK_CLIENT_CA, ca.cert_pem)
+        _write(self.pki / "webhook-client.crt", client.cert_pem)
+        _write(self.pki / "webhook-client.key", client.key_pem, secret=True)
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            # "*": every webhook this API server calls gets the same client certificate
+            "users": [
+                {
+                    "name": "*",
+                    "user": {
+                        "client-certificate": str(self.pki / "webhook-client.crt"),
+                        "client-key": str(self.pki / "webhook-client.key"),
+                    },
+                }
+            ],
+        }
+        _write(
+            self.pki / "webhook-client.kubeconfig",
+            yaml.safe_dump(kubeconfig, sort_keys=False).encode(),
+            secret=True,
+        )
+        plugin = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "WebhookAdmissionConfiguration",
+            "kubeConfigFile": str(self.pki / "webhook-client.kubeconfig"),
+        }
+        admission = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "AdmissionConfiguration",
+            "plugins": [
+                {"name": name, "configuration": plugin}
+                for name in ("MutatingAdmissionWebhook", "ValidatingAdmissionWebhook")
+            ],
+        }
+        _write(self.pki / "admission.yaml", yaml.safe_dump(admission, sort_keys=False).encode())
+
+    @property
+    def webhook_client_ca(self) -> Path:
+        """The CA of the certificate this API server presents to webhooks."""
+        return self.pki / WEBHOOK_CLIENT_CA
+
+    def webhook_client(self) -> tuple[Path, Path]:
+        """Certificate and key the API server presents to webhooks (tests act as it)."""
+        return self.pki / "webhook-client.crt", self.pki / "webhook-client.key"
 
     def kubeconfig_for(self, common_name: str, organizations: list[str], path: Path) -> Path:
         """A kubeconfig for a client certificate issued now by the cluster's CA (a node's)."""
@@ -335,6 +389,7 @@ class ControlPlane:
             f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--allow-privileged=true",
             "--profiling=false",
+            f"--admission-control-config-file={pki / 'admission.yaml'}",
         ]
 
     def _controller_manager_args(self) -> list[str]:

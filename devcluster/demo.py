@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,10 +95,11 @@ def default_state_dir() -> Path:
     return Path(xdg) / "stash" / "demo"
 
 
-def install_overlay(images: Images, directory: Path) -> Path:
+def install_overlay(images: Images, directory: Path, client_ca: Path | None = None) -> Path:
     """A kustomization over ``manifests/`` for this cluster: the image just built, the local
     Pushgateway image and one replica (host networking: a second replica's ports would clash
-    on the one node)."""
+    on the one node); with ``client_ca`` (the CA of the certificate this cluster's API server
+    presents to webhooks) the ``webhook/client-auth`` component, as a hardened install has."""
     directory.mkdir(parents=True, exist_ok=True)
     stash_name, stash_tag = images.stash.name.rsplit(":", 1)
     push_name, push_tag = images.pushgateway.name.rsplit(":", 1)
@@ -130,11 +132,23 @@ def install_overlay(images: Images, directory: Path) -> Path:
         ],
         "patches": [{"patch": yaml.safe_dump(patch, sort_keys=False)}],
     }
+    if client_ca is not None:
+        shutil.copyfile(client_ca, directory / "client-ca.crt")  # kustomize reads below its root
+        kustomization["components"] = [
+            os.path.relpath(PROJECT / "manifests" / "webhook" / "client-auth", directory)
+        ]
+        kustomization["configMapGenerator"] = [
+            {
+                "name": "stash-webhook-client-ca",
+                "namespace": OPERATOR_NAMESPACE,
+                "files": ["ca.crt=client-ca.crt"],
+            }
+        ]
     (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
     return directory
 
 
-def install_values(images: Images, directory: Path) -> Path:
+def install_values(images: Images, directory: Path, client_ca: Path | None = None) -> Path:
     """The chart's values for this cluster (``--install helm``): what ``install_overlay`` changes
     in ``manifests/``, as values of ``charts/stash``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -144,6 +158,8 @@ def install_values(images: Images, directory: Path) -> Path:
         "operator": {"replicas": 1, "strategy": {"type": "Recreate"}},
         "pushgateway": {"image": images.pushgateway.name},
     }
+    if client_ca is not None:
+        values["webhook"] = {"clientCA": client_ca.read_text()}
     path = directory / "values.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
@@ -289,12 +305,16 @@ class Demo:
             "   one replica: every pod of the dev cluster runs on host networking, and a second "
             "replica's ports would clash on the one node"
         )
+        self.say(
+            "   the webhook answers only the API server's client certificate "
+            "(manifests/webhook/client-auth)"
+        )
+        target = self.state_dir / "install"
         if helm:
-            self._helm_install(plane, install_values(images, self.state_dir / "install"))
+            self._helm_install(plane, install_values(images, target, plane.webhook_client_ca))
         else:
-            self.kubectl(
-                plane, "apply", "-k", str(install_overlay(images, self.state_dir / "install"))
-            )
+            overlay = install_overlay(images, target, plane.webhook_client_ca)
+            self.kubectl(plane, "apply", "-k", str(overlay))
         self.kubectl(
             plane,
             "rollout",

@@ -3,7 +3,9 @@
 ``POST /mutate/pods`` answers AdmissionReviews; every error is mapped to HTTP here and only
 here: a body we cannot read as an AdmissionReview gets 4xx with a message, anything that goes
 wrong after that is answered ``allowed: true`` with a warning (fail open), never a 500.
-``/healthz``, ``/readyz`` and ``/metrics`` serve the probes and Prometheus.
+``/healthz``, ``/readyz`` and ``/metrics`` serve the probes and Prometheus — on the webhook's
+port, and on a plain-HTTP health port (``create_probe_app``) where the webhook's port requires
+the API server's client certificate, which neither the kubelet nor Prometheus has.
 """
 
 from __future__ import annotations
@@ -268,6 +270,28 @@ def create_app(
     )
     app.router.routes.append(Route(WEBHOOK_PATH, endpoint, methods=["POST"]))
 
+    _probe_routes(app, metrics, reloader, cache_synced)
+    return app
+
+
+def create_probe_app(
+    app: FastAPI,
+    *,
+    cache_synced: Callable[[], bool] = lambda: True,
+    reloader: CertificateReloader | None = None,
+) -> FastAPI:
+    """The probes and metrics of ``app`` alone, for the plain-HTTP health port."""
+    probes = FastAPI(title="stash webhook probes", docs_url=None, redoc_url=None, openapi_url=None)
+    _probe_routes(probes, app.state.metrics, reloader, cache_synced)
+    return probes
+
+
+def _probe_routes(
+    app: FastAPI,
+    metrics: WebhookMetrics,
+    reloader: CertificateReloader | None,
+    cache_synced: Callable[[], bool],
+) -> None:
     @app.get("/healthz")
     async def healthz() -> Response:
         return Response("ok", media_type="text/plain")
@@ -284,5 +308,3 @@ def create_app(
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app

@@ -5,10 +5,14 @@ Certificates come from one of three sources:
 - ``self-signed``: a CA and serving certificate kept in Secrets, renewed before expiry, the CA
   written into the webhook configuration (``certs.bootstrap``), files written to ``cert_dir``;
 - ``local``: a throwaway CA and certificate for loopback, made in ``cert_dir`` (development).
+
+With ``client_ca_file`` the webhook's port answers only clients with a certificate that CA
+signed (the API server's); ``health_port`` then serves the probes and metrics over plain HTTP.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import functools
@@ -27,7 +31,7 @@ from engine.sidecar import SidecarSettings
 from kube import Client
 from kube.informer import Informer
 from kube.types import INVOKER_TYPES, NAMESPACES, REPOSITORIES, RESTORE_INVOKER_TYPES
-from webhook.app import create_app
+from webhook.app import create_app, create_probe_app
 from webhook.registration import FailurePolicy, register, webhook_configuration
 from webhook.tls import CertificateReloader
 
@@ -67,6 +71,9 @@ class WebhookOptions:
     failure_policy: FailurePolicy = "Ignore"
     kubeconfig: str | None = None
     log_format: str = ""  # and this: text or json
+    # Require a client certificate this CA signed: the API server's (docs/security.md).
+    client_ca_file: Path | None = None
+    health_port: int | None = None  # /healthz, /readyz, /metrics over plain HTTP
 
 
 class InvokerCache:
@@ -146,11 +153,18 @@ def prepare_certificates(options: WebhookOptions, client: Client) -> bytes:
     return ca_file.read_bytes() if ca_file.exists() else b""
 
 
-def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Server, InvokerCache]:
+def build_server(
+    options: WebhookOptions, client: Client
+) -> tuple[list[uvicorn.Server], InvokerCache]:
+    """The webhook's server and, with a health port, the probes' (first the webhook's)."""
     ca_bundle = prepare_certificates(options, client)
-    reloader = CertificateReloader(options.cert_dir / CERT_FILE, options.cert_dir / KEY_FILE)
+    reloader = CertificateReloader(
+        options.cert_dir / CERT_FILE,
+        options.cert_dir / KEY_FILE,
+        client_ca_file=options.client_ca_file,
+    )
     if not reloader.load():
-        raise RuntimeError(f"no usable certificate in {options.cert_dir}")
+        raise RuntimeError(f"no usable certificate in {options.cert_dir}: {reloader.last_error}")
     cache = InvokerCache(client, SidecarIndex(options.namespace)).start()
     app = create_app(
         cache.index,
@@ -182,16 +196,54 @@ def build_server(options: WebhookOptions, client: Client) -> tuple[uvicorn.Serve
         access_log=False,
         timeout_graceful_shutdown=10,
     )
-    return uvicorn.Server(config), cache
+    servers = [uvicorn.Server(config)]
+    if options.health_port is not None:
+        probes = create_probe_app(app, cache_synced=cache.synced, reloader=reloader)
+        servers.append(
+            uvicorn.Server(
+                uvicorn.Config(
+                    probes,
+                    host=options.host,
+                    port=options.health_port,
+                    log_level="warning",
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+        )
+    return servers, cache
+
+
+async def _serve(servers: list[uvicorn.Server]) -> None:
+    """Serve until the first server ends (a signal ends each), then end the others."""
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def run(options: WebhookOptions) -> None:
     bound_heap()
     client = Client.from_environment(options.kubeconfig)
-    server, cache = build_server(options, client)
-    log.info("serving %s on https://%s:%d", WEBHOOK_PATH, options.host, options.port)
+    servers, cache = build_server(options, client)
+    scheme = "mutual TLS (client certificates of the given CA only)"
+    log.info(
+        "serving %s on https://%s:%d%s",
+        WEBHOOK_PATH,
+        options.host,
+        options.port,
+        f", {scheme}" if options.client_ca_file else "",
+    )
+    if options.health_port is not None:
+        log.info("probes and metrics on http://%s:%d", options.host, options.health_port)
     try:
-        server.run()
+        # uvicorn's own loop (uvloop where installed), as Server.run would choose it
+        with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
+            runner.run(_serve(servers))
     finally:
         cache.stop()
         client.close()

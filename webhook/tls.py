@@ -10,6 +10,11 @@ left every new handshake failing). Connections already open keep their session.
 
 ``problem()`` feeds ``/readyz``: no certificate, an expired one, or a pair on disk that differs
 from the one served and does not verify.
+
+With a client CA (``client_ca_file``), every handshake must present a certificate that CA
+signed — the API server's, given to it by its ``AdmissionConfiguration`` — so no pod can post
+reviews (docs/security.md, "Network"). The CA file is read with the pair and swapped with it:
+a CA bundle that does not parse keeps the old one.
 """
 
 from __future__ import annotations
@@ -29,15 +34,20 @@ log = logging.getLogger(__name__)
 READ_ATTEMPTS = 3
 
 
-def _context() -> ssl.SSLContext:
+def _context(client_ca: bytes | None = None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=client_ca.decode("ascii", errors="replace"))
     return context
 
 
-def context_from_pem(cert: bytes, key: bytes) -> ssl.SSLContext:
-    """A new server context serving ``cert`` with ``key``; ssl.SSLError when they do not pair."""
-    context = _context()
+def context_from_pem(cert: bytes, key: bytes, client_ca: bytes | None = None) -> ssl.SSLContext:
+    """A new server context serving ``cert`` with ``key`` (and, with ``client_ca``, requiring a
+    client certificate it signed); ssl.SSLError when they do not pair or the CA does not
+    parse."""
+    context = _context(client_ca)
     _load_pem(context, cert, key)
     return context
 
@@ -58,12 +68,24 @@ def _load_pem(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
 
 
 class CertificateReloader:
-    def __init__(self, cert_file: Path, key_file: Path, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        cert_file: Path,
+        key_file: Path,
+        interval: float = 2.0,
+        client_ca_file: Path | None = None,
+    ) -> None:
         self.cert_file = cert_file
         self.key_file = key_file
+        self.client_ca_file = client_ca_file
         self.interval = interval
         self.current: ssl.SSLContext | None = None
-        self.front = _context()  # what the listening socket holds; see _select
+        # What the listening socket holds; see _select. OpenSSL takes a handshake's verify mode
+        # from this context (the SNI callback swaps only certificates and the CA store), so
+        # with a client CA it requires a client certificate from the start.
+        self.front = _context()
+        if client_ca_file is not None:
+            self.front.verify_mode = ssl.CERT_REQUIRED
         self.front.sni_callback = self._select
         self.not_after: dt.datetime | None = None
         self.reloads = 0
@@ -111,11 +133,12 @@ class CertificateReloader:
         """Serve the files' pair if it changed and verifies; True when a new one is served."""
         try:
             cert, key = self._read()
+            client_ca = self.client_ca_file.read_bytes() if self.client_ca_file else None
         except OSError as exc:
             self.last_error = f"certificate files not readable: {exc}"
             log.warning("%s", self.last_error)
             return False
-        digest = hashlib.sha256(cert + b"\0" + key).digest()
+        digest = hashlib.sha256(cert + b"\0" + key + b"\0" + (client_ca or b"")).digest()
         if digest == self._digest:
             self.last_error = None  # the files are (back to) the pair being served
             return False
@@ -123,7 +146,7 @@ class CertificateReloader:
             return False
         try:
             not_after = x509.load_pem_x509_certificate(cert).not_valid_after_utc
-            context = context_from_pem(cert, key)
+            context = context_from_pem(cert, key, client_ca)
         except (ValueError, ssl.SSLError, OSError) as exc:
             self._refused = digest
             self.last_error = f"the certificate on disk is not served: {exc}"
@@ -131,6 +154,8 @@ class CertificateReloader:
             return False
         if self.current is None:  # not serving yet; handshakes the SNI callback misses get it
             _load_pem(self.front, cert, key)
+            if client_ca is not None:
+                self.front.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
         self.current = context
         self._digest = digest
         self._refused = b""

@@ -164,7 +164,6 @@ def injecting_webhook(
         control_plane.kubeconfig,
         tmp_path_factory.mktemp("webhook"),
         image=images.stash.name,
-        pushgateway_url=pushgateway.url,
         log_format="json",
     )
     yield hook

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from controller.operator import Operator, OperatorOptions
-from devcluster.cluster import free_port
+from devcluster.cluster import WEBHOOK_CLIENT_CA, free_port
 from kube import Client
 from kube.types import BACKUP_BATCHES, JOBS, NAMESPACES, PODS
 from tests import waiting
@@ -130,19 +130,37 @@ def container_names(pod: dict[str, Any]) -> list[str]:
 
 @dataclass
 class WebhookProcess:
-    """``stash webhook`` run as its own process, registered by URL with the API server."""
+    """``stash webhook`` run as its own process, registered by URL with the API server. By
+    default it answers only the API server's client certificate (``--client-ca-file``), as a
+    hardened install does; ``request`` then presents that certificate, acting as the API
+    server, and ``health_port`` serves the probes and metrics over plain HTTP."""
 
     port: int
     cert_dir: Path
     log: Path
     process: subprocess.Popen[bytes]
+    health_port: int
+    client_cert: tuple[Path, Path] | None = None  # what the API server presents
 
     @property
     def base_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+    def ssl_context(self, *, as_apiserver: bool = True) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+        if as_apiserver and self.client_cert is not None:
+            context.load_cert_chain(*(str(p) for p in self.client_cert))
+        return context
+
+    def probe(self, path: str) -> tuple[int, bytes]:
+        """GET ``path`` from the plain-HTTP health port."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
 
     def request(
         self,
@@ -178,10 +196,10 @@ class WebhookProcess:
         namespace: str = "stash-system",
         *,
         image: str = "stash-py:test",
-        pushgateway_url: str = "",
         log_format: str = "text",
+        client_auth: bool = True,
     ) -> WebhookProcess:
-        port = free_port()
+        port, health_port = free_port(), free_port()
         cert_dir = workdir / "certs"
         log = workdir / "webhook.log"
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "STASH_LOG_LEVEL": "INFO"}
@@ -189,13 +207,18 @@ class WebhookProcess:
             sys.executable, "-m", "cli.main", "webhook",
             "--certs", "local", "--cert-dir", str(cert_dir),
             "--host", "127.0.0.1", "--port", str(port),
+            "--health-port", str(health_port),
             "--register-url", f"https://127.0.0.1:{port}",
-            "--namespace", namespace, "--image", image,
-            "--pushgateway-url", pushgateway_url, "--log-format", log_format,
+            "--namespace", namespace, "--image", image, "--log-format", log_format,
         ]  # fmt: skip
+        client_cert = None
+        if client_auth:  # the control plane's (devcluster.cluster): beside its kubeconfig
+            pki = kubeconfig.parent / "pki"
+            command += ["--client-ca-file", str(pki / WEBHOOK_CLIENT_CA)]
+            client_cert = (pki / "webhook-client.crt", pki / "webhook-client.key")
         with log.open("wb") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        hook = cls(port, cert_dir, log, process)
+        hook = cls(port, cert_dir, log, process, health_port, client_cert)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:

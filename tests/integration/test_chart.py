@@ -5,6 +5,7 @@ proxy), and never drifting from ``manifests/``: with its defaults it renders exa
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,40 @@ def test_the_monitoring_values_render_what_manifests_monitoring_renders(
     moved = _helm(binaries, "monitoring.prometheusRule=true", namespace="observability")
     rule = moved[("monitoring.coreos.com/v1", "PrometheusRule", "observability", "stash")]
     assert "{{ $labels.invoker_name }}" in yaml.safe_dump(rule)  # Prometheus's, not Helm's
+
+
+def test_the_client_ca_value_renders_what_the_client_auth_component_renders(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    """Only the API server may call the webhook, installed either way alike."""
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    args = [str(binaries.helm), "template", "stash", str(CHART), "--namespace=stash"]
+    chart = _objects(_run(*args, "--include-crds", f"--set-file=webhook.clientCA={ca}"))
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "ca.crt").write_text(ca.read_text())
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(PROJECT / "manifests", overlay)],
+        "components": [os.path.relpath(PROJECT / "manifests" / "webhook" / "client-auth", overlay)],
+        "configMapGenerator": [
+            {
+                "name": "stash-webhook-client-ca",
+                "namespace": "stash",
+                "files": ["ca.crt"],
+                "options": {
+                    "disableNameSuffixHash": True,
+                    "labels": {"app.kubernetes.io/name": "stash"},
+                },
+            }
+        ],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    assert not _differences(chart, _kustomize(binaries, overlay))
+    pod = chart[("apps/v1", "Deployment", "stash", "stash-operator")]["spec"]["template"]["spec"]
+    webhook = next(c for c in pod["containers"] if c["name"] == "webhook")
+    assert "--client-ca-file=/var/run/stash/client-ca/ca.crt" in webhook["args"]
+    config = chart[("v1", "ConfigMap", "stash", "stash-webhook-client-ca")]
+    assert config["data"]["ca.crt"] == ca.read_text()

@@ -4,14 +4,20 @@ member is Invalid, named by field, with nothing written to the other namespace."
 
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api import constants as c
 from api.conditions import get_condition
+from api.constants import WEBHOOK_PATH
 from api.tenancy import ALLOW_ANNOTATION, HOST_PATH, PRIVILEGES_ANNOTATION
+from certs.authority import CertificateAuthority
 from controller.operator import Operator
 from controller.sessions import create_session
 from devcluster import ControlPlane
@@ -30,7 +36,7 @@ from kube.types import (
     SECRETS,
     SERVICE_ACCOUNTS,
 )
-from tests.factories import batch, member, restore_member, restore_session
+from tests.factories import batch, member, restore_member, restore_session, review
 from tests.integration.helpers import (
     WebhookProcess,
     eventually,
@@ -539,3 +545,43 @@ def test_a_repository_on_the_nodes_files_is_mounted_only_once_an_admin_allows_it
     allowed = wait_until_injected(kube, namespace, _probe_pod(namespace))
     local = [v for v in allowed["spec"]["volumes"] if v["name"] == "stash-local"]
     assert [v["hostPath"]["path"] for v in local] == ["/"]
+
+
+def test_only_the_api_server_may_post_reviews_to_the_webhook(
+    webhook: WebhookProcess, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    """A pod of any namespace that reaches the webhook's port would otherwise learn another
+    namespace's invokers and Repository volumes by posting a review that names them."""
+    kube.create(batch("nightly", namespace, member("Deployment", "web")), namespace)
+    # The API server presents its client certificate: pods are still injected.
+    wait_until_injected(kube, namespace, _probe_pod(namespace), timeout=60)
+    doc = review(_probe_pod(namespace), namespace=namespace)
+    body = json.dumps(doc).encode()
+    as_apiserver = webhook.request("POST", WEBHOOK_PATH, body=body)
+    assert as_apiserver[0] == 200
+    # A client with no certificate, or one the API server's CA did not sign, gets no answer.
+    stranger = CertificateAuthority.create("a-tenants-ca").issue("pod", server=False, client=True)
+    cert, key = tmp_path / "pod.crt", tmp_path / "pod.key"
+    cert.write_bytes(stranger.cert_pem)
+    key.write_bytes(stranger.key_pem)
+    for credentials in (None, (cert, key)):
+        context = webhook.ssl_context(as_apiserver=False)
+        if credentials is not None:
+            context.load_cert_chain(*(str(p) for p in credentials))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _post_review(webhook.port, context, body)
+    # The kubelet and Prometheus, which hold no such certificate, use the plain health port.
+    assert webhook.probe("/readyz") == (200, b"ok")
+    status, metrics_text = webhook.probe("/metrics")
+    assert status == 200
+    assert b"stash_webhook" in metrics_text
+    assert webhook.probe(WEBHOOK_PATH)[0] in (404, 405)  # reviews are not served there
+
+
+def _post_review(port: int, context: ssl.SSLContext, body: bytes) -> bytes:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    try:
+        conn.request("POST", WEBHOOK_PATH, body=body)
+        return conn.getresponse().read()
+    finally:
+        conn.close()

@@ -124,7 +124,7 @@ def test_the_network_policy_opens_the_webhook_to_all_and_metrics_to_labelled_nam
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     webhook, metrics = policy["spec"]["ingress"]
     assert webhook == {"ports": [{"protocol": "TCP", "port": 8443}]}
-    assert [p["port"] for p in metrics["ports"]] == [56789, 8081]
+    assert [p["port"] for p in metrics["ports"]] == [56789, 8081, 8082]
     assert {"podSelector": {}} in metrics["from"]
     assert {
         "namespaceSelector": {"matchLabels": {"stash.appscode.com/scrape-metrics": "true"}}

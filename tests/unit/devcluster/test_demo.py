@@ -62,3 +62,17 @@ def test_the_install_overlay_points_manifests_at_the_built_images(tmp_path: Path
     operator = patch["spec"]["template"]["spec"]["containers"][0]
     assert "args" not in operator  # manifests' own: the Pushgateway on the pod's loopback
     assert operator["env"] == [{"name": "STASH_IMAGE", "value": IMAGES.stash.name}]
+
+
+def test_the_install_overlay_makes_the_webhook_answer_only_the_api_servers_certificate(
+    tmp_path: Path,
+) -> None:
+    ca = tmp_path / "webhook-client-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    overlay = install_overlay(IMAGES, tmp_path / "install", ca)
+    doc = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    (component,) = doc["components"]
+    assert (overlay / component).resolve() == (SAMPLES.parent / "webhook" / "client-auth")
+    (generated,) = doc["configMapGenerator"]
+    assert generated["name"] == "stash-webhook-client-ca"
+    assert (overlay / "client-ca.crt").read_text() == ca.read_text()

@@ -51,7 +51,6 @@ from controller.restore_status import (
 )
 from controller.runtime import Controller, Result, Writes
 from controller.sidecar_presence import (
-    has_init,
     match_labels_selector,
     pods_of,
     rolled_without_init,
@@ -64,6 +63,7 @@ from engine.agent import PER_POD_KINDS, Identity
 from engine.batch_hook import CONDITIONS
 from engine.restore_init import member_entry
 from engine.results import parse_duration
+from engine.sidecar import has_init
 from kube import (
     AlreadyExists,
     BadRequest,

@@ -17,6 +17,7 @@ from typing import Any
 
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
 from api.tenancy import selector_matches
+from engine.sidecar import INIT_COMMAND, SIDECAR_COMMAND, has_init, has_sidecar, name_clash
 
 JSON = dict[str, Any]
 
@@ -48,11 +49,6 @@ def _sidecar_status(pod: JSON) -> JSON | None:
     return None
 
 
-def _has_sidecar(pod: JSON) -> bool:
-    containers = (pod.get("spec") or {}).get("containers") or []
-    return any(c.get("name") == SIDECAR_CONTAINER for c in containers)
-
-
 def _not_ready_reason(status: JSON | None) -> str:
     state = (status or {}).get("state") or {}
     waiting = state.get("waiting") or {}
@@ -67,11 +63,16 @@ def _not_ready_reason(status: JSON | None) -> str:
 def why_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | None:
     """Why none of ``pods`` (the workload's) can back it up; None when one can."""
     where = f"{kind} {namespace}/{name}"
-    with_sidecar = [p for p in pods if _has_sidecar(p)]
+    with_sidecar = [p for p in pods if has_sidecar(p)]
     if any((_sidecar_status(p) or {}).get("ready") for p in with_sidecar):
         return None
     if not pods:
         return f"{where} has no pods (scaled to 0?): no stash sidecar runs to back it up"
+    clash = next(
+        (c for p in pods if (c := name_clash(p, SIDECAR_CONTAINER, SIDECAR_COMMAND))), None
+    )
+    if not with_sidecar and clash:
+        return f"{len(pods)} pod(s) of {where} run without the stash sidecar: {clash}"
     if not with_sidecar:
         return (
             f"{len(pods)} pod(s) of {where} run without the stash sidecar: they were created "
@@ -85,13 +86,6 @@ def why_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | 
     return f"no stash sidecar of {where} is ready ({reasons})"
 
 
-def has_init(pod: JSON) -> bool:
-    return any(
-        c.get("name") == RESTORE_INIT_CONTAINER
-        for c in (pod.get("spec") or {}).get("initContainers") or []
-    )
-
-
 def why_init_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | None:
     """Why no stash-init among ``pods`` (the workload's) will restore it; None when one may."""
     where = f"{kind} {namespace}/{name}"
@@ -99,6 +93,11 @@ def why_init_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> s
         return f"{where} has no pods (scaled to 0?): no stash-init runs to restore it"
     if any(has_init(p) for p in pods):
         return None
+    clash = next(
+        (c for p in pods if (c := name_clash(p, RESTORE_INIT_CONTAINER, INIT_COMMAND))), None
+    )
+    if clash:
+        return f"{len(pods)} pod(s) of {where} run without the stash-init init container: {clash}"
     return (
         f"{len(pods)} pod(s) of {where} run without the stash-init init container: the webhook "
         "did not inject it (is it running? its failurePolicy Ignore lets pods start without "

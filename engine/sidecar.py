@@ -139,6 +139,7 @@ def _container(
     mounts: list[JSON],
     *,
     setting_keys: tuple[str, ...],
+    tmp_volume: str = TMP_DIR_VOLUME,
 ) -> JSON:
     """The ``stash`` sidecar or ``stash-init``: the image, ``<command> --target-kind=…
     --target-name=…``, the pod's identity from the downward API, ``tmp-dir`` and ``mounts``,
@@ -164,7 +165,7 @@ def _container(
             _field_env("POD_NAMESPACE", "metadata.namespace"),
             _field_env("NODE_NAME", "spec.nodeName"),
         ],
-        "volumeMounts": [{"name": TMP_DIR_VOLUME, "mountPath": TMP_DIR_MOUNT_PATH}, *mounts],
+        "volumeMounts": [{"name": tmp_volume, "mountPath": TMP_DIR_MOUNT_PATH}, *mounts],
     }
     for key, value in plan.container_settings.items():
         if key not in setting_keys:
@@ -176,20 +177,81 @@ def _container(
     return container
 
 
-def build_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[JSON]) -> JSON:
+def build_container(
+    plan: SidecarPlan,
+    settings: SidecarSettings,
+    mounts: list[JSON],
+    tmp_volume: str = TMP_DIR_VOLUME,
+) -> JSON:
     return _container(
-        SIDECAR_CONTAINER, "run-backup", plan, settings, mounts, setting_keys=CONTAINER_SETTING_KEYS
+        SIDECAR_CONTAINER,
+        SIDECAR_COMMAND,
+        plan,
+        settings,
+        mounts,
+        setting_keys=CONTAINER_SETTING_KEYS,
+        tmp_volume=tmp_volume,
     )
 
 
-def _tmp_volume(temp_dir: JSON) -> JSON:
+def _tmp_volume(temp_dir: JSON, name: str = TMP_DIR_VOLUME) -> JSON:
     empty_dir = {k: temp_dir[k] for k in ("medium", "sizeLimit") if temp_dir.get(k) is not None}
-    return {"name": TMP_DIR_VOLUME, "emptyDir": empty_dir}
+    return {"name": name, "emptyDir": empty_dir}
+
+
+# -- names the pod already uses -------------------------------------------------------------------
+# The webhook never gives an injected container or volume a name the pod uses for something of
+# its own: a container name it cannot take is refused with a warning that says so (the names
+# `stash` and `stash-init` are contracts); a volume gets the next free name instead.
+
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+SIDECAR_COMMAND = "run-backup"
+INIT_COMMAND = "restore-init"
+MAX_NAME_ATTEMPTS = 100
+
+
+def _ours(container: JSON, command: str) -> bool:
+    args = container.get("args") or []
+    return bool(args) and args[0] == command
+
+
+def _injected(pod: JSON, where: str, name: str, command: str) -> bool:
+    """Whether ``pod`` already carries our container ``name`` (its args start with
+    ``command``) in ``spec.<where>``: reinvoked, nothing to add."""
+    containers = (pod.get("spec") or {}).get(where) or []
+    return any(c.get("name") == name and _ours(c, command) for c in containers)
+
+
+def name_clash(pod: JSON, name: str, command: str) -> str | None:
+    """Why ``name`` cannot be given to an injected container: the pod has a container or init
+    container of its own by that name (container names are one namespace per pod)."""
+    spec = pod.get("spec") or {}
+    for where in CONTAINER_LISTS:
+        for container in spec.get(where) or []:
+            if container.get("name") == name and not _ours(container, command):
+                kind = {"containers": "container", "initContainers": "init container"}.get(
+                    where, "ephemeral container"
+                )
+                return (
+                    f"the pod has its own {kind} named {name!r}: {name} is not injected "
+                    f"(rename that {kind}; {name!r} is the name Stash gives its own)"
+                )
+    return None
+
+
+def free_volume_name(base: str, volume: JSON, existing: dict[Any, JSON]) -> str | None:
+    """``base`` when the pod has no volume of that name or has exactly ``volume`` under it (an
+    earlier injection's, shared); else ``base-2``, ``base-3``, … the first that is free."""
+    for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+        name = base if attempt == 1 else f"{base}-{attempt}"
+        current = existing.get(name)
+        if current is None or current == {**volume, "name": name}:
+            return name
+    return None
 
 
 def has_sidecar(pod: JSON) -> bool:
-    containers = pod.get("spec", {}).get("containers") or []
-    return any(c.get("name") == SIDECAR_CONTAINER for c in containers)
+    return _injected(pod, "containers", SIDECAR_CONTAINER, SIDECAR_COMMAND)
 
 
 def _local_backends(
@@ -205,25 +267,25 @@ def _local_backends(
                 f"mounted there: not mounted into {what}"
             )
             continue
-        if existing.get(volume["name"]) != volume:  # the same volume (the sidecar's): shared
-            if volume["name"] in existing:
-                warnings.append(
-                    f"the pod already has a volume {volume['name']!r}: the repository's local "
-                    f"backend is not mounted into {what}"
-                )
-                continue
-            added.append(dict(volume))
-        mounts.append(dict(mount))
+        name = free_volume_name(volume["name"], volume, existing)
+        if name is None:
+            warnings.append(f"no free volume name for the repository: not mounted into {what}")
+            continue
+        if name not in existing:  # else the same volume (the sidecar's): shared
+            existing[name] = {**volume, "name": name}
+            added.append(existing[name])
+        mounts.append({**mount, "name": name})
         mounted.add(mount["mountPath"])
     return added
 
 
 def _with_volumes(
     pod: JSON, plan: SidecarPlan, what: str
-) -> tuple[JSON, JSON, list[JSON], list[str]]:
+) -> tuple[JSON, JSON, list[JSON], str, list[str]]:
     """A path copy of ``pod`` with the volumes ``plan`` needs added (the repository's local
-    backend, ``tmp-dir``), the mounts of the container to add, and warnings for what was left
-    out (``what`` names the container in them)."""
+    backend, ``tmp-dir``), the mounts of the container to add, the name its ``/tmp`` volume got
+    (``tmp-dir`` unless the pod has another volume by that name), and warnings for what was
+    left out (``what`` names the container in them)."""
     warnings = list(plan.warnings)
     mutated = dict(pod)
     spec = mutated["spec"] = dict(pod.get("spec") or {})
@@ -238,15 +300,13 @@ def _with_volumes(
         else:
             mounts.append(dict(mount))
     added = _local_backends(plan, existing, mounts, warnings, what)
-    if existing.get(TMP_DIR_VOLUME) == _tmp_volume(plan.temp_dir):
-        pass  # the sidecar's: shared
-    elif TMP_DIR_VOLUME in existing:
-        warnings.append(f"the pod already has a volume {TMP_DIR_VOLUME!r}: {what} reuses it")
-    else:
-        added.append(_tmp_volume(plan.temp_dir))
+    tmp = _tmp_volume(plan.temp_dir)
+    tmp_name = free_volume_name(TMP_DIR_VOLUME, tmp, existing) or f"{TMP_DIR_VOLUME}-stash"
+    if tmp_name not in existing:  # else the sidecar's: shared
+        added.append(_tmp_volume(plan.temp_dir, tmp_name))
     if added:
         spec["volumes"] = [*volumes, *added]
-    return mutated, spec, mounts, warnings
+    return mutated, spec, mounts, tmp_name, warnings
 
 
 def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSON, list[str]]:
@@ -258,8 +318,12 @@ def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSO
     """
     if has_sidecar(pod):
         return pod, list(plan.warnings)
-    mutated, spec, mounts, warnings = _with_volumes(pod, plan, "the stash sidecar")
-    spec["containers"] = [*(spec.get("containers") or []), build_container(plan, settings, mounts)]
+    clash = name_clash(pod, SIDECAR_CONTAINER, SIDECAR_COMMAND)
+    if clash:
+        return pod, [*plan.warnings, clash]
+    mutated, spec, mounts, tmp_name, warnings = _with_volumes(pod, plan, "the stash sidecar")
+    sidecar = build_container(plan, settings, mounts, tmp_name)
+    spec["containers"] = [*(spec.get("containers") or []), sidecar]
     return mutated, warnings
 
 
@@ -267,21 +331,26 @@ def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSO
 INIT_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
 
 
-def build_init_container(plan: SidecarPlan, settings: SidecarSettings, mounts: list[JSON]) -> JSON:
+def build_init_container(
+    plan: SidecarPlan,
+    settings: SidecarSettings,
+    mounts: list[JSON],
+    tmp_volume: str = TMP_DIR_VOLUME,
+) -> JSON:
     """``stash-init``: restores the workload's volumes before the application starts."""
     return _container(
         RESTORE_INIT_CONTAINER,
-        "restore-init",
+        INIT_COMMAND,
         plan,
         settings,
         mounts,
         setting_keys=INIT_SETTING_KEYS,
+        tmp_volume=tmp_volume,
     )
 
 
 def has_init(pod: JSON) -> bool:
-    containers = pod.get("spec", {}).get("initContainers") or []
-    return any(c.get("name") == RESTORE_INIT_CONTAINER for c in containers)
+    return _injected(pod, "initContainers", RESTORE_INIT_CONTAINER, INIT_COMMAND)
 
 
 def inject_init(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSON, list[str]]:
@@ -289,7 +358,10 @@ def inject_init(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tupl
     place before the pod's own init containers and the application run), and warnings."""
     if has_init(pod):
         return pod, list(plan.warnings)
-    mutated, spec, mounts, warnings = _with_volumes(pod, plan, "stash-init")
-    init = build_init_container(plan, settings, mounts)
+    clash = name_clash(pod, RESTORE_INIT_CONTAINER, INIT_COMMAND)
+    if clash:
+        return pod, [*plan.warnings, clash]
+    mutated, spec, mounts, tmp_name, warnings = _with_volumes(pod, plan, "stash-init")
+    init = build_init_container(plan, settings, mounts, tmp_name)
     spec["initContainers"] = [init, *(spec.get("initContainers") or [])]
     return mutated, warnings

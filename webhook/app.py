@@ -146,26 +146,27 @@ class AdmissionEndpoint:
             await _send(send, exc.status_code, _status(exc.status_code, str(exc)), close=True)
             return
         with log_fields(namespace=review.namespace, pod=review.name, request=review.uid):
-            await self._catch_up(review)
-            try:
-                response = handle(review, self.index, self.settings)
-                outcome = "mutated" if response.patch else "allowed"
-            except Exception as exc:  # fail open: a bug here must never block a deployment
-                log.exception(
-                    "admission of %s/%s failed; admitting unchanged",
-                    review.namespace,
-                    review.name or "(generated name)",
-                )
-                response = AdmissionResponse(
-                    uid=review.uid,
-                    warnings=(
-                        f"stash webhook failed ({type(exc).__name__}); pod admitted unchanged",
-                    ),
-                )
-                outcome = "error"
+            response, outcome = await self._admit(review)
         body = orjson.dumps(response.to_review(review.api_version))
         self.metrics.observe(outcome, started)
         await _send(send, 200, body)
+
+    async def _admit(self, review: AdmissionRequest) -> tuple[AdmissionResponse, str]:
+        """The answer to a parsed review and its outcome. Every step after parsing is inside
+        this one guard: whatever goes wrong, the pod is admitted unchanged with a warning
+        (fail open), never a 5xx."""
+        try:
+            await self._catch_up(review)
+            response = handle(review, self.index, self.settings)
+            return response, "mutated" if response.patch else "allowed"
+        except Exception as exc:  # a bug here must never block a deployment
+            log.exception(
+                "admission of %s/%s failed; admitting unchanged",
+                review.namespace,
+                review.name or "(generated name)",
+            )
+            warning = f"stash webhook failed ({type(exc).__name__}); pod admitted unchanged"
+            return AdmissionResponse(uid=review.uid, warnings=(warning,)), "error"
 
     async def _catch_up(self, review: AdmissionRequest) -> None:
         """A pod rolled for a restore the index has not seen yet (the operator saw it first

@@ -1,5 +1,10 @@
 """Parse an AdmissionReview body into an ``AdmissionRequest``, with messages that say what is
-wrong (which field, which type) so a misconfigured caller can fix it."""
+wrong (which field, which type) so a misconfigured caller can fix it.
+
+A Pod in the review is checked here for the shape of every field the webhook reads (objects
+that must be objects, lists of objects, strings): a review whose pod the API server could never
+have sent gets a 400 naming the field, and nothing after this step meets a wrong type.
+"""
 
 from __future__ import annotations
 
@@ -66,6 +71,8 @@ def _parse(body: bytes) -> AdmissionRequest:
     obj = request.get("object")
     if obj is not None:
         _expect(obj, dict, "request.object")
+        if kind_name == "Pod":
+            _check_pod(obj)
     namespace = request.get("namespace") or ""
     name = request.get("name") or ""
     if not isinstance(namespace, str) or not isinstance(name, str):
@@ -80,3 +87,90 @@ def _parse(body: bytes) -> AdmissionRequest:
         object=obj,
         dry_run=request.get("dryRun") is True,
     )
+
+
+# What the webhook reads of a pod, by shape: a field absent (or null) is fine; present, it has
+# this type. "[]" marks a list whose every item is checked against the entry after it.
+_STR, _BOOL, _OBJECT, _STRINGS = str, bool, dict, "strings"
+_CONTAINER: dict[str, Any] = {
+    "name": _STR,
+    "image": _STR,
+    "args": ("[]", _STR),
+    "command": ("[]", _STR),
+    "volumeMounts": ("[]", {"name": _STR, "mountPath": _STR}),
+    "env": ("[]", {"name": _STR}),
+    "envFrom": ("[]", _OBJECT),
+    "securityContext": _OBJECT,
+    "resources": _OBJECT,
+}
+_POD: dict[str, Any] = {
+    "metadata": {
+        "name": _STR,
+        "generateName": _STR,
+        "namespace": _STR,
+        "labels": _STRINGS,
+        "annotations": _STRINGS,
+        "ownerReferences": (
+            "[]",
+            {"apiVersion": _STR, "kind": _STR, "name": _STR, "uid": _STR, "controller": _BOOL},
+        ),
+    },
+    "spec": {
+        "containers": ("[]", _CONTAINER),
+        "initContainers": ("[]", _CONTAINER),
+        "ephemeralContainers": ("[]", _CONTAINER),
+        "volumes": ("[]", {"name": _STR}),
+        "nodeName": _STR,
+        "serviceAccountName": _STR,
+        "securityContext": _OBJECT,
+    },
+}
+_NAMES = {str: "a string", bool: "true or false", dict: "an object"}
+
+
+def _check_pod(pod: dict[str, Any]) -> None:
+    problem = _shape_problem(pod, _POD, "request.object")
+    if problem:
+        raise BadReview(problem)
+
+
+def _shape_problem(value: Any, shape: Any, where: str) -> str | None:
+    """What is wrong with ``value`` against ``shape`` (the first problem only), or None."""
+    if value is None:
+        return None
+    if isinstance(shape, tuple):  # ("[]", the shape of every item)
+        return _list_problem(value, shape[1], where)
+    if shape == _STRINGS:
+        return _strings_problem(value, where)
+    if isinstance(shape, dict):
+        return _object_problem(value, shape, where)
+    if isinstance(value, shape):
+        return None
+    return f"{where} must be {_NAMES[shape]}, got {_shown(value)}"
+
+
+def _strings_problem(value: Any, where: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{where} must be an object"
+    bad = next((k for k, v in value.items() if not isinstance(v, str)), None)
+    return None if bad is None else f"{where}[{_shown(bad)}] must be a string"
+
+
+def _object_problem(value: Any, shape: dict[str, Any], where: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{where} must be an object"
+    for key, inner in shape.items():
+        if problem := _shape_problem(value.get(key), inner, f"{where}.{key}"):
+            return problem
+    return None
+
+
+def _list_problem(value: Any, item_shape: Any, where: str) -> str | None:
+    if not isinstance(value, list):
+        return f"{where} must be a list"
+    for i, item in enumerate(value):
+        if item is None:
+            return f"{where}[{i}] must not be null"
+        if problem := _shape_problem(item, item_shape, f"{where}[{i}]"):
+            return problem
+    return None

@@ -15,7 +15,8 @@ from controller.sidecar_presence import (
 
 
 def pod(name: str, sidecar: bool = True, ready: bool = True, **state: Any) -> dict[str, Any]:
-    containers = [{"name": "app"}, *([{"name": "stash"}] if sidecar else [])]
+    stash = {"name": "stash", "args": ["run-backup", "--target-kind=Deployment"]}
+    containers = [{"name": "app"}, *([stash] if sidecar else [])]
     statuses = [{"name": "app", "ready": True}]
     if sidecar:
         statuses.append({"name": "stash", "ready": ready, "state": state})
@@ -79,7 +80,9 @@ def _restore_pod(name: str, marks: str | None, init: bool) -> dict[str, Any]:
     if marks is not None:
         found["metadata"]["annotations"] = {RESTORE_ANNOTATION: marks}
     if init:
-        found["spec"]["initContainers"] = [{"name": RESTORE_INIT_CONTAINER}]
+        found["spec"]["initContainers"] = [
+            {"name": RESTORE_INIT_CONTAINER, "args": ["restore-init", "--target-kind=StatefulSet"]}
+        ]
     return found
 
 
@@ -92,3 +95,14 @@ def test_a_pod_rolled_for_the_restore_without_stash_init_missed_it() -> None:
     ]
     assert [p["metadata"]["name"] for p in rolled_without_init(pods, "uid-1")] == ["db-1"]
     assert rolled_without_init(pods, "uid-9") == []
+
+
+def test_pods_whose_own_container_is_named_stash_are_said_to_clash() -> None:
+    own = pod("web-1", sidecar=False)
+    own["spec"]["containers"].append({"name": "stash", "image": "their-own"})
+    why = why_absent("Deployment", "demo", "web", [own])
+    assert why == (
+        "1 pod(s) of Deployment demo/web run without the stash sidecar: the pod has its own "
+        "container named 'stash': stash is not injected (rename that container; 'stash' is the "
+        "name Stash gives its own)"
+    )

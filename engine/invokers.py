@@ -166,7 +166,7 @@ class SidecarIndex:
         # The uid of every restore seen (any phase, deleted ones too) or waited for in vain,
         # oldest first; a pod rolled for a restore not in here is ahead of the index.
         self._restores_seen: dict[str, None] = {}
-        self._changed = threading.Condition(self._lock)
+        self._restores_missed: dict[str, float] = {}  # uid -> when a pod first named it unseen
 
     @staticmethod
     def _invoker_key(obj: dict[str, Any]) -> tuple[str, str, str]:
@@ -224,18 +224,20 @@ class SidecarIndex:
         with self._lock:
             return tuple(u for u in uids if u not in self._restores_seen)
 
-    def wait_for_restores(self, uids: Iterable[str], timeout: float) -> tuple[str, ...]:
-        """Block until the index has seen every restore in ``uids`` or ``timeout`` passed; the
-        ones still unseen are returned, and remembered so that no later pod waits for them
-        (a restore deleted before this process started is never seen)."""
-        wanted = tuple(uids)
-        with self._changed:
-            self._changed.wait_for(
-                lambda: all(u in self._restores_seen for u in wanted), timeout=timeout
-            )
-            missing = tuple(u for u in wanted if u not in self._restores_seen)
-            self._saw_restores((), *missing)
-            return missing
+    def unseen_since(self, uids: Iterable[str], now: float) -> float:
+        """When a pod first named one of these unseen restores (``now`` if none did before):
+        how long pods naming them have been held back."""
+        with self._lock:
+            first = [self._restores_missed.setdefault(u, now) for u in uids]
+            while len(self._restores_missed) > RESTORES_REMEMBERED:
+                del self._restores_missed[next(iter(self._restores_missed))]
+            return min(first, default=now)
+
+    def give_up_restores(self, uids: Iterable[str]) -> None:
+        """Count these restores as seen: no later pod naming them is held (a restore deleted
+        before this process started is never seen)."""
+        with self._lock:
+            self._saw_restores((), *uids)
 
     # -- Repositories: their local backends are mounted into the sidecar ----------------------
 
@@ -370,7 +372,6 @@ class SidecarIndex:
         self._by_workload, self._restoring, self._memo = {}, {}, {}
         for workload in self._invokers_of:
             self._merge(workload)
-        self._changed.notify_all()
 
     def _move(
         self, key: tuple[str, str, str], before: set[WorkloadKey], after: set[WorkloadKey]
@@ -388,7 +389,6 @@ class SidecarIndex:
             self._invokers_of.setdefault(workload, set()).add(key)
         for workload in before | after:
             self._merge(workload)
-        self._changed.notify_all()
 
     def _merge(self, workload: WorkloadKey) -> None:
         """The workload's sidecar and stash-init targets from the invokers naming it, in a

@@ -48,7 +48,15 @@ MAX_BODY = 3 * 1024 * 1024  # the API server's own request limit is 3 MiB
 BODY_TIMEOUT = 10.0
 # How long a pod rolled for a restore the index has not seen waits for it: well inside the
 # webhook's timeoutSeconds (5), and only ever paid once per unseen restore.
+# A pod rolled for a restore the index has not seen yet: wait this long for the index (polled,
+# on the event loop: a flood of such pods waits side by side, each answered within the wait
+# plus its own work, well below the registration's 5 s timeout) ...
 RESTORE_WAIT = 2.0
+RESTORE_POLL = 0.02
+# ... then refuse the pod, so that its ReplicaSet creates it again moments later and it gets
+# stash-init, for at most this long after a pod first named the restore; after that, admit it
+# without (a restore deleted before this process started is never seen) and say so.
+RESTORE_HOLD = 30.0
 JSON_TYPE = "application/json"
 
 
@@ -126,6 +134,7 @@ class AdmissionEndpoint:
         body_timeout: float = BODY_TIMEOUT,
         *,
         restore_wait: float = RESTORE_WAIT,
+        restore_hold: float = RESTORE_HOLD,
     ) -> None:
         self.index = index
         self.settings = settings
@@ -133,6 +142,7 @@ class AdmissionEndpoint:
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.restore_wait = restore_wait
+        self.restore_hold = restore_hold
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -156,7 +166,9 @@ class AdmissionEndpoint:
         this one guard: whatever goes wrong, the pod is admitted unchanged with a warning
         (fail open), never a 5xx."""
         try:
-            await self._catch_up(review)
+            held = await self._catch_up(review)
+            if held is not None:
+                return held, "held"
             response = handle(review, self.index, self.settings)
             return response, "mutated" if response.patch else "allowed"
         except Exception as exc:  # a bug here must never block a deployment
@@ -168,23 +180,46 @@ class AdmissionEndpoint:
             warning = f"stash webhook failed ({type(exc).__name__}); pod admitted unchanged"
             return AdmissionResponse(uid=review.uid, warnings=(warning,)), "error"
 
-    async def _catch_up(self, review: AdmissionRequest) -> None:
+    async def _catch_up(self, review: AdmissionRequest) -> AdmissionResponse | None:
         """A pod rolled for a restore the index has not seen yet (the operator saw it first
-        and re-rolled the workload) would start without stash-init: wait, briefly, for the
-        index to see it."""
+        and re-rolled the workload) would start without stash-init. Wait briefly for the index
+        (on the event loop, no thread per pod); then refuse the pod, which its ReplicaSet
+        creates again, for up to ``restore_hold`` after a pod first named the restore; after
+        that admit it with the restores known (the answer: None) and say so."""
         unseen = self.index.unseen_restores(restores_of(review))
         if not unseen:
-            return
-        missing = await asyncio.to_thread(self.index.wait_for_restores, unseen, self.restore_wait)
-        if missing:
-            log.warning(
-                "pod %s/%s was rolled for restore(s) %s, not seen within %g s; admitting it "
-                "with the restores known",
-                review.namespace,
-                review.name or "(generated name)",
-                ",".join(missing),
-                self.restore_wait,
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.restore_wait
+        while unseen and loop.time() < deadline:
+            await asyncio.sleep(RESTORE_POLL)
+            unseen = self.index.unseen_restores(unseen)
+        if not unseen:
+            return None
+        now = time.monotonic()
+        held_for = now - self.index.unseen_since(unseen, now)
+        who = f"{review.namespace}/{review.name or '(generated name)'}"
+        if held_for < self.restore_hold:
+            log.info("pod %s waits for restore(s) %s: refused for now", who, ",".join(unseen))
+            return AdmissionResponse(
+                uid=review.uid,
+                allowed=False,
+                code=429,
+                message=(
+                    f"the pod was rolled for restore(s) {','.join(unseen)}, which the stash "
+                    f"webhook has not seen yet: refused so that it is created again with "
+                    f"stash-init (for at most {self.restore_hold:g} s)"
+                ),
             )
+        self.index.give_up_restores(unseen)
+        log.warning(
+            "pod %s was rolled for restore(s) %s, not seen in %g s; admitting it with the "
+            "restores known",
+            who,
+            ",".join(unseen),
+            held_for,
+        )
+        return None
 
     async def _read(self, scope: Scope, receive: Receive) -> bytes:
         try:
@@ -247,6 +282,7 @@ def create_app(
     max_body: int = MAX_BODY,
     body_timeout: float = BODY_TIMEOUT,
     restore_wait: float = RESTORE_WAIT,
+    restore_hold: float = RESTORE_HOLD,
 ) -> FastAPI:
     metrics = metrics or WebhookMetrics.create()
     if reloader is not None:
@@ -267,7 +303,13 @@ def create_app(
     app.state.metrics = metrics
 
     endpoint = AdmissionEndpoint(
-        index, settings, metrics, max_body, body_timeout, restore_wait=restore_wait
+        index,
+        settings,
+        metrics,
+        max_body,
+        body_timeout,
+        restore_wait=restore_wait,
+        restore_hold=restore_hold,
     )
     app.router.routes.append(Route(WEBHOOK_PATH, endpoint, methods=["POST"]))
 

@@ -32,6 +32,7 @@ from kube import Client
 from kube.informer import Informer
 from kube.types import INVOKER_TYPES, NAMESPACES, REPOSITORIES, RESTORE_INVOKER_TYPES
 from webhook.app import create_app, create_probe_app
+from webhook.connections import KEEP_ALIVE, GuardedProtocol, loop_factory
 from webhook.registration import FailurePolicy, register, webhook_configuration
 from webhook.tls import CertificateReloader
 
@@ -191,6 +192,8 @@ def build_server(
         host=options.host,
         port=options.port,
         ssl_context_factory=lambda _config, _default: reloader.context,
+        http=GuardedProtocol,  # deadlines on heads, a cap on connections (webhook.connections)
+        timeout_keep_alive=int(KEEP_ALIVE),
         log_level="warning",
         log_config=None,  # its lines go through ours (text or JSON), not a format of its own
         access_log=False,
@@ -241,8 +244,10 @@ def run(options: WebhookOptions) -> None:
     if options.health_port is not None:
         log.info("probes and metrics on http://%s:%d", options.host, options.health_port)
     try:
-        # uvicorn's own loop (uvloop where installed), as Server.run would choose it
-        with asyncio.Runner(loop_factory=servers[0].config.get_loop_factory()) as runner:
+        # uvicorn's own loop (uvloop where installed), as Server.run would choose it, with a
+        # deadline on TLS handshakes (webhook.connections)
+        factory = loop_factory(servers[0].config.get_loop_factory())
+        with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(_serve(servers))
     finally:
         cache.stop()

@@ -3,7 +3,6 @@ does for a restore at each point of it."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
@@ -193,20 +192,9 @@ def test_a_restore_listed_at_start_is_seen() -> None:
     assert index.unseen_restores(["uid-1"]) == ()
 
 
-def test_waiting_for_a_restore_ends_when_another_thread_indexes_it() -> None:
+def test_a_restore_never_seen_is_held_from_when_a_pod_first_named_it_until_given_up() -> None:
     index = SidecarIndex()
-    arrived = threading.Thread(target=index.upsert, args=(web_restore(),))
-
-    def start_then_wait() -> tuple[str, ...]:
-        arrived.start()  # the informer's thread delivers it while this one waits
-        return index.wait_for_restores(["uid-1"], timeout=30)
-
-    assert start_then_wait() == ()
-    arrived.join()
-    assert index.init_targets("demo", "Deployment", "web")
-
-
-def test_a_restore_never_seen_is_waited_for_only_once() -> None:
-    index = SidecarIndex()
-    assert index.wait_for_restores(["uid-gone"], timeout=0.01) == ("uid-gone",)
-    assert index.unseen_restores(["uid-gone"]) == ()
+    assert index.unseen_since(["uid-gone"], now=100.0) == 100.0
+    assert index.unseen_since(["uid-gone", "uid-new"], now=105.0) == 100.0
+    index.give_up_restores(["uid-gone"])
+    assert index.unseen_restores(["uid-gone", "uid-new"]) == ("uid-new",)

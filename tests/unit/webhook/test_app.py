@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, WEBHOOK_PA
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from tests.factories import batch, pod, restore_member, restore_session, review
+from tests.unit.webhook.asgi import post
 from webhook import app as app_module
 from webhook.app import AdmissionEndpoint, WebhookMetrics, create_app
 
@@ -192,29 +194,85 @@ def _rolled_for(uid: str) -> dict[str, Any]:
 
 
 class _LateIndex(SidecarIndex):
-    """An index whose watch delivers the restore only once the endpoint waits for it."""
+    """An index whose watch delivers the restore once the endpoint starts waiting for it."""
 
-    def wait_for_restores(self, uids: Iterable[str], timeout: float) -> tuple[str, ...]:
-        threading.Thread(target=self.upsert, args=(_late_restore(),)).start()
-        return super().wait_for_restores(uids, timeout)
+    def unseen_restores(self, uids: Iterable[str]) -> tuple[str, ...]:
+        unseen = super().unseen_restores(uids)
+        if unseen and not getattr(self, "delivering", False):
+            self.delivering = True
+            threading.Timer(0.05, self.upsert, args=(_late_restore(),)).start()
+        return unseen
+
+
+def _stash_init_in(answer: dict[str, Any]) -> bool:
+    patch = json.loads(base64.b64decode(answer["patch"]))
+    added = [op["value"] for op in patch if op["path"].startswith("/spec/initContainers")]
+    names = [c["name"] for v in added for c in (v if isinstance(v, list) else [v])]
+    return RESTORE_INIT_CONTAINER in names
 
 
 def test_a_pod_rolled_for_a_restore_not_yet_indexed_waits_for_it_and_gets_stash_init() -> None:
     app = create_app(_LateIndex(), SidecarSettings(image="stash-py:test"))
     with TestClient(app) as client:
         answer = _post(client, review(_rolled_for("uid-late"))).json()["response"]
-    patch = json.loads(base64.b64decode(answer["patch"]))
-    added = [op["value"] for op in patch if op["path"].startswith("/spec/initContainers")]
-    names = [c["name"] for v in added for c in (v if isinstance(v, list) else [v])]
-    assert RESTORE_INIT_CONTAINER in names
+    assert _stash_init_in(answer)
 
 
-def test_a_pod_rolled_for_a_restore_never_seen_is_admitted_after_the_wait(
+def test_a_pod_rolled_for_a_restore_not_seen_in_time_is_refused_for_now_never_admitted_without(
     index: SidecarIndex,
 ) -> None:
+    """Its ReplicaSet creates it again; once the index has the restore, it gets stash-init."""
     app = create_app(index, SidecarSettings(image="stash-py:test"), restore_wait=0.01)
+    with TestClient(app) as client:
+        answer = _post(client, review(_rolled_for("uid-late"))).json()["response"]
+        assert answer["allowed"] is False
+        assert answer["status"]["code"] == 429
+        assert (
+            "restore(s) uid-late, which the stash webhook has not seen yet"
+            in (answer["status"]["message"])
+        )
+        index.upsert(_late_restore())  # the watch catches up; the ReplicaSet tries again
+        again = _post(client, review(_rolled_for("uid-late"))).json()["response"]
+    assert again["allowed"] is True
+    assert _stash_init_in(again)
+
+
+def test_a_pod_rolled_for_a_restore_never_seen_is_admitted_once_the_hold_is_over(
+    index: SidecarIndex,
+) -> None:
+    app = create_app(
+        index, SidecarSettings(image="stash-py:test"), restore_wait=0.01, restore_hold=0.0
+    )
     with TestClient(app) as client:
         answer = _post(client, review(_rolled_for("uid-gone"))).json()["response"]
     assert answer["allowed"] is True
     assert "patch" in answer  # the backup sidecar, as the index knows it
-    assert index.unseen_restores(["uid-gone"]) == ()  # the next pod does not wait
+    assert index.unseen_restores(["uid-gone"]) == ()  # the next pod is not held
+
+
+def test_a_flood_of_pods_naming_unseen_restores_is_answered_within_the_wait(
+    index: SidecarIndex,
+) -> None:
+    """100 at once: every one answered within the wait plus a little, not one after another."""
+    endpoint = AdmissionEndpoint(
+        index,
+        SidecarSettings(image="stash-py:test"),
+        WebhookMetrics.create(),
+        max_body=1 << 20,
+        restore_wait=0.5,
+    )
+
+    async def one(i: int) -> tuple[float, int, dict[str, Any]]:
+        started = time.perf_counter()
+        status, doc = await post(
+            endpoint, json.dumps(review(_rolled_for(f"uid-flood-{i}"))).encode()
+        )
+        return time.perf_counter() - started, status, doc
+
+    async def flood() -> list[tuple[float, int, dict[str, Any]]]:
+        return await asyncio.gather(*(one(i) for i in range(100)))
+
+    answers = asyncio.run(flood())
+    assert max(elapsed for elapsed, _, _ in answers) < 1.5
+    assert {status for _, status, _ in answers} == {200}
+    assert all(doc["response"]["allowed"] is False for _, _, doc in answers)  # held, not lost

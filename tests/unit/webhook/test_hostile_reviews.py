@@ -25,6 +25,7 @@ from api.constants import RESTORE_ANNOTATION
 from engine.invokers import SidecarIndex
 from engine.sidecar import SidecarSettings
 from tests.factories import batch, pod, restore_member, restore_session, review
+from tests.unit.webhook.asgi import post
 from webhook.app import AdmissionEndpoint, WebhookMetrics
 
 JSON_VALUES = st.recursive(
@@ -45,13 +46,19 @@ def _index() -> SidecarIndex:
     return index
 
 
-ENDPOINT = AdmissionEndpoint(
-    _index(),
-    SidecarSettings(image="stash-py:test"),
-    WebhookMetrics.create(),
-    max_body=1 << 20,
-    restore_wait=0.0,
-)
+METRICS = WebhookMetrics.create()
+
+
+def _endpoint() -> AdmissionEndpoint:
+    """A fresh index each time, so the unseen restore is waited for (not held) every time."""
+    return AdmissionEndpoint(
+        _index(),
+        SidecarSettings(image="stash-py:test"),
+        METRICS,
+        max_body=1 << 20,
+        restore_wait=0.0,
+        restore_hold=0.0,
+    )
 
 
 def _good_review() -> dict[str, Any]:
@@ -85,23 +92,7 @@ def _replaced(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[st
 
 
 def _post(body: bytes) -> tuple[int, dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-    delivered = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal delivered
-        if delivered:
-            return {"type": "http.disconnect"}
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/mutate/pods", "headers": []}
-    asyncio.run(ENDPOINT(scope, receive, send))
-    status = sent[0]["status"]
-    return status, json.loads(sent[1]["body"])
+    return asyncio.run(post(_endpoint(), body))
 
 
 class _Collect(logging.Handler):

@@ -18,8 +18,10 @@ from typing import Any
 from api import constants as c
 from api.backup import BackupTarget
 from api.naming import (
+    JOB_NAME_MAX,
     backup_job_name,
     backup_service_account,
+    fit,
     label_value,
     restore_job_name,
     restore_service_account,
@@ -218,9 +220,6 @@ def variables(inputs: JobInputs) -> dict[str, str]:
             values[claims.POD_ORDINAL] = str(inputs.ordinal)
     else:
         values["BACKUP_SESSION"] = inputs.session["metadata"]["name"]
-    # A member's task params override the Task's step params; both override nothing above.
-    for param in (view.member.task.params or []) if view.member.task else []:
-        values[param.name] = param.value
     return values
 
 
@@ -249,6 +248,14 @@ def _attach_claims(pod_spec: JSON, inputs: JobInputs) -> None:
     claims.attach(pod_spec, claims.volumes(made, inputs.ordinal), mounts, inputs.ordinal)
 
 
+def _container_name(function: str, index: int, taken: set[str]) -> str:
+    """A step's container: a Function's name is an object name (dots, up to 253 characters), a
+    container's a DNS label, so it is shortened the way Kubernetes names are, unique in the
+    pod."""
+    name = fit(function, JOB_NAME_MAX)
+    return name if name not in taken else fit(f"{function}-{index}", JOB_NAME_MAX)
+
+
 def build_job(inputs: JobInputs) -> JSON:
     session, view = inputs.session, inputs.member
     steps = _steps(inputs.task)
@@ -270,7 +277,9 @@ def build_job(inputs: JobInputs) -> JSON:
             }
         except SubstitutionError as exc:
             raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
-        step_vars = {**base, **step_params, **member_params}
+        # A member's task params override the Task's step params; neither overrides what the
+        # operator sets (validation.OPERATOR_VARIABLES: an invoker naming one is Invalid).
+        step_vars = {**step_params, **member_params, **base}
         spec = function.get("spec") or {}
         try:
             resolved = substitute_all(
@@ -283,11 +292,7 @@ def build_job(inputs: JobInputs) -> JSON:
             )
         except SubstitutionError as exc:
             raise JobError(f"Function {step['name']}: {exc}") from None
-        name = (
-            step["name"]
-            if step["name"] not in [c_["name"] for c_ in containers]
-            else f"{step['name']}-{index}"
-        )
+        name = _container_name(step["name"], index, {c_["name"] for c_ in containers})
         container: JSON = {
             "name": name,
             **resolved,

@@ -325,6 +325,7 @@ def _member_problems(view: MemberView, facts: InvokerFacts) -> list[str]:
     target = raw.get("target") or {}
     problems = validation.temp_dir_problems(raw.get("tempDir"), f"{where}.tempDir")
     problems += validation.hook_problems(raw.get("hooks"), f"{where}.hooks")
+    problems += validation.param_problems(raw.get("task"), f"{where}.task")
     if view.task is None and view.kind in WORKLOAD_KINDS:
         problems += validation.path_problems(target.get("paths"), f"{where}.target.paths")
         problems += validation.mount_problems(

@@ -144,6 +144,7 @@ def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
         field_name = "task.name" if view.member.task and view.member.task.name else "task"
         problems.append(f"{where}.{field_name}: Task {view.task} not found")
     problems += validation.hook_problems(raw.get("hooks"), f"{where}.hooks")
+    problems += validation.param_problems(raw.get("task"), f"{where}.task")
     return problems + claim_problems(view)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from api.constants import TMP_DIR_MOUNT_PATH
+from api.tags import INVOKER_PREFIX, NAMESPACE_PREFIX, SESSION_PREFIX, TARGET_PREFIX
 from engine.results import parse_duration
 
 JSON = dict[str, Any]
@@ -76,6 +77,65 @@ def retention_problems(retention: JSON) -> list[str]:
                 f"spec.retentionPolicy.{key}: {value} is beyond any sane bound "
                 f"(at most {MAX_KEEP:,})"
             )
+    why = _tags_keep_nothing(retention)
+    if why:
+        problems.append(f"spec.retentionPolicy.keepTags: {why}")
+    return problems
+
+
+# The tags every snapshot made here carries (api.tags); no other tag is ever written.
+_OWN_TAG_PREFIXES = (NAMESPACE_PREFIX, INVOKER_PREFIX, TARGET_PREFIX, SESSION_PREFIX)
+
+
+def _tags_keep_nothing(retention: JSON) -> str | None:
+    """Why a policy of ``keepTags`` alone would fail every session: it keeps only snapshots
+    with tags this operator never writes, and restic refuses to empty a group of snapshots."""
+    tags = retention.get("keepTags") or []
+    if not tags or any(isinstance(retention.get(k), int) and retention[k] > 0 for k in _KEEPS):
+        return None
+    for entry in tags:  # an entry is a comma-separated list a snapshot must carry whole
+        wanted = [t.strip() for t in str(entry).split(",") if t.strip()]
+        if wanted and all(t.startswith(_OWN_TAG_PREFIXES) for t in wanted):
+            return None  # it can match the snapshots made here
+    return (
+        f"{', '.join(map(str, tags))} alone keeps only snapshots carrying those tags, and "
+        "snapshots made here carry only namespace:, invoker:, target: and session: tags, so "
+        "every snapshot would go and restic refuses that (every session would fail); add a "
+        "count such as keepLast: 1, or keep one of those tags"
+    )
+
+
+# The variables the operator gives a Task's Functions: who the session and the target are,
+# where the repository is, what the invoker's policy says (controller.backup_job.variables).
+# A member's task params cannot set them: a tenant would otherwise point a Job at another
+# session, target, host or repository.
+OPERATOR_VARIABLES = frozenset(
+    {
+        "NAMESPACE", "INVOKER_KIND", "INVOKER_NAME", "BACKUP_SESSION", "RESTORE_SESSION",
+        "TARGET_API_VERSION", "TARGET_KIND", "TARGET_NAME", "TARGET_NAMESPACE", "TARGET_PATHS",
+        "TARGET_MOUNT_PATH", "EXCLUDE_PATTERNS", "INCLUDE_PATTERNS", "HOSTNAME",
+        "SOURCE_HOSTNAME", "POD_ORDINAL", "RESTORE_PATHS", "RESTORE_SNAPSHOTS",
+        "REPOSITORY_NAME", "REPOSITORY_NAMESPACE", "REPOSITORY_PROVIDER",
+        "REPOSITORY_SECRET_NAME", "REPOSITORY_BUCKET", "REPOSITORY_PREFIX",
+        "REPOSITORY_ENDPOINT", "REPOSITORY_REGION", "RETENTION_POLICY_NAME", "RETENTION_PRUNE",
+        "RETENTION_DRY_RUN", "RETENTION_KEEP_TAGS", "RETENTION_KEEP_LAST",
+        "RETENTION_KEEP_HOURLY", "RETENTION_KEEP_DAILY", "RETENTION_KEEP_WEEKLY",
+        "RETENTION_KEEP_MONTHLY", "RETENTION_KEEP_YEARLY", "PROMETHEUS_PUSHGATEWAY_URL",
+        "ENABLE_CACHE", "CACHE_DIR",
+    }
+)  # fmt: skip
+
+
+def param_problems(task: JSON | None, where: str) -> list[str]:
+    """A member's ``task.params`` naming a variable the operator sets."""
+    problems = []
+    for index, param in enumerate((task or {}).get("params") or []):
+        name = (param or {}).get("name")
+        if name in OPERATOR_VARIABLES:
+            problems.append(
+                f"{where}.params[{index}].name: {name} is set by the operator (who the session, "
+                "target and repository are); a param cannot change it"
+            )
     return problems
 
 
@@ -100,11 +160,14 @@ def retry_problems(spec: JSON) -> list[str]:
     if isinstance(max_retry, int) and max_retry > MAX_RETRY:
         problems.append(f"spec.retryConfig.maxRetry: {max_retry} is more than {MAX_RETRY}")
     delay = retry.get("delay")
-    if delay is not None and parse_duration(str(delay)) <= dt.timedelta(0):
+    wait = parse_duration(str(delay)) if delay is not None else None
+    if wait is not None and wait <= dt.timedelta(0):
         problems.append(
             f"spec.retryConfig.delay: {delay} would retry a failing backup at once, over and "
             "over; give it a positive time"
         )
+    elif wait is not None and wait > MAX_TIMEOUT:
+        problems.append(f"spec.retryConfig.delay: {delay} is longer than {MAX_TIMEOUT.days} days")
     return problems
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -10,9 +11,9 @@ import pytest
 from api import constants as c
 from api.conditions import is_true
 from api.repository import Repository
-from controller.backup_job import JobError, JobInputs, build_job
+from controller.backup_job import JobError, JobInputs, build_job, variables
 from controller.builtin_tasks import builtin_objects
-from controller.invoker import members_of
+from controller.invoker import evaluate, members_of
 from controller.session_status import (
     Observed,
     history_to_delete,
@@ -21,8 +22,10 @@ from controller.session_status import (
 )
 from controller.substitution import SubstitutionError, substitute, substitute_all
 from controller.targets import format_duration
+from controller.validation import OPERATOR_VARIABLES
 from engine.results import parse_duration
 from tests.factories import batch, member
+from tests.unit.controller.test_invoker import good_facts
 
 T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=dt.UTC)
 BUILTINS = {(o["kind"], o["metadata"]["name"]): o for o in builtin_objects("stash-py:1")}
@@ -169,6 +172,41 @@ def test_stash_variables_reach_the_function() -> None:
         "BackupBatch/nightly",
         "demo",
     ]
+
+
+def test_a_members_params_cannot_change_who_the_session_target_or_repository_are() -> None:
+    shared = member("PersistentVolumeClaim", "shared")
+    shared["task"] = {
+        "name": "t",
+        "params": [
+            {"name": "BACKUP_SESSION", "value": "someone-elses-1700000000"},
+            {"name": "TARGET_NAME", "value": "their-pvc"},
+            {"name": "extra", "value": "from-member"},
+        ],
+    }
+    invoker = _invoker(shared)
+    task = {"metadata": {"name": "t"}, "spec": {"steps": [{"name": "f"}]}}
+    fn = {"spec": {"image": "x", "args": ["${BACKUP_SESSION}", "${TARGET_NAME}", "${extra}"]}}
+    job = build_job(
+        JobInputs(_session(), invoker, members_of(invoker)[0], _repo(), task, {"f": fn}, "img")
+    )
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["nightly-1700000000", "shared", "from-member"]
+    # and the invoker says so up front
+    status = evaluate(invoker, good_facts(invoker), now=T0)
+    assert status.phase == "Invalid"
+    assert any(
+        p.startswith("spec.members[0].task.params[0].name: BACKUP_SESSION is set by the operator")
+        for p in status.problems
+    ), status.problems
+
+
+def test_every_variable_the_operator_sets_is_one_a_param_may_not_set() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    backup = JobInputs(
+        _session(), invoker, members_of(invoker)[0], _repo(), {"metadata": {"name": "t"}}, {}, "i"
+    )
+    assert set(variables(backup)) <= OPERATOR_VARIABLES
 
 
 # -- session status ------------------------------------------------------------------------
@@ -510,3 +548,22 @@ def test_a_sidecar_target_whose_hosts_reported_is_not_failed_for_absent_pods() -
     started["targets"][0]["stats"] = [_host("Succeeded")]
     later = next_status(_session(**started), _seen(invoker, sidecar_absent={0: "gone"}), T0).status
     assert later["targets"][0]["phase"] == "Succeeded"
+
+
+def test_a_function_named_beyond_a_container_names_limit_gets_a_shortened_container() -> None:
+    long_name = "postgres-backup-with-a-very-long-name.example.com-" + "x" * 40
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    task = {
+        "metadata": {"name": "t"},
+        "spec": {"steps": [{"name": long_name}, {"name": long_name}]},
+    }
+    fn = {"spec": {"image": "x"}}
+    job = build_job(
+        JobInputs(_session(), invoker, members_of(invoker)[0], _repo(), task, {long_name: fn}, "i")
+    )
+    pod_spec = job["spec"]["template"]["spec"]
+    names = [c["name"] for c in pod_spec.get("initContainers", []) + pod_spec["containers"]]
+    assert len(set(names)) == 2
+    for name in names:
+        assert len(name) <= 63
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name

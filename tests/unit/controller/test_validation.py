@@ -65,8 +65,19 @@ def test_mounts_must_name_the_workloads_volumes_and_stay_off_tmp() -> None:
             {"retentionPolicy": {"name": "r", "keepLast": 10**9}},
             "spec.retentionPolicy.keepLast: 1000000000 is beyond any sane bound",
         ),
+        (
+            {"retentionPolicy": {"name": "r", "keepTags": ["monthly"]}},
+            "spec.retentionPolicy.keepTags: monthly alone keeps only snapshots carrying those tags",
+        ),
         ({"timeOut": "0s"}, "spec.timeOut: 0s would fail every session at once"),
         ({"timeOut": "100000h"}, "spec.timeOut: 100000h is longer than 30 days"),
+        # more hours than a date can hold: a condition, not a reconcile raising for ever
+        ({"timeOut": "99999999999h"}, "spec.timeOut: 99999999999h is longer than 30 days"),
+        ({"timeOut": "9" * 400 + "s"}, "is longer than 30 days"),
+        (
+            {"retryConfig": {"maxRetry": 2, "delay": "99999999999h"}},
+            "spec.retryConfig.delay: 99999999999h is longer than",
+        ),
         ({"retryConfig": {"maxRetry": 1000000}}, "spec.retryConfig.maxRetry: 1000000 is more"),
         ({"retryConfig": {"maxRetry": 2, "delay": "0s"}}, "spec.retryConfig.delay: 0s would"),
     ],
@@ -203,3 +214,17 @@ def test_a_hook_may_not_call_a_metadata_or_link_local_address(host: str) -> None
 @pytest.mark.parametrize("host", ["127.0.0.1", "db.prod.svc", "10.0.0.5", "2001:db8::1"])
 def test_an_ordinary_hook_host_passes(host: str) -> None:
     assert validation.hook_problems({"preBackup": {"httpGet": {"host": host}}}, "h") == []
+
+
+@pytest.mark.parametrize(
+    "retention",
+    [
+        {"name": "r", "keepTags": ["monthly"], "keepLast": 3},
+        {"name": "r", "keepTags": ["namespace:demo"]},
+        {"name": "r", "keepTags": ["monthly", "target:Deployment/web,namespace:demo"]},
+    ],
+)
+def test_a_keep_tags_policy_that_can_keep_something_passes(retention: dict[str, Any]) -> None:
+    obj = batch()
+    obj["spec"]["retentionPolicy"] = retention
+    assert not [p for p in evaluate(obj, good_facts(obj), now=T0).problems if "keepTags" in p]

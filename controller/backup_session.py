@@ -48,7 +48,7 @@ from controller.session_status import (
 )
 from controller.sessions import create_session
 from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
-from controller.targets import parse_time
+from controller.targets import deadline, parse_time
 from controller.tenancy import judge
 from engine import metrics
 from engine.batch_hook import CONDITIONS
@@ -223,20 +223,30 @@ class SessionReconciler:
                 absent[view.index] = why
         return absent
 
-    def _other_running(self, session: JSON, invoker_name: str) -> str | None:
+    def _other_running(self, session: JSON, invoker: JSON | None, now: dt.datetime) -> str | None:
         """An older unfinished session of the same invoker, which this one must not overlap.
 
         Older by (creationTimestamp, name): whichever worker looks first, two sessions created
-        together never both start.
+        together never both start. One past its deadline does not count: it is failed, not
+        waited for (after an outage longer than ``timeOut``, the first new slot runs).
         """
+        if invoker is None:
+            return None
         mine = session["metadata"]
         my_order = (mine.get("creationTimestamp", ""), mine["name"])
-        for other in self._sessions_of(mine["namespace"], invoker_name, unfinished=True):
+        time_out = (invoker.get("spec") or {}).get("timeOut")
+        for other in self._sessions_of(
+            mine["namespace"], invoker["metadata"]["name"], unfinished=True
+        ):
             meta = other["metadata"]
-            phase = (other.get("status") or {}).get("phase")
+            status = other.get("status") or {}
             order = (meta.get("creationTimestamp", ""), meta["name"])
-            if order < my_order and phase not in TERMINAL:
+            if order >= my_order or status.get("phase") in TERMINAL:
+                continue
+            ends = status.get("sessionDeadline") or deadline(meta["creationTimestamp"], time_out)
+            if now <= parse_time(ends):
                 return str(meta["name"])
+            self._enqueue((meta["namespace"], meta["name"]))  # to be failed, promptly
         return None
 
     # -- reconcile -----------------------------------------------------------------------------
@@ -261,7 +271,7 @@ class SessionReconciler:
             members=members,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs={v.index: self._job(session, v.index) for v in members if v.task is not None},
-            other_running=self._other_running(session, ref.get("name", "")),
+            other_running=self._other_running(session, invoker, now),
             refused=self._refused(invoker, members),
             sidecar_absent=self._sidecar_absent(session, invoker, waiting, now),
         )

@@ -219,6 +219,24 @@ def repository_outcome(conditions: list[JSON] | None) -> bool | None:
     return True if len(found) == len(REPOSITORY_CONDITIONS) else None
 
 
+def work_finished_at(status: JSON) -> dt.datetime | None:
+    """When the session's work finished, by the hosts' own record: every target settled and the
+    last host's retention and integrity check reported (the time it wrote them); None while
+    any of it is outstanding."""
+    if any(t.get("phase") not in TARGET_TERMINAL for t in status.get("targets") or []):
+        return None
+    if repository_outcome(status.get("conditions")) is None:
+        return None
+    times = []
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in REPOSITORY_CONDITIONS:
+            try:
+                times.append(parse_time(str(cond.get("lastTransitionTime"))))
+            except ValueError:
+                return None  # not a time: judged as before, by when the operator looks
+    return max(times, default=None)
+
+
 def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
     phases = [t.get("phase") for t in status["targets"]]
     repository = repository_outcome(status.get("conditions"))
@@ -234,7 +252,8 @@ def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
         status["phase"] = "Failed"
     if status["phase"] in TERMINAL:
         created = parse_time(session["metadata"]["creationTimestamp"])
-        status["sessionDuration"] = format_duration(now - created)
+        ended = work_finished_at(status) or now  # the hosts' record, not when the operator looked
+        status["sessionDuration"] = format_duration(max(ended, created) - created)
 
 
 def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
@@ -256,7 +275,7 @@ def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
         create: list[int] = []
     else:
         create = _advance(status, seen, now)
-    if past_deadline(status, status["targets"], BACKUP, now):
+    if past_deadline(status, status["targets"], BACKUP, now, work_finished_at(status)):
         create = []
     _settle(session, status, now)
     if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):

@@ -197,12 +197,20 @@ def fail_executor(target: JSON, executor: Executor, message: str, now: dt.dateti
 
 
 def past_deadline(
-    status: JSON, targets: Iterable[JSON], executor: Executor, now: dt.datetime
+    status: JSON,
+    targets: Iterable[JSON],
+    executor: Executor,
+    now: dt.datetime,
+    finished_at: dt.datetime | None = None,
 ) -> bool:
     """Whether ``status.sessionDeadline`` has passed; if so the unfinished targets fail and
-    the session gets ``DeadlineExceeded``."""
+    the session gets ``DeadlineExceeded``. ``finished_at``: when the work recorded itself
+    finished (its hosts' own timestamps) — work done by the deadline is judged by that, however
+    late the operator looks (it was scaled down, or restarting)."""
     when = status.get("sessionDeadline")
     if not when or now <= parse_time(when):
+        return False
+    if finished_at is not None and finished_at <= parse_time(when):
         return False
     fail_unfinished(targets, executor, f"the session's deadline {when} passed", now)
     status["conditions"] = set_condition(

@@ -17,6 +17,7 @@ hooks, metrics) until the first backup (issue 15).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import re
@@ -33,6 +34,7 @@ from engine.logfields import log_fields
 from engine.reporting import (
     ReportError,
     SessionReporter,
+    deadline_passed,
     host_reported,
     target_index,
     with_host,
@@ -112,11 +114,16 @@ class Work:
             return None
 
 
-def pending_work(session: JSON, invoker: JSON | None, me: Identity) -> Work | None:
+def pending_work(
+    session: JSON, invoker: JSON | None, me: Identity, now: dt.datetime | None = None
+) -> Work | None:
     """What this host must back up for ``session`` now, or None (not ours, not started yet,
-    already done, or finished). Reads the objects as stored: nothing is validated here."""
+    already done, finished, or past its deadline: a backup nobody would count is not made).
+    Reads the objects as stored: nothing is validated here."""
     status = session.get("status") or {}
     if invoker is None or status.get("phase") != "Running":
+        return None
+    if deadline_passed(status, now or dt.datetime.now(dt.UTC)):
         return None
     ref = (session.get("spec") or {}).get("invoker") or {}
     if (ref.get("kind"), ref.get("name")) != (invoker.get("kind"), invoker["metadata"]["name"]):

@@ -11,6 +11,7 @@ fails too. Only when not even a result can be written does the first step fail.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shlex
 import time
@@ -44,7 +45,7 @@ from engine.host_restore import (
 )
 from engine.locks import holders_of
 from engine.progress import ProgressReport
-from engine.reporting import SessionReporter
+from engine.reporting import SessionReporter, deadline_passed
 from engine.restic import Progress, ResticError
 from engine.results import HostResult
 from kube import Client
@@ -87,11 +88,18 @@ def _with_member_hooks(
     client: Client, job: HostJob, setup: Setup, back_up: Callable[[], HostResult], step: str
 ) -> HostResult:
     """The member's own hooks around the backup, run in this step's container (the target's
-    volume is mounted here), as the sidecar runs them."""
+    volume is mounted here), as the sidecar runs them. A session past its deadline (a Job that
+    started late) backs up nothing: the operator fails what is unfinished at the deadline."""
+    session = SessionReporter(client, job.namespace, job.session).get()
+    status = session.get("status") or {}
+    if deadline_passed(status, dt.datetime.now(dt.UTC)):
+        raise SetupError(
+            f"session {job.session} passed its deadline {status.get('sessionDeadline')} before "
+            "this host began: nothing backed up"
+        )
     member = member_of(setup.invoker, job.target_kind, job.target_name)
     if member is None or member.hooks is None:
         return back_up()
-    session = SessionReporter(client, job.namespace, job.session).get()
     return with_hooks(
         job,
         member.hooks,

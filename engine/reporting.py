@@ -35,6 +35,19 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 20
 
 
+def deadline_passed(status: JSON, now: dt.datetime) -> bool:
+    """Whether a session's (or restore's) ``sessionDeadline`` has passed: no host starts work
+    for it then, since the operator fails whatever is unfinished at that time."""
+    when = status.get("sessionDeadline")
+    if not isinstance(when, str):
+        return False
+    try:
+        ends = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return False
+    return now > ends
+
+
 class ReportError(RuntimeError):
     """The session has no such target (the invoker changed under it), or writes kept failing."""
 

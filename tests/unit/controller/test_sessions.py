@@ -567,3 +567,34 @@ def test_a_function_named_beyond_a_container_names_limit_gets_a_shortened_contai
     for name in names:
         assert len(name) <= 63
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+
+
+def _done_at(when: dt.datetime) -> list[dict[str, Any]]:
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
+        {"type": kind, "status": "True", "lastTransitionTime": stamp}
+        for kind in (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
+    ]
+
+
+def test_work_finished_before_the_deadline_succeeds_however_late_the_operator_looks() -> None:
+    """The operator was scaled down (or restarting) across the deadline: the hosts' own record
+    says the work was done 40 s before it."""
+    invoker = _invoker(member("Deployment", "web"), timeOut="10m")
+    first = next_status(_session(), _seen(invoker), T0).status
+    first["targets"][0]["stats"] = [_host("Succeeded")]
+    first["conditions"] = _done_at(T0 + dt.timedelta(minutes=9, seconds=20))
+    back = next_status(_session(**first), _seen(invoker), T0 + dt.timedelta(hours=3)).status
+    assert back["phase"] == "Succeeded"
+    assert not is_true(back.get("conditions"), c.DEADLINE_EXCEEDED)
+    assert back["sessionDuration"] == "9m20s"
+
+
+def test_work_finished_after_the_deadline_still_fails_it() -> None:
+    invoker = _invoker(member("Deployment", "web"), timeOut="10m")
+    first = next_status(_session(), _seen(invoker), T0).status
+    first["targets"][0]["stats"] = [_host("Succeeded")]
+    first["conditions"] = _done_at(T0 + dt.timedelta(minutes=12))
+    back = next_status(_session(**first), _seen(invoker), T0 + dt.timedelta(hours=3)).status
+    assert back["phase"] == "Failed"
+    assert is_true(back["conditions"], c.DEADLINE_EXCEEDED)

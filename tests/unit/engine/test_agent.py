@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from typing import Any
@@ -117,3 +118,13 @@ def test_the_sidecar_holds_no_finished_session_of_its_namespaces_history() -> No
 
     held = sorted(s["metadata"]["name"] for s in agent.sessions.items())
     assert held == ["nightly-301", "nightly-302"]
+
+
+def test_a_sidecar_that_comes_back_after_the_deadline_backs_up_nothing_nobody_would_count() -> None:
+    sess = session()
+    sess["status"]["sessionDeadline"] = "2026-01-01T10:10:00Z"
+    invoker = batch("nightly", "demo", member())
+    before = dt.datetime(2026, 1, 1, 10, 9, tzinfo=dt.UTC)
+    after = dt.datetime(2026, 1, 1, 10, 11, tzinfo=dt.UTC)
+    assert pending_work(sess, invoker, WEB, before) is not None
+    assert pending_work(sess, invoker, WEB, after) is None

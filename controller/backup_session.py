@@ -48,6 +48,8 @@ from controller.session_status import (
 )
 from controller.sessions import create_session
 from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
+from controller.target_use import RECHECK as USE_RECHECK
+from controller.target_use import TargetUse, target_key
 from controller.targets import deadline, parse_time
 from controller.tenancy import judge
 from engine import metrics
@@ -80,9 +82,11 @@ class SessionReconciler:
         pushgateway_url: str = "",
         operator_namespace: str = "",
         sidecar_grace: float = SIDECAR_GRACE,
+        target_use: TargetUse | None = None,
     ) -> None:
         self.client = client
         self.caches = caches
+        self.use = target_use or TargetUse(caches)
         self.image = image
         self.sidecar_grace = sidecar_grace
         self.operator_namespace = operator_namespace
@@ -223,6 +227,26 @@ class SessionReconciler:
                 absent[view.index] = why
         return absent
 
+    def _busy(self, session: JSON, members: list[MemberView]) -> dict[int, str]:
+        """The members not started whose target the product is restoring (they wait)."""
+        status = session.get("status") or {}
+        if status.get("phase") in TERMINAL:
+            return {}
+        targets = status.get("targets") or []
+        meta = session["metadata"]
+        holder = f"BackupSession {meta['namespace']}/{meta['name']}"
+        busy = {}
+        for view in members:
+            started = view.index < len(targets) and targets[view.index].get("phase") != "Pending"
+            if started or not view.name:
+                continue
+            where = f"{view.kind} {view.target_namespace}/{view.name}"
+            key = target_key(view.target_namespace, view.kind, view.name)
+            why = self.use.may_start("backup", key, holder, where)
+            if why:
+                busy[view.index] = why
+        return busy
+
     def _other_running(self, session: JSON, invoker: JSON | None, now: dt.datetime) -> str | None:
         """An older unfinished session of the same invoker, which this one must not overlap.
 
@@ -274,6 +298,7 @@ class SessionReconciler:
             other_running=self._other_running(session, invoker, now),
             refused=self._refused(invoker, members),
             sidecar_absent=self._sidecar_absent(session, invoker, waiting, now),
+            busy=self._busy(session, members),
         )
         decision = next_status(session, seen, now)
         for index in seen.refused:  # a refused member's Job that still runs is stopped
@@ -311,6 +336,8 @@ class SessionReconciler:
             if waiting:  # pods coming and going trigger nothing here: look again
                 age = (now - parse_time(session["metadata"]["creationTimestamp"])).total_seconds()
                 after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
+            if seen.busy:  # a restore's end triggers nothing here either
+                after = min(after, USE_RECHECK)
             return Result(requeue_after=max(1.0, after))
         return result
 

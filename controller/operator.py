@@ -31,6 +31,7 @@ from controller.restore import INIT_GRACE, RestoreReconciler
 from controller.runtime import Controller
 from controller.runtime_metrics import RuntimeMetrics
 from controller.schedule_metrics import ScheduleCollector
+from controller.target_use import TargetUse
 from kube import Client, KubeError
 from kube.leader import LeaderElector
 from kube.types import CRONJOBS, PODS
@@ -80,6 +81,8 @@ class Operator:
         self.caches = Caches(client)
         self.invokers = InvokerReconciler(client, self.caches, options.image, options.namespace)
         self.optin = OptInReconciler(client, self.caches)
+        # one judge of who works on a target: backups and restores never overlap on one
+        self.target_use = TargetUse(self.caches)
         self.sessions = SessionReconciler(
             client,
             self.caches,
@@ -87,6 +90,7 @@ class Operator:
             pushgateway_url=options.pushgateway_url,
             operator_namespace=options.namespace,
             sidecar_grace=options.sidecar_grace,
+            target_use=self.target_use,
         )
         self.repositories = RepositoryReconciler(
             client, self.caches, options.namespace, options.image
@@ -98,6 +102,7 @@ class Operator:
             pushgateway_url=options.pushgateway_url,
             operator_namespace=options.namespace,
             init_grace=options.init_grace,
+            target_use=self.target_use,
         )
         self.metrics_restorer = (
             MetricsRestorer(self.caches, options.pushgateway_url, options.metrics_check)

@@ -21,7 +21,7 @@ from typing import Any
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP, RESTORE_ANNOTATION
 from controller.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
 from controller.runtime import Controller, Result, Writes
-from engine.invokers import SidecarIndex, WorkloadKey
+from engine.invokers import SidecarIndex, SidecarTarget, WorkloadKey
 from engine.sidecar import plan_for
 from kube import Client, NotFound
 from kube.types import RESTORE_INVOKER_TYPES
@@ -129,6 +129,13 @@ class OptInReconciler:
         for key in before | set(self.index.workloads()) | set(self.index.restored_workloads()):
             controller.enqueue(key)
 
+    def _started(self, namespace: str, target: SidecarTarget) -> bool:
+        """Whether the restore has started: its workloads are rolled only then (before, it
+        may be waiting for a backup of them to finish: controller.target_use)."""
+        rt = RESTORE_INVOKER_TYPES.get(target.invoker_kind)
+        restore = self.caches.get(rt, namespace, target.invoker_name) if rt else None
+        return (((restore or {}).get("status") or {}).get("phase")) == "Running"
+
     def reconcile(self, key: WorkloadKey) -> Result | None:
         namespace, kind, name = key
         workload = self.caches.get(WORKLOAD_TYPES[kind], namespace, name)
@@ -136,7 +143,13 @@ class OptInReconciler:
             return None  # not there (yet): its ADDED event brings it back
         targets = self.index.targets(namespace, kind, name)
         restores = tuple(
-            sorted({t.invoker_uid for t in self.index.init_targets(namespace, kind, name)})
+            sorted(
+                {
+                    t.invoker_uid
+                    for t in self.index.init_targets(namespace, kind, name)
+                    if self._started(namespace, t)
+                }
+            )
         )
         if targets and not self.index.repositories_known(targets):
             return None  # the Repository's arrival enqueues the workload again

@@ -56,6 +56,7 @@ from controller.sidecar_presence import (
     rolled_without_init,
     why_init_absent,
 )
+from controller.target_use import TargetUse, target_key
 from controller.targets import parse_time
 from controller.trigger import restore_rbac_objects
 from engine import metrics
@@ -100,9 +101,11 @@ class RestoreReconciler:
         pushgateway_url: str = "",
         operator_namespace: str = "",
         init_grace: float = INIT_GRACE,
+        target_use: TargetUse | None = None,
     ) -> None:
         self.client = client
         self.caches = caches
+        self.use = target_use or TargetUse(caches)
         self.image = image
         self.pushgateway_url = pushgateway_url
         self.init_grace = init_grace
@@ -341,6 +344,7 @@ class RestoreReconciler:
             jobs={v.index: self._jobs(invoker, v, v.index in made) for v in members if v.task},
             marked={v.index: self._marked(invoker, v) for v in workloads},
             init_absent=self._init_absent(invoker, workloads, now),
+            busy=self._busy(invoker, members),
         )
         leftovers = self._leftovers(invoker, members)
         if leftovers:
@@ -362,6 +366,24 @@ class RestoreReconciler:
         if leftovers:  # their deletion's events bring it back; look again soon anyway
             return Result(requeue_after=LEFTOVER_RECHECK)
         return _next_look(status, now, bool(workloads))
+
+    def _busy(self, invoker: JSON, members: list[RestoreView]) -> dict[int, str]:
+        """Before it starts: the members whose target a backup session is backing up now (the
+        restore waits for them; once it runs, backups of its targets wait for it)."""
+        if (invoker.get("status") or {}).get("phase") in ("Running", *FINISHED):
+            return {}
+        meta = invoker["metadata"]
+        holder = f"{invoker['kind']} {meta['namespace']}/{meta['name']}"
+        busy = {}
+        for view in members:
+            if not view.name:
+                continue
+            where = f"{view.kind} {view.target_namespace}/{view.name}"
+            key = target_key(view.target_namespace, view.kind, view.name)
+            why = self.use.may_start("restore", key, holder, where)
+            if why:
+                busy[view.index] = why
+        return busy
 
     def _keep_access(
         self,

@@ -56,6 +56,7 @@ from controller.targets import (
     jobs_target,
     parse_time,
     past_deadline,
+    wait_target,
 )
 
 JSON = dict[str, Any]
@@ -108,6 +109,9 @@ class RestoreObserved:
     init_absent: dict[int, str] = field(default_factory=dict)
     # Job-model members whose Job name an earlier restore's Job still holds (being deleted)
     leftover: frozenset[int] = frozenset()
+    # members whose target a backup session is backing up now, and why (the restore waits:
+    # controller.target_use)
+    busy: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,9 @@ def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime)
             _settle(invoker, status, entries, now)
             _store(invoker, status, entries)
         return [str(r) for r in refused]
-    waiting = out.not_ready + _found(entries, seen, now)
+    waiting = out.not_ready + _found(entries, seen, now) + list(seen.busy.values())
+    for index, why in seen.busy.items():  # said on the member, as a backup target says it
+        wait_target(entries[index], RESTORE, why, now)
     if waiting:
         if past_deadline(status, entries, RESTORE, now):
             _settle(invoker, status, entries, now)

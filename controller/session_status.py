@@ -31,6 +31,7 @@ from controller.targets import (
     job_target,
     parse_time,
     past_deadline,
+    wait_target,
 )
 from engine.hooks import is_final_attempt
 from engine.metrics import SessionOutcome, TargetOutcome
@@ -90,6 +91,8 @@ class Observed:
     refused: dict[int, str] = field(default_factory=dict)  # members out of reach (tenancy)
     # sidecar members past the grace period that no sidecar can carry out, and why
     sidecar_absent: dict[int, str] = field(default_factory=dict)
+    # members not started whose target a restore uses now, and why (controller.target_use)
+    busy: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,9 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
 
     def move(index: int, target: JSON) -> None:
         view = views[index]
-        if index in seen.refused:
+        if target.get("phase") == "Pending" and index in seen.busy:
+            wait_target(target, BACKUP, seen.busy[index], now)
+        elif index in seen.refused:
             fail_target(target, BACKUP, seen.refused[index], now)
         elif view.task is None:  # sidecar: the hosts report their own stats
             hosts_target(target, BACKUP, seen.sidecar_absent.get(index), now)

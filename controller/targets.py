@@ -175,6 +175,15 @@ def _ensured(target: JSON, executor: Executor, message: str, now: dt.datetime) -
     target["conditions"] = conditions
 
 
+def wait_target(target: JSON, executor: Executor, why: str, now: dt.datetime) -> None:
+    """Hold a target that has not started (Pending), saying why in its executor condition: the
+    product itself is using the target (``controller.target_use``)."""
+    target["phase"] = "Pending"
+    target["conditions"] = set_condition(
+        target.get("conditions"), executor.ensured, False, "TargetInUse", why, now=now
+    )
+
+
 def fail_unfinished(
     targets: Iterable[JSON], executor: Executor, message: str, now: dt.datetime
 ) -> None:

@@ -49,7 +49,7 @@ from controller.session_status import (
 from controller.sessions import create_session
 from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
 from controller.target_use import RECHECK as USE_RECHECK
-from controller.target_use import TargetUse, target_key
+from controller.target_use import TargetUse
 from controller.targets import deadline, parse_time
 from controller.tenancy import judge
 from engine import metrics
@@ -235,17 +235,12 @@ class SessionReconciler:
         targets = status.get("targets") or []
         meta = session["metadata"]
         holder = f"BackupSession {meta['namespace']}/{meta['name']}"
-        busy = {}
-        for view in members:
-            started = view.index < len(targets) and targets[view.index].get("phase") != "Pending"
-            if started or not view.name:
-                continue
-            where = f"{view.kind} {view.target_namespace}/{view.name}"
-            key = target_key(view.target_namespace, view.kind, view.name)
-            why = self.use.may_start("backup", key, holder, where)
-            if why:
-                busy[view.index] = why
-        return busy
+        waiting = [
+            v
+            for v in members
+            if v.index >= len(targets) or targets[v.index].get("phase") == "Pending"
+        ]
+        return self.use.busy("backup", holder, waiting)
 
     def _other_running(self, session: JSON, invoker: JSON | None, now: dt.datetime) -> str | None:
         """An older unfinished session of the same invoker, which this one must not overlap.

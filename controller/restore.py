@@ -56,7 +56,7 @@ from controller.sidecar_presence import (
     rolled_without_init,
     why_init_absent,
 )
-from controller.target_use import TargetUse, target_key
+from controller.target_use import TargetUse
 from controller.targets import parse_time
 from controller.trigger import restore_rbac_objects
 from engine import metrics
@@ -373,17 +373,9 @@ class RestoreReconciler:
         if (invoker.get("status") or {}).get("phase") in ("Running", *FINISHED):
             return {}
         meta = invoker["metadata"]
-        holder = f"{invoker['kind']} {meta['namespace']}/{meta['name']}"
-        busy = {}
-        for view in members:
-            if not view.name:
-                continue
-            where = f"{view.kind} {view.target_namespace}/{view.name}"
-            key = target_key(view.target_namespace, view.kind, view.name)
-            why = self.use.may_start("restore", key, holder, where)
-            if why:
-                busy[view.index] = why
-        return busy
+        return self.use.busy(
+            "restore", f"{invoker['kind']} {meta['namespace']}/{meta['name']}", members
+        )
 
     def _keep_access(
         self,

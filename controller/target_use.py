@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from api import constants as c
 from controller.caches import BACKUP_SESSIONS, Caches
+from controller.invoker import MemberRef
 from controller.restore_status import restore_members_of
 from kube.types import RESTORE_INVOKER_TYPES
 
@@ -92,24 +93,33 @@ class TargetUse:
         for rt in RESTORE_INVOKER_TYPES.values():
             caches.informer(rt).add_index(RESTORING_TARGETS, restoring_targets)
 
-    def _restores_of(self, key: str, holder: str) -> list[str]:
+    def _users(self, use: Use, key: str, holder: str) -> list[str]:
+        """Who the caches say uses target ``key`` for ``use`` (``"Kind ns/name"``), but
+        ``holder``."""
+        kinds = RESTORE_INVOKER_TYPES if use == "restore" else {"BackupSession": BACKUP_SESSIONS}
+        index = RESTORING_TARGETS if use == "restore" else RUNNING_TARGETS
         found = []
-        for kind, rt in RESTORE_INVOKER_TYPES.items():
-            for obj in self.caches.informer(rt).by_index(RESTORING_TARGETS, key):
+        for kind, rt in kinds.items():
+            for obj in self.caches.informer(rt).by_index(index, key):
                 meta = obj.get("metadata", {})
                 name = f"{kind} {meta.get('namespace', '')}/{meta.get('name', '')}"
                 if name != holder:
                     found.append(name)
         return found
 
-    def _backups_of(self, key: str, holder: str) -> list[str]:
-        found = []
-        for obj in self.caches.informer(BACKUP_SESSIONS).by_index(RUNNING_TARGETS, key):
-            meta = obj.get("metadata", {})
-            name = f"BackupSession {meta.get('namespace', '')}/{meta.get('name', '')}"
-            if name != holder:
-                found.append(name)
-        return found
+    def busy(self, use: Use, holder: str, views: Iterable[MemberRef]) -> dict[int, str]:
+        """The members among ``views`` (not started yet) that may not start their ``use`` of
+        their target now, and why; the others' starts are remembered."""
+        busy = {}
+        for view in views:
+            if not view.name:
+                continue
+            key = target_key(view.target_namespace, view.kind, view.name)
+            where = f"{view.kind} {view.target_namespace}/{view.name}"
+            why = self.may_start(use, key, holder, where)
+            if why:
+                busy[view.index] = why
+        return busy
 
     def may_start(self, use: Use, key: str, holder: str, what: str) -> str | None:
         """Why ``holder`` (``"BackupSession ns/name"``, ``"RestoreSession ns/name"``) may not
@@ -117,20 +127,18 @@ class TargetUse:
         its start is remembered for ``WINDOW`` seconds."""
         now = time.monotonic()
         with self._lock:
-            if use == "backup":
-                others = self._restores_of(key, holder)
-                if others:
-                    return (
-                        f"{others[0]} is restoring {what}: a backup now would mix old and "
-                        "restored files; it starts once the restore has ended"
-                    )
-            else:
-                others = self._backups_of(key, holder)
-                if others:
-                    return (
-                        f"{others[0]} is backing up {what}: restoring now would tear that "
-                        "backup; the restore starts once it has finished"
-                    )
+            other: Use = "restore" if use == "backup" else "backup"
+            users = self._users(other, key, holder)
+            if users and use == "backup":
+                return (
+                    f"{users[0]} is restoring {what}: a backup now would mix old and restored "
+                    "files; it starts once the restore has ended"
+                )
+            if users:
+                return (
+                    f"{users[0]} is backing up {what}: restoring now would tear that backup; "
+                    "the restore starts once it has finished"
+                )
             recent = self._starts.get(key)
             if recent and recent.use != use and now - recent.at < WINDOW:
                 verb = "restoring" if recent.use == "restore" else "backing up"

@@ -10,11 +10,11 @@ reconciler and handed in as facts.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Any
 
+from api.addresses import forbidden_host
 from api.constants import TMP_DIR_MOUNT_PATH
 from api.tags import INVOKER_PREFIX, NAMESPACE_PREFIX, SESSION_PREFIX, TARGET_PREFIX
 from engine.results import parse_duration
@@ -186,36 +186,13 @@ def temp_dir_problems(temp_dir: JSON | None, where: str) -> list[str]:
     return problems
 
 
-# Where cloud providers answer with the node's credentials; no tenant's hook calls them.
-METADATA_HOSTS = ("metadata", "metadata.google.internal", "metadata.azure.com")
-
-
-def _forbidden_host(host: str) -> str | None:
-    name = host.strip().strip("[]").lower().rstrip(".")
-    if name in METADATA_HOSTS:
-        return "a cloud metadata service"
-    try:
-        address = ipaddress.ip_address(name)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_link_local:
-        return "link-local (where cloud metadata services answer)"
-    if address.is_unspecified or address.is_multicast:
-        return "not an address a hook can call"
-    if address == ipaddress.ip_address("fd00:ec2::254"):
-        return "a cloud metadata service"
-    return None
-
-
 def hook_problems(hooks: JSON | None, where: str) -> list[str]:
     """Hosts no hook may call: cloud metadata services, link-local and unspecified addresses."""
     problems = []
     for kind, handler in (hooks or {}).items():
         for action in ("httpGet", "httpPost", "tcpSocket"):
             host = ((handler or {}).get(action) or {}).get("host")
-            why = _forbidden_host(str(host)) if host else None
+            why = forbidden_host(str(host)) if host else None
             if why:
                 problems.append(f"{where}.{kind}.{action}.host: {host} is {why}")
     return problems

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from api.addresses import forbidden_address
 from api.common import Handler, HTTPGetAction, HTTPPostAction, PostHook
 from api.constants import DEFAULT_MAX_RETRY
 from engine.results import HookOutcome, HostResult
@@ -74,6 +75,49 @@ def _port(value: int | str) -> int:
     raise HookError(f"named port {value!r} is not supported in hooks; use the port number")
 
 
+def _vetted(host: str, port: int) -> str:
+    """The address to connect to for ``host``: resolved here, and refused when any address it
+    resolves to is one no hook may call (``api.addresses``) — a DNS name or a decimal, octal
+    or hexadecimal form of a metadata address included. The connection then goes to exactly
+    the address checked."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise HookError(f"{host}:{port}: cannot be resolved: {exc}") from None
+    addresses = [str(info[4][0]) for info in found]
+    for address in addresses:
+        why = forbidden_address(address)
+        if why:
+            raise HookError(f"{host} is {address}, {why}: no hook may call it")
+    return addresses[0]
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """HTTP to ``address``, the vetted address of ``host`` (which stays the Host header)."""
+
+    def __init__(self, host: str, address: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to the vetted ``address`` of ``host`` (its name still sent as SNI and Host)."""
+
+    def __init__(
+        self, host: str, address: str, port: int, timeout: float, context: ssl.SSLContext
+    ) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.address = address
+        self.tls = context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(raw, server_hostname=self.host)
+
+
 def _http(
     action: HTTPGetAction,
     method: str,
@@ -88,15 +132,14 @@ def _http(
         raise HookError(f"{method} {action.path or '/'}: no host given")
     port = _port(action.port)
     path = action.path or "/"
+    address = _vetted(host, port)
     if (action.scheme or "HTTP").upper() == "HTTPS":
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # as the kubelet's probes: no verification
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, port, timeout=timeout, context=context
-        )
+        conn: http.client.HTTPConnection = _PinnedHTTPS(host, address, port, timeout, context)
     else:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn = _PinnedHTTP(host, address, port, timeout)
     for header in action.http_headers or []:
         headers[header.name] = header.value
     try:
@@ -165,7 +208,7 @@ def run_hook(
             if not host:
                 raise HookError("tcpSocket: no host given")
             port = _port(handler.tcp_socket.port)
-            with socket.create_connection((host, port), timeout=timeout):
+            with socket.create_connection((_vetted(host, port), port), timeout=timeout):
                 return f"tcp {host}:{port}: connected"
     except HookError as exc:
         raise HookError(f"{kind} hook: {exc}") from None

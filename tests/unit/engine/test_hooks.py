@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -184,3 +185,66 @@ def test_the_member_of_a_target_is_found_by_its_ref() -> None:
     assert found.target.ref is not None
     assert found.target.ref.name == "d"
     assert member_of(invoker, "PersistentVolumeClaim", "other") is None
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["169.254.169.254", "2852039166", "0251.0376.0251.0376", "0xa9fea9fe", "[::ffff:a9fe:a9fe]"],
+)
+@pytest.mark.parametrize("action", ["tcpSocket", "httpGet"])
+def test_a_hook_to_a_metadata_address_in_any_form_is_refused_before_connecting(
+    host: str, action: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a connection was attempted")
+
+    monkeypatch.setattr(socket, "create_connection", never)
+    handler = Handler.model_validate({action: {"host": host.strip("[]"), "port": 80}})
+    with pytest.raises(HookError, match=r"link-local .*: no hook may call it"):
+        run_hook("preBackup", handler, own_container="stash")
+
+
+def test_a_name_that_resolves_to_a_metadata_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever the name, the address it resolves to is what is checked and then dialled."""
+    real = socket.getaddrinfo
+
+    def resolver(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "innocent.example":
+            return real("169.254.169.254", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    handler = Handler.model_validate({"httpGet": {"host": "innocent.example", "port": 80}})
+    with pytest.raises(HookError, match=r"innocent.example is 169.254.169.254, link-local"):
+        run_hook("preBackup", handler, own_container="stash")
+
+
+def test_a_hook_connects_to_the_address_it_checked_and_keeps_the_name_as_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+
+    class Handler_(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers["Host"])
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler_)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    port = server.server_address[1]
+    real = socket.getaddrinfo
+
+    def resolver(host: str, *args: Any, **kwargs: Any) -> Any:
+        return real("127.0.0.1" if host == "app.local" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    handler = Handler.model_validate({"httpGet": {"host": "app.local", "port": port}})
+    assert run_hook("preBackup", handler, own_container="stash") == "GET /: 200"
+    server.server_close()
+    assert seen == [f"app.local:{port}"]

@@ -37,6 +37,8 @@ from controller.defaults import SIDECAR_GRACE
 from controller.facts import FactReader
 from controller.hook_job import create_hook_job, hook_job_failure
 from controller.invoker import MemberView, members_of
+from controller.job_pods import RECHECK as PODS_RECHECK
+from controller.job_pods import troubles
 from controller.owned import find_job, stop_job
 from controller.runtime import Controller, Result, Writes
 from controller.session_status import (
@@ -285,11 +287,13 @@ class SessionReconciler:
         members = members_of(invoker) if invoker else []
         now = dt.datetime.now(dt.UTC)
         waiting = self._waiting_sidecars(session, members)
+        jobs = {v.index: self._job(session, v.index) for v in members if v.task is not None}
         seen = Observed(
             invoker=invoker,
             members=members,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
-            jobs={v.index: self._job(session, v.index) for v in members if v.task is not None},
+            jobs=jobs,
+            trouble=troubles(self.client, namespace, jobs.values(), now),
             other_running=self._other_running(session, invoker, now),
             refused=self._refused(invoker, members),
             sidecar_absent=self._sidecar_absent(session, invoker, waiting, now),
@@ -325,16 +329,26 @@ class SessionReconciler:
             except NotFound:
                 return None
             self._record_transition(session, status)  # after the write: no duplicates on retry
+        return self._next_look(session, status, seen, bool(waiting), now) or result
+
+    def _next_look(
+        self, session: JSON, status: JSON, seen: Observed, waiting: bool, now: dt.datetime
+    ) -> Result | None:
+        """When to look again without an event: by the deadline, and sooner for what sends no
+        event here (sidecar pods coming and going, a restore ending, a Job's pod that cannot
+        start)."""
         deadline = status.get("sessionDeadline")
-        if deadline and status.get("phase") not in TERMINAL:
-            after = (parse_time(deadline) - now).total_seconds() + 1
-            if waiting:  # pods coming and going trigger nothing here: look again
-                age = (now - parse_time(session["metadata"]["creationTimestamp"])).total_seconds()
-                after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
-            if seen.busy:  # a restore's end triggers nothing here either
-                after = min(after, USE_RECHECK)
-            return Result(requeue_after=max(1.0, after))
-        return result
+        if not deadline or status.get("phase") in TERMINAL:
+            return None
+        after = (parse_time(deadline) - now).total_seconds() + 1
+        if waiting:
+            age = (now - parse_time(session["metadata"]["creationTimestamp"])).total_seconds()
+            after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
+        if seen.busy:
+            after = min(after, USE_RECHECK)
+        if any(job is not None for job in seen.jobs.values()):
+            after = min(after, PODS_RECHECK)
+        return Result(requeue_after=max(1.0, after))
 
     # -- what follows the end of a session (each step guarded, so none repeats) -------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,6 +40,7 @@ from controller.facts import FactReader
 from controller.grants import Grants, repository_grant
 from controller.hook_job import create_hook_job, hook_job_failure
 from controller.invoker import RestoreView, usable_repository
+from controller.job_pods import troubles
 from controller.owned import ensure, find_job, owned_by, stop_job
 from controller.restore_status import (
     FINISHED,
@@ -337,11 +338,15 @@ class RestoreReconciler:
         facts = self.reader.read(invoker, members)
         made = _made(invoker)
         workloads = [v for v in members if v.task is None and v.kind in WORKLOAD_TYPES]
+        jobs = {v.index: self._jobs(invoker, v, v.index in made) for v in members if v.task}
         seen = RestoreObserved(
             members=members,
             facts=facts,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
-            jobs={v.index: self._jobs(invoker, v, v.index in made) for v in members if v.task},
+            jobs=jobs,
+            trouble=troubles(
+                self.client, invoker["metadata"]["namespace"], _flat(jobs.values()), now
+            ),
             marked={v.index: self._marked(invoker, v) for v in workloads},
             init_absent=self._init_absent(invoker, workloads, now),
             busy=self._busy(invoker, members),
@@ -365,7 +370,7 @@ class RestoreReconciler:
         self._write(invoker, status, list(decision.problems))
         if leftovers:  # their deletion's events bring it back; look again soon anyway
             return Result(requeue_after=LEFTOVER_RECHECK)
-        return _next_look(status, now, bool(workloads))
+        return _next_look(status, now, bool(workloads) or bool(jobs))
 
     def _busy(self, invoker: JSON, members: list[RestoreView]) -> dict[int, str]:
         """Before it starts: the members whose target a backup session is backing up now (the
@@ -595,17 +600,21 @@ class RestoreReconciler:
             )
 
 
-def _next_look(status: JSON, now: dt.datetime, workloads: bool) -> Result | None:
+def _flat(jobs: Iterable[list[JSON | None]]) -> list[JSON | None]:
+    return [job for each in jobs for job in each]
+
+
+def _next_look(status: JSON, now: dt.datetime, pods: bool) -> Result | None:
     """When to look again without an event: a waiting restore soon, a running one by its
-    deadline (and its workloads' pods every 30 s); a finished or Invalid one only on an
-    event."""
+    deadline (and, while its workloads' or Jobs' pods are watched for, every 20 or 30 s: their
+    state sends no event here); a finished or Invalid one only on an event."""
     phase = status.get("phase")
     if phase == "Pending":
         return Result(requeue_after=WAITING_RECHECK)
     when = status.get("sessionDeadline")
     if when and phase == "Running":
         after = max(1.0, (parse_time(when) - now).total_seconds() + 1)
-        return Result(requeue_after=min(after, HOSTS_RECHECK) if workloads else after)
+        return Result(requeue_after=min(after, HOSTS_RECHECK) if pods else after)
     return None
 
 

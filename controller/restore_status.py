@@ -42,6 +42,7 @@ from controller.invoker import (
     boundary_refusals,
     repository_conditions,
 )
+from controller.job_pods import Trouble
 from controller.targets import (
     TARGET_TERMINAL,
     Executor,
@@ -112,6 +113,8 @@ class RestoreObserved:
     # members whose target a backup session is backing up now, and why (the restore waits:
     # controller.target_use)
     busy: dict[int, str] = field(default_factory=dict)
+    # running Jobs whose pod cannot start, by Job name (controller.job_pods)
+    trouble: dict[str, Trouble] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -386,7 +389,9 @@ def _advance(
             entry["phase"] = "Pending"  # waits for the earlier restore's Job to go
         else:
             jobs = seen.jobs.get(index) or [None]
-            create.extend((index, at) for at in jobs_target(entry, jobs, RESTORE, now))
+            create.extend(
+                (index, at) for at in jobs_target(entry, jobs, RESTORE, now, seen.trouble)
+            )
 
     sequential = spec.get("executionOrder") == "Sequential"
     pairs = ((v.index, e) for v, e in zip(seen.members, entries, strict=True))

@@ -17,6 +17,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import is_true, set_condition
 from controller.invoker import MemberView
+from controller.job_pods import Trouble
 from controller.targets import (
     TARGET_TERMINAL,
     Executor,
@@ -93,6 +94,8 @@ class Observed:
     sidecar_absent: dict[int, str] = field(default_factory=dict)
     # members not started whose target a restore uses now, and why (controller.target_use)
     busy: dict[int, str] = field(default_factory=dict)
+    # running Jobs whose pod cannot start, by Job name (controller.job_pods)
+    trouble: dict[str, Trouble] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
             fail_target(target, BACKUP, seen.refused[index], now)
         elif view.task is None:  # sidecar: the hosts report their own stats
             hosts_target(target, BACKUP, seen.sidecar_absent.get(index), now)
-        elif job_target(target, seen.jobs.get(index), BACKUP, now):
+        elif job_target(target, seen.jobs.get(index), BACKUP, now, seen.trouble):
             create.append(index)
 
     pairs = [

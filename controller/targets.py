@@ -11,14 +11,17 @@ shape here: ``{ref, phase, totalHosts, stats[], conditions[]}``, each stat with 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.conditions import get_condition, is_true, now_rfc3339, set_condition
 from api.constants import DEADLINE_EXCEEDED
 from engine.hooks import should_run_post_hook
 from engine.results import go_duration, parse_duration
+
+if TYPE_CHECKING:
+    from controller.job_pods import Trouble
 
 JSON = dict[str, Any]
 TARGET_TERMINAL = ("Succeeded", "Failed")
@@ -117,18 +120,30 @@ def in_order(
             break  # the next member starts once this one has succeeded
 
 
-def job_target(target: JSON, job: JSON | None, executor: Executor, now: dt.datetime) -> bool:
+def job_target(
+    target: JSON,
+    job: JSON | None,
+    executor: Executor,
+    now: dt.datetime,
+    trouble: Mapping[str, Trouble] | None = None,
+) -> bool:
     """``jobs_target`` for a target carried out by one Job: True when it is to be created."""
-    return bool(jobs_target(target, [job], executor, now))
+    return bool(jobs_target(target, [job], executor, now, trouble))
 
 
 def jobs_target(
-    target: JSON, jobs: Sequence[JSON | None], executor: Executor, now: dt.datetime
+    target: JSON,
+    jobs: Sequence[JSON | None],
+    executor: Executor,
+    now: dt.datetime,
+    trouble: Mapping[str, Trouble] | None = None,
 ) -> list[int]:
     """Move a Job-model target on from its Jobs (one, or one per ordinal restoring into new
     PVCs; None: not there); the positions of the Jobs to be created now. The hosts' stats
     decide; a Job that failed, all Jobs completed without every host reporting, or a Job that
-    vanished after they were made fails the target with the reason."""
+    vanished after they were made fails the target with the reason. A Job whose pod cannot
+    start (``trouble`` by Job name: ``controller.job_pods``) is said on the target, and fails
+    it once the reason cannot resolve itself."""
     ensured = is_true(target.get("conditions"), executor.ensured)
     absent = [i for i, job in enumerate(jobs) if job is None]
     if absent and ensured:
@@ -159,7 +174,28 @@ def jobs_target(
         )
     else:
         target["phase"] = "Running"
+        _troubled(target, present, executor, trouble or {}, now)
     return []
+
+
+def _troubled(
+    target: JSON,
+    jobs: Sequence[JSON],
+    executor: Executor,
+    trouble: Mapping[str, Trouble],
+    now: dt.datetime,
+) -> None:
+    stuck = [(j["metadata"]["name"], t) for j in jobs if (t := trouble.get(j["metadata"]["name"]))]
+    said = get_condition(target.get("conditions"), executor.ensured) or {}
+    if stuck:
+        name, first = stuck[0]
+        words = first.say(executor.noun, name)
+        if first.final:
+            fail_target(target, executor, words, now)
+        else:
+            _ensured(target, executor, f"{words}; waiting for it to start", now)
+    elif "cannot start" in str(said.get("message", "")):
+        _ensured(target, executor, f"the {executor.noun} Job's pod has started", now)
 
 
 def _any_failed_host(target: JSON) -> bool:

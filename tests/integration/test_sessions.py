@@ -492,3 +492,47 @@ def test_metrics_lost_with_the_pushgateway_come_back_from_the_api_within_a_minut
             shut()
     finally:
         second_gateway.stop()
+
+
+@pytest.fixture
+def broken_task(kube: Client) -> Iterator[str]:
+    """A Task whose one Function's image is not an image name: its Job's pod never starts."""
+    kube.create(
+        {
+            "apiVersion": c.V1BETA1,
+            "kind": "Function",
+            "metadata": {"name": "broken-image"},
+            "spec": {"image": "Not/A-Valid:Image", "args": ["never"]},
+        }
+    )
+    kube.create(
+        {
+            "apiVersion": c.V1BETA1,
+            "kind": "Task",
+            "metadata": {"name": "broken-image"},
+            "spec": {"steps": [{"name": "broken-image"}]},
+        }
+    )
+    yield "broken-image"
+    kube.delete(TASKS, "broken-image", missing_ok=True)
+    kube.delete(FUNCTIONS, "broken-image", missing_ok=True)
+
+
+def test_a_job_whose_pod_cannot_start_fails_its_target_with_the_pods_own_reason(
+    operator: Operator, kube: Client, namespace: str, broken_task: str
+) -> None:
+    """Not the session's deadline a day later: the kubelet's own words, within a minute."""
+    eventually(lambda: operator.caches.get(TASKS, "", broken_task), 30, "the Task in the cache")
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db"}}
+    kube.create({**service, "spec": {"ports": [{"port": 5432}]}}, namespace)
+    db = {"target": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "db"}}}
+    _ready_batch(kube, namespace, {**db, "task": {"name": broken_task}})
+    started = time.monotonic()
+    name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    message = _target_failure(kube, namespace, name)
+    assert time.monotonic() - started < 60
+    assert re.match(
+        rf"the backup Job stash-backup-{name}-0's pod stash-backup-{name}-0-\w+ cannot start: "
+        r"InvalidImageName",
+        message,
+    ), message

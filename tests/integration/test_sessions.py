@@ -536,3 +536,37 @@ def test_a_job_whose_pod_cannot_start_fails_its_target_with_the_pods_own_reason(
         r"InvalidImageName",
         message,
     ), message
+
+
+def test_after_an_outage_longer_than_time_out_the_next_slot_runs_and_the_expired_one_fails(
+    control_plane: ControlPlane, kube: Client, namespace: str
+) -> None:
+    _, stop, thread, client = _start(control_plane.kubeconfig)
+    try:
+        _ready_batch(kube, namespace, member("Deployment", "web"), timeOut="10s")
+    finally:
+        stop.set()  # the operator goes away ...
+        thread.join(15)
+        client.close()
+    made = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]
+    expired = made["name"]
+    past = parse_time(made["creationTimestamp"]).timestamp() + 11  # ... longer than timeOut
+    eventually(lambda: time.time() > past, 30, "the expired session's deadline to pass")
+    fresh = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+    _, stop, thread, client = _start(control_plane.kubeconfig)  # ... and comes back
+    try:
+        eventually(lambda: _phase(kube, namespace, expired) == "Failed", 30, "the expired one")
+        assert is_true(
+            _session(kube, namespace, expired)["status"]["conditions"], c.DEADLINE_EXCEEDED
+        )
+        eventually(
+            lambda: _phase(kube, namespace, fresh) not in ("", "Pending"), 30, "the new slot"
+        )
+        status = _session(kube, namespace, fresh)["status"]
+        assert status["phase"] != "Skipped", status
+        assert not is_true(status.get("conditions"), c.BACKUP_SKIPPED)
+        assert status.get("targets"), "the new slot started its targets"
+    finally:
+        stop.set()
+        thread.join(15)
+        client.close()

@@ -73,3 +73,9 @@ RESTORE_INVOKER_KINDS: Final = ("RestoreSession", "RestoreBatch")
 
 # Stash: a retryConfig without maxRetry retries a failed session once.
 DEFAULT_MAX_RETRY = 1
+
+# The image's user and group (its Dockerfile's USER 65532:65532). Pods the operator makes set
+# both: a runAsUser without a runAsGroup makes the runtime look the user up in the image's
+# /etc/passwd, where it is not, and fall back to group 0.
+IMAGE_USER: Final = 65532
+IMAGE_GROUP: Final = 65532

@@ -36,6 +36,7 @@ from controller.substitution import SubstitutionError, substitute, substitute_al
 from controller.trigger import owner_reference
 from engine.backend import local_volume
 from engine.restore import RestoreError, rule_for_host
+from engine.sidecar import with_image_group
 
 JSON = dict[str, Any]
 SESSION_LABEL = f"{c.GROUP}/backup-session"
@@ -248,6 +249,21 @@ def _attach_claims(pod_spec: JSON, inputs: JobInputs) -> None:
     claims.attach(pod_spec, claims.volumes(made, inputs.ordinal), mounts, inputs.ordinal)
 
 
+def _with_settings(container: JSON, settings: JSON) -> JSON:
+    """The member's ``runtimeSettings.container`` on a step's container: env added to the
+    step's, the rest as given (a security context naming the image's user gets its group)."""
+    for key in CONTAINER_SETTING_KEYS:
+        if key not in settings:
+            continue
+        if key == "env":
+            container["env"] = container["env"] + settings["env"]
+        elif key == "securityContext":
+            container[key] = with_image_group(settings[key])
+        else:
+            container[key] = settings[key]
+    return container
+
+
 def _container_name(function: str, index: int, taken: set[str]) -> str:
     """A step's container: a Function's name is an object name (dots, up to 253 characters), a
     container's a DNS label, so it is shortened the way Kubernetes names are, unique in the
@@ -310,10 +326,7 @@ def build_job(inputs: JobInputs) -> JSON:
         settings = (
             (view.member.runtime_settings.container or {}) if view.member.runtime_settings else {}
         )
-        for key in CONTAINER_SETTING_KEYS:
-            if key in settings:
-                container[key] = container["env"] + settings[key] if key == "env" else settings[key]
-        containers.append(container)
+        containers.append(_with_settings(container, settings))
     try:
         volumes = substitute_all((inputs.task.get("spec") or {}).get("volumes") or [], base)
     except SubstitutionError as exc:
@@ -361,6 +374,11 @@ def build_job(inputs: JobInputs) -> JSON:
         "restartPolicy": "Never",
         "serviceAccountName": inputs.service_account,
         **{k: v for k, v in pod_settings.items() if k in POD_SETTING_KEYS},
+        **(
+            {"securityContext": with_image_group(pod_settings["securityContext"])}
+            if isinstance(pod_settings.get("securityContext"), dict)
+            else {}
+        ),
         "initContainers": containers[:-1],
         "containers": containers[-1:],
         "volumes": volumes,

@@ -54,7 +54,8 @@ def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
         "serviceAccountName": account,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 65532,
+            "runAsUser": c.IMAGE_USER,
+            "runAsGroup": c.IMAGE_GROUP,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         **{k: v for k, v in settings.items() if k in POD_SETTING_KEYS},

@@ -270,7 +270,8 @@ def cronjob(invoker: JSON, image: str) -> JSON:
                             "restartPolicy": "Never",
                             "securityContext": {
                                 "runAsNonRoot": True,
-                                "runAsUser": 65532,
+                                "runAsUser": c.IMAGE_USER,
+                                "runAsGroup": c.IMAGE_GROUP,
                                 "seccompProfile": {"type": "RuntimeDefault"},
                             },
                             "containers": [

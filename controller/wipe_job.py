@@ -67,7 +67,8 @@ def wipe_objects(repository: JSON, image: str) -> list[JSON]:
         "serviceAccountName": name,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 65532,
+            "runAsUser": c.IMAGE_USER,
+            "runAsGroup": c.IMAGE_GROUP,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [

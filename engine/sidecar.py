@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.constants import (
+    IMAGE_GROUP,
+    IMAGE_USER,
     RESTORE_INIT_CONTAINER,
     SIDECAR_CONTAINER,
     TMP_DIR_MOUNT_PATH,
@@ -127,6 +129,15 @@ def plan_for(
     )
 
 
+def with_image_group(security_context: JSON) -> JSON:
+    """``security_context`` with the image's group added when it asks for the image's user
+    without a group: the runtime would look that user up in the image's /etc/passwd, not find
+    it and run the process in group 0, so every file a restore writes would get group root."""
+    if security_context.get("runAsUser") == IMAGE_USER and "runAsGroup" not in security_context:
+        return {**security_context, "runAsGroup": IMAGE_GROUP}
+    return security_context
+
+
 def _field_env(name: str, path: str) -> JSON:
     return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
@@ -172,6 +183,8 @@ def _container(
             continue
         if key == "env":
             container["env"] = container["env"] + copy.deepcopy(list(value))
+        elif key == "securityContext":
+            container[key] = with_image_group(copy.deepcopy(value))
         else:
             container[key] = copy.deepcopy(value)
     return container

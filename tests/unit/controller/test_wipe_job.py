@@ -97,3 +97,9 @@ def test_a_wipe_that_cannot_be_done_at_all_is_skipped_not_failed() -> None:
     outcome = wipe_outcome(refused, [_pod(words, "2026-01-01T10:00:01Z")])
     assert (outcome.done, outcome.ok, outcome.skipped) == (True, False, True)
     assert outcome.message == words
+
+
+def test_the_wipe_pod_runs_as_the_images_user_and_group_never_group_root() -> None:
+    job = wipe_objects(REPO, "stash:1")[-1]
+    context = job["spec"]["template"]["spec"]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"]) == (65532, 65532)

@@ -6,7 +6,7 @@ from typing import Any
 
 from api.constants import LOCAL_BACKEND_VOLUME, SIDECAR_CONTAINER, TMP_DIR_VOLUME
 from engine.invokers import SidecarIndex, SidecarTarget, sidecar_targets_of
-from engine.sidecar import SidecarPlan, SidecarSettings, inject, plan_for
+from engine.sidecar import SidecarPlan, SidecarSettings, inject, plan_for, with_image_group
 from tests.factories import batch, configuration, member, pod
 
 SETTINGS = SidecarSettings(image="stash-py:test")
@@ -201,3 +201,23 @@ def test_the_index_says_whether_it_has_seen_the_targets_repositories() -> None:
     assert not index.repositories_known(targets)
     index.upsert_repository(_repository("repo", {"s3": {"bucket": "b"}}))
     assert index.repositories_known(targets)
+
+
+def test_a_container_asking_for_the_images_user_gets_its_group_not_group_root() -> None:
+    obj = batch()
+    obj["spec"]["members"][0]["runtimeSettings"] = {
+        "container": {"securityContext": {"runAsUser": 65532}}
+    }
+    mutated, _ = inject(pod(), _plan(obj), SETTINGS)
+    assert mutated["spec"]["containers"][-1]["securityContext"] == {
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+    }
+
+
+def test_another_user_or_an_explicit_group_is_left_as_the_user_wrote_it() -> None:
+    assert with_image_group({"runAsUser": 0}) == {"runAsUser": 0}
+    assert with_image_group({"runAsUser": 65532, "runAsGroup": 7}) == {
+        "runAsUser": 65532,
+        "runAsGroup": 7,
+    }

@@ -46,8 +46,6 @@ MAX_BODY = 3 * 1024 * 1024  # the API server's own request limit is 3 MiB
 # The API server gives a webhook at most 30 s for the whole call; a body still arriving after
 # this long is a stalled or hostile client, whose connection is cut.
 BODY_TIMEOUT = 10.0
-# How long a pod rolled for a restore the index has not seen waits for it: well inside the
-# webhook's timeoutSeconds (5), and only ever paid once per unseen restore.
 # A pod rolled for a restore the index has not seen yet: wait this long for the index (polled,
 # on the event loop: a flood of such pods waits side by side, each answered within the wait
 # plus its own work, well below the registration's 5 s timeout) ...
@@ -55,8 +53,10 @@ RESTORE_WAIT = 2.0
 RESTORE_POLL = 0.02
 # ... then refuse the pod, so that its ReplicaSet creates it again moments later and it gets
 # stash-init, for at most this long after a pod first named the restore; after that, admit it
-# without (a restore deleted before this process started is never seen) and say so.
-RESTORE_HOLD = 30.0
+# without and say so. The cost of a false alarm: a restore deleted before this process
+# started is never seen, so the first pods of a workload restored long ago wait this long once
+# after a webhook restart (its pod template keeps the restore's uid). A watch lags far less.
+RESTORE_HOLD = 15.0
 JSON_TYPE = "application/json"
 
 

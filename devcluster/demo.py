@@ -66,7 +66,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = PROJECT / "manifests" / "samples"
 SAMPLE_IMAGES = ("nginx", "busybox")  # the samples' application images, without a registry
 PUSHGATEWAY_PORT = 56789  # the Pushgateway's read-only door, served by the operator
-PUSHGATEWAY_LOOPBACK_PORT = 56790  # the Pushgateway itself, on the pod's loopback
+PUSHGATEWAY_LOOPBACK_PORT = 9091  # the Pushgateway itself, on the pod's loopback (its default)
 # The operator pod's ports (health, webhook, Pushgateway): on host networking they are this
 # machine's, so a second demo cluster's operator pod could not start beside the first's.
 OPERATOR_PORTS = (8081, 8443, PUSHGATEWAY_PORT, PUSHGATEWAY_LOOPBACK_PORT)

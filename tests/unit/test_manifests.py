@@ -108,10 +108,10 @@ def test_the_pushgateway_listens_on_the_pods_loopback_and_only_the_operator_writ
     )
     pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     containers = {c["name"]: c for c in pod["containers"]}
-    assert "--web.listen-address=127.0.0.1:56790" in containers["pushgateway"]["args"]
+    assert "--web.listen-address=127.0.0.1:9091" in containers["pushgateway"]["args"]
     assert "ports" not in containers["pushgateway"]
     operator = containers["operator"]["args"]
-    assert "--pushgateway-url=http://127.0.0.1:56790" in operator
+    assert "--pushgateway-url=http://127.0.0.1:9091" in operator
     assert "--pushgateway-read-port=56789" in operator
     assert {"name": "pushgateway", "containerPort": 56789} in containers["operator"]["ports"]
     # no other container is told where metrics go: nothing but the operator pushes

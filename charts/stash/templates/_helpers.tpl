@@ -6,7 +6,7 @@
 {{/* Where the backups push their metrics. */}}
 {{- define "stash.pushgatewayURL" -}}
 {{- if .Values.pushgateway.enabled -}}
-http://127.0.0.1:56790
+http://127.0.0.1:9091
 {{- else if .Values.pushgateway.url -}}
 {{ .Values.pushgateway.url }}
 {{- end -}}

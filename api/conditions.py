@@ -12,8 +12,16 @@ from typing import Any
 Condition = dict[str, Any]
 
 
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"  # how the API server and this project write a time
+
+
 def now_rfc3339(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (now or dt.datetime.now(dt.UTC)).strftime(RFC3339)
+
+
+def parse_rfc3339(text: str) -> dt.datetime:
+    """``now_rfc3339`` read back (ValueError for anything else)."""
+    return dt.datetime.strptime(text, RFC3339).replace(tzinfo=dt.UTC)
 
 
 def set_condition(

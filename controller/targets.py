@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from api.conditions import get_condition, is_true, now_rfc3339, set_condition
+from api.conditions import get_condition, is_true, now_rfc3339, parse_rfc3339, set_condition
 from api.constants import DEADLINE_EXCEEDED
 from engine.hooks import should_run_post_hook
 from engine.results import go_duration, parse_duration
@@ -34,7 +34,7 @@ def format_duration(delta: dt.timedelta) -> str:
 
 
 def parse_time(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return parse_rfc3339(text)
 
 
 def deadline(created: str, time_out: str | None) -> str:

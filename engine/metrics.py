@@ -1,12 +1,13 @@
-"""Prometheus metrics of backups, pushed to the Pushgateway (DESIGN.md section 4).
+"""Prometheus metrics of backups, as the operator pushes them to the Pushgateway (DESIGN.md
+section 4; which groups, from which record: ``controller.metric_groups``).
 
 Every push is a fresh registry PUT into its own group of job ``<invoker-kind>-<ns>-<invoker>``,
-so nothing stale survives and writers never overwrite each other:
+so nothing stale survives:
 
-- one group per host (``kind``, ``name``, ``hostname``): the host's backup metrics;
+- one group per host (``kind``, ``name``, ``hostname``): the host's backup or restore metrics;
 - one per repository (``repository``): integrity, size, snapshot count, snapshots cleaned;
-- the session group (job only): session and target success/duration, pushed by the operator
-  when a session ends, with the last-success times derived from the invoker's history.
+- the session group (job only): session and target success/duration, with the last-success
+  times derived from the invoker's history.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from api.conditions import get_condition, now_rfc3339, set_condition
+from api.conditions import get_condition, now_rfc3339, parse_rfc3339, set_condition
 from api.constants import (
     POST_BACKUP_HOOK_SUCCEEDED,
     POST_RESTORE_HOOK_SUCCEEDED,
@@ -42,7 +42,7 @@ def deadline_passed(status: JSON, now: dt.datetime) -> bool:
     if not isinstance(when, str):
         return False
     try:
-        ends = dt.datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        ends = parse_rfc3339(when)
     except ValueError:
         return False
     return now > ends

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api.conditions import parse_rfc3339
 from api.constants import RESTORE_INIT_CONTAINER
 from api.naming import restore_turn_lease
 from engine.agent import Identity
@@ -255,7 +256,7 @@ def _overdue(invoker: JSON, waited: float) -> bool:
     deadline = (invoker.get("status") or {}).get("sessionDeadline")
     if not deadline:
         return waited > DEFAULT_WAIT
-    when = dt.datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    when = parse_rfc3339(deadline)
     return dt.datetime.now(dt.UTC) > when + dt.timedelta(minutes=1)
 
 

@@ -20,7 +20,7 @@ from controller.defaults import SIDECAR_GRACE, WORKERS
 # Each command imports what it uses when it runs: a sidecar (``run-backup``) or a Job step does
 # not load the webhook's server, the operator, the dev cluster or certificate code.
 if TYPE_CHECKING:
-    from engine.agent import Identity
+    from api.hosts import Identity
     from engine.host_backup import HostJob
     from engine.host_restore import HostRestore
     from engine.job_steps import StepOptions
@@ -304,7 +304,7 @@ def cmd_wipe_out(args: argparse.Namespace) -> int:
 
 def _pod_identity(args: argparse.Namespace) -> Identity:
     """The pod a sidecar or stash-init runs in (the downward API) and the workload it serves."""
-    from engine.agent import Identity
+    from api.hosts import Identity
 
     me = Identity(
         namespace=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE),

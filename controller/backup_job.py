@@ -17,6 +17,7 @@ from typing import Any
 
 from api import constants as c
 from api.backup import BackupTarget
+from api.hosts import single_host
 from api.naming import (
     JOB_NAME_MAX,
     backup_job_name,
@@ -159,7 +160,7 @@ def _hostname(view: MemberView | RestoreView, ordinal: int | None) -> str:
     if isinstance(view, RestoreView) and ordinal is not None:
         return claims.hostname(view, ordinal)
     target = view.member.target
-    return target.alias if target and target.alias else "host-0"
+    return single_host(target.alias if target else None)
 
 
 def variables(inputs: JobInputs) -> dict[str, str]:

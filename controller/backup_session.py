@@ -16,8 +16,10 @@ from pydantic import ValidationError
 
 from api import constants as c
 from api.conditions import false_message, has_condition, is_true, now_rfc3339, set_condition
+from api.hooks import BATCH_HOOK_CONDITIONS, retries_left
 from api.naming import backup_job_name, hook_job_name
 from api.tenancy import member_of
+from api.units import parse_duration
 from controller import metric_groups
 from controller.background import Background
 from controller.backup_job import JobError, build_job, job_inputs
@@ -55,10 +57,7 @@ from controller.target_use import TargetUse
 from controller.targets import deadline, parse_time
 from controller.tenancy import judge
 from engine import metrics
-from engine.batch_hook import CONDITIONS
-from engine.hooks import retries_left
 from engine.reporting import ConditionUpdate, SessionReporter
-from engine.results import parse_duration
 from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
 from kube.events import EventRecorder
 from kube.types import PODS
@@ -443,7 +442,11 @@ class SessionReconciler:
         if failure is None:
             return  # still running, or done and its condition on its way through the cache
         SessionReporter(self.client, meta["namespace"], meta["name"]).set_conditions(
-            [ConditionUpdate(CONDITIONS[kind], False, "GlobalHookExecutionFailed", failure)]
+            [
+                ConditionUpdate(
+                    BATCH_HOOK_CONDITIONS[kind], False, "GlobalHookExecutionFailed", failure
+                )
+            ]
         )
         self.writes.record(meta["namespace"])
         self.events.record(session, "Warning", "GlobalHookFailed", failure)

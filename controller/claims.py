@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from api import constants as c
+from api.hosts import ordinal_host, single_host
 from controller.builtin_tasks import PVC_RESTORE_FUNCTION, UPDATE_STATUS_FUNCTION
 from controller.invoker import RestoreView
 from controller.substitution import substitute, substitute_all
@@ -39,8 +40,8 @@ def hostname(view: RestoreView, ordinal: int) -> str:
     target = view.member.target
     alias = target.alias if target and target.alias else ""
     if view.replicas() is None:
-        return alias or "host-0"
-    return f"{alias}-{ordinal}" if alias else f"host-{ordinal}"
+        return single_host(alias)
+    return ordinal_host(alias, ordinal)
 
 
 def _resolve(text: str, ordinal: int, missing: list[str] | None = None) -> str:

@@ -26,10 +26,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from api.units import parse_duration, parse_size
 from controller.session_status import session_outcome
 from controller.targets import parse_time
 from engine import metrics
-from engine.results import HostResult, RepositoryFigures, parse_duration, parse_size
+from engine.results import HostResult, RepositoryFigures
 
 JSON = dict[str, Any]
 FINISHED = ("Succeeded", "Failed")

@@ -21,7 +21,10 @@ from pydantic import ValidationError
 from api import constants as c
 from api.base import first_error
 from api.conditions import has_condition, set_condition
+from api.hooks import BATCH_HOOK_CONDITIONS
+from api.hosts import PER_POD_KINDS, Identity
 from api.naming import hook_job_name, restore_job_name, restore_service_account
+from api.units import parse_duration
 from controller import claims, metric_groups
 from controller.background import Background
 from controller.backup_job import JobError, build_job, job_inputs
@@ -61,10 +64,7 @@ from controller.target_use import TargetUse
 from controller.targets import parse_time
 from controller.trigger import restore_rbac_objects
 from engine import metrics
-from engine.agent import PER_POD_KINDS, Identity
-from engine.batch_hook import CONDITIONS
 from engine.restore_init import member_entry
-from engine.results import parse_duration
 from engine.sidecar import has_init
 from kube import (
     AlreadyExists,
@@ -523,7 +523,7 @@ class RestoreReconciler:
         status = dict(status)
         status["conditions"] = set_condition(
             status.get("conditions"),
-            CONDITIONS[kind],
+            BATCH_HOOK_CONDITIONS[kind],
             False,
             "GlobalHookExecutionFailed",
             failure,

@@ -16,6 +16,8 @@ from typing import Any
 
 from api import constants as c
 from api.conditions import is_true, set_condition
+from api.hooks import is_final_attempt
+from api.units import parse_duration
 from controller.invoker import MemberView
 from controller.job_pods import Trouble
 from controller.targets import (
@@ -34,9 +36,7 @@ from controller.targets import (
     past_deadline,
     wait_target,
 )
-from engine.hooks import is_final_attempt
 from engine.metrics import SessionOutcome, TargetOutcome
-from engine.results import parse_duration
 
 JSON = dict[str, Any]
 TERMINAL = c.SESSION_TERMINAL_PHASES

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from api.conditions import get_condition, is_true, now_rfc3339, parse_rfc3339, set_condition
 from api.constants import DEADLINE_EXCEEDED
-from engine.hooks import should_run_post_hook
-from engine.results import go_duration, parse_duration
+from api.hooks import should_run_post_hook
+from api.units import go_duration, parse_duration
 
 if TYPE_CHECKING:
     from controller.job_pods import Trouble

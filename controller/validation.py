@@ -17,7 +17,7 @@ from typing import Any
 from api.addresses import forbidden_host
 from api.constants import TMP_DIR_MOUNT_PATH
 from api.tags import INVOKER_PREFIX, NAMESPACE_PREFIX, SESSION_PREFIX, TARGET_PREFIX
-from engine.results import parse_duration
+from api.units import parse_duration
 
 JSON = dict[str, Any]
 

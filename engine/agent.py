@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api import constants as c
-from api.naming import sidecar_lease
+from api.hooks import is_final_attempt
+from api.hosts import Identity
 from api.pod_members import pod_members
 from engine.logfields import log_fields
 from engine.reporting import (
@@ -54,42 +54,8 @@ if TYPE_CHECKING:
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
-PER_POD_KINDS = ("StatefulSet", "DaemonSet")
 RETRY_SECONDS = 30.0  # a session whose attempt met an unavailable API server
 SYNC_TIMEOUT = 30.0
-_ORDINAL = re.compile(r"-(\d+)$")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The pod this sidecar runs in (from the downward API) and the workload it serves."""
-
-    namespace: str
-    target_kind: str
-    target_name: str
-    pod_name: str
-    node_name: str = ""
-
-    def hostname(self, alias: str | None) -> str:
-        if self.target_kind == "StatefulSet":
-            match = _ORDINAL.search(self.pod_name)
-            if match is None:
-                raise ValueError(f"pod {self.pod_name} has no StatefulSet ordinal")
-            return f"host-{match.group(1)}"
-        if self.target_kind == "DaemonSet":
-            if not self.node_name:
-                raise ValueError("NODE_NAME is not set (the downward API's spec.nodeName)")
-            return self.node_name
-        return alias or "host-0"
-
-    @property
-    def elects(self) -> bool:
-        """One pod of the workload backs up (Deployment, ReplicaSet…), chosen by a Lease."""
-        return self.target_kind not in PER_POD_KINDS
-
-    @property
-    def lease_name(self) -> str:
-        return sidecar_lease(self.target_kind, self.target_name)
 
 
 @dataclass(frozen=True)
@@ -355,7 +321,6 @@ class SidecarAgent:
             )
 
     def _back_up(self, job: HostJob, setup: Setup, work: Work, member: BackupMember) -> HostResult:
-        from engine.hooks import is_final_attempt  # noqa: PLC0415 - see the imports above
         from engine.host_backup import (  # noqa: PLC0415
             BackupOptions,
             back_up_paths,

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
-from api import constants as c
 from api.common import Handler
 from api.conditions import get_condition
+from api.hooks import BATCH_HOOK_CONDITIONS, HookKind
 from engine.hooks import HookError, run_hook
 from engine.reporting import ConditionUpdate, SessionReporter, update_status, with_conditions
 from kube import Client, NotFound
@@ -27,20 +27,13 @@ from kube.types import INVOKER_TYPES, RESTORE_BATCHES
 
 log = logging.getLogger(__name__)
 
-BatchHookKind = Literal["preBackup", "postBackup", "preRestore", "postRestore"]
 HOOK_CONTAINER = "hook"
 BATCH_HOOK_TIMEOUT = 30.0
-CONDITIONS = {
-    "preBackup": c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED,
-    "postBackup": c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED,
-    "preRestore": c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED,
-    "postRestore": c.GLOBAL_POST_RESTORE_HOOK_SUCCEEDED,
-}
 JSON = dict[str, Any]
 
 
 def execute(
-    handler_spec: JSON, kind: BatchHookKind, timeout: float = BATCH_HOOK_TIMEOUT
+    handler_spec: JSON, kind: HookKind, timeout: float = BATCH_HOOK_TIMEOUT
 ) -> ConditionUpdate:
     """Run the hook here; the condition that records how it went."""
     try:
@@ -49,13 +42,18 @@ def execute(
             kind, handler, own_container=HOOK_CONTAINER, timeout=timeout, default_host=None
         )
         return ConditionUpdate(
-            CONDITIONS[kind], True, "GlobalHookExecutionSucceeded", f"{kind} hook: {done}"
+            BATCH_HOOK_CONDITIONS[kind],
+            True,
+            "GlobalHookExecutionSucceeded",
+            f"{kind} hook: {done}",
         )
     except (HookError, ValidationError) as exc:
-        return ConditionUpdate(CONDITIONS[kind], False, "GlobalHookExecutionFailed", str(exc))
+        return ConditionUpdate(
+            BATCH_HOOK_CONDITIONS[kind], False, "GlobalHookExecutionFailed", str(exc)
+        )
 
 
-def run_batch_hook(client: Client, namespace: str, session_name: str, kind: BatchHookKind) -> int:
+def run_batch_hook(client: Client, namespace: str, session_name: str, kind: HookKind) -> int:
     """Run the session's batch hook of ``kind`` and record it; 0 once recorded."""
     reporter = SessionReporter(client, namespace, session_name)
     try:
@@ -63,7 +61,7 @@ def run_batch_hook(client: Client, namespace: str, session_name: str, kind: Batc
     except NotFound:
         log.error("BackupSession %s/%s not found", namespace, session_name)
         return 1
-    if get_condition((session.get("status") or {}).get("conditions"), CONDITIONS[kind]):
+    if get_condition((session.get("status") or {}).get("conditions"), BATCH_HOOK_CONDITIONS[kind]):
         log.info("%s hook of %s already ran", kind, session_name)
         return 0
     ref = (session.get("spec") or {}).get("invoker") or {}
@@ -79,14 +77,14 @@ def run_batch_hook(client: Client, namespace: str, session_name: str, kind: Batc
     return 0
 
 
-def run_restore_batch_hook(client: Client, namespace: str, name: str, kind: BatchHookKind) -> int:
+def run_restore_batch_hook(client: Client, namespace: str, name: str, kind: HookKind) -> int:
     """Run the RestoreBatch's own hook of ``kind`` and record it on it; 0 once recorded."""
     try:
         batch = client.get(RESTORE_BATCHES, name, namespace)
     except NotFound:
         log.error("RestoreBatch %s/%s not found", namespace, name)
         return 1
-    if get_condition((batch.get("status") or {}).get("conditions"), CONDITIONS[kind]):
+    if get_condition((batch.get("status") or {}).get("conditions"), BATCH_HOOK_CONDITIONS[kind]):
         log.info("%s hook of %s already ran", kind, name)
         return 0
     spec = ((batch.get("spec") or {}).get("hooks") or {}).get(kind) or {}

@@ -19,12 +19,12 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlencode
 
 from api.addresses import forbidden_address
 from api.common import Handler, HTTPGetAction, HTTPPostAction, PostHook
-from api.constants import DEFAULT_MAX_RETRY
+from api.hooks import HookKind, should_run_post_hook
 from engine.results import HookOutcome, HostResult
 
 log = logging.getLogger(__name__)
@@ -35,36 +35,6 @@ _OUTPUT_CHARS = 500
 
 class HookError(RuntimeError):
     """The hook failed; the message says which hook and how."""
-
-
-HookKind = Literal["preBackup", "postBackup", "preRestore", "postRestore"]
-
-
-def retries_left(session: JSON, invoker: JSON | None) -> int:
-    """How many retries may follow if ``session`` fails: its ``spec.retryLeft``, else the
-    invoker's ``retryConfig.maxRetry`` (1 when unset); no retryConfig: none."""
-    left = (session.get("spec") or {}).get("retryLeft")
-    if left is None:
-        retry = ((invoker or {}).get("spec") or {}).get("retryConfig")
-        left = int(retry.get("maxRetry", DEFAULT_MAX_RETRY)) if retry else 0
-    return int(left)
-
-
-def is_final_attempt(session: JSON, invoker: JSON | None) -> bool:
-    """Whether no retry follows if ``session`` fails."""
-    return retries_left(session, invoker) <= 0
-
-
-def should_run_post_hook(policy: str | None, backup_succeeded: bool, final_attempt: bool) -> bool:
-    """Stash's executionPolicy: Always, OnSuccess, OnFailure, OnFinalRetryFailure (failed,
-    and no retry follows)."""
-    if policy == "OnSuccess":
-        return backup_succeeded
-    if policy == "OnFailure":
-        return not backup_succeeded
-    if policy == "OnFinalRetryFailure":
-        return not backup_succeeded and final_attempt
-    return True
 
 
 def _port(value: int | str) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.hooks import is_final_attempt
+from api.hooks import is_final_attempt
 from engine.host_backup import (
     BackupOptions,
     HostJob,

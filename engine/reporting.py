@@ -19,13 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.conditions import get_condition, now_rfc3339, parse_rfc3339, set_condition
-from api.constants import (
-    POST_BACKUP_HOOK_SUCCEEDED,
-    POST_RESTORE_HOOK_SUCCEEDED,
-    PRE_BACKUP_HOOK_SUCCEEDED,
-    PRE_RESTORE_HOOK_SUCCEEDED,
-)
-from engine.results import HostResult, RepositoryFigures, human_size
+from api.hooks import HOOK_CONDITIONS
+from api.units import human_size
+from engine.results import HostResult, RepositoryFigures
 from kube import Client, ResourceType
 from kube.errors import Conflict
 from kube.types import BACKUP_SESSIONS, REPOSITORIES
@@ -83,14 +79,6 @@ def with_host(status: JSON, kind: str, name: str, result: HostResult) -> JSON:
     target["stats"] = sorted(stats, key=lambda s: str(s.get("hostname")))
     _record_hooks(target, result)
     return updated
-
-
-HOOK_CONDITIONS = {
-    "preBackup": PRE_BACKUP_HOOK_SUCCEEDED,
-    "postBackup": POST_BACKUP_HOOK_SUCCEEDED,
-    "preRestore": PRE_RESTORE_HOOK_SUCCEEDED,
-    "postRestore": POST_RESTORE_HOOK_SUCCEEDED,
-}
 
 
 def _record_hooks(target: JSON, result: HostResult) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 
 from api.conditions import parse_rfc3339
 from api.constants import RESTORE_INIT_CONTAINER
+from api.hosts import Identity
 from api.naming import restore_turn_lease
-from engine.agent import Identity
 from engine.host_backup import SetupError
 from engine.host_restore import (
     HostRestore,

@@ -8,43 +8,19 @@ backup Job as a JSON file in the output directory.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from api.units import go_duration, human_size, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from engine.restic import BackupSummary
 
 JSON = dict[str, Any]
 RESULT_FILE = "result.json"
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def human_size(size: float) -> str:
-    """1536 -> "1.500 KiB" (Stash's format: three decimals, binary units)."""
-    for unit in _UNITS:
-        if abs(size) < 1024 or unit == _UNITS[-1]:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def parse_size(text: str) -> int:
-    """ "1.500 KiB" -> 1536: ``human_size`` read back (to within its three decimals)."""
-    number, _, unit = text.strip().partition(" ")
-    try:
-        value = float(number)
-    except ValueError:
-        return 0
-    if not math.isfinite(value) or value < 0:  # "inf", "nan", "-1": not a size
-        return 0
-    power = _UNITS.index(unit) if unit in _UNITS else 0
-    return round(value * (1 << (10 * power)))
 
 
 def _text(value: object) -> str:
@@ -53,33 +29,6 @@ def _text(value: object) -> str:
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_LONGEST = 100 * 365 * 86400.0
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """A Go duration ("1h30m", "90s") as a timedelta."""
-    seconds = sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(text))
-    # A written duration past a century (or more digits than a float holds) is not a real one:
-    # capped, so that adding it to a time stays a time.
-    return dt.timedelta(seconds=min(seconds, _LONGEST))
-
-
-def go_duration(seconds: float, decimals: int = 3) -> str:
-    """Seconds as a Go duration string: 0.25 -> "250ms", 75.5 -> "1m15.5s", 3725 -> "1h2m5s"."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    sec = f"{rest:.{decimals}f}".rstrip("0").rstrip(".") + "s"
-    if hours:
-        return f"{hours}h{minutes}m{sec}"
-    if minutes:
-        return f"{minutes}m{sec}"
-    return sec
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import pytest
 from api import constants as c
 from api.conditions import is_true
 from api.repository import Repository
+from api.units import parse_duration
 from controller.backup_job import JobError, JobInputs, build_job, variables
 from controller.builtin_tasks import builtin_objects
 from controller.invoker import evaluate, members_of
@@ -23,7 +24,6 @@ from controller.session_status import (
 from controller.substitution import SubstitutionError, substitute, substitute_all
 from controller.targets import format_duration
 from controller.validation import OPERATOR_VARIABLES
-from engine.results import parse_duration
 from tests.factories import batch, member
 from tests.unit.controller.test_invoker import good_facts
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from engine.agent import AgentOptions, Identity, SidecarAgent, pending_work
+from api.hosts import Identity
+from engine.agent import AgentOptions, SidecarAgent, pending_work
 from tests.factories import batch, member
 
 WEB = Identity("demo", "Deployment", "web", "web-6d4cf-k2x9q")
@@ -52,7 +53,8 @@ def test_a_running_session_whose_target_started_is_backed_up() -> None:
 def test_deciding_about_a_session_loads_none_of_the_backups_machinery() -> None:
     script = (
         "import sys\n"
-        "from engine.agent import Identity, pending_work\n"
+        "from api.hosts import Identity\n"
+        "from engine.agent import pending_work\n"
         "from tests.factories import batch, member\n"
         "from tests.unit.engine.test_agent import WEB, session\n"
         "assert pending_work(session(), batch('nightly', 'demo', member()), WEB)\n"

@@ -8,13 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.results import (
-    HostResult,
-    SnapshotResult,
-    go_duration,
-    human_size,
-    parse_duration,
-)
+from api.units import go_duration, human_size, parse_duration
+from engine.results import HostResult, SnapshotResult
 
 SNAP = SnapshotResult("abcd1234", "/data", 1536, 512, 0.25, 3, 1, 1, 1)
 

@@ -3,10 +3,10 @@
 #   docker push <registry>/stash-py:<version>
 #   (cd manifests && kustomize edit set image stash-py=<registry>/stash-py:<version>)
 # No Docker engine runs on the development machines: there buildah builds this file, as it is,
-# for the dev cluster's node (devcluster/images.py), and the demo and the end-to-end tests run
+# for the dev cluster's node (dev/devcluster/images.py), and the demo and the end-to-end tests run
 # it in real pods. A unit test keeps the COPY list complete.
 
-# The project's one restic, pinned (devcluster/build.py RESTIC_VERSION says the same; a unit
+# The project's one restic, pinned (dev/devcluster/build.py RESTIC_VERSION says the same; a unit
 # test keeps them equal): a static Go binary, copied out of restic's own image.
 FROM docker.io/restic/restic:0.18.1 AS restic
 
@@ -17,9 +17,10 @@ COPY api api
 COPY kube kube
 COPY certs certs
 COPY engine engine
+COPY pods pods
+COPY agent agent
 COPY webhook webhook
 COPY controller controller
-COPY devcluster devcluster
 COPY cli cli
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -5,7 +5,7 @@ Hooks run in the tenant's own pods, so this is not the tenant boundary (a tenant
 connect anywhere its network allows); it keeps a hook from carrying the node's credentials into
 a backup's logs by mistake. It is applied twice: to the host a hook names, when the invoker is
 validated, and to every address that host resolves to, right before the hook connects
-(``engine.hooks``), so a DNS name, or a decimal, octal or hexadecimal form of a metadata address,
+(``agent.hooks``), so a DNS name, or a decimal, octal or hexadecimal form of a metadata address,
 is caught where a literal check would miss it.
 """
 

@@ -60,3 +60,9 @@ HOOK_CONDITIONS: dict[str, str] = {
     "preRestore": c.PRE_RESTORE_HOOK_SUCCEEDED,
     "postRestore": c.POST_RESTORE_HOOK_SUCCEEDED,
 }
+
+
+HOOK_CONTAINER = "hook"
+
+
+BATCH_HOOK_TIMEOUT = 30.0

@@ -2,7 +2,7 @@
 sidecar for backups, ``stash-init`` for restores), read from the object as stored.
 
 A plain reading of raw dicts, without the pydantic models: the sidecar decides with it on every
-session event while staying small (issue 15), and ``engine.invokers`` (the webhook's index) takes
+session event while staying small (issue 15), and ``pods.invokers`` (the webhook's index) takes
 the same decision from here after validating the object.
 """
 

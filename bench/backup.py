@@ -5,7 +5,7 @@
 Writes ``--size-mb`` of incompressible files, then per round and in alternating order: a fresh
 local repository for each side (initialised untimed, as a repository is once), a first backup,
 and an unchanged re-backup. "plain" is ``restic backup`` with a cache, as a user would run it;
-"sidecar" is exactly what the sidecar runs per session (``engine.host_backup.back_up_paths``:
+"sidecar" is exactly what the sidecar runs per session (``agent.host_backup.back_up_paths``:
 stale-lock check, the backup with session/target tags, the result). Prints medians and the
 ratios DESIGN.md section 6 sets targets for (first <= 1.10x, unchanged <= restic + 0.5 s).
 """
@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent.host_backup import BackupOptions, HostJob, back_up_paths
 from api.repository import Repository
 from devcluster.build import use_pinned_restic
 from engine.backend import backend_config
-from engine.host_backup import BackupOptions, HostJob, back_up_paths
 from engine.restic import Restic
 
 PASSWORD = "bench-password"  # noqa: S105 - a throwaway benchmark repository

@@ -38,9 +38,9 @@ from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.controller import install_stash, repository_objects  # noqa: E402
 from bench.measure import memory_mb  # noqa: E402
 from controller.caches import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS  # noqa: E402
-from controller.sessions import new_session  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client, KubeError  # noqa: E402
+from kube.sessions import new_session  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 
 JSON = dict[str, Any]

@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 from api import constants as c  # noqa: E402
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.controller import install_stash  # noqa: E402
-from controller.sessions import new_session  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from devcluster.build import use_pinned_restic  # noqa: E402
 from devcluster.services import Service, pushgateway  # noqa: E402
 from kube import Client  # noqa: E402
+from kube.sessions import new_session  # noqa: E402
 from kube.types import BACKUP_SESSIONS  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 

@@ -39,11 +39,11 @@ from api.crd import all_crds  # noqa: E402
 from certs.files import CERT_FILE, KEY_FILE, ensure_local_files  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from devcluster.cluster import free_port  # noqa: E402
-from engine.invokers import SidecarIndex  # noqa: E402
-from engine.sidecar import SidecarSettings  # noqa: E402
 from kube import AlreadyExists, Client  # noqa: E402
 from kube.crds import install_crds  # noqa: E402
 from kube.types import WEBHOOK_CONFIGS  # noqa: E402
+from pods.invokers import SidecarIndex  # noqa: E402
+from pods.sidecar import SidecarSettings  # noqa: E402
 from tests.factories import batch, member, pod, review  # noqa: E402
 from tests.integration.helpers import WebhookProcess, wait_until_injected  # noqa: E402
 from webhook.app import create_app  # noqa: E402

@@ -29,8 +29,8 @@ from tests.factories import pod, review  # noqa: E402
 
 SERVER = """
 import sys, uvicorn
-from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings
+from pods.invokers import SidecarIndex
+from pods.sidecar import SidecarSettings
 from tests.factories import batch
 from webhook.app import create_app
 from webhook.server import bound_heap

@@ -18,18 +18,18 @@ from typing import Any
 
 import yaml
 
+from agent.host_backup import load_repository, open_repository
 from api.constants import INVOKER_NAME_LABEL, INVOKER_TYPE_LABEL
 from api.crd import KINDS as CRD_KINDS
 from api.naming import label_value
 from api.tags import SnapshotOwner
+from cli import describe
+from cli.restore_request import RestoreRequest, backup_member_of, restore_session_for
 from cli.table import print_table
-from controller.sessions import create_session
-from engine import describe
-from engine.host_backup import load_repository, open_repository
 from engine.progress import REASONS, progress_of
 from engine.restic import ResticError, check_binary
-from engine.restore_request import RestoreRequest, backup_member_of, restore_session_for
 from kube import Client, KubeError, NotFound, ResourceType
+from kube.sessions import create_session
 from kube.types import BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
 
 JSON = dict[str, Any]

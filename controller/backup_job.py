@@ -35,9 +35,9 @@ from controller.caches import FUNCTIONS, REPOSITORIES, TASKS, Caches
 from controller.invoker import DEFAULT_PVC_RESTORE_TASK, MemberView, RestoreView
 from controller.substitution import SubstitutionError, substitute, substitute_all
 from controller.trigger import owner_reference
-from engine.backend import local_volume
 from engine.restore import RestoreError, rule_for_host
-from engine.sidecar import with_image_group
+from pods.sidecar import with_image_group
+from pods.volumes import local_volume
 
 JSON = dict[str, Any]
 SESSION_LABEL = f"{c.GROUP}/backup-session"

@@ -50,7 +50,6 @@ from controller.session_status import (
     history_to_delete,
     next_status,
 )
-from controller.sessions import create_session
 from controller.sidecar_presence import match_labels_selector, pods_of, why_absent
 from controller.target_use import RECHECK as USE_RECHECK
 from controller.target_use import TargetUse
@@ -60,6 +59,7 @@ from engine import metrics
 from engine.reporting import ConditionUpdate, SessionReporter
 from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
 from kube.events import EventRecorder
+from kube.sessions import create_session
 from kube.types import PODS
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ RestoreBatch's: ``stash-hook-<restorebatch>-<pre|post>``).
 
 A short-lived pod in the invoker's namespace, under the invoker's backup (restore) service
 account (ClusterRole ``stash-backup-job`` / ``stash-restore-job``, bound in that namespace
-only), running ``stash run-hook`` (``engine.batch_hook``). A hook's HTTP call or TCP connection
+only), running ``stash run-hook`` (``agent.run_hook``). A hook's HTTP call or TCP connection
 leaves from that namespace's pod, with its network identity and policies, and an ``exec`` hook
 runs its command in that pod: nothing of a tenant's hook runs inside the operator.
 ``create_hook_job`` creates it for either reconciler (AlreadyExists is success: a restart).
@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from api import constants as c
+from api.hooks import BATCH_HOOK_TIMEOUT, HOOK_CONTAINER
 from api.naming import (
     backup_service_account,
     hook_job_name,
@@ -23,7 +24,6 @@ from api.naming import (
 from controller.backup_job import POD_SETTING_KEYS, SESSION_LABEL
 from controller.runtime import Writes
 from controller.trigger import owner_reference
-from engine.batch_hook import BATCH_HOOK_TIMEOUT, HOOK_CONTAINER
 from kube import AlreadyExists, Client
 from kube.events import EventRecorder
 

@@ -21,10 +21,10 @@ from typing import Any
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP, RESTORE_ANNOTATION
 from controller.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
 from controller.runtime import Controller, Result, Writes
-from engine.invokers import SidecarIndex, SidecarTarget, WorkloadKey
-from engine.sidecar import plan_for
 from kube import Client, NotFound
 from kube.types import RESTORE_INVOKER_TYPES
+from pods.invokers import SidecarIndex, SidecarTarget, WorkloadKey
+from pods.sidecar import plan_for
 
 log = logging.getLogger(__name__)
 

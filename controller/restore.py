@@ -64,8 +64,7 @@ from controller.target_use import TargetUse
 from controller.targets import parse_time
 from controller.trigger import restore_rbac_objects
 from engine import metrics
-from engine.restore_init import member_entry
-from engine.sidecar import has_init
+from engine.reporting import member_entry
 from kube import (
     AlreadyExists,
     BadRequest,
@@ -78,6 +77,7 @@ from kube import (
 )
 from kube.events import EventRecorder
 from kube.types import PODS, RESTORE_INVOKER_TYPES
+from pods.sidecar import has_init
 
 log = logging.getLogger(__name__)
 

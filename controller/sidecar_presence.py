@@ -17,7 +17,7 @@ from typing import Any
 
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
 from api.tenancy import selector_matches
-from engine.sidecar import INIT_COMMAND, SIDECAR_COMMAND, has_init, has_sidecar, name_clash
+from pods.sidecar import INIT_COMMAND, SIDECAR_COMMAND, has_init, has_sidecar, name_clash
 
 JSON = dict[str, Any]
 

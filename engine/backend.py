@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from api.constants import LOCAL_BACKEND_VOLUME
 from api.repository import (
     AzureSpec,
     B2Spec,
@@ -193,16 +192,3 @@ def materialize(config: BackendConfig, directory: Path) -> tuple[dict[str, str],
         else:
             env[name] = str(path)
     return env, flags
-
-
-def local_volume(
-    repository: Repository, name: str = LOCAL_BACKEND_VOLUME
-) -> tuple[JSON, JSON] | None:
-    """The pod volume and mount of a local backend: its inline volume source, mounted at its
-    ``mountPath`` in the sidecar and the Jobs; None for other backends. The whole volume is
-    mounted: ``subPath`` is the directory inside it where the repository lives (``_local``)."""
-    local = repository.spec.backend.local
-    if local is None:
-        return None
-    source = {k: v for k, v in local.to_dict().items() if k not in ("mountPath", "subPath")}
-    return {"name": name, **source}, {"name": name, "mountPath": local.mount_path}

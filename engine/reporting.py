@@ -223,3 +223,12 @@ def update_repository(
     update_status(
         client, REPOSITORIES, namespace, name, lambda s: repository_status(s, figures, now)
     )
+
+
+def member_entry(invoker: JSON, index: int) -> JSON | None:
+    """The member's status entry (a RestoreSession's: its own status), None before it starts."""
+    status = invoker.get("status") or {}
+    if invoker.get("kind") == "RestoreBatch":
+        members = status.get("members") or []
+        return members[index] if index < len(members) else None
+    return {"phase": status.get("phase"), "stats": status.get("stats") or []}

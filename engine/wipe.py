@@ -15,7 +15,6 @@ takes a listing that is not restic's as an error, never as something to retry fo
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import re
@@ -24,15 +23,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import urllib3
 
 from api.repository import Repository
-from kube import Client
-from kube.errors import KubeError
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -243,35 +239,5 @@ def _wipe_s3(target: S3Target, secret: Mapping[str, str], *, insecure: bool) -> 
 
 # -- the wipe Job's program (``stash wipe-out``) -------------------------------------------------
 
+
 NOT_RETRIED = 2  # exit code: no retry can make it succeed (the Job fails at once)
-
-
-def wipe_in_pod(client: Client, namespace: str, name: str, termination_log: str) -> int:
-    """Wipe Repository ``namespace/name`` out with this pod's own permissions; its words go to
-    ``termination_log`` (read by the operator from the pod's status) and the log. 0: wiped;
-    1: failed, a retry may succeed; NOT_RETRIED: it cannot be wiped (no Secret, no Repository,
-    a backend that cannot be wiped)."""
-    from engine.host_backup import SetupError, load_repository  # noqa: PLC0415 - the Job only
-
-    def said(code: int, words: str) -> int:
-        (log.info if code == 0 else log.error)("wipe out of %s/%s: %s", namespace, name, words)
-        with contextlib.suppress(OSError):
-            Path(termination_log).write_text(words[:4000])
-        return code
-
-    try:
-        repository, secret = load_repository(client, name, namespace)
-    except SetupError as exc:
-        return said(NOT_RETRIED, f"{exc}: no credentials to wipe with; the backend's data is kept")
-    except KubeError as exc:
-        return said(1, f"reading Repository {namespace}/{name}: {exc}")
-    if not can_wipe(repository):
-        kind = repository.spec.backend.kind()
-        return said(
-            NOT_RETRIED, f"wipeOut is not supported for the {kind} backend; its data is kept"
-        )
-    try:
-        deleted = wipe_out(repository, secret)
-    except WipeError as exc:
-        return said(1, str(exc))
-    return said(0, f"deleted the repository's data from the backend ({deleted} objects)")

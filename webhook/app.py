@@ -32,9 +32,9 @@ from starlette.routing import Route
 
 from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import WEBHOOK_PATH
-from engine.invokers import SidecarIndex
 from engine.logfields import log_fields
-from engine.sidecar import SidecarSettings
+from pods.invokers import SidecarIndex
+from pods.sidecar import SidecarSettings
 from webhook.errors import BodyTimeout, BodyTooLarge, WebhookError
 from webhook.mutation import handle, restores_of
 from webhook.review import parse_review

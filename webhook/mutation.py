@@ -14,8 +14,8 @@ from typing import Any
 
 from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, RESTORE_ANNOTATION
-from engine.invokers import SidecarIndex, SidecarTarget
-from engine.sidecar import SidecarPlan, SidecarSettings, has_sidecar, inject, inject_init, plan_for
+from pods.invokers import SidecarIndex, SidecarTarget
+from pods.sidecar import SidecarPlan, SidecarSettings, has_sidecar, inject, inject_init, plan_for
 from webhook.patch import diff
 
 JSON = dict[str, Any]

@@ -26,11 +26,11 @@ import uvicorn
 from api.constants import WEBHOOK_NAME, WEBHOOK_PATH
 from certs.bootstrap import CertificateKeeper, CertificateSpec, service_dns_names
 from certs.files import CA_FILE, CERT_FILE, KEY_FILE, ensure_local_files
-from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings
 from kube import Client
 from kube.informer import Informer
 from kube.types import INVOKER_TYPES, NAMESPACES, REPOSITORIES, RESTORE_INVOKER_TYPES
+from pods.invokers import SidecarIndex
+from pods.sidecar import SidecarSettings
 from webhook.app import create_app, create_probe_app
 from webhook.connections import KEEP_ALIVE, GuardedProtocol, loop_factory
 from webhook.registration import FailurePolicy, register, webhook_configuration

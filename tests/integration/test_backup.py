@@ -16,11 +16,11 @@ from api import constants as c
 from api.conditions import has_condition, is_true
 from api.naming import hook_job_name
 from controller.operator import Operator
-from controller.sessions import create_session
 from devcluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Postgres, Service
 from kube import Client, NotFound, ResourceType
+from kube.sessions import create_session
 from kube.types import (
     BACKUP_BATCHES,
     BACKUP_SESSIONS,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from agent.run_backup import UNFINISHED_SESSIONS
 from api.crd import KINDS, crd_for, kind_info
-from engine.agent import UNFINISHED_SESSIONS
 from kube import Client, Invalid
 from kube.crds import CRD_TYPE, established
 from kube.informer import Informer

@@ -17,12 +17,12 @@ import pytest
 import yaml
 
 from api.constants import WEBHOOK_PATH
-from controller.sessions import create_session
 from devcluster import ControlPlane, services
 from devcluster.cluster import free_port
 from devcluster.images import Images
 from devcluster.services import Service
 from kube import Client
+from kube.sessions import create_session
 from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, CRONJOBS
 from tests.factories import batch, member, pod, review
 from tests.integration.helpers import WebhookProcess, running_operator

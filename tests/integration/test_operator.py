@@ -21,9 +21,9 @@ from api.conditions import get_condition
 from api.naming import cronjob_name
 from controller.caches import CRONJOBS, ROLES, TASKS
 from controller.operator import Operator, OperatorOptions
-from controller.sessions import create_session
 from devcluster import ControlPlane
 from kube import Client, Forbidden, NotFound
+from kube.sessions import create_session
 from kube.types import BACKUP_BATCHES as BATCHES
 from kube.types import BACKUP_SESSIONS as SESSIONS
 from kube.types import LEASES, ROLE_BINDINGS

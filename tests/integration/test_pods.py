@@ -10,10 +10,10 @@ from typing import Any
 
 from api import constants as c
 from controller.operator import Operator
-from controller.sessions import create_session
 from devcluster.images import Images
 from devcluster.node import Node
 from kube import Client
+from kube.sessions import create_session
 from kube.types import BACKUP_SESSIONS, PODS
 from tests.factories import batch, member
 from tests.integration.helpers import (

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from controller.operator import Operator
-from controller.sessions import create_session
 from engine.progress import INTERVAL_ENV
 from kube import Client
+from kube.sessions import create_session
 from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, RESTORE_SESSIONS
 from tests.factories import batch, member, restore_member, restore_session
 from tests.integration.helpers import give_to_pods, job_steps, shared_dir

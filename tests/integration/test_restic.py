@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from agent.host_backup import BackupOptions, HostJob, back_up_paths
 from api.repository import Repository
 from devcluster.build import RESTIC_VERSION
 from devcluster.cluster import free_port
 from devcluster.services import Service
 from engine.backend import backend_config
-from engine.host_backup import BackupOptions, HostJob, back_up_paths
 from engine.restic import Restic, ResticError
 from tests.integration.conftest import REST_PASSWORD, REST_USER, S3_ACCESS_KEY, S3_SECRET_KEY
 

@@ -21,11 +21,11 @@ from controller.claims import RESTORED_BY
 from controller.grants import grant_name
 from controller.operator import Operator
 from controller.restore_status import RESTORE_FAILED
-from controller.sessions import create_session
 from devcluster.cluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Service
 from kube import Client, NotFound
+from kube.sessions import create_session
 from kube.types import (
     BACKUP_BATCHES,
     BACKUP_SESSIONS,

@@ -18,11 +18,11 @@ from api.conditions import is_true, now_rfc3339
 from api.naming import session_name
 from controller.caches import FUNCTIONS, JOBS, TASKS
 from controller.operator import Operator, OperatorOptions
-from controller.sessions import create_session
 from controller.targets import parse_time
 from devcluster import ControlPlane, services
 from devcluster.cluster import free_port
 from kube import Client
+from kube.sessions import create_session
 from kube.types import BACKUP_BATCHES as BATCHES
 from kube.types import BACKUP_SESSIONS as SESSIONS
 from kube.types import CLUSTER_ROLES, DEPLOYMENTS, PODS, REPOSITORIES

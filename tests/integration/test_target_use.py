@@ -12,8 +12,8 @@ from typing import Any
 from api import constants as c
 from api.conditions import get_condition
 from controller.operator import Operator
-from controller.sessions import create_session
 from kube import Client
+from kube.sessions import create_session
 from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS, RESTORE_SESSIONS
 from tests.factories import restore_member, restore_session
 from tests.integration.helpers import eventually

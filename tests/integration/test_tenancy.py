@@ -19,9 +19,9 @@ from api.constants import WEBHOOK_PATH
 from api.tenancy import ALLOW_ANNOTATION, HOST_PATH, PRIVILEGES_ANNOTATION
 from certs.authority import CertificateAuthority
 from controller.operator import Operator
-from controller.sessions import create_session
 from devcluster import ControlPlane
 from kube import Client
+from kube.sessions import create_session
 from kube.types import (
     BACKUP_BATCHES,
     BACKUP_SESSIONS,

@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from cli import main as cli
+from cli import operator
 
 
 def test_a_known_failure_is_one_line_and_exit_1(
@@ -15,7 +16,7 @@ def test_a_known_failure_is_one_line_and_exit_1(
     def fails(args: argparse.Namespace) -> int:
         raise RuntimeError("Repository demo/repo not found")
 
-    monkeypatch.setattr(cli, "cmd_crds", fails)
+    monkeypatch.setattr(operator, "cmd_crds", fails)
     assert cli.main(["crds"]) == 1
     assert capsys.readouterr().err == "stash crds: Repository demo/repo not found\n"
 
@@ -26,7 +27,7 @@ def test_a_bug_is_one_line_too_and_exit_70(
     def broken(args: argparse.Namespace) -> int:
         return int(args.no_such_option)
 
-    monkeypatch.setattr(cli, "cmd_crds", broken)
+    monkeypatch.setattr(operator, "cmd_crds", broken)
     assert cli.main(["crds"]) == 70
     err = capsys.readouterr().err
     assert err.startswith("stash crds: internal error (AttributeError: ")

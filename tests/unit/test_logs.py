@@ -13,6 +13,7 @@ import pytest
 
 from cli import logs
 from cli import main as cli_main
+from cli import operator as cli_operator
 from engine.logfields import current_fields, log_fields
 
 
@@ -67,9 +68,9 @@ def test_each_thread_logs_its_own_fields() -> None:
 def test_the_plain_format_ends_with_the_fields(captured: Any) -> None:
     logs.configure("text", "INFO")
     with log_fields(namespace="shop", target="Deployment/web"):
-        logging.getLogger("engine.agent").info("backing up")
+        logging.getLogger("agent.run_backup").info("backing up")
     (line,) = captured()
-    assert line.endswith("INFO engine.agent: backing up [namespace=shop target=Deployment/web]")
+    assert line.endswith("INFO agent.run_backup: backing up [namespace=shop target=Deployment/web]")
 
 
 def test_an_unknown_format_is_refused() -> None:
@@ -83,8 +84,8 @@ def test_a_service_crash_logs_its_traceback_and_a_commands_one_line(
     def broken(args: Any) -> int:
         raise KeyError("wedged")
 
-    monkeypatch.setattr(cli_main, "cmd_operator", broken)
-    monkeypatch.setattr(cli_main, "cmd_crds", broken)
+    monkeypatch.setattr(cli_operator, "cmd_operator", broken)
+    monkeypatch.setattr(cli_operator, "cmd_crds", broken)
     try:
         assert cli_main.main(["operator", "--log-format", "json"]) == 70
         (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines()]

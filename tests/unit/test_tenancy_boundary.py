@@ -24,8 +24,8 @@ from api.tenancy import (
     refusals,
     settings_refusals,
 )
-from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings
+from pods.invokers import SidecarIndex
+from pods.sidecar import SidecarSettings
 from tests.factories import batch, member, pod, review
 from tests.unit.controller.test_invoker import repository as repo
 from webhook.mutation import handle

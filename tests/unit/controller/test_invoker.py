@@ -13,8 +13,8 @@ from api.naming import backup_job_name, cronjob_name, session_name
 from api.repository import Repository
 from api.tenancy import NamespacePolicy, Tenancy
 from controller.invoker import InvokerFacts, evaluate, members_of, validation_problems
-from controller.sessions import new_session
 from controller.trigger import cronjob, rbac_objects
+from kube.sessions import new_session
 from tests.factories import batch, configuration, member
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -12,8 +12,8 @@ from api.conditions import get_condition
 from api.tenancy import ALLOW_ANNOTATION, NamespacePolicy, Tenancy
 from controller.invoker import InvokerFacts, evaluate, members_of
 from controller.session_status import Observed, next_status
-from controller.sessions import new_session
-from engine.invokers import SidecarIndex, sidecar_targets_of
+from kube.sessions import new_session
+from pods.invokers import SidecarIndex, sidecar_targets_of
 from tests.factories import batch, member
 from tests.unit.controller.test_invoker import T0, repository
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.describe import describe_backup_session
+from cli.describe import describe_backup_session
 from engine.progress import ProgressReport, event_name, progress_message, progress_of
 from engine.restic import HostProgress, parse_progress
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from agent.host_backup import HostJob
 from api.common import RetentionPolicy
 from api.tags import SnapshotOwner, invoker_tag, namespace_tag, session_tag, target_tag
 from engine import retention
-from engine.host_backup import HostJob
 from engine.restic import Snapshot
 from engine.restore import HostRule, RestoreError, choose_snapshots
 

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, WEBHOOK_PATH
-from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings
+from pods.invokers import SidecarIndex
+from pods.sidecar import SidecarSettings
 from tests.factories import batch, pod, restore_member, restore_session, review
 from tests.unit.webhook.asgi import post
 from webhook import app as app_module

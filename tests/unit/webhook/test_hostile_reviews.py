@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.constants import RESTORE_ANNOTATION
-from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings
+from pods.invokers import SidecarIndex
+from pods.sidecar import SidecarSettings
 from tests.factories import batch, pod, restore_member, restore_session, review
 from tests.unit.webhook.asgi import post
 from webhook.app import AdmissionEndpoint, WebhookMetrics

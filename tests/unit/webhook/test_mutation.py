@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.constants import BACKUP_LABEL, RESTORE_ANNOTATION, SIDECAR_CONTAINER
-from engine.invokers import SidecarIndex
-from engine.sidecar import SidecarSettings
+from pods.invokers import SidecarIndex
+from pods.sidecar import SidecarSettings
 from tests.factories import batch, configuration, member, pod, review
 from webhook.mutation import handle, restores_of, workload_of
 from webhook.review import parse_review

@@ -23,7 +23,7 @@ from api.constants import (
     TMP_DIR_MOUNT_PATH,
     TMP_DIR_VOLUME,
 )
-from engine.invokers import SidecarTarget
+from pods.invokers import SidecarTarget
 
 JSON = dict[str, Any]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.hooks import around
+from agent.host_backup import SetupError, load_repository, open_repository
 from api.restore import RestoreMember, Rule
 from api.tags import SnapshotOwner
-from engine.hooks import around
-from engine.host_backup import SetupError, load_repository, open_repository
 from engine.progress import ProgressReport
 from engine.reporting import ReportError, update_status, with_restore_host
 from engine.restic import Progress, Restic, ResticError, Snapshot

@@ -15,7 +15,7 @@ from api.constants import (
     TMP_DIR_MOUNT_PATH,
     TMP_DIR_VOLUME,
 )
-from engine.sidecar import SidecarPlan, SidecarSettings, inject, inject_init
+from pods.sidecar import SidecarPlan, SidecarSettings, inject, inject_init
 from tests.factories import pod
 
 SETTINGS = SidecarSettings(image="stash-py:test")

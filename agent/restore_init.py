@@ -23,19 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.conditions import parse_rfc3339
-from api.constants import RESTORE_INIT_CONTAINER
-from api.hosts import Identity
-from api.naming import restore_turn_lease
-from engine.host_backup import SetupError
-from engine.host_restore import (
+from agent.host_backup import SetupError
+from agent.host_restore import (
     HostRestore,
     RestoreOptions,
     member_documents,
     report_restore,
     restore_files,
 )
+from api.conditions import parse_rfc3339
+from api.constants import RESTORE_INIT_CONTAINER
+from api.hosts import Identity
+from api.naming import restore_turn_lease
 from engine.logfields import log_fields
+from engine.reporting import member_entry
 from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError, NotFound
@@ -86,15 +87,6 @@ def restores_of(invokers: list[JSON], kind: str, name: str) -> list[Restore]:
                 )
                 break
     return sorted(found, key=lambda r: (r.created, r.name))
-
-
-def member_entry(invoker: JSON, index: int) -> JSON | None:
-    """The member's status entry (a RestoreSession's: its own status), None before it starts."""
-    status = invoker.get("status") or {}
-    if invoker.get("kind") == "RestoreBatch":
-        members = status.get("members") or []
-        return members[index] if index < len(members) else None
-    return {"phase": status.get("phase"), "stats": status.get("stats") or []}
 
 
 def _invalid_reason(status: JSON) -> str:

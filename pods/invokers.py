@@ -25,7 +25,7 @@ from api.pod_members import pod_members
 from api.repository import Repository
 from api.restore import RestoreBatch, RestoreMember, RestoreSession
 from api.tenancy import Member, NamespacePolicy, Subject, Tenancy, refusals
-from engine.backend import local_volume
+from pods.volumes import local_volume
 
 T = TypeVar("T")
 JSON = dict[str, Any]

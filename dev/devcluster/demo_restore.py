@@ -28,11 +28,7 @@ JSON = dict[str, Any]
 Say = Callable[[str], None]
 Kubectl = Callable[..., str]
 SAMPLE = (
-    Path(__file__).resolve().parent.parent
-    / "manifests"
-    / "samples"
-    / "restore"
-    / "restore-batch.yaml"
+    Path(__file__).resolve().parents[2] / "manifests" / "samples" / "restore" / "restore-batch.yaml"
 )
 WEB_ROOT = "/usr/share/nginx/html"
 CHECKSUMS = "cd {root} && find . -type f | sort | xargs sha256sum"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from agent.hooks import HookError, run_hook
+from agent.host_backup import HostJob, member_of, with_hooks
+from agent.run_hook import execute
 from api.common import BackupHooks, Handler
 from api.hooks import is_final_attempt, should_run_post_hook
-from engine.batch_hook import execute
-from engine.hooks import HookError, run_hook
-from engine.host_backup import HostJob, member_of, with_hooks
 from engine.results import HostResult
 from tests.factories import batch, member
 

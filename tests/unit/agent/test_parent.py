@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.host_backup import HostJob, parent_in_sessions
+from agent.host_backup import HostJob, parent_in_sessions
 
 JOB = HostJob(
     "demo", "nightly-300", "BackupBatch", "nightly", "PersistentVolumeClaim", "a", "host-0"

@@ -49,8 +49,8 @@ from kube.types import BACKUP_BATCHES, BACKUP_CONFIGURATIONS, BACKUP_SESSIONS
 # What a backup needs (restic, the pydantic models, hooks, metrics) is imported when the first
 # backup starts: an idle sidecar, in every opted-in pod, only watches (issue 15).
 if TYPE_CHECKING:
+    from agent.host_backup import HostJob, Setup
     from api.backup import BackupMember
-    from engine.host_backup import HostJob, Setup
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class SidecarAgent:
             self._retry[name] = time.monotonic() + RETRY_SECONDS
 
     def execute(self, work: Work) -> HostResult:
-        from engine.host_backup import HostJob  # noqa: PLC0415 - see the imports above
+        from agent.host_backup import HostJob  # noqa: PLC0415 - see the imports above
 
         invoker = work.invoker
         job = HostJob(
@@ -280,7 +280,7 @@ class SidecarAgent:
             return result
 
     def _execute(self, job: HostJob, work: Work) -> HostResult:
-        from engine.host_backup import SetupError, load_setup  # noqa: PLC0415
+        from agent.host_backup import SetupError, load_setup  # noqa: PLC0415
 
         started = time.monotonic()
         try:
@@ -321,7 +321,7 @@ class SidecarAgent:
             )
 
     def _back_up(self, job: HostJob, setup: Setup, work: Work, member: BackupMember) -> HostResult:
-        from engine.host_backup import (  # noqa: PLC0415
+        from agent.host_backup import (  # noqa: PLC0415
             BackupOptions,
             back_up_paths,
             init_guard,

@@ -17,18 +17,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.hooks import HookError, run_hook
 from api.common import Handler
 from api.conditions import get_condition
-from api.hooks import BATCH_HOOK_CONDITIONS, HookKind
-from engine.hooks import HookError, run_hook
+from api.hooks import BATCH_HOOK_CONDITIONS, BATCH_HOOK_TIMEOUT, HOOK_CONTAINER, HookKind
 from engine.reporting import ConditionUpdate, SessionReporter, update_status, with_conditions
 from kube import Client, NotFound
 from kube.types import INVOKER_TYPES, RESTORE_BATCHES
 
 log = logging.getLogger(__name__)
 
-HOOK_CONTAINER = "hook"
-BATCH_HOOK_TIMEOUT = 30.0
 JSON = dict[str, Any]
 
 

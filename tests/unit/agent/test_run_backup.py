@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from agent.run_backup import AgentOptions, SidecarAgent, pending_work
 from api.hosts import Identity
-from engine.agent import AgentOptions, SidecarAgent, pending_work
 from tests.factories import batch, member
 
 WEB = Identity("demo", "Deployment", "web", "web-6d4cf-k2x9q")
@@ -54,9 +54,9 @@ def test_deciding_about_a_session_loads_none_of_the_backups_machinery() -> None:
     script = (
         "import sys\n"
         "from api.hosts import Identity\n"
-        "from engine.agent import pending_work\n"
+        "from agent.run_backup import pending_work\n"
         "from tests.factories import batch, member\n"
-        "from tests.unit.engine.test_agent import WEB, session\n"
+        "from tests.unit.agent.test_run_backup import WEB, session\n"
         "assert pending_work(session(), batch('nightly', 'demo', member()), WEB)\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pydantic', 'prometheus_client', 'fastapi', 'cryptography', 'kubernetes'))\n"

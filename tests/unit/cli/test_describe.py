@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from engine.describe import describe_backup_session, describe_invoker, describe_restore
+from cli.describe import describe_backup_session, describe_invoker, describe_restore
 from tests.factories import batch, member, restore_batch, restore_member, restore_session
 
 JSON = dict[str, Any]

@@ -41,10 +41,20 @@ MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = ("python3", "python3-pip", "python-is-python3", "ca-certificates")
 # The Dockerfile's FROM; buildah normalises short names to docker.io/library/.
 BASE_NAME = "docker.io/library/python:3.11-slim-bookworm"
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]  # dev/devcluster/ -> the repository
 # What the Dockerfile copies: the build context that decides the project image's content.
 CONTEXT = ("Dockerfile", "pyproject.toml", "README.md")
-CONTEXT_PACKAGES = ("api", "kube", "certs", "engine", "webhook", "controller", "devcluster", "cli")
+CONTEXT_PACKAGES = (
+    "api",
+    "kube",
+    "certs",
+    "engine",
+    "pods",
+    "agent",
+    "webhook",
+    "controller",
+    "cli",
+)
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
 PAUSE_C = r"""

@@ -39,7 +39,6 @@ from api import constants as c
 from api.repository import Repository
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
 from controller.backup_job import SESSION_LABEL
-from controller.sessions import create_session
 from devcluster.build import BuildError, use_pinned_restic
 from devcluster.cluster import ControlPlane, StartError
 from devcluster.demo_restore import RestoreDemo, RestoreDemoError
@@ -49,6 +48,7 @@ from devcluster.progress import TimedOut, follow, wait_for
 from engine.backend import backend_config
 from engine.restic import Restic
 from kube import Client, KubeError
+from kube.sessions import create_session
 from kube.types import (
     BACKUP_BATCHES,
     BACKUP_SESSIONS,
@@ -62,7 +62,7 @@ from kube.types import (
 JSON = dict[str, Any]
 FIELD_MANAGER = "stash-demo"
 OPERATOR_NAMESPACE = "stash"
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]  # dev/devcluster/ -> the repository
 SAMPLES = PROJECT / "manifests" / "samples"
 SAMPLE_IMAGES = ("nginx", "busybox")  # the samples' application images, without a registry
 PUSHGATEWAY_PORT = 56789  # the Pushgateway's read-only door, served by the operator

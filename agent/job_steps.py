@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.hooks import is_final_attempt
-from engine.host_backup import (
+from agent.host_backup import (
     BackupOptions,
     HostJob,
     Setup,
@@ -36,13 +35,14 @@ from engine.host_backup import (
     sessions_parent,
     with_hooks,
 )
-from engine.host_restore import (
+from agent.host_restore import (
     HostRestore,
     RestoreOptions,
     report_restore,
     restore_dump,
     restore_files,
 )
+from api.hooks import is_final_attempt
 from engine.locks import holders_of
 from engine.progress import ProgressReport
 from engine.reporting import SessionReporter, deadline_passed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.restore_request import (
+from cli.restore_request import (
     RestoreRequest,
     backup_member_of,
     restore_session_for,

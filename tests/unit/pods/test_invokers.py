@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from engine.invokers import SidecarIndex, sidecar_targets_of
+from pods.invokers import SidecarIndex, sidecar_targets_of
 from tests.factories import batch, configuration, member
 
 

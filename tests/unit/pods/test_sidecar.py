@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from api.constants import LOCAL_BACKEND_VOLUME, SIDECAR_CONTAINER, TMP_DIR_VOLUME
-from engine.invokers import SidecarIndex, SidecarTarget, sidecar_targets_of
-from engine.sidecar import SidecarPlan, SidecarSettings, inject, plan_for, with_image_group
+from pods.invokers import SidecarIndex, SidecarTarget, sidecar_targets_of
+from pods.sidecar import SidecarPlan, SidecarSettings, inject, plan_for, with_image_group
 from tests.factories import batch, configuration, member, pod
 
 SETTINGS = SidecarSettings(image="stash-py:test")

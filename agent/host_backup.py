@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agent.hooks import around
 from api import constants as c
 from api.backup import BackupMember
 from api.common import BackupHooks, RetentionPolicy
@@ -39,7 +40,6 @@ from api.tags import (
 )
 from engine import retention
 from engine.backend import BackendError, backend_config
-from engine.hooks import around
 from engine.locks import Holders, clear_stale_locks, holders_of
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
 from engine.restic import (
@@ -533,7 +533,7 @@ def with_hooks(
     final_attempt: bool,
 ) -> HostResult:
     """A member's ``preBackup`` / ``postBackup`` hooks around its backup on this host
-    (``engine.hooks.around``)."""
+    (``agent.hooks.around``)."""
     return around(
         job.hostname,
         ("preBackup", hooks.pre_backup if hooks else None),

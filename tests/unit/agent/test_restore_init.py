@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.restore_init import next_step, restores_of
 from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
-from engine.invokers import SidecarIndex, init_targets_of, sidecar_targets_of
-from engine.restore_init import next_step, restores_of
-from engine.sidecar import SidecarSettings, inject, inject_init, plan_for
+from pods.invokers import SidecarIndex, init_targets_of, sidecar_targets_of
+from pods.sidecar import SidecarSettings, inject, inject_init, plan_for
 from tests.factories import batch, pod, restore_batch, restore_member, restore_session
 
 JSON = dict[str, Any]

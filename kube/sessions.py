@@ -1,4 +1,5 @@
-"""Creating BackupSessions: one per schedule slot (the CronJob) or on demand (``stash trigger``).
+"""Creating BackupSessions, the one way every creator does it: the CronJob (one per schedule
+slot), ``stash trigger`` (on demand) and the operator (a retry).
 
 A session is named ``<invoker>-<unix-seconds>``, owned by its invoker, labelled with the invoker
 type and name. Creating the same slot twice finds the first one (AlreadyExists is success).

@@ -1,0 +1,293 @@
+"""The programs that run in users' pods, one command each: ``run-backup`` (the ``stash``
+sidecar), ``restore-init`` (``stash-init``), the backup and restore Jobs' steps (``backup-pvc``,
+``backup-dump``, ``update-status``), ``run-hook`` (the hook Job) and ``wipe-out`` (the wipe Job).
+
+Each command imports what it uses when it runs: a sidecar or a Job step loads none of the
+webhook's server, the operator or certificate code (the import contracts in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cli.arguments import (
+    DEFAULT_NAMESPACE,
+    log_format_argument,
+    retired_pushgateway_argument,
+    stop_on_signals,
+)
+
+if TYPE_CHECKING:
+    from agent.host_backup import HostJob
+    from agent.host_restore import HostRestore
+    from agent.job_steps import StepOptions
+    from api.hosts import Identity
+    from kube import Client
+
+BACKUP_KINDS = ("BackupBatch", "BackupConfiguration")
+
+
+RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
+
+
+def _host_job(args: argparse.Namespace) -> HostJob:
+    from agent.host_backup import HostJob
+
+    return HostJob(
+        namespace=args.namespace,
+        session=args.backupsession,
+        invoker_kind=args.invoker_kind,
+        invoker_name=args.invoker_name,
+        target_kind=args.target_kind,
+        target_name=args.target_name,
+        hostname=args.hostname,
+    )
+
+
+def _host_restore(args: argparse.Namespace) -> HostRestore:
+    from agent.host_restore import HostRestore
+
+    return HostRestore(
+        namespace=args.namespace,
+        invoker_kind=args.invoker_kind,
+        invoker_name=args.invoker_name or args.restoresession,
+        target_kind=args.target_kind,
+        target_name=args.target_name,
+        hostname=args.hostname,
+    )
+
+
+def restore_step(client: Client, args: argparse.Namespace) -> int:
+    from agent import job_steps
+
+    job, opts = _host_restore(args), _step_options(args)
+    step = os.environ.get("STASH_CONTAINER", args.command)  # the Job's container: hooks run here
+    if args.command == "restore-dump":
+        return job_steps.restore_dump_step(
+            client,
+            job,
+            args.filename,
+            args.restore_command,
+            opts,
+            step=step,
+            snapshot=args.snapshot,
+        )
+    return job_steps.restore_step(client, job, args.target_dir, opts, step)
+
+
+def _step_options(args: argparse.Namespace) -> StepOptions:
+    from agent.job_steps import StepOptions
+
+    return StepOptions(
+        output_dir=Path(args.output_dir),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    )
+
+
+def step_fields(args: argparse.Namespace) -> dict[str, str]:
+    """What a Job step's log lines are about."""
+    return {
+        "namespace": args.namespace,
+        "invoker": f"{args.invoker_kind}/{args.invoker_name or args.restoresession}",
+        "session": getattr(args, "backupsession", "") or "",
+        "target": f"{args.target_kind}/{args.target_name}",
+        "host": args.hostname,
+    }
+
+
+def cmd_job_step(args: argparse.Namespace) -> int:
+    from engine.logfields import log_fields
+
+    with log_fields(**step_fields(args)):
+        return _job_step(args)
+
+
+def _job_step(args: argparse.Namespace) -> int:
+    from agent import job_steps
+    from kube import Client
+
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        opts = _step_options(args)
+        if args.restoresession and args.command == "update-status":
+            return job_steps.update_restore_status(client, _host_restore(args), opts)
+        if not args.backupsession or args.invoker_kind not in BACKUP_KINDS:
+            raise ValueError(
+                f"{args.command}: --backupsession and a backup --invoker-kind are needed"
+            )
+        job = _host_job(args)
+        if args.command == "backup-pvc":
+            return job_steps.backup_pvc(
+                client,
+                job,
+                job_steps.split_list(args.paths),
+                job_steps.split_list(args.exclude),
+                opts,
+            )
+        if args.command == "backup-dump":
+            return job_steps.backup_dump(client, job, args.dump_command, args.filename, opts)
+        return job_steps.update_status(client, job, opts)
+    finally:
+        client.close()
+
+
+def cmd_run_hook(args: argparse.Namespace) -> int:
+    from agent.run_hook import run_batch_hook, run_restore_batch_hook
+    from kube import Client
+
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        if args.restorebatch:
+            return run_restore_batch_hook(client, args.namespace, args.restorebatch, args.hook)
+        return run_batch_hook(client, args.namespace, args.backupsession, args.hook)
+    finally:
+        client.close()
+
+
+def cmd_wipe_out(args: argparse.Namespace) -> int:
+    from agent.wipe_out import wipe_in_pod
+    from kube import Client
+
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        return wipe_in_pod(client, args.namespace, args.repository, args.termination_log)
+    finally:
+        client.close()
+
+
+def _pod_identity(args: argparse.Namespace) -> Identity:
+    """The pod a sidecar or stash-init runs in (the downward API) and the workload it serves."""
+    from api.hosts import Identity
+
+    me = Identity(
+        namespace=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE),
+        target_kind=args.target_kind,
+        target_name=args.target_name,
+        pod_name=os.environ.get("POD_NAME", ""),
+        node_name=os.environ.get("NODE_NAME", ""),
+    )
+    if not me.pod_name:
+        raise ValueError("POD_NAME is not set (the downward API's metadata.name)")
+    return me
+
+
+def cmd_restore_init(args: argparse.Namespace) -> int:
+    from agent.restore_init import InitOptions, RestoreInit
+    from kube import Client
+
+    me = _pod_identity(args)
+    client = Client.from_environment(args.kubeconfig)
+    options = InitOptions(
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    )
+    try:
+        return RestoreInit(client, me, options).run(stop_on_signals())
+    finally:
+        client.close()
+
+
+def cmd_run_backup(args: argparse.Namespace) -> int:
+    from agent.run_backup import AgentOptions, SidecarAgent
+    from kube import Client
+
+    me = _pod_identity(args)
+    client = Client.from_environment(args.kubeconfig)
+    stop = stop_on_signals()
+    options = AgentOptions(
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        state_dir=Path(args.state_dir),
+    )
+    try:
+        SidecarAgent(client, me, options).run(stop)
+    finally:
+        client.close()
+    return 0
+
+
+def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every backup step receives (see controller.builtin_tasks)."""
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    parser.add_argument("--backupsession", default="", help="the BackupSession (backup steps)")
+    parser.add_argument(
+        "--restoresession",
+        default="",
+        help="update-status of a restore Job: the RestoreSession or RestoreBatch",
+    )
+    parser.add_argument("--invoker-kind", choices=[*BACKUP_KINDS, *RESTORE_KINDS], required=True)
+    parser.add_argument("--invoker-name", required=True)
+    parser.add_argument("--target-kind", required=True)
+    parser.add_argument("--target-name", required=True)
+    parser.add_argument("--hostname", default="host-0")
+    parser.add_argument("--repository", help="the Repository (read from the invoker if unset)")
+    parser.add_argument("--repository-namespace")
+    parser.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the pod's emptyDir
+    parser.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    retired_pushgateway_argument(parser)
+    parser.add_argument("--kubeconfig")
+
+
+def add_commands(sub: Any) -> None:
+    sidecar = sub.add_parser("run-backup", help="the stash sidecar: back up this pod's workload")
+    sidecar.add_argument("--target-kind", required=True)
+    sidecar.add_argument("--target-name", required=True)
+    sidecar.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    retired_pushgateway_argument(sidecar)
+    sidecar.add_argument(
+        "--state-dir",
+        default="/tmp/stash-state",  # noqa: S108 - the pod's tmp-dir emptyDir
+        help="remembers started backups across container restarts",
+    )
+    sidecar.add_argument("--kubeconfig")
+    log_format_argument(sidecar)
+    sidecar.set_defaults(func=cmd_run_backup)
+
+    init = sub.add_parser(
+        "restore-init", help="the stash-init container: restore this pod's workload first"
+    )
+    init.add_argument("--target-kind", required=True)
+    init.add_argument("--target-name", required=True)
+    init.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    retired_pushgateway_argument(init)
+    init.add_argument("--kubeconfig")
+    log_format_argument(init)
+    init.set_defaults(func=cmd_restore_init)
+
+    hook = sub.add_parser(
+        "run-hook", help="hook Job: run a BackupBatch's or RestoreBatch's own pre/post hook"
+    )
+    which = hook.add_mutually_exclusive_group(required=True)
+    which.add_argument("--backupsession", help="a BackupBatch's hook, for this session")
+    which.add_argument("--restorebatch", help="this RestoreBatch's own hook")
+    hook.add_argument(
+        "--hook", required=True, choices=["preBackup", "postBackup", "preRestore", "postRestore"]
+    )
+    hook.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
+    hook.add_argument("--kubeconfig")
+    hook.set_defaults(func=cmd_run_hook)
+
+    wipe = sub.add_parser(
+        "wipe-out", help="wipe Job: delete a wipeOut Repository's data from its backend"
+    )
+    wipe.add_argument("--repository", required=True, help="the Repository's name")
+    wipe.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
+    wipe.add_argument("--termination-log", default="/dev/termination-log")
+    wipe.add_argument("--kubeconfig")
+    wipe.set_defaults(func=cmd_wipe_out)
+
+    for command, text in (
+        ("backup-pvc", "backup Job step: back up the mounted paths"),
+        ("backup-dump", "backup Job step: back up a dump command's output (databases)"),
+        ("update-status", "backup Job step: record the result, push metrics"),
+    ):
+        step = sub.add_parser(command, help=text)
+        _host_job_arguments(step)
+        if command == "backup-pvc":
+            step.add_argument("--paths", required=True, help="comma-separated paths")
+            step.add_argument("--exclude", default="", help="comma-separated patterns")
+        if command == "backup-dump":
+            step.add_argument("--dump-command", required=True, help="writes the dump to stdout")
+            step.add_argument("--filename", required=True, help="the dump's name in the snapshot")
+        step.set_defaults(func=cmd_job_step)

@@ -1,0 +1,59 @@
+"""What ships: the product's wheel and image hold the product's packages and not the development
+harness (``dev/``: the dev cluster and the demo), which reaches ``stash`` only where it is
+installed, through the ``stash.commands`` entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+from cli.main import build_parser
+from devcluster.images import CONTEXT_PACKAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+
+
+def test_the_wheel_holds_every_shipped_package_and_no_dev_cluster_code(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("stash_py-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    metadata = {top for top in tops if top.endswith(".dist-info")}
+    assert tops - metadata == set(SHIPPED)
+    assert "devcluster" not in SHIPPED
+
+
+def test_the_image_is_built_from_the_shipped_packages_alone() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert "devcluster" not in copied
+    assert not any(path.startswith("dev") for path in copied)
+    assert set(CONTEXT_PACKAGES) == set(SHIPPED)
+
+
+def test_the_dev_harness_adds_its_commands_to_stash_where_it_is_installed() -> None:
+    demo = build_parser(["demo"]).parse_args(["demo", "--keep"])
+    assert demo.keep is True
+    cluster = build_parser(["dev-cluster"]).parse_args(["dev-cluster", "status"])
+    assert cluster.action == "status"
+
+
+def test_a_product_command_reads_no_plugin_metadata() -> None:
+    script = (
+        "import sys\n"
+        "from cli.main import build_parser\n"
+        "build_parser(['run-backup']).parse_args("
+        "['run-backup', '--target-kind', 'Deployment', '--target-name', 'web'])\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"

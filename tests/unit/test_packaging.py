@@ -4,6 +4,7 @@ installed, through the ``stash.commands`` entry point."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,13 +18,29 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
 
 
-def test_the_wheel_holds_every_shipped_package_and_no_dev_cluster_code(tmp_path: Path) -> None:
+def test_the_wheel_built_as_the_image_builds_it_holds_the_product_and_no_dev_cluster_code(
+    tmp_path: Path,
+) -> None:
+    context = tmp_path / "context"  # what the Dockerfile copies, and nothing else
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not words[1].startswith("--from"):
+            *sources, target = words[1:]
+            for source in sources:
+                dest = context / (source if target.endswith("/") else target)
+                if (ROOT / source).is_dir():
+                    shutil.copytree(
+                        ROOT / source, dest, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+                else:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(ROOT / source, dest)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(tmp_path), str(ROOT)],
+         "--wheel-dir", str(tmp_path / "wheels"), str(context)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
-    (wheel,) = tmp_path.glob("stash_py-*.whl")
+    (wheel,) = (tmp_path / "wheels").glob("stash_py-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
     metadata = {top for top in tops if top.endswith(".dist-info")}
     assert tops - metadata == set(SHIPPED)

@@ -400,7 +400,7 @@ def report(
     client: Client, job: HostJob, setup: Setup, restic: Restic | None, result: HostResult
 ) -> None:
     """Record ``result`` in the session; the last host finishes up. The host's metrics are
-    the operator's to push, from this record (``controller.metric_groups``)."""
+    the operator's to push, from this record (``controller.sessions.metric_groups``)."""
     reporter = SessionReporter(client, job.namespace, job.session)
     last = reporter.record_host(job.target_kind, job.target_name, result)
     if last and restic is not None:

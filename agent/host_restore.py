@@ -231,7 +231,7 @@ def restore_dump(
 
 def report_restore(client: Client, job: HostRestore, result: HostResult) -> None:
     """Record ``result`` in the invoker's status (the operator pushes the host's restore
-    metrics from it, ``controller.metric_groups``)."""
+    metrics from it, ``controller.sessions.metric_groups``)."""
     rt = RESTORE_INVOKER_TYPES[job.invoker_kind]
     try:
         update_status(

@@ -1,7 +1,7 @@
-"""``stash wipe-out``: the wipe Job's program (``controller.wipe_job``), in the Repository's own
-namespace with that namespace's service account: read the Repository and its Secret, delete the
-repository's data from its backend (``engine.wipe``), and leave its words in the termination log,
-where the operator reads them.
+"""``stash wipe-out``: the wipe Job's program (``controller.jobs.wipe_job``), in the
+Repository's own namespace with that namespace's service account: read the Repository and its
+Secret, delete the repository's data from its backend (``engine.wipe``), and leave its words in
+the termination log, where the operator reads them.
 """
 
 from __future__ import annotations

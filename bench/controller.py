@@ -35,8 +35,8 @@ from api.crd import all_crds  # noqa: E402
 from api.repository import Repository  # noqa: E402
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.measure import cpu_seconds, memory_mb, request_counts  # noqa: E402
-from controller.caches import BACKUP_BATCHES, CRONJOBS, DEPLOYMENTS  # noqa: E402
-from controller.trigger import cronjob, rbac_objects, sidecar_binding  # noqa: E402
+from controller.invokers.trigger import cronjob, rbac_objects, sidecar_binding  # noqa: E402
+from controller.runtime.caches import BACKUP_BATCHES, CRONJOBS, DEPLOYMENTS  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client  # noqa: E402
 from kube.crds import install_crds  # noqa: E402

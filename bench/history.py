@@ -37,7 +37,7 @@ from api import constants as c  # noqa: E402
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.controller import install_stash, repository_objects  # noqa: E402
 from bench.measure import memory_mb  # noqa: E402
-from controller.caches import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS  # noqa: E402
+from controller.runtime.caches import BACKUP_BATCHES, BACKUP_SESSIONS, JOBS  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client, KubeError  # noqa: E402
 from kube.sessions import new_session  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from api.crd import all_crds  # noqa: E402
 from bench.history import fill_history  # noqa: E402
 from bench.measure import cpu_seconds, memory_mb, request_counts  # noqa: E402
-from controller.caches import BACKUP_BATCHES  # noqa: E402
+from controller.runtime.caches import BACKUP_BATCHES  # noqa: E402
 from devcluster import ControlPlane, ensure_binaries  # noqa: E402
 from kube import Client  # noqa: E402
 from kube.crds import install_crds  # noqa: E402

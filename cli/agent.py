@@ -208,7 +208,7 @@ def cmd_run_backup(args: argparse.Namespace) -> int:
 
 
 def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments every backup step receives (see controller.builtin_tasks)."""
+    """The arguments every backup step receives (see controller.jobs.builtin_tasks)."""
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE)
     parser.add_argument("--backupsession", default="", help="the BackupSession (backup steps)")
     parser.add_argument(

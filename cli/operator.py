@@ -15,7 +15,7 @@ from cli.arguments import (
     log_format_argument,
     stop_on_signals,
 )
-from controller.defaults import SIDECAR_GRACE, WORKERS
+from controller.runtime.defaults import SIDECAR_GRACE, WORKERS
 
 DEFAULT_PUSHGATEWAY = os.environ.get("STASH_PUSHGATEWAY_URL", "")
 PUSHGATEWAY_HELP = "Pushgateway for metrics (env STASH_PUSHGATEWAY_URL; empty: no metrics)"

@@ -1,8 +1,14 @@
 """The operator's reconcilers. Each reconciles keys (namespace/name), never events: read current
 state, converge, write only what changed.
 
-``operator`` wires them: ``invokers`` (BackupBatch / BackupConfiguration: trigger CronJob, RBAC,
-status), ``optin`` (pod-template opt-in labels), ``sessions`` (BackupSessions: Jobs, hooks,
-follow-ups), ``repositories`` and ``restores`` (RestoreSession / RestoreBatch), each on a
-de-duplicating work queue with per-key backoff (``queue``, ``runtime``).
+``operator`` wires them. The rooms, each importing only the ones below it (import contract in
+pyproject.toml):
+
+- ``sessions``: BackupSessions, RestoreSessions and RestoreBatches (their next status, Jobs,
+  hooks, follow-ups, metrics), and ``repository`` (Repository references and wipe-out);
+- ``jobs``: the Jobs the operator creates (a member's backup or restore Job from its Task,
+  batch hook Jobs, wipe Jobs) and what a Job's status and pod say about how it went;
+- ``invokers``: BackupBatch / BackupConfiguration (validation, the tenant boundary's facts,
+  trigger CronJob, RBAC, opt-in labels, status);
+- ``runtime``: work queues, workers, shared caches, health, the operator's own metrics.
 """

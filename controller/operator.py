@@ -16,22 +16,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import constants as c
-from controller.backup_invoker import InvokerReconciler
-from controller.backup_session import SessionReconciler
-from controller.builtin_tasks import builtin_objects
-from controller.caches import Caches
-from controller.defaults import SIDECAR_GRACE, WORKERS
-from controller.health import HealthServer
-from controller.metrics_restore import CHECK_SECONDS, MetricsRestorer
-from controller.optin import OptInReconciler
-from controller.owned import FIELD_MANAGER
-from controller.pushgateway_front import PushgatewayFront
+from controller.invokers.optin import OptInReconciler
+from controller.invokers.reconciler import InvokerReconciler
+from controller.invokers.schedule_metrics import ScheduleCollector
+from controller.jobs.builtin_tasks import builtin_objects
 from controller.repository import RepositoryReconciler
-from controller.restore import INIT_GRACE, RestoreReconciler
-from controller.runtime import Controller
-from controller.runtime_metrics import RuntimeMetrics
-from controller.schedule_metrics import ScheduleCollector
-from controller.target_use import TargetUse
+from controller.runtime.caches import Caches
+from controller.runtime.defaults import SIDECAR_GRACE, WORKERS
+from controller.runtime.health import HealthServer
+from controller.runtime.loop import Controller
+from controller.runtime.metrics import RuntimeMetrics
+from controller.runtime.owned import FIELD_MANAGER
+from controller.runtime.pushgateway_front import PushgatewayFront
+from controller.sessions.backup import SessionReconciler
+from controller.sessions.metrics_restore import CHECK_SECONDS, MetricsRestorer
+from controller.sessions.restore import INIT_GRACE, RestoreReconciler
+from controller.sessions.target_use import TargetUse
 from kube import Client, KubeError
 from kube.leader import LeaderElector
 from kube.types import CRONJOBS, PODS
@@ -57,7 +57,7 @@ class OperatorOptions:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     health_port: int | None = None  # serve /healthz and /readyz (0: any free port)
-    # serve the Pushgateway's reads on this port and refuse writes (controller.pushgateway_front)
+    # serve the Pushgateway's reads on this port, refuse writes (runtime.pushgateway_front)
     pushgateway_read_port: int | None = None
     pod_name: str = ""  # label our pod while leading: the Pushgateway Service selects it
     # a sidecar target with no ready pod carrying the sidecar fails after this long

@@ -4,7 +4,7 @@ the Repository is deleted.
 
 The finalizer is only added where wiping is possible (REST and S3 backends; never local ones).
 The wipe never runs here: the operator never connects to an endpoint a tenant wrote. It runs as
-a Job in the Repository's namespace with that namespace's reach (``controller.wipe_job``); the
+a Job in the Repository's namespace with that namespace's reach (``controller.jobs.wipe_job``); the
 ``WipedOut`` condition says how it goes (running, each failed attempt), and when the Job has
 ended, wiped or not, the finalizer is released with an Event saying so: a Repository must never
 be undeletable because its backend is gone, and a wipe that failed keeps the data.
@@ -24,11 +24,11 @@ from api import constants as c
 from api.conditions import set_condition
 from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
-from controller.caches import INVOKER_TYPES, JOBS, NAMESPACES, REPOSITORIES, Caches
-from controller.owned import ensure, owned_by
-from controller.runtime import Controller, Result, Writes
-from controller.tenancy import read_tenancy
-from controller.wipe_job import WIPE_ATTEMPTS, wipe_objects, wipe_outcome
+from controller.invokers.tenancy import read_tenancy
+from controller.jobs.wipe_job import WIPE_ATTEMPTS, wipe_objects, wipe_outcome
+from controller.runtime.caches import INVOKER_TYPES, JOBS, NAMESPACES, REPOSITORIES, Caches
+from controller.runtime.loop import Controller, Result, Writes
+from controller.runtime.owned import ensure, owned_by
 from engine.wipe import can_wipe
 from kube import AlreadyExists, Client, Conflict, NotFound
 from kube.events import EventRecorder

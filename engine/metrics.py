@@ -1,5 +1,5 @@
 """Prometheus metrics of backups, as the operator pushes them to the Pushgateway (DESIGN.md
-section 4; which groups, from which record: ``controller.metric_groups``).
+section 4; which groups, from which record: ``controller.sessions.metric_groups``).
 
 Every push is a fresh registry PUT into its own group of job ``<invoker-kind>-<ns>-<invoker>``,
 so nothing stale survives:

@@ -5,7 +5,7 @@ client (list under the prefix, delete in batches; session tokens, path and virtu
 Local repositories are never wiped (their volume is not the operator's to reach); other backends
 are refused with a clear error.
 
-It runs in a Job in the Repository's own namespace (``controller.wipe_job``), never in the
+It runs in a Job in the Repository's own namespace (``controller.jobs.wipe_job``), never in the
 operator: the endpoint is the tenant's to write. Even there it deletes only what is restic's
 under the Repository's own prefix (``config`` and the ``keys``, ``data``, ``index``,
 ``snapshots`` and ``locks`` folders; a bucket's other objects stay), follows no redirect, and

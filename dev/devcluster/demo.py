@@ -38,7 +38,7 @@ import yaml
 from api import constants as c
 from api.repository import Repository
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
-from controller.backup_job import SESSION_LABEL
+from controller.jobs.member_job import SESSION_LABEL
 from devcluster.build import BuildError, use_pinned_restic
 from devcluster.cluster import ControlPlane, StartError
 from devcluster.demo_restore import RestoreDemo, RestoreDemoError

@@ -10,7 +10,7 @@ from typing import Any
 from api import constants as c
 from api.repository import Repository
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
-from controller.optin import HASH_ANNOTATION
+from controller.invokers.optin import HASH_ANNOTATION
 from engine.backend import backend_config
 from engine.restic import Restic
 from kube import Client

@@ -19,8 +19,8 @@ import yaml
 from api import constants as c
 from api.conditions import get_condition
 from api.naming import cronjob_name
-from controller.caches import CRONJOBS, ROLES, TASKS
 from controller.operator import Operator, OperatorOptions
+from controller.runtime.caches import CRONJOBS, ROLES, TASKS
 from devcluster import ControlPlane
 from kube import Client, Forbidden, NotFound
 from kube.sessions import create_session

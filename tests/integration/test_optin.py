@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from api.constants import BACKUP_LABEL
+from controller.invokers.optin import HASH_ANNOTATION, MANAGED_ANNOTATION
 from controller.operator import Operator, OperatorOptions
-from controller.optin import HASH_ANNOTATION, MANAGED_ANNOTATION
 from devcluster import ControlPlane
 from kube import Client
 from kube.types import DEPLOYMENTS, PODS

@@ -13,8 +13,8 @@ from urllib.error import HTTPError
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from controller import metric_groups
-from controller.pushgateway_front import PushgatewayFront
+from controller.runtime.pushgateway_front import PushgatewayFront
+from controller.sessions import metric_groups
 from devcluster import services
 from devcluster.cluster import free_port
 from devcluster.services import Service

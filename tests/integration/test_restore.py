@@ -17,10 +17,10 @@ import pytest
 
 from api import constants as c
 from api.conditions import get_condition, is_true
-from controller.claims import RESTORED_BY
-from controller.grants import grant_name
+from controller.invokers.grants import grant_name
+from controller.jobs.claims import RESTORED_BY
 from controller.operator import Operator
-from controller.restore_status import RESTORE_FAILED
+from controller.sessions.restore_status import RESTORE_FAILED
 from devcluster.cluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Service

@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 
 from api import constants as c
-from api.conditions import is_true, now_rfc3339
+from api.conditions import is_true, now_rfc3339, parse_rfc3339
 from api.naming import session_name
-from controller.caches import FUNCTIONS, JOBS, TASKS
 from controller.operator import Operator, OperatorOptions
-from controller.targets import parse_time
+from controller.runtime.caches import FUNCTIONS, JOBS, TASKS
 from devcluster import ControlPlane, services
 from devcluster.cluster import free_port
 from kube import Client
@@ -256,7 +255,7 @@ def test_a_failed_session_is_retried_once_after_its_delay_and_events_say_so(
     assert retry["spec"]["retryLeft"] == 0
     name = retry["metadata"]["name"]
     # Named from the retry time written before it was made: a lost write cannot make a second.
-    due = parse_time(_session(kube, namespace, first)["status"]["nextRetry"])
+    due = parse_rfc3339(_session(kube, namespace, first)["status"]["nextRetry"])
     assert name == session_name("nightly", int(due.timestamp()))
     eventually(lambda: _phase(kube, namespace, name) == "Failed", 30, "the retry to fail")
     eventually(
@@ -550,7 +549,7 @@ def test_after_an_outage_longer_than_time_out_the_next_slot_runs_and_the_expired
         client.close()
     made = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]
     expired = made["name"]
-    past = parse_time(made["creationTimestamp"]).timestamp() + 11  # ... longer than timeOut
+    past = parse_rfc3339(made["creationTimestamp"]).timestamp() + 11  # ... longer than timeOut
     eventually(lambda: time.time() > past, 30, "the expired session's deadline to pass")
     fresh = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
     _, stop, thread, client = _start(control_plane.kubeconfig)  # ... and comes back

@@ -1,7 +1,7 @@
 """One target, one job at a time, on the real node: a restore created while a backup of the same
 PVC runs waits for it, and a backup session started while a restore of it runs waits for the
 restore; both then succeed, and the backup holds the restored files, nothing torn
-(``controller/target_use.py``). Each job is made slow by its member's own hook."""
+(``controller/sessions/target_use.py``). Each job is made slow by its member's own hook."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def captured(capsys: pytest.CaptureFixture[str]) -> Any:
 
 def test_json_lines_carry_the_fields_of_the_work_and_parse_one_by_one(captured: Any) -> None:
     logs.configure("json", "INFO")
-    log = logging.getLogger("controller.restore")
+    log = logging.getLogger("controller.sessions.restore")
     with log_fields(namespace="shop", invoker="RestoreSession/back"):
         log.info("created Job %s", "stash-restore-back-0")
         with log_fields(host="host-1", session=""):
@@ -39,7 +39,7 @@ def test_json_lines_carry_the_fields_of_the_work_and_parse_one_by_one(captured: 
     log.warning("outside")
     first, second, third = (json.loads(line) for line in captured())
     assert first["message"] == "created Job stash-restore-back-0"
-    assert (first["level"], first["logger"]) == ("INFO", "controller.restore")
+    assert (first["level"], first["logger"]) == ("INFO", "controller.sessions.restore")
     assert (first["namespace"], first["invoker"]) == ("shop", "RestoreSession/back")
     assert first["time"].endswith("+00:00")
     assert second["host"] == "host-1"

@@ -27,7 +27,7 @@ from api.tenancy import (
 from pods.invokers import SidecarIndex
 from pods.sidecar import SidecarSettings
 from tests.factories import batch, member, pod, review
-from tests.unit.controller.test_invoker import repository as repo
+from tests.unit.controller.invokers.test_evaluation import repository as repo
 from webhook.mutation import handle
 from webhook.review import parse_review
 

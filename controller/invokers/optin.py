@@ -1,0 +1,191 @@
+"""Opt-in for sidecar and restore targets: the workload's pod template gets the opt-in label and
+a hash of what the sidecar needs; when nothing targets the workload any more, both go again.
+
+A workload an unfinished RestoreSession / RestoreBatch restores also gets the annotation
+``stash.appscode.com/restore: <restore uid>`` on its pod template: its pods are rolled, so the
+new ones pass through the webhook and get ``stash-init``. When the restore ends the annotation
+stays (taking it away would roll the pods once more for nothing); a later restore sets its own.
+
+The label is removed only when the operator added it (it marks the workload with
+``stash.appscode.com/opt-in-managed``): a label a user wrote into their own manifests (GitOps)
+is theirs to keep. ``desired_patch`` is the pure decision; ``OptInReconciler`` runs it per
+workload key from the shared caches and writes only when something must change.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP, RESTORE_ANNOTATION
+from controller.runtime.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
+from controller.runtime.loop import Controller, Result, Writes
+from kube import Client, NotFound
+from kube.types import RESTORE_INVOKER_TYPES
+from pods.invokers import SidecarIndex, SidecarTarget, WorkloadKey
+from pods.sidecar import plan_for
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+HASH_ANNOTATION = f"{GROUP}/sidecar-hash"
+MANAGED_ANNOTATION = f"{GROUP}/opt-in-managed"
+
+
+def desired_patch(
+    workload: JSON, fingerprint: str | None, restores: tuple[str, ...] = ()
+) -> JSON | None:
+    """The merge patch that brings ``workload`` in line, or None when it already is.
+
+    ``fingerprint`` is the sidecar plan's hash when invokers target the workload, else None;
+    ``restores`` the uids of the unfinished restores of it.
+    """
+    meta = workload.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    template_meta = (workload.get("spec") or {}).get("template", {}).get("metadata") or {}
+    labels = template_meta.get("labels") or {}
+    template_annotations = template_meta.get("annotations") or {}
+    labelled = labels.get(BACKUP_LABEL) == BACKUP_LABEL_VALUE
+    managed = annotations.get(MANAGED_ANNOTATION) == "true"
+
+    meta_patch: JSON = {}
+    template_patch: JSON = {}
+    wanted = _template_annotations(template_annotations, fingerprint, restores)
+    if wanted:
+        template_patch["annotations"] = wanted
+    if fingerprint is not None or restores:
+        if not labelled:
+            template_patch.setdefault("labels", {})[BACKUP_LABEL] = BACKUP_LABEL_VALUE
+            if not managed:
+                meta_patch[MANAGED_ANNOTATION] = "true"
+    elif managed:
+        meta_patch[MANAGED_ANNOTATION] = None
+        if BACKUP_LABEL in labels:
+            template_patch.setdefault("labels", {})[BACKUP_LABEL] = None
+    if not meta_patch and not template_patch:
+        return None
+    patch: JSON = {}
+    if meta_patch:
+        patch["metadata"] = {"annotations": meta_patch}
+    if template_patch:
+        patch["spec"] = {"template": {"metadata": template_patch}}
+    return patch
+
+
+def _template_annotations(
+    current: JSON, fingerprint: str | None, restores: tuple[str, ...]
+) -> JSON:
+    """The pod template's annotations to change: the sidecar hash, and the restores its pods
+    were rolled for (set when a restore is new to it, never taken away)."""
+    patch: JSON = {}
+    if fingerprint is not None and current.get(HASH_ANNOTATION) != fingerprint:
+        patch[HASH_ANNOTATION] = fingerprint
+    elif fingerprint is None and HASH_ANNOTATION in current:
+        patch[HASH_ANNOTATION] = None
+    rolled_for = set(str(current.get(RESTORE_ANNOTATION) or "").split(","))
+    if restores and not set(restores) <= rolled_for:
+        patch[RESTORE_ANNOTATION] = ",".join(restores)
+    return patch
+
+
+class OptInReconciler:
+    """Keeps every workload's opt-in in step with the invokers that target it."""
+
+    def __init__(self, client: Client, caches: Caches) -> None:
+        self.client = client
+        self.caches = caches
+        self.index = SidecarIndex()
+        self.writes = Writes()
+        # Expectations (as kube-controller-manager keeps them): the resourceVersion of the
+        # cached workload each write was computed from. Until the cache shows a newer version
+        # (our own write's event), reconciling that key again would only repeat the write.
+        self._written_over: dict[WorkloadKey, str] = {}
+
+    def register(self, controller: Controller[WorkloadKey]) -> None:
+        for kind, rt in (*INVOKER_TYPES.items(), *RESTORE_INVOKER_TYPES.items()):
+            self.caches.informer(rt).subscribe(
+                on_replace=functools.partial(self._invokers_replaced, controller, kind),
+                on_upsert=lambda o: _enqueue(controller, self.index.upsert(o)),
+                on_delete=lambda o: _enqueue(controller, self.index.delete(o)),
+            )
+        self.caches.informer(REPOSITORIES).subscribe(
+            on_replace=lambda items: _enqueue(controller, self.index.replace_repositories(items)),
+            on_upsert=lambda o: _enqueue(controller, self.index.upsert_repository(o)),
+            on_delete=lambda o: _enqueue(controller, self.index.delete_repository(o)),
+        )
+        for rt in WORKLOAD_TYPES.values():
+            self.caches.informer(rt).subscribe(
+                on_replace=controller.replace_handler(_workload_key),
+                on_upsert=controller.handler(_workload_key),
+                on_delete=controller.handler(_workload_key),
+            )
+
+    def _invokers_replaced(
+        self, controller: Controller[WorkloadKey], kind: str, items: list[JSON]
+    ) -> None:
+        before = set(self.index.workloads()) | set(self.index.restored_workloads())
+        self.index.replace(items, kind=kind)
+        for key in before | set(self.index.workloads()) | set(self.index.restored_workloads()):
+            controller.enqueue(key)
+
+    def _started(self, namespace: str, target: SidecarTarget) -> bool:
+        """Whether the restore has started: its workloads are rolled only then (before, it
+        may be waiting for a backup of them to finish: controller.sessions.target_use)."""
+        rt = RESTORE_INVOKER_TYPES.get(target.invoker_kind)
+        restore = self.caches.get(rt, namespace, target.invoker_name) if rt else None
+        return (((restore or {}).get("status") or {}).get("phase")) == "Running"
+
+    def reconcile(self, key: WorkloadKey) -> Result | None:
+        namespace, kind, name = key
+        workload = self.caches.get(WORKLOAD_TYPES[kind], namespace, name)
+        if workload is None:
+            return None  # not there (yet): its ADDED event brings it back
+        targets = self.index.targets(namespace, kind, name)
+        restores = tuple(
+            sorted(
+                {
+                    t.invoker_uid
+                    for t in self.index.init_targets(namespace, kind, name)
+                    if self._started(namespace, t)
+                }
+            )
+        )
+        if targets and not self.index.repositories_known(targets):
+            return None  # the Repository's arrival enqueues the workload again
+        fingerprint = (
+            plan_for(kind, name, targets, self.index.local_backends(targets)).fingerprint()
+            if targets
+            else None
+        )
+        version = str(workload["metadata"].get("resourceVersion", ""))
+        if self._written_over.get(key) == version:
+            return None  # the cache has not caught up with our last write yet
+        self._written_over.pop(key, None)
+        patch = desired_patch(workload, fingerprint, restores)
+        if patch is None:
+            return None
+        try:
+            self.client.patch(WORKLOAD_TYPES[kind], name, patch, namespace=namespace)
+        except NotFound:
+            return None
+        self._written_over[key] = version
+        self.writes.record(namespace)
+        log.info(
+            "%s %s/%s: %s the stash opt-in",
+            kind,
+            namespace,
+            name,
+            "updated" if fingerprint or restores else "removed",
+        )
+        return None
+
+
+def _enqueue(controller: Controller[WorkloadKey], keys: set[WorkloadKey]) -> None:
+    for key in keys:
+        controller.enqueue(key)
+
+
+def _workload_key(obj: JSON) -> WorkloadKey:
+    meta = obj.get("metadata", {})
+    return (meta.get("namespace", ""), str(obj.get("kind", "")), meta.get("name", ""))

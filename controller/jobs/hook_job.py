@@ -1,0 +1,136 @@
+"""The Job that runs a BackupBatch's own hook: ``stash-hook-<session>-<pre|post>`` (a
+RestoreBatch's: ``stash-hook-<restorebatch>-<pre|post>``).
+
+A short-lived pod in the invoker's namespace, under the invoker's backup (restore) service
+account (ClusterRole ``stash-backup-job`` / ``stash-restore-job``, bound in that namespace
+only), running ``stash run-hook`` (``agent.run_hook``). A hook's HTTP call or TCP connection
+leaves from that namespace's pod, with its network identity and policies, and an ``exec`` hook
+runs its command in that pod: nothing of a tenant's hook runs inside the operator.
+``create_hook_job`` creates it for either reconciler (AlreadyExists is success: a restart).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api import constants as c
+from api.hooks import BATCH_HOOK_TIMEOUT, HOOK_CONTAINER
+from api.naming import (
+    backup_service_account,
+    hook_job_name,
+    label_value,
+    restore_service_account,
+)
+from controller.invokers.trigger import owner_reference
+from controller.jobs.member_job import POD_SETTING_KEYS, SESSION_LABEL
+from controller.runtime.loop import Writes
+from kube import AlreadyExists, Client
+from kube.events import EventRecorder
+
+JSON = dict[str, Any]
+HOOK_LABEL = f"{c.GROUP}/hook"
+# The pod's own start (image already on the node) and the hook's timeout, then it is stopped.
+STARTUP_ALLOWANCE = 60
+
+
+def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
+    meta = session["metadata"]
+    restoring = invoker["kind"] == "RestoreBatch"  # then the session is the RestoreBatch
+    labels = {
+        "app.kubernetes.io/managed-by": "stash",
+        c.INVOKER_TYPE_LABEL: invoker["kind"],
+        c.INVOKER_NAME_LABEL: label_value(invoker["metadata"]["name"]),
+        HOOK_LABEL: kind,
+    }
+    if not restoring:
+        labels[SESSION_LABEL] = label_value(meta["name"])
+    account = (restore_service_account if restoring else backup_service_account)(
+        invoker["metadata"]["name"]
+    )
+    which = f"--restorebatch={meta['name']}" if restoring else f"--backupsession={meta['name']}"
+    settings = ((invoker.get("spec") or {}).get("runtimeSettings") or {}).get("pod") or {}
+    pod_spec: JSON = {
+        "restartPolicy": "Never",
+        "serviceAccountName": account,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": c.IMAGE_USER,
+            "runAsGroup": c.IMAGE_GROUP,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        **{k: v for k, v in settings.items() if k in POD_SETTING_KEYS},
+        "containers": [
+            {
+                "name": HOOK_CONTAINER,
+                "image": image,
+                "args": ["run-hook", which, f"--hook={kind}"],
+                "env": [
+                    {
+                        "name": "POD_NAMESPACE",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                    }
+                ],
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": hook_job_name(meta["name"], kind),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(session)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": int(BATCH_HOOK_TIMEOUT) + STARTUP_ALLOWANCE,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def hook_job_failure(job: JSON | None) -> str | None:
+    """Why the hook Job ended without its pod recording the hook, or None while it may still."""
+    status = (job or {}).get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            reason = condition.get("reason") or "Failed"
+            message = condition.get("message") or "the hook pod failed"
+            return f"the hook's pod did not finish: {reason}: {message}"
+    return None
+
+
+def create_hook_job(
+    client: Client,
+    writes: Writes,
+    events: EventRecorder,
+    session: JSON,
+    invoker: JSON,
+    *,
+    kind: str,
+    image: str,
+) -> None:
+    """Create the hook Job for ``kind`` and say so on ``session``; one made before a restart is
+    the same Job, by name (its events bring the session back)."""
+    meta = session["metadata"]
+    try:
+        client.create(hook_job(session, invoker, kind, image))
+    except AlreadyExists:
+        return
+    writes.record(meta["namespace"])
+    events.record(
+        session,
+        "Normal",
+        "GlobalHookJobCreated",
+        f"created Job {hook_job_name(meta['name'], kind)} to run the {kind} hook",
+    )

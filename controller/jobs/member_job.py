@@ -1,0 +1,403 @@
+"""Build the Job of a Job-model member: Task → Functions → containers, with Stash's variables
+substituted. Every step but the last is an init container, so they run in order. A backup Job
+(``stash-backup-<session>-<index>``) works for a BackupSession; a restore Job
+(``stash-restore-<invoker>-<index>``) for a RestoreSession or RestoreBatch, which then is both
+``session`` and ``invoker``, and its Functions also get the host's rule (``RESTORE_PATHS``,
+``RESTORE_SNAPSHOTS``, ``SOURCE_HOSTNAME``, ``INCLUDE_PATTERNS``, ``EXCLUDE_PATTERNS``).
+
+``build_job`` is pure: it gets the session, the invoker member, the Repository, the Task and its
+Functions (``job_inputs`` gathers them from the caches); problems (a missing Task or Function,
+an unset variable) raise ``JobError`` naming them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from api import constants as c
+from api.backup import BackupTarget
+from api.hosts import single_host
+from api.naming import (
+    JOB_NAME_MAX,
+    backup_job_name,
+    backup_service_account,
+    fit,
+    label_value,
+    restore_job_name,
+    restore_service_account,
+)
+from api.repository import Repository
+from api.restore import Rule
+from controller.invokers.evaluation import DEFAULT_PVC_RESTORE_TASK, MemberView, RestoreView
+from controller.invokers.trigger import owner_reference
+from controller.jobs import claims
+from controller.jobs.builtin_tasks import DEFAULT_MOUNT_PATH
+from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
+from controller.runtime.caches import FUNCTIONS, REPOSITORIES, TASKS, Caches
+from engine.restore import RestoreError, rule_for_host
+from pods.sidecar import with_image_group
+from pods.volumes import local_volume
+
+JSON = dict[str, Any]
+SESSION_LABEL = f"{c.GROUP}/backup-session"
+MEMBER_LABEL = f"{c.GROUP}/member-index"
+INTERIM_VOLUME = "stash-interim-volume"
+CACHE_DIR = f"{c.TMP_DIR_MOUNT_PATH}/restic-cache"  # in the Job's tmp-dir emptyDir
+POD_SETTING_KEYS = (
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "securityContext",
+    "priorityClassName",
+    "imagePullSecrets",
+    "serviceAccountName",
+    "runtimeClassName",
+    "schedulerName",
+)
+CONTAINER_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
+
+
+class JobError(ValueError):
+    """The member's Job cannot be built; the message says which Task/Function/variable."""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    session: JSON  # a BackupSession; for a restore, the RestoreSession / RestoreBatch itself
+    invoker: JSON
+    member: MemberView | RestoreView
+    repository: Repository
+    task: JSON
+    functions: dict[str, JSON]
+    image: str
+    ordinal: int | None = None  # restoring into new PVCs: the ordinal whose claims this Job fills
+
+    @property
+    def restoring(self) -> bool:
+        return isinstance(self.member, RestoreView)
+
+    @property
+    def job_name(self) -> str:
+        if self.restoring:
+            return restore_job_name(
+                self.invoker["metadata"]["name"], self.member.index, self.ordinal
+            )
+        return backup_job_name(self.session["metadata"]["name"], self.member.index)
+
+    @property
+    def service_account(self) -> str:
+        name = self.invoker["metadata"]["name"]
+        return restore_service_account(name) if self.restoring else backup_service_account(name)
+
+
+def job_inputs(
+    caches: Caches,
+    session: JSON,
+    invoker: JSON,
+    member: MemberView | RestoreView,
+    *,
+    image: str,
+    ordinal: int | None = None,
+) -> JobInputs:
+    """What ``build_job`` needs for one member, from the caches: the invoker's Repository, the
+    member's Task and its Functions (restoring into new PVCs with ``pvc-restore``: its restore
+    into every claim); a JobError names what is missing."""
+    namespace = session["metadata"]["namespace"]
+    repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+    repo_obj = caches.get(
+        REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
+    )
+    if repo_obj is None:
+        raise JobError(f"Repository {repo_ref.get('name', '')!r} not found")
+    task = caches.get(TASKS, "", member.task or "")
+    if task is None:
+        raise JobError(f"Task {member.task} not found")
+    if (
+        isinstance(member, RestoreView)
+        and member.claims
+        and member.task == DEFAULT_PVC_RESTORE_TASK
+    ):
+        task = claims.restore_task(member)
+    functions = {
+        step["name"]: fn
+        for step in (task.get("spec") or {}).get("steps") or []
+        if step.get("name") and (fn := caches.get(FUNCTIONS, "", step["name"])) is not None
+    }
+    return JobInputs(
+        session,
+        invoker,
+        member,
+        Repository.from_dict(repo_obj),
+        task,
+        functions,
+        image,
+        ordinal,
+    )
+
+
+def _restore_variables(view: RestoreView, invoker: JSON, hostname: str) -> dict[str, str]:
+    """The host's rule, as Stash passes it to restore Functions (empty: the newest snapshot)."""
+    target = view.member.target
+    rules = target.rules if target and target.rules else None
+    if rules is None and not view.batch:
+        rules = [Rule.model_validate(r) for r in (invoker.get("spec") or {}).get("rules") or []]
+    try:
+        rule = rule_for_host(hostname, rules)
+    except RestoreError:
+        rule = None
+    return {
+        "RESTORE_SESSION": invoker["metadata"]["name"],
+        "RESTORE_PATHS": ",".join(rule.paths) if rule else "",
+        "RESTORE_SNAPSHOTS": ",".join(rule.snapshots) if rule else "",
+        "SOURCE_HOSTNAME": rule.source_host if rule else hostname,
+        "INCLUDE_PATTERNS": ",".join(rule.include) if rule else "",
+        "EXCLUDE_PATTERNS": ",".join(rule.exclude) if rule else "",
+    }
+
+
+def _hostname(view: MemberView | RestoreView, ordinal: int | None) -> str:
+    if isinstance(view, RestoreView) and ordinal is not None:
+        return claims.hostname(view, ordinal)
+    target = view.member.target
+    return single_host(target.alias if target else None)
+
+
+def variables(inputs: JobInputs) -> dict[str, str]:
+    """The variables Stash provides to Functions, for one member of one session."""
+    view, repo = inputs.member, inputs.repository
+    backend = repo.spec.backend
+    provider = backend.kind()
+    store = getattr(backend, provider)
+    spec = inputs.invoker.get("spec") or {}
+    retention = spec.get("retentionPolicy") or {}
+    target = view.member.target
+    cache = not (view.member.temp_dir and view.member.temp_dir.disable_caching)
+    mounts = (target.volume_mounts or []) if target else []
+    # The target volume is mounted where the member's volumeMounts say, else /stash-data.
+    mount_path = mounts[0].mount_path if mounts else DEFAULT_MOUNT_PATH
+    paths = target.paths if isinstance(target, BackupTarget) and target.paths else None
+    excludes = target.exclude if isinstance(target, BackupTarget) and target.exclude else []
+    values = {
+        "NAMESPACE": inputs.session["metadata"]["namespace"],
+        "INVOKER_KIND": inputs.invoker["kind"],
+        "INVOKER_NAME": inputs.invoker["metadata"]["name"],
+        "TARGET_API_VERSION": str(view.ref.get("apiVersion", "")),
+        "TARGET_KIND": view.kind,
+        "TARGET_NAME": view.name,
+        "TARGET_NAMESPACE": str(view.ref.get("namespace") or view.namespace),
+        "TARGET_PATHS": ",".join(paths) if paths else mount_path,
+        "EXCLUDE_PATTERNS": ",".join(excludes),
+        "TARGET_MOUNT_PATH": mount_path,
+        "HOSTNAME": _hostname(view, inputs.ordinal),
+        "REPOSITORY_NAME": repo.metadata.name or "",
+        "REPOSITORY_NAMESPACE": repo.metadata.namespace or "",
+        "REPOSITORY_PROVIDER": provider,
+        "REPOSITORY_SECRET_NAME": backend.storage_secret_name or "",
+        "REPOSITORY_BUCKET": str(
+            getattr(store, "bucket", None) or getattr(store, "container", None) or ""
+        ),
+        "REPOSITORY_PREFIX": str(
+            getattr(store, "prefix", None) or getattr(store, "sub_path", None) or ""
+        ),
+        "REPOSITORY_ENDPOINT": str(
+            getattr(store, "endpoint", None) or getattr(store, "url", None) or ""
+        ),
+        "REPOSITORY_REGION": str(getattr(store, "region", None) or ""),
+        "RETENTION_POLICY_NAME": str(retention.get("name", "")),
+        "RETENTION_PRUNE": str(bool(retention.get("prune", False))).lower(),
+        "RETENTION_DRY_RUN": str(bool(retention.get("dryRun", False))).lower(),
+        "RETENTION_KEEP_TAGS": ",".join(retention.get("keepTags") or []),
+        # Stash's Functions pass it on; here the operator alone pushes metrics, from the
+        # status the steps write (docs/security.md), so a Function gets nothing to push to.
+        "PROMETHEUS_PUSHGATEWAY_URL": "",
+        "ENABLE_CACHE": str(cache).lower(),
+        "CACHE_DIR": CACHE_DIR if cache else "",
+    }
+    for key in ("Last", "Hourly", "Daily", "Weekly", "Monthly", "Yearly"):
+        values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.get(f"keep{key}") or 0)
+    if isinstance(view, RestoreView):
+        values.update(_restore_variables(view, inputs.invoker, values["HOSTNAME"]))
+        if inputs.ordinal is not None:
+            values[claims.POD_ORDINAL] = str(inputs.ordinal)
+    else:
+        values["BACKUP_SESSION"] = inputs.session["metadata"]["name"]
+    return values
+
+
+def _steps(task: JSON) -> list[JSON]:
+    """The Task's steps, each naming its Function; a JobError saying which is wrong."""
+    name = task["metadata"]["name"]
+    steps: list[JSON] = (task.get("spec") or {}).get("steps") or []
+    if not steps:
+        raise JobError(f"Task {name} has no steps")
+    for index, step in enumerate(steps):
+        if not step.get("name"):
+            raise JobError(
+                f"Task {name}: spec.steps[{index}].name: the Function to run is required"
+            )
+    return steps
+
+
+def _attach_claims(pod_spec: JSON, inputs: JobInputs) -> None:
+    """Restoring into new PVCs: the ordinal's claims mounted where the member says."""
+    view = inputs.member
+    if not isinstance(view, RestoreView) or inputs.ordinal is None:
+        return
+    target = view.member.target
+    mounts = [m.to_dict() for m in (target.volume_mounts or [])] if target else []
+    made = claims.claims_for(view, inputs.ordinal, inputs.invoker)
+    claims.attach(pod_spec, claims.volumes(made, inputs.ordinal), mounts, inputs.ordinal)
+
+
+def _with_settings(container: JSON, settings: JSON) -> JSON:
+    """The member's ``runtimeSettings.container`` on a step's container: env added to the
+    step's, the rest as given (a security context naming the image's user gets its group)."""
+    for key in CONTAINER_SETTING_KEYS:
+        if key not in settings:
+            continue
+        if key == "env":
+            container["env"] = container["env"] + settings["env"]
+        elif key == "securityContext":
+            container[key] = with_image_group(settings[key])
+        else:
+            container[key] = settings[key]
+    return container
+
+
+def _container_name(function: str, index: int, taken: set[str]) -> str:
+    """A step's container: a Function's name is an object name (dots, up to 253 characters), a
+    container's a DNS label, so it is shortened the way Kubernetes names are, unique in the
+    pod."""
+    name = fit(function, JOB_NAME_MAX)
+    return name if name not in taken else fit(f"{function}-{index}", JOB_NAME_MAX)
+
+
+def build_job(inputs: JobInputs) -> JSON:
+    session, view = inputs.session, inputs.member
+    steps = _steps(inputs.task)
+    base = variables(inputs)
+    containers: list[JSON] = []
+    member_params = (
+        {p.name: p.value for p in (view.member.task.params or [])} if (view.member.task) else {}
+    )
+    for index, step in enumerate(steps):
+        function = inputs.functions.get(step["name"])
+        if function is None:
+            raise JobError(
+                f"Function {step['name']} (step {index} of Task "
+                f"{inputs.task['metadata']['name']}) not found"
+            )
+        try:  # a Task's step params may use Stash's variables themselves
+            step_params = {
+                p["name"]: substitute(str(p["value"]), base) for p in step.get("params") or []
+            }
+        except SubstitutionError as exc:
+            raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
+        # A member's task params override the Task's step params; neither overrides what the
+        # operator sets (validation.OPERATOR_VARIABLES: an invoker naming one is Invalid).
+        step_vars = {**step_params, **member_params, **base}
+        spec = function.get("spec") or {}
+        try:
+            resolved = substitute_all(
+                {
+                    k: spec[k]
+                    for k in ("image", "command", "args", "workingDir", "ports", "volumeMounts")
+                    if k in spec
+                },
+                step_vars,
+            )
+        except SubstitutionError as exc:
+            raise JobError(f"Function {step['name']}: {exc}") from None
+        name = _container_name(step["name"], index, {c_["name"] for c_ in containers})
+        container: JSON = {
+            "name": name,
+            **resolved,
+            "volumeMounts": [
+                {"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH},
+                *resolved.get("volumeMounts", []),
+            ],
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                # where the step runs: a member's exec hook naming this container runs here
+                {"name": "STASH_CONTAINER", "value": name},
+            ],
+        }
+        settings = (
+            (view.member.runtime_settings.container or {}) if view.member.runtime_settings else {}
+        )
+        containers.append(_with_settings(container, settings))
+    try:
+        volumes = substitute_all((inputs.task.get("spec") or {}).get("volumes") or [], base)
+    except SubstitutionError as exc:
+        raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
+    local = local_volume(inputs.repository)
+    if local is not None:  # every step reaches the repository, as in the sidecar
+        local_source, local_mount = local
+        volumes.append(local_source)
+        for container in containers:
+            container["volumeMounts"].append(dict(local_mount))
+    temp = view.member.temp_dir.to_dict() if view.member.temp_dir else {}
+    volumes.append(
+        {
+            "name": c.TMP_DIR_VOLUME,
+            "emptyDir": {k: temp[k] for k in ("medium", "sizeLimit") if temp.get(k) is not None},
+        }
+    )
+    if view.member.interim_volume_template:
+        template = view.member.interim_volume_template
+        volumes.append(
+            {
+                "name": INTERIM_VOLUME,
+                "ephemeral": {
+                    "volumeClaimTemplate": {
+                        "metadata": {
+                            k: v
+                            for k, v in (template.get("metadata") or {}).items()
+                            if k in ("labels", "annotations")
+                        },
+                        "spec": template.get("spec") or {},
+                    }
+                },
+            }
+        )
+    pod_settings = (view.member.runtime_settings.pod or {}) if view.member.runtime_settings else {}
+    labels = {
+        "app.kubernetes.io/managed-by": "stash",
+        c.INVOKER_TYPE_LABEL: inputs.invoker["kind"],
+        c.INVOKER_NAME_LABEL: label_value(inputs.invoker["metadata"]["name"]),
+        MEMBER_LABEL: str(view.index),
+    }
+    if not inputs.restoring:
+        labels[SESSION_LABEL] = label_value(session["metadata"]["name"])
+    pod_spec: JSON = {
+        "restartPolicy": "Never",
+        "serviceAccountName": inputs.service_account,
+        **{k: v for k, v in pod_settings.items() if k in POD_SETTING_KEYS},
+        **(
+            {"securityContext": with_image_group(pod_settings["securityContext"])}
+            if isinstance(pod_settings.get("securityContext"), dict)
+            else {}
+        ),
+        "initContainers": containers[:-1],
+        "containers": containers[-1:],
+        "volumes": volumes,
+    }
+    _attach_claims(pod_spec, inputs)
+    if not pod_spec["initContainers"]:
+        del pod_spec["initContainers"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": inputs.job_name,
+            "namespace": session["metadata"]["namespace"],
+            "labels": labels,
+            "ownerReferences": [owner_reference(session)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,177 @@
+"""The Job that deletes a ``wipeOut`` Repository's data: ``stash-wipe-<repository>``.
+
+The operator never connects to a backend a tenant wrote. The wipe runs in the Repository's own
+namespace, as a short-lived pod of the project's image (``stash wipe-out``, ``engine.wipe``),
+under a service account that may get that one Repository and its storage Secret, by name, and
+nothing else: it reaches what that namespace's own pods reach, no more. Its retries are
+bounded (``WIPE_ATTEMPTS`` pods, a deadline); a wipe that cannot succeed (no Secret, a backend
+that cannot be wiped) exits ``NOT_RETRIED`` and fails the Job at once. How it ended is read
+from the Job and its pods' termination messages (``wipe_outcome``).
+
+Every object is owned by the Repository, so they go with it once its finalizer is released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from api import constants as c
+from api.naming import wipe_job_name
+from controller.invokers.trigger import owner_reference
+from engine.wipe import NOT_RETRIED
+
+JSON = dict[str, Any]
+WIPE_CONTAINER = "wipe-out"
+WIPE_ATTEMPTS = 3
+WIPE_DEADLINE = 900  # seconds for every attempt together
+RBAC = "rbac.authorization.k8s.io"
+
+
+def _meta(repository: JSON, name: str) -> JSON:
+    meta = repository["metadata"]
+    return {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {"app.kubernetes.io/managed-by": "stash", f"{c.GROUP}/wipe-out": "true"},
+        "ownerReferences": [owner_reference(repository, controller=True)],
+    }
+
+
+def wipe_objects(repository: JSON, image: str) -> list[JSON]:
+    """The ServiceAccount, Role, RoleBinding and Job of ``repository``'s wipe, in its
+    namespace."""
+    meta = repository["metadata"]
+    name = wipe_job_name(meta["name"])
+    backend = (repository.get("spec") or {}).get("backend") or {}
+    rules: list[JSON] = [
+        {
+            "apiGroups": [c.GROUP],
+            "resources": ["repositories"],
+            "verbs": ["get"],
+            "resourceNames": [meta["name"]],
+        }
+    ]
+    if backend.get("storageSecretName"):
+        rules.append(
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "verbs": ["get"],
+                "resourceNames": [backend["storageSecretName"]],
+            }
+        )
+    labels = {"app.kubernetes.io/managed-by": "stash", f"{c.GROUP}/wipe-out": "true"}
+    pod_spec: JSON = {
+        "restartPolicy": "Never",
+        "serviceAccountName": name,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": c.IMAGE_USER,
+            "runAsGroup": c.IMAGE_GROUP,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": WIPE_CONTAINER,
+                "image": image,
+                "args": ["wipe-out", f"--repository={meta['name']}"],
+                "env": [
+                    {
+                        "name": "POD_NAMESPACE",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                    }
+                ],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(repository, name)},
+        {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "Role",
+            "metadata": _meta(repository, name),
+            "rules": rules,
+        },
+        {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(repository, name),
+            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": meta["namespace"]}],
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": _meta(repository, name),
+            "spec": {
+                "backoffLimit": WIPE_ATTEMPTS - 1,
+                "activeDeadlineSeconds": WIPE_DEADLINE,
+                "podFailurePolicy": {
+                    "rules": [
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {
+                                "containerName": WIPE_CONTAINER,
+                                "operator": "In",
+                                "values": [NOT_RETRIED],
+                            },
+                        }
+                    ]
+                },
+                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            },
+        },
+    ]
+
+
+@dataclass(frozen=True)
+class WipeOutcome:
+    """How the wipe Job stands: ``done`` once it ended, ``ok`` if it wiped, in the program's
+    own words (its pods' last termination message) and how many pods tried; ``skipped`` when
+    it ended because it could not be wiped at all (``NOT_RETRIED``)."""
+
+    done: bool
+    ok: bool
+    message: str
+    attempts: int
+    skipped: bool = False
+
+
+def _message(pods: list[JSON]) -> str:
+    """The newest pod's termination message (the program's own last words)."""
+    found = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") == WIPE_CONTAINER and terminated:
+                found.append((str(terminated.get("finishedAt") or ""), terminated))
+    if not found:
+        return ""
+    _, last = max(found, key=lambda pair: pair[0])
+    return str(last.get("message") or "").strip()[-1024:]
+
+
+def wipe_outcome(job: JSON, pods: list[JSON]) -> WipeOutcome:
+    status = job.get("status") or {}
+    attempts = int(status.get("succeeded") or 0) + int(status.get("failed") or 0)
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return WipeOutcome(True, True, _message(pods) or "wiped out", attempts)
+        if condition.get("type") == "Failed":
+            why = _message(pods) or str(condition.get("message") or condition.get("reason"))
+            skipped = condition.get("reason") == "PodFailurePolicy"
+            return WipeOutcome(True, False, why, attempts, skipped)
+    return WipeOutcome(False, False, _message(pods), attempts)

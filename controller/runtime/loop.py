@@ -1,0 +1,205 @@
+"""The reconcile runtime: keys from informer events into a work queue, workers that reconcile.
+
+The contract (controller-runtime's): a request is a key, never an event; ``reconcile(key)``
+reads current state, converges, writes only what changed, and returns ``Result`` — or raises
+to be retried with per-key exponential backoff. ``TerminalError`` stops retrying (the
+reconciler has recorded the problem in status).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from controller.runtime.metrics import RuntimeMetrics
+from controller.runtime.queue import WorkQueue
+from engine.logfields import log_fields
+from kube import KubeError
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Result:
+    requeue_after: float | None = None
+
+
+class Writes:
+    """The API writes a reconciler made, per namespace: how a test proves that reconciling a
+    converged object writes nothing, undisturbed by other namespaces' work.
+
+    Given the object the API server returned, a write is also remembered by its
+    resourceVersion: the watch event that brings that version back is the reconciler hearing
+    its own write (``echo``), which needs no reconcile. Anyone else's change, and a deletion,
+    carries another version and is acted on (what controller-runtime users filter with
+    predicates, said exactly)."""
+
+    def __init__(self) -> None:
+        self._by_namespace: Counter[str] = Counter()
+        self._versions: dict[tuple[str, str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def record(self, namespace: str, written: JSON | None = None) -> None:
+        with self._lock:
+            self._by_namespace[namespace] += 1
+            if written is not None:
+                key, version = _identity(written)
+                if version:
+                    self._versions[key] = version
+
+    def echo(self, obj: JSON) -> bool:
+        """Is ``obj`` (from a watch) exactly what one of our writes stored? Said once."""
+        key, version = _identity(obj)
+        with self._lock:
+            if version and self._versions.get(key) == version:
+                del self._versions[key]
+                return True
+        return False
+
+    def in_namespace(self, namespace: str) -> int:
+        with self._lock:
+            return self._by_namespace[namespace]
+
+
+def _identity(obj: JSON) -> tuple[tuple[str, str, str], str]:
+    meta = obj.get("metadata") or {}
+    key = (str(obj.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", "")))
+    return key, str(meta.get("resourceVersion") or "")
+
+
+class TerminalError(Exception):
+    """Do not retry: the problem is recorded where users see it."""
+
+
+class Reconciler(Protocol[K]):  # type: ignore[misc]
+    def reconcile(self, key: K) -> Result | None: ...
+
+
+class Controller(Generic[K]):
+    """One reconciler, its queue and its workers."""
+
+    def __init__(
+        self,
+        name: str,
+        reconciler: Reconciler[K],
+        workers: int = 2,
+        fields: Callable[[K], Mapping[str, str]] | None = None,
+        metrics: RuntimeMetrics | None = None,
+    ) -> None:
+        self.name = name
+        self.reconciler = reconciler
+        # what a reconcile's log lines are about (its key in words), for JSON logs
+        self.fields = fields or (lambda key: {"key": str(key)})
+        self.queue: WorkQueue[K] = WorkQueue()
+        self.workers = workers
+        self.reconciles = 0
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self.metrics = metrics or RuntimeMetrics()
+        self.queue.observer = self.metrics.queue(name, lambda: len(self.queue), self.queue.running)
+        self.metrics.max_workers.labels(controller=name).set(workers)
+        self._active = self.metrics.active_workers.labels(controller=name)
+        self._time = self.metrics.reconcile_time.labels(controller=name)
+        self._errors = self.metrics.reconcile_errors.labels(controller=name)
+        self._terminal = self.metrics.terminal_errors.labels(controller=name)
+        self._results = {
+            result: self.metrics.reconcile_total.labels(controller=name, result=result)
+            for result in ("success", "error", "requeue_after")
+        }
+
+    def enqueue(self, key: K) -> None:
+        self.queue.add(key)
+
+    def handler(self, key_of: Callable[[JSON], K | None]) -> Callable[[JSON], None]:
+        """An informer callback that enqueues ``key_of(obj)`` (None: not ours)."""
+
+        def on_event(obj: JSON) -> None:
+            key = key_of(obj)
+            if key is not None:
+                self.queue.add(key)
+
+        return on_event
+
+    def replace_handler(
+        self, key_of: Callable[[JSON], K | None]
+    ) -> Callable[[Sequence[JSON]], None]:
+        one = self.handler(key_of)
+
+        def on_replace(items: Sequence[JSON]) -> None:
+            for item in items:
+                one(item)
+
+        return on_replace
+
+    def start(self) -> None:
+        self._stopping = False
+        self._threads = [thread for thread in self._threads if thread.is_alive()]
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wedged(self, limit: float) -> str | None:
+        """Why this controller no longer reconciles, or None: a worker thread ended, or a
+        reconcile has run longer than ``limit`` seconds (stuck on something that never
+        returns)."""
+        if self._stopping:
+            return None
+        if any(not thread.is_alive() for thread in self._threads):
+            return f"a worker of controller {self.name} stopped"
+        longest = max(self.queue.running(), default=0.0)
+        if longest > limit:
+            return f"a reconcile of controller {self.name} has run for {longest:.0f}s"
+        return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self.queue.shutdown()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            with log_fields(controller=self.name, **self.fields(key)):
+                self._reconcile(key)
+
+    def _reconcile(self, key: K) -> None:
+        started = time.perf_counter()
+        self._active.inc()
+        outcome = "error"
+        try:
+            result = self.reconciler.reconcile(key)
+            self.reconciles += 1
+            self.queue.forget(key)
+            outcome = "success"
+            if result is not None and result.requeue_after is not None:
+                self.queue.add_after(key, result.requeue_after)
+                outcome = "requeue_after"
+        except TerminalError as exc:
+            self.queue.forget(key)
+            self._terminal.inc()
+            log.warning("%s %s: %s (not retried)", self.name, key, exc)
+        except KubeError as exc:
+            delay = self.queue.retry(key)
+            log.warning("%s %s: %s (retrying in %.1fs)", self.name, key, exc, delay)
+        except Exception:
+            delay = self.queue.retry(key)
+            log.exception("%s %s: unexpected error (retrying in %.1fs)", self.name, key, delay)
+        finally:
+            self.queue.done(key)
+            self._active.dec()
+            self._time.observe(time.perf_counter() - started)
+            self._results[outcome].inc()
+            if outcome == "error":
+                self._errors.inc()

@@ -1,0 +1,625 @@
+"""The BackupSession reconciler: turns ``next_status`` into Jobs and a status write.
+
+Keys are (namespace, name) of sessions; a session's Jobs and the sessions of the same invoker
+lead back to it. Jobs have deterministic names and the session as owner, so a restarted
+operator finds the Jobs it created (AlreadyExists is success) and never duplicates one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from api import constants as c
+from api.conditions import (
+    false_message,
+    has_condition,
+    is_true,
+    now_rfc3339,
+    parse_rfc3339,
+    set_condition,
+)
+from api.hooks import BATCH_HOOK_CONDITIONS, retries_left
+from api.naming import backup_job_name, hook_job_name
+from api.tenancy import member_of
+from api.units import parse_duration
+from controller.invokers.evaluation import MemberView, members_of
+from controller.invokers.facts import FactReader
+from controller.invokers.tenancy import judge
+from controller.jobs.hook_job import create_hook_job, hook_job_failure
+from controller.jobs.member_job import JobError, build_job, job_inputs
+from controller.jobs.outcome import RECHECK as PODS_RECHECK
+from controller.jobs.outcome import troubles
+from controller.runtime.background import Background
+from controller.runtime.caches import (
+    BACKUP_SESSIONS,
+    DAEMONSETS,
+    FUNCTIONS,
+    INVOKER_TYPES,
+    JOBS,
+    REPOSITORIES,
+    STATEFULSETS,
+    TASKS,
+    WORKLOAD_TYPES,
+    Caches,
+)
+from controller.runtime.defaults import SIDECAR_GRACE
+from controller.runtime.loop import Controller, Result, Writes
+from controller.runtime.owned import find_job, stop_job
+from controller.sessions import metric_groups
+from controller.sessions.backup_status import (
+    TERMINAL,
+    Observed,
+    fail_member,
+    history_to_delete,
+    next_status,
+)
+from controller.sessions.sidecar_presence import match_labels_selector, pods_of, why_absent
+from controller.sessions.target_use import RECHECK as USE_RECHECK
+from controller.sessions.target_use import TargetUse
+from controller.sessions.targets import deadline
+from engine import metrics
+from engine.reporting import ConditionUpdate, SessionReporter
+from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
+from kube.events import EventRecorder
+from kube.sessions import create_session
+from kube.types import PODS
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+Key = tuple[str, str]
+# How long a sidecar target may go without any ready pod carrying the sidecar before it fails
+# (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
+SIDECAR_RECHECK = 30.0
+BY_INVOKER = "invoker"  # the sessions index: <namespace>/<invoker name>
+UNFINISHED = "unfinished"  # the same, for sessions not yet in a terminal phase
+
+
+class SessionReconciler:
+    def __init__(
+        self,
+        client: Client,
+        caches: Caches,
+        image: str,
+        *,
+        pushgateway_url: str = "",
+        operator_namespace: str = "",
+        sidecar_grace: float = SIDECAR_GRACE,
+        target_use: TargetUse | None = None,
+    ) -> None:
+        self.client = client
+        self.caches = caches
+        self.use = target_use or TargetUse(caches)
+        self.image = image
+        self.sidecar_grace = sidecar_grace
+        self.operator_namespace = operator_namespace
+        self.pushgateway_url = pushgateway_url
+        self.writes = Writes()
+        self.reader = FactReader(client, caches, operator_namespace)
+        self.jobs_created = 0
+        self.events = EventRecorder(client, "stash-operator")
+        self.pushes: Background[Key, bool] = Background("metrics-push")
+        self._enqueue: Callable[[Key], None] = lambda key: None
+
+    def register(self, controller: Controller[Key]) -> None:
+        self._enqueue = controller.enqueue
+        sessions = self.caches.informer(BACKUP_SESSIONS)
+        # A new session's reconcile reads its invoker's sessions, not every cached one: the
+        # time stays the same however many finished sessions the cluster keeps.
+        sessions.add_index(BY_INVOKER, _invoker_index)
+        # Whether an older session still runs is asked on every reconcile of a new one: it
+        # looks among the few unfinished sessions, not the invoker's whole history.
+        sessions.add_index(UNFINISHED, _unfinished_index)
+        sessions.subscribe(
+            on_replace=controller.replace_handler(_session_key),
+            on_upsert=controller.handler(_session_key),
+            # A finished session may let a waiting one of the same invoker go on.
+            on_delete=lambda o: self._siblings(o, controller),
+        )
+        self.caches.informer(JOBS).subscribe(
+            on_upsert=controller.handler(_job_session_key),
+            on_delete=controller.handler(_job_session_key),
+        )
+        # An invoker changed while its sessions run (its Repository, its members): they are
+        # judged again by the tenant boundary at once, not at their next Job event.
+        for rt in INVOKER_TYPES.values():
+            self.caches.informer(rt).subscribe(on_upsert=lambda o: self._running_of(o, controller))
+        for rt in (TASKS, FUNCTIONS, REPOSITORIES, STATEFULSETS, DAEMONSETS):
+            self.caches.informer(rt)
+
+    def _running_of(self, invoker: JSON, controller: Controller[Key]) -> None:
+        meta = invoker.get("metadata") or {}
+        for session in self._sessions_of(
+            meta.get("namespace", ""), meta.get("name", ""), unfinished=True
+        ):
+            controller.enqueue(_session_key(session))
+
+    def _siblings(self, obj: JSON, controller: Controller[Key]) -> None:
+        invoker = ((obj.get("spec") or {}).get("invoker") or {}).get("name", "")
+        namespace = obj["metadata"].get("namespace", "")
+        for other in self._sessions_of(namespace, invoker, unfinished=True):
+            controller.enqueue(_session_key(other))
+
+    def _sessions_of(self, namespace: str, invoker: str, *, unfinished: bool = False) -> list[JSON]:
+        """An invoker's cached sessions (``unfinished``: only those in no terminal phase)."""
+        index = UNFINISHED if unfinished else BY_INVOKER
+        return self.caches.informer(BACKUP_SESSIONS).by_index(index, f"{namespace}/{invoker}")
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def _job(self, session: JSON, index: int) -> JSON | None:
+        """The member's Job: from the cache, or, when the cache lacks a Job the session already
+        made (a watch lagging behind its creation), from the API server; None only when the
+        API server says it is gone."""
+        meta = session["metadata"]
+        targets = (session.get("status") or {}).get("targets") or []
+        made = index < len(targets) and is_true(
+            targets[index].get("conditions"), c.BACKUP_EXECUTOR_ENSURED
+        )
+        name = backup_job_name(meta["name"], index)
+        return find_job(self.client, self.caches, meta["namespace"], name, made=made)
+
+    def _refused(self, invoker: JSON | None, members: list[MemberView]) -> dict[int, str]:
+        """Members the tenant boundary refuses now (judged on every pass, as the invoker is):
+        the invoker is Invalid or NotReady for them, and a session that runs fails them without
+        touching the other namespace. What is the invoker's own (its Repository, its
+        settings) refuses every member."""
+        if invoker is None:
+            return {}
+        try:
+            repo = self.reader.repository_of(invoker)
+        except ValidationError:
+            repo = None  # the Job's builder says what is wrong with it
+        subject, found = judge(self.caches, self.operator_namespace, invoker, members, repo)
+        refused: dict[int, list[str]] = {}
+        for refusal in found:
+            owner = member_of(refusal, subject.members)
+            for view in members:
+                if owner is None or owner.where == view.where:
+                    refused.setdefault(view.index, []).append(str(refusal))
+        return {index: "refused: " + "; ".join(why) for index, why in refused.items()}
+
+    def _waiting_sidecars(self, session: JSON, members: list[MemberView]) -> list[MemberView]:
+        """Sidecar members of the running session that not every host has reported on."""
+        targets = (session.get("status") or {}).get("targets") or []
+        waiting = []
+        for view in members:
+            if view.task is not None or view.kind not in WORKLOAD_TYPES:
+                continue
+            if view.index >= len(targets):
+                continue
+            target = targets[view.index]
+            reported = len(target.get("stats") or [])
+            if target.get("phase") in ("Pending", "Running") and reported < int(
+                target.get("totalHosts") or 1
+            ):
+                waiting.append(view)
+        return waiting
+
+    def _sidecar_absent(
+        self, session: JSON, invoker: JSON | None, waiting: list[MemberView], now: dt.datetime
+    ) -> dict[int, str]:
+        """Why no sidecar can carry out each waiting member, once the grace period is over."""
+        created = parse_rfc3339(session["metadata"]["creationTimestamp"])
+        if not waiting or (now - created).total_seconds() < self.sidecar_grace:
+            return {}
+        refused = false_message(
+            ((invoker or {}).get("status") or {}).get("conditions"), c.SIDECAR_AUTHORIZED
+        )
+        absent = {}
+        for view in waiting:
+            if refused and f"{view.kind} {view.name} (" in refused:
+                absent[view.index] = refused
+                continue
+            namespace = view.target_namespace
+            workload = self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name)
+            if workload is None:
+                absent[view.index] = f"{view.kind} {namespace}/{view.name} no longer exists"
+                continue
+            try:
+                listed = self.client.list(
+                    PODS, namespace, label_selector=match_labels_selector(workload)
+                )
+            except KubeError as exc:
+                log.info("pods of %s %s/%s: %s", view.kind, namespace, view.name, exc)
+                continue
+            why = why_absent(
+                view.kind, namespace, view.name, pods_of(workload, listed.get("items") or [])
+            )
+            if why:
+                absent[view.index] = why
+        return absent
+
+    def _busy(self, session: JSON, members: list[MemberView]) -> dict[int, str]:
+        """The members not started whose target the product is restoring (they wait)."""
+        status = session.get("status") or {}
+        if status.get("phase") in TERMINAL:
+            return {}
+        targets = status.get("targets") or []
+        meta = session["metadata"]
+        holder = f"BackupSession {meta['namespace']}/{meta['name']}"
+        waiting = [
+            v
+            for v in members
+            if v.index >= len(targets) or targets[v.index].get("phase") == "Pending"
+        ]
+        return self.use.busy("backup", holder, waiting)
+
+    def _other_running(self, session: JSON, invoker: JSON | None, now: dt.datetime) -> str | None:
+        """An older unfinished session of the same invoker, which this one must not overlap.
+
+        Older by (creationTimestamp, name): whichever worker looks first, two sessions created
+        together never both start. One past its deadline does not count: it is failed, not
+        waited for (after an outage longer than ``timeOut``, the first new slot runs).
+        """
+        if invoker is None:
+            return None
+        mine = session["metadata"]
+        my_order = (mine.get("creationTimestamp", ""), mine["name"])
+        time_out = (invoker.get("spec") or {}).get("timeOut")
+        for other in self._sessions_of(
+            mine["namespace"], invoker["metadata"]["name"], unfinished=True
+        ):
+            meta = other["metadata"]
+            status = other.get("status") or {}
+            order = (meta.get("creationTimestamp", ""), meta["name"])
+            if order >= my_order or status.get("phase") in TERMINAL:
+                continue
+            ends = status.get("sessionDeadline") or deadline(meta["creationTimestamp"], time_out)
+            if now <= parse_rfc3339(ends):
+                return str(meta["name"])
+            self._enqueue((meta["namespace"], meta["name"]))  # to be failed, promptly
+        return None
+
+    # -- reconcile -----------------------------------------------------------------------------
+
+    def reconcile(self, key: Key) -> Result | None:
+        namespace, name = key
+        session = self.caches.get(BACKUP_SESSIONS, namespace, name)
+        if session is None or self._finished(session):
+            return None
+        session.setdefault("apiVersion", c.V1BETA1)
+        session.setdefault("kind", "BackupSession")
+        ref = (session.get("spec") or {}).get("invoker") or {}
+        rt = INVOKER_TYPES.get(ref.get("kind", ""))
+        invoker = self.caches.get(rt, namespace, ref.get("name", "")) if rt else None
+        if invoker is not None:
+            invoker = {"apiVersion": rt.api_version if rt else "", "kind": ref["kind"], **invoker}
+        members = members_of(invoker) if invoker else []
+        now = dt.datetime.now(dt.UTC)
+        waiting = self._waiting_sidecars(session, members)
+        jobs = {v.index: self._job(session, v.index) for v in members if v.task is not None}
+        seen = Observed(
+            invoker=invoker,
+            members=members,
+            total_hosts={v.index: self.reader.total_hosts(v) for v in members},
+            jobs=jobs,
+            trouble=troubles(self.client, namespace, jobs.values(), now),
+            other_running=self._other_running(session, invoker, now),
+            refused=self._refused(invoker, members),
+            sidecar_absent=self._sidecar_absent(session, invoker, waiting, now),
+            busy=self._busy(session, members),
+        )
+        decision = next_status(session, seen, now)
+        for index in seen.refused:  # a refused member's Job that still runs is stopped
+            stop_job(self.client, self.writes, seen.jobs.get(index), "the boundary refuses it")
+        if decision.run_hook and invoker is not None:
+            self._run_batch_hook(session, invoker, decision.run_hook)
+            return None  # the condition's write brings the session back with it recorded
+        status = decision.status
+        for index in decision.create_jobs:
+            problem = self._create_job(session, invoker or {}, members[index])
+            if problem:
+                status = fail_member(session, status, index, problem, now)
+        result = None
+        if status.get("phase") in TERMINAL and invoker is not None:
+            result = self._follow_up(session, status, invoker, now)
+        if status != (session.get("status") or {}):
+            # The resourceVersion read makes the write conditional: a status computed from a
+            # stale cache is refused (Conflict) and recomputed once the cache has caught up.
+            version = session["metadata"]["resourceVersion"]
+            try:
+                self.client.patch(
+                    BACKUP_SESSIONS,
+                    name,
+                    {"metadata": {"resourceVersion": version}, "status": status},
+                    namespace=namespace,
+                    subresource="status",
+                )
+                self.writes.record(namespace)
+            except NotFound:
+                return None
+            self._record_transition(session, status)  # after the write: no duplicates on retry
+        return self._next_look(session, status, seen, bool(waiting), now) or result
+
+    def _next_look(
+        self, session: JSON, status: JSON, seen: Observed, waiting: bool, now: dt.datetime
+    ) -> Result | None:
+        """When to look again without an event: by the deadline, and sooner for what sends no
+        event here (sidecar pods coming and going, a restore ending, a Job's pod that cannot
+        start)."""
+        deadline = status.get("sessionDeadline")
+        if not deadline or status.get("phase") in TERMINAL:
+            return None
+        after = (parse_rfc3339(deadline) - now).total_seconds() + 1
+        if waiting:
+            age = (now - parse_rfc3339(session["metadata"]["creationTimestamp"])).total_seconds()
+            after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
+        if seen.busy:
+            after = min(after, USE_RECHECK)
+        if any(job is not None for job in seen.jobs.values()):
+            after = min(after, PODS_RECHECK)
+        return Result(requeue_after=max(1.0, after))
+
+    # -- what follows the end of a session (each step guarded, so none repeats) -------------------
+
+    def _finished(self, session: JSON) -> bool:
+        status = session.get("status") or {}
+        if status.get("phase") not in TERMINAL:
+            return False
+        if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
+            return False
+        if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
+            return False
+        return status.get("phase") != "Failed" or status.get("retried") is not None
+
+    def _follow_up(
+        self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime
+    ) -> Result | None:
+        meta = session["metadata"]
+        spec = invoker.get("spec") or {}
+        if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
+            limit = spec.get("backupHistoryLimit")
+            removed = self._clean_history(
+                meta["namespace"],
+                invoker["metadata"]["name"],
+                1 if limit is None else int(limit),
+                meta["name"],
+                status.get("phase"),
+            )
+            status["conditions"] = set_condition(
+                status.get("conditions"),
+                c.BACKUP_HISTORY_CLEANED,
+                True,
+                "SuccessfullyCleanedBackupHistory",
+                f"removed {removed} older session(s)",
+                now=now,
+            )
+        if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
+            self._push_metrics(session, status, invoker, now)
+        retry = spec.get("retryConfig")
+        if status.get("phase") != "Failed" or status.get("retried") is not None:
+            return None
+        if not retry:
+            return None
+        left = retries_left(session, invoker)
+        if left <= 0:
+            status["retried"] = False
+            return None
+        if not (session.get("status") or {}).get("nextRetry"):
+            # The retry's time, and so its name, is written before the retry is made: a pass
+            # whose later status write is lost finds the same retry again instead of a second.
+            status["nextRetry"] = now_rfc3339(now + parse_duration(retry.get("delay") or "0s"))
+            return None  # the write brings the session back
+        due = parse_rfc3339(status["nextRetry"])
+        if now < due:
+            return Result(requeue_after=(due - now).total_seconds() + 0.5)
+        retry_session = create_session(  # AlreadyExists: the same retry, found by its name
+            self.client,
+            invoker["kind"],
+            invoker["metadata"]["name"],
+            meta["namespace"],
+            uid=invoker["metadata"]["uid"],
+            unix_seconds=int(due.timestamp()),
+            retry_left=left - 1,
+        )
+        status["retried"] = True
+        self.events.record(
+            session,
+            "Normal",
+            "BackupRetried",
+            f"created {retry_session['metadata']['name']} ({left - 1} retries left)",
+        )
+        return None
+
+    def _run_batch_hook(self, session: JSON, invoker: JSON, kind: str) -> None:
+        """Have the batch's hook run by its Job in the invoker's namespace (never here). The
+        Job's pod records the hook's condition; a pod that ends without doing so (it could not
+        start, or ran past its deadline) gets the condition written here, so the session goes
+        on either way."""
+        meta = session["metadata"]
+        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
+        if job is None:
+            create_hook_job(
+                self.client,
+                self.writes,
+                self.events,
+                session,
+                invoker,
+                kind=kind,
+                image=self.image,
+            )
+            return
+        failure = hook_job_failure(job)
+        if failure is None:
+            return  # still running, or done and its condition on its way through the cache
+        SessionReporter(self.client, meta["namespace"], meta["name"]).set_conditions(
+            [
+                ConditionUpdate(
+                    BATCH_HOOK_CONDITIONS[kind], False, "GlobalHookExecutionFailed", failure
+                )
+            ]
+        )
+        self.writes.record(meta["namespace"])
+        self.events.record(session, "Warning", "GlobalHookFailed", failure)
+
+    def _push_metrics(self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime) -> None:
+        """Push the session's groups once, off the worker (a Pushgateway may take its 10 s): the
+        session, each host, and the repository's figures when the invoker may use it. The
+        operator is the Pushgateway's only writer (``controller.sessions.metric_groups``). The pass
+        after the push records how it went as ``MetricsPushed`` and, when the repository's
+        figures were among them, ``RepositoryMetricsPushed``."""
+        meta = session["metadata"]
+        key = (meta["namespace"], meta["name"])
+        pushed = self.pushes.take(key)
+        if pushed is not None:
+            error = pushed.error
+            ok = error is None
+            for kind, what in ((c.METRICS_PUSHED, "session and host metrics"),) + (
+                ((c.REPOSITORY_METRICS_PUSHED, "repository metrics"),) if pushed.value else ()
+            ):
+                status["conditions"] = set_condition(
+                    status.get("conditions"),
+                    kind,
+                    ok,
+                    "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
+                    f"pushed {what}" if ok else str(error),
+                    now=now,
+                )
+            return
+        history = [
+            s
+            for s in self._sessions_of(meta["namespace"], invoker["metadata"]["name"])
+            if s["metadata"]["name"] != meta["name"]
+        ]
+        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+        who = metrics.Invoker(
+            invoker["kind"],
+            invoker["metadata"]["name"],
+            meta["namespace"],
+            repo_ref.get("name", ""),
+        )
+        groups = [
+            metric_groups.session_group(who, status, history, now),
+            *metric_groups.backup_host_groups(who, status),
+        ]
+        # Only a Repository the boundary lets the invoker use is read for its figures.
+        usable = is_true((invoker.get("status") or {}).get("conditions"), c.REPOSITORY_FOUND)
+        repo_namespace = repo_ref.get("namespace") or meta["namespace"]
+        client, url = self.client, self.pushgateway_url
+
+        def push() -> bool:
+            repository = None
+            if usable and who.repository:
+                try:  # read now, not from the cache: the last host updated it just before
+                    repository = client.get(REPOSITORIES, who.repository, repo_namespace)
+                except NotFound:
+                    repository = None
+            figures = metric_groups.repository_group(who, repository) if repository else None
+            metric_groups.push_groups(url, who, groups + ([figures] if figures else []))
+            return figures is not None
+
+        self.pushes.submit(key, push, self._enqueue)
+
+    def _clean_history(
+        self, namespace: str, invoker: str, limit: int, current: str, phase: str | None
+    ) -> int:
+        removed = 0
+        for name in history_to_delete(self._sessions_of(namespace, invoker), limit, current, phase):
+            try:
+                self.client.delete(BACKUP_SESSIONS, name, namespace)
+                removed += 1
+            except NotFound:
+                pass
+        return removed
+
+    def _record_transition(self, session: JSON, status: JSON) -> None:
+        before = (session.get("status") or {}).get("phase")
+        after = status.get("phase")
+        if before == after or after not in TERMINAL:
+            return
+        if after == "Succeeded":
+            self.events.record(
+                session,
+                "Normal",
+                "BackupSessionSucceeded",
+                f"every target succeeded in {status.get('sessionDuration', '?')}",
+            )
+        elif after == "Skipped":
+            skipped: JSON = next(
+                (c_ for c_ in status.get("conditions") or [] if c_.get("type") == c.BACKUP_SKIPPED),
+                {},
+            )
+            self.events.record(session, "Normal", "BackupSkipped", skipped.get("message", ""))
+        else:
+            failures = [
+                f"{t['ref'].get('kind')} {t['ref'].get('name')}: "
+                + next(
+                    (
+                        c_.get("message", "")
+                        for c_ in reversed(t.get("conditions") or [])
+                        if c_.get("type") == "BackupFailed"
+                    ),
+                    "failed",
+                )
+                for t in status.get("targets") or []
+                if t.get("phase") == "Failed"
+            ]
+            self.events.record(
+                session,
+                "Warning",
+                "BackupSessionFailed",
+                "; ".join(failures) or "the session failed",
+            )
+
+    def _create_job(self, session: JSON, invoker: JSON, view: MemberView) -> str | None:
+        """Create the member's Job; the reason it cannot be built, or None."""
+        namespace = session["metadata"]["namespace"]
+        try:
+            inputs = job_inputs(
+                self.caches,
+                session,
+                invoker,
+                view,
+                image=self.image,
+            )
+            job = build_job(inputs)
+        except JobError as exc:
+            return str(exc)
+        try:
+            self.client.create(job)
+            self.jobs_created += 1
+            log.info("created Job %s/%s", namespace, job["metadata"]["name"])
+            self.events.record(
+                session,
+                "Normal",
+                "BackupJobCreated",
+                f"created Job {job['metadata']['name']} for {view.kind} {view.name}",
+            )
+        except AlreadyExists:
+            pass  # created before a restart: the same Job, by name
+        except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
+            return f"the API server refused Job {job['metadata']['name']}: {exc}"
+        return None
+
+
+def _invoker_index(session: JSON) -> list[str]:
+    """``<namespace>/<invoker name>`` of a session (its spec.invoker)."""
+    name = ((session.get("spec") or {}).get("invoker") or {}).get("name")
+    return [f"{session['metadata'].get('namespace', '')}/{name}"] if name else []
+
+
+def _unfinished_index(session: JSON) -> list[str]:
+    """``<namespace>/<invoker name>`` of a session not yet Succeeded, Failed or Skipped."""
+    if (session.get("status") or {}).get("phase") in TERMINAL:
+        return []
+    return _invoker_index(session)
+
+
+def _session_key(obj: JSON) -> Key:
+    meta = obj.get("metadata", {})
+    return (meta.get("namespace", ""), meta.get("name", ""))
+
+
+def _job_session_key(obj: JSON) -> Key | None:
+    """The session that owns a backup Job (by owner reference: a label value may be cut)."""
+    meta = obj.get("metadata", {})
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "BackupSession" and owner.get("name"):
+            return (meta.get("namespace", ""), owner["name"])
+    return None

@@ -1,0 +1,309 @@
+"""The BackupSession's next status, as a pure function of what the reconciler observed.
+
+``next_status`` decides: skip (another session of the invoker runs, or the invoker is not
+Ready), initialise targets with their host counts and the deadline, which Job-model members get
+their Job now (all at once, or one after another with ``executionOrder: Sequential``), what a
+failed, finished or vanished Job means for its target, the deadline, and the session's phase and
+duration. The reconciler creates the Jobs it is told to and writes the status it is given.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from api import constants as c
+from api.conditions import is_true, parse_rfc3339, set_condition
+from api.hooks import is_final_attempt
+from api.units import parse_duration
+from controller.invokers.evaluation import MemberView
+from controller.jobs.outcome import Trouble
+from controller.sessions.targets import (
+    TARGET_TERMINAL,
+    Executor,
+    deadline,
+    fail_executor,
+    fail_target,
+    fail_unfinished,
+    format_duration,
+    hook_state,
+    hosts_target,
+    in_order,
+    job_target,
+    past_deadline,
+    wait_target,
+)
+from engine.metrics import SessionOutcome, TargetOutcome
+
+JSON = dict[str, Any]
+TERMINAL = c.SESSION_TERMINAL_PHASES
+REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
+BACKUP = Executor(
+    "backup",
+    c.BACKUP_EXECUTOR_ENSURED,
+    "SuccessfullyEnsuredBackupExecutor",
+    "FailedToEnsureBackupExecutor",
+    "BackupFailed",
+)
+
+
+def history_to_delete(
+    sessions: list[JSON], limit: int, current: str, current_phase: str | None
+) -> list[str]:
+    """The finished sessions that ``backupHistoryLimit`` lets go, oldest last kept.
+
+    Results (Succeeded, Failed) and Skipped sessions are counted apart, each keeping the newest
+    ``limit`` (at least 1): a slot skipped during a long session never pushes the session that
+    just finished out of the history. The newest Succeeded one is always kept: it is the record
+    of the last successful backup (what ``kubectl get backupsession`` shows, and what the
+    metrics' last-success times are rebuilt from after a failover). ``current`` (just finished,
+    maybe not yet written) counts with ``current_phase``.
+    """
+
+    def phase(s: JSON) -> str | None:
+        if s["metadata"]["name"] == current:
+            return current_phase
+        return (s.get("status") or {}).get("phase")
+
+    newest_first = sorted(
+        (s for s in sessions if phase(s) in TERMINAL),
+        key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),
+        reverse=True,
+    )
+    keep = max(limit, 1)
+    results = [s for s in newest_first if phase(s) != "Skipped"]
+    skipped = [s for s in newest_first if phase(s) == "Skipped"]
+    last_success = next((s for s in results if phase(s) == "Succeeded"), None)
+    return [s["metadata"]["name"] for s in results[keep:] + skipped[keep:] if s is not last_success]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconciler saw, beside the session itself."""
+
+    invoker: JSON | None
+    members: list[MemberView]
+    total_hosts: dict[int, int] = field(default_factory=dict)
+    jobs: dict[int, JSON | None] = field(default_factory=dict)
+    other_running: str | None = None  # the name of another running session of the invoker
+    refused: dict[int, str] = field(default_factory=dict)  # members out of reach (tenancy)
+    # sidecar members past the grace period that no sidecar can carry out, and why
+    sidecar_absent: dict[int, str] = field(default_factory=dict)
+    # members not started whose target a restore uses now, and why (controller.sessions.target_use)
+    busy: dict[int, str] = field(default_factory=dict)
+    # running Jobs whose pod cannot start, by Job name (controller.jobs.outcome)
+    trouble: dict[str, Trouble] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: JSON
+    create_jobs: tuple[int, ...] = ()
+    run_hook: str | None = None  # "preBackup" / "postBackup": the batch's hook to run now
+
+
+def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> SessionOutcome:
+    """The metrics of a finished session: success, duration, and the last success times of the
+    invoker and each target (this session, else the newest earlier one that succeeded)."""
+
+    def finished_at(session_status: JSON, created: str) -> float:
+        end = parse_rfc3339(created) + parse_duration(session_status.get("sessionDuration") or "0s")
+        return end.timestamp()
+
+    earlier = sorted(
+        (
+            (finished_at(s.get("status") or {}, s["metadata"]["creationTimestamp"]), s["status"])
+            for s in history
+            if (s.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        ),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    succeeded = status.get("phase") == "Succeeded"
+    last = (
+        now.timestamp()
+        if succeeded
+        else next((when for when, st in earlier if st.get("phase") == "Succeeded"), None)
+    )
+    targets = []
+    for target in status.get("targets") or []:
+        ref = target.get("ref") or {}
+        ok = target.get("phase") == "Succeeded"
+        last_target = (
+            now.timestamp()
+            if ok
+            else next(
+                (
+                    when
+                    for when, st in earlier
+                    for t in st.get("targets") or []
+                    if t.get("ref") == ref and t.get("phase") == "Succeeded"
+                ),
+                None,
+            )
+        )
+        targets.append(TargetOutcome(ref.get("kind", ""), ref.get("name", ""), ok, last_target))
+    duration = parse_duration(status.get("sessionDuration") or "0s").total_seconds()
+    return SessionOutcome(succeeded, duration, last, tuple(targets))
+
+
+def _skip(status: JSON, reason: str, message: str, now: dt.datetime) -> Decision:
+    status["phase"] = "Skipped"
+    status["conditions"] = set_condition(
+        status.get("conditions"), c.BACKUP_SKIPPED, True, reason, message, now=now
+    )
+    return Decision(status)
+
+
+def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Decision | None:
+    """Skip the session, or initialise its targets and deadline (None: it starts)."""
+    invoker = seen.invoker
+    if invoker is None:
+        return _skip(status, "InvokerNotFound", "the session's invoker does not exist", now)
+    phase = (invoker.get("status") or {}).get("phase")
+    if phase != "Ready":
+        name = f"{invoker['kind']} {invoker['metadata']['name']}"
+        return _skip(status, "InvokerNotReady", f"{name} is {phase or 'not ready yet'}", now)
+    if seen.other_running:
+        message = f"session {seen.other_running} of the same invoker is still running"
+        return _skip(status, "SkippedTakingNewBackup", message, now)
+    status["targets"] = [
+        {"ref": view.ref, "totalHosts": seen.total_hosts.get(view.index, 1), "phase": "Pending"}
+        for view in seen.members
+    ]
+    # Without a timeOut a session still ends (24 h): every later slot would be Skipped.
+    status["sessionDeadline"] = deadline(
+        session["metadata"]["creationTimestamp"], (invoker.get("spec") or {}).get("timeOut")
+    )
+    status["phase"] = "Running"
+    return None
+
+
+def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
+    """Move every target on; the members whose Job must be created now."""
+    sequential = ((seen.invoker or {}).get("spec") or {}).get("executionOrder") == "Sequential"
+    create: list[int] = []
+    views = {view.index: view for view in seen.members}
+
+    def move(index: int, target: JSON) -> None:
+        view = views[index]
+        if target.get("phase") == "Pending" and index in seen.busy:
+            wait_target(target, BACKUP, seen.busy[index], now)
+        elif index in seen.refused:
+            fail_target(target, BACKUP, seen.refused[index], now)
+        elif view.task is None:  # sidecar: the hosts report their own stats
+            hosts_target(target, BACKUP, seen.sidecar_absent.get(index), now)
+        elif job_target(target, seen.jobs.get(index), BACKUP, now, seen.trouble):
+            create.append(index)
+
+    pairs = [
+        (view.index, target) for view, target in zip(seen.members, status["targets"], strict=False)
+    ]
+    in_order(pairs, sequential, move, BACKUP, now)
+    return create
+
+
+def fail_member(session: JSON, status: JSON, index: int, message: str, now: dt.datetime) -> JSON:
+    """``status`` with target ``index`` failed (e.g. its Job could not be built) and the
+    session's phase settled again."""
+    fail_executor(status["targets"][index], BACKUP, message, now)
+    _settle(session, status, now)
+    return status
+
+
+def repository_outcome(conditions: list[JSON] | None) -> bool | None:
+    """Whether the last host's repository work (retention, integrity check) succeeded; None
+    while it has not reported yet."""
+    found = {
+        cond.get("type"): cond.get("status")
+        for cond in conditions or []
+        if cond.get("type") in REPOSITORY_CONDITIONS
+    }
+    if any(value == "False" for value in found.values()):
+        return False
+    return True if len(found) == len(REPOSITORY_CONDITIONS) else None
+
+
+def work_finished_at(status: JSON) -> dt.datetime | None:
+    """When the session's work finished, by the hosts' own record: every target settled and the
+    last host's retention and integrity check reported (the time it wrote them); None while
+    any of it is outstanding."""
+    if any(t.get("phase") not in TARGET_TERMINAL for t in status.get("targets") or []):
+        return None
+    if repository_outcome(status.get("conditions")) is None:
+        return None
+    times = []
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in REPOSITORY_CONDITIONS:
+            try:
+                times.append(parse_rfc3339(str(cond.get("lastTransitionTime"))))
+            except ValueError:
+                return None  # not a time: judged as before, by when the operator looks
+    return max(times, default=None)
+
+
+def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
+    phases = [t.get("phase") for t in status["targets"]]
+    repository = repository_outcome(status.get("conditions"))
+    if is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+        status["phase"] = "Failed"
+    elif all(p == "Succeeded" for p in phases):
+        # Every host backed up; the session succeeds once retention ran and the repository
+        # checked out, so a Succeeded session always means a verified repository.
+        status["phase"] = {True: "Succeeded", False: "Failed", None: "Running"}[repository]
+    elif any(p not in TARGET_TERMINAL for p in phases):
+        status["phase"] = "Running"
+    else:
+        status["phase"] = "Failed"
+    if status["phase"] in TERMINAL:
+        created = parse_rfc3339(session["metadata"]["creationTimestamp"])
+        ended = work_finished_at(status) or now  # the hosts' record, not when the operator looked
+        status["sessionDuration"] = format_duration(max(ended, created) - created)
+
+
+def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
+    status: JSON = copy.deepcopy(session.get("status") or {})
+    if status.get("phase") in TERMINAL:
+        return Decision(status)
+    if not status.get("targets"):
+        skipped = _start(session, status, seen, now)
+        if skipped is not None:
+            return skipped
+    hooks = _batch_hooks(seen.invoker)
+    pre = hook_state(status, hooks, "preBackup", c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
+    if pre == "due" and not past_deadline(status, status["targets"], BACKUP, now):
+        return Decision(status, run_hook="preBackup")  # targets stay Pending until it ran
+    if pre == "failed":
+        fail_unfinished(
+            status["targets"], BACKUP, "not run: the batch's preBackup hook failed", now
+        )
+        create: list[int] = []
+    else:
+        create = _advance(status, seen, now)
+    if past_deadline(status, status["targets"], BACKUP, now, work_finished_at(status)):
+        create = []
+    _settle(session, status, now)
+    if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+        post = hook_state(
+            status,
+            hooks,
+            "postBackup",
+            c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED,
+            is_final_attempt(session, seen.invoker),
+            succeeded=all(t.get("phase") == "Succeeded" for t in status["targets"]),
+        )
+        if post == "due":
+            status["phase"] = "Running"
+            status.pop("sessionDuration", None)
+            return Decision(status, tuple(create), run_hook="postBackup")
+        if post == "failed":
+            status["phase"] = "Failed"
+    return Decision(status, tuple(create))
+
+
+def _batch_hooks(invoker: JSON | None) -> JSON:
+    if invoker is None or invoker.get("kind") != "BackupBatch":
+        return {}  # a BackupConfiguration's hooks are its (only) member's
+    return dict((invoker.get("spec") or {}).get("hooks") or {})

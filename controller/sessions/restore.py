@@ -1,0 +1,730 @@
+"""The RestoreSession / RestoreBatch reconciler: ``next_restore_status`` turned into restore Jobs,
+their service account, a status write, Events and, once it ended, the restore's metrics.
+
+Keys are (kind, namespace, name). A restore Job has a deterministic name
+(``stash-restore-<invoker>-<index>``) and the invoker as owner, so a restarted operator finds the
+Jobs it made (AlreadyExists is success) and never makes one twice. While it waits for its
+Repository, Secret or target it is looked at again every ``WAITING_RECHECK`` seconds (a Secret
+or a target of a kind nobody watches sends no event), and always by its deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pydantic import ValidationError
+
+from api import constants as c
+from api.base import first_error
+from api.conditions import has_condition, parse_rfc3339, set_condition
+from api.hooks import BATCH_HOOK_CONDITIONS
+from api.hosts import PER_POD_KINDS, Identity
+from api.naming import hook_job_name, restore_job_name, restore_service_account
+from api.units import parse_duration
+from controller.invokers.evaluation import RestoreView, usable_repository
+from controller.invokers.facts import FactReader
+from controller.invokers.grants import Grants, repository_grant
+from controller.invokers.trigger import restore_rbac_objects
+from controller.jobs import claims
+from controller.jobs.hook_job import create_hook_job, hook_job_failure
+from controller.jobs.member_job import JobError, build_job, job_inputs
+from controller.jobs.outcome import troubles
+from controller.runtime.background import Background
+from controller.runtime.caches import (
+    FUNCTIONS,
+    JOBS,
+    NAMESPACES,
+    OWNED_TYPES,
+    PVCS,
+    REPOSITORIES,
+    TASKS,
+    WORKLOAD_TYPES,
+    Caches,
+)
+from controller.runtime.loop import Controller, Result, Writes
+from controller.runtime.owned import ensure, find_job, owned_by, stop_job
+from controller.sessions import metric_groups
+from controller.sessions.restore_status import (
+    FINISHED,
+    RESTORE_FAILED,
+    RestoreObserved,
+    fail_restore_member,
+    next_restore_status,
+    restore_members_of,
+)
+from controller.sessions.sidecar_presence import (
+    match_labels_selector,
+    pods_of,
+    rolled_without_init,
+    why_init_absent,
+)
+from controller.sessions.target_use import TargetUse
+from engine import metrics
+from engine.reporting import member_entry
+from kube import (
+    AlreadyExists,
+    BadRequest,
+    Client,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeError,
+    NotFound,
+)
+from kube.events import EventRecorder
+from kube.types import PODS, RESTORE_INVOKER_TYPES
+from pods.sidecar import has_init
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+Key = tuple[str, str, str]  # (kind, namespace, name)
+WAITING_RECHECK = 10.0
+# How long a workload member may go without any pod carrying stash-init before it fails (its
+# rollout takes a while), and how often its pods are looked at while its hosts have not all
+# reported (pods coming and going send this reconciler no event).
+INIT_GRACE = 120.0
+HOSTS_RECHECK = 30.0
+LEFTOVER_RECHECK = 2.0
+
+
+class RestoreReconciler:
+    def __init__(
+        self,
+        client: Client,
+        caches: Caches,
+        image: str,
+        *,
+        pushgateway_url: str = "",
+        operator_namespace: str = "",
+        init_grace: float = INIT_GRACE,
+        target_use: TargetUse | None = None,
+    ) -> None:
+        self.client = client
+        self.caches = caches
+        self.use = target_use or TargetUse(caches)
+        self.image = image
+        self.pushgateway_url = pushgateway_url
+        self.init_grace = init_grace
+        self.reader = FactReader(client, caches, operator_namespace)
+        self.writes = Writes()
+        self.grants = Grants(client, caches, self.writes, RESTORE_INVOKER_TYPES)
+        self.events = EventRecorder(client, "stash-operator")
+        self.pushes: Background[Key, None] = Background("restore-metrics-push")
+        self._enqueue: Callable[[Key], None] = lambda key: None
+        # (restore uid, member, host) -> when its pods missing stash-init were deleted (once)
+        self._recreated: dict[tuple[str, int, str], dt.datetime] = {}
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def register(self, controller: Controller[Key]) -> None:
+        self._enqueue = controller.enqueue
+        self.grants.watch(controller.enqueue)
+        for kind, rt in RESTORE_INVOKER_TYPES.items():
+            self.caches.informer(rt).subscribe(
+                on_replace=controller.replace_handler(_keyer(kind)),
+                on_upsert=controller.handler(_keyer(kind)),
+            )
+        self.caches.informer(JOBS).subscribe(
+            on_upsert=controller.handler(_job_owner_key),
+            on_delete=controller.handler(_job_owner_key),
+        )
+        # What a waiting restore waits for: its namespace's unfinished restores look again.
+        for rt in (REPOSITORIES, PVCS, TASKS, FUNCTIONS, NAMESPACES, *WORKLOAD_TYPES.values()):
+            self.caches.informer(rt).subscribe(
+                on_upsert=lambda o: self._waiting_in(o, controller),
+                on_delete=lambda o: self._waiting_in(o, controller),
+            )
+        for rt in OWNED_TYPES.values():
+            self.caches.informer(rt)
+
+    def _waiting_in(self, obj: JSON, controller: Controller[Key]) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or (
+            meta.get("name") if obj.get("kind") == "Namespace" else None
+        )
+        for kind, rt in RESTORE_INVOKER_TYPES.items():
+            for invoker in self.caches.informer(rt).items():
+                inv_meta = invoker["metadata"]
+                if namespace and inv_meta.get("namespace") != namespace:
+                    continue
+                if (invoker.get("status") or {}).get("phase") not in FINISHED:
+                    controller.enqueue((kind, inv_meta["namespace"], inv_meta["name"]))
+
+    # -- observing -----------------------------------------------------------------------------
+
+    def _jobs(self, invoker: JSON, view: RestoreView, made: bool) -> list[JSON | None]:
+        """The member's restore Jobs: from the cache, or from the API server when the status
+        says they were made and the cache has not seen one yet; None for one that is gone. A
+        Job of that name left by an earlier restore of the same name is not this one's."""
+        meta = invoker["metadata"]
+        return [
+            find_job(
+                self.client,
+                self.caches,
+                meta["namespace"],
+                name,
+                made=made,
+                owner_uid=meta.get("uid", ""),
+            )
+            for name in _job_names(invoker, view)
+        ]
+
+    def _workload(self, view: RestoreView) -> JSON | None:
+        return self.caches.get(WORKLOAD_TYPES[view.kind], view.target_namespace, view.name)
+
+    def _leftovers(self, invoker: JSON, members: list[RestoreView]) -> list[int]:
+        """Members whose Job name is still held by a Job of an earlier restore of the same
+        name (deleted, its Jobs not yet collected): that Job is deleted, and the member waits
+        for its name."""
+        meta = invoker["metadata"]
+        held = []
+        for view in members:
+            if view.task is None:
+                continue
+            for name in _job_names(invoker, view):
+                job = self.caches.get(JOBS, meta["namespace"], name)
+                if job is None or _owned_by(job, invoker):
+                    continue
+                if view.index not in held:
+                    held.append(view.index)
+                if not job["metadata"].get("deletionTimestamp"):
+                    log.info("deleting Job %s/%s of an earlier restore", meta["namespace"], name)
+                    self.client.delete(JOBS, name, meta["namespace"], missing_ok=True)
+        return held
+
+    def _marked(self, invoker: JSON, view: RestoreView) -> bool:
+        """Does the workload's pod template carry this restore (its pods rolled for it)?"""
+        template = ((self._workload(view) or {}).get("spec") or {}).get("template") or {}
+        marks = str(
+            ((template.get("metadata") or {}).get("annotations") or {}).get(c.RESTORE_ANNOTATION)
+            or ""
+        )
+        return invoker["metadata"].get("uid", "") in marks.split(",")
+
+    def _service_account(self, view: RestoreView) -> str:
+        """The account the workload's pods (and so their stash-init) run as."""
+        template = ((self._workload(view) or {}).get("spec") or {}).get("template") or {}
+        return str((template.get("spec") or {}).get("serviceAccountName") or "default")
+
+    def _init_absent(
+        self, invoker: JSON, views: list[RestoreView], now: dt.datetime
+    ) -> dict[int, str]:
+        """Why no stash-init will restore each workload member, once the grace is over."""
+        if not views or invoker.get("status", {}).get("phase") != "Running":
+            return {}
+        created = parse_rfc3339(invoker["metadata"]["creationTimestamp"])
+        if (now - created).total_seconds() < self.init_grace:
+            return {}
+        absent = {}
+        for view in views:
+            workload = self._workload(view)
+            if workload is None:
+                absent[view.index] = (
+                    f"{view.kind} {view.target_namespace}/{view.name} no longer exists"
+                )
+                continue
+            try:
+                listed = self.client.list(
+                    PODS, view.target_namespace, label_selector=match_labels_selector(workload)
+                )
+            except KubeError as exc:
+                log.info("pods of %s %s: %s", view.kind, view.name, exc)
+                continue
+            pods = pods_of(workload, listed.get("items") or [])
+            why, recreating = self._missed(invoker, view, pods, now)
+            if why is None and not recreating:
+                why = why_init_absent(view.kind, view.target_namespace, view.name, pods)
+            if why:
+                absent[view.index] = why
+        return absent
+
+    def _missed(
+        self, invoker: JSON, view: RestoreView, pods: list[JSON], now: dt.datetime
+    ) -> tuple[str | None, bool]:
+        """The pods rolled for this restore that came up without stash-init while their host is
+        not restored (the webhook had not seen the restore yet, or did not answer) are deleted,
+        once per host, so that their controller makes them again through the webhook. Returns
+        why the member fails (a host whose new pods missed it again) and whether a host's pods
+        were re-created within the grace (until then no verdict on the member's pods)."""
+        uid = str(invoker["metadata"].get("uid", ""))
+        reported = _reported_hosts(invoker, view.index)
+        alias = view.member.target.alias if view.member.target else None
+        if view.kind not in PER_POD_KINDS and any(has_init(p) for p in pods):
+            return None, False  # one pod of a Deployment restores its host: one has stash-init
+        stray: dict[str, list[JSON]] = {}
+        for pod in rolled_without_init(pods, uid):
+            identity = Identity(
+                view.target_namespace,
+                view.kind,
+                view.name,
+                pod["metadata"]["name"],
+                str((pod.get("spec") or {}).get("nodeName") or ""),
+            )
+            try:
+                host = identity.hostname(alias)
+            except ValueError:
+                continue  # not scheduled yet: no host
+            if host not in reported:
+                stray.setdefault(host, []).append(pod)
+        where = f"{view.kind} {view.target_namespace}/{view.name}"
+        for host, missed in stray.items():
+            if (uid, view.index, host) in self._recreated:
+                return (
+                    f"pod {missed[0]['metadata']['name']} of {where} came up without the "
+                    f"stash-init init container, also after it was re-created for host {host}: "
+                    "the webhook did not inject it (is it running? its failurePolicy Ignore "
+                    "lets pods start without it)",
+                    False,
+                )
+            self._recreated[(uid, view.index, host)] = now
+            for pod in missed:
+                self._recreate(invoker, where, pod, host)
+        recent = [
+            at for (u, index, _), at in self._recreated.items() if u == uid and index == view.index
+        ]
+        return None, any((now - at).total_seconds() < self.init_grace for at in recent)
+
+    def _recreate(self, invoker: JSON, where: str, pod: JSON, host: str) -> None:
+        meta = pod["metadata"]
+        log.info("re-creating pod %s of %s: it came up without stash-init", meta["name"], where)
+        try:
+            self.client.delete(
+                PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"), missing_ok=True
+            )
+        except Conflict:
+            return  # a newer pod of that name: the next look judges it
+        self.events.record(
+            invoker,
+            "Normal",
+            "PodRecreated",
+            f"deleted pod {meta['name']} of {where}: it came up without stash-init before "
+            f"host {host} was restored; its controller makes it again, with stash-init",
+        )
+
+    # -- reconcile -----------------------------------------------------------------------------
+
+    def reconcile(self, key: Key) -> Result | None:
+        kind, namespace, name = key
+        rt = RESTORE_INVOKER_TYPES[kind]
+        invoker = self.caches.get(rt, namespace, name)
+        if invoker is None or invoker["metadata"].get("deletionTimestamp"):
+            # Owner references take its Jobs and service account with it; not what it was
+            # granted in the Repository's namespace.
+            self.grants.keep(key, [])
+            return None
+        invoker = {"apiVersion": rt.api_version, "kind": kind, **invoker}
+        if self._done(invoker):
+            self.grants.keep(key, [])  # nothing reads the Repository for it any more
+            uid = invoker["metadata"].get("uid")
+            self._recreated = {k: v for k, v in self._recreated.items() if k[0] != uid}
+            return None
+        now = dt.datetime.now(dt.UTC)
+        try:
+            members = restore_members_of(invoker)
+        except ValidationError as exc:  # the CRD schema lets through what the model refuses
+            invalid = _invalid(invoker, exc, now)
+            problem = next(
+                cd["message"]
+                for cd in invalid["conditions"]
+                if cd.get("type") == c.VALIDATION_PASSED
+            )
+            self._write(invoker, invalid, [problem])
+            return None
+        facts = self.reader.read(invoker, members)
+        made = _made(invoker)
+        workloads = [v for v in members if v.task is None and v.kind in WORKLOAD_TYPES]
+        jobs = {v.index: self._jobs(invoker, v, v.index in made) for v in members if v.task}
+        seen = RestoreObserved(
+            members=members,
+            facts=facts,
+            total_hosts={v.index: self.reader.total_hosts(v) for v in members},
+            jobs=jobs,
+            trouble=troubles(
+                self.client, invoker["metadata"]["namespace"], _flat(jobs.values()), now
+            ),
+            marked={v.index: self._marked(invoker, v) for v in workloads},
+            init_absent=self._init_absent(invoker, workloads, now),
+            busy=self._busy(invoker, members),
+        )
+        leftovers = self._leftovers(invoker, members)
+        if leftovers:
+            seen = dataclasses.replace(seen, leftover=frozenset(leftovers))
+        decision = next_restore_status(invoker, seen, now)
+        status = decision.status
+        refused = status.get("phase") == "Failed" and bool(decision.problems)
+        self._keep_access(key, invoker, status, seen, workloads, refused=refused)
+        if decision.run_hook:
+            status = self._run_batch_hook(invoker, status, decision.run_hook, now)
+        for index, at in decision.create_jobs:
+            view = members[index]
+            problem = self._create_job(invoker, view, at if view.claims else None)
+            if problem:
+                status = fail_restore_member(invoker, status, index, problem, now)
+        if status.get("phase") in FINISHED and self.pushgateway_url:
+            self._push_metrics(invoker, status, now)
+        self._write(invoker, status, list(decision.problems))
+        if leftovers:  # their deletion's events bring it back; look again soon anyway
+            return Result(requeue_after=LEFTOVER_RECHECK)
+        return _next_look(status, now, bool(workloads) or bool(jobs))
+
+    def _busy(self, invoker: JSON, members: list[RestoreView]) -> dict[int, str]:
+        """Before it starts: the members whose target a backup session is backing up now (the
+        restore waits for them; once it runs, backups of its targets wait for it)."""
+        if (invoker.get("status") or {}).get("phase") in ("Running", *FINISHED):
+            return {}
+        meta = invoker["metadata"]
+        return self.use.busy(
+            "restore", f"{invoker['kind']} {meta['namespace']}/{meta['name']}", members
+        )
+
+    def _keep_access(
+        self,
+        key: Key,
+        invoker: JSON,
+        status: JSON,
+        seen: RestoreObserved,
+        workloads: list[RestoreView],
+        *,
+        refused: bool,
+    ) -> None:
+        """What the restore's pods may read, kept to what it needs now. Ended: nothing reads
+        the Repository for it any more, and if the boundary refused it, a Job still running
+        for it is stopped. Otherwise (before any Job or stash-init runs) its Jobs' and its
+        workloads' accounts get their roles, and a Repository of another namespace that
+        allows this one is readable there."""
+        if status.get("phase") not in ("Pending", "Running"):
+            self.grants.keep(key, [])
+            for jobs in seen.jobs.values() if refused else ():
+                for job in jobs:
+                    stop_job(self.client, self.writes, job, "the boundary refuses its restore")
+            return
+        accounts = [self._service_account(v) for v in workloads]
+        repository = usable_repository(seen.facts, status.get("conditions"))
+        named = [(v.kind, v.name, a) for v, a in zip(workloads, accounts, strict=True)]
+        for obj in restore_rbac_objects(invoker, named, repository):
+            ensure(self.client, self.caches, self.writes, obj)
+        readers = [restore_service_account(invoker["metadata"]["name"]), *accounts]
+        self.grants.keep(key, repository_grant(invoker, repository, readers, backup=False))
+
+    def _done(self, invoker: JSON) -> bool:
+        status = invoker.get("status") or {}
+        if status.get("phase") not in FINISHED:
+            return False
+        return not self.pushgateway_url or has_condition(status.get("conditions"), c.METRICS_PUSHED)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(self, invoker: JSON, status: JSON, problems: list[str]) -> None:
+        meta = invoker["metadata"]
+        before = invoker.get("status") or {}
+        if status == before:
+            return
+        try:
+            self.client.patch(
+                RESTORE_INVOKER_TYPES[invoker["kind"]],
+                meta["name"],
+                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
+                namespace=meta["namespace"],
+                subresource="status",
+            )
+        except NotFound:
+            return
+        self.writes.record(meta["namespace"])
+        self._record_transition(invoker, before, status, problems)
+
+    def _create_claims(self, invoker: JSON, view: RestoreView, ordinal: int) -> str | None:
+        """Create the ordinal's new PVCs (one of that name already there is restored into);
+        what the API server refused, or None."""
+        for claim in claims.claims_for(view, ordinal, invoker):
+            meta = claim["metadata"]
+            try:
+                self.client.create(claim)
+            except AlreadyExists:
+                continue
+            except (BadRequest, Invalid, Forbidden) as exc:
+                return f"PersistentVolumeClaim {meta['name']}: {exc}"
+            self.writes.record(meta["namespace"])
+            self.events.record(
+                invoker,
+                "Normal",
+                "RestorePVCCreated",
+                f"created PersistentVolumeClaim {meta['name']} to restore into",
+            )
+        return None
+
+    def _create_job(self, invoker: JSON, view: RestoreView, ordinal: int | None) -> str | None:
+        """Create one of the member's restore Jobs (restoring into new PVCs: the ordinal's,
+        after its PVCs); the reason it cannot be made, or None."""
+        namespace = invoker["metadata"]["namespace"]
+        try:
+            inputs = job_inputs(
+                self.caches,
+                invoker,
+                invoker,
+                view,
+                image=self.image,
+                ordinal=ordinal,
+            )
+            job = build_job(inputs)
+        except JobError as exc:
+            return str(exc)
+        if ordinal is not None:
+            refused = self._create_claims(invoker, view, ordinal)
+            if refused:
+                return refused
+        try:
+            self.client.create(job)
+            self.writes.record(namespace)
+            self.events.record(
+                invoker,
+                "Normal",
+                "RestoreJobCreated",
+                f"created Job {job['metadata']['name']} to restore {view.kind} {view.name}",
+            )
+        except AlreadyExists:
+            pass  # created before a restart: the same Job, by name
+        except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
+            return f"the API server refused Job {job['metadata']['name']}: {exc}"
+        return None
+
+    def _run_batch_hook(self, invoker: JSON, status: JSON, kind: str, now: dt.datetime) -> JSON:
+        """Have the RestoreBatch's own hook run by its Job in the invoker's namespace (never
+        here); its pod records the hook's condition. A pod that ends without doing so (it
+        could not start, or ran past its deadline) gets the condition written here, so the
+        restore goes on either way."""
+        meta = invoker["metadata"]
+        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
+        if job is not None and not _owned_by(job, invoker):  # an earlier restore's: not ours
+            if not job["metadata"].get("deletionTimestamp"):
+                self.client.delete(
+                    JOBS, job["metadata"]["name"], meta["namespace"], missing_ok=True
+                )
+            return status
+        if job is None:
+            create_hook_job(
+                self.client,
+                self.writes,
+                self.events,
+                invoker,
+                invoker,
+                kind=kind,
+                image=self.image,
+            )
+            return status
+        failure = hook_job_failure(job)
+        if failure is None:
+            return status  # running, or done and its condition on its way through the cache
+        self.events.record(invoker, "Warning", "GlobalHookFailed", failure)
+        status = dict(status)
+        status["conditions"] = set_condition(
+            status.get("conditions"),
+            BATCH_HOOK_CONDITIONS[kind],
+            False,
+            "GlobalHookExecutionFailed",
+            failure,
+            now=now,
+        )
+        return status
+
+    def _push_metrics(self, invoker: JSON, status: JSON, now: dt.datetime) -> None:
+        """Push the restore's groups once, off the worker: the restore's own and each host's,
+        from its status (the operator is the Pushgateway's only writer,
+        ``controller.sessions.metric_groups``); the pass after records how it went as
+        ``MetricsPushed``."""
+        meta = invoker["metadata"]
+        key = (invoker["kind"], meta["namespace"], meta["name"])
+        if has_condition(status.get("conditions"), c.METRICS_PUSHED):
+            return
+        pushed = self.pushes.take(key)
+        if pushed is not None:
+            ok = pushed.error is None
+            status["conditions"] = set_condition(
+                status.get("conditions"),
+                c.METRICS_PUSHED,
+                ok,
+                "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
+                "pushed restore metrics" if ok else str(pushed.error),
+                now=now,
+            )
+            return
+        repo = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
+        who = metrics.Invoker(invoker["kind"], meta["name"], meta["namespace"], repo)
+        registry = metrics.restore_session_registry(
+            who,
+            status.get("phase") == "Succeeded",
+            parse_duration(status.get("sessionDuration") or "0s").total_seconds(),
+            tuple(
+                metrics.RestoreTargetOutcome(
+                    str(t["ref"].get("kind", "")),
+                    str(t["ref"].get("name", "")),
+                    t.get("phase") == "Succeeded",
+                    len(t.get("stats") or []),
+                )
+                for t in _targets(invoker, status)
+            ),
+        )
+        groups = [
+            metric_groups.Group((), registry),
+            *metric_groups.restore_host_groups(who, _targets(invoker, status)),
+        ]
+        url = self.pushgateway_url
+        self.pushes.submit(key, lambda: metric_groups.push_groups(url, who, groups), self._enqueue)
+
+    def _record_transition(
+        self, invoker: JSON, before: JSON, after: JSON, problems: list[str]
+    ) -> None:
+        old, new = before.get("phase"), after.get("phase")
+        if old == new:
+            return
+        if new == "Invalid":
+            self.events.record(invoker, "Warning", "RestoreInvalid", "; ".join(problems))
+        elif new == "Pending":
+            self.events.record(invoker, "Normal", "RestoreWaiting", "; ".join(problems))
+        elif new == "Running":
+            self.events.record(invoker, "Normal", "RestoreStarted", "the restore has started")
+        elif new == "Succeeded":
+            self.events.record(
+                invoker,
+                "Normal",
+                "RestoreSessionSucceeded",
+                f"every target was restored in {after.get('sessionDuration', '?')}",
+            )
+        elif new == "Failed":
+            self.events.record(
+                invoker, "Warning", "RestoreSessionFailed", failure_summary(invoker, after)
+            )
+
+
+def _flat(jobs: Iterable[list[JSON | None]]) -> list[JSON | None]:
+    return [job for each in jobs for job in each]
+
+
+def _next_look(status: JSON, now: dt.datetime, pods: bool) -> Result | None:
+    """When to look again without an event: a waiting restore soon, a running one by its
+    deadline (and, while its workloads' or Jobs' pods are watched for, every 20 or 30 s: their
+    state sends no event here); a finished or Invalid one only on an event."""
+    phase = status.get("phase")
+    if phase == "Pending":
+        return Result(requeue_after=WAITING_RECHECK)
+    when = status.get("sessionDeadline")
+    if when and phase == "Running":
+        after = max(1.0, (parse_rfc3339(when) - now).total_seconds() + 1)
+        return Result(requeue_after=min(after, HOSTS_RECHECK) if pods else after)
+    return None
+
+
+def _targets(invoker: JSON, status: JSON) -> list[JSON]:
+    """The members' entries of a finished restore (a RestoreSession: its own fields)."""
+    if invoker["kind"] == "RestoreBatch":
+        return list(status.get("members") or [])
+    spec_ref = (((invoker.get("spec") or {}).get("target") or {}).get("ref")) or {}
+    return [
+        {
+            "ref": spec_ref,
+            "phase": status.get("phase"),
+            "stats": status.get("stats") or [],
+            "conditions": status.get("conditions") or [],
+        }
+    ]
+
+
+def failure_summary(invoker: JSON, status: JSON) -> str:
+    """Which targets failed and why, in one line (the Failed Event's message)."""
+    parts = []
+    for target in _targets(invoker, status):
+        if target.get("phase") != "Failed":
+            continue
+        reason = next(
+            (
+                cd.get("message", "")
+                for cd in target.get("conditions") or []
+                if cd.get("type") == RESTORE_FAILED and cd.get("status") == "True"
+            ),
+            "failed",
+        )
+        ref = target.get("ref") or {}
+        parts.append(f"{ref.get('kind')} {ref.get('name')}: {reason}")
+    deadline = next(
+        (
+            cd.get("message", "")
+            for cd in status.get("conditions") or []
+            if cd.get("type") == c.DEADLINE_EXCEEDED and cd.get("status") == "True"
+        ),
+        "",
+    )
+    return "; ".join(parts) or deadline or "the restore failed"
+
+
+def _job_names(invoker: JSON, view: RestoreView) -> list[str]:
+    """The member's restore Job names: one, or one per ordinal restoring into new PVCs."""
+    name = invoker["metadata"]["name"]
+    if not view.claims:
+        return [restore_job_name(name, view.index)]
+    return [restore_job_name(name, view.index, n) for n in claims.ordinals(view)]
+
+
+def _owned_by(job: JSON, invoker: JSON) -> bool:
+    return owned_by(job, invoker["metadata"].get("uid", ""))
+
+
+def _reported_hosts(invoker: JSON, index: int) -> set[str]:
+    """The hosts of member ``index`` that have reported their restore (either way)."""
+    stats = (member_entry(invoker, index) or {}).get("stats") or []
+    return {str(s.get("hostname")) for s in stats if s.get("hostname")}
+
+
+def _made(invoker: JSON) -> set[int]:
+    """The members whose restore Job the status says was made."""
+    status = invoker.get("status") or {}
+    if invoker["kind"] == "RestoreBatch":
+        entries = status.get("members") or []
+        return {
+            i
+            for i, e in enumerate(entries)
+            if any(
+                cd.get("type") == c.RESTORE_EXECUTOR_ENSURED and cd.get("status") == "True"
+                for cd in e.get("conditions") or []
+            )
+        }
+    ensured = any(
+        cd.get("type") == c.RESTORE_EXECUTOR_ENSURED and cd.get("status") == "True"
+        for cd in status.get("conditions") or []
+    )
+    return {0} if ensured else set()
+
+
+def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> JSON:
+    status: JSON = dict(invoker.get("status") or {})
+    where, words = first_error(error)
+    status["phase"] = "Invalid"
+    status["conditions"] = set_condition(
+        status.get("conditions"),
+        c.VALIDATION_PASSED,
+        False,
+        "ResourceValidationFailed",
+        f"spec.{where}: {words}",
+        now=now,
+    )
+    return status
+
+
+def _keyer(kind: str) -> Callable[[JSON], Key]:
+    def key(obj: JSON) -> Key:
+        meta = obj.get("metadata", {})
+        return (kind, meta.get("namespace", ""), meta.get("name", ""))
+
+    return key
+
+
+def _job_owner_key(obj: JSON) -> Key | None:
+    """The restore invoker that owns a restore Job (by owner reference)."""
+    meta = obj.get("metadata", {})
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") in RESTORE_INVOKER_TYPES and owner.get("name"):
+            return (owner["kind"], meta.get("namespace", ""), owner["name"])
+    return None

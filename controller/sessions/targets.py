@@ -1,0 +1,293 @@
+"""What backup and restore sessions share: how a target's phase follows from its hosts' stats
+and from its Job, one target after another or all at once, the session's deadline, and
+durations and times as Stash writes them. Each kind of session names its conditions through an
+``Executor``.
+
+A BackupSession's ``targets[]`` and a RestoreSession's or RestoreBatch's members are the same
+shape here: ``{ref, phase, totalHosts, stats[], conditions[]}``, each stat with ``hostname``,
+``phase`` and ``error``. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from api.conditions import get_condition, is_true, now_rfc3339, parse_rfc3339, set_condition
+from api.constants import DEADLINE_EXCEEDED
+from api.hooks import should_run_post_hook
+from api.units import go_duration, parse_duration
+from controller.jobs.outcome import Trouble, job_complete, job_failure
+
+JSON = dict[str, Any]
+TARGET_TERMINAL = ("Succeeded", "Failed")
+DEFAULT_SESSION_TIMEOUT = "24h"  # the deadline of a session whose invoker sets no timeOut
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """Like Go's Duration.String(), to a tenth of a second: 41.2s, 2m3s, 1h0m5s."""
+    return go_duration(delta.total_seconds(), decimals=1)
+
+
+def deadline(created: str, time_out: str | None) -> str:
+    """The deadline of a session created at ``created``: its ``timeOut`` later, 24 h without
+    one (a target whose executor never reports would otherwise keep it Running for ever)."""
+    return now_rfc3339(parse_rfc3339(created) + parse_duration(time_out or DEFAULT_SESSION_TIMEOUT))
+
+
+def phase_from_stats(target: JSON) -> str | None:
+    """Succeeded or Failed once every host has reported (None before): one failed host fails
+    the target."""
+    stats = target.get("stats") or []
+    total = int(target.get("totalHosts") or 1)
+    if len(stats) < total:
+        return None
+    return "Failed" if any(s.get("phase") == "Failed" for s in stats) else "Succeeded"
+
+
+def host_failures(target: JSON) -> str:
+    """The failed hosts of a target and their errors, for its condition and Events."""
+    failed = [
+        f"host {s.get('hostname', '?')}: {s.get('error') or 'failed'}"
+        for s in target.get("stats") or []
+        if s.get("phase") == "Failed"
+    ]
+    return "; ".join(failed) or "failed"
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How a kind of session names what happens to its targets, in conditions and messages."""
+
+    noun: str  # "backup" / "restore"
+    ensured: str  # the condition type: the target's executor (its Job) is in place
+    ensured_reason: str
+    not_ensured_reason: str  # the Job could not be made (a missing Task, an unset variable)
+    failed: str  # the condition type set on a failed target, with the reason
+    created: tuple[tuple[str, str], ...] = ()  # more (type, reason) set when the Job is made
+
+
+def fail_target(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
+    target["phase"] = "Failed"
+    target["conditions"] = set_condition(
+        target.get("conditions"), executor.failed, True, executor.failed, message, now=now
+    )
+
+
+def in_order(
+    pairs: Iterable[tuple[int, JSON]],
+    sequential: bool,
+    move: Callable[[int, JSON], None],
+    executor: Executor,
+    now: dt.datetime,
+) -> None:
+    """Move each unfinished target on (``move(index, target)``), all at once or, with
+    ``executionOrder: Sequential``, each once the one before has succeeded; after a failure
+    the later ones fail without running."""
+    blocked_by: int | None = None
+    for index, target in pairs:
+        if target.get("phase") not in TARGET_TERMINAL:
+            if blocked_by is not None:
+                fail_target(target, executor, f"not run: member {blocked_by} failed before it", now)
+                continue
+            move(index, target)
+        if sequential and target.get("phase") == "Failed" and blocked_by is None:
+            blocked_by = index
+        elif sequential and target.get("phase") != "Succeeded":
+            break  # the next member starts once this one has succeeded
+
+
+def job_target(
+    target: JSON,
+    job: JSON | None,
+    executor: Executor,
+    now: dt.datetime,
+    trouble: Mapping[str, Trouble] | None = None,
+) -> bool:
+    """``jobs_target`` for a target carried out by one Job: True when it is to be created."""
+    return bool(jobs_target(target, [job], executor, now, trouble))
+
+
+def jobs_target(
+    target: JSON,
+    jobs: Sequence[JSON | None],
+    executor: Executor,
+    now: dt.datetime,
+    trouble: Mapping[str, Trouble] | None = None,
+) -> list[int]:
+    """Move a Job-model target on from its Jobs (one, or one per ordinal restoring into new
+    PVCs; None: not there); the positions of the Jobs to be created now. The hosts' stats
+    decide; a Job that failed, all Jobs completed without every host reporting, or a Job that
+    vanished after they were made fails the target with the reason. A Job whose pod cannot
+    start (``trouble`` by Job name: ``controller.jobs.outcome``) is said on the target, and fails
+    it once the reason cannot resolve itself."""
+    ensured = is_true(target.get("conditions"), executor.ensured)
+    absent = [i for i, job in enumerate(jobs) if job is None]
+    if absent and ensured:
+        fail_target(
+            target, executor, f"the {executor.noun} Job was deleted before it finished", now
+        )
+        return []
+    if absent:  # none made yet, or some before a restart lost the status write
+        target["phase"] = "Running"
+        _ensured(target, executor, f"the {executor.noun} Job was created", now)
+        return absent
+    if not ensured:  # created before the status said so (a write lost to a restart)
+        _ensured(target, executor, f"the {executor.noun} Job exists", now)
+    present = [job for job in jobs if job is not None]
+    reported = phase_from_stats(target)
+    failed = [(job["metadata"]["name"], f) for job in present if (f := job_failure(job))]
+    if reported == "Failed" or (failed and _any_failed_host(target)):
+        fail_target(target, executor, host_failures(target), now)
+    elif reported is not None:
+        target["phase"] = reported
+    elif failed:
+        name, failure = failed[0]
+        fail_target(target, executor, f"{executor.noun} Job {name} failed ({failure})", now)
+    elif all(job_complete(job) for job in present):
+        names = ", ".join(job["metadata"]["name"] for job in present)
+        fail_target(
+            target, executor, f"{executor.noun} Job {names} completed without reporting stats", now
+        )
+    else:
+        target["phase"] = "Running"
+        _troubled(target, present, executor, trouble or {}, now)
+    return []
+
+
+def _troubled(
+    target: JSON,
+    jobs: Sequence[JSON],
+    executor: Executor,
+    trouble: Mapping[str, Trouble],
+    now: dt.datetime,
+) -> None:
+    stuck = [(j["metadata"]["name"], t) for j in jobs if (t := trouble.get(j["metadata"]["name"]))]
+    said = get_condition(target.get("conditions"), executor.ensured) or {}
+    if stuck:
+        name, first = stuck[0]
+        words = first.say(executor.noun, name)
+        if first.final:
+            fail_target(target, executor, words, now)
+        else:
+            _ensured(target, executor, f"{words}; waiting for it to start", now)
+    elif "cannot start" in str(said.get("message", "")):
+        _ensured(target, executor, f"the {executor.noun} Job's pod has started", now)
+
+
+def _any_failed_host(target: JSON) -> bool:
+    return any(s.get("phase") == "Failed" for s in target.get("stats") or [])
+
+
+def _ensured(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
+    conditions = set_condition(
+        target.get("conditions"), executor.ensured, True, executor.ensured_reason, message, now=now
+    )
+    for type_, reason in executor.created:
+        conditions = set_condition(conditions, type_, True, reason, message, now=now)
+    target["conditions"] = conditions
+
+
+def wait_target(target: JSON, executor: Executor, why: str, now: dt.datetime) -> None:
+    """Hold a target that has not started (Pending), saying why in its executor condition: the
+    product itself is using the target (``controller.sessions.target_use``)."""
+    target["phase"] = "Pending"
+    target["conditions"] = set_condition(
+        target.get("conditions"), executor.ensured, False, "TargetInUse", why, now=now
+    )
+
+
+def fail_unfinished(
+    targets: Iterable[JSON], executor: Executor, message: str, now: dt.datetime
+) -> None:
+    for target in targets:
+        if target.get("phase") not in TARGET_TERMINAL:
+            fail_target(target, executor, message, now)
+
+
+def fail_executor(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
+    """Fail a target whose Job could not be made (built or created), saying why."""
+    target["conditions"] = set_condition(
+        target.get("conditions"),
+        executor.ensured,
+        False,
+        executor.not_ensured_reason,
+        message,
+        now=now,
+    )
+    fail_target(target, executor, message, now)
+
+
+def past_deadline(
+    status: JSON,
+    targets: Iterable[JSON],
+    executor: Executor,
+    now: dt.datetime,
+    finished_at: dt.datetime | None = None,
+) -> bool:
+    """Whether ``status.sessionDeadline`` has passed; if so the unfinished targets fail and
+    the session gets ``DeadlineExceeded``. ``finished_at``: when the work recorded itself
+    finished (its hosts' own timestamps) — work done by the deadline is judged by that, however
+    late the operator looks (it was scaled down, or restarting)."""
+    when = status.get("sessionDeadline")
+    if not when or now <= parse_rfc3339(when):
+        return False
+    if finished_at is not None and finished_at <= parse_rfc3339(when):
+        return False
+    fail_unfinished(targets, executor, f"the session's deadline {when} passed", now)
+    status["conditions"] = set_condition(
+        status.get("conditions"),
+        DEADLINE_EXCEEDED,
+        True,
+        "FailedToCompleteWithinDeadline",
+        f"the {executor.noun} did not finish by {when}",
+        now=now,
+    )
+    return True
+
+
+def hosts_target(
+    target: JSON,
+    executor: Executor,
+    absent: str | None,
+    now: dt.datetime,
+    *,
+    first_failure: bool = False,
+) -> None:
+    """Move on a target whose hosts report themselves (a sidecar, stash-init): Running until
+    every host reported; failed when a host failed (with ``first_failure`` at the first one,
+    not waiting for the others), or with ``absent`` (why nothing will ever carry it out)."""
+    failed = any(s.get("phase") == "Failed" for s in target.get("stats") or [])
+    early = "Failed" if first_failure and failed else None
+    target["phase"] = early or phase_from_stats(target) or "Running"
+    if target["phase"] == "Failed":
+        fail_target(target, executor, host_failures(target), now)
+    elif target["phase"] == "Running" and absent is not None:
+        fail_target(target, executor, absent, now)
+
+
+def hook_state(
+    status: JSON,
+    hooks: JSON,
+    kind: str,
+    condition: str,
+    final_attempt: bool = True,
+    *,
+    succeeded: bool = True,
+) -> str:
+    """Where a batch's own hook ``kind`` is: ``none`` (no such hook, or its policy skips it),
+    ``due``, ``done`` or ``failed`` (its ``condition`` on the session). A post hook's
+    ``executionPolicy`` is judged by whether every target ``succeeded``."""
+    hook = hooks.get(kind)
+    if not hook:
+        return "none"
+    found = get_condition(status.get("conditions"), condition)
+    if found is not None:
+        return "done" if found.get("status") == "True" else "failed"
+    if kind.startswith("post") and not should_run_post_hook(
+        hook.get("executionPolicy"), succeeded, final_attempt
+    ):
+        return "none"
+    return "due"

@@ -1,0 +1,51 @@
+"""A reconciler's writes: counted per namespace, and their watch echoes told apart from anyone
+else's change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.runtime.loop import Writes
+
+JSON = dict[str, Any]
+
+
+def cronjob(version: str, name: str = "stash-trigger-nightly", namespace: str = "demo") -> JSON:
+    return {
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": version},
+    }
+
+
+def test_the_event_carrying_our_write_is_an_echo_once() -> None:
+    writes = Writes()
+    writes.record("demo", cronjob("41"))
+    assert writes.echo(cronjob("41"))
+    assert not writes.echo(cronjob("41"))  # said once: a relisted copy is not hidden again
+    assert writes.in_namespace("demo") == 1
+
+
+def test_a_change_by_anyone_else_is_no_echo() -> None:
+    writes = Writes()
+    writes.record("demo", cronjob("41"))
+    assert not writes.echo(cronjob("42"))  # a user's edit after ours
+    assert not writes.echo(cronjob("41", name="stash-trigger-weekly"))
+    assert not writes.echo(cronjob("41", namespace="prod"))
+    assert not writes.echo({"kind": "Role", "metadata": cronjob("41")["metadata"]})
+
+
+def test_an_event_that_overtook_the_write_is_acted_on() -> None:
+    writes = Writes()
+    assert not writes.echo(cronjob("41"))  # the watch was faster than the write's response
+    writes.record("demo", cronjob("41"))
+    writes.record("demo", cronjob("43"))  # the next write replaces what was remembered
+    assert not writes.echo(cronjob("41"))
+    assert writes.echo(cronjob("43"))
+
+
+def test_a_write_without_the_stored_object_is_only_counted() -> None:
+    writes = Writes()
+    writes.record("demo")
+    writes.record("demo", {"kind": "CronJob", "metadata": {"name": "x", "namespace": "demo"}})
+    assert writes.in_namespace("demo") == 2
+    assert not writes.echo({"kind": "CronJob", "metadata": {"name": "x", "namespace": "demo"}})

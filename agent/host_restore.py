@@ -23,7 +23,7 @@ from agent.host_backup import SetupError, load_repository, open_repository
 from api.restore import RestoreMember, Rule
 from api.tags import SnapshotOwner
 from engine.progress import ProgressReport
-from engine.reporting import ReportError, update_status, with_restore_host
+from engine.reporting import with_restore_host
 from engine.restic import Progress, Restic, ResticError, Snapshot
 from engine.restore import (
     HostRule,
@@ -37,6 +37,7 @@ from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError, NotFound
 from kube.events import EventRecorder
+from kube.status import StatusError, update_status
 from kube.types import RESTORE_INVOKER_TYPES
 
 JSON = dict[str, Any]
@@ -247,5 +248,5 @@ def report_restore(client: Client, job: HostRestore, result: HostResult) -> None
         raise SetupError(
             f"{job.invoker_kind} {job.namespace}/{job.invoker_name} not found"
         ) from None
-    except ReportError as exc:
+    except StatusError as exc:
         raise SetupError(str(exc)) from None

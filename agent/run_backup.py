@@ -32,7 +32,6 @@ from api.hosts import Identity
 from api.pod_members import pod_members
 from engine.logfields import log_fields
 from engine.reporting import (
-    ReportError,
     SessionReporter,
     deadline_passed,
     host_reported,
@@ -44,6 +43,7 @@ from kube import Client, KubeError
 from kube.events import EventRecorder
 from kube.informer import Informer
 from kube.leader import LeaderElector
+from kube.status import StatusError
 from kube.types import BACKUP_BATCHES, BACKUP_CONFIGURATIONS, BACKUP_SESSIONS
 
 # What a backup needs (restic, the pydantic models, hooks, metrics) is imported when the first
@@ -250,7 +250,7 @@ class SidecarAgent:
             self.execute(work)
             self._done.add(name)
             self._retry.pop(name, None)
-        except (KubeError, ReportError) as exc:  # the API server is away: try again later
+        except (KubeError, StatusError) as exc:  # the API server is away: try again later
             log.warning("session %s: %s (will retry in %.0f s)", name, exc, RETRY_SECONDS)
             self._retry[name] = time.monotonic() + RETRY_SECONDS
 

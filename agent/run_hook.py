@@ -21,8 +21,9 @@ from agent.hooks import HookError, run_hook
 from api.common import Handler
 from api.conditions import get_condition
 from api.hooks import BATCH_HOOK_CONDITIONS, BATCH_HOOK_TIMEOUT, HOOK_CONTAINER, HookKind
-from engine.reporting import ConditionUpdate, SessionReporter, update_status, with_conditions
+from engine.reporting import ConditionUpdate, SessionReporter, with_conditions
 from kube import Client, NotFound
+from kube.status import update_status
 from kube.types import INVOKER_TYPES, RESTORE_BATCHES
 
 log = logging.getLogger(__name__)

@@ -32,6 +32,7 @@ from controller.runtime.owned import ensure, owned_by
 from engine.wipe import can_wipe
 from kube import AlreadyExists, Client, Conflict, NotFound
 from kube.events import EventRecorder
+from kube.status import write_status
 from kube.types import PODS
 
 log = logging.getLogger(__name__)
@@ -184,13 +185,9 @@ class RepositoryReconciler:
     def _patch_status(self, repo: JSON, status: JSON) -> None:
         """Write ``status`` fields of the Repository as read (its resourceVersion): gone or
         changed meanwhile, nothing is written and the next look writes it."""
-        meta = repo["metadata"]
-        patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
         try:
-            self.client.patch(
-                REPOSITORIES, meta["name"], patch, namespace=meta["namespace"], subresource="status"
-            )
-            self.writes.record(meta["namespace"])
+            write_status(self.client, REPOSITORIES, repo, status)
+            self.writes.record(repo["metadata"]["namespace"])
         except (NotFound, Conflict):
             pass
 

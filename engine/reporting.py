@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +21,12 @@ from api.conditions import get_condition, now_rfc3339, parse_rfc3339, set_condit
 from api.hooks import HOOK_CONDITIONS
 from api.units import human_size
 from engine.results import HostResult, RepositoryFigures
-from kube import Client, ResourceType
-from kube.errors import Conflict
+from kube import Client
+from kube.status import StatusError, update_status
 from kube.types import BACKUP_SESSIONS, REPOSITORIES
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
-ATTEMPTS = 20
 
 
 def deadline_passed(status: JSON, now: dt.datetime) -> bool:
@@ -44,7 +42,7 @@ def deadline_passed(status: JSON, now: dt.datetime) -> bool:
     return now > ends
 
 
-class ReportError(RuntimeError):
+class ReportError(StatusError):
     """The session has no such target (the invoker changed under it), or writes kept failing."""
 
 
@@ -158,39 +156,6 @@ def repository_status(current: JSON, figures: RepositoryFigures, now: dt.datetim
         }
     )
     return status
-
-
-def update_status(
-    client: Client,
-    rt: ResourceType,
-    namespace: str,
-    name: str,
-    change: Callable[[JSON], JSON | None],
-) -> tuple[JSON, JSON]:
-    """Apply ``change`` to the object's current status and write it through ``/status``,
-    conditional on the resourceVersion read, again until the write is not a Conflict; returns
-    (the status before, the status written). ``change`` returning None writes nothing."""
-    for attempt in range(ATTEMPTS):
-        obj = client.get(rt, name, namespace)
-        before = obj.get("status") or {}
-        after = change(before)
-        if after is None or after == before:
-            return before, before
-        try:
-            client.patch(
-                rt,
-                name,
-                {
-                    "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                    "status": after,
-                },
-                namespace=namespace,
-                subresource="status",
-            )
-            return before, after
-        except Conflict:
-            time.sleep(min(0.05 * (attempt + 1), 0.5))
-    raise ReportError(f"{rt.kind} {namespace}/{name}: status kept changing")
 
 
 class SessionReporter:

@@ -47,6 +47,7 @@ from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import ensure, owned_by
 from kube import Client, Invalid, NotFound
 from kube.events import EventRecorder
+from kube.status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -433,16 +434,7 @@ class InvokerReconciler:
         old_phase = old_status.get("phase")
         if new_status != invoker.get("status"):
             try:
-                written = self.client.patch(
-                    INVOKER_TYPES[kind],
-                    name,
-                    {
-                        "metadata": {"resourceVersion": invoker["metadata"]["resourceVersion"]},
-                        "status": new_status,
-                    },
-                    namespace=namespace,
-                    subresource="status",
-                )
+                written = write_status(self.client, INVOKER_TYPES[kind], invoker, new_status)
                 self.writes.record(namespace, written)
             except NotFound:
                 return None

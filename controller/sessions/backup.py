@@ -67,6 +67,7 @@ from engine.reporting import ConditionUpdate, SessionReporter
 from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
 from kube.events import EventRecorder
 from kube.sessions import create_session
+from kube.status import write_status
 from kube.types import PODS
 
 log = logging.getLogger(__name__)
@@ -322,15 +323,8 @@ class SessionReconciler:
         if status != (session.get("status") or {}):
             # The resourceVersion read makes the write conditional: a status computed from a
             # stale cache is refused (Conflict) and recomputed once the cache has caught up.
-            version = session["metadata"]["resourceVersion"]
             try:
-                self.client.patch(
-                    BACKUP_SESSIONS,
-                    name,
-                    {"metadata": {"resourceVersion": version}, "status": status},
-                    namespace=namespace,
-                    subresource="status",
-                )
+                write_status(self.client, BACKUP_SESSIONS, session, status)
                 self.writes.record(namespace)
             except NotFound:
                 return None

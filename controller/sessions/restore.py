@@ -76,6 +76,7 @@ from kube import (
     NotFound,
 )
 from kube.events import EventRecorder
+from kube.status import write_status
 from kube.types import PODS, RESTORE_INVOKER_TYPES
 from pods.sidecar import has_init
 
@@ -425,13 +426,7 @@ class RestoreReconciler:
         if status == before:
             return
         try:
-            self.client.patch(
-                RESTORE_INVOKER_TYPES[invoker["kind"]],
-                meta["name"],
-                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
-                namespace=meta["namespace"],
-                subresource="status",
-            )
+            write_status(self.client, RESTORE_INVOKER_TYPES[invoker["kind"]], invoker, status)
         except NotFound:
             return
         self.writes.record(meta["namespace"])

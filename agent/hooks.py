@@ -19,7 +19,6 @@ import ssl
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlencode
 
 from api.addresses import forbidden_address
@@ -28,7 +27,6 @@ from api.hooks import HookKind, should_run_post_hook
 from engine.results import HookOutcome, HostResult
 
 log = logging.getLogger(__name__)
-JSON = dict[str, Any]
 HOOK_TIMEOUT = 300.0
 _OUTPUT_CHARS = 500
 

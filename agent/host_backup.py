@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -29,6 +28,7 @@ from api import constants as c
 from api.backup import BackupMember
 from api.common import BackupHooks, RetentionPolicy
 from api.naming import label_value, repository_init_lease
+from api.objects import JSON
 from api.pod_members import member_documents
 from api.repository import Repository
 from api.tags import (
@@ -55,7 +55,6 @@ from kube.errors import KubeError, NotFound
 from kube.mutex import LeaseMutex
 from kube.types import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, SECRETS
 
-JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 

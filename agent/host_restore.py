@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from agent.hooks import around
 from agent.host_backup import SetupError, load_repository, open_repository
+from api.objects import JSON
 from api.restore import RestoreMember, Rule
 from api.tags import SnapshotOwner
 from engine.progress import ProgressReport
@@ -40,7 +40,6 @@ from kube.events import EventRecorder
 from kube.status import StatusError, update_status
 from kube.types import RESTORE_INVOKER_TYPES
 
-JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent.host_backup import (
     BackupOptions,
@@ -43,6 +42,7 @@ from agent.host_restore import (
     restore_files,
 )
 from api.hooks import is_final_attempt
+from api.objects import JSON
 from engine.locks import holders_of
 from engine.progress import ProgressReport
 from engine.reporting import SessionReporter, deadline_passed
@@ -53,7 +53,6 @@ from kube.errors import KubeError
 from kube.events import EventRecorder
 
 log = logging.getLogger(__name__)
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent.host_backup import SetupError
 from agent.host_restore import (
@@ -35,6 +34,7 @@ from api.conditions import parse_rfc3339
 from api.constants import RESTORE_INIT_CONTAINER
 from api.hosts import Identity
 from api.naming import restore_turn_lease
+from api.objects import JSON
 from engine.logfields import log_fields
 from engine.reporting import member_entry
 from engine.results import HostResult
@@ -43,7 +43,6 @@ from kube.errors import KubeError, NotFound
 from kube.mutex import LeaseMutex
 from kube.types import RESTORE_INVOKER_TYPES
 
-JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 DEFAULT_WAIT = 24 * 3600.0  # a restore without a deadline yet: at most this long

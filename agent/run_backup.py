@@ -24,11 +24,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from api import constants as c
 from api.hooks import is_final_attempt
 from api.hosts import Identity
+from api.objects import JSON
 from api.pod_members import pod_members
 from engine.logfields import log_fields
 from engine.reporting import (
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from agent.host_backup import HostJob, Setup
     from api.backup import BackupMember
 
-JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 30.0  # a session whose attempt met an unavailable API server
 SYNC_TIMEOUT = 30.0

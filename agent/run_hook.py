@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,14 +20,13 @@ from agent.hooks import HookError, run_hook
 from api.common import Handler
 from api.conditions import get_condition
 from api.hooks import BATCH_HOOK_CONDITIONS, BATCH_HOOK_TIMEOUT, HOOK_CONTAINER, HookKind
+from api.objects import JSON
 from engine.reporting import ConditionUpdate, SessionReporter, with_conditions
 from kube import Client, NotFound
 from kube.status import update_status
 from kube.types import INVOKER_TYPES, RESTORE_BATCHES
 
 log = logging.getLogger(__name__)
-
-JSON = dict[str, Any]
 
 
 def execute(

@@ -20,11 +20,10 @@ from pydantic.fields import FieldInfo
 from api.backup import BackupBatch, BackupConfiguration, BackupSession
 from api.base import CrdDefault, Format, IntOrString, Model, Opaque, Resource
 from api.constants import GROUP
+from api.objects import JSON
 from api.repository import Repository
 from api.restore import RestoreBatch, RestoreSession
 from api.task import Function, Task
-
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)

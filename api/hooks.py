@@ -6,13 +6,11 @@ failed attempt is the last one.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from api import constants as c
 from api.constants import DEFAULT_MAX_RETRY
-
-JSON = dict[str, Any]
-
+from api.objects import JSON
 
 HookKind = Literal["preBackup", "postBackup", "preRestore", "postRestore"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-JSON = dict[str, Any]
+from api.objects import JSON
+
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 BATCH_KINDS = ("BackupBatch", "RestoreBatch")
 

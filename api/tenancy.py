@@ -38,7 +38,6 @@ from api.constants import GROUP, PVC_KIND
 from api.pod_members import WORKLOAD_KINDS
 from api.repository import Repository
 
-JSON = dict[str, Any]
 ALLOW_ANNOTATION = f"{GROUP}/allowed-invoker-namespaces"
 PRIVILEGES_ANNOTATION = f"{GROUP}/allowed-privileges"
 PSA_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"

@@ -28,7 +28,8 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+
+from api.objects import JSON
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,6 @@ from kube import Client, KubeError  # noqa: E402
 from kube.sessions import new_session  # noqa: E402
 from tests.factories import batch, member  # noqa: E402
 
-JSON = dict[str, Any]
 NAMESPACES = ("fresh", "history")
 BATCH = "nightly"
 

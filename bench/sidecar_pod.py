@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from api.objects import JSON
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -44,7 +46,6 @@ from tests.integration.objects import (  # noqa: E402
     workload,
 )
 
-JSON = dict[str, Any]
 NAMESPACE = "bench"
 TARGET_MB = 35.0
 FLOOR = r"""

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from api.backup import BackupSession, HostBackupStats, SnapshotStats
 from api.base import first_error
 from api.common import Condition, TargetRef
+from api.objects import JSON
 from api.pod_members import member_documents
 from api.restore import HostRestoreStats, RestoreBatch, RestoreSession
 
-JSON = dict[str, Any]
 RECENT_SESSIONS = 5
 
 

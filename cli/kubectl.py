@@ -22,6 +22,7 @@ from agent.host_backup import load_repository, open_repository
 from api.constants import INVOKER_NAME_LABEL, INVOKER_TYPE_LABEL
 from api.crd import KINDS as CRD_KINDS
 from api.naming import label_value
+from api.objects import JSON
 from api.tags import SnapshotOwner
 from cli import describe
 from cli.restore_request import RestoreRequest, backup_member_of, restore_session_for
@@ -32,7 +33,6 @@ from kube import Client, KubeError, NotFound, ResourceType
 from kube.sessions import create_session
 from kube.types import BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
 
-JSON = dict[str, Any]
 PROG = "kubectl stash"
 FINISHED = ("Succeeded", "Failed", "Skipped", "Invalid")
 PROGRESS_REASONS = tuple(REASONS.values())

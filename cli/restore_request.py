@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from api.constants import V1BETA1
+from api.objects import JSON
 from api.pod_members import member_documents
 
-JSON = dict[str, Any]
 LATEST = "latest"
 
 

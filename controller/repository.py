@@ -16,12 +16,12 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from pydantic import ValidationError
 
 from api import constants as c
 from api.conditions import set_condition
+from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
 from controller.invokers.tenancy import read_tenancy
@@ -41,7 +41,6 @@ WIPED_OUT = "WipedOut"  # the condition that says how the wipe goes
 WIPE_LABEL = f"{c.GROUP}/wipe-out"
 BY_REPOSITORY = "repository"  # the invokers index: <namespace>/<name> of their Repository
 
-JSON = dict[str, Any]
 Key = tuple[str, str]
 
 

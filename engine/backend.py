@@ -26,7 +26,6 @@ from api.repository import (
     SwiftSpec,
 )
 
-JSON = dict[str, Any]
 PASSWORD_KEY = "RESTIC_PASSWORD"  # noqa: S105 - the key's name, not a password
 CA_CERT_KEY = "CA_CERT_DATA"
 GCS_KEY = "GOOGLE_SERVICE_ACCOUNT_JSON_KEY"

@@ -38,9 +38,9 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from api.constants import SIDECAR_CONTAINER
+from api.objects import JSON
 from api.repository import Repository
 from engine.restic import LockInfo, Restic
 from kube import Client
@@ -49,7 +49,6 @@ from kube.types import EVENTS, PODS
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 STALE_AFTER = dt.timedelta(minutes=30)  # restic's StaleLockTimeout
 UNREFRESHED = dt.timedelta(minutes=11)  # two of restic's 5-minute lock refreshes, and a margin
 CLOCK_SKEW = dt.timedelta(seconds=5)

@@ -14,12 +14,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
+from api.objects import JSON
 from engine.restic import HostProgress
 from kube.events import EventRecorder
 
-JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 FIRST_AFTER = 10.0
 EVERY = 30.0

@@ -15,17 +15,16 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from api.conditions import get_condition, now_rfc3339, parse_rfc3339, set_condition
 from api.hooks import HOOK_CONDITIONS
+from api.objects import JSON
 from api.units import human_size
 from engine.results import HostResult, RepositoryFigures
 from kube import Client
 from kube.status import StatusError, update_status
 from kube.types import BACKUP_SESSIONS, REPOSITORIES
 
-JSON = dict[str, Any]
 log = logging.getLogger(__name__)
 
 

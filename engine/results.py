@@ -12,14 +12,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
+from api.objects import JSON
 from api.units import go_duration, human_size, parse_duration, parse_size
 
 if TYPE_CHECKING:
     from engine.restic import BackupSummary
 
-JSON = dict[str, Any]
 RESULT_FILE = "result.json"
 
 

@@ -16,11 +16,11 @@ from urllib.parse import quote, urlencode
 import orjson
 import urllib3
 
+from api.objects import JSON
 from kube import config as kube_config
 from kube.config import Connection
 from kube.errors import Gone, KubeError, NotFound, Unavailable, error_from_response
 
-JSON = dict[str, Any]
 USER_AGENT = "stash-py"
 
 APPLY_PATCH = "application/apply-patch+yaml"

@@ -15,16 +15,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, overload
+from typing import overload
 
 import orjson
 
+from api.objects import JSON
 from kube.client import Client, ResourceType
 from kube.errors import BadRequest, Gone, KubeError
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name)
 _Entry = tuple[bytes, tuple[tuple[str, str], ...]]  # the object's JSON, its (index, value)s
 

@@ -13,14 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
+from api.objects import JSON
 from kube import AlreadyExists, Client, Conflict, KubeError, NotFound
 from kube.types import LEASES
 
 log = logging.getLogger(__name__)
-
-JSON = dict[str, Any]
 
 
 def micro_time(when: dt.datetime | None = None) -> str:

@@ -8,15 +8,13 @@ type and name. Creating the same slot twice finds the first one (AlreadyExists i
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from api import constants as c
 from api.naming import label_value, session_name
+from api.objects import JSON
 from kube import AlreadyExists, Client
 from kube.types import BACKUP_SESSIONS as SESSIONS
 from kube.types import INVOKER_TYPES
-
-JSON = dict[str, Any]
 
 
 def new_session(

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
+from api.objects import JSON
 from kube.client import Client, ResourceType
 from kube.errors import Conflict
 
-JSON = dict[str, Any]
 ATTEMPTS = 20
 
 

@@ -21,6 +21,7 @@ from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.base import ObjectMeta
 from api.common import EmptyDirSettings, ObjectReference, VolumeMount
 from api.constants import LOCAL_BACKEND_VOLUME
+from api.objects import JSON
 from api.pod_members import pod_members
 from api.repository import Repository
 from api.restore import RestoreBatch, RestoreMember, RestoreSession
@@ -28,7 +29,6 @@ from api.tenancy import Member, NamespacePolicy, Subject, Tenancy, refusals
 from pods.volumes import local_volume
 
 T = TypeVar("T")
-JSON = dict[str, Any]
 WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 RepositoryKey = tuple[str, str]  # (namespace, name)
 

@@ -23,9 +23,8 @@ from api.constants import (
     TMP_DIR_MOUNT_PATH,
     TMP_DIR_VOLUME,
 )
+from api.objects import JSON
 from pods.invokers import SidecarTarget
-
-JSON = dict[str, Any]
 
 # Keys of Stash's ContainerRuntimeSettings that are core/v1 Container fields (nice and ionice
 # are Stash's own: they shape how restic runs, not the container).

@@ -4,12 +4,9 @@ volume, mounted where its ``mountPath`` says, in the sidecar, ``stash-init`` and
 
 from __future__ import annotations
 
-from typing import Any
-
 from api.constants import LOCAL_BACKEND_VOLUME
+from api.objects import JSON
 from api.repository import Repository
-
-JSON = dict[str, Any]
 
 
 def local_volume(

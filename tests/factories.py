@@ -6,8 +6,7 @@ import uuid
 from typing import Any
 
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE
-
-JSON = dict[str, Any]
+from api.objects import JSON
 
 
 def pod(

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
+from api.objects import JSON
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-JSON = dict[str, Any]
 
 
 def load_all(path: Path) -> list[JSON]:

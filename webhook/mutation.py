@@ -10,15 +10,13 @@ can first let the index catch up with them.
 
 from __future__ import annotations
 
-from typing import Any
-
 from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, RESTORE_ANNOTATION
+from api.objects import JSON
 from pods.invokers import SidecarIndex, SidecarTarget
 from pods.sidecar import SidecarPlan, SidecarSettings, has_sidecar, inject, inject_init, plan_for
 from webhook.patch import diff
 
-JSON = dict[str, Any]
 # The operator names a workload's unfinished restores; more than this on a pod is not its doing.
 MAX_RESTORES = 16
 

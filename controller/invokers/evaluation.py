@@ -20,6 +20,7 @@ from api import constants as c
 from api.backup import BackupMember
 from api.common import TargetRef
 from api.conditions import Condition, is_true, set_condition
+from api.objects import JSON
 from api.pod_members import WORKLOAD_KINDS, member_documents
 from api.repository import Repository
 from api.restore import RestoreMember
@@ -34,7 +35,6 @@ from api.tenancy import (
 )
 from controller.invokers import validation
 
-JSON = dict[str, Any]
 RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name
 DEFAULT_PVC_TASK = "pvc-backup"
 DEFAULT_PVC_RESTORE_TASK = "pvc-restore"

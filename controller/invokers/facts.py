@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from api import constants as c
+from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
 from controller.invokers.evaluation import InvokerFacts, MemberRef, namespaces_of, refusal
@@ -29,8 +29,6 @@ from controller.runtime.caches import (
 )
 from kube import Client, NotFound
 from kube.types import SECRETS
-
-JSON = dict[str, Any]
 
 
 def volume_names(workload: JSON) -> frozenset[str]:

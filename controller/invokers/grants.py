@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from api import constants as c
 from api.naming import REPOSITORY_INIT_CLUSTER_ROLE, fit, label_value
+from api.objects import JSON
 from api.repository import Repository
 from controller.runtime.caches import ROLE_BINDINGS, ROLES, Caches
 from controller.runtime.loop import Writes
@@ -28,7 +28,6 @@ from controller.runtime.owned import ensure
 from kube import Client
 from kube.informer import Informer
 
-JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (invoker kind, namespace, name)
 GRANTED_TO = f"{c.GROUP}/granted-to"
 RBAC = "rbac.authorization.k8s.io"

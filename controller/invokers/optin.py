@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
 
 from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP, RESTORE_ANNOTATION
+from api.objects import JSON
 from controller.runtime.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
 from controller.runtime.loop import Controller, Result, Writes
 from kube import Client, NotFound
@@ -28,7 +28,6 @@ from pods.sidecar import plan_for
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 HASH_ANNOTATION = f"{GROUP}/sidecar-hash"
 MANAGED_ANNOTATION = f"{GROUP}/opt-in-managed"
 

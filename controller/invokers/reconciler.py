@@ -19,6 +19,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import false_message, set_condition
 from api.naming import backup_service_account, cronjob_name
+from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import NamespacePolicy
 from controller.invokers.evaluation import (
@@ -51,7 +52,6 @@ from kube.status import write_status
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 NOT_READY_RECHECK = 30.0
 RBAC_SETTLE = 2.0  # a sidecar refused right after its RoleBinding was written: asked again

@@ -9,15 +9,14 @@ expression. Read from the informer's cache at scrape time: no API request.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.conditions import parse_rfc3339
 from api.constants import GROUP
+from api.objects import JSON
 
-JSON = dict[str, Any]
 LABELS = ["invoker_kind", "invoker_name", "namespace"]
 
 

@@ -10,14 +10,12 @@ what they judge, on every pass: the invoker and restore reconcilers read the ten
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
+from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import NamespacePolicy, Refusal, Subject, Tenancy, refusals
 from controller.invokers.evaluation import MemberRef, namespaces_of, subject_of
 from controller.runtime.caches import NAMESPACES, Caches
-
-JSON = dict[str, Any]
 
 
 def read_tenancy(caches: Caches, operator_namespace: str, namespaces: Iterable[str]) -> Tenancy:

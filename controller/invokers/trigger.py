@@ -9,7 +9,6 @@ All are owned by the invoker (deleted with it), built here as pure functions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from api import constants as c
 from api.naming import (
@@ -29,9 +28,9 @@ from api.naming import (
     sidecar_lease,
     sidecar_role_binding,
 )
+from api.objects import JSON
 from api.repository import Repository
 
-JSON = dict[str, Any]
 TRIGGER_CONTAINER = "stash-trigger"
 
 

@@ -16,10 +16,9 @@ from typing import Any
 
 from api.addresses import forbidden_host
 from api.constants import TMP_DIR_MOUNT_PATH
+from api.objects import JSON
 from api.tags import INVOKER_PREFIX, NAMESPACE_PREFIX, SESSION_PREFIX, TARGET_PREFIX
 from api.units import parse_duration
-
-JSON = dict[str, Any]
 
 MAX_KEEP = 100_000  # snapshots kept per policy rule; beyond this a typo, not a policy
 MAX_TIMEOUT = dt.timedelta(days=30)

@@ -7,11 +7,9 @@ which writes the host's stats into the session and pushes metrics. The target PV
 
 from __future__ import annotations
 
-from typing import Any
-
 from api import constants as c
+from api.objects import JSON
 
-JSON = dict[str, Any]
 DEFAULT_MOUNT_PATH = "/stash-data"
 PVC_RESTORE_FUNCTION = "pvc-restore"
 UPDATE_STATUS_FUNCTION = "update-status"

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
 
 from api import constants as c
 from api.hosts import ordinal_host, single_host
+from api.objects import JSON
 from controller.invokers.evaluation import RestoreView
 from controller.jobs.builtin_tasks import PVC_RESTORE_FUNCTION, UPDATE_STATUS_FUNCTION
 from controller.jobs.substitution import substitute, substitute_all
 
-JSON = dict[str, Any]
 POD_ORDINAL = "POD_ORDINAL"
 RESTORED_BY = f"{c.GROUP}/restored-by"  # annotation on a PVC the restore made: Kind/name
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")

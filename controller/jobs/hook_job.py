@@ -11,8 +11,6 @@ runs its command in that pod: nothing of a tenant's hook runs inside the operato
 
 from __future__ import annotations
 
-from typing import Any
-
 from api import constants as c
 from api.hooks import BATCH_HOOK_TIMEOUT, HOOK_CONTAINER
 from api.naming import (
@@ -21,13 +19,13 @@ from api.naming import (
     label_value,
     restore_service_account,
 )
+from api.objects import JSON
 from controller.invokers.trigger import owner_reference
 from controller.jobs.member_job import POD_SETTING_KEYS, SESSION_LABEL
 from controller.runtime.loop import Writes
 from kube import AlreadyExists, Client
 from kube.events import EventRecorder
 
-JSON = dict[str, Any]
 HOOK_LABEL = f"{c.GROUP}/hook"
 # The pod's own start (image already on the node) and the hook's timeout, then it is stopped.
 STARTUP_ALLOWANCE = 60

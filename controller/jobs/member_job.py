@@ -13,7 +13,6 @@ an unset variable) raise ``JobError`` naming them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from api import constants as c
 from api.backup import BackupTarget
@@ -27,6 +26,7 @@ from api.naming import (
     restore_job_name,
     restore_service_account,
 )
+from api.objects import JSON
 from api.repository import Repository
 from api.restore import Rule
 from controller.invokers.evaluation import DEFAULT_PVC_RESTORE_TASK, MemberView, RestoreView
@@ -39,7 +39,6 @@ from engine.restore import RestoreError, rule_for_host
 from pods.sidecar import with_image_group
 from pods.volumes import local_volume
 
-JSON = dict[str, Any]
 SESSION_LABEL = f"{c.GROUP}/backup-session"
 MEMBER_LABEL = f"{c.GROUP}/member-index"
 INTERIM_VOLUME = "stash-interim-volume"

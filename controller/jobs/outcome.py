@@ -14,13 +14,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from api.conditions import parse_rfc3339
+from api.objects import JSON
 from kube import Client, KubeError
 from kube.types import PODS
-
-JSON = dict[str, Any]
 
 STUCK_GRACE = dt.timedelta(minutes=5)  # a reason that may resolve itself gets this long
 CREATING_GRACE = dt.timedelta(minutes=1)  # ContainerCreating longer than this: said

@@ -14,14 +14,13 @@ Every object is owned by the Repository, so they go with it once its finalizer i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from api import constants as c
 from api.naming import wipe_job_name
+from api.objects import JSON
 from controller.invokers.trigger import owner_reference
 from engine.wipe import NOT_RETRIED
 
-JSON = dict[str, Any]
 WIPE_CONTAINER = "wipe-out"
 WIPE_ATTEMPTS = 3
 WIPE_DEADLINE = 900  # seconds for every attempt together

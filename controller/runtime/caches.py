@@ -4,8 +4,8 @@ keeps of the objects it holds."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from api.objects import JSON
 from kube import Client, ResourceType
 from kube.informer import Informer
 from kube.types import (
@@ -29,7 +29,6 @@ from kube.types import (
     WORKLOAD_TYPES,
 )
 
-JSON = dict[str, Any]
 MANAGED_BY = "app.kubernetes.io/managed-by=stash"
 
 __all__ = [

@@ -14,8 +14,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
+from api.objects import JSON
 from controller.runtime.metrics import RuntimeMetrics
 from controller.runtime.queue import WorkQueue
 from engine.logfields import log_fields
@@ -24,7 +25,6 @@ from kube import KubeError
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
-JSON = dict[str, Any]
 
 
 @dataclass(frozen=True)

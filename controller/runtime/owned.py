@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from api.objects import JSON
 from controller.runtime.caches import JOBS, OWNED_TYPES, Caches
 from controller.runtime.loop import Writes
 from kube import Client, NotFound
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 FIELD_MANAGER = "stash-operator"
 
 

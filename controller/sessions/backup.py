@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,6 +24,7 @@ from api.conditions import (
 )
 from api.hooks import BATCH_HOOK_CONDITIONS, retries_left
 from api.naming import backup_job_name, hook_job_name
+from api.objects import JSON
 from api.tenancy import member_of
 from api.units import parse_duration
 from controller.invokers.evaluation import MemberView, members_of
@@ -72,7 +72,6 @@ from kube.types import PODS
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 Key = tuple[str, str]
 # How long a sidecar target may go without any ready pod carrying the sidecar before it fails
 # (a rollout that brings the sidecar in takes a while), and how often it is looked at after.

@@ -12,11 +12,11 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from api import constants as c
 from api.conditions import is_true, parse_rfc3339, set_condition
 from api.hooks import is_final_attempt
+from api.objects import JSON
 from api.units import parse_duration
 from controller.invokers.evaluation import MemberView
 from controller.jobs.outcome import Trouble
@@ -37,7 +37,6 @@ from controller.sessions.targets import (
 )
 from engine.metrics import SessionOutcome, TargetOutcome
 
-JSON = dict[str, Any]
 TERMINAL = c.SESSION_TERMINAL_PHASES
 REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
 BACKUP = Executor(

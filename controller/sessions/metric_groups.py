@@ -22,17 +22,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from api.conditions import parse_rfc3339
+from api.objects import JSON
 from api.units import parse_duration, parse_size
 from controller.sessions.backup_status import session_outcome
 from engine import metrics
 from engine.results import HostResult, RepositoryFigures
 
-JSON = dict[str, Any]
 FINISHED = ("Succeeded", "Failed")
 
 

@@ -17,18 +17,17 @@ import json
 import logging
 import threading
 import urllib.request
-from typing import Any
 from urllib.error import URLError
 
 from api import constants as c
 from api.conditions import is_true
+from api.objects import JSON
 from controller.runtime.caches import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, Caches
 from controller.sessions import metric_groups
 from engine import metrics
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 CHECK_SECONDS = 20.0
 
 

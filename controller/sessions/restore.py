@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,6 +23,7 @@ from api.conditions import has_condition, parse_rfc3339, set_condition
 from api.hooks import BATCH_HOOK_CONDITIONS
 from api.hosts import PER_POD_KINDS, Identity
 from api.naming import hook_job_name, restore_job_name, restore_service_account
+from api.objects import JSON
 from api.units import parse_duration
 from controller.invokers.evaluation import RestoreView, usable_repository
 from controller.invokers.facts import FactReader
@@ -82,7 +82,6 @@ from pods.sidecar import has_init
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 WAITING_RECHECK = 10.0
 # How long a workload member may go without any pod carrying stash-init before it fails (its

@@ -25,10 +25,10 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 from api import constants as c
 from api.conditions import is_true, parse_rfc3339
+from api.objects import JSON
 from api.pod_members import WORKLOAD_KINDS
 from api.restore import RestoreMember
 from api.tenancy import Refusal
@@ -59,7 +59,6 @@ from controller.sessions.targets import (
     wait_target,
 )
 
-JSON = dict[str, Any]
 FINISHED = ("Succeeded", "Failed")
 RESTORE_FAILED = "RestoreFailed"
 RESTORE = Executor(

@@ -13,13 +13,10 @@ came up without ``stash-init`` (``rolled_without_init``) missed its restore.
 
 from __future__ import annotations
 
-from typing import Any
-
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
+from api.objects import JSON
 from api.tenancy import selector_matches
 from pods.sidecar import INIT_COMMAND, SIDECAR_COMMAND, has_init, has_sidecar, name_clash
-
-JSON = dict[str, Any]
 
 
 def match_labels_selector(workload: JSON) -> str | None:

@@ -22,17 +22,17 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ValidationError
 
 from api import constants as c
+from api.objects import JSON
 from controller.invokers.evaluation import MemberRef
 from controller.runtime.caches import BACKUP_SESSIONS, Caches
 from controller.sessions.restore_status import restore_members_of
 from kube.types import RESTORE_INVOKER_TYPES
 
-JSON = dict[str, Any]
 Use = Literal["backup", "restore"]
 
 RUNNING_TARGETS = "running-targets"

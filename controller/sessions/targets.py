@@ -13,15 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from api.conditions import get_condition, is_true, now_rfc3339, parse_rfc3339, set_condition
 from api.constants import DEADLINE_EXCEEDED
 from api.hooks import should_run_post_hook
+from api.objects import JSON
 from api.units import go_duration, parse_duration
 from controller.jobs.outcome import Trouble, job_complete, job_failure
 
-JSON = dict[str, Any]
 TARGET_TERMINAL = ("Succeeded", "Failed")
 DEFAULT_SESSION_TIMEOUT = "24h"  # the deadline of a session whose invoker sets no timeOut
 

@@ -21,11 +21,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-from typing import Any
 
+from api.objects import JSON
 from devcluster.cluster import SERVICE_CIDR
-
-JSON = dict[str, Any]
 
 POD_CIDR = "10.244.0.0/16"
 BLACKHOLED = (SERVICE_CIDR, POD_CIDR)

@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from api import constants as c
+from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
 from controller.jobs.member_job import SESSION_LABEL
@@ -59,7 +60,6 @@ from kube.types import (
     WEBHOOK_CONFIGS,
 )
 
-JSON = dict[str, Any]
 FIELD_MANAGER = "stash-demo"
 OPERATOR_NAMESPACE = "stash"
 PROJECT = Path(__file__).resolve().parents[2]  # dev/devcluster/ -> the repository

@@ -20,11 +20,11 @@ from typing import Any
 import yaml
 
 from api import constants as c
+from api.objects import JSON
 from devcluster.progress import TimedOut, follow, wait_for
 from kube import Client, NotFound
 from kube.types import JOBS, PODS, RESTORE_BATCHES
 
-JSON = dict[str, Any]
 Say = Callable[[str], None]
 Kubectl = Callable[..., str]
 SAMPLE = (

@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from api.objects import JSON
 from devcluster import containment
 from devcluster.cluster import ControlPlane, StartError, _is_ours, log_tail, spawn
 from devcluster.images import Images
@@ -40,7 +40,6 @@ from kube import Client, KubeError
 from kube.types import NODES
 
 Progress = Callable[[str], None]
-JSON = dict[str, Any]
 
 NODE_NAME = "stash-dev-node"
 FIELD_MANAGER = "stash-dev-cluster"

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from api.objects import JSON
 from kube import KubeError
 
-JSON = dict[str, Any]
 Say = Callable[[str], None]
 
 

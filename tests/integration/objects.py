@@ -5,9 +5,9 @@ test's local repository."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from api import constants as c
+from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
 from controller.invokers.optin import HASH_ANNOTATION
@@ -17,7 +17,6 @@ from kube import Client
 from kube.types import NAMESPACES, WORKLOAD_TYPES
 from tests.integration.helpers import shared_dir
 
-JSON = dict[str, Any]
 PASSWORD = "repo-pw-3c9e1d"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import has_condition, is_true
 from api.naming import hook_job_name
+from api.objects import JSON
 from controller.operator import Operator
 from devcluster import ControlPlane
 from devcluster.images import Images
@@ -52,8 +53,6 @@ from tests.integration.objects import (
 from tests.integration.test_restic import make_data, tree
 from tests.manifests import load_all
 from tests.prometheus import metric_value
-
-JSON = dict[str, Any]
 
 
 def _ready(kube: Client, namespace: str, obj: JSON) -> JSON:

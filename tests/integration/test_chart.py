@@ -8,18 +8,17 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from api.crd import all_crds
+from api.objects import JSON
 from devcluster import ensure_binaries
 from devcluster.build import Binaries
 
 PROJECT = Path(__file__).resolve().parents[2]
 CHART = PROJECT / "charts" / "stash"
-JSON = dict[str, Any]
 Key = tuple[str, str, str, str]
 
 

@@ -11,12 +11,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from api.constants import WEBHOOK_PATH
+from api.objects import JSON
 from devcluster import ControlPlane, services
 from devcluster.cluster import free_port
 from devcluster.images import Images
@@ -32,7 +32,6 @@ from tests.waiting import eventually
 
 PROJECT = Path(__file__).resolve().parents[2]
 MONITORING = PROJECT / "charts" / "stash" / "monitoring"
-JSON = dict[str, Any]
 
 
 def _rule_file(directory: Path) -> Path:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from api import constants as c
+from api.objects import JSON
 from controller.operator import Operator
 from devcluster.images import Images
 from devcluster.node import Node
@@ -31,8 +31,6 @@ from tests.integration.objects import (
     workload,
 )
 from tests.integration.test_restic import make_data
-
-JSON = dict[str, Any]
 
 
 def _phase(obj: JSON) -> str:

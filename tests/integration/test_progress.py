@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
+from api.objects import JSON
 from controller.operator import Operator
 from engine.progress import INTERVAL_ENV
 from kube import Client
@@ -19,7 +19,6 @@ from tests.integration.helpers import give_to_pods, job_steps, shared_dir
 from tests.integration.objects import pvc, repository
 from tests.waiting import eventually
 
-JSON = dict[str, Any]
 FAST = {"container": {"env": [{"name": INTERVAL_ENV, "value": "0.2"}]}}
 PROGRESS = re.compile(
     r"^PersistentVolumeClaim/shared host host-0: \d+% \([\d.]+ [KMG]?i?B of [\d.]+ [KMG]?i?B, "

@@ -11,12 +11,12 @@ import os
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from api import constants as c
 from api.conditions import get_condition, is_true
+from api.objects import JSON
 from controller.invokers.grants import grant_name
 from controller.jobs.claims import RESTORED_BY
 from controller.operator import Operator
@@ -62,7 +62,6 @@ from tests.integration.objects import (
 from tests.integration.test_backup import _opted_in_pod, _running_sidecars
 from tests.prometheus import metric_value
 
-JSON = dict[str, Any]
 MiB = 1024 * 1024
 
 

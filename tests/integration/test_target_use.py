@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from api import constants as c
 from api.conditions import get_condition
+from api.objects import JSON
 from controller.operator import Operator
 from kube import Client
 from kube.sessions import create_session
@@ -20,7 +20,6 @@ from tests.integration.helpers import eventually
 from tests.integration.objects import pvc, repository, restic_of
 from tests.integration.test_restore import backed_up, damage, fidelity, finished, pvc_data
 
-JSON = dict[str, Any]
 SLOW = ["sh", "-c", "sleep 12"]
 
 

@@ -6,10 +6,10 @@ operator."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from api.objects import JSON
 from api.repository import Repository
 from controller.operator import Operator
 from controller.repository import WIPE_OUT_FINALIZER
@@ -23,7 +23,6 @@ from tests.integration.helpers import eventually
 from tests.integration.test_restic import make_data
 
 PASSWORD = "wipe-pw-81c2"
-JSON = dict[str, Any]
 
 
 def _create(kube: Client, namespace: str, backend: JSON, secret: dict[str, str]) -> Repository:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.constants import SIDECAR_CONTAINER
+from api.objects import JSON
 from api.tenancy import (
     HOST_PATH,
     IDENTITY,
@@ -30,8 +31,6 @@ from tests.factories import batch, member, pod, review
 from tests.unit.controller.invokers.test_evaluation import repository as repo
 from webhook.mutation import handle
 from webhook.review import parse_review
-
-JSON = dict[str, Any]
 
 
 def tenancy(**namespaces: NamespacePolicy) -> Tenancy:

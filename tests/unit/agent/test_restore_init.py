@@ -7,11 +7,11 @@ from typing import Any
 
 from agent.restore_init import next_step, restores_of
 from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
+from api.objects import JSON
 from pods.invokers import SidecarIndex, init_targets_of, sidecar_targets_of
 from pods.sidecar import SidecarSettings, inject, inject_init, plan_for
 from tests.factories import batch, pod, restore_batch, restore_member, restore_session
 
-JSON = dict[str, Any]
 SETTINGS = SidecarSettings(image="stash-py:test")
 
 

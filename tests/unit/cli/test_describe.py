@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from api.objects import JSON
 from cli.describe import describe_backup_session, describe_invoker, describe_restore
 from tests.factories import batch, member, restore_batch, restore_member, restore_session
 
-JSON = dict[str, Any]
 NOW = dt.datetime(2026, 12, 2, 1, 0, 0, tzinfo=dt.UTC)
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from api.objects import JSON
 from devcluster.progress import TimedOut, follow, progress_line, wait_for
-
-JSON = dict[str, Any]
 
 
 def member(kind: str, name: str, phase: str, hosts: int, total: int) -> JSON:

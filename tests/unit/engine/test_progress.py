@@ -4,15 +4,14 @@ Event per host at a bounded rate."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 
+from api.objects import JSON
 from cli.describe import describe_backup_session
 from engine.progress import ProgressReport, event_name, progress_message, progress_of
 from engine.restic import HostProgress, parse_progress
 
-JSON = dict[str, Any]
 SESSION = {"kind": "BackupSession", "metadata": {"name": "nightly-1", "namespace": "demo"}}
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from api.objects import JSON
 from kube.client import ResourceType
 from kube.informer import Informer
 
-JSON = dict[str, Any]
 SESSIONS = ResourceType("stash.appscode.com/v1beta1", "backupsessions", True, "BackupSession")
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import orjson
 
+from api.objects import JSON
 from kube import BadRequest
 from kube import informer as informer_module
 from kube.client import ResourceType
 from kube.informer import Informer, slim
 
-JSON = dict[str, Any]
 SESSIONS = ResourceType("stash.appscode.com/v1beta1", "backupsessions", True, "BackupSession")
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from api.objects import JSON
 from controller.invokers.facts import SECRET_KEYS_TTL, FactReader
 from kube import NotFound
-
-JSON = dict[str, Any]
 
 
 class _Secrets:

@@ -6,13 +6,12 @@ import copy
 from typing import Any
 
 from api.constants import BACKUP_LABEL, RESTORE_ANNOTATION
+from api.objects import JSON
 from controller.invokers.optin import (
     HASH_ANNOTATION,
     MANAGED_ANNOTATION,
     desired_patch,
 )
-
-JSON = dict[str, Any]
 
 
 def merge_patch(doc: Any, patch: Any) -> Any:

@@ -7,9 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from api.objects import JSON
 from controller.invokers.schedule_metrics import ScheduleCollector
-
-JSON = dict[str, Any]
 
 
 def cronjob(name: str, kind: str = "BackupBatch", **status: Any) -> JSON:

@@ -11,6 +11,7 @@ import pytest
 
 from api import constants as c
 from api.conditions import is_true
+from api.objects import JSON
 from controller.invokers.evaluation import RestoreView
 from controller.jobs import claims
 from controller.jobs.builtin_tasks import builtin_objects
@@ -24,8 +25,6 @@ from engine.reporting import with_restore_host
 from engine.results import HostResult
 from tests.factories import restore_batch, restore_session
 from tests.unit.controller.sessions.test_restore_status import REPO, T0, created, facts
-
-JSON = dict[str, Any]
 
 
 def template(name: str) -> JSON:

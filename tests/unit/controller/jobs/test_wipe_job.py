@@ -3,12 +3,10 @@ name, as a non-root pod with bounded retries; and how it ended, in the program's
 
 from __future__ import annotations
 
-from typing import Any
-
+from api.objects import JSON
 from controller.jobs.wipe_job import WIPE_ATTEMPTS, WIPE_CONTAINER, wipe_objects, wipe_outcome
 from engine.wipe import NOT_RETRIED
 
-JSON = dict[str, Any]
 REPO: JSON = {
     "apiVersion": "stash.appscode.com/v1alpha1",
     "kind": "Repository",

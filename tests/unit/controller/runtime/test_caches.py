@@ -4,18 +4,16 @@ answers the same on the kept view as on the whole object."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import pytest
 
+from api.objects import JSON
 from controller.invokers.facts import volume_names
 from controller.invokers.optin import desired_patch
 from controller.runtime.caches import DAEMONSETS, PVCS, TRANSFORMS, metadata_view, workload_view
 from controller.sessions.sidecar_presence import match_labels_selector, pods_of
 from kube.informer import LAST_APPLIED, slim
 from tests.factories import pod
-
-JSON = dict[str, Any]
 
 
 def deployment(kind: str = "Deployment") -> JSON:

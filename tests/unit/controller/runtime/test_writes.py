@@ -3,11 +3,8 @@ else's change."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from api.objects import JSON
 from controller.runtime.loop import Writes
-
-JSON = dict[str, Any]
 
 
 def cronjob(version: str, name: str = "stash-trigger-nightly", namespace: str = "demo") -> JSON:

@@ -10,6 +10,7 @@ import pytest
 
 from api import constants as c
 from api.conditions import get_condition, is_true
+from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import PRIVILEGES_ANNOTATION, NamespacePolicy, Tenancy
 from controller.invokers.evaluation import InvokerFacts
@@ -27,7 +28,6 @@ from engine.results import HookOutcome, HostResult
 from tests.factories import restore_batch, restore_member, restore_session
 from tests.manifests import manifest_id, stash_manifests
 
-JSON = dict[str, Any]
 T0 = dt.datetime(2026, 1, 1, 10, 0, 0, tzinfo=dt.UTC)
 REPO = Repository.model_validate(
     {

@@ -1,4 +1,5 @@
-"""The BackupSession reconciler: turns ``next_status`` into Jobs and a status write.
+"""The BackupSession reconciler: the session machine's decision (``controller.sessions.machine``)
+turned into Jobs and a status write.
 
 Keys are (namespace, name) of sessions; a session's Jobs and the sessions of the same invoker
 lead back to it. Jobs have deterministic names and the session as owner, so a restarted
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from pydantic import ValidationError
 
@@ -51,13 +52,8 @@ from controller.runtime.defaults import SIDECAR_GRACE
 from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import find_job, stop_job
 from controller.sessions import metric_groups
-from controller.sessions.backup_status import (
-    TERMINAL,
-    Observed,
-    fail_member,
-    history_to_delete,
-    next_status,
-)
+from controller.sessions.backup_status import BACKUP, TERMINAL, history_to_delete
+from controller.sessions.machine import Observed, decide, fail_member
 from controller.sessions.sidecar_presence import match_labels_selector, pods_of, why_absent
 from controller.sessions.target_use import RECHECK as USE_RECHECK
 from controller.sessions.target_use import TargetUse
@@ -293,29 +289,31 @@ class SessionReconciler:
         members = members_of(invoker) if invoker else []
         now = dt.datetime.now(dt.UTC)
         waiting = self._waiting_sidecars(session, members)
-        jobs = {v.index: self._job(session, v.index) for v in members if v.task is not None}
+        jobs = {v.index: [self._job(session, v.index)] for v in members if v.task is not None}
         seen = Observed(
+            kind=BACKUP,
             invoker=invoker,
             members=members,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs=jobs,
-            trouble=troubles(self.client, namespace, jobs.values(), now),
+            trouble=troubles(self.client, namespace, _flat(jobs.values()), now),
             other_running=self._other_running(session, invoker, now),
             refused=self._refused(invoker, members),
-            sidecar_absent=self._sidecar_absent(session, invoker, waiting, now),
+            absent=self._sidecar_absent(session, invoker, waiting, now),
             busy=self._busy(session, members),
         )
-        decision = next_status(session, seen, now)
+        decision = decide(session, seen, now)
         for index in seen.refused:  # a refused member's Job that still runs is stopped
-            stop_job(self.client, self.writes, seen.jobs.get(index), "the boundary refuses it")
+            for job in seen.jobs.get(index) or []:
+                stop_job(self.client, self.writes, job, "the boundary refuses it")
         if decision.run_hook and invoker is not None:
             self._run_batch_hook(session, invoker, decision.run_hook)
             return None  # the condition's write brings the session back with it recorded
         status = decision.status
-        for index in decision.create_jobs:
+        for index, _ in decision.create_jobs:
             problem = self._create_job(session, invoker or {}, members[index])
             if problem:
-                status = fail_member(session, status, index, problem, now)
+                status = fail_member(session, status, (index, problem), seen, now)
         result = None
         if status.get("phase") in TERMINAL and invoker is not None:
             result = self._follow_up(session, status, invoker, now)
@@ -345,7 +343,7 @@ class SessionReconciler:
             after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
         if seen.busy:
             after = min(after, USE_RECHECK)
-        if any(job is not None for job in seen.jobs.values()):
+        if any(job is not None for job in _flat(seen.jobs.values())):
             after = min(after, PODS_RECHECK)
         return Result(requeue_after=max(1.0, after))
 
@@ -589,6 +587,10 @@ class SessionReconciler:
         except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
             return f"the API server refused Job {job['metadata']['name']}: {exc}"
         return None
+
+
+def _flat(jobs: Iterable[list[JSON | None]]) -> list[JSON | None]:
+    return [job for each in jobs for job in each]
 
 
 def _invoker_index(session: JSON) -> list[str]:

@@ -1,45 +1,40 @@
-"""The BackupSession's next status, as a pure function of what the reconciler observed.
+"""What is particular to a BackupSession in the session machine (``controller.sessions.machine``):
+``BACKUP``, the session kind.
 
-``next_status`` decides: skip (another session of the invoker runs, or the invoker is not
-Ready), initialise targets with their host counts and the deadline, which Job-model members get
-their Job now (all at once, or one after another with ``executionOrder: Sequential``), what a
-failed, finished or vanished Job means for its target, the deadline, and the session's phase and
-duration. The reconciler creates the Jobs it is told to and writes the status it is given.
+A BackupSession begins by being skipped (another session of the invoker runs, or the invoker is
+not Ready) or by its targets getting their host counts and the session its deadline. A member
+the tenant boundary refuses fails; a sidecar member follows its hosts' reports; a Job-model
+member its Job. It succeeds only once every target did and the last host's retention and
+integrity check reported success. Also here: which finished sessions ``backupHistoryLimit``
+lets go, and a finished session's metrics.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-from dataclasses import dataclass, field
 
 from api import constants as c
 from api.conditions import is_true, parse_rfc3339, set_condition
-from api.hooks import is_final_attempt
+from api.hooks import HookKind, is_final_attempt
 from api.objects import JSON
 from api.units import parse_duration
-from controller.invokers.evaluation import MemberView
-from controller.jobs.outcome import Trouble
+from controller.invokers.evaluation import MemberRef
+from controller.sessions.machine import Decision, Observed
 from controller.sessions.targets import (
     TARGET_TERMINAL,
     Executor,
     deadline,
-    fail_executor,
     fail_target,
-    fail_unfinished,
     format_duration,
-    hook_state,
     hosts_target,
-    in_order,
     job_target,
-    past_deadline,
     wait_target,
 )
 from engine.metrics import SessionOutcome, TargetOutcome
 
 TERMINAL = c.SESSION_TERMINAL_PHASES
 REPOSITORY_CONDITIONS = (c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED)
-BACKUP = Executor(
+BACKUP_EXECUTOR = Executor(
     "backup",
     c.BACKUP_EXECUTOR_ENSURED,
     "SuccessfullyEnsuredBackupExecutor",
@@ -76,31 +71,6 @@ def history_to_delete(
     skipped = [s for s in newest_first if phase(s) == "Skipped"]
     last_success = next((s for s in results if phase(s) == "Succeeded"), None)
     return [s["metadata"]["name"] for s in results[keep:] + skipped[keep:] if s is not last_success]
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What the reconciler saw, beside the session itself."""
-
-    invoker: JSON | None
-    members: list[MemberView]
-    total_hosts: dict[int, int] = field(default_factory=dict)
-    jobs: dict[int, JSON | None] = field(default_factory=dict)
-    other_running: str | None = None  # the name of another running session of the invoker
-    refused: dict[int, str] = field(default_factory=dict)  # members out of reach (tenancy)
-    # sidecar members past the grace period that no sidecar can carry out, and why
-    sidecar_absent: dict[int, str] = field(default_factory=dict)
-    # members not started whose target a restore uses now, and why (controller.sessions.target_use)
-    busy: dict[int, str] = field(default_factory=dict)
-    # running Jobs whose pod cannot start, by Job name (controller.jobs.outcome)
-    trouble: dict[str, Trouble] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: JSON
-    create_jobs: tuple[int, ...] = ()
-    run_hook: str | None = None  # "preBackup" / "postBackup": the batch's hook to run now
 
 
 def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> SessionOutcome:
@@ -180,38 +150,6 @@ def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Dec
     return None
 
 
-def _advance(status: JSON, seen: Observed, now: dt.datetime) -> list[int]:
-    """Move every target on; the members whose Job must be created now."""
-    sequential = ((seen.invoker or {}).get("spec") or {}).get("executionOrder") == "Sequential"
-    create: list[int] = []
-    views = {view.index: view for view in seen.members}
-
-    def move(index: int, target: JSON) -> None:
-        view = views[index]
-        if target.get("phase") == "Pending" and index in seen.busy:
-            wait_target(target, BACKUP, seen.busy[index], now)
-        elif index in seen.refused:
-            fail_target(target, BACKUP, seen.refused[index], now)
-        elif view.task is None:  # sidecar: the hosts report their own stats
-            hosts_target(target, BACKUP, seen.sidecar_absent.get(index), now)
-        elif job_target(target, seen.jobs.get(index), BACKUP, now, seen.trouble):
-            create.append(index)
-
-    pairs = [
-        (view.index, target) for view, target in zip(seen.members, status["targets"], strict=False)
-    ]
-    in_order(pairs, sequential, move, BACKUP, now)
-    return create
-
-
-def fail_member(session: JSON, status: JSON, index: int, message: str, now: dt.datetime) -> JSON:
-    """``status`` with target ``index`` failed (e.g. its Job could not be built) and the
-    session's phase settled again."""
-    fail_executor(status["targets"][index], BACKUP, message, now)
-    _settle(session, status, now)
-    return status
-
-
 def repository_outcome(conditions: list[JSON] | None) -> bool | None:
     """Whether the last host's repository work (retention, integrity check) succeeded; None
     while it has not reported yet."""
@@ -262,47 +200,63 @@ def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
         status["sessionDuration"] = format_duration(max(ended, created) - created)
 
 
-def next_status(session: JSON, seen: Observed, now: dt.datetime) -> Decision:
-    status: JSON = copy.deepcopy(session.get("status") or {})
-    if status.get("phase") in TERMINAL:
-        return Decision(status)
-    if not status.get("targets"):
-        skipped = _start(session, status, seen, now)
-        if skipped is not None:
-            return skipped
-    hooks = _batch_hooks(seen.invoker)
-    pre = hook_state(status, hooks, "preBackup", c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED)
-    if pre == "due" and not past_deadline(status, status["targets"], BACKUP, now):
-        return Decision(status, run_hook="preBackup")  # targets stay Pending until it ran
-    if pre == "failed":
-        fail_unfinished(
-            status["targets"], BACKUP, "not run: the batch's preBackup hook failed", now
-        )
-        create: list[int] = []
-    else:
-        create = _advance(status, seen, now)
-    if past_deadline(status, status["targets"], BACKUP, now, work_finished_at(status)):
-        create = []
-    _settle(session, status, now)
-    if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
-        post = hook_state(
-            status,
-            hooks,
-            "postBackup",
-            c.GLOBAL_POST_BACKUP_HOOK_SUCCEEDED,
-            is_final_attempt(session, seen.invoker),
-            succeeded=all(t.get("phase") == "Succeeded" for t in status["targets"]),
-        )
-        if post == "due":
-            status["phase"] = "Running"
-            status.pop("sessionDuration", None)
-            return Decision(status, tuple(create), run_hook="postBackup")
-        if post == "failed":
-            status["phase"] = "Failed"
-    return Decision(status, tuple(create))
+def _move(member: MemberRef, target: JSON, seen: Observed, now: dt.datetime) -> list[int]:
+    index = member.index
+    if target.get("phase") == "Pending" and index in seen.busy:
+        wait_target(target, BACKUP_EXECUTOR, seen.busy[index], now)
+    elif index in seen.refused:
+        fail_target(target, BACKUP_EXECUTOR, seen.refused[index], now)
+    elif member.task is None:  # sidecar: the hosts report their own stats
+        hosts_target(target, BACKUP_EXECUTOR, seen.absent.get(index), now)
+    elif job_target(
+        target, (seen.jobs.get(index) or [None])[0], BACKUP_EXECUTOR, now, seen.trouble
+    ):
+        return [0]
+    return []
 
 
 def _batch_hooks(invoker: JSON | None) -> JSON:
     if invoker is None or invoker.get("kind") != "BackupBatch":
         return {}  # a BackupConfiguration's hooks are its (only) member's
     return dict((invoker.get("spec") or {}).get("hooks") or {})
+
+
+class BackupKind:
+    """A BackupSession: its targets are ``status.targets``; its invoker is another object."""
+
+    executor: Executor = BACKUP_EXECUTOR
+    terminal: tuple[str, ...] = TERMINAL
+    pre_hook: HookKind = "preBackup"
+    post_hook: HookKind = "postBackup"
+
+    def begin(self, obj: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Decision | None:
+        return None if status.get("targets") else _start(obj, status, seen, now)
+
+    def entries(self, obj: JSON, status: JSON, seen: Observed) -> list[JSON]:
+        targets: list[JSON] = status["targets"]
+        return targets
+
+    def store(self, obj: JSON, status: JSON, entries: list[JSON]) -> None:
+        status["targets"] = entries
+
+    def batch_hooks(self, obj: JSON, seen: Observed) -> JSON:
+        return _batch_hooks(seen.invoker)
+
+    def sequential(self, obj: JSON, seen: Observed) -> bool:
+        spec = (seen.invoker or {}).get("spec") or {}
+        return bool(spec.get("executionOrder") == "Sequential")
+
+    def move(self, member: MemberRef, entry: JSON, seen: Observed, now: dt.datetime) -> list[int]:
+        return _move(member, entry, seen, now)
+
+    def work_finished_at(self, status: JSON) -> dt.datetime | None:
+        return work_finished_at(status)
+
+    def settle(self, obj: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
+        _settle(obj, status, now)
+
+    def final_attempt(self, obj: JSON, seen: Observed) -> bool:
+        return is_final_attempt(obj, seen.invoker)
+
+
+BACKUP = BackupKind()

@@ -1,5 +1,6 @@
-"""The RestoreSession / RestoreBatch reconciler: ``next_restore_status`` turned into restore Jobs,
-their service account, a status write, Events and, once it ended, the restore's metrics.
+"""The RestoreSession / RestoreBatch reconciler: the session machine's decision
+(``controller.sessions.machine``) turned into restore Jobs, their service account, a status
+write, Events and, once it ended, the restore's metrics.
 
 Keys are (kind, namespace, name). A restore Job has a deterministic name
 (``stash-restore-<invoker>-<index>``) and the invoker as owner, so a restarted operator finds the
@@ -48,12 +49,11 @@ from controller.runtime.caches import (
 from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import ensure, find_job, owned_by, stop_job
 from controller.sessions import metric_groups
+from controller.sessions.machine import Observed, decide, fail_member
 from controller.sessions.restore_status import (
     FINISHED,
+    RESTORE,
     RESTORE_FAILED,
-    RestoreObserved,
-    fail_restore_member,
-    next_restore_status,
     restore_members_of,
 )
 from controller.sessions.sidecar_presence import (
@@ -339,7 +339,8 @@ class RestoreReconciler:
         made = _made(invoker)
         workloads = [v for v in members if v.task is None and v.kind in WORKLOAD_TYPES]
         jobs = {v.index: self._jobs(invoker, v, v.index in made) for v in members if v.task}
-        seen = RestoreObserved(
+        seen = Observed(
+            kind=RESTORE,
             members=members,
             facts=facts,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
@@ -348,13 +349,13 @@ class RestoreReconciler:
                 self.client, invoker["metadata"]["namespace"], _flat(jobs.values()), now
             ),
             marked={v.index: self._marked(invoker, v) for v in workloads},
-            init_absent=self._init_absent(invoker, workloads, now),
+            absent=self._init_absent(invoker, workloads, now),
             busy=self._busy(invoker, members),
         )
         leftovers = self._leftovers(invoker, members)
         if leftovers:
             seen = dataclasses.replace(seen, leftover=frozenset(leftovers))
-        decision = next_restore_status(invoker, seen, now)
+        decision = decide(invoker, seen, now)
         status = decision.status
         refused = status.get("phase") == "Failed" and bool(decision.problems)
         self._keep_access(key, invoker, status, seen, workloads, refused=refused)
@@ -364,7 +365,7 @@ class RestoreReconciler:
             view = members[index]
             problem = self._create_job(invoker, view, at if view.claims else None)
             if problem:
-                status = fail_restore_member(invoker, status, index, problem, now)
+                status = fail_member(invoker, status, (index, problem), seen, now)
         if status.get("phase") in FINISHED and self.pushgateway_url:
             self._push_metrics(invoker, status, now)
         self._write(invoker, status, list(decision.problems))
@@ -387,7 +388,7 @@ class RestoreReconciler:
         key: Key,
         invoker: JSON,
         status: JSON,
-        seen: RestoreObserved,
+        seen: Observed,
         workloads: list[RestoreView],
         *,
         refused: bool,

@@ -1,7 +1,7 @@
-"""The next status of a RestoreSession or RestoreBatch, as a pure function of what the reconciler
-observed.
+"""What is particular to a RestoreSession or RestoreBatch in the session machine
+(``controller.sessions.machine``): ``RESTORE``, the session kind.
 
-A restore invoker is its own session: it runs once. ``next_restore_status`` decides:
+A restore invoker is its own session: it runs once. It goes:
 
 - ``Invalid`` when the spec itself is wrong (``ValidationPassed`` names the field and why); a
   later spec that is right starts it;
@@ -22,12 +22,11 @@ member's ``totalHosts``, ``stats`` and conditions are its own top-level fields.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
-from dataclasses import dataclass, field
 
 from api import constants as c
 from api.conditions import is_true, parse_rfc3339
+from api.hooks import HookKind
 from api.objects import JSON
 from api.pod_members import WORKLOAD_KINDS
 from api.restore import RestoreMember
@@ -36,24 +35,22 @@ from controller.invokers import validation
 from controller.invokers.evaluation import (
     ConditionSet,
     InvokerFacts,
+    MemberRef,
     RestoreView,
     boundary_problems,
     boundary_refusals,
     repository_conditions,
 )
 from controller.jobs.claims import claim_problems
-from controller.jobs.outcome import Trouble
+from controller.sessions.machine import Decision, Observed
 from controller.sessions.targets import (
     TARGET_TERMINAL,
     Executor,
     deadline,
-    fail_executor,
     fail_unfinished,
     format_duration,
-    hook_state,
     host_failures,
     hosts_target,
-    in_order,
     jobs_target,
     past_deadline,
     wait_target,
@@ -61,7 +58,7 @@ from controller.sessions.targets import (
 
 FINISHED = ("Succeeded", "Failed")
 RESTORE_FAILED = "RestoreFailed"
-RESTORE = Executor(
+RESTORE_EXECUTOR = Executor(
     "restore",
     c.RESTORE_EXECUTOR_ENSURED,
     "SuccessfullyEnsuredRestoreExecutor",
@@ -91,37 +88,6 @@ def restore_members_of(invoker: JSON) -> list[RestoreView]:
             for i, m in enumerate(spec.get("members") or [])
         ]
     return [RestoreView(0, RestoreMember.model_validate(spec), namespace, batch=False)]
-
-
-@dataclass(frozen=True)
-class RestoreObserved:
-    """What the reconciler saw, beside the invoker itself."""
-
-    members: list[RestoreView]
-    facts: InvokerFacts
-    total_hosts: dict[int, int] = field(default_factory=dict)
-    # each Job-model member's Jobs (one; restoring into new PVCs, one per ordinal), None: absent
-    jobs: dict[int, list[JSON | None]] = field(default_factory=dict)
-    # workload members whose pod template carries this restore (its pods were rolled for it)
-    marked: dict[int, bool] = field(default_factory=dict)
-    # workload members past the grace period that no stash-init will restore, and why
-    init_absent: dict[int, str] = field(default_factory=dict)
-    # Job-model members whose Job name an earlier restore's Job still holds (being deleted)
-    leftover: frozenset[int] = frozenset()
-    # members whose target a backup session is backing up now, and why (the restore waits:
-    # controller.sessions.target_use)
-    busy: dict[int, str] = field(default_factory=dict)
-    # running Jobs whose pod cannot start, by Job name (controller.jobs.outcome)
-    trouble: dict[str, Trouble] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RestoreDecision:
-    status: JSON
-    create_jobs: tuple[tuple[int, int], ...] = ()  # (member, position in its jobs) to create
-    # what keeps it Invalid or Pending (for its Event)
-    problems: tuple[str, ...] = ()
-    run_hook: str | None = None  # "preRestore" / "postRestore": the batch's hook to run now
 
 
 def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
@@ -187,7 +153,7 @@ def restore_problems(
     return problems + boundary_problems(refused)
 
 
-def _entries(invoker: JSON, status: JSON, seen: RestoreObserved) -> list[JSON]:
+def _entries(invoker: JSON, status: JSON, seen: Observed) -> list[JSON]:
     """The members' status entries to work on (a RestoreSession's: made from its own fields)."""
     if invoker.get("kind") == "RestoreBatch":
         entries: list[JSON] = status.get("members") or []
@@ -220,7 +186,7 @@ def _store(invoker: JSON, status: JSON, entries: list[JSON]) -> None:
     status["conditions"] = session_level + list(entry.get("conditions") or [])
 
 
-def _found(entries: list[JSON], seen: RestoreObserved, now: dt.datetime) -> list[str]:
+def _found(entries: list[JSON], seen: Observed, now: dt.datetime) -> list[str]:
     """Set each member's RestoreTargetFound; the targets that do not exist (yet)."""
     missing = []
     for view, entry in zip(seen.members, entries, strict=True):
@@ -239,7 +205,7 @@ def _found(entries: list[JSON], seen: RestoreObserved, now: dt.datetime) -> list
     return missing
 
 
-def _injected(entry: JSON, view: RestoreView, marked: bool, now: dt.datetime) -> None:
+def _injected(entry: JSON, view: MemberRef, marked: bool, now: dt.datetime) -> None:
     what = f"{view.kind} {view.target_namespace}/{view.name}"
     out = ConditionSet(entry.get("conditions"), now, None)
     out.put(
@@ -286,7 +252,7 @@ def _failure(entry: JSON) -> str:
     return host_failures(entry)
 
 
-def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime) -> list[str]:
+def _begin(invoker: JSON, status: JSON, seen: Observed, now: dt.datetime) -> list[str]:
     """Validate and judge the tenant boundary (on every pass: a field changed while running is
     judged as one set at the start), and before the start wait for what the restore needs;
     what keeps it from going on (``status`` then says Invalid, Pending or, for a running
@@ -295,7 +261,8 @@ def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime)
     spec = invoker.get("spec") or {}
     started = status.get("phase") == "Running"
     refused = boundary_refusals(invoker, seen.members, seen.facts)
-    problems = restore_problems(invoker, seen.members, seen.facts, refused)
+    members = [m for m in seen.members if isinstance(m, RestoreView)]
+    problems = restore_problems(invoker, members, seen.facts, refused)
     out = ConditionSet(status.get("conditions"), now, meta.get("generation"))
     out.put(
         c.VALIDATION_PASSED,
@@ -315,15 +282,15 @@ def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime)
     if started:
         if refused:  # nothing more is read, written or run for it
             words = "; ".join(str(r) for r in refused)
-            fail_unfinished(entries, RESTORE, f"refused: {words}", now)
+            fail_unfinished(entries, RESTORE_EXECUTOR, f"refused: {words}", now)
             _settle(invoker, status, entries, now)
             _store(invoker, status, entries)
         return [str(r) for r in refused]
     waiting = out.not_ready + _found(entries, seen, now) + list(seen.busy.values())
     for index, why in seen.busy.items():  # said on the member, as a backup target says it
-        wait_target(entries[index], RESTORE, why, now)
+        wait_target(entries[index], RESTORE_EXECUTOR, why, now)
     if waiting:
-        if past_deadline(status, entries, RESTORE, now):
+        if past_deadline(status, entries, RESTORE_EXECUTOR, now):
             _settle(invoker, status, entries, now)
         else:
             status["phase"] = "Pending"
@@ -333,79 +300,59 @@ def _begin(invoker: JSON, status: JSON, seen: RestoreObserved, now: dt.datetime)
     return waiting
 
 
-def next_restore_status(invoker: JSON, seen: RestoreObserved, now: dt.datetime) -> RestoreDecision:
-    status: JSON = copy.deepcopy(invoker.get("status") or {})
-    if status.get("phase") in FINISHED:
-        return RestoreDecision(status)
-    held = _begin(invoker, status, seen, now)
-    if held:
-        return RestoreDecision(status, problems=tuple(held))
-    spec = invoker.get("spec") or {}
-    entries = _entries(invoker, status, seen)
-    hooks = dict(spec.get("hooks") or {}) if invoker.get("kind") == "RestoreBatch" else {}
-    pre = hook_state(status, hooks, "preRestore", c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED)
-    if pre == "due" and not past_deadline(status, entries, RESTORE, now):
-        _store(invoker, status, entries)
-        return RestoreDecision(status, run_hook="preRestore")  # members wait until it ran
-    create: list[tuple[int, int]] = []
-    if pre == "failed":
-        fail_unfinished(entries, RESTORE, "not run: the batch's preRestore hook failed", now)
+def _move(member: MemberRef, entry: JSON, seen: Observed, now: dt.datetime) -> list[int]:
+    index = member.index
+    if member.task is None:  # stash-init: the hosts report their own stats
+        _injected(entry, member, seen.marked.get(index, False), now)
+        # One failed host fails it at once: the others' pods (a StatefulSet's next ordinal)
+        # may wait behind it for ever, and the restore is failed either way.
+        hosts_target(entry, RESTORE_EXECUTOR, seen.absent.get(index), now, first_failure=True)
+    elif index in seen.leftover and not is_true(entry.get("conditions"), RESTORE_EXECUTOR.ensured):
+        entry["phase"] = "Pending"  # waits for the earlier restore's Job to go
     else:
-        create = _advance(spec, entries, seen, now)
-    if past_deadline(status, entries, RESTORE, now):
-        create = []
-    _settle(invoker, status, entries, now)
-    _store(invoker, status, entries)
-    if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
-        succeeded = all(e.get("phase") == "Succeeded" for e in entries)
-        post = hook_state(
-            status, hooks, "postRestore", c.GLOBAL_POST_RESTORE_HOOK_SUCCEEDED, succeeded=succeeded
-        )
-        if post == "due":
-            status["phase"] = "Running"
-            status.pop("sessionDuration", None)
-            return RestoreDecision(status, tuple(create), run_hook="postRestore")
-        if post == "failed":
-            status["phase"] = "Failed"
-    return RestoreDecision(status, tuple(create))
+        jobs = seen.jobs.get(index) or [None]
+        return jobs_target(entry, jobs, RESTORE_EXECUTOR, now, seen.trouble)
+    return []
 
 
-def _advance(
-    spec: JSON, entries: list[JSON], seen: RestoreObserved, now: dt.datetime
-) -> list[tuple[int, int]]:
-    """Move every member on; the restore Jobs to be created now (member, position)."""
-    views = {view.index: view for view in seen.members}
-    create: list[tuple[int, int]] = []
+class RestoreKind:
+    """A RestoreSession (its one target's entry is its own status) or a RestoreBatch (its
+    members' entries are ``status.members``)."""
 
-    def move(index: int, entry: JSON) -> None:
-        if views[index].task is None:  # stash-init: the hosts report their own stats
-            _injected(entry, views[index], seen.marked.get(index, False), now)
-            # One failed host fails it at once: the others' pods (a StatefulSet's next
-            # ordinal) may wait behind it for ever, and the restore is failed either way.
-            hosts_target(entry, RESTORE, seen.init_absent.get(index), now, first_failure=True)
-        elif index in seen.leftover and not is_true(entry.get("conditions"), RESTORE.ensured):
-            entry["phase"] = "Pending"  # waits for the earlier restore's Job to go
-        else:
-            jobs = seen.jobs.get(index) or [None]
-            create.extend(
-                (index, at) for at in jobs_target(entry, jobs, RESTORE, now, seen.trouble)
-            )
+    executor: Executor = RESTORE_EXECUTOR
+    terminal: tuple[str, ...] = FINISHED
+    pre_hook: HookKind = "preRestore"
+    post_hook: HookKind = "postRestore"
 
-    sequential = spec.get("executionOrder") == "Sequential"
-    pairs = ((v.index, e) for v, e in zip(seen.members, entries, strict=True))
-    in_order(pairs, sequential, move, RESTORE, now)
-    return create
+    def begin(self, obj: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Decision | None:
+        held = _begin(obj, status, seen, now)
+        return Decision(status, problems=tuple(held)) if held else None
+
+    def entries(self, obj: JSON, status: JSON, seen: Observed) -> list[JSON]:
+        return _entries(obj, status, seen)
+
+    def store(self, obj: JSON, status: JSON, entries: list[JSON]) -> None:
+        _store(obj, status, entries)
+
+    def batch_hooks(self, obj: JSON, seen: Observed) -> JSON:
+        if obj.get("kind") != "RestoreBatch":
+            return {}
+        return dict((obj.get("spec") or {}).get("hooks") or {})
+
+    def sequential(self, obj: JSON, seen: Observed) -> bool:
+        return bool((obj.get("spec") or {}).get("executionOrder") == "Sequential")
+
+    def move(self, member: MemberRef, entry: JSON, seen: Observed, now: dt.datetime) -> list[int]:
+        return _move(member, entry, seen, now)
+
+    def work_finished_at(self, status: JSON) -> dt.datetime | None:
+        return None  # judged by when the operator looks
+
+    def settle(self, obj: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
+        _settle(obj, status, entries, now)
+
+    def final_attempt(self, obj: JSON, seen: Observed) -> bool:
+        return True  # a restore is not retried
 
 
-def fail_restore_member(
-    invoker: JSON, status: JSON, index: int, message: str, now: dt.datetime
-) -> JSON:
-    """``status`` with member ``index`` failed (its Job could not be built or created)."""
-    status = copy.deepcopy(status)
-    members = restore_members_of(invoker)
-    seen = RestoreObserved(members, InvokerFacts())
-    entries = _entries(invoker, status, seen)
-    fail_executor(entries[index], RESTORE, message, now)
-    _settle(invoker, status, entries, now)
-    _store(invoker, status, entries)
-    return status
+RESTORE = RestoreKind()

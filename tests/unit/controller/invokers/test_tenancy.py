@@ -11,7 +11,8 @@ from api import constants as c
 from api.conditions import get_condition
 from api.tenancy import ALLOW_ANNOTATION, NamespacePolicy, Tenancy
 from controller.invokers.evaluation import InvokerFacts, evaluate, members_of
-from controller.sessions.backup_status import Observed, next_status
+from controller.sessions.backup_status import BACKUP
+from controller.sessions.machine import Observed, decide
 from kube.sessions import new_session
 from pods.invokers import SidecarIndex, sidecar_targets_of
 from tests.factories import batch, member
@@ -143,13 +144,14 @@ def test_a_session_fails_a_refused_member_and_creates_no_job_for_it() -> None:
     session = new_session("BackupBatch", "nightly", "u", "a", unix_seconds=1)
     session["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
     seen = Observed(
+        kind=BACKUP,
         invoker=obj,
         members=members_of(obj),
         total_hosts={0: 1},
-        jobs={0: None},
+        jobs={0: [None]},
         refused={0: "spec.members[0].target.ref.namespace: namespace b does not allow"},
     )
-    decision = next_status(session, seen, T0)
+    decision = decide(session, seen, T0)
     assert decision.create_jobs == ()
     target = decision.status["targets"][0]
     assert target["phase"] == "Failed"

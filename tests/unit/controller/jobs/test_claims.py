@@ -16,11 +16,8 @@ from controller.invokers.evaluation import RestoreView
 from controller.jobs import claims
 from controller.jobs.builtin_tasks import builtin_objects
 from controller.jobs.member_job import JobInputs, build_job
-from controller.sessions.restore_status import (
-    RestoreObserved,
-    next_restore_status,
-    restore_members_of,
-)
+from controller.sessions.machine import Observed, decide
+from controller.sessions.restore_status import RESTORE, restore_members_of
 from engine.reporting import with_restore_host
 from engine.results import HostResult
 from tests.factories import restore_batch, restore_session
@@ -178,9 +175,11 @@ def test_a_named_task_gets_the_claims_mounted_into_its_own_steps() -> None:
     assert {"name": "data-db", "mountPath": "/var/lib/db"} in container["volumeMounts"]
 
 
-def observe(rs: JSON, jobs: Sequence[JSON | None]) -> RestoreObserved:
+def observe(rs: JSON, jobs: Sequence[JSON | None]) -> Observed:
     members = restore_members_of(rs)
-    return RestoreObserved(members, facts(), total_hosts={0: 3}, jobs={0: list(jobs)})
+    return Observed(
+        kind=RESTORE, members=members, facts=facts(), total_hosts={0: 3}, jobs={0: list(jobs)}
+    )
 
 
 def job(name: str, condition: str | None = None) -> JSON:
@@ -197,14 +196,14 @@ NAMES = [f"stash-restore-db-back-0-{n}" for n in range(3)]
 
 def test_a_restore_into_new_pvcs_creates_every_ordinals_job_and_succeeds_with_every_host() -> None:
     rs = clone()
-    decision = next_restore_status(rs, observe(rs, [None, None, None]), T0)
+    decision = decide(rs, observe(rs, [None, None, None]), T0)
     assert decision.status["phase"] == "Running"
     assert decision.create_jobs == ((0, 0), (0, 1), (0, 2))
     assert decision.status["totalHosts"] == 3
     assert is_true(decision.status["conditions"], c.RESTORE_JOB_CREATED)
     rs["status"] = decision.status
     running = [job(n) for n in NAMES]
-    decision = next_restore_status(rs, observe(rs, running), T0)
+    decision = decide(rs, observe(rs, running), T0)
     assert (decision.status["phase"], decision.create_jobs) == ("Running", ())
     for host in ("host-0", "host-2", "host-1"):
         rs["status"] = with_restore_host(
@@ -214,25 +213,25 @@ def test_a_restore_into_new_pvcs_creates_every_ordinals_job_and_succeeds_with_ev
             "data-db-${POD_ORDINAL}",
             HostResult(host, "Succeeded", 1.5),
         )
-        decision = next_restore_status(rs, observe(rs, running), T0 + dt.timedelta(seconds=9))
+        decision = decide(rs, observe(rs, running), T0 + dt.timedelta(seconds=9))
         rs["status"] = decision.status
     assert rs["status"]["phase"] == "Succeeded"
     assert [s["hostname"] for s in rs["status"]["stats"]] == ["host-0", "host-1", "host-2"]
-    again = next_restore_status(rs, observe(rs, running), T0 + dt.timedelta(seconds=20))
+    again = decide(rs, observe(rs, running), T0 + dt.timedelta(seconds=20))
     assert again.status == rs["status"]
 
 
 def test_jobs_lost_to_a_restart_before_the_status_said_so_are_created_the_rest_kept() -> None:
     rs = clone()
-    decision = next_restore_status(rs, observe(rs, [job(NAMES[0]), None, None]), T0)
+    decision = decide(rs, observe(rs, [job(NAMES[0]), None, None]), T0)
     assert decision.create_jobs == ((0, 1), (0, 2))
 
 
 def test_one_ordinals_failed_job_fails_the_restore_with_its_reason() -> None:
     rs = clone()
-    rs["status"] = next_restore_status(rs, observe(rs, [None] * 3), T0).status
+    rs["status"] = decide(rs, observe(rs, [None] * 3), T0).status
     jobs = [job(NAMES[0]), job(NAMES[1], "Failed"), job(NAMES[2])]
-    status = next_restore_status(rs, observe(rs, jobs), T0).status
+    status = decide(rs, observe(rs, jobs), T0).status
     assert status["phase"] == "Failed"
     restore_failed = next(cd for cd in status["conditions"] if cd["type"] == "RestoreFailed")
     assert "stash-restore-db-back-0-1 failed" in restore_failed["message"]
@@ -240,9 +239,9 @@ def test_one_ordinals_failed_job_fails_the_restore_with_its_reason() -> None:
 
 def test_a_job_deleted_after_it_was_made_fails_the_restore() -> None:
     rs = clone()
-    rs["status"] = next_restore_status(rs, observe(rs, [None] * 3), T0).status
+    rs["status"] = decide(rs, observe(rs, [None] * 3), T0).status
     jobs: list[JSON | None] = [job(NAMES[0]), None, job(NAMES[2])]
-    status = next_restore_status(rs, observe(rs, jobs), T0).status
+    status = decide(rs, observe(rs, jobs), T0).status
     assert status["phase"] == "Failed"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from api import constants as c
 from api.conditions import get_condition
 from controller.jobs.outcome import STUCK_GRACE, job_trouble, pod_trouble
-from controller.sessions.backup_status import BACKUP
+from controller.sessions.backup_status import BACKUP_EXECUTOR as BACKUP
 from controller.sessions.targets import jobs_target
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)

@@ -17,12 +17,8 @@ from controller.invokers.validation import OPERATOR_VARIABLES
 from controller.jobs.builtin_tasks import builtin_objects
 from controller.jobs.member_job import JobError, JobInputs, build_job, variables
 from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
-from controller.sessions.backup_status import (
-    Observed,
-    history_to_delete,
-    next_status,
-    session_outcome,
-)
+from controller.sessions.backup_status import BACKUP, history_to_delete, session_outcome
+from controller.sessions.machine import Decision, Observed, decide
 from controller.sessions.targets import format_duration
 from tests.factories import batch, member
 from tests.unit.controller.invokers.test_evaluation import good_facts
@@ -213,7 +209,17 @@ def test_every_variable_the_operator_sets_is_one_a_param_may_not_set() -> None:
 
 
 def _seen(invoker: dict[str, Any] | None, **kw: Any) -> Observed:
-    return Observed(invoker=invoker, members=members_of(invoker) if invoker else [], **kw)
+    """What the reconciler sees: each Job-model member's one Job (None: absent)."""
+    jobs = {index: [job] for index, job in (kw.pop("jobs", None) or {}).items()}
+    members = members_of(invoker) if invoker else []
+    return Observed(kind=BACKUP, invoker=invoker, members=members, jobs=jobs, **kw)
+
+
+def next_status(session: dict[str, Any], seen: Observed, now: dt.datetime) -> Decision:
+    """The machine's decision for a BackupSession, with each member's Job at position 0."""
+    decision = decide(session, seen, now)
+    assert all(at == 0 for _, at in decision.create_jobs)
+    return decision
 
 
 def test_durations_read_and_print_like_go() -> None:
@@ -245,7 +251,7 @@ def test_targets_start_with_their_hosts_and_job_members_get_their_jobs() -> None
     status = decision.status
     assert status["phase"] == "Running"
     assert [t["totalHosts"] for t in status["targets"]] == [3, 1]
-    assert decision.create_jobs == (1,)
+    assert decision.create_jobs == ((1, 0),)
     assert status["sessionDeadline"] == "2026-01-01T10:30:00Z"
     assert is_true(status["targets"][1]["conditions"], c.BACKUP_EXECUTOR_ENSURED)
 
@@ -346,13 +352,13 @@ def test_sequential_members_run_one_after_another_and_stop_at_a_failure() -> Non
         executionOrder="Sequential",
     )
     first = next_status(_session(), _seen(invoker), T0)
-    assert first.create_jobs == (0,)
+    assert first.create_jobs == ((0, 0),)
     assert [t["phase"] for t in first.status["targets"]] == ["Running", "Pending", "Pending"]
     first.status["targets"][0]["stats"] = [_host("Succeeded")]
     second = next_status(
         _session(**first.status), _seen(invoker, jobs={0: {"metadata": {"name": "j0"}}}), T0
     )
-    assert second.create_jobs == (1,)
+    assert second.create_jobs == ((1, 0),)
     second.status["targets"][1]["stats"] = [_host("Failed")]
     third = next_status(
         _session(**second.status),
@@ -376,7 +382,7 @@ def test_a_session_past_its_deadline_fails_with_deadline_exceeded() -> None:
 def test_a_job_created_before_its_status_was_written_is_adopted_not_duplicated() -> None:
     invoker = _invoker(member("PersistentVolumeClaim", "shared"))
     first = next_status(_session(), _seen(invoker), T0)
-    assert first.create_jobs == (0,)
+    assert first.create_jobs == ((0, 0),)
     # The status write was lost (restart, stale cache); the Job exists.
     again = next_status(_session(), _seen(invoker, jobs={0: {"metadata": {"name": "j"}}}), T0)
     assert again.create_jobs == ()
@@ -440,7 +446,7 @@ def test_the_batch_pre_hook_runs_before_any_target_starts() -> None:
     hooked = {**first.status, "conditions": [_condition(c.GLOBAL_PRE_BACKUP_HOOK_SUCCEEDED, True)]}
     second = next_status(_session(**hooked), _seen(invoker), T0)
     assert second.run_hook is None
-    assert second.create_jobs == (0,)
+    assert second.create_jobs == ((0, 0),)
 
 
 def test_a_failed_pre_hook_fails_the_session_without_backing_up() -> None:
@@ -533,7 +539,7 @@ def test_a_sidecar_target_no_sidecar_can_carry_out_fails_with_why_the_others_go_
     started = next_status(_session(), _seen(invoker), T0).status
     why = "Deployment demo/web has no pods (scaled to 0?): no stash sidecar runs to back it up"
     running_job = {"metadata": {"name": "j"}, "status": {"active": 1}}
-    seen = _seen(invoker, sidecar_absent={0: why}, jobs={1: running_job})
+    seen = _seen(invoker, absent={0: why}, jobs={1: running_job})
     later = next_status(_session(**started), seen, T0 + dt.timedelta(minutes=3)).status
     web, shared = later["targets"]
     assert web["phase"] == "Failed"
@@ -546,7 +552,7 @@ def test_a_sidecar_target_whose_hosts_reported_is_not_failed_for_absent_pods() -
     invoker = _invoker(member("Deployment", "web"))
     started = next_status(_session(), _seen(invoker), T0).status
     started["targets"][0]["stats"] = [_host("Succeeded")]
-    later = next_status(_session(**started), _seen(invoker, sidecar_absent={0: "gone"}), T0).status
+    later = next_status(_session(**started), _seen(invoker, absent={0: "gone"}), T0).status
     assert later["targets"][0]["phase"] == "Succeeded"
 
 

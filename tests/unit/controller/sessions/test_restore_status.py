@@ -16,12 +16,8 @@ from api.tenancy import PRIVILEGES_ANNOTATION, NamespacePolicy, Tenancy
 from controller.invokers.evaluation import InvokerFacts
 from controller.jobs.builtin_tasks import builtin_objects
 from controller.jobs.member_job import JobInputs, build_job
-from controller.sessions.restore_status import (
-    RestoreObserved,
-    fail_restore_member,
-    next_restore_status,
-    restore_members_of,
-)
+from controller.sessions.machine import Observed, decide, fail_member
+from controller.sessions.restore_status import RESTORE, restore_members_of
 from engine.reporting import with_restore_host
 from engine.restore import HostRule, rule_for_host
 from engine.results import HookOutcome, HostResult
@@ -73,24 +69,21 @@ def facts(
     )
 
 
-def observe(
-    invoker: JSON, jobs: dict[int, JSON | None] | None = None, **fact: Any
-) -> RestoreObserved:
+def observe(invoker: JSON, jobs: dict[int, JSON | None] | None = None, **fact: Any) -> Observed:
     """What the reconciler sees: each member's one Job (None: absent)."""
     members = restore_members_of(invoker)
-    return RestoreObserved(
-        members,
-        facts(**fact),
+    return Observed(
+        kind=RESTORE,
+        members=members,
+        facts=facts(**fact),
         total_hosts={m.index: 1 for m in members},
         jobs={m.index: [(jobs or {}).get(m.index)] for m in members},
     )
 
 
-def step(
-    invoker: JSON, seen: RestoreObserved, now: dt.datetime = T0
-) -> tuple[JSON, tuple[int, ...]]:
+def step(invoker: JSON, seen: Observed, now: dt.datetime = T0) -> tuple[JSON, tuple[int, ...]]:
     """The next status, and the members whose (one) Job is to be created."""
-    decision = next_restore_status(invoker, seen, now)
+    decision = decide(invoker, seen, now)
     invoker["status"] = decision.status
     assert all(at == 0 for _, at in decision.create_jobs)
     return decision.status, tuple(index for index, _ in decision.create_jobs)
@@ -280,7 +273,8 @@ def test_after_a_failed_member_a_sequential_batch_runs_no_more() -> None:
 def test_a_member_whose_job_cannot_be_built_fails_and_the_batch_settles() -> None:
     rb = created(restore_batch("all", "demo", restore_member(name="a")))
     status, _ = step(rb, observe(rb))
-    failed = fail_restore_member(rb, status, 0, "Function pvc-restore not found", T0)
+    seen = Observed(kind=RESTORE, members=restore_members_of(rb), facts=facts())
+    failed = fail_member(rb, status, (0, "Function pvc-restore not found"), seen, T0)
     assert failed["phase"] == "Failed"
     ensured = get_condition(failed["members"][0]["conditions"], c.RESTORE_EXECUTOR_ENSURED)
     assert ensured is not None
@@ -324,9 +318,9 @@ def workload_restore(name: str = "web-back") -> JSON:
     return rb
 
 
-def observe_workload(rb: JSON, **more: Any) -> RestoreObserved:
+def observe_workload(rb: JSON, **more: Any) -> Observed:
     members = restore_members_of(rb)
-    return RestoreObserved(members, facts(), total_hosts={0: 2}, **more)
+    return Observed(kind=RESTORE, members=members, facts=facts(), total_hosts={0: 2}, **more)
 
 
 def test_a_statefulset_is_restored_host_by_host_by_its_pods_stash_init() -> None:
@@ -373,7 +367,7 @@ def test_a_workload_whose_pods_run_without_stash_init_fails_saying_why() -> None
     rb = workload_restore()
     step(rb, observe_workload(rb, marked={0: True}))
     why = "2 pod(s) of StatefulSet demo/db run without the stash-init init container: ..."
-    status, _ = step(rb, observe_workload(rb, marked={0: True}, init_absent={0: why}))
+    status, _ = step(rb, observe_workload(rb, marked={0: True}, absent={0: why}))
     assert status["phase"] == "Failed"
     failed = get_condition(status["members"][0]["conditions"], "RestoreFailed")
     assert failed is not None
@@ -397,7 +391,7 @@ def hooked_batch(**hooks: JSON) -> JSON:
 
 def test_a_restore_batchs_pre_hook_runs_before_any_member() -> None:
     rb = hooked_batch(preRestore={"exec": {"command": ["true"]}})
-    decision = next_restore_status(rb, observe(rb), T0)
+    decision = decide(rb, observe(rb), T0)
     assert decision.run_hook == "preRestore"
     assert decision.create_jobs == ()
     assert [m["phase"] for m in decision.status["members"]] == ["Pending"]
@@ -416,7 +410,7 @@ def test_a_restore_batchs_pre_hook_runs_before_any_member() -> None:
 
 def test_a_failed_pre_hook_fails_every_member_without_running_it() -> None:
     rb = hooked_batch(preRestore={"exec": {"command": ["false"]}})
-    rb["status"] = next_restore_status(rb, observe(rb), T0).status
+    rb["status"] = decide(rb, observe(rb), T0).status
     rb["status"]["conditions"].append(
         {
             "type": c.GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED,
@@ -436,7 +430,7 @@ def test_a_post_hook_runs_after_the_members_as_its_policy_says() -> None:
     rb = hooked_batch(postRestore={"exec": {"command": ["true"]}, "executionPolicy": "OnSuccess"})
     step(rb, observe(rb))
     report(rb, "a", HostResult("host-0", "Succeeded", 1.0))
-    decision = next_restore_status(rb, observe(rb, jobs={0: job("stash-restore-hooked-0")}), T0)
+    decision = decide(rb, observe(rb, jobs={0: job("stash-restore-hooked-0")}), T0)
     assert decision.run_hook == "postRestore"
     assert decision.status["phase"] == "Running"
     rb["status"] = decision.status
@@ -456,7 +450,7 @@ def test_an_on_success_post_hook_is_skipped_after_a_failure() -> None:
     rb = hooked_batch(postRestore={"exec": {"command": ["true"]}, "executionPolicy": "OnSuccess"})
     step(rb, observe(rb))
     report(rb, "a", HostResult("host-0", "Failed", 1.0, error="boom"))
-    decision = next_restore_status(rb, observe(rb, jobs={0: job("stash-restore-hooked-0")}), T0)
+    decision = decide(rb, observe(rb, jobs={0: job("stash-restore-hooked-0")}), T0)
     assert decision.run_hook is None
     assert decision.status["phase"] == "Failed"
 
@@ -485,7 +479,15 @@ def test_a_member_whose_job_name_an_earlier_restore_still_holds_waits_for_it() -
     rs = created(restore_session())
     seen = observe(rs)
     status, create = step(
-        rs, RestoreObserved(seen.members, seen.facts, {0: 1}, {0: [None]}, leftover=frozenset({0}))
+        rs,
+        Observed(
+            kind=RESTORE,
+            members=seen.members,
+            facts=seen.facts,
+            total_hosts={0: 1},
+            jobs={0: [None]},
+            leftover=frozenset({0}),
+        ),
     )
     assert (status["phase"], create) == ("Running", ())
     assert not is_true(status["conditions"], c.RESTORE_JOB_CREATED)
@@ -510,8 +512,10 @@ def test_stashs_documented_restores_are_valid_here(doc: JSON) -> None:
         tasks_found=tasks,
         workload_volumes=volumes,
     )
-    seen = RestoreObserved(members, known, total_hosts={m.index: 1 for m in members})
-    decision = next_restore_status(restore, seen, T0)
+    seen = Observed(
+        kind=RESTORE, members=members, facts=known, total_hosts={m.index: 1 for m in members}
+    )
+    decision = decide(restore, seen, T0)
     assert decision.status["phase"] == "Running", decision.problems
 
 

@@ -24,13 +24,14 @@ from controller.repository import RepositoryReconciler
 from controller.runtime.caches import Caches
 from controller.runtime.defaults import SIDECAR_GRACE, WORKERS
 from controller.runtime.health import HealthServer
-from controller.runtime.loop import Controller
+from controller.runtime.loop import Controller, Writes
 from controller.runtime.metrics import RuntimeMetrics
 from controller.runtime.owned import FIELD_MANAGER
 from controller.runtime.pushgateway_front import PushgatewayFront
-from controller.sessions.backup import SessionReconciler
+from controller.sessions.backup import BackupSide
 from controller.sessions.metrics_restore import CHECK_SECONDS, MetricsRestorer
-from controller.sessions.restore import INIT_GRACE, RestoreReconciler
+from controller.sessions.reconciler import SessionReconciler
+from controller.sessions.restore import INIT_GRACE, RestoreSide
 from controller.sessions.target_use import TargetUse
 from kube import Client, KubeError
 from kube.leader import LeaderElector
@@ -84,25 +85,31 @@ class Operator:
         # one judge of who works on a target: backups and restores never overlap on one
         self.target_use = TargetUse(self.caches)
         self.sessions = SessionReconciler(
-            client,
-            self.caches,
-            options.image,
-            pushgateway_url=options.pushgateway_url,
-            operator_namespace=options.namespace,
-            sidecar_grace=options.sidecar_grace,
-            target_use=self.target_use,
+            BackupSide(
+                client,
+                self.caches,
+                Writes(),
+                options.image,
+                pushgateway_url=options.pushgateway_url,
+                operator_namespace=options.namespace,
+                sidecar_grace=options.sidecar_grace,
+                target_use=self.target_use,
+            )
         )
         self.repositories = RepositoryReconciler(
             client, self.caches, options.namespace, options.image
         )
-        self.restores = RestoreReconciler(
-            client,
-            self.caches,
-            options.image,
-            pushgateway_url=options.pushgateway_url,
-            operator_namespace=options.namespace,
-            init_grace=options.init_grace,
-            target_use=self.target_use,
+        self.restores = SessionReconciler(
+            RestoreSide(
+                client,
+                self.caches,
+                Writes(),
+                options.image,
+                pushgateway_url=options.pushgateway_url,
+                operator_namespace=options.namespace,
+                init_grace=options.init_grace,
+                target_use=self.target_use,
+            )
         )
         self.metrics_restorer = (
             MetricsRestorer(self.caches, options.pushgateway_url, options.metrics_check)

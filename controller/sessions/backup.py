@@ -23,19 +23,16 @@ from api.conditions import (
     parse_rfc3339,
     set_condition,
 )
-from api.hooks import BATCH_HOOK_CONDITIONS, retries_left
-from api.naming import backup_job_name, hook_job_name
+from api.hooks import retries_left
+from api.naming import backup_job_name
 from api.objects import JSON
 from api.tenancy import member_of
 from api.units import parse_duration
 from controller.invokers.evaluation import MemberView, members_of
 from controller.invokers.facts import FactReader
 from controller.invokers.tenancy import judge
-from controller.jobs.hook_job import create_hook_job, hook_job_failure
-from controller.jobs.member_job import JobError, build_job, job_inputs
 from controller.jobs.outcome import RECHECK as PODS_RECHECK
 from controller.jobs.outcome import troubles
-from controller.runtime.background import Background
 from controller.runtime.caches import (
     BACKUP_SESSIONS,
     DAEMONSETS,
@@ -53,17 +50,15 @@ from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import find_job, stop_job
 from controller.sessions import metric_groups
 from controller.sessions.backup_status import BACKUP, TERMINAL, history_to_delete
-from controller.sessions.machine import Observed, decide, fail_member
+from controller.sessions.effects import SessionEffects
+from controller.sessions.machine import Decision, Observed
 from controller.sessions.sidecar_presence import match_labels_selector, pods_of, why_absent
 from controller.sessions.target_use import RECHECK as USE_RECHECK
 from controller.sessions.target_use import TargetUse
 from controller.sessions.targets import deadline
 from engine import metrics
-from engine.reporting import ConditionUpdate, SessionReporter
-from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, KubeError, NotFound
-from kube.events import EventRecorder
+from kube import Client, KubeError, NotFound
 from kube.sessions import create_session
-from kube.status import write_status
 from kube.types import PODS
 
 log = logging.getLogger(__name__)
@@ -76,11 +71,14 @@ BY_INVOKER = "invoker"  # the sessions index: <namespace>/<invoker name>
 UNFINISHED = "unfinished"  # the same, for sessions not yet in a terminal phase
 
 
-class SessionReconciler:
+class BackupSide:
+    """A BackupSession, for the session reconciler (``controller.sessions.reconciler``)."""
+
     def __init__(
         self,
         client: Client,
         caches: Caches,
+        writes: Writes,
         image: str,
         *,
         pushgateway_url: str = "",
@@ -90,20 +88,26 @@ class SessionReconciler:
     ) -> None:
         self.client = client
         self.caches = caches
+        self.writes = writes
         self.use = target_use or TargetUse(caches)
-        self.image = image
         self.sidecar_grace = sidecar_grace
         self.operator_namespace = operator_namespace
         self.pushgateway_url = pushgateway_url
-        self.writes = Writes()
         self.reader = FactReader(client, caches, operator_namespace)
-        self.jobs_created = 0
-        self.events = EventRecorder(client, "stash-operator")
-        self.pushes: Background[Key, bool] = Background("metrics-push")
+        self.effects = SessionEffects(
+            client,
+            caches,
+            writes,
+            image=image,
+            resources={"BackupSession": BACKUP_SESSIONS},
+            pushes="metrics-push",
+        )
+        self.events = self.effects.events
         self._enqueue: Callable[[Key], None] = lambda key: None
 
     def register(self, controller: Controller[Key]) -> None:
         self._enqueue = controller.enqueue
+        self.effects.enqueue = controller.enqueue  # type: ignore[assignment]
         sessions = self.caches.informer(BACKUP_SESSIONS)
         # A new session's reconcile reads its invoker's sessions, not every cached one: the
         # time stays the same however many finished sessions the cluster keeps.
@@ -272,25 +276,26 @@ class SessionReconciler:
             self._enqueue((meta["namespace"], meta["name"]))  # to be failed, promptly
         return None
 
-    # -- reconcile -----------------------------------------------------------------------------
+    # -- the session reconciler's side ------------------------------------------------------
 
-    def reconcile(self, key: Key) -> Result | None:
+    def read(self, key: Key) -> JSON | None:
         namespace, name = key
         session = self.caches.get(BACKUP_SESSIONS, namespace, name)
         if session is None or self._finished(session):
             return None
-        session.setdefault("apiVersion", c.V1BETA1)
-        session.setdefault("kind", "BackupSession")
+        return {"apiVersion": c.V1BETA1, "kind": "BackupSession", **session}
+
+    def observe(self, key: Key, session: JSON, now: dt.datetime) -> Observed:
+        namespace = key[0]
         ref = (session.get("spec") or {}).get("invoker") or {}
         rt = INVOKER_TYPES.get(ref.get("kind", ""))
         invoker = self.caches.get(rt, namespace, ref.get("name", "")) if rt else None
         if invoker is not None:
             invoker = {"apiVersion": rt.api_version if rt else "", "kind": ref["kind"], **invoker}
         members = members_of(invoker) if invoker else []
-        now = dt.datetime.now(dt.UTC)
         waiting = self._waiting_sidecars(session, members)
         jobs = {v.index: [self._job(session, v.index)] for v in members if v.task is not None}
-        seen = Observed(
+        return Observed(
             kind=BACKUP,
             invoker=invoker,
             members=members,
@@ -301,35 +306,22 @@ class SessionReconciler:
             refused=self._refused(invoker, members),
             absent=self._sidecar_absent(session, invoker, waiting, now),
             busy=self._busy(session, members),
+            waiting=frozenset(v.index for v in waiting),
         )
-        decision = decide(session, seen, now)
+
+    def invoker(self, obj: JSON, seen: Observed) -> JSON | None:
+        return seen.invoker
+
+    def before(self, key: Key, obj: JSON, decision: Decision, seen: Observed) -> None:
         for index in seen.refused:  # a refused member's Job that still runs is stopped
             for job in seen.jobs.get(index) or []:
                 stop_job(self.client, self.writes, job, "the boundary refuses it")
-        if decision.run_hook and invoker is not None:
-            self._run_batch_hook(session, invoker, decision.run_hook)
-            return None  # the condition's write brings the session back with it recorded
-        status = decision.status
-        for index, _ in decision.create_jobs:
-            problem = self._create_job(session, invoker or {}, members[index])
-            if problem:
-                status = fail_member(session, status, (index, problem), seen, now)
-        result = None
-        if status.get("phase") in TERMINAL and invoker is not None:
-            result = self._follow_up(session, status, invoker, now)
-        if status != (session.get("status") or {}):
-            # The resourceVersion read makes the write conditional: a status computed from a
-            # stale cache is refused (Conflict) and recomputed once the cache has caught up.
-            try:
-                write_status(self.client, BACKUP_SESSIONS, session, status)
-                self.writes.record(namespace)
-            except NotFound:
-                return None
-            self._record_transition(session, status)  # after the write: no duplicates on retry
-        return self._next_look(session, status, seen, bool(waiting), now) or result
 
-    def _next_look(
-        self, session: JSON, status: JSON, seen: Observed, waiting: bool, now: dt.datetime
+    def create_job(self, obj: JSON, seen: Observed, member: int, at: int) -> str | None:
+        return self.effects.create_member_job(obj, seen.invoker or {}, seen.members[member])
+
+    def next_look(
+        self, session: JSON, status: JSON, seen: Observed, now: dt.datetime
     ) -> Result | None:
         """When to look again without an event: by the deadline, and sooner for what sends no
         event here (sidecar pods coming and going, a restore ending, a Job's pod that cannot
@@ -338,7 +330,7 @@ class SessionReconciler:
         if not deadline or status.get("phase") in TERMINAL:
             return None
         after = (parse_rfc3339(deadline) - now).total_seconds() + 1
-        if waiting:
+        if seen.waiting:
             age = (now - parse_rfc3339(session["metadata"]["creationTimestamp"])).total_seconds()
             after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
         if seen.busy:
@@ -359,9 +351,12 @@ class SessionReconciler:
             return False
         return status.get("phase") != "Failed" or status.get("retried") is not None
 
-    def _follow_up(
-        self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime
+    def follow_up(
+        self, session: JSON, status: JSON, seen: Observed, now: dt.datetime
     ) -> Result | None:
+        invoker = seen.invoker
+        if invoker is None:
+            return None
         meta = session["metadata"]
         spec = invoker.get("spec") or {}
         if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
@@ -383,10 +378,13 @@ class SessionReconciler:
             )
         if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
             self._push_metrics(session, status, invoker, now)
-        retry = spec.get("retryConfig")
-        if status.get("phase") != "Failed" or status.get("retried") is not None:
-            return None
-        if not retry:
+        return self._retry(session, status, invoker, now)
+
+    def _retry(self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime) -> Result | None:
+        """A failed session with retries left makes its retry, once, after its delay."""
+        meta = session["metadata"]
+        retry = (invoker.get("spec") or {}).get("retryConfig")
+        if status.get("phase") != "Failed" or status.get("retried") is not None or not retry:
             return None
         left = retries_left(session, invoker)
         if left <= 0:
@@ -418,61 +416,11 @@ class SessionReconciler:
         )
         return None
 
-    def _run_batch_hook(self, session: JSON, invoker: JSON, kind: str) -> None:
-        """Have the batch's hook run by its Job in the invoker's namespace (never here). The
-        Job's pod records the hook's condition; a pod that ends without doing so (it could not
-        start, or ran past its deadline) gets the condition written here, so the session goes
-        on either way."""
-        meta = session["metadata"]
-        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
-        if job is None:
-            create_hook_job(
-                self.client,
-                self.writes,
-                self.events,
-                session,
-                invoker,
-                kind=kind,
-                image=self.image,
-            )
-            return
-        failure = hook_job_failure(job)
-        if failure is None:
-            return  # still running, or done and its condition on its way through the cache
-        SessionReporter(self.client, meta["namespace"], meta["name"]).set_conditions(
-            [
-                ConditionUpdate(
-                    BATCH_HOOK_CONDITIONS[kind], False, "GlobalHookExecutionFailed", failure
-                )
-            ]
-        )
-        self.writes.record(meta["namespace"])
-        self.events.record(session, "Warning", "GlobalHookFailed", failure)
-
     def _push_metrics(self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime) -> None:
-        """Push the session's groups once, off the worker (a Pushgateway may take its 10 s): the
-        session, each host, and the repository's figures when the invoker may use it. The
-        operator is the Pushgateway's only writer (``controller.sessions.metric_groups``). The pass
-        after the push records how it went as ``MetricsPushed`` and, when the repository's
-        figures were among them, ``RepositoryMetricsPushed``."""
+        """Push the session's groups once: the session, each host, and the repository's
+        figures when the invoker may use it. The operator is the Pushgateway's only writer
+        (``controller.sessions.metric_groups``)."""
         meta = session["metadata"]
-        key = (meta["namespace"], meta["name"])
-        pushed = self.pushes.take(key)
-        if pushed is not None:
-            error = pushed.error
-            ok = error is None
-            for kind, what in ((c.METRICS_PUSHED, "session and host metrics"),) + (
-                ((c.REPOSITORY_METRICS_PUSHED, "repository metrics"),) if pushed.value else ()
-            ):
-                status["conditions"] = set_condition(
-                    status.get("conditions"),
-                    kind,
-                    ok,
-                    "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
-                    f"pushed {what}" if ok else str(error),
-                    now=now,
-                )
-            return
         history = [
             s
             for s in self._sessions_of(meta["namespace"], invoker["metadata"]["name"])
@@ -505,7 +453,8 @@ class SessionReconciler:
             metric_groups.push_groups(url, who, groups + ([figures] if figures else []))
             return figures is not None
 
-        self.pushes.submit(key, push, self._enqueue)
+        key = (meta["namespace"], meta["name"])
+        self.effects.push_metrics(key, status, push, "session and host metrics", now)
 
     def _clean_history(
         self, namespace: str, invoker: str, limit: int, current: str, phase: str | None
@@ -519,8 +468,8 @@ class SessionReconciler:
                 pass
         return removed
 
-    def _record_transition(self, session: JSON, status: JSON) -> None:
-        before = (session.get("status") or {}).get("phase")
+    def transition(self, session: JSON, old: JSON, status: JSON, problems: tuple[str, ...]) -> None:
+        before = old.get("phase")
         after = status.get("phase")
         if before == after or after not in TERMINAL:
             return
@@ -557,36 +506,6 @@ class SessionReconciler:
                 "BackupSessionFailed",
                 "; ".join(failures) or "the session failed",
             )
-
-    def _create_job(self, session: JSON, invoker: JSON, view: MemberView) -> str | None:
-        """Create the member's Job; the reason it cannot be built, or None."""
-        namespace = session["metadata"]["namespace"]
-        try:
-            inputs = job_inputs(
-                self.caches,
-                session,
-                invoker,
-                view,
-                image=self.image,
-            )
-            job = build_job(inputs)
-        except JobError as exc:
-            return str(exc)
-        try:
-            self.client.create(job)
-            self.jobs_created += 1
-            log.info("created Job %s/%s", namespace, job["metadata"]["name"])
-            self.events.record(
-                session,
-                "Normal",
-                "BackupJobCreated",
-                f"created Job {job['metadata']['name']} for {view.kind} {view.name}",
-            )
-        except AlreadyExists:
-            pass  # created before a restart: the same Job, by name
-        except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
-            return f"the API server refused Job {job['metadata']['name']}: {exc}"
-        return None
 
 
 def _flat(jobs: Iterable[list[JSON | None]]) -> list[JSON | None]:

@@ -26,7 +26,7 @@ from api import constants as c
 from api.conditions import is_true
 from api.hooks import BATCH_HOOK_CONDITIONS, HookKind
 from api.objects import JSON
-from controller.invokers.evaluation import InvokerFacts, MemberRef
+from controller.invokers.evaluation import InvokerFacts, MemberRef, MemberView, RestoreView
 from controller.jobs.outcome import Trouble
 from controller.sessions.targets import (
     Executor,
@@ -46,7 +46,7 @@ class Observed:
     boundary's judgement included."""
 
     kind: SessionKind
-    members: Sequence[MemberRef]
+    members: Sequence[MemberView] | Sequence[RestoreView]
     invoker: JSON | None = None  # a backup session's invoker (a restore is its own invoker)
     facts: InvokerFacts = field(default_factory=InvokerFacts)
     total_hosts: dict[int, int] = field(default_factory=dict)
@@ -68,6 +68,9 @@ class Observed:
     marked: dict[int, bool] = field(default_factory=dict)
     # Job-model members whose Job name an earlier restore's Job still holds (being deleted)
     leftover: frozenset[int] = frozenset()
+    # members carried out by injected containers whose hosts have not all reported yet (their
+    # pods send no event here: the reconciler looks again soon)
+    waiting: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ or a target of a kind nobody watches sends no event), and always by its deadline
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
@@ -21,9 +20,8 @@ from pydantic import ValidationError
 from api import constants as c
 from api.base import first_error
 from api.conditions import has_condition, parse_rfc3339, set_condition
-from api.hooks import BATCH_HOOK_CONDITIONS
 from api.hosts import PER_POD_KINDS, Identity
-from api.naming import hook_job_name, restore_job_name, restore_service_account
+from api.naming import restore_job_name, restore_service_account
 from api.objects import JSON
 from api.units import parse_duration
 from controller.invokers.evaluation import RestoreView, usable_repository
@@ -31,10 +29,7 @@ from controller.invokers.facts import FactReader
 from controller.invokers.grants import Grants, repository_grant
 from controller.invokers.trigger import restore_rbac_objects
 from controller.jobs import claims
-from controller.jobs.hook_job import create_hook_job, hook_job_failure
-from controller.jobs.member_job import JobError, build_job, job_inputs
 from controller.jobs.outcome import troubles
-from controller.runtime.background import Background
 from controller.runtime.caches import (
     FUNCTIONS,
     JOBS,
@@ -49,7 +44,8 @@ from controller.runtime.caches import (
 from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import ensure, find_job, owned_by, stop_job
 from controller.sessions import metric_groups
-from controller.sessions.machine import Observed, decide, fail_member
+from controller.sessions.effects import SessionEffects
+from controller.sessions.machine import Decision, Observed
 from controller.sessions.restore_status import (
     FINISHED,
     RESTORE,
@@ -73,10 +69,7 @@ from kube import (
     Forbidden,
     Invalid,
     KubeError,
-    NotFound,
 )
-from kube.events import EventRecorder
-from kube.status import write_status
 from kube.types import PODS, RESTORE_INVOKER_TYPES
 from pods.sidecar import has_init
 
@@ -92,11 +85,15 @@ HOSTS_RECHECK = 30.0
 LEFTOVER_RECHECK = 2.0
 
 
-class RestoreReconciler:
+class RestoreSide:
+    """A RestoreSession or RestoreBatch, for the session reconciler
+    (``controller.sessions.reconciler``)."""
+
     def __init__(
         self,
         client: Client,
         caches: Caches,
+        writes: Writes,
         image: str,
         *,
         pushgateway_url: str = "",
@@ -106,23 +103,28 @@ class RestoreReconciler:
     ) -> None:
         self.client = client
         self.caches = caches
+        self.writes = writes
         self.use = target_use or TargetUse(caches)
-        self.image = image
         self.pushgateway_url = pushgateway_url
         self.init_grace = init_grace
         self.reader = FactReader(client, caches, operator_namespace)
-        self.writes = Writes()
         self.grants = Grants(client, caches, self.writes, RESTORE_INVOKER_TYPES)
-        self.events = EventRecorder(client, "stash-operator")
-        self.pushes: Background[Key, None] = Background("restore-metrics-push")
-        self._enqueue: Callable[[Key], None] = lambda key: None
+        self.effects = SessionEffects(
+            client,
+            caches,
+            writes,
+            image=image,
+            resources=dict(RESTORE_INVOKER_TYPES),
+            pushes="restore-metrics-push",
+        )
+        self.events = self.effects.events
         # (restore uid, member, host) -> when its pods missing stash-init were deleted (once)
         self._recreated: dict[tuple[str, int, str], dt.datetime] = {}
 
     # -- wiring --------------------------------------------------------------------------------
 
     def register(self, controller: Controller[Key]) -> None:
-        self._enqueue = controller.enqueue
+        self.effects.enqueue = controller.enqueue  # type: ignore[assignment]
         self.grants.watch(controller.enqueue)
         for kind, rt in RESTORE_INVOKER_TYPES.items():
             self.caches.informer(rt).subscribe(
@@ -306,9 +308,9 @@ class RestoreReconciler:
             f"host {host} was restored; its controller makes it again, with stash-init",
         )
 
-    # -- reconcile -----------------------------------------------------------------------------
+    # -- the session reconciler's side ------------------------------------------------------
 
-    def reconcile(self, key: Key) -> Result | None:
+    def read(self, key: Key) -> JSON | None:
         kind, namespace, name = key
         rt = RESTORE_INVOKER_TYPES[kind]
         invoker = self.caches.get(rt, namespace, name)
@@ -323,26 +325,20 @@ class RestoreReconciler:
             uid = invoker["metadata"].get("uid")
             self._recreated = {k: v for k, v in self._recreated.items() if k[0] != uid}
             return None
-        now = dt.datetime.now(dt.UTC)
+        return invoker
+
+    def observe(self, key: Key, invoker: JSON, now: dt.datetime) -> Observed | Decision:
         try:
             members = restore_members_of(invoker)
         except ValidationError as exc:  # the CRD schema lets through what the model refuses
-            invalid = _invalid(invoker, exc, now)
-            problem = next(
-                cd["message"]
-                for cd in invalid["conditions"]
-                if cd.get("type") == c.VALIDATION_PASSED
-            )
-            self._write(invoker, invalid, [problem])
-            return None
-        facts = self.reader.read(invoker, members)
+            return _invalid(invoker, exc, now)
         made = _made(invoker)
         workloads = [v for v in members if v.task is None and v.kind in WORKLOAD_TYPES]
         jobs = {v.index: self._jobs(invoker, v, v.index in made) for v in members if v.task}
-        seen = Observed(
+        return Observed(
             kind=RESTORE,
             members=members,
-            facts=facts,
+            facts=self.reader.read(invoker, members),
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs=jobs,
             trouble=troubles(
@@ -351,27 +347,51 @@ class RestoreReconciler:
             marked={v.index: self._marked(invoker, v) for v in workloads},
             absent=self._init_absent(invoker, workloads, now),
             busy=self._busy(invoker, members),
+            leftover=frozenset(self._leftovers(invoker, members)),
+            waiting=frozenset(v.index for v in workloads),
         )
-        leftovers = self._leftovers(invoker, members)
-        if leftovers:
-            seen = dataclasses.replace(seen, leftover=frozenset(leftovers))
-        decision = decide(invoker, seen, now)
-        status = decision.status
-        refused = status.get("phase") == "Failed" and bool(decision.problems)
-        self._keep_access(key, invoker, status, seen, workloads, refused=refused)
-        if decision.run_hook:
-            status = self._run_batch_hook(invoker, status, decision.run_hook, now)
-        for index, at in decision.create_jobs:
-            view = members[index]
-            problem = self._create_job(invoker, view, at if view.claims else None)
-            if problem:
-                status = fail_member(invoker, status, (index, problem), seen, now)
-        if status.get("phase") in FINISHED and self.pushgateway_url:
+
+    def invoker(self, obj: JSON, seen: Observed) -> JSON | None:
+        return obj
+
+    def before(self, key: Key, obj: JSON, decision: Decision, seen: Observed) -> None:
+        refused = decision.status.get("phase") == "Failed" and bool(decision.problems)
+        workloads = [
+            v
+            for v in seen.members
+            if isinstance(v, RestoreView) and v.task is None and v.kind in WORKLOAD_TYPES
+        ]
+        self._keep_access(key, obj, decision.status, seen, workloads, refused=refused)
+
+    def create_job(self, obj: JSON, seen: Observed, member: int, at: int) -> str | None:
+        view = seen.members[member]
+        ordinal = at if view.claims else None
+        first = None
+        if ordinal is not None and isinstance(view, RestoreView):
+            claimed = view
+
+            def first() -> str | None:
+                return self._create_claims(obj, claimed, ordinal)
+
+        return self.effects.create_member_job(obj, obj, view, ordinal=ordinal, first=first)
+
+    def follow_up(
+        self, invoker: JSON, status: JSON, seen: Observed, now: dt.datetime
+    ) -> Result | None:
+        if self.pushgateway_url:
             self._push_metrics(invoker, status, now)
-        self._write(invoker, status, list(decision.problems))
-        if leftovers:  # their deletion's events bring it back; look again soon anyway
+        return None
+
+    def next_look(
+        self, invoker: JSON, status: JSON, seen: Observed, now: dt.datetime
+    ) -> Result | None:
+        """When to look again without an event: a restore whose Job name an earlier one's Job
+        holds soon (its deletion's events bring it back too), a waiting restore soon, a running
+        one by its deadline (and, while its workloads' or Jobs' pods are watched for, every 20
+        or 30 s: their state sends no event here); a finished or Invalid one only on an event."""
+        if seen.leftover:
             return Result(requeue_after=LEFTOVER_RECHECK)
-        return _next_look(status, now, bool(workloads) or bool(jobs))
+        return _next_look(status, now, bool(seen.waiting) or bool(seen.jobs))
 
     def _busy(self, invoker: JSON, members: list[RestoreView]) -> dict[int, str]:
         """Before it starts: the members whose target a backup session is backing up now (the
@@ -418,19 +438,7 @@ class RestoreReconciler:
             return False
         return not self.pushgateway_url or has_condition(status.get("conditions"), c.METRICS_PUSHED)
 
-    # -- writing -------------------------------------------------------------------------------
-
-    def _write(self, invoker: JSON, status: JSON, problems: list[str]) -> None:
-        meta = invoker["metadata"]
-        before = invoker.get("status") or {}
-        if status == before:
-            return
-        try:
-            write_status(self.client, RESTORE_INVOKER_TYPES[invoker["kind"]], invoker, status)
-        except NotFound:
-            return
-        self.writes.record(meta["namespace"])
-        self._record_transition(invoker, before, status, problems)
+    # -- making -------------------------------------------------------------------------------
 
     def _create_claims(self, invoker: JSON, view: RestoreView, ordinal: int) -> str | None:
         """Create the ordinal's new PVCs (one of that name already there is restored into);
@@ -452,101 +460,10 @@ class RestoreReconciler:
             )
         return None
 
-    def _create_job(self, invoker: JSON, view: RestoreView, ordinal: int | None) -> str | None:
-        """Create one of the member's restore Jobs (restoring into new PVCs: the ordinal's,
-        after its PVCs); the reason it cannot be made, or None."""
-        namespace = invoker["metadata"]["namespace"]
-        try:
-            inputs = job_inputs(
-                self.caches,
-                invoker,
-                invoker,
-                view,
-                image=self.image,
-                ordinal=ordinal,
-            )
-            job = build_job(inputs)
-        except JobError as exc:
-            return str(exc)
-        if ordinal is not None:
-            refused = self._create_claims(invoker, view, ordinal)
-            if refused:
-                return refused
-        try:
-            self.client.create(job)
-            self.writes.record(namespace)
-            self.events.record(
-                invoker,
-                "Normal",
-                "RestoreJobCreated",
-                f"created Job {job['metadata']['name']} to restore {view.kind} {view.name}",
-            )
-        except AlreadyExists:
-            pass  # created before a restart: the same Job, by name
-        except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
-            return f"the API server refused Job {job['metadata']['name']}: {exc}"
-        return None
-
-    def _run_batch_hook(self, invoker: JSON, status: JSON, kind: str, now: dt.datetime) -> JSON:
-        """Have the RestoreBatch's own hook run by its Job in the invoker's namespace (never
-        here); its pod records the hook's condition. A pod that ends without doing so (it
-        could not start, or ran past its deadline) gets the condition written here, so the
-        restore goes on either way."""
-        meta = invoker["metadata"]
-        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
-        if job is not None and not _owned_by(job, invoker):  # an earlier restore's: not ours
-            if not job["metadata"].get("deletionTimestamp"):
-                self.client.delete(
-                    JOBS, job["metadata"]["name"], meta["namespace"], missing_ok=True
-                )
-            return status
-        if job is None:
-            create_hook_job(
-                self.client,
-                self.writes,
-                self.events,
-                invoker,
-                invoker,
-                kind=kind,
-                image=self.image,
-            )
-            return status
-        failure = hook_job_failure(job)
-        if failure is None:
-            return status  # running, or done and its condition on its way through the cache
-        self.events.record(invoker, "Warning", "GlobalHookFailed", failure)
-        status = dict(status)
-        status["conditions"] = set_condition(
-            status.get("conditions"),
-            BATCH_HOOK_CONDITIONS[kind],
-            False,
-            "GlobalHookExecutionFailed",
-            failure,
-            now=now,
-        )
-        return status
-
     def _push_metrics(self, invoker: JSON, status: JSON, now: dt.datetime) -> None:
-        """Push the restore's groups once, off the worker: the restore's own and each host's,
-        from its status (the operator is the Pushgateway's only writer,
-        ``controller.sessions.metric_groups``); the pass after records how it went as
-        ``MetricsPushed``."""
+        """Push the restore's groups once: the restore's own and each host's, from its status
+        (the operator is the Pushgateway's only writer, ``controller.sessions.metric_groups``)."""
         meta = invoker["metadata"]
-        key = (invoker["kind"], meta["namespace"], meta["name"])
-        if has_condition(status.get("conditions"), c.METRICS_PUSHED):
-            return
-        pushed = self.pushes.take(key)
-        if pushed is not None:
-            ok = pushed.error is None
-            status["conditions"] = set_condition(
-                status.get("conditions"),
-                c.METRICS_PUSHED,
-                ok,
-                "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
-                "pushed restore metrics" if ok else str(pushed.error),
-                now=now,
-            )
-            return
         repo = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
         who = metrics.Invoker(invoker["kind"], meta["name"], meta["namespace"], repo)
         registry = metrics.restore_session_registry(
@@ -568,10 +485,16 @@ class RestoreReconciler:
             *metric_groups.restore_host_groups(who, _targets(invoker, status)),
         ]
         url = self.pushgateway_url
-        self.pushes.submit(key, lambda: metric_groups.push_groups(url, who, groups), self._enqueue)
 
-    def _record_transition(
-        self, invoker: JSON, before: JSON, after: JSON, problems: list[str]
+        def push() -> bool:
+            metric_groups.push_groups(url, who, groups)
+            return False  # no repository figures
+
+        key = (invoker["kind"], meta["namespace"], meta["name"])
+        self.effects.push_metrics(key, status, push, "restore metrics", now)
+
+    def transition(
+        self, invoker: JSON, before: JSON, after: JSON, problems: tuple[str, ...]
     ) -> None:
         old, new = before.get("phase"), after.get("phase")
         if old == new:
@@ -693,19 +616,21 @@ def _made(invoker: JSON) -> set[int]:
     return {0} if ensured else set()
 
 
-def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> JSON:
+def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> Decision:
+    """A spec the CRD schema let through but the model refuses: Invalid, saying where."""
     status: JSON = dict(invoker.get("status") or {})
     where, words = first_error(error)
+    problem = f"spec.{where}: {words}"
     status["phase"] = "Invalid"
     status["conditions"] = set_condition(
         status.get("conditions"),
         c.VALIDATION_PASSED,
         False,
         "ResourceValidationFailed",
-        f"spec.{where}: {words}",
+        problem,
         now=now,
     )
-    return status
+    return Decision(status, problems=(problem,))
 
 
 def _keyer(kind: str) -> Callable[[JSON], Key]:

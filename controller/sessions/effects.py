@@ -1,0 +1,164 @@
+"""What the session reconciler does for a decision, the same for every kind of session: create a
+member's Job, have the batch's own hook run by its Job, push the session's metrics once, off
+the worker.
+
+Every Job has a deterministic name and the session as owner: a restarted operator finds the
+Jobs it made (AlreadyExists is success) and never makes one twice; a Job of that name that
+another owner left (an earlier session of the same name) is not taken for this one's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Hashable
+
+from api import constants as c
+from api.conditions import has_condition, set_condition
+from api.hooks import BATCH_HOOK_CONDITIONS
+from api.naming import hook_job_name
+from api.objects import JSON
+from controller.invokers.evaluation import MemberView, RestoreView
+from controller.jobs.hook_job import create_hook_job, hook_job_failure
+from controller.jobs.member_job import JobError, build_job, job_inputs
+from controller.runtime.background import Background
+from controller.runtime.caches import JOBS, Caches
+from controller.runtime.loop import Writes
+from controller.runtime.owned import owned_by
+from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, ResourceType
+from kube.events import EventRecorder
+
+log = logging.getLogger(__name__)
+
+
+class SessionEffects:
+    def __init__(
+        self,
+        client: Client,
+        caches: Caches,
+        writes: Writes,
+        *,
+        image: str,
+        resources: dict[str, ResourceType],
+        pushes: str,
+    ) -> None:
+        self.client = client
+        self.caches = caches
+        self.writes = writes
+        self.image = image
+        self.resources = resources  # the session kinds this reconciler writes, by kind
+        self.events = EventRecorder(client, "stash-operator")
+        # A push may take a Pushgateway's 10 s: off the worker, its outcome taken on a later pass.
+        self.pushes: Background[Hashable, bool] = Background(pushes)
+        self.enqueue: Callable[[Hashable], None] = lambda key: None
+        self.jobs_created = 0
+
+    def resource(self, obj: JSON) -> ResourceType:
+        return self.resources[obj["kind"]]
+
+    def create_member_job(
+        self,
+        obj: JSON,
+        invoker: JSON,
+        member: MemberView | RestoreView,
+        *,
+        ordinal: int | None = None,
+        first: Callable[[], str | None] | None = None,
+    ) -> str | None:
+        """Create the member's Job for session ``obj`` (``first``: what must exist before it,
+        such as the PVCs it restores into); the reason it cannot be made, or None."""
+        try:
+            job = build_job(
+                job_inputs(self.caches, obj, invoker, member, image=self.image, ordinal=ordinal)
+            )
+        except JobError as exc:
+            return str(exc)
+        refused = first() if first else None
+        if refused:
+            return refused
+        meta = job["metadata"]
+        restoring = obj["kind"] in ("RestoreSession", "RestoreBatch")
+        try:
+            self.client.create(job)
+        except AlreadyExists:
+            return None  # created before a restart: the same Job, by name
+        except (BadRequest, Invalid, Forbidden) as exc:  # a field of the wrong form, a quota
+            return f"the API server refused Job {meta['name']}: {exc}"
+        self.jobs_created += 1
+        self.writes.record(meta["namespace"])
+        log.info("created Job %s/%s", meta["namespace"], meta["name"])
+        self.events.record(
+            obj,
+            "Normal",
+            "RestoreJobCreated" if restoring else "BackupJobCreated",
+            f"created Job {meta['name']} to {'restore' if restoring else 'back up'} "
+            f"{member.kind} {member.name}",
+        )
+        return None
+
+    def batch_hook(self, obj: JSON, invoker: JSON, kind: str) -> str | None:
+        """Have the batch's own hook ``kind`` run by its Job in the invoker's namespace (never
+        here); its pod records the hook's condition. The failure of a Job that ended without
+        doing so (its pod could not start, or ran past its deadline), else None."""
+        meta = obj["metadata"]
+        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
+        if job is not None and not owned_by(job, meta.get("uid", "")):
+            if not job["metadata"].get("deletionTimestamp"):  # an earlier one's: not ours
+                self.client.delete(
+                    JOBS, job["metadata"]["name"], meta["namespace"], missing_ok=True
+                )
+            return None
+        if job is None:
+            create_hook_job(
+                self.client, self.writes, self.events, obj, invoker, kind=kind, image=self.image
+            )
+            return None
+        failure = hook_job_failure(job)
+        if failure is not None:
+            self.events.record(obj, "Warning", "GlobalHookFailed", failure)
+        return failure  # None: running, or done and its condition on its way through the cache
+
+    def hook_failed(self, status: JSON, kind: str, failure: str, now: dt.datetime) -> JSON:
+        """``status`` with the batch's hook ``kind`` recorded as failed (the session goes on)."""
+        status = dict(status)
+        status["conditions"] = set_condition(
+            status.get("conditions"),
+            BATCH_HOOK_CONDITIONS[kind],
+            False,
+            "GlobalHookExecutionFailed",
+            failure,
+            now=now,
+        )
+        return status
+
+    def push_metrics(
+        self,
+        key: Hashable,
+        status: JSON,
+        push: Callable[[], bool],
+        what: str,
+        now: dt.datetime,
+    ) -> None:
+        """Push a finished session's groups once, off the worker (``push`` says whether the
+        repository's figures were among them). The pass after the push records how it went as
+        ``MetricsPushed`` (``what``: in words) and, with the repository's figures,
+        ``RepositoryMetricsPushed``."""
+        if has_condition(status.get("conditions"), c.METRICS_PUSHED):
+            return
+        pushed = self.pushes.take(key)
+        if pushed is None:
+            self.pushes.submit(key, push, self.enqueue)
+            return
+        ok = pushed.error is None
+        done = [(c.METRICS_PUSHED, what)]
+        if pushed.value:
+            done.append((c.REPOSITORY_METRICS_PUSHED, "repository metrics"))
+        for type_, words in done:
+            status["conditions"] = set_condition(
+                status.get("conditions"),
+                type_,
+                ok,
+                "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",
+                f"pushed {words}" if ok else str(pushed.error),
+                now=now,
+            )

@@ -543,7 +543,7 @@ def with_hooks(
     )
 
 
-def member_of(invoker: JSON, kind: str, name: str) -> BackupMember | None:
+def backup_member_for(invoker: JSON, kind: str, name: str) -> BackupMember | None:
     """The invoker's member that targets ``kind``/``name`` (a BackupConfiguration's own spec)."""
     for doc in member_documents(invoker):
         ref = ((doc or {}).get("target") or {}).get("ref") or {}

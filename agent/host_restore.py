@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from agent.hooks import around
 from agent.host_backup import SetupError, load_repository, open_repository
 from api.objects import JSON
+from api.pod_members import member_documents
 from api.restore import RestoreMember, Rule
 from api.tags import SnapshotOwner
 from engine.progress import ProgressReport
@@ -75,14 +76,6 @@ class RestoreSetup:
         if spec_rules:  # RestoreSession's deprecated spec.rules
             return [Rule.model_validate(r) for r in spec_rules]
         return None
-
-
-def member_documents(invoker: JSON) -> list[JSON]:
-    """The members of a restore invoker as documents (a RestoreSession is its own only one)."""
-    spec = invoker.get("spec") or {}
-    if invoker.get("kind") == "RestoreBatch":
-        return list(spec.get("members") or [])
-    return [spec]
 
 
 def _same_ref(member: JSON, kind: str, name: str) -> bool:
@@ -215,7 +208,7 @@ def restore_files(
     )
 
 
-def restore_dump(
+def restore_host_dump(
     client: Client, job: HostRestore, filename: str, command: str, options: RestoreOptions
 ) -> HostResult:
     """Stream the dump ``filename`` of the host's snapshot into ``command`` (e.g. psql)."""

@@ -26,9 +26,9 @@ from agent.host_backup import (
     SetupError,
     back_up_paths,
     back_up_stream,
+    backup_member_for,
     init_guard,
     load_setup,
-    member_of,
     open_restic,
     report,
     sessions_parent,
@@ -38,8 +38,8 @@ from agent.host_restore import (
     HostRestore,
     RestoreOptions,
     report_restore,
-    restore_dump,
     restore_files,
+    restore_host_dump,
 )
 from api.hooks import is_final_attempt
 from api.objects import JSON
@@ -96,7 +96,7 @@ def _with_member_hooks(
             f"session {job.session} passed its deadline {status.get('sessionDeadline')} before "
             "this host began: nothing backed up"
         )
-    member = member_of(setup.invoker, job.target_kind, job.target_name)
+    member = backup_member_for(setup.invoker, job.target_kind, job.target_name)
     if member is None or member.hooks is None:
         return back_up()
     return with_hooks(
@@ -176,7 +176,7 @@ def _exit_code(result: HostResult, what: str) -> int:
     return 0
 
 
-def update_status(client: Client, job: HostJob, opts: StepOptions) -> int:
+def update_status_step(client: Client, job: HostJob, opts: StepOptions) -> int:
     result = _left_result(opts, job.hostname, "backup")
     setup = load_setup(client, job)
     with open_restic(setup, opts.cache_dir) as restic:
@@ -203,7 +203,7 @@ def restore_dump_step(
     snapshot: str = "latest",
 ) -> int:
     options = RestoreOptions(cache_dir=opts.cache_dir, own_container=step, snapshot=snapshot)
-    restore_dump(client, job, filename, command, options).save(opts.output_dir)
+    restore_host_dump(client, job, filename, command, options).save(opts.output_dir)
     return 0
 
 

@@ -26,7 +26,6 @@ from agent.host_backup import SetupError
 from agent.host_restore import (
     HostRestore,
     RestoreOptions,
-    member_documents,
     report_restore,
     restore_files,
 )
@@ -35,6 +34,7 @@ from api.constants import RESTORE_INIT_CONTAINER
 from api.hosts import Identity
 from api.naming import restore_turn_lease
 from api.objects import JSON
+from api.pod_members import member_documents
 from engine.logfields import log_fields
 from engine.reporting import member_entry
 from engine.results import HostResult
@@ -72,7 +72,7 @@ def _targets(member: JSON, kind: str, name: str) -> bool:
     return bool(ref.get("kind") == kind and ref.get("name") == name and not task)
 
 
-def restores_of(invokers: list[JSON], kind: str, name: str) -> list[Restore]:
+def unfinished_restores_of(invokers: list[JSON], kind: str, name: str) -> list[Restore]:
     """The unfinished restores of workload ``kind/name`` among ``invokers``, oldest first."""
     found = []
     for invoker in invokers:
@@ -142,7 +142,9 @@ class RestoreInit:
 
     def run(self, stop: threading.Event) -> int:
         try:
-            restores = restores_of(self._invokers(), self.me.target_kind, self.me.target_name)
+            restores = unfinished_restores_of(
+                self._invokers(), self.me.target_kind, self.me.target_name
+            )
             if not restores:
                 log.info("nothing to restore for %s", self._workload())
                 return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-Condition = dict[str, Any]
+RawCondition = dict[str, Any]
 
 
 RFC3339 = "%Y-%m-%dT%H:%M:%SZ"  # how the API server and this project write a time
@@ -25,7 +25,7 @@ def parse_rfc3339(text: str) -> dt.datetime:
 
 
 def set_condition(
-    conditions: list[Condition] | None,
+    conditions: list[RawCondition] | None,
     type_: str,
     status: bool,
     reason: str,
@@ -33,10 +33,10 @@ def set_condition(
     *,
     now: dt.datetime | None = None,
     observed_generation: int | None = None,
-) -> list[Condition]:
+) -> list[RawCondition]:
     """A new list with ``type_`` set; unchanged entries (and their times) are kept as they are."""
     value = "True" if status else "False"
-    out: list[Condition] = []
+    out: list[RawCondition] = []
     found = False
     for condition in conditions or []:
         if condition.get("type") != type_:
@@ -51,7 +51,7 @@ def set_condition(
             updated["observedGeneration"] = observed_generation
         out.append(updated)
     if not found:
-        new: Condition = {
+        new: RawCondition = {
             "type": type_,
             "status": value,
             "reason": reason,
@@ -64,20 +64,20 @@ def set_condition(
     return out
 
 
-def get_condition(conditions: list[Condition] | None, type_: str) -> Condition | None:
+def get_condition(conditions: list[RawCondition] | None, type_: str) -> RawCondition | None:
     return next((c for c in conditions or [] if c.get("type") == type_), None)
 
 
-def has_condition(conditions: list[Condition] | None, type_: str) -> bool:
+def has_condition(conditions: list[RawCondition] | None, type_: str) -> bool:
     return any(cond.get("type") == type_ for cond in conditions or [])
 
 
-def is_true(conditions: list[Condition] | None, type_: str) -> bool:
+def is_true(conditions: list[RawCondition] | None, type_: str) -> bool:
     condition = get_condition(conditions, type_)
     return condition is not None and condition.get("status") == "True"
 
 
-def false_message(conditions: list[Condition] | None, type_: str) -> str | None:
+def false_message(conditions: list[RawCondition] | None, type_: str) -> str | None:
     """The message of condition ``type_`` when it is False (None: absent, or not False)."""
     condition = get_condition(conditions, type_)
     if condition is None or condition.get("status") != "False":

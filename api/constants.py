@@ -44,6 +44,8 @@ SIDECAR_AUTHORIZED: Final = "SidecarAuthorized"
 
 # BackupSession phases after which a session's phase never changes again.
 SESSION_TERMINAL_PHASES: Final = ("Succeeded", "Failed", "Skipped")
+# A session or restore that ran and ended with a result (a restore runs once: its last phases).
+RESULT_PHASES: Final = ("Succeeded", "Failed")
 
 # Condition types on BackupSessions.
 BACKUP_SKIPPED: Final = "BackupSkipped"
@@ -70,6 +72,8 @@ POST_RESTORE_HOOK_SUCCEEDED: Final = "PostRestoreHookExecutionSucceeded"
 GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED: Final = "GlobalPreRestoreHookSucceeded"
 GLOBAL_POST_RESTORE_HOOK_SUCCEEDED: Final = "GlobalPostRestoreHookSucceeded"
 RESTORE_INVOKER_KINDS: Final = ("RestoreSession", "RestoreBatch")
+BACKUP_INVOKER_KINDS: Final = ("BackupBatch", "BackupConfiguration")
+RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 
 # Stash: a retryConfig without maxRetry retries a failed session once.
 DEFAULT_MAX_RETRY = 1

@@ -28,7 +28,7 @@ from kube.types import SECRETS, WEBHOOK_CONFIGS
 
 log = logging.getLogger(__name__)
 
-FIELD_MANAGER = "stash-certs"
+CERTS_FIELD_MANAGER = "stash-certs"
 CONFLICT_RETRIES = 5
 
 

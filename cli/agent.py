@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from api.constants import BACKUP_INVOKER_KINDS, RESTORE_INVOKER_KINDS
 from cli.arguments import (
     DEFAULT_NAMESPACE,
     log_format_argument,
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
     from agent.job_steps import StepOptions
     from api.hosts import Identity
     from kube import Client
-
-BACKUP_KINDS = ("BackupBatch", "BackupConfiguration")
-
-
-RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
 
 
 def _host_job(args: argparse.Namespace) -> HostJob:
@@ -60,7 +56,7 @@ def _host_restore(args: argparse.Namespace) -> HostRestore:
     )
 
 
-def restore_step(client: Client, args: argparse.Namespace) -> int:
+def run_restore_step(client: Client, args: argparse.Namespace) -> int:
     from agent import job_steps
 
     job, opts = _host_restore(args), _step_options(args)
@@ -114,7 +110,7 @@ def _job_step(args: argparse.Namespace) -> int:
         opts = _step_options(args)
         if args.restoresession and args.command == "update-status":
             return job_steps.update_restore_status(client, _host_restore(args), opts)
-        if not args.backupsession or args.invoker_kind not in BACKUP_KINDS:
+        if not args.backupsession or args.invoker_kind not in BACKUP_INVOKER_KINDS:
             raise ValueError(
                 f"{args.command}: --backupsession and a backup --invoker-kind are needed"
             )
@@ -129,7 +125,7 @@ def _job_step(args: argparse.Namespace) -> int:
             )
         if args.command == "backup-dump":
             return job_steps.backup_dump(client, job, args.dump_command, args.filename, opts)
-        return job_steps.update_status(client, job, opts)
+        return job_steps.update_status_step(client, job, opts)
     finally:
         client.close()
 
@@ -216,7 +212,9 @@ def _host_job_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="update-status of a restore Job: the RestoreSession or RestoreBatch",
     )
-    parser.add_argument("--invoker-kind", choices=[*BACKUP_KINDS, *RESTORE_KINDS], required=True)
+    parser.add_argument(
+        "--invoker-kind", choices=[*BACKUP_INVOKER_KINDS, *RESTORE_INVOKER_KINDS], required=True
+    )
     parser.add_argument("--invoker-name", required=True)
     parser.add_argument("--target-kind", required=True)
     parser.add_argument("--target-name", required=True)

@@ -34,7 +34,7 @@ from kube.sessions import create_session
 from kube.types import BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
 
 PROG = "kubectl stash"
-FINISHED = ("Succeeded", "Failed", "Skipped", "Invalid")
+ENDED_PHASES = ("Succeeded", "Failed", "Skipped", "Invalid")
 PROGRESS_REASONS = tuple(REASONS.values())
 BAR_WIDTH = 20
 
@@ -47,7 +47,7 @@ ABBREVIATIONS = {
 }
 # TYPE as a person types it → kind (kubectl's way: singular, plural, short name, any case),
 # from the CRDs' own names.
-KINDS = {
+KIND_ALIASES = {
     alias: info.kind
     for info in CRD_KINDS
     for alias in (
@@ -78,7 +78,7 @@ def _split(value: str, allowed: Sequence[str], command: str) -> tuple[str | None
     if "/" not in value:
         return None, value
     kind_text, _, name = value.partition("/")
-    kind = KINDS.get(kind_text.lower())
+    kind = KIND_ALIASES.get(kind_text.lower())
     if kind is None or kind not in allowed or not name:
         raise ValueError(f"{command}: {value!r} is not one of {', '.join(allowed)} as TYPE/NAME")
     return kind, name
@@ -179,7 +179,7 @@ def _render(obj: JSON, progress: dict[tuple[str, str], str]) -> str:
 
 def _progress_events(client: Client, obj: JSON) -> dict[tuple[str, str], str]:
     """The progress Events of a running session's hosts (none once it ended)."""
-    if ((obj.get("status") or {}).get("phase")) in FINISHED:
+    if ((obj.get("status") or {}).get("phase")) in ENDED_PHASES:
         return {}
     meta = obj["metadata"]
     kind = obj.get("kind") or "BackupSession"
@@ -205,7 +205,7 @@ def _follow(client: Client, kind: str, namespace: str, name: str, args: argparse
         elif line != shown:
             print(line, file=sys.stderr, flush=True)
         shown = line
-        if ((obj.get("status") or {}).get("phase")) in FINISHED:
+        if ((obj.get("status") or {}).get("phase")) in ENDED_PHASES:
             break
         time.sleep(args.poll)
     else:

@@ -8,7 +8,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.agent import RESTORE_KINDS, restore_step, step_fields
+from api.constants import RESTORE_INVOKER_KINDS
+from cli.agent import run_restore_step, step_fields
 from cli.arguments import DEFAULT_NAMESPACE, retired_pushgateway_argument
 from cli.table import print_table
 
@@ -30,14 +31,14 @@ def cmd_repository(args: argparse.Namespace) -> int:
     from agent import job_steps
     from api.tags import SnapshotOwner
     from engine.logfields import log_fields
-    from engine.restore import RestoreTarget, restore_dump, restore_paths
+    from engine.restore import RestoreSource, restore_dump, restore_paths
     from kube import Client
 
     client = Client.from_environment(args.kubeconfig)
     try:
         if args.command in ("restore", "restore-dump") and args.restoresession:
             with log_fields(**step_fields(args)):  # a restore Job's step: its invoker's rules
-                return restore_step(client, args)
+                return run_restore_step(client, args)
         with _open_repository(client, args) as restic:
             if args.command == "snapshots":
                 # A shared Repository holds each namespace's snapshots apart (api.tags).
@@ -60,7 +61,7 @@ def cmd_repository(args: argparse.Namespace) -> int:
                 count = "stale locks" if removed is None else f"{removed} stale lock(s)"
                 print(f"removed {count}; live locks were kept")
                 return 0
-            what = RestoreTarget(args.target_kind, args.target_name, args.hostname, args.snapshot)
+            what = RestoreSource(args.target_kind, args.target_name, args.hostname, args.snapshot)
             if args.command == "restore-dump":
                 snap = restore_dump(restic, what, args.filename, args.restore_command)
             else:
@@ -112,7 +113,9 @@ def add_commands(sub: Any) -> None:
         restore.add_argument(
             "--restoresession", default="", help="restore for this RestoreSession/RestoreBatch"
         )
-        restore.add_argument("--invoker-kind", choices=RESTORE_KINDS, default="RestoreSession")
+        restore.add_argument(
+            "--invoker-kind", choices=RESTORE_INVOKER_KINDS, default="RestoreSession"
+        )
         restore.add_argument("--invoker-name", default="", help="default: --restoresession")
         restore.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the emptyDir
         retired_pushgateway_argument(restore)

@@ -37,7 +37,7 @@ def backup_member_of(invokers: Iterable[JSON], target: JSON) -> tuple[JSON, JSON
     return None
 
 
-def restore_task(backup_task: str) -> str:
+def restore_task_for(backup_task: str) -> str:
     """The Task that undoes a backup Task: ``pvc-backup`` → ``pvc-restore`` (Stash's pairs)."""
     stem = backup_task.removesuffix("-backup")
     return f"{stem}-restore" if stem != backup_task else backup_task
@@ -69,7 +69,7 @@ def restore_session_for(request: RestoreRequest, backup: tuple[JSON, JSON] | Non
         target["rules"] = [rule]
     task = ((member.get("task") or {}) if member else {}).get("name")
     if task:
-        spec["task"] = {"name": restore_task(str(task))}
+        spec["task"] = {"name": restore_task_for(str(task))}
     elif request.target.get("kind") == "PersistentVolumeClaim":
         spec["task"] = {"name": "pvc-restore"}
     return {

@@ -26,7 +26,7 @@ from controller.runtime.defaults import SIDECAR_GRACE, WORKERS
 from controller.runtime.health import HealthServer
 from controller.runtime.loop import Controller, Writes
 from controller.runtime.metrics import RuntimeMetrics
-from controller.runtime.owned import FIELD_MANAGER
+from controller.runtime.owned import OPERATOR_FIELD_MANAGER
 from controller.runtime.pushgateway_front import PushgatewayFront
 from controller.sessions.backup import BackupSide
 from controller.sessions.metrics_restore import CHECK_SECONDS, MetricsRestorer
@@ -162,7 +162,7 @@ class Operator:
         """The built-in Tasks and Functions (pvc-backup, pvc-restore), applied idempotently."""
         for obj in builtin_objects(self.options.image):
             try:
-                self.client.apply(obj, field_manager=FIELD_MANAGER)
+                self.client.apply(obj, field_manager=OPERATOR_FIELD_MANAGER)
             except KubeError as exc:
                 log.error("could not install %s %s: %s", obj["kind"], obj["metadata"]["name"], exc)
 

@@ -35,7 +35,7 @@ class RestoreError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RestoreTarget:
+class RestoreSource:
     target_kind: str
     target_name: str
     hostname: str
@@ -200,7 +200,7 @@ def restore_rule(
     return [pick.snapshot for pick in picks]
 
 
-def pick_snapshot(restic: Restic, what: RestoreTarget) -> Snapshot:
+def pick_snapshot(restic: Restic, what: RestoreSource) -> Snapshot:
     snapshots = restic.snapshots(
         host=what.hostname, tags=[target_tag(what.target_kind, what.target_name)]
     )
@@ -215,7 +215,7 @@ def pick_snapshot(restic: Restic, what: RestoreTarget) -> Snapshot:
 
 
 def restore_paths(
-    restic: Restic, what: RestoreTarget, target_dir: str = "/", include: Sequence[str] = ()
+    restic: Restic, what: RestoreSource, target_dir: str = "/", include: Sequence[str] = ()
 ) -> Snapshot:
     snapshot = pick_snapshot(restic, what)
     try:
@@ -228,7 +228,7 @@ def restore_paths(
     return snapshot
 
 
-def restore_dump(restic: Restic, what: RestoreTarget, filename: str, command: str) -> Snapshot:
+def restore_dump(restic: Restic, what: RestoreSource, filename: str, command: str) -> Snapshot:
     """Stream the dump ``filename`` of the snapshot into ``command`` (e.g. psql)."""
     snapshot = pick_snapshot(restic, what)
     stream_dump(restic, snapshot, filename, command)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from api.backup import BackupBatch, BackupConfiguration, BackupMember
 from api.base import ObjectMeta
 from api.common import EmptyDirSettings, ObjectReference, VolumeMount
-from api.constants import LOCAL_BACKEND_VOLUME
+from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INVOKER_KINDS
 from api.objects import JSON
 from api.pod_members import pod_members
 from api.repository import Repository
@@ -33,7 +33,6 @@ WorkloadKey = tuple[str, str, str]  # (namespace, kind, name)
 RepositoryKey = tuple[str, str]  # (namespace, name)
 
 
-RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
 # A restore in one of these phases may still restore: its workloads' new pods get stash-init.
 RESTORE_UNFINISHED = (None, "", "Pending", "Running")
 RESTORES_REMEMBERED = 10_000  # restore uids kept by the index, seen or waited for
@@ -93,7 +92,7 @@ def _in_pods(
     kind = str(invoker.get("kind"))
     namespace, name = meta.namespace or "", meta.name or ""
     repository = ((ref.namespace or namespace), ref.name or "") if ref else (namespace, "")
-    restoring = kind in RESTORE_KINDS
+    restoring = kind in RESTORE_INVOKER_KINDS
     found: dict[WorkloadKey, list[SidecarTarget]] = {}
     for chosen in pod_members(invoker):
         member = members[chosen.index] if chosen.index < len(members) else None
@@ -125,7 +124,7 @@ def init_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTa
     longer get the init container. An object that does not parse targets nothing.
     """
     kind = invoker.get("kind")
-    if kind not in RESTORE_KINDS:
+    if kind not in RESTORE_INVOKER_KINDS:
         return {}
     if (invoker.get("status") or {}).get("phase") not in RESTORE_UNFINISHED:
         return {}
@@ -144,7 +143,7 @@ def init_targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTa
 
 
 def _targets_of(invoker: dict[str, Any]) -> dict[WorkloadKey, list[SidecarTarget]]:
-    if invoker.get("kind") in RESTORE_KINDS:
+    if invoker.get("kind") in RESTORE_INVOKER_KINDS:
         return init_targets_of(invoker)
     return sidecar_targets_of(invoker)
 
@@ -211,7 +210,7 @@ class SidecarIndex:
         """Remember restore uids (the lock held); the oldest go beyond RESTORES_REMEMBERED."""
         for obj in invokers:
             uid = (obj.get("metadata") or {}).get("uid")
-            if obj.get("kind") in RESTORE_KINDS and isinstance(uid, str) and uid:
+            if obj.get("kind") in RESTORE_INVOKER_KINDS and isinstance(uid, str) and uid:
                 uids = (*uids, uid)
         for uid in uids:
             self._restores_seen.pop(uid, None)
@@ -396,7 +395,7 @@ class SidecarIndex:
         merged: list[SidecarTarget] = []
         restoring: list[SidecarTarget] = []
         for key in self._invokers_of.get(workload, ()):
-            into = restoring if key[0] in RESTORE_KINDS else merged
+            into = restoring if key[0] in RESTORE_INVOKER_KINDS else merged
             into.extend(self._by_invoker[key].get(workload, ()))
         for index, items in ((self._by_workload, merged), (self._restoring, restoring)):
             if items:

@@ -28,7 +28,7 @@ from pods.invokers import SidecarTarget
 
 # Keys of Stash's ContainerRuntimeSettings that are core/v1 Container fields (nice and ionice
 # are Stash's own: they shape how restic runs, not the container).
-CONTAINER_SETTING_KEYS = (
+SIDECAR_SETTING_KEYS = (
     "resources",
     "livenessProbe",
     "readinessProbe",
@@ -105,7 +105,7 @@ def plan_for(
                 )
         if target.container_settings:
             chosen = {
-                k: v for k, v in target.container_settings.items() if k in CONTAINER_SETTING_KEYS
+                k: v for k, v in target.container_settings.items() if k in SIDECAR_SETTING_KEYS
             }
             if not settings:
                 settings, settings_from = chosen, target.invoker
@@ -201,7 +201,7 @@ def build_container(
         plan,
         settings,
         mounts,
-        setting_keys=CONTAINER_SETTING_KEYS,
+        setting_keys=SIDECAR_SETTING_KEYS,
         tmp_volume=tmp_volume,
     )
 

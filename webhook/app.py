@@ -36,7 +36,7 @@ from engine.logfields import log_fields
 from pods.invokers import SidecarIndex
 from pods.sidecar import SidecarSettings
 from webhook.errors import BodyTimeout, BodyTooLarge, WebhookError
-from webhook.mutation import handle, restores_of
+from webhook.mutation import handle, rolled_for_restores
 from webhook.review import parse_review
 from webhook.tls import CertificateReloader
 
@@ -186,7 +186,7 @@ class AdmissionEndpoint:
         (on the event loop, no thread per pod); then refuse the pod, which its ReplicaSet
         creates again, for up to ``restore_hold`` after a pod first named the restore; after
         that admit it with the restores known (the answer: None) and say so."""
-        unseen = self.index.unseen_restores(restores_of(review))
+        unseen = self.index.unseen_restores(rolled_for_restores(review))
         if not unseen:
             return None
         loop = asyncio.get_running_loop()

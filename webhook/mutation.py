@@ -4,8 +4,8 @@ Only CREATE of pods carrying the opt-in label are mutated: the ``stash`` sidecar
 invokers target the pod's workload, ``stash-init`` while an unfinished restore does. The pod's
 workload is found from its owner references (a Deployment through its ReplicaSet's
 ``pod-template-hash`` naming), its invokers from the in-memory index: no API call happens on
-the request path. ``restores_of`` names the restores a pod was rolled for, so that the caller
-can first let the index catch up with them.
+the request path. ``rolled_for_restores`` names the restores a pod was rolled for, so that the
+caller can first let the index catch up with them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def workload_of(pod: JSON) -> tuple[str, str] | None:
     return None
 
 
-def restores_of(request: AdmissionRequest) -> tuple[str, ...]:
+def rolled_for_restores(request: AdmissionRequest) -> tuple[str, ...]:
     """The uids of the restores an opted-in pod being created was rolled for (its template's
     annotation): its stash-init depends on the index having seen them."""
     pod = request.object

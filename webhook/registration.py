@@ -14,7 +14,7 @@ from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP, WEBHOOK_NAME,
 from kube import Client
 
 FailurePolicy = Literal["Ignore", "Fail"]
-FIELD_MANAGER = "stash-webhook"
+WEBHOOK_FIELD_MANAGER = "stash-webhook"
 
 
 def webhook_configuration(
@@ -87,4 +87,4 @@ def webhook_configuration(
 
 def register(client: Client, configuration: dict[str, Any]) -> dict[str, Any]:
     """Create or update the configuration (server-side apply, so reruns change nothing)."""
-    return client.apply(configuration, field_manager=FIELD_MANAGER)
+    return client.apply(configuration, field_manager=WEBHOOK_FIELD_MANAGER)

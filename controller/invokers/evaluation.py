@@ -19,7 +19,7 @@ from typing import Any
 from api import constants as c
 from api.backup import BackupMember
 from api.common import TargetRef
-from api.conditions import Condition, is_true, set_condition
+from api.conditions import RawCondition, is_true, set_condition
 from api.objects import JSON
 from api.pod_members import WORKLOAD_KINDS, member_documents
 from api.repository import Repository
@@ -155,9 +155,9 @@ class InvokerFacts:
 
 
 @dataclass(frozen=True)
-class InvokerStatus:
+class InvokerVerdict:
     phase: str
-    conditions: list[Condition]
+    conditions: list[RawCondition]
     member_conditions: list[JSON] | None
     problems: tuple[str, ...]
 
@@ -261,7 +261,9 @@ def boundary_problems(refused: Sequence[Refusal]) -> list[str]:
     return [str(r) for r in refused if r.reason != REPOSITORY_REFUSED]
 
 
-def usable_repository(facts: InvokerFacts, conditions: list[Condition] | None) -> Repository | None:
+def usable_repository(
+    facts: InvokerFacts, conditions: list[RawCondition] | None
+) -> Repository | None:
     """The Repository read for the invoker if the boundary lets it use it (its
     ``RepositoryFound`` is True), else None: only then is it named in what its pods may read."""
     return facts.repository if is_true(conditions, c.REPOSITORY_FOUND) else None
@@ -343,7 +345,7 @@ class ConditionSet:
     """Accumulates condition changes and what keeps the invoker from being Ready."""
 
     def __init__(
-        self, old: list[Condition] | None, now: dt.datetime | None, generation: int | None
+        self, old: list[RawCondition] | None, now: dt.datetime | None, generation: int | None
     ):
         self.conditions = old
         self.now = now
@@ -447,7 +449,7 @@ def _member_conditions(
     return result
 
 
-def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None) -> InvokerStatus:
+def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None) -> InvokerVerdict:
     """The status ``invoker`` should have, given ``facts``."""
     meta = invoker.get("metadata", {})
     namespace = meta.get("namespace", "")
@@ -496,6 +498,6 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
     else:
         out.put(c.CRONJOB_CREATED, False, "CronJobCreationFailed", facts.cronjob_error)
     phase = "Invalid" if problems else ("NotReady" if out.not_ready else "Ready")
-    return InvokerStatus(
+    return InvokerVerdict(
         phase, out.conditions or [], member_conditions, tuple(problems + out.not_ready)
     )

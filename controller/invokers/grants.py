@@ -30,7 +30,6 @@ from kube.informer import Informer
 
 Key = tuple[str, str, str]  # (invoker kind, namespace, name)
 GRANTED_TO = f"{c.GROUP}/granted-to"
-RBAC = "rbac.authorization.k8s.io"
 
 
 def grant_name(kind: str, namespace: str, name: str) -> str:
@@ -92,23 +91,28 @@ def repository_grant(
         for account in sorted(set(accounts))
     ]
     objects: list[JSON] = [
-        {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": grant_meta, "rules": rules},
         {
-            "apiVersion": f"{RBAC}/v1",
+            "apiVersion": f"{c.RBAC_GROUP}/v1",
+            "kind": "Role",
+            "metadata": grant_meta,
+            "rules": rules,
+        },
+        {
+            "apiVersion": f"{c.RBAC_GROUP}/v1",
             "kind": "RoleBinding",
             "metadata": grant_meta,
-            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
+            "roleRef": {"apiGroup": c.RBAC_GROUP, "kind": "Role", "name": name},
             "subjects": subjects,
         },
     ]
     if backup:  # the Lease beside the Repository that guards initialising it
         objects.append(
             {
-                "apiVersion": f"{RBAC}/v1",
+                "apiVersion": f"{c.RBAC_GROUP}/v1",
                 "kind": "RoleBinding",
                 "metadata": {**grant_meta, "name": fit(f"{name}-init", 253)},
                 "roleRef": {
-                    "apiGroup": RBAC,
+                    "apiGroup": c.RBAC_GROUP,
                     "kind": "ClusterRole",
                     "name": REPOSITORY_INIT_CLUSTER_ROLE,
                 },

@@ -24,7 +24,7 @@ from api.repository import Repository
 from api.tenancy import NamespacePolicy
 from controller.invokers.evaluation import (
     InvokerFacts,
-    InvokerStatus,
+    InvokerVerdict,
     MemberView,
     evaluate,
     members_of,
@@ -266,8 +266,8 @@ class InvokerReconciler:
         return found
 
     def _sidecar_access(
-        self, invoker: JSON, facts: InvokerFacts, status: InvokerStatus
-    ) -> tuple[InvokerStatus, bool]:
+        self, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict
+    ) -> tuple[InvokerVerdict, bool]:
         """``SidecarAuthorized``: whether each sidecar's service account may do what the
         sidecar must. A refused sidecar only logs it; this says it where users look. With
         whether it was refused (then looked at again: RBAC changes trigger nothing here)."""
@@ -345,8 +345,8 @@ class InvokerReconciler:
         return None, rbac_written
 
     def _trigger(
-        self, invoker: JSON, facts: InvokerFacts, status: InvokerStatus, now: dt.datetime
-    ) -> tuple[InvokerStatus, bool]:
+        self, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict, now: dt.datetime
+    ) -> tuple[InvokerVerdict, bool]:
         """A valid invoker gets its trigger (its status says if the API server refused it); one
         that became Invalid (the boundary refuses it) starts no more sessions. Whether RBAC
         was written now."""
@@ -370,7 +370,7 @@ class InvokerReconciler:
             self.writes.record(meta["namespace"])
 
     def _keep_grant(
-        self, key: Key, invoker: JSON, facts: InvokerFacts, status: InvokerStatus
+        self, key: Key, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict
     ) -> None:
         """A Repository of another namespace that allows this one: its backup Jobs and
         sidecars may read it and its Secret there (and nothing more)."""
@@ -380,7 +380,7 @@ class InvokerReconciler:
         repository = usable if status.phase != "Invalid" else None
         self.grants.keep(key, repository_grant(invoker, repository, accounts, backup=True))
 
-    def _sidecar_conditions(self, invoker: JSON, status: InvokerStatus) -> InvokerStatus:
+    def _sidecar_conditions(self, invoker: JSON, status: InvokerVerdict) -> InvokerVerdict:
         """``StashSidecarInjected`` per sidecar member: its pod template carries the opt-in."""
         if status.member_conditions is None:
             return status
@@ -408,7 +408,7 @@ class InvokerReconciler:
                     ),
                 }
             members.append(entry)
-        return InvokerStatus(status.phase, status.conditions, members, status.problems)
+        return InvokerVerdict(status.phase, status.conditions, members, status.problems)
 
     def reconcile(self, key: Key) -> Result | None:
         kind, namespace, name = key

@@ -4,7 +4,8 @@ each invoker's members and Repository as one ``api.tenancy.Subject``.
 The rules themselves are ``api.tenancy`` (shared with the webhook); this module only gathers
 what they judge, on every pass: the invoker and restore reconcilers read the tenancy here
 (through ``controller.invokers.facts``) and judge it in
-``controller.invokers.evaluation.boundary_refusals``; the session reconciler asks ``judge``.
+``controller.invokers.evaluation.boundary_refusals``; the session reconciler asks
+``judge_boundary``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def read_tenancy(caches: Caches, operator_namespace: str, namespaces: Iterable[s
     )
 
 
-def judge(
+def judge_boundary(
     caches: Caches,
     operator_namespace: str,
     invoker: JSON,

@@ -54,7 +54,7 @@ POD_SETTING_KEYS = (
     "runtimeClassName",
     "schedulerName",
 )
-CONTAINER_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
+JOB_CONTAINER_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
 
 
 class JobError(ValueError):
@@ -252,7 +252,7 @@ def _attach_claims(pod_spec: JSON, inputs: JobInputs) -> None:
 def _with_settings(container: JSON, settings: JSON) -> JSON:
     """The member's ``runtimeSettings.container`` on a step's container: env added to the
     step's, the rest as given (a security context naming the image's user gets its group)."""
-    for key in CONTAINER_SETTING_KEYS:
+    for key in JOB_CONTAINER_SETTING_KEYS:
         if key not in settings:
             continue
         if key == "env":

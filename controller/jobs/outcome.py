@@ -22,7 +22,7 @@ from kube.types import PODS
 
 STUCK_GRACE = dt.timedelta(minutes=5)  # a reason that may resolve itself gets this long
 CREATING_GRACE = dt.timedelta(minutes=1)  # ContainerCreating longer than this: said
-RECHECK = 20.0  # how often a running Job's pods are looked at (their state sends no event)
+PODS_RECHECK = 20.0  # how often a running Job's pods are looked at (their state sends no event)
 
 # A container waiting for one of these is not going to start by itself soon.
 TROUBLE = frozenset(
@@ -108,7 +108,8 @@ def troubles(
     client: Client, namespace: str, jobs: Iterable[JSON | None], now: dt.datetime
 ) -> dict[str, Trouble]:
     """The trouble of each running Job among ``jobs`` (by name), from its pods (one list call
-    per running Job: their state sends the session no event, so it looks every ``RECHECK``)."""
+    per running Job: their state sends the session no event, so it looks again every
+    ``PODS_RECHECK``)."""
     found: dict[str, Trouble] = {}
     for job in jobs:
         if job is None or job_complete(job) or job_failure(job):

@@ -24,7 +24,6 @@ from engine.wipe import NOT_RETRIED
 WIPE_CONTAINER = "wipe-out"
 WIPE_ATTEMPTS = 3
 WIPE_DEADLINE = 900  # seconds for every attempt together
-RBAC = "rbac.authorization.k8s.io"
 
 
 def _meta(repository: JSON, name: str) -> JSON:
@@ -97,16 +96,16 @@ def wipe_objects(repository: JSON, image: str) -> list[JSON]:
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(repository, name)},
         {
-            "apiVersion": f"{RBAC}/v1",
+            "apiVersion": f"{c.RBAC_GROUP}/v1",
             "kind": "Role",
             "metadata": _meta(repository, name),
             "rules": rules,
         },
         {
-            "apiVersion": f"{RBAC}/v1",
+            "apiVersion": f"{c.RBAC_GROUP}/v1",
             "kind": "RoleBinding",
             "metadata": _meta(repository, name),
-            "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
+            "roleRef": {"apiGroup": c.RBAC_GROUP, "kind": "Role", "name": name},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": meta["namespace"]}],
         },
         {

@@ -16,7 +16,7 @@ from kube import Client, NotFound
 
 log = logging.getLogger(__name__)
 
-FIELD_MANAGER = "stash-operator"
+OPERATOR_FIELD_MANAGER = "stash-operator"
 
 
 def contains(actual: Any, desired: Any) -> bool:
@@ -42,7 +42,7 @@ def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> JSO
     current = caches.get(rt, meta["namespace"], meta["name"])
     if current is not None and contains(current, desired):
         return None
-    applied = client.apply(desired, field_manager=FIELD_MANAGER)
+    applied = client.apply(desired, field_manager=OPERATOR_FIELD_MANAGER)
     writes.record(meta["namespace"], applied)
     return applied
 

@@ -30,9 +30,8 @@ from api.tenancy import member_of
 from api.units import parse_duration
 from controller.invokers.evaluation import MemberView, members_of
 from controller.invokers.facts import FactReader
-from controller.invokers.tenancy import judge
-from controller.jobs.outcome import RECHECK as PODS_RECHECK
-from controller.jobs.outcome import troubles
+from controller.invokers.tenancy import judge_boundary
+from controller.jobs.outcome import PODS_RECHECK, troubles
 from controller.runtime.caches import (
     BACKUP_SESSIONS,
     DAEMONSETS,
@@ -53,8 +52,7 @@ from controller.sessions.backup_status import BACKUP, TERMINAL, history_to_delet
 from controller.sessions.effects import SessionEffects
 from controller.sessions.machine import Decision, Observed
 from controller.sessions.sidecar_presence import match_labels_selector, pods_of, why_absent
-from controller.sessions.target_use import RECHECK as USE_RECHECK
-from controller.sessions.target_use import TargetUse
+from controller.sessions.target_use import USE_RECHECK, TargetUse
 from controller.sessions.targets import deadline
 from engine import metrics
 from kube import Client, KubeError, NotFound
@@ -175,7 +173,9 @@ class BackupSide:
             repo = self.reader.repository_of(invoker)
         except ValidationError:
             repo = None  # the Job's builder says what is wrong with it
-        subject, found = judge(self.caches, self.operator_namespace, invoker, members, repo)
+        subject, found = judge_boundary(
+            self.caches, self.operator_namespace, invoker, members, repo
+        )
         refused: dict[int, list[str]] = {}
         for refusal in found:
             owner = member_of(refusal, subject.members)

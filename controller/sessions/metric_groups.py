@@ -25,14 +25,13 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from api import constants as c
 from api.conditions import parse_rfc3339
 from api.objects import JSON
 from api.units import parse_duration, parse_size
 from controller.sessions.backup_status import session_outcome
 from engine import metrics
 from engine.results import HostResult, RepositoryFigures
-
-FINISHED = ("Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def restore_host_groups(who: metrics.Invoker, targets: Sequence[object]) -> list
 
 
 def latest_finished(sessions: list[JSON]) -> JSON | None:
-    finished = [s for s in sessions if (s.get("status") or {}).get("phase") in FINISHED]
+    finished = [s for s in sessions if (s.get("status") or {}).get("phase") in c.RESULT_PHASES]
     return max(
         finished,
         key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),

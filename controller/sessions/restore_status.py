@@ -56,7 +56,7 @@ from controller.sessions.targets import (
     wait_target,
 )
 
-FINISHED = ("Succeeded", "Failed")
+FINISHED = c.RESULT_PHASES
 RESTORE_FAILED = "RestoreFailed"
 RESTORE_EXECUTOR = Executor(
     "restore",

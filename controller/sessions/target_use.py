@@ -38,7 +38,7 @@ Use = Literal["backup", "restore"]
 RUNNING_TARGETS = "running-targets"
 RESTORING_TARGETS = "restoring-targets"
 WINDOW = 10.0  # seconds a start is remembered beyond the caches
-RECHECK = 5.0  # how soon a waiting session or restore looks again
+USE_RECHECK = 5.0  # how soon a waiting session or restore looks again
 RESTORE_ENDED = ("Succeeded", "Failed", "Invalid")
 
 

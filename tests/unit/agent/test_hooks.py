@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.hooks import HookError, run_hook
-from agent.host_backup import HostJob, member_of, with_hooks
+from agent.host_backup import HostJob, backup_member_for, with_hooks
 from agent.run_hook import execute
 from api.common import BackupHooks, Handler
 from api.hooks import is_final_attempt, should_run_post_hook
@@ -180,12 +180,12 @@ def test_a_failed_post_hook_fails_a_good_backup_and_says_both(tmp_path: Path) ->
 
 def test_the_member_of_a_target_is_found_by_its_ref() -> None:
     invoker = batch("b", "demo", member("Deployment", "web"), member("PersistentVolumeClaim", "d"))
-    found = member_of(invoker, "PersistentVolumeClaim", "d")
+    found = backup_member_for(invoker, "PersistentVolumeClaim", "d")
     assert found is not None
     assert found.target is not None
     assert found.target.ref is not None
     assert found.target.ref.name == "d"
-    assert member_of(invoker, "PersistentVolumeClaim", "other") is None
+    assert backup_member_for(invoker, "PersistentVolumeClaim", "other") is None
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.restore_init import next_step, restores_of
+from agent.restore_init import next_step, unfinished_restores_of
 from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
 from api.objects import JSON
 from pods.invokers import SidecarIndex, init_targets_of, sidecar_targets_of
@@ -133,7 +133,7 @@ def test_the_restores_a_workload_waits_for_are_the_unfinished_ones_oldest_first(
     done = web_restore("Succeeded")
     done["metadata"]["name"] = "done"
     pvc_only = restore_session("pvc")
-    found = restores_of([newer, done, older, pvc_only], "Deployment", "web")
+    found = unfinished_restores_of([newer, done, older, pvc_only], "Deployment", "web")
     assert [(r.kind, r.name, r.index) for r in found] == [
         ("RestoreSession", "restore", 0),
         ("RestoreBatch", "later", 0),

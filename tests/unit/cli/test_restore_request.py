@@ -8,7 +8,7 @@ from cli.restore_request import (
     RestoreRequest,
     backup_member_of,
     restore_session_for,
-    restore_task,
+    restore_task_for,
 )
 from tests.factories import batch, member
 
@@ -17,9 +17,9 @@ PVC = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "shared"}
 
 
 def test_the_backup_tasks_restore_twin_is_named_as_stash_names_it() -> None:
-    assert restore_task("pvc-backup") == "pvc-restore"
-    assert restore_task("postgres-backup") == "postgres-restore"
-    assert restore_task("custom") == "custom"
+    assert restore_task_for("pvc-backup") == "pvc-restore"
+    assert restore_task_for("postgres-backup") == "postgres-restore"
+    assert restore_task_for("custom") == "custom"
 
 
 def test_a_workload_restore_takes_the_backups_mounts_repository_and_the_snapshot() -> None:

@@ -14,7 +14,7 @@ from api.constants import BACKUP_LABEL, RESTORE_ANNOTATION, SIDECAR_CONTAINER
 from pods.invokers import SidecarIndex
 from pods.sidecar import SidecarSettings
 from tests.factories import batch, configuration, member, pod, review
-from webhook.mutation import handle, restores_of, workload_of
+from webhook.mutation import handle, rolled_for_restores, workload_of
 from webhook.review import parse_review
 
 SETTINGS = SidecarSettings(image="stash-py:test")
@@ -195,10 +195,10 @@ def _request(obj: Any, operation: str = "CREATE") -> Any:
 def test_the_restores_a_pod_was_rolled_for_are_read_from_its_annotation() -> None:
     rolled = pod()
     rolled["metadata"]["annotations"] = {RESTORE_ANNOTATION: "uid-1, uid-2,,"}
-    assert restores_of(_request(rolled)) == ("uid-1", "uid-2")
+    assert rolled_for_restores(_request(rolled)) == ("uid-1", "uid-2")
     rolled["metadata"]["annotations"] = {RESTORE_ANNOTATION: ",".join(map(str, range(99)))}
-    assert len(restores_of(_request(rolled))) == 16
+    assert len(rolled_for_restores(_request(rolled))) == 16
     unlabelled = pod(opted_in=False)
     unlabelled["metadata"]["annotations"] = {RESTORE_ANNOTATION: "uid-1"}
-    assert restores_of(_request(unlabelled)) == ()
-    assert restores_of(_request(rolled, operation="UPDATE")) == ()
+    assert rolled_for_restores(_request(unlabelled)) == ()
+    assert rolled_for_restores(_request(rolled, operation="UPDATE")) == ()

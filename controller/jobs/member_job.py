@@ -55,6 +55,7 @@ POD_SETTING_KEYS = (
     "schedulerName",
 )
 JOB_CONTAINER_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
+INTERIM_META = ("labels", "annotations")  # what of the interim volume template's metadata is kept
 
 
 class JobError(ValueError):
@@ -273,103 +274,17 @@ def _container_name(function: str, index: int, taken: set[str]) -> str:
 
 
 def build_job(inputs: JobInputs) -> JSON:
+    """The member's Job: one container per step of its Task (every step but the last an init
+    container, so they run in order), the Task's volumes, the repository's and the scratch
+    ones, under the member's runtime settings."""
     session, view = inputs.session, inputs.member
-    steps = _steps(inputs.task)
     base = variables(inputs)
     containers: list[JSON] = []
-    member_params = (
-        {p.name: p.value for p in (view.member.task.params or [])} if (view.member.task) else {}
-    )
-    for index, step in enumerate(steps):
-        function = inputs.functions.get(step["name"])
-        if function is None:
-            raise JobError(
-                f"Function {step['name']} (step {index} of Task "
-                f"{inputs.task['metadata']['name']}) not found"
-            )
-        try:  # a Task's step params may use Stash's variables themselves
-            step_params = {
-                p["name"]: substitute(str(p["value"]), base) for p in step.get("params") or []
-            }
-        except SubstitutionError as exc:
-            raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
-        # A member's task params override the Task's step params; neither overrides what the
-        # operator sets (validation.OPERATOR_VARIABLES: an invoker naming one is Invalid).
-        step_vars = {**step_params, **member_params, **base}
-        spec = function.get("spec") or {}
-        try:
-            resolved = substitute_all(
-                {
-                    k: spec[k]
-                    for k in ("image", "command", "args", "workingDir", "ports", "volumeMounts")
-                    if k in spec
-                },
-                step_vars,
-            )
-        except SubstitutionError as exc:
-            raise JobError(f"Function {step['name']}: {exc}") from None
-        name = _container_name(step["name"], index, {c_["name"] for c_ in containers})
-        container: JSON = {
-            "name": name,
-            **resolved,
-            "volumeMounts": [
-                {"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH},
-                *resolved.get("volumeMounts", []),
-            ],
-            "env": [
-                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                # where the step runs: a member's exec hook naming this container runs here
-                {"name": "STASH_CONTAINER", "value": name},
-            ],
-        }
-        settings = (
-            (view.member.runtime_settings.container or {}) if view.member.runtime_settings else {}
-        )
-        containers.append(_with_settings(container, settings))
-    try:
-        volumes = substitute_all((inputs.task.get("spec") or {}).get("volumes") or [], base)
-    except SubstitutionError as exc:
-        raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
-    local = local_volume(inputs.repository)
-    if local is not None:  # every step reaches the repository, as in the sidecar
-        local_source, local_mount = local
-        volumes.append(local_source)
-        for container in containers:
-            container["volumeMounts"].append(dict(local_mount))
-    temp = view.member.temp_dir.to_dict() if view.member.temp_dir else {}
-    volumes.append(
-        {
-            "name": c.TMP_DIR_VOLUME,
-            "emptyDir": {k: temp[k] for k in ("medium", "sizeLimit") if temp.get(k) is not None},
-        }
-    )
-    if view.member.interim_volume_template:
-        template = view.member.interim_volume_template
-        volumes.append(
-            {
-                "name": INTERIM_VOLUME,
-                "ephemeral": {
-                    "volumeClaimTemplate": {
-                        "metadata": {
-                            k: v
-                            for k, v in (template.get("metadata") or {}).items()
-                            if k in ("labels", "annotations")
-                        },
-                        "spec": template.get("spec") or {},
-                    }
-                },
-            }
-        )
+    for index, step in enumerate(_steps(inputs.task)):
+        containers.append(_step_container(inputs, base, index, step, containers))
+    volumes = _volumes(inputs, base, containers)
     pod_settings = (view.member.runtime_settings.pod or {}) if view.member.runtime_settings else {}
-    labels = {
-        "app.kubernetes.io/managed-by": "stash",
-        c.INVOKER_TYPE_LABEL: inputs.invoker["kind"],
-        c.INVOKER_NAME_LABEL: label_value(inputs.invoker["metadata"]["name"]),
-        MEMBER_LABEL: str(view.index),
-    }
-    if not inputs.restoring:
-        labels[SESSION_LABEL] = label_value(session["metadata"]["name"])
+    labels = _labels(inputs)
     pod_spec: JSON = {
         "restartPolicy": "Never",
         "serviceAccountName": inputs.service_account,
@@ -400,3 +315,99 @@ def build_job(inputs: JobInputs) -> JSON:
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def _step_container(
+    inputs: JobInputs, base: dict[str, str], index: int, step: JSON, before: list[JSON]
+) -> JSON:
+    """Step ``index``'s container: its Function with the variables substituted."""
+    view, task_name = inputs.member, inputs.task["metadata"]["name"]
+    function = inputs.functions.get(step["name"])
+    if function is None:
+        raise JobError(f"Function {step['name']} (step {index} of Task {task_name}) not found")
+    try:  # a Task's step params may use Stash's variables themselves
+        step_params = {
+            p["name"]: substitute(str(p["value"]), base) for p in step.get("params") or []
+        }
+    except SubstitutionError as exc:
+        raise JobError(f"Task {task_name}: {exc}") from None
+    member_params = (
+        {p.name: p.value for p in (view.member.task.params or [])} if view.member.task else {}
+    )
+    # A member's task params override the Task's step params; neither overrides what the
+    # operator sets (validation.OPERATOR_VARIABLES: an invoker naming one is Invalid).
+    step_vars = {**step_params, **member_params, **base}
+    spec = function.get("spec") or {}
+    try:
+        resolved = substitute_all(
+            {
+                k: spec[k]
+                for k in ("image", "command", "args", "workingDir", "ports", "volumeMounts")
+                if k in spec
+            },
+            step_vars,
+        )
+    except SubstitutionError as exc:
+        raise JobError(f"Function {step['name']}: {exc}") from None
+    name = _container_name(step["name"], index, {c_["name"] for c_ in before})
+    container: JSON = {
+        "name": name,
+        **resolved,
+        "volumeMounts": [
+            {"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH},
+            *resolved.get("volumeMounts", []),
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            # where the step runs: a member's exec hook naming this container runs here
+            {"name": "STASH_CONTAINER", "value": name},
+        ],
+    }
+    settings = (
+        (view.member.runtime_settings.container or {}) if view.member.runtime_settings else {}
+    )
+    return _with_settings(container, settings)
+
+
+def _volumes(inputs: JobInputs, base: dict[str, str], containers: list[JSON]) -> list[JSON]:
+    """The Task's volumes, the local repository's (mounted in every step, as in the sidecar),
+    the scratch ``tmp-dir`` and the member's interim volume."""
+    view = inputs.member
+    try:
+        volumes: list[JSON] = substitute_all(
+            (inputs.task.get("spec") or {}).get("volumes") or [], base
+        )
+    except SubstitutionError as exc:
+        raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
+    local = local_volume(inputs.repository)
+    if local is not None:
+        local_source, local_mount = local
+        volumes.append(local_source)
+        for container in containers:
+            container["volumeMounts"].append(dict(local_mount))
+    temp = view.member.temp_dir.to_dict() if view.member.temp_dir else {}
+    volumes.append(
+        {
+            "name": c.TMP_DIR_VOLUME,
+            "emptyDir": {k: temp[k] for k in ("medium", "sizeLimit") if temp.get(k) is not None},
+        }
+    )
+    template = view.member.interim_volume_template
+    if template:
+        meta = {k: v for k, v in (template.get("metadata") or {}).items() if k in INTERIM_META}
+        claim = {"metadata": meta, "spec": template.get("spec") or {}}
+        volumes.append({"name": INTERIM_VOLUME, "ephemeral": {"volumeClaimTemplate": claim}})
+    return volumes
+
+
+def _labels(inputs: JobInputs) -> JSON:
+    labels = {
+        "app.kubernetes.io/managed-by": "stash",
+        c.INVOKER_TYPE_LABEL: inputs.invoker["kind"],
+        c.INVOKER_NAME_LABEL: label_value(inputs.invoker["metadata"]["name"]),
+        MEMBER_LABEL: str(inputs.member.index),
+    }
+    if not inputs.restoring:
+        labels[SESSION_LABEL] = label_value(inputs.session["metadata"]["name"])
+    return labels

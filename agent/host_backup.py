@@ -44,6 +44,7 @@ from engine.locks import Holders, clear_stale_locks, holders_of
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
 from engine.restic import (
     BackupSummary,
+    CheckResult,
     Progress,
     RepoStats,
     Restic,
@@ -449,8 +450,8 @@ def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -
         ConditionUpdate(
             c.REPOSITORY_INTEGRITY_VERIFIED,
             check.ok,
-            "SuccessfullyVerifiedRepositoryIntegrity" if check.ok else "RepositoryCorrupted",
-            "restic check found no errors" if check.ok else f"restic check: {check.message}",
+            "SuccessfullyVerifiedRepositoryIntegrity" if check.ok else _check_failed(check),
+            "restic check found no errors" if check.ok else check.says(),
         ),
     ]
     stats = answers["stats"]
@@ -473,6 +474,11 @@ def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -
         removed,
         "ok" if check.ok else "FAILED",
     )
+
+
+def _check_failed(check: CheckResult) -> str:
+    """The reason of a failed check: a repository restic may not read is not a damaged one."""
+    return "RepositoryNotReadable" if check.denied else "RepositoryCorrupted"
 
 
 def _side_by_side(reads: dict[str, Callable[[], object]]) -> dict[str, object]:

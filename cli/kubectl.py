@@ -307,6 +307,8 @@ def cmd_unlock(client: Client, args: argparse.Namespace) -> int:
 def cmd_check(client: Client, args: argparse.Namespace) -> int:
     with _restic(client, args) as restic:
         result = restic.check()
+    if not result.ok and result.denied:
+        raise Failed(f"Repository {args.namespace}/{args.repository}: {result.says()}")
     if not result.ok:
         raise Failed(f"Repository {args.namespace}/{args.repository} is damaged: {result.message}")
     print(f"Repository {args.namespace}/{args.repository}: no errors ({result.message})")

@@ -186,6 +186,55 @@ def parse_restic_time(text: str) -> dt.datetime:
 class CheckResult:
     ok: bool
     message: str
+    # what restic was refused (permission denied): the data is not known to be damaged
+    denied: tuple[str, ...] = ()
+
+    def says(self) -> str:
+        """The failure in words a user can act on: a permission problem named as one (which
+        files, whose they are, who this pod is), else restic's own words."""
+        if not self.denied:
+            return f"restic check: {self.message}"
+        listed = "; ".join(describe_path(path) for path in self.denied)
+        return (
+            f"restic check could not read the repository: permission denied on {listed}; "
+            f"this pod runs as {os.getuid()}:{os.getgid()}. The data is not known to be "
+            "damaged: give these files back to the user the backups run as (another writer, "
+            "such as a Job running as another user, made them), then check again"
+        )
+
+
+_DENIED = re.compile(
+    r"(?:open|lstat|stat|mkdir|remove|rename|unlink|readdirent|openat)\s+"
+    r"(\S+?):\s+permission denied",
+    re.IGNORECASE,
+)
+DENIED_LISTED = 5
+
+
+def denied_paths(detail: str) -> tuple[str, ...]:
+    """The paths restic's words say it was refused (``open /repo/data/ab/c: permission
+    denied``), each once, at most ``DENIED_LISTED``."""
+    found: list[str] = []
+    for match in _DENIED.finditer(detail):
+        path = match.group(1)
+        if path not in found:
+            found.append(path)
+    return tuple(found[:DENIED_LISTED])
+
+
+def describe_path(path: str) -> str:
+    """``path (owner uid:gid, mode 0600)``, or, when it cannot be looked at, the nearest
+    directory above it that can (the one that shuts it away)."""
+    at = Path(path)
+    for place in (at, *at.parents):
+        try:
+            info = place.stat()
+        except OSError:
+            continue
+        mode = oct(info.st_mode & 0o7777).replace("0o", "0")
+        whose = f"owner {info.st_uid}:{info.st_gid}, mode {mode}"
+        return f"{path} ({whose})" if place == at else f"{path} (under {place}: {whose})"
+    return path
 
 
 @dataclass
@@ -514,7 +563,7 @@ class Restic:
         try:
             stdout, _, _ = self._run("check", ["check"])
         except ResticError as exc:
-            return CheckResult(False, exc.detail)
+            return CheckResult(False, exc.detail, denied_paths(exc.detail))
         return CheckResult(True, tail(stdout, 1))
 
     def locks(self) -> list[str]:

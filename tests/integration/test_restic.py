@@ -226,6 +226,42 @@ def test_an_unreadable_file_fails_the_host_and_names_the_path(tmp_path: Path) ->
     assert "Deployment/web host host-0" in result.error
 
 
+def test_a_repository_another_user_left_unreadable_is_named_a_permission_problem_not_damage() -> (
+    None
+):
+    # A Job running as root made the repository; a pod running as nobody checks it.
+    shared = Path(tempfile.mkdtemp(prefix="stash-denied-"))
+    shared.chmod(0o755)
+    repo_dir = shared / "repo"
+    binary = shared / "restic"
+    shutil.copy(shutil.which("restic") or "restic", binary)
+    binary.chmod(0o755)
+    wrapper = shared / "restic-as-nobody"
+    wrapper.write_text(
+        f'#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups {binary} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    config = backend_config(
+        repository({"local": {"mountPath": str(repo_dir)}}), {"RESTIC_PASSWORD": PASSWORD}
+    )
+    try:
+        with Restic(config) as as_root:  # the root Job's own repository: fine for root
+            as_root.init_if_missing()
+            assert as_root.check().ok
+        with Restic(config, binary=str(wrapper)) as as_nobody:
+            check = as_nobody.check()
+        words = check.says()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    assert not check.ok
+    assert check.denied, check.message
+    assert all(path.startswith(str(repo_dir)) for path in check.denied)
+    assert "permission denied on " + str(repo_dir) in words
+    assert "owner 0:0" in words
+    assert "not known to be damaged" in words
+    assert "is damaged" not in words
+
+
 def test_a_host_restarted_mid_session_reports_its_snapshot_instead_of_making_another(
     tmp_path: Path,
 ) -> None:

@@ -10,12 +10,15 @@ import pytest
 from api.common import RetentionPolicy
 from engine.backend import BackendConfig
 from engine.restic import (
+    DENIED_LISTED,
     STDERR_LINES,
     BackupSummary,
+    CheckResult,
     Redactor,
     Restic,
     ResticError,
     check_binary,
+    denied_paths,
     retention_flags,
     tail,
     unreadable_items,
@@ -164,3 +167,30 @@ def test_a_restic_too_old_or_missing_is_refused_saying_what_to_install(tmp_path:
     with pytest.raises(ValueError, match=r"not found: install restic 0\.18\.0 or later"):
         check_binary(str(tmp_path / "absent"))
     check_binary(_fake_restic(tmp_path, "restic 0.18.1 compiled with go1.26.8 on linux/amd64"))
+
+
+def test_the_paths_restic_was_refused_are_read_from_its_words_each_once() -> None:
+    detail = (
+        "Load(<key/1a2b>, 0, 0) returned error, retrying after 1s: "
+        "open /repo/keys/1a2b: permission denied\n"
+        "Fatal: unable to open config file: Stat: stat /repo/config: permission denied\n"
+        "open /repo/keys/1a2b: permission denied"
+    )
+    assert denied_paths(detail) == ("/repo/keys/1a2b", "/repo/config")
+    assert denied_paths("Fatal: wrong password or no key found") == ()
+    many = "\n".join(f"open /repo/data/{n}: permission denied" for n in range(20))
+    assert len(denied_paths(many)) == DENIED_LISTED
+
+
+def test_a_refused_check_names_each_path_with_its_owner_and_mode(tmp_path: Path) -> None:
+    made = tmp_path / "config"
+    made.write_text("x")
+    made.chmod(0o600)
+    gone = tmp_path / "data" / "ab" / "cd"  # shut away: the nearest directory that exists
+    info = made.stat()
+    result = CheckResult(False, "...", (str(made), str(gone)))
+    words = result.says()
+    assert f"{made} (owner {info.st_uid}:{info.st_gid}, mode 0600)" in words
+    assert f"{gone} (under {tmp_path}: owner" in words
+    assert "restic check could not read the repository: permission denied on" in words
+    assert CheckResult(False, "pack 1234 is damaged").says() == "restic check: pack 1234 is damaged"

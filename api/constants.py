@@ -72,6 +72,9 @@ POST_RESTORE_HOOK_SUCCEEDED: Final = "PostRestoreHookExecutionSucceeded"
 GLOBAL_PRE_RESTORE_HOOK_SUCCEEDED: Final = "GlobalPreRestoreHookSucceeded"
 GLOBAL_POST_RESTORE_HOOK_SUCCEEDED: Final = "GlobalPostRestoreHookSucceeded"
 RESTORE_INVOKER_KINDS: Final = ("RestoreSession", "RestoreBatch")
+# The sidecar plan's hash: on a pod (what the webhook injected), on a pod template (what its pods
+# must carry: a change rolls them) or on a workload (what its pods, injected at creation, carry).
+SIDECAR_HASH_ANNOTATION: Final = f"{GROUP}/sidecar-hash"
 BACKUP_INVOKER_KINDS: Final = ("BackupBatch", "BackupConfiguration")
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 

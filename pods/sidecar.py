@@ -20,6 +20,7 @@ from api.constants import (
     IMAGE_USER,
     RESTORE_INIT_CONTAINER,
     SIDECAR_CONTAINER,
+    SIDECAR_HASH_ANNOTATION,
     TMP_DIR_MOUNT_PATH,
     TMP_DIR_VOLUME,
 )
@@ -336,6 +337,12 @@ def inject(pod: JSON, plan: SidecarPlan, settings: SidecarSettings) -> tuple[JSO
     mutated, spec, mounts, tmp_name, warnings = _with_volumes(pod, plan, "the stash sidecar")
     sidecar = build_container(plan, settings, mounts, tmp_name)
     spec["containers"] = [*(spec.get("containers") or []), sidecar]
+    meta = mutated["metadata"] = dict(pod.get("metadata") or {})
+    # What this pod carries: the operator need not roll a workload whose pods are current.
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        SIDECAR_HASH_ANNOTATION: plan.fingerprint(),
+    }
     return mutated, warnings
 
 

@@ -6,6 +6,11 @@ A workload an unfinished RestoreSession / RestoreBatch restores also gets the an
 new ones pass through the webhook and get ``stash-init``. When the restore ends the annotation
 stays (taking it away would roll the pods once more for nothing); a later restore sets its own.
 
+A workload created already opted in (the label in its own manifest) whose pods the webhook
+injected at their creation with the current sidecar is not rolled: the hash its pods carry is
+recorded on the workload itself, not its template (a template change would replace every pod,
+and a session begun in that second would be begun by a pod about to go).
+
 The label is removed only when the operator added it (it marks the workload with
 ``stash.appscode.com/opt-in-managed``): a label a user wrote into their own manifests (GitOps)
 is theirs to keep. ``desired_patch`` is the pure decision; ``OptInReconciler`` runs it per
@@ -14,31 +19,73 @@ workload key from the shared caches and writes only when something must change.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 
-from api.constants import BACKUP_LABEL, BACKUP_LABEL_VALUE, GROUP, RESTORE_ANNOTATION
+from api.conditions import parse_rfc3339
+from api.constants import (
+    BACKUP_LABEL,
+    BACKUP_LABEL_VALUE,
+    GROUP,
+    RESTORE_ANNOTATION,
+    SIDECAR_HASH_ANNOTATION,
+)
 from api.objects import JSON
 from controller.runtime.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
 from controller.runtime.loop import Controller, Result, Writes
-from kube import Client, NotFound
-from kube.types import RESTORE_INVOKER_TYPES
+from kube import Client, KubeError, NotFound
+from kube.types import PODS, RESTORE_INVOKER_TYPES
 from pods.invokers import SidecarIndex, SidecarTarget, WorkloadKey
-from pods.sidecar import plan_for
+from pods.sidecar import has_sidecar, plan_for
+from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 
-HASH_ANNOTATION = f"{GROUP}/sidecar-hash"
+HASH_ANNOTATION = SIDECAR_HASH_ANNOTATION
 MANAGED_ANNOTATION = f"{GROUP}/opt-in-managed"
+# A workload created already opted in, with no pod yet: looked at again this often, for this
+# long, before its template is marked (its pods are being made; marking it would replace them).
+PODS_AWAITED = 5.0
+PODS_GRACE = 60.0
+
+
+def pods_to_ask(workload: JSON, fingerprint: str | None) -> bool:
+    """Whether its pods decide how the hash is recorded: the workload opted in by its own
+    label, its template never marked by the operator, and the hash not recorded yet."""
+    meta = workload.get("metadata") or {}
+    template_meta = (workload.get("spec") or {}).get("template", {}).get("metadata") or {}
+    labelled = (template_meta.get("labels") or {}).get(BACKUP_LABEL) == BACKUP_LABEL_VALUE
+    return (
+        fingerprint is not None
+        and labelled
+        and HASH_ANNOTATION not in (template_meta.get("annotations") or {})
+        and (meta.get("annotations") or {}).get(HASH_ANNOTATION) != fingerprint
+    )
+
+
+def pods_carry(pods: list[JSON], fingerprint: str) -> bool:
+    """Every pod was injected with the sidecar of this plan (as the webhook marks them)."""
+    return all(
+        has_sidecar(pod)
+        and ((pod.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
+        == fingerprint
+        for pod in pods
+    )
 
 
 def desired_patch(
-    workload: JSON, fingerprint: str | None, restores: tuple[str, ...] = ()
+    workload: JSON,
+    fingerprint: str | None,
+    restores: tuple[str, ...] = (),
+    *,
+    pods_current: bool = False,
 ) -> JSON | None:
     """The merge patch that brings ``workload`` in line, or None when it already is.
 
     ``fingerprint`` is the sidecar plan's hash when invokers target the workload, else None;
-    ``restores`` the uids of the unfinished restores of it.
+    ``restores`` the uids of the unfinished restores of it; ``pods_current``: its pods already
+    carry that plan (asked only when ``pods_to_ask``), so it is recorded without a roll.
     """
     meta = workload.get("metadata") or {}
     annotations = meta.get("annotations") or {}
@@ -50,7 +97,15 @@ def desired_patch(
 
     meta_patch: JSON = {}
     template_patch: JSON = {}
-    wanted = _template_annotations(template_annotations, fingerprint, restores)
+    recorded = annotations.get(HASH_ANNOTATION)
+    if pods_current and pods_to_ask(workload, fingerprint):
+        meta_patch[HASH_ANNOTATION] = fingerprint
+    elif fingerprint is None and recorded is not None:
+        meta_patch[HASH_ANNOTATION] = None
+    carried = template_annotations.get(HASH_ANNOTATION) or (
+        fingerprint if pods_current else recorded
+    )
+    wanted = _template_annotations(template_annotations, fingerprint, restores, carried)
     if wanted:
         template_patch["annotations"] = wanted
     if fingerprint is not None or restores:
@@ -73,12 +128,13 @@ def desired_patch(
 
 
 def _template_annotations(
-    current: JSON, fingerprint: str | None, restores: tuple[str, ...]
+    current: JSON, fingerprint: str | None, restores: tuple[str, ...], carried: str | None
 ) -> JSON:
-    """The pod template's annotations to change: the sidecar hash, and the restores its pods
-    were rolled for (set when a restore is new to it, never taken away)."""
+    """The pod template's annotations to change: the sidecar hash when the pods do not carry
+    that plan (``carried``: the hash they do), and the restores its pods were rolled for (set
+    when a restore is new to it, never taken away)."""
     patch: JSON = {}
-    if fingerprint is not None and current.get(HASH_ANNOTATION) != fingerprint:
+    if fingerprint is not None and carried != fingerprint:
         patch[HASH_ANNOTATION] = fingerprint
     elif fingerprint is None and HASH_ANNOTATION in current:
         patch[HASH_ANNOTATION] = None
@@ -161,23 +217,56 @@ class OptInReconciler:
         if self._written_over.get(key) == version:
             return None  # the cache has not caught up with our last write yet
         self._written_over.pop(key, None)
-        patch = desired_patch(workload, fingerprint, restores)
-        if patch is None:
-            return None
+        current = self._pods_current(workload, fingerprint)
+        if isinstance(current, Result):
+            return current
+        patch = desired_patch(workload, fingerprint, restores, pods_current=current)
+        if patch is not None:
+            self._write(key, version, patch, bool(fingerprint or restores))
+        return None
+
+    def _write(self, key: WorkloadKey, version: str, patch: JSON, opted_in: bool) -> None:
+        namespace, kind, name = key
         try:
             self.client.patch(WORKLOAD_TYPES[kind], name, patch, namespace=namespace)
         except NotFound:
-            return None
+            return
         self._written_over[key] = version
         self.writes.record(namespace)
-        log.info(
-            "%s %s/%s: %s the stash opt-in",
-            kind,
-            namespace,
-            name,
-            "updated" if fingerprint or restores else "removed",
-        )
-        return None
+        what = "updated" if opted_in else "removed"
+        log.info("%s %s/%s: %s the stash opt-in", kind, namespace, name, what)
+
+    def _pods_current(self, workload: JSON, fingerprint: str | None) -> bool | Result:
+        """Whether the pods of a workload opted in by its own label already carry the plan
+        (False when there is nothing to ask); a Result to look again when that cannot be told
+        yet (the list failed, or its first pods are still being made)."""
+        if fingerprint is None or not pods_to_ask(workload, fingerprint):
+            return False
+        pods = self._pods(workload)
+        if pods is None or (not pods and self._young(workload)):
+            return Result(requeue_after=PODS_AWAITED)
+        return bool(pods) and pods_carry(pods, fingerprint)
+
+    def _pods(self, workload: JSON) -> list[JSON] | None:
+        """The workload's pods (None: the API server did not answer)."""
+        meta = workload["metadata"]
+        try:
+            listed = self.client.list(
+                PODS, meta["namespace"], label_selector=match_labels_selector(workload)
+            )
+        except KubeError as exc:
+            log.info("pods of %s/%s: %s", meta["namespace"], meta["name"], exc)
+            return None
+        return pods_of(workload, listed.get("items") or [])
+
+    @staticmethod
+    def _young(workload: JSON) -> bool:
+        created = str(workload["metadata"].get("creationTimestamp") or "")
+        try:
+            age = dt.datetime.now(dt.UTC) - parse_rfc3339(created)
+        except ValueError:
+            return False
+        return age.total_seconds() < PODS_GRACE
 
 
 def _enqueue(controller: Controller[WorkloadKey], keys: set[WorkloadKey]) -> None:

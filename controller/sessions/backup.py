@@ -51,13 +51,14 @@ from controller.sessions import metric_groups
 from controller.sessions.backup_status import BACKUP, TERMINAL, history_to_delete
 from controller.sessions.effects import SessionEffects
 from controller.sessions.machine import Decision, Observed
-from controller.sessions.sidecar_presence import match_labels_selector, pods_of, why_absent
+from controller.sessions.sidecar_presence import why_absent
 from controller.sessions.target_use import USE_RECHECK, TargetUse
 from controller.sessions.targets import deadline
 from engine import metrics
 from kube import Client, KubeError, NotFound
 from kube.sessions import create_session
 from kube.types import PODS
+from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 

@@ -52,12 +52,7 @@ from controller.sessions.restore_status import (
     RESTORE_FAILED,
     restore_members_of,
 )
-from controller.sessions.sidecar_presence import (
-    match_labels_selector,
-    pods_of,
-    rolled_without_init,
-    why_init_absent,
-)
+from controller.sessions.sidecar_presence import rolled_without_init, why_init_absent
 from controller.sessions.target_use import TargetUse
 from engine import metrics
 from engine.reporting import member_entry
@@ -72,6 +67,7 @@ from kube import (
 )
 from kube.types import PODS, RESTORE_INVOKER_TYPES
 from pods.sidecar import has_init
+from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 

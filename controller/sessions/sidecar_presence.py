@@ -15,28 +15,7 @@ from __future__ import annotations
 
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
 from api.objects import JSON
-from api.tenancy import selector_matches
 from pods.sidecar import INIT_COMMAND, SIDECAR_COMMAND, has_init, has_sidecar, name_clash
-
-
-def match_labels_selector(workload: JSON) -> str | None:
-    """The ``labelSelector`` of the workload's ``matchLabels`` (expressions are applied by
-    ``pods_of``); None when it has none."""
-    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
-
-
-def pods_of(workload: JSON, pods: list[JSON]) -> list[JSON]:
-    """The pods (of the workload's namespace) its selector picks, terminating ones left out."""
-    selector = (workload.get("spec") or {}).get("selector")
-    if not selector:
-        return []
-    return [
-        p
-        for p in pods
-        if not p["metadata"].get("deletionTimestamp")
-        and selector_matches(selector, p["metadata"].get("labels") or {})
-    ]
 
 
 def _sidecar_status(pod: JSON) -> JSON | None:

@@ -15,12 +15,13 @@ from controller.invokers.optin import HASH_ANNOTATION, MANAGED_ANNOTATION
 from controller.operator import Operator, OperatorOptions
 from devcluster import ControlPlane
 from kube import Client
-from kube.types import DEPLOYMENTS, PODS
+from kube.types import DEPLOYMENTS, PODS, REPLICASETS
 from tests.factories import batch, member
 from tests.integration.helpers import (
     WebhookProcess,
     container_names,
     eventually,
+    wait_until_injected,
 )
 
 
@@ -135,17 +136,74 @@ def test_a_label_written_by_the_user_survives_the_invoker(
     _repository(kube, namespace)
     kube.create(_deployment("gitops", labelled=True), namespace)
     invoker = kube.create(batch("nightly", namespace, member("Deployment", "gitops")), namespace)
-    eventually(
-        lambda: HASH_ANNOTATION in _template_meta(kube, namespace, "gitops").get("annotations", {}),
-        30,
-        "the sidecar hash",
-    )
+
+    def hashes() -> list[str]:
+        """Where the sidecar hash is: on the template (its pods rolled for it) or, when its pods
+        already carried the sidecar, on the Deployment itself."""
+        deployment = kube.get(DEPLOYMENTS, "gitops", namespace)
+        template = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+        own = deployment["metadata"].get("annotations") or {}
+        return [
+            where
+            for where, found in (("template", template), ("own", own))
+            if HASH_ANNOTATION in found
+        ]
+
+    eventually(hashes, 30, "the sidecar hash")
     kube.delete(kube.type_of(invoker), "nightly", namespace)
-    eventually(
-        lambda: (
-            HASH_ANNOTATION not in _template_meta(kube, namespace, "gitops").get("annotations", {})
-        ),
-        30,
-        "the sidecar hash to go",
-    )
+    eventually(lambda: not hashes(), 30, "the sidecar hash to go")
     assert _template_meta(kube, namespace, "gitops")["labels"][BACKUP_LABEL] == "enabled"
+
+
+def test_a_workload_created_already_opted_in_with_current_pods_is_not_rolled(
+    webhook: WebhookProcess, operator: Operator, kube: Client, namespace: str
+) -> None:
+    # GitOps: the invoker first, then a Deployment whose own manifest carries the label.
+    _repository(kube, namespace)
+    kube.create(batch("nightly", namespace, member("Deployment", "gitops")), namespace)
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "probe-",
+            "labels": {BACKUP_LABEL: "enabled", "pod-template-hash": "5d8f7b9c4"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "gitops-5d8f7b9c4",
+                    "uid": "00000000-0000-0000-0000-000000000000",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"containers": [{"name": "app", "image": "probe"}]},
+    }
+    wait_until_injected(kube, namespace, probe)  # the webhook knows the invoker
+    kube.create(_deployment("gitops", labelled=True), namespace)
+    (first,) = eventually(
+        lambda: [p for p in _live_pods(kube, namespace, "gitops") if "stash" in container_names(p)],
+        60,
+        "its first pod, with the sidecar",
+    )
+    assert first["metadata"]["annotations"][HASH_ANNOTATION]
+
+    def recorded() -> str | None:
+        meta = kube.get(DEPLOYMENTS, "gitops", namespace)["metadata"]
+        return (meta.get("annotations") or {}).get(HASH_ANNOTATION)
+
+    assert (
+        eventually(recorded, 30, "the hash its pods carry, on the Deployment")
+        == (first["metadata"]["annotations"][HASH_ANNOTATION])
+    )
+    # Its template was never changed (a Deployment's generation also counts its annotations):
+    # one ReplicaSet, the first pod still there.
+    assert HASH_ANNOTATION not in _template_meta(kube, namespace, "gitops").get("annotations", {})
+    assert len(kube.list(REPLICASETS, namespace, label_selector="app=gitops")["items"]) == 1
+    assert [p["metadata"]["uid"] for p in _live_pods(kube, namespace, "gitops")] == [
+        first["metadata"]["uid"]
+    ]
+    # Converged: one more reconcile writes nothing.
+    writes = operator.optin.writes.in_namespace(namespace)
+    operator.optin.reconcile((namespace, "Deployment", "gitops"))
+    assert operator.optin.writes.in_namespace(namespace) == writes

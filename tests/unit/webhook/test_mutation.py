@@ -10,7 +10,12 @@ import jsonpatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.constants import BACKUP_LABEL, RESTORE_ANNOTATION, SIDECAR_CONTAINER
+from api.constants import (
+    BACKUP_LABEL,
+    RESTORE_ANNOTATION,
+    SIDECAR_CONTAINER,
+    SIDECAR_HASH_ANNOTATION,
+)
 from pods.invokers import SidecarIndex
 from pods.sidecar import SidecarSettings
 from tests.factories import batch, configuration, member, pod, review
@@ -175,7 +180,13 @@ def test_any_pod_shape_gets_a_patch_that_applies_and_is_valid(
     # The patch is JSON, applies to the original, and touches nothing but the additions.
     json.loads(json.dumps(response.patch))
     patched = jsonpatch.apply_patch(original, response.patch)
-    assert patched["metadata"] == original["metadata"]
+    # Only the annotation saying which sidecar plan the pod carries is added to its metadata.
+    annotations = dict(patched["metadata"].pop("annotations", None) or {})
+    assert len(annotations.pop(SIDECAR_HASH_ANNOTATION)) == 16
+    assert annotations == (original["metadata"].get("annotations") or {})
+    assert patched["metadata"] == {
+        k: v for k, v in original["metadata"].items() if k != "annotations"
+    }
     assert patched["spec"]["containers"][:-1] == original["spec"]["containers"]
     sidecar = patched["spec"]["containers"][-1]
     assert sidecar["name"] == SIDECAR_CONTAINER

@@ -11,6 +11,8 @@ from controller.invokers.optin import (
     HASH_ANNOTATION,
     MANAGED_ANNOTATION,
     desired_patch,
+    pods_carry,
+    pods_to_ask,
 )
 
 
@@ -111,3 +113,59 @@ def test_the_end_of_a_restore_takes_the_operators_label_off_a_workload_nobody_ba
     done = merge_patch(restoring, desired_patch(restoring, None))
     assert BACKUP_LABEL not in _template_meta(done)["labels"]
     assert _template_meta(done)["annotations"] == {RESTORE_ANNOTATION: "uid-1"}
+
+
+def _pod(fingerprint: str | None, *, sidecar: bool = True) -> JSON:
+    annotations = {HASH_ANNOTATION: fingerprint} if fingerprint else {}
+    containers = [
+        {"name": "app"},
+        *([{"name": "stash", "args": ["run-backup"]}] if sidecar else []),
+    ]
+    return {"metadata": {"annotations": annotations}, "spec": {"containers": containers}}
+
+
+def test_a_workload_opted_in_by_its_own_label_whose_pods_are_current_is_not_rolled() -> None:
+    gitops = deployment(labelled=True)
+    assert pods_to_ask(gitops, "abc")
+    assert pods_carry([_pod("abc"), _pod("abc")], "abc")
+    patch = desired_patch(gitops, "abc", pods_current=True)
+    patched = merge_patch(gitops, patch)
+    assert _template_meta(patched) == _template_meta(gitops)  # the template is untouched
+    assert patched["metadata"]["annotations"] == {HASH_ANNOTATION: "abc"}
+    assert not pods_to_ask(patched, "abc")
+    assert desired_patch(patched, "abc") is None  # reconciled again: nothing to write
+
+
+def test_pods_without_the_current_sidecar_are_rolled_by_marking_the_template() -> None:
+    gitops = deployment(labelled=True)
+    assert not pods_carry([_pod("abc"), _pod(None, sidecar=False)], "abc")
+    assert not pods_carry([_pod("old")], "abc")
+    patched = merge_patch(gitops, desired_patch(gitops, "abc", pods_current=False))
+    assert _template_meta(patched)["annotations"] == {HASH_ANNOTATION: "abc"}
+
+
+def test_a_plan_that_changes_after_the_hash_was_recorded_on_the_workload_rolls_the_pods() -> None:
+    recorded = merge_patch(
+        deployment(labelled=True),
+        desired_patch(deployment(labelled=True), "abc", pods_current=True),
+    )
+    assert pods_to_ask(recorded, "def")
+    changed = merge_patch(recorded, desired_patch(recorded, "def", pods_current=False))
+    assert _template_meta(changed)["annotations"] == {HASH_ANNOTATION: "def"}
+
+
+def test_the_recorded_hash_goes_when_nothing_targets_the_workload_any_more() -> None:
+    recorded = merge_patch(
+        deployment(labelled=True),
+        desired_patch(deployment(labelled=True), "abc", pods_current=True),
+    )
+    gone = merge_patch(recorded, desired_patch(recorded, None))
+    assert HASH_ANNOTATION not in (gone["metadata"].get("annotations") or {})
+    assert _template_meta(gone)["labels"][BACKUP_LABEL] == "enabled"  # the user's label stays
+
+
+def test_only_a_workload_opted_in_by_its_own_label_asks_its_pods() -> None:
+    assert not pods_to_ask(deployment(), "abc")  # the operator adds the label: a roll is needed
+    assert not pods_to_ask(deployment(labelled=True), None)
+    marked = merge_patch(deployment(), desired_patch(deployment(), "abc"))
+    assert not pods_to_ask(marked, "def")  # a template the operator marked is marked again

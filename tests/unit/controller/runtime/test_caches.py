@@ -11,8 +11,8 @@ from api.objects import JSON
 from controller.invokers.facts import volume_names
 from controller.invokers.optin import desired_patch
 from controller.runtime.caches import DAEMONSETS, PVCS, TRANSFORMS, metadata_view, workload_view
-from controller.sessions.sidecar_presence import match_labels_selector, pods_of
 from kube.informer import LAST_APPLIED, slim
+from pods.workloads import match_labels_selector, pods_of
 from tests.factories import pod
 
 

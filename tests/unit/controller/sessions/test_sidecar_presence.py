@@ -6,12 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER
-from controller.sessions.sidecar_presence import (
-    match_labels_selector,
-    pods_of,
-    rolled_without_init,
-    why_absent,
-)
+from controller.sessions.sidecar_presence import rolled_without_init, why_absent
+from pods.workloads import match_labels_selector, pods_of
 
 
 def pod(name: str, sidecar: bool = True, ready: bool = True, **state: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,7 +54,7 @@ from engine.restic import (
 from engine.results import HostResult, RepositoryFigures, SnapshotResult
 from kube import Client
 from kube.errors import KubeError, NotFound
-from kube.mutex import LeaseMutex
+from kube.mutex import LeaseMutex, pod_gone, pod_holder
 from kube.types import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, SECRETS
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,16 @@ class SetupError(RuntimeError):
 InitGuard = Callable[[], AbstractContextManager[object]]
 
 
-def init_guard(client: Client, setup: Setup, holder: str) -> InitGuard:
-    """A mutex (a Lease beside the Repository) around initialising the repository."""
+def init_guard(client: Client, setup: Setup, namespace: str, what: str) -> InitGuard:
+    """A mutex (a Lease beside the Repository) around initialising the repository, held in
+    this pod's name (``what`` outside a pod): a host of ``namespace`` waiting for it takes it
+    over at once when the pod that holds it is gone, instead of waiting out its ttl."""
     meta = setup.repository.metadata
     name = repository_init_lease(meta.name or "")
-    return lambda: LeaseMutex(client, meta.namespace or "default", name, holder)
+    pod = os.environ.get("POD_NAME", "")
+    holder = pod_holder(namespace, pod) if pod else what
+    gone = pod_gone(client, namespace)
+    return lambda: LeaseMutex(client, meta.namespace or "default", name, holder, holder_gone=gone)
 
 
 @dataclass(frozen=True)

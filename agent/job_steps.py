@@ -116,7 +116,7 @@ def backup_pvc(
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
             options = BackupOptions(
-                guard=init_guard(client, setup, job.describe()),
+                guard=init_guard(client, setup, job.namespace, job.describe()),
                 progress=_progress(client, job),
                 parent_hint=sessions_parent(client, job),
                 holders=holders_of(client, job.namespace, setup.repository),
@@ -143,7 +143,7 @@ def backup_dump(
         setup = load_setup(client, job)
         with open_restic(setup, opts.cache_dir) as restic:
             options = BackupOptions(
-                guard=init_guard(client, setup, job.describe()),
+                guard=init_guard(client, setup, job.namespace, job.describe()),
                 holders=holders_of(client, job.namespace, setup.repository),
             )
             result = _with_member_hooks(

@@ -40,7 +40,7 @@ from engine.reporting import member_entry
 from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError, NotFound
-from kube.mutex import LeaseMutex
+from kube.mutex import LeaseMutex, pod_gone, pod_holder
 from kube.types import RESTORE_INVOKER_TYPES
 
 log = logging.getLogger(__name__)
@@ -237,9 +237,10 @@ class RestoreInit:
             self.client,
             job.namespace,
             restore_turn_lease(job.target_kind, job.target_name),
-            self.me.pod_name,
+            pod_holder(self.me.namespace, self.me.pod_name),
             ttl=TURN_TTL,
             timeout=DEFAULT_WAIT,
+            holder_gone=pod_gone(self.client, self.me.namespace),
         )
 
 

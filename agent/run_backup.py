@@ -342,7 +342,7 @@ class SidecarAgent:
 
             def back_up() -> HostResult:
                 options = BackupOptions(
-                    guard=init_guard(self.client, setup, f"{self.me.pod_name}/{job.hostname}"),
+                    guard=init_guard(self.client, setup, job.namespace, job.describe()),
                     attempts_dir=self.options.state_dir,
                     parent_hint=sessions_parent(self.client, job),
                     holders=holders_of(self.client, job.namespace, setup.repository),

@@ -106,7 +106,7 @@ class BackupSide:
 
     def register(self, controller: Controller[Key]) -> None:
         self._enqueue = controller.enqueue
-        self.effects.enqueue = controller.enqueue  # type: ignore[assignment]
+        self.effects.enqueue = controller.enqueue
         sessions = self.caches.informer(BACKUP_SESSIONS)
         # A new session's reconcile reads its invoker's sessions, not every cached one: the
         # time stays the same however many finished sessions the cluster keeps.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Hashable
+from typing import Any
 
 from api import constants as c
 from api.conditions import has_condition, set_condition
@@ -50,7 +51,8 @@ class SessionEffects:
         self.events = EventRecorder(client, "stash-operator")
         # A push may take a Pushgateway's 10 s: off the worker, its outcome taken on a later pass.
         self.pushes: Background[Hashable, bool] = Background(pushes)
-        self.enqueue: Callable[[Hashable], None] = lambda key: None
+        # the reconciler's own queue (keys of its kind): a finished push brings the key back
+        self.enqueue: Callable[[Any], None] = lambda key: None
         self.jobs_created = 0
 
     def resource(self, obj: JSON) -> ResourceType:

@@ -120,7 +120,7 @@ class RestoreSide:
     # -- wiring --------------------------------------------------------------------------------
 
     def register(self, controller: Controller[Key]) -> None:
-        self.effects.enqueue = controller.enqueue  # type: ignore[assignment]
+        self.effects.enqueue = controller.enqueue
         self.grants.watch(controller.enqueue)
         for kind, rt in RESTORE_INVOKER_TYPES.items():
             self.caches.informer(rt).subscribe(

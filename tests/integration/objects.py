@@ -151,16 +151,18 @@ def restic_of(repo_dir: Path, password: str = PASSWORD) -> Restic:
 
 
 def rolled_out(kube: Client, namespace: str, kind: str, name: str) -> bool:
-    """Has the operator opted the workload in (its sidecar hash on the pod template) and has
-    the rollout that followed finished: every replica updated and ready? A backup must not
-    start on pods that are about to be replaced."""
+    """Has the operator opted the workload in (its sidecar hash on the pod template, or, when
+    its pods carried the sidecar from their creation, on the workload itself) and has the
+    rollout that followed finished: every replica updated and ready? A backup must not start
+    on pods that are about to be replaced."""
     rt = WORKLOAD_TYPES[kind]
     obj = kube.get(rt, name, namespace)
     template = (obj["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+    own = obj["metadata"].get("annotations") or {}
     status = obj.get("status") or {}
     replicas = obj["spec"].get("replicas", 1)
     done = (
-        HASH_ANNOTATION in template
+        (HASH_ANNOTATION in template or HASH_ANNOTATION in own)
         and status.get("observedGeneration", 0) >= obj["metadata"]["generation"]
         and status.get("updatedReplicas", 0) == replicas
         and status.get("readyReplicas", 0) == replicas

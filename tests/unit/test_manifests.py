@@ -74,7 +74,7 @@ def test_the_image_holds_every_package_the_project_ships() -> None:
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
         "packages"
     ]
-    for package in packages:
+    for package in (p for p in packages if "." not in p):  # a subpackage comes with its parent
         assert f"COPY {package} {package}" in dockerfile, package
 
 

@@ -15,7 +15,27 @@ from cli.main import build_parser
 from devcluster.images import CONTEXT_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+SHIPPED = [package for package in PACKAGES if "." not in package]  # the top-level ones
+
+
+def _modules(root: Path, packages: list[str]) -> set[str]:
+    """Every module file of ``packages`` under ``root``, as a path relative to it."""
+    return {
+        str(path.relative_to(root))
+        for package in packages
+        for path in (root / package).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+
+
+def test_every_package_of_the_product_is_listed_subpackages_too() -> None:
+    found = {
+        str(init.parent.relative_to(ROOT)).replace("/", ".")
+        for package in SHIPPED
+        for init in (ROOT / package).rglob("__init__.py")
+    }
+    assert found == set(PACKAGES)
 
 
 def test_the_wheel_built_as_the_image_builds_it_holds_the_product_and_no_dev_cluster_code(
@@ -41,10 +61,13 @@ def test_the_wheel_built_as_the_image_builds_it_holds_the_product_and_no_dev_clu
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = (tmp_path / "wheels").glob("stash_py-*.whl")
-    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
     metadata = {top for top in tops if top.endswith(".dist-info")}
     assert tops - metadata == set(SHIPPED)
     assert "devcluster" not in SHIPPED
+    # Every module of the product, subpackages' too: the pods run only what the wheel holds.
+    assert {name for name in names if name.endswith(".py")} == _modules(ROOT, SHIPPED)
 
 
 def test_the_image_is_built_from_the_shipped_packages_alone() -> None:

@@ -195,6 +195,7 @@ class OptInReconciler:
         namespace, kind, name = key
         workload = self.caches.get(WORKLOAD_TYPES[kind], namespace, name)
         if workload is None:
+            self._written_over.pop(key, None)  # gone: nothing to wait for
             return None  # not there (yet): its ADDED event brings it back
         targets = self.index.targets(namespace, kind, name)
         restores = tuple(

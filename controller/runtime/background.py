@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,12 +33,19 @@ class Outcome(Generic[T]):
     error: BaseException | None = None
 
 
+OUTCOMES_REMEMBERED = 10_000
+
+
 class Background(Generic[K, T]):
-    def __init__(self, name: str, workers: int = 2) -> None:
+    def __init__(self, name: str, workers: int = 2, remembered: int = OUTCOMES_REMEMBERED) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._lock = threading.Lock()
         self._running: dict[K, Future[T]] = {}
-        self._done: dict[K, Outcome[T]] = {}
+        # Outcomes not taken yet, oldest first: a key whose object went before its reconcile
+        # took the outcome is never taken, so at most ``remembered`` are kept (one dropped for
+        # a live key means its work is done once more).
+        self._done: OrderedDict[K, Outcome[T]] = OrderedDict()
+        self._remembered = remembered
 
     def running(self, key: K) -> bool:
         with self._lock:
@@ -58,6 +66,8 @@ class Background(Generic[K, T]):
             with self._lock:
                 self._running.pop(key, None)
                 self._done[key] = outcome
+                while len(self._done) > self._remembered:
+                    self._done.popitem(last=False)
             when_done(key)
 
         future.add_done_callback(finished)

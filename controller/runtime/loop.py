@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -32,6 +32,9 @@ class Result:
     requeue_after: float | None = None
 
 
+WRITES_REMEMBERED = 10_000  # unechoed writes kept to recognise their echo
+
+
 class Writes:
     """The API writes a reconciler made, per namespace: how a test proves that reconciling a
     converged object writes nothing, undisturbed by other namespaces' work.
@@ -42,9 +45,13 @@ class Writes:
     carries another version and is acted on (what controller-runtime users filter with
     predicates, said exactly)."""
 
-    def __init__(self) -> None:
+    def __init__(self, remembered: int = WRITES_REMEMBERED) -> None:
         self._by_namespace: Counter[str] = Counter()
-        self._versions: dict[tuple[str, str, str], str] = {}
+        # Writes whose echo has not come back (yet: an object deleted or written again first
+        # never echoes), oldest first: at most ``remembered``; one forgotten costs one
+        # reconcile that finds nothing to do.
+        self._versions: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._remembered = remembered
         self._lock = threading.Lock()
 
     def record(self, namespace: str, written: JSON | None = None) -> None:
@@ -54,6 +61,9 @@ class Writes:
                 key, version = _identity(written)
                 if version:
                     self._versions[key] = version
+                    self._versions.move_to_end(key)
+                    while len(self._versions) > self._remembered:
+                        self._versions.popitem(last=False)
 
     def echo(self, obj: JSON) -> bool:
         """Is ``obj`` (from a watch) exactly what one of our writes stored? Said once."""

@@ -10,6 +10,7 @@ from api.objects import JSON
 from controller.invokers.optin import (
     HASH_ANNOTATION,
     MANAGED_ANNOTATION,
+    OptInReconciler,
     desired_patch,
     pods_carry,
     pods_to_ask,
@@ -169,3 +170,18 @@ def test_only_a_workload_opted_in_by_its_own_label_asks_its_pods() -> None:
     assert not pods_to_ask(deployment(labelled=True), None)
     marked = merge_patch(deployment(), desired_patch(deployment(), "abc"))
     assert not pods_to_ask(marked, "def")  # a template the operator marked is marked again
+
+
+class _NoWorkloads:
+    """The caches after a workload was deleted."""
+
+    def get(self, rt: object, namespace: str, name: str) -> None:
+        return None
+
+
+def test_a_deleted_workload_leaves_nothing_remembered() -> None:
+    reconciler = OptInReconciler(client=None, caches=_NoWorkloads())  # type: ignore[arg-type]
+    key = ("demo", "Deployment", "web")
+    reconciler._written_over[key] = "41"  # written, then deleted before the echo came
+    assert reconciler.reconcile(key) is None
+    assert key not in reconciler._written_over

@@ -47,3 +47,16 @@ def test_an_exception_is_an_outcome_not_a_lost_thread() -> None:
     assert outcome is not None
     with pytest.raises(ValueError, match="backend gone"):
         raise outcome.error or AssertionError
+
+
+def test_outcomes_nobody_takes_are_not_kept_without_bound() -> None:
+    # A key whose object went before its reconcile took the outcome never takes it.
+    background: Background[int, int] = Background("test", remembered=50)
+    ended = threading.Semaphore(0)
+    for key in range(500):
+        background.submit(key, lambda: 1, lambda key: ended.release())
+    for _ in range(500):
+        assert ended.acquire(timeout=5)
+    assert len(background._done) == 50
+    assert background.take(499) is not None  # the newest are there to take
+    assert background.take(0) is None  # the oldest went: its work would be done once more

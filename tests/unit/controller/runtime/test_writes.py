@@ -46,3 +46,13 @@ def test_a_write_without_the_stored_object_is_only_counted() -> None:
     writes.record("demo", {"kind": "CronJob", "metadata": {"name": "x", "namespace": "demo"}})
     assert writes.in_namespace("demo") == 2
     assert not writes.echo({"kind": "CronJob", "metadata": {"name": "x", "namespace": "demo"}})
+
+
+def test_writes_whose_echo_never_comes_are_not_remembered_without_bound() -> None:
+    # Objects written and deleted before their echo (churn) leave nothing behind for ever.
+    writes = Writes(remembered=100)
+    for n in range(10_000):
+        writes.record("demo", cronjob(str(n), name=f"stash-trigger-{n}"))
+    assert len(writes._versions) == 100
+    assert writes.echo(cronjob("9999", name="stash-trigger-9999"))  # the newest still echo
+    assert not writes.echo(cronjob("0", name="stash-trigger-0"))  # the oldest: one reconcile

@@ -408,7 +408,9 @@ def report(
     """Record ``result`` in the session; the last host finishes up. The host's metrics are
     the operator's to push, from this record (``controller.sessions.metric_groups``)."""
     reporter = SessionReporter(client, job.namespace, job.session)
-    last = reporter.record_host(job.target_kind, job.target_name, result)
+    pod = os.environ.get("POD_NAME", "")
+    holder = pod_holder(job.namespace, pod) if pod and restic is not None else ""
+    last = reporter.record_host(job.target_kind, job.target_name, result, holder)
     if last and restic is not None:
         finish_session(client, job, setup, restic)
 

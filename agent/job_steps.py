@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shlex
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from agent.host_backup import (
     back_up_paths,
     back_up_stream,
     backup_member_for,
+    finish_session,
     init_guard,
     load_setup,
     open_restic,
@@ -51,6 +53,7 @@ from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError
 from kube.events import EventRecorder
+from kube.mutex import pod_holder
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +185,20 @@ def update_status_step(client: Client, job: HostJob, opts: StepOptions) -> int:
     with open_restic(setup, opts.cache_dir) as restic:
         report(client, job, setup, restic, result)
     return _exit_code(result, job.describe())
+
+
+def finish_step(client: Client, job: HostJob, opts: StepOptions) -> int:
+    """``stash finish-session``: the session's repository work (retention, the integrity
+    check, the Repository's figures), done by the operator's finish Job when the last host
+    died before recording it. Claimed first in this pod's name; done once (a session that
+    already records it is left alone)."""
+    setup = load_setup(client, job)
+    pod = os.environ.get("POD_NAME", "")
+    if pod:
+        SessionReporter(client, job.namespace, job.session).claim(pod_holder(job.namespace, pod))
+    with open_restic(setup, opts.cache_dir) as restic:
+        finish_session(client, job, setup, restic)
+    return 0
 
 
 def restore_step(

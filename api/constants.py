@@ -53,6 +53,10 @@ DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
 BACKUP_EXECUTOR_ENSURED: Final = "BackupExecutorEnsured"
 RETENTION_POLICY_APPLIED: Final = "RetentionPolicyApplied"
 REPOSITORY_INTEGRITY_VERIFIED: Final = "RepositoryIntegrityVerified"
+# Who does a session's repository work (retention, the integrity check): the last host to
+# report claims it in the same write (its message: ``pod:<namespace>/<pod>``); a finish Job
+# of the operator's claims it when that pod is gone before the work was recorded.
+REPOSITORY_WORK_CLAIMED: Final = "RepositoryWorkClaimed"
 REPOSITORY_METRICS_PUSHED: Final = "RepositoryMetricsPushed"
 METRICS_PUSHED: Final = "MetricsPushed"
 BACKUP_HISTORY_CLEANED: Final = "BackupHistoryCleaned"

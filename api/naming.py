@@ -50,6 +50,11 @@ def backup_job_name(session: str, member_index: int) -> str:
     return fit(f"stash-backup-{session}-{member_index}", JOB_NAME_MAX)
 
 
+def finish_job_name(session: str) -> str:
+    """The Job that does a session's repository work when its last host died first."""
+    return fit(f"stash-finish-{session}", JOB_NAME_MAX)
+
+
 def restore_job_name(invoker: str, member_index: int, ordinal: int | None = None) -> str:
     """The restore Job of a RestoreSession (member 0) or of a RestoreBatch's member; restoring
     into new PVCs, one per ordinal (``-<ordinal>`` after the index, as in Stash)."""

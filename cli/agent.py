@@ -154,6 +154,23 @@ def cmd_wipe_out(args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_finish_session(args: argparse.Namespace) -> int:
+    from agent import job_steps
+    from agent.host_backup import HostJob
+    from engine.logfields import log_fields
+    from kube import Client
+
+    job = HostJob(
+        args.namespace, args.backupsession, args.invoker_kind, args.invoker_name, "", "", ""
+    )
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        with log_fields(namespace=args.namespace, session=args.backupsession):
+            return job_steps.finish_step(client, job, _step_options(args))
+    finally:
+        client.close()
+
+
 def _pod_identity(args: argparse.Namespace) -> Identity:
     """The pod a sidecar or stash-init runs in (the downward API) and the workload it serves."""
     from api.hosts import Identity
@@ -274,6 +291,19 @@ def add_commands(sub: Any) -> None:
     wipe.add_argument("--termination-log", default="/dev/termination-log")
     wipe.add_argument("--kubeconfig")
     wipe.set_defaults(func=cmd_wipe_out)
+
+    finish = sub.add_parser(
+        "finish-session",
+        help="finish Job: a session's retention and integrity check, when its last host died",
+    )
+    finish.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
+    finish.add_argument("--backupsession", required=True)
+    finish.add_argument("--invoker-kind", choices=BACKUP_INVOKER_KINDS, required=True)
+    finish.add_argument("--invoker-name", required=True)
+    finish.add_argument("--output-dir", default="/tmp/output")  # noqa: S108 - the pod's emptyDir
+    finish.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    finish.add_argument("--kubeconfig")
+    finish.set_defaults(func=cmd_finish_session)
 
     for command, text in (
         ("backup-pvc", "backup Job step: back up the mounted paths"),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from api.conditions import get_condition, now_rfc3339, parse_rfc3339, set_condition
+from api.constants import REPOSITORY_WORK_CLAIMED
 from api.hooks import HOOK_CONDITIONS
 from api.objects import JSON
 from api.units import human_size
@@ -132,6 +133,11 @@ class ConditionUpdate:
     message: str
 
 
+def claim(holder: str) -> ConditionUpdate:
+    """Who does the session's repository work now (``kube.mutex.pod_holder``)."""
+    return ConditionUpdate(REPOSITORY_WORK_CLAIMED, True, "RepositoryWorkClaimed", holder)
+
+
 def with_conditions(status: JSON, updates: list[ConditionUpdate], now: dt.datetime) -> JSON:
     updated = copy.deepcopy(status)
     for u in updates:
@@ -169,11 +175,24 @@ class SessionReporter:
     def update(self, change: Callable[[JSON], JSON | None]) -> tuple[JSON, JSON]:
         return update_status(self.client, BACKUP_SESSIONS, self.namespace, self.name, change)
 
-    def record_host(self, kind: str, name: str, result: HostResult) -> bool:
+    def record_host(self, kind: str, name: str, result: HostResult, holder: str = "") -> bool:
         """Record the host's stats; True when this write completed the session's hosts (the
-        writer is then the last host and does the repository work)."""
-        before, after = self.update(lambda s: with_host(s, kind, name, result))
+        writer is then the last host and does the repository work, which ``holder``, this
+        pod, claims in the same write: if it dies first, the operator sees whose it was)."""
+        now = dt.datetime.now(dt.UTC)
+
+        def change(status: JSON) -> JSON:
+            after = with_host(status, kind, name, result)
+            if holder and hosts_complete(after) and not hosts_complete(status):
+                after = with_conditions(after, [claim(holder)], now)
+            return after
+
+        before, after = self.update(change)
         return hosts_complete(after) and not hosts_complete(before)
+
+    def claim(self, holder: str) -> None:
+        """Claim the session's repository work for ``holder`` (a finish Job's pod)."""
+        self.set_conditions([claim(holder)])
 
     def set_conditions(self, updates: list[ConditionUpdate]) -> None:
         now = dt.datetime.now(dt.UTC)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from api import constants as c
 from api.conditions import (
     false_message,
+    get_condition,
     has_condition,
     is_true,
     now_rfc3339,
@@ -24,11 +25,12 @@ from api.conditions import (
     set_condition,
 )
 from api.hooks import retries_left
-from api.naming import backup_job_name
+from api.naming import backup_job_name, finish_job_name
 from api.objects import JSON
+from api.repository import Repository
 from api.tenancy import member_of
 from api.units import parse_duration
-from controller.invokers.evaluation import MemberView, members_of
+from controller.invokers.evaluation import InvokerFacts, MemberView, members_of
 from controller.invokers.facts import FactReader
 from controller.invokers.tenancy import judge_boundary
 from controller.jobs.outcome import PODS_RECHECK, troubles
@@ -48,7 +50,12 @@ from controller.runtime.defaults import SIDECAR_GRACE
 from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import find_job, stop_job
 from controller.sessions import metric_groups
-from controller.sessions.backup_status import BACKUP, TERMINAL, history_to_delete
+from controller.sessions.backup_status import (
+    BACKUP,
+    TERMINAL,
+    awaits_repository_work,
+    history_to_delete,
+)
 from controller.sessions.effects import SessionEffects
 from controller.sessions.machine import Decision, Observed
 from controller.sessions.sidecar_presence import why_absent
@@ -56,6 +63,7 @@ from controller.sessions.target_use import USE_RECHECK, TargetUse
 from controller.sessions.targets import deadline
 from engine import metrics
 from kube import Client, KubeError, NotFound
+from kube.mutex import pod_gone
 from kube.sessions import create_session
 from kube.types import PODS
 from pods.workloads import match_labels_selector, pods_of
@@ -163,17 +171,35 @@ class BackupSide:
         name = backup_job_name(meta["name"], index)
         return find_job(self.client, self.caches, meta["namespace"], name, made=made)
 
-    def _refused(self, invoker: JSON | None, members: list[MemberView]) -> dict[int, str]:
+    def _repository(self, invoker: JSON | None) -> Repository | None:
+        if invoker is None:
+            return None
+        try:
+            return self.reader.repository_of(invoker)
+        except ValidationError:
+            return None  # the Job's builder says what is wrong with it
+
+    def _repository_work(self, session: JSON) -> tuple[bool, JSON | None]:
+        """While a session awaits its repository work: whether the pod that claimed it is gone
+        (its pods send no event: asked on each look), and the operator's finish Job for it."""
+        if not awaits_repository_work(session.get("status") or {}):
+            return False, None
+        meta = session["metadata"]
+        job = self.caches.get(JOBS, meta["namespace"], finish_job_name(meta["name"]))
+        conditions = (session.get("status") or {}).get("conditions")
+        claimed = get_condition(conditions, c.REPOSITORY_WORK_CLAIMED) or {}
+        holder = str(claimed.get("message") or "")
+        return bool(holder) and pod_gone(self.client, meta["namespace"])(holder), job
+
+    def _refused(
+        self, invoker: JSON | None, members: list[MemberView], repo: Repository | None
+    ) -> dict[int, str]:
         """Members the tenant boundary refuses now (judged on every pass, as the invoker is):
         the invoker is Invalid or NotReady for them, and a session that runs fails them without
         touching the other namespace. What is the invoker's own (its Repository, its
         settings) refuses every member."""
         if invoker is None:
             return {}
-        try:
-            repo = self.reader.repository_of(invoker)
-        except ValidationError:
-            repo = None  # the Job's builder says what is wrong with it
         subject, found = judge_boundary(
             self.caches, self.operator_namespace, invoker, members, repo
         )
@@ -296,18 +322,23 @@ class BackupSide:
         members = members_of(invoker) if invoker else []
         waiting = self._waiting_sidecars(session, members)
         jobs = {v.index: [self._job(session, v.index)] for v in members if v.task is not None}
+        repo = self._repository(invoker)
+        holder_gone, finish_job = self._repository_work(session)
         return Observed(
             kind=BACKUP,
             invoker=invoker,
+            facts=InvokerFacts(repository=repo),
             members=members,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs=jobs,
             trouble=troubles(self.client, namespace, _flat(jobs.values()), now),
             other_running=self._other_running(session, invoker, now),
-            refused=self._refused(invoker, members),
+            refused=self._refused(invoker, members, repo),
             absent=self._sidecar_absent(session, invoker, waiting, now),
             busy=self._busy(session, members),
             waiting=frozenset(v.index for v in waiting),
+            work_holder_gone=holder_gone,
+            finish_job=finish_job,
         )
 
     def invoker(self, obj: JSON, seen: Observed) -> JSON | None:
@@ -336,7 +367,9 @@ class BackupSide:
             after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
         if seen.busy:
             after = min(after, USE_RECHECK)
-        if any(job is not None for job in _flat(seen.jobs.values())):
+        if awaits_repository_work(status) or any(
+            job is not None for job in _flat(seen.jobs.values())
+        ):
             after = min(after, PODS_RECHECK)
         return Result(requeue_after=max(1.0, after))
 

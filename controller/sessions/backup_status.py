@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 
 from api import constants as c
-from api.conditions import is_true, parse_rfc3339, set_condition
+from api.conditions import has_condition, is_true, parse_rfc3339, set_condition
 from api.hooks import HookKind, is_final_attempt
 from api.objects import JSON
 from api.units import parse_duration
 from controller.invokers.evaluation import MemberRef
+from controller.jobs.outcome import job_complete, job_failure
 from controller.sessions.machine import Decision, Observed
 from controller.sessions.targets import (
     TARGET_TERMINAL,
@@ -163,6 +164,17 @@ def repository_outcome(conditions: list[JSON] | None) -> bool | None:
     return True if len(found) == len(REPOSITORY_CONDITIONS) else None
 
 
+def awaits_repository_work(status: JSON) -> bool:
+    """Every target succeeded and the repository work (retention, the check) is not recorded
+    yet: the last host, or a finish Job, is doing it."""
+    targets = status.get("targets") or []
+    return (
+        bool(targets)
+        and all(t.get("phase") == "Succeeded" for t in targets)
+        and repository_outcome(status.get("conditions")) is None
+    )
+
+
 def work_finished_at(status: JSON) -> dt.datetime | None:
     """When the session's work finished, by the hosts' own record: every target settled and the
     last host's retention and integrity check reported (the time it wrote them); None while
@@ -251,6 +263,29 @@ class BackupKind:
 
     def work_finished_at(self, status: JSON) -> dt.datetime | None:
         return work_finished_at(status)
+
+    def repository_work(
+        self, status: JSON, entries: list[JSON], seen: Observed, now: dt.datetime
+    ) -> bool:
+        if not awaits_repository_work(status):
+            return False
+        job = seen.finish_job
+        if job is None:
+            return seen.work_holder_gone
+        failure = job_failure(job)
+        if failure is None and job_complete(job):
+            failure = "it completed without recording the work"
+        if failure is not None:
+            name = job["metadata"]["name"]
+            why = (
+                f"the repository work (retention, integrity check) failed in Job {name}: {failure}"
+            )
+            for type_ in REPOSITORY_CONDITIONS:
+                if not has_condition(status.get("conditions"), type_):
+                    status["conditions"] = set_condition(
+                        status.get("conditions"), type_, False, "RepositoryWorkFailed", why, now=now
+                    )
+        return False
 
     def settle(self, obj: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
         _settle(obj, status, now)

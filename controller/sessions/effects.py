@@ -19,7 +19,9 @@ from api.conditions import has_condition, set_condition
 from api.hooks import BATCH_HOOK_CONDITIONS
 from api.naming import hook_job_name
 from api.objects import JSON
+from api.repository import Repository
 from controller.invokers.evaluation import MemberView, RestoreView
+from controller.jobs.finish_job import finish_job
 from controller.jobs.hook_job import create_hook_job, hook_job_failure
 from controller.jobs.member_job import JobError, build_job, job_inputs
 from controller.runtime.background import Background
@@ -97,6 +99,27 @@ class SessionEffects:
             f"{member.kind} {member.name}",
         )
         return None
+
+    def create_finish_job(
+        self, session: JSON, invoker: JSON, repository: Repository | None
+    ) -> None:
+        """Have the session's repository work done by a Job: the pod that claimed it is gone
+        before recording it (``controller.jobs.finish_job``). Made once, by name."""
+        job = finish_job(session, invoker, repository, self.image)
+        meta = job["metadata"]
+        try:
+            self.client.create(job)
+        except AlreadyExists:
+            return
+        self.writes.record(meta["namespace"])
+        log.info("created Job %s/%s", meta["namespace"], meta["name"])
+        self.events.record(
+            session,
+            "Warning",
+            "RepositoryWorkTakenOver",
+            f"the pod that was doing the session's retention and integrity check is gone "
+            f"before recording them: created Job {meta['name']} to do them",
+        )
 
     def batch_hook(self, obj: JSON, invoker: JSON, kind: str) -> str | None:
         """Have the batch's own hook ``kind`` run by its Job in the invoker's namespace (never

@@ -71,6 +71,10 @@ class Observed:
     # members carried out by injected containers whose hosts have not all reported yet (their
     # pods send no event here: the reconciler looks again soon)
     waiting: frozenset[int] = frozenset()
+    # a backup session's repository work (retention, the check): the pod that claimed it is
+    # gone before recording it, and the operator's finish Job for it, if made
+    work_holder_gone: bool = False
+    finish_job: JSON | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Decision:
     create_jobs: tuple[JobAt, ...] = ()
     problems: tuple[str, ...] = ()  # what keeps a restore Invalid or Pending (for its Event)
     run_hook: HookKind | None = None  # the batch's own hook to run now
+    finish: bool = False  # the repository work is orphaned: the operator's finish Job does it
 
 
 class SessionKind(Protocol):
@@ -108,6 +113,12 @@ class SessionKind(Protocol):
     def work_finished_at(self, status: JSON) -> dt.datetime | None:
         """When the work finished by its own record, if it says (judged against the
         deadline instead of the time the operator looks)."""
+
+    def repository_work(
+        self, status: JSON, entries: list[JSON], seen: Observed, now: dt.datetime
+    ) -> bool:
+        """Whether the session's repository work must be done for it (its claimer is gone);
+        a finish Job that failed is recorded in ``status`` instead."""
 
     def settle(self, obj: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
         """The session's phase (and duration, once it ended) from its targets."""
@@ -139,6 +150,7 @@ def decide(obj: JSON, seen: Observed, now: dt.datetime) -> Decision:
         create = _advance(obj, entries, seen, now)
     if past_deadline(status, entries, kind.executor, now, kind.work_finished_at(status)):
         create = []
+    finish = kind.repository_work(status, entries, seen, now)
     kind.settle(obj, status, entries, now)
     kind.store(obj, status, entries)
     if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
@@ -156,7 +168,7 @@ def decide(obj: JSON, seen: Observed, now: dt.datetime) -> Decision:
             return Decision(status, tuple(create), run_hook=kind.post_hook)
         if post == "failed":
             status["phase"] = "Failed"
-    return Decision(status, tuple(create))
+    return Decision(status, tuple(create), finish=finish and status["phase"] == "Running")
 
 
 def _advance(obj: JSON, entries: list[JSON], seen: Observed, now: dt.datetime) -> list[JobAt]:

@@ -92,6 +92,8 @@ class SessionReconciler(Generic[K]):
             problem = self.side.create_job(obj, seen, member, at)
             if problem:
                 status = fail_member(obj, status, (member, problem), seen, now)
+        if decision.finish and invoker is not None:  # its last host died before the work
+            self.side.effects.create_finish_job(obj, invoker, seen.facts.repository)
         result = None
         if status.get("phase") in seen.kind.terminal:
             result = self.side.follow_up(obj, status, seen, now)

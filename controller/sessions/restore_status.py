@@ -348,6 +348,11 @@ class RestoreKind:
     def work_finished_at(self, status: JSON) -> dt.datetime | None:
         return None  # judged by when the operator looks
 
+    def repository_work(
+        self, status: JSON, entries: list[JSON], seen: Observed, now: dt.datetime
+    ) -> bool:
+        return False  # a restore writes nothing to the repository
+
     def settle(self, obj: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
         _settle(obj, status, entries, now)
 

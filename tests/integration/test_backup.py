@@ -39,6 +39,7 @@ from tests.integration.helpers import (
     give_to_pods,
     invoker_ready,
     job_steps,
+    running_operator,
     shared_dir,
     wait_until_injected,
 )
@@ -587,3 +588,88 @@ def test_the_batch_hooks_run_once_each_around_the_whole_backup(
         pod = hook_job["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == "stash-backup-nightly"  # the tenant's, not ours
         assert pod["containers"][0]["args"][0] == "run-hook"
+
+
+def test_the_repository_work_of_a_last_host_that_died_is_done_by_a_finish_job(
+    control_plane: ControlPlane,
+    pushgateway: Service,
+    images: Images,
+    kube: Client,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    repo_dir = tmp_path / "repo"
+    repository(kube, namespace, repo_dir)
+    data = make_data(tmp_path / "pvc")
+    pvc(kube, namespace, "shared", data)
+    obj = batch(
+        "nightly",
+        namespace,
+        member(
+            "PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),), task="pvc-backup"
+        ),
+        retentionPolicy={"name": "keep-last-1", "keepLast": 1, "prune": True},
+    )
+    options = {"pushgateway_url": pushgateway.url, "image": images.stash.name}
+    slot = 1_800_000_000  # the first session's
+    with running_operator(control_plane.kubeconfig, **options):
+        _ready(kube, namespace, obj)
+        first = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=slot)
+        name = first["metadata"]["name"]
+        runs = job_steps(kube, namespace, _job(kube, namespace, name, 0)["metadata"]["name"])
+        assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
+        done = eventually(functools.partial(_finished, kube, namespace, name), 60, name)
+        assert done["status"]["phase"] == "Succeeded"
+    # The operator is away: a second session whose only host reported and claimed the
+    # repository work, then its pod died before recording it (as if its node went).
+    second = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=slot + 100)
+    name = second["metadata"]["name"]
+    stats = done["status"]["targets"][0]["stats"]
+    dead = f"pod:{namespace}/stash-backup-{name}-0-ghost"
+    kube.patch(
+        BACKUP_SESSIONS,
+        name,
+        {
+            "status": {
+                "phase": "Running",
+                "sessionDeadline": "2100-01-01T00:00:00Z",
+                "targets": [{**done["status"]["targets"][0], "stats": stats}],
+                "conditions": [
+                    {
+                        "type": c.REPOSITORY_WORK_CLAIMED,
+                        "status": "True",
+                        "reason": "RepositoryWorkClaimed",
+                        "message": dead,
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ],
+            }
+        },
+        namespace=namespace,
+        subresource="status",
+    )
+    with running_operator(control_plane.kubeconfig, **options):
+        finish = eventually(
+            lambda: next(
+                (
+                    j
+                    for j in kube.list(JOBS, namespace)["items"]
+                    if j["metadata"]["name"].startswith("stash-finish-")
+                ),
+                None,
+            ),
+            60,
+            "the finish Job",
+        )
+        runs = job_steps(kube, namespace, finish["metadata"]["name"])
+        assert [r.returncode for r in runs] == [0], [r.output for r in runs]
+        ended = eventually(functools.partial(_finished, kube, namespace, name), 60, name)
+    status = ended["status"]
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    assert is_true(status["conditions"], c.RETENTION_POLICY_APPLIED)
+    assert is_true(status["conditions"], c.REPOSITORY_INTEGRITY_VERIFIED)
+    claimed = next(cd for cd in status["conditions"] if cd["type"] == c.REPOSITORY_WORK_CLAIMED)
+    assert claimed["message"].startswith(f"pod:{namespace}/{finish['metadata']['name']}-")
+    events = kube.list(EVENTS, namespace, field_selector=f"involvedObject.name={name}")["items"]
+    assert "RepositoryWorkTakenOver" in {e["reason"] for e in events}
+    assert kube.get(REPOSITORIES, "repo", namespace)["status"]["integrity"] is True

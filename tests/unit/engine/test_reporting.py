@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
 import pytest
 
 from api.conditions import get_condition
-from api.constants import POST_BACKUP_HOOK_SUCCEEDED, PRE_BACKUP_HOOK_SUCCEEDED
+from api.constants import (
+    POST_BACKUP_HOOK_SUCCEEDED,
+    PRE_BACKUP_HOOK_SUCCEEDED,
+    REPOSITORY_WORK_CLAIMED,
+)
 from engine.reporting import (
     ReportError,
+    SessionReporter,
     host_reported,
     hosts_complete,
     repository_status,
@@ -104,3 +110,40 @@ def test_hook_outcomes_become_the_targets_stash_conditions_and_a_failure_stays()
     assert pre["message"] == "host-0: exit 1"
     assert post is not None
     assert post["status"] == "True"
+
+
+class _OneSession:
+    """An API server holding one BackupSession: conditional status writes, as the real one."""
+
+    def __init__(self, session_status: dict[str, Any]) -> None:
+        self.obj: dict[str, Any] = {
+            "metadata": {"name": "s", "namespace": "demo", "resourceVersion": "1"},
+            "status": session_status,
+        }
+
+    def get(self, rt: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return copy.deepcopy(self.obj)
+
+    def patch(self, rt: Any, name: str, patch: Any, **kw: Any) -> dict[str, Any]:
+        assert patch["metadata"]["resourceVersion"] == self.obj["metadata"]["resourceVersion"]
+        self.obj["status"] = patch["status"]
+        self.obj["metadata"]["resourceVersion"] = str(
+            int(self.obj["metadata"]["resourceVersion"]) + 1
+        )
+        return copy.deepcopy(self.obj)
+
+
+def test_the_host_that_completes_the_session_claims_its_repository_work_in_the_same_write() -> None:
+    api = _OneSession(status(("StatefulSet", "db", 2)))
+    reporter = SessionReporter(api, "demo", "s")  # type: ignore[arg-type]
+    holder = "pod:demo/db-1"
+    assert not reporter.record_host(
+        "StatefulSet", "db", HostResult("host-0", "Succeeded", 1.0), holder
+    )
+    assert get_condition(api.obj["status"].get("conditions"), REPOSITORY_WORK_CLAIMED) is None
+    last = reporter.record_host("StatefulSet", "db", HostResult("host-1", "Succeeded", 1.0), holder)
+    assert last
+    assert api.obj["metadata"]["resourceVersion"] == "3"  # stats and claim: one write each time
+    claimed = get_condition(api.obj["status"]["conditions"], REPOSITORY_WORK_CLAIMED)
+    assert claimed is not None
+    assert claimed["message"] == holder

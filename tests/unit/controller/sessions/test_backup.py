@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from api import constants as c
-from api.conditions import is_true
+from api.conditions import get_condition, is_true
 from api.repository import Repository
 from api.units import parse_duration
 from controller.invokers.evaluation import evaluate, members_of
@@ -309,6 +309,54 @@ def test_a_failed_integrity_check_fails_a_session_whose_hosts_all_succeeded() ->
     done = next_status(_session(**first), _seen(invoker), T0).status
     assert done["targets"][0]["phase"] == "Succeeded"
     assert done["phase"] == "Failed"
+
+
+def _awaiting_repository_work() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A session whose one sidecar target succeeded; retention and the check not recorded."""
+    invoker = _invoker(member("Deployment", "app"))
+    first = next_status(_session(), _seen(invoker), T0).status
+    first["targets"][0]["stats"] = [_host("Succeeded")]
+    return invoker, first
+
+
+def test_a_session_whose_repository_work_claimer_is_gone_has_it_done_by_a_finish_job() -> None:
+    invoker, first = _awaiting_repository_work()
+    alive = next_status(_session(**first), _seen(invoker), T0)
+    assert (alive.status["phase"], alive.finish) == ("Running", False)  # the last host works
+    gone = next_status(_session(**first), _seen(invoker, work_holder_gone=True), T0)
+    assert (gone.status["phase"], gone.finish) == ("Running", True)
+    running = {"metadata": {"name": "stash-finish-nightly-1700000000"}, "status": {}}
+    made = _seen(invoker, work_holder_gone=True, finish_job=running)
+    assert next_status(_session(**first), made, T0).finish is False  # made once
+    first["conditions"] = _repository_conditions("True", "True")  # the Job recorded the work
+    done = next_status(_session(**first), made, T0)
+    assert (done.status["phase"], done.finish) == ("Succeeded", False)
+
+
+def test_a_finish_job_that_fails_or_records_nothing_fails_the_session_saying_so() -> None:
+    invoker, first = _awaiting_repository_work()
+    failed = {
+        "metadata": {"name": "stash-finish-nightly-1700000000"},
+        "status": {
+            "conditions": [
+                {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "x"}
+            ]
+        },
+    }
+    complete = {
+        "metadata": {"name": "stash-finish-nightly-1700000000"},
+        "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+    }
+    for job, words in ((failed, "DeadlineExceeded: x"), (complete, "without recording the work")):
+        seen = _seen(invoker, work_holder_gone=True, finish_job=job)
+        decision = next_status(_session(**first), seen, T0)
+        assert decision.status["phase"] == "Failed"
+        assert not decision.finish
+        retention = get_condition(decision.status["conditions"], c.RETENTION_POLICY_APPLIED)
+        assert retention is not None
+        assert retention["status"] == "False"
+        assert retention["reason"] == "RepositoryWorkFailed"
+        assert words in retention["message"]
 
 
 def test_a_failed_job_fails_its_target_with_the_reason() -> None:

@@ -189,7 +189,15 @@ class BackupSide:
         conditions = (session.get("status") or {}).get("conditions")
         claimed = get_condition(conditions, c.REPOSITORY_WORK_CLAIMED) or {}
         holder = str(claimed.get("message") or "")
-        return bool(holder) and pod_gone(self.client, meta["namespace"])(holder), job
+        if not holder or not pod_gone(self.client, meta["namespace"])(holder):
+            return False, job
+        # A Job's pod ends right after recording the work: a cache that has not seen that
+        # record yet is not believed. Asked of the API server, once the pod is gone.
+        try:
+            fresh = self.client.get(BACKUP_SESSIONS, meta["name"], meta["namespace"])
+        except NotFound:
+            return False, job
+        return awaits_repository_work(fresh.get("status") or {}), job
 
     def _refused(
         self, invoker: JSON | None, members: list[MemberView], repo: Repository | None

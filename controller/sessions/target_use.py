@@ -47,7 +47,10 @@ def target_key(namespace: str, kind: str, name: str) -> str:
 
 
 def running_targets(session: JSON) -> Iterable[str]:
-    """The targets an unfinished BackupSession is backing up right now (phase Running)."""
+    """The targets an unfinished BackupSession uses: those it is backing up (Running) and those
+    it backed up (Succeeded), until the session ends: its retention and integrity check of
+    their snapshots come after the hosts report, and a restore started then would overlap
+    them. A target not started (Pending) or that failed is free."""
     status = session.get("status") or {}
     if status.get("phase") in c.SESSION_TERMINAL_PHASES:
         return []
@@ -58,7 +61,7 @@ def running_targets(session: JSON) -> Iterable[str]:
         ref = target.get("ref") if isinstance(target, dict) else None
         if not isinstance(ref, dict):
             continue
-        if target.get("phase") == "Running" and ref.get("name"):
+        if target.get("phase") in ("Running", "Succeeded") and ref.get("name"):
             where = ref.get("namespace") or namespace
             keys.append(target_key(str(where), str(ref.get("kind", "")), str(ref["name"])))
     return keys

@@ -25,14 +25,18 @@ def _session(phase: str, *targets: tuple[str, str, str]) -> dict[str, Any]:
     }
 
 
-def test_a_session_uses_only_its_running_targets_and_only_while_unfinished() -> None:
+def test_a_session_uses_its_started_targets_until_it_ends_and_frees_failed_ones() -> None:
     session = _session(
         "Running",
         ("PersistentVolumeClaim", "a", "Running"),
         ("PersistentVolumeClaim", "b", "Pending"),
-        ("Deployment", "web", "Succeeded"),
+        ("Deployment", "web", "Succeeded"),  # backed up; retention and the check still to come
+        ("PersistentVolumeClaim", "c", "Failed"),
     )
-    assert list(running_targets(session)) == [target_key("demo", "PersistentVolumeClaim", "a")]
+    assert list(running_targets(session)) == [
+        target_key("demo", "PersistentVolumeClaim", "a"),
+        target_key("demo", "Deployment", "web"),
+    ]
     session["status"]["phase"] = "Failed"
     assert list(running_targets(session)) == []
 

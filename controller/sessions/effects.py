@@ -1,6 +1,7 @@
 """What the session reconciler does for a decision, the same for every kind of session: create a
 member's Job, have the batch's own hook run by its Job, push the session's metrics once, off
-the worker.
+the worker, and (a backup session whose last host died before its repository work) have that
+work done by a finish Job.
 
 Every Job has a deterministic name and the session as owner: a restarted operator finds the
 Jobs it made (AlreadyExists is success) and never makes one twice; a Job of that name that

@@ -494,8 +494,11 @@ def test_a_deployment_and_each_statefulset_ordinal_are_restored_by_stash_init_be
     kube.delete(PODS, "db-1", namespace)
 
     def recreated() -> JSON | None:
-        pod = kube.get(PODS, "db-1", namespace) if _exists(kube, namespace, "db-1") else None
-        return pod if pod and pod["metadata"]["uid"] != old["metadata"]["uid"] else None
+        try:  # one read: the old pod may go between a look and a second one
+            pod = kube.get(PODS, "db-1", namespace)
+        except NotFound:
+            return None
+        return pod if pod["metadata"]["uid"] != old["metadata"]["uid"] else None
 
     fresh = eventually(recreated, 60, "db-1 to be created again")
     assert c.RESTORE_INIT_CONTAINER not in _init_names(fresh)
@@ -510,14 +513,6 @@ def test_a_deployment_and_each_statefulset_ordinal_are_restored_by_stash_init_be
     assert [s["hostname"] for s in again["stats"]] == ["host-0", "host-1"]
     assert fidelity(db / "db-0") == expected["db-0"]
     assert fidelity(db / "db-1") == expected["db-1"]
-
-
-def _exists(kube: Client, namespace: str, name: str) -> bool:
-    try:
-        kube.get(PODS, name, namespace)
-    except NotFound:
-        return False
-    return True
 
 
 def claim_template(name: str) -> JSON:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -57,7 +57,7 @@ from controller.sessions.backup_status import (
     history_to_delete,
 )
 from controller.sessions.effects import SessionEffects
-from controller.sessions.machine import Decision, Observed
+from controller.sessions.machine import Decision, Observed, all_jobs
 from controller.sessions.sidecar_presence import why_absent
 from controller.sessions.target_use import USE_RECHECK, TargetUse
 from controller.sessions.targets import deadline
@@ -339,7 +339,7 @@ class BackupSide:
             members=members,
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs=jobs,
-            trouble=troubles(self.client, namespace, _flat(jobs.values()), now),
+            trouble=troubles(self.client, namespace, all_jobs(jobs), now),
             other_running=self._other_running(session, invoker, now),
             refused=self._refused(invoker, members, repo),
             absent=self._sidecar_absent(session, invoker, waiting, now),
@@ -375,9 +375,7 @@ class BackupSide:
             after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
         if seen.busy:
             after = min(after, USE_RECHECK)
-        if awaits_repository_work(status) or any(
-            job is not None for job in _flat(seen.jobs.values())
-        ):
+        if awaits_repository_work(status) or any(job is not None for job in all_jobs(seen.jobs)):
             after = min(after, PODS_RECHECK)
         return Result(requeue_after=max(1.0, after))
 
@@ -548,10 +546,6 @@ class BackupSide:
                 "BackupSessionFailed",
                 "; ".join(failures) or "the session failed",
             )
-
-
-def _flat(jobs: Iterable[list[JSON | None]]) -> list[JSON | None]:
-    return [job for each in jobs for job in each]
 
 
 def _invoker_index(session: JSON) -> list[str]:

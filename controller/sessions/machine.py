@@ -77,6 +77,11 @@ class Observed:
     finish_job: JSON | None = None
 
 
+def all_jobs(jobs: dict[int, list[JSON | None]]) -> list[JSON | None]:
+    """Every member's Jobs (``Observed.jobs``) in one list, None for those absent."""
+    return [job for each in jobs.values() for job in each]
+
+
 @dataclass(frozen=True)
 class Decision:
     status: JSON

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -45,7 +45,7 @@ from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import ensure, find_job, owned_by, stop_job
 from controller.sessions import metric_groups
 from controller.sessions.effects import SessionEffects
-from controller.sessions.machine import Decision, Observed
+from controller.sessions.machine import Decision, Observed, all_jobs
 from controller.sessions.restore_status import (
     FINISHED,
     RESTORE,
@@ -337,9 +337,7 @@ class RestoreSide:
             facts=self.reader.read(invoker, members),
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs=jobs,
-            trouble=troubles(
-                self.client, invoker["metadata"]["namespace"], _flat(jobs.values()), now
-            ),
+            trouble=troubles(self.client, invoker["metadata"]["namespace"], all_jobs(jobs), now),
             marked={v.index: self._marked(invoker, v) for v in workloads},
             absent=self._init_absent(invoker, workloads, now),
             busy=self._busy(invoker, members),
@@ -512,10 +510,6 @@ class RestoreSide:
             self.events.record(
                 invoker, "Warning", "RestoreSessionFailed", failure_summary(invoker, after)
             )
-
-
-def _flat(jobs: Iterable[list[JSON | None]]) -> list[JSON | None]:
-    return [job for each in jobs for job in each]
 
 
 def _next_look(status: JSON, now: dt.datetime, pods: bool) -> Result | None:

@@ -389,7 +389,12 @@ def back_up_stream(
         restic.init_if_missing(options.guard)  # a dump cannot be replayed into a retry
         clear_stale_locks(restic, options.holders)
         return restic.backup_stdin(
-            producer, filename=filename, host=job.hostname, tags=job.tags, env=env
+            producer,
+            filename=filename,
+            host=job.hostname,
+            tags=job.tags,
+            env=env,
+            progress=options.progress,
         )
 
     return _host_backup(

@@ -148,6 +148,7 @@ def backup_dump(
             options = BackupOptions(
                 guard=init_guard(client, setup, job.namespace, job.describe()),
                 holders=holders_of(client, job.namespace, setup.repository),
+                progress=_progress(client, job),
             )
             result = _with_member_hooks(
                 client,

@@ -40,3 +40,15 @@ def retired_pushgateway_argument(parser: argparse.ArgumentParser) -> None:
     """Accepted and ignored: pods and Functions made by earlier versions still pass it. Only
     the operator writes metrics now, from the status these programs record (docs/security.md)."""
     parser.add_argument("--pushgateway-url", default="", help=argparse.SUPPRESS)
+
+
+def duration(text: str) -> str:
+    """An argument that is a Go duration (``24h``, ``90m``), as a ``timeOut`` is written."""
+    from api.units import parse_duration
+
+    try:
+        if parse_duration(text).total_seconds() <= 0:
+            raise ValueError("not positive")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 24h or 90m") from exc
+    return text

@@ -12,10 +12,16 @@ from typing import Any
 from cli.arguments import (
     DEFAULT_IMAGE,
     DEFAULT_NAMESPACE,
+    duration,
     log_format_argument,
     stop_on_signals,
 )
-from controller.runtime.defaults import SIDECAR_GRACE, WORKERS
+from controller.runtime.defaults import (
+    DEFAULT_SESSION_TIMEOUT,
+    SIDECAR_GRACE,
+    STALL_AFTER,
+    WORKERS,
+)
 
 DEFAULT_PUSHGATEWAY = os.environ.get("STASH_PUSHGATEWAY_URL", "")
 PUSHGATEWAY_HELP = "Pushgateway for metrics (env STASH_PUSHGATEWAY_URL; empty: no metrics)"
@@ -49,6 +55,7 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 def cmd_operator(args: argparse.Namespace) -> int:
     from controller.operator import Operator, OperatorOptions
+    from controller.sessions.targets import DefaultDeadline
     from kube import Client
 
     client = Client.from_environment(args.kubeconfig)
@@ -64,6 +71,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             health_port=args.health_port,
             pushgateway_read_port=args.pushgateway_read_port,
             sidecar_grace=args.sidecar_grace,
+            default_deadline=DefaultDeadline(args.default_session_timeout, args.stall_after),
             pod_name=os.environ.get("POD_NAME", ""),
             workers=args.workers,
         ),
@@ -110,6 +118,20 @@ def _add_operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         default=SIDECAR_GRACE,
         help="seconds a sidecar target may go without a ready pod carrying the sidecar before "
         "it fails (default %(default)s)",
+    )
+    operator.add_argument(
+        "--default-session-timeout",
+        type=duration,
+        default=DEFAULT_SESSION_TIMEOUT,
+        help="the deadline of a session whose invoker sets no timeOut; past it, a session "
+        "whose hosts still make progress goes on (default %(default)s)",
+    )
+    operator.add_argument(
+        "--stall-after",
+        type=float,
+        default=STALL_AFTER,
+        help="past the default deadline, seconds without progress from any host that fail "
+        "the session as stalled (default %(default)s)",
     )
     operator.add_argument("--identity", help="leader-election identity (default: host + random)")
     operator.add_argument(

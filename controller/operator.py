@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
@@ -33,6 +33,7 @@ from controller.sessions.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.sessions.reconciler import SessionReconciler
 from controller.sessions.restore import INIT_GRACE, RestoreSide
 from controller.sessions.target_use import TargetUse
+from controller.sessions.targets import DefaultDeadline
 from kube import Client, KubeError
 from kube.leader import LeaderElector
 from kube.types import CRONJOBS, PODS
@@ -69,6 +70,8 @@ class OperatorOptions:
     init_grace: float = INIT_GRACE
     # a reconcile running longer than this makes /healthz fail (every API call has a timeout)
     reconcile_limit: float = RECONCILE_LIMIT
+    # the deadline of a session without timeOut, which work still making progress outlives
+    default_deadline: DefaultDeadline = field(default_factory=DefaultDeadline)
 
 
 LEADER_LABEL = f"{c.GROUP}/leader"
@@ -94,6 +97,7 @@ class Operator:
                 operator_namespace=options.namespace,
                 sidecar_grace=options.sidecar_grace,
                 target_use=self.target_use,
+                default_deadline=options.default_deadline,
             )
         )
         self.repositories = RepositoryReconciler(
@@ -109,6 +113,7 @@ class Operator:
                 operator_namespace=options.namespace,
                 init_grace=options.init_grace,
                 target_use=self.target_use,
+                default_deadline=options.default_deadline,
             )
         )
         self.metrics_restorer = (

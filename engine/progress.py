@@ -5,6 +5,11 @@ per host on the session (reason ``BackupProgress`` / ``RestoreProgress``), updat
 bounded rate: nothing for a host done within ``first_after`` seconds, then at most one update
 every ``every`` seconds, and a log line each time. ``kubectl describe`` and
 ``kubectl stash describe`` show that Event beside the hosts still running.
+
+The Event moves only when the work did (bytes or files done, or the totals of a scan still
+counting): its ``lastTimestamp`` is when the host last advanced, which the operator reads to
+tell a long backup that is still making progress from a stalled one
+(``controller.sessions.liveness``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ def progress_of(messages: Iterable[str]) -> dict[tuple[str, str], str]:
 def progress_message(what: str, progress: HostProgress) -> str:
     """``PersistentVolumeClaim/data host host-0: 42% (1.2 GiB of 2.9 GiB, 1200 of 5000
     files), about 1m30s left`` (``what``: the host job's ``describe()``)."""
+    if not progress.total_bytes:  # a stream (a database dump): no total to compare with
+        return f"{what}: {_size(progress.bytes_done)} read so far"
     parts = [f"{_size(progress.bytes_done)} of {_size(progress.total_bytes)}"]
     if progress.total_files:
         parts.append(f"{progress.files_done} of {progress.total_files} files")
@@ -98,6 +105,7 @@ class ProgressReport:
         self.clock = clock
         self.started = clock()
         self.last: float | None = None
+        self._counts: tuple[int, int, int, int] | None = None  # at the last report
         self._session: JSON | None = None
 
     def __call__(self, progress: HostProgress) -> None:
@@ -106,6 +114,15 @@ class ProgressReport:
             return
         if self.last is not None and now - self.last < self.every:
             return
+        counts = (
+            progress.bytes_done,
+            progress.files_done,
+            progress.total_bytes,
+            progress.total_files,
+        )
+        if counts == self._counts:
+            return  # nothing moved: the Event keeps the time the host last advanced
+        self._counts = counts
         self.last = now
         message = progress_message(self.what, progress)
         log.info("%s", message)

@@ -687,9 +687,11 @@ class Restic:
         host: str,
         tags: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> BackupSummary:
         """Back up what ``producer`` (e.g. pg_dump) writes to stdout. If the producer fails, the
-        backup fails with its last stderr lines and the partial snapshot is forgotten."""
+        backup fails with its last stderr lines and the partial snapshot is forgotten.
+        ``progress``: how much has been read so far (a stream has no total)."""
         try:
             source = subprocess.Popen(
                 list(producer),
@@ -707,7 +709,9 @@ class Restic:
         for tag in tags:
             args += ["--tag", tag]
         try:
-            stdout, stderr, _ = self._run("backup", args, stdin=source.stdout)
+            stdout, stderr, _ = self._run(
+                "backup", args, stdin=source.stdout, on_line=_progress_reader(progress)
+            )
         finally:
             if source.stdout is not None:
                 source.stdout.close()

@@ -60,7 +60,11 @@ from controller.sessions.effects import SessionEffects
 from controller.sessions.machine import Decision, Observed, all_jobs
 from controller.sessions.sidecar_presence import why_absent
 from controller.sessions.target_use import USE_RECHECK, TargetUse
-from controller.sessions.targets import deadline
+from controller.sessions.targets import (
+    DefaultDeadline,
+    deadline,
+    next_deadline_look,
+)
 from engine import metrics
 from kube import Client, KubeError, NotFound
 from kube.mutex import pod_gone
@@ -92,6 +96,7 @@ class BackupSide:
         operator_namespace: str = "",
         sidecar_grace: float = SIDECAR_GRACE,
         target_use: TargetUse | None = None,
+        default_deadline: DefaultDeadline | None = None,
     ) -> None:
         self.client = client
         self.caches = caches
@@ -108,6 +113,7 @@ class BackupSide:
             image=image,
             resources={"BackupSession": BACKUP_SESSIONS},
             pushes="metrics-push",
+            default_deadline=default_deadline,
         )
         self.events = self.effects.events
         self._enqueue: Callable[[Key], None] = lambda key: None
@@ -290,7 +296,9 @@ class BackupSide:
 
         Older by (creationTimestamp, name): whichever worker looks first, two sessions created
         together never both start. One past its deadline does not count: it is failed, not
-        waited for (after an outage longer than ``timeOut``, the first new slot runs).
+        waited for (after an outage longer than ``timeOut``, the first new slot runs) — unless
+        the deadline is the default one and its targets are at work (it goes on while they make
+        progress; its own pass fails it once they stall).
         """
         if invoker is None:
             return None
@@ -305,8 +313,10 @@ class BackupSide:
             order = (meta.get("creationTimestamp", ""), meta["name"])
             if order >= my_order or status.get("phase") in TERMINAL:
                 continue
-            ends = status.get("sessionDeadline") or deadline(meta["creationTimestamp"], time_out)
-            if now <= parse_rfc3339(ends):
+            ends = status.get("sessionDeadline") or deadline(
+                meta["creationTimestamp"], time_out, self.effects.default_deadline
+            )
+            if now <= parse_rfc3339(ends) or (not time_out and _working(status)):
                 return str(meta["name"])
             self._enqueue((meta["namespace"], meta["name"]))  # to be failed, promptly
         return None
@@ -369,7 +379,7 @@ class BackupSide:
         deadline = status.get("sessionDeadline")
         if not deadline or status.get("phase") in TERMINAL:
             return None
-        after = (parse_rfc3339(deadline) - now).total_seconds() + 1
+        after = next_deadline_look(status, seen.liveness, now)
         if seen.waiting:
             age = (now - parse_rfc3339(session["metadata"]["creationTimestamp"])).total_seconds()
             after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
@@ -573,3 +583,8 @@ def _job_session_key(obj: JSON) -> Key | None:
         if owner.get("kind") == "BackupSession" and owner.get("name"):
             return (meta.get("namespace", ""), owner["name"])
     return None
+
+
+def _working(status: JSON) -> bool:
+    """Whether a started session has a target at work (Running)."""
+    return any(target.get("phase") == "Running" for target in status.get("targets") or [])

@@ -145,7 +145,9 @@ def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Dec
     ]
     # Without a timeOut a session still ends (24 h): every later slot would be Skipped.
     status["sessionDeadline"] = deadline(
-        session["metadata"]["creationTimestamp"], (invoker.get("spec") or {}).get("timeOut")
+        session["metadata"]["creationTimestamp"],
+        (invoker.get("spec") or {}).get("timeOut"),
+        seen.default_deadline,
     )
     status["phase"] = "Running"
     return None
@@ -254,6 +256,10 @@ class BackupKind:
     def batch_hooks(self, obj: JSON, seen: Observed) -> JSON:
         return _batch_hooks(seen.invoker)
 
+    def time_out(self, obj: JSON, seen: Observed) -> str | None:
+        time_out = ((seen.invoker or {}).get("spec") or {}).get("timeOut")
+        return str(time_out) if time_out else None
+
     def sequential(self, obj: JSON, seen: Observed) -> bool:
         spec = (seen.invoker or {}).get("spec") or {}
         return bool(spec.get("executionOrder") == "Sequential")
@@ -263,6 +269,12 @@ class BackupKind:
 
     def work_finished_at(self, status: JSON) -> dt.datetime | None:
         return work_finished_at(status)
+
+    def working(self, status: JSON, seen: Observed) -> bool:
+        finish = seen.finish_job
+        if finish is not None:
+            return job_failure(finish) is None and not job_complete(finish)
+        return awaits_repository_work(status) and not seen.work_holder_gone
 
     def repository_work(
         self, status: JSON, entries: list[JSON], seen: Observed, now: dt.datetime

@@ -10,6 +10,7 @@ another owner left (an earlier session of the same name) is not taken for this o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Hashable
@@ -25,12 +26,15 @@ from controller.invokers.evaluation import MemberView, RestoreView
 from controller.jobs.finish_job import finish_job
 from controller.jobs.hook_job import create_hook_job, hook_job_failure
 from controller.jobs.member_job import JobError, build_job, job_inputs
+from controller.jobs.outcome import job_complete, job_failure
 from controller.runtime.background import Background
 from controller.runtime.caches import JOBS, Caches
 from controller.runtime.loop import Writes
 from controller.runtime.owned import owned_by
-from kube import AlreadyExists, BadRequest, Client, Forbidden, Invalid, ResourceType
+from controller.sessions.targets import DefaultDeadline, Liveness, liveness_of
+from kube import AlreadyExists, BadRequest, Client, Conflict, Forbidden, Invalid, ResourceType
 from kube.events import EventRecorder
+from kube.types import EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ class SessionEffects:
         image: str,
         resources: dict[str, ResourceType],
         pushes: str,
+        default_deadline: DefaultDeadline | None = None,
     ) -> None:
         self.client = client
         self.caches = caches
@@ -57,9 +62,41 @@ class SessionEffects:
         # the reconciler's own queue (keys of its kind): a finished push brings the key back
         self.enqueue: Callable[[Any], None] = lambda key: None
         self.jobs_created = 0
+        self.default_deadline = default_deadline or DefaultDeadline()
 
     def resource(self, obj: JSON) -> ResourceType:
         return self.resources[obj["kind"]]
+
+    def stop_jobs(self, obj: JSON, jobs: list[JSON | None]) -> None:
+        """Delete the session's member Jobs still running once it ended at its deadline: a
+        stalled restic must not hold the repository's lock for the next session (its pod
+        gone, the lock is stale and removed before the next backup)."""
+        for job in jobs:
+            if job is None or job_complete(job) or job_failure(job) is not None:
+                continue
+            meta = job["metadata"]
+            if meta.get("deletionTimestamp"):
+                continue
+            log.info(
+                "stopping Job %s/%s: session %s ended at its deadline",
+                meta["namespace"],
+                meta["name"],
+                obj["metadata"]["name"],
+            )
+            with contextlib.suppress(Conflict):  # the name holds another Job now: not ours
+                self.client.delete(
+                    JOBS, meta["name"], meta["namespace"], missing_ok=True, uid=meta.get("uid")
+                )
+
+    def liveness(self, obj: JSON) -> Liveness:
+        """How the session's work moves: its hosts' progress Events, read only once it is past
+        its default deadline (one list, by field selector, per look)."""
+        meta = obj["metadata"]
+        selector = f"involvedObject.name={meta['name']},involvedObject.kind={obj['kind']}"
+        events = self.client.list(EVENTS, meta["namespace"], field_selector=selector)
+        return liveness_of(
+            events.get("items") or [], str(meta.get("uid", "")), self.default_deadline.stall_after
+        )
 
     def create_member_job(
         self,

@@ -19,17 +19,19 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from api import constants as c
-from api.conditions import is_true
+from api.conditions import is_true, parse_rfc3339
 from api.hooks import BATCH_HOOK_CONDITIONS, HookKind
 from api.objects import JSON
 from controller.invokers.evaluation import InvokerFacts, MemberRef, MemberView, RestoreView
 from controller.jobs.outcome import Trouble
 from controller.sessions.targets import (
+    DefaultDeadline,
     Executor,
+    Liveness,
     fail_executor,
     fail_unfinished,
     hook_state,
@@ -75,6 +77,10 @@ class Observed:
     # gone before recording it, and the operator's finish Job for it, if made
     work_holder_gone: bool = False
     finish_job: JSON | None = None
+    # the deadline of a session whose invoker sets no timeOut (the operator's settings)
+    default_deadline: DefaultDeadline = field(default_factory=DefaultDeadline)
+    # past that default deadline: how the work moves (None: a hard deadline, or not past it)
+    liveness: Liveness | None = None
 
 
 def all_jobs(jobs: dict[int, list[JSON | None]]) -> list[JSON | None]:
@@ -112,12 +118,20 @@ class SessionKind(Protocol):
 
     def sequential(self, obj: JSON, seen: Observed) -> bool: ...
 
+    def time_out(self, obj: JSON, seen: Observed) -> str | None:
+        """The ``timeOut`` the user set for the session (None: the default deadline)."""
+
     def move(self, member: MemberRef, entry: JSON, seen: Observed, now: dt.datetime) -> list[int]:
         """Move one unfinished target on; the positions of its Jobs to create now."""
 
     def work_finished_at(self, status: JSON) -> dt.datetime | None:
         """When the work finished by its own record, if it says (judged against the
         deadline instead of the time the operator looks)."""
+
+    def working(self, status: JSON, seen: Observed) -> bool:
+        """Whether work that reports no progress of its own is under way by a worker still
+        there (a backup's repository work, claimed by a pod that lives): past a default
+        deadline it counts as progress."""
 
     def repository_work(
         self, status: JSON, entries: list[JSON], seen: Observed, now: dt.datetime
@@ -153,7 +167,10 @@ def decide(obj: JSON, seen: Observed, now: dt.datetime) -> Decision:
         fail_unfinished(entries, kind.executor, why, now)
     else:
         create = _advance(obj, entries, seen, now)
-    if past_deadline(status, entries, kind.executor, now, kind.work_finished_at(status)):
+    finished, liveness = kind.work_finished_at(status), seen.liveness
+    if liveness is not None and kind.working(status, seen):
+        liveness = replace(liveness, last_advance=now)
+    if past_deadline(status, entries, kind.executor, now, finished, liveness=liveness):
         create = []
     finish = kind.repository_work(status, entries, seen, now)
     kind.settle(obj, status, entries, now)
@@ -174,6 +191,20 @@ def decide(obj: JSON, seen: Observed, now: dt.datetime) -> Decision:
         if post == "failed":
             status["phase"] = "Failed"
     return Decision(status, tuple(create), finish=finish and status["phase"] == "Running")
+
+
+def past_default_deadline(obj: JSON, seen: Observed, now: dt.datetime) -> bool:
+    """Whether a running session is past a deadline that is the default one (its invoker sets
+    no ``timeOut``): then how its work moves decides whether it goes on."""
+    status = obj.get("status") or {}
+    when = status.get("sessionDeadline")
+    if status.get("phase") in seen.kind.terminal or not isinstance(when, str):
+        return False
+    try:
+        passed = parse_rfc3339(when) < now
+    except ValueError:
+        return False
+    return passed and seen.kind.time_out(obj, seen) is None
 
 
 def _advance(obj: JSON, entries: list[JSON], seen: Observed, now: dt.datetime) -> list[JobAt]:

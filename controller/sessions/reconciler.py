@@ -13,12 +13,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Hashable
+from dataclasses import replace
 from typing import Generic, Protocol, TypeVar
 
+from api.conditions import is_true
+from api.constants import DEADLINE_EXCEEDED
 from api.objects import JSON
 from controller.runtime.loop import Controller, Result, Writes
 from controller.sessions.effects import SessionEffects
-from controller.sessions.machine import Decision, Observed, decide, fail_member
+from controller.sessions.machine import (
+    Decision,
+    Observed,
+    all_jobs,
+    decide,
+    fail_member,
+    past_default_deadline,
+)
 from kube import NotFound
 from kube.status import write_status
 
@@ -80,6 +90,9 @@ class SessionReconciler(Generic[K]):
         if isinstance(seen, Decision):  # the spec cannot be read: said, nothing runs
             self._write(obj, seen.status, seen.problems)
             return None
+        seen = replace(seen, default_deadline=self.side.effects.default_deadline)
+        if past_default_deadline(obj, seen, now):  # does its work still move?
+            seen = replace(seen, liveness=self.side.effects.liveness(obj))
         decision = decide(obj, seen, now)
         self.side.before(key, obj, decision, seen)
         status = decision.status
@@ -96,6 +109,8 @@ class SessionReconciler(Generic[K]):
             self.side.effects.create_finish_job(obj, invoker, seen.facts.repository)
         result = None
         if status.get("phase") in seen.kind.terminal:
+            if is_true(status.get("conditions"), DEADLINE_EXCEEDED):
+                self.side.effects.stop_jobs(obj, all_jobs(seen.jobs))
             result = self.side.follow_up(obj, status, seen, now)
         if not self._write(obj, status, decision.problems):
             return None

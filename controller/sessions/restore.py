@@ -54,6 +54,7 @@ from controller.sessions.restore_status import (
 )
 from controller.sessions.sidecar_presence import rolled_without_init, why_init_absent
 from controller.sessions.target_use import TargetUse
+from controller.sessions.targets import DefaultDeadline, Liveness, next_deadline_look
 from engine import metrics
 from engine.reporting import member_entry
 from kube import (
@@ -96,6 +97,7 @@ class RestoreSide:
         operator_namespace: str = "",
         init_grace: float = INIT_GRACE,
         target_use: TargetUse | None = None,
+        default_deadline: DefaultDeadline | None = None,
     ) -> None:
         self.client = client
         self.caches = caches
@@ -112,6 +114,7 @@ class RestoreSide:
             image=image,
             resources=dict(RESTORE_INVOKER_TYPES),
             pushes="restore-metrics-push",
+            default_deadline=default_deadline,
         )
         self.events = self.effects.events
         # (restore uid, member, host) -> when its pods missing stash-init were deleted (once)
@@ -385,7 +388,7 @@ class RestoreSide:
         or 30 s: their state sends no event here); a finished or Invalid one only on an event."""
         if seen.leftover:
             return Result(requeue_after=LEFTOVER_RECHECK)
-        return _next_look(status, now, bool(seen.waiting) or bool(seen.jobs))
+        return _next_look(status, now, bool(seen.waiting) or bool(seen.jobs), seen.liveness)
 
     def _busy(self, invoker: JSON, members: list[RestoreView]) -> dict[int, str]:
         """Before it starts: the members whose target a backup session is backing up now (the
@@ -512,7 +515,9 @@ class RestoreSide:
             )
 
 
-def _next_look(status: JSON, now: dt.datetime, pods: bool) -> Result | None:
+def _next_look(
+    status: JSON, now: dt.datetime, pods: bool, liveness: Liveness | None = None
+) -> Result | None:
     """When to look again without an event: a waiting restore soon, a running one by its
     deadline (and, while its workloads' or Jobs' pods are watched for, every 20 or 30 s: their
     state sends no event here); a finished or Invalid one only on an event."""
@@ -521,7 +526,7 @@ def _next_look(status: JSON, now: dt.datetime, pods: bool) -> Result | None:
         return Result(requeue_after=WAITING_RECHECK)
     when = status.get("sessionDeadline")
     if when and phase == "Running":
-        after = max(1.0, (parse_rfc3339(when) - now).total_seconds() + 1)
+        after = next_deadline_look(status, liveness, now)
         return Result(requeue_after=min(after, HOSTS_RECHECK) if pods else after)
     return None
 

@@ -277,7 +277,10 @@ def _begin(invoker: JSON, status: JSON, seen: Observed, now: dt.datetime) -> lis
     repo_name = (spec.get("repository") or {}).get("name", "")
     repository_conditions(out, seen.facts.repository, repo_name, meta["namespace"], seen.facts)
     status["conditions"] = out.conditions
-    status.setdefault("sessionDeadline", deadline(meta["creationTimestamp"], spec.get("timeOut")))
+    status.setdefault(
+        "sessionDeadline",
+        deadline(meta["creationTimestamp"], spec.get("timeOut"), seen.default_deadline),
+    )
     entries = _entries(invoker, status, seen)
     if started:
         if refused:  # nothing more is read, written or run for it
@@ -333,6 +336,13 @@ class RestoreKind:
 
     def store(self, obj: JSON, status: JSON, entries: list[JSON]) -> None:
         _store(obj, status, entries)
+
+    def working(self, status: JSON, seen: Observed) -> bool:
+        return False  # a restore's hosts do all its work, and report their progress
+
+    def time_out(self, obj: JSON, seen: Observed) -> str | None:
+        time_out = (obj.get("spec") or {}).get("timeOut")
+        return str(time_out) if time_out else None
 
     def batch_hooks(self, obj: JSON, seen: Observed) -> JSON:
         if obj.get("kind") != "RestoreBatch":

@@ -20,9 +20,55 @@ from api.hooks import should_run_post_hook
 from api.objects import JSON
 from api.units import go_duration, parse_duration
 from controller.jobs.outcome import Trouble, job_complete, job_failure
+from controller.runtime.defaults import DEFAULT_SESSION_TIMEOUT, STALL_AFTER
+from engine.progress import REASONS
+
+PROGRESS_REASONS = frozenset(REASONS.values())
 
 TARGET_TERMINAL = ("Succeeded", "Failed")
-DEFAULT_SESSION_TIMEOUT = "24h"  # the deadline of a session whose invoker sets no timeOut
+
+
+@dataclass(frozen=True)
+class DefaultDeadline:
+    """The deadline of a session whose invoker sets no ``timeOut``: ``after`` its creation,
+    and past that for as long as its hosts keep making progress (a long first backup of a large
+    volume is not killed half-way); none for ``stall_after`` seconds is a stall, and ends it.
+    A ``timeOut`` the user set is a hard deadline."""
+
+    after: str = DEFAULT_SESSION_TIMEOUT
+    stall_after: float = STALL_AFTER
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """A running session's newest progress report (its hosts' progress Events: the time a host
+    last advanced and what it said), read once it is past its default deadline."""
+
+    last_advance: dt.datetime | None
+    said: str = ""
+    stall_after: float = STALL_AFTER
+
+    def stalled(self, now: dt.datetime) -> bool:
+        if self.last_advance is None:
+            return True
+        return (now - self.last_advance).total_seconds() > self.stall_after
+
+    def judged_at(self, now: dt.datetime) -> dt.datetime:
+        """When a session still moving is looked at again: once it could have stalled."""
+        since = self.last_advance or now
+        return since + dt.timedelta(seconds=self.stall_after)
+
+    def words(self, noun: str, when: str) -> str:
+        if self.last_advance is None:
+            return (
+                f"no host of the {noun} reported progress, and its default deadline {when} passed"
+            )
+        stalled_for = format_duration(dt.timedelta(seconds=self.stall_after))
+        return (
+            f"the {noun} stalled: no progress for over {stalled_for} past its default deadline "
+            f"{when} (last, at {now_rfc3339(self.last_advance)}: {self.said}); a timeOut on "
+            "the invoker sets a deadline of its own"
+        )
 
 
 def format_duration(delta: dt.timedelta) -> str:
@@ -30,10 +76,31 @@ def format_duration(delta: dt.timedelta) -> str:
     return go_duration(delta.total_seconds(), decimals=1)
 
 
-def deadline(created: str, time_out: str | None) -> str:
-    """The deadline of a session created at ``created``: its ``timeOut`` later, 24 h without
-    one (a target whose executor never reports would otherwise keep it Running for ever)."""
-    return now_rfc3339(parse_rfc3339(created) + parse_duration(time_out or DEFAULT_SESSION_TIMEOUT))
+def liveness_of(events: Iterable[JSON], uid: str, stall_after: float) -> Liveness:
+    """The newest progress report among a session's Events (``uid``: the session's; an Event
+    of an earlier session of the same name does not count)."""
+    newest: tuple[dt.datetime, str] | None = None
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        if event.get("reason") not in PROGRESS_REASONS or involved.get("uid") != uid:
+            continue
+        try:
+            when = parse_rfc3339(str(event.get("lastTimestamp") or event.get("firstTimestamp")))
+        except ValueError:
+            continue
+        if newest is None or when > newest[0]:
+            newest = (when, str(event.get("message") or ""))
+    if newest is None:
+        return Liveness(None, stall_after=stall_after)
+    return Liveness(newest[0], newest[1], stall_after)
+
+
+def deadline(created: str, time_out: str | None, default: DefaultDeadline | None = None) -> str:
+    """The deadline of a session created at ``created``: its ``timeOut`` later, the default's
+    (24 h) without one (a target whose executor never reports would otherwise keep it Running
+    for ever)."""
+    after = time_out or (default or DefaultDeadline()).after
+    return now_rfc3339(parse_rfc3339(created) + parse_duration(after))
 
 
 def phase_from_stats(target: JSON) -> str | None:
@@ -225,26 +292,44 @@ def past_deadline(
     executor: Executor,
     now: dt.datetime,
     finished_at: dt.datetime | None = None,
+    *,
+    liveness: Liveness | None = None,
 ) -> bool:
     """Whether ``status.sessionDeadline`` has passed; if so the unfinished targets fail and
     the session gets ``DeadlineExceeded``. ``finished_at``: when the work recorded itself
     finished (its hosts' own timestamps) — work done by the deadline is judged by that, however
-    late the operator looks (it was scaled down, or restarting)."""
+    late the operator looks (it was scaled down, or restarting). ``liveness``: the deadline is
+    the default one, and this is how the work moves — past it, work still making progress goes
+    on; a stall ends it, in words that say so."""
     when = status.get("sessionDeadline")
     if not when or now <= parse_rfc3339(when):
         return False
     if finished_at is not None and finished_at <= parse_rfc3339(when):
         return False
-    fail_unfinished(targets, executor, f"the session's deadline {when} passed", now)
+    if liveness is not None and not liveness.stalled(now):
+        return False
+    if liveness is not None:
+        reason, message = "Stalled", liveness.words(executor.noun, when)
+        fail_unfinished(targets, executor, message, now)
+    else:
+        reason, message = (
+            "FailedToCompleteWithinDeadline",
+            f"the {executor.noun} did not finish by {when}",
+        )
+        fail_unfinished(targets, executor, f"the session's deadline {when} passed", now)
     status["conditions"] = set_condition(
-        status.get("conditions"),
-        DEADLINE_EXCEEDED,
-        True,
-        "FailedToCompleteWithinDeadline",
-        f"the {executor.noun} did not finish by {when}",
-        now=now,
+        status.get("conditions"), DEADLINE_EXCEEDED, True, reason, message, now=now
     )
     return True
+
+
+def next_deadline_look(status: JSON, liveness: Liveness | None, now: dt.datetime) -> float:
+    """Seconds until a running session's deadline is judged again: at the deadline, and past a
+    default one while the work still moves, once it could have stalled."""
+    when = parse_rfc3339(str(status["sessionDeadline"]))
+    if when < now and liveness is not None:
+        when = liveness.judged_at(now)
+    return max(1.0, (when - now).total_seconds() + 1)
 
 
 def hosts_target(

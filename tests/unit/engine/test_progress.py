@@ -4,6 +4,7 @@ Event per host at a bounded rate."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 
@@ -54,6 +55,18 @@ class _Events:
         self.by_name[name] = {"reason": reason, "message": message, "count": old["count"] + 1}
 
 
+def _report(
+    events: _Events, operation: str, what: str, clock: Callable[[], float]
+) -> ProgressReport:
+    return ProgressReport(
+        events,  # type: ignore[arg-type]
+        lambda: SESSION,
+        operation=operation,
+        what=what,
+        clock=clock,
+    )
+
+
 def test_a_host_reports_one_event_at_a_bounded_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STASH_PROGRESS_INTERVAL", raising=False)
     now = [0.0]
@@ -83,16 +96,26 @@ def test_a_host_reports_one_event_at_a_bounded_rate(monkeypatch: pytest.MonkeyPa
     assert len(reads) == 1  # the session is read once, at the first report
 
 
+def test_a_host_that_stopped_moving_leaves_its_event_at_its_last_advance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("STASH_PROGRESS_INTERVAL", raising=False)
+    now = [0.0]
+    events = _Events()
+    report = _report(events, "backup", "PersistentVolumeClaim/data host host-0", lambda: now[0])
+    for second in range(0, 200):  # restic keeps saying where it is; it stuck at 20 s
+        now[0] = float(second)
+        done = min(second, 20)
+        report(HostProgress(done / 100, done, 100, 0, 0, None))
+    event = events.by_name[event_name("nightly-1", "PersistentVolumeClaim/data host host-0")]
+    assert event["count"] == 2  # at 10 s and 40 s (at 20 %); from 70 s on nothing had moved
+    assert event["message"].startswith("PersistentVolumeClaim/data host host-0: 20% (")
+
+
 def test_a_short_backup_reports_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STASH_PROGRESS_INTERVAL", raising=False)
     events = _Events()
-    report = ProgressReport(
-        events,  # type: ignore[arg-type]
-        lambda: SESSION,
-        operation="restore",
-        what="Deployment/web host host-0",
-        clock=lambda: 5.0,
-    )
+    report = _report(events, "restore", "Deployment/web host host-0", lambda: 5.0)
     report(HostProgress(0.9, 9, 10, 0, 0, None))
     assert events.by_name == {}
 

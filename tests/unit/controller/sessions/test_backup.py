@@ -18,8 +18,13 @@ from controller.jobs.builtin_tasks import builtin_objects
 from controller.jobs.member_job import JobError, JobInputs, build_job, variables
 from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
 from controller.sessions.backup_status import BACKUP, history_to_delete, session_outcome
-from controller.sessions.machine import Decision, Observed, decide
-from controller.sessions.targets import format_duration
+from controller.sessions.machine import Decision, Observed, decide, past_default_deadline
+from controller.sessions.targets import (
+    Liveness,
+    format_duration,
+    liveness_of,
+    next_deadline_look,
+)
 from tests.factories import batch, member
 from tests.unit.controller.invokers.test_evaluation import good_facts
 
@@ -268,6 +273,84 @@ def test_a_session_without_a_time_out_still_has_a_deadline() -> None:
     assert is_true(later.status["conditions"], c.DEADLINE_EXCEEDED)
 
 
+def _past_default_deadline(liveness: Liveness | None) -> tuple[Decision, bool]:
+    """A session without timeOut, 25 h old, its one target at work; whether the reconciler
+    would read its progress, and the decision with ``liveness``."""
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"))
+    started = next_status(_session(), _seen(invoker), T0).status
+    session = {**_session(), "status": started}
+    now = T0 + dt.timedelta(hours=25)
+    reads = past_default_deadline(session, _seen(invoker, jobs={0: _running_job()}), now)
+    seen = _seen(invoker, jobs={0: _running_job()}, liveness=liveness)
+    return next_status(session, seen, now), reads
+
+
+def _running_job() -> dict[str, Any]:
+    return {"metadata": {"name": "stash-backup-nightly-1700000000-0"}, "status": {"active": 1}}
+
+
+def test_a_backup_still_making_progress_outlives_the_default_deadline() -> None:
+    now = T0 + dt.timedelta(hours=25)
+    moving = Liveness(
+        now - dt.timedelta(minutes=2), "PersistentVolumeClaim/shared host host-0: 42%"
+    )
+    decision, reads = _past_default_deadline(moving)
+    assert reads
+    assert decision.status["phase"] == "Running"
+    assert not is_true(decision.status.get("conditions"), c.DEADLINE_EXCEEDED)
+    # looked at again once it could have stalled: 10 min after its last advance
+    assert next_deadline_look(decision.status, moving, now) == 8 * 60 + 1
+
+
+def test_a_stalled_backup_past_the_default_deadline_fails_saying_it_stalled() -> None:
+    now = T0 + dt.timedelta(hours=25)
+    said = "PersistentVolumeClaim/shared host host-0: 42% (1.2 GiB of 2.9 GiB)"
+    decision, _ = _past_default_deadline(Liveness(now - dt.timedelta(minutes=11), said))
+    status = decision.status
+    assert status["phase"] == "Failed"
+    cond = get_condition(status["conditions"], c.DEADLINE_EXCEEDED)
+    assert cond is not None
+    assert cond["reason"] == "Stalled"
+    assert "stalled: no progress for over 10m0s" in cond["message"]
+    assert said in cond["message"]
+    target = get_condition(status["targets"][0]["conditions"], "BackupFailed")
+    assert target is not None
+    assert "stalled" in target["message"]
+    never, _ = _past_default_deadline(Liveness(None))
+    cond = get_condition(never.status["conditions"], c.DEADLINE_EXCEEDED)
+    assert cond is not None
+    assert "no host of the backup reported progress" in cond["message"]
+
+
+def test_a_time_out_the_user_set_is_a_hard_deadline_whatever_the_progress() -> None:
+    invoker = _invoker(member("PersistentVolumeClaim", "shared"), timeOut="1h")
+    session = {**_session(), "status": next_status(_session(), _seen(invoker), T0).status}
+    now = T0 + dt.timedelta(hours=2)
+    assert not past_default_deadline(session, _seen(invoker), now)
+    assert not past_default_deadline(session, _seen(invoker), T0 + dt.timedelta(minutes=30))
+
+
+def test_the_newest_progress_event_of_this_session_is_its_liveness() -> None:
+    def event(reason: str, when: str, uid: str = "u1", message: str = "m") -> dict[str, Any]:
+        return {
+            "reason": reason,
+            "lastTimestamp": when,
+            "message": message,
+            "involvedObject": {"uid": uid},
+        }
+
+    events = [
+        event("BackupProgress", "2026-01-01T10:05:00Z", message="older"),
+        event("BackupProgress", "2026-01-01T10:09:00Z", message="newest"),
+        event("BackupProgress", "2026-01-01T10:20:00Z", uid="earlier-session-same-name"),
+        event("Failed", "2026-01-01T10:30:00Z"),
+        event("RestoreProgress", "not a time"),
+    ]
+    found = liveness_of(events, "u1", 300.0)
+    assert found == Liveness(dt.datetime(2026, 1, 1, 10, 9, tzinfo=dt.UTC), "newest", 300.0)
+    assert liveness_of([], "u1", 300.0).last_advance is None
+
+
 def _host(phase: str, name: str = "host-0") -> dict[str, Any]:
     return {"hostname": name, "phase": phase}
 
@@ -331,6 +414,19 @@ def test_a_session_whose_repository_work_claimer_is_gone_has_it_done_by_a_finish
     first["conditions"] = _repository_conditions("True", "True")  # the Job recorded the work
     done = next_status(_session(**first), made, T0)
     assert (done.status["phase"], done.finish) == ("Succeeded", False)
+
+
+def test_repository_work_under_way_past_the_default_deadline_counts_as_progress() -> None:
+    invoker, first = _awaiting_repository_work()
+    late = T0 + dt.timedelta(hours=25)
+    quiet = Liveness(late - dt.timedelta(hours=1), "Deployment/app host host-0: 100%")
+    working = next_status(_session(**first), _seen(invoker, liveness=quiet), late)
+    assert working.status["phase"] == "Running"  # the last host's retention and check go on
+    gone = next_status(
+        _session(**first), _seen(invoker, liveness=quiet, work_holder_gone=True), late
+    )
+    assert gone.status["phase"] == "Failed"  # nobody does it: a stall
+    assert is_true(gone.status["conditions"], c.DEADLINE_EXCEEDED)
 
 
 def test_a_finish_job_that_fails_or_records_nothing_fails_the_session_saying_so() -> None:

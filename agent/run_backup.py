@@ -22,11 +22,13 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from api import constants as c
+from api.conditions import get_condition
 from api.hooks import is_final_attempt
 from api.hosts import Identity
 from api.objects import JSON
@@ -44,6 +46,7 @@ from kube import Client, KubeError
 from kube.events import EventRecorder
 from kube.informer import Informer
 from kube.leader import LeaderElector
+from kube.mutex import pod_holder
 from kube.status import StatusError
 from kube.types import BACKUP_BATCHES, BACKUP_CONFIGURATIONS, BACKUP_SESSIONS
 
@@ -102,6 +105,22 @@ def pending_work(
     if host_reported(status, me.target_kind, me.target_name, hostname):
         return None
     return Work(session["metadata"]["name"], invoker, mine[0].index, hostname)
+
+
+def orphaned_claim(session: JSON, invoker: JSON | None, me: Identity) -> bool:
+    """Whether ``session``'s repository work (retention, the check) was claimed in this pod's
+    name and is not recorded: an earlier container of this sidecar claimed it and died (it
+    restarted in a pod that lives, which the operator cannot tell from a pod at work). This
+    container never leaves a claim of its own behind when it looks again: it claims and does
+    the work in one go."""
+    status = session.get("status") or {}
+    if invoker is None or status.get("phase") != "Running" or not me.pod_name:
+        return False
+    claimed = get_condition(status.get("conditions"), c.REPOSITORY_WORK_CLAIMED) or {}
+    if claimed.get("message") != pod_holder(me.namespace, me.pod_name):
+        return False
+    done = {cond.get("type") for cond in status.get("conditions") or []}
+    return not {c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED} <= done
 
 
 UNFINISHED_SESSIONS = ",".join(f"status.phase!={phase}" for phase in c.SESSION_TERMINAL_PHASES)
@@ -245,14 +264,54 @@ class SidecarAgent:
             log.error("session %s: %s", name, exc)
             return
         if work is None:
+            if orphaned_claim(session, invoker, self.me):
+                self._attempt(name, lambda: self.finish(session, invoker))
             return
+        self._attempt(name, lambda: self.execute(work))
+
+    def _attempt(self, name: str, run: Callable[[], object]) -> None:
+        """Run a session's work; tried again later when the API server turned it away."""
         try:
-            self.execute(work)
+            run()
             self._done.add(name)
             self._retry.pop(name, None)
         except (KubeError, StatusError) as exc:  # the API server is away: try again later
             log.warning("session %s: %s (will retry in %.0f s)", name, exc, RETRY_SECONDS)
             self._retry[name] = time.monotonic() + RETRY_SECONDS
+
+    def finish(self, session: JSON, invoker: JSON | None) -> None:
+        """Do the repository work an earlier container of this sidecar claimed and did not
+        record (``orphaned_claim``), in its place."""
+        from agent.host_backup import (  # noqa: PLC0415 - see the imports above
+            HostJob,
+            SetupError,
+            finish_session,
+            load_setup,
+            open_restic,
+        )
+
+        assert invoker is not None  # noqa: S101 - orphaned_claim holds it
+        job = HostJob(
+            namespace=self.me.namespace,
+            session=session["metadata"]["name"],
+            invoker_kind=invoker["kind"],
+            invoker_name=invoker["metadata"]["name"],
+            target_kind=self.me.target_kind,
+            target_name=self.me.target_name,
+            hostname=self.me.hostname(None),
+        )
+        log.warning(
+            "session %s: an earlier container of this pod claimed its repository work and did "
+            "not record it; doing it now",
+            job.session,
+        )
+        try:
+            setup = load_setup(self.client, job)
+        except SetupError as exc:  # the operator's finish Job cannot do better: said, left
+            log.error("session %s: cannot do its repository work: %s", job.session, exc)
+            return
+        with open_restic(setup, self.options.cache_dir) as restic:
+            finish_session(self.client, job, setup, restic)
 
     def execute(self, work: Work) -> HostResult:
         from agent.host_backup import HostJob  # noqa: PLC0415 - see the imports above

@@ -104,46 +104,53 @@ def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
     for ns_index in range(NAMESPACES):
         objs += repository_objects(f"{prefix}-{ns_index}")
     for i in range(count):
-        ns = f"{prefix}-{i % NAMESPACES}"
-        for role in ("web", "api"):
-            objs.append(
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": f"{role}-{i}", "namespace": ns},
-                    "spec": {
-                        "replicas": 0,
-                        "selector": {"matchLabels": {"app": f"{role}-{i}"}},
-                        "template": {
-                            "metadata": {"labels": {"app": f"{role}-{i}"}},
-                            "spec": {
-                                "containers": [{"name": "c", "image": "nginx"}],
-                                "volumes": [{"name": "data", "emptyDir": {}}],
-                            },
-                        },
-                    },
-                }
-            )
+        objs += batch_objects(str(i), f"{prefix}-{i % NAMESPACES}")
+    return objs
+
+
+def batch_objects(n: str, ns: str) -> list[dict[str, Any]]:
+    """One BackupBatch ``b-<n>`` of namespace ``ns`` and what it targets: Deployments
+    ``web-<n>`` and ``api-<n>`` (by sidecar, no replicas) and PVC ``data-<n>`` (pvc-backup)."""
+    objs: list[dict[str, Any]] = []
+    for role in ("web", "api"):
         objs.append(
             {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": f"data-{i}", "namespace": ns},
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": f"{role}-{n}", "namespace": ns},
                 "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": "1Gi"}},
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": f"{role}-{n}"}},
+                    "template": {
+                        "metadata": {"labels": {"app": f"{role}-{n}"}},
+                        "spec": {
+                            "containers": [{"name": "c", "image": "nginx"}],
+                            "volumes": [{"name": "data", "emptyDir": {}}],
+                        },
+                    },
                 },
             }
         )
-        obj = batch(
-            f"b-{i}",
-            ns,
-            member("Deployment", f"web-{i}"),
-            member("Deployment", f"api-{i}"),
-            member("PersistentVolumeClaim", f"data-{i}", task="pvc-backup"),
-        )
-        obj["spec"]["repository"] = {"name": "repo"}
-        objs.append(obj)
+    objs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": f"data-{n}", "namespace": ns},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    )
+    obj = batch(
+        f"b-{n}",
+        ns,
+        member("Deployment", f"web-{n}"),
+        member("Deployment", f"api-{n}"),
+        member("PersistentVolumeClaim", f"data-{n}", task="pvc-backup"),
+    )
+    obj["spec"]["repository"] = {"name": "repo"}
+    objs.append(obj)
     return objs
 
 

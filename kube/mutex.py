@@ -112,8 +112,14 @@ class LeaseMutex:
         except ValueError:
             return
         holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
-        if (_now() - born).total_seconds() < self.ttl and not (
-            self.holder_gone is not None and self.holder_gone(holder)
+        # In our own name, yet we are still taking it: an earlier container of this pod took
+        # it and died (a restarted sidecar); the programs that take these Leases use them one
+        # at a time, never two at once in one pod.
+        earlier_me = holder == self.holder and holder.startswith(POD_HOLDER)
+        if (
+            (_now() - born).total_seconds() < self.ttl
+            and not earlier_me
+            and not (self.holder_gone is not None and self.holder_gone(holder))
         ):
             return
         log.warning(

@@ -1,6 +1,6 @@
-"""The Lease mutex against the real API server: a Lease whose holder's pod is gone is taken
-over at once; one whose holder lives is waited for; one the waiter cannot judge waits out its
-ttl."""
+"""The Lease mutex against the real API server: a Lease whose holder's pod is gone, or that an
+earlier container of the waiter's own pod left, is taken over at once; one whose holder lives
+is waited for; one the waiter cannot judge waits out its ttl."""
 
 from __future__ import annotations
 
@@ -73,6 +73,26 @@ def test_a_lease_whose_holders_pod_lives_is_waited_for(kube: Client, namespace: 
         pass
     lease = kube.get(LEASES, "init", namespace)
     assert lease["spec"]["holderIdentity"] == pod_holder(namespace, "web-0")
+
+
+def test_a_lease_an_earlier_container_of_the_same_pod_left_is_taken_over_at_once(
+    kube: Client, namespace: str
+) -> None:
+    """The sidecar restarted in a pod that lives: the Lease in its pod's name is its own."""
+    _pod(kube, namespace, "web-0")
+    me = pod_holder(namespace, "web-0")
+    _held_by(kube, namespace, me)
+    started = time.monotonic()
+    with LeaseMutex(kube, namespace, "init", me, holder_gone=pod_gone(kube, namespace)):
+        assert kube.get(LEASES, "init", namespace)["spec"]["holderIdentity"] == me
+    assert time.monotonic() - started < 30  # not the 120 s ttl
+    # a name that is not a pod's is not judged so (a process outside a pod waits)
+    _held_by(kube, namespace, "Deployment/web host host-0")
+    with (
+        pytest.raises(TimeoutError),
+        LeaseMutex(kube, namespace, "init", "Deployment/web host host-0", timeout=2),
+    ):
+        pass
 
 
 def test_a_holder_in_another_namespace_or_not_a_pod_is_never_judged_gone(

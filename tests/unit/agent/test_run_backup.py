@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.run_backup import AgentOptions, SidecarAgent, pending_work
+from agent.run_backup import AgentOptions, SidecarAgent, orphaned_claim, pending_work
 from api.hosts import Identity
 from tests.factories import batch, member
 
@@ -130,3 +130,28 @@ def test_a_sidecar_that_comes_back_after_the_deadline_backs_up_nothing_nobody_wo
     after = dt.datetime(2026, 1, 1, 10, 11, tzinfo=dt.UTC)
     assert pending_work(sess, invoker, WEB, before) is not None
     assert pending_work(sess, invoker, WEB, after) is None
+
+
+def _claimed(holder: str, *recorded: str) -> dict[str, Any]:
+    sess = session(target_phase="Succeeded", stats=[{"hostname": "host-0", "phase": "Succeeded"}])
+    conditions = [{"type": "RepositoryWorkClaimed", "status": "True", "message": holder}]
+    conditions += [{"type": kind, "status": "True"} for kind in recorded]
+    sess["status"]["conditions"] = conditions
+    return sess
+
+
+def test_a_restarted_sidecar_takes_up_the_repository_work_its_earlier_container_claimed() -> None:
+    invoker = batch("nightly", "demo", member())
+    mine = "pod:demo/web-6d4cf-k2x9q"
+    assert orphaned_claim(_claimed(mine), invoker, WEB)
+    assert orphaned_claim(_claimed(mine, "RetentionPolicyApplied"), invoker, WEB)  # half done
+    done = _claimed(mine, "RetentionPolicyApplied", "RepositoryIntegrityVerified")
+    assert not orphaned_claim(done, invoker, WEB)
+    assert not orphaned_claim(_claimed("pod:demo/web-6d4cf-other"), invoker, WEB)  # alive?
+    assert not orphaned_claim(_claimed("pod:elsewhere/web-6d4cf-k2x9q"), invoker, WEB)
+    assert not orphaned_claim(_claimed(mine), None, WEB)
+    ended = _claimed(mine)
+    ended["status"]["phase"] = "Failed"
+    assert not orphaned_claim(ended, invoker, WEB)
+    # nobody's claim: the sidecar does not take up what nobody dropped
+    assert not orphaned_claim(session(), invoker, WEB)

@@ -111,7 +111,7 @@ class InvokerReconciler:
             )
         self.caches.informer(NAMESPACES).subscribe(
             on_upsert=lambda o: self._namespace_event(o, controller),
-            on_delete=lambda o: self._namespace_event(o, controller),
+            on_delete=lambda o: self._namespace_event(o, controller, deleted=True),
         )
 
     def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
@@ -122,7 +122,11 @@ class InvokerReconciler:
         refs = set() if deleted else self._references(obj)
         with self._refs_lock:
             for ref in self._refs_of.pop(key, set()):
-                self._refs.get(ref, set()).discard(key)
+                holders = self._refs.get(ref, set())
+                holders.discard(key)
+                if not holders:  # nobody refers to it now: nothing of it is kept
+                    self._refs.pop(ref, None)
+                    self._ref_marks.pop(ref, None)
             if not deleted:
                 self._refs_of[key] = refs
                 for ref in refs:
@@ -161,14 +165,22 @@ class InvokerReconciler:
             volume_names(obj),  # a sidecar member may mount only volumes the pods have
         )
         with self._refs_lock:
+            if ref not in self._refs:  # no invoker refers to it: nothing to tell, nothing kept
+                self._ref_marks.pop(ref, None)
+                return
             if self._ref_marks.get(ref) == mark:
                 return
-            self._ref_marks[ref] = mark
+            if deleted:  # gone: its invokers are told once; nothing of it is kept
+                self._ref_marks.pop(ref, None)
+            else:
+                self._ref_marks[ref] = mark
             keys = list(self._refs.get(ref, ()))
         for key in keys:
             controller.enqueue(key)
 
-    def _namespace_event(self, obj: JSON, controller: Controller[Key]) -> None:
+    def _namespace_event(
+        self, obj: JSON, controller: Controller[Key], deleted: bool = False
+    ) -> None:
         """A namespace's policy changed (its grants, its privileges, its Pod Security level or
         the labels a Repository's usagePolicy selects on): the invokers in it and those that
         reach into it are judged again."""
@@ -180,7 +192,10 @@ class InvokerReconciler:
             if self._ref_marks.get(ref) == mark:
                 return
             first = ref not in self._ref_marks
-            self._ref_marks[ref] = mark
+            if deleted:
+                self._ref_marks.pop(ref, None)
+            else:
+                self._ref_marks[ref] = mark
             keys = {k for r, ks in self._refs.items() if r[0] == namespace for k in ks}
         if first:  # the cache's first sight: every invoker is judged at start-up anyway
             keys = {k for k in keys if k[1] != namespace}

@@ -187,7 +187,9 @@ def named_access_objects(
             rules.append(_rule("", "secrets", ["get"], secret))
     names = sorted(set(leases))
     if names:
-        rules.append(_rule("coordination.k8s.io", "leases", ["get", "update", "delete"], names))
+        rules.append(
+            _rule("coordination.k8s.io", "leases", ["get", "update", "delete", "watch"], names)
+        )
     by_kind: dict[str, set[str]] = {}
     for kind, target in workloads:
         by_kind.setdefault(f"{kind.lower()}s", set()).add(target)

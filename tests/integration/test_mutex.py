@@ -4,6 +4,7 @@ is waited for; one the waiter cannot judge waits out its ttl."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -93,6 +94,43 @@ def test_a_lease_an_earlier_container_of_the_same_pod_left_is_taken_over_at_once
         LeaseMutex(kube, namespace, "init", "Deployment/web host host-0", timeout=2),
     ):
         pass
+
+
+def _lease_creates(kube: Client) -> float:
+    """The API server's own count of Lease creations (POST leases), all namespaces."""
+    text = kube.request("GET", "/metrics", accept="text/plain", raw=True).decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{")
+        and 'resource="leases"' in line
+        and 'verb="POST"' in line
+    )
+
+
+def test_a_waiter_watches_the_held_lease_and_takes_it_when_released(
+    kube: Client, namespace: str
+) -> None:
+    """Not a create attempt every backoff step: a watch, and one attempt once it goes."""
+    _pod(kube, namespace, "web-0")
+    _held_by(kube, namespace, pod_holder(namespace, "web-0"))
+    before = _lease_creates(kube)
+    release_at = time.monotonic() + 6
+
+    def release() -> None:
+        time.sleep(max(0.0, release_at - time.monotonic()))
+        kube.delete(LEASES, "init", namespace)
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    me = pod_holder(namespace, "web-1")
+    with LeaseMutex(kube, namespace, "init", me, holder_gone=pod_gone(kube, namespace)):
+        taken = time.monotonic()
+        assert kube.get(LEASES, "init", namespace)["spec"]["holderIdentity"] == me
+    releaser.join()
+    assert taken - release_at < 1.0  # as it was released, not at the next backoff step
+    # its first attempt and the one after the release (a 2 s backoff would make four more)
+    assert _lease_creates(kube) - before <= 3
 
 
 def test_a_holder_in_another_namespace_or_not_a_pod_is_never_judged_gone(

@@ -171,7 +171,8 @@ class InvokerVerdict:
 
 
 MEMBERS_REMEMBERED = 4096  # invokers whose parsed members are kept (one reconcile asks often)
-_members: OrderedDict[tuple[Any, ...], tuple[MemberView, ...]] = OrderedDict()
+# (kind, uid) -> (generation, members): one entry per live invoker, gone with it
+_members: OrderedDict[tuple[Any, Any], tuple[Any, tuple[MemberView, ...]]] = OrderedDict()
 _members_lock = threading.Lock()
 
 
@@ -180,13 +181,14 @@ def members_of(invoker: JSON) -> list[MemberView]:
     generation (a spec change bumps it), so they are parsed once per generation, not on every
     question a reconcile asks."""
     meta = invoker.get("metadata") or {}
-    key = (invoker.get("kind"), meta.get("uid"), meta.get("generation"))
-    remember = bool(meta.get("uid")) and meta.get("generation") is not None
+    key = (invoker.get("kind"), meta.get("uid"))
+    generation = meta.get("generation")
+    remember = bool(meta.get("uid")) and generation is not None
     if remember:
         with _members_lock:
             found = _members.get(key)
-        if found is not None:
-            return list(found)
+        if found is not None and found[0] == generation:
+            return list(found[1])
     namespace = meta.get("namespace", "")
     batch = invoker.get("kind") == "BackupBatch"
     views = tuple(
@@ -195,10 +197,18 @@ def members_of(invoker: JSON) -> list[MemberView]:
     )
     if remember:
         with _members_lock:
-            _members[key] = views
+            _members[key] = (generation, views)
+            _members.move_to_end(key)
             while len(_members) > MEMBERS_REMEMBERED:
                 _members.popitem(last=False)
     return list(views)
+
+
+def forget_members(invoker: JSON) -> None:
+    """Drop what ``members_of`` kept of a deleted invoker."""
+    meta = invoker.get("metadata") or {}
+    with _members_lock:
+        _members.pop((invoker.get("kind"), meta.get("uid")), None)
 
 
 def refusal(view: MemberRef, tenancy: Tenancy) -> str | None:

@@ -27,6 +27,7 @@ from controller.invokers.evaluation import (
     InvokerVerdict,
     MemberView,
     evaluate,
+    forget_members,
     members_of,
     usable_repository,
 )
@@ -119,6 +120,8 @@ class InvokerReconciler:
             return  # our own status write coming back: it was judged when it was written
         meta = obj.get("metadata", {})
         key = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        if deleted:
+            forget_members(obj)
         refs = set() if deleted else self._references(obj)
         with self._refs_lock:
             for ref in self._refs_of.pop(key, set()):

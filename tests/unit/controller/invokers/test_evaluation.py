@@ -359,3 +359,19 @@ def test_members_are_parsed_again_when_the_generation_changes() -> None:
     replaced = batch("nightly", "demo", member("StatefulSet", "db"))
     replaced["metadata"].update(uid="u-other", generation=1)  # deleted and made again
     assert [(v.kind, v.name) for v in members_of(replaced)] == [("StatefulSet", "db")]
+
+
+def test_parsed_members_are_kept_once_per_live_invoker_and_go_with_it() -> None:
+    from controller.invokers import evaluation  # noqa: PLC0415
+
+    invoker = batch("kept", "demo", member("Deployment", "web"))
+    invoker["metadata"].update(uid="uid-kept", generation=1)
+    first = members_of(invoker)
+    assert members_of(invoker)[0] is first[0]  # parsed once
+    invoker["spec"]["members"].append(member("Deployment", "api"))
+    invoker["metadata"]["generation"] = 2
+    assert [v.name for v in members_of(invoker)] == ["web", "api"]  # a new generation
+    kept = [k for k in evaluation._members if k[1] == "uid-kept"]
+    assert len(kept) == 1  # the old generation is not kept beside it
+    evaluation.forget_members(invoker)
+    assert not [k for k in evaluation._members if k[1] == "uid-kept"]

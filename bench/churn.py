@@ -17,7 +17,6 @@ at most 1.2x the floor, and the growth over the second half of the rounds under 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -30,12 +29,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION  # noqa: E402
 from bench.controller import (  # noqa: E402
     NAMESPACES,
     batch_objects,
     install_stash,
-    repository_objects,
+    namespace_objects,
+    start_operator,
 )
 from bench.measure import memory_mb  # noqa: E402
 from controller.runtime.caches import BACKUP_BATCHES, BACKUP_SESSIONS, CRONJOBS  # noqa: E402
@@ -117,8 +116,6 @@ def _round(client: Client, pool: ThreadPoolExecutor, round_: int, count: int) ->
 def _growth_per_thousand(samples: list[float], per_round: int) -> float:
     """The least-squares slope of RSS over the second half of the rounds, per 1,000 objects."""
     half = samples[len(samples) // 2 :]
-    if len(half) < 2:
-        return 0.0
     xs = [float(i * per_round) for i in range(len(half))]
     mean_x, mean_y = sum(xs) / len(xs), sum(half) / len(half)
     var = sum((x - mean_x) ** 2 for x in xs)
@@ -131,8 +128,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--batches", type=int, default=100, help="batches per round")
     args = parser.parse_args()
-    if args.rounds < 2:
-        parser.error("--rounds must be at least 2 (the first round is the floor)")
+    if args.rounds < 4:  # the first is the floor; the slope needs two rounds after half
+        parser.error(
+            "--rounds must be at least 4 (the first round is the floor, and the growth is a "
+            "slope over the second half)"
+        )
 
     work = Path(tempfile.mkdtemp(prefix="stash-bench-churn-"))
     plane = ControlPlane(work / "cp", ensure_binaries(), progress=lambda _: None)
@@ -141,29 +141,9 @@ def main() -> None:
     try:
         client = Client.from_kubeconfig(str(plane.kubeconfig))
         install_stash(client)
-        for i in range(NAMESPACES):
-            # the local Repository is on the node: as an admin allows it (api.tenancy)
-            meta = {"name": f"{PREFIX}-{i}", "annotations": {PRIVILEGES_ANNOTATION: HOST_PATH}}
-            client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
-            for obj in repository_objects(f"{PREFIX}-{i}"):
-                client.create(obj)
-        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "STASH_LOG_LEVEL": "WARNING"}
-        log = (work / "operator.log").open("wb")
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli.main",
-                "operator",
-                "--no-leader-elect",
-                "--image",
-                "stash-py:bench",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        for obj in namespace_objects(PREFIX):
+            client.create(obj)
+        operator = start_operator(plane, work)
         per_round = args.batches * OBJECTS_PER_BATCH
         samples: list[float] = []
         started = time.monotonic()
@@ -180,7 +160,7 @@ def main() -> None:
                 )
         _, peak = memory_mb(operator.pid)
         if operator.poll() is not None:
-            raise SystemExit(f"churn: the operator exited ({operator.returncode}); see {log.name}")
+            raise SystemExit(f"churn: the operator exited ({operator.returncode})")
     finally:
         if operator is not None:
             operator.terminate()

@@ -88,7 +88,9 @@ def repository_objects(namespace: str) -> list[dict[str, Any]]:
     ]
 
 
-def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
+def namespace_objects(prefix: str) -> list[dict[str, Any]]:
+    """The benchmark's namespaces ``<prefix>-0`` … and, after them all, each one's Secret and
+    Repository."""
     objs: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
@@ -103,6 +105,11 @@ def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
     ]
     for ns_index in range(NAMESPACES):
         objs += repository_objects(f"{prefix}-{ns_index}")
+    return objs
+
+
+def _objects(count: int, prefix: str = "bench") -> list[dict[str, Any]]:
+    objs = namespace_objects(prefix)
     for i in range(count):
         objs += batch_objects(str(i), f"{prefix}-{i % NAMESPACES}")
     return objs
@@ -152,6 +159,21 @@ def batch_objects(n: str, ns: str) -> list[dict[str, Any]]:
     obj["spec"]["repository"] = {"name": "repo"}
     objs.append(obj)
     return objs
+
+
+def start_operator(plane: ControlPlane, work: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``stash operator`` as a process on ``plane`` (one replica, warnings only), its log in
+    ``work``/operator.log."""
+    env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "STASH_LOG_LEVEL": "WARNING"}
+    log = (work / "operator.log").open("wb")
+    command = ["operator", "--no-leader-elect", "--image", "stash-py:bench", *args]
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *command],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def install_stash(client: Client) -> None:
@@ -324,26 +346,10 @@ def main() -> None:
             list(pool.map(client.create, objs[NAMESPACES:]))
         print(f"created {len(objs)} objects in {time.monotonic() - started:.1f}s", flush=True)
 
-        log = (work / "operator.log").open("wb")
-        env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "STASH_LOG_LEVEL": "WARNING"}
         at_start = request_counts(client)
         t0 = time.monotonic()
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli.main",
-                "operator",
-                "--no-leader-elect",
-                "--image",
-                "stash-py:bench",
-                *(["--workers", str(args.workers)] if args.workers else []),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        workers = ["--workers", str(args.workers)] if args.workers else []
+        operator = start_operator(plane, work, *workers)
         cronjobs, labelled, ready = _wait_converged(client, args.batches)
         converged = time.monotonic() - t0
         operator_cpu = cpu_seconds(operator.pid)

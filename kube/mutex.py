@@ -158,8 +158,8 @@ class LeaseMutex:
         created = lease["metadata"].get("creationTimestamp", "")
         try:
             born = dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-        except ValueError:
-            return None
+        except ValueError:  # its age cannot be judged: held, waited for like a live one
+            return str(lease["metadata"]["resourceVersion"])
         holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
         # In our own name, yet we are still taking it: an earlier container of this pod took
         # it and died (a restarted sidecar); the programs that take these Leases use them one

@@ -45,6 +45,7 @@ from engine.locks import Holders, clear_stale_locks, holders_of
 from engine.reporting import ConditionUpdate, SessionReporter, update_repository
 from engine.restic import (
     BackupSummary,
+    Cancel,
     CheckResult,
     Progress,
     RepoStats,
@@ -162,15 +163,21 @@ def storage_secret(client: Client, repository: Repository, namespace: str) -> di
     }
 
 
-def open_restic(setup: Setup, cache_dir: Path | None) -> Restic:
-    return open_repository(setup.repository, setup.secret, cache_dir)
+def open_restic(setup: Setup, cache_dir: Path | None, cancel: Cancel | None = None) -> Restic:
+    return open_repository(setup.repository, setup.secret, cache_dir, cancel=cancel)
 
 
 def open_repository(
-    repository: Repository, secret: dict[str, str], cache_dir: Path | None, binary: str = "restic"
+    repository: Repository,
+    secret: dict[str, str],
+    cache_dir: Path | None,
+    binary: str = "restic",
+    cancel: Cancel | None = None,
 ) -> Restic:
     try:
-        return Restic(backend_config(repository, secret), cache_dir=cache_dir, binary=binary)
+        return Restic(
+            backend_config(repository, secret), cache_dir=cache_dir, binary=binary, cancel=cancel
+        )
     except BackendError as exc:
         raise SetupError(f"Repository {repository.metadata.name}: {exc}") from None
 

@@ -17,12 +17,13 @@ hooks, metrics) until the first backup (issue 15).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +43,7 @@ from engine.reporting import (
     with_host,
 )
 from engine.results import HostResult
-from kube import Client, KubeError
+from kube import Client, KubeError, NotFound
 from kube.events import EventRecorder
 from kube.informer import Informer
 from kube.leader import LeaderElector
@@ -55,6 +56,7 @@ from kube.types import BACKUP_BATCHES, BACKUP_CONFIGURATIONS, BACKUP_SESSIONS
 if TYPE_CHECKING:
     from agent.host_backup import HostJob, Setup
     from api.backup import BackupMember
+    from engine.restic import Cancel, Restic
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 30.0  # a session whose attempt met an unavailable API server
@@ -133,6 +135,20 @@ def _unfinished(session: JSON) -> JSON | None:
     return session
 
 
+def ended_words(session: JSON) -> str:
+    """Why a host's backup for ``session`` (as it is now) is stopped midway: the session ended
+    (its verdict given, at its deadline say), so nobody would count the snapshot."""
+    name = session["metadata"]["name"]
+    status = session.get("status") or {}
+    phase = status.get("phase")
+    if phase not in c.SESSION_TERMINAL_PHASES:
+        return f"session {name} is no longer running"
+    deadline = get_condition(status.get("conditions"), c.DEADLINE_EXCEEDED)
+    if deadline is not None and deadline.get("status") == "True":
+        return f"session {name} ended {phase} at its deadline: {deadline.get('message')}"
+    return f"session {name} ended {phase} before this host finished"
+
+
 @dataclass(frozen=True)
 class AgentOptions:
     cache_dir: Path | None = None
@@ -165,9 +181,13 @@ class SidecarAgent:
             "BackupBatch": Informer(client, BACKUP_BATCHES, namespace=me.namespace),
             "BackupConfiguration": Informer(client, BACKUP_CONFIGURATIONS, namespace=me.namespace),
         }
+        # session -> how to stop its restic: the work of a session that ended meanwhile (its
+        # deadline passed, or it was deleted) is stopped, not finished for nobody.
+        self._working: dict[str, Cancel] = {}
         self.sessions.subscribe(
             on_upsert=lambda obj: self._queue.put(obj["metadata"]["name"]),
-            on_replace=lambda items: self._enqueue_all(),
+            on_replace=self._relisted,
+            on_delete=self._ended,
         )
         for informer in self.invokers.values():
             informer.subscribe(
@@ -189,6 +209,35 @@ class SidecarAgent:
     def _enqueue_all(self) -> None:
         for session in self.sessions.items():
             self._queue.put(session["metadata"]["name"])
+
+    def _relisted(self, items: Sequence[JSON]) -> None:
+        if self._working:  # the listing is decoded only when a backup runs
+            listed = {item["metadata"]["name"] for item in items}
+            for name in [n for n in self._working if n not in listed]:
+                self._stop_work(name, f"session {name} is no longer running")
+        self._enqueue_all()
+
+    def _ended(self, session: JSON) -> None:
+        """The session finished or was deleted (the watch no longer keeps it). A watch that
+        selects the unfinished sessions tells both apart only by a look: it says a session
+        that stopped matching is DELETED, in the state it had before."""
+        name = str(session["metadata"]["name"])
+        if name not in self._working:
+            return
+        try:
+            now = self.client.get(BACKUP_SESSIONS, name, self.me.namespace)
+        except NotFound:
+            self._stop_work(name, f"session {name} was deleted")
+        except KubeError:
+            self._stop_work(name, f"session {name} is no longer running")
+        else:
+            self._stop_work(name, ended_words(now))
+
+    def _stop_work(self, name: str, reason: str) -> None:
+        cancel = self._working.get(name)
+        if cancel is not None and cancel.reason is None:
+            log.warning("session %s: stopping this host's backup: %s", name, reason)
+            cancel.stop(reason)
 
     def _campaign(self, stop: threading.Event) -> None:
         assert self.elector is not None  # noqa: S101 - only started when electing
@@ -380,12 +429,40 @@ class SidecarAgent:
             )
 
     def _back_up(self, job: HostJob, setup: Setup, work: Work, member: BackupMember) -> HostResult:
-        from agent.host_backup import (  # noqa: PLC0415
+        from agent.host_backup import open_restic, report  # noqa: PLC0415 - see the imports above
+
+        with (
+            self.in_flight(work.session) as cancel,
+            open_restic(setup, self.options.cache_dir, cancel) as restic,
+        ):
+            result = self._back_up_with(restic, job, setup, work, member)
+            if cancel.reason is None:
+                report(self.client, job, setup, restic, result)
+            # else: the session's verdict is given; the host's words go in its Event
+        self.backups += 1
+        return result
+
+    @contextlib.contextmanager
+    def in_flight(self, name: str) -> Iterator[Cancel]:
+        """While this host works for session ``name``: how that work is stopped once the
+        session ends (or already has) before the work is done."""
+        from engine.restic import Cancel  # noqa: PLC0415 - see the imports above
+
+        cancel = self._working.setdefault(name, Cancel())
+        if self.sessions.get(self.me.namespace, name) is None:  # ended before we began
+            self._stop_work(name, f"session {name} is no longer running")
+        try:
+            yield cancel
+        finally:
+            self._working.pop(name, None)
+
+    def _back_up_with(
+        self, restic: Restic, job: HostJob, setup: Setup, work: Work, member: BackupMember
+    ) -> HostResult:
+        from agent.host_backup import (  # noqa: PLC0415 - see the imports above
             BackupOptions,
             back_up_paths,
             init_guard,
-            open_restic,
-            report,
             sessions_parent,
             with_hooks,
         )
@@ -396,31 +473,26 @@ class SidecarAgent:
         paths = list(target.paths or []) if target else []
         excludes = list(target.exclude or []) if target else []
         session = self.sessions.get(job.namespace, work.session) or {}
-        final_attempt = is_final_attempt(session, work.invoker)
-        with open_restic(setup, self.options.cache_dir) as restic:
 
-            def back_up() -> HostResult:
-                options = BackupOptions(
-                    guard=init_guard(self.client, setup, job.namespace, job.describe()),
-                    attempts_dir=self.options.state_dir,
-                    parent_hint=sessions_parent(self.client, job),
-                    holders=holders_of(self.client, job.namespace, setup.repository),
-                    progress=ProgressReport(
-                        self.events,
-                        lambda: self._session_object(job.namespace, work.session),
-                        operation="backup",
-                        what=job.describe(),
-                    ),
-                )
-                return back_up_paths(restic, job, paths, excludes=excludes, options=options)
-
-            result = with_hooks(
-                job,
-                member.hooks,
-                back_up,
-                own_container=c.SIDECAR_CONTAINER,
-                final_attempt=final_attempt,
+        def back_up() -> HostResult:
+            options = BackupOptions(
+                guard=init_guard(self.client, setup, job.namespace, job.describe()),
+                attempts_dir=self.options.state_dir,
+                parent_hint=sessions_parent(self.client, job),
+                holders=holders_of(self.client, job.namespace, setup.repository),
+                progress=ProgressReport(
+                    self.events,
+                    lambda: self._session_object(job.namespace, work.session),
+                    operation="backup",
+                    what=job.describe(),
+                ),
             )
-            report(self.client, job, setup, restic, result)
-        self.backups += 1
-        return result
+            return back_up_paths(restic, job, paths, excludes=excludes, options=options)
+
+        return with_hooks(
+            job,
+            member.hooks,
+            back_up,
+            own_container=c.SIDECAR_CONTAINER,
+            final_attempt=is_final_attempt(session, work.invoker),
+        )

@@ -10,7 +10,9 @@ key, a missing bucket or an unreachable server is given up on here (``BackendWat
 when restic's error is one no retry can mend, else after ``BACKEND_RETRY_LIMIT`` seconds of
 failures with no success between them. A slow but healthy backend reports no failures and is
 never cut short. A database dump piped into ``backup --stdin`` that fails half-way fails the
-backup and the partial snapshot is forgotten.
+backup and the partial snapshot is forgotten. Work nobody will count any more (its session
+ended) is stopped from another thread through a ``Cancel``: the running restic is terminated
+the way a backend given up on is, and no further command starts.
 """
 
 from __future__ import annotations
@@ -317,6 +319,24 @@ class BackendWatch:
         return f"the backend kept failing for {self.limit:.0f}s: {self.last_error}"
 
 
+class Cancel:
+    """A reason to stop a ``Restic``'s work midway, given from another thread (the session the
+    work was for ended). The first reason given is the one kept."""
+
+    def __init__(self) -> None:
+        self._reason: str | None = None
+        self._lock = threading.Lock()
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+
 class Redactor:
     """Replaces every secret value (longest first) in text with ``***``."""
 
@@ -423,8 +443,10 @@ class Restic:
         cache_dir: Path | None = None,
         binary: str = "restic",
         backend_retry_limit: float = BACKEND_RETRY_LIMIT,
+        cancel: Cancel | None = None,
     ) -> None:
         self.config = config
+        self.cancel = cancel or Cancel()
         self.binary = binary
         self.backend_retry_limit = backend_retry_limit
         self.stderr_dropped = 0  # of the last command: stderr lines counted, not kept
@@ -470,6 +492,7 @@ class Restic:
         on_line: Callable[[str], None] | None = None,
     ) -> tuple[list[str], list[str], int]:
         command = self._command(args)
+        self._refuse_if_cancelled(operation)
         log.debug("restic %s on %s", operation, self.config.display)
         try:
             proc = subprocess.Popen(
@@ -485,7 +508,7 @@ class Restic:
         watch = BackendWatch(self.backend_retry_limit)
         reader = threading.Thread(target=_drain, args=(proc.stderr, collected, watch), daemon=True)
         reader.start()
-        supervisor = _Supervisor(proc, watch)
+        supervisor = _Supervisor(proc, watch, self.cancel)
         stdout: list[str] = []
         for raw in proc.stdout or ():
             line = raw.decode(errors="replace").rstrip("\n")
@@ -503,9 +526,14 @@ class Restic:
         stderr = [self.redact(line) for line in collected.lines()]
         if code not in ok:
             if supervisor.stopped:
-                raise ResticError(operation, code, self.redact(watch.reason()))
+                raise ResticError(operation, code, self.redact(supervisor.reason()))
             raise ResticError(operation, code, tail(stderr or [self.redact(s) for s in stdout]))
         return stdout, stderr, code
+
+    def _refuse_if_cancelled(self, operation: str) -> None:
+        reason = self.cancel.reason
+        if reason is not None:
+            raise ResticError(operation, -1, f"not started: {reason}")
 
     def _json(self, operation: str, args: Sequence[str]) -> Any:
         stdout, _, _ = self._run(operation, [*args, "--json"])
@@ -712,6 +740,10 @@ class Restic:
             stdout, stderr, _ = self._run(
                 "backup", args, stdin=source.stdout, on_line=_progress_reader(progress)
             )
+        except ResticError:
+            if source.poll() is None:  # restic is gone: a producer that waits would wait for ever
+                source.terminate()
+            raise
         finally:
             if source.stdout is not None:
                 source.stdout.close()
@@ -754,6 +786,7 @@ class Restic:
     def dump(self, snapshot: str, filename: str, *, host: str | None = None) -> Iterator[IO[bytes]]:
         """A stream of one file of a snapshot (for restoring a stdin backup)."""
         args = ["dump", snapshot, filename, *(["--host", host] if host else [])]
+        self._refuse_if_cancelled("dump")
         proc = subprocess.Popen(
             self._command(args),
             stdout=subprocess.PIPE,
@@ -764,7 +797,7 @@ class Restic:
         watch = BackendWatch(self.backend_retry_limit)
         reader = threading.Thread(target=_drain, args=(proc.stderr, errors, watch), daemon=True)
         reader.start()
-        supervisor = _Supervisor(proc, watch)
+        supervisor = _Supervisor(proc, watch, self.cancel)
         stream = proc.stdout
         if stream is None:  # pragma: no cover - PIPE always gives a stream
             raise ResticError("dump", -1, "no output stream")
@@ -776,7 +809,7 @@ class Restic:
             reader.join()
             supervisor.stop()
         if code != 0 and supervisor.stopped:
-            raise ResticError("dump", code, self.redact(watch.reason()))
+            raise ResticError("dump", code, self.redact(supervisor.reason()))
         if code != 0:
             raise ResticError("dump", code, tail([self.redact(line) for line in errors.lines()]))
 
@@ -792,13 +825,16 @@ def _drain(stream: IO[bytes] | None, into: OutputLines, watch: BackendWatch | No
 
 
 class _Supervisor:
-    """Stops a restic process once its ``BackendWatch`` gives up: SIGTERM first (restic then
-    removes its lock), SIGKILL if it has not gone after a grace period."""
+    """Stops a restic process once its ``BackendWatch`` gives up or its work is cancelled:
+    SIGTERM first (restic then removes its lock), SIGKILL if it has not gone after a grace
+    period."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], watch: BackendWatch) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], watch: BackendWatch, cancel: Cancel) -> None:
         self.proc = proc
         self.watch = watch
+        self.cancel = cancel
         self.stopped = False
+        self._cancelled: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
@@ -807,7 +843,8 @@ class _Supervisor:
         while not self._done.wait(0.5):
             if self.proc.poll() is not None:
                 return
-            if self.watch.give_up():
+            self._cancelled = self.cancel.reason
+            if self._cancelled is not None or self.watch.give_up():
                 self.stopped = True
                 self.proc.terminate()
                 try:
@@ -819,6 +856,12 @@ class _Supervisor:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+    def reason(self) -> str:
+        """Why the process was stopped, in words for the host's error."""
+        if self._cancelled is not None:
+            return f"stopped: {self._cancelled}"
+        return self.watch.reason()
 
 
 def _parent_flags(parent: str | None) -> list[str]:

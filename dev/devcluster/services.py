@@ -146,14 +146,23 @@ def prometheus(
 
 
 def rclone_rest(
-    rclone: Path, root: Path, state: Path, user: str = "", password: str = ""
+    rclone: Path,
+    root: Path,
+    state: Path,
+    user: str = "",
+    password: str = "",
+    *,
+    bwlimit: str = "",
 ) -> Service:
-    """rclone serving restic's REST protocol (what rest-server does) from ``root``."""
+    """rclone serving restic's REST protocol (what rest-server does) from ``root``;
+    ``bwlimit`` (rclone's, ``100k`` say) makes it a slow backend."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     command = [str(rclone), "serve", "restic", str(root), "--addr", f"127.0.0.1:{port}"]
     if user:
         command += ["--user", user, "--pass", password]
+    if bwlimit:
+        command += ["--bwlimit", bwlimit]
     return Service("rclone-rest", command, port, state / "rclone-rest.log").start()
 
 

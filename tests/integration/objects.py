@@ -55,6 +55,17 @@ def local_repository(
     backend: ``host_path`` mounted at ``mount_path``. A repository on the node is a cluster
     admin's decision for the namespace (``api.tenancy``): the test takes it as the admin."""
     allow_host_path(kube, namespace)
+    backend_repository(
+        kube,
+        namespace,
+        {"local": {"mountPath": mount_path, "hostPath": {"path": host_path}}},
+        password,
+    )
+
+
+def backend_repository(kube: Client, namespace: str, backend: JSON, password: str) -> None:
+    """Secret ``repo-secret`` (its ``RESTIC_PASSWORD``) and Repository ``repo`` on ``backend``
+    (``{"rest": {"url": ...}}``, say)."""
     kube.create(
         {
             "apiVersion": "v1",
@@ -69,12 +80,7 @@ def local_repository(
             "apiVersion": "stash.appscode.com/v1alpha1",
             "kind": "Repository",
             "metadata": {"name": "repo"},
-            "spec": {
-                "backend": {
-                    "local": {"mountPath": mount_path, "hostPath": {"path": host_path}},
-                    "storageSecretName": "repo-secret",
-                }
-            },
+            "spec": {"backend": {**backend, "storageSecretName": "repo-secret"}},
         },
         namespace,
     )

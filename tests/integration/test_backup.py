@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import threading
 import urllib.request
 from pathlib import Path
@@ -17,9 +18,11 @@ from api.conditions import has_condition, is_true
 from api.naming import hook_job_name
 from api.objects import JSON
 from controller.operator import Operator
-from devcluster import ControlPlane
+from devcluster import ControlPlane, services
 from devcluster.images import Images
 from devcluster.services import Postgres, Service
+from engine.backend import BackendConfig
+from engine.restic import Restic
 from kube import Client, NotFound, ResourceType
 from kube.sessions import create_session
 from kube.types import (
@@ -45,6 +48,7 @@ from tests.integration.helpers import (
 )
 from tests.integration.objects import (
     PASSWORD,
+    backend_repository,
     pvc,
     repository,
     restic_of,
@@ -673,3 +677,80 @@ def test_the_repository_work_of_a_last_host_that_died_is_done_by_a_finish_job(
     events = kube.list(EVENTS, namespace, field_selector=f"involvedObject.name={name}")["items"]
     assert "RepositoryWorkTakenOver" in {e["reason"] for e in events}
     assert kube.get(REPOSITORIES, "repo", namespace)["status"]["integrity"] is True
+
+
+def _restic_processes_with(word: str) -> list[str]:
+    """The command lines of this machine's restic processes that name ``word`` (the node's
+    containers are this machine's processes)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            if args and args[0].endswith(b"restic") and any(word.encode() in a for a in args):
+                found.append(" ".join(a.decode(errors="replace") for a in args))
+    return found
+
+
+def test_a_sidecar_backup_still_uploading_when_its_session_ends_at_the_deadline_is_stopped(
+    operator: Operator,
+    injecting_webhook: WebhookProcess,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    rclone_binary: Path,
+    tmp_path: Path,
+) -> None:
+    """A backend slowed to 100 kB/s, 8 MB to upload, a 20 s timeOut: the session fails at its
+    deadline while the sidecar's restic still uploads. The sidecar stops it (restic removes
+    its lock) rather than finishing a snapshot nobody would count, and says so."""
+    slow = services.rclone_rest(rclone_binary, tmp_path / "rest", tmp_path, bwlimit="100k")
+    try:
+        data = shared_dir(tmp_path / "web-data")
+        (data / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+        give_to_pods(data)
+        url = f"{slow.url}/repo/"
+        backend_repository(kube, namespace, {"rest": {"url": url}}, PASSWORD)
+        kube.create(
+            batch(
+                "nightly",
+                namespace,
+                member("Deployment", "web", mounts=(("data", str(data)),)),
+                timeOut="20s",
+            )
+        )
+        wait_until_injected(kube, namespace, _opted_in_pod("Deployment", "web"))
+        kube.create(workload("Deployment", "web", 1, data, images.app.name), namespace)
+        invoker_ready(kube, namespace, "nightly")
+        eventually(
+            functools.partial(rolled_out, kube, namespace, "Deployment", "web"), 180, "rollout"
+        )
+        eventually(lambda: _running_sidecars(kube, namespace, "web", 1), 120, "web's sidecar")
+        name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+        eventually(
+            lambda: _restic_processes_with(f"session:{name}"), 60, "the sidecar's restic backup"
+        )
+
+        session = eventually(lambda: _finished(kube, namespace, name), 90, "the session to end")
+        status = session["status"]
+        assert status["phase"] == "Failed"
+        assert is_true(status.get("conditions"), c.DEADLINE_EXCEEDED), status.get("conditions")
+        # the restic the sidecar ran for the session is gone soon after, not 80 s later
+        eventually(lambda: not _restic_processes_with(f"session:{name}"), 30, "restic to stop")
+        said = eventually(
+            lambda: [
+                e["message"]
+                for e in kube.list(EVENTS, namespace)["items"]
+                if e["involvedObject"]["name"] == name and e["reason"] == "HostBackupFailed"
+            ],
+            30,
+            "the host's Event",
+        )
+        assert any(f"stopped: session {name} ended Failed at its deadline" in m for m in said), said
+        config = BackendConfig(repository=f"rest:{url}", env={"RESTIC_PASSWORD": PASSWORD})
+        with Restic(config) as restic:
+            assert restic.locks() == []  # restic removed its own lock when stopped
+            assert restic.snapshots(tags=[f"session:{name}"]) == []
+    finally:
+        slow.stop()

@@ -9,8 +9,15 @@ from typing import Any
 
 import pytest
 
-from agent.run_backup import AgentOptions, SidecarAgent, orphaned_claim, pending_work
+from agent.run_backup import (
+    AgentOptions,
+    SidecarAgent,
+    ended_words,
+    orphaned_claim,
+    pending_work,
+)
 from api.hosts import Identity
+from kube import NotFound
 from tests.factories import batch, member
 
 WEB = Identity("demo", "Deployment", "web", "web-6d4cf-k2x9q")
@@ -101,9 +108,19 @@ class _Listing:
 
     def __init__(self, items: list[dict[str, Any]]) -> None:
         self.items = items
+        self.events: list[dict[str, Any]] = []  # what the next watch delivers
+        self.now: dict[str, Any] | None = None  # the session a look finds (None: not found)
 
     def list(self, rt: Any, namespace: str | None, **_: Any) -> dict[str, Any]:
         return {"items": self.items, "metadata": {"resourceVersion": "9"}}
+
+    def watch(self, rt: Any, namespace: str | None, **_: Any) -> Any:
+        return iter(self.events)
+
+    def get(self, rt: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        if self.now is not None and self.now["metadata"]["name"] == name:
+            return self.now
+        raise NotFound(f"backupsessions {name} not found")
 
 
 def test_the_sidecar_holds_no_finished_session_of_its_namespaces_history() -> None:
@@ -155,3 +172,73 @@ def test_a_restarted_sidecar_takes_up_the_repository_work_its_earlier_container_
     assert not orphaned_claim(ended, invoker, WEB)
     # nobody's claim: the sidecar does not take up what nobody dropped
     assert not orphaned_claim(session(), invoker, WEB)
+
+
+def _ended_at_deadline() -> dict[str, Any]:
+    sess = session(phase="Failed", target_phase="Failed")
+    sess["status"]["conditions"] = [
+        {
+            "type": "DeadlineExceeded",
+            "status": "True",
+            "message": "the backup did not finish by 2026-01-01T10:10:00Z",
+        }
+    ]
+    return sess
+
+
+def test_a_backup_under_way_is_stopped_when_its_session_ends_at_the_deadline() -> None:
+    listing = _Listing([session()])
+    agent = SidecarAgent(listing, WEB, AgentOptions())  # type: ignore[arg-type]
+    agent.sessions._list()
+    # a watch selecting unfinished sessions says DELETED, with the session as it was before
+    listing.events = [{"type": "DELETED", "object": session()}]
+    listing.now = _ended_at_deadline()
+    with agent.in_flight("nightly-1") as cancel:
+        assert cancel.reason is None
+        agent.sessions._watch("9")
+        assert cancel.reason == (
+            "session nightly-1 ended Failed at its deadline: the backup did not finish by "
+            "2026-01-01T10:10:00Z"
+        )
+
+
+def test_a_backup_is_stopped_when_its_session_is_deleted_or_gone_from_a_relist() -> None:
+    listing = _Listing([session()])
+    agent = SidecarAgent(listing, WEB, AgentOptions())  # type: ignore[arg-type]
+    agent.sessions._list()
+    listing.events = [{"type": "DELETED", "object": session()}]
+    with agent.in_flight("nightly-1") as cancel:
+        agent.sessions._watch("9")
+        assert cancel.reason == "session nightly-1 was deleted"
+    listing.items = [session()]
+    agent.sessions._list()
+    with agent.in_flight("nightly-1") as cancel:
+        listing.items = []
+        agent.sessions._list()  # missed while the watch was down
+        assert cancel.reason == "session nightly-1 is no longer running"
+
+
+def test_work_for_a_session_that_already_ended_is_stopped_before_it_starts() -> None:
+    agent = SidecarAgent(_Listing([]), WEB, AgentOptions())  # type: ignore[arg-type]
+    agent.sessions._list()
+    with agent.in_flight("nightly-1") as cancel:
+        assert cancel.reason == "session nightly-1 is no longer running"
+
+
+def test_other_sessions_ending_leave_a_backup_under_way_alone() -> None:
+    other = _ended_at_deadline()
+    other["metadata"]["name"] = "nightly-0"
+    listing = _Listing([session()])
+    agent = SidecarAgent(listing, WEB, AgentOptions())  # type: ignore[arg-type]
+    agent.sessions._list()
+    listing.events = [{"type": "MODIFIED", "object": other}]
+    with agent.in_flight("nightly-1") as cancel:
+        agent.sessions._watch("9")
+        assert cancel.reason is None
+
+
+def test_a_session_that_ended_otherwise_is_named_by_its_phase() -> None:
+    assert ended_words(session(phase="Succeeded")) == (
+        "session nightly-1 ended Succeeded before this host finished"
+    )
+    assert ended_words(session()) == "session nightly-1 is no longer running"

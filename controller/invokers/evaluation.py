@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -171,9 +171,15 @@ class InvokerVerdict:
 
 
 MEMBERS_REMEMBERED = 4096  # invokers whose parsed members are kept (one reconcile asks often)
-# (kind, uid) -> (generation, members): one entry per live invoker, gone with it
+# (kind, uid) -> (generation, members): kept only for invokers the cache holds (``track``), and
+# dropped with them, so a reconcile that parses a just-deleted invoker keeps nothing of it.
 _members: OrderedDict[tuple[Any, Any], tuple[Any, tuple[MemberView, ...]]] = OrderedDict()
+_live: set[tuple[Any, Any]] = set()
 _members_lock = threading.Lock()
+
+
+def _member_key(invoker: JSON) -> tuple[Any, Any]:
+    return (invoker.get("kind"), (invoker.get("metadata") or {}).get("uid"))
 
 
 def members_of(invoker: JSON) -> list[MemberView]:
@@ -181,7 +187,7 @@ def members_of(invoker: JSON) -> list[MemberView]:
     generation (a spec change bumps it), so they are parsed once per generation, not on every
     question a reconcile asks."""
     meta = invoker.get("metadata") or {}
-    key = (invoker.get("kind"), meta.get("uid"))
+    key = _member_key(invoker)
     generation = meta.get("generation")
     remember = bool(meta.get("uid")) and generation is not None
     if remember:
@@ -197,18 +203,38 @@ def members_of(invoker: JSON) -> list[MemberView]:
     )
     if remember:
         with _members_lock:
-            _members[key] = (generation, views)
-            _members.move_to_end(key)
-            while len(_members) > MEMBERS_REMEMBERED:
-                _members.popitem(last=False)
+            if key in _live:
+                _members[key] = (generation, views)
+                _members.move_to_end(key)
+                while len(_members) > MEMBERS_REMEMBERED:
+                    _members.popitem(last=False)
     return list(views)
 
 
-def forget_members(invoker: JSON) -> None:
-    """Drop what ``members_of`` kept of a deleted invoker."""
-    meta = invoker.get("metadata") or {}
+def track_members(invoker: JSON) -> None:
+    """The cache holds ``invoker``: ``members_of`` may keep its parsed members."""
     with _members_lock:
-        _members.pop((invoker.get("kind"), meta.get("uid")), None)
+        _live.add(_member_key(invoker))
+
+
+def forget_members(invoker: JSON) -> None:
+    """Drop what ``members_of`` kept of a deleted invoker, and keep nothing of it from now."""
+    key = _member_key(invoker)
+    with _members_lock:
+        _members.pop(key, None)
+        _live.discard(key)
+
+
+def track_only(kind: str, uids: Iterable[Any]) -> None:
+    """A relisting of ``kind`` found these uids: its invokers deleted meanwhile (no delete
+    event came for them) go."""
+    keys = {(kind, uid) for uid in uids}
+    with _members_lock:
+        gone = {k for k in _live if k[0] == kind and k not in keys}
+        _live.difference_update(gone)
+        _live.update(keys)
+        for key in gone:
+            _members.pop(key, None)
 
 
 def refusal(view: MemberRef, tenancy: Tenancy) -> str | None:

@@ -10,6 +10,7 @@ one is never polled.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from controller.invokers.evaluation import (
     evaluate,
     forget_members,
     members_of,
+    track_members,
+    track_only,
     usable_repository,
 )
 from controller.invokers.facts import FactReader, volume_names
@@ -82,15 +85,18 @@ class InvokerReconciler:
     # -- wiring --------------------------------------------------------------------------------
 
     def register(self, controller: Controller[Key]) -> None:
-        def replaced(items: Sequence[JSON]) -> None:
+        def replaced(items: Sequence[JSON], kind: str) -> None:
+            uids = []
             for obj in items:
+                uids.append(obj["metadata"].get("uid"))
                 self._invoker_event(obj, controller)
+            track_only(kind, uids)
 
         self.grants.watch(controller.enqueue)
 
         for rt in INVOKER_TYPES.values():
             self.caches.informer(rt).subscribe(
-                on_replace=replaced,
+                on_replace=functools.partial(replaced, kind=rt.kind),
                 on_upsert=lambda o: self._invoker_event(o, controller),
                 on_delete=lambda o: self._invoker_event(o, controller, deleted=True),
             )
@@ -116,12 +122,15 @@ class InvokerReconciler:
         )
 
     def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
+        if not deleted:
+            track_members(obj)
         if not deleted and self.writes.echo(obj):
             return  # our own status write coming back: it was judged when it was written
         meta = obj.get("metadata", {})
         key = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
         if deleted:
             forget_members(obj)
+            self.writes.forget(obj)
         refs = set() if deleted else self._references(obj)
         with self._refs_lock:
             for ref in self._refs_of.pop(key, set()):
@@ -208,7 +217,9 @@ class InvokerReconciler:
     def _owned_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
         """An object the operator made changed: its owner, by owner reference (the invoker-name
         label of a long name is cut)."""
-        if not deleted and self.writes.echo(obj):
+        if deleted:
+            self.writes.forget(obj)
+        elif self.writes.echo(obj):
             return  # as we applied it: nothing drifted
         meta = obj.get("metadata", {})
         for owner in meta.get("ownerReferences") or []:

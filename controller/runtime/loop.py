@@ -33,6 +33,7 @@ class Result:
 
 
 WRITES_REMEMBERED = 10_000  # unechoed writes kept to recognise their echo
+EVENTS_REMEMBERED = 1_000  # recent watch events, for a write whose echo came before it returned
 
 
 class Writes:
@@ -51,28 +52,51 @@ class Writes:
         # never echoes), oldest first: at most ``remembered``; one forgotten costs one
         # reconcile that finds nothing to do.
         self._versions: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # The last few watch events that were no echo: the watch can bring a write back before
+        # the API server's answer reaches the writer, and that write then has nothing to await.
+        self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._remembered = remembered
         self._lock = threading.Lock()
 
     def record(self, namespace: str, written: JSON | None = None) -> None:
         with self._lock:
             self._by_namespace[namespace] += 1
-            if written is not None:
-                key, version = _identity(written)
-                if version:
-                    self._versions[key] = version
-                    self._versions.move_to_end(key)
-                    while len(self._versions) > self._remembered:
-                        self._versions.popitem(last=False)
+            if written is None:
+                return
+            key, version = _identity(written)
+            if not version or self._seen.get(key) == version:
+                return  # its echo already came
+            self._versions[key] = version
+            self._versions.move_to_end(key)
+            while len(self._versions) > self._remembered:
+                self._versions.popitem(last=False)
 
     def echo(self, obj: JSON) -> bool:
         """Is ``obj`` (from a watch) exactly what one of our writes stored? Said once."""
         key, version = _identity(obj)
         with self._lock:
-            if version and self._versions.get(key) == version:
+            if not version:
+                return False
+            if self._versions.get(key) == version:
                 del self._versions[key]
                 return True
+            self._seen[key] = version
+            self._seen.move_to_end(key)
+            while len(self._seen) > EVENTS_REMEMBERED:
+                self._seen.popitem(last=False)
         return False
+
+    def forget(self, obj: JSON) -> None:
+        """``obj`` was deleted: none of our writes to it will echo now."""
+        key, _ = _identity(obj)
+        with self._lock:
+            self._versions.pop(key, None)
+            self._seen.pop(key, None)
+
+    def awaited(self) -> int:
+        """How many writes await their echo (each costs memory until it comes)."""
+        with self._lock:
+            return len(self._versions)
 
     def in_namespace(self, namespace: str) -> int:
         with self._lock:
@@ -192,6 +216,7 @@ class Controller(Generic[K]):
             result = self.reconciler.reconcile(key)
             self.reconciles += 1
             self.queue.forget(key)
+            self.queue.cancel_delayed(key)  # this reconcile says when to look again
             outcome = "success"
             if result is not None and result.requeue_after is not None:
                 self.queue.add_after(key, result.requeue_after)

@@ -43,8 +43,13 @@ def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> JSO
     if current is not None and contains(current, desired):
         return None
     applied = client.apply(desired, field_manager=OPERATOR_FIELD_MANAGER)
-    writes.record(meta["namespace"], applied)
+    unchanged = current is not None and _version(current) == _version(applied)
+    writes.record(meta["namespace"], None if unchanged else applied)  # no change, no echo
     return applied
+
+
+def _version(obj: JSON) -> str:
+    return str(obj["metadata"].get("resourceVersion") or "")
 
 
 def find_job(

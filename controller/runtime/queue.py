@@ -2,7 +2,10 @@
 
 Semantics follow client-go's: a key is queued at most once; a key added while it is being
 processed is processed again after ``done``; ``retry`` re-adds it after a growing delay, and
-``forget`` resets that delay after a success. As client-go's, it tells an observer (its
+``forget`` resets that delay after a success. A key waits for at most one delayed add (the
+earliest), and ``cancel_delayed`` drops it (a reconcile that just ran says anew when to look
+again): what waits is bounded by the keys, not by how often they were requeued or how many
+objects came and went. As client-go's, it tells an observer (its
 metrics) of each add, how long a key waited and was worked on, and each retry; and it says how
 long the keys being worked on have been.
 """
@@ -45,7 +48,8 @@ class WorkQueue(Generic[K]):
         self._queue: deque[K] = deque()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
-        self._delayed: list[tuple[float, int, K]] = []
+        self._delayed: list[tuple[float, int, K]] = []  # a heap; entries not in _due are void
+        self._due: dict[K, float] = {}  # key -> when its one delayed add falls due
         self._counter = 0
         self._failures: dict[K, int] = {}
         self._base = base_delay
@@ -78,9 +82,31 @@ class WorkQueue(Generic[K]):
             self.add(key)
             return
         with self._cond:
+            due = time.monotonic() + delay
+            if self._due.get(key, float("inf")) <= due:
+                return  # it is looked at sooner already
+            self._due[key] = due
             self._counter += 1
-            heapq.heappush(self._delayed, (time.monotonic() + delay, self._counter, key))
+            heapq.heappush(self._delayed, (due, self._counter, key))
+            self._compact()
             self._cond.notify()
+
+    def cancel_delayed(self, key: K) -> None:
+        """Drop ``key``'s delayed add, if it has one."""
+        with self._cond:
+            if self._due.pop(key, None) is not None:
+                self._compact()
+
+    def delayed(self) -> int:
+        """How many keys wait for a delayed add."""
+        with self._cond:
+            return len(self._due)
+
+    def _compact(self) -> None:
+        """Rebuild the heap without void entries once they are most of it."""
+        if len(self._delayed) > 2 * len(self._due) + 64:
+            self._delayed = [e for e in self._delayed if self._due.get(e[2]) == e[0]]
+            heapq.heapify(self._delayed)
 
     def retry(self, key: K) -> float:
         """Re-add ``key`` after its next backoff delay; returns the delay."""
@@ -125,7 +151,10 @@ class WorkQueue(Generic[K]):
     def _promote_due(self) -> None:
         now = time.monotonic()
         while self._delayed and self._delayed[0][0] <= now:
-            _, _, key = heapq.heappop(self._delayed)
+            due, _, key = heapq.heappop(self._delayed)
+            if self._due.get(key) != due:
+                continue  # superseded or cancelled
+            del self._due[key]
             if key not in self._dirty:
                 self._dirty.add(key)
                 self.observer.added()

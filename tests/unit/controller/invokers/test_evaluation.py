@@ -366,6 +366,7 @@ def test_parsed_members_are_kept_once_per_live_invoker_and_go_with_it() -> None:
 
     invoker = batch("kept", "demo", member("Deployment", "web"))
     invoker["metadata"].update(uid="uid-kept", generation=1)
+    evaluation.track_members(invoker)  # the cache holds it
     first = members_of(invoker)
     assert members_of(invoker)[0] is first[0]  # parsed once
     invoker["spec"]["members"].append(member("Deployment", "api"))
@@ -375,3 +376,28 @@ def test_parsed_members_are_kept_once_per_live_invoker_and_go_with_it() -> None:
     assert len(kept) == 1  # the old generation is not kept beside it
     evaluation.forget_members(invoker)
     assert not [k for k in evaluation._members if k[1] == "uid-kept"]
+
+
+def test_a_reconcile_that_parses_a_just_deleted_invoker_keeps_nothing_of_it() -> None:
+    from controller.invokers import evaluation  # noqa: PLC0415
+
+    invoker = batch("late", "demo", member("Deployment", "web"))
+    invoker["metadata"].update(uid="uid-late", generation=1)
+    evaluation.track_members(invoker)
+    evaluation.forget_members(invoker)  # the delete event came first
+    members_of(invoker)  # a reconcile still holding its copy
+    assert not [k for k in evaluation._members if k[1] == "uid-late"]
+
+
+def test_a_relisting_drops_what_was_kept_of_invokers_deleted_during_a_watch_gap() -> None:
+    from controller.invokers import evaluation  # noqa: PLC0415
+
+    gone, stays = (batch(n, "demo", member("Deployment", "web")) for n in ("gone", "stays"))
+    for obj, uid in ((gone, "uid-gone"), (stays, "uid-stays")):
+        obj["metadata"].update(uid=uid, generation=1)
+        evaluation.track_members(obj)
+        members_of(obj)
+    evaluation.track_only("BackupBatch", ["uid-stays"])
+    kept = {k[1] for k in evaluation._members}
+    assert "uid-gone" not in kept
+    assert "uid-stays" in kept

@@ -56,3 +56,31 @@ def test_writes_whose_echo_never_comes_are_not_remembered_without_bound() -> Non
     assert len(writes._versions) == 100
     assert writes.echo(cronjob("9999", name="stash-trigger-9999"))  # the newest still echo
     assert not writes.echo(cronjob("0", name="stash-trigger-0"))  # the oldest: one reconcile
+
+
+def test_a_write_whose_echo_came_before_its_answer_is_not_awaited() -> None:
+    writes = Writes()
+    assert not writes.echo(cronjob("41"))  # the watch was faster than the write's response
+    writes.record("demo", cronjob("41"))
+    assert writes.awaited() == 0  # nothing left waiting for an echo that already came
+
+
+def test_a_deleted_object_leaves_no_write_awaiting_its_echo() -> None:
+    writes = Writes()
+    writes.record("demo", cronjob("41"))
+    writes.forget(cronjob("41"))
+    assert writes.awaited() == 0
+    assert not writes.echo(cronjob("41"))
+
+
+def test_churned_objects_whose_echo_raced_their_write_leave_nothing_behind() -> None:
+    writes = Writes()
+    for n in range(5_000):
+        name = f"stash-trigger-{n}"
+        if n % 2:
+            writes.echo(cronjob(str(n), name=name))  # overtaken
+            writes.record("demo", cronjob(str(n), name=name))
+        else:
+            writes.record("demo", cronjob(str(n), name=name))
+            writes.forget(cronjob(str(n), name=name))  # deleted before its echo
+    assert writes.awaited() == 0

@@ -125,6 +125,32 @@ def orphaned_claim(session: JSON, invoker: JSON | None, me: Identity) -> bool:
     return not {c.RETENTION_POLICY_APPLIED, c.REPOSITORY_INTEGRITY_VERIFIED} <= done
 
 
+@dataclass(frozen=True)
+class FinishClaimed:
+    """Do the repository work this pod claimed for ``session`` and did not record."""
+
+    session: str
+
+
+def next_step(
+    session: JSON,
+    invoker: JSON | None,
+    me: Identity,
+    *,
+    leading: bool,
+    now: dt.datetime | None = None,
+) -> Work | FinishClaimed | None:
+    """What this sidecar does for ``session`` now. A claim made in this pod's name is taken up
+    whether or not this pod still leads its Deployment's election: a restarted container may
+    have lost it meanwhile, and nobody else would do the work (the operator sees this pod
+    alive). Backing up is the leader's alone."""
+    if orphaned_claim(session, invoker, me):
+        return FinishClaimed(session["metadata"]["name"])
+    if not leading:
+        return None
+    return pending_work(session, invoker, me, now)
+
+
 UNFINISHED_SESSIONS = ",".join(f"status.phase!={phase}" for phase in c.SESSION_TERMINAL_PHASES)
 
 
@@ -299,24 +325,23 @@ class SidecarAgent:
     def process(self, name: str) -> None:
         if name in self._done:
             return
-        if self.elector is not None and not self.elector.is_leader.is_set():
-            return
         session = self.sessions.get(self.me.namespace, name)
         if session is None:
             return
         ref = (session.get("spec") or {}).get("invoker") or {}
         informer = self.invokers.get(str(ref.get("kind")))
         invoker = informer.get(self.me.namespace, str(ref.get("name"))) if informer else None
+        leading = self.elector is None or self.elector.is_leader.is_set()
         try:
-            work = pending_work(session, invoker, self.me)
+            step = next_step(session, invoker, self.me, leading=leading)
         except ValueError as exc:
             log.error("session %s: %s", name, exc)
             return
-        if work is None:
-            if orphaned_claim(session, invoker, self.me):
-                self._attempt(name, lambda: self.finish(session, invoker))
-            return
-        self._attempt(name, lambda: self.execute(work))
+        if isinstance(step, FinishClaimed):
+            self._attempt(name, lambda: self.finish(session, invoker))
+        elif step is not None:
+            work = step
+            self._attempt(name, lambda: self.execute(work))
 
     def _attempt(self, name: str, run: Callable[[], object]) -> None:
         """Run a session's work; tried again later when the API server turned it away."""

@@ -25,7 +25,7 @@ from api.restore import RestoreMember, Rule
 from api.tags import SnapshotOwner
 from engine.progress import ProgressReport
 from engine.reporting import with_restore_host
-from engine.restic import Progress, Restic, ResticError, Snapshot
+from engine.restic import Cancel, Progress, Restic, ResticError, Snapshot
 from engine.restore import (
     HostRule,
     RestoreError,
@@ -133,6 +133,7 @@ class RestoreOptions:
     cache_dir: Path | None = None
     own_container: str = ""  # where the member's hooks run (exec): this step's container
     snapshot: str = "latest"  # a Task's param naming the snapshot, when there are no rules
+    cancel: Cancel | None = None  # how the restore is stopped midway (its invoker ended)
 
 
 def _restoring(
@@ -165,7 +166,9 @@ def _restoring(
             # The restore's namespace's snapshots only (any of its invokers'): never another
             # tenant's in a shared repository.
             owner = SnapshotOwner(job.namespace, setup.repository_namespace)
-            with open_repository(repository, secret, options.cache_dir) as restic:
+            with open_repository(
+                repository, secret, options.cache_dir, cancel=options.cancel
+            ) as restic:
                 restored = work(restic, rule, progress, owner)
         except (SetupError, RestoreError, ResticError, KubeError) as exc:
             log.error("restore of %s failed: %s", job.describe(), exc)

@@ -15,10 +15,12 @@ Invalid): the kubelet runs it again, and it passes once the restore is fixed or 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,8 @@ from api.naming import restore_turn_lease
 from api.objects import JSON
 from api.pod_members import member_documents
 from engine.logfields import log_fields
-from engine.reporting import member_entry
+from engine.reporting import member_entry, why_ended
+from engine.restic import Cancel
 from engine.results import HostResult
 from kube import Client
 from kube.errors import KubeError, NotFound
@@ -120,6 +123,20 @@ def next_step(invoker: JSON, index: int, hostname: str) -> str:
     if phase in verdicts:
         return verdicts[str(phase)]
     return "restore" if phase == "Running" and entry.get("phase") == "Running" else "wait"
+
+
+RESTORE_ENDED = ("Succeeded", "Failed", "Invalid")
+
+
+def ended(invoker: JSON | None, restore: Restore) -> str | None:
+    """Why a host's restore under way for ``restore`` (``invoker`` as it is now; None: gone)
+    is stopped, or None while it still runs."""
+    if invoker is None:
+        return f"{restore.describe()} was deleted"
+    status = invoker.get("status") or {}
+    if status.get("phase") not in RESTORE_ENDED:
+        return None
+    return why_ended(restore.describe(), status)
 
 
 @dataclass(frozen=True)
@@ -226,10 +243,40 @@ class RestoreInit:
             if invoker is None or next_step(invoker, restore.index, hostname) != "restore":
                 return  # another pod of the workload restored the host meanwhile
             log.info("%s: restoring %s", restore.describe(), job.describe())
-            options = RestoreOptions(self.options.cache_dir, own_container=RESTORE_INIT_CONTAINER)
-            result = restore_files(self.client, job, "/", options)
-            report_restore(self.client, job, result)
+            with self._lookout(restore) as cancel:
+                options = RestoreOptions(
+                    self.options.cache_dir, own_container=RESTORE_INIT_CONTAINER, cancel=cancel
+                )
+                result = restore_files(self.client, job, "/", options)
+            if cancel.reason is None:
+                report_restore(self.client, job, result)
+            # else: the restore's verdict is given (the next look fails this container)
         _log_result(restore, result)
+
+    @contextlib.contextmanager
+    def _lookout(self, restore: Restore) -> Iterator[Cancel]:
+        """While this host restores: a look at the restore every ``poll`` seconds, and the
+        restic work stopped once the restore has ended (at its deadline, say) or is gone."""
+        cancel, done = Cancel(), threading.Event()
+
+        def look() -> None:
+            while not done.wait(self.options.poll):
+                try:
+                    reason = ended(self._get(restore), restore)
+                except KubeError:  # the API server is away: looked at again next time
+                    continue
+                if reason is not None:
+                    log.warning("%s: stopping this host's restore: %s", restore.describe(), reason)
+                    cancel.stop(reason)
+                    return
+
+        watcher = threading.Thread(target=look, daemon=True)
+        watcher.start()
+        try:
+            yield cancel
+        finally:
+            done.set()
+            watcher.join()
 
     def _turn(self, job: HostRestore) -> LeaseMutex:
         """The pods of one Deployment (one host) restore one at a time."""

@@ -40,6 +40,7 @@ from engine.reporting import (
     deadline_passed,
     host_reported,
     target_index,
+    why_ended,
     with_host,
 )
 from engine.results import HostResult
@@ -166,13 +167,9 @@ def ended_words(session: JSON) -> str:
     (its verdict given, at its deadline say), so nobody would count the snapshot."""
     name = session["metadata"]["name"]
     status = session.get("status") or {}
-    phase = status.get("phase")
-    if phase not in c.SESSION_TERMINAL_PHASES:
+    if status.get("phase") not in c.SESSION_TERMINAL_PHASES:
         return f"session {name} is no longer running"
-    deadline = get_condition(status.get("conditions"), c.DEADLINE_EXCEEDED)
-    if deadline is not None and deadline.get("status") == "True":
-        return f"session {name} ended {phase} at its deadline: {deadline.get('message')}"
-    return f"session {name} ended {phase} before this host finished"
+    return why_ended(f"session {name}", status)
 
 
 @dataclass(frozen=True)

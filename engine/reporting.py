@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from api.conditions import get_condition, now_rfc3339, parse_rfc3339, set_condition
-from api.constants import REPOSITORY_WORK_CLAIMED
+from api.constants import DEADLINE_EXCEEDED, REPOSITORY_WORK_CLAIMED
 from api.hooks import HOOK_CONDITIONS
 from api.objects import JSON
 from api.units import human_size
@@ -40,6 +40,16 @@ def deadline_passed(status: JSON, now: dt.datetime) -> bool:
     except ValueError:
         return False
     return now > ends
+
+
+def why_ended(what: str, status: JSON) -> str:
+    """Why a host's work for ``what`` (``session nightly-1``, ``RestoreSession web``), which
+    ended with ``status``, is stopped midway: nobody would count what it made."""
+    phase = status.get("phase")
+    deadline = get_condition(status.get("conditions"), DEADLINE_EXCEEDED)
+    if deadline is not None and deadline.get("status") == "True":
+        return f"{what} ended {phase} at its deadline: {deadline.get('message')}"
+    return f"{what} ended {phase} before this host finished"
 
 
 class ReportError(StatusError):

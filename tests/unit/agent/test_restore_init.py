@@ -3,10 +3,20 @@ does for a restore at each point of it."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
-from agent.restore_init import next_step, unfinished_restores_of
+from agent.restore_init import (
+    InitOptions,
+    Restore,
+    RestoreInit,
+    ended,
+    next_step,
+    unfinished_restores_of,
+)
 from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
+from api.hosts import Identity
 from api.objects import JSON
 from pods.invokers import SidecarIndex, init_targets_of, sidecar_targets_of
 from pods.sidecar import SidecarSettings, inject, inject_init, plan_for
@@ -198,3 +208,61 @@ def test_a_restore_never_seen_is_held_from_when_a_pod_first_named_it_until_given
     assert index.unseen_since(["uid-gone", "uid-new"], now=105.0) == 100.0
     index.give_up_restores(["uid-gone"])
     assert index.unseen_restores(["uid-gone", "uid-new"]) == ("uid-new",)
+
+
+RESTORE = Restore("RestoreSession", "restore-web", 0, "2026-01-01T10:00:00Z")
+
+
+def _at_deadline() -> JSON:
+    rs = web_restore("Failed")
+    rs["status"]["conditions"] = [
+        {
+            "type": "DeadlineExceeded",
+            "status": "True",
+            "message": "the restore did not finish by 2026-01-01T10:10:00Z",
+        }
+    ]
+    return rs
+
+
+def test_a_restore_under_way_is_stopped_once_its_restore_ended_or_went() -> None:
+    assert ended(web_restore("Running"), RESTORE) is None
+    assert ended(_at_deadline(), RESTORE) == (
+        "RestoreSession restore-web ended Failed at its deadline: the restore did not finish "
+        "by 2026-01-01T10:10:00Z"
+    )
+    assert ended(None, RESTORE) == "RestoreSession restore-web was deleted"
+
+
+class _Restores:
+    """The API server as stash-init sees its restore: Running, then ended at its deadline."""
+
+    def __init__(self) -> None:
+        self.now = web_restore("Running")
+        self.looks = 0
+
+    def get(self, rt: Any, name: str, namespace: str) -> JSON:
+        self.looks += 1
+        return self.now
+
+
+def _until(done: Any) -> None:
+    deadline = time.monotonic() + 5
+    while not done() and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+
+
+def test_stash_init_stops_its_restic_when_the_restore_ends_at_its_deadline() -> None:
+    api = _Restores()
+    init = RestoreInit(
+        api,  # type: ignore[arg-type]
+        Identity("demo", "Deployment", "web", "web-6d4cf-k2x9q"),
+        InitOptions(poll=0.01),
+    )
+    with init._lookout(RESTORE) as cancel:
+        _until(lambda: api.looks >= 3)
+        assert cancel.reason is None  # still running: left alone
+        api.now = _at_deadline()
+        _until(lambda: cancel.reason is not None)
+    assert cancel.reason is not None
+    assert cancel.reason.startswith("RestoreSession restore-web ended Failed at its deadline")

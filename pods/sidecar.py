@@ -10,6 +10,7 @@ leave out rather than produce a pod the API server would reject.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -64,12 +65,8 @@ class SidecarPlan:
     # (volume, mount) of each local-backend Repository the invokers back up into
     local_backends: tuple[tuple[JSON, JSON], ...] = ()
 
-    def fingerprint(self) -> str:
-        """A hash of what the pod must contain for this plan: when it changes, pods roll.
-
-        The invoker list is left out on purpose: the sidecar discovers its invokers at run
-        time, so adding a second BackupBatch on the same volumes needs no new pods.
-        """
+    @functools.cached_property
+    def _fingerprint(self) -> str:
         material = {
             "mounts": self.volume_mounts,
             "container": self.container_settings,
@@ -78,6 +75,15 @@ class SidecarPlan:
         }
         canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """A hash of what the pod must contain for this plan: when it changes, pods roll
+        (worked out once per plan: the webhook asks for it on every pod).
+
+        The invoker list is left out on purpose: the sidecar discovers its invokers at run
+        time, so adding a second BackupBatch on the same volumes needs no new pods.
+        """
+        return self._fingerprint
 
 
 def plan_for(

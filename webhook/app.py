@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from fastapi import FastAPI, Response
@@ -29,6 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from api.admission import AdmissionRequest, AdmissionResponse
 from api.constants import WEBHOOK_PATH
@@ -109,11 +109,6 @@ def _certificate_metrics(registry: CollectorRegistry, reloader: CertificateReloa
         registry=registry,
     )
     loads.set_function(lambda: float(reloader.reloads))
-
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class ClientGone(Exception):
@@ -272,6 +267,30 @@ def _status(code: int, message: str) -> bytes:
     )
 
 
+class WebhookApp:
+    """The webhook's ASGI app: ``POST /mutate/pods`` goes straight to its endpoint (the hot
+    path: no router, no middleware stack, which cost as much as the admission itself), every
+    other request, and the lifespan, to the FastAPI app of probes and metrics (``site``)."""
+
+    def __init__(self, endpoint: AdmissionEndpoint, site: FastAPI) -> None:
+        self.endpoint = endpoint
+        self.site = site
+
+    @property
+    def metrics(self) -> WebhookMetrics:
+        return self.endpoint.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == WEBHOOK_PATH
+            and scope.get("method") == "POST"
+        ):
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.site(scope, receive, send)
+
+
 def create_app(
     index: SidecarIndex,
     settings: SidecarSettings,
@@ -283,7 +302,7 @@ def create_app(
     body_timeout: float = BODY_TIMEOUT,
     restore_wait: float = RESTORE_WAIT,
     restore_hold: float = RESTORE_HOLD,
-) -> FastAPI:
+) -> WebhookApp:
     metrics = metrics or WebhookMetrics.create()
     if reloader is not None:
         _certificate_metrics(metrics.registry, reloader)
@@ -300,7 +319,6 @@ def create_app(
     app = FastAPI(
         title="stash webhook", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
-    app.state.metrics = metrics
 
     endpoint = AdmissionEndpoint(
         index,
@@ -311,21 +329,22 @@ def create_app(
         restore_wait=restore_wait,
         restore_hold=restore_hold,
     )
+    # (reached through WebhookApp only for another method: FastAPI answers 405)
     app.router.routes.append(Route(WEBHOOK_PATH, endpoint, methods=["POST"]))
 
     _probe_routes(app, metrics, reloader, cache_synced)
-    return app
+    return WebhookApp(endpoint, app)
 
 
 def create_probe_app(
-    app: FastAPI,
+    app: WebhookApp,
     *,
     cache_synced: Callable[[], bool] = lambda: True,
     reloader: CertificateReloader | None = None,
 ) -> FastAPI:
     """The probes and metrics of ``app`` alone, for the plain-HTTP health port."""
     probes = FastAPI(title="stash webhook probes", docs_url=None, redoc_url=None, openapi_url=None)
-    _probe_routes(probes, app.state.metrics, reloader, cache_synced)
+    _probe_routes(probes, app.metrics, reloader, cache_synced)
     return probes
 
 

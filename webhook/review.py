@@ -129,48 +129,59 @@ _NAMES = {str: "a string", bool: "true or false", dict: "an object"}
 
 
 def _check_pod(pod: dict[str, Any]) -> None:
-    problem = _shape_problem(pod, _POD, "request.object")
-    if problem:
-        raise BadReview(problem)
+    found = _problem(pod, _POD)
+    if found is not None:
+        trail, what = found
+        raise BadReview(f"request.object{''.join(reversed(trail))} {what}")
 
 
-def _shape_problem(value: Any, shape: Any, where: str) -> str | None:
+# A problem: the path to it from the value checked, innermost part first (built only on the
+# way out of a problem: a well-formed pod, the usual one, costs no string), and what is wrong.
+Problem = tuple[list[str], str]
+
+
+def _problem(value: Any, shape: Any) -> Problem | None:
     """What is wrong with ``value`` against ``shape`` (the first problem only), or None."""
     if value is None:
         return None
     if isinstance(shape, tuple):  # ("[]", the shape of every item)
-        return _list_problem(value, shape[1], where)
+        return _list_problem(value, shape[1])
     if shape == _STRINGS:
-        return _strings_problem(value, where)
+        return _strings_problem(value)
     if isinstance(shape, dict):
-        return _object_problem(value, shape, where)
+        return _object_problem(value, shape)
     if isinstance(value, shape):
         return None
-    return f"{where} must be {_NAMES[shape]}, got {_shown(value)}"
+    return [], f"must be {_NAMES[shape]}, got {_shown(value)}"
 
 
-def _strings_problem(value: Any, where: str) -> str | None:
+def _strings_problem(value: Any) -> Problem | None:
     if not isinstance(value, dict):
-        return f"{where} must be an object"
+        return [], "must be an object"
     bad = next((k for k, v in value.items() if not isinstance(v, str)), None)
-    return None if bad is None else f"{where}[{_shown(bad)}] must be a string"
+    return None if bad is None else ([f"[{_shown(bad)}]"], "must be a string")
 
 
-def _object_problem(value: Any, shape: dict[str, Any], where: str) -> str | None:
+def _object_problem(value: Any, shape: dict[str, Any]) -> Problem | None:
     if not isinstance(value, dict):
-        return f"{where} must be an object"
+        return [], "must be an object"
     for key, inner in shape.items():
-        if problem := _shape_problem(value.get(key), inner, f"{where}.{key}"):
-            return problem
+        item = value.get(key)
+        if item is None or (type(inner) is type and isinstance(item, inner)):
+            continue
+        if (found := _problem(item, inner)) is not None:
+            found[0].append(f".{key}")
+            return found
     return None
 
 
-def _list_problem(value: Any, item_shape: Any, where: str) -> str | None:
+def _list_problem(value: Any, item_shape: Any) -> Problem | None:
     if not isinstance(value, list):
-        return f"{where} must be a list"
+        return [], "must be a list"
     for i, item in enumerate(value):
         if item is None:
-            return f"{where}[{i}] must not be null"
-        if problem := _shape_problem(item, item_shape, f"{where}[{i}]"):
-            return problem
+            return [f"[{i}]"], "must not be null"
+        if (found := _problem(item, item_shape)) is not None:
+            found[0].append(f"[{i}]")
+            return found
     return None

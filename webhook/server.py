@@ -31,7 +31,7 @@ from kube.informer import Informer
 from kube.types import INVOKER_TYPES, NAMESPACES, REPOSITORIES, RESTORE_INVOKER_TYPES
 from pods.invokers import SidecarIndex
 from pods.sidecar import SidecarSettings
-from webhook.app import create_app, create_probe_app
+from webhook.app import WebhookApp, create_app, create_probe_app
 from webhook.connections import KEEP_ALIVE, GuardedProtocol, loop_factory
 from webhook.registration import FailurePolicy, register, webhook_configuration
 from webhook.tls import CertificateReloader
@@ -187,19 +187,7 @@ def build_server(
             ),
         )
         log.info("registered %s at %s", WEBHOOK_NAME, options.register_url)
-    config = uvicorn.Config(
-        app,
-        host=options.host,
-        port=options.port,
-        ssl_context_factory=lambda _config, _default: reloader.context,
-        http=GuardedProtocol,  # deadlines on heads, a cap on connections (webhook.connections)
-        timeout_keep_alive=int(KEEP_ALIVE),
-        log_level="warning",
-        log_config=None,  # its lines go through ours (text or JSON), not a format of its own
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    servers = [uvicorn.Server(config)]
+    servers = [uvicorn.Server(serving_config(app, options.host, options.port, reloader))]
     if options.health_port is not None:
         probes = create_probe_app(app, cache_synced=cache.synced, reloader=reloader)
         servers.append(
@@ -216,6 +204,33 @@ def build_server(
             )
         )
     return servers, cache
+
+
+def serving_config(
+    app: WebhookApp, host: str, port: int, reloader: CertificateReloader
+) -> uvicorn.Config:
+    """How the webhook's port is served: TLS from ``reloader``, a deadline on every request
+    and a cap on connections (``webhook.connections``)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_context_factory=lambda _config, _default: reloader.context,
+        http=GuardedProtocol,
+        timeout_keep_alive=int(KEEP_ALIVE),
+        log_level="warning",
+        log_config=None,  # its lines go through ours (text or JSON), not a format of its own
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def serve(servers: list[uvicorn.Server]) -> None:
+    """Serve until the first server ends, on uvicorn's own loop (uvloop where installed), as
+    Server.run would choose it, with a deadline on TLS handshakes (webhook.connections)."""
+    factory = loop_factory(servers[0].config.get_loop_factory())
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(servers))
 
 
 async def _serve(servers: list[uvicorn.Server]) -> None:
@@ -244,11 +259,7 @@ def run(options: WebhookOptions) -> None:
     if options.health_port is not None:
         log.info("probes and metrics on http://%s:%d", options.host, options.health_port)
     try:
-        # uvicorn's own loop (uvloop where installed), as Server.run would choose it, with a
-        # deadline on TLS handshakes (webhook.connections)
-        factory = loop_factory(servers[0].config.get_loop_factory())
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_serve(servers))
+        serve(servers)
     finally:
         cache.stop()
         client.close()

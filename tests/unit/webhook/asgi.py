@@ -4,6 +4,7 @@ message, the status and the JSON answer back."""
 from __future__ import annotations
 
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 from api.constants import WEBHOOK_PATH
@@ -21,8 +22,8 @@ async def post(endpoint: AdmissionEndpoint, body: bytes) -> tuple[int, dict[str,
         delivered = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {"type": "http", "method": "POST", "path": WEBHOOK_PATH, "headers": []}
     await endpoint(scope, receive, send)

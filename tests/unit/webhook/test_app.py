@@ -7,7 +7,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -170,8 +170,8 @@ def test_a_stalled_body_gets_408_and_the_connection_closed(index: SidecarIndex) 
         await asyncio.sleep(3600)  # the client stalls
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {"type": "http", "method": "POST", "path": WEBHOOK_PATH, "headers": []}
     asyncio.run(asyncio.wait_for(endpoint(scope, receive, send), 5))

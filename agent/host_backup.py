@@ -55,6 +55,7 @@ from engine.restic import (
 from engine.results import HostResult, RepositoryFigures, SnapshotResult
 from kube import Client
 from kube.errors import KubeError, NotFound
+from kube.events import EventRecorder
 from kube.mutex import LeaseMutex, pod_gone, pod_holder
 from kube.types import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, SECRETS
 
@@ -461,7 +462,20 @@ def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -
     if isinstance(listing, list):  # only this invoker's: a shared repository's others are not
         owner = job.owner(setup.repository.metadata.namespace or job.namespace)
         listing = [snap for snap in listing if owner.owns(snap.tags)]
-    applied, removed = _apply_retention(restic, policy, tags, listing)
+    annotations = setup.invoker.get("metadata", {}).get("annotations") or {}
+    guard = retention.guard_of(annotations, policy)
+    confirm = (
+        f"kubectl annotate {job.invoker_kind.lower()} {job.invoker_name} --overwrite "
+        f"{c.CONFIRM_RETENTION_ANNOTATION}={retention.policy_mark(policy)}"
+    )
+    applied, removed = _apply_retention(restic, policy, tags, listing, guard=guard, confirm=confirm)
+    if applied.reason == c.RETENTION_HELD:
+        EventRecorder(client, "stash-backup").record(
+            {"apiVersion": c.V1BETA1, "kind": "BackupSession", **reporter.get()},
+            "Warning",
+            c.RETENTION_HELD,
+            applied.message,
+        )
     check = restic.check()
     if after_prune:
         answers.update(_side_by_side({"stats": restic.stats}))
@@ -518,9 +532,16 @@ def _side_by_side(reads: dict[str, Callable[[], object]]) -> dict[str, object]:
 
 
 def _apply_retention(
-    restic: Restic, policy: RetentionPolicy, tags: Sequence[str], listing: object
+    restic: Restic,
+    policy: RetentionPolicy,
+    tags: Sequence[str],
+    listing: object,
+    *,
+    guard: retention.Guard,
+    confirm: str,
 ) -> tuple[ConditionUpdate, int]:
-    """The RetentionPolicyApplied condition and how many snapshots went (or would go)."""
+    """The RetentionPolicyApplied condition and how many snapshots went (or would go); a
+    target whose share removed ``guard`` holds keeps all, and ``confirm`` says how to go on."""
 
     def failed(words: str) -> tuple[ConditionUpdate, int]:
         reason = "FailedToApplyRetentionPolicy"
@@ -530,7 +551,7 @@ def _apply_retention(
         return failed(f"listing snapshots: {listing}")
     if not retention.keeps_anything(policy):
         return failed(f"retention policy {policy.name!r} keeps nothing")
-    planned = retention.plan(listing, policy, tags)
+    planned = retention.hold_large(retention.plan(listing, policy, tags), guard)
     doomed = [snap.id for target in planned for snap in target.removed]
     if doomed and not policy.dry_run:
         try:
@@ -545,6 +566,15 @@ def _apply_retention(
     refusals = [f"{t.tag.removeprefix('target:')}: {t.refused}" for t in planned if t.refused]
     if refusals:
         return failed(f"{words}; " + "; ".join(refusals))[0], len(doomed)
+    held = [f"{t.tag.removeprefix('target:')} {t.held}" for t in planned if t.held]
+    if held:
+        words += (
+            f"; held, nothing of it removed: {'; '.join(held)}. If that is what the policy "
+            f"means, confirm this policy: {confirm}"
+        )
+        return ConditionUpdate(c.RETENTION_POLICY_APPLIED, False, c.RETENTION_HELD, words), len(
+            doomed
+        )
     reason = "SuccessfullyAppliedRetentionPolicy"
     return ConditionUpdate(c.RETENTION_POLICY_APPLIED, True, reason, words), len(doomed)
 

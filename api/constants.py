@@ -53,6 +53,9 @@ DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
 BACKUP_EXECUTOR_ENSURED: Final = "BackupExecutorEnsured"
 RETENTION_POLICY_APPLIED: Final = "RetentionPolicyApplied"
 REPOSITORY_INTEGRITY_VERIFIED: Final = "RepositoryIntegrityVerified"
+# RetentionPolicyApplied False for this reason: a forget that would remove more than a share of
+# a target's snapshots at once was held until confirmed (not a failure of the session).
+RETENTION_HELD: Final = "RetentionHeld"
 # Who does a session's repository work (retention, the integrity check): the last host to
 # report claims it in the same write (its message: ``pod:<namespace>/<pod>``); a finish Job
 # of the operator's claims it when that pod is gone before the work was recorded.
@@ -79,6 +82,10 @@ RESTORE_INVOKER_KINDS: Final = ("RestoreSession", "RestoreBatch")
 # The sidecar plan's hash: on a pod (what the webhook injected), on a pod template (what its pods
 # must carry: a change rolls them) or on a workload (what its pods, injected at creation, carry).
 SIDECAR_HASH_ANNOTATION: Final = f"{GROUP}/sidecar-hash"
+# On an invoker: the mark of its retention policy (the Event of a held forget gives it), which
+# lets a forget of more than the held share of a target's snapshots go ahead; and that share.
+CONFIRM_RETENTION_ANNOTATION: Final = f"{GROUP}/confirm-retention"
+RETENTION_HOLD_SHARE_ANNOTATION: Final = f"{GROUP}/retention-hold-share"
 BACKUP_INVOKER_KINDS: Final = ("BackupBatch", "BackupConfiguration")
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 

@@ -9,18 +9,23 @@ grouped by target, host and paths, and each group gets restic's rules (``ApplyPo
 opens a new bucket (the last N; hours, days, ISO weeks, months, years in the snapshot's own
 recorded time zone) of a rule with count left; the oldest snapshot of a group is kept while a
 rule still has count left; and, as restic does, a target where a group would lose every
-snapshot (a ``keepTags``-only policy) is refused whole. ``tests/integration/test_retention.py``
+snapshot (a ``keepTags``-only policy) is refused whole. And one guard restic lacks
+(``hold_large``): a forget that would remove more than a share of a target's snapshots at once
+(half, unless the invoker sets another) is held until the policy is confirmed: a typo in a
+policy must not wipe a history. ``tests/integration/test_retention.py``
 holds this to restic's own ``forget --dry-run`` on a real repository.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from api.common import RetentionPolicy
+from api.constants import CONFIRM_RETENTION_ANNOTATION, RETENTION_HOLD_SHARE_ANNOTATION
 from engine.restic import Snapshot, retention_flags
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -111,6 +116,7 @@ class TargetRetention:
     kept: tuple[Snapshot, ...]
     removed: tuple[Snapshot, ...]
     refused: str = ""  # restic's refusal: then nothing of this target is removed
+    held: str = ""  # why nothing of this target is removed until the policy is confirmed
 
 
 def plan(
@@ -141,3 +147,52 @@ def plan(
             kept, removed = kept + removed, []
         result.append(TargetRetention(tag, tuple(kept), tuple(removed), refused))
     return result
+
+
+HOLD_SHARE = 0.5  # a forget may remove at most this share of a target's snapshots unconfirmed
+
+
+def policy_mark(policy: RetentionPolicy) -> str:
+    """A short mark of what ``policy`` keeps (its rules, not its name): confirming a held
+    forget confirms this policy, and a changed one is judged again."""
+    rules = "\n".join(sorted(retention_flags(policy)))
+    return hashlib.sha256(rules.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """How much one forget may remove of a target's snapshots, unless ``confirmed``."""
+
+    share: float = HOLD_SHARE
+    confirmed: bool = False
+
+
+def hold_large(planned: Sequence[TargetRetention], guard: Guard) -> list[TargetRetention]:
+    """``planned`` with every target whose removal exceeds ``guard.share`` of its snapshots
+    held (nothing of it removed, ``held`` saying why), unless the policy was confirmed."""
+    result = []
+    for target in planned:
+        total = len(target.kept) + len(target.removed)
+        if guard.confirmed or not target.removed or len(target.removed) <= guard.share * total:
+            result.append(target)
+            continue
+        why = (
+            f"would remove {len(target.removed)} of its {total} snapshots at once, more than "
+            f"{guard.share:.0%} of them"
+        )
+        result.append(replace(target, kept=target.kept + target.removed, removed=(), held=why))
+    return result
+
+
+def guard_of(annotations: Mapping[str, str], policy: RetentionPolicy) -> Guard:
+    """The guard an invoker's annotations set for ``policy``: its hold share (a number in
+    (0, 1]; anything else keeps the default) and whether this very policy was confirmed."""
+    share = HOLD_SHARE
+    try:
+        asked = float(annotations.get(RETENTION_HOLD_SHARE_ANNOTATION, ""))
+        if 0 < asked <= 1:
+            share = asked
+    except ValueError:
+        pass
+    confirmed = annotations.get(CONFIRM_RETENTION_ANNOTATION) == policy_mark(policy)
+    return Guard(share, confirmed)

@@ -157,7 +157,8 @@ def repository_outcome(conditions: list[JSON] | None) -> bool | None:
     """Whether the last host's repository work (retention, integrity check) succeeded; None
     while it has not reported yet."""
     found = {
-        cond.get("type"): cond.get("status")
+        # a held forget removed nothing and says so: the backup is not failed by it
+        cond.get("type"): "True" if cond.get("reason") == c.RETENTION_HELD else cond.get("status")
         for cond in conditions or []
         if cond.get("type") in REPOSITORY_CONDITIONS
     }

@@ -488,32 +488,39 @@ def _restore_ended(
     return status if status.get("phase") in ("Succeeded", "Failed") else None
 
 
-def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_cleanup(
-    operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
-) -> None:
+def _pvc_batch(kube: Client, namespace: str, tmp_path: Path, retention: JSON) -> tuple[Path, Path]:
+    """BackupBatch ``nightly`` of PVC ``shared`` (through pvc-backup) into a local Repository,
+    with ``retention``, Ready; the repository's directory and the data's."""
     repo_dir = tmp_path / "repo"
     repository(kube, namespace, repo_dir)
     data = make_data(tmp_path / "pvc")
     pvc(kube, namespace, "shared", data)
-    obj = batch(
-        "nightly",
-        namespace,
-        member(
-            "PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),), task="pvc-backup"
-        ),
-        retentionPolicy={"name": "keep-last-2", "keepLast": 2, "prune": True},
+    pvc_member = member(
+        "PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),), task="pvc-backup"
     )
-    _ready(kube, namespace, obj)
+    _ready(kube, namespace, batch("nightly", namespace, pvc_member, retentionPolicy=retention))
+    return repo_dir, data
+
+
+def _pvc_session(kube: Client, namespace: str, unix_seconds: int) -> JSON:
+    """A session of ``nightly`` at ``unix_seconds``, its Job's steps all passed, once ended."""
+    created = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=unix_seconds)
+    name = created["metadata"]["name"]
+    runs = job_steps(kube, namespace, _job(kube, namespace, name, 0)["metadata"]["name"])
+    assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
+    return eventually(functools.partial(_finished, kube, namespace, name), 60, name)
+
+
+def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_cleanup(
+    operator: Operator, kube: Client, namespace: str, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    repo_dir, data = _pvc_batch(
+        kube, namespace, tmp_path, {"name": "keep-last-2", "keepLast": 2, "prune": True}
+    )
     sessions = []
     for index in range(3):
         (data / "a.txt").write_text(f"version {index}\n")
-        created = create_session(
-            kube, "BackupBatch", "nightly", namespace, unix_seconds=1_800_000_000 + index
-        )
-        name = created["metadata"]["name"]
-        runs = job_steps(kube, namespace, _job(kube, namespace, name, 0)["metadata"]["name"])
-        assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
-        sessions.append(eventually(functools.partial(_finished, kube, namespace, name), 60, name))
+        sessions.append(_pvc_session(kube, namespace, 1_800_000_000 + index))
     assert [s["status"]["phase"] for s in sessions] == ["Succeeded"] * 3
     retention = next(
         cond
@@ -529,6 +536,61 @@ def test_retention_after_three_sessions_keeps_the_last_two_and_reports_the_clean
     with restic_of(repo_dir) as restic:
         kept = {t for s in restic.snapshots() for t in s.tags if t.startswith("session:")}
     assert kept == {f"session:{s['metadata']['name']}" for s in sessions[1:]}
+
+
+def test_a_policy_that_would_remove_most_of_a_history_is_held_until_confirmed(
+    operator: Operator, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    repo_dir, _ = _pvc_batch(kube, namespace, tmp_path, {"name": "p", "keepLast": 10})
+    slot = iter(range(1_800_000_000, 1_800_000_100))
+
+    def session() -> JSON:
+        return _pvc_session(kube, namespace, next(slot))
+
+    for _ in range(3):
+        session()
+    # A typo: keep one, on a history of three (four with the next snapshot).
+    typo = {"spec": {"retentionPolicy": {"keepLast": 1}}}
+    kube.patch(BACKUP_BATCHES, "nightly", typo, namespace=namespace)
+    invoker_ready(kube, namespace, "nightly")
+    held = session()
+    assert held["status"]["phase"] == "Succeeded"  # the backup is good; nothing was removed
+    condition = next(
+        cond for cond in held["status"]["conditions"] if cond["type"] == c.RETENTION_POLICY_APPLIED
+    )
+    assert (condition["status"], condition["reason"]) == ("False", c.RETENTION_HELD)
+    assert (
+        "PersistentVolumeClaim/shared would remove 3 of its 4 snapshots at once, more than 50% "
+        "of them" in condition["message"]
+    ), condition
+    confirm = condition["message"].rsplit("confirm this policy: ", 1)[1]
+    assert confirm.startswith(
+        "kubectl annotate backupbatch nightly --overwrite stash.appscode.com/confirm-retention="
+    )
+    events = [
+        e["message"]
+        for e in kube.list(EVENTS, namespace)["items"]
+        if e["involvedObject"]["name"] == held["metadata"]["name"]
+        and e["reason"] == "RetentionHeld"
+    ]
+    assert events == [condition["message"]]
+    with restic_of(repo_dir) as restic:
+        assert len(restic.snapshots()) == 4
+
+    # The admin confirms this policy, as the message says: the next forget goes ahead.
+    key, mark = confirm.rsplit(" ", 1)[1].split("=")
+    confirmed = {"metadata": {"annotations": {key: mark}}}
+    kube.patch(BACKUP_BATCHES, "nightly", confirmed, namespace=namespace)
+    applied = session()
+    condition = next(
+        cond
+        for cond in applied["status"]["conditions"]
+        if cond["type"] == c.RETENTION_POLICY_APPLIED
+    )
+    assert condition["status"] == "True", condition
+    with restic_of(repo_dir) as restic:
+        (left,) = restic.snapshots()
+    assert f"session:{applied['metadata']['name']}" in left.tags
 
 
 class _HookServer(http.server.BaseHTTPRequestHandler):

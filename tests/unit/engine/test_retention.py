@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from api.common import RetentionPolicy
 from engine.restic import Snapshot
-from engine.retention import apply_policy, keeps_anything, plan, snapshot_time
+from engine.retention import (
+    Guard,
+    apply_policy,
+    guard_of,
+    hold_large,
+    keeps_anything,
+    plan,
+    policy_mark,
+    snapshot_time,
+)
 
 
 def _snap(ident: str, time: str, *tags: str, host: str = "host-0", path: str = "/data") -> Snapshot:
@@ -85,3 +94,45 @@ def test_a_policy_without_a_rule_keeps_nothing_and_says_so() -> None:
 
 def test_restics_nanosecond_times_are_read() -> None:
     assert snapshot_time("2024-01-01T10:00:00.123456789+05:30").utcoffset() is not None
+
+
+WEB = "target:Deployment/web"
+DATA = "target:PersistentVolumeClaim/data"
+
+
+def _history(tag: str, count: int) -> list[Snapshot]:
+    return [_snap(f"{tag}-{i}", f"2024-01-{i + 1:02d}T10:00:00Z", tag) for i in range(count)]
+
+
+def test_a_forget_of_more_than_half_a_targets_snapshots_is_held_and_says_how_many() -> None:
+    listing = _history(WEB, 10) + _history(DATA, 2)
+    policy = RetentionPolicy(name="typo", keep_last=1)
+    web, data = hold_large(plan(listing, policy, [WEB, DATA]), Guard())
+    assert web.removed == ()
+    assert len(web.kept) == 10
+    assert web.held == "would remove 9 of its 10 snapshots at once, more than 50% of them"
+    assert _ids(data.removed) == [f"{DATA}-0"]  # one of two: the usual slot, not held
+    assert data.held == ""
+
+
+def test_a_confirmed_policy_or_a_larger_share_lets_the_forget_go_ahead() -> None:
+    listing = _history(WEB, 10)
+    policy = RetentionPolicy(name="typo", keep_last=1)
+    (confirmed,) = hold_large(plan(listing, policy, [WEB]), Guard(confirmed=True))
+    assert len(confirmed.removed) == 9
+    (wider,) = hold_large(plan(listing, policy, [WEB]), Guard(share=0.9))
+    assert len(wider.removed) == 9  # 9 of 10 is not more than 90%
+
+
+def test_the_invokers_annotations_set_the_guard_for_this_very_policy() -> None:
+    policy = RetentionPolicy(name="nightly", keep_last=1)
+    mark = policy_mark(policy)
+    confirm = "stash.appscode.com/confirm-retention"
+    share = "stash.appscode.com/retention-hold-share"
+    assert guard_of({}, policy) == Guard(0.5, confirmed=False)
+    assert guard_of({confirm: mark}, policy).confirmed
+    changed = RetentionPolicy(name="nightly", keep_last=2)  # same name, other rules
+    assert not guard_of({confirm: mark}, changed).confirmed
+    assert guard_of({share: "0.8"}, policy).share == 0.8
+    for wrong in ("0", "-1", "2", "half", ""):
+        assert guard_of({share: wrong}, policy).share == 0.5

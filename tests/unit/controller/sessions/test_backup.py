@@ -17,7 +17,12 @@ from controller.invokers.validation import OPERATOR_VARIABLES
 from controller.jobs.builtin_tasks import builtin_objects
 from controller.jobs.member_job import JobError, JobInputs, build_job, variables
 from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
-from controller.sessions.backup_status import BACKUP, history_to_delete, session_outcome
+from controller.sessions.backup_status import (
+    BACKUP,
+    history_to_delete,
+    repository_outcome,
+    session_outcome,
+)
 from controller.sessions.machine import Decision, Observed, decide, past_default_deadline
 from controller.sessions.targets import (
     Liveness,
@@ -748,3 +753,16 @@ def test_work_finished_after_the_deadline_still_fails_it() -> None:
     back = next_status(_session(**first), _seen(invoker), T0 + dt.timedelta(hours=3)).status
     assert back["phase"] == "Failed"
     assert is_true(back["conditions"], c.DEADLINE_EXCEEDED)
+
+
+def test_a_held_forget_does_not_fail_the_backup_a_failed_one_does() -> None:
+    check = {"type": c.REPOSITORY_INTEGRITY_VERIFIED, "status": "True"}
+    held = {"type": c.RETENTION_POLICY_APPLIED, "status": "False", "reason": c.RETENTION_HELD}
+    failed = {
+        "type": c.RETENTION_POLICY_APPLIED,
+        "status": "False",
+        "reason": "FailedToApplyRetentionPolicy",
+    }
+    assert repository_outcome([held, check]) is True
+    assert repository_outcome([failed, check]) is False
+    assert repository_outcome([held]) is None  # the check is still to come

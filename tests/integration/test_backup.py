@@ -741,16 +741,20 @@ def test_the_repository_work_of_a_last_host_that_died_is_done_by_a_finish_job(
     assert kube.get(REPOSITORIES, "repo", namespace)["status"]["integrity"] is True
 
 
-def _restic_processes_with(word: str) -> list[str]:
-    """The command lines of this machine's restic processes that name ``word`` (the node's
-    containers are this machine's processes)."""
+def restic_processes_with(word: str) -> list[str]:
+    """The command lines of this machine's restic processes whose arguments or environment
+    (its repository, say) name ``word`` (the node's containers are this machine's
+    processes)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             args = (proc / "cmdline").read_bytes().split(b"\0")
-            if args and args[0].endswith(b"restic") and any(word.encode() in a for a in args):
+            if not args or not args[0].endswith(b"restic"):
+                continue
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            if any(word.encode() in a for a in (*args, *environ)):
                 found.append(" ".join(a.decode(errors="replace") for a in args))
     return found
 
@@ -791,7 +795,7 @@ def test_a_sidecar_backup_still_uploading_when_its_session_ends_at_the_deadline_
         eventually(lambda: _running_sidecars(kube, namespace, "web", 1), 120, "web's sidecar")
         name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
         eventually(
-            lambda: _restic_processes_with(f"session:{name}"), 60, "the sidecar's restic backup"
+            lambda: restic_processes_with(f"session:{name}"), 60, "the sidecar's restic backup"
         )
 
         session = eventually(lambda: _finished(kube, namespace, name), 90, "the session to end")
@@ -799,7 +803,7 @@ def test_a_sidecar_backup_still_uploading_when_its_session_ends_at_the_deadline_
         assert status["phase"] == "Failed"
         assert is_true(status.get("conditions"), c.DEADLINE_EXCEEDED), status.get("conditions")
         # the restic the sidecar ran for the session is gone soon after, not 80 s later
-        eventually(lambda: not _restic_processes_with(f"session:{name}"), 30, "restic to stop")
+        eventually(lambda: not restic_processes_with(f"session:{name}"), 30, "restic to stop")
         said = eventually(
             lambda: [
                 e["message"]

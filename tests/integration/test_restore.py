@@ -17,13 +17,17 @@ import pytest
 from api import constants as c
 from api.conditions import get_condition, is_true
 from api.objects import JSON
+from api.tags import invoker_tag, namespace_tag, session_tag, target_tag
 from controller.invokers.grants import grant_name
 from controller.jobs.claims import RESTORED_BY
 from controller.operator import Operator
 from controller.sessions.restore_status import RESTORE_FAILED
+from devcluster import services
 from devcluster.cluster import ControlPlane
 from devcluster.images import Images
 from devcluster.services import Service
+from engine.backend import BackendConfig
+from engine.restic import Restic
 from kube import Client, NotFound
 from kube.sessions import create_session
 from kube.types import (
@@ -54,12 +58,13 @@ from tests.integration.helpers import (
 from tests.integration.objects import (
     PASSWORD,
     allow_host_path,
+    backend_repository,
     persistent_volume,
     pvc,
     repository,
     workload,
 )
-from tests.integration.test_backup import _opted_in_pod, _running_sidecars
+from tests.integration.test_backup import _opted_in_pod, _running_sidecars, restic_processes_with
 from tests.prometheus import metric_value
 
 MiB = 1024 * 1024
@@ -798,3 +803,72 @@ def test_a_workload_whose_pods_never_get_stash_init_fails_saying_why(
         if e.get("reason") == "PodRecreated" and e["involvedObject"]["name"] == "web-back"
     ]
     assert len(recreated) == 1, recreated
+
+
+def test_stash_init_stops_restoring_when_its_restore_ends_at_the_deadline(
+    operator: Operator,
+    injecting_webhook: WebhookProcess,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    rclone_binary: Path,
+    tmp_path: Path,
+) -> None:
+    """A backend slowed to 100 kB/s, 8 MB to restore, a 20 s timeOut: the restore fails at its
+    deadline while stash-init's restic still downloads. stash-init stops it, and exits 1:
+    the application does not start on data half put back."""
+    slow = services.rclone_rest(rclone_binary, tmp_path / "rest", tmp_path, bwlimit="100k")
+    try:
+        web = shared_dir(tmp_path / "web")
+        (web / "big.bin").write_bytes(os.urandom(8 * MiB))
+        give_to_pods(web)
+        direct = BackendConfig(
+            repository=str(tmp_path / "rest" / "repo"), env={"RESTIC_PASSWORD": PASSWORD}
+        )
+        tags = (
+            namespace_tag(namespace),
+            invoker_tag("BackupBatch", "nightly"),
+            target_tag("Deployment", "web"),
+            session_tag("nightly-1"),
+        )
+        with Restic(direct) as restic:  # the snapshot, made on the server's disk directly
+            restic.init_if_missing()
+            restic.backup([str(web)], host="host-0", tags=tags)
+        (web / "big.bin").unlink()
+        backend_repository(kube, namespace, {"rest": {"url": f"{slow.url}/repo/"}}, PASSWORD)
+        # The Deployment opted in by a BackupBatch (none of its sessions runs here).
+        web_member = member("Deployment", "web", mounts=(("data", str(web)),))
+        kube.create(batch("nightly", namespace, web_member), namespace)
+        wait_until_injected(kube, namespace, _opted_in_pod("Deployment", "web"))
+        kube.create(workload("Deployment", "web", 1, web, images.app.name), namespace)
+        invoker_ready(kube, namespace, "nightly")
+        eventually(lambda: _running_sidecars(kube, namespace, "web", 1), 180, "web's sidecar")
+
+        web_restore = restore_member("Deployment", "web")
+        web_restore["target"]["volumeMounts"] = [{"name": "data", "mountPath": str(web)}]
+        kube.create(restore_session("back", namespace, web_restore, timeOut="20s"), namespace)
+        port = f":{slow.port}/"
+        eventually(lambda: restic_processes_with(port), 120, "stash-init's restic restore")
+
+        status = finished(kube, namespace, "RestoreSession", "back", timeout=120)["status"]
+        assert status["phase"] == "Failed"
+        assert is_true(status.get("conditions"), c.DEADLINE_EXCEEDED), status.get("conditions")
+        # its restic is gone soon after, not 80 s later, and stash-init failed the pod's start
+        eventually(lambda: not restic_processes_with(port), 30, "stash-init's restic to stop")
+
+        def init_failed() -> JSON | None:
+            for pod in kube.list(PODS, namespace, label_selector="app=web")["items"]:
+                for init in (pod.get("status") or {}).get("initContainerStatuses") or []:
+                    if init["name"] != c.RESTORE_INIT_CONTAINER:
+                        continue
+                    for state in (init.get("state") or {}, init.get("lastState") or {}):
+                        if (state.get("terminated") or {}).get("exitCode") == 1:
+                            found: JSON = pod
+                            return found
+            return None
+
+        eventually(init_failed, 60, "stash-init to exit 1")
+        with Restic(direct) as restic:
+            assert restic.locks() == []  # restic removed its own lock when stopped
+    finally:
+        slow.stop()

@@ -439,7 +439,8 @@ def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -
     ``forget`` and ``check`` take the exclusive one, each after them: restic waits at least 5 s
     for a lock it finds taken. With ``prune`` the figures follow the prune."""
     reporter = SessionReporter(client, job.namespace, job.session)
-    status = reporter.get().get("status") or {}
+    session = reporter.get()
+    status = session.get("status") or {}
     done = {cond.get("type") for cond in status.get("conditions") or []}
     if c.RETENTION_POLICY_APPLIED in done and c.REPOSITORY_INTEGRITY_VERIFIED in done:
         return
@@ -471,7 +472,7 @@ def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -
     applied, removed = _apply_retention(restic, policy, tags, listing, guard=guard, confirm=confirm)
     if applied.reason == c.RETENTION_HELD:
         EventRecorder(client, "stash-backup").record(
-            {"apiVersion": c.V1BETA1, "kind": "BackupSession", **reporter.get()},
+            {"apiVersion": c.V1BETA1, "kind": "BackupSession", **session},
             "Warning",
             c.RETENTION_HELD,
             applied.message,

@@ -32,7 +32,7 @@ from agent.host_restore import (
     restore_files,
 )
 from api.conditions import parse_rfc3339
-from api.constants import RESTORE_INIT_CONTAINER
+from api.constants import RESTORE_ENDED_PHASES, RESTORE_INIT_CONTAINER
 from api.hosts import Identity
 from api.naming import restore_turn_lease
 from api.objects import JSON
@@ -125,16 +125,13 @@ def next_step(invoker: JSON, index: int, hostname: str) -> str:
     return "restore" if phase == "Running" and entry.get("phase") == "Running" else "wait"
 
 
-RESTORE_ENDED = ("Succeeded", "Failed", "Invalid")
-
-
 def ended(invoker: JSON | None, restore: Restore) -> str | None:
     """Why a host's restore under way for ``restore`` (``invoker`` as it is now; None: gone)
     is stopped, or None while it still runs."""
     if invoker is None:
         return f"{restore.describe()} was deleted"
     status = invoker.get("status") or {}
-    if status.get("phase") not in RESTORE_ENDED:
+    if status.get("phase") not in RESTORE_ENDED_PHASES:
         return None
     return why_ended(restore.describe(), status)
 

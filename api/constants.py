@@ -46,6 +46,8 @@ SIDECAR_AUTHORIZED: Final = "SidecarAuthorized"
 SESSION_TERMINAL_PHASES: Final = ("Succeeded", "Failed", "Skipped")
 # A session or restore that ran and ended with a result (a restore runs once: its last phases).
 RESULT_PHASES: Final = ("Succeeded", "Failed")
+# A restore in one of these phases restores nothing more (Invalid: it never will).
+RESTORE_ENDED_PHASES: Final = ("Succeeded", "Failed", "Invalid")
 
 # Condition types on BackupSessions.
 BACKUP_SKIPPED: Final = "BackupSkipped"

@@ -164,3 +164,8 @@ def restore_batch(
             **spec,
         },
     }
+
+
+def deadline_exceeded(message: str) -> JSON:
+    """The condition the operator sets on a session or restore that ended at its deadline."""
+    return {"type": "DeadlineExceeded", "status": "True", "message": message}

@@ -210,7 +210,7 @@ def serving_config(
     app: WebhookApp, host: str, port: int, reloader: CertificateReloader
 ) -> uvicorn.Config:
     """How the webhook's port is served: TLS from ``reloader``, a deadline on every request
-    and a cap on connections (``webhook.connections``)."""
+    head and a cap on connections (``webhook.connections``)."""
     return uvicorn.Config(
         app,
         host=host,

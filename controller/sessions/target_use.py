@@ -39,7 +39,6 @@ RUNNING_TARGETS = "running-targets"
 RESTORING_TARGETS = "restoring-targets"
 WINDOW = 10.0  # seconds a start is remembered beyond the caches
 USE_RECHECK = 5.0  # how soon a waiting session or restore looks again
-RESTORE_ENDED = ("Succeeded", "Failed", "Invalid")
 
 
 def target_key(namespace: str, kind: str, name: str) -> str:
@@ -69,7 +68,7 @@ def running_targets(session: JSON) -> Iterable[str]:
 
 def restoring_targets(invoker: JSON) -> Iterable[str]:
     """The targets an unfinished RestoreSession / RestoreBatch restores (or will)."""
-    if (invoker.get("status") or {}).get("phase") in RESTORE_ENDED:
+    if (invoker.get("status") or {}).get("phase") in c.RESTORE_ENDED_PHASES:
         return []
     try:
         views = restore_members_of(invoker)

@@ -20,7 +20,14 @@ from api.hosts import Identity
 from api.objects import JSON
 from pods.invokers import SidecarIndex, init_targets_of, sidecar_targets_of
 from pods.sidecar import SidecarSettings, inject, inject_init, plan_for
-from tests.factories import batch, pod, restore_batch, restore_member, restore_session
+from tests.factories import (
+    batch,
+    deadline_exceeded,
+    pod,
+    restore_batch,
+    restore_member,
+    restore_session,
+)
 
 SETTINGS = SidecarSettings(image="stash-py:test")
 
@@ -216,11 +223,7 @@ RESTORE = Restore("RestoreSession", "restore-web", 0, "2026-01-01T10:00:00Z")
 def _at_deadline() -> JSON:
     rs = web_restore("Failed")
     rs["status"]["conditions"] = [
-        {
-            "type": "DeadlineExceeded",
-            "status": "True",
-            "message": "the restore did not finish by 2026-01-01T10:10:00Z",
-        }
+        deadline_exceeded("the restore did not finish by 2026-01-01T10:10:00Z")
     ]
     return rs
 

@@ -20,7 +20,7 @@ from agent.run_backup import (
 )
 from api.hosts import Identity
 from kube import NotFound
-from tests.factories import batch, member
+from tests.factories import batch, deadline_exceeded, member
 
 WEB = Identity("demo", "Deployment", "web", "web-6d4cf-k2x9q")
 
@@ -179,11 +179,7 @@ def test_a_restarted_sidecar_takes_up_the_repository_work_its_earlier_container_
 def _ended_at_deadline() -> dict[str, Any]:
     sess = session(phase="Failed", target_phase="Failed")
     sess["status"]["conditions"] = [
-        {
-            "type": "DeadlineExceeded",
-            "status": "True",
-            "message": "the backup did not finish by 2026-01-01T10:10:00Z",
-        }
+        deadline_exceeded("the backup did not finish by 2026-01-01T10:10:00Z")
     ]
     return sess
 

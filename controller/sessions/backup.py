@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from api import constants as c
 from api.conditions import (
     false_message,
-    get_condition,
     has_condition,
     is_true,
     now_rfc3339,
@@ -30,6 +29,7 @@ from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import member_of
 from api.units import parse_duration
+from api.views import Obj, Status, items, message_of, text
 from controller.invokers.evaluation import InvokerFacts, MemberView, members_of
 from controller.invokers.facts import FactReader
 from controller.invokers.tenancy import judge_boundary
@@ -146,16 +146,15 @@ class BackupSide:
             self.caches.informer(rt)
 
     def _running_of(self, invoker: JSON, controller: Controller[Key]) -> None:
-        meta = invoker.get("metadata") or {}
-        for session in self._sessions_of(
-            meta.get("namespace", ""), meta.get("name", ""), unfinished=True
-        ):
+        meta = Obj(invoker).meta
+        for session in self._sessions_of(meta.namespace, meta.name, unfinished=True):
             controller.enqueue(_session_key(session))
 
     def _siblings(self, obj: JSON, controller: Controller[Key]) -> None:
-        invoker = ((obj.get("spec") or {}).get("invoker") or {}).get("name", "")
-        namespace = obj["metadata"].get("namespace", "")
-        for other in self._sessions_of(namespace, invoker, unfinished=True):
+        session = Obj(obj)
+        for other in self._sessions_of(
+            session.namespace, session.spec.invoker.name, unfinished=True
+        ):
             controller.enqueue(_session_key(other))
 
     def _sessions_of(self, namespace: str, invoker: str, *, unfinished: bool = False) -> list[JSON]:
@@ -169,13 +168,13 @@ class BackupSide:
         """The member's Job: from the cache, or, when the cache lacks a Job the session already
         made (a watch lagging behind its creation), from the API server; None only when the
         API server says it is gone."""
-        meta = session["metadata"]
-        targets = (session.get("status") or {}).get("targets") or []
+        namespace, name = Obj(session).key
+        targets = Obj(session).status.targets
         made = index < len(targets) and is_true(
-            targets[index].get("conditions"), c.BACKUP_EXECUTOR_ENSURED
+            targets[index].conditions, c.BACKUP_EXECUTOR_ENSURED
         )
-        name = backup_job_name(meta["name"], index)
-        return find_job(self.client, self.caches, meta["namespace"], name, made=made)
+        job = backup_job_name(name, index)
+        return find_job(self.client, self.caches, namespace, job, made=made)
 
     def _repository(self, invoker: JSON | None) -> Repository | None:
         if invoker is None:
@@ -188,22 +187,21 @@ class BackupSide:
     def _repository_work(self, session: JSON) -> tuple[bool, JSON | None]:
         """While a session awaits its repository work: whether the pod that claimed it is gone
         (its pods send no event: asked on each look), and the operator's finish Job for it."""
-        if not awaits_repository_work(session.get("status") or {}):
+        view = Obj(session)
+        if not awaits_repository_work(view.status.raw):
             return False, None
-        meta = session["metadata"]
-        job = self.caches.get(JOBS, meta["namespace"], finish_job_name(meta["name"]))
-        conditions = (session.get("status") or {}).get("conditions")
-        claimed = get_condition(conditions, c.REPOSITORY_WORK_CLAIMED) or {}
-        holder = str(claimed.get("message") or "")
-        if not holder or not pod_gone(self.client, meta["namespace"])(holder):
+        namespace, name = view.key
+        job = self.caches.get(JOBS, namespace, finish_job_name(name))
+        holder = message_of(view.status.conditions, c.REPOSITORY_WORK_CLAIMED)
+        if not holder or not pod_gone(self.client, namespace)(holder):
             return False, job
         # A Job's pod ends right after recording the work: a cache that has not seen that
         # record yet is not believed. Asked of the API server, once the pod is gone.
         try:
-            fresh = self.client.get(BACKUP_SESSIONS, meta["name"], meta["namespace"])
+            fresh = self.client.get(BACKUP_SESSIONS, name, namespace)
         except NotFound:
             return False, job
-        return awaits_repository_work(fresh.get("status") or {}), job
+        return awaits_repository_work(Obj(fresh).status.raw), job
 
     def _refused(
         self, invoker: JSON | None, members: list[MemberView], repo: Repository | None
@@ -227,7 +225,7 @@ class BackupSide:
 
     def _waiting_sidecars(self, session: JSON, members: list[MemberView]) -> list[MemberView]:
         """Sidecar members of the running session that not every host has reported on."""
-        targets = (session.get("status") or {}).get("targets") or []
+        targets = Obj(session).status.targets
         waiting = []
         for view in members:
             if view.task is not None or view.kind not in WORKLOAD_TYPES:
@@ -235,10 +233,7 @@ class BackupSide:
             if view.index >= len(targets):
                 continue
             target = targets[view.index]
-            reported = len(target.get("stats") or [])
-            if target.get("phase") in ("Pending", "Running") and reported < int(
-                target.get("totalHosts") or 1
-            ):
+            if target.phase in ("Pending", "Running") and target.reported < target.total_hosts:
                 waiting.append(view)
         return waiting
 
@@ -246,12 +241,10 @@ class BackupSide:
         self, session: JSON, invoker: JSON | None, waiting: list[MemberView], now: dt.datetime
     ) -> dict[int, str]:
         """Why no sidecar can carry out each waiting member, once the grace period is over."""
-        created = parse_rfc3339(session["metadata"]["creationTimestamp"])
+        created = parse_rfc3339(Obj(session).meta.created)
         if not waiting or (now - created).total_seconds() < self.sidecar_grace:
             return {}
-        refused = false_message(
-            ((invoker or {}).get("status") or {}).get("conditions"), c.SIDECAR_AUTHORIZED
-        )
+        refused = false_message(Obj(invoker).status.conditions, c.SIDECAR_AUTHORIZED)
         absent = {}
         for view in waiting:
             if refused and f"{view.kind} {view.name} (" in refused:
@@ -270,7 +263,7 @@ class BackupSide:
                 log.info("pods of %s %s/%s: %s", view.kind, namespace, view.name, exc)
                 continue
             why = why_absent(
-                view.kind, namespace, view.name, pods_of(workload, listed.get("items") or [])
+                view.kind, namespace, view.name, pods_of(workload, items(listed, "items"))
             )
             if why:
                 absent[view.index] = why
@@ -278,16 +271,13 @@ class BackupSide:
 
     def _busy(self, session: JSON, members: list[MemberView]) -> dict[int, str]:
         """The members not started whose target the product is restoring (they wait)."""
-        status = session.get("status") or {}
-        if status.get("phase") in TERMINAL:
+        view = Obj(session)
+        if view.status.phase in TERMINAL:
             return {}
-        targets = status.get("targets") or []
-        meta = session["metadata"]
-        holder = f"BackupSession {meta['namespace']}/{meta['name']}"
+        targets = view.status.targets
+        holder = f"BackupSession {view.namespace}/{view.name}"
         waiting = [
-            v
-            for v in members
-            if v.index >= len(targets) or targets[v.index].get("phase") == "Pending"
+            v for v in members if v.index >= len(targets) or targets[v.index].phase == "Pending"
         ]
         return self.use.busy("backup", holder, waiting)
 
@@ -302,23 +292,19 @@ class BackupSide:
         """
         if invoker is None:
             return None
-        mine = session["metadata"]
-        my_order = (mine.get("creationTimestamp", ""), mine["name"])
-        time_out = (invoker.get("spec") or {}).get("timeOut")
-        for other in self._sessions_of(
-            mine["namespace"], invoker["metadata"]["name"], unfinished=True
-        ):
-            meta = other["metadata"]
-            status = other.get("status") or {}
-            order = (meta.get("creationTimestamp", ""), meta["name"])
-            if order >= my_order or status.get("phase") in TERMINAL:
+        mine = Obj(session).meta
+        my_order = (mine.created, mine.name)
+        time_out = Obj(invoker).spec.time_out
+        for other in self._sessions_of(mine.namespace, Obj(invoker).name, unfinished=True):
+            meta, status = Obj(other).meta, Obj(other).status
+            if (meta.created, meta.name) >= my_order or status.phase in TERMINAL:
                 continue
-            ends = status.get("sessionDeadline") or deadline(
-                meta["creationTimestamp"], time_out, self.effects.default_deadline
+            ends = status.deadline or deadline(
+                meta.created, time_out, self.effects.default_deadline
             )
             if now <= parse_rfc3339(ends) or (not time_out and _working(status)):
-                return str(meta["name"])
-            self._enqueue((meta["namespace"], meta["name"]))  # to be failed, promptly
+                return meta.name
+            self._enqueue((meta.namespace, meta.name))  # to be failed, promptly
         return None
 
     # -- the session reconciler's side ------------------------------------------------------
@@ -332,11 +318,11 @@ class BackupSide:
 
     def observe(self, key: Key, session: JSON, now: dt.datetime) -> Observed:
         namespace = key[0]
-        ref = (session.get("spec") or {}).get("invoker") or {}
-        rt = INVOKER_TYPES.get(ref.get("kind", ""))
-        invoker = self.caches.get(rt, namespace, ref.get("name", "")) if rt else None
+        ref = Obj(session).spec.invoker
+        rt = INVOKER_TYPES.get(ref.kind)
+        invoker = self.caches.get(rt, namespace, ref.name) if rt else None
         if invoker is not None:
-            invoker = {"apiVersion": rt.api_version if rt else "", "kind": ref["kind"], **invoker}
+            invoker = {"apiVersion": rt.api_version if rt else "", "kind": ref.kind, **invoker}
         members = members_of(invoker) if invoker else []
         waiting = self._waiting_sidecars(session, members)
         jobs = {v.index: [self._job(session, v.index)] for v in members if v.task is not None}
@@ -376,12 +362,11 @@ class BackupSide:
         """When to look again without an event: by the deadline, and sooner for what sends no
         event here (sidecar pods coming and going, a restore ending, a Job's pod that cannot
         start)."""
-        deadline = status.get("sessionDeadline")
-        if not deadline or status.get("phase") in TERMINAL:
+        if not Status(status).deadline or Status(status).phase in TERMINAL:
             return None
         after = next_deadline_look(status, seen.liveness, now)
         if seen.waiting:
-            age = (now - parse_rfc3339(session["metadata"]["creationTimestamp"])).total_seconds()
+            age = (now - parse_rfc3339(Obj(session).meta.created)).total_seconds()
             after = min(after, max(self.sidecar_grace - age, SIDECAR_RECHECK))
         if seen.busy:
             after = min(after, USE_RECHECK)
@@ -392,14 +377,14 @@ class BackupSide:
     # -- what follows the end of a session (each step guarded, so none repeats) -------------------
 
     def _finished(self, session: JSON) -> bool:
-        status = session.get("status") or {}
-        if status.get("phase") not in TERMINAL:
+        status = Obj(session).status
+        if status.phase not in TERMINAL:
             return False
-        if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
+        if not is_true(status.conditions, c.BACKUP_HISTORY_CLEANED):
             return False
-        if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
+        if self.pushgateway_url and not has_condition(status.conditions, c.METRICS_PUSHED):
             return False
-        return status.get("phase") != "Failed" or status.get("retried") is not None
+        return status.phase != "Failed" or status.retried is not None
 
     def follow_up(
         self, session: JSON, status: JSON, seen: Observed, now: dt.datetime
@@ -407,53 +392,52 @@ class BackupSide:
         invoker = seen.invoker
         if invoker is None:
             return None
-        meta = session["metadata"]
-        spec = invoker.get("spec") or {}
-        if not is_true(status.get("conditions"), c.BACKUP_HISTORY_CLEANED):
-            limit = spec.get("backupHistoryLimit")
+        namespace, name = Obj(session).key
+        if not is_true(Status(status).conditions, c.BACKUP_HISTORY_CLEANED):
             removed = self._clean_history(
-                meta["namespace"],
-                invoker["metadata"]["name"],
-                1 if limit is None else int(limit),
-                meta["name"],
-                status.get("phase"),
+                namespace,
+                Obj(invoker).name,
+                Obj(invoker).spec.history_limit,
+                name,
+                Status(status).phase,
             )
             status["conditions"] = set_condition(
-                status.get("conditions"),
+                Status(status).conditions,
                 c.BACKUP_HISTORY_CLEANED,
                 True,
                 "SuccessfullyCleanedBackupHistory",
                 f"removed {removed} older session(s)",
                 now=now,
             )
-        if self.pushgateway_url and not has_condition(status.get("conditions"), c.METRICS_PUSHED):
+        if self.pushgateway_url and not has_condition(Status(status).conditions, c.METRICS_PUSHED):
             self._push_metrics(session, status, invoker, now)
         return self._retry(session, status, invoker, now)
 
     def _retry(self, session: JSON, status: JSON, invoker: JSON, now: dt.datetime) -> Result | None:
         """A failed session with retries left makes its retry, once, after its delay."""
-        meta = session["metadata"]
-        retry = (invoker.get("spec") or {}).get("retryConfig")
-        if status.get("phase") != "Failed" or status.get("retried") is not None or not retry:
+        retry = Obj(invoker).spec.retry
+        if Status(status).phase != "Failed" or Status(status).retried is not None or not retry:
             return None
         left = retries_left(session, invoker)
         if left <= 0:
             status["retried"] = False
             return None
-        if not (session.get("status") or {}).get("nextRetry"):
+        if not Obj(session).status.next_retry:
             # The retry's time, and so its name, is written before the retry is made: a pass
             # whose later status write is lost finds the same retry again instead of a second.
-            status["nextRetry"] = now_rfc3339(now + parse_duration(retry.get("delay") or "0s"))
+            delay = parse_duration(text(retry, "delay", "0s"))
+            status["nextRetry"] = now_rfc3339(now + delay)
             return None  # the write brings the session back
         due = parse_rfc3339(status["nextRetry"])
         if now < due:
             return Result(requeue_after=(due - now).total_seconds() + 0.5)
+        who = Obj(invoker)
         retry_session = create_session(  # AlreadyExists: the same retry, found by its name
             self.client,
-            invoker["kind"],
-            invoker["metadata"]["name"],
-            meta["namespace"],
-            uid=invoker["metadata"]["uid"],
+            who.kind,
+            who.name,
+            Obj(session).namespace,
+            uid=who.meta.uid,
             unix_seconds=int(due.timestamp()),
             retry_left=left - 1,
         )
@@ -470,26 +454,18 @@ class BackupSide:
         """Push the session's groups once: the session, each host, and the repository's
         figures when the invoker may use it. The operator is the Pushgateway's only writer
         (``controller.sessions.metric_groups``)."""
-        meta = session["metadata"]
-        history = [
-            s
-            for s in self._sessions_of(meta["namespace"], invoker["metadata"]["name"])
-            if s["metadata"]["name"] != meta["name"]
-        ]
-        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
-        who = metrics.Invoker(
-            invoker["kind"],
-            invoker["metadata"]["name"],
-            meta["namespace"],
-            repo_ref.get("name", ""),
-        )
+        namespace, name = Obj(session).key
+        inv = Obj(invoker)
+        history = [s for s in self._sessions_of(namespace, inv.name) if Obj(s).name != name]
+        repo_ref = inv.spec.repository
+        who = metrics.Invoker(inv.kind, inv.name, namespace, repo_ref.name)
         groups = [
             metric_groups.session_group(who, status, history, now),
             *metric_groups.backup_host_groups(who, status),
         ]
         # Only a Repository the boundary lets the invoker use is read for its figures.
-        usable = is_true((invoker.get("status") or {}).get("conditions"), c.REPOSITORY_FOUND)
-        repo_namespace = repo_ref.get("namespace") or meta["namespace"]
+        usable = is_true(inv.status.conditions, c.REPOSITORY_FOUND)
+        repo_namespace = repo_ref.namespace_or(namespace)
         client, url = self.client, self.pushgateway_url
 
         def push() -> bool:
@@ -503,8 +479,7 @@ class BackupSide:
             metric_groups.push_groups(url, who, groups + ([figures] if figures else []))
             return figures is not None
 
-        key = (meta["namespace"], meta["name"])
-        self.effects.push_metrics(key, status, push, "session and host metrics", now)
+        self.effects.push_metrics((namespace, name), status, push, "session and host metrics", now)
 
     def _clean_history(
         self, namespace: str, invoker: str, limit: int, current: str, phase: str | None
@@ -519,36 +494,25 @@ class BackupSide:
         return removed
 
     def transition(self, session: JSON, old: JSON, status: JSON, problems: tuple[str, ...]) -> None:
-        before = old.get("phase")
-        after = status.get("phase")
-        if before == after or after not in TERMINAL:
+        after = Status(status)
+        if Status(old).phase == after.phase or after.phase not in TERMINAL:
             return
-        if after == "Succeeded":
+        if after.phase == "Succeeded":
             self.events.record(
                 session,
                 "Normal",
                 "BackupSessionSucceeded",
-                f"every target succeeded in {status.get('sessionDuration', '?')}",
+                f"every target succeeded in {after.duration or '?'}",
             )
-        elif after == "Skipped":
-            skipped: JSON = next(
-                (c_ for c_ in status.get("conditions") or [] if c_.get("type") == c.BACKUP_SKIPPED),
-                {},
-            )
-            self.events.record(session, "Normal", "BackupSkipped", skipped.get("message", ""))
+        elif after.phase == "Skipped":
+            skipped = message_of(after.conditions, c.BACKUP_SKIPPED)
+            self.events.record(session, "Normal", "BackupSkipped", skipped)
         else:
             failures = [
-                f"{t['ref'].get('kind')} {t['ref'].get('name')}: "
-                + next(
-                    (
-                        c_.get("message", "")
-                        for c_ in reversed(t.get("conditions") or [])
-                        if c_.get("type") == "BackupFailed"
-                    ),
-                    "failed",
-                )
-                for t in status.get("targets") or []
-                if t.get("phase") == "Failed"
+                f"{t.ref.kind} {t.ref.name}: "
+                + message_of(list(reversed(t.conditions)), "BackupFailed", default="failed")
+                for t in after.targets
+                if t.phase == "Failed"
             ]
             self.events.record(
                 session,
@@ -560,31 +524,29 @@ class BackupSide:
 
 def _invoker_index(session: JSON) -> list[str]:
     """``<namespace>/<invoker name>`` of a session (its spec.invoker)."""
-    name = ((session.get("spec") or {}).get("invoker") or {}).get("name")
-    return [f"{session['metadata'].get('namespace', '')}/{name}"] if name else []
+    view = Obj(session)
+    name = view.spec.invoker.name
+    return [f"{view.namespace}/{name}"] if name else []
 
 
 def _unfinished_index(session: JSON) -> list[str]:
     """``<namespace>/<invoker name>`` of a session not yet Succeeded, Failed or Skipped."""
-    if (session.get("status") or {}).get("phase") in TERMINAL:
+    if Obj(session).status.phase in TERMINAL:
         return []
     return _invoker_index(session)
 
 
 def _session_key(obj: JSON) -> Key:
-    meta = obj.get("metadata", {})
-    return (meta.get("namespace", ""), meta.get("name", ""))
+    return Obj(obj).key
 
 
 def _job_session_key(obj: JSON) -> Key | None:
     """The session that owns a backup Job (by owner reference: a label value may be cut)."""
-    meta = obj.get("metadata", {})
-    for owner in meta.get("ownerReferences") or []:
-        if owner.get("kind") == "BackupSession" and owner.get("name"):
-            return (meta.get("namespace", ""), owner["name"])
-    return None
+    meta = Obj(obj).meta
+    owner = meta.owner(("BackupSession",))
+    return (meta.namespace, owner.name) if owner else None
 
 
-def _working(status: JSON) -> bool:
+def _working(status: Status) -> bool:
     """Whether a started session has a target at work (Running)."""
-    return any(target.get("phase") == "Running" for target in status.get("targets") or [])
+    return any(target.phase == "Running" for target in status.targets)

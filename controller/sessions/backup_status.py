@@ -12,12 +12,15 @@ lets go, and a finished session's metrics.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 from api import constants as c
 from api.conditions import has_condition, is_true, parse_rfc3339, set_condition
 from api.hooks import HookKind, is_final_attempt
 from api.objects import JSON
 from api.units import parse_duration
+from api.views import Entry, Obj, Status, conditions_of
 from controller.invokers.evaluation import MemberRef
 from controller.jobs.outcome import job_complete, job_failure
 from controller.sessions.machine import Decision, Observed
@@ -58,49 +61,50 @@ def history_to_delete(
     """
 
     def phase(s: JSON) -> str | None:
-        if s["metadata"]["name"] == current:
+        if Obj(s).name == current:
             return current_phase
-        return (s.get("status") or {}).get("phase")
+        return Obj(s).status.phase
 
     newest_first = sorted(
         (s for s in sessions if phase(s) in TERMINAL),
-        key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),
+        key=lambda s: (Obj(s).meta.created, Obj(s).name),
         reverse=True,
     )
     keep = max(limit, 1)
     results = [s for s in newest_first if phase(s) != "Skipped"]
     skipped = [s for s in newest_first if phase(s) == "Skipped"]
     last_success = next((s for s in results if phase(s) == "Succeeded"), None)
-    return [s["metadata"]["name"] for s in results[keep:] + skipped[keep:] if s is not last_success]
+    return [Obj(s).name for s in results[keep:] + skipped[keep:] if s is not last_success]
 
 
 def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> SessionOutcome:
     """The metrics of a finished session: success, duration, and the last success times of the
     invoker and each target (this session, else the newest earlier one that succeeded)."""
 
-    def finished_at(session_status: JSON, created: str) -> float:
-        end = parse_rfc3339(created) + parse_duration(session_status.get("sessionDuration") or "0s")
+    def finished_at(session: Obj) -> float:
+        end = parse_rfc3339(session.meta.created) + parse_duration(session.status.duration or "0s")
         return end.timestamp()
 
     earlier = sorted(
         (
-            (finished_at(s.get("status") or {}, s["metadata"]["creationTimestamp"]), s["status"])
-            for s in history
-            if (s.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            (finished_at(s), s.status)
+            for s in map(Obj, history)
+            if s.status.phase in ("Succeeded", "Failed")
         ),
         key=lambda pair: pair[0],
         reverse=True,
     )
-    succeeded = status.get("phase") == "Succeeded"
+    mine = Status(status)
+    succeeded = mine.phase == "Succeeded"
     last = (
         now.timestamp()
         if succeeded
-        else next((when for when, st in earlier if st.get("phase") == "Succeeded"), None)
+        else next((when for when, st in earlier if st.phase == "Succeeded"), None)
     )
     targets = []
-    for target in status.get("targets") or []:
-        ref = target.get("ref") or {}
-        ok = target.get("phase") == "Succeeded"
+    for target in mine.targets:
+        ref = target.ref
+        ok = target.phase == "Succeeded"
         last_target = (
             now.timestamp()
             if ok
@@ -108,21 +112,21 @@ def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> Sess
                 (
                     when
                     for when, st in earlier
-                    for t in st.get("targets") or []
-                    if t.get("ref") == ref and t.get("phase") == "Succeeded"
+                    for t in st.targets
+                    if t.ref.raw == ref.raw and t.phase == "Succeeded"
                 ),
                 None,
             )
         )
-        targets.append(TargetOutcome(ref.get("kind", ""), ref.get("name", ""), ok, last_target))
-    duration = parse_duration(status.get("sessionDuration") or "0s").total_seconds()
+        targets.append(TargetOutcome(ref.kind, ref.name, ok, last_target))
+    duration = parse_duration(mine.duration or "0s").total_seconds()
     return SessionOutcome(succeeded, duration, last, tuple(targets))
 
 
 def _skip(status: JSON, reason: str, message: str, now: dt.datetime) -> Decision:
     status["phase"] = "Skipped"
     status["conditions"] = set_condition(
-        status.get("conditions"), c.BACKUP_SKIPPED, True, reason, message, now=now
+        Status(status).conditions, c.BACKUP_SKIPPED, True, reason, message, now=now
     )
     return Decision(status)
 
@@ -132,9 +136,9 @@ def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Dec
     invoker = seen.invoker
     if invoker is None:
         return _skip(status, "InvokerNotFound", "the session's invoker does not exist", now)
-    phase = (invoker.get("status") or {}).get("phase")
+    phase = Obj(invoker).status.phase
     if phase != "Ready":
-        name = f"{invoker['kind']} {invoker['metadata']['name']}"
+        name = f"{Obj(invoker).kind} {Obj(invoker).name}"
         return _skip(status, "InvokerNotReady", f"{name} is {phase or 'not ready yet'}", now)
     if seen.other_running:
         message = f"session {seen.other_running} of the same invoker is still running"
@@ -145,9 +149,7 @@ def _start(session: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Dec
     ]
     # Without a timeOut a session still ends (24 h): every later slot would be Skipped.
     status["sessionDeadline"] = deadline(
-        session["metadata"]["creationTimestamp"],
-        (invoker.get("spec") or {}).get("timeOut"),
-        seen.default_deadline,
+        Obj(session).meta.created, Obj(invoker).spec.time_out, seen.default_deadline
     )
     status["phase"] = "Running"
     return None
@@ -158,48 +160,51 @@ def repository_outcome(conditions: list[JSON] | None) -> bool | None:
     while it has not reported yet."""
     found = {
         # a held forget removed nothing and says so: the backup is not failed by it
-        cond.get("type"): "True" if cond.get("reason") == c.RETENTION_HELD else cond.get("status")
-        for cond in conditions or []
-        if cond.get("type") in REPOSITORY_CONDITIONS
+        cond.type: "True" if cond.reason == c.RETENTION_HELD else cond.status
+        for cond in conditions_of(conditions)
+        if cond.type in REPOSITORY_CONDITIONS
     }
     if any(value == "False" for value in found.values()):
         return False
     return True if len(found) == len(REPOSITORY_CONDITIONS) else None
 
 
-def awaits_repository_work(status: JSON) -> bool:
+def awaits_repository_work(raw: Mapping[str, Any]) -> bool:
     """Every target succeeded and the repository work (retention, the check) is not recorded
     yet: the last host, or a finish Job, is doing it."""
-    targets = status.get("targets") or []
+    status = Status(raw)
+    targets = status.targets
     return (
         bool(targets)
-        and all(t.get("phase") == "Succeeded" for t in targets)
-        and repository_outcome(status.get("conditions")) is None
+        and all(t.phase == "Succeeded" for t in targets)
+        and repository_outcome(status.conditions) is None
     )
 
 
-def work_finished_at(status: JSON) -> dt.datetime | None:
+def work_finished_at(raw: Mapping[str, Any]) -> dt.datetime | None:
     """When the session's work finished, by the hosts' own record: every target settled and the
     last host's retention and integrity check reported (the time it wrote them); None while
     any of it is outstanding."""
-    if any(t.get("phase") not in TARGET_TERMINAL for t in status.get("targets") or []):
+    status = Status(raw)
+    if any(t.phase not in TARGET_TERMINAL for t in status.targets):
         return None
-    if repository_outcome(status.get("conditions")) is None:
+    if repository_outcome(status.conditions) is None:
         return None
     times = []
-    for cond in status.get("conditions") or []:
-        if cond.get("type") in REPOSITORY_CONDITIONS:
+    for cond in conditions_of(status.conditions):
+        if cond.type in REPOSITORY_CONDITIONS:
             try:
-                times.append(parse_rfc3339(str(cond.get("lastTransitionTime"))))
+                times.append(parse_rfc3339(cond.changed_at))
             except ValueError:
                 return None  # not a time: judged as before, by when the operator looks
     return max(times, default=None)
 
 
 def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
-    phases = [t.get("phase") for t in status["targets"]]
-    repository = repository_outcome(status.get("conditions"))
-    if is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+    view = Status(status)
+    phases = [t.phase for t in view.targets]
+    repository = repository_outcome(view.conditions)
+    if is_true(view.conditions, c.DEADLINE_EXCEEDED):
         status["phase"] = "Failed"
     elif all(p == "Succeeded" for p in phases):
         # Every host backed up; the session succeeds once retention ran and the repository
@@ -210,14 +215,14 @@ def _settle(session: JSON, status: JSON, now: dt.datetime) -> None:
     else:
         status["phase"] = "Failed"
     if status["phase"] in TERMINAL:
-        created = parse_rfc3339(session["metadata"]["creationTimestamp"])
+        created = parse_rfc3339(Obj(session).meta.created)
         ended = work_finished_at(status) or now  # the hosts' record, not when the operator looked
         status["sessionDuration"] = format_duration(max(ended, created) - created)
 
 
 def _move(member: MemberRef, target: JSON, seen: Observed, now: dt.datetime) -> list[int]:
     index = member.index
-    if target.get("phase") == "Pending" and index in seen.busy:
+    if Entry(target).phase == "Pending" and index in seen.busy:
         wait_target(target, BACKUP_EXECUTOR, seen.busy[index], now)
     elif index in seen.refused:
         fail_target(target, BACKUP_EXECUTOR, seen.refused[index], now)
@@ -231,9 +236,9 @@ def _move(member: MemberRef, target: JSON, seen: Observed, now: dt.datetime) -> 
 
 
 def _batch_hooks(invoker: JSON | None) -> JSON:
-    if invoker is None or invoker.get("kind") != "BackupBatch":
+    if invoker is None or Obj(invoker).kind != "BackupBatch":
         return {}  # a BackupConfiguration's hooks are its (only) member's
-    return dict((invoker.get("spec") or {}).get("hooks") or {})
+    return dict(Obj(invoker).spec.hooks)
 
 
 class BackupKind:
@@ -245,7 +250,7 @@ class BackupKind:
     post_hook: HookKind = "postBackup"
 
     def begin(self, obj: JSON, status: JSON, seen: Observed, now: dt.datetime) -> Decision | None:
-        return None if status.get("targets") else _start(obj, status, seen, now)
+        return None if Status(status).targets else _start(obj, status, seen, now)
 
     def entries(self, obj: JSON, status: JSON, seen: Observed) -> list[JSON]:
         targets: list[JSON] = status["targets"]
@@ -258,12 +263,10 @@ class BackupKind:
         return _batch_hooks(seen.invoker)
 
     def time_out(self, obj: JSON, seen: Observed) -> str | None:
-        time_out = ((seen.invoker or {}).get("spec") or {}).get("timeOut")
-        return str(time_out) if time_out else None
+        return Obj(seen.invoker).spec.time_out
 
     def sequential(self, obj: JSON, seen: Observed) -> bool:
-        spec = (seen.invoker or {}).get("spec") or {}
-        return bool(spec.get("executionOrder") == "Sequential")
+        return Obj(seen.invoker).spec.sequential
 
     def move(self, member: MemberRef, entry: JSON, seen: Observed, now: dt.datetime) -> list[int]:
         return _move(member, entry, seen, now)
@@ -289,14 +292,19 @@ class BackupKind:
         if failure is None and job_complete(job):
             failure = "it completed without recording the work"
         if failure is not None:
-            name = job["metadata"]["name"]
+            name = Obj(job).name
             why = (
                 f"the repository work (retention, integrity check) failed in Job {name}: {failure}"
             )
             for type_ in REPOSITORY_CONDITIONS:
-                if not has_condition(status.get("conditions"), type_):
+                if not has_condition(Status(status).conditions, type_):
                     status["conditions"] = set_condition(
-                        status.get("conditions"), type_, False, "RepositoryWorkFailed", why, now=now
+                        Status(status).conditions,
+                        type_,
+                        False,
+                        "RepositoryWorkFailed",
+                        why,
+                        now=now,
                     )
         return False
 

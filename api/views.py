@@ -1,0 +1,385 @@
+"""Typed read views over raw Kubernetes objects: what a reconciler reads of an object, named and
+typed, with a missing or null part read as empty (the API server leaves out what is unset).
+
+A view wraps the dict as it came from the cache or the API server and copies nothing: building
+one costs an attribute, so the sidecar and the webhook may use them too. Views only read; a
+status is still written as the raw dict the status writer sends (``kube.status``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from api.conditions import RawCondition
+from api.objects import JSON
+
+
+def part(obj: Mapping[str, Any] | None, key: str) -> JSON:
+    """``obj[key]`` when it is an object, else an empty one (unset, null or mistyped)."""
+    value = (obj or {}).get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def items(obj: Mapping[str, Any] | None, key: str) -> list[Any]:
+    """``obj[key]`` when it is a list, else an empty one."""
+    value = (obj or {}).get(key)
+    return value if isinstance(value, list) else []
+
+
+def text(obj: Mapping[str, Any] | None, key: str, default: str = "") -> str:
+    """``obj[key]`` as text; ``default`` when unset, null or empty."""
+    value = (obj or {}).get(key)
+    return str(value) if value not in (None, "") else default
+
+
+class Condition:
+    """One status condition (kmodules' Condition)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: RawCondition | None) -> None:
+        self.raw: RawCondition = raw if isinstance(raw, dict) else {}
+
+    @property
+    def type(self) -> str:
+        return text(self.raw, "type")
+
+    @property
+    def status(self) -> str:
+        return text(self.raw, "status")
+
+    @property
+    def true(self) -> bool:
+        return self.status == "True"
+
+    @property
+    def reason(self) -> str:
+        return text(self.raw, "reason")
+
+    @property
+    def message(self) -> str:
+        return text(self.raw, "message")
+
+    @property
+    def changed_at(self) -> str:
+        return text(self.raw, "lastTransitionTime")
+
+
+def conditions_of(raw: Iterable[RawCondition] | None) -> list[Condition]:
+    return [Condition(cond) for cond in raw or []]
+
+
+def message_of(
+    raw: Iterable[RawCondition] | None, type_: str, *, status: str | None = None, default: str = ""
+) -> str:
+    """The message of the first condition ``type_`` (with ``status``, when given)."""
+    for cond in conditions_of(raw):
+        if cond.type == type_ and (status is None or cond.status == status):
+            return cond.message or default
+    return default
+
+
+class Ref:
+    """An object reference (``kind``, ``name``, maybe ``namespace`` and ``apiVersion``)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def kind(self) -> str:
+        return text(self.raw, "kind")
+
+    @property
+    def name(self) -> str:
+        return text(self.raw, "name")
+
+    def namespace_or(self, default: str) -> str:
+        """Its namespace; ``default`` (the referrer's) when it names none."""
+        return text(self.raw, "namespace", default)
+
+    @property
+    def uid(self) -> str:
+        return text(self.raw, "uid")
+
+
+class Meta:
+    """An object's metadata."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return text(self.raw, "name")
+
+    @property
+    def namespace(self) -> str:
+        return text(self.raw, "namespace")
+
+    @property
+    def uid(self) -> str:
+        return text(self.raw, "uid")
+
+    @property
+    def generation(self) -> int | None:
+        value = self.raw.get("generation")
+        return int(value) if value is not None else None
+
+    @property
+    def created(self) -> str:
+        """creationTimestamp (RFC 3339), "" before the API server set it."""
+        return text(self.raw, "creationTimestamp")
+
+    @property
+    def deleting(self) -> bool:
+        return bool(self.raw.get("deletionTimestamp"))
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return part(self.raw, "labels")
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        return part(self.raw, "annotations")
+
+    @property
+    def owners(self) -> list[Ref]:
+        return [Ref(owner) for owner in items(self.raw, "ownerReferences")]
+
+    def owner(self, kinds: Iterable[str]) -> Ref | None:
+        """The first owner reference of one of ``kinds`` that names its owner."""
+        wanted = set(kinds)
+        return next((o for o in self.owners if o.kind in wanted and o.name), None)
+
+
+class HostStat:
+    """One host's entry in a target's ``stats``."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def hostname(self) -> str:
+        return text(self.raw, "hostname")
+
+    @property
+    def phase(self) -> str:
+        return text(self.raw, "phase")
+
+    @property
+    def error(self) -> str:
+        return text(self.raw, "error")
+
+
+class Entry:
+    """A target's status entry: a BackupSession's ``status.targets[i]``, a RestoreBatch's
+    ``status.members[i]`` (a RestoreSession's own status reads the same)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(part(self.raw, "ref"))
+
+    @property
+    def phase(self) -> str:
+        return text(self.raw, "phase")
+
+    @property
+    def total_hosts(self) -> int:
+        """How many hosts the target has (1 when unsaid)."""
+        return int(self.raw.get("totalHosts") or 1)
+
+    @property
+    def stats(self) -> list[HostStat]:
+        return [HostStat(s) for s in items(self.raw, "stats")]
+
+    @property
+    def conditions(self) -> list[RawCondition]:
+        return items(self.raw, "conditions")
+
+    @property
+    def reported(self) -> int:
+        """How many hosts have reported (either way)."""
+        return len(items(self.raw, "stats"))
+
+    @property
+    def host_failed(self) -> bool:
+        return any(s.phase == "Failed" for s in self.stats)
+
+
+class Status(Entry):
+    """An object's status: a session's phase, deadline, targets and conditions, an invoker's
+    phase and conditions. Its own ``stats``/``totalHosts`` are a RestoreSession's target's."""
+
+    __slots__ = ()
+
+    @property
+    def targets(self) -> list[Entry]:
+        return [Entry(t) for t in items(self.raw, "targets")]
+
+    @property
+    def members(self) -> list[Entry]:
+        return [Entry(m) for m in items(self.raw, "members")]
+
+    @property
+    def deadline(self) -> str:
+        return text(self.raw, "sessionDeadline")
+
+    @property
+    def duration(self) -> str:
+        return text(self.raw, "sessionDuration")
+
+    @property
+    def next_retry(self) -> str:
+        return text(self.raw, "nextRetry")
+
+    @property
+    def retried(self) -> bool | None:
+        value = self.raw.get("retried")
+        return None if value is None else bool(value)
+
+
+class Spec:
+    """An invoker's spec (BackupConfiguration, BackupBatch, RestoreSession, RestoreBatch): the
+    fields the reconcilers decide by."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def repository(self) -> Ref:
+        return Ref(part(self.raw, "repository"))
+
+    @property
+    def schedule(self) -> str:
+        return text(self.raw, "schedule")
+
+    @property
+    def time_out(self) -> str | None:
+        return text(self.raw, "timeOut") or None
+
+    @property
+    def sequential(self) -> bool:
+        return self.raw.get("executionOrder") == "Sequential"
+
+    @property
+    def hooks(self) -> JSON:
+        return part(self.raw, "hooks")
+
+    @property
+    def retry(self) -> JSON:
+        """retryConfig (empty: no retries)."""
+        return part(self.raw, "retryConfig")
+
+    @property
+    def history_limit(self) -> int:
+        """backupHistoryLimit (Stash's default 1)."""
+        value = self.raw.get("backupHistoryLimit")
+        return 1 if value is None else int(value)
+
+    @property
+    def driver(self) -> str:
+        return text(self.raw, "driver", "Restic")
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.raw.get("paused"))
+
+    @property
+    def target(self) -> JSON:
+        return part(self.raw, "target")
+
+    @property
+    def target_ref(self) -> Ref:
+        return Ref(part(self.target, "ref"))
+
+    @property
+    def members(self) -> list[JSON]:
+        return [m if isinstance(m, dict) else {} for m in items(self.raw, "members")]
+
+    @property
+    def retention(self) -> JSON:
+        return part(self.raw, "retentionPolicy")
+
+    @property
+    def invoker(self) -> Ref:
+        """A BackupSession's ``spec.invoker``."""
+        return Ref(part(self.raw, "invoker"))
+
+
+class PodTemplate:
+    """A workload's pod template (``spec.template``)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def meta(self) -> Meta:
+        return Meta(part(self.raw, "metadata"))
+
+    @property
+    def pod_spec(self) -> JSON:
+        return part(self.raw, "spec")
+
+    @property
+    def service_account(self) -> str:
+        return text(self.pod_spec, "serviceAccountName", "default")
+
+
+class Obj:
+    """A whole object: kind, metadata, spec and status."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def kind(self) -> str:
+        return text(self.raw, "kind")
+
+    @property
+    def meta(self) -> Meta:
+        return Meta(part(self.raw, "metadata"))
+
+    @property
+    def namespace(self) -> str:
+        return self.meta.namespace
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(namespace, name)."""
+        meta = self.meta
+        return (meta.namespace, meta.name)
+
+    @property
+    def spec(self) -> Spec:
+        return Spec(part(self.raw, "spec"))
+
+    @property
+    def status(self) -> Status:
+        return Status(part(self.raw, "status"))
+
+    @property
+    def template(self) -> PodTemplate:
+        """A workload's pod template."""
+        return PodTemplate(part(part(self.raw, "spec"), "template"))

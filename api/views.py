@@ -196,9 +196,15 @@ class Entry:
         return text(self.raw, "phase")
 
     @property
+    def hosts_said(self) -> int | None:
+        """totalHosts as written (None: not yet)."""
+        value = self.raw.get("totalHosts")
+        return int(value) if value else None
+
+    @property
     def total_hosts(self) -> int:
         """How many hosts the target has (1 when unsaid)."""
-        return int(self.raw.get("totalHosts") or 1)
+        return self.hosts_said or 1
 
     @property
     def stats(self) -> list[HostStat]:

@@ -19,11 +19,12 @@ from pydantic import ValidationError
 
 from api import constants as c
 from api.base import first_error
-from api.conditions import has_condition, parse_rfc3339, set_condition
+from api.conditions import has_condition, is_true, parse_rfc3339, set_condition
 from api.hosts import PER_POD_KINDS, Identity
 from api.naming import restore_job_name, restore_service_account
 from api.objects import JSON
 from api.units import parse_duration
+from api.views import Entry, Obj, Status, items, message_of, part, text
 from controller.invokers.evaluation import RestoreView, usable_repository
 from controller.invokers.facts import FactReader
 from controller.invokers.grants import Grants, repository_grant
@@ -144,17 +145,14 @@ class RestoreSide:
             self.caches.informer(rt)
 
     def _waiting_in(self, obj: JSON, controller: Controller[Key]) -> None:
-        meta = obj.get("metadata") or {}
-        namespace = meta.get("namespace") or (
-            meta.get("name") if obj.get("kind") == "Namespace" else None
-        )
+        changed = Obj(obj)
+        namespace = changed.namespace or (changed.name if changed.kind == "Namespace" else None)
         for kind, rt in RESTORE_INVOKER_TYPES.items():
-            for invoker in self.caches.informer(rt).items():
-                inv_meta = invoker["metadata"]
-                if namespace and inv_meta.get("namespace") != namespace:
+            for invoker in map(Obj, self.caches.informer(rt).items()):
+                if namespace and invoker.namespace != namespace:
                     continue
-                if (invoker.get("status") or {}).get("phase") not in FINISHED:
-                    controller.enqueue((kind, inv_meta["namespace"], inv_meta["name"]))
+                if invoker.status.phase not in FINISHED:
+                    controller.enqueue((kind, *invoker.key))
 
     # -- observing -----------------------------------------------------------------------------
 
@@ -162,16 +160,9 @@ class RestoreSide:
         """The member's restore Jobs: from the cache, or from the API server when the status
         says they were made and the cache has not seen one yet; None for one that is gone. A
         Job of that name left by an earlier restore of the same name is not this one's."""
-        meta = invoker["metadata"]
+        meta = Obj(invoker).meta
         return [
-            find_job(
-                self.client,
-                self.caches,
-                meta["namespace"],
-                name,
-                made=made,
-                owner_uid=meta.get("uid", ""),
-            )
+            find_job(self.client, self.caches, meta.namespace, name, made=made, owner_uid=meta.uid)
             for name in _job_names(invoker, view)
         ]
 
@@ -182,43 +173,39 @@ class RestoreSide:
         """Members whose Job name is still held by a Job of an earlier restore of the same
         name (deleted, its Jobs not yet collected): that Job is deleted, and the member waits
         for its name."""
-        meta = invoker["metadata"]
+        namespace = Obj(invoker).namespace
         held = []
         for view in members:
             if view.task is None:
                 continue
             for name in _job_names(invoker, view):
-                job = self.caches.get(JOBS, meta["namespace"], name)
+                job = self.caches.get(JOBS, namespace, name)
                 if job is None or _owned_by(job, invoker):
                     continue
                 if view.index not in held:
                     held.append(view.index)
-                if not job["metadata"].get("deletionTimestamp"):
-                    log.info("deleting Job %s/%s of an earlier restore", meta["namespace"], name)
-                    self.client.delete(JOBS, name, meta["namespace"], missing_ok=True)
+                if not Obj(job).meta.deleting:
+                    log.info("deleting Job %s/%s of an earlier restore", namespace, name)
+                    self.client.delete(JOBS, name, namespace, missing_ok=True)
         return held
 
     def _marked(self, invoker: JSON, view: RestoreView) -> bool:
         """Does the workload's pod template carry this restore (its pods rolled for it)?"""
-        template = ((self._workload(view) or {}).get("spec") or {}).get("template") or {}
-        marks = str(
-            ((template.get("metadata") or {}).get("annotations") or {}).get(c.RESTORE_ANNOTATION)
-            or ""
-        )
-        return invoker["metadata"].get("uid", "") in marks.split(",")
+        template = Obj(self._workload(view)).template
+        marks = text(template.meta.annotations, c.RESTORE_ANNOTATION)
+        return Obj(invoker).meta.uid in marks.split(",")
 
     def _service_account(self, view: RestoreView) -> str:
         """The account the workload's pods (and so their stash-init) run as."""
-        template = ((self._workload(view) or {}).get("spec") or {}).get("template") or {}
-        return str((template.get("spec") or {}).get("serviceAccountName") or "default")
+        return Obj(self._workload(view)).template.service_account
 
     def _init_absent(
         self, invoker: JSON, views: list[RestoreView], now: dt.datetime
     ) -> dict[int, str]:
         """Why no stash-init will restore each workload member, once the grace is over."""
-        if not views or invoker.get("status", {}).get("phase") != "Running":
+        if not views or Obj(invoker).status.phase != "Running":
             return {}
-        created = parse_rfc3339(invoker["metadata"]["creationTimestamp"])
+        created = parse_rfc3339(Obj(invoker).meta.created)
         if (now - created).total_seconds() < self.init_grace:
             return {}
         absent = {}
@@ -236,7 +223,7 @@ class RestoreSide:
             except KubeError as exc:
                 log.info("pods of %s %s: %s", view.kind, view.name, exc)
                 continue
-            pods = pods_of(workload, listed.get("items") or [])
+            pods = pods_of(workload, items(listed, "items"))
             why, recreating = self._missed(invoker, view, pods, now)
             if why is None and not recreating:
                 why = why_init_absent(view.kind, view.target_namespace, view.name, pods)
@@ -252,7 +239,7 @@ class RestoreSide:
         once per host, so that their controller makes them again through the webhook. Returns
         why the member fails (a host whose new pods missed it again) and whether a host's pods
         were re-created within the grace (until then no verdict on the member's pods)."""
-        uid = str(invoker["metadata"].get("uid", ""))
+        uid = Obj(invoker).meta.uid
         reported = _reported_hosts(invoker, view.index)
         alias = view.member.target.alias if view.member.target else None
         if view.kind not in PER_POD_KINDS and any(has_init(p) for p in pods):
@@ -263,8 +250,8 @@ class RestoreSide:
                 view.target_namespace,
                 view.kind,
                 view.name,
-                pod["metadata"]["name"],
-                str((pod.get("spec") or {}).get("nodeName") or ""),
+                Obj(pod).name,
+                text(part(pod, "spec"), "nodeName"),
             )
             try:
                 host = identity.hostname(alias)
@@ -276,7 +263,7 @@ class RestoreSide:
         for host, missed in stray.items():
             if (uid, view.index, host) in self._recreated:
                 return (
-                    f"pod {missed[0]['metadata']['name']} of {where} came up without the "
+                    f"pod {Obj(missed[0]).name} of {where} came up without the "
                     f"stash-init init container, also after it was re-created for host {host}: "
                     "the webhook did not inject it (is it running? its failurePolicy Ignore "
                     "lets pods start without it)",
@@ -291,19 +278,17 @@ class RestoreSide:
         return None, any((now - at).total_seconds() < self.init_grace for at in recent)
 
     def _recreate(self, invoker: JSON, where: str, pod: JSON, host: str) -> None:
-        meta = pod["metadata"]
-        log.info("re-creating pod %s of %s: it came up without stash-init", meta["name"], where)
+        meta = Obj(pod).meta
+        log.info("re-creating pod %s of %s: it came up without stash-init", meta.name, where)
         try:
-            self.client.delete(
-                PODS, meta["name"], meta.get("namespace"), uid=meta.get("uid"), missing_ok=True
-            )
+            self.client.delete(PODS, meta.name, meta.namespace, uid=meta.uid, missing_ok=True)
         except Conflict:
             return  # a newer pod of that name: the next look judges it
         self.events.record(
             invoker,
             "Normal",
             "PodRecreated",
-            f"deleted pod {meta['name']} of {where}: it came up without stash-init before "
+            f"deleted pod {meta.name} of {where}: it came up without stash-init before "
             f"host {host} was restored; its controller makes it again, with stash-init",
         )
 
@@ -313,7 +298,7 @@ class RestoreSide:
         kind, namespace, name = key
         rt = RESTORE_INVOKER_TYPES[kind]
         invoker = self.caches.get(rt, namespace, name)
-        if invoker is None or invoker["metadata"].get("deletionTimestamp"):
+        if invoker is None or Obj(invoker).meta.deleting:
             # Owner references take its Jobs and service account with it; not what it was
             # granted in the Repository's namespace.
             self.grants.keep(key, [])
@@ -321,7 +306,7 @@ class RestoreSide:
         invoker = {"apiVersion": rt.api_version, "kind": kind, **invoker}
         if self._done(invoker):
             self.grants.keep(key, [])  # nothing reads the Repository for it any more
-            uid = invoker["metadata"].get("uid")
+            uid = Obj(invoker).meta.uid
             self._recreated = {k: v for k, v in self._recreated.items() if k[0] != uid}
             return None
         return invoker
@@ -340,7 +325,7 @@ class RestoreSide:
             facts=self.reader.read(invoker, members),
             total_hosts={v.index: self.reader.total_hosts(v) for v in members},
             jobs=jobs,
-            trouble=troubles(self.client, invoker["metadata"]["namespace"], all_jobs(jobs), now),
+            trouble=troubles(self.client, Obj(invoker).namespace, all_jobs(jobs), now),
             marked={v.index: self._marked(invoker, v) for v in workloads},
             absent=self._init_absent(invoker, workloads, now),
             busy=self._busy(invoker, members),
@@ -352,7 +337,7 @@ class RestoreSide:
         return obj
 
     def before(self, key: Key, obj: JSON, decision: Decision, seen: Observed) -> None:
-        refused = decision.status.get("phase") == "Failed" and bool(decision.problems)
+        refused = Status(decision.status).phase == "Failed" and bool(decision.problems)
         workloads = [
             v
             for v in seen.members
@@ -393,12 +378,10 @@ class RestoreSide:
     def _busy(self, invoker: JSON, members: list[RestoreView]) -> dict[int, str]:
         """Before it starts: the members whose target a backup session is backing up now (the
         restore waits for them; once it runs, backups of its targets wait for it)."""
-        if (invoker.get("status") or {}).get("phase") in ("Running", *FINISHED):
+        view = Obj(invoker)
+        if view.status.phase in ("Running", *FINISHED):
             return {}
-        meta = invoker["metadata"]
-        return self.use.busy(
-            "restore", f"{invoker['kind']} {meta['namespace']}/{meta['name']}", members
-        )
+        return self.use.busy("restore", f"{view.kind} {view.namespace}/{view.name}", members)
 
     def _keep_access(
         self,
@@ -415,25 +398,25 @@ class RestoreSide:
         for it is stopped. Otherwise (before any Job or stash-init runs) its Jobs' and its
         workloads' accounts get their roles, and a Repository of another namespace that
         allows this one is readable there."""
-        if status.get("phase") not in ("Pending", "Running"):
+        if Status(status).phase not in ("Pending", "Running"):
             self.grants.keep(key, [])
             for jobs in seen.jobs.values() if refused else ():
                 for job in jobs:
                     stop_job(self.client, self.writes, job, "the boundary refuses its restore")
             return
         accounts = [self._service_account(v) for v in workloads]
-        repository = usable_repository(seen.facts, status.get("conditions"))
+        repository = usable_repository(seen.facts, Status(status).conditions)
         named = [(v.kind, v.name, a) for v, a in zip(workloads, accounts, strict=True)]
         for obj in restore_rbac_objects(invoker, named, repository):
             ensure(self.client, self.caches, self.writes, obj)
-        readers = [restore_service_account(invoker["metadata"]["name"]), *accounts]
+        readers = [restore_service_account(Obj(invoker).name), *accounts]
         self.grants.keep(key, repository_grant(invoker, repository, readers, backup=False))
 
     def _done(self, invoker: JSON) -> bool:
-        status = invoker.get("status") or {}
-        if status.get("phase") not in FINISHED:
+        status = Obj(invoker).status
+        if status.phase not in FINISHED:
             return False
-        return not self.pushgateway_url or has_condition(status.get("conditions"), c.METRICS_PUSHED)
+        return not self.pushgateway_url or has_condition(status.conditions, c.METRICS_PUSHED)
 
     # -- making -------------------------------------------------------------------------------
 
@@ -441,40 +424,36 @@ class RestoreSide:
         """Create the ordinal's new PVCs (one of that name already there is restored into);
         what the API server refused, or None."""
         for claim in claims.claims_for(view, ordinal, invoker):
-            meta = claim["metadata"]
+            meta = Obj(claim).meta
             try:
                 self.client.create(claim)
             except AlreadyExists:
                 continue
             except (BadRequest, Invalid, Forbidden) as exc:
-                return f"PersistentVolumeClaim {meta['name']}: {exc}"
-            self.writes.record(meta["namespace"])
+                return f"PersistentVolumeClaim {meta.name}: {exc}"
+            self.writes.record(meta.namespace)
             self.events.record(
                 invoker,
                 "Normal",
                 "RestorePVCCreated",
-                f"created PersistentVolumeClaim {meta['name']} to restore into",
+                f"created PersistentVolumeClaim {meta.name} to restore into",
             )
         return None
 
     def _push_metrics(self, invoker: JSON, status: JSON, now: dt.datetime) -> None:
         """Push the restore's groups once: the restore's own and each host's, from its status
         (the operator is the Pushgateway's only writer, ``controller.sessions.metric_groups``)."""
-        meta = invoker["metadata"]
-        repo = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
-        who = metrics.Invoker(invoker["kind"], meta["name"], meta["namespace"], repo)
+        view, ended = Obj(invoker), Status(status)
+        who = metrics.Invoker(view.kind, view.name, view.namespace, view.spec.repository.name)
         registry = metrics.restore_session_registry(
             who,
-            status.get("phase") == "Succeeded",
-            parse_duration(status.get("sessionDuration") or "0s").total_seconds(),
+            ended.phase == "Succeeded",
+            parse_duration(ended.duration or "0s").total_seconds(),
             tuple(
                 metrics.RestoreTargetOutcome(
-                    str(t["ref"].get("kind", "")),
-                    str(t["ref"].get("name", "")),
-                    t.get("phase") == "Succeeded",
-                    len(t.get("stats") or []),
+                    t.ref.kind, t.ref.name, t.phase == "Succeeded", t.reported
                 )
-                for t in _targets(invoker, status)
+                for t in map(Entry, _targets(invoker, status))
             ),
         )
         groups = [
@@ -487,13 +466,13 @@ class RestoreSide:
             metric_groups.push_groups(url, who, groups)
             return False  # no repository figures
 
-        key = (invoker["kind"], meta["namespace"], meta["name"])
+        key = (view.kind, view.namespace, view.name)
         self.effects.push_metrics(key, status, push, "restore metrics", now)
 
     def transition(
         self, invoker: JSON, before: JSON, after: JSON, problems: tuple[str, ...]
     ) -> None:
-        old, new = before.get("phase"), after.get("phase")
+        old, new = Status(before).phase, Status(after).phase
         if old == new:
             return
         if new == "Invalid":
@@ -507,7 +486,7 @@ class RestoreSide:
                 invoker,
                 "Normal",
                 "RestoreSessionSucceeded",
-                f"every target was restored in {after.get('sessionDuration', '?')}",
+                f"every target was restored in {Status(after).duration or '?'}",
             )
         elif new == "Failed":
             self.events.record(
@@ -521,11 +500,10 @@ def _next_look(
     """When to look again without an event: a waiting restore soon, a running one by its
     deadline (and, while its workloads' or Jobs' pods are watched for, every 20 or 30 s: their
     state sends no event here); a finished or Invalid one only on an event."""
-    phase = status.get("phase")
+    phase = Status(status).phase
     if phase == "Pending":
         return Result(requeue_after=WAITING_RECHECK)
-    when = status.get("sessionDeadline")
-    if when and phase == "Running":
+    if Status(status).deadline and phase == "Running":
         after = next_deadline_look(status, liveness, now)
         return Result(requeue_after=min(after, HOSTS_RECHECK) if pods else after)
     return None
@@ -533,15 +511,16 @@ def _next_look(
 
 def _targets(invoker: JSON, status: JSON) -> list[JSON]:
     """The members' entries of a finished restore (a RestoreSession: its own fields)."""
-    if invoker["kind"] == "RestoreBatch":
-        return list(status.get("members") or [])
-    spec_ref = (((invoker.get("spec") or {}).get("target") or {}).get("ref")) or {}
+    view = Status(status)
+    if Obj(invoker).kind == "RestoreBatch":
+        return [dict(m.raw) for m in view.members]
+    spec_ref = dict(Obj(invoker).spec.target_ref.raw)
     return [
         {
             "ref": spec_ref,
-            "phase": status.get("phase"),
-            "stats": status.get("stats") or [],
-            "conditions": status.get("conditions") or [],
+            "phase": view.phase or None,
+            "stats": items(status, "stats"),
+            "conditions": view.conditions,
         }
     ]
 
@@ -549,76 +528,52 @@ def _targets(invoker: JSON, status: JSON) -> list[JSON]:
 def failure_summary(invoker: JSON, status: JSON) -> str:
     """Which targets failed and why, in one line (the Failed Event's message)."""
     parts = []
-    for target in _targets(invoker, status):
-        if target.get("phase") != "Failed":
+    for target in map(Entry, _targets(invoker, status)):
+        if target.phase != "Failed":
             continue
-        reason = next(
-            (
-                cd.get("message", "")
-                for cd in target.get("conditions") or []
-                if cd.get("type") == RESTORE_FAILED and cd.get("status") == "True"
-            ),
-            "failed",
-        )
-        ref = target.get("ref") or {}
-        parts.append(f"{ref.get('kind')} {ref.get('name')}: {reason}")
-    deadline = next(
-        (
-            cd.get("message", "")
-            for cd in status.get("conditions") or []
-            if cd.get("type") == c.DEADLINE_EXCEEDED and cd.get("status") == "True"
-        ),
-        "",
-    )
+        reason = message_of(target.conditions, RESTORE_FAILED, status="True", default="failed")
+        parts.append(f"{target.ref.kind} {target.ref.name}: {reason}")
+    deadline = message_of(Status(status).conditions, c.DEADLINE_EXCEEDED, status="True")
     return "; ".join(parts) or deadline or "the restore failed"
 
 
 def _job_names(invoker: JSON, view: RestoreView) -> list[str]:
     """The member's restore Job names: one, or one per ordinal restoring into new PVCs."""
-    name = invoker["metadata"]["name"]
+    name = Obj(invoker).name
     if not view.claims:
         return [restore_job_name(name, view.index)]
     return [restore_job_name(name, view.index, n) for n in claims.ordinals(view)]
 
 
 def _owned_by(job: JSON, invoker: JSON) -> bool:
-    return owned_by(job, invoker["metadata"].get("uid", ""))
+    return owned_by(job, Obj(invoker).meta.uid)
 
 
 def _reported_hosts(invoker: JSON, index: int) -> set[str]:
     """The hosts of member ``index`` that have reported their restore (either way)."""
-    stats = (member_entry(invoker, index) or {}).get("stats") or []
-    return {str(s.get("hostname")) for s in stats if s.get("hostname")}
+    stats = Entry(member_entry(invoker, index)).stats
+    return {s.hostname for s in stats if s.hostname}
 
 
 def _made(invoker: JSON) -> set[int]:
     """The members whose restore Job the status says was made."""
-    status = invoker.get("status") or {}
-    if invoker["kind"] == "RestoreBatch":
-        entries = status.get("members") or []
+    view = Obj(invoker)
+    if view.kind == "RestoreBatch":
+        entries = view.status.members
         return {
-            i
-            for i, e in enumerate(entries)
-            if any(
-                cd.get("type") == c.RESTORE_EXECUTOR_ENSURED and cd.get("status") == "True"
-                for cd in e.get("conditions") or []
-            )
+            i for i, e in enumerate(entries) if is_true(e.conditions, c.RESTORE_EXECUTOR_ENSURED)
         }
-    ensured = any(
-        cd.get("type") == c.RESTORE_EXECUTOR_ENSURED and cd.get("status") == "True"
-        for cd in status.get("conditions") or []
-    )
-    return {0} if ensured else set()
+    return {0} if is_true(view.status.conditions, c.RESTORE_EXECUTOR_ENSURED) else set()
 
 
 def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> Decision:
     """A spec the CRD schema let through but the model refuses: Invalid, saying where."""
-    status: JSON = dict(invoker.get("status") or {})
+    status: JSON = dict(Obj(invoker).status.raw)
     where, words = first_error(error)
     problem = f"spec.{where}: {words}"
     status["phase"] = "Invalid"
     status["conditions"] = set_condition(
-        status.get("conditions"),
+        Status(status).conditions,
         c.VALIDATION_PASSED,
         False,
         "ResourceValidationFailed",
@@ -630,16 +585,13 @@ def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> Decisio
 
 def _keyer(kind: str) -> Callable[[JSON], Key]:
     def key(obj: JSON) -> Key:
-        meta = obj.get("metadata", {})
-        return (kind, meta.get("namespace", ""), meta.get("name", ""))
+        return (kind, *Obj(obj).key)
 
     return key
 
 
 def _job_owner_key(obj: JSON) -> Key | None:
     """The restore invoker that owns a restore Job (by owner reference)."""
-    meta = obj.get("metadata", {})
-    for owner in meta.get("ownerReferences") or []:
-        if owner.get("kind") in RESTORE_INVOKER_TYPES and owner.get("name"):
-            return (owner["kind"], meta.get("namespace", ""), owner["name"])
-    return None
+    meta = Obj(obj).meta
+    owner = meta.owner(RESTORE_INVOKER_TYPES)
+    return (owner.kind, meta.namespace, owner.name) if owner else None

@@ -31,6 +31,7 @@ from api.objects import JSON
 from api.pod_members import WORKLOAD_KINDS
 from api.restore import RestoreMember
 from api.tenancy import Refusal
+from api.views import Entry, Obj, Status, conditions_of, items, part
 from controller.invokers import validation
 from controller.invokers.evaluation import (
     ConditionSet,
@@ -80,31 +81,30 @@ TARGET_CONDITIONS = (
 
 
 def restore_members_of(invoker: JSON) -> list[RestoreView]:
-    namespace = invoker.get("metadata", {}).get("namespace", "")
-    spec = invoker.get("spec") or {}
-    if invoker.get("kind") == "RestoreBatch":
+    view = Obj(invoker)
+    if view.kind == "RestoreBatch":
         return [
-            RestoreView(i, RestoreMember.model_validate(m), namespace)
-            for i, m in enumerate(spec.get("members") or [])
+            RestoreView(i, RestoreMember.model_validate(m), view.namespace)
+            for i, m in enumerate(view.spec.members)
         ]
-    return [RestoreView(0, RestoreMember.model_validate(spec), namespace, batch=False)]
+    return [
+        RestoreView(0, RestoreMember.model_validate(view.spec.raw), view.namespace, batch=False)
+    ]
 
 
 def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
     where = view.where
     raw = view.member.to_dict()
-    target = raw.get("target") or {}
-    problems = validation.temp_dir_problems(raw.get("tempDir"), f"{where}.tempDir")
+    mounts = items(part(raw, "target"), "volumeMounts")
+    problems = validation.temp_dir_problems(part(raw, "tempDir"), f"{where}.tempDir")
     if view.task is None and view.kind in WORKLOAD_KINDS:
-        if not target.get("volumeMounts"):
+        if not mounts:
             problems.append(
                 f"{where}.target.volumeMounts: name the {view.kind}'s volumes to restore into "
                 "(and where stash-init mounts them: where they were backed up from)"
             )
         problems += validation.mount_problems(
-            target.get("volumeMounts"),
-            f"{where}.target.volumeMounts",
-            facts.workload_volumes.get(view.index),
+            mounts, f"{where}.target.volumeMounts", facts.workload_volumes.get(view.index)
         )
     elif view.task is None:
         problems.append(
@@ -114,8 +114,8 @@ def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
     elif facts.tasks_found.get(view.task) is False:
         field_name = "task.name" if view.member.task and view.member.task.name else "task"
         problems.append(f"{where}.{field_name}: Task {view.task} not found")
-    problems += validation.hook_problems(raw.get("hooks"), f"{where}.hooks")
-    problems += validation.param_problems(raw.get("task"), f"{where}.task")
+    problems += validation.hook_problems(part(raw, "hooks"), f"{where}.hooks")
+    problems += validation.param_problems(part(raw, "task"), f"{where}.task")
     return problems + claim_problems(view)
 
 
@@ -124,20 +124,20 @@ def restore_problems(
 ) -> list[str]:
     """What is wrong in the restore invoker itself or out of its reach (``refused``: what the
     tenant boundary refuses of it now)."""
-    spec = invoker.get("spec") or {}
-    batch = invoker.get("kind") == "RestoreBatch"
+    spec = Obj(invoker).spec
+    batch = Obj(invoker).kind == "RestoreBatch"
     problems: list[str] = []
     if batch and not members:
         problems.append("spec.members: a RestoreBatch needs at least one member")
-    if not (spec.get("repository") or {}).get("name"):
+    if not spec.repository.name:
         problems.append("spec.repository.name: the Repository to restore from is required")
-    if spec.get("driver", "Restic") != "Restic":
+    if spec.driver != "Restic":
         problems.append(
-            f"spec.driver: {spec['driver']} is not supported yet; only Restic restores here"
+            f"spec.driver: {spec.driver} is not supported yet; only Restic restores here"
         )
-    problems += validation.timeout_problems(spec)
+    problems += validation.timeout_problems(dict(spec.raw))
     if batch:
-        problems += validation.hook_problems(spec.get("hooks"), "spec.hooks")
+        problems += validation.hook_problems(spec.hooks, "spec.hooks")
     seen: dict[tuple[str, str, str], int] = {}
     for view in members:
         if not view.kind or not view.name:
@@ -155,35 +155,38 @@ def restore_problems(
 
 def _entries(invoker: JSON, status: JSON, seen: Observed) -> list[JSON]:
     """The members' status entries to work on (a RestoreSession's: made from its own fields)."""
-    if invoker.get("kind") == "RestoreBatch":
-        entries: list[JSON] = status.get("members") or []
+    if Obj(invoker).kind == "RestoreBatch":
+        entries: list[JSON] = items(status, "members")
         if len(entries) != len(seen.members):
             entries = [
                 {"ref": v.ref, "phase": "Pending", "totalHosts": seen.total_hosts.get(v.index, 1)}
                 for v in seen.members
             ]
         return entries
-    own = [cd for cd in status.get("conditions") or [] if cd.get("type") in TARGET_CONDITIONS]
+    view = Status(status)
+    own = [cd.raw for cd in conditions_of(view.conditions) if cd.type in TARGET_CONDITIONS]
     entry: JSON = {
         "ref": seen.members[0].ref if seen.members else {},
-        "totalHosts": status.get("totalHosts") or seen.total_hosts.get(0, 1),
-        "stats": status.get("stats") or [],
+        "totalHosts": view.hosts_said or seen.total_hosts.get(0, 1),
+        "stats": items(status, "stats"),
         "conditions": own,
-        "phase": "Pending" if status.get("phase") != "Running" else "Running",
+        "phase": "Pending" if view.phase != "Running" else "Running",
     }
     return [entry]
 
 
 def _store(invoker: JSON, status: JSON, entries: list[JSON]) -> None:
-    if invoker.get("kind") == "RestoreBatch":
+    if Obj(invoker).kind == "RestoreBatch":
         status["members"] = entries
         return
     entry = entries[0]
     status["totalHosts"] = entry["totalHosts"]
     session_level = [
-        cd for cd in status.get("conditions") or [] if cd.get("type") not in TARGET_CONDITIONS
+        cd.raw
+        for cd in conditions_of(Status(status).conditions)
+        if cd.type not in TARGET_CONDITIONS
     ]
-    status["conditions"] = session_level + list(entry.get("conditions") or [])
+    status["conditions"] = session_level + Entry(entry).conditions
 
 
 def _found(entries: list[JSON], seen: Observed, now: dt.datetime) -> list[str]:
@@ -191,7 +194,7 @@ def _found(entries: list[JSON], seen: Observed, now: dt.datetime) -> list[str]:
     missing = []
     for view, entry in zip(seen.members, entries, strict=True):
         found = seen.facts.targets_found.get(view.index, False)
-        out = ConditionSet(entry.get("conditions"), now, None)
+        out = ConditionSet(Entry(entry).conditions, now, None)
         message = f"{view.kind} {view.target_namespace}/{view.name}"
         out.put(
             c.RESTORE_TARGET_FOUND,
@@ -207,7 +210,7 @@ def _found(entries: list[JSON], seen: Observed, now: dt.datetime) -> list[str]:
 
 def _injected(entry: JSON, view: MemberRef, marked: bool, now: dt.datetime) -> None:
     what = f"{view.kind} {view.target_namespace}/{view.name}"
-    out = ConditionSet(entry.get("conditions"), now, None)
+    out = ConditionSet(Entry(entry).conditions, now, None)
     out.put(
         c.STASH_INIT_CONTAINER_INJECTED,
         marked,
@@ -220,22 +223,19 @@ def _injected(entry: JSON, view: MemberRef, marked: bool, now: dt.datetime) -> N
 
 
 def _settle(invoker: JSON, status: JSON, entries: list[JSON], now: dt.datetime) -> None:
-    phases = [e.get("phase") for e in entries]
-    deadline_passed = any(
-        cd.get("type") == c.DEADLINE_EXCEEDED and cd.get("status") == "True"
-        for cd in status.get("conditions") or []
-    )
+    phases = [Entry(e).phase for e in entries]
+    deadline_passed = is_true(Status(status).conditions, c.DEADLINE_EXCEEDED)
     if any(p not in TARGET_TERMINAL for p in phases) and not deadline_passed:
         status["phase"] = "Running"
         return
     ok = all(p == "Succeeded" for p in phases) and not deadline_passed
     status["phase"] = "Succeeded" if ok else "Failed"
-    created = parse_rfc3339(invoker["metadata"]["creationTimestamp"])
+    created = parse_rfc3339(Obj(invoker).meta.created)
     status["sessionDuration"] = format_duration(now - created)
     for entry in entries:
-        succeeded = entry.get("phase") == "Succeeded"
-        hosts = len(entry.get("stats") or [])
-        out = ConditionSet(entry.get("conditions"), now, None)
+        succeeded = Entry(entry).phase == "Succeeded"
+        hosts = Entry(entry).reported
+        out = ConditionSet(Entry(entry).conditions, now, None)
         out.put(
             c.RESTORE_COMPLETED,
             True,
@@ -246,9 +246,9 @@ def _settle(invoker: JSON, status: JSON, entries: list[JSON], now: dt.datetime) 
 
 
 def _failure(entry: JSON) -> str:
-    for cond in entry.get("conditions") or []:
-        if cond.get("type") == RESTORE_FAILED and cond.get("status") == "True":
-            return str(cond.get("message") or "failed")
+    for cond in conditions_of(Entry(entry).conditions):
+        if cond.type == RESTORE_FAILED and cond.true:
+            return cond.message or "failed"
     return host_failures(entry)
 
 
@@ -257,13 +257,12 @@ def _begin(invoker: JSON, status: JSON, seen: Observed, now: dt.datetime) -> lis
     judged as one set at the start), and before the start wait for what the restore needs;
     what keeps it from going on (``status`` then says Invalid, Pending or, for a running
     restore the boundary now refuses, Failed), or nothing."""
-    meta = invoker["metadata"]
-    spec = invoker.get("spec") or {}
-    started = status.get("phase") == "Running"
+    meta, spec = Obj(invoker).meta, Obj(invoker).spec
+    started = Status(status).phase == "Running"
     refused = boundary_refusals(invoker, seen.members, seen.facts)
     members = [m for m in seen.members if isinstance(m, RestoreView)]
     problems = restore_problems(invoker, members, seen.facts, refused)
-    out = ConditionSet(status.get("conditions"), now, meta.get("generation"))
+    out = ConditionSet(Status(status).conditions, now, meta.generation)
     out.put(
         c.VALIDATION_PASSED,
         not problems,
@@ -274,12 +273,11 @@ def _begin(invoker: JSON, status: JSON, seen: Observed, now: dt.datetime) -> lis
         status["conditions"] = out.conditions
         status["phase"] = "Invalid"
         return problems
-    repo_name = (spec.get("repository") or {}).get("name", "")
-    repository_conditions(out, seen.facts.repository, repo_name, meta["namespace"], seen.facts)
+    repo_name = spec.repository.name
+    repository_conditions(out, seen.facts.repository, repo_name, meta.namespace, seen.facts)
     status["conditions"] = out.conditions
     status.setdefault(
-        "sessionDeadline",
-        deadline(meta["creationTimestamp"], spec.get("timeOut"), seen.default_deadline),
+        "sessionDeadline", deadline(meta.created, spec.time_out, seen.default_deadline)
     )
     entries = _entries(invoker, status, seen)
     if started:
@@ -310,7 +308,7 @@ def _move(member: MemberRef, entry: JSON, seen: Observed, now: dt.datetime) -> l
         # One failed host fails it at once: the others' pods (a StatefulSet's next ordinal)
         # may wait behind it for ever, and the restore is failed either way.
         hosts_target(entry, RESTORE_EXECUTOR, seen.absent.get(index), now, first_failure=True)
-    elif index in seen.leftover and not is_true(entry.get("conditions"), RESTORE_EXECUTOR.ensured):
+    elif index in seen.leftover and not is_true(Entry(entry).conditions, RESTORE_EXECUTOR.ensured):
         entry["phase"] = "Pending"  # waits for the earlier restore's Job to go
     else:
         jobs = seen.jobs.get(index) or [None]
@@ -341,16 +339,15 @@ class RestoreKind:
         return False  # a restore's hosts do all its work, and report their progress
 
     def time_out(self, obj: JSON, seen: Observed) -> str | None:
-        time_out = (obj.get("spec") or {}).get("timeOut")
-        return str(time_out) if time_out else None
+        return Obj(obj).spec.time_out
 
     def batch_hooks(self, obj: JSON, seen: Observed) -> JSON:
-        if obj.get("kind") != "RestoreBatch":
+        if Obj(obj).kind != "RestoreBatch":
             return {}
-        return dict((obj.get("spec") or {}).get("hooks") or {})
+        return dict(Obj(obj).spec.hooks)
 
     def sequential(self, obj: JSON, seen: Observed) -> bool:
-        return bool((obj.get("spec") or {}).get("executionOrder") == "Sequential")
+        return Obj(obj).spec.sequential
 
     def move(self, member: MemberRef, entry: JSON, seen: Observed, now: dt.datetime) -> list[int]:
         return _move(member, entry, seen, now)

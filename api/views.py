@@ -389,3 +389,29 @@ class Obj:
     def template(self) -> PodTemplate:
         """A workload's pod template."""
         return PodTemplate(part(part(self.raw, "spec"), "template"))
+
+
+class EventView:
+    """A core/v1 Event: what it is about, why, when it was last seen."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def reason(self) -> str:
+        return text(self.raw, "reason")
+
+    @property
+    def message(self) -> str:
+        return text(self.raw, "message")
+
+    @property
+    def involved(self) -> Ref:
+        return Ref(part(self.raw, "involvedObject"))
+
+    @property
+    def last_seen(self) -> str:
+        """lastTimestamp, or firstTimestamp for an Event seen once ("" when neither)."""
+        return text(self.raw, "lastTimestamp") or text(self.raw, "firstTimestamp")

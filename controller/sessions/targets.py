@@ -19,6 +19,7 @@ from api.constants import DEADLINE_EXCEEDED
 from api.hooks import should_run_post_hook
 from api.objects import JSON
 from api.units import go_duration, parse_duration
+from api.views import Condition, Entry, EventView, Obj, Status, message_of, part, text
 from controller.jobs.outcome import Trouble, job_complete, job_failure
 from controller.runtime.defaults import DEFAULT_SESSION_TIMEOUT, STALL_AFTER
 from engine.progress import REASONS
@@ -80,16 +81,15 @@ def liveness_of(events: Iterable[JSON], uid: str, stall_after: float) -> Livenes
     """The newest progress report among a session's Events (``uid``: the session's; an Event
     of an earlier session of the same name does not count)."""
     newest: tuple[dt.datetime, str] | None = None
-    for event in events:
-        involved = event.get("involvedObject") or {}
-        if event.get("reason") not in PROGRESS_REASONS or involved.get("uid") != uid:
+    for event in map(EventView, events):
+        if event.reason not in PROGRESS_REASONS or event.involved.uid != uid:
             continue
         try:
-            when = parse_rfc3339(str(event.get("lastTimestamp") or event.get("firstTimestamp")))
+            when = parse_rfc3339(event.last_seen)
         except ValueError:
             continue
         if newest is None or when > newest[0]:
-            newest = (when, str(event.get("message") or ""))
+            newest = (when, event.message)
     if newest is None:
         return Liveness(None, stall_after=stall_after)
     return Liveness(newest[0], newest[1], stall_after)
@@ -106,19 +106,18 @@ def deadline(created: str, time_out: str | None, default: DefaultDeadline | None
 def phase_from_stats(target: JSON) -> str | None:
     """Succeeded or Failed once every host has reported (None before): one failed host fails
     the target."""
-    stats = target.get("stats") or []
-    total = int(target.get("totalHosts") or 1)
-    if len(stats) < total:
+    view = Entry(target)
+    if view.reported < view.total_hosts:
         return None
-    return "Failed" if any(s.get("phase") == "Failed" for s in stats) else "Succeeded"
+    return "Failed" if view.host_failed else "Succeeded"
 
 
 def host_failures(target: JSON) -> str:
     """The failed hosts of a target and their errors, for its condition and Events."""
     failed = [
-        f"host {s.get('hostname', '?')}: {s.get('error') or 'failed'}"
-        for s in target.get("stats") or []
-        if s.get("phase") == "Failed"
+        f"host {s.hostname or '?'}: {s.error or 'failed'}"
+        for s in Entry(target).stats
+        if s.phase == "Failed"
     ]
     return "; ".join(failed) or "failed"
 
@@ -138,7 +137,7 @@ class Executor:
 def fail_target(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
     target["phase"] = "Failed"
     target["conditions"] = set_condition(
-        target.get("conditions"), executor.failed, True, executor.failed, message, now=now
+        Entry(target).conditions, executor.failed, True, executor.failed, message, now=now
     )
 
 
@@ -154,14 +153,14 @@ def in_order(
     the later ones fail without running."""
     blocked_by: int | None = None
     for index, target in pairs:
-        if target.get("phase") not in TARGET_TERMINAL:
+        if Entry(target).phase not in TARGET_TERMINAL:
             if blocked_by is not None:
                 fail_target(target, executor, f"not run: member {blocked_by} failed before it", now)
                 continue
             move(index, target)
-        if sequential and target.get("phase") == "Failed" and blocked_by is None:
+        if sequential and Entry(target).phase == "Failed" and blocked_by is None:
             blocked_by = index
-        elif sequential and target.get("phase") != "Succeeded":
+        elif sequential and Entry(target).phase != "Succeeded":
             break  # the next member starts once this one has succeeded
 
 
@@ -189,7 +188,7 @@ def jobs_target(
     vanished after they were made fails the target with the reason. A Job whose pod cannot
     start (``trouble`` by Job name: ``controller.jobs.outcome``) is said on the target, and fails
     it once the reason cannot resolve itself."""
-    ensured = is_true(target.get("conditions"), executor.ensured)
+    ensured = is_true(Entry(target).conditions, executor.ensured)
     absent = [i for i, job in enumerate(jobs) if job is None]
     if absent and ensured:
         fail_target(
@@ -204,8 +203,8 @@ def jobs_target(
         _ensured(target, executor, f"the {executor.noun} Job exists", now)
     present = [job for job in jobs if job is not None]
     reported = phase_from_stats(target)
-    failed = [(job["metadata"]["name"], f) for job in present if (f := job_failure(job))]
-    if reported == "Failed" or (failed and _any_failed_host(target)):
+    failed = [(Obj(job).name, f) for job in present if (f := job_failure(job))]
+    if reported == "Failed" or (failed and Entry(target).host_failed):
         fail_target(target, executor, host_failures(target), now)
     elif reported is not None:
         target["phase"] = reported
@@ -213,7 +212,7 @@ def jobs_target(
         name, failure = failed[0]
         fail_target(target, executor, f"{executor.noun} Job {name} failed ({failure})", now)
     elif all(job_complete(job) for job in present):
-        names = ", ".join(job["metadata"]["name"] for job in present)
+        names = ", ".join(Obj(job).name for job in present)
         fail_target(
             target, executor, f"{executor.noun} Job {names} completed without reporting stats", now
         )
@@ -230,8 +229,8 @@ def _troubled(
     trouble: Mapping[str, Trouble],
     now: dt.datetime,
 ) -> None:
-    stuck = [(j["metadata"]["name"], t) for j in jobs if (t := trouble.get(j["metadata"]["name"]))]
-    said = get_condition(target.get("conditions"), executor.ensured) or {}
+    stuck = [(Obj(j).name, t) for j in jobs if (t := trouble.get(Obj(j).name))]
+    said = message_of(Entry(target).conditions, executor.ensured)
     if stuck:
         name, first = stuck[0]
         words = first.say(executor.noun, name)
@@ -239,17 +238,13 @@ def _troubled(
             fail_target(target, executor, words, now)
         else:
             _ensured(target, executor, f"{words}; waiting for it to start", now)
-    elif "cannot start" in str(said.get("message", "")):
+    elif "cannot start" in said:
         _ensured(target, executor, f"the {executor.noun} Job's pod has started", now)
-
-
-def _any_failed_host(target: JSON) -> bool:
-    return any(s.get("phase") == "Failed" for s in target.get("stats") or [])
 
 
 def _ensured(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
     conditions = set_condition(
-        target.get("conditions"), executor.ensured, True, executor.ensured_reason, message, now=now
+        Entry(target).conditions, executor.ensured, True, executor.ensured_reason, message, now=now
     )
     for type_, reason in executor.created:
         conditions = set_condition(conditions, type_, True, reason, message, now=now)
@@ -261,7 +256,7 @@ def wait_target(target: JSON, executor: Executor, why: str, now: dt.datetime) ->
     product itself is using the target (``controller.sessions.target_use``)."""
     target["phase"] = "Pending"
     target["conditions"] = set_condition(
-        target.get("conditions"), executor.ensured, False, "TargetInUse", why, now=now
+        Entry(target).conditions, executor.ensured, False, "TargetInUse", why, now=now
     )
 
 
@@ -269,14 +264,14 @@ def fail_unfinished(
     targets: Iterable[JSON], executor: Executor, message: str, now: dt.datetime
 ) -> None:
     for target in targets:
-        if target.get("phase") not in TARGET_TERMINAL:
+        if Entry(target).phase not in TARGET_TERMINAL:
             fail_target(target, executor, message, now)
 
 
 def fail_executor(target: JSON, executor: Executor, message: str, now: dt.datetime) -> None:
     """Fail a target whose Job could not be made (built or created), saying why."""
     target["conditions"] = set_condition(
-        target.get("conditions"),
+        Entry(target).conditions,
         executor.ensured,
         False,
         executor.not_ensured_reason,
@@ -301,7 +296,7 @@ def past_deadline(
     late the operator looks (it was scaled down, or restarting). ``liveness``: the deadline is
     the default one, and this is how the work moves — past it, work still making progress goes
     on; a stall ends it, in words that say so."""
-    when = status.get("sessionDeadline")
+    when = Status(status).deadline
     if not when or now <= parse_rfc3339(when):
         return False
     if finished_at is not None and finished_at <= parse_rfc3339(when):
@@ -318,7 +313,7 @@ def past_deadline(
         )
         fail_unfinished(targets, executor, f"the session's deadline {when} passed", now)
     status["conditions"] = set_condition(
-        status.get("conditions"), DEADLINE_EXCEEDED, True, reason, message, now=now
+        Status(status).conditions, DEADLINE_EXCEEDED, True, reason, message, now=now
     )
     return True
 
@@ -326,7 +321,7 @@ def past_deadline(
 def next_deadline_look(status: JSON, liveness: Liveness | None, now: dt.datetime) -> float:
     """Seconds until a running session's deadline is judged again: at the deadline, and past a
     default one while the work still moves, once it could have stalled."""
-    when = parse_rfc3339(str(status["sessionDeadline"]))
+    when = parse_rfc3339(Status(status).deadline)
     if when < now and liveness is not None:
         when = liveness.judged_at(now)
     return max(1.0, (when - now).total_seconds() + 1)
@@ -343,8 +338,7 @@ def hosts_target(
     """Move on a target whose hosts report themselves (a sidecar, stash-init): Running until
     every host reported; failed when a host failed (with ``first_failure`` at the first one,
     not waiting for the others), or with ``absent`` (why nothing will ever carry it out)."""
-    failed = any(s.get("phase") == "Failed" for s in target.get("stats") or [])
-    early = "Failed" if first_failure and failed else None
+    early = "Failed" if first_failure and Entry(target).host_failed else None
     target["phase"] = early or phase_from_stats(target) or "Running"
     if target["phase"] == "Failed":
         fail_target(target, executor, host_failures(target), now)
@@ -364,14 +358,14 @@ def hook_state(
     """Where a batch's own hook ``kind`` is: ``none`` (no such hook, or its policy skips it),
     ``due``, ``done`` or ``failed`` (its ``condition`` on the session). A post hook's
     ``executionPolicy`` is judged by whether every target ``succeeded``."""
-    hook = hooks.get(kind)
+    hook = part(hooks, kind)
     if not hook:
         return "none"
-    found = get_condition(status.get("conditions"), condition)
+    found = get_condition(Status(status).conditions, condition)
     if found is not None:
-        return "done" if found.get("status") == "True" else "failed"
+        return "done" if Condition(found).true else "failed"
     if kind.startswith("post") and not should_run_post_hook(
-        hook.get("executionPolicy"), succeeded, final_attempt
+        text(hook, "executionPolicy") or None, succeeded, final_attempt
     ):
         return "none"
     return "due"

@@ -33,6 +33,7 @@ from api.tenancy import (
     refusals,
     repository_refusal,
 )
+from api.views import Obj, Ref, items, part
 from controller.invokers import validation
 
 RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name
@@ -74,15 +75,15 @@ class MemberRef:
 
     @property
     def kind(self) -> str:
-        return str(self._ref.get("kind", ""))
+        return Ref(self._ref).kind
 
     @property
     def name(self) -> str:
-        return str(self._ref.get("name", ""))
+        return Ref(self._ref).name
 
     @property
     def target_namespace(self) -> str:
-        return str(self._ref.get("namespace") or self.namespace)
+        return Ref(self._ref).namespace_or(self.namespace)
 
     @property
     def where(self) -> str:
@@ -179,26 +180,26 @@ _members_lock = threading.Lock()
 
 
 def _member_key(invoker: JSON) -> tuple[Any, Any]:
-    return (invoker.get("kind"), (invoker.get("metadata") or {}).get("uid"))
+    view = Obj(invoker)
+    return (view.kind, view.meta.uid)
 
 
 def members_of(invoker: JSON) -> list[MemberView]:
     """The invoker's members, parsed. A stored invoker's members are a function of its uid and
     generation (a spec change bumps it), so they are parsed once per generation, not on every
     question a reconcile asks."""
-    meta = invoker.get("metadata") or {}
+    meta = Obj(invoker).meta
     key = _member_key(invoker)
-    generation = meta.get("generation")
-    remember = bool(meta.get("uid")) and generation is not None
+    generation = meta.generation
+    remember = bool(meta.uid) and generation is not None
     if remember:
         with _members_lock:
             found = _members.get(key)
         if found is not None and found[0] == generation:
             return list(found[1])
-    namespace = meta.get("namespace", "")
-    batch = invoker.get("kind") == "BackupBatch"
+    batch = Obj(invoker).kind == "BackupBatch"
     views = tuple(
-        MemberView(i, BackupMember.model_validate(m), namespace, batch)
+        MemberView(i, BackupMember.model_validate(m), meta.namespace, batch)
         for i, m in enumerate(member_documents(invoker))
     )
     if remember:
@@ -249,10 +250,10 @@ def refusal(view: MemberRef, tenancy: Tenancy) -> str | None:
 def subject_of(invoker: JSON, views: Sequence[MemberRef], repository: Repository | None) -> Subject:
     """What the boundary judges of ``invoker``: its members (their targets and
     ``runtimeSettings``) and the Repository its spec names now."""
-    spec = invoker.get("spec") or {}
-    batch = invoker.get("kind") in ("BackupBatch", "RestoreBatch")
+    view = Obj(invoker)
+    batch = view.kind in ("BackupBatch", "RestoreBatch")
     return Subject(
-        namespace=str((invoker.get("metadata") or {}).get("namespace", "")),
+        namespace=view.namespace,
         repository=repository,
         members=tuple(
             Member(
@@ -269,7 +270,7 @@ def subject_of(invoker: JSON, views: Sequence[MemberRef], repository: Repository
         ),
         # A batch's own settings are its hook Jobs' and trigger's; a single-target invoker's
         # are its member's, judged there.
-        runtime_settings=spec.get("runtimeSettings") if batch else None,
+        runtime_settings=(part(view.spec.raw, "runtimeSettings") or None) if batch else None,
     )
 
 
@@ -277,8 +278,7 @@ def namespaces_of(
     invoker: JSON, views: Sequence[MemberRef], repository: Repository | None
 ) -> set[str]:
     """Every namespace whose policy the rules may read for ``invoker``."""
-    namespace = str((invoker.get("metadata") or {}).get("namespace", ""))
-    found = {namespace, *(v.target_namespace for v in views)}
+    found = {Obj(invoker).namespace, *(v.target_namespace for v in views)}
     if repository is not None and repository.metadata.namespace:
         found.add(repository.metadata.namespace)
     return found
@@ -308,22 +308,22 @@ def usable_repository(
 def validation_problems(invoker: JSON, members: list[MemberView], facts: InvokerFacts) -> list[str]:
     """Problems in the invoker itself and in what it may reach: nothing can work until the
     spec changes (or the Task it names is installed, or an admin allows what it asks)."""
-    spec = invoker.get("spec") or {}
+    spec = Obj(invoker).spec
+    batch = Obj(invoker).kind == "BackupBatch"
     problems: list[str] = []
-    if invoker.get("kind") == "BackupBatch" and not members:
+    if batch and not members:
         problems.append("spec.members: a BackupBatch needs at least one member")
-    schedule = spec.get("schedule")
-    if schedule:
-        why = facts.schedule_problem or validation.never_fires(str(schedule))
+    if spec.schedule:
+        why = facts.schedule_problem or validation.never_fires(spec.schedule)
         if why:
             problems.append(f"spec.schedule: {why}")
-    if not (spec.get("repository") or {}).get("name"):
+    if not spec.repository.name:
         problems.append("spec.repository.name: the Repository to back up into is required")
-    if spec.get("driver", "Restic") != "Restic":
+    if spec.driver != "Restic":
         problems.append(
-            f"spec.driver: {spec['driver']} is not supported yet; only Restic backs up here"
+            f"spec.driver: {spec.driver} is not supported yet; only Restic backs up here"
         )
-    retention = spec.get("retentionPolicy") or {}
+    retention = spec.retention
     keeps = [k for k in retention if k.startswith("keep") and retention[k]]
     if not keeps:
         problems.append(
@@ -331,10 +331,10 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
             "keepWeekly, keepMonthly, keepYearly, keepTags"
         )
     problems += validation.retention_problems(retention)
-    problems += validation.timeout_problems(spec)
-    problems += validation.retry_problems(spec)
-    if invoker.get("kind") == "BackupBatch":
-        problems += validation.hook_problems(spec.get("hooks"), "spec.hooks")
+    problems += validation.timeout_problems(dict(spec.raw))
+    problems += validation.retry_problems(dict(spec.raw))
+    if batch:
+        problems += validation.hook_problems(spec.hooks, "spec.hooks")
     seen: dict[tuple[str, str, str], int] = {}
     for view in members:
         where = view.where
@@ -360,14 +360,14 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
 def _member_problems(view: MemberView, facts: InvokerFacts) -> list[str]:
     where = view.where
     raw = view.member.to_dict()
-    target = raw.get("target") or {}
-    problems = validation.temp_dir_problems(raw.get("tempDir"), f"{where}.tempDir")
-    problems += validation.hook_problems(raw.get("hooks"), f"{where}.hooks")
-    problems += validation.param_problems(raw.get("task"), f"{where}.task")
+    target = part(raw, "target")
+    problems = validation.temp_dir_problems(part(raw, "tempDir"), f"{where}.tempDir")
+    problems += validation.hook_problems(part(raw, "hooks"), f"{where}.hooks")
+    problems += validation.param_problems(part(raw, "task"), f"{where}.task")
     if view.task is None and view.kind in WORKLOAD_KINDS:
-        problems += validation.path_problems(target.get("paths"), f"{where}.target.paths")
+        problems += validation.path_problems(items(target, "paths"), f"{where}.target.paths")
         problems += validation.mount_problems(
-            target.get("volumeMounts"),
+            items(target, "volumeMounts"),
             f"{where}.target.volumeMounts",
             facts.workload_volumes.get(view.index),
         )
@@ -460,10 +460,10 @@ def repository_conditions(
 def _member_conditions(
     invoker: JSON, members: list[MemberView], facts: InvokerFacts, out: ConditionSet
 ) -> list[JSON]:
-    old = {
-        (m.get("target", {}).get("kind"), m.get("target", {}).get("name")): m.get("conditions")
-        for m in (invoker.get("status") or {}).get("memberConditions") or []
-    }
+    old: dict[tuple[str, str], list[RawCondition]] = {}
+    for entry in items(Obj(invoker).status.raw, "memberConditions"):
+        ref = Ref(part(entry, "target"))
+        old[(ref.kind, ref.name)] = items(entry, "conditions")
     result = []
     for view in members:
         found = facts.targets_found.get(view.index, False)
@@ -487,21 +487,19 @@ def _member_conditions(
 
 def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None) -> InvokerVerdict:
     """The status ``invoker`` should have, given ``facts``."""
-    meta = invoker.get("metadata", {})
-    namespace = meta.get("namespace", "")
+    view = Obj(invoker)
     members = members_of(invoker)
     problems = validation_problems(invoker, members, facts)
-    out = ConditionSet((invoker.get("status") or {}).get("conditions"), now, meta.get("generation"))
+    out = ConditionSet(view.status.conditions, now, view.meta.generation)
     out.put(
         c.VALIDATION_PASSED,
         not problems,
         "ResourceValidationPassed" if not problems else "ResourceValidationFailed",
         "; ".join(problems) or "the invoker is valid",
     )
-    repo_name = ((invoker.get("spec") or {}).get("repository") or {}).get("name", "")
-    repository_conditions(out, facts.repository, repo_name, namespace, facts)
+    repository_conditions(out, facts.repository, view.spec.repository.name, view.namespace, facts)
     member_conditions = None
-    if invoker.get("kind") == "BackupBatch":
+    if view.kind == "BackupBatch":
         member_conditions = _member_conditions(invoker, members, facts, out)
     if members:
         missing = [
@@ -519,7 +517,7 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
             if missing
             else "every target exists",
         )
-    if not (invoker.get("spec") or {}).get("schedule"):
+    if not view.spec.schedule:
         out.put(
             c.CRONJOB_CREATED,
             False,

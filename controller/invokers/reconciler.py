@@ -23,6 +23,7 @@ from api.naming import backup_service_account, cronjob_name
 from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import NamespacePolicy
+from api.views import Obj, Status, text
 from controller.invokers.evaluation import (
     InvokerFacts,
     InvokerVerdict,
@@ -88,7 +89,7 @@ class InvokerReconciler:
         def replaced(items: Sequence[JSON], kind: str) -> None:
             uids = []
             for obj in items:
-                uids.append(obj["metadata"].get("uid"))
+                uids.append(Obj(obj).meta.uid)
                 self._invoker_event(obj, controller)
             track_only(kind, uids)
 
@@ -126,8 +127,7 @@ class InvokerReconciler:
             track_members(obj)
         if not deleted and self.writes.echo(obj):
             return  # our own status write coming back: it was judged when it was written
-        meta = obj.get("metadata", {})
-        key = (str(obj.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+        key = (Obj(obj).kind, *Obj(obj).key)
         if deleted:
             forget_members(obj)
             self.writes.forget(obj)
@@ -147,9 +147,9 @@ class InvokerReconciler:
             controller.enqueue(key)
 
     def _references(self, obj: JSON) -> set[tuple[str, str, str]]:
-        namespace = obj.get("metadata", {}).get("namespace", "")
-        repo = (obj.get("spec") or {}).get("repository") or {}
-        refs = {(repo.get("namespace") or namespace, "Repository", repo.get("name", ""))}
+        invoker = Obj(obj)
+        repo = invoker.spec.repository
+        refs = {(repo.namespace_or(invoker.namespace), "Repository", repo.name)}
         try:
             views = members_of(obj)
         except ValueError:
@@ -163,17 +163,16 @@ class InvokerReconciler:
     def _referenced_event(
         self, obj: JSON, controller: Controller[Key], deleted: bool = False
     ) -> None:
-        meta = obj.get("metadata", {})
-        ref = (meta.get("namespace", ""), str(obj.get("kind")), meta.get("name", ""))
-        template = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
-        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        view = Obj(obj)
+        meta, template = view.meta, view.template
+        ref = (meta.namespace, view.kind, meta.name)
         mark = (
             deleted,
-            meta.get("uid"),
-            meta.get("generation") if obj.get("kind") == "Repository" else None,
-            (template.get("labels") or {}).get(c.BACKUP_LABEL),
+            meta.uid,
+            meta.generation if view.kind == "Repository" else None,
+            text(template.meta.labels, c.BACKUP_LABEL),
             # the sidecar's RoleBinding names the pods' service account
-            pod.get("serviceAccountName"),
+            template.service_account,
             volume_names(obj),  # a sidecar member may mount only volumes the pods have
         )
         with self._refs_lock:
@@ -196,7 +195,7 @@ class InvokerReconciler:
         """A namespace's policy changed (its grants, its privileges, its Pod Security level or
         the labels a Repository's usagePolicy selects on): the invokers in it and those that
         reach into it are judged again."""
-        namespace = obj.get("metadata", {}).get("name", "")
+        namespace = Obj(obj).name
         ref = (namespace, "Namespace", namespace)
         policy = NamespacePolicy.of(namespace, obj)
         mark = (sorted(policy.labels.items()), sorted(policy.annotations.items()))
@@ -221,10 +220,10 @@ class InvokerReconciler:
             self.writes.forget(obj)
         elif self.writes.echo(obj):
             return  # as we applied it: nothing drifted
-        meta = obj.get("metadata", {})
-        for owner in meta.get("ownerReferences") or []:
-            if owner.get("kind") in INVOKER_TYPES and owner.get("name"):
-                controller.enqueue((owner["kind"], meta.get("namespace", ""), owner["name"]))
+        meta = Obj(obj).meta
+        for owner in meta.owners:
+            if owner.kind in INVOKER_TYPES and owner.name:
+                controller.enqueue((owner.kind, meta.namespace, owner.name))
 
     # -- reading facts -------------------------------------------------------------------------
 
@@ -263,12 +262,12 @@ class InvokerReconciler:
         return verdict
 
     def facts(self, invoker: JSON) -> InvokerFacts:
-        schedule = (invoker.get("spec") or {}).get("schedule")
-        namespace = invoker["metadata"]["namespace"]
+        schedule = Obj(invoker).spec.schedule
+        namespace = Obj(invoker).namespace
         return self.reader.read(
             invoker,
             members_of(invoker),
-            schedule_problem=self._schedule_problem(namespace, str(schedule)) if schedule else None,
+            schedule_problem=self._schedule_problem(namespace, schedule) if schedule else None,
         )
 
     # -- writing -------------------------------------------------------------------------------
@@ -280,18 +279,17 @@ class InvokerReconciler:
     def _sidecar_workloads(self, invoker: JSON) -> list[tuple[MemberView, str]]:
         """The invoker's sidecar-model workloads in its own namespace (a workload elsewhere
         gets nothing from this invoker), each with its pods' service account."""
-        namespace = invoker["metadata"]["namespace"]
+        namespace = Obj(invoker).namespace
         found = []
         for view in members_of(invoker):
             if view.task is not None or view.kind not in WORKLOAD_TYPES:
                 continue
-            if (view.ref.get("namespace") or namespace) != namespace:
+            if view.target_namespace != namespace:
                 continue
             workload = self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name)
             if workload is None:
                 continue
-            pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
-            found.append((view, str(pod.get("serviceAccountName") or "default")))
+            found.append((view, Obj(workload).template.service_account))
         return found
 
     def _sidecar_access(
@@ -334,7 +332,7 @@ class InvokerReconciler:
             not refused,
             "SidecarNotAuthorized" if refused else "SidecarAuthorized",
             message,
-            observed_generation=invoker["metadata"].get("generation"),
+            observed_generation=Obj(invoker).meta.generation,
         )
         return replace(status, conditions=conditions), bool(refused)
 
@@ -349,11 +347,11 @@ class InvokerReconciler:
                 written |= self._ensure(obj)
             return written
         for obj in desired:
-            meta = obj["metadata"]
+            namespace, name = Obj(obj).key
             rt = OWNED_TYPES[obj["kind"]]
-            if self.caches.get(rt, meta["namespace"], meta["name"]):
-                self.client.delete(rt, meta["name"], meta["namespace"], missing_ok=True)
-                self.writes.record(meta["namespace"])
+            if self.caches.get(rt, namespace, name):
+                self.client.delete(rt, name, namespace, missing_ok=True)
+                self.writes.record(namespace)
         return False
 
     def ensure_trigger(
@@ -367,7 +365,7 @@ class InvokerReconciler:
             for obj in rbac_objects(invoker):
                 rbac_written |= self._ensure(obj)
             rbac_written |= self._ensure_sidecar_binding(invoker, repository)
-            if (invoker.get("spec") or {}).get("schedule"):
+            if Obj(invoker).spec.schedule:
                 self._ensure(cronjob(invoker, self.image))
         except Invalid as exc:
             return f"the API server rejected the trigger objects: {exc}", rbac_written
@@ -391,19 +389,19 @@ class InvokerReconciler:
         return status, rbac_written
 
     def _remove_trigger(self, invoker: JSON) -> None:
-        meta = invoker["metadata"]
-        name = cronjob_name(meta["name"])
-        found = self.caches.get(OWNED_TYPES["CronJob"], meta["namespace"], name)
-        if found is not None and owned_by(found, meta.get("uid", "")):
-            self.client.delete(OWNED_TYPES["CronJob"], name, meta["namespace"], missing_ok=True)
-            self.writes.record(meta["namespace"])
+        meta = Obj(invoker).meta
+        name = cronjob_name(meta.name)
+        found = self.caches.get(OWNED_TYPES["CronJob"], meta.namespace, name)
+        if found is not None and owned_by(found, meta.uid):
+            self.client.delete(OWNED_TYPES["CronJob"], name, meta.namespace, missing_ok=True)
+            self.writes.record(meta.namespace)
 
     def _keep_grant(
         self, key: Key, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict
     ) -> None:
         """A Repository of another namespace that allows this one: its backup Jobs and
         sidecars may read it and its Secret there (and nothing more)."""
-        accounts = [backup_service_account(invoker["metadata"]["name"])]
+        accounts = [backup_service_account(Obj(invoker).name)]
         accounts += [account for _, account in self._sidecar_workloads(invoker)]
         usable = usable_repository(facts, status.conditions)
         repository = usable if status.phase != "Invalid" else None
@@ -419,10 +417,8 @@ class InvokerReconciler:
             own = view.target_namespace == view.namespace  # a sidecar serves only its own
             if view.task is None and view.kind in WORKLOAD_TYPES and own:
                 workload = self.caches.get(WORKLOAD_TYPES[view.kind], view.namespace, view.name)
-                labels = (
-                    ((workload or {}).get("spec") or {}).get("template", {}).get("metadata", {})
-                ).get("labels") or {}
-                injected = labels.get(c.BACKUP_LABEL) == c.BACKUP_LABEL_VALUE
+                labels = Obj(workload).template.meta.labels
+                injected = text(labels, c.BACKUP_LABEL) == c.BACKUP_LABEL_VALUE
                 entry = {
                     **entry,
                     "conditions": set_condition(
@@ -433,7 +429,7 @@ class InvokerReconciler:
                         "pods of the workload get the stash sidecar"
                         if injected
                         else "waiting for the opt-in label on the pod template",
-                        observed_generation=invoker["metadata"].get("generation"),
+                        observed_generation=Obj(invoker).meta.generation,
                     ),
                 }
             members.append(entry)
@@ -442,7 +438,7 @@ class InvokerReconciler:
     def reconcile(self, key: Key) -> Result | None:
         kind, namespace, name = key
         invoker = self.caches.get(INVOKER_TYPES[kind], namespace, name)
-        if invoker is None or invoker["metadata"].get("deletionTimestamp"):
+        if invoker is None or Obj(invoker).meta.deleting:
             # Owner references take its CronJob and RBAC with it; not what it was granted in
             # another namespace.
             self.grants.keep(key, [])
@@ -458,24 +454,23 @@ class InvokerReconciler:
         sidecar_refused = False
         if status.phase != "Invalid":
             status, sidecar_refused = self._sidecar_access(invoker, facts, status)
-        new_status = status.as_status(invoker["metadata"].get("generation"))
-        old_status = invoker.get("status") or {}
-        old_phase = old_status.get("phase")
-        if new_status != invoker.get("status"):
+        new_status = status.as_status(Obj(invoker).meta.generation)
+        old_status = Obj(invoker).status
+        if new_status != old_status.raw:
             try:
                 written = write_status(self.client, INVOKER_TYPES[kind], invoker, new_status)
                 self.writes.record(namespace, written)
             except NotFound:
                 return None
-            if status.phase != old_phase:  # after the write: a refused write records nothing
+            if status.phase != old_status.phase:  # after the write: a refused write records nothing
                 if status.phase == "Ready":
                     self.events.record(
                         invoker, "Normal", "Ready", "the invoker is ready to back up"
                     )
                 else:
                     self.events.record(invoker, "Warning", status.phase, "; ".join(status.problems))
-            refusal_now = false_message(new_status.get("conditions"), c.SIDECAR_AUTHORIZED)
-            refusal_before = false_message(old_status.get("conditions"), c.SIDECAR_AUTHORIZED)
+            refusal_now = false_message(Status(new_status).conditions, c.SIDECAR_AUTHORIZED)
+            refusal_before = false_message(old_status.conditions, c.SIDECAR_AUTHORIZED)
             if sidecar_refused and refusal_now != refusal_before:
                 self.events.record(invoker, "Warning", "SidecarNotAuthorized", refusal_now or "")
         if sidecar_refused and rbac_written:

@@ -147,6 +147,22 @@ class Meta:
     def annotations(self) -> Mapping[str, str]:
         return part(self.raw, "annotations")
 
+    def label(self, key: str) -> str | None:
+        value = self.labels.get(key)
+        return None if value is None else str(value)
+
+    def annotation(self, key: str) -> str | None:
+        value = self.annotations.get(key)
+        return None if value is None else str(value)
+
+    @property
+    def resource_version(self) -> str:
+        return text(self.raw, "resourceVersion")
+
+    @property
+    def finalizers(self) -> list[str]:
+        return [str(f) for f in items(self.raw, "finalizers")]
+
     @property
     def owners(self) -> list[Ref]:
         return [Ref(owner) for owner in items(self.raw, "ownerReferences")]

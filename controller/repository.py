@@ -24,6 +24,7 @@ from api.conditions import set_condition
 from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
+from api.views import Obj, items
 from controller.invokers.tenancy import read_tenancy
 from controller.jobs.wipe_job import WIPE_ATTEMPTS, wipe_objects, wipe_outcome
 from controller.runtime.caches import INVOKER_TYPES, JOBS, NAMESPACES, REPOSITORIES, Caches
@@ -45,14 +46,14 @@ Key = tuple[str, str]
 
 
 def _invoker_key(invoker: JSON) -> tuple[str, str, str]:
-    meta = invoker.get("metadata") or {}
-    return (str(invoker.get("kind")), meta.get("namespace", ""), meta.get("name", ""))
+    view = Obj(invoker)
+    return (view.kind, view.namespace, view.name)
 
 
 def _repo_key(invoker: JSON) -> Key:
-    namespace = invoker.get("metadata", {}).get("namespace", "")
-    repo = (invoker.get("spec") or {}).get("repository") or {}
-    return (repo.get("namespace") or namespace, repo.get("name", ""))
+    view = Obj(invoker)
+    repo = view.spec.repository
+    return (repo.namespace_or(view.namespace), repo.name)
 
 
 class RepositoryReconciler:
@@ -73,8 +74,7 @@ class RepositoryReconciler:
         self._enqueue = controller.enqueue
 
         def own(obj: JSON) -> Key:
-            meta = obj.get("metadata", {})
-            return (meta.get("namespace", ""), meta.get("name", ""))
+            return Obj(obj).key
 
         self.caches.informer(REPOSITORIES).subscribe(
             on_replace=controller.replace_handler(own), on_upsert=controller.handler(own)
@@ -98,7 +98,7 @@ class RepositoryReconciler:
     def _namespace_changed(self, obj: JSON) -> None:
         """A namespace's labels may now match (or no longer) the usagePolicy of a Repository
         elsewhere that its invokers use: those Repositories list their references again."""
-        namespace = (obj.get("metadata") or {}).get("name", "")
+        namespace = Obj(obj).name
         with self._repos_lock:
             repos = {r for (_, ns, _), r in self._repo_of.items() if ns == namespace}
         for repo in repos:
@@ -163,8 +163,8 @@ class RepositoryReconciler:
         if repo is None:
             return None
         repo = {"apiVersion": c.V1ALPHA1, "kind": "Repository", **repo}
-        finalizers = list(repo["metadata"].get("finalizers") or [])
-        if repo["metadata"].get("deletionTimestamp"):
+        finalizers = Obj(repo).meta.finalizers
+        if Obj(repo).meta.deleting:
             if WIPE_OUT_FINALIZER in finalizers:
                 return self._wipe(key, repo)
             return None
@@ -178,7 +178,7 @@ class RepositoryReconciler:
             references = self.references(Repository.model_validate(repo))
         except ValidationError:
             return  # the invokers' conditions say what is wrong with it
-        if ((repo.get("status") or {}).get("references") or []) != references:
+        if items(Obj(repo).status.raw, "references") != references:
             self._patch_status(repo, {"references": references or None})
 
     def _patch_status(self, repo: JSON, status: JSON) -> None:
@@ -229,17 +229,15 @@ class RepositoryReconciler:
             pass
 
     def _release(self, repo: JSON, kind: str, reason: str, message: str) -> None:
-        finalizers = [
-            f for f in repo["metadata"].get("finalizers") or [] if f != WIPE_OUT_FINALIZER
-        ]
+        finalizers = [f for f in Obj(repo).meta.finalizers if f != WIPE_OUT_FINALIZER]
         self._write_finalizers(repo, finalizers)
         self.events.record(repo, kind, reason, message)
 
     def _condition(self, repo: JSON, ok: bool, reason: str, message: str) -> None:
         """Write the ``WipedOut`` condition when it says something new."""
-        status = repo.get("status") or {}
-        conditions = set_condition(status.get("conditions"), WIPED_OUT, ok, reason, message)
-        if conditions != status.get("conditions"):
+        before = Obj(repo).status.conditions
+        conditions = set_condition(before, WIPED_OUT, ok, reason, message)
+        if conditions != before:
             self._patch_status(repo, {"conditions": conditions})
 
     def _wipe(self, key: Key, repo: JSON) -> Result | None:
@@ -249,9 +247,9 @@ class RepositoryReconciler:
         *access, desired = wipe_objects(repo, self.image)
         name = desired["metadata"]["name"]
         job = self.caches.get(JOBS, namespace, name)
-        if job is not None and not owned_by(job, repo["metadata"].get("uid", "")):
+        if job is not None and not owned_by(job, Obj(repo).meta.uid):
             # An earlier Repository of the same name left it: not this wipe's.
-            if not job["metadata"].get("deletionTimestamp"):
+            if not Obj(job).meta.deleting:
                 self.client.delete(JOBS, name, namespace, missing_ok=True)
             return Result(requeue_after=2.0)
         if job is None:
@@ -267,8 +265,8 @@ class RepositoryReconciler:
                 pass  # made before a restart: the same Job, by name
             self._condition(repo, False, "WipeOutRunning", f"Job {name} is deleting the data")
             return None  # the Job's events bring the Repository back
-        pods = self.client.list(PODS, namespace, label_selector=f"job-name={name}").get("items")
-        outcome = wipe_outcome(job, list(pods or []))
+        pods = items(self.client.list(PODS, namespace, label_selector=f"job-name={name}"), "items")
+        outcome = wipe_outcome(job, pods)
         if not outcome.done:
             if outcome.attempts:
                 self._condition(
@@ -296,10 +294,8 @@ class RepositoryReconciler:
 
 def _wipe_job_owner(obj: JSON) -> Key | None:
     """The Repository that owns a wipe Job."""
-    meta = obj.get("metadata") or {}
-    if WIPE_LABEL not in (meta.get("labels") or {}):
+    meta = Obj(obj).meta
+    if WIPE_LABEL not in meta.labels:
         return None
-    for owner in meta.get("ownerReferences") or []:
-        if owner.get("kind") == "Repository" and owner.get("name"):
-            return (str(meta.get("namespace", "")), str(owner["name"]))
-    return None
+    owner = meta.owner(("Repository",))
+    return (meta.namespace, owner.name) if owner else None

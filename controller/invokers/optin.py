@@ -32,6 +32,7 @@ from api.constants import (
     SIDECAR_HASH_ANNOTATION,
 )
 from api.objects import JSON
+from api.views import Obj, items, text
 from controller.runtime.caches import INVOKER_TYPES, REPOSITORIES, WORKLOAD_TYPES, Caches
 from controller.runtime.loop import Controller, Result, Writes
 from kube import Client, KubeError, NotFound
@@ -53,23 +54,21 @@ PODS_GRACE = 60.0
 def pods_to_ask(workload: JSON, fingerprint: str | None) -> bool:
     """Whether its pods decide how the hash is recorded: the workload opted in by its own
     label, its template never marked by the operator, and the hash not recorded yet."""
-    meta = workload.get("metadata") or {}
-    template_meta = (workload.get("spec") or {}).get("template", {}).get("metadata") or {}
-    labelled = (template_meta.get("labels") or {}).get(BACKUP_LABEL) == BACKUP_LABEL_VALUE
+    view = Obj(workload)
+    template_meta = view.template.meta
+    labelled = template_meta.label(BACKUP_LABEL) == BACKUP_LABEL_VALUE
     return (
         fingerprint is not None
         and labelled
-        and HASH_ANNOTATION not in (template_meta.get("annotations") or {})
-        and (meta.get("annotations") or {}).get(HASH_ANNOTATION) != fingerprint
+        and HASH_ANNOTATION not in template_meta.annotations
+        and view.meta.annotation(HASH_ANNOTATION) != fingerprint
     )
 
 
 def pods_carry(pods: list[JSON], fingerprint: str) -> bool:
     """Every pod was injected with the sidecar of this plan (as the webhook marks them)."""
     return all(
-        has_sidecar(pod)
-        and ((pod.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
-        == fingerprint
+        has_sidecar(pod) and Obj(pod).meta.annotation(HASH_ANNOTATION) == fingerprint
         for pod in pods
     )
 
@@ -87,22 +86,20 @@ def desired_patch(
     ``restores`` the uids of the unfinished restores of it; ``pods_current``: its pods already
     carry that plan (asked only when ``pods_to_ask``), so it is recorded without a roll.
     """
-    meta = workload.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    template_meta = (workload.get("spec") or {}).get("template", {}).get("metadata") or {}
-    labels = template_meta.get("labels") or {}
-    template_annotations = template_meta.get("annotations") or {}
-    labelled = labels.get(BACKUP_LABEL) == BACKUP_LABEL_VALUE
-    managed = annotations.get(MANAGED_ANNOTATION) == "true"
+    meta = Obj(workload).meta
+    template_meta = Obj(workload).template.meta
+    template_annotations = dict(template_meta.annotations)
+    labelled = template_meta.label(BACKUP_LABEL) == BACKUP_LABEL_VALUE
+    managed = meta.annotation(MANAGED_ANNOTATION) == "true"
 
     meta_patch: JSON = {}
     template_patch: JSON = {}
-    recorded = annotations.get(HASH_ANNOTATION)
+    recorded = meta.annotation(HASH_ANNOTATION)
     if pods_current and pods_to_ask(workload, fingerprint):
         meta_patch[HASH_ANNOTATION] = fingerprint
     elif fingerprint is None and recorded is not None:
         meta_patch[HASH_ANNOTATION] = None
-    carried = template_annotations.get(HASH_ANNOTATION) or (
+    carried = template_meta.annotation(HASH_ANNOTATION) or (
         fingerprint if pods_current else recorded
     )
     wanted = _template_annotations(template_annotations, fingerprint, restores, carried)
@@ -115,7 +112,7 @@ def desired_patch(
                 meta_patch[MANAGED_ANNOTATION] = "true"
     elif managed:
         meta_patch[MANAGED_ANNOTATION] = None
-        if BACKUP_LABEL in labels:
+        if BACKUP_LABEL in template_meta.labels:
             template_patch.setdefault("labels", {})[BACKUP_LABEL] = None
     if not meta_patch and not template_patch:
         return None
@@ -138,7 +135,7 @@ def _template_annotations(
         patch[HASH_ANNOTATION] = fingerprint
     elif fingerprint is None and HASH_ANNOTATION in current:
         patch[HASH_ANNOTATION] = None
-    rolled_for = set(str(current.get(RESTORE_ANNOTATION) or "").split(","))
+    rolled_for = set(text(current, RESTORE_ANNOTATION).split(","))
     if restores and not set(restores) <= rolled_for:
         patch[RESTORE_ANNOTATION] = ",".join(restores)
     return patch
@@ -189,7 +186,7 @@ class OptInReconciler:
         may be waiting for a backup of them to finish: controller.sessions.target_use)."""
         rt = RESTORE_INVOKER_TYPES.get(target.invoker_kind)
         restore = self.caches.get(rt, namespace, target.invoker_name) if rt else None
-        return (((restore or {}).get("status") or {}).get("phase")) == "Running"
+        return Obj(restore).status.phase == "Running"
 
     def reconcile(self, key: WorkloadKey) -> Result | None:
         namespace, kind, name = key
@@ -214,7 +211,7 @@ class OptInReconciler:
             if targets
             else None
         )
-        version = str(workload["metadata"].get("resourceVersion", ""))
+        version = Obj(workload).meta.resource_version
         if self._written_over.get(key) == version:
             return None  # the cache has not caught up with our last write yet
         self._written_over.pop(key, None)
@@ -250,19 +247,19 @@ class OptInReconciler:
 
     def _pods(self, workload: JSON) -> list[JSON] | None:
         """The workload's pods (None: the API server did not answer)."""
-        meta = workload["metadata"]
+        namespace, name = Obj(workload).key
         try:
             listed = self.client.list(
-                PODS, meta["namespace"], label_selector=match_labels_selector(workload)
+                PODS, namespace, label_selector=match_labels_selector(workload)
             )
         except KubeError as exc:
-            log.info("pods of %s/%s: %s", meta["namespace"], meta["name"], exc)
+            log.info("pods of %s/%s: %s", namespace, name, exc)
             return None
-        return pods_of(workload, listed.get("items") or [])
+        return pods_of(workload, items(listed, "items"))
 
     @staticmethod
     def _young(workload: JSON) -> bool:
-        created = str(workload["metadata"].get("creationTimestamp") or "")
+        created = Obj(workload).meta.created
         try:
             age = dt.datetime.now(dt.UTC) - parse_rfc3339(created)
         except ValueError:
@@ -276,5 +273,5 @@ def _enqueue(controller: Controller[WorkloadKey], keys: set[WorkloadKey]) -> Non
 
 
 def _workload_key(obj: JSON) -> WorkloadKey:
-    meta = obj.get("metadata", {})
-    return (meta.get("namespace", ""), str(obj.get("kind", "")), meta.get("name", ""))
+    view = Obj(obj)
+    return (view.namespace, view.kind, view.name)

@@ -333,13 +333,57 @@ class Spec:
         return [m if isinstance(m, dict) else {} for m in items(self.raw, "members")]
 
     @property
-    def retention(self) -> JSON:
-        return part(self.raw, "retentionPolicy")
+    def retention(self) -> Retention:
+        return Retention(part(self.raw, "retentionPolicy"))
+
+    @property
+    def steps(self) -> list[JSON]:
+        """A Task's steps (each names its Function and params)."""
+        return [s if isinstance(s, dict) else {} for s in items(self.raw, "steps")]
+
+    @property
+    def volumes(self) -> list[JSON]:
+        """A Task's volumes."""
+        return items(self.raw, "volumes")
 
     @property
     def invoker(self) -> Ref:
         """A BackupSession's ``spec.invoker``."""
         return Ref(part(self.raw, "invoker"))
+
+
+class Retention:
+    """A retention policy (restic ``forget``'s flags)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return text(self.raw, "name")
+
+    @property
+    def prune(self) -> bool:
+        return bool(self.raw.get("prune"))
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.raw.get("dryRun"))
+
+    @property
+    def keep_tags(self) -> list[str]:
+        return [str(t) for t in items(self.raw, "keepTags")]
+
+    def keep(self, period: str) -> int:
+        """``keep<period>`` (``Last``, ``Hourly``, …), 0 when unset."""
+        return int(self.raw.get(f"keep{period}") or 0)
+
+    @property
+    def keeps(self) -> list[str]:
+        """The ``keep…`` fields set (non-empty)."""
+        return [k for k, v in self.raw.items() if k.startswith("keep") and v]
 
 
 class PodTemplate:

@@ -323,14 +323,12 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
         problems.append(
             f"spec.driver: {spec.driver} is not supported yet; only Restic backs up here"
         )
-    retention = spec.retention
-    keeps = [k for k in retention if k.startswith("keep") and retention[k]]
-    if not keeps:
+    if not spec.retention.keeps:
         problems.append(
             "spec.retentionPolicy: set at least one of keepLast, keepHourly, keepDaily, "
             "keepWeekly, keepMonthly, keepYearly, keepTags"
         )
-    problems += validation.retention_problems(retention)
+    problems += validation.retention_problems(dict(spec.retention.raw))
     problems += validation.timeout_problems(dict(spec.raw))
     problems += validation.retry_problems(dict(spec.raw))
     if batch:

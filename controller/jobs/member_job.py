@@ -29,6 +29,7 @@ from api.naming import (
 from api.objects import JSON
 from api.repository import Repository
 from api.restore import Rule
+from api.views import Obj, items, part, text
 from controller.invokers.evaluation import DEFAULT_PVC_RESTORE_TASK, MemberView, RestoreView
 from controller.invokers.trigger import owner_reference
 from controller.jobs import claims
@@ -103,13 +104,12 @@ def job_inputs(
     """What ``build_job`` needs for one member, from the caches: the invoker's Repository, the
     member's Task and its Functions (restoring into new PVCs with ``pvc-restore``: its restore
     into every claim); a JobError names what is missing."""
-    namespace = session["metadata"]["namespace"]
-    repo_ref = (invoker.get("spec") or {}).get("repository") or {}
+    repo_ref = Obj(invoker).spec.repository
     repo_obj = caches.get(
-        REPOSITORIES, repo_ref.get("namespace") or namespace, repo_ref.get("name", "")
+        REPOSITORIES, repo_ref.namespace_or(Obj(session).namespace), repo_ref.name
     )
     if repo_obj is None:
-        raise JobError(f"Repository {repo_ref.get('name', '')!r} not found")
+        raise JobError(f"Repository {repo_ref.name!r} not found")
     task = caches.get(TASKS, "", member.task or "")
     if task is None:
         raise JobError(f"Task {member.task} not found")
@@ -120,9 +120,9 @@ def job_inputs(
     ):
         task = claims.restore_task(member)
     functions = {
-        step["name"]: fn
-        for step in (task.get("spec") or {}).get("steps") or []
-        if step.get("name") and (fn := caches.get(FUNCTIONS, "", step["name"])) is not None
+        name: fn
+        for step in Obj(task).spec.steps
+        if (name := text(step, "name")) and (fn := caches.get(FUNCTIONS, "", name)) is not None
     }
     return JobInputs(
         session,
@@ -141,13 +141,13 @@ def _restore_variables(view: RestoreView, invoker: JSON, hostname: str) -> dict[
     target = view.member.target
     rules = target.rules if target and target.rules else None
     if rules is None and not view.batch:
-        rules = [Rule.model_validate(r) for r in (invoker.get("spec") or {}).get("rules") or []]
+        rules = [Rule.model_validate(r) for r in items(Obj(invoker).spec.raw, "rules")]
     try:
         rule = rule_for_host(hostname, rules)
     except RestoreError:
         rule = None
     return {
-        "RESTORE_SESSION": invoker["metadata"]["name"],
+        "RESTORE_SESSION": Obj(invoker).name,
         "RESTORE_PATHS": ",".join(rule.paths) if rule else "",
         "RESTORE_SNAPSHOTS": ",".join(rule.snapshots) if rule else "",
         "SOURCE_HOSTNAME": rule.source_host if rule else hostname,
@@ -169,8 +169,8 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     backend = repo.spec.backend
     provider = backend.kind()
     store = getattr(backend, provider)
-    spec = inputs.invoker.get("spec") or {}
-    retention = spec.get("retentionPolicy") or {}
+    invoker = Obj(inputs.invoker)
+    retention = invoker.spec.retention
     target = view.member.target
     cache = not (view.member.temp_dir and view.member.temp_dir.disable_caching)
     mounts = (target.volume_mounts or []) if target else []
@@ -179,13 +179,13 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     paths = target.paths if isinstance(target, BackupTarget) and target.paths else None
     excludes = target.exclude if isinstance(target, BackupTarget) and target.exclude else []
     values = {
-        "NAMESPACE": inputs.session["metadata"]["namespace"],
-        "INVOKER_KIND": inputs.invoker["kind"],
-        "INVOKER_NAME": inputs.invoker["metadata"]["name"],
-        "TARGET_API_VERSION": str(view.ref.get("apiVersion", "")),
+        "NAMESPACE": Obj(inputs.session).namespace,
+        "INVOKER_KIND": invoker.kind,
+        "INVOKER_NAME": invoker.name,
+        "TARGET_API_VERSION": text(view.ref, "apiVersion"),
         "TARGET_KIND": view.kind,
         "TARGET_NAME": view.name,
-        "TARGET_NAMESPACE": str(view.ref.get("namespace") or view.namespace),
+        "TARGET_NAMESPACE": view.target_namespace,
         "TARGET_PATHS": ",".join(paths) if paths else mount_path,
         "EXCLUDE_PATTERNS": ",".join(excludes),
         "TARGET_MOUNT_PATH": mount_path,
@@ -204,10 +204,10 @@ def variables(inputs: JobInputs) -> dict[str, str]:
             getattr(store, "endpoint", None) or getattr(store, "url", None) or ""
         ),
         "REPOSITORY_REGION": str(getattr(store, "region", None) or ""),
-        "RETENTION_POLICY_NAME": str(retention.get("name", "")),
-        "RETENTION_PRUNE": str(bool(retention.get("prune", False))).lower(),
-        "RETENTION_DRY_RUN": str(bool(retention.get("dryRun", False))).lower(),
-        "RETENTION_KEEP_TAGS": ",".join(retention.get("keepTags") or []),
+        "RETENTION_POLICY_NAME": retention.name,
+        "RETENTION_PRUNE": str(retention.prune).lower(),
+        "RETENTION_DRY_RUN": str(retention.dry_run).lower(),
+        "RETENTION_KEEP_TAGS": ",".join(retention.keep_tags),
         # Stash's Functions pass it on; here the operator alone pushes metrics, from the
         # status the steps write (docs/security.md), so a Function gets nothing to push to.
         "PROMETHEUS_PUSHGATEWAY_URL": "",
@@ -215,24 +215,24 @@ def variables(inputs: JobInputs) -> dict[str, str]:
         "CACHE_DIR": CACHE_DIR if cache else "",
     }
     for key in ("Last", "Hourly", "Daily", "Weekly", "Monthly", "Yearly"):
-        values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.get(f"keep{key}") or 0)
+        values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.keep(key))
     if isinstance(view, RestoreView):
         values.update(_restore_variables(view, inputs.invoker, values["HOSTNAME"]))
         if inputs.ordinal is not None:
             values[claims.POD_ORDINAL] = str(inputs.ordinal)
     else:
-        values["BACKUP_SESSION"] = inputs.session["metadata"]["name"]
+        values["BACKUP_SESSION"] = Obj(inputs.session).name
     return values
 
 
 def _steps(task: JSON) -> list[JSON]:
     """The Task's steps, each naming its Function; a JobError saying which is wrong."""
-    name = task["metadata"]["name"]
-    steps: list[JSON] = (task.get("spec") or {}).get("steps") or []
+    name = Obj(task).name
+    steps = Obj(task).spec.steps
     if not steps:
         raise JobError(f"Task {name} has no steps")
     for index, step in enumerate(steps):
-        if not step.get("name"):
+        if not text(step, "name"):
             raise JobError(
                 f"Task {name}: spec.steps[{index}].name: the Function to run is required"
             )
@@ -326,9 +326,7 @@ def _step_container(
     if function is None:
         raise JobError(f"Function {step['name']} (step {index} of Task {task_name}) not found")
     try:  # a Task's step params may use Stash's variables themselves
-        step_params = {
-            p["name"]: substitute(str(p["value"]), base) for p in step.get("params") or []
-        }
+        step_params = {p["name"]: substitute(str(p["value"]), base) for p in items(step, "params")}
     except SubstitutionError as exc:
         raise JobError(f"Task {task_name}: {exc}") from None
     member_params = (
@@ -337,7 +335,7 @@ def _step_container(
     # A member's task params override the Task's step params; neither overrides what the
     # operator sets (validation.OPERATOR_VARIABLES: an invoker naming one is Invalid).
     step_vars = {**step_params, **member_params, **base}
-    spec = function.get("spec") or {}
+    spec = part(function, "spec")
     try:
         resolved = substitute_all(
             {
@@ -355,7 +353,7 @@ def _step_container(
         **resolved,
         "volumeMounts": [
             {"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH},
-            *resolved.get("volumeMounts", []),
+            *items(resolved, "volumeMounts"),
         ],
         "env": [
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -375,9 +373,7 @@ def _volumes(inputs: JobInputs, base: dict[str, str], containers: list[JSON]) ->
     the scratch ``tmp-dir`` and the member's interim volume."""
     view = inputs.member
     try:
-        volumes: list[JSON] = substitute_all(
-            (inputs.task.get("spec") or {}).get("volumes") or [], base
-        )
+        volumes: list[JSON] = substitute_all(Obj(inputs.task).spec.volumes, base)
     except SubstitutionError as exc:
         raise JobError(f"Task {inputs.task['metadata']['name']}: {exc}") from None
     local = local_volume(inputs.repository)
@@ -395,8 +391,8 @@ def _volumes(inputs: JobInputs, base: dict[str, str], containers: list[JSON]) ->
     )
     template = view.member.interim_volume_template
     if template:
-        meta = {k: v for k, v in (template.get("metadata") or {}).items() if k in INTERIM_META}
-        claim = {"metadata": meta, "spec": template.get("spec") or {}}
+        meta = {k: v for k, v in part(template, "metadata").items() if k in INTERIM_META}
+        claim = {"metadata": meta, "spec": part(template, "spec")}
         volumes.append({"name": INTERIM_VOLUME, "ephemeral": {"volumeClaimTemplate": claim}})
     return volumes
 

@@ -240,6 +240,29 @@ class Entry:
         return any(s.phase == "Failed" for s in self.stats)
 
 
+class ContainerStatus:
+    """One entry of a pod's ``containerStatuses`` / ``initContainerStatuses``."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return text(self.raw, "name")
+
+    @property
+    def waiting(self) -> JSON:
+        """state.waiting (empty unless it waits): reason, message."""
+        return part(part(self.raw, "state"), "waiting")
+
+    @property
+    def terminated(self) -> JSON:
+        """state.terminated (empty unless it ended): exitCode, reason, message, finishedAt."""
+        return part(part(self.raw, "state"), "terminated")
+
+
 class Status(Entry):
     """An object's status: a session's phase, deadline, targets and conditions, an invoker's
     phase and conditions. Its own ``stats``/``totalHosts`` are a RestoreSession's target's."""
@@ -265,6 +288,18 @@ class Status(Entry):
     @property
     def next_retry(self) -> str:
         return text(self.raw, "nextRetry")
+
+    def count(self, key: str, default: int = 0) -> int:
+        """A counter of the status (a Job's ``succeeded``, a DaemonSet's
+        ``desiredNumberScheduled``), ``default`` when unset."""
+        value = self.raw.get(key)
+        return default if value is None else int(value)
+
+    @property
+    def containers(self) -> list[ContainerStatus]:
+        """A pod's init containers' statuses, then its containers'."""
+        found = items(self.raw, "initContainerStatuses") + items(self.raw, "containerStatuses")
+        return [ContainerStatus(s) for s in found]
 
     @property
     def retried(self) -> bool | None:
@@ -345,6 +380,12 @@ class Spec:
     def volumes(self) -> list[JSON]:
         """A Task's volumes."""
         return items(self.raw, "volumes")
+
+    @property
+    def replicas(self) -> int:
+        """A workload's replicas (Kubernetes' default 1)."""
+        value = self.raw.get("replicas")
+        return 1 if value is None else int(value)
 
     @property
     def invoker(self) -> Ref:

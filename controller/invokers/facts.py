@@ -16,6 +16,7 @@ from api import constants as c
 from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
+from api.views import Obj, items, part, text
 from controller.invokers.evaluation import InvokerFacts, MemberRef, namespaces_of, refusal
 from controller.invokers.tenancy import read_tenancy
 from controller.runtime.caches import (
@@ -32,8 +33,8 @@ from kube.types import SECRETS
 
 
 def volume_names(workload: JSON) -> frozenset[str]:
-    pod = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return frozenset(str(v.get("name")) for v in pod.get("volumes") or [])
+    volumes = items(Obj(workload).template.pod_spec, "volumes")
+    return frozenset(text(v, "name", "None") for v in volumes)
 
 
 SECRET_KEYS_TTL = 10.0  # seconds a Secret's keys, once read, answer again without a GET
@@ -64,7 +65,7 @@ class FactReader:
             return self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name) is not None
         if view.kind == c.PVC_KIND:
             return self.caches.get(PVCS, namespace, view.name) is not None
-        api_version = view.ref.get("apiVersion") or "v1"
+        api_version = text(view.ref, "apiVersion", "v1")
         try:
             rt = self.client.resource_type(api_version, view.kind)
             self.client.get(rt, view.name, namespace if rt.namespaced else None)
@@ -87,7 +88,7 @@ class FactReader:
             with self._lock:
                 self._secret_keys.pop((namespace, name), None)
             return None
-        keys = frozenset((body.get("data") or {}).keys())
+        keys = frozenset(part(body, "data").keys())
         del body
         with self._lock:
             self._secret_keys[(namespace, name)] = (now, keys)
@@ -98,11 +99,9 @@ class FactReader:
     def repository_of(self, invoker: JSON) -> Repository | None:
         """The Repository the invoker's spec names now, from the cache (None: not there; a
         ValidationError: not a Repository this version reads)."""
-        namespace = invoker["metadata"]["namespace"]
-        ref = (invoker.get("spec") or {}).get("repository") or {}
-        found = self.caches.get(
-            REPOSITORIES, ref.get("namespace") or namespace, ref.get("name", "")
-        )
+        view = Obj(invoker)
+        ref = view.spec.repository
+        found = self.caches.get(REPOSITORIES, ref.namespace_or(view.namespace), ref.name)
         return Repository.from_dict(found) if found else None
 
     def workload_volumes(self, view: MemberRef) -> frozenset[str] | None:
@@ -117,12 +116,12 @@ class FactReader:
         if replicas := view.replicas():
             return int(replicas)
         if view.kind == "StatefulSet" and view.task is None:
-            sts = self.caches.get(STATEFULSETS, view.target_namespace, view.name) or {}
-            return int((sts.get("spec") or {}).get("replicas", 1))
+            sts = self.caches.get(STATEFULSETS, view.target_namespace, view.name)
+            return Obj(sts).spec.replicas
         if view.kind == "DaemonSet" and view.task is None:
-            ds = self.caches.get(DAEMONSETS, view.target_namespace, view.name) or {}
+            ds = self.caches.get(DAEMONSETS, view.target_namespace, view.name)
             # At least one host: a DaemonSet on no node has nothing done, not a success.
-            return max(1, int((ds.get("status") or {}).get("desiredNumberScheduled", 1)))
+            return max(1, Obj(ds).status.count("desiredNumberScheduled", 1))
         return 1
 
     def read(

@@ -15,8 +15,9 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from api.conditions import parse_rfc3339
+from api.conditions import is_true, parse_rfc3339
 from api.objects import JSON
+from api.views import Obj, conditions_of, text
 from kube import Client, KubeError
 from kube.types import PODS
 
@@ -53,30 +54,27 @@ class Trouble:
 
 
 def _waiting(pod: JSON) -> tuple[str, str] | None:
-    status = pod.get("status") or {}
-    for container in (status.get("initContainerStatuses") or []) + (
-        status.get("containerStatuses") or []
-    ):
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        reason = str(waiting.get("reason") or "")
+    for container in Obj(pod).status.containers:
+        waiting = container.waiting
+        reason = text(waiting, "reason")
         if reason in TROUBLE or reason == "ContainerCreating":
-            return reason, str(waiting.get("message") or "")
+            return reason, text(waiting, "message")
     return None
 
 
 def _unschedulable(pod: JSON) -> str | None:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-            return f"{cond.get('reason') or 'Unschedulable'}: {cond.get('message') or ''}"
+    for cond in conditions_of(Obj(pod).status.conditions):
+        if cond.type == "PodScheduled" and cond.status == "False":
+            return f"{cond.reason or 'Unschedulable'}: {cond.message}"
     return None
 
 
 def pod_trouble(pod: JSON, now: dt.datetime) -> Trouble | None:
     """Why ``pod`` (a Job's) does not start, or None while it starts or runs normally."""
-    meta = pod.get("metadata") or {}
-    name = str(meta.get("name") or "?")
+    meta = Obj(pod).meta
+    name = meta.name or "?"
     try:
-        age = now - parse_rfc3339(str(meta.get("creationTimestamp")))
+        age = now - parse_rfc3339(meta.created)
     except ValueError:
         age = dt.timedelta(0)
     late = age >= STUCK_GRACE
@@ -114,7 +112,7 @@ def troubles(
     for job in jobs:
         if job is None or job_complete(job) or job_failure(job):
             continue
-        name = job["metadata"]["name"]
+        name = Obj(job).name
         try:
             pods = client.list(PODS, namespace, label_selector=f"job-name={name}")["items"]
         except KubeError:
@@ -127,14 +125,11 @@ def troubles(
 
 def job_failure(job: JSON) -> str | None:
     """Why a Job failed (its Failed condition's reason and message), or None."""
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Failed" and cond.get("status") == "True":
-            return f"{cond.get('reason', 'Failed')}: {cond.get('message', '')}".rstrip(": ")
+    for cond in conditions_of(Obj(job).status.conditions):
+        if cond.type == "Failed" and cond.true:
+            return f"{cond.reason or 'Failed'}: {cond.message}".rstrip(": ")
     return None
 
 
 def job_complete(job: JSON) -> bool:
-    return any(
-        cond.get("type") == "Complete" and cond.get("status") == "True"
-        for cond in (job.get("status") or {}).get("conditions") or []
-    )
+    return is_true(Obj(job).status.conditions, "Complete")

@@ -20,8 +20,9 @@ decimals those keep (at most 0.05%).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -29,6 +30,7 @@ from api import constants as c
 from api.conditions import parse_rfc3339
 from api.objects import JSON
 from api.units import parse_duration, parse_size
+from api.views import Entry, Obj, items, part
 from controller.sessions.backup_status import session_outcome
 from engine import metrics
 from engine.results import HostResult, RepositoryFigures
@@ -56,27 +58,30 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _count(status: Mapping[str, Any], key: str) -> int:
+    """A count the last host wrote (shape-checked: a pod wrote it), else 0."""
+    value = status.get(key, None)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
 def _hosts(target: object) -> list[tuple[str, str, HostResult]]:
     """(kind, name, result) of each host recorded for a target entry (shape-checked: a pod
     wrote it)."""
     if not isinstance(target, dict):
         return []
-    ref = target.get("ref")
-    ref = ref if isinstance(ref, dict) else {}
-    stats = target.get("stats")
-    kind, name = _text(ref.get("kind")), _text(ref.get("name"))
+    entry = Entry(target)
+    kind, name = entry.ref.kind, entry.ref.name
     return [
-        (kind, name, HostResult.from_status(host))
-        for host in (stats if isinstance(stats, list) else [])
-        if isinstance(host, dict) and _text(host.get("hostname"))
+        (kind, name, HostResult.from_status(dict(host.raw)))
+        for host in entry.stats
+        if host.hostname
     ]
 
 
 def backup_host_groups(who: metrics.Invoker, status: JSON) -> list[Group]:
     """A backup session's host groups, one per host in ``status.targets[].stats``."""
-    targets = status.get("targets")
     groups = []
-    for target in targets if isinstance(targets, list) else []:
+    for target in items(status, "targets"):
         for kind, name, result in _hosts(target):
             groups.append(
                 Group(
@@ -100,20 +105,14 @@ def restore_host_groups(who: metrics.Invoker, targets: Sequence[object]) -> list
 
 
 def latest_finished(sessions: list[JSON]) -> JSON | None:
-    finished = [s for s in sessions if (s.get("status") or {}).get("phase") in c.RESULT_PHASES]
-    return max(
-        finished,
-        key=lambda s: (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"]),
-        default=None,
-    )
+    finished = [s for s in sessions if Obj(s).status.phase in c.RESULT_PHASES]
+    return max(finished, key=lambda s: (Obj(s).meta.created, Obj(s).name), default=None)
 
 
 def ended_at(session: JSON) -> dt.datetime:
     """When a finished session ended: its creation plus its recorded duration."""
-    status = session.get("status") or {}
-    return parse_rfc3339(session["metadata"]["creationTimestamp"]) + parse_duration(
-        _text(status.get("sessionDuration")) or "0s"
-    )
+    view = Obj(session)
+    return parse_rfc3339(view.meta.created) + parse_duration(view.status.duration or "0s")
 
 
 def session_group(
@@ -130,22 +129,20 @@ def latest_session_groups(who: metrics.Invoker, sessions: list[JSON]) -> list[Gr
     latest = latest_finished(sessions)
     if latest is None:
         return []
-    status = latest.get("status") or {}
+    status = part(latest, "status")
     history = [s for s in sessions if s is not latest]
     return [session_group(who, status, history, ended_at(latest)), *backup_host_groups(who, status)]
 
 
 def repository_group(who: metrics.Invoker, repository: JSON) -> Group | None:
     """The repository group from ``Repository.status`` (None: never backed up)."""
-    status = repository.get("status") or {}
+    status = Obj(repository).status.raw
     if "integrity" not in status:
         return None
-    count = status.get("snapshotCount")
-    removed = status.get("snapshotsRemovedOnLastCleanup")
     figures = RepositoryFigures(
-        integrity=status.get("integrity") is True,
-        size_bytes=parse_size(_text(status.get("totalSize")) or "0 B"),
-        snapshot_count=count if isinstance(count, int) and count >= 0 else 0,
-        snapshots_removed=removed if isinstance(removed, int) and removed >= 0 else 0,
+        integrity=status["integrity"] is True,
+        size_bytes=parse_size(_text(status.get("totalSize", "")) or "0 B"),
+        snapshot_count=_count(status, "snapshotCount"),
+        snapshots_removed=_count(status, "snapshotsRemovedOnLastCleanup"),
     )
     return Group((("repository", who.repository),), metrics.repository_registry(who, figures))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from api import constants as c
 from api.naming import wipe_job_name
 from api.objects import JSON
+from api.views import Obj, conditions_of, part, text
 from controller.invokers.trigger import owner_reference
 from engine.wipe import NOT_RETRIED
 
@@ -41,7 +42,7 @@ def wipe_objects(repository: JSON, image: str) -> list[JSON]:
     namespace."""
     meta = repository["metadata"]
     name = wipe_job_name(meta["name"])
-    backend = (repository.get("spec") or {}).get("backend") or {}
+    backend = part(Obj(repository).spec.raw, "backend")
     rules: list[JSON] = [
         {
             "apiGroups": [c.GROUP],
@@ -50,7 +51,7 @@ def wipe_objects(repository: JSON, image: str) -> list[JSON]:
             "resourceNames": [meta["name"]],
         }
     ]
-    if backend.get("storageSecretName"):
+    if text(backend, "storageSecretName"):
         rules.append(
             {
                 "apiGroups": [""],
@@ -150,26 +151,26 @@ def _message(pods: list[JSON]) -> str:
     """The newest pod's termination message (the program's own last words)."""
     found = []
     for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (status.get("state") or {}).get("terminated") or {}
-            if status.get("name") == WIPE_CONTAINER and terminated:
-                found.append((str(terminated.get("finishedAt") or ""), terminated))
+        for status in Obj(pod).status.containers:
+            terminated = status.terminated
+            if status.name == WIPE_CONTAINER and terminated:
+                found.append((text(terminated, "finishedAt"), terminated))
     if not found:
         return ""
     _, last = max(found, key=lambda pair: pair[0])
-    return str(last.get("message") or "").strip()[-1024:]
+    return text(last, "message").strip()[-1024:]
 
 
 def wipe_outcome(job: JSON, pods: list[JSON]) -> WipeOutcome:
-    status = job.get("status") or {}
-    attempts = int(status.get("succeeded") or 0) + int(status.get("failed") or 0)
-    for condition in status.get("conditions") or []:
-        if condition.get("status") != "True":
+    status = Obj(job).status
+    attempts = status.count("succeeded") + status.count("failed")
+    for condition in conditions_of(status.conditions):
+        if not condition.true:
             continue
-        if condition.get("type") == "Complete":
+        if condition.type == "Complete":
             return WipeOutcome(True, True, _message(pods) or "wiped out", attempts)
-        if condition.get("type") == "Failed":
-            why = _message(pods) or str(condition.get("message") or condition.get("reason"))
-            skipped = condition.get("reason") == "PodFailurePolicy"
+        if condition.type == "Failed":
+            why = _message(pods) or condition.message or condition.reason
+            skipped = condition.reason == "PodFailurePolicy"
             return WipeOutcome(True, False, why, attempts, skipped)
     return WipeOutcome(False, False, _message(pods), attempts)

@@ -22,6 +22,7 @@ from urllib.error import URLError
 from api import constants as c
 from api.conditions import is_true
 from api.objects import JSON
+from api.views import Obj
 from controller.runtime.caches import BACKUP_SESSIONS, INVOKER_TYPES, REPOSITORIES, Caches
 from controller.sessions import metric_groups
 from engine import metrics
@@ -75,9 +76,9 @@ class MetricsRestorer:
     def _sessions_by_invoker(self) -> dict[tuple[str, str, str], list[JSON]]:
         by_invoker: dict[tuple[str, str, str], list[JSON]] = {}
         for session in self.caches.informer(BACKUP_SESSIONS).items():
-            ref = (session.get("spec") or {}).get("invoker") or {}
-            namespace = session["metadata"].get("namespace", "")
-            key = (namespace, ref.get("kind", ""), ref.get("name", ""))
+            view = Obj(session)
+            ref = view.spec.invoker
+            key = (view.namespace, ref.kind, ref.name)
             by_invoker.setdefault(key, []).append(session)
         return by_invoker
 
@@ -90,10 +91,10 @@ class MetricsRestorer:
     ) -> list[metric_groups.Group]:
         """The invoker's groups the Pushgateway lacks and the record can rebuild."""
         wanted = metric_groups.latest_session_groups(who, sessions)
-        repo_ref = (invoker.get("spec") or {}).get("repository") or {}
-        conditions = (invoker.get("status") or {}).get("conditions")
+        repo_ref = Obj(invoker).spec.repository
+        conditions = Obj(invoker).status.conditions
         if who.repository and is_true(conditions, c.REPOSITORY_FOUND):  # usable only
-            namespace = repo_ref.get("namespace") or who.namespace
+            namespace = repo_ref.namespace_or(who.namespace)
             repo = self.caches.get(REPOSITORIES, namespace, who.repository)
             figures = metric_groups.repository_group(who, repo) if repo else None
             wanted += [figures] if figures else []
@@ -110,10 +111,8 @@ class MetricsRestorer:
         pushed = 0
         for kind, rt in INVOKER_TYPES.items():
             for obj in self.caches.informer(rt).items():
-                namespace = obj["metadata"].get("namespace", "")
-                name = obj["metadata"]["name"]
-                repo_ref = (obj.get("spec") or {}).get("repository") or {}
-                who = metrics.Invoker(kind, name, namespace, repo_ref.get("name", ""))
+                namespace, name = Obj(obj).key
+                who = metrics.Invoker(kind, name, namespace, Obj(obj).spec.repository.name)
                 sessions = by_invoker.get((namespace, kind, name), [])
                 for group in self._missing_of(who, obj, sessions, present):
                     try:

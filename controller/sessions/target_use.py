@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from api import constants as c
 from api.objects import JSON
+from api.views import Obj
 from controller.invokers.evaluation import MemberRef
 from controller.runtime.caches import BACKUP_SESSIONS, Caches
 from controller.sessions.restore_status import restore_members_of
@@ -50,25 +51,21 @@ def running_targets(session: JSON) -> Iterable[str]:
     it backed up (Succeeded), until the session ends: its retention and integrity check of
     their snapshots come after the hosts report, and a restore started then would overlap
     them. A target not started (Pending) or that failed is free."""
-    status = session.get("status") or {}
-    if status.get("phase") in c.SESSION_TERMINAL_PHASES:
+    view = Obj(session)
+    if view.status.phase in c.SESSION_TERMINAL_PHASES:
         return []
-    namespace = session.get("metadata", {}).get("namespace", "")
     keys = []
-    targets = status.get("targets")
-    for target in targets if isinstance(targets, list) else []:
-        ref = target.get("ref") if isinstance(target, dict) else None
-        if not isinstance(ref, dict):
-            continue
-        if target.get("phase") in ("Running", "Succeeded") and ref.get("name"):
-            where = ref.get("namespace") or namespace
-            keys.append(target_key(str(where), str(ref.get("kind", "")), str(ref["name"])))
+    for target in view.status.targets:
+        ref = target.ref
+        if target.phase in ("Running", "Succeeded") and ref.name:
+            where = ref.namespace_or(view.namespace)
+            keys.append(target_key(where, ref.kind, ref.name))
     return keys
 
 
 def restoring_targets(invoker: JSON) -> Iterable[str]:
     """The targets an unfinished RestoreSession / RestoreBatch restores (or will)."""
-    if (invoker.get("status") or {}).get("phase") in c.RESTORE_ENDED_PHASES:
+    if Obj(invoker).status.phase in c.RESTORE_ENDED_PHASES:
         return []
     try:
         views = restore_members_of(invoker)
@@ -103,8 +100,7 @@ class TargetUse:
         found = []
         for kind, rt in kinds.items():
             for obj in self.caches.informer(rt).by_index(index, key):
-                meta = obj.get("metadata", {})
-                name = f"{kind} {meta.get('namespace', '')}/{meta.get('name', '')}"
+                name = f"{kind} {Obj(obj).namespace}/{Obj(obj).name}"
                 if name != holder:
                     found.append(name)
         return found

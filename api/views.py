@@ -262,6 +262,15 @@ class ContainerStatus:
         """state.terminated (empty unless it ended): exitCode, reason, message, finishedAt."""
         return part(part(self.raw, "state"), "terminated")
 
+    @property
+    def last_terminated(self) -> JSON:
+        """lastState.terminated: how its previous run ended (empty if none)."""
+        return part(part(self.raw, "lastState"), "terminated")
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.raw.get("ready"))
+
 
 class Status(Entry):
     """An object's status: a session's phase, deadline, targets and conditions, an invoker's

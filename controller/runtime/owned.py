@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from api.objects import JSON
+from api.views import Obj
 from controller.runtime.caches import JOBS, OWNED_TYPES, Caches
 from controller.runtime.loop import Writes
 from kube import Client, NotFound
@@ -38,18 +39,18 @@ def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> JSO
     """Apply ``desired`` unless the cached object already holds all of it; the object as the
     API server stored it (None when nothing was written)."""
     rt = OWNED_TYPES[desired["kind"]]
-    meta = desired["metadata"]
-    current = caches.get(rt, meta["namespace"], meta["name"])
+    namespace, name = Obj(desired).key
+    current = caches.get(rt, namespace, name)
     if current is not None and contains(current, desired):
         return None
     applied = client.apply(desired, field_manager=OPERATOR_FIELD_MANAGER)
     unchanged = current is not None and _version(current) == _version(applied)
-    writes.record(meta["namespace"], None if unchanged else applied)  # no change, no echo
+    writes.record(namespace, None if unchanged else applied)  # no change, no echo
     return applied
 
 
 def _version(obj: JSON) -> str:
-    return str(obj["metadata"].get("resourceVersion") or "")
+    return Obj(obj).meta.resource_version
 
 
 def find_job(
@@ -69,17 +70,17 @@ def find_job(
 
 
 def owned_by(obj: JSON, uid: str) -> bool:
-    return any(o.get("uid") == uid for o in obj["metadata"].get("ownerReferences") or [])
+    return any(o.uid == uid for o in Obj(obj).meta.owners)
 
 
 def stop_job(client: Client, writes: Writes, job: JSON | None, why: str) -> None:
     """Delete ``job`` (its pods with it) if it still runs; ``why`` for the log."""
-    if job is None or job["metadata"].get("deletionTimestamp"):
+    if job is None or Obj(job).meta.deleting:
         return
-    status = job.get("status") or {}
-    if status.get("succeeded") or status.get("failed"):
+    status = Obj(job).status
+    if status.count("succeeded") or status.count("failed"):
         return
-    meta = job["metadata"]
-    log.info("stopping Job %s/%s: %s", meta["namespace"], meta["name"], why)
-    client.delete(JOBS, meta["name"], meta["namespace"], missing_ok=True)
-    writes.record(meta["namespace"])
+    namespace, name = Obj(job).key
+    log.info("stopping Job %s/%s: %s", namespace, name, why)
+    client.delete(JOBS, name, namespace, missing_ok=True)
+    writes.record(namespace)

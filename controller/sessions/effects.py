@@ -22,6 +22,7 @@ from api.hooks import BATCH_HOOK_CONDITIONS
 from api.naming import hook_job_name
 from api.objects import JSON
 from api.repository import Repository
+from api.views import Obj, Status, items
 from controller.invokers.evaluation import MemberView, RestoreView
 from controller.jobs.finish_job import finish_job
 from controller.jobs.hook_job import create_hook_job, hook_job_failure
@@ -74,29 +75,27 @@ class SessionEffects:
         for job in jobs:
             if job is None or job_complete(job) or job_failure(job) is not None:
                 continue
-            meta = job["metadata"]
-            if meta.get("deletionTimestamp"):
+            meta = Obj(job).meta
+            if meta.deleting:
                 continue
             log.info(
                 "stopping Job %s/%s: session %s ended at its deadline",
-                meta["namespace"],
-                meta["name"],
-                obj["metadata"]["name"],
+                meta.namespace,
+                meta.name,
+                Obj(obj).name,
             )
             with contextlib.suppress(Conflict):  # the name holds another Job now: not ours
                 self.client.delete(
-                    JOBS, meta["name"], meta["namespace"], missing_ok=True, uid=meta.get("uid")
+                    JOBS, meta.name, meta.namespace, missing_ok=True, uid=meta.uid or None
                 )
 
     def liveness(self, obj: JSON) -> Liveness:
         """How the session's work moves: its hosts' progress Events, read only once it is past
         its default deadline (one list, by field selector, per look)."""
-        meta = obj["metadata"]
-        selector = f"involvedObject.name={meta['name']},involvedObject.kind={obj['kind']}"
-        events = self.client.list(EVENTS, meta["namespace"], field_selector=selector)
-        return liveness_of(
-            events.get("items") or [], str(meta.get("uid", "")), self.default_deadline.stall_after
-        )
+        view = Obj(obj)
+        selector = f"involvedObject.name={view.name},involvedObject.kind={view.kind}"
+        events = self.client.list(EVENTS, view.namespace, field_selector=selector)
+        return liveness_of(items(events, "items"), view.meta.uid, self.default_deadline.stall_after)
 
     def create_member_job(
         self,
@@ -163,13 +162,11 @@ class SessionEffects:
         """Have the batch's own hook ``kind`` run by its Job in the invoker's namespace (never
         here); its pod records the hook's condition. The failure of a Job that ended without
         doing so (its pod could not start, or ran past its deadline), else None."""
-        meta = obj["metadata"]
-        job = self.caches.get(JOBS, meta["namespace"], hook_job_name(meta["name"], kind))
-        if job is not None and not owned_by(job, meta.get("uid", "")):
-            if not job["metadata"].get("deletionTimestamp"):  # an earlier one's: not ours
-                self.client.delete(
-                    JOBS, job["metadata"]["name"], meta["namespace"], missing_ok=True
-                )
+        meta = Obj(obj).meta
+        job = self.caches.get(JOBS, meta.namespace, hook_job_name(meta.name, kind))
+        if job is not None and not owned_by(job, meta.uid):
+            if not Obj(job).meta.deleting:  # an earlier one's: not ours
+                self.client.delete(JOBS, Obj(job).name, meta.namespace, missing_ok=True)
             return None
         if job is None:
             create_hook_job(
@@ -185,7 +182,7 @@ class SessionEffects:
         """``status`` with the batch's hook ``kind`` recorded as failed (the session goes on)."""
         status = dict(status)
         status["conditions"] = set_condition(
-            status.get("conditions"),
+            Status(status).conditions,
             BATCH_HOOK_CONDITIONS[kind],
             False,
             "GlobalHookExecutionFailed",
@@ -206,7 +203,7 @@ class SessionEffects:
         repository's figures were among them). The pass after the push records how it went as
         ``MetricsPushed`` (``what``: in words) and, with the repository's figures,
         ``RepositoryMetricsPushed``."""
-        if has_condition(status.get("conditions"), c.METRICS_PUSHED):
+        if has_condition(Status(status).conditions, c.METRICS_PUSHED):
             return
         pushed = self.pushes.take(key)
         if pushed is None:
@@ -218,7 +215,7 @@ class SessionEffects:
             done.append((c.REPOSITORY_METRICS_PUSHED, "repository metrics"))
         for type_, words in done:
             status["conditions"] = set_condition(
-                status.get("conditions"),
+                Status(status).conditions,
                 type_,
                 ok,
                 "SuccessfullyPushedMetrics" if ok else "FailedToPushMetrics",

@@ -26,6 +26,7 @@ from api import constants as c
 from api.conditions import is_true, parse_rfc3339
 from api.hooks import BATCH_HOOK_CONDITIONS, HookKind
 from api.objects import JSON
+from api.views import Entry, Obj, Status
 from controller.invokers.evaluation import InvokerFacts, MemberRef, MemberView, RestoreView
 from controller.jobs.outcome import Trouble
 from controller.sessions.targets import (
@@ -149,8 +150,8 @@ class SessionKind(Protocol):
 def decide(obj: JSON, seen: Observed, now: dt.datetime) -> Decision:
     """The next status of session ``obj`` and what to do now."""
     kind = seen.kind
-    status: JSON = copy.deepcopy(obj.get("status") or {})
-    if status.get("phase") in kind.terminal:
+    status: JSON = copy.deepcopy(dict(Obj(obj).status.raw))
+    if Status(status).phase in kind.terminal:
         return Decision(status)
     held = kind.begin(obj, status, seen, now)
     if held is not None:
@@ -175,14 +176,14 @@ def decide(obj: JSON, seen: Observed, now: dt.datetime) -> Decision:
     finish = kind.repository_work(status, entries, seen, now)
     kind.settle(obj, status, entries, now)
     kind.store(obj, status, entries)
-    if status["phase"] != "Running" and not is_true(status.get("conditions"), c.DEADLINE_EXCEEDED):
+    if status["phase"] != "Running" and not is_true(Status(status).conditions, c.DEADLINE_EXCEEDED):
         post = hook_state(
             status,
             hooks,
             kind.post_hook,
             BATCH_HOOK_CONDITIONS[kind.post_hook],
             kind.final_attempt(obj, seen),
-            succeeded=all(e.get("phase") == "Succeeded" for e in entries),
+            succeeded=all(Entry(e).phase == "Succeeded" for e in entries),
         )
         if post == "due":
             status["phase"] = "Running"
@@ -196,9 +197,9 @@ def decide(obj: JSON, seen: Observed, now: dt.datetime) -> Decision:
 def past_default_deadline(obj: JSON, seen: Observed, now: dt.datetime) -> bool:
     """Whether a running session is past a deadline that is the default one (its invoker sets
     no ``timeOut``): then how its work moves decides whether it goes on."""
-    status = obj.get("status") or {}
-    when = status.get("sessionDeadline")
-    if status.get("phase") in seen.kind.terminal or not isinstance(when, str):
+    status = Obj(obj).status
+    when = status.deadline
+    if status.phase in seen.kind.terminal or not when:
         return False
     try:
         passed = parse_rfc3339(when) < now

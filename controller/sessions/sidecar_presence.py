@@ -15,24 +15,23 @@ from __future__ import annotations
 
 from api.constants import RESTORE_ANNOTATION, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
 from api.objects import JSON
+from api.views import ContainerStatus, Obj, text
 from pods.sidecar import INIT_COMMAND, SIDECAR_COMMAND, has_init, has_sidecar, name_clash
 
 
-def _sidecar_status(pod: JSON) -> JSON | None:
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == SIDECAR_CONTAINER:
-            return dict(status)
-    return None
+def _sidecar_status(pod: JSON) -> ContainerStatus:
+    """The sidecar's container status (an empty one before the kubelet reports it)."""
+    found = (s for s in Obj(pod).status.containers if s.name == SIDECAR_CONTAINER)
+    return next(found, ContainerStatus(None))
 
 
-def _not_ready_reason(status: JSON | None) -> str:
-    state = (status or {}).get("state") or {}
-    waiting = state.get("waiting") or {}
+def _not_ready_reason(status: ContainerStatus) -> str:
+    waiting = status.waiting
     if waiting:
-        return f"{waiting.get('reason', 'Waiting')}: {waiting.get('message', '')}".rstrip(": ")
-    terminated = state.get("terminated") or (status or {}).get("lastState", {}).get("terminated")
+        return f"{text(waiting, 'reason', 'Waiting')}: {text(waiting, 'message')}".rstrip(": ")
+    terminated = status.terminated or status.last_terminated
     if terminated:
-        return f"exited {terminated.get('exitCode')} ({terminated.get('reason', '')})"
+        return f"exited {text(terminated, 'exitCode', 'None')} ({text(terminated, 'reason')})"
     return "not ready"
 
 
@@ -40,7 +39,7 @@ def why_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | 
     """Why none of ``pods`` (the workload's) can back it up; None when one can."""
     where = f"{kind} {namespace}/{name}"
     with_sidecar = [p for p in pods if has_sidecar(p)]
-    if any((_sidecar_status(p) or {}).get("ready") for p in with_sidecar):
+    if any(_sidecar_status(p).ready for p in with_sidecar):
         return None
     if not pods:
         return f"{where} has no pods (scaled to 0?): no stash sidecar runs to back it up"
@@ -56,8 +55,7 @@ def why_absent(kind: str, namespace: str, name: str, pods: list[JSON]) -> str | 
             f"{kind.lower()}/{name} -n {namespace}) to back them up"
         )
     reasons = "; ".join(
-        f"pod {p['metadata']['name']}: {_not_ready_reason(_sidecar_status(p))}"
-        for p in with_sidecar[:5]
+        f"pod {Obj(p).name}: {_not_ready_reason(_sidecar_status(p))}" for p in with_sidecar[:5]
     )
     return f"no stash sidecar of {where} is ready ({reasons})"
 
@@ -86,7 +84,7 @@ def rolled_without_init(pods: list[JSON], restore_uid: str) -> list[JSON]:
     without stash-init: the webhook had not seen the restore yet, or did not answer."""
     found = []
     for pod in pods:
-        marks = ((pod.get("metadata") or {}).get("annotations") or {}).get(RESTORE_ANNOTATION)
-        if restore_uid in str(marks or "").split(",") and not has_init(pod):
+        marks = Obj(pod).meta.annotation(RESTORE_ANNOTATION) or ""
+        if restore_uid in marks.split(",") and not has_init(pod):
             found.append(pod)
     return found

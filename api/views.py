@@ -104,6 +104,10 @@ class Ref:
     def uid(self) -> str:
         return text(self.raw, "uid")
 
+    @property
+    def api_version(self) -> str:
+        return text(self.raw, "apiVersion")
+
 
 class Meta:
     """An object's metadata."""
@@ -365,6 +369,11 @@ class Spec:
         return bool(self.raw.get("paused"))
 
     @property
+    def suspended(self) -> bool:
+        """A CronJob's ``suspend``."""
+        return bool(self.raw.get("suspend"))
+
+    @property
     def target(self) -> JSON:
         return part(self.raw, "target")
 
@@ -395,6 +404,11 @@ class Spec:
         """A workload's replicas (Kubernetes' default 1)."""
         value = self.raw.get("replicas")
         return 1 if value is None else int(value)
+
+    @property
+    def runtime_pod(self) -> JSON:
+        """runtimeSettings.pod (the settings of the pods made for it)."""
+        return part(part(self.raw, "runtimeSettings"), "pod")
 
     @property
     def invoker(self) -> Ref:

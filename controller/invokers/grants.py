@@ -22,6 +22,7 @@ from api import constants as c
 from api.naming import REPOSITORY_INIT_CLUSTER_ROLE, fit, label_value
 from api.objects import JSON
 from api.repository import Repository
+from api.views import Obj
 from controller.runtime.caches import ROLE_BINDINGS, ROLES, Caches
 from controller.runtime.loop import Writes
 from controller.runtime.owned import ensure
@@ -124,8 +125,7 @@ def repository_grant(
 
 def granted_to(obj: JSON) -> Key | None:
     """The invoker a grant was made for, from its annotation."""
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(GRANTED_TO) or ""
-    parts = str(value).split("/", 2)
+    parts = (Obj(obj).meta.annotation(GRANTED_TO) or "").split("/", 2)
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
 
 

@@ -16,17 +16,18 @@ from prometheus_client.registry import Collector
 from api.conditions import parse_rfc3339
 from api.constants import GROUP
 from api.objects import JSON
+from api.views import Obj, text
 
 LABELS = ["invoker_kind", "invoker_name", "namespace"]
 
 
 def _invoker_of(cronjob: JSON) -> tuple[str, str] | None:
-    for ref in (cronjob.get("metadata") or {}).get("ownerReferences") or []:
-        if str(ref.get("apiVersion", "")).startswith(f"{GROUP}/") and ref.get("kind") in (
+    for ref in Obj(cronjob).meta.owners:
+        if ref.api_version.startswith(f"{GROUP}/") and ref.kind in (
             "BackupBatch",
             "BackupConfiguration",
         ):
-            return str(ref["kind"]), str(ref.get("name", ""))
+            return ref.kind, ref.name
     return None
 
 
@@ -49,11 +50,12 @@ class ScheduleCollector(Collector):
             invoker = _invoker_of(cronjob)
             if invoker is None:
                 continue
-            labels = [*invoker, str(cronjob["metadata"].get("namespace", ""))]
-            suspended.add_metric(labels, 1.0 if (cronjob.get("spec") or {}).get("suspend") else 0.0)
-            scheduled = (cronjob.get("status") or {}).get("lastScheduleTime")
+            view = Obj(cronjob)
+            labels = [*invoker, view.namespace]
+            suspended.add_metric(labels, 1.0 if view.spec.suspended else 0.0)
+            scheduled = text(view.status.raw, "lastScheduleTime")
             try:
-                at = parse_rfc3339(str(scheduled)).timestamp() if scheduled else None
+                at = parse_rfc3339(scheduled).timestamp() if scheduled else None
             except ValueError:
                 at = None  # not written by a CronJob controller: nothing to say
             if at is not None:

@@ -30,6 +30,7 @@ from api.naming import (
 )
 from api.objects import JSON
 from api.repository import Repository
+from api.views import Obj, text
 
 TRIGGER_CONTAINER = "stash-trigger"
 
@@ -64,10 +65,8 @@ def _meta(invoker: JSON, name: str) -> JSON:
 
 def service_account_name(invoker: JSON) -> str:
     """The invoker's own ``runtimeSettings.pod.serviceAccountName``, else ours."""
-    pod = ((invoker.get("spec") or {}).get("runtimeSettings") or {}).get("pod") or {}
-    return str(
-        pod.get("serviceAccountName") or invoker_service_account(invoker["metadata"]["name"])
-    )
+    pod = Obj(invoker).spec.runtime_pod
+    return text(pod, "serviceAccountName") or invoker_service_account(Obj(invoker).name)
 
 
 def sidecar_binding(
@@ -246,15 +245,14 @@ def _job_identity(invoker: JSON, account_name: Callable[[str], str], role: str) 
 
 def cronjob(invoker: JSON, image: str) -> JSON:
     """The CronJob that runs ``stash create-backupsession`` at every schedule slot."""
-    spec = invoker.get("spec") or {}
-    meta = invoker["metadata"]
+    spec, meta = Obj(invoker).spec, Obj(invoker).meta
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": _meta(invoker, cronjob_name(meta["name"])),
+        "metadata": _meta(invoker, cronjob_name(meta.name)),
         "spec": {
-            "schedule": spec.get("schedule", ""),
-            "suspend": bool(spec.get("paused", False)),
+            "schedule": spec.schedule,
+            "suspend": spec.paused,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": 300,
             "successfulJobsHistoryLimit": 1,
@@ -282,8 +280,8 @@ def cronjob(invoker: JSON, image: str) -> JSON:
                                     "args": [
                                         "create-backupsession",
                                         f"--invoker-kind={invoker['kind']}",
-                                        f"--invoker-name={meta['name']}",
-                                        f"--invoker-uid={meta['uid']}",
+                                        f"--invoker-name={meta.name}",
+                                        f"--invoker-uid={meta.uid}",
                                     ],
                                     "env": [
                                         {

@@ -20,6 +20,7 @@ from api.naming import (
     restore_service_account,
 )
 from api.objects import JSON
+from api.views import Obj, conditions_of
 from controller.invokers.trigger import owner_reference
 from controller.jobs.member_job import POD_SETTING_KEYS, SESSION_LABEL
 from controller.runtime.loop import Writes
@@ -46,7 +47,7 @@ def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
         invoker["metadata"]["name"]
     )
     which = f"--restorebatch={meta['name']}" if restoring else f"--backupsession={meta['name']}"
-    settings = ((invoker.get("spec") or {}).get("runtimeSettings") or {}).get("pod") or {}
+    settings = Obj(invoker).spec.runtime_pod
     pod_spec: JSON = {
         "restartPolicy": "Never",
         "serviceAccountName": account,
@@ -99,11 +100,10 @@ def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
 
 def hook_job_failure(job: JSON | None) -> str | None:
     """Why the hook Job ended without its pod recording the hook, or None while it may still."""
-    status = (job or {}).get("status") or {}
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Failed" and condition.get("status") == "True":
-            reason = condition.get("reason") or "Failed"
-            message = condition.get("message") or "the hook pod failed"
+    for condition in conditions_of(Obj(job).status.conditions):
+        if condition.type == "Failed" and condition.true:
+            reason = condition.reason or "Failed"
+            message = condition.message or "the hook pod failed"
             return f"the hook's pod did not finish: {reason}: {message}"
     return None
 

@@ -102,7 +102,7 @@ def _invalid_reason(status: JSON) -> str:
     )
 
 
-def next_step(invoker: JSON, index: int, hostname: str) -> str:
+def host_step(invoker: JSON, index: int, hostname: str) -> str:
     """What this host does for the restore now: ``restore``, ``wait``, ``done`` or
     ``fail:<why>``."""
     status = invoker.get("status") or {}
@@ -196,7 +196,7 @@ class RestoreInit:
                 log.info("%s is gone: nothing to restore", restore.describe())
                 return
             hostname = self._hostname(invoker, restore.index)
-            step = next_step(invoker, restore.index, hostname)
+            step = host_step(invoker, restore.index, hostname)
             if step == "done":
                 log.info("%s: host %s is restored", restore.describe(), hostname)
                 return
@@ -237,7 +237,7 @@ class RestoreInit:
             self._turn(job),
         ):
             invoker = self._get(restore)
-            if invoker is None or next_step(invoker, restore.index, hostname) != "restore":
+            if invoker is None or host_step(invoker, restore.index, hostname) != "restore":
                 return  # another pod of the workload restored the host meanwhile
             log.info("%s: restoring %s", restore.describe(), job.describe())
             with self._lookout(restore) as cancel:

@@ -133,7 +133,7 @@ class FinishClaimed:
     session: str
 
 
-def next_step(
+def sidecar_step(
     session: JSON,
     invoker: JSON | None,
     me: Identity,
@@ -330,7 +330,7 @@ class SidecarAgent:
         invoker = informer.get(self.me.namespace, str(ref.get("name"))) if informer else None
         leading = self.elector is None or self.elector.is_leader.is_set()
         try:
-            step = next_step(session, invoker, self.me, leading=leading)
+            step = sidecar_step(session, invoker, self.me, leading=leading)
         except ValueError as exc:
             log.error("session %s: %s", name, exc)
             return

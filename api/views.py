@@ -33,7 +33,7 @@ def text(obj: Mapping[str, Any] | None, key: str, default: str = "") -> str:
     return str(value) if value not in (None, "") else default
 
 
-class Condition:
+class ConditionView:
     """One status condition (kmodules' Condition)."""
 
     __slots__ = ("raw",)
@@ -66,8 +66,8 @@ class Condition:
         return text(self.raw, "lastTransitionTime")
 
 
-def conditions_of(raw: Iterable[RawCondition] | None) -> list[Condition]:
-    return [Condition(cond) for cond in raw or []]
+def conditions_of(raw: Iterable[RawCondition] | None) -> list[ConditionView]:
+    return [ConditionView(cond) for cond in raw or []]
 
 
 def message_of(

@@ -19,7 +19,7 @@ from api.constants import DEADLINE_EXCEEDED
 from api.hooks import should_run_post_hook
 from api.objects import JSON
 from api.units import go_duration, parse_duration
-from api.views import Condition, Entry, EventView, Obj, Status, message_of, part, text
+from api.views import ConditionView, Entry, EventView, Obj, Status, message_of, part, text
 from controller.jobs.outcome import Trouble, job_complete, job_failure
 from controller.runtime.defaults import DEFAULT_SESSION_TIMEOUT, STALL_AFTER
 from engine.progress import REASONS
@@ -363,7 +363,7 @@ def hook_state(
         return "none"
     found = get_condition(Status(status).conditions, condition)
     if found is not None:
-        return "done" if Condition(found).true else "failed"
+        return "done" if ConditionView(found).true else "failed"
     if kind.startswith("post") and not should_run_post_hook(
         text(hook, "executionPolicy") or None, succeeded, final_attempt
     ):

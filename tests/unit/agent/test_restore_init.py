@@ -12,7 +12,7 @@ from agent.restore_init import (
     Restore,
     RestoreInit,
     ended,
-    next_step,
+    host_step,
     unfinished_restores_of,
 )
 from api.constants import LOCAL_BACKEND_VOLUME, RESTORE_INIT_CONTAINER, SIDECAR_CONTAINER
@@ -159,30 +159,30 @@ def test_the_restores_a_workload_waits_for_are_the_unfinished_ones_oldest_first(
 
 def test_a_host_waits_until_its_member_runs_then_restores_once() -> None:
     rs = web_restore("Pending")
-    assert next_step(rs, 0, "host-0") == "wait"
+    assert host_step(rs, 0, "host-0") == "wait"
     rs["status"] = {"phase": "Running"}
-    assert next_step(rs, 0, "host-0") == "restore"
+    assert host_step(rs, 0, "host-0") == "restore"
     rs["status"]["stats"] = [{"hostname": "host-0", "phase": "Succeeded"}]
-    assert next_step(rs, 0, "host-0") == "done"
+    assert host_step(rs, 0, "host-0") == "done"
 
 
 def test_a_batch_member_waits_for_its_turn() -> None:
     rb = restore_batch("all", "demo", restore_member(name="a"), restore_member("Deployment", "web"))
     rb["status"] = {"phase": "Running", "members": [{"phase": "Running"}, {"phase": "Pending"}]}
-    assert next_step(rb, 1, "host-0") == "wait"
+    assert host_step(rb, 1, "host-0") == "wait"
     rb["status"]["members"][1]["phase"] = "Running"
-    assert next_step(rb, 1, "host-0") == "restore"
+    assert host_step(rb, 1, "host-0") == "restore"
 
 
 def test_a_host_that_failed_or_a_restore_that_is_invalid_keeps_the_app_from_starting() -> None:
     rs = web_restore("Running")
     rs["status"]["stats"] = [{"hostname": "host-0", "phase": "Failed", "error": "Fatal: boom"}]
-    assert next_step(rs, 0, "host-0") == "fail:RestoreSession restore: host host-0: Fatal: boom"
+    assert host_step(rs, 0, "host-0") == "fail:RestoreSession restore: host host-0: Fatal: boom"
     invalid = web_restore("Invalid")
     invalid["status"]["conditions"] = [
         {"type": "ValidationPassed", "status": "False", "message": "spec.repository.name: required"}
     ]
-    assert next_step(invalid, 0, "host-0").startswith(
+    assert host_step(invalid, 0, "host-0").startswith(
         "fail:RestoreSession restore is Invalid: spec.repository"
     )
 
@@ -190,7 +190,7 @@ def test_a_host_that_failed_or_a_restore_that_is_invalid_keeps_the_app_from_star
 def test_a_host_added_after_the_restore_succeeded_has_nothing_to_do() -> None:
     rs = web_restore("Succeeded")
     rs["status"]["stats"] = [{"hostname": "host-0", "phase": "Succeeded"}]
-    assert next_step(rs, 0, "host-2") == "done"
+    assert host_step(rs, 0, "host-2") == "done"
 
 
 def test_a_restore_seen_in_any_phase_or_deleted_is_not_unseen() -> None:

@@ -14,9 +14,9 @@ from agent.run_backup import (
     FinishClaimed,
     SidecarAgent,
     ended_words,
-    next_step,
     orphaned_claim,
     pending_work,
+    sidecar_step,
 )
 from api.hosts import Identity
 from kube import NotFound
@@ -245,12 +245,12 @@ def test_a_session_that_ended_otherwise_is_named_by_its_phase() -> None:
 def test_a_restarted_sidecar_that_lost_the_election_still_does_the_work_it_claimed() -> None:
     invoker = batch("nightly", "demo", member())
     claimed = _claimed("pod:demo/web-6d4cf-k2x9q")
-    assert next_step(claimed, invoker, WEB, leading=False) == FinishClaimed("nightly-1")
-    assert next_step(claimed, invoker, WEB, leading=True) == FinishClaimed("nightly-1")
+    assert sidecar_step(claimed, invoker, WEB, leading=False) == FinishClaimed("nightly-1")
+    assert sidecar_step(claimed, invoker, WEB, leading=True) == FinishClaimed("nightly-1")
     # another pod's claim, or none: a pod that does not lead does nothing
-    assert next_step(_claimed("pod:demo/web-6d4cf-other"), invoker, WEB, leading=False) is None
-    assert next_step(session(), invoker, WEB, leading=False) is None
-    work = next_step(session(), invoker, WEB, leading=True)
+    assert sidecar_step(_claimed("pod:demo/web-6d4cf-other"), invoker, WEB, leading=False) is None
+    assert sidecar_step(session(), invoker, WEB, leading=False) is None
+    work = sidecar_step(session(), invoker, WEB, leading=True)
     assert work is not None
     assert not isinstance(work, FinishClaimed)
     assert work.hostname == "host-0"

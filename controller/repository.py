@@ -33,6 +33,7 @@ from controller.runtime.owned import ensure, owned_by
 from engine.wipe import can_wipe
 from kube import AlreadyExists, Client, Conflict, NotFound
 from kube.events import EventRecorder
+from kube.informer import ObjectKey
 from kube.status import write_status
 from kube.types import PODS
 
@@ -42,15 +43,13 @@ WIPED_OUT = "WipedOut"  # the condition that says how the wipe goes
 WIPE_LABEL = f"{c.GROUP}/wipe-out"
 BY_REPOSITORY = "repository"  # the invokers index: <namespace>/<name> of their Repository
 
-Key = tuple[str, str]
-
 
 def _invoker_key(invoker: JSON) -> tuple[str, str, str]:
     view = Obj(invoker)
     return (view.kind, view.namespace, view.name)
 
 
-def _repo_key(invoker: JSON) -> Key:
+def _repo_key(invoker: JSON) -> ObjectKey:
     view = Obj(invoker)
     repo = view.spec.repository
     return (repo.namespace_or(view.namespace), repo.name)
@@ -66,14 +65,14 @@ class RepositoryReconciler:
         self.image = image  # the wipe Job's
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
-        self._enqueue: Callable[[Key], None] = lambda key: None
-        self._repo_of: dict[tuple[str, str, str], Key] = {}  # invoker -> its Repository
+        self._enqueue: Callable[[ObjectKey], None] = lambda key: None
+        self._repo_of: dict[tuple[str, str, str], ObjectKey] = {}  # invoker -> its Repository
         self._repos_lock = threading.Lock()  # informers call in from their own threads
 
-    def register(self, controller: Controller[Key]) -> None:
+    def register(self, controller: Controller[ObjectKey]) -> None:
         self._enqueue = controller.enqueue
 
-        def own(obj: JSON) -> Key:
+        def own(obj: JSON) -> ObjectKey:
             return Obj(obj).key
 
         self.caches.informer(REPOSITORIES).subscribe(
@@ -157,7 +156,7 @@ class RepositoryReconciler:
                 )
         return sorted(found, key=lambda r: (r["namespace"], r["kind"], r["name"]))
 
-    def reconcile(self, key: Key) -> Result | None:
+    def reconcile(self, key: ObjectKey) -> Result | None:
         namespace, name = key
         repo = self.caches.get(REPOSITORIES, namespace, name)
         if repo is None:
@@ -240,7 +239,7 @@ class RepositoryReconciler:
         if conditions != before:
             self._patch_status(repo, {"conditions": conditions})
 
-    def _wipe(self, key: Key, repo: JSON) -> Result | None:
+    def _wipe(self, key: ObjectKey, repo: JSON) -> Result | None:
         """Run the wipe in its Job in the Repository's namespace, follow it, and release the
         finalizer once it ended."""
         namespace = key[0]
@@ -292,7 +291,7 @@ class RepositoryReconciler:
         return None
 
 
-def _wipe_job_owner(obj: JSON) -> Key | None:
+def _wipe_job_owner(obj: JSON) -> ObjectKey | None:
     """The Repository that owns a wipe Job."""
     meta = Obj(obj).meta
     if WIPE_LABEL not in meta.labels:

@@ -25,7 +25,7 @@ from kube.errors import BadRequest, Gone, KubeError
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # (namespace, name)
+ObjectKey = tuple[str, str]  # (namespace, name)
 _Entry = tuple[bytes, tuple[tuple[str, str], ...]]  # the object's JSON, its (index, value)s
 
 
@@ -71,7 +71,7 @@ PAGE_SIZE = 500  # objects per list request
 WEDGED_MARGIN = 60.0  # seconds beyond two watches' length before an informer counts as wedged
 
 
-def key_of(obj: JSON) -> Key:
+def key_of(obj: JSON) -> ObjectKey:
     meta = obj.get("metadata", {})
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
@@ -111,10 +111,10 @@ class Informer:
         # The store keeps each object as the JSON bytes of what the transform kept, with the
         # index values it is filed under: a third to a fifth of the memory of the parsed
         # object, and every reader gets its own copy (nobody can change the cache by mistake).
-        self._store: dict[Key, _Entry] = {}
+        self._store: dict[ObjectKey, _Entry] = {}
         # Secondary indexes (client-go's Indexers): name -> value -> the keys filed under it
         self._indexers: dict[str, Callable[[JSON], Iterable[str]]] = {}
-        self._indexes: dict[str, dict[str, dict[Key, None]]] = {}
+        self._indexes: dict[str, dict[str, dict[ObjectKey, None]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,14 +156,14 @@ class Informer:
         # copied to its exact size
         return bytes(memoryview(orjson.dumps(obj))), filed
 
-    def _put(self, key: Key, entry: _Entry) -> None:
+    def _put(self, key: ObjectKey, entry: _Entry) -> None:
         """Store ``entry`` (the lock held), its index entries moved with it."""
         self._drop(key)
         self._store[key] = entry
         for name, value in entry[1]:
             self._indexes[name].setdefault(value, {})[key] = None
 
-    def _drop(self, key: Key) -> None:
+    def _drop(self, key: ObjectKey) -> None:
         old = self._store.pop(key, None)
         if old is None:
             return
@@ -249,7 +249,7 @@ class Informer:
         return obj if self._transform is None else self._transform(obj)
 
     def _list(self) -> str:
-        store: dict[Key, _Entry] = {}
+        store: dict[ObjectKey, _Entry] = {}
         token: str | None = None
         while True:
             try:

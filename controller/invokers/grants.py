@@ -29,7 +29,7 @@ from controller.runtime.owned import ensure
 from kube import Client
 from kube.informer import Informer
 
-Key = tuple[str, str, str]  # (invoker kind, namespace, name)
+InvokerKey = tuple[str, str, str]  # (invoker kind, namespace, name)
 GRANTED_TO = f"{c.GROUP}/granted-to"
 
 
@@ -123,7 +123,7 @@ def repository_grant(
     return objects
 
 
-def granted_to(obj: JSON) -> Key | None:
+def granted_to(obj: JSON) -> InvokerKey | None:
     """The invoker a grant was made for, from its annotation."""
     parts = (Obj(obj).meta.annotation(GRANTED_TO) or "").split("/", 2)
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
@@ -138,15 +138,17 @@ class Grants:
         self.writes = writes
         self.kinds = frozenset(kinds)  # the invoker kinds this reconciler answers for
         self._lock = threading.Lock()
-        self._made: dict[Key, set[tuple[str, str, str]]] = {}  # -> {(kind, namespace, name)}
+        self._made: dict[InvokerKey, set[tuple[str, str, str]]] = {}  # -> {(kind, namespace, name)}
 
-    def watch(self, enqueue: Callable[[Key], None]) -> None:
+    def watch(self, enqueue: Callable[[InvokerKey], None]) -> None:
         """Index the grants as the caches see them, and have their invoker looked at (a grant
         whose invoker is gone is removed by that look)."""
         for rt in (ROLES, ROLE_BINDINGS):
             self._watch_kind(rt.kind, self.caches.informer(rt), enqueue)
 
-    def _watch_kind(self, kind: str, informer: Informer, enqueue: Callable[[Key], None]) -> None:
+    def _watch_kind(
+        self, kind: str, informer: Informer, enqueue: Callable[[InvokerKey], None]
+    ) -> None:
         def replaced(items: Sequence[JSON]) -> None:
             self._replace(kind, items, enqueue)
 
@@ -158,7 +160,9 @@ class Grants:
 
         informer.subscribe(on_replace=replaced, on_upsert=upserted, on_delete=deleted)
 
-    def _replace(self, kind: str, items: Sequence[JSON], enqueue: Callable[[Key], None]) -> None:
+    def _replace(
+        self, kind: str, items: Sequence[JSON], enqueue: Callable[[InvokerKey], None]
+    ) -> None:
         with self._lock:
             for made in self._made.values():
                 for entry in [e for e in made if e[0] == kind]:
@@ -166,7 +170,7 @@ class Grants:
         for obj in items:
             self._upsert(kind, obj, enqueue)
 
-    def _upsert(self, kind: str, obj: JSON, enqueue: Callable[[Key], None]) -> None:
+    def _upsert(self, kind: str, obj: JSON, enqueue: Callable[[InvokerKey], None]) -> None:
         key = granted_to(obj)
         if key is None or key[0] not in self.kinds:
             return
@@ -183,7 +187,7 @@ class Grants:
         with self._lock:
             self._made.get(key, set()).discard((kind, meta["namespace"], meta["name"]))
 
-    def keep(self, key: Key, desired: list[JSON]) -> None:
+    def keep(self, key: InvokerKey, desired: list[JSON]) -> None:
         """Apply ``desired`` (what the invoker ``key`` needs now; empty: nothing, or it is
         gone) and remove the rest of what was made for it."""
         for obj in desired:

@@ -36,7 +36,7 @@ from controller.invokers.evaluation import (
     usable_repository,
 )
 from controller.invokers.facts import FactReader, volume_names
-from controller.invokers.grants import Grants, repository_grant
+from controller.invokers.grants import Grants, InvokerKey, repository_grant
 from controller.invokers.sidecar_access import AccessReviewer, sidecar_permissions
 from controller.invokers.trigger import cronjob, rbac_objects, sidecar_binding
 from controller.runtime.caches import (
@@ -57,7 +57,6 @@ from kube.status import write_status
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str, str]  # (kind, namespace, name)
 NOT_READY_RECHECK = 30.0
 RBAC_SETTLE = 2.0  # a sidecar refused right after its RoleBinding was written: asked again
 SCHEDULE_VERDICTS = 1024  # distinct schedules whose API-server verdict is remembered
@@ -72,8 +71,8 @@ class InvokerReconciler:
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-operator")
         # (namespace, kind, name) of a target or repository -> invoker keys that refer to it
-        self._refs: dict[tuple[str, str, str], set[Key]] = {}
-        self._refs_of: dict[Key, set[tuple[str, str, str]]] = {}
+        self._refs: dict[tuple[str, str, str], set[InvokerKey]] = {}
+        self._refs_of: dict[InvokerKey, set[tuple[str, str, str]]] = {}
         self._refs_lock = threading.Lock()  # informers call in from their own threads
         # What an invoker cares about of each referenced object; a change elsewhere (a
         # Deployment's status, say) does not re-run the invokers that target it.
@@ -85,7 +84,7 @@ class InvokerReconciler:
 
     # -- wiring --------------------------------------------------------------------------------
 
-    def register(self, controller: Controller[Key]) -> None:
+    def register(self, controller: Controller[InvokerKey]) -> None:
         def replaced(items: Sequence[JSON], kind: str) -> None:
             uids = []
             for obj in items:
@@ -122,7 +121,9 @@ class InvokerReconciler:
             on_delete=lambda o: self._namespace_event(o, controller, deleted=True),
         )
 
-    def _invoker_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
+    def _invoker_event(
+        self, obj: JSON, controller: Controller[InvokerKey], deleted: bool = False
+    ) -> None:
         if not deleted:
             track_members(obj)
         if not deleted and self.writes.echo(obj):
@@ -161,7 +162,7 @@ class InvokerReconciler:
         return refs
 
     def _referenced_event(
-        self, obj: JSON, controller: Controller[Key], deleted: bool = False
+        self, obj: JSON, controller: Controller[InvokerKey], deleted: bool = False
     ) -> None:
         view = Obj(obj)
         meta, template = view.meta, view.template
@@ -190,7 +191,7 @@ class InvokerReconciler:
             controller.enqueue(key)
 
     def _namespace_event(
-        self, obj: JSON, controller: Controller[Key], deleted: bool = False
+        self, obj: JSON, controller: Controller[InvokerKey], deleted: bool = False
     ) -> None:
         """A namespace's policy changed (its grants, its privileges, its Pod Security level or
         the labels a Repository's usagePolicy selects on): the invokers in it and those that
@@ -213,7 +214,9 @@ class InvokerReconciler:
         for key in keys:
             controller.enqueue(key)
 
-    def _owned_event(self, obj: JSON, controller: Controller[Key], deleted: bool = False) -> None:
+    def _owned_event(
+        self, obj: JSON, controller: Controller[InvokerKey], deleted: bool = False
+    ) -> None:
         """An object the operator made changed: its owner, by owner reference (the invoker-name
         label of a long name is cut)."""
         if deleted:
@@ -397,7 +400,7 @@ class InvokerReconciler:
             self.writes.record(meta.namespace)
 
     def _keep_grant(
-        self, key: Key, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict
+        self, key: InvokerKey, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict
     ) -> None:
         """A Repository of another namespace that allows this one: its backup Jobs and
         sidecars may read it and its Secret there (and nothing more)."""
@@ -435,7 +438,7 @@ class InvokerReconciler:
             members.append(entry)
         return InvokerVerdict(status.phase, status.conditions, members, status.problems)
 
-    def reconcile(self, key: Key) -> Result | None:
+    def reconcile(self, key: InvokerKey) -> Result | None:
         kind, namespace, name = key
         invoker = self.caches.get(INVOKER_TYPES[kind], namespace, name)
         if invoker is None or Obj(invoker).meta.deleting:

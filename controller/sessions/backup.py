@@ -67,6 +67,7 @@ from controller.sessions.targets import (
 )
 from engine import metrics
 from kube import Client, KubeError, NotFound
+from kube.informer import ObjectKey
 from kube.mutex import pod_gone
 from kube.sessions import create_session
 from kube.types import PODS
@@ -74,7 +75,6 @@ from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
 # How long a sidecar target may go without any ready pod carrying the sidecar before it fails
 # (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
 SIDECAR_RECHECK = 30.0
@@ -116,9 +116,9 @@ class BackupSide:
             default_deadline=default_deadline,
         )
         self.events = self.effects.events
-        self._enqueue: Callable[[Key], None] = lambda key: None
+        self._enqueue: Callable[[ObjectKey], None] = lambda key: None
 
-    def register(self, controller: Controller[Key]) -> None:
+    def register(self, controller: Controller[ObjectKey]) -> None:
         self._enqueue = controller.enqueue
         self.effects.enqueue = controller.enqueue
         sessions = self.caches.informer(BACKUP_SESSIONS)
@@ -145,12 +145,12 @@ class BackupSide:
         for rt in (TASKS, FUNCTIONS, REPOSITORIES, STATEFULSETS, DAEMONSETS):
             self.caches.informer(rt)
 
-    def _running_of(self, invoker: JSON, controller: Controller[Key]) -> None:
+    def _running_of(self, invoker: JSON, controller: Controller[ObjectKey]) -> None:
         meta = Obj(invoker).meta
         for session in self._sessions_of(meta.namespace, meta.name, unfinished=True):
             controller.enqueue(_session_key(session))
 
-    def _siblings(self, obj: JSON, controller: Controller[Key]) -> None:
+    def _siblings(self, obj: JSON, controller: Controller[ObjectKey]) -> None:
         session = Obj(obj)
         for other in self._sessions_of(
             session.namespace, session.spec.invoker.name, unfinished=True
@@ -309,14 +309,14 @@ class BackupSide:
 
     # -- the session reconciler's side ------------------------------------------------------
 
-    def read(self, key: Key) -> JSON | None:
+    def read(self, key: ObjectKey) -> JSON | None:
         namespace, name = key
         session = self.caches.get(BACKUP_SESSIONS, namespace, name)
         if session is None or self._finished(session):
             return None
         return {"apiVersion": c.V1BETA1, "kind": "BackupSession", **session}
 
-    def observe(self, key: Key, session: JSON, now: dt.datetime) -> Observed:
+    def observe(self, key: ObjectKey, session: JSON, now: dt.datetime) -> Observed:
         namespace = key[0]
         ref = Obj(session).spec.invoker
         rt = INVOKER_TYPES.get(ref.kind)
@@ -348,7 +348,7 @@ class BackupSide:
     def invoker(self, obj: JSON, seen: Observed) -> JSON | None:
         return seen.invoker
 
-    def before(self, key: Key, obj: JSON, decision: Decision, seen: Observed) -> None:
+    def before(self, key: ObjectKey, obj: JSON, decision: Decision, seen: Observed) -> None:
         for index in seen.refused:  # a refused member's Job that still runs is stopped
             for job in seen.jobs.get(index) or []:
                 stop_job(self.client, self.writes, job, "the boundary refuses it")
@@ -536,11 +536,11 @@ def _unfinished_index(session: JSON) -> list[str]:
     return _invoker_index(session)
 
 
-def _session_key(obj: JSON) -> Key:
+def _session_key(obj: JSON) -> ObjectKey:
     return Obj(obj).key
 
 
-def _job_session_key(obj: JSON) -> Key | None:
+def _job_session_key(obj: JSON) -> ObjectKey | None:
     """The session that owns a backup Job (by owner reference: a label value may be cut)."""
     meta = Obj(obj).meta
     owner = meta.owner(("BackupSession",))

@@ -27,7 +27,7 @@ from api.units import parse_duration
 from api.views import Entry, Obj, Status, items, message_of, part, text
 from controller.invokers.evaluation import RestoreView, usable_repository
 from controller.invokers.facts import FactReader
-from controller.invokers.grants import Grants, repository_grant
+from controller.invokers.grants import Grants, InvokerKey, repository_grant
 from controller.invokers.trigger import restore_rbac_objects
 from controller.jobs import claims
 from controller.jobs.outcome import troubles
@@ -73,7 +73,6 @@ from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str, str]  # (kind, namespace, name)
 WAITING_RECHECK = 10.0
 # How long a workload member may go without any pod carrying stash-init before it fails (its
 # rollout takes a while), and how often its pods are looked at while its hosts have not all
@@ -123,7 +122,7 @@ class RestoreSide:
 
     # -- wiring --------------------------------------------------------------------------------
 
-    def register(self, controller: Controller[Key]) -> None:
+    def register(self, controller: Controller[InvokerKey]) -> None:
         self.effects.enqueue = controller.enqueue
         self.grants.watch(controller.enqueue)
         for kind, rt in RESTORE_INVOKER_TYPES.items():
@@ -144,7 +143,7 @@ class RestoreSide:
         for rt in OWNED_TYPES.values():
             self.caches.informer(rt)
 
-    def _waiting_in(self, obj: JSON, controller: Controller[Key]) -> None:
+    def _waiting_in(self, obj: JSON, controller: Controller[InvokerKey]) -> None:
         changed = Obj(obj)
         namespace = changed.namespace or (changed.name if changed.kind == "Namespace" else None)
         for kind, rt in RESTORE_INVOKER_TYPES.items():
@@ -294,7 +293,7 @@ class RestoreSide:
 
     # -- the session reconciler's side ------------------------------------------------------
 
-    def read(self, key: Key) -> JSON | None:
+    def read(self, key: InvokerKey) -> JSON | None:
         kind, namespace, name = key
         rt = RESTORE_INVOKER_TYPES[kind]
         invoker = self.caches.get(rt, namespace, name)
@@ -311,7 +310,7 @@ class RestoreSide:
             return None
         return invoker
 
-    def observe(self, key: Key, invoker: JSON, now: dt.datetime) -> Observed | Decision:
+    def observe(self, key: InvokerKey, invoker: JSON, now: dt.datetime) -> Observed | Decision:
         try:
             members = restore_members_of(invoker)
         except ValidationError as exc:  # the CRD schema lets through what the model refuses
@@ -336,7 +335,7 @@ class RestoreSide:
     def invoker(self, obj: JSON, seen: Observed) -> JSON | None:
         return obj
 
-    def before(self, key: Key, obj: JSON, decision: Decision, seen: Observed) -> None:
+    def before(self, key: InvokerKey, obj: JSON, decision: Decision, seen: Observed) -> None:
         refused = Status(decision.status).phase == "Failed" and bool(decision.problems)
         workloads = [
             v
@@ -385,7 +384,7 @@ class RestoreSide:
 
     def _keep_access(
         self,
-        key: Key,
+        key: InvokerKey,
         invoker: JSON,
         status: JSON,
         seen: Observed,
@@ -583,14 +582,14 @@ def _invalid(invoker: JSON, error: ValidationError, now: dt.datetime) -> Decisio
     return Decision(status, problems=(problem,))
 
 
-def _keyer(kind: str) -> Callable[[JSON], Key]:
-    def key(obj: JSON) -> Key:
+def _keyer(kind: str) -> Callable[[JSON], InvokerKey]:
+    def key(obj: JSON) -> InvokerKey:
         return (kind, *Obj(obj).key)
 
     return key
 
 
-def _job_owner_key(obj: JSON) -> Key | None:
+def _job_owner_key(obj: JSON) -> InvokerKey | None:
     """The restore invoker that owns a restore Job (by owner reference)."""
     meta = Obj(obj).meta
     owner = meta.owner(RESTORE_INVOKER_TYPES)

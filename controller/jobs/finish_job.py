@@ -16,9 +16,9 @@ from api import constants as c
 from api.naming import backup_service_account, finish_job_name, label_value
 from api.objects import JSON
 from api.repository import Repository
-from controller.invokers.trigger import owner_reference
-from controller.jobs.member_job import CACHE_DIR, POD_SETTING_KEYS, SESSION_LABEL
-from pods.sidecar import with_image_group
+from api.views import Obj
+from controller.jobs.member_job import CACHE_DIR, SESSION_LABEL
+from controller.jobs.small_job import SmallJob, field_env, small_job
 from pods.volumes import local_volume
 
 FINISH_CONTAINER = "finish"
@@ -27,12 +27,13 @@ FINISH_ATTEMPTS = 2
 
 
 def finish_job(session: JSON, invoker: JSON, repository: Repository | None, image: str) -> JSON:
-    meta, invoker_name = session["metadata"], invoker["metadata"]["name"]
+    """The Job that does ``session``'s repository work its last host left undone."""
+    meta, who = Obj(session).meta, Obj(invoker)
     labels = {
         "app.kubernetes.io/managed-by": "stash",
-        c.INVOKER_TYPE_LABEL: invoker["kind"],
-        c.INVOKER_NAME_LABEL: label_value(invoker_name),
-        SESSION_LABEL: label_value(meta["name"]),
+        c.INVOKER_TYPE_LABEL: who.kind,
+        c.INVOKER_NAME_LABEL: label_value(who.name),
+        SESSION_LABEL: label_value(meta.name),
     }
     mounts: list[JSON] = [{"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH}]
     volumes: list[JSON] = [{"name": c.TMP_DIR_VOLUME, "emptyDir": {}}]
@@ -40,61 +41,32 @@ def finish_job(session: JSON, invoker: JSON, repository: Repository | None, imag
     if local is not None:  # the repository's own volume, as the member Jobs mount it
         volumes.append(local[0])
         mounts.append(local[1])
-    settings = ((invoker.get("spec") or {}).get("runtimeSettings") or {}).get("pod") or {}
     container: JSON = {
         "name": FINISH_CONTAINER,
         "image": image,
         "args": [
             "finish-session",
-            f"--backupsession={meta['name']}",
-            f"--invoker-kind={invoker['kind']}",
-            f"--invoker-name={invoker_name}",
+            f"--backupsession={meta.name}",
+            f"--invoker-kind={who.kind}",
+            f"--invoker-name={who.name}",
             f"--cache-dir={CACHE_DIR}",
         ],
         "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {
-                "name": "POD_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
         ],
         "volumeMounts": mounts,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
     }
-    pod_spec: JSON = {
-        "restartPolicy": "Never",
-        "serviceAccountName": backup_service_account(invoker_name),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": c.IMAGE_USER,
-            "runAsGroup": c.IMAGE_GROUP,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        **{k: v for k, v in settings.items() if k in POD_SETTING_KEYS},
-        **(
-            {"securityContext": with_image_group(settings["securityContext"])}
-            if isinstance(settings.get("securityContext"), dict)
-            else {}
-        ),
-        "containers": [container],
-        "volumes": volumes,
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": finish_job_name(meta["name"]),
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference(session)],
-        },
-        "spec": {
-            "backoffLimit": FINISH_ATTEMPTS - 1,
-            "activeDeadlineSeconds": FINISH_DEADLINE,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
-    }
+    return small_job(
+        SmallJob(
+            name=finish_job_name(meta.name),
+            owner=session,
+            labels=labels,
+            account=backup_service_account(who.name),
+            container=container,
+            volumes=tuple(volumes),
+            settings=who.spec.runtime_pod,
+            attempts=FINISH_ATTEMPTS,
+            deadline=FINISH_DEADLINE,
+        )
+    )

@@ -21,8 +21,8 @@ from api.naming import (
 )
 from api.objects import JSON
 from api.views import Obj, conditions_of
-from controller.invokers.trigger import owner_reference
-from controller.jobs.member_job import POD_SETTING_KEYS, SESSION_LABEL
+from controller.jobs.member_job import SESSION_LABEL
+from controller.jobs.small_job import SMALL_RESOURCES, SmallJob, field_env, small_job
 from controller.runtime.loop import Writes
 from kube import AlreadyExists, Client
 from kube.events import EventRecorder
@@ -33,69 +33,37 @@ STARTUP_ALLOWANCE = 60
 
 
 def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
-    meta = session["metadata"]
-    restoring = invoker["kind"] == "RestoreBatch"  # then the session is the RestoreBatch
+    """The Job that runs the batch's own hook ``kind`` for ``session``."""
+    meta, who = Obj(session).meta, Obj(invoker)
+    restoring = who.kind == "RestoreBatch"  # then the session is the RestoreBatch
     labels = {
         "app.kubernetes.io/managed-by": "stash",
-        c.INVOKER_TYPE_LABEL: invoker["kind"],
-        c.INVOKER_NAME_LABEL: label_value(invoker["metadata"]["name"]),
+        c.INVOKER_TYPE_LABEL: who.kind,
+        c.INVOKER_NAME_LABEL: label_value(who.name),
         HOOK_LABEL: kind,
     }
     if not restoring:
-        labels[SESSION_LABEL] = label_value(meta["name"])
-    account = (restore_service_account if restoring else backup_service_account)(
-        invoker["metadata"]["name"]
+        labels[SESSION_LABEL] = label_value(meta.name)
+    account = (restore_service_account if restoring else backup_service_account)(who.name)
+    which = f"--restorebatch={meta.name}" if restoring else f"--backupsession={meta.name}"
+    container = {
+        "name": HOOK_CONTAINER,
+        "image": image,
+        "args": ["run-hook", which, f"--hook={kind}"],
+        "env": [field_env("POD_NAMESPACE", "metadata.namespace")],
+        "resources": SMALL_RESOURCES,
+    }
+    return small_job(
+        SmallJob(
+            name=hook_job_name(meta.name, kind),
+            owner=session,
+            labels=labels,
+            account=account,
+            container=container,
+            settings=who.spec.runtime_pod,
+            deadline=int(BATCH_HOOK_TIMEOUT) + STARTUP_ALLOWANCE,
+        )
     )
-    which = f"--restorebatch={meta['name']}" if restoring else f"--backupsession={meta['name']}"
-    settings = Obj(invoker).spec.runtime_pod
-    pod_spec: JSON = {
-        "restartPolicy": "Never",
-        "serviceAccountName": account,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": c.IMAGE_USER,
-            "runAsGroup": c.IMAGE_GROUP,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        **{k: v for k, v in settings.items() if k in POD_SETTING_KEYS},
-        "containers": [
-            {
-                "name": HOOK_CONTAINER,
-                "image": image,
-                "args": ["run-hook", which, f"--hook={kind}"],
-                "env": [
-                    {
-                        "name": "POD_NAMESPACE",
-                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-                    }
-                ],
-                "resources": {
-                    "requests": {"cpu": "10m", "memory": "64Mi"},
-                    "limits": {"memory": "256Mi"},
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-            }
-        ],
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": hook_job_name(meta["name"], kind),
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "ownerReferences": [owner_reference(session)],
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": int(BATCH_HOOK_TIMEOUT) + STARTUP_ALLOWANCE,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
-    }
 
 
 def hook_job_failure(job: JSON | None) -> str | None:

@@ -34,6 +34,7 @@ from controller.invokers.evaluation import DEFAULT_PVC_RESTORE_TASK, MemberView,
 from controller.invokers.trigger import owner_reference
 from controller.jobs import claims
 from controller.jobs.builtin_tasks import DEFAULT_MOUNT_PATH
+from controller.jobs.small_job import pod_settings
 from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
 from controller.runtime.caches import FUNCTIONS, REPOSITORIES, TASKS, Caches
 from engine.restore import RestoreError, rule_for_host
@@ -44,17 +45,6 @@ SESSION_LABEL = f"{c.GROUP}/backup-session"
 MEMBER_LABEL = f"{c.GROUP}/member-index"
 INTERIM_VOLUME = "stash-interim-volume"
 CACHE_DIR = f"{c.TMP_DIR_MOUNT_PATH}/restic-cache"  # in the Job's tmp-dir emptyDir
-POD_SETTING_KEYS = (
-    "nodeSelector",
-    "affinity",
-    "tolerations",
-    "securityContext",
-    "priorityClassName",
-    "imagePullSecrets",
-    "serviceAccountName",
-    "runtimeClassName",
-    "schedulerName",
-)
 JOB_CONTAINER_SETTING_KEYS = ("resources", "securityContext", "env", "envFrom")
 INTERIM_META = ("labels", "annotations")  # what of the interim volume template's metadata is kept
 
@@ -283,17 +273,12 @@ def build_job(inputs: JobInputs) -> JSON:
     for index, step in enumerate(_steps(inputs.task)):
         containers.append(_step_container(inputs, base, index, step, containers))
     volumes = _volumes(inputs, base, containers)
-    pod_settings = (view.member.runtime_settings.pod or {}) if view.member.runtime_settings else {}
+    settings = (view.member.runtime_settings.pod or {}) if view.member.runtime_settings else {}
     labels = _labels(inputs)
     pod_spec: JSON = {
         "restartPolicy": "Never",
         "serviceAccountName": inputs.service_account,
-        **{k: v for k, v in pod_settings.items() if k in POD_SETTING_KEYS},
-        **(
-            {"securityContext": with_image_group(pod_settings["securityContext"])}
-            if isinstance(pod_settings.get("securityContext"), dict)
-            else {}
-        ),
+        **pod_settings(settings),
         "initContainers": containers[:-1],
         "containers": containers[-1:],
         "volumes": volumes,

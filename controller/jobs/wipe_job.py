@@ -20,6 +20,7 @@ from api.naming import wipe_job_name
 from api.objects import JSON
 from api.views import Obj, conditions_of, part, text
 from controller.invokers.trigger import owner_reference
+from controller.jobs.small_job import SMALL_RESOURCES, SmallJob, field_env, small_job
 from engine.wipe import NOT_RETRIED
 
 WIPE_CONTAINER = "wipe-out"
@@ -27,73 +28,40 @@ WIPE_ATTEMPTS = 3
 WIPE_DEADLINE = 900  # seconds for every attempt together
 
 
+LABELS = {"app.kubernetes.io/managed-by": "stash", f"{c.GROUP}/wipe-out": "true"}
+
+
 def _meta(repository: JSON, name: str) -> JSON:
-    meta = repository["metadata"]
     return {
         "name": name,
-        "namespace": meta["namespace"],
-        "labels": {"app.kubernetes.io/managed-by": "stash", f"{c.GROUP}/wipe-out": "true"},
+        "namespace": Obj(repository).namespace,
+        "labels": dict(LABELS),
         "ownerReferences": [owner_reference(repository, controller=True)],
     }
 
 
-def wipe_objects(repository: JSON, image: str) -> list[JSON]:
-    """The ServiceAccount, Role, RoleBinding and Job of ``repository``'s wipe, in its
-    namespace."""
-    meta = repository["metadata"]
-    name = wipe_job_name(meta["name"])
-    backend = part(Obj(repository).spec.raw, "backend")
+def _access(repository: JSON, name: str) -> list[JSON]:
+    """The wipe's ServiceAccount, and a Role (with its binding) that may get the Repository
+    and its storage Secret, by name."""
+    repo = Obj(repository)
     rules: list[JSON] = [
         {
             "apiGroups": [c.GROUP],
             "resources": ["repositories"],
             "verbs": ["get"],
-            "resourceNames": [meta["name"]],
+            "resourceNames": [repo.name],
         }
     ]
-    if text(backend, "storageSecretName"):
+    secret = text(part(repo.spec.raw, "backend"), "storageSecretName")
+    if secret:
         rules.append(
             {
                 "apiGroups": [""],
                 "resources": ["secrets"],
                 "verbs": ["get"],
-                "resourceNames": [backend["storageSecretName"]],
+                "resourceNames": [secret],
             }
         )
-    labels = {"app.kubernetes.io/managed-by": "stash", f"{c.GROUP}/wipe-out": "true"}
-    pod_spec: JSON = {
-        "restartPolicy": "Never",
-        "serviceAccountName": name,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": c.IMAGE_USER,
-            "runAsGroup": c.IMAGE_GROUP,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [
-            {
-                "name": WIPE_CONTAINER,
-                "image": image,
-                "args": ["wipe-out", f"--repository={meta['name']}"],
-                "env": [
-                    {
-                        "name": "POD_NAMESPACE",
-                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-                    }
-                ],
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-                "resources": {
-                    "requests": {"cpu": "10m", "memory": "64Mi"},
-                    "limits": {"memory": "256Mi"},
-                },
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-            }
-        ],
-    }
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(repository, name)},
         {
@@ -107,31 +75,40 @@ def wipe_objects(repository: JSON, image: str) -> list[JSON]:
             "kind": "RoleBinding",
             "metadata": _meta(repository, name),
             "roleRef": {"apiGroup": c.RBAC_GROUP, "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": meta["namespace"]}],
-        },
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": _meta(repository, name),
-            "spec": {
-                "backoffLimit": WIPE_ATTEMPTS - 1,
-                "activeDeadlineSeconds": WIPE_DEADLINE,
-                "podFailurePolicy": {
-                    "rules": [
-                        {
-                            "action": "FailJob",
-                            "onExitCodes": {
-                                "containerName": WIPE_CONTAINER,
-                                "operator": "In",
-                                "values": [NOT_RETRIED],
-                            },
-                        }
-                    ]
-                },
-                "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": repo.namespace}],
         },
     ]
+
+
+def wipe_objects(repository: JSON, image: str) -> list[JSON]:
+    """The ServiceAccount, Role, RoleBinding and Job of ``repository``'s wipe, in its
+    namespace."""
+    name = wipe_job_name(Obj(repository).name)
+    container = {
+        "name": WIPE_CONTAINER,
+        "image": image,
+        "args": ["wipe-out", f"--repository={Obj(repository).name}"],
+        "env": [field_env("POD_NAMESPACE", "metadata.namespace")],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": SMALL_RESOURCES,
+    }
+    fail_at_once = {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": WIPE_CONTAINER, "operator": "In", "values": [NOT_RETRIED]},
+    }
+    job = SmallJob(
+        name=name,
+        owner=repository,
+        labels=dict(LABELS),
+        account=name,
+        container=container,
+        attempts=WIPE_ATTEMPTS,
+        deadline=WIPE_DEADLINE,
+        ttl=None,
+        extra={"podFailurePolicy": {"rules": [fail_at_once]}},
+        container_security={"readOnlyRootFilesystem": True},
+    )
+    return [*_access(repository, name), small_job(job)]
 
 
 @dataclass(frozen=True)

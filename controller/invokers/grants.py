@@ -37,36 +37,27 @@ def grant_name(kind: str, namespace: str, name: str) -> str:
     return fit(f"stash-{kind.lower()}-{namespace}-{name}", 253)
 
 
-def repository_grant(
-    invoker: JSON, repository: Repository | None, accounts: Iterable[str], *, backup: bool
-) -> list[JSON]:
-    """The Role and RoleBinding in the Repository's namespace (none when it is the invoker's
-    own, or when there is no Repository)."""
-    meta = invoker["metadata"]
-    namespace = meta["namespace"]
-    if repository is None or (repository.metadata.namespace or namespace) == namespace:
-        return []
-    where = repository.metadata.namespace or ""
-    name = grant_name(invoker["kind"], namespace, meta["name"])
+def _grant_rules(repository: Repository, *, backup: bool) -> list[JSON]:
+    """What the grant lets the invoker's accounts do in the Repository's namespace: get the
+    Repository and its storage Secret, by name, and (a backup's last host) write its status."""
+    repo_name = repository.metadata.name or ""
     rules: list[JSON] = [
         {
             "apiGroups": [c.GROUP],
             "resources": ["repositories"],
             "verbs": ["get"],
-            "resourceNames": [repository.metadata.name or ""],
+            "resourceNames": [repo_name],
         }
     ]
-    if backup:
-        repo_name = repository.metadata.name or ""
-        rules += [
-            # a backup's last host writes the Repository's size, count and integrity
+    if backup:  # a backup's last host writes the Repository's size, count and integrity
+        rules.append(
             {
                 "apiGroups": [c.GROUP],
                 "resources": ["repositories/status"],
                 "verbs": ["get", "patch", "update"],
                 "resourceNames": [repo_name],
-            },
-        ]
+            }
+        )
     secret = repository.spec.backend.storage_secret_name
     if secret:
         rules.append(
@@ -77,29 +68,43 @@ def repository_grant(
                 "resourceNames": [secret],
             }
         )
+    return rules
+
+
+def repository_grant(
+    invoker: JSON, repository: Repository | None, accounts: Iterable[str], *, backup: bool
+) -> list[JSON]:
+    """The Role and RoleBinding in the Repository's namespace (none when it is the invoker's
+    own, or when there is no Repository)."""
+    who = Obj(invoker)
+    namespace = who.namespace
+    if repository is None or (repository.metadata.namespace or namespace) == namespace:
+        return []
+    name = grant_name(who.kind, namespace, who.name)
     grant_meta: JSON = {
         "name": name,
-        "namespace": where,
+        "namespace": repository.metadata.namespace or "",
         "labels": {
             "app.kubernetes.io/managed-by": "stash",
-            c.INVOKER_TYPE_LABEL: invoker["kind"],
-            c.INVOKER_NAME_LABEL: label_value(meta["name"]),
+            c.INVOKER_TYPE_LABEL: who.kind,
+            c.INVOKER_NAME_LABEL: label_value(who.name),
         },
-        "annotations": {GRANTED_TO: f"{invoker['kind']}/{namespace}/{meta['name']}"},
+        "annotations": {GRANTED_TO: f"{who.kind}/{namespace}/{who.name}"},
     }
     subjects = [
         {"kind": "ServiceAccount", "name": account, "namespace": namespace}
         for account in sorted(set(accounts))
     ]
+    rbac = f"{c.RBAC_GROUP}/v1"
     objects: list[JSON] = [
         {
-            "apiVersion": f"{c.RBAC_GROUP}/v1",
+            "apiVersion": rbac,
             "kind": "Role",
             "metadata": grant_meta,
-            "rules": rules,
+            "rules": _grant_rules(repository, backup=backup),
         },
         {
-            "apiVersion": f"{c.RBAC_GROUP}/v1",
+            "apiVersion": rbac,
             "kind": "RoleBinding",
             "metadata": grant_meta,
             "roleRef": {"apiGroup": c.RBAC_GROUP, "kind": "Role", "name": name},
@@ -107,16 +112,17 @@ def repository_grant(
         },
     ]
     if backup:  # the Lease beside the Repository that guards initialising it
+        init_role = {
+            "apiGroup": c.RBAC_GROUP,
+            "kind": "ClusterRole",
+            "name": REPOSITORY_INIT_CLUSTER_ROLE,
+        }
         objects.append(
             {
-                "apiVersion": f"{c.RBAC_GROUP}/v1",
+                "apiVersion": rbac,
                 "kind": "RoleBinding",
                 "metadata": {**grant_meta, "name": fit(f"{name}-init", 253)},
-                "roleRef": {
-                    "apiGroup": c.RBAC_GROUP,
-                    "kind": "ClusterRole",
-                    "name": REPOSITORY_INIT_CLUSTER_ROLE,
-                },
+                "roleRef": init_role,
                 "subjects": subjects,
             }
         )

@@ -23,7 +23,18 @@ QUEUE_BUCKETS = tuple(10.0**exp for exp in range(-8, 2))
 class RuntimeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._controllers(self.registry)
+        self._queues(self.registry)
+        self.leader = Gauge(
+            "leader_election_master_status",
+            "Gauge of if the reporting system is master of the relevant lease, 0 indicates "
+            "backup, 1 indicates master",
+            ["name"],
+            registry=self.registry,
+        )
+
+    def _controllers(self, r: CollectorRegistry) -> None:
+        """Per controller: reconciles by result, errors, time per reconcile, workers."""
         self.reconcile_total = Counter(
             "controller_runtime_reconcile_total",
             "Total number of reconciliations per controller",
@@ -61,6 +72,9 @@ class RuntimeMetrics:
             ["controller"],
             registry=r,
         )
+
+    def _queues(self, r: CollectorRegistry) -> None:
+        """Per work queue: depth, adds, retries, waits, work time, work in progress."""
         labels = ["controller", "name"]
         self.depth = Gauge("workqueue_depth", "Current depth of workqueue", labels, registry=r)
         self.adds = Counter(
@@ -96,13 +110,6 @@ class RuntimeMetrics:
             "workqueue_longest_running_processor_seconds",
             "How many seconds has the longest running processor for workqueue been running",
             labels,
-            registry=r,
-        )
-        self.leader = Gauge(
-            "leader_election_master_status",
-            "Gauge of if the reporting system is master of the relevant lease, 0 indicates "
-            "backup, 1 indicates master",
-            ["name"],
             registry=r,
         )
 

@@ -24,11 +24,12 @@ from controller.repository import RepositoryReconciler
 from controller.runtime.caches import Caches
 from controller.runtime.defaults import SIDECAR_GRACE, WORKERS
 from controller.runtime.health import HealthServer
-from controller.runtime.loop import Controller, Writes
+from controller.runtime.loop import Controller
 from controller.runtime.metrics import RuntimeMetrics
 from controller.runtime.owned import OPERATOR_FIELD_MANAGER
 from controller.runtime.pushgateway_front import PushgatewayFront
 from controller.sessions.backup import BackupSide
+from controller.sessions.effects import Wiring
 from controller.sessions.metrics_restore import CHECK_SECONDS, MetricsRestorer
 from controller.sessions.reconciler import SessionReconciler
 from controller.sessions.restore import INIT_GRACE, RestoreSide
@@ -87,35 +88,20 @@ class Operator:
         self.optin = OptInReconciler(client, self.caches)
         # one judge of who works on a target: backups and restores never overlap on one
         self.target_use = TargetUse(self.caches)
-        self.sessions = SessionReconciler(
-            BackupSide(
-                client,
-                self.caches,
-                Writes(),
-                options.image,
-                pushgateway_url=options.pushgateway_url,
-                operator_namespace=options.namespace,
-                sidecar_grace=options.sidecar_grace,
-                target_use=self.target_use,
-                default_deadline=options.default_deadline,
-            )
+        wiring = Wiring(
+            client,
+            self.caches,
+            options.image,
+            pushgateway_url=options.pushgateway_url,
+            operator_namespace=options.namespace,
+            target_use=self.target_use,
+            default_deadline=options.default_deadline,
         )
+        self.sessions = SessionReconciler(BackupSide(wiring, sidecar_grace=options.sidecar_grace))
         self.repositories = RepositoryReconciler(
             client, self.caches, options.namespace, options.image
         )
-        self.restores = SessionReconciler(
-            RestoreSide(
-                client,
-                self.caches,
-                Writes(),
-                options.image,
-                pushgateway_url=options.pushgateway_url,
-                operator_namespace=options.namespace,
-                init_grace=options.init_grace,
-                target_use=self.target_use,
-                default_deadline=options.default_deadline,
-            )
-        )
+        self.restores = SessionReconciler(RestoreSide(wiring, init_grace=options.init_grace))
         self.metrics_restorer = (
             MetricsRestorer(self.caches, options.pushgateway_url, options.metrics_check)
             if options.pushgateway_url

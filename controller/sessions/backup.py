@@ -31,7 +31,6 @@ from api.tenancy import member_of
 from api.units import parse_duration
 from api.views import Obj, Status, items, message_of, text
 from controller.invokers.evaluation import InvokerFacts, MemberView, members_of
-from controller.invokers.facts import FactReader
 from controller.invokers.tenancy import judge_boundary
 from controller.jobs.outcome import PODS_RECHECK, troubles
 from controller.runtime.caches import (
@@ -44,10 +43,9 @@ from controller.runtime.caches import (
     STATEFULSETS,
     TASKS,
     WORKLOAD_TYPES,
-    Caches,
 )
 from controller.runtime.defaults import SIDECAR_GRACE
-from controller.runtime.loop import Controller, Result, Writes
+from controller.runtime.loop import Controller, Result
 from controller.runtime.owned import find_job, stop_job
 from controller.sessions import metric_groups
 from controller.sessions.backup_status import (
@@ -56,17 +54,16 @@ from controller.sessions.backup_status import (
     awaits_repository_work,
     history_to_delete,
 )
-from controller.sessions.effects import SessionEffects
+from controller.sessions.effects import SessionSide, Wiring
 from controller.sessions.machine import Decision, Observed, all_jobs
 from controller.sessions.sidecar_presence import why_absent
-from controller.sessions.target_use import USE_RECHECK, TargetUse
+from controller.sessions.target_use import USE_RECHECK
 from controller.sessions.targets import (
-    DefaultDeadline,
     deadline,
     next_deadline_look,
 )
 from engine import metrics
-from kube import Client, KubeError, NotFound
+from kube import KubeError, NotFound
 from kube.informer import ObjectKey
 from kube.mutex import pod_gone
 from kube.sessions import create_session
@@ -82,40 +79,13 @@ BY_INVOKER = "invoker"  # the sessions index: <namespace>/<invoker name>
 UNFINISHED = "unfinished"  # the same, for sessions not yet in a terminal phase
 
 
-class BackupSide:
+class BackupSide(SessionSide):
     """A BackupSession, for the session reconciler (``controller.sessions.reconciler``)."""
 
-    def __init__(
-        self,
-        client: Client,
-        caches: Caches,
-        writes: Writes,
-        image: str,
-        *,
-        pushgateway_url: str = "",
-        operator_namespace: str = "",
-        sidecar_grace: float = SIDECAR_GRACE,
-        target_use: TargetUse | None = None,
-        default_deadline: DefaultDeadline | None = None,
-    ) -> None:
-        self.client = client
-        self.caches = caches
-        self.writes = writes
-        self.use = target_use or TargetUse(caches)
+    def __init__(self, wiring: Wiring, *, sidecar_grace: float = SIDECAR_GRACE) -> None:
+        resources = {"BackupSession": BACKUP_SESSIONS}
+        super().__init__(wiring, resources=resources, pushes="metrics-push")
         self.sidecar_grace = sidecar_grace
-        self.operator_namespace = operator_namespace
-        self.pushgateway_url = pushgateway_url
-        self.reader = FactReader(client, caches, operator_namespace)
-        self.effects = SessionEffects(
-            client,
-            caches,
-            writes,
-            image=image,
-            resources={"BackupSession": BACKUP_SESSIONS},
-            pushes="metrics-push",
-            default_deadline=default_deadline,
-        )
-        self.events = self.effects.events
         self._enqueue: Callable[[ObjectKey], None] = lambda key: None
 
     def register(self, controller: Controller[ObjectKey]) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
 from api import constants as c
@@ -24,6 +25,7 @@ from api.objects import JSON
 from api.repository import Repository
 from api.views import Obj, Status, items
 from controller.invokers.evaluation import MemberView, RestoreView
+from controller.invokers.facts import FactReader
 from controller.jobs.finish_job import finish_job
 from controller.jobs.hook_job import create_hook_job, hook_job_failure
 from controller.jobs.member_job import JobError, build_job, job_inputs
@@ -32,6 +34,7 @@ from controller.runtime.background import Background
 from controller.runtime.caches import JOBS, Caches
 from controller.runtime.loop import Writes
 from controller.runtime.owned import owned_by
+from controller.sessions.target_use import TargetUse
 from controller.sessions.targets import DefaultDeadline, Liveness, liveness_of
 from kube import AlreadyExists, BadRequest, Client, Conflict, Forbidden, Invalid, ResourceType
 from kube.events import EventRecorder
@@ -222,3 +225,40 @@ class SessionEffects:
                 f"pushed {words}" if ok else str(pushed.error),
                 now=now,
             )
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a session side is built from: the operator's settings, the same for both kinds."""
+
+    client: Client
+    caches: Caches
+    image: str
+    pushgateway_url: str = ""
+    operator_namespace: str = ""
+    target_use: TargetUse | None = None  # one judge of who works on a target, shared
+    default_deadline: DefaultDeadline | None = None
+
+
+class SessionSide:
+    """What both sides of the session reconciler hold: the API, the caches, its own writes,
+    the judge of target use, the facts reader and the effects (with their Events)."""
+
+    def __init__(self, wiring: Wiring, *, resources: dict[str, ResourceType], pushes: str) -> None:
+        self.client = wiring.client
+        self.caches = wiring.caches
+        self.writes = Writes()
+        self.use = wiring.target_use or TargetUse(wiring.caches)
+        self.pushgateway_url = wiring.pushgateway_url
+        self.operator_namespace = wiring.operator_namespace
+        self.reader = FactReader(wiring.client, wiring.caches, wiring.operator_namespace)
+        self.effects = SessionEffects(
+            wiring.client,
+            wiring.caches,
+            self.writes,
+            image=wiring.image,
+            resources=resources,
+            pushes=pushes,
+            default_deadline=wiring.default_deadline,
+        )
+        self.events = self.effects.events

@@ -26,7 +26,6 @@ from api.objects import JSON
 from api.units import parse_duration
 from api.views import Entry, Obj, Status, items, message_of, part, text
 from controller.invokers.evaluation import RestoreView, usable_repository
-from controller.invokers.facts import FactReader
 from controller.invokers.grants import Grants, InvokerKey, repository_grant
 from controller.invokers.trigger import restore_rbac_objects
 from controller.jobs import claims
@@ -40,12 +39,11 @@ from controller.runtime.caches import (
     REPOSITORIES,
     TASKS,
     WORKLOAD_TYPES,
-    Caches,
 )
-from controller.runtime.loop import Controller, Result, Writes
+from controller.runtime.loop import Controller, Result
 from controller.runtime.owned import ensure, find_job, owned_by, stop_job
 from controller.sessions import metric_groups
-from controller.sessions.effects import SessionEffects
+from controller.sessions.effects import SessionSide, Wiring
 from controller.sessions.machine import Decision, Observed, all_jobs
 from controller.sessions.restore_status import (
     FINISHED,
@@ -54,14 +52,12 @@ from controller.sessions.restore_status import (
     restore_members_of,
 )
 from controller.sessions.sidecar_presence import rolled_without_init, why_init_absent
-from controller.sessions.target_use import TargetUse
-from controller.sessions.targets import DefaultDeadline, Liveness, next_deadline_look
+from controller.sessions.targets import Liveness, next_deadline_look
 from engine import metrics
 from engine.reporting import member_entry
 from kube import (
     AlreadyExists,
     BadRequest,
-    Client,
     Conflict,
     Forbidden,
     Invalid,
@@ -82,41 +78,15 @@ HOSTS_RECHECK = 30.0
 LEFTOVER_RECHECK = 2.0
 
 
-class RestoreSide:
+class RestoreSide(SessionSide):
     """A RestoreSession or RestoreBatch, for the session reconciler
     (``controller.sessions.reconciler``)."""
 
-    def __init__(
-        self,
-        client: Client,
-        caches: Caches,
-        writes: Writes,
-        image: str,
-        *,
-        pushgateway_url: str = "",
-        operator_namespace: str = "",
-        init_grace: float = INIT_GRACE,
-        target_use: TargetUse | None = None,
-        default_deadline: DefaultDeadline | None = None,
-    ) -> None:
-        self.client = client
-        self.caches = caches
-        self.writes = writes
-        self.use = target_use or TargetUse(caches)
-        self.pushgateway_url = pushgateway_url
+    def __init__(self, wiring: Wiring, *, init_grace: float = INIT_GRACE) -> None:
+        resources = dict(RESTORE_INVOKER_TYPES)
+        super().__init__(wiring, resources=resources, pushes="restore-metrics-push")
         self.init_grace = init_grace
-        self.reader = FactReader(client, caches, operator_namespace)
-        self.grants = Grants(client, caches, self.writes, RESTORE_INVOKER_TYPES)
-        self.effects = SessionEffects(
-            client,
-            caches,
-            writes,
-            image=image,
-            resources=dict(RESTORE_INVOKER_TYPES),
-            pushes="restore-metrics-push",
-            default_deadline=default_deadline,
-        )
-        self.events = self.effects.events
+        self.grants = Grants(self.client, self.caches, self.writes, RESTORE_INVOKER_TYPES)
         # (restore uid, member, host) -> when its pods missing stash-init were deleted (once)
         self._recreated: dict[tuple[str, int, str], dt.datetime] = {}
 

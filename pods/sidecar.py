@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.constants import (
-    IMAGE_GROUP,
-    IMAGE_USER,
     RESTORE_INIT_CONTAINER,
     SIDECAR_CONTAINER,
     SIDECAR_HASH_ANNOTATION,
@@ -26,6 +24,7 @@ from api.constants import (
     TMP_DIR_VOLUME,
 )
 from api.objects import JSON
+from pods.hardening import field_env, with_image_group
 from pods.invokers import SidecarTarget
 
 # Keys of Stash's ContainerRuntimeSettings that are core/v1 Container fields (nice and ionice
@@ -135,19 +134,6 @@ def plan_for(
     )
 
 
-def with_image_group(security_context: JSON) -> JSON:
-    """``security_context`` with the image's group added when it asks for the image's user
-    without a group: the runtime would look that user up in the image's /etc/passwd, not find
-    it and run the process in group 0, so every file a restore writes would get group root."""
-    if security_context.get("runAsUser") == IMAGE_USER and "runAsGroup" not in security_context:
-        return {**security_context, "runAsGroup": IMAGE_GROUP}
-    return security_context
-
-
-def _field_env(name: str, path: str) -> JSON:
-    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
-
-
 def _container(
     name: str,
     command: str,
@@ -178,9 +164,9 @@ def _container(
             ),
         ],
         "env": [
-            _field_env("POD_NAME", "metadata.name"),
-            _field_env("POD_NAMESPACE", "metadata.namespace"),
-            _field_env("NODE_NAME", "spec.nodeName"),
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("NODE_NAME", "spec.nodeName"),
         ],
         "volumeMounts": [{"name": tmp_volume, "mountPath": TMP_DIR_MOUNT_PATH}, *mounts],
     }

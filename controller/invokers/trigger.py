@@ -31,6 +31,7 @@ from api.naming import (
 from api.objects import JSON
 from api.repository import Repository
 from api.views import Obj, text
+from pods.hardening import HARDENED_CONTAINER, RESTRICTED_POD, field_env
 
 TRIGGER_CONTAINER = "stash-trigger"
 
@@ -243,6 +244,30 @@ def _job_identity(invoker: JSON, account_name: Callable[[str], str], role: str) 
     ]
 
 
+def _trigger_pod(invoker: JSON, image: str) -> JSON:
+    """The pod spec of each slot's Job: ``stash create-backupsession`` for the invoker."""
+    who = Obj(invoker)
+    container = {
+        "name": TRIGGER_CONTAINER,
+        "image": image,
+        "args": [
+            "create-backupsession",
+            f"--invoker-kind={who.kind}",
+            f"--invoker-name={who.name}",
+            f"--invoker-uid={who.meta.uid}",
+        ],
+        "env": [field_env("POD_NAMESPACE", "metadata.namespace")],
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {**HARDENED_CONTAINER, "readOnlyRootFilesystem": True},
+    }
+    return {
+        "serviceAccountName": service_account_name(invoker),
+        "restartPolicy": "Never",
+        "securityContext": dict(RESTRICTED_POD),
+        "containers": [container],
+    }
+
+
 def cronjob(invoker: JSON, image: str) -> JSON:
     """The CronJob that runs ``stash create-backupsession`` at every schedule slot."""
     spec, meta = Obj(invoker).spec, Obj(invoker).meta
@@ -264,45 +289,7 @@ def cronjob(invoker: JSON, image: str) -> JSON:
                     "ttlSecondsAfterFinished": 3600,
                     "template": {
                         "metadata": {"labels": _labels(invoker)},
-                        "spec": {
-                            "serviceAccountName": service_account_name(invoker),
-                            "restartPolicy": "Never",
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "runAsUser": c.IMAGE_USER,
-                                "runAsGroup": c.IMAGE_GROUP,
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
-                            "containers": [
-                                {
-                                    "name": TRIGGER_CONTAINER,
-                                    "image": image,
-                                    "args": [
-                                        "create-backupsession",
-                                        f"--invoker-kind={invoker['kind']}",
-                                        f"--invoker-name={meta.name}",
-                                        f"--invoker-uid={meta.uid}",
-                                    ],
-                                    "env": [
-                                        {
-                                            "name": "POD_NAMESPACE",
-                                            "valueFrom": {
-                                                "fieldRef": {"fieldPath": "metadata.namespace"}
-                                            },
-                                        }
-                                    ],
-                                    "resources": {
-                                        "requests": {"cpu": "10m", "memory": "64Mi"},
-                                        "limits": {"memory": "128Mi"},
-                                    },
-                                    "securityContext": {
-                                        "allowPrivilegeEscalation": False,
-                                        "readOnlyRootFilesystem": True,
-                                        "capabilities": {"drop": ["ALL"]},
-                                    },
-                                }
-                            ],
-                        },
+                        "spec": _trigger_pod(invoker, image),
                     },
                 },
             },

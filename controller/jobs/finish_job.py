@@ -18,7 +18,8 @@ from api.objects import JSON
 from api.repository import Repository
 from api.views import Obj
 from controller.jobs.member_job import CACHE_DIR, SESSION_LABEL
-from controller.jobs.small_job import SmallJob, field_env, small_job
+from controller.jobs.small_job import SmallJob, small_job
+from pods.hardening import field_env
 from pods.volumes import local_volume
 
 FINISH_CONTAINER = "finish"

@@ -22,10 +22,11 @@ from api.naming import (
 from api.objects import JSON
 from api.views import Obj, conditions_of
 from controller.jobs.member_job import SESSION_LABEL
-from controller.jobs.small_job import SMALL_RESOURCES, SmallJob, field_env, small_job
+from controller.jobs.small_job import SmallJob, small_job
 from controller.runtime.loop import Writes
 from kube import AlreadyExists, Client
 from kube.events import EventRecorder
+from pods.hardening import SMALL_RESOURCES, field_env
 
 HOOK_LABEL = f"{c.GROUP}/hook"
 # The pod's own start (image already on the node) and the hook's timeout, then it is stopped.

@@ -34,11 +34,10 @@ from controller.invokers.evaluation import DEFAULT_PVC_RESTORE_TASK, MemberView,
 from controller.invokers.trigger import owner_reference
 from controller.jobs import claims
 from controller.jobs.builtin_tasks import DEFAULT_MOUNT_PATH
-from controller.jobs.small_job import pod_settings
 from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
 from controller.runtime.caches import FUNCTIONS, REPOSITORIES, TASKS, Caches
 from engine.restore import RestoreError, rule_for_host
-from pods.sidecar import with_image_group
+from pods.hardening import pod_settings, with_image_group
 from pods.volumes import local_volume
 
 SESSION_LABEL = f"{c.GROUP}/backup-session"

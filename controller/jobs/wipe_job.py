@@ -20,8 +20,9 @@ from api.naming import wipe_job_name
 from api.objects import JSON
 from api.views import Obj, conditions_of, part, text
 from controller.invokers.trigger import owner_reference
-from controller.jobs.small_job import SMALL_RESOURCES, SmallJob, field_env, small_job
+from controller.jobs.small_job import SmallJob, small_job
 from engine.wipe import NOT_RETRIED
+from pods.hardening import SMALL_RESOURCES, field_env
 
 WIPE_CONTAINER = "wipe-out"
 WIPE_ATTEMPTS = 3

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from api.constants import LOCAL_BACKEND_VOLUME, SIDECAR_CONTAINER, TMP_DIR_VOLUME
+from pods.hardening import with_image_group
 from pods.invokers import SidecarIndex, SidecarTarget, sidecar_targets_of
-from pods.sidecar import SidecarPlan, SidecarSettings, inject, plan_for, with_image_group
+from pods.sidecar import SidecarPlan, SidecarSettings, inject, plan_for
 from tests.factories import batch, configuration, member, pod
 
 SETTINGS = SidecarSettings(image="stash-py:test")

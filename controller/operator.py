@@ -111,19 +111,7 @@ class Operator:
         cronjobs = self.caches.informer(CRONJOBS)
         self.metrics.registry.register(ScheduleCollector(cronjobs.items))
         self.metrics.leader.labels(name=LEASE_NAME).set(0)
-        m = self.metrics
-        self.controllers: list[Controller[Any]] = [
-            Controller("invokers", self.invokers, options.workers, _invoker_fields, m),
-            Controller("optin", self.optin, options.workers, _workload_fields, m),
-            Controller("sessions", self.sessions, options.workers, _session_fields, m),
-            Controller("repositories", self.repositories, 1, _repository_fields, m),
-            Controller("restores", self.restores, options.workers, _invoker_fields, m),
-        ]
-        self.invokers.register(self.controllers[0])
-        self.optin.register(self.controllers[1])
-        self.sessions.register(self.controllers[2])
-        self.repositories.register(self.controllers[3])
-        self.restores.register(self.controllers[4])
+        self.controllers = self._controllers(options.workers)
         self.elector = (
             LeaderElector(
                 client,
@@ -141,6 +129,23 @@ class Operator:
         self.stopped = threading.Event()
         self.health: HealthServer | None = None
         self.front: PushgatewayFront | None = None
+
+    def _controllers(self, workers: int) -> list[Controller[Any]]:
+        """One controller per reconciler, each registered on the caches it watches."""
+        m = self.metrics
+        controllers: list[Controller[Any]] = [
+            Controller("invokers", self.invokers, workers, _invoker_fields, m),
+            Controller("optin", self.optin, workers, _workload_fields, m),
+            Controller("sessions", self.sessions, workers, _session_fields, m),
+            Controller("repositories", self.repositories, 1, _repository_fields, m),
+            Controller("restores", self.restores, workers, _invoker_fields, m),
+        ]
+        self.invokers.register(controllers[0])
+        self.optin.register(controllers[1])
+        self.sessions.register(controllers[2])
+        self.repositories.register(controllers[3])
+        self.restores.register(controllers[4])
+        return controllers
 
     def writes_in(self, namespace: str) -> int:
         """How many API writes the reconcilers have made in ``namespace``."""

@@ -47,12 +47,12 @@ def _task(name: str, steps: list[JSON], volumes: list[JSON]) -> JSON:
 
 
 def builtin_objects(image: str) -> list[JSON]:
+    """The built-in Functions and Tasks (pvc-backup, pvc-restore, update-status)."""
+    return _functions(image) + _tasks()
+
+
+def _functions(image: str) -> list[JSON]:
     target_mount = {"name": "${targetVolume}", "mountPath": "${TARGET_MOUNT_PATH}"}
-    target_volume = {
-        "name": "target-volume",
-        "persistentVolumeClaim": {"claimName": "${TARGET_NAME}"},
-    }
-    output = [{"name": "outputDir", "value": "/tmp/output"}]  # noqa: S108 - the pod's own emptyDir
     return [
         _function(
             "pvc-backup",
@@ -88,6 +88,16 @@ def builtin_objects(image: str) -> list[JSON]:
             [],
             image,
         ),
+    ]
+
+
+def _tasks() -> list[JSON]:
+    target_volume = {
+        "name": "target-volume",
+        "persistentVolumeClaim": {"claimName": "${TARGET_NAME}"},
+    }
+    output = [{"name": "outputDir", "value": "/tmp/output"}]  # noqa: S108 - the pod's own emptyDir
+    return [
         _task(
             "pvc-backup",
             [

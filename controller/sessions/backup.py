@@ -29,7 +29,7 @@ from api.objects import JSON
 from api.repository import Repository
 from api.tenancy import member_of
 from api.units import parse_duration
-from api.views import Obj, Status, items, message_of, text
+from api.views import Obj, Status, message_of, text
 from controller.invokers.evaluation import InvokerFacts, MemberView, members_of
 from controller.invokers.tenancy import judge_boundary
 from controller.jobs.outcome import PODS_RECHECK, troubles
@@ -63,12 +63,10 @@ from controller.sessions.targets import (
     next_deadline_look,
 )
 from engine import metrics
-from kube import KubeError, NotFound
+from kube import NotFound
 from kube.informer import ObjectKey
 from kube.mutex import pod_gone
 from kube.sessions import create_session
-from kube.types import PODS
-from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 
@@ -220,21 +218,9 @@ class BackupSide(SessionSide):
             if refused and f"{view.kind} {view.name} (" in refused:
                 absent[view.index] = refused
                 continue
-            namespace = view.target_namespace
-            workload = self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name)
-            if workload is None:
-                absent[view.index] = f"{view.kind} {namespace}/{view.name} no longer exists"
-                continue
-            try:
-                listed = self.client.list(
-                    PODS, namespace, label_selector=match_labels_selector(workload)
-                )
-            except KubeError as exc:
-                log.info("pods of %s %s/%s: %s", view.kind, namespace, view.name, exc)
-                continue
-            why = why_absent(
-                view.kind, namespace, view.name, pods_of(workload, items(listed, "items"))
-            )
+            pods = self.member_pods(view)
+            where = (view.kind, view.target_namespace, view.name)
+            why = why_absent(*where, pods) if isinstance(pods, list) else pods
             if why:
                 absent[view.index] = why
         return absent

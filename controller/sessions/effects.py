@@ -24,21 +24,31 @@ from api.naming import hook_job_name
 from api.objects import JSON
 from api.repository import Repository
 from api.views import Obj, Status, items
-from controller.invokers.evaluation import MemberView, RestoreView
+from controller.invokers.evaluation import MemberRef, MemberView, RestoreView
 from controller.invokers.facts import FactReader
 from controller.jobs.finish_job import finish_job
 from controller.jobs.hook_job import create_hook_job, hook_job_failure
 from controller.jobs.member_job import JobError, build_job, job_inputs
 from controller.jobs.outcome import job_complete, job_failure
 from controller.runtime.background import Background
-from controller.runtime.caches import JOBS, Caches
+from controller.runtime.caches import JOBS, WORKLOAD_TYPES, Caches
 from controller.runtime.loop import Writes
 from controller.runtime.owned import owned_by
 from controller.sessions.target_use import TargetUse
 from controller.sessions.targets import DefaultDeadline, Liveness, liveness_of
-from kube import AlreadyExists, BadRequest, Client, Conflict, Forbidden, Invalid, ResourceType
+from kube import (
+    AlreadyExists,
+    BadRequest,
+    Client,
+    Conflict,
+    Forbidden,
+    Invalid,
+    KubeError,
+    ResourceType,
+)
 from kube.events import EventRecorder
-from kube.types import EVENTS
+from kube.types import EVENTS, PODS
+from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 
@@ -262,3 +272,20 @@ class SessionSide:
             default_deadline=wiring.default_deadline,
         )
         self.events = self.effects.events
+
+    def member_pods(self, view: MemberRef) -> list[JSON] | str | None:
+        """The pods of a workload member (its injected containers carry it out): why not,
+        when the workload is gone; None when the API server did not answer (looked at again
+        on the next pass)."""
+        namespace = view.target_namespace
+        workload = self.caches.get(WORKLOAD_TYPES[view.kind], namespace, view.name)
+        if workload is None:
+            return f"{view.kind} {namespace}/{view.name} no longer exists"
+        try:
+            listed = self.client.list(
+                PODS, namespace, label_selector=match_labels_selector(workload)
+            )
+        except KubeError as exc:
+            log.info("pods of %s %s/%s: %s", view.kind, namespace, view.name, exc)
+            return None
+        return pods_of(workload, items(listed, "items"))

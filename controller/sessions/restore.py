@@ -61,11 +61,9 @@ from kube import (
     Conflict,
     Forbidden,
     Invalid,
-    KubeError,
 )
 from kube.types import PODS, RESTORE_INVOKER_TYPES
 from pods.sidecar import has_init
-from pods.workloads import match_labels_selector, pods_of
 
 log = logging.getLogger(__name__)
 
@@ -179,20 +177,11 @@ class RestoreSide(SessionSide):
             return {}
         absent = {}
         for view in views:
-            workload = self._workload(view)
-            if workload is None:
-                absent[view.index] = (
-                    f"{view.kind} {view.target_namespace}/{view.name} no longer exists"
-                )
+            pods = self.member_pods(view)
+            if not isinstance(pods, list):
+                if pods:
+                    absent[view.index] = pods
                 continue
-            try:
-                listed = self.client.list(
-                    PODS, view.target_namespace, label_selector=match_labels_selector(workload)
-                )
-            except KubeError as exc:
-                log.info("pods of %s %s: %s", view.kind, view.name, exc)
-                continue
-            pods = pods_of(workload, items(listed, "items"))
             why, recreating = self._missed(invoker, view, pods, now)
             if why is None and not recreating:
                 why = why_init_absent(view.kind, view.target_namespace, view.name, pods)

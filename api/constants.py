@@ -88,6 +88,14 @@ SIDECAR_HASH_ANNOTATION: Final = f"{GROUP}/sidecar-hash"
 # lets a forget of more than the held share of a target's snapshots go ahead; and that share.
 CONFIRM_RETENTION_ANNOTATION: Final = f"{GROUP}/confirm-retention"
 RETENTION_HOLD_SHARE_ANNOTATION: Final = f"{GROUP}/retention-hold-share"
+# On an invoker: how long after its last successful session it is named stale (a Go duration;
+# without it, once two of its schedule's slots passed with no session succeeding), and the
+# condition that says so.
+STALE_AFTER_ANNOTATION: Final = f"{GROUP}/stale-after"
+BACKUP_STALE: Final = "BackupStale"
+# On an invoker: whether a restore of its latest snapshot was verified (not written yet: no
+# verification runs in this version, so `kubectl stash status` says "never").
+BACKUP_VERIFIED: Final = "BackupVerified"
 BACKUP_INVOKER_KINDS: Final = ("BackupBatch", "BackupConfiguration")
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 

@@ -2,7 +2,8 @@
 
 Pure functions from the objects as the API server returns them to text: a session's targets and
 hosts (result or error, durations, the snapshots made, what is still running), an invoker with
-its recent sessions, a restore with its members. Nothing here reads the cluster.
+its recent sessions, a restore with its members, every invoker's last good backup
+(``status_rows``). Nothing here reads the cluster.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from api import constants as c
 from api.backup import BackupSession, HostBackupStats, SnapshotStats
 from api.base import first_error
 from api.common import Condition, TargetRef
+from api.conditions import get_condition, now_rfc3339
 from api.objects import JSON
 from api.pod_members import member_documents
 from api.restore import HostRestoreStats, RestoreBatch, RestoreSession
+from api.views import ConditionView, Obj
+from controller.invokers.staleness import last_success
 
 RECENT_SESSIONS = 5
 
@@ -275,3 +280,35 @@ def describe_invoker(
     latest = describe_backup_session(ordered[0], now, progress)
     lines.extend("  " + line for line in latest.splitlines())
     return "\n".join(lines)
+
+
+def status_rows(invokers: Sequence[JSON], sessions: Sequence[JSON], now: dt.datetime) -> list[JSON]:
+    """One row per backup invoker (``kubectl stash status``): its schedule, its last good
+    backup (its newest Succeeded session) and how old it is, whether the operator names it
+    stale (its ``BackupStale`` condition) and whether a restore of it was verified."""
+    by_invoker: dict[tuple[str, str, str], list[JSON]] = {}
+    for raw in sessions:
+        session, ref = Obj(raw), Obj(raw).spec.invoker
+        by_invoker.setdefault((session.namespace, ref.kind, ref.name), []).append(raw)
+    rows = []
+    for invoker in map(Obj, invokers):
+        last = last_success(by_invoker.get((invoker.namespace, invoker.kind, invoker.name), []))
+        stale = ConditionView(get_condition(invoker.status.conditions, c.BACKUP_STALE))
+        verified = ConditionView(get_condition(invoker.status.conditions, c.BACKUP_VERIFIED))
+        rows.append(
+            {
+                "namespace": invoker.namespace,
+                "invoker": f"{invoker.kind.lower()}/{invoker.name}",
+                "schedule": invoker.spec.schedule or "-",
+                "lastGoodBackup": last.session if last else "never",
+                "ended": now_rfc3339(last.ended) if last else "-",
+                "age": _span(int((now - last.ended).total_seconds())) if last else "-",
+                "stale": (
+                    "paused"
+                    if invoker.spec.paused
+                    else {"True": "yes", "False": "no"}.get(stale.status, "-")
+                ),
+                "verified": {"True": "yes", "False": "failed"}.get(verified.status, "never"),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["namespace"], r["invoker"]))

@@ -145,6 +145,34 @@ def cmd_pause(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- status ----------------------------------------------------------------------------------
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    """Every backup invoker with its last good backup, how old it is, whether it is stale."""
+    namespace = None if args.all_namespaces else args.namespace
+    invokers = [
+        {"kind": kind, **obj}
+        for kind in BACKUP_INVOKERS
+        for obj in client.list(_type(kind), namespace)["items"]
+    ]
+    sessions = client.list(BACKUP_SESSIONS, namespace)["items"]
+    rows = describe.status_rows(invokers, sessions, _now())
+    if args.output in ("json", "yaml"):
+        _print_object(rows, args.output)
+        return 0
+    if not rows:
+        where = "any namespace" if namespace is None else f"namespace {namespace}"
+        print(f"No BackupBatch or BackupConfiguration in {where}.")
+        return 0
+    columns = ["invoker", "schedule", "lastGoodBackup", "ended", "age", "stale", "verified"]
+    if namespace is None:
+        columns.insert(0, "namespace")
+    header = [{"lastGoodBackup": "LAST GOOD BACKUP"}.get(col, col.upper()) for col in columns]
+    print_table(header, [[row[col] for col in columns] for row in rows])
+    return 0
+
+
 # -- describe --------------------------------------------------------------------------------
 
 
@@ -384,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("pause", "stop scheduling"), ("resume", "schedule again")):
         paused = add(name, f"{text} a BackupBatch or BackupConfiguration", cmd_pause)
         paused.add_argument("invoker", help="NAME, backupbatch/NAME or backupconfiguration/NAME")
+    status = add("status", "every backup invoker's last good backup and its age", cmd_status)
+    status.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="the invokers of every namespace"
+    )
     describing = add("describe", "a batch, a session or a restore in plain words", cmd_describe)
     describing.add_argument("object", help="TYPE/NAME: bb, bc, bs, rs or rb (or their full names)")
     for name, text, func in (
@@ -429,7 +461,7 @@ def _client(args: argparse.Namespace) -> Client:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("trigger", "restore") and args.output == "wide":
+    if args.command in ("trigger", "restore", "status") and args.output == "wide":
         parser.error(f"{args.command}: -o wide is for snapshots")
     try:
         client = _client(args)

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api import constants as c
+from api.objects import JSON
 from controller.invokers.optin import OptInReconciler
 from controller.invokers.reconciler import InvokerReconciler
-from controller.invokers.schedule_metrics import ScheduleCollector
+from controller.invokers.schedule_metrics import ScheduleCollector, StalenessCollector
 from controller.jobs.builtin_tasks import builtin_objects
 from controller.repository import RepositoryReconciler
 from controller.runtime.caches import Caches
@@ -37,7 +38,7 @@ from controller.sessions.target_use import TargetUse
 from controller.sessions.targets import DefaultDeadline
 from kube import Client, KubeError
 from kube.leader import LeaderElector
-from kube.types import CRONJOBS, PODS
+from kube.types import CRONJOBS, INVOKER_TYPES, PODS
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class Operator:
         self.metrics = RuntimeMetrics()
         cronjobs = self.caches.informer(CRONJOBS)
         self.metrics.registry.register(ScheduleCollector(cronjobs.items))
+        self.metrics.registry.register(StalenessCollector(self._backup_invokers))
         self.metrics.leader.labels(name=LEASE_NAME).set(0)
         self.controllers = self._controllers(options.workers)
         self.elector = (
@@ -129,6 +131,14 @@ class Operator:
         self.stopped = threading.Event()
         self.health: HealthServer | None = None
         self.front: PushgatewayFront | None = None
+
+    def _backup_invokers(self) -> list[JSON]:
+        """Every cached BackupBatch and BackupConfiguration, with its kind."""
+        return [
+            {"kind": kind, **obj}
+            for kind, rt in INVOKER_TYPES.items()
+            for obj in self.caches.informer(rt).items()
+        ]
 
     def _controllers(self, workers: int) -> list[Controller[Any]]:
         """One controller per reconciler, each registered on the caches it watches."""

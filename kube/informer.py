@@ -137,6 +137,10 @@ class Informer:
         if on_delete:
             self._on_delete.append(on_delete)
 
+    def has_index(self, name: str) -> bool:
+        with self._lock:
+            return name in self._indexers
+
     def add_index(self, name: str, values: Callable[[JSON], Iterable[str]]) -> None:
         """File every object under ``values(obj)`` in index ``name`` (before ``start``), so
         that ``by_index`` finds a few objects among many without scanning them all."""

@@ -35,6 +35,7 @@ from api.tenancy import (
 )
 from api.views import Obj, Ref, items, part
 from controller.invokers import validation
+from controller.invokers.staleness import LastSuccess, staleness
 
 RESTIC_PASSWORD = "RESTIC_PASSWORD"  # noqa: S105 - the key's name
 DEFAULT_PVC_TASK = "pvc-backup"
@@ -153,6 +154,7 @@ class InvokerFacts:
     workload_volumes: dict[int, frozenset[str]] = field(default_factory=dict)
     tasks_found: dict[str, bool] = field(default_factory=dict)  # Task name -> exists
     cronjob_error: str | None = None  # None: the CronJob is in place (or not needed)
+    last_success: LastSuccess | None = None  # its newest Succeeded session (BackupStale)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class InvokerVerdict:
     conditions: list[RawCondition]
     member_conditions: list[JSON] | None
     problems: tuple[str, ...]
+    recheck_at: dt.datetime | None = None  # when a verdict turns by itself (BackupStale)
 
     def as_status(self, generation: int | None) -> JSON:
         status: JSON = {"phase": self.phase, "conditions": self.conditions}
@@ -529,7 +532,13 @@ def evaluate(invoker: JSON, facts: InvokerFacts, now: dt.datetime | None = None)
         )
     else:
         out.put(c.CRONJOB_CREATED, False, "CronJobCreationFailed", facts.cronjob_error)
+    stale = staleness(invoker, facts.last_success, out.now or dt.datetime.now(dt.UTC))
+    out.put(c.BACKUP_STALE, stale.stale, stale.reason, stale.message, blocking=False)
     phase = "Invalid" if problems else ("NotReady" if out.not_ready else "Ready")
     return InvokerVerdict(
-        phase, out.conditions or [], member_conditions, tuple(problems + out.not_ready)
+        phase,
+        out.conditions or [],
+        member_conditions,
+        tuple(problems + out.not_ready),
+        recheck_at=stale.due,
     )

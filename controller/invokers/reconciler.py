@@ -120,6 +120,17 @@ class InvokerReconciler:
             on_upsert=lambda o: self._namespace_event(o, controller),
             on_delete=lambda o: self._namespace_event(o, controller, deleted=True),
         )
+        # A session that succeeded (or such a one deleted) moves its invoker's BackupStale.
+        self.caches.sessions().subscribe(
+            on_upsert=lambda o: self._session_event(o, controller),
+            on_delete=lambda o: self._session_event(o, controller),
+        )
+
+    def _session_event(self, obj: JSON, controller: Controller[InvokerKey]) -> None:
+        session = Obj(obj)
+        ref = session.spec.invoker
+        if session.status.phase == "Succeeded" and ref.kind in INVOKER_TYPES and ref.name:
+            controller.enqueue((ref.kind, session.namespace, ref.name))
 
     def _invoker_event(
         self, obj: JSON, controller: Controller[InvokerKey], deleted: bool = False
@@ -436,7 +447,7 @@ class InvokerReconciler:
                     ),
                 }
             members.append(entry)
-        return InvokerVerdict(status.phase, status.conditions, members, status.problems)
+        return replace(status, member_conditions=members)
 
     def reconcile(self, key: InvokerKey) -> Result | None:
         kind, namespace, name = key
@@ -480,6 +491,8 @@ class InvokerReconciler:
             return Result(requeue_after=RBAC_SETTLE)
         if status.phase == "NotReady" or sidecar_refused:
             return Result(requeue_after=NOT_READY_RECHECK)
+        if status.recheck_at is not None:  # it turns stale then, unless a session succeeds
+            return Result(requeue_after=max(1.0, (status.recheck_at - now).total_seconds() + 1))
         return None
 
 

@@ -1,5 +1,6 @@
 """What each backup invoker's schedule promised, as metrics: when its trigger CronJob last
-started a slot, and whether it is suspended (the invoker paused).
+started a slot, whether it is suspended (the invoker paused), and whether the invoker is stale
+(``controller.invokers.staleness``).
 
 The Pushgateway's metrics say when a backup last succeeded; these say when one was last due,
 so an alert can tell "the last slot produced no successful backup" without knowing any cron
@@ -13,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from api.conditions import parse_rfc3339
-from api.constants import GROUP
+from api.conditions import get_condition, parse_rfc3339
+from api.constants import BACKUP_STALE, GROUP
 from api.objects import JSON
-from api.views import Obj, text
+from api.views import ConditionView, Obj, text
 
 LABELS = ["invoker_kind", "invoker_name", "namespace"]
 
@@ -62,3 +63,27 @@ class ScheduleCollector(Collector):
                 last.add_metric(labels, at)
         yield last
         yield suspended
+
+
+class StalenessCollector(Collector):
+    """``stash_backup_stale``: 1 while an invoker's ``BackupStale`` condition says its backups
+    stopped happening, 0 while it says they did not (paused, or recent); from the invokers'
+    cache at scrape time."""
+
+    def __init__(self, invokers: Callable[[], Iterable[JSON]]) -> None:
+        self.invokers = invokers
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stale = GaugeMetricFamily(
+            "stash_backup_stale",
+            "1 while no session of the invoker succeeded for longer than its schedule (two "
+            "slots) or its stale-after annotation allows",
+            labels=LABELS,
+        )
+        for invoker in map(Obj, self.invokers()):
+            said = get_condition(invoker.status.conditions, BACKUP_STALE)
+            if said is None or not invoker.kind:
+                continue
+            labels = [invoker.kind, invoker.name, invoker.namespace]
+            stale.add_metric(labels, 1.0 if ConditionView(said).true else 0.0)
+        yield stale

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from api.objects import JSON
+from api.views import Obj
 from kube import Client, ResourceType
 from kube.informer import Informer
 from kube.types import (
@@ -103,10 +104,32 @@ TRANSFORMS: dict[ResourceType, Callable[[JSON], JSON | None]] = {
 }
 
 
+SESSIONS_BY_INVOKER = "invoker"  # the BackupSessions index: <namespace>/<invoker name>
+
+
+def session_invoker(session: JSON) -> list[str]:
+    """``<namespace>/<invoker name>`` of a BackupSession (its spec.invoker)."""
+    view = Obj(session)
+    name = view.spec.invoker.name
+    return [f"{view.namespace}/{name}"] if name else []
+
+
 class Caches:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._informers: dict[str, Informer] = {}
+
+    def sessions(self) -> Informer:
+        """The BackupSessions' informer, indexed by invoker (``sessions_of``)."""
+        informer = self.informer(BACKUP_SESSIONS)
+        if not informer.has_index(SESSIONS_BY_INVOKER):
+            informer.add_index(SESSIONS_BY_INVOKER, session_invoker)
+        return informer
+
+    def sessions_of(self, namespace: str, invoker: str) -> list[JSON]:
+        """An invoker's cached BackupSessions: read from the index, not by scanning them all
+        (a reconcile's time stays the same however many finished sessions the cluster keeps)."""
+        return self.sessions().by_index(SESSIONS_BY_INVOKER, f"{namespace}/{invoker}")
 
     def informer(self, rt: ResourceType) -> Informer:
         key = f"{rt.api_version}/{rt.kind}"

@@ -43,6 +43,7 @@ from controller.runtime.caches import (
     STATEFULSETS,
     TASKS,
     WORKLOAD_TYPES,
+    session_invoker,
 )
 from controller.runtime.defaults import SIDECAR_GRACE
 from controller.runtime.loop import Controller, Result
@@ -73,7 +74,6 @@ log = logging.getLogger(__name__)
 # How long a sidecar target may go without any ready pod carrying the sidecar before it fails
 # (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
 SIDECAR_RECHECK = 30.0
-BY_INVOKER = "invoker"  # the sessions index: <namespace>/<invoker name>
 UNFINISHED = "unfinished"  # the same, for sessions not yet in a terminal phase
 
 
@@ -89,10 +89,7 @@ class BackupSide(SessionSide):
     def register(self, controller: Controller[ObjectKey]) -> None:
         self._enqueue = controller.enqueue
         self.effects.enqueue = controller.enqueue
-        sessions = self.caches.informer(BACKUP_SESSIONS)
-        # A new session's reconcile reads its invoker's sessions, not every cached one: the
-        # time stays the same however many finished sessions the cluster keeps.
-        sessions.add_index(BY_INVOKER, _invoker_index)
+        sessions = self.caches.sessions()  # indexed by invoker
         # Whether an older session still runs is asked on every reconcile of a new one: it
         # looks among the few unfinished sessions, not the invoker's whole history.
         sessions.add_index(UNFINISHED, _unfinished_index)
@@ -127,8 +124,9 @@ class BackupSide(SessionSide):
 
     def _sessions_of(self, namespace: str, invoker: str, *, unfinished: bool = False) -> list[JSON]:
         """An invoker's cached sessions (``unfinished``: only those in no terminal phase)."""
-        index = UNFINISHED if unfinished else BY_INVOKER
-        return self.caches.informer(BACKUP_SESSIONS).by_index(index, f"{namespace}/{invoker}")
+        if not unfinished:
+            return self.caches.sessions_of(namespace, invoker)
+        return self.caches.sessions().by_index(UNFINISHED, f"{namespace}/{invoker}")
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -478,18 +476,11 @@ class BackupSide(SessionSide):
             )
 
 
-def _invoker_index(session: JSON) -> list[str]:
-    """``<namespace>/<invoker name>`` of a session (its spec.invoker)."""
-    view = Obj(session)
-    name = view.spec.invoker.name
-    return [f"{view.namespace}/{name}"] if name else []
-
-
 def _unfinished_index(session: JSON) -> list[str]:
     """``<namespace>/<invoker name>`` of a session not yet Succeeded, Failed or Skipped."""
     if Obj(session).status.phase in TERMINAL:
         return []
-    return _invoker_index(session)
+    return session_invoker(session)
 
 
 def _session_key(obj: JSON) -> ObjectKey:

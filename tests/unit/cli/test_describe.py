@@ -6,7 +6,12 @@ import datetime as dt
 from typing import Any
 
 from api.objects import JSON
-from cli.describe import describe_backup_session, describe_invoker, describe_restore
+from cli.describe import (
+    describe_backup_session,
+    describe_invoker,
+    describe_restore,
+    status_rows,
+)
 from tests.factories import batch, member, restore_batch, restore_member, restore_session
 
 NOW = dt.datetime(2026, 12, 2, 1, 0, 0, tzinfo=dt.UTC)
@@ -178,3 +183,39 @@ def test_a_restore_session_says_its_hosts_and_why_it_failed() -> None:
     assert "      error: no snapshot deadbeef" in text
     assert "    1 more host(s): never reported" in text
     assert "RestoreFailed  True    host host-0: no snapshot deadbeef" in text
+
+
+def test_status_lists_every_invoker_with_its_last_good_backup_its_age_and_staleness() -> None:
+    now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+    stale = batch("nightly", "demo")
+    stale["status"] = {"conditions": [{"type": "BackupStale", "status": "True"}]}
+    paused = batch("weekly", "demo", paused=True)
+    never = batch("adhoc", "other", schedule="")
+
+    def session(name: str, created: str, phase: str) -> JSON:
+        return {
+            "metadata": {"name": name, "namespace": "demo", "creationTimestamp": created},
+            "spec": {"invoker": {"kind": "BackupBatch", "name": "nightly"}},
+            "status": {"phase": phase, "sessionDuration": "1m0s"},
+        }
+
+    sessions = [
+        session("nightly-2", "2026-12-07T09:00:00Z", "Failed"),
+        session("nightly-1", "2026-12-07T08:00:00Z", "Succeeded"),
+    ]
+    rows = status_rows([stale, paused, never], sessions, now)
+    assert [(r["namespace"], r["invoker"]) for r in rows] == [
+        ("demo", "backupbatch/nightly"),
+        ("demo", "backupbatch/weekly"),
+        ("other", "backupbatch/adhoc"),
+    ]
+    nightly, weekly, adhoc = rows
+    assert nightly["lastGoodBackup"] == "nightly-1"
+    assert nightly["ended"] == "2026-12-07T08:01:00Z"
+    assert nightly["age"] == "3h"
+    assert nightly["stale"] == "yes"
+    assert nightly["verified"] == "never"
+    assert weekly["stale"] == "paused"
+    assert weekly["lastGoodBackup"] == "never"
+    assert adhoc["schedule"] == "-"
+    assert adhoc["stale"] == "-"  # not judged (yet): nothing claimed

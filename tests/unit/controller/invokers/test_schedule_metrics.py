@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 
 from api.objects import JSON
-from controller.invokers.schedule_metrics import ScheduleCollector
+from controller.invokers.schedule_metrics import ScheduleCollector, StalenessCollector
 
 
 def cronjob(name: str, kind: str = "BackupBatch", **status: Any) -> JSON:
@@ -54,3 +54,27 @@ def test_cronjobs_not_made_for_an_invoker_or_with_a_strange_time_say_nothing_wro
         'stash_backup_schedule_last_time_seconds{invoker_kind="BackupBatch",invoker_name="odd"'
         not in text
     )
+
+
+def test_each_invokers_staleness_is_reported_from_its_condition() -> None:
+    def invoker(name: str, status: str | None) -> JSON:
+        conditions = [] if status is None else [{"type": "BackupStale", "status": status}]
+        return {
+            "kind": "BackupBatch",
+            "metadata": {"name": name, "namespace": "demo"},
+            "status": {"conditions": conditions},
+        }
+
+    registry = CollectorRegistry()
+    invokers = [invoker("stopped", "True"), invoker("fresh", "False"), invoker("new", None)]
+    registry.register(StalenessCollector(lambda: invokers))
+    text = generate_latest(registry).decode()
+    assert (
+        'stash_backup_stale{invoker_kind="BackupBatch",invoker_name="stopped",namespace="demo"} 1.0'
+        in text
+    )
+    assert (
+        'stash_backup_stale{invoker_kind="BackupBatch",invoker_name="fresh",namespace="demo"} 0.0'
+        in text
+    )
+    assert 'invoker_name="new"' not in text  # not judged yet: nothing said

@@ -17,6 +17,7 @@ import yaml
 
 from api.constants import WEBHOOK_PATH
 from api.objects import JSON
+from cli import kubectl
 from devcluster import ControlPlane, services
 from devcluster.cluster import free_port
 from devcluster.images import Images
@@ -204,9 +205,125 @@ def test_every_dashboard_panel_has_data_and_every_alert_evaluates_after_a_real_b
             evaluated = eventually(rules_evaluated, 60, "every rule to be evaluated")
     finally:
         prometheus.stop()
-    assert len(evaluated) == 10
+    assert len(evaluated) == 11
     assert [
         (r["name"], r["health"], r.get("lastError", "")) for r in evaluated if r["health"] != "ok"
     ] == []
     firing = {r["name"] for r in evaluated if r.get("state") == "firing"}
     assert firing == set(), firing  # the backup succeeded and everything answers
+
+
+def _firing(prometheus: Service, alert: str) -> list[JSON]:
+    url = f"http://127.0.0.1:{prometheus.port}/api/v1/alerts"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        alerts = json.load(answer)["data"]["alerts"]
+    return [a for a in alerts if a["labels"].get("alertname") == alert and a["state"] == "firing"]
+
+
+def _stale(kube: Client, namespace: str, name: str) -> JSON:
+    invoker = kube.get(BACKUP_BATCHES, name, namespace)
+    return next(
+        (
+            c
+            for c in (invoker.get("status") or {}).get("conditions") or []
+            if c["type"] == "BackupStale"
+        ),
+        {},
+    )
+
+
+def test_an_invoker_whose_slots_stopped_producing_sessions_is_stale_and_its_alert_fires(
+    control_plane: ControlPlane,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    health = free_port()
+    prometheus = services.prometheus(
+        tmp_path / "prometheus",
+        [{"job_name": "stash-operator", "static_configs": [{"targets": [f"127.0.0.1:{health}"]}]}],
+        [_rule_file(tmp_path)],
+    )
+    quota_type = kube.resource_type("v1", "ResourceQuota")
+    try:
+        data = make_data(tmp_path / "pvc")
+        repository(kube, namespace, tmp_path / "repo")
+        pvc(kube, namespace, "shared", data)
+        shared = member("PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),))
+        shared["task"] = {"name": "pvc-backup"}
+        # The trigger CronJob's pods are refused from the start: its slots come, no session does
+        # (a quota used up is one way a cluster quietly stops backing up).
+        kube.create(
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": "no-pods"},
+                "spec": {"hard": {"pods": "0"}},
+            },
+            namespace,
+        )
+        with running_operator(
+            control_plane.kubeconfig, image=images.stash.name, health_port=health
+        ):
+            kube.create(batch("nightly", namespace, shared, schedule="* * * * *"), namespace)
+            eventually(
+                lambda: _stale(kube, namespace, "nightly").get("reason") == "BackupRecent",
+                30,
+                "the invoker judged, not stale yet",
+            )
+            eventually(
+                lambda: _stale(kube, namespace, "nightly").get("status") == "True",
+                200,
+                "two slots to pass and the invoker to be named stale",
+            )
+            said = _stale(kube, namespace, "nightly")
+            assert "no backup session of it has succeeded since it was created" in said["message"]
+            assert kube.list(BACKUP_SESSIONS, namespace)["items"] == []
+            assert (
+                eventually(
+                    lambda: _firing(prometheus, "StashBackupStale"), 60, "the alert to fire"
+                )[0]["labels"]["invoker_name"]
+                == "nightly"
+            )
+
+            assert (
+                kubectl.main(
+                    ["status", "-n", namespace, "--kubeconfig", str(control_plane.kubeconfig)]
+                )
+                == 0
+            )
+            table = capsys.readouterr().out.splitlines()
+            assert table[0].split() == [
+                "INVOKER",
+                "SCHEDULE",
+                "LAST",
+                "GOOD",
+                "BACKUP",
+                "ENDED",
+                "AGE",
+                "STALE",
+                "VERIFIED",
+            ]
+            assert table[1].split()[0] == "backupbatch/nightly"
+            assert table[1].split()[-3:] == ["-", "yes", "never"]
+
+            # Pods allowed again and a backup that succeeds: no longer stale, the alert ends.
+            kube.delete(quota_type, "no-pods", namespace)
+            name = create_session(kube, "BackupBatch", "nightly", namespace)["metadata"]["name"]
+
+            def succeeded() -> bool:
+                status = kube.get(BACKUP_SESSIONS, name, namespace).get("status") or {}
+                return status.get("phase") == "Succeeded"
+
+            eventually(succeeded, 240, "the backup on the node to succeed")
+            eventually(
+                lambda: _stale(kube, namespace, "nightly").get("status") == "False",
+                30,
+                "the invoker to be fresh again",
+            )
+            assert name in _stale(kube, namespace, "nightly")["message"]
+            eventually(lambda: not _firing(prometheus, "StashBackupStale"), 60, "the alert to end")
+    finally:
+        prometheus.stop()

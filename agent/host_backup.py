@@ -463,13 +463,21 @@ def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -
     if isinstance(listing, list):  # only this invoker's: a shared repository's others are not
         owner = job.owner(setup.repository.metadata.namespace or job.namespace)
         listing = [snap for snap in listing if owner.owns(snap.tags)]
+    good, unknown = _last_good(client, job)
     annotations = setup.invoker.get("metadata", {}).get("annotations") or {}
     guard = retention.guard_of(annotations, policy)
     confirm = (
         f"kubectl annotate {job.invoker_kind.lower()} {job.invoker_name} --overwrite "
         f"{c.CONFIRM_RETENTION_ANNOTATION}={retention.policy_mark(policy)}"
     )
-    applied, removed = _apply_retention(restic, policy, tags, listing, guard=guard, confirm=confirm)
+    if unknown:  # which snapshots are the last good ones is not known: nothing is removed
+        words = f"policy {policy.name}: removed nothing: {unknown}"
+        applied = ConditionUpdate(c.RETENTION_POLICY_APPLIED, False, c.RETENTION_HELD, words)
+        removed = 0
+    else:
+        applied, removed = _apply_retention(
+            restic, policy, tags, listing, guard=guard, confirm=confirm, good=good
+        )
     if applied.reason == c.RETENTION_HELD:
         EventRecorder(client, "stash-backup").record(
             {"apiVersion": c.V1BETA1, "kind": "BackupSession", **session},
@@ -511,6 +519,18 @@ def finish_session(client: Client, job: HostJob, setup: Setup, restic: Restic) -
     )
 
 
+def _last_good(client: Client, job: HostJob) -> tuple[retention.LastGood | None, str]:
+    """The invoker's last good session and its snapshots (never removed), or why it cannot be
+    told (then retention removes nothing this time)."""
+    selector = f"{c.INVOKER_NAME_LABEL}={label_value(job.invoker_name)}"
+    try:
+        listed = client.list(BACKUP_SESSIONS, job.namespace, label_selector=selector)
+    except KubeError as exc:
+        return None, f"the invoker's sessions could not be listed ({exc})"
+    found = retention.last_good(listed.get("items") or [], job.invoker_kind, job.invoker_name)
+    return found, ""
+
+
 def _check_failed(check: CheckResult) -> str:
     """The reason of a failed check: a repository restic may not read is not a damaged one."""
     return "RepositoryNotReadable" if check.denied else "RepositoryCorrupted"
@@ -540,9 +560,11 @@ def _apply_retention(
     *,
     guard: retention.Guard,
     confirm: str,
+    good: retention.LastGood | None = None,
 ) -> tuple[ConditionUpdate, int]:
-    """The RetentionPolicyApplied condition and how many snapshots went (or would go); a
-    target whose share removed ``guard`` holds keeps all, and ``confirm`` says how to go on."""
+    """The RetentionPolicyApplied condition and how many snapshots went (or would go); the
+    snapshots of the last good session (``good``) are kept whatever the policy says; a target
+    whose share removed ``guard`` holds keeps all, and ``confirm`` says how to go on."""
 
     def failed(words: str) -> tuple[ConditionUpdate, int]:
         reason = "FailedToApplyRetentionPolicy"
@@ -552,7 +574,10 @@ def _apply_retention(
         return failed(f"listing snapshots: {listing}")
     if not retention.keeps_anything(policy):
         return failed(f"retention policy {policy.name!r} keeps nothing")
-    planned = retention.hold_large(retention.plan(listing, policy, tags), guard)
+    # The policy as written is judged by the guard; then the last good copy is spared.
+    planned = retention.protect(
+        retention.hold_large(retention.plan(listing, policy, tags), guard), good
+    )
     doomed = [snap.id for target in planned for snap in target.removed]
     if doomed and not policy.dry_run:
         try:
@@ -564,6 +589,12 @@ def _apply_retention(
     words = f"policy {policy.name}: {verb} {len(doomed)} snapshot(s)"
     if per_target:
         words += f" ({per_target})"
+    spared = sum(t.protected for t in planned)
+    if spared and good is not None:
+        words += (
+            f"; kept {spared} snapshot(s) the policy would remove: those of {good.session}, "
+            "the last session that succeeded (the last good backup is never removed)"
+        )
     refusals = [f"{t.tag.removeprefix('target:')}: {t.refused}" for t in planned if t.refused]
     if refusals:
         return failed(f"{words}; " + "; ".join(refusals))[0], len(doomed)

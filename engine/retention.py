@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 
 from api.common import RetentionPolicy
 from api.constants import CONFIRM_RETENTION_ANNOTATION, RETENTION_HOLD_SHARE_ANNOTATION
+from api.objects import JSON
+from api.views import Obj, items
 from engine.restic import Snapshot, retention_flags
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -117,6 +119,7 @@ class TargetRetention:
     removed: tuple[Snapshot, ...]
     refused: str = ""  # restic's refusal: then nothing of this target is removed
     held: str = ""  # why nothing of this target is removed until the policy is confirmed
+    protected: int = 0  # snapshots the policy would remove, kept as the last good copy
 
 
 def plan(
@@ -146,6 +149,62 @@ def plan(
         if refused:
             kept, removed = kept + removed, []
         result.append(TargetRetention(tag, tuple(kept), tuple(removed), refused))
+    return result
+
+
+@dataclass(frozen=True)
+class LastGood:
+    """The invoker's newest Succeeded session and the snapshots its hosts recorded: whatever a
+    policy says, retention never removes them (the last copy known good)."""
+
+    session: str
+    snapshots: frozenset[str]
+
+    def holds(self, snap: Snapshot) -> bool:
+        return snap.id in self.snapshots or snap.short_id in self.snapshots
+
+
+def last_good(sessions: Iterable[JSON], invoker_kind: str, invoker_name: str) -> LastGood | None:
+    """The newest Succeeded session of the invoker among ``sessions`` (BackupSessions as the
+    API server lists them), with the snapshot IDs of every host of every target in it."""
+    best: tuple[tuple[str, str], Obj] | None = None
+    for session in map(Obj, sessions):
+        ref = session.spec.invoker
+        if session.status.phase != "Succeeded" or (ref.kind, ref.name) != (
+            invoker_kind,
+            invoker_name,
+        ):
+            continue
+        order = (session.meta.created, session.name)
+        if best is None or order > best[0]:
+            best = (order, session)
+    if best is None:
+        return None
+    recorded = {
+        str(snap["name"])
+        for target in best[1].status.targets
+        for host in target.stats
+        for snap in items(host.raw, "snapshots")
+        if isinstance(snap, dict) and snap.get("name")
+    }
+    return LastGood(best[1].name, frozenset(recorded))
+
+
+def protect(planned: Sequence[TargetRetention], good: LastGood | None) -> list[TargetRetention]:
+    """``planned`` with the snapshots of the last good session kept, whatever the policy says
+    (``protected`` counts those it would have removed)."""
+    if good is None:
+        return list(planned)
+    result = []
+    for target in planned:
+        spared = tuple(s for s in target.removed if good.holds(s))
+        if not spared:
+            result.append(target)
+            continue
+        removed = tuple(s for s in target.removed if not good.holds(s))
+        result.append(
+            replace(target, kept=target.kept + spared, removed=removed, protected=len(spared))
+        )
     return result
 
 

@@ -588,9 +588,15 @@ def test_a_policy_that_would_remove_most_of_a_history_is_held_until_confirmed(
         if cond["type"] == c.RETENTION_POLICY_APPLIED
     )
     assert condition["status"] == "True", condition
+    # Whatever the policy says, the last good copy stays: the held session's, the last that
+    # succeeded before this one.
+    assert condition["message"].endswith(
+        f"kept 1 snapshot(s) the policy would remove: those of {held['metadata']['name']}, "
+        "the last session that succeeded (the last good backup is never removed)"
+    ), condition
     with restic_of(repo_dir) as restic:
-        (left,) = restic.snapshots()
-    assert f"session:{applied['metadata']['name']}" in left.tags
+        left = {t for s in restic.snapshots() for t in s.tags if t.startswith("session:")}
+    assert left == {f"session:{held['metadata']['name']}", f"session:{applied['metadata']['name']}"}
 
 
 class _HookServer(http.server.BaseHTTPRequestHandler):

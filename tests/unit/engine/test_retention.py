@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from api.common import RetentionPolicy
+from api.objects import JSON
 from engine.restic import Snapshot
 from engine.retention import (
     Guard,
+    LastGood,
     apply_policy,
     guard_of,
     hold_large,
     keeps_anything,
+    last_good,
     plan,
     policy_mark,
+    protect,
     snapshot_time,
 )
 
@@ -136,3 +140,58 @@ def test_the_invokers_annotations_set_the_guard_for_this_very_policy() -> None:
     assert guard_of({share: "0.8"}, policy).share == 0.8
     for wrong in ("0", "-1", "2", "half", ""):
         assert guard_of({share: wrong}, policy).share == 0.5
+
+
+def _session(name: str, created: str, phase: str, *snapshot_ids: str) -> JSON:
+    return {
+        "metadata": {"name": name, "namespace": "demo", "creationTimestamp": created},
+        "spec": {"invoker": {"kind": "BackupBatch", "name": "nightly"}},
+        "status": {
+            "phase": phase,
+            "targets": [
+                {
+                    "ref": {"kind": "PersistentVolumeClaim", "name": "data"},
+                    "stats": [
+                        {"hostname": "host-0", "snapshots": [{"name": s, "path": "/data"}]}
+                        for s in snapshot_ids
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def test_the_last_good_session_is_the_newest_succeeded_one_of_the_invoker() -> None:
+    other = _session("weekly-9", "2024-01-09T00:00:00Z", "Succeeded", "x")
+    other["spec"]["invoker"]["name"] = "weekly"
+    sessions = [
+        _session("nightly-3", "2024-01-03T00:00:00Z", "Failed", "c"),
+        _session("nightly-2", "2024-01-02T00:00:00Z", "Succeeded", "b1", "b2"),
+        _session("nightly-1", "2024-01-01T00:00:00Z", "Succeeded", "a"),
+        other,
+    ]
+    assert last_good(sessions, "BackupBatch", "nightly") == LastGood(
+        "nightly-2", frozenset({"b1", "b2"})
+    )
+    assert last_good(sessions[:1], "BackupBatch", "nightly") is None
+
+
+def test_retention_never_removes_the_snapshot_of_the_last_good_session() -> None:
+    # The newest snapshot comes from a session not (yet) Succeeded; keepLast 1 would remove
+    # the one before it, the last one known good: it stays, and is counted.
+    listing = _history(DATA, 3)
+    policy = RetentionPolicy(name="one", keep_last=1)
+    good = LastGood("nightly-2", frozenset({f"{DATA}-1"}))
+    (data,) = protect(plan(listing, policy, [DATA]), good)
+    assert _ids(data.removed) == [f"{DATA}-0"]
+    assert sorted(_ids(data.kept)) == [f"{DATA}-1", f"{DATA}-2"]
+    assert data.protected == 1
+    (unprotected,) = protect(plan(listing, policy, [DATA]), None)
+    assert len(unprotected.removed) == 2
+    assert unprotected.protected == 0
+
+
+def test_a_short_id_recorded_protects_its_snapshot_too() -> None:
+    snap = Snapshot("0123456789abcdef", "01234567", "2024-01-01T10:00:00Z", "h", ("/d",), (DATA,))
+    assert LastGood("s", frozenset({"01234567"})).holds(snap)
+    assert not LastGood("s", frozenset({"76543210"})).holds(snap)

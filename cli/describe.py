@@ -256,6 +256,9 @@ def describe_invoker(
     lines.append(_field("Schedule", spec.get("schedule") or "(none: trigger by hand)"))
     lines.append(_field("Paused", "yes" if spec.get("paused") else "no"))
     lines.append(_field("Repository", (spec.get("repository") or {}).get("name", "?")))
+    stale = ConditionView(get_condition(Obj(obj).status.conditions, c.BACKUP_STALE))
+    if stale.status:
+        lines.append(_field("Stale", f"{'yes' if stale.true else 'no'}: {stale.message}"))
     lines.append("Members:")
     for member in member_documents(obj):
         target = (member or {}).get("target") or {}

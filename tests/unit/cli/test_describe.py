@@ -219,3 +219,14 @@ def test_status_lists_every_invoker_with_its_last_good_backup_its_age_and_stalen
     assert weekly["lastGoodBackup"] == "never"
     assert adhoc["schedule"] == "-"
     assert adhoc["stale"] == "-"  # not judged (yet): nothing claimed
+
+
+def test_an_invoker_says_whether_it_is_stale_and_why() -> None:
+    invoker = batch("nightly", "demo")
+    invoker["status"] = {
+        "conditions": [
+            {"type": "BackupStale", "status": "True", "message": "stale: no backup since X"}
+        ]
+    }
+    text = describe_invoker(invoker, [], dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
+    assert "Stale:        yes: stale: no backup since X" in text.splitlines()

@@ -9,7 +9,7 @@ status is still written as the raw dict the status writer sends (``kube.status``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, overload
 
 from api.conditions import RawCondition
 from api.objects import JSON
@@ -33,37 +33,54 @@ def text(obj: Mapping[str, Any] | None, key: str, default: str = "") -> str:
     return str(value) if value not in (None, "") else default
 
 
-class ConditionView:
-    """One status condition (kmodules' Condition)."""
+class TextField:
+    """A view's text field: ``hostname = TextField("hostname")`` reads ``raw["hostname"]`` as
+    text (``default`` when unset, null or empty)."""
+
+    __slots__ = ("default", "key")
+
+    def __init__(self, key: str, default: str = "") -> None:
+        self.key = key
+        self.default = default
+
+    @overload
+    def __get__(self, view: None, owner: type) -> TextField: ...
+    @overload
+    def __get__(self, view: View, owner: type) -> str: ...
+    def __get__(self, view: View | None, owner: type) -> TextField | str:
+        if view is None:
+            return self
+        return text(view.raw, self.key, self.default)
+
+
+class View:
+    """A read view over one JSON object of the API (``raw``; anything but an object reads as
+    an empty one)."""
 
     __slots__ = ("raw",)
 
-    def __init__(self, raw: RawCondition | None) -> None:
-        self.raw: RawCondition = raw if isinstance(raw, dict) else {}
+    def __init__(self, raw: Mapping[str, Any] | None) -> None:
+        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
 
-    @property
-    def type(self) -> str:
-        return text(self.raw, "type")
 
-    @property
-    def status(self) -> str:
-        return text(self.raw, "status")
+class ConditionView(View):
+    """One status condition (kmodules' Condition)."""
+
+    __slots__ = ()
+
+    type = TextField("type")
+
+    status = TextField("status")
 
     @property
     def true(self) -> bool:
         return self.status == "True"
 
-    @property
-    def reason(self) -> str:
-        return text(self.raw, "reason")
+    reason = TextField("reason")
 
-    @property
-    def message(self) -> str:
-        return text(self.raw, "message")
+    message = TextField("message")
 
-    @property
-    def changed_at(self) -> str:
-        return text(self.raw, "lastTransitionTime")
+    changed_at = TextField("lastTransitionTime")
 
 
 def conditions_of(raw: Iterable[RawCondition] | None) -> list[ConditionView]:
@@ -80,54 +97,34 @@ def message_of(
     return default
 
 
-class Ref:
+class Ref(View):
     """An object reference (``kind``, ``name``, maybe ``namespace`` and ``apiVersion``)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ()
 
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    kind = TextField("kind")
 
-    @property
-    def kind(self) -> str:
-        return text(self.raw, "kind")
-
-    @property
-    def name(self) -> str:
-        return text(self.raw, "name")
+    name = TextField("name")
 
     def namespace_or(self, default: str) -> str:
         """Its namespace; ``default`` (the referrer's) when it names none."""
         return text(self.raw, "namespace", default)
 
-    @property
-    def uid(self) -> str:
-        return text(self.raw, "uid")
+    uid = TextField("uid")
 
-    @property
-    def api_version(self) -> str:
-        return text(self.raw, "apiVersion")
+    api_version = TextField("apiVersion")
 
 
-class Meta:
+class Meta(View):
     """An object's metadata."""
 
-    __slots__ = ("raw",)
+    __slots__ = ()
 
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    name = TextField("name")
 
-    @property
-    def name(self) -> str:
-        return text(self.raw, "name")
+    namespace = TextField("namespace")
 
-    @property
-    def namespace(self) -> str:
-        return text(self.raw, "namespace")
-
-    @property
-    def uid(self) -> str:
-        return text(self.raw, "uid")
+    uid = TextField("uid")
 
     @property
     def generation(self) -> int | None:
@@ -159,9 +156,7 @@ class Meta:
         value = self.annotations.get(key)
         return None if value is None else str(value)
 
-    @property
-    def resource_version(self) -> str:
-        return text(self.raw, "resourceVersion")
+    resource_version = TextField("resourceVersion")
 
     @property
     def finalizers(self) -> list[str]:
@@ -177,43 +172,29 @@ class Meta:
         return next((o for o in self.owners if o.kind in wanted and o.name), None)
 
 
-class HostStat:
+class HostStat(View):
     """One host's entry in a target's ``stats``."""
 
-    __slots__ = ("raw",)
+    __slots__ = ()
 
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    hostname = TextField("hostname")
 
-    @property
-    def hostname(self) -> str:
-        return text(self.raw, "hostname")
+    phase = TextField("phase")
 
-    @property
-    def phase(self) -> str:
-        return text(self.raw, "phase")
-
-    @property
-    def error(self) -> str:
-        return text(self.raw, "error")
+    error = TextField("error")
 
 
-class Entry:
+class Entry(View):
     """A target's status entry: a BackupSession's ``status.targets[i]``, a RestoreBatch's
     ``status.members[i]`` (a RestoreSession's own status reads the same)."""
 
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    __slots__ = ()
 
     @property
     def ref(self) -> Ref:
         return Ref(part(self.raw, "ref"))
 
-    @property
-    def phase(self) -> str:
-        return text(self.raw, "phase")
+    phase = TextField("phase")
 
     @property
     def hosts_said(self) -> int | None:
@@ -244,17 +225,12 @@ class Entry:
         return any(s.phase == "Failed" for s in self.stats)
 
 
-class ContainerStatus:
+class ContainerStatus(View):
     """One entry of a pod's ``containerStatuses`` / ``initContainerStatuses``."""
 
-    __slots__ = ("raw",)
+    __slots__ = ()
 
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
-
-    @property
-    def name(self) -> str:
-        return text(self.raw, "name")
+    name = TextField("name")
 
     @property
     def waiting(self) -> JSON:
@@ -290,17 +266,11 @@ class Status(Entry):
     def members(self) -> list[Entry]:
         return [Entry(m) for m in items(self.raw, "members")]
 
-    @property
-    def deadline(self) -> str:
-        return text(self.raw, "sessionDeadline")
+    deadline = TextField("sessionDeadline")
 
-    @property
-    def duration(self) -> str:
-        return text(self.raw, "sessionDuration")
+    duration = TextField("sessionDuration")
 
-    @property
-    def next_retry(self) -> str:
-        return text(self.raw, "nextRetry")
+    next_retry = TextField("nextRetry")
 
     def count(self, key: str, default: int = 0) -> int:
         """A counter of the status (a Job's ``succeeded``, a DaemonSet's
@@ -320,22 +290,17 @@ class Status(Entry):
         return None if value is None else bool(value)
 
 
-class Spec:
+class Spec(View):
     """An invoker's spec (BackupConfiguration, BackupBatch, RestoreSession, RestoreBatch): the
     fields the reconcilers decide by."""
 
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    __slots__ = ()
 
     @property
     def repository(self) -> Ref:
         return Ref(part(self.raw, "repository"))
 
-    @property
-    def schedule(self) -> str:
-        return text(self.raw, "schedule")
+    schedule = TextField("schedule")
 
     @property
     def time_out(self) -> str | None:
@@ -360,9 +325,7 @@ class Spec:
         value = self.raw.get("backupHistoryLimit")
         return 1 if value is None else int(value)
 
-    @property
-    def driver(self) -> str:
-        return text(self.raw, "driver", "Restic")
+    driver = TextField("driver", "Restic")
 
     @property
     def paused(self) -> bool:
@@ -416,17 +379,12 @@ class Spec:
         return Ref(part(self.raw, "invoker"))
 
 
-class Retention:
+class Retention(View):
     """A retention policy (restic ``forget``'s flags)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ()
 
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
-
-    @property
-    def name(self) -> str:
-        return text(self.raw, "name")
+    name = TextField("name")
 
     @property
     def prune(self) -> bool:
@@ -450,13 +408,10 @@ class Retention:
         return [k for k, v in self.raw.items() if k.startswith("keep") and v]
 
 
-class PodTemplate:
+class PodTemplate(View):
     """A workload's pod template (``spec.template``)."""
 
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    __slots__ = ()
 
     @property
     def meta(self) -> Meta:
@@ -471,17 +426,12 @@ class PodTemplate:
         return text(self.pod_spec, "serviceAccountName", "default")
 
 
-class Obj:
+class Obj(View):
     """A whole object: kind, metadata, spec and status."""
 
-    __slots__ = ("raw",)
+    __slots__ = ()
 
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
-
-    @property
-    def kind(self) -> str:
-        return text(self.raw, "kind")
+    kind = TextField("kind")
 
     @property
     def meta(self) -> Meta:
@@ -515,21 +465,14 @@ class Obj:
         return PodTemplate(part(part(self.raw, "spec"), "template"))
 
 
-class EventView:
+class EventView(View):
     """A core/v1 Event: what it is about, why, when it was last seen."""
 
-    __slots__ = ("raw",)
+    __slots__ = ()
 
-    def __init__(self, raw: Mapping[str, Any] | None) -> None:
-        self.raw: Mapping[str, Any] = raw if isinstance(raw, dict) else {}
+    reason = TextField("reason")
 
-    @property
-    def reason(self) -> str:
-        return text(self.raw, "reason")
-
-    @property
-    def message(self) -> str:
-        return text(self.raw, "message")
+    message = TextField("message")
 
     @property
     def involved(self) -> Ref:

@@ -130,11 +130,7 @@ def test_every_dashboard_panel_has_data_and_every_alert_evaluates_after_a_real_b
         [_rule_file(tmp_path)],
     )
     try:
-        data = make_data(tmp_path / "pvc")
-        repository(kube, namespace, tmp_path / "repo")
-        pvc(kube, namespace, "shared", data)
-        shared = member("PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),))
-        shared["task"] = {"name": "pvc-backup"}
+        shared = _pvc_member(kube, namespace, tmp_path)
         with running_operator(
             control_plane.kubeconfig,
             image=images.stash.name,
@@ -212,6 +208,17 @@ def test_every_dashboard_panel_has_data_and_every_alert_evaluates_after_a_real_b
     assert firing == set(), firing  # the backup succeeded and everything answers
 
 
+def _pvc_member(kube: Client, namespace: str, tmp_path: Path) -> JSON:
+    """A Repository and PVC ``shared`` with data in ``namespace``, and the member backing it up
+    through pvc-backup."""
+    data = make_data(tmp_path / "pvc")
+    repository(kube, namespace, tmp_path / "repo")
+    pvc(kube, namespace, "shared", data)
+    shared = member("PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),))
+    shared["task"] = {"name": "pvc-backup"}
+    return shared
+
+
 def _one_succeeded(kube: Client, namespace: str) -> str | None:
     """The name of a Succeeded session in ``namespace``, if one is."""
     listed = kube.list(BACKUP_SESSIONS, namespace)["items"]
@@ -260,11 +267,7 @@ def test_an_invoker_whose_slots_stopped_producing_sessions_is_stale_and_its_aler
     )
     quota_type = kube.resource_type("v1", "ResourceQuota")
     try:
-        data = make_data(tmp_path / "pvc")
-        repository(kube, namespace, tmp_path / "repo")
-        pvc(kube, namespace, "shared", data)
-        shared = member("PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),))
-        shared["task"] = {"name": "pvc-backup"}
+        shared = _pvc_member(kube, namespace, tmp_path)
         # The trigger CronJob's pods are refused from the start: its slots come, no session does
         # (a quota used up is one way a cluster quietly stops backing up).
         kube.create(

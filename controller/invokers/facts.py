@@ -18,7 +18,6 @@ from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
 from api.views import Obj, items, part, text
 from controller.invokers.evaluation import InvokerFacts, MemberRef, namespaces_of, refusal
-from controller.invokers.staleness import last_success
 from controller.invokers.tenancy import read_tenancy
 from controller.runtime.caches import (
     DAEMONSETS,
@@ -146,7 +145,6 @@ class FactReader:
         members = [v for v in views if v.kind and not refusal(v, tenancy)]
         volumes = {v.index: self.workload_volumes(v) for v in members}
         return InvokerFacts(
-            last_success=last_success(self.caches.sessions_of(namespace, Obj(invoker).name)),
             tenancy=tenancy,
             repository=repo,
             secret_found=keys is not None,

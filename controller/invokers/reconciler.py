@@ -38,6 +38,7 @@ from controller.invokers.evaluation import (
 from controller.invokers.facts import FactReader, volume_names
 from controller.invokers.grants import Grants, InvokerKey, repository_grant
 from controller.invokers.sidecar_access import AccessReviewer, sidecar_permissions
+from controller.invokers.staleness import last_success
 from controller.invokers.trigger import cronjob, rbac_objects, sidecar_binding
 from controller.runtime.caches import (
     INVOKER_TYPES,
@@ -277,12 +278,14 @@ class InvokerReconciler:
 
     def facts(self, invoker: JSON) -> InvokerFacts:
         schedule = Obj(invoker).spec.schedule
-        namespace = Obj(invoker).namespace
-        return self.reader.read(
+        namespace, name = Obj(invoker).key
+        facts = self.reader.read(
             invoker,
             members_of(invoker),
             schedule_problem=self._schedule_problem(namespace, schedule) if schedule else None,
         )
+        # its newest successful session, for BackupStale (a backup invoker's alone)
+        return replace(facts, last_success=last_success(self.caches.sessions_of(namespace, name)))
 
     # -- writing -------------------------------------------------------------------------------
 

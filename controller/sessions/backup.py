@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 # How long a sidecar target may go without any ready pod carrying the sidecar before it fails
 # (a rollout that brings the sidecar in takes a while), and how often it is looked at after.
 SIDECAR_RECHECK = 30.0
-UNFINISHED = "unfinished"  # the same, for sessions not yet in a terminal phase
+UNFINISHED = "unfinished"  # the sessions index of those not yet ended: <namespace>/<invoker name>
 
 
 class BackupSide(SessionSide):

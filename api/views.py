@@ -69,7 +69,6 @@ class ConditionView(View):
     __slots__ = ()
 
     type = TextField("type")
-
     status = TextField("status")
 
     @property
@@ -77,9 +76,7 @@ class ConditionView(View):
         return self.status == "True"
 
     reason = TextField("reason")
-
     message = TextField("message")
-
     changed_at = TextField("lastTransitionTime")
 
 
@@ -103,7 +100,6 @@ class Ref(View):
     __slots__ = ()
 
     kind = TextField("kind")
-
     name = TextField("name")
 
     def namespace_or(self, default: str) -> str:
@@ -111,7 +107,6 @@ class Ref(View):
         return text(self.raw, "namespace", default)
 
     uid = TextField("uid")
-
     api_version = TextField("apiVersion")
 
 
@@ -121,9 +116,7 @@ class Meta(View):
     __slots__ = ()
 
     name = TextField("name")
-
     namespace = TextField("namespace")
-
     uid = TextField("uid")
 
     @property
@@ -178,9 +171,7 @@ class HostStat(View):
     __slots__ = ()
 
     hostname = TextField("hostname")
-
     phase = TextField("phase")
-
     error = TextField("error")
 
 
@@ -267,9 +258,7 @@ class Status(Entry):
         return [Entry(m) for m in items(self.raw, "members")]
 
     deadline = TextField("sessionDeadline")
-
     duration = TextField("sessionDuration")
-
     next_retry = TextField("nextRetry")
 
     def count(self, key: str, default: int = 0) -> int:
@@ -471,7 +460,6 @@ class EventView(View):
     __slots__ = ()
 
     reason = TextField("reason")
-
     message = TextField("message")
 
     @property

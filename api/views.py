@@ -8,11 +8,13 @@ status is still written as the raw dict the status writer sends (``kube.status``
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any, overload
 
-from api.conditions import RawCondition
+from api.conditions import RawCondition, parse_rfc3339
 from api.objects import JSON
+from api.units import parse_duration
 
 
 def part(obj: Mapping[str, Any] | None, key: str) -> JSON:
@@ -470,3 +472,23 @@ class EventView(View):
     def last_seen(self) -> str:
         """lastTimestamp, or firstTimestamp for an Event seen once ("" when neither)."""
         return text(self.raw, "lastTimestamp") or text(self.raw, "firstTimestamp")
+
+
+def session_ended(session: Obj) -> dt.datetime:
+    """When a finished session ended: its creation plus its recorded duration (ValueError
+    when it has no creation time)."""
+    return parse_rfc3339(session.meta.created) + parse_duration(session.status.duration or "0s")
+
+
+def newest_succeeded(
+    sessions: Iterable[Mapping[str, Any]], kind: str = "", name: str = ""
+) -> Obj | None:
+    """The newest Succeeded one of ``sessions`` (BackupSessions; of the invoker ``kind``/``name``
+    when given), by creation, then name."""
+    found = [
+        s
+        for s in map(Obj, sessions)
+        if s.status.phase == "Succeeded"
+        and (not kind or (s.spec.invoker.kind, s.spec.invoker.name) == (kind, name))
+    ]
+    return max(found, key=lambda s: (s.meta.created, s.name), default=None)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from api.common import RetentionPolicy
 from api.constants import CONFIRM_RETENTION_ANNOTATION, RETENTION_HOLD_SHARE_ANNOTATION
 from api.objects import JSON
-from api.views import Obj, items
+from api.views import items, newest_succeeded
 from engine.restic import Snapshot, retention_flags
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -167,27 +167,17 @@ class LastGood:
 def last_good(sessions: Iterable[JSON], invoker_kind: str, invoker_name: str) -> LastGood | None:
     """The newest Succeeded session of the invoker among ``sessions`` (BackupSessions as the
     API server lists them), with the snapshot IDs of every host of every target in it."""
-    best: tuple[tuple[str, str], Obj] | None = None
-    for session in map(Obj, sessions):
-        ref = session.spec.invoker
-        if session.status.phase != "Succeeded" or (ref.kind, ref.name) != (
-            invoker_kind,
-            invoker_name,
-        ):
-            continue
-        order = (session.meta.created, session.name)
-        if best is None or order > best[0]:
-            best = (order, session)
+    best = newest_succeeded(sessions, invoker_kind, invoker_name)
     if best is None:
         return None
     recorded = {
         str(snap["name"])
-        for target in best[1].status.targets
+        for target in best.status.targets
         for host in target.stats
         for snap in items(host.raw, "snapshots")
         if isinstance(snap, dict) and snap.get("name")
     }
-    return LastGood(best[1].name, frozenset(recorded))
+    return LastGood(best.name, frozenset(recorded))
 
 
 def protect(planned: Sequence[TargetRetention], good: LastGood | None) -> list[TargetRetention]:

@@ -25,7 +25,7 @@ from api.conditions import now_rfc3339, parse_rfc3339
 from api.objects import JSON
 from api.schedule import ScheduleError, parse_schedule
 from api.units import parse_duration
-from api.views import Obj
+from api.views import Obj, newest_succeeded, session_ended
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,13 @@ class Staleness:
 
 def last_success(sessions: Iterable[JSON]) -> LastSuccess | None:
     """The newest Succeeded one among an invoker's ``sessions``."""
-    best: LastSuccess | None = None
-    for session in map(Obj, sessions):
-        if session.status.phase != "Succeeded":
-            continue
-        try:
-            began = parse_rfc3339(session.meta.created)
-        except ValueError:
-            continue
-        ended = began + parse_duration(session.status.duration or "0s")
-        if best is None or (began, session.name) > (best.began, best.session):
-            best = LastSuccess(session.name, began, ended)
-    return best
+    newest = newest_succeeded(sessions)
+    if newest is None:
+        return None
+    try:
+        return LastSuccess(newest.name, parse_rfc3339(newest.meta.created), session_ended(newest))
+    except ValueError:  # no creation time: nothing to judge by
+        return None
 
 
 def _when(at: dt.datetime) -> str:

@@ -20,7 +20,7 @@ from api.conditions import has_condition, is_true, parse_rfc3339, set_condition
 from api.hooks import HookKind, is_final_attempt
 from api.objects import JSON
 from api.units import parse_duration
-from api.views import Entry, Obj, Status, conditions_of
+from api.views import Entry, Obj, Status, conditions_of, session_ended
 from controller.invokers.evaluation import MemberRef
 from controller.jobs.outcome import job_complete, job_failure
 from controller.sessions.machine import Decision, Observed
@@ -81,13 +81,9 @@ def session_outcome(status: JSON, history: list[JSON], now: dt.datetime) -> Sess
     """The metrics of a finished session: success, duration, and the last success times of the
     invoker and each target (this session, else the newest earlier one that succeeded)."""
 
-    def finished_at(session: Obj) -> float:
-        end = parse_rfc3339(session.meta.created) + parse_duration(session.status.duration or "0s")
-        return end.timestamp()
-
     earlier = sorted(
         (
-            (finished_at(s), s.status)
+            (session_ended(s).timestamp(), s.status)
             for s in map(Obj, history)
             if s.status.phase in ("Succeeded", "Failed")
         ),

@@ -27,10 +27,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from api import constants as c
-from api.conditions import parse_rfc3339
 from api.objects import JSON
-from api.units import parse_duration, parse_size
-from api.views import Entry, Obj, items, part
+from api.units import parse_size
+from api.views import Entry, Obj, items, part, session_ended
 from controller.sessions.backup_status import session_outcome
 from engine import metrics
 from engine.results import HostResult, RepositoryFigures
@@ -109,12 +108,6 @@ def latest_finished(sessions: list[JSON]) -> JSON | None:
     return max(finished, key=lambda s: (Obj(s).meta.created, Obj(s).name), default=None)
 
 
-def ended_at(session: JSON) -> dt.datetime:
-    """When a finished session ended: its creation plus its recorded duration."""
-    view = Obj(session)
-    return parse_rfc3339(view.meta.created) + parse_duration(view.status.duration or "0s")
-
-
 def session_group(
     who: metrics.Invoker, status: JSON, history: list[JSON], ended: dt.datetime
 ) -> Group:
@@ -131,7 +124,10 @@ def latest_session_groups(who: metrics.Invoker, sessions: list[JSON]) -> list[Gr
         return []
     status = part(latest, "status")
     history = [s for s in sessions if s is not latest]
-    return [session_group(who, status, history, ended_at(latest)), *backup_host_groups(who, status)]
+    return [
+        session_group(who, status, history, session_ended(Obj(latest))),
+        *backup_host_groups(who, status),
+    ]
 
 
 def repository_group(who: metrics.Invoker, repository: JSON) -> Group | None:

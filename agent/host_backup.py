@@ -125,15 +125,18 @@ class Setup:
 
 
 def load_setup(client: Client, job: HostJob) -> Setup:
+    return load_invoker_setup(client, job.namespace, job.invoker_kind, job.invoker_name)
+
+
+def load_invoker_setup(client: Client, namespace: str, kind: str, name: str) -> Setup:
+    """A backup invoker, its Repository and the Repository's Secret."""
     try:
-        invoker = client.get(INVOKER_TYPES[job.invoker_kind], job.invoker_name, job.namespace)
+        invoker = client.get(INVOKER_TYPES[kind], name, namespace)
     except NotFound:
-        raise SetupError(
-            f"{job.invoker_kind} {job.namespace}/{job.invoker_name} not found"
-        ) from None
+        raise SetupError(f"{kind} {namespace}/{name} not found") from None
     ref = (invoker.get("spec") or {}).get("repository") or {}
     repository, secret = load_repository(
-        client, str(ref.get("name", "")), ref.get("namespace") or job.namespace
+        client, str(ref.get("name", "")), ref.get("namespace") or namespace
     )
     return Setup(invoker, repository, secret)
 

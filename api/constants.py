@@ -93,9 +93,16 @@ RETENTION_HOLD_SHARE_ANNOTATION: Final = f"{GROUP}/retention-hold-share"
 # condition that says so.
 STALE_AFTER_ANNOTATION: Final = f"{GROUP}/stale-after"
 BACKUP_STALE: Final = "BackupStale"
-# On an invoker: whether a restore of its latest snapshot was verified (not written yet: no
-# verification runs in this version, so `kubectl stash status` says "never").
+# On an invoker: whether a restore of its newest successful session's snapshots was verified
+# (docs/guides/verification.md), and the annotations that tune it: "false" turns verification
+# off; how often the newest session is verified again (a Go duration, default 24h); how many
+# bytes one verification may restore (a quantity, default 1Gi); "false" to verify on that
+# period only, not after each successful session.
 BACKUP_VERIFIED: Final = "BackupVerified"
+VERIFY_ANNOTATION: Final = f"{GROUP}/verify"
+VERIFY_EVERY_ANNOTATION: Final = f"{GROUP}/verify-every"
+VERIFY_MAX_BYTES_ANNOTATION: Final = f"{GROUP}/verify-max-bytes"
+VERIFY_AFTER_BACKUP_ANNOTATION: Final = f"{GROUP}/verify-after-backup"
 BACKUP_INVOKER_KINDS: Final = ("BackupBatch", "BackupConfiguration")
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 

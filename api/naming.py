@@ -68,6 +68,13 @@ def hook_job_name(session: str, kind: str) -> str:
     return fit(f"stash-hook-{session}-{'pre' if kind.startswith('pre') else 'post'}", JOB_NAME_MAX)
 
 
+def verify_job_name(session: str, again_at: int | None = None) -> str:
+    """The Job that verifies a session's snapshots: the first time ``stash-verify-<session>``,
+    each time again ``stash-verify-<session>-<unix-seconds it was due>``."""
+    suffix = "" if again_at is None else f"-{again_at}"
+    return fit(f"stash-verify-{session}{suffix}", JOB_NAME_MAX)
+
+
 def wipe_job_name(repository: str) -> str:
     """The Job that deletes a ``wipeOut`` Repository's data, in the Repository's namespace;
     also its service account, Role and RoleBinding."""

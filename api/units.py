@@ -63,3 +63,28 @@ def go_duration(seconds: float, decimals: int = 3) -> str:
     if minutes:
         return f"{minutes}m{sec}"
     return sec
+
+
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|k|K|M|G|T)?\s*$")
+_QUANTITY_UNITS = {
+    None: 1,
+    "k": 1000,
+    "K": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "T": 1000**4,
+    "Ki": 1 << 10,
+    "Mi": 1 << 20,
+    "Gi": 1 << 30,
+    "Ti": 1 << 40,
+}
+
+
+def parse_quantity(text: str) -> int | None:
+    """A Kubernetes quantity of bytes ("1Gi", "500M", "4096") as an integer; None when it is
+    not one."""
+    match = _QUANTITY.match(text)
+    if match is None:
+        return None
+    value = float(match[1]) * _QUANTITY_UNITS[match[2]]
+    return int(value) if math.isfinite(value) and value < 1 << 62 else None

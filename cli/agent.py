@@ -1,6 +1,7 @@
 """The programs that run in users' pods, one command each: ``run-backup`` (the ``stash``
 sidecar), ``restore-init`` (``stash-init``), the backup and restore Jobs' steps (``backup-pvc``,
-``backup-dump``, ``update-status``), ``run-hook`` (the hook Job) and ``wipe-out`` (the wipe Job).
+``backup-dump``, ``update-status``), ``run-hook`` (the hook Job), ``wipe-out`` (the wipe Job),
+``finish-session`` (the finish Job) and ``verify-backup`` (the verification Job).
 
 Each command imports what it uses when it runs: a sidecar or a Job step loads none of the
 webhook's server, the operator or certificate code (the import contracts in pyproject.toml).
@@ -154,6 +155,28 @@ def cmd_wipe_out(args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_verify_backup(args: argparse.Namespace) -> int:
+    from agent.verify_backup import VerifyRequest, verify_in_pod
+    from engine.logfields import log_fields
+    from kube import Client
+
+    request = VerifyRequest(
+        namespace=args.namespace,
+        invoker_kind=args.invoker_kind,
+        invoker_name=args.invoker_name,
+        session=args.backupsession,
+        max_bytes=args.max_bytes,
+        scratch=Path(args.scratch_dir),
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+    )
+    client = Client.from_environment(args.kubeconfig)
+    try:
+        with log_fields(namespace=args.namespace, session=args.backupsession):
+            return verify_in_pod(client, request, args.termination_log)
+    finally:
+        client.close()
+
+
 def cmd_finish_session(args: argparse.Namespace) -> int:
     from agent import job_steps
     from agent.host_backup import HostJob
@@ -283,6 +306,26 @@ def add_commands(sub: Any) -> None:
     hook.add_argument("--kubeconfig")
     hook.set_defaults(func=cmd_run_hook)
 
+    _add_operator_job_commands(sub)
+
+    for command, text in (
+        ("backup-pvc", "backup Job step: back up the mounted paths"),
+        ("backup-dump", "backup Job step: back up a dump command's output (databases)"),
+        ("update-status", "backup Job step: record the result, push metrics"),
+    ):
+        step = sub.add_parser(command, help=text)
+        _host_job_arguments(step)
+        if command == "backup-pvc":
+            step.add_argument("--paths", required=True, help="comma-separated paths")
+            step.add_argument("--exclude", default="", help="comma-separated patterns")
+        if command == "backup-dump":
+            step.add_argument("--dump-command", required=True, help="writes the dump to stdout")
+            step.add_argument("--filename", required=True, help="the dump's name in the snapshot")
+        step.set_defaults(func=cmd_job_step)
+
+
+def _add_operator_job_commands(sub: Any) -> None:
+    """The programs of the operator's own Jobs: wipe, finish, verification."""
     wipe = sub.add_parser(
         "wipe-out", help="wipe Job: delete a wipeOut Repository's data from its backend"
     )
@@ -305,17 +348,17 @@ def add_commands(sub: Any) -> None:
     finish.add_argument("--kubeconfig")
     finish.set_defaults(func=cmd_finish_session)
 
-    for command, text in (
-        ("backup-pvc", "backup Job step: back up the mounted paths"),
-        ("backup-dump", "backup Job step: back up a dump command's output (databases)"),
-        ("update-status", "backup Job step: record the result, push metrics"),
-    ):
-        step = sub.add_parser(command, help=text)
-        _host_job_arguments(step)
-        if command == "backup-pvc":
-            step.add_argument("--paths", required=True, help="comma-separated paths")
-            step.add_argument("--exclude", default="", help="comma-separated patterns")
-        if command == "backup-dump":
-            step.add_argument("--dump-command", required=True, help="writes the dump to stdout")
-            step.add_argument("--filename", required=True, help="the dump's name in the snapshot")
-        step.set_defaults(func=cmd_job_step)
+    verify = sub.add_parser(
+        "verify-backup",
+        help="verification Job: restore a session's snapshots into scratch space and prove them",
+    )
+    verify.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
+    verify.add_argument("--backupsession", required=True)
+    verify.add_argument("--invoker-kind", choices=BACKUP_INVOKER_KINDS, required=True)
+    verify.add_argument("--invoker-name", required=True)
+    verify.add_argument("--max-bytes", type=int, default=1 << 30, help="what it may restore")
+    verify.add_argument("--scratch-dir", required=True, help="emptied before and after each")
+    verify.add_argument("--cache-dir", default="", help="restic cache (default: --no-cache)")
+    verify.add_argument("--termination-log", default="/dev/termination-log")
+    verify.add_argument("--kubeconfig")
+    verify.set_defaults(func=cmd_verify_backup)

@@ -7,6 +7,7 @@ process exits, so it can never act beside a new leader.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -36,6 +37,7 @@ from controller.sessions.reconciler import SessionReconciler
 from controller.sessions.restore import INIT_GRACE, RestoreSide
 from controller.sessions.target_use import TargetUse
 from controller.sessions.targets import DefaultDeadline
+from controller.sessions.verification import Verifier
 from kube import Client, KubeError
 from kube.leader import LeaderElector
 from kube.types import CRONJOBS, INVOKER_TYPES, PODS
@@ -85,7 +87,13 @@ class Operator:
         self.options = options
         self.identity = options.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
         self.caches = Caches(client)
-        self.invokers = InvokerReconciler(client, self.caches, options.image, options.namespace)
+        self.invokers = InvokerReconciler(
+            client,
+            self.caches,
+            options.image,
+            options.namespace,
+            verification=functools.partial(Verifier, client, self.caches, image=options.image),
+        )
         self.optin = OptInReconciler(client, self.caches)
         # one judge of who works on a target: backups and restores never overlap on one
         self.target_use = TargetUse(self.caches)

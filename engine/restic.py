@@ -782,6 +782,36 @@ class Restic:
             args += ["--exclude", pattern]
         self._run("restore", args, on_line=_progress_reader(progress))
 
+    def list_files(self, snapshot: str) -> list[str]:
+        """``restic ls --json`` of a snapshot: its description, then one line per entry."""
+        stdout, _, _ = self._run("ls", ["ls", snapshot, "--json", "--no-lock"])
+        return stdout
+
+    def restore_verified(
+        self, snapshot: str, target: str, *, include_file: str | None = None
+    ) -> tuple[int, list[str]]:
+        """Restore ``snapshot`` into ``target`` and read every restored file back against the
+        blobs its tree names (``--verify``). Unlike ``restore``, a restore that could not
+        restore or verify some files is an answer, not an error: restic's exit code (0 or 1)
+        and its error lines, which name the files. Anything else raises."""
+        args = ["restore", snapshot, "--target", target, "--sparse", "--verify", "--json"]
+        if include_file:
+            args += ["--include-file", include_file]
+        _, stderr, code = self._run("restore", args, ok=(0, 1))
+        return code, stderr
+
+    def check_data(self, read_bytes: int) -> CheckResult:
+        """``restic check``, reading a random ``read_bytes`` of the repository's packs too
+        (none when 0)."""
+        args = ["check"]
+        if read_bytes > 0:
+            args.append(f"--read-data-subset={max(read_bytes // 1024, 1)}K")
+        try:
+            stdout, _, _ = self._run("check", args)
+        except ResticError as exc:
+            return CheckResult(False, exc.detail, denied_paths(exc.detail))
+        return CheckResult(True, tail(stdout, 1))
+
     @contextlib.contextmanager
     def dump(self, snapshot: str, filename: str, *, host: str | None = None) -> Iterator[IO[bytes]]:
         """A stream of one file of a snapshot (for restoring a stdin backup)."""

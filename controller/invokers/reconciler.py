@@ -13,9 +13,9 @@ import datetime as dt
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from api import constants as c
 from api.conditions import false_message, set_condition
@@ -38,7 +38,7 @@ from controller.invokers.evaluation import (
 from controller.invokers.facts import FactReader, volume_names
 from controller.invokers.grants import Grants, InvokerKey, repository_grant
 from controller.invokers.sidecar_access import AccessReviewer, sidecar_permissions
-from controller.invokers.staleness import last_success
+from controller.invokers.staleness import LastSuccess, last_success
 from controller.invokers.trigger import cronjob, rbac_objects, sidecar_binding
 from controller.runtime.caches import (
     INVOKER_TYPES,
@@ -63,8 +63,31 @@ RBAC_SETTLE = 2.0  # a sidecar refused right after its RoleBinding was written: 
 SCHEDULE_VERDICTS = 1024  # distinct schedules whose API-server verdict is remembered
 
 
+class Verification(Protocol):
+    """What verifies an invoker's sessions (``controller.sessions.verification.Verifier``,
+    given by the operator: it builds Jobs, which live above this package)."""
+
+    def watch(self, enqueue: Callable[[InvokerKey], None]) -> None: ...
+
+    def apply(
+        self,
+        invoker: JSON,
+        conditions: list[JSON],
+        last: LastSuccess | None,
+        repository: Repository | None,
+        now: dt.datetime,
+    ) -> tuple[list[JSON], dt.datetime | None]: ...
+
+
 class InvokerReconciler:
-    def __init__(self, client: Client, caches: Caches, image: str, operator_namespace: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        caches: Caches,
+        image: str,
+        operator_namespace: str,
+        verification: Callable[[Writes, EventRecorder], Verification] | None = None,
+    ) -> None:
         self.client = client
         self.caches = caches
         self.image = image
@@ -82,6 +105,7 @@ class InvokerReconciler:
         self.access = AccessReviewer(client)
         self.reader = FactReader(client, caches, operator_namespace)
         self.grants = Grants(client, caches, self.writes, INVOKER_TYPES)
+        self.verifier = verification(self.writes, self.events) if verification else None
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -94,6 +118,8 @@ class InvokerReconciler:
             track_only(kind, uids)
 
         self.grants.watch(controller.enqueue)
+        if self.verifier is not None:
+            self.verifier.watch(controller.enqueue)
 
         for rt in INVOKER_TYPES.values():
             self.caches.informer(rt).subscribe(
@@ -452,6 +478,20 @@ class InvokerReconciler:
             members.append(entry)
         return replace(status, member_conditions=members)
 
+    def _verification(
+        self, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict, now: dt.datetime
+    ) -> InvokerVerdict:
+        """``BackupVerified``: a Ready invoker's newest successful session gets verified (an
+        invoker the boundary refuses, or one still missing what it needs, starts none)."""
+        if self.verifier is None:
+            return status
+        usable = usable_repository(facts, status.conditions) if status.phase == "Ready" else None
+        conditions, due = self.verifier.apply(
+            invoker, status.conditions, facts.last_success, usable, now
+        )
+        recheck = min((t for t in (status.recheck_at, due) if t is not None), default=None)
+        return replace(status, conditions=conditions, recheck_at=recheck)
+
     def reconcile(self, key: InvokerKey) -> Result | None:
         kind, namespace, name = key
         invoker = self.caches.get(INVOKER_TYPES[kind], namespace, name)
@@ -471,6 +511,7 @@ class InvokerReconciler:
         sidecar_refused = False
         if status.phase != "Invalid":
             status, sidecar_refused = self._sidecar_access(invoker, facts, status)
+        status = self._verification(invoker, facts, status, now)
         new_status = status.as_status(Obj(invoker).meta.generation)
         old_status = Obj(invoker).status
         if new_status != old_status.raw:
@@ -494,7 +535,7 @@ class InvokerReconciler:
             return Result(requeue_after=RBAC_SETTLE)
         if status.phase == "NotReady" or sidecar_refused:
             return Result(requeue_after=NOT_READY_RECHECK)
-        if status.recheck_at is not None:  # it turns stale then, unless a session succeeds
+        if status.recheck_at is not None:  # stale then, or a verification is due
             return Result(requeue_after=max(1.0, (status.recheck_at - now).total_seconds() + 1))
         return None
 

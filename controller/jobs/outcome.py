@@ -133,3 +133,18 @@ def job_failure(job: JSON) -> str | None:
 
 def job_complete(job: JSON) -> bool:
     return is_true(Obj(job).status.conditions, "Complete")
+
+
+def last_words(pods: Iterable[JSON], container: str) -> str:
+    """What ``container`` of the newest finished pod among ``pods`` left in its termination
+    log (the program's own last words); empty when none has finished."""
+    found = []
+    for pod in pods:
+        for status in Obj(pod).status.containers:
+            terminated = status.terminated
+            if status.name == container and terminated:
+                found.append((text(terminated, "finishedAt"), terminated))
+    if not found:
+        return ""
+    _, last = max(found, key=lambda pair: pair[0])
+    return text(last, "message").strip()

@@ -20,6 +20,7 @@ from api.naming import wipe_job_name
 from api.objects import JSON
 from api.views import Obj, conditions_of, part, text
 from controller.invokers.trigger import owner_reference
+from controller.jobs.outcome import last_words
 from controller.jobs.small_job import SmallJob, small_job
 from engine.wipe import NOT_RETRIED
 from pods.hardening import SMALL_RESOURCES, field_env
@@ -127,16 +128,7 @@ class WipeOutcome:
 
 def _message(pods: list[JSON]) -> str:
     """The newest pod's termination message (the program's own last words)."""
-    found = []
-    for pod in pods:
-        for status in Obj(pod).status.containers:
-            terminated = status.terminated
-            if status.name == WIPE_CONTAINER and terminated:
-                found.append((text(terminated, "finishedAt"), terminated))
-    if not found:
-        return ""
-    _, last = max(found, key=lambda pair: pair[0])
-    return text(last, "message").strip()[-1024:]
+    return last_words(pods, WIPE_CONTAINER)[-1024:]
 
 
 def wipe_outcome(job: JSON, pods: list[JSON]) -> WipeOutcome:

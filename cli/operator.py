@@ -74,6 +74,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             default_deadline=DefaultDeadline(args.default_session_timeout, args.stall_after),
             pod_name=os.environ.get("POD_NAME", ""),
             workers=args.workers,
+            verify_backups=args.verify_backups == "true",
         ),
     )
     try:
@@ -118,6 +119,14 @@ def _add_operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         default=SIDECAR_GRACE,
         help="seconds a sidecar target may go without a ready pod carrying the sidecar before "
         "it fails (default %(default)s)",
+    )
+    operator.add_argument(
+        "--verify-backups",
+        choices=["true", "false"],
+        default="true",
+        help="verify each backup invoker's newest successful session by restoring it into "
+        "scratch space (docs/guides/verification.md); an invoker's annotation "
+        "stash.appscode.com/verify overrides it (default %(default)s)",
     )
     operator.add_argument(
         "--default-session-timeout",

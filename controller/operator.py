@@ -76,6 +76,8 @@ class OperatorOptions:
     reconcile_limit: float = RECONCILE_LIMIT
     # the deadline of a session without timeOut, which work still making progress outlives
     default_deadline: DefaultDeadline = field(default_factory=DefaultDeadline)
+    # verify invokers' sessions unless their annotation says otherwise (and the other way)
+    verify_backups: bool = True
 
 
 LEADER_LABEL = f"{c.GROUP}/leader"
@@ -92,7 +94,13 @@ class Operator:
             self.caches,
             options.image,
             options.namespace,
-            verification=functools.partial(Verifier, client, self.caches, image=options.image),
+            verification=functools.partial(
+                Verifier,
+                client,
+                self.caches,
+                image=options.image,
+                by_default=options.verify_backups,
+            ),
         )
         self.optin = OptInReconciler(client, self.caches)
         # one judge of who works on a target: backups and restores never overlap on one

@@ -4,7 +4,9 @@ started a slot, whether it is suspended (the invoker paused), and whether the in
 
 The Pushgateway's metrics say when a backup last succeeded; these say when one was last due,
 so an alert can tell "the last slot produced no successful backup" without knowing any cron
-expression. Read from the informer's cache at scrape time: no API request.
+expression; and whether the newest successful session was verified to restore whole
+(``controller.sessions.verification``). Read from the informer's cache at scrape time: no API
+request.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.conditions import get_condition, parse_rfc3339
-from api.constants import BACKUP_STALE, GROUP
+from api.constants import BACKUP_STALE, BACKUP_VERIFIED, GROUP
 from api.objects import JSON
 from api.views import ConditionView, Obj, text
 
@@ -80,10 +82,21 @@ class StalenessCollector(Collector):
             "slots) or its stale-after annotation allows",
             labels=LABELS,
         )
+        verified = GaugeMetricFamily(
+            "stash_backup_verification_success",
+            "1 when the last verification restored the invoker's newest successful session "
+            "whole, 0 when it found differences or could not finish (BackupVerified)",
+            labels=LABELS,
+        )
         for invoker in map(Obj, self.invokers()):
-            said = get_condition(invoker.status.conditions, BACKUP_STALE)
-            if said is None or not invoker.kind:
+            if not invoker.kind:
                 continue
             labels = [invoker.kind, invoker.name, invoker.namespace]
-            stale.add_metric(labels, 1.0 if ConditionView(said).true else 0.0)
+            said = get_condition(invoker.status.conditions, BACKUP_STALE)
+            if said is not None:
+                stale.add_metric(labels, 1.0 if ConditionView(said).true else 0.0)
+            proven = get_condition(invoker.status.conditions, BACKUP_VERIFIED)
+            if proven is not None:
+                verified.add_metric(labels, 1.0 if ConditionView(proven).true else 0.0)
         yield stale
+        yield verified

@@ -58,8 +58,9 @@ class VerifySettings:
     problems: tuple[str, ...] = ()  # annotations that could not be read (defaults used)
 
 
-def verify_settings(invoker: JSON) -> VerifySettings:
-    """What the invoker's annotations ask of verification."""
+def verify_settings(invoker: JSON, by_default: bool = True) -> VerifySettings:
+    """What the invoker's annotations ask of verification (``by_default``: whether an invoker
+    that does not say is verified, the operator's ``--verify-backups``)."""
     meta = Obj(invoker).meta
     problems = []
     every = DEFAULT_EVERY
@@ -85,13 +86,17 @@ def verify_settings(invoker: JSON) -> VerifySettings:
                 "of bytes such as 1Gi"
             )
     return VerifySettings(
-        enabled=(meta.annotation(c.VERIFY_ANNOTATION) or "").strip().lower() != "false",
+        enabled=_switch(meta.annotation(c.VERIFY_ANNOTATION), by_default),
         every=every,
         max_bytes=max_bytes,
-        after_backup=(meta.annotation(c.VERIFY_AFTER_BACKUP_ANNOTATION) or "").strip().lower()
-        != "false",
+        after_backup=_switch(meta.annotation(c.VERIFY_AFTER_BACKUP_ANNOTATION), True),
         problems=tuple(problems),
     )
+
+
+def _switch(text: str | None, default: bool) -> bool:
+    said = (text or "").strip().lower()
+    return True if said == "true" else False if said == "false" else default
 
 
 @dataclass(frozen=True)
@@ -178,13 +183,21 @@ class Verifier:
     """Applies ``plan`` for one invoker at a time; the reconciler's verification hand."""
 
     def __init__(
-        self, client: Client, caches: Caches, writes: Writes, events: EventRecorder, *, image: str
+        self,
+        client: Client,
+        caches: Caches,
+        writes: Writes,
+        events: EventRecorder,
+        *,
+        image: str,
+        by_default: bool = True,
     ) -> None:
         self.client = client
         self.caches = caches
         self.writes = writes
         self.events = events
         self.image = image
+        self.by_default = by_default
         self._verdicts: OrderedDict[str, tuple[Verdict | None, str]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -260,7 +273,7 @@ class Verifier:
     ) -> tuple[list[JSON], dt.datetime | None]:
         """Carry out the plan: the invoker's conditions after it, and when to look again."""
         who = Obj(invoker)
-        settings = verify_settings(invoker)
+        settings = verify_settings(invoker, self.by_default)
         decided = plan(settings, who.spec.paused, last, self.runs(invoker), now)
         for name in decided.delete:
             self.client.delete(JOBS, name, who.namespace, missing_ok=True)

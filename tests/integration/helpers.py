@@ -250,7 +250,11 @@ def wait_until_injected(
 def running_operator(kubeconfig: Path, **options: Any) -> Iterator[Operator]:
     """An operator (no leader election unless asked) on its own client, until the block ends."""
     client = Client.from_kubeconfig(str(kubeconfig))
-    settings = {"image": "stash-py:test", "leader_elect": False, **options}
+    # Verification restores each successful session in a Job of its own: only the tests that
+    # are about it turn it on (the annotation stash.appscode.com/verify: "true").
+    settings: dict[str, Any] = {"image": "stash-py:test", "leader_elect": False}
+    settings["verify_backups"] = False
+    settings.update(options)
     op = Operator(client, OperatorOptions(**settings))
     stop = threading.Event()
     thread = threading.Thread(target=op.run, args=(stop,), daemon=True)

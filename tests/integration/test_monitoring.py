@@ -53,7 +53,7 @@ def test_the_alerts_pass_promtool_and_their_unit_tests(tmp_path: Path) -> None:
     rules = _rule_file(tmp_path)
     checked = _promtool("check", "rules", str(rules))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 11 rules found" in checked.stdout
+    assert "SUCCESS: 12 rules found" in checked.stdout
     cases = yaml.safe_load((PROJECT / "tests/fixtures/monitoring/alerts-test.yaml").read_text())
     cases["rule_files"] = [str(rules)]
     test_file = tmp_path / "alerts-test.yaml"
@@ -200,7 +200,7 @@ def test_every_dashboard_panel_has_data_and_every_alert_evaluates_after_a_real_b
             evaluated = eventually(rules_evaluated, 60, "every rule to be evaluated")
     finally:
         prometheus.stop()
-    assert len(evaluated) == 11
+    assert len(evaluated) == 12
     assert [
         (r["name"], r["health"], r.get("lastError", "")) for r in evaluated if r["health"] != "ok"
     ] == []

@@ -78,3 +78,26 @@ def test_each_invokers_staleness_is_reported_from_its_condition() -> None:
         in text
     )
     assert 'invoker_name="new"' not in text  # not judged yet: nothing said
+
+
+def test_each_invokers_verification_is_reported_from_its_condition() -> None:
+    def invoker(name: str, status: str | None) -> JSON:
+        conditions = [] if status is None else [{"type": "BackupVerified", "status": status}]
+        return {
+            "kind": "BackupBatch",
+            "metadata": {"name": name, "namespace": "demo"},
+            "status": {"conditions": conditions},
+        }
+
+    registry = CollectorRegistry()
+    invokers = [invoker("whole", "True"), invoker("torn", "False"), invoker("new", None)]
+    registry.register(StalenessCollector(lambda: invokers))
+    text = generate_latest(registry).decode()
+    metric = "stash_backup_verification_success"
+    assert (
+        f'{metric}{{invoker_kind="BackupBatch",invoker_name="whole",namespace="demo"}} 1.0' in text
+    )
+    assert (
+        f'{metric}{{invoker_kind="BackupBatch",invoker_name="torn",namespace="demo"}} 0.0' in text
+    )
+    assert 'invoker_name="new"' not in text  # never verified: nothing said

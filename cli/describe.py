@@ -23,7 +23,8 @@ from api.objects import JSON
 from api.pod_members import member_documents
 from api.restore import HostRestoreStats, RestoreBatch, RestoreSession
 from api.views import ConditionView, Obj
-from controller.invokers.staleness import last_success
+from controller.invokers.staleness import LastSuccess, last_success
+from engine.verification import verified_session
 
 RECENT_SESSIONS = 5
 
@@ -259,6 +260,10 @@ def describe_invoker(
     stale = ConditionView(get_condition(Obj(obj).status.conditions, c.BACKUP_STALE))
     if stale.status:
         lines.append(_field("Stale", f"{'yes' if stale.true else 'no'}: {stale.message}"))
+    verified = ConditionView(get_condition(Obj(obj).status.conditions, c.BACKUP_VERIFIED))
+    if verified.status:
+        said = "yes" if verified.true else f"no ({verified.reason})"
+        lines.append(_field("Verified", f"{said}: {verified.message}"))
     lines.append("Members:")
     for member in member_documents(obj):
         target = (member or {}).get("target") or {}
@@ -283,6 +288,18 @@ def describe_invoker(
     latest = describe_backup_session(ordered[0], now, progress)
     lines.extend("  " + line for line in latest.splitlines())
     return "\n".join(lines)
+
+
+def _verified(condition: ConditionView, last: LastSuccess | None) -> str:
+    """``yes`` / ``failed``: the last good backup's verification; ``pending``: a newer one
+    succeeded since an older one verified; ``never``."""
+    if not condition.status:
+        return "never"
+    if not condition.true:
+        return "failed"
+    if last is not None and verified_session(condition.message) != last.session:
+        return "pending"
+    return "yes"
 
 
 def status_rows(invokers: Sequence[JSON], sessions: Sequence[JSON], now: dt.datetime) -> list[JSON]:
@@ -311,7 +328,7 @@ def status_rows(invokers: Sequence[JSON], sessions: Sequence[JSON], now: dt.date
                     if invoker.spec.paused
                     else {"True": "yes", "False": "no"}.get(stale.status, "-")
                 ),
-                "verified": {"True": "yes", "False": "failed"}.get(verified.status, "never"),
+                "verified": _verified(verified, last),
             }
         )
     return sorted(rows, key=lambda r: (r["namespace"], r["invoker"]))

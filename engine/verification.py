@@ -160,6 +160,12 @@ def _split(items: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
+def verified_session(message: str) -> str:
+    """The session a ``BackupVerified`` message is about (each begins ``session <name>: ``)."""
+    head, sep, _ = message.partition(": ")
+    return head.removeprefix("session ") if sep and head.startswith("session ") else ""
+
+
 @dataclass(frozen=True)
 class SnapshotVerdict:
     """What verifying one snapshot of one target's host found."""

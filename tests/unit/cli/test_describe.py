@@ -221,6 +221,38 @@ def test_status_lists_every_invoker_with_its_last_good_backup_its_age_and_stalen
     assert adhoc["stale"] == "-"  # not judged (yet): nothing claimed
 
 
+def test_status_says_whether_the_last_good_backup_itself_was_verified() -> None:
+    now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
+
+    def invoker(name: str, status: str, verified: str) -> JSON:
+        obj = batch(name, "demo")
+        message = f"session {verified}: Deployment/app host host-0 snapshot abcd1234: ..."
+        obj["status"] = {
+            "conditions": [{"type": "BackupVerified", "status": status, "message": message}]
+        }
+        return obj
+
+    def session(invoker: str, name: str) -> JSON:
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": "demo",
+                "creationTimestamp": "2026-12-07T08:00:00Z",
+            },
+            "spec": {"invoker": {"kind": "BackupBatch", "name": invoker}},
+            "status": {"phase": "Succeeded", "sessionDuration": "1m0s"},
+        }
+
+    invokers = [
+        invoker("a", "True", "a-1"),
+        invoker("b", "True", "b-0"),  # b-1 succeeded since: not verified yet
+        invoker("c", "False", "c-1"),
+    ]
+    sessions = [session("a", "a-1"), session("b", "b-1"), session("c", "c-1")]
+    rows = status_rows(invokers, sessions, now)
+    assert [r["verified"] for r in rows] == ["yes", "pending", "failed"]
+
+
 def test_an_invoker_says_whether_it_is_stale_and_why() -> None:
     invoker = batch("nightly", "demo")
     invoker["status"] = {
@@ -230,3 +262,20 @@ def test_an_invoker_says_whether_it_is_stale_and_why() -> None:
     }
     text = describe_invoker(invoker, [], dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
     assert "Stale:        yes: stale: no backup since X" in text.splitlines()
+
+
+def test_an_invoker_says_whether_its_newest_verification_found_differences() -> None:
+    invoker = batch("nightly", "demo")
+    message = "session nightly-1: PersistentVolumeClaim/data host host-0 snapshot ab: 1 differ"
+    invoker["status"] = {
+        "conditions": [
+            {
+                "type": "BackupVerified",
+                "status": "False",
+                "reason": "VerificationFailed",
+                "message": message,
+            }
+        ]
+    }
+    text = describe_invoker(invoker, [], dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
+    assert f"Verified:     no (VerificationFailed): {message}" in text.splitlines()

@@ -1,0 +1,158 @@
+"""Verified restores on the dev cluster's real node: after a session succeeds, a verification Job
+of the project's image restores its snapshots into scratch space in the invoker's namespace and
+proves them; a pack damaged in the repository makes the next verification fail and name the
+file, and changes nothing."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from prometheus_client import generate_latest
+
+from api import constants as c
+from api.conditions import get_condition
+from api.naming import verify_job_name
+from api.objects import JSON
+from controller.operator import Operator
+from kube import Client
+from kube.sessions import create_session
+from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS
+from tests.factories import batch, member
+from tests.integration.helpers import eventually, invoker_ready, job_steps
+from tests.integration.objects import pvc, repository, restic_of
+from tests.integration.test_restic import make_data
+
+
+def _verified(kube: Client, namespace: str, session: str) -> JSON | None:
+    """BackupVerified once it is about ``session``."""
+    invoker = kube.get(BACKUP_BATCHES, "nightly", namespace)
+    said = get_condition((invoker.get("status") or {}).get("conditions"), c.BACKUP_VERIFIED)
+    if said is None or not str(said.get("message", "")).startswith(f"session {session}: "):
+        return None
+    return said
+
+
+def _session(kube: Client, namespace: str, unix_seconds: int) -> str:
+    """A session of ``nightly``, its backup Job's steps passed, once Succeeded."""
+    created = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=unix_seconds)
+    name = str(created["metadata"]["name"])
+    job = eventually(
+        lambda: next(
+            (
+                j
+                for j in kube.list(JOBS, namespace)["items"]
+                if j["metadata"]["name"].startswith(f"stash-backup-{name}-")
+            ),
+            None,
+        ),
+        60,
+        "the backup Job",
+    )
+    runs = job_steps(kube, namespace, job["metadata"]["name"])
+    assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
+
+    def succeeded() -> bool:
+        status = kube.get(BACKUP_SESSIONS, name, namespace).get("status") or {}
+        return status.get("phase") == "Succeeded"
+
+    eventually(succeeded, 90, f"session {name} to succeed")
+    return name
+
+
+def _damage_largest_pack(repo: Path) -> Path:
+    """Flip bytes in the middle of the repository's largest pack (the big file's data)."""
+    packs = [p for p in (repo / "data").rglob("*") if p.is_file()]
+    pack = max(packs, key=lambda p: p.stat().st_size)
+    raw = bytearray(pack.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 64] = bytes(b ^ 0xFF for b in raw[middle : middle + 64])
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
+    return pack
+
+
+def _events(kube: Client, namespace: str, reason: str) -> list[JSON]:
+    return [
+        e
+        for e in kube.list(EVENTS, namespace)["items"]
+        if e.get("reason") == reason and e["involvedObject"].get("name") == "nightly"
+    ]
+
+
+def test_a_backup_is_verified_after_it_and_a_damaged_pack_fails_the_next_naming_the_file(
+    operator: Operator, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    repo_dir = tmp_path / "repo"
+    repository(kube, namespace, repo_dir)
+    data = make_data(tmp_path / "pvc")
+    (data / "big.bin").write_bytes(os.urandom(3 << 20))  # its own pack, apart from the trees
+    pvc(kube, namespace, "shared", data)
+    invoker = batch(
+        "nightly",
+        namespace,
+        member(
+            "PersistentVolumeClaim", "shared", mounts=(("shared", str(data)),), task="pvc-backup"
+        ),
+        retentionPolicy={"name": "keep", "keepLast": 10},
+    )
+    # The tests' operator verifies only the invokers that ask (--verify-backups=false).
+    invoker["metadata"]["annotations"] = {c.VERIFY_ANNOTATION: "true"}
+    kube.create(invoker, namespace)
+    invoker_ready(kube, namespace, "nightly")
+
+    first = _session(kube, namespace, 1_800_000_000)
+    said = eventually(functools.partial(_verified, kube, namespace, first), 240, "verification")
+    assert said["status"] == "True", said
+    assert said["reason"] == "VerificationSucceeded"
+    assert "PersistentVolumeClaim/shared host host-0 snapshot " in said["message"]
+    assert "4 of 4 files" in said["message"]
+    assert "restored and identical" in said["message"]
+    assert verify_job_name(first) in said["message"]
+    assert _events(kube, namespace, "VerificationSucceeded")
+    job = kube.get(JOBS, verify_job_name(first), namespace)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "stash-backup-nightly"  # the tenant's own privileges
+
+    damaged = _damage_largest_pack(repo_dir)
+    damaged_bytes = damaged.read_bytes()
+    with restic_of(repo_dir) as restic:
+        before = {s.id for s in restic.snapshots()}
+    # The next backup finds big.bin unchanged and refers to the damaged pack again: it
+    # succeeds (restic backup does not read old packs); its verification does not.
+    second = _session(kube, namespace, 1_800_000_100)
+    said = eventually(functools.partial(_verified, kube, namespace, second), 240, "verification")
+    assert said["status"] == "False", said
+    assert said["reason"] == "VerificationFailed"
+    assert "/big.bin" in said["message"], said["message"]
+    assert _events(kube, namespace, "VerificationFailed")
+    # A failed verification changes nothing: every snapshot is there, the pack is as it was.
+    with restic_of(repo_dir) as restic:
+        after = {s.id for s in restic.snapshots()}
+    assert before < after
+    assert len(after) == 2
+    assert damaged.read_bytes() == damaged_bytes
+    # Only the newest verification Job is kept, as the record of when the last one ran.
+    verify_jobs = eventually(
+        lambda: (
+            names
+            if (
+                names := sorted(
+                    j["metadata"]["name"]
+                    for j in kube.list(JOBS, namespace)["items"]
+                    if j["metadata"]["name"].startswith("stash-verify-")
+                )
+            )
+            == [verify_job_name(second)]
+            else None
+        ),
+        60,
+        "the older verification Job to go",
+    )
+    assert verify_jobs == [verify_job_name(second)]
+    metrics = generate_latest(operator.metrics.registry).decode()
+    assert (
+        "stash_backup_verification_success{"
+        f'invoker_kind="BackupBatch",invoker_name="nightly",namespace="{namespace}"}} 0.0'
+    ) in metrics

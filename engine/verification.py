@@ -20,8 +20,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from engine.restic import unreadable_items
-
 TERMINATION_LIMIT = 3900  # bytes: the kubelet keeps 4096 of a termination message
 PROBLEMS_KEPT = 20  # per snapshot, in a verdict; the rest are counted
 TEXT_LIMIT = 300  # characters of any one string read back from a termination log
@@ -142,22 +140,28 @@ def compare(entries: Iterable[ListedEntry], root: Path) -> list[str]:
 
 def restore_problems(stderr: Sequence[str]) -> list[str]:
     """The files restic said it could not restore or whose content did not verify, in its own
-    words (``--json`` error lines, or the plain lines of an older restic)."""
-    found = [f"{item}: restic: {reason}" for item, reason in _split(unreadable_items(stderr))]
+    words: ``--json`` error lines (``{"message_type": "error", "item": "/data/a", "error":
+    {"message": "decrypting blob <data/65…> from 06233b46 failed: ciphertext verification
+    failed"}}``), or the plain lines of an older restic."""
+    found: list[str] = []
     for line in stderr:
         text = line.strip()
+        if text.startswith("{"):
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(doc, dict) or doc.get("message_type") != "error":
+                continue
+            error = doc.get("error")
+            message = error.get("message") if isinstance(error, dict) else None
+            item = doc.get("item") or doc.get("during") or "restore"
+            found.append(f"{item}: restic: {message or 'error'}")
+            continue
         for prefix in ("ignoring error for ", "error verifying ", "Error verifying "):
             if text.startswith(prefix):
                 found.append(f"restic: {text}")
     return found
-
-
-def _split(items: Sequence[str]) -> list[tuple[str, str]]:
-    out = []
-    for item in items:
-        path, _, rest = item.partition(" (")
-        out.append((path, rest[:-1] if rest.endswith(")") else rest or "error"))
-    return out
 
 
 def verified_session(message: str) -> str:

@@ -131,9 +131,10 @@ def test_restics_own_words_name_the_files_it_could_not_restore_or_verify() -> No
         "ignoring error for /data/b.txt: StreamPack: ciphertext verification failed",
         "Error verifying /data/c.txt: Invalid file size for /data/c.txt: expected 5, got 2",
         "unrelated progress",
+        '{"message_type":"exit_error","code":1,"message":"Fatal: There were 3 errors"}',
     ]
     said = restore_problems(stderr)
-    assert said[0] == "/data/a.txt: restic: ciphertext verification failed"
+    assert said[0] == "/data/a.txt: restic: decrypting blob 1234: ciphertext verification failed"
     assert any("/data/b.txt" in s for s in said)
     assert any("/data/c.txt" in s for s in said)
     assert len(said) == 3

@@ -156,7 +156,8 @@ def restore_problems(stderr: Sequence[str]) -> list[str]:
             error = doc.get("error")
             message = error.get("message") if isinstance(error, dict) else None
             item = doc.get("item") or doc.get("during") or "restore"
-            found.append(f"{item}: restic: {message or 'error'}")
+            if not any(f.startswith(f"{item}: ") for f in found):  # its first words only
+                found.append(f"{item}: restic: {message or 'error'}")
             continue
         for prefix in ("ignoring error for ", "error verifying ", "Error verifying "):
             if text.startswith(prefix):

@@ -223,7 +223,11 @@ class Verifier:
         who = Obj(invoker)
         key = f"{who.namespace}/{who.kind}/{who.name}"
         jobs = self.caches.informer(JOBS).by_index(VERIFICATIONS_BY_INVOKER, key)
-        return [self._run(job) for job in jobs if owned_by(job, who.meta.uid)]
+        return [
+            self._run(job)
+            for job in jobs
+            if owned_by(job, who.meta.uid) and not Obj(job).meta.deleting
+        ]
 
     def _run(self, job: JSON) -> VerifyRun:
         view = Obj(job)
@@ -251,7 +255,7 @@ class Verifier:
         namespace, name = Obj(job).key
         try:
             listed = self.client.list(PODS, namespace, label_selector=f"job-name={name}")
-        except KubeError as exc:
+        except KubeError as exc:  # not remembered: read again on the next pass
             return None, f"its pods could not be read: {exc}"
         pods = [p for p in items(listed, "items") if owned_by(p, uid)]
         said = last_words(pods, VERIFY_CONTAINER)
@@ -285,6 +289,8 @@ class Verifier:
         if decided.condition is None:
             return conditions, decided.recheck_at
         ok, reason, message = decided.condition
+        if settings.problems:  # said where the verdict is read; the defaults were used
+            message += f" ({'; '.join(settings.problems)}: the default is used)"
         before = get_condition(conditions, c.BACKUP_VERIFIED)
         after = set_condition(conditions, c.BACKUP_VERIFIED, ok, reason, message, now=now)
         if before is None or (before.get("message"), before.get("status")) != (

@@ -18,7 +18,7 @@ from api.objects import JSON
 from controller.operator import Operator
 from kube import Client
 from kube.sessions import create_session
-from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS
+from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, PVCS
 from tests.factories import batch, member
 from tests.integration.helpers import eventually, invoker_ready, job_steps
 from tests.integration.objects import pvc, repository, restic_of
@@ -38,18 +38,20 @@ def _session(kube: Client, namespace: str, unix_seconds: int) -> str:
     """A session of ``nightly``, its backup Job's steps passed, once Succeeded."""
     created = create_session(kube, "BackupBatch", "nightly", namespace, unix_seconds=unix_seconds)
     name = str(created["metadata"]["name"])
-    job = eventually(
-        lambda: next(
-            (
-                j
-                for j in kube.list(JOBS, namespace)["items"]
-                if j["metadata"]["name"].startswith(f"stash-backup-{name}-")
-            ),
-            None,
-        ),
-        60,
-        "the backup Job",
-    )
+
+    def backup_job() -> JSON | None:
+        for job in kube.list(JOBS, namespace)["items"]:
+            if job["metadata"]["name"].startswith(f"stash-backup-{name}-"):
+                return job
+        return None
+
+    try:
+        job = eventually(backup_job, 120, "the backup Job")
+    except BaseException:
+        print("session:", kube.get(BACKUP_SESSIONS, name, namespace).get("status"))
+        print("invoker:", kube.get(BACKUP_BATCHES, "nightly", namespace).get("status"))
+        print("claim:", kube.get(PVCS, "shared", namespace).get("status"))
+        raise
     runs = job_steps(kube, namespace, job["metadata"]["name"])
     assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
 
@@ -87,7 +89,7 @@ def test_a_backup_is_verified_after_it_and_a_damaged_pack_fails_the_next_naming_
     repo_dir = tmp_path / "repo"
     repository(kube, namespace, repo_dir)
     data = make_data(tmp_path / "pvc")
-    (data / "big.bin").write_bytes(os.urandom(3 << 20))  # its own pack, apart from the trees
+    (data / "big.bin").write_bytes(os.urandom(3 << 20))  # the largest pack: data, not trees
     pvc(kube, namespace, "shared", data)
     invoker = batch(
         "nightly",
@@ -125,7 +127,13 @@ def test_a_backup_is_verified_after_it_and_a_damaged_pack_fails_the_next_naming_
     said = eventually(functools.partial(_verified, kube, namespace, second), 240, "verification")
     assert said["status"] == "False", said
     assert said["reason"] == "VerificationFailed"
-    assert "/big.bin" in said["message"], said["message"]
+    # The damaged pack holds blobs of the data's files: restic names each one it could not
+    # restore, in its own words.
+    damaged_files = [
+        f for f in ("/big.bin", "/sub/b.bin", "/a.txt", "/deeper/c.txt") if f in said["message"]
+    ]
+    assert damaged_files, said["message"]
+    assert "ciphertext verification failed" in said["message"]
     assert _events(kube, namespace, "VerificationFailed")
     # A failed verification changes nothing: every snapshot is there, the pack is as it was.
     with restic_of(repo_dir) as restic:

@@ -128,6 +128,14 @@ def test_restics_own_words_name_the_files_it_could_not_restore_or_verify() -> No
                 "item": "/data/a.txt",
             }
         ),
+        json.dumps(
+            {
+                "message_type": "error",
+                "error": {"message": "lchown /scratch/data/a.txt: no such file or directory"},
+                "during": "restore",
+                "item": "/data/a.txt",
+            }
+        ),
         "ignoring error for /data/b.txt: StreamPack: ciphertext verification failed",
         "Error verifying /data/c.txt: Invalid file size for /data/c.txt: expected 5, got 2",
         "unrelated progress",

@@ -42,7 +42,7 @@ def _session(kube: Client, namespace: str, unix_seconds: int) -> str:
     def backup_job() -> JSON | None:
         for job in kube.list(JOBS, namespace)["items"]:
             if job["metadata"]["name"].startswith(f"stash-backup-{name}-"):
-                return job
+                return dict(job)
         return None
 
     try:

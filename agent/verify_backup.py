@@ -1,13 +1,16 @@
 """``stash verify-backup``: the verification Job's program (``controller.jobs.verify_job``), in
 the invoker's namespace under its backup Jobs' service account.
 
-For one Succeeded BackupSession it finds the session's snapshots by their tags (never by what a
-status says: a status is written by pods), restores each into scratch space within a byte
-budget (``engine.verification.choose``), has restic read every restored file back against its
-own tree (``restore --verify``), compares what is there with what the snapshot lists, runs
-``restic check`` reading the rest of the budget from random packs, and leaves the verdict in
-the termination log, where the operator reads it. It writes nothing else, anywhere: a failed
-verification changes no snapshot, no status, no repository.
+For each host that one Succeeded BackupSession says backed up, it restores that host's snapshot
+of the session into scratch space, chosen in the same restic run by its tags (the invoker's
+``namespace:`` and ``invoker:``, the session's, the target's) and host name, never by an id a
+status names (statuses are written by pods). A snapshot that fits what is left of the byte budget
+is restored whole and held against restic's own count of its tree; a larger one is listed and a
+sample of its files (``engine.verification.choose``) restored and compared with the listing.
+restic reads every restored file back against its tree (``restore --verify``). Then ``restic
+check`` reads the rest of the budget from random packs. The verdict goes to the termination log,
+where the operator reads it. It writes nothing else, anywhere: a failed verification changes no
+snapshot, no status, no repository.
 """
 
 from __future__ import annotations
@@ -21,16 +24,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agent.host_backup import SetupError, load_invoker_setup, open_restic
-from api.tags import SESSION_PREFIX, TARGET_PREFIX, SnapshotOwner, session_tag
+from api.objects import JSON
+from api.tags import TARGET_PREFIX, SnapshotOwner, session_tag
 from api.views import Obj
-from engine.restic import Restic, ResticError, Snapshot, tail
+from engine.restic import CheckResult, Restic, ResticError, tail
+from engine.results import HostResult
 from engine.verification import (
     SnapshotVerdict,
     Verdict,
     choose,
     compare,
+    copy_size,
     listed_entries,
+    listed_snapshot_id,
     restore_problems,
+    restore_summary,
+    summary_problems,
 )
 from kube import Client
 from kube.errors import KubeError, NotFound
@@ -50,87 +59,169 @@ class VerifyRequest:
     cache_dir: Path | None = None
 
 
-def _target(tags: Sequence[str]) -> str:
-    return next((t[len(TARGET_PREFIX) :] for t in tags if t.startswith(TARGET_PREFIX)), "?")
+@dataclass(frozen=True)
+class HostSnapshot:
+    """A host the session says Succeeded, and what the session recorded of its snapshot."""
+
+    target: str  # Kind/name
+    host: str
+    recorded_id: str = ""  # the snapshot id the session recorded ("" if none)
+    recorded_bytes: int = 0  # its size as recorded (to within the three decimals kept)
+
+    @property
+    def name(self) -> str:
+        return self.recorded_id[:8] or "-"
 
 
-def expected_hosts(session: dict[str, object]) -> list[tuple[str, str]]:
-    """(target Kind/name, host) of every host the session's status says Succeeded."""
+def expected_hosts(session: JSON) -> list[HostSnapshot]:
+    """Every host of the session whose status says Succeeded."""
     found = []
     for entry in Obj(session).status.targets:
         ref = entry.ref
         for host in entry.stats:
-            if host.phase == "Succeeded" and host.hostname:
-                found.append((f"{ref.kind}/{ref.name}", host.hostname))
+            if host.phase != "Succeeded" or not host.hostname:
+                continue
+            result = HostResult.from_status(host.raw)
+            found.append(
+                HostSnapshot(
+                    f"{ref.kind}/{ref.name}",
+                    host.hostname,
+                    ",".join(s.snapshot_id for s in result.snapshots),
+                    sum(s.total_bytes for s in result.snapshots),
+                )
+            )
     return found
 
 
-def session_snapshots(
-    restic: Restic, request: VerifyRequest, owner: SnapshotOwner
-) -> list[Snapshot]:
-    """The session's snapshots that belong to this invoker (its tags), oldest first."""
-    found = restic.snapshots(tags=[session_tag(request.session)])
-    own = [s for s in found if owner.owns(s.tags)]
-    return sorted(own, key=lambda s: (s.time, s.id))
+def _no_snapshot(stderr: Sequence[str]) -> bool:
+    return any("no snapshot found" in line for line in stderr)
 
 
-def verify_snapshot(
-    restic: Restic, snapshot: Snapshot, budget: int, scratch: Path, seed: str
-) -> SnapshotVerdict:
-    """Restore ``snapshot`` (what ``budget`` lets one read of it) into ``scratch`` and prove it."""
-    target, host = _target(snapshot.tags), snapshot.hostname
-    base = SnapshotVerdict(target, host, snapshot.short_id)
-    try:
-        entries = listed_entries(restic.list_files(snapshot.id))
-    except ResticError as exc:
-        return _with(base, error=str(exc))
-    chosen = choose(entries, budget, seed)
+NO_SNAPSHOT = "the session says this host succeeded, but the repository holds no snapshot of it"
+
+
+def _empty(scratch: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
-    include_file = None
-    if not chosen.whole:
-        include_file = scratch.parent / "verify-includes"
-        include_file.write_text("".join(f"{p}\n" for p in chosen.includes()))
-    counts = {
-        "files": chosen.files,
-        "bytes": chosen.bytes,
-        "total_files": chosen.total_files,
-        "total_bytes": chosen.total_bytes,
-    }
+
+
+def prove_whole(
+    restic: Restic, host: HostSnapshot, tags: Sequence[str], scratch: Path
+) -> SnapshotVerdict:
+    """Restore the host's snapshot of the session (chosen by ``tags`` and host name in the
+    same restic run) whole into ``scratch``, restic reading every file back against its tree,
+    and hold the copy against restic's own count of the tree."""
+    base = SnapshotVerdict(host.target, host.host, host.name)
+    _empty(scratch)
     try:
-        if chosen.files == 0 and not chosen.whole:
-            return _with(
-                base,
-                **counts,
-                error=f"no file of it fits the budget of {budget} bytes; raise "
-                "stash.appscode.com/verify-max-bytes",
-            )
-        code, stderr = restic.restore_verified(
-            snapshot.id, str(scratch), include_file=str(include_file) if include_file else None
+        code, stdout, stderr = restic.restore_verified(
+            "latest", str(scratch), tags=tags, host=host.host
         )
         said = restore_problems(stderr)
         if code != 0 and not said:
-            return _with(base, **counts, error=f"restic restore failed: {tail(stderr)}")
-        # Only what was restored is compared: a partial selection restores its files (and the
-        # folders above them), not the rest of the snapshot.
-        problems = said + [p for p in compare(chosen.entries, scratch) if not _named(p, said)]
-        return _with(base, **counts, problems=tuple(problems))
+            error = (
+                NO_SNAPSHOT if _no_snapshot(stderr) else f"restic restore failed: {tail(stderr)}"
+            )
+            return replace(base, error=error)
+        summary = restore_summary(stdout)
+        copy = copy_size(scratch)
+        problems = said or summary_problems(summary, copy)  # restic's words name the files
+        return replace(
+            base,
+            files=copy.files,
+            bytes=copy.bytes,
+            total_files=copy.files,
+            total_bytes=summary.total_bytes if summary else copy.bytes,
+            problems=tuple(problems),
+        )
     except ResticError as exc:
-        return _with(base, **counts, error=str(exc))
+        return replace(base, error=str(exc))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        if include_file is not None:
-            include_file.unlink(missing_ok=True)
+
+
+def prove_sample(
+    restic: Restic,
+    host: HostSnapshot,
+    tags: Sequence[str],
+    scratch: Path,
+    *,
+    budget: int,
+    seed: str,
+) -> SnapshotVerdict:
+    """A snapshot larger than what is left of the budget: list it (chosen by ``tags`` and host
+    name), restore the files ``choose`` picks, and compare them with the listing."""
+    base = SnapshotVerdict(host.target, host.host, host.name)
+    try:
+        lines = restic.list_files("latest", tags=tags, host=host.host)
+    except ResticError as exc:
+        return replace(base, error=NO_SNAPSHOT if "no snapshot found" in exc.detail else str(exc))
+    snapshot_id = listed_snapshot_id(lines)
+    chosen = choose(listed_entries(lines), budget, seed)
+    base = replace(
+        base,
+        snapshot=snapshot_id[:8] or base.snapshot,
+        files=chosen.files,
+        bytes=chosen.bytes,
+        total_files=chosen.total_files,
+        total_bytes=chosen.total_bytes,
+    )
+    if chosen.files == 0 and not chosen.whole:
+        return replace(
+            base,
+            error=f"no file of it fits the {budget} bytes left of the budget; raise "
+            "stash.appscode.com/verify-max-bytes",
+        )
+    _empty(scratch)
+    include_file = scratch.parent / "verify-includes"
+    include_file.write_text("".join(f"{p}\n" for p in chosen.includes()))
+    try:
+        # by the id the tag-filtered listing gave: the same snapshot, the same owner
+        code, _, stderr = restic.restore_verified(
+            snapshot_id, str(scratch), include_file=str(include_file)
+        )
+        said = restore_problems(stderr)
+        if code != 0 and not said:
+            return replace(base, error=f"restic restore failed: {tail(stderr)}")
+        problems = said + [p for p in compare(chosen.entries, scratch) if not _named(p, said)]
+        return replace(base, problems=tuple(problems))
+    except ResticError as exc:
+        return replace(base, error=str(exc))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        include_file.unlink(missing_ok=True)
+
+
+def verify_hosts(
+    restic: Restic,
+    hosts: Sequence[HostSnapshot],
+    owner_tags: Sequence[str],
+    *,
+    session: str,
+    budget: int,
+    scratch: Path,
+    seed: str,
+) -> tuple[list[SnapshotVerdict], CheckResult]:
+    """Prove each host's snapshot of ``session`` within ``budget`` bytes (whole when it fits
+    what is left, else a sample), then run ``restic check`` reading from random packs what
+    the restores left of the budget."""
+    verdicts: list[SnapshotVerdict] = []
+    left = budget
+    for host in hosts:
+        tags = [*owner_tags, session_tag(session), f"{TARGET_PREFIX}{host.target}"]
+        if host.recorded_bytes <= left:
+            verdict = prove_whole(restic, host, tags, scratch)
+        else:
+            verdict = prove_sample(restic, host, tags, scratch, budget=left, seed=seed)
+        left = max(left - verdict.bytes, 0)
+        verdicts.append(verdict)
+    return verdicts, restic.check_data(left)
 
 
 def _named(problem: str, said: Sequence[str]) -> bool:
     """Whether restic already named the file this problem is about."""
     path = problem.partition(": ")[0]
     return any(path and path in line for line in said)
-
-
-def _with(base: SnapshotVerdict, **fields: object) -> SnapshotVerdict:
-    return replace(base, **fields)  # type: ignore[arg-type]
 
 
 def verify(client: Client, request: VerifyRequest, now: dt.datetime) -> Verdict:
@@ -152,50 +243,28 @@ def verify(client: Client, request: VerifyRequest, now: dt.datetime) -> Verdict:
         setup.repository.metadata.namespace or request.namespace,
         f"{request.invoker_kind}/{request.invoker_name}",
     )
-    seed = now.date().isoformat()
+    hosts = expected_hosts(session)
+    if not hosts:
+        return Verdict(request.session, error="the session records no host that succeeded")
     try:
         with open_restic(setup, request.cache_dir) as restic:
-            snapshots = session_snapshots(restic, request, owner)
-            verdicts: list[SnapshotVerdict] = []
-            left = request.max_bytes
-            for snapshot in snapshots:
-                verdict = verify_snapshot(restic, snapshot, left, request.scratch, seed)
-                left = max(left - verdict.bytes, 0)
-                verdicts.append(verdict)
-            verdicts += _missing(expected_hosts(session), snapshots)
-            check = restic.check_data(left)
+            verdicts, check = verify_hosts(
+                restic,
+                hosts,
+                owner.tags,
+                session=request.session,
+                budget=request.max_bytes,
+                scratch=request.scratch,
+                seed=now.date().isoformat(),
+            )
     except (SetupError, ResticError) as exc:
         return Verdict(request.session, error=str(exc))
-    if not verdicts:
-        return Verdict(
-            request.session,
-            error=f"the repository holds no snapshot of session {request.session} "
-            f"({SESSION_PREFIX}{request.session}) for this invoker",
-        )
     return Verdict(
         request.session,
         snapshots=tuple(verdicts),
         check=check.message if check.ok else check.says(),
         check_ok=check.ok,
     )
-
-
-def _missing(
-    expected: Sequence[tuple[str, str]], found: Sequence[Snapshot]
-) -> list[SnapshotVerdict]:
-    """A host the session says Succeeded whose snapshot the repository does not hold."""
-    have = {(_target(s.tags), s.hostname) for s in found}
-    return [
-        SnapshotVerdict(
-            target,
-            host,
-            "-",
-            error="the session says this host succeeded, but the repository holds no snapshot "
-            "of it",
-        )
-        for target, host in expected
-        if (target, host) not in have
-    ]
 
 
 def verify_in_pod(client: Client, request: VerifyRequest, termination_log: str) -> int:

@@ -9,9 +9,10 @@ Job's is an emptyDir) and an empty scratch folder:
 
 - **plain**: ``restic restore <snapshot> --target <scratch>`` then ``restic check
   --read-data-subset=<what the budget leaves>``, as a user would check a backup by hand;
-- **verify**: exactly the verification Job's work (``agent.verify_backup.verify_snapshot``:
-  the listing, the restore with ``--verify``, the comparison; then ``Restic.check_data`` with
-  the rest of the budget).
+- **verify**: exactly the verification Job's work after its API reads
+  (``agent.verify_backup.verify_hosts``: the host's snapshot of the session restored whole,
+  chosen by its tags in the same run, with ``--verify``, the copy held against restic's count
+  of the tree; then ``restic check`` reading what the budget leaves).
 
 Prints medians and the ratio DESIGN.md section 6 sets a target for (verify <= 1.2x plain).
 """
@@ -28,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.verify_backup import verify_snapshot
+from agent.verify_backup import HostSnapshot, verify_hosts
 from api.repository import Repository
 from bench.backup import PASSWORD, init, write_data
 from devcluster.build import use_pinned_restic
@@ -84,7 +85,9 @@ def plain(repo: Path, snapshot: str, scratch: Path, cache: Path, check_bytes: in
     return time.perf_counter() - started
 
 
-def verified(repo: Path, snapshot: str, scratch: Path, cache: Path, budget: int) -> float:
+def verified(  # noqa: PLR0917 - one side of the comparison, all it needs
+    repo: Path, snapshot: str, size: int, scratch: Path, cache: Path, budget: int
+) -> float:
     repository = Repository.model_validate(
         {
             "apiVersion": "stash.appscode.com/v1alpha1",
@@ -93,14 +96,23 @@ def verified(repo: Path, snapshot: str, scratch: Path, cache: Path, budget: int)
             "spec": {"backend": {"local": {"mountPath": str(repo)}}},
         }
     )
-    with Restic(backend_config(repository, {"RESTIC_PASSWORD": PASSWORD}), cache_dir=cache) as r:
+    config = backend_config(repository, {"RESTIC_PASSWORD": PASSWORD})
+    # what the session recorded of its one host: the snapshot and its size
+    host = HostSnapshot("Deployment/web", "host-0", snapshot, size)
+    with Restic(config, cache_dir=cache) as r:
         started = time.perf_counter()
-        [snap] = [s for s in r.snapshots() if s.id == snapshot]
-        verdict = verify_snapshot(r, snap, budget, scratch, "bench")
-        check = r.check_data(max(budget - verdict.bytes, 0))
+        verdicts, check = verify_hosts(
+            r,
+            [host],
+            ["namespace:bench", "invoker:BackupBatch/bench"],
+            session="bench-1",
+            budget=budget,
+            scratch=scratch,
+            seed="bench",
+        )
         elapsed = time.perf_counter() - started
-    if not verdict.ok or not check.ok:
-        raise SystemExit(f"verification failed: {verdict.says()} / {check.message}")
+    if not verdicts or not all(v.ok for v in verdicts) or not check.ok:
+        raise SystemExit(f"verification failed: {[v.says() for v in verdicts]} / {check.message}")
     return elapsed
 
 
@@ -131,7 +143,7 @@ def main() -> int:
                 if side == "plain":
                     elapsed = plain(repo, snapshot, scratch, cache, left)
                 else:
-                    elapsed = verified(repo, snapshot, scratch, cache, budget)
+                    elapsed = verified(repo, snapshot, size, scratch, cache, budget)
                 shutil.rmtree(scratch, ignore_errors=True)
                 shutil.rmtree(cache, ignore_errors=True)
                 times.setdefault(side, []).append(elapsed)

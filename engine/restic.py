@@ -782,23 +782,43 @@ class Restic:
             args += ["--exclude", pattern]
         self._run("restore", args, on_line=_progress_reader(progress))
 
-    def list_files(self, snapshot: str) -> list[str]:
-        """``restic ls --json`` of a snapshot: its description, then one line per entry."""
-        stdout, _, _ = self._run("ls", ["ls", snapshot, "--json", "--no-lock"])
+    def list_files(
+        self, snapshot: str, *, tags: Sequence[str] = (), host: str | None = None
+    ) -> list[str]:
+        """``restic ls --json`` of a snapshot (``latest`` with ``tags`` and ``host``: the newest
+        carrying all of them): its description, then one line per entry."""
+        args = ["ls", snapshot, "--json", "--no-lock"]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        if host:
+            args += ["--host", host]
+        stdout, _, _ = self._run("ls", args)
         return stdout
 
     def restore_verified(
-        self, snapshot: str, target: str, *, include_file: str | None = None
-    ) -> tuple[int, list[str]]:
-        """Restore ``snapshot`` into ``target`` and read every restored file back against the
+        self,
+        snapshot: str,
+        target: str,
+        *,
+        include_file: str | None = None,
+        tags: Sequence[str] = (),
+        host: str | None = None,
+    ) -> tuple[int, list[str], list[str]]:
+        """Restore ``snapshot`` (``latest`` with ``tags`` and ``host``: the newest snapshot
+        carrying all of them) into ``target`` and read every restored file back against the
         blobs its tree names (``--verify``). Unlike ``restore``, a restore that could not
-        restore or verify some files is an answer, not an error: restic's exit code (0 or 1)
-        and its error lines, which name the files. Anything else raises."""
+        restore or verify some files is an answer, not an error: restic's exit code (0 or 1),
+        its output (the summary) and its error lines, which name the files. Anything else
+        raises."""
         args = ["restore", snapshot, "--target", target, "--sparse", "--verify", "--json"]
         if include_file:
             args += ["--include-file", include_file]
-        _, stderr, code = self._run("restore", args, ok=(0, 1))
-        return code, stderr
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        if host:
+            args += ["--host", host]
+        stdout, stderr, code = self._run("restore", args, ok=(0, 1))
+        return code, stdout, stderr
 
     def check_data(self, read_bytes: int) -> CheckResult:
         """``restic check``, reading a random ``read_bytes`` of the repository's packs too

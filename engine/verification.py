@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +53,20 @@ def listed_entries(lines: Iterable[str]) -> list[ListedEntry]:
         size = doc.get("size")
         found.append(ListedEntry(path, kind, size if isinstance(size, int) else 0))
     return found
+
+
+def listed_snapshot_id(lines: Iterable[str]) -> str:
+    """The snapshot's id, from the first line of ``restic ls --json``."""
+    for line in lines:
+        if not line.startswith("{"):
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("struct_type") == "snapshot":
+            return str(doc.get("id") or "")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,77 @@ def choose(entries: Sequence[ListedEntry], budget: int, seed: str) -> Selection:
             used += entry.size
     chosen.sort(key=lambda e: e.path)
     return Selection(tuple(chosen), used, len(files), total)
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    """restic's count of what a restore covered (``{"message_type": "summary"}``): entries
+    (files and folders) and bytes of the snapshot's tree, and how many of them it restored."""
+
+    total_files: int
+    files_restored: int
+    total_bytes: int
+    bytes_restored: int
+
+
+def restore_summary(lines: Iterable[str]) -> RestoreSummary | None:
+    """The summary among a ``restic restore --json`` run's output lines."""
+    for line in lines:
+        if '"summary"' not in line:
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("message_type") == "summary":
+            return RestoreSummary(
+                _count(doc.get("total_files")),
+                _count(doc.get("files_restored")),
+                _count(doc.get("total_bytes")),
+                _count(doc.get("bytes_restored")),
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class CopySize:
+    """What a restored copy holds: its entries (files, folders, links…) and its files' bytes."""
+
+    entries: int
+    files: int
+    bytes: int
+
+
+def copy_size(root: Path) -> CopySize:
+    """Walk the restored copy under ``root`` (links are not followed)."""
+    entries = files = size = 0
+    for folder, dirs, names in os.walk(root):
+        entries += len(dirs) + len(names)
+        for name in names:
+            info = os.lstat(os.path.join(folder, name))
+            if stat.S_ISREG(info.st_mode):
+                files += 1
+                size += info.st_size
+    return CopySize(entries, files, size)
+
+
+def summary_problems(summary: RestoreSummary | None, copy: CopySize) -> list[str]:
+    """Where the copy falls short of what restic's tree lists (restic said nothing of a file:
+    the counts are all there is to go by)."""
+    if summary is None:
+        return ["restic's restore gave no summary: what it covered is unknown"]
+    problems = []
+    if summary.files_restored < summary.total_files or summary.bytes_restored < summary.total_bytes:
+        problems.append(
+            f"restic restored {summary.files_restored} of {summary.total_files} files and "
+            f"folders, {summary.bytes_restored} of {summary.total_bytes} bytes"
+        )
+    if copy.entries != summary.total_files or copy.bytes != summary.total_bytes:
+        problems.append(
+            f"the restored copy holds {copy.entries} files and folders, {copy.bytes} bytes; "
+            f"the snapshot's tree lists {summary.total_files}, {summary.total_bytes} bytes"
+        )
+    return problems
 
 
 _KINDS = {
@@ -194,9 +280,12 @@ class SnapshotVerdict:
         what = f"{self.target} host {self.host} snapshot {self.snapshot}"
         if self.error:
             return f"{what}: not verified: {self.error}"
-        read = f"{self.files} of {self.total_files} files, {_size(self.bytes)}"
-        if self.files != self.total_files:
-            read += f" of {_size(self.total_bytes)}"
+        read = f"{self.files} files, {_size(self.bytes)}"
+        if self.files != self.total_files or self.bytes != self.total_bytes:
+            read = (
+                f"{self.files} of {self.total_files} files, {_size(self.bytes)} of "
+                f"{_size(self.total_bytes)}"
+            )
         if self.ok:
             return f"{what}: {read} restored and identical"
         listed = "; ".join(self.problems)

@@ -109,7 +109,7 @@ def test_a_backup_is_verified_after_it_and_a_damaged_pack_fails_the_next_naming_
     assert said["status"] == "True", said
     assert said["reason"] == "VerificationSucceeded"
     assert "PersistentVolumeClaim/shared host host-0 snapshot " in said["message"]
-    assert "4 of 4 files" in said["message"]
+    assert ": 4 files, " in said["message"]
     assert "restored and identical" in said["message"]
     assert verify_job_name(first) in said["message"]
     assert _events(kube, namespace, "VerificationSucceeded")

@@ -13,13 +13,20 @@ from hypothesis import strategies as st
 from engine.verification import (
     PROBLEMS_KEPT,
     TERMINATION_LIMIT,
+    CopySize,
     ListedEntry,
+    RestoreSummary,
     SnapshotVerdict,
     Verdict,
     choose,
     compare,
+    copy_size,
     listed_entries,
+    listed_snapshot_id,
     restore_problems,
+    restore_summary,
+    summary_problems,
+    verified_session,
 )
 
 LS = [
@@ -174,7 +181,7 @@ def test_a_clean_verdict_says_what_was_read_and_that_it_is_identical() -> None:
     v = verdict()
     assert v.ok
     assert v.says() == (
-        "session nightly-1765000000: Deployment/app host host-0 snapshot abcd1234: 3 of 3 files, "
+        "session nightly-1765000000: Deployment/app host host-0 snapshot abcd1234: 3 files, "
         "2.0 KiB restored and identical; restic check: no errors were found"
     )
 
@@ -231,3 +238,48 @@ def test_a_termination_log_of_any_json_shape_never_breaks_the_reader(doc: object
     assert back is not None
     assert all(s.files >= 0 for s in back.snapshots)
     back.says()
+
+
+def test_the_listing_names_its_snapshot() -> None:
+    line = '{"id":"073e4066aeda","short_id":"073e4066","struct_type":"snapshot"}'
+    assert listed_snapshot_id(["noise", line, *LS[1:]]) == "073e4066aeda"
+    assert listed_snapshot_id(LS[1:]) == ""
+
+
+def test_restics_summary_of_a_restore_is_read_from_its_output() -> None:
+    lines = [
+        '{"message_type":"verbose_status","action":"restored","item":"/d","size":0}',
+        '{"message_type":"summary","total_files":5,"files_restored":4,'
+        '"total_bytes":3200006,"bytes_restored":1442990}',
+    ]
+    assert restore_summary(lines) == RestoreSummary(5, 4, 3200006, 1442990)
+    assert restore_summary(lines[:1]) is None
+
+
+def test_a_copy_is_counted_as_restic_counts_a_tree(tmp_path: Path) -> None:
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "a").write_bytes(b"12345")
+    (tmp_path / "data" / "sub" / "b").write_bytes(b"1")
+    os.symlink("a", tmp_path / "data" / "link")
+    assert copy_size(tmp_path) == CopySize(entries=5, files=2, bytes=6)
+
+
+def test_a_copy_that_falls_short_of_the_tree_is_named_even_when_restic_said_nothing() -> None:
+    whole = RestoreSummary(5, 5, 100, 100)
+    assert summary_problems(whole, CopySize(5, 3, 100)) == []
+    short = summary_problems(whole, CopySize(4, 2, 60))
+    assert short == [
+        "the restored copy holds 4 files and folders, 60 bytes; the snapshot's tree lists 5, "
+        "100 bytes"
+    ]
+    partial = summary_problems(RestoreSummary(5, 4, 100, 40), CopySize(5, 3, 100))
+    assert partial[0] == "restic restored 4 of 5 files and folders, 40 of 100 bytes"
+    assert summary_problems(None, CopySize(0, 0, 0))
+
+
+def test_a_verified_condition_names_its_session() -> None:
+    assert verified_session("session nightly-1: PersistentVolumeClaim/a host host-0 ...") == (
+        "nightly-1"
+    )
+    assert verified_session("something else: x") == ""
+    assert verified_session("") == ""

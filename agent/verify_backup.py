@@ -47,6 +47,8 @@ from kube.types import BACKUP_SESSIONS
 
 log = logging.getLogger(__name__)
 
+CHECK_READ_LIMIT = 256 << 20  # bytes of random packs the check reads, at most
+
 
 @dataclass(frozen=True)
 class VerifyRequest:
@@ -204,7 +206,8 @@ def verify_hosts(
 ) -> tuple[list[SnapshotVerdict], CheckResult]:
     """Prove each host's snapshot of ``session`` within ``budget`` bytes (whole when it fits
     what is left, else a sample), then run ``restic check`` reading from random packs what
-    the restores left of the budget."""
+    the restores left of the budget, at most ``CHECK_READ_LIMIT`` (restic's check holds the
+    repository's exclusive lock: the backups that start meanwhile wait for it)."""
     verdicts: list[SnapshotVerdict] = []
     left = budget
     for host in hosts:
@@ -215,7 +218,7 @@ def verify_hosts(
             verdict = prove_sample(restic, host, tags, scratch, budget=left, seed=seed)
         left = max(left - verdict.bytes, 0)
         verdicts.append(verdict)
-    return verdicts, restic.check_data(left)
+    return verdicts, restic.check_data(min(left, CHECK_READ_LIMIT))
 
 
 def _named(problem: str, said: Sequence[str]) -> bool:

@@ -138,12 +138,15 @@ def verdict_condition(run: VerifyRun) -> tuple[bool, str, str]:
 
 def plan(
     settings: VerifySettings,
-    paused: bool,
     last: LastSuccess | None,
     runs: Sequence[VerifyRun],
     now: dt.datetime,
+    *,
+    paused: bool = False,
+    busy: bool = False,
 ) -> VerifyPlan:
-    """What to do about verification now."""
+    """What to do about verification now. ``busy``: a session of the invoker is under way (a
+    verification would compete with it for the repository's lock and its I/O: it waits)."""
     ordered = sorted(runs, key=lambda r: (r.created, r.name))
     if not settings.enabled:
         return VerifyPlan(remove_condition=True, delete=tuple(r.name for r in ordered))
@@ -151,7 +154,7 @@ def plan(
     newest_done = finished[-1] if finished else None
     condition = verdict_condition(newest_done) if newest_done is not None else None
     delete = tuple(r.name for r in finished[:-1])
-    if paused or last is None or any(not r.done for r in ordered):
+    if paused or busy or last is None or any(not r.done for r in ordered):
         return VerifyPlan(condition=condition, delete=delete)
     if settings.after_backup and not any(r.session == last.session for r in ordered):
         return VerifyPlan((last.session, None), condition, delete=delete)
@@ -278,7 +281,12 @@ class Verifier:
         """Carry out the plan: the invoker's conditions after it, and when to look again."""
         who = Obj(invoker)
         settings = verify_settings(invoker, self.by_default)
-        decided = plan(settings, who.spec.paused, last, self.runs(invoker), now)
+        busy = any(
+            Obj(s).status.phase in ("", "Pending", "Running")
+            for s in self.caches.sessions_of(who.namespace, who.name)
+            if Obj(s).spec.invoker.kind == who.kind
+        )
+        decided = plan(settings, last, self.runs(invoker), now, paused=who.spec.paused, busy=busy)
         for name in decided.delete:
             self.client.delete(JOBS, name, who.namespace, missing_ok=True)
             self.writes.record(who.namespace)

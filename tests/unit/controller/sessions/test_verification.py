@@ -55,19 +55,24 @@ def run(
 
 
 def test_a_session_that_just_succeeded_is_verified_after_it() -> None:
-    decided = plan(ON, False, LAST, [], NOW)
+    decided = plan(ON, LAST, [], NOW)
     assert decided.create == ("nightly-100", None)
     assert decided.condition is None
 
 
 def test_nothing_is_verified_before_a_session_succeeded_or_while_paused() -> None:
-    assert plan(ON, False, None, [], NOW).create is None
-    assert plan(ON, True, LAST, [], NOW).create is None
+    assert plan(ON, None, [], NOW).create is None
+    assert plan(ON, LAST, [], NOW, paused=True).create is None
+
+
+def test_no_verification_starts_while_a_session_of_the_invoker_runs() -> None:
+    assert plan(ON, LAST, [], NOW, busy=True).create is None
+    assert plan(ON, LAST, [], NOW, busy=False).create == ("nightly-100", None)
 
 
 def test_one_verification_runs_at_a_time() -> None:
     running = run("stash-verify-nightly-90", "nightly-90", ago=0.1, done=False)
-    decided = plan(ON, False, LAST, [running], NOW)
+    decided = plan(ON, LAST, [running], NOW)
     assert decided.create is None
     assert decided.recheck_at is None  # the Job's own events bring the invoker back
 
@@ -75,10 +80,10 @@ def test_one_verification_runs_at_a_time() -> None:
 def test_a_verified_session_is_verified_again_once_its_period_passed() -> None:
     done = run("stash-verify-nightly-100", "nightly-100", ago=3)
     assert done.finished is not None
-    early = plan(VerifySettings(every=dt.timedelta(hours=24)), False, LAST, [done], NOW)
+    early = plan(VerifySettings(every=dt.timedelta(hours=24)), LAST, [done], NOW)
     assert early.create is None
     assert early.recheck_at == done.finished + dt.timedelta(hours=24)
-    later = plan(VerifySettings(every=HOUR), False, LAST, [done], NOW)
+    later = plan(VerifySettings(every=HOUR), LAST, [done], NOW)
     assert later.create is not None
     session, again_at = later.create
     assert session == "nightly-100"
@@ -88,14 +93,14 @@ def test_a_verified_session_is_verified_again_once_its_period_passed() -> None:
 def test_without_after_backup_a_new_session_waits_for_the_period() -> None:
     done = run("stash-verify-nightly-90", "nightly-90", ago=3)
     settings = VerifySettings(after_backup=False, every=dt.timedelta(hours=24))
-    assert plan(settings, False, LAST, [done], NOW).create is None
-    assert plan(ON, False, LAST, [done], NOW).create == ("nightly-100", None)
+    assert plan(settings, LAST, [done], NOW).create is None
+    assert plan(ON, LAST, [done], NOW).create == ("nightly-100", None)
 
 
 def test_the_newest_finished_verification_is_the_condition_and_older_ones_go() -> None:
     old = run("stash-verify-nightly-80", "nightly-80", ago=30)
     newer = run("stash-verify-nightly-100", "nightly-100", ago=1)
-    decided = plan(ON, False, LAST, [newer, old], NOW)
+    decided = plan(ON, LAST, [newer, old], NOW)
     assert decided.delete == ("stash-verify-nightly-80",)
     assert decided.condition is not None
     ok, reason, message = decided.condition
@@ -137,7 +142,7 @@ def test_a_job_that_ended_without_a_verdict_is_not_a_verification() -> None:
 
 def test_turning_verification_off_removes_its_condition_and_jobs() -> None:
     done = run("stash-verify-nightly-100", "nightly-100", ago=1)
-    decided = plan(VerifySettings(enabled=False), False, LAST, [done], NOW)
+    decided = plan(VerifySettings(enabled=False), LAST, [done], NOW)
     assert decided.remove_condition
     assert decided.delete == ("stash-verify-nightly-100",)
     assert decided.create is None
@@ -145,7 +150,7 @@ def test_turning_verification_off_removes_its_condition_and_jobs() -> None:
 
 def test_planning_twice_on_the_same_state_decides_the_same() -> None:
     done = run("stash-verify-nightly-100", "nightly-100", ago=30)
-    assert plan(ON, False, LAST, [done], NOW) == plan(ON, False, LAST, [done], NOW)
+    assert plan(ON, LAST, [done], NOW) == plan(ON, LAST, [done], NOW)
 
 
 def test_the_annotations_tune_verification_and_a_bad_one_is_named() -> None:

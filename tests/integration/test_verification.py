@@ -159,6 +159,19 @@ def test_a_backup_is_verified_after_it_and_a_damaged_pack_fails_the_next_naming_
         "the older verification Job to go",
     )
     assert verify_jobs == [verify_job_name(second)]
+    # Reconciled again, twice: nothing is written, no Job made or removed.
+    key = ("BackupBatch", namespace, "nightly")
+    version = kube.get(BACKUP_BATCHES, "nightly", namespace)["metadata"]["resourceVersion"]
+    writes = operator.invokers.writes.in_namespace(namespace)
+    for _ in range(2):
+        operator.invokers.reconcile(key)
+    assert operator.invokers.writes.in_namespace(namespace) == writes
+    assert kube.get(BACKUP_BATCHES, "nightly", namespace)["metadata"]["resourceVersion"] == version
+    assert sorted(
+        j["metadata"]["name"]
+        for j in kube.list(JOBS, namespace)["items"]
+        if j["metadata"]["name"].startswith("stash-verify-")
+    ) == [verify_job_name(second)]
     metrics = generate_latest(operator.metrics.registry).decode()
     assert (
         "stash_backup_verification_success{"

@@ -1,7 +1,8 @@
 """The programs that run in users' pods, one command each: ``run-backup`` (the ``stash``
 sidecar), ``restore-init`` (``stash-init``), the backup and restore Jobs' steps (``backup-pvc``,
 ``backup-dump``, ``update-status``), ``run-hook`` (the hook Job), ``wipe-out`` (the wipe Job),
-``finish-session`` (the finish Job) and ``verify-backup`` (the verification Job).
+``finish-session`` (the finish Job), ``verify-backup`` (the verification Job) and
+``restore-preview`` (``kubectl stash restore --preview``'s Job).
 
 Each command imports what it uses when it runs: a sidecar or a Job step loads none of the
 webhook's server, the operator or certificate code (the import contracts in pyproject.toml).
@@ -175,6 +176,24 @@ def cmd_verify_backup(args: argparse.Namespace) -> int:
             return verify_in_pod(client, request, args.termination_log)
     finally:
         client.close()
+
+
+def cmd_restore_preview(args: argparse.Namespace) -> int:
+    from agent.restore_preview import PreviewRequest, preview_in_pod
+    from pods.preview import REPOSITORY_ENV
+
+    request = PreviewRequest(
+        namespace=args.namespace,
+        target_kind=args.target_kind,
+        target_name=args.target_name,
+        host=args.host,
+        snapshot=args.snapshot,
+        paths=tuple(p for p in args.paths.split(",") if p),
+        target_dir=args.target_dir,
+    )
+    return preview_in_pod(
+        os.environ.get(REPOSITORY_ENV, ""), Path(args.secret_dir), request, args.termination_log
+    )
 
 
 def cmd_finish_session(args: argparse.Namespace) -> int:
@@ -362,3 +381,18 @@ def _add_operator_job_commands(sub: Any) -> None:
     verify.add_argument("--termination-log", default="/dev/termination-log")
     verify.add_argument("--kubeconfig")
     verify.set_defaults(func=cmd_verify_backup)
+
+    preview = sub.add_parser(
+        "restore-preview",
+        help="preview Job (kubectl stash restore --preview): what a restore would change",
+    )
+    preview.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", DEFAULT_NAMESPACE))
+    preview.add_argument("--target-kind", required=True)
+    preview.add_argument("--target-name", required=True)
+    preview.add_argument("--host", required=True, help="the restic host whose snapshot")
+    preview.add_argument("--snapshot", default="latest")
+    preview.add_argument("--paths", default="", help="comma-separated: only these")
+    preview.add_argument("--target-dir", default="/", help="where the restore would write")
+    preview.add_argument("--secret-dir", required=True, help="the storage Secret, mounted")
+    preview.add_argument("--termination-log", default="/dev/termination-log")
+    preview.set_defaults(func=cmd_restore_preview)

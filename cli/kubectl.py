@@ -34,6 +34,7 @@ from kube.sessions import create_session
 from kube.types import BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
 
 PROG = "kubectl stash"
+RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
 ENDED_PHASES = ("Succeeded", "Failed", "Skipped", "Invalid")
 PROGRESS_REASONS = tuple(REASONS.values())
 BAR_WIDTH = 20
@@ -346,7 +347,65 @@ def cmd_check(client: Client, args: argparse.Namespace) -> int:
 # -- restore ---------------------------------------------------------------------------------
 
 
+def _restore_from_file(path: str, namespace: str) -> JSON:
+    """The one RestoreSession or RestoreBatch in a manifest (``-`` for standard input)."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    found = [d for d in docs if isinstance(d, dict) and d.get("kind") in RESTORE_KINDS]
+    if len(found) != 1:
+        raise ValueError(f"restore -f {path}: expected one RestoreSession or RestoreBatch")
+    restore = found[0]
+    given = (restore.get("metadata") or {}).get("namespace")
+    if given and given != namespace:
+        raise ValueError(f"restore -f {path}: it is for namespace {given}; give -n {given}")
+    return dict(restore)
+
+
+def _preview(client: Client, body: JSON, args: argparse.Namespace) -> int:
+    from cli.restore_preview import (
+        PreviewError,
+        default_image,
+        hosts_of,
+        render,
+        repository_of,
+        run_previews,
+    )
+
+    try:
+        repository = repository_of(client, body, args.namespace)
+        hosts = hosts_of(client, body, args.namespace)
+        image = args.image or default_image(client)
+        previews = run_previews(client, hosts, repository, image, timeout=args.timeout)
+    except PreviewError as exc:
+        raise Failed(f"restore --preview: {exc}") from None
+    print(render(previews, hosts))
+    return 1 if any(p.error for p in previews) else 0
+
+
 def cmd_restore(client: Client, args: argparse.Namespace) -> int:
+    body = (
+        _restore_from_file(args.filename, args.namespace)
+        if args.filename
+        else _restore_asked(client, args)
+    )
+    if args.preview:
+        return _preview(client, body, args)
+    if args.dry_run:
+        _print_object(body, args.output if args.output in ("json", "yaml") else "yaml")
+        return 0
+    kind = str(body["kind"])
+    made = client.create(body, args.namespace)
+    print(f"{kind.lower()}.stash.appscode.com/{made['metadata']['name']} created")
+    if not args.wait:
+        return 0
+    return _follow(client, kind, args.namespace, made["metadata"]["name"], args)
+
+
+def _restore_asked(client: Client, args: argparse.Namespace) -> JSON:
+    """The RestoreSession the command line asks for: the target, a snapshot, what its backup
+    says of it."""
+    if not args.target:
+        raise ValueError("restore: give TYPE/NAME, or -f FILE")
     kind_text, _, name = args.target.partition("/")
     found = TARGETS.get(kind_text.lower())
     if found is None or not name:
@@ -367,15 +426,7 @@ def cmd_restore(client: Client, args: argparse.Namespace) -> int:
         snapshot=args.snapshot,
         paths=tuple(p for p in (args.paths or "").split(",") if p),
     )
-    body = restore_session_for(request, backup_member_of(invokers, target))
-    if args.dry_run:
-        _print_object(body, args.output if args.output in ("json", "yaml") else "yaml")
-        return 0
-    made = client.create(body)
-    print(f"restoresession.stash.appscode.com/{made['metadata']['name']} created")
-    if not args.wait:
-        return 0
-    return _follow(client, "RestoreSession", args.namespace, made["metadata"]["name"], args)
+    return restore_session_for(request, backup_member_of(invokers, target))
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -440,7 +491,19 @@ def build_parser() -> argparse.ArgumentParser:
             )
     restore = add("restore", "create a RestoreSession from a snapshot", cmd_restore)
     restore.add_argument(
-        "target", help="deployment/NAME, statefulset/NAME, daemonset/NAME, pvc/NAME"
+        "target", nargs="?", help="deployment/NAME, statefulset/NAME, daemonset/NAME, pvc/NAME"
+    )
+    restore.add_argument(
+        "-f", "--filename", help="a RestoreSession or RestoreBatch manifest (- for stdin)"
+    )
+    restore.add_argument(
+        "--preview",
+        action="store_true",
+        help="say which files the restore would add, overwrite and leave alone (restic's dry "
+        "run against the live data, in a Job of yours), and change nothing",
+    )
+    restore.add_argument(
+        "--image", default="", help="the preview Job's image (default: the operator's)"
     )
     restore.add_argument("--snapshot", default="latest", help="a snapshot ID (default: latest)")
     restore.add_argument("--repository", help="default: the one its backup uses")

@@ -512,9 +512,9 @@ class Restic:
         stdout: list[str] = []
         for raw in proc.stdout or ():
             line = raw.decode(errors="replace").rstrip("\n")
-            if line.startswith('{"message_type":"status"'):
-                # Progress, up to 60 a second: handed on, never kept (memory would grow with
-                # the backup's length).
+            if line.startswith(('{"message_type":"status"', '{"message_type":"verbose_status"')):
+                # Progress, up to 60 a second, and -vv's line per file: handed on, never kept
+                # (memory would grow with the backup's length).
                 if on_line is not None:
                     on_line(line)
                 continue
@@ -571,8 +571,10 @@ class Restic:
         log.info("initialised restic repository %s", self.config.display)
         return True
 
-    def snapshots(self, host: str | None = None, tags: Sequence[str] = ()) -> list[Snapshot]:
-        args = ["snapshots"]
+    def snapshots(
+        self, host: str | None = None, tags: Sequence[str] = (), *, no_lock: bool = False
+    ) -> list[Snapshot]:
+        args = ["snapshots", *(["--no-lock"] if no_lock else [])]
         if host:
             args += ["--host", host]
         if tags:
@@ -819,6 +821,21 @@ class Restic:
             args += ["--host", host]
         stdout, stderr, code = self._run("restore", args, ok=(0, 1))
         return code, stdout, stderr
+
+    def restore_dry_run(
+        self,
+        snapshot: str,
+        target: str,
+        on_line: Callable[[str], None],
+        *,
+        include: Sequence[str] = (),
+    ) -> None:
+        """What restoring ``snapshot`` into ``target`` would do to what is there, written
+        nowhere (``--dry-run``, ``--no-lock``: not even a lock in the repository); restic's
+        line per file (``-vv``) goes to ``on_line``."""
+        args = ["restore", snapshot, "--target", target, "--dry-run", "--json", "-vv"]
+        args += ["--no-lock", *[a for path in include for a in ("--include", path)]]
+        self._run("restore", args, on_line=on_line)
 
     def check_data(self, read_bytes: int) -> CheckResult:
         """``restic check``, reading a random ``read_bytes`` of the repository's packs too

@@ -77,6 +77,8 @@ class Verification(Protocol):
         last: LastSuccess | None,
         repository: Repository | None,
         now: dt.datetime,
+        *,
+        refused: bool = False,
     ) -> tuple[list[JSON], dt.datetime | None]: ...
 
 
@@ -483,13 +485,19 @@ class InvokerReconciler:
     def _verification(
         self, invoker: JSON, facts: InvokerFacts, status: InvokerVerdict, now: dt.datetime
     ) -> InvokerVerdict:
-        """``BackupVerified``: a Ready invoker's newest successful session gets verified (an
-        invoker the boundary refuses, or one still missing what it needs, starts none)."""
+        """``BackupVerified``: a Ready invoker's newest successful session gets verified (one
+        still missing what it needs starts none; one the boundary refuses has its running
+        verification stopped)."""
         if self.verifier is None:
             return status
         usable = usable_repository(facts, status.conditions) if status.phase == "Ready" else None
         conditions, due = self.verifier.apply(
-            invoker, status.conditions, facts.last_success, usable, now
+            invoker,
+            status.conditions,
+            facts.last_success,
+            usable,
+            now,
+            refused=status.phase == "Invalid",
         )
         recheck = min((t for t in (status.recheck_at, due) if t is not None), default=None)
         return replace(status, conditions=conditions, recheck_at=recheck)

@@ -144,9 +144,12 @@ def plan(
     *,
     paused: bool = False,
     busy: bool = False,
+    refused: bool = False,
 ) -> VerifyPlan:
     """What to do about verification now. ``busy``: a session of the invoker is under way (a
-    verification would compete with it for the repository's lock and its I/O: it waits)."""
+    verification would compete with it for the repository's lock and its I/O: it waits).
+    ``refused``: the tenant boundary refuses the invoker (Invalid): a verification still
+    running is stopped, none starts."""
     ordered = sorted(runs, key=lambda r: (r.created, r.name))
     if not settings.enabled:
         return VerifyPlan(remove_condition=True, delete=tuple(r.name for r in ordered))
@@ -154,6 +157,9 @@ def plan(
     newest_done = finished[-1] if finished else None
     condition = verdict_condition(newest_done) if newest_done is not None else None
     delete = tuple(r.name for r in finished[:-1])
+    if refused:
+        running = tuple(r.name for r in ordered if not r.done)
+        return VerifyPlan(condition=condition, delete=delete + running)
     if paused or busy or last is None or any(not r.done for r in ordered):
         return VerifyPlan(condition=condition, delete=delete)
     if settings.after_backup and not any(r.session == last.session for r in ordered):
@@ -277,8 +283,12 @@ class Verifier:
         last: LastSuccess | None,
         repository: Repository | None,
         now: dt.datetime,
+        *,
+        refused: bool = False,
     ) -> tuple[list[JSON], dt.datetime | None]:
-        """Carry out the plan: the invoker's conditions after it, and when to look again."""
+        """Carry out the plan: the invoker's conditions after it, and when to look again.
+        ``repository``: the one the invoker may use now (None: it is not Ready, nothing
+        starts); ``refused``: the boundary refuses it (a running verification is stopped)."""
         who = Obj(invoker)
         settings = verify_settings(invoker, self.by_default)
         busy = any(
@@ -286,7 +296,15 @@ class Verifier:
             for s in self.caches.sessions_of(who.namespace, who.name)
             if Obj(s).spec.invoker.kind == who.kind
         )
-        decided = plan(settings, last, self.runs(invoker), now, paused=who.spec.paused, busy=busy)
+        decided = plan(
+            settings,
+            last,
+            self.runs(invoker),
+            now,
+            paused=who.spec.paused,
+            busy=busy,
+            refused=refused,
+        )
         for name in decided.delete:
             self.client.delete(JOBS, name, who.namespace, missing_ok=True)
             self.writes.record(who.namespace)

@@ -70,6 +70,15 @@ def test_no_verification_starts_while_a_session_of_the_invoker_runs() -> None:
     assert plan(ON, LAST, [], NOW, busy=False).create == ("nightly-100", None)
 
 
+def test_a_refused_invoker_has_its_running_verification_stopped_and_starts_none() -> None:
+    done = run("stash-verify-nightly-90", "nightly-90", ago=5)
+    running = run("stash-verify-nightly-100", "nightly-100", ago=0.1, done=False)
+    decided = plan(ON, LAST, [done, running], NOW, refused=True)
+    assert decided.delete == ("stash-verify-nightly-100",)  # the finished one is the record
+    assert decided.create is None
+    assert plan(ON, LAST, [], NOW, refused=True).create is None
+
+
 def test_one_verification_runs_at_a_time() -> None:
     running = run("stash-verify-nightly-90", "nightly-90", ago=0.1, done=False)
     decided = plan(ON, LAST, [running], NOW)

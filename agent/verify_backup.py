@@ -107,17 +107,26 @@ def _empty(scratch: Path) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
 
 
+@dataclass(frozen=True)
+class Pick:
+    """How restic is told which snapshot: ``latest`` with the owner's tags and the host (chosen
+    in the same run), or an id an owner-filtered listing gave."""
+
+    snapshot: str = "latest"
+    tags: tuple[str, ...] = ()
+    host: str | None = None
+
+
 def prove_whole(
-    restic: Restic, host: HostSnapshot, tags: Sequence[str], scratch: Path
+    restic: Restic, host: HostSnapshot, pick: Pick, scratch: Path, name: str = ""
 ) -> SnapshotVerdict:
-    """Restore the host's snapshot of the session (chosen by ``tags`` and host name in the
-    same restic run) whole into ``scratch``, restic reading every file back against its tree,
-    and hold the copy against restic's own count of the tree."""
-    base = SnapshotVerdict(host.target, host.host, host.name)
+    """Restore the host's snapshot of the session whole into ``scratch``, restic reading every
+    file back against its tree, and hold the copy against restic's own count of the tree."""
+    base = SnapshotVerdict(host.target, host.host, name or host.name)
     _empty(scratch)
     try:
         code, stdout, stderr = restic.restore_verified(
-            "latest", str(scratch), tags=tags, host=host.host
+            pick.snapshot, str(scratch), tags=pick.tags, host=pick.host
         )
         said = restore_problems(stderr)
         if code != 0 and not said:
@@ -145,17 +154,17 @@ def prove_whole(
 def prove_sample(
     restic: Restic,
     host: HostSnapshot,
-    tags: Sequence[str],
+    pick: Pick,
     scratch: Path,
     *,
     budget: int,
     seed: str,
 ) -> SnapshotVerdict:
-    """A snapshot larger than what is left of the budget: list it (chosen by ``tags`` and host
-    name), restore the files ``choose`` picks, and compare them with the listing."""
+    """A snapshot larger than what is left of the budget: list it, restore the files
+    ``choose`` picks, and compare them with the listing."""
     base = SnapshotVerdict(host.target, host.host, host.name)
     try:
-        lines = restic.list_files("latest", tags=tags, host=host.host)
+        lines = restic.list_files(pick.snapshot, tags=pick.tags, host=pick.host)
     except ResticError as exc:
         return replace(base, error=NO_SNAPSHOT if "no snapshot found" in exc.detail else str(exc))
     snapshot_id = listed_snapshot_id(lines)
@@ -194,10 +203,55 @@ def prove_sample(
         include_file.unlink(missing_ok=True)
 
 
+def legacy_pick(
+    restic: Restic, host: HostSnapshot, session: str, owner: SnapshotOwner
+) -> tuple[Pick, str] | None:
+    """The host's snapshot of the session as a version before the owner's tags wrote it
+    (``session:`` and ``target:`` only; it belongs to the Repository's namespace): found by
+    listing, kept only if the owner owns it."""
+    tags = [session_tag(session), f"{TARGET_PREFIX}{host.target}"]
+    own = [s for s in restic.snapshots(host=host.host, tags=tags) if owner.owns(s.tags)]
+    if not own:
+        return None
+    newest = max(own, key=lambda s: s.time)
+    return Pick(newest.id), newest.short_id
+
+
+def prove(
+    restic: Restic,
+    host: HostSnapshot,
+    owner: SnapshotOwner,
+    session: str,
+    *,
+    budget: int,
+    scratch: Path,
+    seed: str,
+) -> SnapshotVerdict:
+    """Prove the host's snapshot of ``session`` (whole when it fits ``budget``, else a sample),
+    chosen by the owner's tags; a snapshot an older version wrote, without them, by listing."""
+    tags = (*owner.tags, session_tag(session), f"{TARGET_PREFIX}{host.target}")
+    pick, name = Pick("latest", tags, host.host), ""
+    for _ in range(2):
+        if host.recorded_bytes <= budget:
+            verdict = prove_whole(restic, host, pick, scratch, name)
+        else:
+            verdict = prove_sample(restic, host, pick, scratch, budget=budget, seed=seed)
+        if verdict.error != NO_SNAPSHOT or pick.tags != tags:
+            return verdict
+        try:
+            legacy = legacy_pick(restic, host, session, owner)
+        except ResticError as exc:
+            return replace(verdict, error=str(exc))
+        if legacy is None:
+            return verdict
+        pick, name = legacy
+    return verdict
+
+
 def verify_hosts(
     restic: Restic,
     hosts: Sequence[HostSnapshot],
-    owner_tags: Sequence[str],
+    owner: SnapshotOwner,
     *,
     session: str,
     budget: int,
@@ -211,11 +265,7 @@ def verify_hosts(
     verdicts: list[SnapshotVerdict] = []
     left = budget
     for host in hosts:
-        tags = [*owner_tags, session_tag(session), f"{TARGET_PREFIX}{host.target}"]
-        if host.recorded_bytes <= left:
-            verdict = prove_whole(restic, host, tags, scratch)
-        else:
-            verdict = prove_sample(restic, host, tags, scratch, budget=left, seed=seed)
+        verdict = prove(restic, host, owner, session, budget=left, scratch=scratch, seed=seed)
         left = max(left - verdict.bytes, 0)
         verdicts.append(verdict)
     return verdicts, restic.check_data(min(left, CHECK_READ_LIMIT))
@@ -254,7 +304,7 @@ def verify(client: Client, request: VerifyRequest, now: dt.datetime) -> Verdict:
             verdicts, check = verify_hosts(
                 restic,
                 hosts,
-                owner.tags,
+                owner,
                 session=request.session,
                 budget=request.max_bytes,
                 scratch=request.scratch,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from agent.verify_backup import CHECK_READ_LIMIT, HostSnapshot, verify_hosts
 from api.repository import Repository
+from api.tags import SnapshotOwner
 from bench.backup import PASSWORD, init, write_data
 from devcluster.build import use_pinned_restic
 from engine.backend import backend_config
@@ -104,7 +105,7 @@ def verified(  # noqa: PLR0917 - one side of the comparison, all it needs
         verdicts, check = verify_hosts(
             r,
             [host],
-            ["namespace:bench", "invoker:BackupBatch/bench"],
+            SnapshotOwner("bench", "bench", "BackupBatch/bench"),
             session="bench-1",
             budget=budget,
             scratch=scratch,

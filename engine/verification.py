@@ -1,13 +1,14 @@
 """What a verified restore checks, as pure functions over restic's own words.
 
-A verification restores a snapshot into scratch space and proves the copy: every entry the
-snapshot lists (``restic ls --json``) is there with its type and size, and every file's content
-matches the blobs restic's tree names (``restic restore --verify``, which reads each restored
-file back and hashes it against the tree). What a budget lets it read is chosen here
-(``choose``), the copy is compared here (``compare``), restic's complaints about single files
-are read here (``restore_problems``), and the verdict that a verification Job leaves in its
-termination log for the operator is written and read here (``Verdict``), bounded to what a
-termination log holds and tolerant of anything else found there.
+A verification restores a snapshot into scratch space and proves the copy. restic reads every
+restored file back and hashes it against the blobs its tree names (``restore --verify``); what
+it could not restore or verify it names, file by file (``restore_problems``). A snapshot restored
+whole is then held against restic's own count of its tree (``restore_summary``, ``copy_size``,
+``summary_problems``); one larger than the budget is listed (``listed_entries``), a sample of its
+files chosen (``choose``) and each compared with the listing (``compare``). The verdict a
+verification Job leaves in its termination log for the operator is written and read here
+(``Verdict``), bounded to what a termination log holds and tolerant of anything else found
+there.
 """
 
 from __future__ import annotations

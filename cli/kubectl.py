@@ -489,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
             repo.add_argument(
                 "--all-owners", action="store_true", help="every namespace's snapshots"
             )
-    restore = add("restore", "create a RestoreSession from a snapshot", cmd_restore)
+    restore = add(
+        "restore", "restore from a snapshot, or preview what it would change", cmd_restore
+    )
     restore.add_argument(
         "target", nargs="?", help="deployment/NAME, statefulset/NAME, daemonset/NAME, pvc/NAME"
     )

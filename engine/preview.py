@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.restic import json_line
+from engine.results import read_count, read_text
+
 LISTED = 25  # paths kept per kind, in the termination log
 TEXT_LIMIT = 300
 KINDS = {"restored": "add", "updated": "overwrite", "unchanged": "leave"}
@@ -52,11 +55,8 @@ class Preview:
         """Account one line of restic's output; the line to log for it, if any."""
         if '"verbose_status"' not in line:
             return None
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            return None
-        if not isinstance(doc, dict) or doc.get("message_type") != "verbose_status":
+        doc = json_line(line)
+        if doc is None or doc.get("message_type") != "verbose_status":
             return None
         kind = KINDS.get(str(doc.get("action")))
         item, size = doc.get("item"), doc.get("size")
@@ -122,15 +122,13 @@ def _doc(preview: Preview) -> dict[str, Any]:
 
 
 def _text(value: object) -> str:
-    return value[:TEXT_LIMIT] if isinstance(value, str) else ""
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return read_text(value, TEXT_LIMIT)
 
 
 def _group(value: object) -> Group:
     doc = value if isinstance(value, dict) else {}
     paths = doc.get("paths")
     listed = [_text(p) for p in (paths if isinstance(paths, list) else [])[:LISTED]]
-    return Group(_count(doc.get("count")), _count(doc.get("bytes")), [p for p in listed if p])
+    return Group(
+        read_count(doc.get("count")), read_count(doc.get("bytes")), [p for p in listed if p]
+    )

@@ -28,7 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -365,16 +365,32 @@ def retention_flags(policy: RetentionPolicy) -> list[str]:
     return flags
 
 
+def json_line(line: str) -> dict[str, Any] | None:
+    """One line of restic's ``--json`` output as its object; None for any other line."""
+    if not line.startswith("{"):
+        return None
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def json_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The objects among restic's ``--json`` output lines (anything else skipped)."""
+    for line in lines:
+        doc = json_line(line)
+        if doc is not None:
+            yield doc
+
+
 def _words(line: str) -> str:
     """restic's words in a line: ``--json`` wraps a fatal error as an ``exit_error`` object."""
-    if line.startswith("{"):
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            return line
-        if isinstance(doc, dict) and doc.get("message_type") == "exit_error":
+    doc = json_line(line)
+    if doc is not None:
+        if doc.get("message_type") == "exit_error":
             return " ".join(str(doc.get("message", "")).split())
-        if isinstance(doc, dict) and doc.get("message_type") == "error":
+        if doc.get("message_type") == "error":
             error = doc.get("error") or {}
             words = error.get("message") if isinstance(error, dict) else error
             return f"{doc.get('item') or doc.get('during') or 'error'}: {words}"
@@ -390,13 +406,7 @@ def tail(lines: Sequence[str], count: int = _TAIL_LINES) -> str:
 def unreadable_items(stderr_lines: Sequence[str]) -> tuple[str, ...]:
     """The paths restic reported it could not read (``--json`` error messages on stderr)."""
     items: list[str] = []
-    for line in stderr_lines:
-        if not line.startswith("{"):
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
+    for doc in json_lines(stderr_lines):
         if doc.get("message_type") == "error" and doc.get("item"):
             items.append(_unreadable(str(doc["item"]), doc.get("error") or {}))
     return tuple(items)
@@ -965,11 +975,8 @@ def _progress_reader(progress: Progress | None) -> Callable[[str], None] | None:
 
 def parse_progress(line: str) -> HostProgress | None:
     """A ``status`` line of ``restic backup --json`` or ``restic restore --json``."""
-    try:
-        doc = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or doc.get("message_type") != "status":
+    doc = json_line(line)
+    if doc is None or doc.get("message_type") != "status":
         return None
     remaining = doc.get("seconds_remaining")
     bytes_done = doc.get("bytes_done", doc.get("bytes_restored")) or 0

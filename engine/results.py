@@ -23,11 +23,14 @@ if TYPE_CHECKING:
 RESULT_FILE = "result.json"
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
+def read_text(value: object, limit: int | None = None) -> str:
+    """A string written by a pod (a status, a termination log), whatever it is: "" when it is
+    not one; at most ``limit`` characters."""
+    return value[:limit] if isinstance(value, str) else ""
 
 
-def _count(value: object) -> int:
+def read_count(value: object) -> int:
+    """A count written by a pod, whatever it is: 0 when it is not a non-negative integer."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
@@ -65,15 +68,15 @@ class SnapshotResult:
         files = snap.get("fileStats")
         files = files if isinstance(files, dict) else {}
         return cls(
-            snapshot_id=_text(snap.get("name")),
-            path=_text(snap.get("path")),
-            total_bytes=parse_size(_text(snap.get("totalSize"))),
-            uploaded_bytes=parse_size(_text(snap.get("uploaded"))),
-            duration=parse_duration(_text(snap.get("processingTime"))).total_seconds(),
-            files_total=_count(files.get("totalFiles")),
-            files_new=_count(files.get("newFiles")),
-            files_modified=_count(files.get("modifiedFiles")),
-            files_unmodified=_count(files.get("unmodifiedFiles")),
+            snapshot_id=read_text(snap.get("name")),
+            path=read_text(snap.get("path")),
+            total_bytes=parse_size(read_text(snap.get("totalSize"))),
+            uploaded_bytes=parse_size(read_text(snap.get("uploaded"))),
+            duration=parse_duration(read_text(snap.get("processingTime"))).total_seconds(),
+            files_total=read_count(files.get("totalFiles")),
+            files_new=read_count(files.get("newFiles")),
+            files_modified=read_count(files.get("modifiedFiles")),
+            files_unmodified=read_count(files.get("unmodifiedFiles")),
         )
 
     def to_status(self) -> JSON:
@@ -122,14 +125,14 @@ class HostResult:
         stats = doc if isinstance(doc, dict) else {}
         snapshots = stats.get("snapshots")
         return cls(
-            hostname=_text(stats.get("hostname")),
+            hostname=read_text(stats.get("hostname")),
             phase="Succeeded" if stats.get("phase") == "Succeeded" else "Failed",
-            duration=parse_duration(_text(stats.get("duration"))).total_seconds(),
+            duration=parse_duration(read_text(stats.get("duration"))).total_seconds(),
             snapshots=tuple(
                 SnapshotResult.from_status(s)
                 for s in (snapshots if isinstance(snapshots, list) else [])
             ),
-            error=_text(stats.get("error")),
+            error=read_text(stats.get("error")),
         )
 
     def to_status(self) -> JSON:

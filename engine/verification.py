@@ -22,6 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from engine.restic import json_line, json_lines
+from engine.results import read_count, read_text
+
 TERMINATION_LIMIT = 3900  # bytes: the kubelet keeps 4096 of a termination message
 PROBLEMS_KEPT = 20  # per snapshot, in a verdict; the rest are counted
 TEXT_LIMIT = 300  # characters of any one string read back from a termination log
@@ -39,14 +42,8 @@ class ListedEntry:
 def listed_entries(lines: Iterable[str]) -> list[ListedEntry]:
     """The entries of ``restic ls --json`` output (its first line describes the snapshot)."""
     found: list[ListedEntry] = []
-    for line in lines:
-        if not line.startswith("{"):
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(doc, dict) or doc.get("struct_type", "node") != "node":
+    for doc in json_lines(lines):
+        if doc.get("struct_type", "node") != "node":
             continue
         path, kind = doc.get("path"), doc.get("type")
         if not isinstance(path, str) or not isinstance(kind, str):
@@ -58,14 +55,8 @@ def listed_entries(lines: Iterable[str]) -> list[ListedEntry]:
 
 def listed_snapshot_id(lines: Iterable[str]) -> str:
     """The snapshot's id, from the first line of ``restic ls --json``."""
-    for line in lines:
-        if not line.startswith("{"):
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and doc.get("struct_type") == "snapshot":
+    for doc in json_lines(lines):
+        if doc.get("struct_type") == "snapshot":
             return str(doc.get("id") or "")
     return ""
 
@@ -132,19 +123,13 @@ class RestoreSummary:
 
 def restore_summary(lines: Iterable[str]) -> RestoreSummary | None:
     """The summary among a ``restic restore --json`` run's output lines."""
-    for line in lines:
-        if '"summary"' not in line:
-            continue
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and doc.get("message_type") == "summary":
+    for doc in json_lines(line for line in lines if '"summary"' in line):
+        if doc.get("message_type") == "summary":
             return RestoreSummary(
-                _count(doc.get("total_files")),
-                _count(doc.get("files_restored")),
-                _count(doc.get("total_bytes")),
-                _count(doc.get("bytes_restored")),
+                read_count(doc.get("total_files")),
+                read_count(doc.get("files_restored")),
+                read_count(doc.get("total_bytes")),
+                read_count(doc.get("bytes_restored")),
             )
     return None
 
@@ -234,11 +219,8 @@ def restore_problems(stderr: Sequence[str]) -> list[str]:
     for line in stderr:
         text = line.strip()
         if text.startswith("{"):
-            try:
-                doc = json.loads(text)
-            except ValueError:
-                continue
-            if not isinstance(doc, dict) or doc.get("message_type") != "error":
+            doc = json_line(text)
+            if doc is None or doc.get("message_type") != "error":
                 continue
             error = doc.get("error")
             message = error.get("message") if isinstance(error, dict) else None
@@ -430,11 +412,7 @@ def _as_doc(verdict: Verdict) -> dict[str, Any]:
 
 
 def _text(value: object) -> str:
-    return value[:TEXT_LIMIT] if isinstance(value, str) else ""
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return read_text(value, TEXT_LIMIT)
 
 
 def _snapshot(doc: dict[str, Any]) -> SnapshotVerdict:
@@ -444,11 +422,11 @@ def _snapshot(doc: dict[str, Any]) -> SnapshotVerdict:
         target=_text(doc.get("target")),
         host=_text(doc.get("host")),
         snapshot=_text(doc.get("snapshot")),
-        files=_count(doc.get("files")),
-        bytes=_count(doc.get("bytes")),
-        total_files=_count(doc.get("total_files")),
-        total_bytes=_count(doc.get("total_bytes")),
+        files=read_count(doc.get("files")),
+        bytes=read_count(doc.get("bytes")),
+        total_files=read_count(doc.get("total_files")),
+        total_bytes=read_count(doc.get("total_bytes")),
         problems=tuple(p for p in listed[:PROBLEMS_KEPT] if p),
-        more_problems=_count(doc.get("more_problems")) + max(len(listed) - PROBLEMS_KEPT, 0),
+        more_problems=read_count(doc.get("more_problems")) + max(len(listed) - PROBLEMS_KEPT, 0),
         error=_text(doc.get("error")),
     )

@@ -47,7 +47,8 @@ def owner_reference(obj: JSON, *, controller: bool = True) -> JSON:
     }
 
 
-def _labels(invoker: JSON) -> dict[str, str]:
+def invoker_labels(invoker: JSON) -> dict[str, str]:
+    """The labels of everything the operator makes for an invoker: who manages it, whose."""
     return {
         "app.kubernetes.io/managed-by": "stash",
         c.INVOKER_TYPE_LABEL: invoker["kind"],
@@ -59,7 +60,7 @@ def _meta(invoker: JSON, name: str) -> JSON:
     return {
         "name": name,
         "namespace": invoker["metadata"]["namespace"],
-        "labels": _labels(invoker),
+        "labels": invoker_labels(invoker),
         "ownerReferences": [owner_reference(invoker)],
     }
 
@@ -283,12 +284,12 @@ def cronjob(invoker: JSON, image: str) -> JSON:
             "successfulJobsHistoryLimit": 1,
             "failedJobsHistoryLimit": 1,
             "jobTemplate": {
-                "metadata": {"labels": _labels(invoker)},
+                "metadata": {"labels": invoker_labels(invoker)},
                 "spec": {
                     "backoffLimit": 3,
                     "ttlSecondsAfterFinished": 3600,
                     "template": {
-                        "metadata": {"labels": _labels(invoker)},
+                        "metadata": {"labels": invoker_labels(invoker)},
                         "spec": _trigger_pod(invoker, image),
                     },
                 },

@@ -12,15 +12,14 @@ has one. Nothing of a tenant's backend is reached from the operator.
 
 from __future__ import annotations
 
-from api import constants as c
 from api.naming import backup_service_account, finish_job_name, label_value
 from api.objects import JSON
 from api.repository import Repository
 from api.views import Obj
+from controller.invokers.trigger import invoker_labels
 from controller.jobs.member_job import CACHE_DIR, SESSION_LABEL
-from controller.jobs.small_job import SmallJob, small_job
+from controller.jobs.small_job import SmallJob, repository_volumes, small_job
 from pods.hardening import field_env
-from pods.volumes import local_volume
 
 FINISH_CONTAINER = "finish"
 FINISH_DEADLINE = 6 * 3600  # seconds: a check of a large repository takes a while
@@ -30,18 +29,8 @@ FINISH_ATTEMPTS = 2
 def finish_job(session: JSON, invoker: JSON, repository: Repository | None, image: str) -> JSON:
     """The Job that does ``session``'s repository work its last host left undone."""
     meta, who = Obj(session).meta, Obj(invoker)
-    labels = {
-        "app.kubernetes.io/managed-by": "stash",
-        c.INVOKER_TYPE_LABEL: who.kind,
-        c.INVOKER_NAME_LABEL: label_value(who.name),
-        SESSION_LABEL: label_value(meta.name),
-    }
-    mounts: list[JSON] = [{"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH}]
-    volumes: list[JSON] = [{"name": c.TMP_DIR_VOLUME, "emptyDir": {}}]
-    local = local_volume(repository) if repository is not None else None
-    if local is not None:  # the repository's own volume, as the member Jobs mount it
-        volumes.append(local[0])
-        mounts.append(local[1])
+    labels = {**invoker_labels(invoker), SESSION_LABEL: label_value(meta.name)}
+    volumes, mounts = repository_volumes(repository)
     container: JSON = {
         "name": FINISH_CONTAINER,
         "image": image,

@@ -21,6 +21,7 @@ from api.naming import (
 )
 from api.objects import JSON
 from api.views import Obj, conditions_of
+from controller.invokers.trigger import invoker_labels
 from controller.jobs.member_job import SESSION_LABEL
 from controller.jobs.small_job import SmallJob, small_job
 from controller.runtime.loop import Writes
@@ -37,12 +38,7 @@ def hook_job(session: JSON, invoker: JSON, kind: str, image: str) -> JSON:
     """The Job that runs the batch's own hook ``kind`` for ``session``."""
     meta, who = Obj(session).meta, Obj(invoker)
     restoring = who.kind == "RestoreBatch"  # then the session is the RestoreBatch
-    labels = {
-        "app.kubernetes.io/managed-by": "stash",
-        c.INVOKER_TYPE_LABEL: who.kind,
-        c.INVOKER_NAME_LABEL: label_value(who.name),
-        HOOK_LABEL: kind,
-    }
+    labels = {**invoker_labels(invoker), HOOK_LABEL: kind}
     if not restoring:
         labels[SESSION_LABEL] = label_value(meta.name)
     account = (restore_service_account if restoring else backup_service_account)(who.name)

@@ -31,7 +31,7 @@ from api.repository import Repository
 from api.restore import Rule
 from api.views import Obj, items, part, text
 from controller.invokers.evaluation import DEFAULT_PVC_RESTORE_TASK, MemberView, RestoreView
-from controller.invokers.trigger import owner_reference
+from controller.invokers.trigger import invoker_labels, owner_reference
 from controller.jobs import claims
 from controller.jobs.builtin_tasks import DEFAULT_MOUNT_PATH
 from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
@@ -382,12 +382,7 @@ def _volumes(inputs: JobInputs, base: dict[str, str], containers: list[JSON]) ->
 
 
 def _labels(inputs: JobInputs) -> JSON:
-    labels = {
-        "app.kubernetes.io/managed-by": "stash",
-        c.INVOKER_TYPE_LABEL: inputs.invoker["kind"],
-        c.INVOKER_NAME_LABEL: label_value(inputs.invoker["metadata"]["name"]),
-        MEMBER_LABEL: str(inputs.member.index),
-    }
+    labels: JSON = {**invoker_labels(inputs.invoker), MEMBER_LABEL: str(inputs.member.index)}
     if not inputs.restoring:
         labels[SESSION_LABEL] = label_value(inputs.session["metadata"]["name"])
     return labels

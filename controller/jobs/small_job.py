@@ -9,9 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from api import constants as c
 from api.objects import JSON
+from api.repository import Repository
 from controller.invokers.trigger import owner_reference
 from pods.hardening import HARDENED_CONTAINER, RESTRICTED_POD, pod_settings
+from pods.volumes import local_volume
+
+
+def repository_volumes(repository: Repository | None) -> tuple[list[JSON], list[JSON]]:
+    """(volumes, mounts) of a small Job that runs restic: the scratch ``tmp-dir`` (restic's
+    cache) and the repository's own volume where it has one, as the member Jobs mount it."""
+    volumes: list[JSON] = [{"name": c.TMP_DIR_VOLUME, "emptyDir": {}}]
+    mounts: list[JSON] = [{"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH}]
+    local = local_volume(repository) if repository is not None else None
+    if local is not None:
+        volumes.append(local[0])
+        mounts.append(local[1])
+    return volumes, mounts
 
 
 @dataclass(frozen=True)

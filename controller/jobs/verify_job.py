@@ -17,10 +17,10 @@ from api.naming import backup_service_account, label_value, verify_job_name
 from api.objects import JSON
 from api.repository import Repository
 from api.views import Obj
+from controller.invokers.trigger import invoker_labels
 from controller.jobs.member_job import CACHE_DIR, SESSION_LABEL
-from controller.jobs.small_job import SmallJob, small_job
+from controller.jobs.small_job import SmallJob, repository_volumes, small_job
 from pods.hardening import field_env
-from pods.volumes import local_volume
 
 VERIFY_CONTAINER = "verify"
 VERIFY_LABEL = f"{c.GROUP}/verification"  # the invoker's name, on its verification Jobs
@@ -42,24 +42,15 @@ def verify_job(
     """The Job that verifies ``session`` of ``invoker`` (again, when ``again_at`` is set)."""
     who = Obj(invoker)
     labels = {
-        "app.kubernetes.io/managed-by": "stash",
-        c.INVOKER_TYPE_LABEL: who.kind,
-        c.INVOKER_NAME_LABEL: label_value(who.name),
+        **invoker_labels(invoker),
         VERIFY_LABEL: label_value(who.name),
         SESSION_LABEL: label_value(session),
     }
-    mounts: list[JSON] = [
-        {"name": c.TMP_DIR_VOLUME, "mountPath": c.TMP_DIR_MOUNT_PATH},
-        {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT},
-    ]
-    volumes: list[JSON] = [
-        {"name": c.TMP_DIR_VOLUME, "emptyDir": {}},
-        {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": str(max_bytes + SCRATCH_MARGIN)}},
-    ]
-    local = local_volume(repository) if repository is not None else None
-    if local is not None:  # the repository's own volume, as the member Jobs mount it
-        volumes.append(local[0])
-        mounts.append(local[1])
+    volumes, mounts = repository_volumes(repository)
+    volumes.insert(
+        1, {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": str(max_bytes + SCRATCH_MARGIN)}}
+    )
+    mounts.insert(1, {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT})
     container: JSON = {
         "name": VERIFY_CONTAINER,
         "image": image,

@@ -20,10 +20,10 @@ from api.objects import JSON
 from api.repository import Repository
 from api.views import Obj, items, part, text
 from controller.jobs.builtin_tasks import DEFAULT_MOUNT_PATH, PVC_RESTORE_FUNCTION
-from controller.jobs.outcome import job_complete, job_failure, last_words
+from controller.jobs.outcome import job_complete, job_failure, job_pods, last_words
 from engine.preview import Group, Preview
 from kube import AlreadyExists, Client, NotFound
-from kube.types import FUNCTIONS, JOBS, PODS, REPOSITORIES, WORKLOAD_TYPES
+from kube.types import FUNCTIONS, JOBS, REPOSITORIES, WORKLOAD_TYPES
 from pods.preview import PREVIEW_CONTAINER, PreviewHost, preview_job, preview_job_name
 
 TARGET_VOLUME = "target"
@@ -226,10 +226,7 @@ def _wait(client: Client, host: PreviewHost, deadline: float, poll: float) -> Pr
         job = client.get(JOBS, host.name, host.namespace)
         failure = job_failure(job)
         if job_complete(job) or failure is not None:
-            pods = items(
-                client.list(PODS, host.namespace, label_selector=f"job-name={host.name}"), "items"
-            )
-            words = last_words(pods, PREVIEW_CONTAINER)
+            words = last_words(job_pods(client, host.namespace, host.name), PREVIEW_CONTAINER)
             read = Preview.from_termination(words) if words else None
             if read is not None:
                 return read

@@ -26,6 +26,7 @@ from api.repository import Repository
 from api.tenancy import Subject, repository_refusal
 from api.views import Obj, items
 from controller.invokers.tenancy import read_tenancy
+from controller.jobs.outcome import job_pods
 from controller.jobs.wipe_job import WIPE_ATTEMPTS, wipe_objects, wipe_outcome
 from controller.runtime.caches import INVOKER_TYPES, JOBS, NAMESPACES, REPOSITORIES, Caches
 from controller.runtime.loop import Controller, Result, Writes
@@ -35,7 +36,6 @@ from kube import AlreadyExists, Client, Conflict, NotFound
 from kube.events import EventRecorder
 from kube.informer import ObjectKey
 from kube.status import write_status
-from kube.types import PODS
 
 log = logging.getLogger(__name__)
 WIPE_OUT_FINALIZER = f"{c.GROUP}/wipe-out"
@@ -264,8 +264,7 @@ class RepositoryReconciler:
                 pass  # made before a restart: the same Job, by name
             self._condition(repo, False, "WipeOutRunning", f"Job {name} is deleting the data")
             return None  # the Job's events bring the Repository back
-        pods = items(self.client.list(PODS, namespace, label_selector=f"job-name={name}"), "items")
-        outcome = wipe_outcome(job, pods)
+        outcome = wipe_outcome(job, job_pods(self.client, namespace, name))
         if not outcome.done:
             if outcome.attempts:
                 self._condition(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from api.conditions import is_true, parse_rfc3339
 from api.objects import JSON
-from api.views import Obj, conditions_of, text
+from api.views import Obj, conditions_of, items, text
 from kube import Client, KubeError
 from kube.types import PODS
 
@@ -114,7 +114,7 @@ def troubles(
             continue
         name = Obj(job).name
         try:
-            pods = client.list(PODS, namespace, label_selector=f"job-name={name}")["items"]
+            pods = job_pods(client, namespace, name)
         except KubeError:
             continue  # looked at again on the next pass
         trouble = job_trouble(pods, now)
@@ -133,6 +133,11 @@ def job_failure(job: JSON) -> str | None:
 
 def job_complete(job: JSON) -> bool:
     return is_true(Obj(job).status.conditions, "Complete")
+
+
+def job_pods(client: Client, namespace: str, job: str) -> list[JSON]:
+    """The pods of Job ``job`` (by the ``job-name`` label the Job controller gives them)."""
+    return items(client.list(PODS, namespace, label_selector=f"job-name={job}"), "items")
 
 
 def last_words(pods: Iterable[JSON], container: str) -> str:

@@ -28,9 +28,9 @@ from api.conditions import get_condition, parse_rfc3339, set_condition
 from api.objects import JSON
 from api.repository import Repository
 from api.units import parse_duration, parse_quantity
-from api.views import Obj, conditions_of, items, text
+from api.views import Obj, conditions_of, text
 from controller.invokers.staleness import LastSuccess
-from controller.jobs.outcome import job_complete, job_failure, last_words
+from controller.jobs.outcome import job_complete, job_failure, job_pods, last_words
 from controller.jobs.verify_job import VERIFY_CONTAINER, VERIFY_LABEL, verify_job
 from controller.runtime.caches import JOBS, Caches
 from controller.runtime.loop import Writes
@@ -38,7 +38,6 @@ from controller.runtime.owned import owned_by
 from engine.verification import Verdict
 from kube import AlreadyExists, Client, KubeError
 from kube.events import EventRecorder
-from kube.types import PODS
 
 log = logging.getLogger(__name__)
 
@@ -263,10 +262,9 @@ class Verifier:
                 return self._verdicts[uid]
         namespace, name = Obj(job).key
         try:
-            listed = self.client.list(PODS, namespace, label_selector=f"job-name={name}")
+            pods = [p for p in job_pods(self.client, namespace, name) if owned_by(p, uid)]
         except KubeError as exc:  # not remembered: read again on the next pass
             return None, f"its pods could not be read: {exc}"
-        pods = [p for p in items(listed, "items") if owned_by(p, uid)]
         said = last_words(pods, VERIFY_CONTAINER)
         verdict = Verdict.from_termination(said) if said else None
         found = (verdict, "" if verdict is not None else said[:300])

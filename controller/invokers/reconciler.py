@@ -59,7 +59,6 @@ from kube.status import write_status
 log = logging.getLogger(__name__)
 
 NOT_READY_RECHECK = 30.0
-ENDED = ("Succeeded", "Failed", "Skipped")
 RBAC_SETTLE = 2.0  # a sidecar refused right after its RoleBinding was written: asked again
 SCHEDULE_VERDICTS = 1024  # distinct schedules whose API-server verdict is remembered
 
@@ -160,7 +159,11 @@ class InvokerReconciler:
         session = Obj(obj)
         ref = session.spec.invoker
         # (one that ended otherwise lets a verification that waited for it start)
-        if session.status.phase in ENDED and ref.kind in INVOKER_TYPES and ref.name:
+        if (
+            session.status.phase in c.SESSION_TERMINAL_PHASES
+            and ref.kind in INVOKER_TYPES
+            and ref.name
+        ):
             controller.enqueue((ref.kind, session.namespace, ref.name))
 
     def _invoker_event(

@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from api.backup import BackupBatch, BackupConfiguration, BackupSession
 from api.base import CrdDefault, Format, IntOrString, Model, Opaque, Resource
+from api.blueprint import BackupBlueprint
 from api.constants import GROUP
 from api.objects import JSON
 from api.repository import Repository
@@ -100,6 +101,14 @@ KINDS: tuple[KindInfo, ...] = (
         ),
     ),
     KindInfo(BackupBatch, "backupbatches", columns=(_SCHEDULE, _PAUSED, _PHASE, AGE)),
+    KindInfo(
+        BackupBlueprint,
+        "backupblueprints",
+        namespaced=False,
+        short_names=("bb",),  # Stash's
+        columns=(PrinterColumn("Task", "string", ".spec.task.name"), _SCHEDULE, AGE),
+        has_status=False,
+    ),
     KindInfo(
         BackupSession,
         "backupsessions",

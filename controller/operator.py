@@ -18,6 +18,7 @@ from typing import Any
 
 from api import constants as c
 from api.objects import JSON
+from controller.invokers.auto_backup_reconciler import AutoBackupReconciler
 from controller.invokers.optin import OptInReconciler
 from controller.invokers.reconciler import InvokerReconciler
 from controller.invokers.schedule_metrics import ScheduleCollector, StalenessCollector
@@ -103,6 +104,7 @@ class Operator:
             ),
         )
         self.optin = OptInReconciler(client, self.caches)
+        self.auto_backup = AutoBackupReconciler(client, self.caches, options.namespace)
         # one judge of who works on a target: backups and restores never overlap on one
         self.target_use = TargetUse(self.caches)
         wiring = Wiring(
@@ -165,19 +167,28 @@ class Operator:
             Controller("sessions", self.sessions, workers, _session_fields, m),
             Controller("repositories", self.repositories, 1, _repository_fields, m),
             Controller("restores", self.restores, workers, _invoker_fields, m),
+            Controller("auto-backup", self.auto_backup, workers, _target_fields, m),
         ]
         self.invokers.register(controllers[0])
         self.optin.register(controllers[1])
         self.sessions.register(controllers[2])
         self.repositories.register(controllers[3])
         self.restores.register(controllers[4])
+        self.auto_backup.register(controllers[5])
         return controllers
 
     def writes_in(self, namespace: str) -> int:
         """How many API writes the reconcilers have made in ``namespace``."""
         return sum(
             r.writes.in_namespace(namespace)
-            for r in (self.invokers, self.optin, self.sessions, self.repositories, self.restores)
+            for r in (
+                self.invokers,
+                self.optin,
+                self.sessions,
+                self.repositories,
+                self.restores,
+                self.auto_backup,
+            )
         )
 
     def install_builtins(self) -> None:
@@ -293,6 +304,11 @@ class Operator:
 def _invoker_fields(key: tuple[str, str, str]) -> dict[str, str]:
     kind, namespace, name = key
     return {"namespace": namespace, "invoker": f"{kind}/{name}"}
+
+
+def _target_fields(key: tuple[str, str, str]) -> dict[str, str]:
+    kind, namespace, name = key
+    return {"namespace": namespace, "target": f"{kind}/{name}"}
 
 
 def _workload_fields(key: tuple[str, str, str]) -> dict[str, str]:

@@ -21,6 +21,7 @@ STASH = {
         ("RestoreBatch", V1BETA1, "restorebatches", True),
         ("Task", V1BETA1, "tasks", False),
         ("Function", V1BETA1, "functions", False),
+        ("BackupBlueprint", V1BETA1, "backupblueprints", False),
     )
 }
 BACKUP_BATCHES = STASH["BackupBatch"]
@@ -32,6 +33,7 @@ RESTORE_INVOKER_TYPES = {"RestoreSession": RESTORE_SESSIONS, "RestoreBatch": RES
 REPOSITORIES = STASH["Repository"]
 TASKS = STASH["Task"]
 FUNCTIONS = STASH["Function"]
+BACKUP_BLUEPRINTS = STASH["BackupBlueprint"]
 INVOKER_TYPES = {"BackupBatch": BACKUP_BATCHES, "BackupConfiguration": BACKUP_CONFIGURATIONS}
 
 NAMESPACES = ResourceType("v1", "namespaces", False, "Namespace")

@@ -20,9 +20,9 @@ import re
 from api import constants as c
 from api.hosts import ordinal_host, single_host
 from api.objects import JSON
+from api.substitution import substitute, substitute_all
 from controller.invokers.evaluation import RestoreView
 from controller.jobs.builtin_tasks import PVC_RESTORE_FUNCTION, UPDATE_STATUS_FUNCTION
-from controller.jobs.substitution import substitute, substitute_all
 
 POD_ORDINAL = "POD_ORDINAL"
 RESTORED_BY = f"{c.GROUP}/restored-by"  # annotation on a PVC the restore made: Kind/name

@@ -29,12 +29,12 @@ from api.naming import (
 from api.objects import JSON
 from api.repository import Repository
 from api.restore import Rule
+from api.substitution import SubstitutionError, substitute, substitute_all
 from api.views import Obj, items, part, text
 from controller.invokers.evaluation import DEFAULT_PVC_RESTORE_TASK, MemberView, RestoreView
 from controller.invokers.trigger import invoker_labels, owner_reference
 from controller.jobs import claims
 from controller.jobs.builtin_tasks import DEFAULT_MOUNT_PATH
-from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
 from controller.runtime.caches import FUNCTIONS, REPOSITORIES, TASKS, Caches
 from engine.restore import RestoreError, rule_for_host
 from pods.hardening import pod_settings, with_image_group

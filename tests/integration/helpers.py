@@ -20,7 +20,7 @@ import pytest
 
 from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import WEBHOOK_CLIENT_CA, free_port
-from kube import Client
+from kube import Client, ResourceType
 from kube.types import BACKUP_BATCHES, JOBS, NAMESPACES, PODS
 from tests import waiting
 from tests.manifests import ROOT, load_all
@@ -93,24 +93,31 @@ def tenant(kube: Client, namespace: str) -> Iterator[Client]:
         client.close()
 
 
-def invoker_ready(kube: Client, namespace: str, name: str, timeout: float = 60) -> None:
-    """Wait for BackupBatch ``name`` to be Ready; a timeout says what its status says."""
+def invoker_ready(
+    kube: Client,
+    namespace: str,
+    name: str,
+    timeout: float = 60,
+    rt: ResourceType = BACKUP_BATCHES,
+) -> None:
+    """Wait for BackupBatch (or ``rt``) ``name`` to be Ready; a timeout says what its status
+    says."""
     last: dict[str, Any] = {}
 
     def ready() -> bool:
         nonlocal last
-        last = kube.get(BACKUP_BATCHES, name, namespace).get("status") or {}
+        last = kube.get(rt, name, namespace).get("status") or {}
         return last.get("phase") == "Ready"
 
     try:
-        eventually(ready, timeout, f"BackupBatch {name} Ready")
+        eventually(ready, timeout, f"{rt.kind} {name} Ready")
     except pytest.fail.Exception:
         problems = [
             f"{cond['type']}={cond['status']}: {cond.get('message', '')}"
             for cond in last.get("conditions") or []
             if cond.get("status") != "True"
         ]
-        pytest.fail(f"BackupBatch {name} is {last.get('phase')!r}: {'; '.join(problems)}")
+        pytest.fail(f"{rt.kind} {name} is {last.get('phase')!r}: {'; '.join(problems)}")
 
 
 def owned_by(items: list[dict[str, Any]], kind: str, name: str) -> list[dict[str, Any]]:

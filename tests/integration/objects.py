@@ -66,21 +66,26 @@ def local_repository(
 def backend_repository(kube: Client, namespace: str, backend: JSON, password: str) -> None:
     """Secret ``repo-secret`` (its ``RESTIC_PASSWORD``) and Repository ``repo`` on ``backend``
     (``{"rest": {"url": ...}}``, say)."""
-    kube.create(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "repo-secret"},
-            "stringData": {"RESTIC_PASSWORD": password},
-        },
-        namespace,
-    )
+    storage_secret(kube, namespace, password)
     kube.create(
         {
             "apiVersion": "stash.appscode.com/v1alpha1",
             "kind": "Repository",
             "metadata": {"name": "repo"},
             "spec": {"backend": {**backend, "storageSecretName": "repo-secret"}},
+        },
+        namespace,
+    )
+
+
+def storage_secret(kube: Client, namespace: str, password: str = PASSWORD) -> None:
+    """Secret ``repo-secret``: the ``RESTIC_PASSWORD`` of a local or REST repository."""
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "repo-secret"},
+            "stringData": {"RESTIC_PASSWORD": password},
         },
         namespace,
     )

@@ -233,10 +233,11 @@ def test_short_names_match_stash(kind: str, short: list[str]) -> None:
     assert crd_for(kind_info(kind))["spec"]["names"]["shortNames"] == short
 
 
-def test_tasks_and_functions_are_cluster_scoped_and_the_rest_namespaced() -> None:
+def test_tasks_functions_and_blueprints_are_cluster_scoped_and_the_rest_namespaced() -> None:
     scopes = {info.kind: crd_for(info)["spec"]["scope"] for info in KINDS}
     assert scopes.pop("Task") == "Cluster"
     assert scopes.pop("Function") == "Cluster"
+    assert scopes.pop("BackupBlueprint") == "Cluster"
     assert set(scopes.values()) == {"Namespaced"}
 
 

@@ -11,12 +11,12 @@ import pytest
 from api import constants as c
 from api.conditions import get_condition, is_true
 from api.repository import Repository
+from api.substitution import SubstitutionError, substitute, substitute_all
 from api.units import parse_duration
 from controller.invokers.evaluation import evaluate, members_of
 from controller.invokers.validation import OPERATOR_VARIABLES
 from controller.jobs.builtin_tasks import builtin_objects
 from controller.jobs.member_job import JobError, JobInputs, build_job, variables
-from controller.jobs.substitution import SubstitutionError, substitute, substitute_all
 from controller.sessions.backup_status import (
     BACKUP,
     history_to_delete,

@@ -1,4 +1,5 @@
-"""``${VAR}`` and ``${VAR:=default}`` in Task / Function templates, as Stash substitutes them.
+"""``${VAR}`` and ``${VAR:=default}`` in templates, as Stash substitutes them: Task and Function
+steps, and the Repository and BackupConfiguration a BackupBlueprint generates.
 
 A variable without a value and without a default is an error that names it: a Job built with a
 silently empty flag would back up the wrong thing.

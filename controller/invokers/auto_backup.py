@@ -1,0 +1,267 @@
+"""Auto-backup, the pure part: what a target annotated with BackupBlueprints should have
+generated, as Stash generates it (docs/guides/auto-backup.md).
+
+A Deployment, StatefulSet, DaemonSet or PersistentVolumeClaim annotated with
+``stash.appscode.com/backup-blueprint: <name>[,<name>…]`` gets, per blueprint, a Repository
+and a BackupConfiguration named ``<kind>-<name>`` (``<kind>-<name>-<blueprint>`` each when it
+names several) in its own namespace: the blueprint's backend with the ``${TARGET_*}`` variables
+filled in, its schedule (or the target's ``stash.appscode.com/schedule``), task, retention,
+runtime settings and hooks, and the target itself, with a workload's paths and volume mounts
+from its ``target-paths`` and ``volume-mounts`` annotations. The BackupConfiguration is owned
+by the target; the Repository is not (it outlives the target: it is what a restore reads).
+
+``plan`` says what is wanted, and why a blueprint generates nothing (``problems``): an unknown
+blueprint, a variable without a value, missing or malformed annotations, a namespace the
+operator never acts in, a blueprint that would place objects in another namespace. What is
+generated is then judged by the same tenant boundary as anything a tenant writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from api.base import first_error
+from api.blueprint import (
+    BLUEPRINT_ANNOTATION,
+    GENERATED_BY_LABEL,
+    GENERATED_DIGEST_ANNOTATION,
+    SCHEDULE_ANNOTATION,
+    TARGET_PATHS_ANNOTATION,
+    VOLUME_MOUNTS_ANNOTATION,
+    BackupBlueprint,
+)
+from api.constants import PVC_KIND, V1ALPHA1, V1BETA1
+from api.naming import auto_backup_name, label_value
+from api.objects import JSON
+from api.substitution import SubstitutionError, substitute_all
+from api.views import Obj
+
+# What auto-backup generates for: each kind's API version and resource (``${TARGET_RESOURCE}``)
+TARGET_KINDS: Final = {
+    "Deployment": ("apps/v1", "deployments"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
+    "DaemonSet": ("apps/v1", "daemonsets"),
+    PVC_KIND: ("v1", "persistentvolumeclaims"),
+}
+# Whose objects are generated: the target, by kind/name (an annotation on what was generated)
+GENERATED_FOR_ANNOTATION: Final = "stash.appscode.com/generated-for"
+MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "stash"}
+# The BackupConfiguration fields a blueprint carries over as they are
+_CARRIED: Final = (
+    "schedule",
+    "task",
+    "retentionPolicy",
+    "runtimeSettings",
+    "tempDir",
+    "interimVolumeTemplate",
+    "backupHistoryLimit",
+    "hooks",
+    "timeOut",
+    "retryConfig",
+    "paused",
+)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One blueprint's Repository and BackupConfiguration for a target."""
+
+    blueprint: str
+    repository: JSON
+    invoker: JSON
+
+
+@dataclass(frozen=True)
+class Plan:
+    wanted: tuple[Generated, ...] = ()
+    # the blueprints that generate nothing now, and why: what they generated before is kept
+    held: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+def blueprint_names(annotations: Mapping[str, str]) -> list[str]:
+    """The blueprints a target's annotation names, in order, each once."""
+    names: list[str] = []
+    for name in (annotations.get(BLUEPRINT_ANNOTATION) or "").split(","):
+        if name.strip() and name.strip() not in names:
+            names.append(name.strip())
+    return names
+
+
+def generated_for(target: JSON) -> str:
+    """The mark generated objects carry of their target (``<Kind>/<name>``)."""
+    return f"{Obj(target).kind}/{Obj(target).name}"
+
+
+def plan(
+    target: JSON, blueprints: Mapping[str, JSON | None], *, forbidden_namespaces: frozenset[str]
+) -> Plan:
+    """What ``target`` (its ``kind`` set) should have generated from the blueprints its
+    annotation names (``blueprints``: by name, None for one that does not exist)."""
+    view = Obj(target)
+    names = blueprint_names(view.meta.annotations)
+    if not names or view.kind not in TARGET_KINDS:
+        return Plan()
+    where = f"{view.kind} {view.namespace}/{view.name}"
+    if view.namespace in forbidden_namespaces:
+        why = f"{where}: auto-backup never acts in namespace {view.namespace}"
+        return Plan(held=tuple(names), problems=(why,))
+    try:
+        target_part = _target(target)
+    except ValueError as exc:
+        return Plan(held=tuple(names), problems=(f"{where}: {exc}",))
+    wanted: list[Generated] = []
+    held: list[str] = []
+    problems: list[str] = []
+    for name in names:
+        try:
+            wanted.append(_generate(target, name, blueprints.get(name), target_part, len(names)))
+        except ValueError as exc:
+            held.append(name)
+            problems.append(f"BackupBlueprint {name}: {exc}")
+    return Plan(tuple(wanted), tuple(held), tuple(problems))
+
+
+def variables(target: JSON) -> dict[str, str]:
+    """The ``${TARGET_*}`` variables a blueprint may use, for ``target`` (as Stash fills them:
+    the kind in lower case)."""
+    view = Obj(target)
+    api_version, resource = TARGET_KINDS[view.kind]
+    return {
+        "TARGET_API_VERSION": api_version,
+        "TARGET_KIND": view.kind.lower(),
+        "TARGET_NAMESPACE": view.namespace,
+        "TARGET_NAME": view.name,
+        "TARGET_RESOURCE": resource,
+    }
+
+
+def _target(target: JSON) -> JSON:
+    """The BackupConfiguration's ``spec.target``; a workload's paths and volume mounts come
+    from its annotations, which it must have."""
+    view = Obj(target)
+    api_version, _ = TARGET_KINDS[view.kind]
+    out: JSON = {"ref": {"apiVersion": api_version, "kind": view.kind, "name": view.name}}
+    if view.kind == PVC_KIND:
+        return out
+    annotations = view.meta.annotations
+    paths = [p.strip() for p in (annotations.get(TARGET_PATHS_ANNOTATION) or "").split(",")]
+    paths = [p for p in paths if p]
+    if not paths:
+        raise ValueError(f"annotation {TARGET_PATHS_ANNOTATION} is required for a {view.kind}")
+    for path in paths:
+        if not path.startswith("/"):
+            raise ValueError(f"annotation {TARGET_PATHS_ANNOTATION}: {path!r} is not absolute")
+    out["paths"] = paths
+    out["volumeMounts"] = volume_mounts(annotations.get(VOLUME_MOUNTS_ANNOTATION) or "")
+    if not out["volumeMounts"]:
+        raise ValueError(f"annotation {VOLUME_MOUNTS_ANNOTATION} is required for a {view.kind}")
+    return out
+
+
+def volume_mounts(text: str) -> list[JSON]:
+    """``<volume>:<mountPath>[:<subPath>]``, comma-separated, as volume mounts."""
+    mounts: list[JSON] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        fields = item.split(":")
+        if len(fields) not in (2, 3) or not all(fields[:2]):
+            raise ValueError(
+                f"annotation {VOLUME_MOUNTS_ANNOTATION}: {item!r} is not "
+                "<volume>:<mountPath> or <volume>:<mountPath>:<subPath>"
+            )
+        if not fields[1].startswith("/"):
+            raise ValueError(
+                f"annotation {VOLUME_MOUNTS_ANNOTATION}: mount path {fields[1]!r} is not absolute"
+            )
+        mount: JSON = {"name": fields[0], "mountPath": fields[1]}
+        if len(fields) == 3 and fields[2]:
+            mount["subPath"] = fields[2]
+        mounts.append(mount)
+    return mounts
+
+
+def _generate(
+    target: JSON, name: str, blueprint: JSON | None, target_part: JSON, count: int
+) -> Generated:
+    if blueprint is None:
+        raise ValueError("not found (BackupBlueprints are cluster-scoped: kubectl get bb)")
+    try:
+        BackupBlueprint.model_validate(blueprint)
+    except ValidationError as exc:
+        where, words = first_error(exc)
+        raise ValueError(f"spec.{where}: {words}") from None
+    view = Obj(target)
+    spec: JSON = dict(Obj(blueprint).spec.raw)
+    for field in ("repoNamespace", "backupNamespace"):
+        other = spec.get(field)
+        if other and other != view.namespace:
+            raise ValueError(
+                f"spec.{field}: {other}: auto-backup generates in the target's own namespace "
+                f"({view.namespace}); a blueprint cannot place a target's backup in another"
+            )
+    spec = _substituted(spec, variables(target))
+    object_name = auto_backup_name(view.kind, view.name, name if count > 1 else None)
+    repository_spec: JSON = {k: spec[k] for k in ("backend", "wipeOut", "usagePolicy") if k in spec}
+    invoker_spec: JSON = {k: spec[k] for k in _CARRIED if spec.get(k) is not None}
+    schedule = view.meta.annotations.get(SCHEDULE_ANNOTATION)
+    if schedule:
+        invoker_spec["schedule"] = schedule.strip()
+    invoker_spec["repository"] = {"name": object_name}
+    invoker_spec["target"] = target_part
+    owner = {
+        "apiVersion": TARGET_KINDS[view.kind][0],
+        "kind": view.kind,
+        "name": view.name,
+        "uid": view.meta.uid,
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+    repository = _object("Repository", object_name, target, name, repository_spec)
+    invoker = _object("BackupConfiguration", object_name, target, name, invoker_spec)
+    invoker["metadata"]["ownerReferences"] = [owner]
+    invoker["metadata"]["annotations"][GENERATED_DIGEST_ANNOTATION] = digest([invoker_spec, owner])
+    return Generated(name, repository, invoker)
+
+
+def _substituted(spec: JSON, values: Mapping[str, str]) -> JSON:
+    """The blueprint's spec with the target's variables in its backend (every variable must
+    have a value) and task (other variables are the Task's own, filled in when it runs)."""
+    out = dict(spec)
+    try:
+        out["backend"] = substitute_all(spec.get("backend") or {}, values)
+    except SubstitutionError as exc:
+        raise ValueError(f"spec.backend: {exc} (known: {', '.join(sorted(values))})") from None
+    if spec.get("task"):
+        out["task"] = substitute_all(spec["task"], values, strict=False)
+    return out
+
+
+def _object(kind: str, name: str, target: JSON, blueprint: str, spec: JSON) -> JSON:
+    view = Obj(target)
+    return {
+        "apiVersion": V1ALPHA1 if kind == "Repository" else V1BETA1,
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": view.namespace,
+            "labels": {**MANAGED_BY, GENERATED_BY_LABEL: label_value(blueprint)},
+            "annotations": {
+                GENERATED_FOR_ANNOTATION: generated_for(target),
+                GENERATED_DIGEST_ANNOTATION: digest(spec),
+            },
+        },
+        "spec": spec,
+    }
+
+
+def digest(spec: Any) -> str:
+    """A short, stable digest of what was generated (it changes when the spec would)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

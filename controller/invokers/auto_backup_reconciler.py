@@ -1,0 +1,249 @@
+"""Auto-backup, the hand: keeps the Repository and BackupConfiguration each annotated target
+should have (``controller.invokers.auto_backup.plan``) and removes those it no longer should.
+
+Keys are (kind, namespace, name) of targets. A target is looked at when it changes, when a
+blueprint it names changes, and when something it generated is changed or deleted by someone
+else (it is put back). Generated objects are server-side applied under their own field manager
+and only when the cache shows them out of date (their digest, or a field changed under them),
+so a converged target costs no write. An object of a generated name that auto-backup did not
+generate for this target is never touched. When a blueprint generates nothing now (it is gone,
+or wrong), what it generated before is kept, and the target gets a Warning Event saying why;
+when the annotation no longer names it, its BackupConfiguration and then its Repository are
+deleted (the Repository's ``wipeOut`` decides whether its data goes too). A deleted target's
+BackupConfiguration goes with it (owner reference); its Repository stays, to restore from.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from api.blueprint import GENERATED_BY_LABEL, GENERATED_DIGEST_ANNOTATION
+from api.naming import label_value
+from api.objects import JSON
+from api.views import Obj
+from controller.invokers.auto_backup import (
+    GENERATED_FOR_ANNOTATION,
+    TARGET_KINDS,
+    Plan,
+    blueprint_names,
+    generated_for,
+    plan,
+)
+from controller.runtime.caches import (
+    BACKUP_CONFIGURATIONS,
+    DAEMONSETS,
+    DEPLOYMENTS,
+    PVCS,
+    REPOSITORIES,
+    STATEFULSETS,
+    Caches,
+)
+from controller.runtime.loop import Controller, Result, Writes
+from controller.runtime.owned import contains
+from kube import Client, KubeError, NotFound, ResourceType
+from kube.events import EventRecorder
+from kube.types import BACKUP_BLUEPRINTS
+
+log = logging.getLogger(__name__)
+
+TargetKey = tuple[str, str, str]  # kind, namespace, name
+TARGET_TYPES: Final[dict[str, ResourceType]] = {
+    "Deployment": DEPLOYMENTS,
+    "StatefulSet": STATEFULSETS,
+    "DaemonSet": DAEMONSETS,
+    "PersistentVolumeClaim": PVCS,
+}
+FIELD_MANAGER: Final = "stash-auto-backup"
+BY_BLUEPRINT: Final = "blueprints"  # targets' index: the blueprints they name
+BY_TARGET: Final = "generated-for"  # generated objects' index: <namespace>/<Kind>/<name>
+# deleted in this order: the BackupConfiguration first, so nothing backs up into a Repository
+# being removed
+GENERATED_TYPES: Final = (BACKUP_CONFIGURATIONS, REPOSITORIES)
+
+
+class AutoBackupReconciler:
+    def __init__(self, client: Client, caches: Caches, operator_namespace: str) -> None:
+        self.client = client
+        self.caches = caches
+        self.forbidden = frozenset({operator_namespace, "kube-system"})
+        self.writes = Writes()
+        self.events = EventRecorder(client, "stash-auto-backup")
+        self._said: dict[str, tuple[str, ...]] = {}  # target uid -> the problems last said
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def register(self, controller: Controller[TargetKey]) -> None:
+        for kind, rt in TARGET_TYPES.items():
+            informer = self.caches.informer(rt)
+            informer.add_index(BY_BLUEPRINT, lambda o: blueprint_names(Obj(o).meta.annotations))
+            informer.subscribe(on_upsert=controller.handler(self._keyer(kind)))
+        for rt in GENERATED_TYPES:
+            informer = self.caches.informer(rt)
+            informer.add_index(BY_TARGET, _generated_index)
+            informer.subscribe(
+                on_upsert=controller.handler(self._changed_generated),
+                on_delete=controller.handler(self._deleted_generated),
+            )
+        blueprints = self.caches.informer(BACKUP_BLUEPRINTS)
+        blueprints.subscribe(
+            on_upsert=lambda o: self._users_of(o, controller),
+            on_delete=lambda o: self._users_of(o, controller),
+        )
+
+    def _keyer(self, kind: str) -> Callable[[JSON], TargetKey | None]:
+        def key(obj: JSON) -> TargetKey | None:
+            """Only targets that name a blueprint, or had objects generated: nothing else of
+            the cluster's workloads costs a reconcile."""
+            view = Obj(obj)
+            named = blueprint_names(view.meta.annotations)
+            if named or self._generated(view.namespace, f"{kind}/{view.name}"):
+                return (kind, view.namespace, view.name)
+            return None
+
+        return key
+
+    def _changed_generated(self, obj: JSON) -> TargetKey | None:
+        """A generated object changed by someone else: its target looks again (our own
+        write's echo needs nothing)."""
+        return None if self.writes.echo(obj) else _generator_key(obj)
+
+    def _deleted_generated(self, obj: JSON) -> TargetKey | None:
+        self.writes.forget(obj)
+        return _generator_key(obj)
+
+    def _users_of(self, blueprint: JSON, controller: Controller[TargetKey]) -> None:
+        name = Obj(blueprint).name
+        for kind, rt in TARGET_TYPES.items():
+            for target in self.caches.informer(rt).by_index(BY_BLUEPRINT, name):
+                controller.enqueue((kind, *Obj(target).key))
+
+    def _generated(self, namespace: str, kind_name: str) -> list[JSON]:
+        """What auto-backup generated for a target, BackupConfigurations first."""
+        value = f"{namespace}/{kind_name}"
+        return [
+            {"kind": rt.kind, "apiVersion": rt.api_version, **obj}
+            for rt in GENERATED_TYPES
+            for obj in self.caches.informer(rt).by_index(BY_TARGET, value)
+        ]
+
+    # -- reconciling ----------------------------------------------------------------------
+
+    def reconcile(self, key: TargetKey) -> Result | None:
+        kind, namespace, name = key
+        rt = TARGET_TYPES[kind]
+        cached = self.caches.get(rt, namespace, name)
+        if cached is None or Obj(cached).meta.deleting:
+            return None  # its BackupConfigurations go with it; its Repositories stay
+        target = {"apiVersion": TARGET_KINDS[kind][0], **cached, "kind": kind}
+        names = blueprint_names(Obj(target).meta.annotations)
+        blueprints = {n: self.caches.get(BACKUP_BLUEPRINTS, "", n) for n in names}
+        wanted = plan(target, blueprints, forbidden_namespaces=self.forbidden)
+        problems = list(wanted.problems)
+        written: list[str] = []
+        for generated in wanted.wanted:
+            for obj in (generated.repository, generated.invoker):
+                problem, wrote = self._ensure(target, obj)
+                if problem is not None:
+                    problems.append(problem)
+                    break  # no BackupConfiguration without its Repository
+                if wrote:
+                    written.append(f"{obj['kind']} {Obj(obj).name}")
+        removed = self._remove_unwanted(target, wanted)
+        self._say(target, written, removed, problems)
+        return None
+
+    def _ensure(self, target: JSON, desired: JSON) -> tuple[str | None, bool]:
+        """Apply ``desired`` unless the cache shows it current: why it is left alone (or
+        None), and whether it was written."""
+        rt = REPOSITORIES if desired["kind"] == "Repository" else BACKUP_CONFIGURATIONS
+        namespace, name = Obj(desired).key
+        current = self.caches.get(rt, namespace, name)
+        if current is not None:
+            meta = Obj(current).meta
+            if meta.annotation(GENERATED_FOR_ANNOTATION) != generated_for(target):
+                why = "already exists and was not generated by auto-backup for this target"
+                return f"{desired['kind']} {namespace}/{name} {why}: left alone", False
+            same = meta.annotation(GENERATED_DIGEST_ANNOTATION) == Obj(desired).meta.annotation(
+                GENERATED_DIGEST_ANNOTATION
+            )
+            if same and contains(current.get("spec"), desired["spec"]):
+                return None, False
+        try:
+            applied = self.client.apply(desired, field_manager=FIELD_MANAGER)
+        except KubeError as exc:
+            return f"{desired['kind']} {namespace}/{name}: {exc}", False
+        self.writes.record(namespace, applied)
+        return None, True
+
+    def _remove_unwanted(self, target: JSON, wanted: Plan) -> list[str]:
+        """Delete what was generated for the target from a blueprint it no longer names; what
+        a blueprint that is named but generates nothing now (``held``) made is kept."""
+        keep = {Obj(g.invoker).name for g in wanted.wanted}
+        held = {label_value(name) for name in wanted.held}
+        removed = []
+        view = Obj(target)
+        for obj in self._generated(view.namespace, generated_for(target)):
+            meta = Obj(obj).meta
+            if meta.name in keep or meta.label(GENERATED_BY_LABEL) in held or meta.deleting:
+                continue
+            rt = REPOSITORIES if obj["kind"] == "Repository" else BACKUP_CONFIGURATIONS
+            try:
+                self.client.delete(rt, meta.name, meta.namespace, uid=meta.uid)
+            except NotFound:
+                continue
+            except KubeError as exc:
+                log.warning("could not delete %s %s: %s", obj["kind"], meta.name, exc)
+                continue
+            self.writes.record(meta.namespace)
+            removed.append(f"{obj['kind']} {meta.name}")
+        return removed
+
+    def _say(
+        self, target: JSON, written: list[str], removed: list[str], problems: list[str]
+    ) -> None:
+        """Events on the target: what was generated or removed, and (once per new set of
+        problems) why a blueprint generates nothing."""
+        if written:
+            self.events.record(
+                target,
+                "Normal",
+                "AutoBackupResourcesCreationSucceeded",
+                "generated " + ", ".join(written),
+            )
+        if removed:
+            self.events.record(
+                target,
+                "Normal",
+                "AutoBackupResourcesDeletionSucceeded",
+                "removed " + ", ".join(removed) + " (the annotation no longer names its blueprint)",
+            )
+        uid = Obj(target).meta.uid
+        said = tuple(problems)
+        if said and self._said.get(uid) != said:
+            self.events.record(
+                target, "Warning", "AutoBackupResourcesCreationFailed", "; ".join(problems)
+            )
+        if said:
+            self._said[uid] = said
+        else:
+            self._said.pop(uid, None)
+
+
+def _generated_index(obj: JSON) -> list[str]:
+    """``<namespace>/<Kind>/<name>`` of the target an object was generated for."""
+    meta = Obj(obj).meta
+    whose = meta.annotation(GENERATED_FOR_ANNOTATION)
+    if not whose or not meta.label(GENERATED_BY_LABEL):
+        return []
+    return [f"{meta.namespace}/{whose}"]
+
+
+def _generator_key(obj: JSON) -> TargetKey | None:
+    """The target a generated object belongs to (None for anything else)."""
+    found = _generated_index(obj)
+    if not found:
+        return None
+    namespace, kind, name = found[0].split("/", 2)
+    return (kind, namespace, name) if kind in TARGET_TYPES else None

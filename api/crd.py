@@ -105,7 +105,7 @@ KINDS: tuple[KindInfo, ...] = (
         BackupBlueprint,
         "backupblueprints",
         namespaced=False,
-        short_names=("bb",),  # Stash's
+        # Stash's short name ``bb`` is BackupBatch's in ``kubectl stash``: not taken.
         columns=(PrinterColumn("Task", "string", ".spec.task.name"), _SCHEDULE, AGE),
         has_status=False,
     ),

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from agent.host_backup import load_repository, open_repository
+from api.blueprint import GENERATED_BY_LABEL
 from api.constants import INVOKER_NAME_LABEL, INVOKER_TYPE_LABEL
 from api.crd import KINDS as CRD_KINDS
 from api.naming import label_value
@@ -29,9 +30,9 @@ from cli.restore_request import RestoreRequest, backup_member_of, restore_sessio
 from cli.table import print_table
 from engine.progress import REASONS, progress_of
 from engine.restic import ResticError, check_binary
-from kube import Client, KubeError, NotFound, ResourceType
+from kube import Client, Forbidden, KubeError, NotFound, ResourceType
 from kube.sessions import create_session
-from kube.types import BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
+from kube.types import BACKUP_CONFIGURATIONS, BACKUP_SESSIONS, EVENTS, INVOKER_TYPES, STASH
 
 PROG = "kubectl stash"
 RESTORE_KINDS = ("RestoreSession", "RestoreBatch")
@@ -45,6 +46,7 @@ ABBREVIATIONS = {
     "BackupSession": ("bs",),
     "RestoreSession": ("rs",),
     "RestoreBatch": ("rb",),
+    "BackupBlueprint": ("blueprint", "blueprints"),
 }
 # TYPE as a person types it → kind (kubectl's way: singular, plural, short name, any case),
 # from the CRDs' own names.
@@ -179,14 +181,16 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_describe(client: Client, args: argparse.Namespace) -> int:
     allowed = (*BACKUP_INVOKERS, "BackupSession", "RestoreSession", "RestoreBatch")
-    kind, name = _split(args.object, allowed, "describe")
+    kind, name = _split(args.object, (*allowed, "BackupBlueprint"), "describe")
     if kind is None:
         raise ValueError(f"describe: give TYPE/NAME, TYPE one of {', '.join(allowed)}")
     obj = {"kind": kind, **client.get(_type(kind), name, args.namespace)}
     if args.output in ("json", "yaml"):
         _print_object(obj, args.output)
         return 0
-    if kind in BACKUP_INVOKERS:
+    if kind == "BackupBlueprint":
+        print(describe.describe_blueprint(obj, _generated_by(client, name, args.namespace)))
+    elif kind in BACKUP_INVOKERS:
         selector = f"{INVOKER_TYPE_LABEL}={kind},{INVOKER_NAME_LABEL}={label_value(name)}"
         listed = client.list(BACKUP_SESSIONS, args.namespace, label_selector=selector)["items"]
         mine = [
@@ -198,6 +202,17 @@ def cmd_describe(client: Client, args: argparse.Namespace) -> int:
     else:
         print(_render(obj, _progress_events(client, obj)))
     return 0
+
+
+def _generated_by(client: Client, blueprint: str, namespace: str) -> list[JSON]:
+    """The BackupConfigurations a blueprint generated: in every namespace the caller may
+    list, else in ``namespace``."""
+    selector = f"{GENERATED_BY_LABEL}={label_value(blueprint)}"
+    try:
+        found = client.list(BACKUP_CONFIGURATIONS, None, label_selector=selector)["items"]
+    except Forbidden:
+        found = client.list(BACKUP_CONFIGURATIONS, namespace, label_selector=selector)["items"]
+    return [{"kind": "BackupConfiguration", **obj} for obj in found]
 
 
 def _render(obj: JSON, progress: dict[tuple[str, str], str]) -> str:

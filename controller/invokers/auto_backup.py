@@ -192,7 +192,9 @@ def _generate(
     target: JSON, name: str, blueprint: JSON | None, target_part: JSON, count: int
 ) -> Generated:
     if blueprint is None:
-        raise ValueError("not found (BackupBlueprints are cluster-scoped: kubectl get bb)")
+        raise ValueError(
+            "not found (BackupBlueprints are cluster-scoped: kubectl get backupblueprints)"
+        )
     try:
         BackupBlueprint.model_validate(blueprint)
     except ValidationError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 from api.objects import JSON
 from cli.describe import (
     describe_backup_session,
+    describe_blueprint,
     describe_invoker,
     describe_restore,
     status_rows,
@@ -279,3 +280,30 @@ def test_an_invoker_says_whether_its_newest_verification_found_differences() -> 
     }
     text = describe_invoker(invoker, [], dt.datetime(2026, 12, 7, tzinfo=dt.UTC))
     assert f"Verified:     no (VerificationFailed): {message}" in text.splitlines()
+
+
+def test_a_blueprint_says_where_when_and_what_it_generated_without_secrets() -> None:
+    blueprint = {
+        "kind": "BackupBlueprint",
+        "metadata": {"name": "daily"},
+        "spec": {
+            "backend": {
+                "s3": {"bucket": "backups", "prefix": "${TARGET_NAMESPACE}/${TARGET_NAME}"},
+                "storageSecretName": "s3-secret",
+            },
+            "schedule": "0 2 * * *",
+            "retentionPolicy": {"name": "keep", "keepLast": 3},
+        },
+    }
+    generated = {
+        "kind": "BackupConfiguration",
+        "metadata": {"name": "deployment-web", "namespace": "team-a"},
+        "spec": {"target": {"ref": {"kind": "Deployment", "name": "web"}}},
+        "status": {"phase": "Ready"},
+    }
+    text = describe_blueprint(blueprint, [generated])
+    assert "s3 backups/${TARGET_NAMESPACE}/${TARGET_NAME}" in text
+    assert "s3-secret (in each target's namespace)" in text
+    assert "0 2 * * *" in text
+    assert "team-a/deployment-web for Deployment/web: Ready" in text
+    assert "nothing yet" in describe_blueprint(blueprint, [])

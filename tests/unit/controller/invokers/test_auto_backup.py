@@ -149,7 +149,8 @@ def test_an_unknown_blueprint_is_named_and_held_while_the_others_generate() -> N
     assert [g.blueprint for g in result.wanted] == ["daily"]
     assert result.held == ("missing",)
     assert result.problems == (
-        "BackupBlueprint missing: not found (BackupBlueprints are cluster-scoped: kubectl get bb)",
+        "BackupBlueprint missing: not found "
+        "(BackupBlueprints are cluster-scoped: kubectl get backupblueprints)",
     )
 
 

@@ -10,11 +10,11 @@ generator fills in.
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from pydantic import Field
 
-from api.base import Model, Resource
+from api.base import CelRule, Model, Opaque, Resource
 from api.common import (
     BackupHooks,
     Duration,
@@ -68,3 +68,24 @@ class BackupBlueprint(Resource):
     KIND = "BackupBlueprint"
 
     spec: BackupBlueprintSpec
+
+
+class BackupTemplate(Resource):
+    """BackupTemplate: the name Stash's design proposal gave the blueprint before it shipped
+    as BackupConfigurationTemplate and then BackupBlueprint. No Stash release served it; the API
+    server refuses one with a message that says what to write instead."""
+
+    API_VERSION = V1BETA1
+    KIND = "BackupTemplate"
+    crd_rules = (
+        CelRule(
+            "false",
+            "BackupTemplate was a Stash design proposal that no release served: write a "
+            "BackupBlueprint (stash.appscode.com/v1beta1; the same backend, schedule, task and "
+            "retentionPolicy, with ${TARGET_NAMESPACE}, ${TARGET_KIND} and ${TARGET_NAME} in "
+            "the prefix) and annotate targets with stash.appscode.com/backup-blueprint "
+            "(docs/guides/auto-backup.md)",
+        ),
+    )
+
+    spec: Annotated[dict[str, Any], Opaque()] | None = None

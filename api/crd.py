@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 
 from api.backup import BackupBatch, BackupConfiguration, BackupSession
 from api.base import CrdDefault, Format, IntOrString, Model, Opaque, Resource
-from api.blueprint import BackupBlueprint
+from api.blueprint import BackupBlueprint, BackupTemplate
 from api.constants import GROUP
 from api.objects import JSON
 from api.repository import Repository
@@ -109,6 +109,8 @@ KINDS: tuple[KindInfo, ...] = (
         columns=(PrinterColumn("Task", "string", ".spec.task.name"), _SCHEDULE, AGE),
         has_status=False,
     ),
+    # Served only to refuse, with what to write instead (api.blueprint.BackupTemplate).
+    KindInfo(BackupTemplate, "backuptemplates", namespaced=False, has_status=False, categories=()),
     KindInfo(
         BackupSession,
         "backupsessions",

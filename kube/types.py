@@ -22,6 +22,7 @@ STASH = {
         ("Task", V1BETA1, "tasks", False),
         ("Function", V1BETA1, "functions", False),
         ("BackupBlueprint", V1BETA1, "backupblueprints", False),
+        ("BackupTemplate", V1BETA1, "backuptemplates", False),
     )
 }
 BACKUP_BATCHES = STASH["BackupBatch"]

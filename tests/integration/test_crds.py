@@ -86,6 +86,28 @@ def test_a_status_is_written_through_the_status_subresource_unchanged(
     assert kube.get(rt, created["metadata"]["name"], namespace)["status"] == doc["status"]
 
 
+def test_a_backup_template_of_stashs_design_proposal_is_refused_saying_what_to_write(
+    kube: Client,
+) -> None:
+    template = {
+        "apiVersion": "stash.appscode.com/v1beta1",
+        "kind": "BackupTemplate",
+        "metadata": {"name": "workload-data-backup-template"},
+        "spec": {
+            "backend": {
+                "gcs": {"bucket": "stash-backup-repo", "prefix": "${target.namespace}"},
+                "storageSecretName": "gcs-secret",
+            },
+            "schedule": "@every 1h",
+            "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+        },
+    }
+    with pytest.raises(Invalid) as refused:
+        kube.create(template)
+    assert "write a BackupBlueprint" in str(refused.value)
+    assert "stash.appscode.com/backup-blueprint" in str(refused.value)
+
+
 @pytest.mark.parametrize("doc", SAMPLES, ids=manifest_id)
 def test_every_sample_is_accepted(kube: Client, namespace: str, doc: dict[str, Any]) -> None:
     assert _create(kube, doc, namespace)["metadata"]["uid"]

@@ -238,6 +238,7 @@ def test_tasks_functions_and_blueprints_are_cluster_scoped_and_the_rest_namespac
     assert scopes.pop("Task") == "Cluster"
     assert scopes.pop("Function") == "Cluster"
     assert scopes.pop("BackupBlueprint") == "Cluster"
+    assert scopes.pop("BackupTemplate") == "Cluster"
     assert set(scopes.values()) == {"Namespaced"}
 
 

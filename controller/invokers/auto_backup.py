@@ -112,19 +112,27 @@ def plan(
     if view.namespace in forbidden_namespaces:
         why = f"{where}: auto-backup never acts in namespace {view.namespace}"
         return Plan(held=tuple(names), problems=(why,))
+    problems: list[str] = []
     try:
-        target_part = _target(target)
+        target_part: JSON | None = _target(target)
     except ValueError as exc:
-        return Plan(held=tuple(names), problems=(f"{where}: {exc}",))
+        target_part = None
+        problems.append(f"{where}: {exc}")
     wanted: list[Generated] = []
     held: list[str] = []
-    problems: list[str] = []
     for name in names:
+        blueprint = blueprints.get(name)
         try:
-            wanted.append(_generate(target, name, blueprints.get(name), target_part, len(names)))
+            if blueprint is None:
+                raise ValueError(
+                    "not found (BackupBlueprints are cluster-scoped: kubectl get backupblueprints)"
+                )
+            if target_part is not None:
+                wanted.append(_generate(target, name, blueprint, target_part, len(names)))
+                continue
         except ValueError as exc:
-            held.append(name)
             problems.append(f"BackupBlueprint {name}: {exc}")
+        held.append(name)
     return Plan(tuple(wanted), tuple(held), tuple(problems))
 
 
@@ -188,13 +196,7 @@ def volume_mounts(text: str) -> list[JSON]:
     return mounts
 
 
-def _generate(
-    target: JSON, name: str, blueprint: JSON | None, target_part: JSON, count: int
-) -> Generated:
-    if blueprint is None:
-        raise ValueError(
-            "not found (BackupBlueprints are cluster-scoped: kubectl get backupblueprints)"
-        )
+def _generate(target: JSON, name: str, blueprint: JSON, target_part: JSON, count: int) -> Generated:
     try:
         BackupBlueprint.model_validate(blueprint)
     except ValidationError as exc:

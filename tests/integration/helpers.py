@@ -20,7 +20,7 @@ import pytest
 
 from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import WEBHOOK_CLIENT_CA, free_port
-from kube import Client, ResourceType
+from kube import Client, NotFound, ResourceType
 from kube.types import BACKUP_BATCHES, JOBS, NAMESPACES, PODS
 from tests import waiting
 from tests.manifests import ROOT, load_all
@@ -106,7 +106,10 @@ def invoker_ready(
 
     def ready() -> bool:
         nonlocal last
-        last = kube.get(rt, name, namespace).get("status") or {}
+        try:
+            last = kube.get(rt, name, namespace).get("status") or {}
+        except NotFound:  # not made yet (a generated invoker)
+            return False
         return last.get("phase") == "Ready"
 
     try:

@@ -25,6 +25,7 @@ from kube.types import (
     BACKUP_SESSIONS,
     DEPLOYMENTS,
     EVENTS,
+    JOBS,
     PVCS,
     REPOSITORIES,
 )
@@ -138,7 +139,9 @@ def _backs_up_and_lets_go(
 
     # A session of the generated BackupConfiguration backs the PVC up through a real Job.
     session = create_session(kube, "BackupConfiguration", GENERATED, namespace)["metadata"]["name"]
-    runs = job_steps(kube, namespace, backup_job_name(session, 0))
+    job = backup_job_name(session, 0)
+    eventually(lambda: not _gone(kube, JOBS, namespace, job), 60, f"Job {job}")
+    runs = job_steps(kube, namespace, job)
     assert [r.returncode for r in runs] == [0, 0], [r.output for r in runs]
     ended = eventually(functools.partial(_session_ended, kube, namespace, session), 60, session)
     assert ended["phase"] == "Succeeded", ended

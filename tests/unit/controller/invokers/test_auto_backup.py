@@ -192,6 +192,14 @@ def test_a_workload_without_paths_or_mounts_is_told_which_annotation_it_lacks() 
         assert missing in result.problems[0]
 
 
+def test_an_unknown_blueprint_is_said_also_when_the_annotations_are_wrong() -> None:
+    annotations = {"stash.appscode.com/backup-blueprint": "gone"}
+    result = plan(deployment(annotations), {}, forbidden_namespaces=FORBIDDEN)
+    assert result.held == ("gone",)
+    assert "stash.appscode.com/target-paths" in result.problems[0]
+    assert result.problems[1].startswith("BackupBlueprint gone: not found")
+
+
 def test_a_blueprint_cannot_place_a_targets_backup_in_another_namespace() -> None:
     for field in ("repoNamespace", "backupNamespace"):
         result = plan(

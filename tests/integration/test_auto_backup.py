@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from api.blueprint import BLUEPRINT_ANNOTATION
+from api.constants import BACKUP_LABEL, SIDECAR_CONTAINER
 from api.naming import backup_job_name
 from api.objects import JSON
 from controller.operator import Operator
+from devcluster.images import Images
 from kube import Client, Forbidden, NotFound
 from kube.sessions import create_session
 from kube.types import (
@@ -26,10 +28,12 @@ from kube.types import (
     DEPLOYMENTS,
     EVENTS,
     JOBS,
+    PODS,
     PVCS,
     REPOSITORIES,
 )
 from tests.integration.helpers import (
+    WebhookProcess,
     eventually,
     fresh_namespace,
     invoker_ready,
@@ -37,7 +41,13 @@ from tests.integration.helpers import (
     shared_dir,
     tenant,
 )
-from tests.integration.objects import allow_host_path, pvc, restic_of, storage_secret
+from tests.integration.objects import (
+    allow_host_path,
+    pvc,
+    restic_of,
+    storage_secret,
+    workload,
+)
 from tests.integration.test_restic import make_data, tree
 
 GENERATED = "persistentvolumeclaim-shared"
@@ -190,6 +200,63 @@ def _backs_up_and_lets_go(
         assert len(restic.snapshots()) == 1
     removed = _events(kube, namespace, "shared", "AutoBackupResourcesDeletionSucceeded")
     assert removed, "no Event said what was removed"
+
+
+def _sidecar_ready(kube: Client, namespace: str, app: str) -> bool:
+    """A running pod of ``app`` carries the sidecar, every container ready."""
+    return any(
+        not p["metadata"].get("deletionTimestamp")
+        and SIDECAR_CONTAINER in {ct["name"] for ct in p["spec"]["containers"]}
+        and all(s.get("ready") for s in (p.get("status") or {}).get("containerStatuses") or [{}])
+        for p in kube.list(PODS, namespace, label_selector=f"app={app}")["items"]
+    )
+
+
+def test_a_deployment_annotated_as_stashs_docs_show_gets_its_sidecar_and_is_backed_up(
+    operator: Operator,
+    injecting_webhook: WebhookProcess,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    blueprint_name: str,
+    tmp_path: Path,
+) -> None:
+    repo_dir = shared_dir(tmp_path / "repos")
+    data = shared_dir(make_data(tmp_path / "source-data"))
+    allow_host_path(kube, namespace)
+    storage_secret(kube, namespace)
+    backend = {
+        "local": {
+            "mountPath": str(repo_dir),
+            "hostPath": {"path": str(repo_dir)},
+            "subPath": "${TARGET_NAMESPACE}/${TARGET_KIND}/${TARGET_NAME}",
+        }
+    }
+    _blueprint(kube, blueprint_name, backend)
+    app = workload("Deployment", "stash-demo", 1, data, images.app.name)
+    del app["spec"]["template"]["metadata"]["labels"][BACKUP_LABEL]  # a Stash user's Deployment
+    app["metadata"]["annotations"] = {
+        BLUEPRINT_ANNOTATION: blueprint_name,
+        "stash.appscode.com/target-paths": str(data),
+        "stash.appscode.com/volume-mounts": f"data:{data}",
+        "stash.appscode.com/schedule": "*/15 * * * *",
+    }
+    kube.create(app, namespace)
+    generated = "deployment-stash-demo"
+    invoker_ready(kube, namespace, generated, rt=BACKUP_CONFIGURATIONS)
+    spec = kube.get(BACKUP_CONFIGURATIONS, generated, namespace)["spec"]
+    assert spec["schedule"] == "*/15 * * * *"
+    assert spec["target"]["volumeMounts"] == [{"name": "data", "mountPath": str(data)}]
+    # The operator opts the Deployment in; its new pod gets the sidecar from the webhook.
+    eventually(lambda: _sidecar_ready(kube, namespace, "stash-demo"), 180, "the sidecar")
+    session = create_session(kube, "BackupConfiguration", generated, namespace)["metadata"]["name"]
+    ended = eventually(functools.partial(_session_ended, kube, namespace, session), 180, session)
+    assert ended["phase"] == "Succeeded", ended
+    with restic_of(repo_dir / namespace / "deployment" / "stash-demo") as restic:
+        (snapshot,) = restic.snapshots()
+        restored = tmp_path / "restored"
+        restic.restore(snapshot.id, str(restored))
+    assert tree(restored / str(data).lstrip("/")) == tree(data)
 
 
 def _deployment(kube: Client, namespace: str, name: str, annotations: JSON) -> None:

@@ -69,6 +69,18 @@ def _blueprint(kube: Client, name: str, backend: JSON, **spec: Any) -> JSON:
     )
 
 
+def _on_the_node(repo_dir: Path) -> JSON:
+    """A local backend on the node keeping each target's repository in a directory named by
+    the target (a cluster admin's choice)."""
+    return {
+        "local": {
+            "mountPath": str(repo_dir),
+            "hostPath": {"path": str(repo_dir)},
+            "subPath": "${TARGET_NAMESPACE}/${TARGET_KIND}/${TARGET_NAME}",
+        }
+    }
+
+
 @pytest.fixture
 def blueprint_name(kube: Client) -> Iterator[str]:
     """A cluster-wide name for this test's blueprint, which is deleted when the test ends."""
@@ -111,13 +123,7 @@ def test_an_annotated_pvc_is_backed_up_by_what_its_blueprint_generates_until_the
     # directory named by the target, and the namespace's allowance of a node repository.
     repo_dir = shared_dir(tmp_path / "repos")
     allow_host_path(kube, namespace)
-    backend = {
-        "local": {
-            "mountPath": str(repo_dir),
-            "hostPath": {"path": str(repo_dir)},
-            "subPath": "${TARGET_NAMESPACE}/${TARGET_KIND}/${TARGET_NAME}",
-        }
-    }
+    backend = _on_the_node(repo_dir)
     _blueprint(kube, blueprint_name, backend, task={"name": "pvc-backup"})
     _backs_up_and_lets_go(operator, kube, namespace, blueprint_name, repo_dir, tmp_path)
 
@@ -225,13 +231,7 @@ def test_a_deployment_annotated_as_stashs_docs_show_gets_its_sidecar_and_is_back
     data = shared_dir(make_data(tmp_path / "source-data"))
     allow_host_path(kube, namespace)
     storage_secret(kube, namespace)
-    backend = {
-        "local": {
-            "mountPath": str(repo_dir),
-            "hostPath": {"path": str(repo_dir)},
-            "subPath": "${TARGET_NAMESPACE}/${TARGET_KIND}/${TARGET_NAME}",
-        }
-    }
+    backend = _on_the_node(repo_dir)
     _blueprint(kube, blueprint_name, backend)
     app = workload("Deployment", "stash-demo", 1, data, images.app.name)
     del app["spec"]["template"]["metadata"]["labels"][BACKUP_LABEL]  # a Stash user's Deployment

@@ -43,6 +43,7 @@ from agent.host_restore import (
     restore_files,
     restore_host_dump,
 )
+from api.appbinding import PASSWORD_ENV
 from api.hooks import is_final_attempt
 from api.objects import JSON
 from engine.locks import holders_of
@@ -135,6 +136,16 @@ def backup_pvc(
         result = HostResult(job.hostname, "Failed", time.monotonic() - started, error=str(exc))
     result.save(opts.output_dir)
     return 0
+
+
+def lend_password(variable: str) -> None:
+    """Give the dump or restore command the database's password as ``variable`` (PGPASSWORD,
+    MYSQL_PWD, REDISCLI_AUTH…) when the target is an AppBinding with credentials (the
+    kubelet read them into ``TARGET_APP_PASSWORD``) and nothing set ``variable`` already
+    (``runtimeSettings.container.env`` wins). Never on a command line: /proc shows those."""
+    password = os.environ.get(PASSWORD_ENV)
+    if variable and password and not os.environ.get(variable):
+        os.environ[variable] = password
 
 
 def backup_dump(

@@ -64,6 +64,7 @@ def run_restore_step(client: Client, args: argparse.Namespace) -> int:
     job, opts = _host_restore(args), _step_options(args)
     step = os.environ.get("STASH_CONTAINER", args.command)  # the Job's container: hooks run here
     if args.command == "restore-dump":
+        job_steps.lend_password(args.password_env)
         return job_steps.restore_dump_step(
             client,
             job,
@@ -126,6 +127,7 @@ def _job_step(args: argparse.Namespace) -> int:
                 opts,
             )
         if args.command == "backup-dump":
+            job_steps.lend_password(args.password_env)
             return job_steps.backup_dump(client, job, args.dump_command, args.filename, opts)
         return job_steps.update_status_step(client, job, opts)
     finally:
@@ -340,6 +342,12 @@ def add_commands(sub: Any) -> None:
         if command == "backup-dump":
             step.add_argument("--dump-command", required=True, help="writes the dump to stdout")
             step.add_argument("--filename", required=True, help="the dump's name in the snapshot")
+            step.add_argument(
+                "--password-env",
+                default="",
+                help="the variable the dump tool reads its password from (PGPASSWORD…): set from "
+                "an AppBinding target's Secret unless already set",
+            )
         step.set_defaults(func=cmd_job_step)
 
 

@@ -108,6 +108,12 @@ def add_commands(sub: Any) -> None:
         else:
             restore.add_argument("--filename", required=True, help="the dump's name")
             restore.add_argument("--restore-command", required=True, help="reads the dump")
+            restore.add_argument(
+                "--password-env",
+                default="",
+                help="the variable the restore tool reads its password from (PGPASSWORD…): "
+                "set from an AppBinding target's Secret unless already set",
+            )
         # A restore Job's step (the pvc-restore Function): the invoker's rules choose the
         # snapshots, and the result is left in --output-dir for update-status.
         restore.add_argument(

@@ -15,6 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api import constants as c
+from api.appbinding import (
+    APPBINDING_KIND,
+    AppBindingError,
+    connection_variables,
+    credentials_env,
+    credentials_secret,
+)
 from api.backup import BackupTarget
 from api.hosts import single_host
 from api.naming import (
@@ -37,6 +44,8 @@ from controller.jobs import claims
 from controller.jobs.builtin_tasks import DEFAULT_MOUNT_PATH
 from controller.runtime.caches import FUNCTIONS, REPOSITORIES, TASKS, Caches
 from engine.restore import RestoreError, rule_for_host
+from kube import KubeError, NotFound
+from kube.types import APPBINDINGS
 from pods.hardening import pod_settings, with_image_group
 from pods.volumes import local_volume
 
@@ -62,6 +71,7 @@ class JobInputs:
     functions: dict[str, JSON]
     image: str
     ordinal: int | None = None  # restoring into new PVCs: the ordinal whose claims this Job fills
+    app_binding: JSON | None = None  # an AppBinding target: where its database is
 
     @property
     def restoring(self) -> bool:
@@ -122,7 +132,33 @@ def job_inputs(
         functions,
         image,
         ordinal,
+        _app_binding(caches, session, member),
     )
+
+
+def _app_binding(caches: Caches, session: JSON, member: MemberView | RestoreView) -> JSON | None:
+    """An AppBinding target, read when its Job is made (AppBindings are not watched: their CRD
+    is optional). Its credentials Secret is read by the Job's own pod, so the binding must be
+    in the Job's namespace."""
+    if member.kind != APPBINDING_KIND:
+        return None
+    namespace = Obj(session).namespace
+    if member.target_namespace != namespace:
+        raise JobError(
+            f"AppBinding {member.target_namespace}/{member.name}: an AppBinding target must be "
+            f"in the invoker's namespace ({namespace}), where the Job reads its Secret"
+        )
+    try:
+        binding = caches.client.get(APPBINDINGS, member.name, namespace)
+    except NotFound:
+        raise JobError(f"AppBinding {member.name} not found") from None
+    except KubeError as exc:
+        raise JobError(f"AppBinding {member.name}: {exc}") from None
+    try:
+        connection_variables(binding)
+    except AppBindingError as exc:
+        raise JobError(str(exc)) from None
+    return binding
 
 
 def _restore_variables(view: RestoreView, invoker: JSON, hostname: str) -> dict[str, str]:
@@ -205,6 +241,10 @@ def variables(inputs: JobInputs) -> dict[str, str]:
     }
     for key in ("Last", "Hourly", "Daily", "Weekly", "Monthly", "Yearly"):
         values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.keep(key))
+    # where a database target listens: its AppBinding's, or (a Service) <name>.<namespace>.svc
+    values["TARGET_APP_HOST"] = f"{view.name}.{view.target_namespace}.svc"
+    if inputs.app_binding is not None:
+        values.update(connection_variables(inputs.app_binding))
     if isinstance(view, RestoreView):
         values.update(_restore_variables(view, inputs.invoker, values["HOSTNAME"]))
         if inputs.ordinal is not None:
@@ -344,12 +384,20 @@ def _step_container(
             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
             # where the step runs: a member's exec hook naming this container runs here
             {"name": "STASH_CONTAINER", "value": name},
+            *_credentials(inputs),
         ],
     }
     settings = (
         (view.member.runtime_settings.container or {}) if view.member.runtime_settings else {}
     )
     return _with_settings(container, settings)
+
+
+def _credentials(inputs: JobInputs) -> list[JSON]:
+    """An AppBinding target's credentials, read from its Secret by the kubelet (the operator
+    never sees them)."""
+    secret = credentials_secret(inputs.app_binding) if inputs.app_binding else None
+    return credentials_env(secret) if secret else []
 
 
 def _volumes(inputs: JobInputs, base: dict[str, str], containers: list[JSON]) -> list[JSON]:

@@ -766,3 +766,58 @@ def test_a_held_forget_does_not_fail_the_backup_a_failed_one_does() -> None:
     assert repository_outcome([held, check]) is True
     assert repository_outcome([failed, check]) is False
     assert repository_outcome([held]) is None  # the check is still to come
+
+
+def test_an_appbinding_target_gives_where_and_who_and_its_secret_only_by_reference() -> None:
+    db = {
+        "target": {
+            "ref": {
+                "apiVersion": "appcatalog.appscode.com/v1alpha1",
+                "kind": "AppBinding",
+                "name": "shop",
+            }
+        },
+        "task": {"name": "t"},
+    }
+    invoker = _invoker(db)
+    binding = {
+        "metadata": {"name": "shop", "namespace": "demo"},
+        "spec": {
+            "clientConfig": {"service": {"name": "shop-pg", "port": 5433}},
+            "secret": {"name": "shop-auth"},
+        },
+    }
+    task = {"metadata": {"name": "t"}, "spec": {"steps": [{"name": "f"}]}}
+    fn = {
+        "spec": {
+            "image": "x",
+            "args": ["${TARGET_APP_HOST}:${TARGET_APP_PORT}", "${TARGET_APP_USER}"],
+        }
+    }
+    view = members_of(invoker)[0]
+    inputs = JobInputs(
+        _session(), invoker, view, _repo(), task, {"f": fn}, "img", app_binding=binding
+    )
+    container = build_job(inputs)["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["shop-pg.demo.svc:5433", "$(TARGET_APP_USERNAME)"]
+    refs = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container["env"]
+        if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]
+    }
+    assert refs == {
+        "TARGET_APP_USERNAME": {"name": "shop-auth", "key": "username", "optional": True},
+        "TARGET_APP_PASSWORD": {"name": "shop-auth", "key": "password", "optional": True},
+    }
+    # A Service target: the host is the Service's name in its namespace, nothing else is said.
+    service = _invoker(
+        {
+            "target": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "pg"}},
+            "task": {"name": "t"},
+        }
+    )
+    plain = {"spec": {"image": "x", "args": ["${TARGET_APP_HOST}", "${TARGET_APP_PORT:=5432}"]}}
+    job = build_job(
+        JobInputs(_session(), service, members_of(service)[0], _repo(), task, {"f": plain}, "img")
+    )
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["pg.demo.svc", "5432"]

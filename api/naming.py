@@ -33,11 +33,12 @@ def label_value(value: str) -> str:
     return f"{value[: LABEL_VALUE_MAX - 9].rstrip('-.')}-{digest}"
 
 
-def auto_backup_name(kind: str, name: str, blueprint: str | None = None) -> str:
+def auto_backup_name(prefix: str, name: str, blueprint: str | None = None) -> str:
     """The Repository and BackupConfiguration auto-backup generates for a target:
-    ``<kind>-<name>`` as Stash names them (``deployment-web``), and, for a target that names
-    several blueprints, ``<kind>-<name>-<blueprint>`` for each; at most 63 characters."""
-    base = f"{kind.lower()}-{name}"
+    ``<prefix>-<name>`` as Stash names them (``deployment-web``, ``app-orders-db``), and, for
+    a target that names several blueprints, ``<prefix>-<name>-<blueprint>`` for each; at most
+    63 characters."""
+    base = f"{prefix}-{name}"
     return fit(f"{base}-{blueprint}" if blueprint else base, JOB_NAME_MAX)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from api.appbinding import APPBINDING_KIND, APPCATALOG_V1ALPHA1
 from api.base import first_error
 from api.blueprint import (
     BLUEPRINT_ANNOTATION,
@@ -40,7 +41,7 @@ from api.constants import PVC_KIND, V1ALPHA1, V1BETA1
 from api.naming import auto_backup_name, label_value
 from api.objects import JSON
 from api.substitution import SubstitutionError, substitute_all
-from api.views import Obj
+from api.views import Obj, part, text
 
 # What auto-backup generates for: each kind's API version and resource (``${TARGET_RESOURCE}``)
 TARGET_KINDS: Final = {
@@ -48,7 +49,12 @@ TARGET_KINDS: Final = {
     "StatefulSet": ("apps/v1", "statefulsets"),
     "DaemonSet": ("apps/v1", "daemonsets"),
     PVC_KIND: ("v1", "persistentvolumeclaims"),
+    APPBINDING_KIND: (APPCATALOG_V1ALPHA1, "appbindings"),
 }
+# What generated names start with, as Stash's (ResourceKindShortForm): else the kind in lower case
+NAME_PREFIXES: Final = {APPBINDING_KIND: "app"}
+# On a target: ``params.stash.appscode.com/<name>: <value>`` adds a param to its Task
+PARAM_ANNOTATION_PREFIX: Final = "params.stash.appscode.com/"
 # Whose objects are generated: the target, by kind/name (an annotation on what was generated)
 GENERATED_FOR_ANNOTATION: Final = "stash.appscode.com/generated-for"
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "stash"}
@@ -141,13 +147,21 @@ def variables(target: JSON) -> dict[str, str]:
     the kind in lower case)."""
     view = Obj(target)
     api_version, resource = TARGET_KINDS[view.kind]
-    return {
+    values = {
         "TARGET_API_VERSION": api_version,
         "TARGET_KIND": view.kind.lower(),
         "TARGET_NAMESPACE": view.namespace,
         "TARGET_NAME": view.name,
         "TARGET_RESOURCE": resource,
     }
+    if view.kind == APPBINDING_KIND:  # what the database is (kubedb.com/postgres, its version)
+        app_type = text(view.spec.raw, "type")
+        group, _, app_resource = app_type.partition("/")
+        values["TARGET_APP_TYPE"] = app_type
+        values["TARGET_APP_GROUP"] = group
+        values["TARGET_APP_RESOURCE"] = app_resource
+        values["TARGET_APP_VERSION"] = text(view.spec.raw, "version")
+    return values
 
 
 def _target(target: JSON) -> JSON:
@@ -156,7 +170,7 @@ def _target(target: JSON) -> JSON:
     view = Obj(target)
     api_version, _ = TARGET_KINDS[view.kind]
     out: JSON = {"ref": {"apiVersion": api_version, "kind": view.kind, "name": view.name}}
-    if view.kind == PVC_KIND:
+    if view.kind in (PVC_KIND, APPBINDING_KIND):
         return out
     annotations = view.meta.annotations
     paths = [p.strip() for p in (annotations.get(TARGET_PATHS_ANNOTATION) or "").split(",")]
@@ -173,10 +187,10 @@ def _target(target: JSON) -> JSON:
     return out
 
 
-def volume_mounts(text: str) -> list[JSON]:
+def volume_mounts(annotation: str) -> list[JSON]:
     """``<volume>:<mountPath>[:<subPath>]``, comma-separated, as volume mounts."""
     mounts: list[JSON] = []
-    for item in (part.strip() for part in text.split(",")):
+    for item in (piece.strip() for piece in annotation.split(",")):
         if not item:
             continue
         fields = item.split(":")
@@ -212,12 +226,16 @@ def _generate(target: JSON, name: str, blueprint: JSON, target_part: JSON, count
                 f"({view.namespace}); a blueprint cannot place a target's backup in another"
             )
     spec = _substituted(spec, variables(target))
-    object_name = auto_backup_name(view.kind, view.name, name if count > 1 else None)
+    prefix = NAME_PREFIXES.get(view.kind, view.kind.lower())
+    object_name = auto_backup_name(prefix, view.name, name if count > 1 else None)
     repository_spec: JSON = {k: spec[k] for k in ("backend", "wipeOut", "usagePolicy") if k in spec}
     invoker_spec: JSON = {k: spec[k] for k in _CARRIED if spec.get(k) is not None}
     schedule = view.meta.annotations.get(SCHEDULE_ANNOTATION)
     if schedule:
         invoker_spec["schedule"] = schedule.strip()
+    task = _task(target, invoker_spec.get("task"))
+    if task:
+        invoker_spec["task"] = task
     invoker_spec["repository"] = {"name": object_name}
     invoker_spec["target"] = target_part
     owner = {
@@ -233,6 +251,25 @@ def _generate(target: JSON, name: str, blueprint: JSON, target_part: JSON, count
     invoker["metadata"]["ownerReferences"] = [owner]
     invoker["metadata"]["annotations"][GENERATED_DIGEST_ANNOTATION] = digest([invoker_spec, owner])
     return Generated(name, repository, invoker)
+
+
+def _task(target: JSON, task: JSON | None) -> JSON | None:
+    """The Task: the blueprint's, else (an AppBinding, as KubeDB makes them) the one its
+    ``spec.parameters.stash.addon.backupTask`` names; with the target's
+    ``params.stash.appscode.com/<name>`` annotations as params (they win)."""
+    view = Obj(target)
+    out = dict(task or {})
+    if not out.get("name") and view.kind == APPBINDING_KIND:
+        addon = part(part(part(view.spec.raw, "parameters"), "stash"), "addon")
+        out = dict(part(addon, "backupTask"))
+    params = {text(p, "name"): p for p in out.get("params") or [] if isinstance(p, dict)}
+    for key, value in view.meta.annotations.items():
+        if key.startswith(PARAM_ANNOTATION_PREFIX) and key[len(PARAM_ANNOTATION_PREFIX) :]:
+            name = key[len(PARAM_ANNOTATION_PREFIX) :]
+            params[name] = {"name": name, "value": value}
+    if params:
+        out["params"] = list(params.values())
+    return out or None
 
 
 def _substituted(spec: JSON, values: Mapping[str, str]) -> JSON:

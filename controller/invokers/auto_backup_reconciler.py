@@ -16,9 +16,10 @@ BackupConfiguration goes with it (owner reference); its Repository stays, to res
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
+from api.appbinding import APPBINDING_KIND
 from api.blueprint import GENERATED_BY_LABEL, GENERATED_DIGEST_ANNOTATION
 from api.naming import label_value
 from api.objects import JSON
@@ -44,7 +45,7 @@ from controller.runtime.loop import Controller, Result, Writes
 from controller.runtime.owned import contains
 from kube import Client, KubeError, NotFound, ResourceType
 from kube.events import EventRecorder
-from kube.types import BACKUP_BLUEPRINTS
+from kube.types import APPBINDINGS, BACKUP_BLUEPRINTS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,11 @@ class AutoBackupReconciler:
     def __init__(self, client: Client, caches: Caches, operator_namespace: str) -> None:
         self.client = client
         self.caches = caches
+        # AppBindings are watched when their CRD is served at start (it is optional: KubeDB's,
+        # or manifests/appbinding); one installed later is seen after the operator restarts
+        self.target_types = dict(TARGET_TYPES)
+        if _served(client, APPBINDINGS):
+            self.target_types[APPBINDING_KIND] = APPBINDINGS
         self.forbidden = frozenset({operator_namespace, "kube-system"})
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-auto-backup")
@@ -75,7 +81,7 @@ class AutoBackupReconciler:
     # -- wiring ----------------------------------------------------------------------------
 
     def register(self, controller: Controller[TargetKey]) -> None:
-        for kind, rt in TARGET_TYPES.items():
+        for kind, rt in self.target_types.items():
             informer = self.caches.informer(rt)
             informer.add_index(BY_BLUEPRINT, lambda o: blueprint_names(Obj(o).meta.annotations))
             informer.subscribe(on_upsert=controller.handler(self._keyer(kind)))
@@ -107,15 +113,15 @@ class AutoBackupReconciler:
     def _changed_generated(self, obj: JSON) -> TargetKey | None:
         """A generated object changed by someone else: its target looks again (our own
         write's echo needs nothing)."""
-        return None if self.writes.echo(obj) else _generator_key(obj)
+        return None if self.writes.echo(obj) else _generator_key(obj, self.target_types)
 
     def _deleted_generated(self, obj: JSON) -> TargetKey | None:
         self.writes.forget(obj)
-        return _generator_key(obj)
+        return _generator_key(obj, self.target_types)
 
     def _users_of(self, blueprint: JSON, controller: Controller[TargetKey]) -> None:
         name = Obj(blueprint).name
-        for kind, rt in TARGET_TYPES.items():
+        for kind, rt in self.target_types.items():
             for target in self.caches.informer(rt).by_index(BY_BLUEPRINT, name):
                 controller.enqueue((kind, *Obj(target).key))
 
@@ -132,8 +138,8 @@ class AutoBackupReconciler:
 
     def reconcile(self, key: TargetKey) -> Result | None:
         kind, namespace, name = key
-        rt = TARGET_TYPES[kind]
-        cached = self.caches.get(rt, namespace, name)
+        rt = self.target_types.get(kind)
+        cached = self.caches.get(rt, namespace, name) if rt else None
         if cached is None or Obj(cached).meta.deleting:
             return None  # its BackupConfigurations go with it; its Repositories stay
         target = {"apiVersion": TARGET_KINDS[kind][0], **cached, "kind": kind}
@@ -240,10 +246,19 @@ def _generated_index(obj: JSON) -> list[str]:
     return [f"{meta.namespace}/{whose}"]
 
 
-def _generator_key(obj: JSON) -> TargetKey | None:
+def _generator_key(obj: JSON, kinds: Mapping[str, ResourceType]) -> TargetKey | None:
     """The target a generated object belongs to (None for anything else)."""
     found = _generated_index(obj)
     if not found:
         return None
     namespace, kind, name = found[0].split("/", 2)
-    return (kind, namespace, name) if kind in TARGET_TYPES else None
+    return (kind, namespace, name) if kind in kinds else None
+
+
+def _served(client: Client, rt: ResourceType) -> bool:
+    """Whether the API server serves ``rt`` now (an optional CRD installed)."""
+    try:
+        client.resource_type(rt.api_version, rt.kind)
+    except KubeError:
+        return False
+    return True

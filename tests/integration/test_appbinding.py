@@ -7,18 +7,35 @@ from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+from api.blueprint import BLUEPRINT_ANNOTATION
 from api.objects import JSON
 from controller.operator import Operator
+from devcluster import ControlPlane
 from devcluster.images import Images
-from devcluster.services import Postgres
+from devcluster.services import Postgres, Service
 from kube import Client, NotFound
 from kube.sessions import create_session
-from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, CRDS, JOBS, RESTORE_SESSIONS
+from kube.types import (
+    BACKUP_BATCHES,
+    BACKUP_BLUEPRINTS,
+    BACKUP_CONFIGURATIONS,
+    BACKUP_SESSIONS,
+    CRDS,
+    JOBS,
+    RESTORE_SESSIONS,
+)
 from tests.factories import batch, restore_session
-from tests.integration.helpers import eventually, invoker_ready, job_steps
-from tests.integration.objects import repository
+from tests.integration.helpers import (
+    eventually,
+    invoker_ready,
+    job_steps,
+    running_operator,
+    shared_dir,
+)
+from tests.integration.objects import allow_host_path, repository, restic_of, storage_secret
 from tests.manifests import ROOT, load_all
 
 TABLE = (
@@ -63,22 +80,26 @@ def _ended(kube: Client, rt: object, namespace: str, name: str) -> JSON | None:
     return status if status.get("phase") in ("Succeeded", "Failed") else None
 
 
-def test_postgres_behind_an_appbinding_is_backed_up_and_restored_with_its_secrets_credentials(
-    operator: Operator,
-    kube: Client,
-    namespace: str,
-    images: Images,
-    postgres: Postgres,
-    tmp_path: Path,
-) -> None:
-    _install(kube, images)
+@dataclass(frozen=True)
+class Shop:
+    database: str
+    role: str
+    password: str
+    checksum: str
+
+
+def _shop(
+    kube: Client, namespace: str, postgres: Postgres, annotations: JSON | None = None
+) -> Shop:
+    """A database owned by a role that must give its password, its Secret, and AppBinding
+    ``shop`` saying where it is (with ``annotations``, and, when annotated, the backup Task
+    of its addon as KubeDB names it)."""
     suffix = namespace.replace("-", "_")
     database, role = f"shop_{suffix}", f"owner_{suffix}"
     password = uuid.uuid4().hex
     _password_required(postgres, role, password)
     postgres.psql(f"CREATE DATABASE {database} OWNER {role}")
     postgres.psql(f"SET ROLE {role}; {TABLE}", database)
-    original = postgres.psql(CHECKSUM, database)
     kube.create(
         {
             "apiVersion": "v1",
@@ -88,20 +109,39 @@ def test_postgres_behind_an_appbinding_is_backed_up_and_restored_with_its_secret
         },
         namespace,
     )
+    spec: JSON = {
+        "type": "kubedb.com/postgres",
+        "version": "16",
+        "clientConfig": {"url": f"postgresql://127.0.0.1:{postgres.port}/{database}"},
+        "secret": {"name": "shop-auth"},
+    }
+    meta: JSON = {"name": "shop"}
+    if annotations:
+        meta["annotations"] = annotations
+        spec["parameters"] = {"stash": {"addon": {"backupTask": {"name": "postgres-backup"}}}}
     kube.create(
         {
             "apiVersion": "appcatalog.appscode.com/v1alpha1",
             "kind": "AppBinding",
-            "metadata": {"name": "shop"},
-            "spec": {
-                "type": "kubedb.com/postgres",
-                "version": "16",
-                "clientConfig": {"url": f"postgresql://127.0.0.1:{postgres.port}/{database}"},
-                "secret": {"name": "shop-auth"},
-            },
+            "metadata": meta,
+            "spec": spec,
         },
         namespace,
     )
+    return Shop(database, role, password, postgres.psql(CHECKSUM, database))
+
+
+def test_postgres_behind_an_appbinding_is_backed_up_and_restored_with_its_secrets_credentials(
+    operator: Operator,
+    kube: Client,
+    namespace: str,
+    images: Images,
+    postgres: Postgres,
+    tmp_path: Path,
+) -> None:
+    _install(kube, images)
+    shop = _shop(kube, namespace, postgres)
+    database, role, password, original = shop.database, shop.role, shop.password, shop.checksum
     repository(kube, namespace, tmp_path / "repo")
     target = {
         "ref": {
@@ -156,3 +196,62 @@ def test_postgres_behind_an_appbinding_is_backed_up_and_restored_with_its_secret
     assert restored["phase"] == "Succeeded", restored
     assert postgres.psql(CHECKSUM, database) == original
     assert kube.get(BACKUP_BATCHES, "nightly", namespace)["status"]["phase"] == "Ready"
+
+
+def test_an_appbinding_annotated_with_a_blueprint_is_backed_up_by_its_addons_task(
+    kube: Client,
+    namespace: str,
+    images: Images,
+    postgres: Postgres,
+    pushgateway: Service,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    """Stash's database auto-backup: the blueprint names no Task; the AppBinding, as KubeDB
+    writes it, names its addon's; the generated ``app-<name>`` backs the database up."""
+    _install(kube, images)  # before the operator starts: it watches AppBindings if served
+    blueprint = f"pg-{namespace}"
+    repo_dir = shared_dir(tmp_path / "repos")
+    allow_host_path(kube, namespace)
+    storage_secret(kube, namespace)
+    kube.create(
+        {
+            "apiVersion": "stash.appscode.com/v1beta1",
+            "kind": "BackupBlueprint",
+            "metadata": {"name": blueprint},
+            "spec": {
+                "backend": {
+                    "local": {
+                        "mountPath": str(repo_dir),
+                        "hostPath": {"path": str(repo_dir)},
+                        "subPath": "${TARGET_NAMESPACE}/${TARGET_APP_RESOURCE}/${TARGET_NAME}",
+                    },
+                    "storageSecretName": "repo-secret",
+                },
+                "schedule": "*/5 * * * *",
+                "retentionPolicy": {"name": "keep-last-5", "keepLast": 5, "prune": True},
+            },
+        }
+    )
+    try:
+        with running_operator(
+            control_plane.kubeconfig, pushgateway_url=pushgateway.url, image=images.stash.name
+        ):
+            shop = _shop(kube, namespace, postgres, {BLUEPRINT_ANNOTATION: blueprint})
+            invoker_ready(kube, namespace, "app-shop", rt=BACKUP_CONFIGURATIONS)
+            spec = kube.get(BACKUP_CONFIGURATIONS, "app-shop", namespace)["spec"]
+            assert spec["task"] == {"name": "postgres-backup"}
+            made = create_session(kube, "BackupConfiguration", "app-shop", namespace)
+            session = made["metadata"]["name"]
+            ended = eventually(
+                functools.partial(_ended, kube, BACKUP_SESSIONS, namespace, session), 180, session
+            )
+            assert ended["phase"] == "Succeeded", ended
+    finally:
+        kube.delete(BACKUP_BLUEPRINTS, blueprint, missing_ok=True)
+    with restic_of(repo_dir / namespace / "postgres" / "shop") as restic:
+        (snapshot,) = restic.snapshots()
+        with restic.dump(snapshot.id, "/dumpfile.sql") as stream:
+            dump = stream.read().decode()
+    assert "CREATE TABLE public.items" in dump
+    assert shop.password not in dump

@@ -290,3 +290,67 @@ def test_any_annotations_give_objects_or_reasons_never_an_exception(
         assert len(generated.invoker["metadata"]["name"]) <= 63
         Repository.model_validate(generated.repository)
         BackupConfiguration.model_validate(generated.invoker)
+
+
+def test_an_appbinding_as_kubedb_makes_it_gets_app_named_objects_and_its_addons_task() -> None:
+    binding = {
+        "apiVersion": "appcatalog.appscode.com/v1alpha1",
+        "kind": "AppBinding",
+        "metadata": {
+            "name": "sample-mariadb",
+            "namespace": "demo",
+            "uid": "u",
+            "annotations": {
+                "stash.appscode.com/backup-blueprint": "mariadb-backup-template",
+                "params.stash.appscode.com/args": "--databases mysql",
+            },
+        },
+        "spec": {
+            "type": "kubedb.com/mariadb",
+            "version": "10.5.23",
+            "clientConfig": {"service": {"name": "sample-mariadb", "port": 3306}},
+            "parameters": {
+                "stash": {"addon": {"backupTask": {"name": "mariadb-backup-10.5.23"}}},
+            },
+        },
+    }
+    bp = blueprint("mariadb-backup-template")
+    bp["spec"]["backend"]["gcs"]["prefix"] = (
+        "mariadb-backup/${TARGET_NAMESPACE}/${TARGET_APP_RESOURCE}/${TARGET_NAME}"
+    )
+    (generated,) = plan(
+        binding, {"mariadb-backup-template": bp}, forbidden_namespaces=FORBIDDEN
+    ).wanted
+    repo, bc = generated.repository, generated.invoker
+    assert bc["metadata"]["name"] == repo["metadata"]["name"] == "app-sample-mariadb"
+    assert repo["spec"]["backend"]["gcs"]["prefix"] == "mariadb-backup/demo/mariadb/sample-mariadb"
+    assert bc["spec"]["task"] == {
+        "name": "mariadb-backup-10.5.23",
+        "params": [{"name": "args", "value": "--databases mysql"}],
+    }
+    assert bc["spec"]["target"] == {
+        "ref": {
+            "apiVersion": "appcatalog.appscode.com/v1alpha1",
+            "kind": "AppBinding",
+            "name": "sample-mariadb",
+        }
+    }
+    assert bc["metadata"]["ownerReferences"][0]["kind"] == "AppBinding"
+    BackupConfiguration.model_validate(bc)
+
+
+def test_a_blueprints_task_wins_and_param_annotations_override_its_params() -> None:
+    annotations = {
+        **STASH_DOCS_ANNOTATIONS,
+        "params.stash.appscode.com/level": "9",
+    }
+    bp = blueprint(
+        task={"name": "t", "params": [{"name": "level", "value": "1"}, {"name": "x", "value": "y"}]}
+    )
+    (generated,) = plan(
+        deployment(annotations), {"workload-backup-blueprint": bp}, forbidden_namespaces=FORBIDDEN
+    ).wanted
+    assert generated.invoker["spec"]["task"] == {
+        "name": "t",
+        "params": [{"name": "level", "value": "9"}, {"name": "x", "value": "y"}],
+    }

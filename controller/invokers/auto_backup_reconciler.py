@@ -76,7 +76,8 @@ class AutoBackupReconciler:
         self.forbidden = frozenset({operator_namespace, "kube-system"})
         self.writes = Writes()
         self.events = EventRecorder(client, "stash-auto-backup")
-        self._said: dict[str, tuple[str, ...]] = {}  # target uid -> the problems last said
+        # the problems last said of each target (forgotten once it has none, or is gone)
+        self._said: dict[TargetKey, tuple[str, ...]] = {}
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -141,6 +142,7 @@ class AutoBackupReconciler:
         rt = self.target_types.get(kind)
         cached = self.caches.get(rt, namespace, name) if rt else None
         if cached is None or Obj(cached).meta.deleting:
+            self._said.pop(key, None)
             return None  # its BackupConfigurations go with it; its Repositories stay
         target = {"apiVersion": TARGET_KINDS[kind][0], **cached, "kind": kind}
         names = blueprint_names(Obj(target).meta.annotations)
@@ -157,7 +159,7 @@ class AutoBackupReconciler:
                 if wrote:
                     written.append(f"{obj['kind']} {Obj(obj).name}")
         removed = self._remove_unwanted(target, wanted)
-        self._say(target, written, removed, problems)
+        self._say(key, target, (written, removed), problems)
         return None
 
     def _ensure(self, target: JSON, desired: JSON) -> tuple[str | None, bool]:
@@ -207,10 +209,15 @@ class AutoBackupReconciler:
         return removed
 
     def _say(
-        self, target: JSON, written: list[str], removed: list[str], problems: list[str]
+        self,
+        key: TargetKey,
+        target: JSON,
+        changes: tuple[list[str], list[str]],
+        problems: list[str],
     ) -> None:
         """Events on the target: what was generated or removed, and (once per new set of
         problems) why a blueprint generates nothing."""
+        written, removed = changes
         if written:
             self.events.record(
                 target,
@@ -225,16 +232,15 @@ class AutoBackupReconciler:
                 "AutoBackupResourcesDeletionSucceeded",
                 "removed " + ", ".join(removed) + " (the annotation no longer names its blueprint)",
             )
-        uid = Obj(target).meta.uid
         said = tuple(problems)
-        if said and self._said.get(uid) != said:
+        if said and self._said.get(key) != said:
             self.events.record(
                 target, "Warning", "AutoBackupResourcesCreationFailed", "; ".join(problems)
             )
         if said:
-            self._said[uid] = said
+            self._said[key] = said
         else:
-            self._said.pop(uid, None)
+            self._said.pop(key, None)
 
 
 def _generated_index(obj: JSON) -> list[str]:

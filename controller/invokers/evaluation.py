@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -336,45 +336,66 @@ def validation_problems(invoker: JSON, members: list[MemberView], facts: Invoker
     problems += validation.retry_problems(dict(spec.raw))
     if batch:
         problems += validation.hook_problems(spec.hooks, "spec.hooks")
-    seen: dict[tuple[str, str, str], int] = {}
-    for view in members:
-        where = view.where
-        if not view.kind or not view.name:
-            problems.append(f"{where}.target.ref: kind and name are required")
-            continue
-        if view.task is None and view.kind not in WORKLOAD_KINDS:
-            problems.append(
-                f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
-                "StatefulSets and DaemonSets are backed up by the sidecar)"
-            )
-        problems += _member_problems(view, facts)
-        key = (view.target_namespace, view.kind, view.name)
-        if key in seen:
-            problems.append(
-                f"{where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
-            )
-        seen[key] = view.index
+    problems += member_problems(members, facts, restoring=False)
     problems += boundary_problems(boundary_refusals(invoker, members, facts))
     return problems
 
 
-def _member_problems(view: MemberView, facts: InvokerFacts) -> list[str]:
+def member_problems(
+    members: Sequence[MemberRef],
+    facts: InvokerFacts,
+    *,
+    restoring: bool,
+    more: Callable[[Any], list[str]] = lambda view: [],
+) -> list[str]:
+    """What is wrong with the members of a backup or a restore invoker: one rule for both
+    (``more``: what the kind adds per member, e.g. a restore's new claims)."""
+    problems: list[str] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for view in members:
+        if not view.kind or not view.name:
+            problems.append(f"{view.where}.target.ref: kind and name are required")
+            continue
+        problems += _member_problems(view, facts, restoring) + more(view)
+        key = (view.target_namespace, view.kind, view.name)
+        if key in seen:
+            problems.append(
+                f"{view.where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
+            )
+        seen[key] = view.index
+    return problems
+
+
+def _member_problems(view: MemberRef, facts: InvokerFacts, restoring: bool) -> list[str]:
     where = view.where
     raw = view.member.to_dict()
     target = part(raw, "target")
+    mounts = items(target, "volumeMounts")
     problems = validation.temp_dir_problems(part(raw, "tempDir"), f"{where}.tempDir")
-    problems += validation.hook_problems(part(raw, "hooks"), f"{where}.hooks")
-    problems += validation.param_problems(part(raw, "task"), f"{where}.task")
     if view.task is None and view.kind in WORKLOAD_KINDS:
-        problems += validation.path_problems(items(target, "paths"), f"{where}.target.paths")
+        if not restoring:
+            problems += validation.path_problems(items(target, "paths"), f"{where}.target.paths")
+        elif not mounts:
+            problems.append(
+                f"{where}.target.volumeMounts: name the {view.kind}'s volumes to restore into "
+                "(and where stash-init mounts them: where they were backed up from)"
+            )
         problems += validation.mount_problems(
-            items(target, "volumeMounts"),
-            f"{where}.target.volumeMounts",
-            facts.workload_volumes.get(view.index),
+            mounts, f"{where}.target.volumeMounts", facts.workload_volumes.get(view.index)
         )
-    elif view.task is not None and facts.tasks_found.get(view.task) is False:
+    elif view.task is None:
+        how = (
+            "restored by the stash-init init container" if restoring else "backed up by the sidecar"
+        )
+        problems.append(
+            f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
+            f"StatefulSets and DaemonSets are {how})"
+        )
+    elif facts.tasks_found.get(view.task) is False:
         field_name = "task.name" if view.member.task and view.member.task.name else "task"
         problems.append(f"{where}.{field_name}: Task {view.task} not found")
+    problems += validation.hook_problems(part(raw, "hooks"), f"{where}.hooks")
+    problems += validation.param_problems(part(raw, "task"), f"{where}.task")
     return problems
 
 

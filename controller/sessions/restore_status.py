@@ -28,10 +28,9 @@ from api import constants as c
 from api.conditions import is_true, parse_rfc3339
 from api.hooks import HookKind
 from api.objects import JSON
-from api.pod_members import WORKLOAD_KINDS
 from api.restore import RestoreMember
 from api.tenancy import Refusal
-from api.views import Entry, Obj, Status, conditions_of, items, part
+from api.views import Entry, Obj, Status, conditions_of, items
 from controller.invokers import validation
 from controller.invokers.evaluation import (
     ConditionSet,
@@ -40,6 +39,7 @@ from controller.invokers.evaluation import (
     RestoreView,
     boundary_problems,
     boundary_refusals,
+    member_problems,
     repository_conditions,
 )
 from controller.jobs.claims import claim_problems
@@ -92,33 +92,6 @@ def restore_members_of(invoker: JSON) -> list[RestoreView]:
     ]
 
 
-def _member_problems(view: RestoreView, facts: InvokerFacts) -> list[str]:
-    where = view.where
-    raw = view.member.to_dict()
-    mounts = items(part(raw, "target"), "volumeMounts")
-    problems = validation.temp_dir_problems(part(raw, "tempDir"), f"{where}.tempDir")
-    if view.task is None and view.kind in WORKLOAD_KINDS:
-        if not mounts:
-            problems.append(
-                f"{where}.target.volumeMounts: name the {view.kind}'s volumes to restore into "
-                "(and where stash-init mounts them: where they were backed up from)"
-            )
-        problems += validation.mount_problems(
-            mounts, f"{where}.target.volumeMounts", facts.workload_volumes.get(view.index)
-        )
-    elif view.task is None:
-        problems.append(
-            f"{where}.task.name: a {view.kind} target needs a Task (only Deployments, "
-            "StatefulSets and DaemonSets are restored by the stash-init init container)"
-        )
-    elif facts.tasks_found.get(view.task) is False:
-        field_name = "task.name" if view.member.task and view.member.task.name else "task"
-        problems.append(f"{where}.{field_name}: Task {view.task} not found")
-    problems += validation.hook_problems(part(raw, "hooks"), f"{where}.hooks")
-    problems += validation.param_problems(part(raw, "task"), f"{where}.task")
-    return problems + claim_problems(view)
-
-
 def restore_problems(
     invoker: JSON, members: list[RestoreView], facts: InvokerFacts, refused: list[Refusal]
 ) -> list[str]:
@@ -138,18 +111,7 @@ def restore_problems(
     problems += validation.timeout_problems(dict(spec.raw))
     if batch:
         problems += validation.hook_problems(spec.hooks, "spec.hooks")
-    seen: dict[tuple[str, str, str], int] = {}
-    for view in members:
-        if not view.kind or not view.name:
-            problems.append(f"{view.where}.target.ref: kind and name are required")
-            continue
-        problems += _member_problems(view, facts)
-        key = (view.target_namespace, view.kind, view.name)
-        if key in seen:
-            problems.append(
-                f"{view.where}.target.ref: {view.kind} {view.name} is also member {seen[key]}"
-            )
-        seen[key] = view.index
+    problems += member_problems(members, facts, restoring=True, more=claim_problems)
     return problems + boundary_problems(refused)
 
 

@@ -18,10 +18,25 @@ from api.objects import JSON
 from controller.operator import Operator
 from kube import Client
 from kube.sessions import create_session
-from kube.types import BACKUP_BATCHES, BACKUP_SESSIONS, EVENTS, JOBS, PVCS
+from kube.types import (
+    BACKUP_BATCHES,
+    BACKUP_SESSIONS,
+    EVENTS,
+    JOBS,
+    PODS,
+    PVCS,
+    REPOSITORIES,
+    SECRETS,
+)
 from tests.factories import batch, member
-from tests.integration.helpers import eventually, invoker_ready, job_steps
-from tests.integration.objects import pvc, repository, restic_of
+from tests.integration.helpers import (
+    eventually,
+    fresh_namespace,
+    invoker_ready,
+    job_steps,
+    tenant,
+)
+from tests.integration.objects import allow_host_path, pvc, repository, restic_of
 from tests.integration.test_restic import make_data
 
 
@@ -177,3 +192,84 @@ def test_a_backup_is_verified_after_it_and_a_damaged_pack_fails_the_next_naming_
         "stash_backup_verification_success{"
         f'invoker_kind="BackupBatch",invoker_name="nightly",namespace="{namespace}"}} 0.0'
     ) in metrics
+
+
+def test_a_tenants_verification_in_a_shared_repository_reads_only_its_snapshots(
+    operator: Operator, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    """The owner of ``namespace`` keeps a Repository every namespace may use, and backs up into
+    it; a team with only ``stash-edit`` in its own namespace backs up into it and asks for
+    verification. The verification runs in the team's namespace, restores only the team's
+    snapshot, and leaves the owner's namespace and snapshots as they were."""
+    repo_dir = tmp_path / "repo"
+    repository(kube, namespace, repo_dir)
+    kube.patch(
+        REPOSITORIES,
+        "repo",
+        {"spec": {"usagePolicy": {"allowedNamespaces": {"from": "All"}}}},
+        namespace=namespace,
+    )
+    owners_data = make_data(tmp_path / "owners")
+    pvc(kube, namespace, "shared", owners_data)
+    kube.create(
+        batch(
+            "nightly",
+            namespace,
+            member("PersistentVolumeClaim", "shared", mounts=(("shared", str(owners_data)),)),
+        ),
+        namespace,
+    )
+    invoker_ready(kube, namespace, "nightly")
+    _session(kube, namespace, 1_800_000_000)
+    with restic_of(repo_dir) as restic:
+        owners_snapshots = {s.id for s in restic.snapshots()}
+    with fresh_namespace(kube, "team") as team_ns:
+        allow_host_path(kube, team_ns)  # the admin's decision: its pods mount the repository
+        team_data = make_data(tmp_path / "team")
+        (team_data / "team-only.txt").write_text("the team's\n")
+        pvc(kube, team_ns, "shared", team_data)
+        before = _namespace_state(kube, namespace)
+        with tenant(kube, team_ns) as team:
+            invoker = batch(
+                "nightly",
+                team_ns,
+                member("PersistentVolumeClaim", "shared", mounts=(("shared", str(team_data)),)),
+                repository={"name": "repo", "namespace": namespace},
+            )
+            invoker["metadata"]["annotations"] = {c.VERIFY_ANNOTATION: "true"}
+            team.create(invoker, team_ns)
+            invoker_ready(team, team_ns, "nightly")
+            session = _session(team, team_ns, 1_800_000_100)
+            said = eventually(
+                functools.partial(_verified, team, team_ns, session), 240, "the verification"
+            )
+        assert said["status"] == "True", said
+        # the team's four files (team-only.txt among them), none of the owner's
+        assert ": 4 files, " in said["message"]
+        verify_jobs = [
+            j["metadata"]["name"]
+            for ns in (namespace, team_ns)
+            for j in kube.list(JOBS, ns)["items"]
+            if j["metadata"]["name"].startswith("stash-verify-")
+        ]
+        assert verify_jobs == [verify_job_name(session)]
+        assert kube.get(JOBS, verify_job_name(session), team_ns)["metadata"]["namespace"] == team_ns
+        after = _namespace_state(kube, namespace)
+        # The team's backup wrote the shared Repository's figures (the owner allowed it);
+        # nothing else of the owner's namespace changed.
+        before.pop("Repository/repo")
+        after.pop("Repository/repo")
+        assert after == before
+        with restic_of(repo_dir) as restic:
+            now = {s.id for s in restic.snapshots()}
+        assert owners_snapshots < now
+        assert len(now - owners_snapshots) == 1  # the team's one snapshot; the owner's untouched
+
+
+def _namespace_state(kube: Client, namespace: str) -> dict[str, str]:
+    """Every Stash object, Job and pod of ``namespace`` by kind/name, with its version."""
+    state = {}
+    for rt in (BACKUP_BATCHES, BACKUP_SESSIONS, REPOSITORIES, JOBS, PODS, SECRETS):
+        for obj in kube.list(rt, namespace)["items"]:
+            state[f"{rt.kind}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
+    return state

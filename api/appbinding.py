@@ -16,7 +16,6 @@ from api.objects import JSON
 from api.views import Obj, part, text
 
 APPBINDING_KIND: Final = "AppBinding"
-APPCATALOG_V1ALPHA1: Final = "appcatalog.appscode.com/v1alpha1"
 USERNAME_ENV: Final = "TARGET_APP_USERNAME"
 PASSWORD_ENV: Final = "TARGET_APP_PASSWORD"  # noqa: S105 - the variable's name
 # The credentials Secret's keys (KubeDB's), read by the kubelet into the variables above

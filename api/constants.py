@@ -7,6 +7,8 @@ from typing import Final
 GROUP: Final = "stash.appscode.com"
 V1BETA1: Final = f"{GROUP}/v1beta1"
 V1ALPHA1: Final = f"{GROUP}/v1alpha1"
+# AppBinding's group and version (KubeDB's, Stash's addons'): how database targets are found
+APPCATALOG_V1ALPHA1: Final = "appcatalog.appscode.com/v1alpha1"
 
 # Opt-in label on pods and pod templates; the webhook only ever sees pods that carry it.
 BACKUP_LABEL: Final = f"{GROUP}/backup"

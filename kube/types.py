@@ -7,7 +7,7 @@ every pydantic model into processes that only watch (a sidecar in every opted-in
 
 from __future__ import annotations
 
-from api.constants import V1ALPHA1, V1BETA1
+from api.constants import APPCATALOG_V1ALPHA1, V1ALPHA1, V1BETA1
 from kube.client import ResourceType
 
 STASH = {
@@ -52,7 +52,7 @@ REPLICASETS = ResourceType("apps/v1", "replicasets", True, "ReplicaSet")
 JOBS = ResourceType("batch/v1", "jobs", True, "Job")
 CRONJOBS = ResourceType("batch/v1", "cronjobs", True, "CronJob")
 # Stash's addons find databases by AppBinding (its CRD: manifests/appbinding, optional)
-APPBINDINGS = ResourceType("appcatalog.appscode.com/v1alpha1", "appbindings", True, "AppBinding")
+APPBINDINGS = ResourceType(APPCATALOG_V1ALPHA1, "appbindings", True, "AppBinding")
 ROLES = ResourceType("rbac.authorization.k8s.io/v1", "roles", True, "Role")
 CLUSTER_ROLES = ResourceType("rbac.authorization.k8s.io/v1", "clusterroles", False, "ClusterRole")
 ROLE_BINDINGS = ResourceType("rbac.authorization.k8s.io/v1", "rolebindings", True, "RoleBinding")

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from api.appbinding import APPBINDING_KIND, APPCATALOG_V1ALPHA1
+from api.appbinding import APPBINDING_KIND
 from api.base import first_error
 from api.blueprint import (
     BLUEPRINT_ANNOTATION,
@@ -42,14 +42,15 @@ from api.naming import auto_backup_name, label_value
 from api.objects import JSON
 from api.substitution import SubstitutionError, substitute_all
 from api.views import Obj, part, text
+from kube import ResourceType
+from kube.types import APPBINDINGS, PVCS, WORKLOAD_TYPES
 
-# What auto-backup generates for: each kind's API version and resource (``${TARGET_RESOURCE}``)
-TARGET_KINDS: Final = {
-    "Deployment": ("apps/v1", "deployments"),
-    "StatefulSet": ("apps/v1", "statefulsets"),
-    "DaemonSet": ("apps/v1", "daemonsets"),
-    PVC_KIND: ("v1", "persistentvolumeclaims"),
-    APPBINDING_KIND: (APPCATALOG_V1ALPHA1, "appbindings"),
+# What auto-backup generates for, and where each kind is served (``${TARGET_RESOURCE}``: its
+# plural)
+TARGET_TYPES: Final[dict[str, ResourceType]] = {
+    **WORKLOAD_TYPES,
+    PVC_KIND: PVCS,
+    APPBINDING_KIND: APPBINDINGS,
 }
 # What generated names start with, as Stash's (ResourceKindShortForm): else the kind in lower case
 NAME_PREFIXES: Final = {APPBINDING_KIND: "app"}
@@ -112,7 +113,7 @@ def plan(
     annotation names (``blueprints``: by name, None for one that does not exist)."""
     view = Obj(target)
     names = blueprint_names(view.meta.annotations)
-    if not names or view.kind not in TARGET_KINDS:
+    if not names or view.kind not in TARGET_TYPES:
         return Plan()
     where = f"{view.kind} {view.namespace}/{view.name}"
     if view.namespace in forbidden_namespaces:
@@ -146,13 +147,13 @@ def variables(target: JSON) -> dict[str, str]:
     """The ``${TARGET_*}`` variables a blueprint may use, for ``target`` (as Stash fills them:
     the kind in lower case)."""
     view = Obj(target)
-    api_version, resource = TARGET_KINDS[view.kind]
+    rt = TARGET_TYPES[view.kind]
     values = {
-        "TARGET_API_VERSION": api_version,
+        "TARGET_API_VERSION": rt.api_version,
         "TARGET_KIND": view.kind.lower(),
         "TARGET_NAMESPACE": view.namespace,
         "TARGET_NAME": view.name,
-        "TARGET_RESOURCE": resource,
+        "TARGET_RESOURCE": rt.plural,
     }
     if view.kind == APPBINDING_KIND:  # what the database is (kubedb.com/postgres, its version)
         app_type = text(view.spec.raw, "type")
@@ -168,7 +169,7 @@ def _target(target: JSON) -> JSON:
     """The BackupConfiguration's ``spec.target``; a workload's paths and volume mounts come
     from its annotations, which it must have."""
     view = Obj(target)
-    api_version, _ = TARGET_KINDS[view.kind]
+    api_version = TARGET_TYPES[view.kind].api_version
     out: JSON = {"ref": {"apiVersion": api_version, "kind": view.kind, "name": view.name}}
     if view.kind in (PVC_KIND, APPBINDING_KIND):
         return out
@@ -239,7 +240,7 @@ def _generate(target: JSON, name: str, blueprint: JSON, target_part: JSON, count
     invoker_spec["repository"] = {"name": object_name}
     invoker_spec["target"] = target_part
     owner = {
-        "apiVersion": TARGET_KINDS[view.kind][0],
+        "apiVersion": TARGET_TYPES[view.kind].api_version,
         "kind": view.kind,
         "name": view.name,
         "uid": view.meta.uid,

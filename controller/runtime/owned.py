@@ -13,7 +13,7 @@ from api.objects import JSON
 from api.views import Obj
 from controller.runtime.caches import JOBS, OWNED_TYPES, Caches
 from controller.runtime.loop import Writes
-from kube import Client, NotFound
+from kube import Client, NotFound, ResourceType
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,24 @@ def contains(actual: Any, desired: Any) -> bool:
     return bool(actual == desired)
 
 
-def ensure(client: Client, caches: Caches, writes: Writes, desired: JSON) -> JSON | None:
-    """Apply ``desired`` unless the cached object already holds all of it; the object as the
-    API server stored it (None when nothing was written)."""
-    rt = OWNED_TYPES[desired["kind"]]
+def ensure(
+    client: Client,
+    caches: Caches,
+    writes: Writes,
+    desired: JSON,
+    *,
+    rt: ResourceType | None = None,
+    field_manager: str = OPERATOR_FIELD_MANAGER,
+) -> JSON | None:
+    """Apply ``desired`` (of ``rt``: default one of ``OWNED_TYPES``) under ``field_manager``
+    unless the cached object already holds all of it; the object as the API server stored it
+    (None when nothing was written)."""
+    rt = rt or OWNED_TYPES[desired["kind"]]
     namespace, name = Obj(desired).key
     current = caches.get(rt, namespace, name)
     if current is not None and contains(current, desired):
         return None
-    applied = client.apply(desired, field_manager=OPERATOR_FIELD_MANAGER)
+    applied = client.apply(desired, field_manager=field_manager)
     unchanged = current is not None and _version(current) == _version(applied)
     writes.record(namespace, None if unchanged else applied)  # no change, no echo
     return applied

@@ -58,22 +58,31 @@ def connection_variables(binding: JSON) -> dict[str, str]:
         raise AppBindingError(
             f"AppBinding {view.name}: spec.clientConfig names neither a service nor a url"
         )
-    app_type = text(spec, "type")
-    group, _, resource = app_type.partition("/")
     secret = credentials_secret(binding) or ""
     found = {
         "TARGET_APP_HOST": host,
         "TARGET_APP_PORT": port,
         "TARGET_APP_SCHEME": scheme,
         "TARGET_APP_PATH": path.lstrip("/"),
-        "TARGET_APP_TYPE": app_type,
-        "TARGET_APP_GROUP": group,
-        "TARGET_APP_RESOURCE": resource,
-        "TARGET_APP_VERSION": text(spec, "version"),
+        **app_identity(binding),
         "TARGET_APP_SECRET": secret,
         "TARGET_APP_USER": f"$({USERNAME_ENV})" if secret else "",
     }
     return {name: value for name, value in found.items() if value}
+
+
+def app_identity(binding: JSON) -> dict[str, str]:
+    """What the database is: ``TARGET_APP_TYPE`` (``kubedb.com/postgres``), its ``_GROUP`` and
+    ``_RESOURCE``, and ``TARGET_APP_VERSION`` (empty when the binding does not say)."""
+    spec = Obj(binding).spec.raw
+    app_type = text(spec, "type")
+    group, _, resource = app_type.partition("/")
+    return {
+        "TARGET_APP_TYPE": app_type,
+        "TARGET_APP_GROUP": group,
+        "TARGET_APP_RESOURCE": resource,
+        "TARGET_APP_VERSION": text(spec, "version"),
+    }
 
 
 def credentials_secret(binding: JSON) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from api.appbinding import APPBINDING_KIND
+from api.appbinding import APPBINDING_KIND, app_identity
 from api.base import first_error
 from api.blueprint import (
     BLUEPRINT_ANNOTATION,
@@ -156,12 +156,7 @@ def variables(target: JSON) -> dict[str, str]:
         "TARGET_RESOURCE": rt.plural,
     }
     if view.kind == APPBINDING_KIND:  # what the database is (kubedb.com/postgres, its version)
-        app_type = text(view.spec.raw, "type")
-        group, _, app_resource = app_type.partition("/")
-        values["TARGET_APP_TYPE"] = app_type
-        values["TARGET_APP_GROUP"] = group
-        values["TARGET_APP_RESOURCE"] = app_resource
-        values["TARGET_APP_VERSION"] = text(view.spec.raw, "version")
+        values.update(app_identity(target))
     return values
 
 

@@ -20,7 +20,6 @@ from api.appbinding import (
     AppBindingError,
     connection_variables,
     credentials_env,
-    credentials_secret,
 )
 from api.backup import BackupTarget
 from api.hosts import single_host
@@ -71,7 +70,8 @@ class JobInputs:
     functions: dict[str, JSON]
     image: str
     ordinal: int | None = None  # restoring into new PVCs: the ordinal whose claims this Job fills
-    app_binding: JSON | None = None  # an AppBinding target: where its database is
+    # an AppBinding target: where its database is (``api.appbinding.connection_variables``)
+    app_variables: dict[str, str] | None = None
 
     @property
     def restoring(self) -> bool:
@@ -132,14 +132,16 @@ def job_inputs(
         functions,
         image,
         ordinal,
-        _app_binding(caches, session, member),
+        _app_variables(caches, session, member),
     )
 
 
-def _app_binding(caches: Caches, session: JSON, member: MemberView | RestoreView) -> JSON | None:
-    """An AppBinding target, read when its Job is made (AppBindings are not watched: their CRD
-    is optional). Its credentials Secret is read by the Job's own pod, so the binding must be
-    in the Job's namespace."""
+def _app_variables(
+    caches: Caches, session: JSON, member: MemberView | RestoreView
+) -> dict[str, str] | None:
+    """What an AppBinding target says of its database, read from the API server when its Job
+    is made (its CRD is optional: no cache is counted on). Its credentials Secret is read by
+    the Job's own pod, so the binding must be in the Job's namespace."""
     if member.kind != APPBINDING_KIND:
         return None
     namespace = Obj(session).namespace
@@ -155,10 +157,9 @@ def _app_binding(caches: Caches, session: JSON, member: MemberView | RestoreView
     except KubeError as exc:
         raise JobError(f"AppBinding {member.name}: {exc}") from None
     try:
-        connection_variables(binding)
+        return connection_variables(binding)
     except AppBindingError as exc:
         raise JobError(str(exc)) from None
-    return binding
 
 
 def _restore_variables(view: RestoreView, invoker: JSON, hostname: str) -> dict[str, str]:
@@ -243,8 +244,7 @@ def variables(inputs: JobInputs) -> dict[str, str]:
         values[f"RETENTION_KEEP_{key.upper()}"] = str(retention.keep(key))
     # where a database target listens: its AppBinding's, or (a Service) <name>.<namespace>.svc
     values["TARGET_APP_HOST"] = f"{view.name}.{view.target_namespace}.svc"
-    if inputs.app_binding is not None:
-        values.update(connection_variables(inputs.app_binding))
+    values.update(inputs.app_variables or {})
     if isinstance(view, RestoreView):
         values.update(_restore_variables(view, inputs.invoker, values["HOSTNAME"]))
         if inputs.ordinal is not None:
@@ -396,7 +396,7 @@ def _step_container(
 def _credentials(inputs: JobInputs) -> list[JSON]:
     """An AppBinding target's credentials, read from its Secret by the kubelet (the operator
     never sees them)."""
-    secret = credentials_secret(inputs.app_binding) if inputs.app_binding else None
+    secret = (inputs.app_variables or {}).get("TARGET_APP_SECRET")
     return credentials_env(secret) if secret else []
 
 

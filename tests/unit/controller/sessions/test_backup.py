@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from api import constants as c
+from api.appbinding import connection_variables
 from api.conditions import get_condition, is_true
 from api.repository import Repository
 from api.substitution import SubstitutionError, substitute, substitute_all
@@ -796,7 +797,14 @@ def test_an_appbinding_target_gives_where_and_who_and_its_secret_only_by_referen
     }
     view = members_of(invoker)[0]
     inputs = JobInputs(
-        _session(), invoker, view, _repo(), task, {"f": fn}, "img", app_binding=binding
+        _session(),
+        invoker,
+        view,
+        _repo(),
+        task,
+        {"f": fn},
+        "img",
+        app_variables=connection_variables(binding),
     )
     container = build_job(inputs)["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["shop-pg.demo.svc:5433", "$(TARGET_APP_USERNAME)"]

@@ -17,6 +17,11 @@ BACKUP_LABEL_VALUE: Final = "enabled"
 # for. A pod that carries one was made to be restored by stash-init.
 RESTORE_ANNOTATION: Final = f"{GROUP}/restore"
 
+# On everything the operator makes (its caches watch its own objects by this label).
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE: Final = "stash"
+MANAGED_BY: Final = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+
 # Labels on BackupSessions (and everything created for them).
 INVOKER_TYPE_LABEL: Final = f"{GROUP}/invoker-type"
 INVOKER_NAME_LABEL: Final = f"{GROUP}/invoker-name"

@@ -37,7 +37,7 @@ from api.blueprint import (
     VOLUME_MOUNTS_ANNOTATION,
     BackupBlueprint,
 )
-from api.constants import PVC_KIND, V1ALPHA1, V1BETA1
+from api.constants import MANAGED_BY, PVC_KIND, V1ALPHA1, V1BETA1
 from api.naming import auto_backup_name, label_value
 from api.objects import JSON
 from api.substitution import SubstitutionError, substitute_all
@@ -58,7 +58,6 @@ NAME_PREFIXES: Final = {APPBINDING_KIND: "app"}
 PARAM_ANNOTATION_PREFIX: Final = "params.stash.appscode.com/"
 # Whose objects are generated: the target, by kind/name (an annotation on what was generated)
 GENERATED_FOR_ANNOTATION: Final = "stash.appscode.com/generated-for"
-MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "stash"}
 # The BackupConfiguration fields a blueprint carries over as they are
 _CARRIED: Final = (
     "schedule",

@@ -85,7 +85,7 @@ def repository_grant(
         "name": name,
         "namespace": repository.metadata.namespace or "",
         "labels": {
-            "app.kubernetes.io/managed-by": "stash",
+            **c.MANAGED_BY,
             c.INVOKER_TYPE_LABEL: who.kind,
             c.INVOKER_NAME_LABEL: label_value(who.name),
         },

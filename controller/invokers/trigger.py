@@ -50,7 +50,7 @@ def owner_reference(obj: JSON, *, controller: bool = True) -> JSON:
 def invoker_labels(invoker: JSON) -> dict[str, str]:
     """The labels of everything the operator makes for an invoker: who manages it, whose."""
     return {
-        "app.kubernetes.io/managed-by": "stash",
+        **c.MANAGED_BY,
         c.INVOKER_TYPE_LABEL: invoker["kind"],
         c.INVOKER_NAME_LABEL: label_value(invoker["metadata"]["name"]),
     }

@@ -32,7 +32,7 @@ def _function(name: str, args: list[str], mounts: list[JSON], image: str) -> JSO
     return {
         "apiVersion": c.V1BETA1,
         "kind": "Function",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "stash"}},
+        "metadata": {"name": name, "labels": dict(c.MANAGED_BY)},
         "spec": {"image": image, "args": args, "volumeMounts": mounts},
     }
 
@@ -41,7 +41,7 @@ def _task(name: str, steps: list[JSON], volumes: list[JSON]) -> JSON:
     return {
         "apiVersion": c.V1BETA1,
         "kind": "Task",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "stash"}},
+        "metadata": {"name": name, "labels": dict(c.MANAGED_BY)},
         "spec": {"steps": steps, "volumes": volumes},
     }
 

@@ -30,7 +30,7 @@ WIPE_ATTEMPTS = 3
 WIPE_DEADLINE = 900  # seconds for every attempt together
 
 
-LABELS = {"app.kubernetes.io/managed-by": "stash", f"{c.GROUP}/wipe-out": "true"}
+LABELS = {**c.MANAGED_BY, f"{c.GROUP}/wipe-out": "true"}
 
 
 def _meta(repository: JSON, name: str) -> JSON:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from api.constants import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from api.objects import JSON
 from api.views import Obj
 from kube import Client, ResourceType
@@ -30,7 +31,7 @@ from kube.types import (
     WORKLOAD_TYPES,
 )
 
-MANAGED_BY = "app.kubernetes.io/managed-by=stash"
+OWN_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"  # what the operator made
 
 __all__ = [
     "BACKUP_BATCHES",
@@ -134,7 +135,7 @@ class Caches:
     def informer(self, rt: ResourceType) -> Informer:
         key = f"{rt.api_version}/{rt.kind}"
         if key not in self._informers:
-            selector = MANAGED_BY if rt in (*OWNED_TYPES.values(), JOBS) else None
+            selector = OWN_SELECTOR if rt in (*OWNED_TYPES.values(), JOBS) else None
             self._informers[key] = Informer(
                 self.client, rt, label_selector=selector, transform=TRANSFORMS.get(rt)
             )

@@ -21,7 +21,7 @@ import pytest
 from controller.operator import Operator, OperatorOptions
 from devcluster.cluster import WEBHOOK_CLIENT_CA, free_port
 from kube import Client, NotFound, ResourceType
-from kube.types import BACKUP_BATCHES, JOBS, NAMESPACES, PODS
+from kube.types import BACKUP_BATCHES, EVENTS, JOBS, NAMESPACES, PODS
 from tests import waiting
 from tests.manifests import ROOT, load_all
 
@@ -91,6 +91,24 @@ def tenant(kube: Client, namespace: str) -> Iterator[Client]:
         yield client
     finally:
         client.close()
+
+
+def exists(kube: Client, rt: ResourceType, namespace: str, name: str) -> bool:
+    """Whether the API server has ``name`` of ``rt`` in ``namespace`` now."""
+    try:
+        kube.get(rt, name, namespace)
+    except NotFound:
+        return False
+    return True
+
+
+def events_of(kube: Client, namespace: str, name: str) -> list[tuple[str, str]]:
+    """(reason, message) of every Event about the object ``name`` in ``namespace``."""
+    return [
+        (e.get("reason", ""), e.get("message", ""))
+        for e in kube.list(EVENTS, namespace)["items"]
+        if (e.get("involvedObject") or {}).get("name") == name
+    ]
 
 
 def invoker_ready(

@@ -12,7 +12,7 @@ from api.repository import Repository
 from api.tenancy import HOST_PATH, PRIVILEGES_ANNOTATION
 from controller.invokers.optin import HASH_ANNOTATION
 from engine.backend import backend_config
-from engine.restic import Restic
+from engine.restic import Restic, Snapshot
 from kube import Client
 from kube.types import NAMESPACES, WORKLOAD_TYPES
 from tests.integration.helpers import shared_dir
@@ -159,6 +159,13 @@ def restic_of(repo_dir: Path, password: str = PASSWORD) -> Restic:
         }
     )
     return Restic(backend_config(repo, {"RESTIC_PASSWORD": password}))
+
+
+def session_snapshot(restic: Restic, session: str) -> Snapshot:
+    """The one snapshot ``session`` made (a scheduled session of the same invoker may have
+    added others meanwhile)."""
+    (snapshot,) = [s for s in restic.snapshots() if f"session:{session}" in s.tags]
+    return snapshot
 
 
 def rolled_out(kube: Client, namespace: str, kind: str, name: str) -> bool:

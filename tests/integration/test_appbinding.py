@@ -35,7 +35,13 @@ from tests.integration.helpers import (
     running_operator,
     shared_dir,
 )
-from tests.integration.objects import allow_host_path, repository, restic_of, storage_secret
+from tests.integration.objects import (
+    allow_host_path,
+    repository,
+    restic_of,
+    session_snapshot,
+    storage_secret,
+)
 from tests.manifests import ROOT, load_all
 
 TABLE = (
@@ -250,7 +256,7 @@ def test_an_appbinding_annotated_with_a_blueprint_is_backed_up_by_its_addons_tas
     finally:
         kube.delete(BACKUP_BLUEPRINTS, blueprint, missing_ok=True)
     with restic_of(repo_dir / namespace / "postgres" / "shop") as restic:
-        (snapshot,) = restic.snapshots()
+        snapshot = session_snapshot(restic, session)
         with restic.dump(snapshot.id, "/dumpfile.sql") as stream:
             dump = stream.read().decode()
     assert "CREATE TABLE public.items" in dump

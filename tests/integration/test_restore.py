@@ -46,7 +46,9 @@ from tests.factories import batch, member, restore_batch, restore_member, restor
 from tests.integration.helpers import (
     WebhookProcess,
     container_names,
+    events_of,
     eventually,
+    exists,
     fresh_namespace,
     give_to_pods,
     invoker_ready,
@@ -175,14 +177,6 @@ def reconciling_again_writes_nothing(operator: Operator, key: tuple[str, str, st
 
 def has_metrics(status: JSON) -> bool:
     return get_condition(status.get("conditions"), c.METRICS_PUSHED) is not None
-
-
-def events_of(kube: Client, namespace: str, name: str) -> list[tuple[str, str]]:
-    return [
-        (e.get("reason", ""), e.get("message", ""))
-        for e in kube.list(EVENTS, namespace)["items"]
-        if (e.get("involvedObject") or {}).get("name") == name
-    ]
 
 
 def pvc_data(tmp_path: Path, name: str) -> Path:
@@ -651,10 +645,10 @@ def test_a_repository_of_another_namespace_that_allows_it_is_backed_up_to_and_re
         assert fidelity(data) == expected
         # The restore's grant lasts as long as the restore runs; the backup's as its invoker.
         restore_grant = grant_name("RestoreSession", tenant, "back")
-        eventually(lambda: not _role_exists(kube, namespace, restore_grant), 30, "the grant to go")
-        assert _role_exists(kube, namespace, backup_grant)
+        eventually(lambda: not exists(kube, ROLES, namespace, restore_grant), 30, "the grant to go")
+        assert exists(kube, ROLES, namespace, backup_grant)
         kube.delete(BACKUP_BATCHES, "nightly", tenant)
-        eventually(lambda: not _role_exists(kube, namespace, backup_grant), 30, "the grant to go")
+        eventually(lambda: not exists(kube, ROLES, namespace, backup_grant), 30, "the grant to go")
 
         # A Repository that allows only its own namespace grants nothing and is not used.
         kube.create(
@@ -677,15 +671,7 @@ def test_a_repository_of_another_namespace_that_allows_it_is_backed_up_to_and_re
         found = eventually(waiting, 30, "RepositoryFound False")
         assert found["reason"] == "RepositoryUsageNotAllowed"
         assert "only allows its own namespace" in found["message"]
-        assert not _role_exists(kube, namespace, grant_name("RestoreSession", tenant, "refused"))
-
-
-def _role_exists(kube: Client, namespace: str, name: str) -> bool:
-    try:
-        kube.get(ROLES, name, namespace)
-    except NotFound:
-        return False
-    return True
+        assert not exists(kube, ROLES, namespace, grant_name("RestoreSession", tenant, "refused"))
 
 
 def test_a_daemonset_restores_its_nodes_host_and_two_replicas_restore_their_one_host_once(
